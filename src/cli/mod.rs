@@ -1,0 +1,84 @@
+//! The `nslab` command line: one file per subcommand, output as text or `--json`.
+
+mod down;
+mod exec;
+mod status;
+mod up;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Virtual networks out of Linux network namespaces.
+///
+/// A lab is a topology file: nodes (network namespaces), cables (veth pairs),
+/// bridges (switches), addresses, routes and NAT. `nslab up FILE` builds it over
+/// netlink (no `ip` or `iptables` binaries), `nslab down` removes exactly what it
+/// built. Start with `nslab demo`, which walks through the tutorial in a sandbox.
+#[derive(Parser, Debug)]
+#[command(name = "nslab", version, about, long_about, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// How a command finds a lab that is up: `--lab NAME`, or the FILE it came from
+/// (with the same `--prefix`); with neither, the only lab that is up.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct LabSel {
+    /// The lab's name (its file's `name:` with the prefix in front).
+    #[arg(long, value_name = "NAME")]
+    pub lab: Option<String>,
+    /// The prefix the lab was brought up with.
+    #[arg(long, default_value = "", value_name = "P")]
+    pub prefix: String,
+}
+
+impl LabSel {
+    pub fn resolve(&self, file: Option<&std::path::Path>) -> nslab::error::Result<String> {
+        nslab::lab::select(self.lab.as_deref(), file, &self.prefix)
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    Up(up::Args),
+    Down(down::Args),
+    Status(status::Args),
+    Exec(exec::Args),
+}
+
+pub fn main() -> i32 {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let is_exec = argv.get(1).is_some_and(|a| a == "exec");
+    let cli = match Cli::try_parse_from(&argv) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            // `exec` keeps 0..124 for the program it runs.
+            return if !e.use_stderr() { 0 } else if is_exec { 125 } else { 2 };
+        }
+    };
+    let r = match cli.cmd {
+        Cmd::Up(a) => up::run(a),
+        Cmd::Down(a) => down::run(a),
+        Cmd::Status(a) => status::run(a),
+        Cmd::Exec(a) => return exec::run(a),
+    };
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("nslab: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// Print a value as pretty JSON on stdout.
+pub fn print_json<T: serde::Serialize>(v: &T) {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("nslab: cannot render JSON: {e}"),
+    }
+}
+
+pub type FilePath = PathBuf;

@@ -1,0 +1,27 @@
+use super::{FilePath, LabSel, print_json};
+use nslab::error::Result;
+
+/// Show a lab as the kernel has it: per node its interfaces (state, addresses) and
+/// routes, per bridge its ports, and for each object whether it matches the lab's
+/// record (ok / missing / different). With FILE, compare against that file instead.
+/// Exits 1 if anything is missing or different.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Compare against this topology file instead of the lab's record.
+    pub file: Option<FilePath>,
+    #[command(flatten)]
+    pub sel: LabSel,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: Args) -> Result<i32> {
+    let lab = a.sel.resolve(a.file.as_deref())?;
+    let s = nslab::status::for_lab(&lab, a.file.as_deref(), &a.sel.prefix)?;
+    if a.json {
+        print_json(&s);
+    } else {
+        println!("{}", nslab::status::render(&s));
+    }
+    Ok(if s.ok { 0 } else { 1 })
+}

@@ -1,0 +1,79 @@
+use super::{FilePath, print_json};
+use nslab::error::Result;
+use nslab::lab::{self, UpOptions};
+
+/// Build a lab from a topology file, or bring it back in line with the file.
+///
+/// `up` validates the whole file first (a mistake changes nothing), then compares
+/// the kernel with it: what is missing is created, what differs is fixed, what the
+/// lab had and the file dropped is removed. Running it again changes nothing.
+///
+/// By default bridges and the host ends of cables live in the namespace nslab runs
+/// in (the real host, as in the tutorial). `--sandbox` gives the lab a host
+/// namespace of its own and an emulated internet, so the real network is never
+/// touched.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The topology file (YAML).
+    pub file: FilePath,
+    /// Put P in front of every namespace name (and the lab's name), so copies of a
+    /// lab can run side by side.
+    #[arg(long, default_value = "", value_name = "P")]
+    pub prefix: String,
+    /// Keep the lab's host part in a namespace of its own ("{prefix}{name}-host"),
+    /// with an emulated internet behind it ("{prefix}{name}-inet").
+    #[arg(long)]
+    pub sandbox: bool,
+    /// In host mode, allow lab addresses that overlap routes of the host's own
+    /// interfaces.
+    #[arg(long)]
+    pub force: bool,
+    /// Print every step.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: Args) -> Result<i32> {
+    let r = lab::up(&a.file, &UpOptions { prefix: a.prefix, sandbox: a.sandbox, force: a.force })?;
+    if a.json {
+        print_json(&r);
+        return Ok(0);
+    }
+    for n in &r.notes {
+        eprintln!("note: {n}");
+    }
+    if !r.changed {
+        println!("lab {} is up to date: nothing to change", r.lab);
+        return Ok(0);
+    }
+    if a.verbose {
+        for op in &r.ops {
+            println!("  {op}");
+        }
+    }
+    println!("lab {} is up ({}): {} in {:.2} s", r.lab, if r.sandbox { "sandbox" } else { "host mode" }, summarize(&r.ops), r.seconds);
+    Ok(0)
+}
+
+/// "3 namespaces, 1 bridge, 3 cables, 4 addresses, 3 routes"
+pub fn summarize(ops: &[nslab::plan::Op]) -> String {
+    use nslab::plan::Op;
+    let count = |f: &dyn Fn(&Op) -> bool| ops.iter().filter(|o| f(o)).count();
+    let parts = [
+        (count(&|o| matches!(o, Op::CreateNs { .. })), "namespace", "created"),
+        (count(&|o| matches!(o, Op::CreateBridge { .. })), "bridge", "created"),
+        (count(&|o| matches!(o, Op::CreateVeth { .. })), "cable", "created"),
+        (count(&|o| matches!(o, Op::AddAddr { .. })), "address", "added"),
+        (count(&|o| matches!(o, Op::AddRoute { .. })), "route", "added"),
+        (count(&|o| matches!(o, Op::DeleteNs { .. } | Op::DeleteLink { .. } | Op::DelAddr { .. } | Op::DelRoute { .. })), "object", "removed"),
+    ];
+    let v: Vec<String> = parts
+        .iter()
+        .filter(|p| p.0 > 0)
+        .map(|(n, w, verb)| format!("{n} {w}{} {verb}", if *n == 1 { "" } else if w.ends_with('s') { "es" } else { "s" }))
+        .collect();
+    if v.is_empty() { format!("{} changes", ops.len()) } else { v.join(", ") }
+}

@@ -1,0 +1,69 @@
+//! nslab's top-level error and its exit codes: 1 = what was asked failed,
+//! 2 = bad usage or input (nothing was changed).
+
+use crate::apply::ApplyError;
+use crate::topology::TopologyError;
+use std::io;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Topology(#[from] TopologyError),
+    /// Bad command-line use.
+    #[error("{0}")]
+    Usage(String),
+    /// The request is understood but refused, to protect something (exit 2).
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Apply(#[from] ApplyError),
+    #[error("{what}: {source}")]
+    Io { what: String, source: io::Error },
+    /// The operation ran and failed (exit 1).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Topology(_) | Error::Usage(_) | Error::Refused(_) => 2,
+            _ => 1,
+        }
+    }
+
+    pub fn io(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
+        let what = what.into();
+        move |source| Error::Io { what, source }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Linux capability numbers nslab needs.
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// Refuse early, before anything is touched, when the caller lacks the
+/// capabilities (not root): namespaces need CAP_SYS_ADMIN, interfaces CAP_NET_ADMIN.
+pub fn require_caps(what: &str) -> Result<()> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    let missing: Vec<&str> = [(CAP_NET_ADMIN, "CAP_NET_ADMIN"), (CAP_SYS_ADMIN, "CAP_SYS_ADMIN")]
+        .iter()
+        .filter(|(bit, _)| eff & (1u64 << bit) == 0)
+        .map(|(_, n)| *n)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Refused(format!(
+            "`nslab {what}` needs {} to manage network namespaces and interfaces; run it as root (e.g. `sudo nslab {what} ...`). Nothing was changed.",
+            missing.join(" and ")
+        )))
+    }
+}

@@ -1,0 +1,118 @@
+//! Open namespaces: a namespace fd plus a netlink socket created inside it, and a
+//! cache of interface indexes. Sockets are made once per namespace on a throwaway
+//! thread; after that no thread ever changes namespace for netlink work.
+
+use super::netlink::{NlError, Rtnl};
+use super::netns;
+use super::observe::{self, NsState};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+
+pub struct Conn {
+    pub file: File,
+    pub nl: Rtnl,
+    idx: HashMap<String, u32>,
+    /// The index cache may be out of date (links were created or deleted).
+    stale: bool,
+}
+
+impl Conn {
+    pub fn new(file: File, nl: Rtnl) -> Conn {
+        Conn { file, nl, idx: HashMap::new(), stale: true }
+    }
+
+    pub fn mark_stale(&mut self) {
+        self.stale = true;
+    }
+
+    /// The index of an interface, dumping the namespace's links when the cache is stale.
+    pub fn index(&mut self, name: &str) -> Result<Option<u32>, NlError> {
+        if self.stale || !self.idx.contains_key(name) {
+            self.refresh()?;
+        }
+        Ok(self.idx.get(name).copied())
+    }
+
+    pub fn refresh(&mut self) -> Result<(), NlError> {
+        let links = observe::links(&mut self.nl)?;
+        self.idx = links.into_iter().map(|l| (l.name, l.index)).collect();
+        self.stale = false;
+        Ok(())
+    }
+
+    pub fn observe(&mut self) -> Result<NsState, NlError> {
+        let st = observe::ns_state(&mut self.nl)?;
+        self.idx = st.links.iter().map(|l| (l.name.clone(), l.index)).collect();
+        self.stale = false;
+        Ok(st)
+    }
+}
+
+/// Open an existing namespace (by /run/netns name) and make its socket.
+pub fn open(ns: &str) -> io::Result<Conn> {
+    let file = netns::open(ns)?;
+    let nl = netns::run_in(&file, Rtnl::new)??;
+    Ok(Conn::new(file, nl))
+}
+
+/// The namespace nslab runs in.
+pub fn open_current() -> io::Result<Conn> {
+    Ok(Conn::new(netns::current()?, Rtnl::new()?))
+}
+
+/// Open a namespace by its identity, searching /run/netns (host mode labs whose
+/// host was itself a named namespace, as in tests).
+pub fn find_by_id(id: netns::NsId) -> io::Result<Option<(String, Conn)>> {
+    if netns::current_id()? == id {
+        return Ok(Some((String::new(), open_current()?)));
+    }
+    let Ok(rd) = std::fs::read_dir(netns::netns_dir()) else { return Ok(None) };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Ok(f) = netns::open(&name) {
+            if netns::id_of(&f)? == id {
+                return Ok(Some((name.clone(), open(&name)?)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Create namespaces on a few worker threads. Each worker moves itself into each
+/// new namespace in turn (unshare), so it can set the namespace's sysctls and make
+/// its netlink socket right there, with no extra thread per namespace.
+pub fn create_many(items: &[(String, Vec<(String, String)>)]) -> Vec<(String, io::Result<Conn>)> {
+    if items.is_empty() {
+        return Vec::new();
+    }
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 4).min(items.len());
+    let chunk = items.len().div_ceil(workers);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|(name, sysctls)| {
+                            let r = (|| -> io::Result<Conn> {
+                                netns::create_here(name)?;
+                                for (k, v) in sysctls {
+                                    netns::sysctl_set(k, v).map_err(|e| io::Error::new(e.kind(), format!("set {k}={v} in {name}: {e}")))?;
+                                }
+                                let nl = Rtnl::new()?;
+                                let file = netns::open(name)?;
+                                Ok(Conn::new(file, nl))
+                            })();
+                            (name.clone(), r)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|_| vec![(String::new(), Err(io::Error::other("namespace worker panicked")))]))
+            .collect()
+    })
+}

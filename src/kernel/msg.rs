@@ -1,0 +1,218 @@
+//! Builders for the rtnetlink messages nslab sends. Pure: no syscalls here.
+
+use ipnet::IpNet;
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage, AddressScope};
+use netlink_packet_route::link::{
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo,
+    LinkMessage,
+};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage as M};
+use std::net::IpAddr;
+
+pub const CREATE: u16 = NLM_F_CREATE | NLM_F_EXCL;
+
+fn link_named(name: &str) -> LinkMessage {
+    let mut m = LinkMessage::default();
+    m.attributes.push(LinkAttribute::IfName(name.to_string()));
+    m
+}
+
+pub fn new_bridge(name: &str, mac: [u8; 6], mtu: Option<u32>) -> M {
+    let mut m = link_named(name);
+    m.attributes.push(LinkAttribute::Address(mac.to_vec()));
+    if let Some(mtu) = mtu {
+        m.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    m.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
+    M::NewLink(m)
+}
+
+/// One end of a veth to create.
+pub struct VethEnd<'a> {
+    pub name: &'a str,
+    /// Namespace fd to create this end in; None = the socket's namespace.
+    pub ns_fd: Option<i32>,
+    pub mtu: Option<u32>,
+    pub mac: Option<[u8; 6]>,
+    /// Bridge (by index, in the socket's namespace) this end is a port of.
+    pub master: Option<u32>,
+}
+
+/// Both ends in one RTM_NEWLINK: each may land in its own namespace. The
+/// namespace fds must stay open until the ACK arrives.
+pub fn new_veth(a: &VethEnd, b: &VethEnd) -> M {
+    let mut peer = link_named(b.name);
+    if let Some(fd) = b.ns_fd {
+        peer.attributes.push(LinkAttribute::NetNsFd(fd));
+    }
+    if let Some(mtu) = b.mtu {
+        peer.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    if let Some(mac) = b.mac {
+        peer.attributes.push(LinkAttribute::Address(mac.to_vec()));
+    }
+    let mut m = link_named(a.name);
+    if let Some(fd) = a.ns_fd {
+        m.attributes.push(LinkAttribute::NetNsFd(fd));
+    }
+    if let Some(mtu) = a.mtu {
+        m.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    if let Some(mac) = a.mac {
+        m.attributes.push(LinkAttribute::Address(mac.to_vec()));
+    }
+    if let Some(idx) = a.master {
+        m.attributes.push(LinkAttribute::Controller(idx));
+    }
+    m.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::Veth),
+        LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
+    ]));
+    M::NewLink(m)
+}
+
+pub fn del_link(name: &str) -> M {
+    M::DelLink(link_named(name))
+}
+
+/// Change a link found by name: any of up, master, alias, no IPv6 link-local.
+#[derive(Default)]
+pub struct SetLink<'a> {
+    pub up: Option<bool>,
+    pub master: Option<u32>,
+    pub alias: Option<&'a str>,
+    pub mtu: Option<u32>,
+    pub no_link_local: bool,
+}
+
+pub fn set_link(name: &str, s: &SetLink) -> M {
+    let mut m = link_named(name);
+    if let Some(up) = s.up {
+        m.header.change_mask = LinkFlags::Up;
+        if up {
+            m.header.flags = LinkFlags::Up;
+        }
+    }
+    if let Some(idx) = s.master {
+        m.attributes.push(LinkAttribute::Controller(idx));
+    }
+    if let Some(a) = s.alias {
+        m.attributes.push(LinkAttribute::IfAlias(a.to_string()));
+    }
+    if let Some(mtu) = s.mtu {
+        m.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    if s.no_link_local {
+        // Must reach the kernel before the link goes up, or fe80:: is already there.
+        m.attributes.push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)])]));
+    }
+    M::SetLink(m)
+}
+
+pub fn get_links() -> M {
+    M::GetLink(LinkMessage::default())
+}
+
+fn addr_msg(index: u32, addr: &IpNet) -> AddressMessage {
+    let mut m = AddressMessage::default();
+    m.header.family = family(addr.addr());
+    m.header.prefix_len = addr.prefix_len();
+    m.header.index = index;
+    m.header.scope = AddressScope::Universe;
+    m.attributes.push(AddressAttribute::Local(addr.addr()));
+    m.attributes.push(AddressAttribute::Address(addr.addr()));
+    m
+}
+
+pub fn new_addr(index: u32, addr: &IpNet) -> M {
+    let mut m = addr_msg(index, addr);
+    if let IpNet::V4(n) = addr {
+        if n.prefix_len() < 31 {
+            m.attributes.push(AddressAttribute::Broadcast(n.broadcast()));
+        }
+    } else {
+        // No duplicate address detection: the address works at once.
+        m.header.flags = AddressHeaderFlags::Nodad;
+    }
+    M::NewAddress(m)
+}
+
+pub fn del_addr(index: u32, addr: &IpNet) -> M {
+    M::DelAddress(addr_msg(index, addr))
+}
+
+pub fn get_addrs() -> M {
+    M::GetAddress(AddressMessage::default())
+}
+
+fn family(a: IpAddr) -> AddressFamily {
+    if a.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 }
+}
+
+/// A route to install: the model's route with the device resolved to an index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KRoute {
+    pub dst: IpNet,
+    pub via: Option<IpAddr>,
+    pub oif: Option<u32>,
+    pub onlink: bool,
+    pub metric: Option<u32>,
+}
+
+fn route_msg(r: &KRoute) -> RouteMessage {
+    let mut m = RouteMessage::default();
+    let mut h = RouteHeader::default();
+    h.address_family = family(r.dst.addr());
+    h.destination_prefix_length = r.dst.prefix_len();
+    h.table = RouteHeader::RT_TABLE_MAIN;
+    h.protocol = RouteProtocol::Static;
+    // A route without gateway is "on the link": the kernel's scope link.
+    h.scope = if r.via.is_none() { RouteScope::Link } else { RouteScope::Universe };
+    h.kind = RouteType::Unicast;
+    if r.onlink {
+        h.flags = RouteFlags::Onlink;
+    }
+    m.header = h;
+    if r.dst.prefix_len() > 0 {
+        m.attributes.push(RouteAttribute::Destination(RouteAddress::from(r.dst.addr())));
+    }
+    if let Some(g) = r.via {
+        m.attributes.push(RouteAttribute::Gateway(RouteAddress::from(g)));
+    }
+    if let Some(o) = r.oif {
+        m.attributes.push(RouteAttribute::Oif(o));
+    }
+    if let Some(p) = r.metric {
+        m.attributes.push(RouteAttribute::Priority(p));
+    }
+    m
+}
+
+pub fn new_route(r: &KRoute) -> M {
+    M::NewRoute(route_msg(r))
+}
+
+pub fn del_route(r: &KRoute) -> M {
+    let mut m = route_msg(r);
+    // Deleting matches on what is given; scope must not narrow the match.
+    m.header.scope = RouteScope::NoWhere;
+    m.header.protocol = RouteProtocol::Unspec;
+    M::DelRoute(m)
+}
+
+pub fn get_routes(v6: bool) -> M {
+    let mut m = RouteMessage::default();
+    m.header.address_family = if v6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
+    M::GetRoute(m)
+}
+
+/// `ip route get DST` from this namespace: the kernel's route lookup.
+pub fn route_get(dst: IpAddr) -> M {
+    let mut m = RouteMessage::default();
+    m.header.address_family = family(dst);
+    m.header.destination_prefix_length = if dst.is_ipv4() { 32 } else { 128 };
+    m.attributes.push(RouteAttribute::Destination(RouteAddress::from(dst)));
+    M::GetRoute(m)
+}

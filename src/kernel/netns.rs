@@ -1,0 +1,163 @@
+//! Named network namespaces, the way `ip netns` makes them: a file under
+//! /run/netns with the namespace bind-mounted onto it.
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, setns, unshare};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// Where named namespaces live (`NSLAB_NETNS_DIR` overrides, for tests in user namespaces).
+pub fn netns_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| std::env::var_os("NSLAB_NETNS_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/run/netns")))
+}
+
+pub fn path(name: &str) -> PathBuf {
+    netns_dir().join(name)
+}
+
+/// Identity of a network namespace: (device, inode) of its nsfs file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct NsId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+pub fn id_of(f: &File) -> io::Result<NsId> {
+    let m = f.metadata()?;
+    Ok(NsId { dev: m.dev(), ino: m.ino() })
+}
+
+/// The namespace of the calling thread.
+pub fn current() -> io::Result<File> {
+    File::open("/proc/thread-self/ns/net")
+}
+
+pub fn current_id() -> io::Result<NsId> {
+    id_of(&current()?)
+}
+
+/// Make the namespace directory exist and be a shared mount point, as iproute2 does,
+/// so namespaces made here are seen from other mount namespaces too.
+pub fn ensure_dir() -> io::Result<()> {
+    let dir = netns_dir();
+    std::fs::create_dir_all(dir)?;
+    let shared = || mount(Some(""), dir, Some("none"), MsFlags::MS_SHARED | MsFlags::MS_REC, None::<&str>);
+    match shared() {
+        Ok(()) => Ok(()),
+        // EINVAL: not a mount point yet; bind it onto itself and try again.
+        Err(nix::Error::EINVAL) => {
+            mount(Some(dir), dir, Some("none"), MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)?;
+            shared()?;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Is there a live namespace mounted at the name (not just a stale empty file)?
+pub fn exists(name: &str) -> bool {
+    is_nsfs(&path(name))
+}
+
+/// True if the path is a mounted nsfs file (a live namespace).
+pub fn is_nsfs(p: &Path) -> bool {
+    match nix::sys::statfs::statfs(p) {
+        Ok(s) => s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC,
+        Err(_) => false,
+    }
+}
+
+pub fn open(name: &str) -> io::Result<File> {
+    let p = path(name);
+    if !is_nsfs(&p) {
+        return Err(io::Error::new(io::ErrorKind::NotFound, format!("no network namespace {name} ({} is missing or not mounted)", p.display())));
+    }
+    File::open(p)
+}
+
+/// Create a namespace on the calling thread: make the file, move the thread into a
+/// new netns, bind-mount it onto the file. The caller must be a throwaway thread
+/// (it stays in the new namespace). Rolls back on error.
+pub fn create_here(name: &str) -> io::Result<()> {
+    let p = path(name);
+    // O_EXCL: a name someone else uses is never taken over.
+    OpenOptions::new().read(true).write(true).create_new(true).mode(0).open(&p)?;
+    let r = (|| -> io::Result<()> {
+        unshare(CloneFlags::CLONE_NEWNET)?;
+        mount(Some("/proc/thread-self/ns/net"), &p, Some("none"), MsFlags::MS_BIND, None::<&str>)?;
+        Ok(())
+    })();
+    if r.is_err() {
+        let _ = std::fs::remove_file(&p);
+    }
+    r
+}
+
+/// Delete a named namespace: detach the mount and remove the file. Interfaces in it
+/// die with it once the last user (process, socket, fd) lets go.
+pub fn delete(name: &str) -> io::Result<()> {
+    let p = path(name);
+    match umount2(&p, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
+        Err(e) => return Err(e.into()),
+    }
+    match std::fs::remove_file(&p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Run `f` on a fresh thread that has entered the namespace of `ns`. The thread
+/// dies afterwards, so no other code ever runs in a namespace it did not ask for.
+pub fn run_in<F, T>(ns: &File, f: F) -> io::Result<T>
+where
+    F: FnOnce() -> T + Send,
+    T: Send,
+{
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)?;
+            Ok(f())
+        })
+        .join()
+        .map_err(|_| io::Error::other("thread in namespace panicked"))?
+    })
+}
+
+/// The raw fd, for netlink attributes that take a namespace fd.
+pub fn raw(f: &File) -> i32 {
+    f.as_raw_fd()
+}
+
+/// Write a sysctl in the namespace of the calling thread (/proc/sys/net resolves to
+/// the namespace of the thread that opens the file). Returns the old value.
+pub fn sysctl_set(key: &str, value: &str) -> io::Result<String> {
+    let p = format!("/proc/sys/{}", key.replace('.', "/"));
+    let old = std::fs::read_to_string(&p)?.trim().to_string();
+    if old != value {
+        std::fs::write(&p, value)?;
+    }
+    Ok(old)
+}
+
+pub fn sysctl_get(key: &str) -> io::Result<String> {
+    let p = format!("/proc/sys/{}", key.replace('.', "/"));
+    Ok(std::fs::read_to_string(p)?.trim().to_string())
+}
+
+/// Raise the open-file limit to its hard maximum: a lab of N nodes holds about 2N
+/// descriptors (a namespace fd and a netlink socket per node).
+pub fn raise_nofile_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
+}

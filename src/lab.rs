@@ -1,0 +1,336 @@
+//! The library facade: bring a lab up, take it down, compare it with the kernel.
+
+use crate::apply::{self, Intent, Kernel};
+use crate::error::{Error, Result, require_caps};
+use crate::kernel::conn::{self, Conn};
+use crate::kernel::netns;
+use crate::kernel::observe::NsState;
+use crate::kernel::procs;
+use crate::plan::{self, HOST, NsObs, Observed, Op};
+use crate::record::{self, Record};
+use crate::topology::{self, Lab, Place};
+use ipnet::IpNet;
+use serde::Serialize;
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    pub prefix: String,
+    pub sandbox: bool,
+    /// Allow host-mode addresses that overlap routes of interfaces nslab does not own.
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UpReport {
+    pub lab: String,
+    pub sandbox: bool,
+    pub changed: bool,
+    pub ops: Vec<Op>,
+    /// Things found that the lab does not declare and nslab left alone.
+    pub notes: Vec<String>,
+    pub seconds: f64,
+}
+
+/// Load a topology file with the command line's options.
+pub fn load(file: &Path, prefix: &str, sandbox: bool) -> Result<Lab> {
+    Ok(topology::load(file, &topology::Options { prefix: prefix.into(), sandbox })?)
+}
+
+/// Observe every namespace in `names` that exists, plus the host in host mode.
+fn observe(k: &mut Kernel, names: &BTreeSet<String>, host_mode: bool) -> Result<Observed> {
+    let mut obs = Observed::default();
+    if host_mode {
+        let st = k.conn(HOST)?.observe().map_err(|e| Error::Failed(format!("read the host's interfaces: {e}")))?;
+        obs.ns.insert(HOST.into(), NsObs { state: st, hosts: None });
+    }
+    for ns in names {
+        if ns.is_empty() || !netns::exists(ns) {
+            continue;
+        }
+        let st = k.conn(ns)?.observe().map_err(|e| Error::Failed(format!("read namespace {ns}: {e}")))?;
+        let hosts = std::fs::read_to_string(Path::new("/etc/netns").join(ns).join("hosts")).ok();
+        obs.ns.insert(ns.clone(), NsObs { state: st, hosts });
+    }
+    Ok(obs)
+}
+
+/// Host mode: refuse lab addresses and routes in the host that overlap a route of an
+/// interface nslab does not own, so a lab never hijacks a real network.
+pub fn overlaps(lab: &Lab, host: &NsState) -> Vec<String> {
+    let mut mine: Vec<(String, IpNet)> = lab.addresses_of(&Place::Host).into_iter().map(|(i, a)| (format!("address {a} on {i}"), a.trunc())).collect();
+    mine.extend(lab.host.routes.iter().filter(|r| !r.is_default()).map(|r| (format!("route {r}"), r.dst)));
+    let mark = lab.mark();
+    let mut out = Vec::new();
+    for r in &host.routes {
+        if r.dst.prefix_len() == 0 {
+            continue;
+        }
+        let Some(dev) = r.oif.and_then(|i| host.link_by_index(i)) else { continue };
+        if dev.alias.as_deref().is_some_and(|a| a == mark) || dev.name == "lo" {
+            continue;
+        }
+        for (what, net) in &mine {
+            if net.contains(&r.dst.addr()) || r.dst.contains(&net.addr()) {
+                out.push(format!("lab {what} overlaps the host's route {} dev {}", r.dst, dev.name));
+            }
+        }
+    }
+    out
+}
+
+/// What the lab owns in its host namespace (host mode): bridges and veth ends.
+fn host_link_names(lab: &Lab) -> BTreeSet<String> {
+    let mut s: BTreeSet<String> = lab.bridges.iter().map(|b| b.name.clone()).collect();
+    s.extend(lab.host.interfaces.iter().map(|i| i.name.clone()));
+    s
+}
+
+/// Bring a lab up, or bring it in line with its file.
+pub fn up(file: &Path, opts: &UpOptions) -> Result<UpReport> {
+    let lab = load(file, &opts.prefix, opts.sandbox)?;
+    up_lab(lab, Some(file), opts.force)
+}
+
+pub fn up_lab(lab: Lab, file: Option<&Path>, force: bool) -> Result<UpReport> {
+    require_caps("up")?;
+    let t0 = Instant::now();
+    netns::raise_nofile_limit();
+    let _lock = lock_lab(&lab.name)?;
+    let here = netns::current_id().map_err(Error::io("identify the current network namespace"))?;
+    let mut rec = Record::load(&lab.name).map_err(Error::io(format!("read the record of lab {}", lab.name)))?.unwrap_or_else(|| Record::new(&lab.name, lab.sandbox, here));
+    if rec.sandbox != lab.sandbox && (!rec.namespaces.is_empty() || rec.model.is_some()) {
+        let (was, now) = if rec.sandbox { ("sandboxed", "in host mode") } else { ("in host mode", "sandboxed") };
+        return Err(Error::Refused(format!("lab {} is up {was}; take it down first (`nslab down --lab {}`) to bring it up {now}", lab.name, lab.name)));
+    }
+    if !lab.sandbox && rec.host_ns != here && rec.model.is_some() {
+        return Err(Error::Refused(format!("lab {} was brought up from another network namespace; run nslab from that one", lab.name)));
+    }
+    rec.sandbox = lab.sandbox;
+    let mut k = Kernel::new(conn::open_current().map_err(Error::io("open a netlink socket"))?, lab.mark());
+    let mut names: BTreeSet<String> = lab.namespaces().into_iter().collect();
+    names.extend(rec.namespaces.iter().cloned());
+    let obs = observe(&mut k, &names, !lab.sandbox)?;
+    if !lab.sandbox && !force {
+        let o = overlaps(&lab, &obs.ns[HOST].state);
+        if !o.is_empty() {
+            return Err(Error::Refused(format!(
+                "{}\nA lab in host mode must not take over a network the host already uses. Change the lab's addresses, use --sandbox (the lab gets its own host namespace), or --force if you mean it. Nothing was changed.",
+                o.join("\n")
+            )));
+        }
+    }
+    let (ops, notes) = plan::plan_up(&lab, &obs, rec.model.as_ref(), &rec.namespaces)
+        .map_err(|c| Error::Refused(format!("{}\nNothing was changed.", c.iter().map(|x| x.0.clone()).collect::<Vec<_>>().join("\n"))))?;
+    rec.file = file.map(|f| std::fs::canonicalize(f).unwrap_or(f.to_path_buf()).display().to_string());
+    let result = {
+        let rec_ref = &mut rec;
+        apply::apply(&mut k, &ops, &mut |i| {
+            match i {
+                Intent::Namespaces(v) => rec_ref.namespaces.extend(v),
+                Intent::HostLinks(v) => rec_ref.host_links.extend(v),
+            }
+            rec_ref.save()
+        })
+    };
+    if let Err(e) = result {
+        let _ = rec.save();
+        return Err(Error::Apply(e));
+    }
+    rec.namespaces = lab.namespaces().into_iter().collect();
+    rec.host_links = if lab.sandbox { BTreeSet::new() } else { host_link_names(&lab) };
+    rec.model = Some(lab.clone());
+    rec.save().map_err(Error::io("write the lab's record"))?;
+    Ok(UpReport { lab: lab.name, sandbox: lab.sandbox, changed: !ops.is_empty(), ops, notes, seconds: t0.elapsed().as_secs_f64() })
+}
+
+fn lock_lab(lab: &str) -> Result<record::LabLock> {
+    match record::lock(lab, false).map_err(Error::io("lock the lab"))? {
+        Some(l) => Ok(l),
+        None => {
+            eprintln!("nslab: waiting for another nslab working on lab {lab}...");
+            Ok(record::lock(lab, true).map_err(Error::io("lock the lab"))?.expect("blocking lock"))
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DownReport {
+    pub lab: String,
+    pub was_up: bool,
+    pub namespaces: Vec<String>,
+    pub host_links: Vec<String>,
+    pub stopped: Vec<procs::ProcInfo>,
+    pub killed: Vec<procs::ProcInfo>,
+    pub warnings: Vec<String>,
+    pub seconds: f64,
+}
+
+/// How long `down` waits for the kernel to finish removing the lab's interfaces.
+const DOWN_WAIT: Duration = Duration::from_secs(60);
+
+/// Take a lab down: everything its record owns, nothing else.
+pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
+    require_caps("down")?;
+    let t0 = Instant::now();
+    let _lock = lock_lab(lab)?;
+    let mut rep = DownReport { lab: lab.into(), was_up: false, namespaces: vec![], host_links: vec![], stopped: vec![], killed: vec![], warnings: vec![], seconds: 0.0 };
+    let Some(rec) = Record::load(lab).map_err(Error::io(format!("read the record of lab {lab}")))? else {
+        rep.seconds = t0.elapsed().as_secs_f64();
+        return Ok(rep);
+    };
+    rep.was_up = true;
+
+    // Processes in the lab's namespaces: ours are stopped, others block `down`.
+    let inos: HashMap<u64, String> = rec.namespaces.iter().filter_map(|ns| procs::ns_ino(&netns::path(ns)).filter(|_| netns::exists(ns)).map(|i| (i, ns.clone()))).collect();
+    let found = procs::in_namespaces(&inos).map_err(Error::io("list processes"))?;
+    let (ours, others): (Vec<_>, Vec<_>) = found.into_iter().partition(|(_, p)| rec.processes.iter().any(|r| r.pid == p.pid && (r.start_time == p.start_time || r.start_time == 0)));
+    if !others.is_empty() && !kill {
+        let list: Vec<String> = others.iter().map(|(ns, p)| format!("  pid {} in {ns}: {}", p.pid, p.command)).collect();
+        return Err(Error::Failed(format!(
+            "lab {lab} has processes that nslab did not start:\n{}\nStop them, or run `nslab down --kill` to kill them. Nothing was changed.",
+            list.join("\n")
+        )));
+    }
+    for (_, p) in &ours {
+        procs::stop(p.pid, p.start_time, Duration::from_secs(3));
+        rep.stopped.push(p.clone());
+    }
+    for (_, p) in &others {
+        procs::stop(p.pid, p.start_time, Duration::from_secs(3));
+        rep.killed.push(p.clone());
+    }
+
+    let mark = topology::mark_for(lab);
+    // The namespace that played the host: in host mode it holds bridges and veth ends.
+    let mut host: Option<Conn> = None;
+    if !rec.sandbox {
+        match conn::find_by_id(rec.host_ns) {
+            Ok(Some((_, c))) => host = Some(c),
+            Ok(None) => rep.warnings.push(format!("the network namespace lab {lab} was brought up in is gone; its interfaces went with it")),
+            Err(e) => rep.warnings.push(format!("cannot open the lab's host namespace: {e}")),
+        }
+    }
+    // The sandbox's host namespace is named after the lab (prefix + name + "-host").
+    let sandbox_host = rec.sandbox.then(|| topology::sandbox_host_ns(lab, ""));
+    if let Some(h) = sandbox_host.as_ref().filter(|h| netns::exists(h)) {
+        // Keep the sandbox host open while the nodes go: their veth peers live in
+        // it, so we can see when the kernel has really finished.
+        host = conn::open(h).ok();
+    }
+
+    // Nodes first (their veths die with them), the sandbox host last.
+    let mut order: Vec<&String> = rec.namespaces.iter().filter(|n| Some(*n) != sandbox_host.as_ref()).collect();
+    order.extend(sandbox_host.iter().filter(|h| rec.namespaces.contains(*h)));
+    for ns in order.iter().filter(|n| Some(**n) != sandbox_host.as_ref()) {
+        netns::delete(ns).map_err(Error::io(format!("delete namespace {ns}")))?;
+        apply::remove_etc(ns).map_err(Error::io(format!("remove /etc/netns/{ns}")))?;
+        rep.namespaces.push((*ns).clone());
+    }
+    if let Some(h) = host.as_mut() {
+        // Bridges (host mode) have no namespace to die with: delete them.
+        if !rec.sandbox {
+            if let Ok(links) = crate::kernel::observe::links(&mut h.nl) {
+                for l in links.iter().filter(|l| l.alias.as_deref() == Some(mark.as_str()) && l.kind.as_deref() == Some("bridge")) {
+                    match h.nl.request(crate::kernel::msg::del_link(&l.name), 0, format!("delete bridge {}", l.name)) {
+                        Ok(()) => rep.host_links.push(l.name.clone()),
+                        Err(e) if e.errno == libc::ENODEV => {}
+                        Err(e) => rep.warnings.push(e.to_string()),
+                    }
+                }
+            }
+        }
+        // Wait until the kernel has removed every veth end of the lab from the host.
+        let until = Instant::now() + DOWN_WAIT;
+        loop {
+            let left: Vec<String> = match crate::kernel::observe::links(&mut h.nl) {
+                Ok(l) => l.into_iter().filter(|l| l.alias.as_deref() == Some(mark.as_str()) && l.kind.as_deref() == Some("veth") && (rec.sandbox || rec.host_links.contains(&l.name))).map(|l| l.name).collect(),
+                Err(_) => vec![],
+            };
+            if left.is_empty() {
+                break;
+            }
+            if Instant::now() > until {
+                rep.warnings.push(format!("the kernel had not finished removing {} after {DOWN_WAIT:?}", left.join(", ")));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for n in &rec.host_links {
+            if !rep.host_links.contains(n) {
+                rep.host_links.push(n.clone());
+            }
+        }
+    }
+    drop(host);
+    if let Some(h) = sandbox_host.filter(|h| rec.namespaces.contains(h)) {
+        netns::delete(&h).map_err(Error::io(format!("delete namespace {h}")))?;
+        apply::remove_etc(&h).map_err(Error::io(format!("remove /etc/netns/{h}")))?;
+        rep.namespaces.push(h);
+    }
+    rec.remove().map_err(Error::io("remove the lab's record"))?;
+    rep.seconds = t0.elapsed().as_secs_f64();
+    Ok(rep)
+}
+
+/// Which lab a command means: `--lab NAME`, or FILE with `--prefix`, or the only lab up.
+pub fn select(lab: Option<&str>, file: Option<&Path>, prefix: &str) -> Result<String> {
+    if let Some(l) = lab {
+        return Ok(l.to_string());
+    }
+    if let Some(f) = file {
+        return Ok(format!("{prefix}{}", name_in_file(f)?));
+    }
+    let labs = record::list().map_err(Error::io("list labs"))?;
+    match labs.len() {
+        1 => Ok(labs[0].clone()),
+        0 => Err(Error::Usage("no lab is up; bring one up with `nslab up FILE`".into())),
+        _ => Err(Error::Usage(format!("several labs are up ({}); name one with --lab NAME or give its FILE (and --prefix)", labs.join(", ")))),
+    }
+}
+
+/// The `name:` of a topology file, even if the rest of the file no longer validates
+/// (`down` trusts the record, not the file).
+pub fn name_in_file(f: &Path) -> Result<String> {
+    #[derive(serde::Deserialize)]
+    struct NameOnly {
+        name: String,
+    }
+    let text = std::fs::read_to_string(f).map_err(Error::io(format!("read {}", f.display())))?;
+    match serde_saphyr::from_str::<NameOnly>(&text) {
+        Ok(n) => Ok(n.name),
+        Err(_) => Err(Error::Usage(format!("{}: no `name:` found; use --lab NAME", f.display()))),
+    }
+}
+
+/// The lab's record, or a clear error if it is not up.
+pub fn record_of(lab: &str) -> Result<Record> {
+    match Record::load(lab).map_err(Error::io(format!("read the record of lab {lab}")))? {
+        Some(r) => Ok(r),
+        None => {
+            let labs = record::list().unwrap_or_default();
+            Err(Error::Usage(format!("lab {lab} is not up{}", if labs.is_empty() { String::new() } else { format!(" (labs up: {})", labs.join(", ")) })))
+        }
+    }
+}
+
+/// The namespace of a place of a lab that is up: `host`, `internet` or a node name.
+pub fn place_ns(rec: &Record, place: &str) -> Result<(Place, String)> {
+    let model = rec.model.as_ref().ok_or_else(|| Error::Failed(format!("lab {} is not completely up; run `nslab up` again", rec.lab)))?;
+    let p = match place {
+        "host" => Place::Host,
+        "internet" => Place::Internet,
+        n => Place::Node(n.to_string()),
+    };
+    match &p {
+        Place::Node(n) if model.node(n).is_none() => {
+            let names: Vec<&str> = model.nodes.iter().map(|n| n.name.as_str()).collect();
+            return Err(Error::Usage(format!("lab {} has no node {n:?} (nodes: {})", rec.lab, names.join(", "))));
+        }
+        Place::Internet if !model.sandbox => return Err(Error::Usage(format!("lab {} is not sandboxed: it has no emulated internet", rec.lab))),
+        _ => {}
+    }
+    Ok((p.clone(), plan::ns_of(model, &p)))
+}

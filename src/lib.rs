@@ -1,0 +1,16 @@
+//! nslab: virtual networks out of Linux network namespaces.
+//!
+//! The data flow: a topology file is parsed and validated into a [`topology::Lab`];
+//! the planner diffs it against what the kernel has and yields a list of
+//! [`plan::Op`]; the kernel layer applies the ops over netlink and records what the
+//! lab owns, so `down` removes exactly that.
+
+pub mod topology;
+pub mod util;
+pub mod kernel;
+pub mod apply;
+pub mod plan;
+pub mod record;
+pub mod error;
+pub mod lab;
+pub mod status;

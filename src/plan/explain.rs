@@ -1,0 +1,100 @@
+//! Render ops as the iproute2 / shell commands a person would type for them, so a
+//! plan reads like the tutorial (`nslab plan --explain`).
+
+use super::{HOST, Op};
+use crate::util::shell_quote;
+use ipnet::IpNet;
+
+fn ip(ns: &str) -> String {
+    if ns == HOST { "ip".into() } else { format!("ip -n {ns}") }
+}
+
+fn mac(m: &[u8; 6]) -> String {
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// The commands for one op, in order.
+pub fn commands(op: &Op) -> Vec<String> {
+    let q = shell_quote;
+    match op {
+        Op::CreateNs { ns, sysctls } => {
+            let mut v = vec![format!("ip netns add {ns}")];
+            v.extend(sysctls.iter().map(|(k, val)| format!("ip netns exec {ns} sysctl -qw {k}={val}")));
+            v
+        }
+        Op::DeleteNs { ns } => vec![format!("ip netns del {ns}")],
+        Op::Sysctl { ns, key, value } => vec![if ns == HOST { format!("sysctl -qw {key}={value}") } else { format!("ip netns exec {ns} sysctl -qw {key}={value}") }],
+        Op::CreateBridge { ns, name, mac: m, mtu } => {
+            let mtu = mtu.map(|m| format!(" mtu {m}")).unwrap_or_default();
+            vec![format!("{} link add {name} address {}{mtu} type bridge", ip(ns), mac(m))]
+        }
+        Op::CreateVeth { a, b } => {
+            let mut s = format!("{} link add {}", ip(&a.ns), a.name);
+            if let Some(m) = &a.master {
+                s.push_str(&format!(" master {m}"));
+            }
+            if let Some(m) = a.mtu {
+                s.push_str(&format!(" mtu {m}"));
+            }
+            if let Some(m) = &a.mac {
+                s.push_str(&format!(" address {}", mac(m)));
+            }
+            s.push_str(&format!(" type veth peer name {}", b.name));
+            if b.ns != a.ns {
+                s.push_str(&format!(" netns {}", if b.ns == HOST { "1".to_string() } else { b.ns.clone() }));
+            }
+            if let Some(m) = b.mtu {
+                s.push_str(&format!(" mtu {m}"));
+            }
+            if let Some(m) = &b.mac {
+                s.push_str(&format!(" address {}", mac(m)));
+            }
+            vec![s]
+        }
+        Op::DeleteLink { ns, name } => vec![format!("{} link del {name}", ip(ns))],
+        Op::SetLink { ns, name, no_link_local, master, mtu, alias, up } => {
+            let mut v = Vec::new();
+            if *no_link_local {
+                v.push(format!("{} link set {name} addrgenmode none", ip(ns)));
+            }
+            let mut s = String::new();
+            if let Some(m) = master {
+                s.push_str(&format!(" master {m}"));
+            }
+            if let Some(m) = mtu {
+                s.push_str(&format!(" mtu {m}"));
+            }
+            if let Some(a) = alias {
+                s.push_str(&format!(" alias {}", q(a)));
+            }
+            if *up {
+                s.push_str(" up");
+            }
+            if !s.is_empty() {
+                v.push(format!("{} link set {name}{s}", ip(ns)));
+            }
+            v
+        }
+        Op::AddAddr { ns, dev, addr } => {
+            let extra = match addr {
+                IpNet::V4(n) if n.prefix_len() < 31 => " broadcast +".to_string(),
+                IpNet::V6(_) => " nodad".to_string(),
+                _ => String::new(),
+            };
+            vec![format!("{} addr add {addr}{extra} dev {dev}", ip(ns))]
+        }
+        Op::DelAddr { ns, dev, addr } => vec![format!("{} addr del {addr} dev {dev}", ip(ns))],
+        Op::AddRoute { ns, route } => vec![format!("{} route add {route} proto static", ip(ns))],
+        Op::DelRoute { ns, route } => vec![format!("{} route del {route}", ip(ns))],
+        Op::WriteHosts { ns, content } => {
+            let lines: Vec<String> = content.lines().map(q).collect();
+            vec![format!("mkdir -p /etc/netns/{ns}"), format!("printf '%s\\n' {} > /etc/netns/{ns}/hosts", lines.join(" "))]
+        }
+        Op::RemoveEtc { ns } => vec![format!("rm -rf /etc/netns/{ns}")],
+    }
+}
+
+/// The whole plan as a shell script body.
+pub fn script(ops: &[Op]) -> Vec<String> {
+    ops.iter().flat_map(commands).collect()
+}

@@ -1,0 +1,530 @@
+//! The planner: desired model + observed kernel state + the lab's record ->
+//! an ordered list of [`Op`]. Pure: no syscalls, so it is unit-tested without root.
+
+pub mod explain;
+
+use crate::kernel::observe::{NsState, ObsLink};
+use crate::topology::*;
+use ipnet::IpNet;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// The namespace an op works in. `HOST` (empty) is the namespace nslab was
+/// started in (host mode); every other value is a name under /run/netns.
+pub const HOST: &str = "";
+
+/// One end of a veth to create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VEnd {
+    pub ns: String,
+    pub name: String,
+    pub mtu: Option<u32>,
+    pub mac: Option<[u8; 6]>,
+    /// Bridge this end is a port of (in the same namespace).
+    pub master: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// Create a named namespace, with sysctls set before any interface exists
+    /// (so new interfaces inherit them).
+    CreateNs { ns: String, sysctls: Vec<(String, String)> },
+    DeleteNs { ns: String },
+    Sysctl { ns: String, key: String, value: String },
+    CreateBridge { ns: String, name: String, mac: [u8; 6], mtu: Option<u32> },
+    /// Both ends in one request; sent from `a.ns`.
+    CreateVeth { a: VEnd, b: VEnd },
+    DeleteLink { ns: String, name: String },
+    SetLink {
+        ns: String,
+        name: String,
+        /// Turn off IPv6 link-local addresses (before the link goes up).
+        no_link_local: bool,
+        master: Option<String>,
+        mtu: Option<u32>,
+        alias: Option<String>,
+        up: bool,
+    },
+    AddAddr { ns: String, dev: String, addr: IpNet },
+    DelAddr { ns: String, dev: String, addr: IpNet },
+    AddRoute { ns: String, route: Route },
+    DelRoute { ns: String, route: Route },
+    /// /etc/netns/NS/hosts, so the lab's names resolve inside it.
+    WriteHosts { ns: String, content: String },
+    RemoveEtc { ns: String },
+}
+
+impl Op {
+    pub fn ns(&self) -> &str {
+        match self {
+            Op::CreateNs { ns, .. }
+            | Op::DeleteNs { ns }
+            | Op::Sysctl { ns, .. }
+            | Op::CreateBridge { ns, .. }
+            | Op::DeleteLink { ns, .. }
+            | Op::SetLink { ns, .. }
+            | Op::AddAddr { ns, .. }
+            | Op::DelAddr { ns, .. }
+            | Op::AddRoute { ns, .. }
+            | Op::DelRoute { ns, .. }
+            | Op::WriteHosts { ns, .. }
+            | Op::RemoveEtc { ns } => ns,
+            Op::CreateVeth { a, .. } => &a.ns,
+        }
+    }
+
+    /// Ops that only touch files, not the kernel's network state.
+    pub fn is_file_op(&self) -> bool {
+        matches!(self, Op::WriteHosts { .. } | Op::RemoveEtc { .. })
+    }
+}
+
+fn at(ns: &str) -> String {
+    if ns.is_empty() { "the host".into() } else { ns.to_string() }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Op::CreateNs { ns, .. } => write!(f, "create namespace {ns}"),
+            Op::DeleteNs { ns } => write!(f, "delete namespace {ns}"),
+            Op::Sysctl { ns, key, value } => write!(f, "set {key}={value} in {}", at(ns)),
+            Op::CreateBridge { ns, name, .. } => write!(f, "create bridge {name} in {}", at(ns)),
+            Op::CreateVeth { a, b } => write!(
+                f,
+                "create veth {} in {} <-> {} in {}{}",
+                a.name,
+                at(&a.ns),
+                b.name,
+                at(&b.ns),
+                b.master.as_ref().map(|m| format!(" (port of {m})")).unwrap_or_default()
+            ),
+            Op::DeleteLink { ns, name } => write!(f, "delete interface {name} in {}", at(ns)),
+            Op::SetLink { ns, name, master, mtu, up, .. } => {
+                let mut parts = Vec::new();
+                if let Some(m) = master {
+                    parts.push(format!("port of {m}"));
+                }
+                if let Some(m) = mtu {
+                    parts.push(format!("mtu {m}"));
+                }
+                if *up {
+                    parts.push("up".into());
+                }
+                if parts.is_empty() {
+                    parts.push("configure".into());
+                }
+                write!(f, "set {name} in {}: {}", at(ns), parts.join(", "))
+            }
+            Op::AddAddr { ns, dev, addr } => write!(f, "add address {addr} to {dev} in {}", at(ns)),
+            Op::DelAddr { ns, dev, addr } => write!(f, "remove address {addr} from {dev} in {}", at(ns)),
+            Op::AddRoute { ns, route } => write!(f, "add route {route} in {}", at(ns)),
+            Op::DelRoute { ns, route } => write!(f, "remove route {route} in {}", at(ns)),
+            Op::WriteHosts { ns, .. } => write!(f, "write /etc/netns/{ns}/hosts"),
+            Op::RemoveEtc { ns } => write!(f, "remove /etc/netns/{ns}"),
+        }
+    }
+}
+
+/// What is there now in one namespace the lab uses.
+#[derive(Debug, Clone, Default)]
+pub struct NsObs {
+    pub state: NsState,
+    /// Contents of /etc/netns/NS/hosts if present.
+    pub hosts: Option<String>,
+}
+
+/// The kernel as observed before planning. A namespace absent from `ns` does not exist.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub ns: BTreeMap<String, NsObs>,
+}
+
+/// Something in the way that nslab must not touch: the plan is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict(pub String);
+
+/// Every interface one namespace of the lab should have.
+#[derive(Debug, Default)]
+pub struct Want {
+    pub ifaces: Vec<WIf>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WIf {
+    pub name: String,
+    pub addrs: Vec<IpNet>,
+    pub mtu: Option<u32>,
+    pub master: Option<String>,
+}
+
+/// The namespace name of a place, given the lab.
+pub fn ns_of(lab: &Lab, p: &Place) -> String {
+    match p {
+        Place::Host => lab.host_ns().unwrap_or_default(),
+        Place::Internet => lab.internet_ns().unwrap_or_default(),
+        Place::Node(n) => lab.node(n).map(|x| x.ns.clone()).unwrap_or_else(|| format!("{}{n}", lab.prefix)),
+    }
+}
+
+/// All veth pairs of the lab, including the sandbox's uplink to the internet.
+pub fn all_links(lab: &Lab) -> Vec<Link> {
+    let mut v = lab.links.clone();
+    if lab.sandbox {
+        v.push(Link {
+            a: End { place: Place::Host, ifname: UPLINK_IF.into(), bridge: None },
+            b: End { place: Place::Internet, ifname: INET_IF.into(), bridge: None },
+        });
+    }
+    v
+}
+
+fn iface_of<'a>(lab: &'a Lab, p: &Place, name: &str) -> Option<&'a Iface> {
+    match p {
+        Place::Node(n) => lab.node(n)?.interfaces.iter().find(|i| i.name == name),
+        Place::Host => lab.host.interfaces.iter().find(|i| i.name == name),
+        Place::Internet => None,
+    }
+}
+
+/// What each namespace of the lab should hold, by namespace name.
+pub fn wants(lab: &Lab) -> BTreeMap<String, Want> {
+    let mut m: BTreeMap<String, Want> = BTreeMap::new();
+    let mut places = vec![Place::Host];
+    if lab.sandbox {
+        places.push(Place::Internet);
+    }
+    places.extend(lab.nodes.iter().map(|n| Place::Node(n.name.clone())));
+    for p in &places {
+        m.entry(ns_of(lab, p)).or_default();
+    }
+    let host = ns_of(lab, &Place::Host);
+    for b in &lab.bridges {
+        m.get_mut(&host).expect("host").ifaces.push(WIf { name: b.name.clone(), addrs: b.addresses.clone(), mtu: b.mtu, master: None });
+    }
+    for l in all_links(lab) {
+        for e in [&l.a, &l.b] {
+            let ns = ns_of(lab, &e.place);
+            let (addrs, mtu) = match iface_of(lab, &e.place, &e.ifname) {
+                Some(i) => (i.addresses.clone(), i.mtu),
+                None => (lab.addresses_of(&e.place).into_iter().filter(|(n, _)| n == &e.ifname).map(|x| x.1).collect(), None),
+            };
+            m.entry(ns).or_default().ifaces.push(WIf { name: e.ifname.clone(), addrs, mtu, master: e.bridge.clone() });
+        }
+    }
+    for n in &lab.nodes {
+        m.entry(n.ns.clone()).or_default().routes = n.routes.clone();
+    }
+    let hw = m.get_mut(&host).expect("host");
+    hw.routes = lab.host.routes.clone();
+    if lab.sandbox {
+        hw.routes.push(Route { dst: "0.0.0.0/0".parse().expect("constant"), via: Some(sandbox_uplink_inet_addr().addr()), dev: None, onlink: false, metric: None });
+        if let Some(inet) = lab.internet_ns() {
+            // The stand-in for the outside world's well-known address lives on lo.
+            m.get_mut(&inet).expect("inet").ifaces.push(WIf { name: "lo".into(), addrs: vec![sandbox_inet_service_addr()], mtu: None, master: None });
+        }
+    }
+    m
+}
+
+/// Sysctls a namespace of the lab gets when it is created.
+pub fn creation_sysctls(lab: &Lab, ns: &str) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    if !lab.ipv6_link_local {
+        // New interfaces inherit "default": no fe80:: address, no multicast flood.
+        v.push(("net.ipv6.conf.default.addr_gen_mode".into(), "1".into()));
+    }
+    v.extend(forward_sysctls(lab, ns).into_iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    v
+}
+
+/// Forwarding wanted in a namespace of the lab: routers and the sandbox host.
+fn forward_sysctls(lab: &Lab, ns: &str) -> Vec<(&'static str, &'static str)> {
+    let forwards = (lab.sandbox && Some(ns) == lab.host_ns().as_deref()) || lab.nodes.iter().any(|n| n.ns == ns && n.forward);
+    if forwards {
+        vec![("net.ipv4.ip_forward", "1"), ("net.ipv6.conf.all.forwarding", "1")]
+    } else {
+        vec![]
+    }
+}
+
+/// The /etc/netns/NS/hosts every node gets: each node's addresses by name.
+pub fn hosts_file(lab: &Lab) -> String {
+    let mut s = format!("# written by nslab for lab {} (removed by `nslab down`)\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n", lab.name);
+    for n in &lab.nodes {
+        for i in &n.interfaces {
+            for a in &i.addresses {
+                s.push_str(&format!("{}\t{} {}-{}\n", a.addr(), n.name, n.name, i.name));
+            }
+        }
+    }
+    for (ifn, a) in lab.addresses_of(&Place::Host) {
+        s.push_str(&format!("{}\thost-{ifn}\n", a.addr()));
+    }
+    s
+}
+
+fn is_ours(l: &ObsLink, mark: &str) -> bool {
+    l.alias.as_deref() == Some(mark)
+}
+
+/// Does an observed route equal a wanted one (device resolved by `idx`)?
+pub fn route_matches(o: &crate::kernel::observe::ObsRoute, r: &Route, idx: &dyn Fn(&str) -> Option<u32>) -> bool {
+    o.dst == r.dst
+        && o.via == r.via
+        && o.metric == r.metric
+        && match &r.dev {
+            Some(d) => idx(d).is_some() && o.oif == idx(d),
+            None => true,
+        }
+}
+
+/// The plan for `up`: create what is missing, fix what differs, remove what the
+/// previous model (the record) had and the new one dropped.
+pub fn plan_up(lab: &Lab, obs: &Observed, prev: Option<&Lab>, owned_ns: &BTreeSet<String>) -> Result<(Vec<Op>, Vec<String>), Vec<Conflict>> {
+    let mark = lab.mark();
+    let mut conflicts = Vec::new();
+    let mut notes = Vec::new();
+    let want = wants(lab);
+    let prev_want = prev.map(wants).unwrap_or_default();
+
+    let mut dels = Vec::new();
+    let mut creates_ns = Vec::new();
+    let mut creates_link = Vec::new();
+    let mut config: BTreeMap<String, Vec<Op>> = BTreeMap::new();
+    let mut files = Vec::new();
+
+    // Namespaces the lab had and no longer wants.
+    if let Some(p) = prev {
+        for ns in p.namespaces() {
+            if !want.contains_key(&ns) && obs.ns.contains_key(&ns) {
+                dels.push(Op::DeleteNs { ns: ns.clone() });
+                files.push(Op::RemoveEtc { ns });
+            }
+        }
+    }
+
+    // Ownership of existing namespaces: recorded, or lo marked by us.
+    for ns in want.keys().filter(|n| !n.is_empty()) {
+        if let Some(o) = obs.ns.get(ns) {
+            let lo_marked = o.state.link("lo").is_some_and(|l| is_ours(l, &mark));
+            if !owned_ns.contains(ns) && !lo_marked {
+                conflicts.push(Conflict(format!("namespace {ns} already exists and does not belong to lab {}; remove it, or use --prefix to pick other names", lab.name)));
+            }
+        } else {
+            creates_ns.push(Op::CreateNs { ns: ns.clone(), sysctls: creation_sysctls(lab, ns) });
+        }
+    }
+
+    let empty = NsState::default();
+    let state = |ns: &str| obs.ns.get(ns).map(|o| &o.state).unwrap_or(&empty);
+
+    // Cables: a veth whose ends are both there and ours stays; otherwise (re)create.
+    let host_ns = ns_of(lab, &Place::Host);
+    let mut fresh: BTreeSet<(String, String)> = BTreeSet::new();
+    for b in &lab.bridges {
+        match state(&host_ns).link(&b.name) {
+            Some(l) if is_ours(l, &mark) => {}
+            Some(_) => conflicts.push(Conflict(format!("interface {} in {} exists and is not nslab's (no mark {mark}); nslab will not take it over", b.name, at(&host_ns)))),
+            None => {
+                creates_link.push(Op::CreateBridge { ns: host_ns.clone(), name: b.name.clone(), mac: b.mac, mtu: b.mtu });
+                fresh.insert((host_ns.clone(), b.name.clone()));
+            }
+        }
+    }
+    for l in all_links(lab) {
+        // Create from the host side (or the first node): its socket does the work.
+        let (a, b) = if l.b.place == Place::Host { (&l.b, &l.a) } else { (&l.a, &l.b) };
+        let (na, nb) = (ns_of(lab, &a.place), ns_of(lab, &b.place));
+        let (oa, ob) = (state(&na).link(&a.ifname), state(&nb).link(&b.ifname));
+        let mut ok = true;
+        for (o, ns, name) in [(oa, &na, &a.ifname), (ob, &nb, &b.ifname)] {
+            if let Some(o) = o {
+                if !is_ours(o, &mark) && !(obs.ns.contains_key(ns) && owned_ns.contains(ns) && !ns.is_empty()) {
+                    conflicts.push(Conflict(format!("interface {name} in {} exists and is not nslab's (no mark {mark}); nslab will not take it over", at(ns))));
+                    ok = false;
+                }
+            }
+        }
+        if !ok {
+            continue;
+        }
+        let intact = oa.is_some_and(|o| o.kind.as_deref() == Some("veth")) && ob.is_some_and(|o| o.kind.as_deref() == Some("veth"));
+        if intact {
+            continue;
+        }
+        for (o, ns, name) in [(oa, &na, &a.ifname), (ob, &nb, &b.ifname)] {
+            if o.is_some() {
+                dels.push(Op::DeleteLink { ns: ns.clone(), name: name.clone() });
+            }
+        }
+        let ia = iface_of(lab, &a.place, &a.ifname);
+        let ib = iface_of(lab, &b.place, &b.ifname);
+        creates_link.push(Op::CreateVeth {
+            a: VEnd { ns: na.clone(), name: a.ifname.clone(), mtu: ia.and_then(|i| i.mtu), mac: ia.and_then(|i| i.mac), master: a.bridge.clone() },
+            b: VEnd { ns: nb.clone(), name: b.ifname.clone(), mtu: ib.and_then(|i| i.mtu), mac: ib.and_then(|i| i.mac), master: b.bridge.clone() },
+        });
+        fresh.insert((na, a.ifname.clone()));
+        fresh.insert((nb, b.ifname.clone()));
+    }
+
+    // Links the previous model had that are gone now (host side; node namespaces
+    // that stay keep only what is wanted).
+    for (ns, pw) in &prev_want {
+        let Some(w) = want.get(ns) else { continue };
+        for pi in &pw.ifaces {
+            if pi.name != "lo" && !w.ifaces.iter().any(|i| i.name == pi.name) {
+                if let Some(o) = state(ns).link(&pi.name) {
+                    if is_ours(o, &mark) {
+                        dels.push(Op::DeleteLink { ns: ns.clone(), name: pi.name.clone() });
+                    }
+                }
+            }
+        }
+    }
+
+    // Per namespace: links up (and configured), addresses, routes.
+    for (ns, w) in &want {
+        let st = state(ns);
+        let ops = config.entry(ns.clone()).or_default();
+        let new_ns = !obs.ns.contains_key(ns) && !ns.is_empty();
+        let lo = st.link("lo");
+        if !ns.is_empty() && (new_ns || lo.is_none_or(|l| !l.up || !is_ours(l, &mark))) {
+            ops.push(Op::SetLink { ns: ns.clone(), name: "lo".into(), no_link_local: false, master: None, mtu: None, alias: Some(mark.clone()), up: true });
+        }
+        // Forwarding changed on an existing namespace.
+        if !new_ns && !ns.is_empty() {
+            let fw = forward_sysctls(lab, ns);
+            let prev_fw = prev.map(|p| forward_sysctls(p, ns)).unwrap_or_default();
+            if fw != prev_fw {
+                let v = if fw.is_empty() { "0" } else { "1" };
+                for k in ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"] {
+                    ops.push(Op::Sysctl { ns: ns.clone(), key: k.into(), value: v.into() });
+                }
+            }
+        }
+        for i in &w.ifaces {
+            let is_fresh = fresh.contains(&(ns.clone(), i.name.clone()));
+            let o = if is_fresh { None } else { st.link(&i.name) };
+            if i.name != "lo" {
+                let master_idx = i.master.as_ref().and_then(|m| st.link(m).map(|l| l.index));
+                let master_ok = i.master.is_none() || (o.is_some() && o.and_then(|l| l.master) == master_idx && master_idx.is_some());
+                let up_ok = o.is_some_and(|l| l.up);
+                let mtu_ok = i.mtu.is_none() || o.and_then(|l| l.mtu) == i.mtu;
+                // Link-local is only switched off per interface where the namespace
+                // default could not be set (the real host).
+                let nll = is_fresh && !lab.ipv6_link_local && ns.is_empty();
+                if nll {
+                    // A request of its own, before the one that brings the link up.
+                    ops.push(Op::SetLink { ns: ns.clone(), name: i.name.clone(), no_link_local: true, master: None, mtu: None, alias: None, up: false });
+                }
+                if !(master_ok && up_ok && mtu_ok) || is_fresh {
+                    ops.push(Op::SetLink {
+                        ns: ns.clone(),
+                        name: i.name.clone(),
+                        no_link_local: false,
+                        // A fresh veth gets its master at creation.
+                        master: if master_ok || is_fresh { None } else { i.master.clone() },
+                        mtu: if mtu_ok { None } else { i.mtu },
+                        // The kernel ignores IFLA_IFALIAS in a create request: mark it here.
+                        alias: is_fresh.then(|| mark.clone()),
+                        up: true,
+                    });
+                }
+            }
+            let have: Vec<IpNet> = o.map(|l| st.addrs_of(l.index).cloned().collect()).unwrap_or_default();
+            for a in &i.addrs {
+                if !have.contains(a) {
+                    ops.push(Op::AddAddr { ns: ns.clone(), dev: i.name.clone(), addr: *a });
+                }
+            }
+            // Addresses the previous model put here and the new one does not want.
+            if let Some(pi) = prev_want.get(ns).and_then(|pw| pw.ifaces.iter().find(|x| x.name == i.name)) {
+                for a in &pi.addrs {
+                    if !i.addrs.contains(a) && have.contains(a) {
+                        dels.push(Op::DelAddr { ns: ns.clone(), dev: i.name.clone(), addr: *a });
+                    }
+                }
+            }
+            if let Some(l) = o {
+                for a in &have {
+                    let expected = i.addrs.contains(a) || prev_want.get(ns).and_then(|pw| pw.ifaces.iter().find(|x| x.name == i.name)).is_some_and(|pi| pi.addrs.contains(a));
+                    let auto = matches!(a, IpNet::V6(v) if v.addr().segments()[0] & 0xffc0 == 0xfe80) || (i.name == "lo" && a.addr().is_loopback());
+                    if !expected && !auto {
+                        notes.push(format!("{} in {} has address {a} that the lab does not declare (left alone)", l.name, at(ns)));
+                    }
+                }
+            }
+        }
+        // Routes: the kernel ones come with addresses; static ones are ours.
+        let idx = |d: &str| st.link(d).map(|l| l.index);
+        for r in &w.routes {
+            let dev_fresh = r.dev.as_ref().is_some_and(|d| fresh.contains(&(ns.clone(), d.clone())));
+            let present = !dev_fresh && st.routes.iter().any(|o| route_matches(o, r, &idx));
+            if !present {
+                // Same destination with other details: replace it.
+                if !dev_fresh {
+                    if let Some(o) = st.routes.iter().find(|o| o.dst == r.dst && o.metric == r.metric && o.protocol == "static") {
+                        let old = Route { dst: o.dst, via: o.via, dev: o.oif.and_then(|i| st.link_by_index(i)).map(|l| l.name.clone()), onlink: o.onlink, metric: o.metric };
+                        dels.push(Op::DelRoute { ns: ns.clone(), route: old });
+                    }
+                }
+                ops.push(Op::AddRoute { ns: ns.clone(), route: r.clone() });
+            }
+        }
+        if let Some(pw) = prev_want.get(ns) {
+            for r in &pw.routes {
+                if !w.routes.iter().any(|x| x.dst == r.dst && x.metric == r.metric) && st.routes.iter().any(|o| route_matches(o, r, &idx)) {
+                    dels.push(Op::DelRoute { ns: ns.clone(), route: r.clone() });
+                }
+            }
+        }
+        // Unmarked extra interfaces are reported, never removed.
+        if !ns.is_empty() {
+            for l in &st.links {
+                if l.name != "lo" && !w.ifaces.iter().any(|i| i.name == l.name) && !is_ours(l, &mark) {
+                    notes.push(format!("{} has interface {} that the lab does not declare (left alone)", at(ns), l.name));
+                }
+            }
+        }
+        // Node namespaces get a hosts file naming the lab's addresses.
+        if lab.nodes.iter().any(|n| &n.ns == ns) {
+            let content = hosts_file(lab);
+            if obs.ns.get(ns).and_then(|o| o.hosts.as_deref()) != Some(content.as_str()) {
+                files.push(Op::WriteHosts { ns: ns.clone(), content });
+            }
+        }
+    }
+
+    if !conflicts.is_empty() {
+        return Err(conflicts);
+    }
+    // Order: deletions (routes, addresses, links, namespaces), namespaces, links,
+    // then per namespace its configuration, then files.
+    let rank = |o: &Op| match o {
+        Op::DelRoute { .. } => 0,
+        Op::DelAddr { .. } => 1,
+        Op::DeleteLink { .. } => 2,
+        _ => 3,
+    };
+    dels.sort_by_key(rank);
+    dels.dedup();
+    let mut ops = dels;
+    ops.extend(creates_ns);
+    ops.extend(creates_link);
+    // The host first: bridge ports must be up before nodes talk through them.
+    if let Some(h) = config.remove(&host_ns) {
+        ops.extend(h);
+    }
+    for (_, v) in config {
+        ops.extend(v);
+    }
+    ops.extend(files);
+    Ok((ops, notes))
+}
+
+#[cfg(test)]
+mod tests;

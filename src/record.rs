@@ -1,0 +1,167 @@
+//! The record of a lab: what it was built from and everything it owns, kept under
+//! /run/nslab (NSLAB_STATE_DIR overrides). Written before each create (intent), so
+//! after a crash every object that may exist is known to be ours.
+
+use crate::kernel::netns::NsId;
+use crate::topology::Lab;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+pub const VERSION: u32 = 1;
+
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("NSLAB_STATE_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/run/nslab"))
+}
+
+fn labs_dir() -> PathBuf {
+    state_dir().join("labs")
+}
+
+pub fn path_of(lab: &str) -> PathBuf {
+    labs_dir().join(format!("{lab}.json"))
+}
+
+/// A sysctl nslab changed in the host, with the value to put back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SysctlChange {
+    pub key: String,
+    pub old: String,
+    pub new: String,
+}
+
+/// A program nslab started in a node (`run:` or `serve --detach`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proc {
+    pub pid: i32,
+    /// /proc/PID/stat start time, so a reused pid is never mistaken for ours.
+    pub start_time: u64,
+    pub node: String,
+    pub command: String,
+    pub log: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub version: u32,
+    pub lab: String,
+    /// The topology file it was last brought up from.
+    pub file: Option<String>,
+    pub sandbox: bool,
+    /// The network namespace that played the host (host mode).
+    pub host_ns: NsId,
+    /// The model of the last successful `up` (None until the first one finished).
+    pub model: Option<Lab>,
+    /// Namespaces the lab owns (created, or about to be).
+    pub namespaces: BTreeSet<String>,
+    /// Interfaces the lab owns in the host namespace (host mode).
+    pub host_links: BTreeSet<String>,
+    #[serde(default)]
+    pub sysctls: Vec<SysctlChange>,
+    #[serde(default)]
+    pub processes: Vec<Proc>,
+    #[serde(default)]
+    pub nft_tables: BTreeSet<String>,
+}
+
+impl Record {
+    pub fn new(lab: &str, sandbox: bool, host_ns: NsId) -> Record {
+        Record {
+            version: VERSION,
+            lab: lab.into(),
+            file: None,
+            sandbox,
+            host_ns,
+            model: None,
+            namespaces: BTreeSet::new(),
+            host_links: BTreeSet::new(),
+            sysctls: Vec::new(),
+            processes: Vec::new(),
+            nft_tables: BTreeSet::new(),
+        }
+    }
+
+    pub fn load(lab: &str) -> io::Result<Option<Record>> {
+        load_path(&path_of(lab))
+    }
+
+    /// Write atomically (temp file, fsync, rename), so a crash leaves the old or the new record.
+    pub fn save(&self) -> io::Result<()> {
+        let dir = labs_dir();
+        std::fs::create_dir_all(&dir)?;
+        let p = path_of(&self.lab);
+        let tmp = dir.join(format!(".{}.json.tmp", self.lab));
+        let mut f = File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec_pretty(self).map_err(io::Error::other)?)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &p)?;
+        Ok(())
+    }
+
+    pub fn remove(&self) -> io::Result<()> {
+        match std::fs::remove_file(path_of(&self.lab)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+pub fn load_path(p: &Path) -> io::Result<Option<Record>> {
+    match std::fs::read(p) {
+        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", p.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Names of all labs with a record.
+pub fn list() -> io::Result<Vec<String>> {
+    let mut v = Vec::new();
+    match std::fs::read_dir(labs_dir()) {
+        Ok(rd) => {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if let Some(lab) = n.strip_suffix(".json") {
+                    if !lab.starts_with('.') {
+                        v.push(lab.to_string());
+                    }
+                }
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    v.sort();
+    Ok(v)
+}
+
+/// An exclusive lock on one lab, held until dropped: two `up`s of one lab never
+/// interleave. `wait` = block until free; otherwise fail at once if taken.
+pub struct LabLock {
+    _f: File,
+}
+
+pub fn lock(lab: &str, wait: bool) -> io::Result<Option<LabLock>> {
+    let dir = state_dir().join("locks");
+    std::fs::create_dir_all(&dir)?;
+    let f = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(format!("{lab}.lock")))?;
+    let op = if wait { libc::LOCK_EX } else { libc::LOCK_EX | libc::LOCK_NB };
+    // SAFETY: flock on our own open fd.
+    if unsafe { libc::flock(f.as_raw_fd(), op) } != 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::WouldBlock {
+            return Ok(None);
+        }
+        return Err(e);
+    }
+    Ok(Some(LabLock { _f: f }))
+}
+
+/// A lock over host-wide settings shared by labs (forwarding), held while one lab
+/// changes or restores them.
+pub fn lock_global() -> io::Result<LabLock> {
+    Ok(lock("_host", true)?.expect("blocking lock"))
+}

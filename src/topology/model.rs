@@ -1,0 +1,273 @@
+//! The validated model of a lab: names resolved, addresses parsed, every
+//! reference checked. Only `validate` builds it; the planner and the record use it.
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::IpAddr;
+
+/// Where an interface lives: a node's namespace, the lab's host, or (sandbox) the
+/// emulated internet.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Place {
+    Host,
+    Internet,
+    Node(String),
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Place::Host => f.write_str("host"),
+            Place::Internet => f.write_str("internet"),
+            Place::Node(n) => f.write_str(n),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lab {
+    /// The lab's name: the file's `name` with the prefix in front.
+    pub name: String,
+    /// The file's `name`.
+    pub base_name: String,
+    pub prefix: String,
+    pub sandbox: bool,
+    pub nodes: Vec<Node>,
+    pub bridges: Vec<Bridge>,
+    pub links: Vec<Link>,
+    /// Interfaces and routes of the host (its veth ends, besides bridge ports).
+    pub host: Node,
+    pub nat: Vec<Nat>,
+    /// Interfaces get IPv6 link-local addresses (and the multicast that comes with them).
+    pub ipv6_link_local: bool,
+    #[serde(default)]
+    pub expect: Vec<Expect>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    pub name: String,
+    /// The namespace under /run/netns (prefix + name). Empty for the host in host mode.
+    pub ns: String,
+    pub interfaces: Vec<Iface>,
+    pub routes: Vec<Route>,
+    pub forward: bool,
+    #[serde(default)]
+    pub run: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Iface {
+    pub name: String,
+    pub addresses: Vec<IpNet>,
+    pub mtu: Option<u32>,
+    pub mac: Option<[u8; 6]>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bridge {
+    pub name: String,
+    pub addresses: Vec<IpNet>,
+    pub mtu: Option<u32>,
+    /// A fixed MAC: a bridge otherwise takes the lowest MAC of its ports and
+    /// changes it as ports come and go, which breaks its neighbours' ARP caches.
+    pub mac: [u8; 6],
+    pub ports: Vec<String>,
+}
+
+/// One end of a cable.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct End {
+    pub place: Place,
+    pub ifname: String,
+    /// The bridge this end is a port of (it then lives in the host).
+    pub bridge: Option<String>,
+}
+
+impl fmt::Display for End {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match &self.bridge {
+            Some(b) => write!(f, "{b}:{}", self.ifname),
+            None => write!(f, "{}:{}", self.place, self.ifname),
+        }
+    }
+}
+
+/// A veth pair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    pub a: End,
+    pub b: End,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Route {
+    pub dst: IpNet,
+    pub via: Option<IpAddr>,
+    pub dev: Option<String>,
+    pub onlink: bool,
+    pub metric: Option<u32>,
+}
+
+impl Route {
+    pub fn is_default(&self) -> bool {
+        self.dst.prefix_len() == 0
+    }
+}
+
+impl fmt::Display for Route {
+    /// iproute2's words, as a person would type them after `ip route add`.
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if self.is_default() {
+            f.write_str("default")?;
+        } else {
+            write!(f, "{}", self.dst)?;
+        }
+        if let Some(v) = self.via {
+            write!(f, " via {v}")?;
+        }
+        if let Some(d) = &self.dev {
+            write!(f, " dev {d}")?;
+        }
+        if self.onlink {
+            f.write_str(" onlink")?;
+        }
+        if let Some(m) = self.metric {
+            write!(f, " metric {m}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NatOut {
+    /// Any interface but this one (`! -o bri0`).
+    NotOut(String),
+    /// Only this interface (`-o eth0`).
+    Out(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nat {
+    pub source: ipnet::Ipv4Net,
+    pub out: NatOut,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expect {
+    pub name: String,
+    pub kind: ExpectKind,
+    /// The line in the file, for messages.
+    pub line: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpectKind {
+    Reach { src: String, dst: String, family: Option<u8>, reach: bool },
+    Tcp { src: String, dst: String, port: u16, open: bool },
+    Http { src: String, url: String, status: u16 },
+}
+
+impl Lab {
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    pub fn bridge(&self, name: &str) -> Option<&Bridge> {
+        self.bridges.iter().find(|b| b.name == name)
+    }
+
+    /// Name of the lab's private host namespace (sandbox), or None in host mode.
+    pub fn host_ns(&self) -> Option<String> {
+        self.sandbox.then(|| sandbox_host_ns(&self.prefix, &self.base_name))
+    }
+
+    pub fn internet_ns(&self) -> Option<String> {
+        self.sandbox.then(|| sandbox_inet_ns(&self.prefix, &self.base_name))
+    }
+
+    /// Every namespace the lab owns, in creation order.
+    pub fn namespaces(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.host_ns().into_iter().collect();
+        v.extend(self.internet_ns());
+        v.extend(self.nodes.iter().map(|n| n.ns.clone()));
+        v
+    }
+
+    /// The ifalias every interface of the lab carries, so it is known as ours.
+    pub fn mark(&self) -> String {
+        mark_for(&self.name)
+    }
+
+    /// Does any interface of the lab carry an IPv6 address?
+    pub fn uses_ipv6(&self) -> bool {
+        let v6 = |a: &IpNet| matches!(a, IpNet::V6(_));
+        self.nodes.iter().chain(std::iter::once(&self.host)).any(|n| {
+            n.interfaces.iter().any(|i| i.addresses.iter().any(v6))
+                || n.routes.iter().any(|r| matches!(r.dst, IpNet::V6(_)))
+        }) || self.bridges.iter().any(|b| b.addresses.iter().any(v6))
+    }
+
+    /// All addresses of a place's interfaces, with the interface name.
+    pub fn addresses_of(&self, place: &Place) -> Vec<(String, IpNet)> {
+        let mut out = Vec::new();
+        match place {
+            Place::Node(n) => {
+                if let Some(node) = self.node(n) {
+                    for i in &node.interfaces {
+                        out.extend(i.addresses.iter().map(|a| (i.name.clone(), *a)));
+                    }
+                }
+            }
+            Place::Host => {
+                for b in &self.bridges {
+                    out.extend(b.addresses.iter().map(|a| (b.name.clone(), *a)));
+                }
+                for i in &self.host.interfaces {
+                    out.extend(i.addresses.iter().map(|a| (i.name.clone(), *a)));
+                }
+                if self.sandbox {
+                    out.push((UPLINK_IF.to_string(), sandbox_uplink_host_addr()));
+                }
+            }
+            Place::Internet => {
+                if self.sandbox {
+                    out.push((INET_IF.to_string(), sandbox_uplink_inet_addr()));
+                    out.push(("lo".to_string(), sandbox_inet_service_addr()));
+                }
+            }
+        }
+        out
+    }
+}
+
+pub fn mark_for(lab: &str) -> String {
+    format!("nslab:{lab}")
+}
+
+pub fn sandbox_host_ns(prefix: &str, base: &str) -> String {
+    format!("{prefix}{base}-host")
+}
+
+pub fn sandbox_inet_ns(prefix: &str, base: &str) -> String {
+    format!("{prefix}{base}-inet")
+}
+
+/// The sandbox host's uplink to the emulated internet, and the internet's end.
+pub const UPLINK_IF: &str = "uplink";
+pub const INET_IF: &str = "isp";
+
+pub fn sandbox_uplink_host_addr() -> IpNet {
+    "203.0.113.2/24".parse().expect("constant")
+}
+pub fn sandbox_uplink_inet_addr() -> IpNet {
+    "203.0.113.1/24".parse().expect("constant")
+}
+/// The stand-in for the tutorial's 8.8.8.8.
+pub fn sandbox_inet_service_addr() -> IpNet {
+    "198.51.100.8/32".parse().expect("constant")
+}

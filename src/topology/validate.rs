@@ -1,0 +1,653 @@
+//! Raw file -> validated model. Every name, address, reference and route is
+//! checked here, before anything touches the kernel. All mistakes are collected,
+//! each with its line, column and field.
+
+use super::model::*;
+use super::raw::*;
+use ipnet::IpNet;
+use serde_saphyr::{Location, Spanned};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::net::IpAddr;
+
+/// One mistake in a topology file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    pub line: u64,
+    pub column: u64,
+    /// Dotted path of the field, e.g. `nodes.black.interfaces.bveth.address`.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{}:{}: {}: {}", self.line, self.column, self.field, self.message)
+    }
+}
+
+/// Options that shape the model: they come from the command line, not the file.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub prefix: String,
+    pub sandbox: bool,
+}
+
+pub const MAX_IFNAME: usize = 15;
+pub const MAX_BRIDGE_PORTS: usize = 1024;
+const RESERVED: &[&str] = &["host", "internet", "all"];
+
+struct Ctx {
+    issues: Vec<Issue>,
+}
+
+impl Ctx {
+    fn at(&mut self, loc: &Location, field: impl Into<String>, message: impl Into<String>) {
+        self.issues.push(Issue {
+            line: loc.line(),
+            column: loc.column(),
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+}
+
+fn loc<T>(s: &Spanned<T>) -> &Location {
+    &s.referenced
+}
+
+/// A name that becomes part of a file name (namespace) or an identifier.
+fn check_name(cx: &mut Ctx, s: &S<String>, field: &str, what: &str) -> bool {
+    let n = &s.value;
+    let bad = if n.is_empty() {
+        Some("is empty".to_string())
+    } else if n.len() > 64 {
+        Some(format!("is {} bytes long; at most 64", n.len()))
+    } else if n.contains('/') || n.contains("..") || n.contains('\0') {
+        Some("must not contain `/`, `..` or NUL (it becomes a file name under /run/netns)".into())
+    } else if let Some(c) = n
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_' || *c == '.'))
+    {
+        Some(format!("contains {c:?}; use letters, digits, `-`, `_` and `.`"))
+    } else if n.starts_with('-') || n.starts_with('.') {
+        Some("must not start with `-` or `.`".into())
+    } else {
+        None
+    };
+    if let Some(b) = bad {
+        cx.at(loc(s), field, format!("{what} {n:?} {b}"));
+        return false;
+    }
+    true
+}
+
+/// Linux interface names: 1 to 15 bytes, no `/`, `:` or whitespace.
+pub fn ifname_problem(n: &str) -> Option<String> {
+    if n.is_empty() {
+        Some("is empty".into())
+    } else if n.len() > MAX_IFNAME {
+        Some(format!(
+            "is {} bytes long; Linux allows at most {MAX_IFNAME}",
+            n.len()
+        ))
+    } else if n == "." || n == ".." {
+        Some("is not a valid interface name".into())
+    } else if n.chars().any(|c| c == '/' || c == ':' || c.is_whitespace() || c == '\0') {
+        Some("must not contain `/`, `:`, NUL or spaces".into())
+    } else {
+        None
+    }
+}
+
+fn check_ifname(cx: &mut Ctx, s: &S<String>, field: &str) -> bool {
+    if let Some(p) = ifname_problem(&s.value) {
+        cx.at(loc(s), field, format!("interface name {:?} {p}", s.value));
+        return false;
+    }
+    if s.value == "lo" {
+        cx.at(loc(s), field, "`lo` is the loopback interface; nslab brings it up in every node by itself");
+        return false;
+    }
+    true
+}
+
+fn parse_cidr(cx: &mut Ctx, s: &S<String>, field: &str) -> Option<IpNet> {
+    let v = s.value.trim();
+    match v.parse::<IpNet>() {
+        Ok(n) => Some(n),
+        Err(_) => {
+            if v.parse::<IpAddr>().is_ok() {
+                cx.at(
+                    loc(s),
+                    field,
+                    format!("address {v:?} needs a prefix length, e.g. {v}/24"),
+                );
+            } else {
+                cx.at(loc(s), field, format!("{v:?} is not an address in CIDR form like 192.168.1.1/24 or fd00::1/64"));
+            }
+            None
+        }
+    }
+}
+
+fn parse_mac(cx: &mut Ctx, s: &S<String>, field: &str) -> Option<[u8; 6]> {
+    let parts: Vec<&str> = s.value.split(':').collect();
+    let mut mac = [0u8; 6];
+    let ok = parts.len() == 6
+        && parts
+            .iter()
+            .zip(mac.iter_mut())
+            .all(|(p, m)| p.len() == 2 && u8::from_str_radix(p, 16).map(|v| *m = v).is_ok());
+    if !ok {
+        cx.at(loc(s), field, format!("{:?} is not a MAC address like 02:00:00:00:00:01", s.value));
+        return None;
+    }
+    if mac[0] & 1 == 1 {
+        cx.at(loc(s), field, format!("{} is a multicast MAC address", s.value));
+        return None;
+    }
+    Some(mac)
+}
+
+fn check_mtu(cx: &mut Ctx, m: &Option<S<u32>>, field: &str) -> Option<u32> {
+    let m = m.as_ref()?;
+    if !(68..=65535).contains(&m.value) {
+        cx.at(loc(m), field, format!("mtu {} is out of range 68..65535", m.value));
+        return None;
+    }
+    Some(m.value)
+}
+
+fn addresses(cx: &mut Ctx, one: &Option<S<String>>, many: &[S<String>], field: &str) -> Vec<(IpNet, Location)> {
+    let mut out = Vec::new();
+    for (i, a) in one.iter().map(|a| (None, a)).chain(many.iter().enumerate().map(|(i, a)| (Some(i), a))) {
+        let f = match i {
+            None => format!("{field}.address"),
+            Some(i) => format!("{field}.addresses[{i}]"),
+        };
+        if let Some(n) = parse_cidr(cx, a, &f) {
+            out.push((n, loc(a).clone()));
+        }
+    }
+    out
+}
+
+/// Parse iproute2-style route words: `default dev IF`, `PREFIX via GW [dev IF] [onlink]`, `metric N`.
+pub fn parse_route(text: &str) -> Result<Route, String> {
+    let mut words = text.split_whitespace();
+    let first = words.next().ok_or("the route is empty")?;
+    let mut dst: Option<IpNet> = if first == "default" {
+        None
+    } else {
+        Some(match first.parse::<IpNet>() {
+            Ok(n) => n.trunc(),
+            Err(_) => match first.parse::<IpAddr>() {
+                Ok(a) => IpNet::from(a),
+                Err(_) => return Err(format!("{first:?} is not `default` or a prefix like 10.0.0.0/8")),
+            },
+        })
+    };
+    let (mut via, mut dev, mut onlink, mut metric) = (None, None, false, None);
+    while let Some(w) = words.next() {
+        match w {
+            "via" => {
+                let g = words.next().ok_or("`via` needs a gateway address")?;
+                via = Some(g.parse::<IpAddr>().map_err(|_| format!("gateway {g:?} is not an IP address"))?);
+            }
+            "dev" => {
+                let d = words.next().ok_or("`dev` needs an interface name")?;
+                if let Some(p) = ifname_problem(d) {
+                    return Err(format!("interface name {d:?} {p}"));
+                }
+                dev = Some(d.to_string());
+            }
+            "onlink" => onlink = true,
+            "metric" | "priority" | "preference" => {
+                let m = words.next().ok_or("`metric` needs a number")?;
+                metric = Some(m.parse::<u32>().map_err(|_| format!("metric {m:?} is not a number"))?);
+            }
+            other => {
+                return Err(format!(
+                    "unknown word {other:?}; a route is `default|PREFIX [via GW] [dev IF] [onlink] [metric N]`"
+                ));
+            }
+        }
+    }
+    if via.is_none() && dev.is_none() {
+        return Err("a route needs `via GATEWAY` or `dev INTERFACE` (or both)".into());
+    }
+    if onlink && via.is_none() {
+        return Err("`onlink` only makes sense with `via GATEWAY`".into());
+    }
+    if onlink && dev.is_none() {
+        return Err("`onlink` needs `dev INTERFACE` (the kernel must know where the gateway is)".into());
+    }
+    let dst = match dst.take() {
+        Some(d) => d,
+        None => match via {
+            Some(IpAddr::V6(_)) => "::/0".parse().expect("constant"),
+            _ => "0.0.0.0/0".parse().expect("constant"),
+        },
+    };
+    if let Some(g) = via {
+        if g.is_ipv4() != matches!(dst, IpNet::V4(_)) {
+            return Err(format!("gateway {g} and destination {dst} are of different IP families"));
+        }
+    }
+    Ok(Route { dst, via, dev, onlink, metric })
+}
+
+/// Where an endpoint string points.
+enum EndRef {
+    Node(String, String),
+    Bridge(String, String),
+    Host(String),
+}
+
+/// Deterministic locally administered MAC for a bridge, from the lab and bridge names.
+pub fn stable_mac(lab: &str, name: &str) -> [u8; 6] {
+    // FNV-1a: stable across runs and Rust versions (std's hasher is not).
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in lab.bytes().chain([0u8]).chain(name.bytes()) {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    let b = h.to_be_bytes();
+    [0x02, b[1], b[2], b[3], b[4], b[5]]
+}
+
+struct NodeDraft {
+    name: String,
+    loc: Location,
+    ifaces: Vec<(String, Location, Vec<(IpNet, Location)>, Option<u32>, Option<[u8; 6]>)>,
+    routes: Vec<(S<String>, usize)>,
+    forward: bool,
+    run: Vec<String>,
+}
+
+pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
+    let mut cx = Ctx { issues: Vec::new() };
+    let top = Location::UNKNOWN;
+
+    if !opts.prefix.is_empty() {
+        let p = Spanned::new(opts.prefix.clone(), top.clone(), top.clone());
+        check_name(&mut cx, &p, "--prefix", "prefix");
+    }
+    let base_name = match &raw.name {
+        Some(n) => {
+            check_name(&mut cx, n, "name", "lab name");
+            n.value.clone()
+        }
+        None => {
+            cx.issues.push(Issue { line: 1, column: 1, field: "name".into(), message: "missing: every lab needs a `name:`".into() });
+            String::new()
+        }
+    };
+    let lab_name = format!("{}{}", opts.prefix, base_name);
+
+    // Names of nodes and bridges share one space: `X:IF` must mean one thing.
+    let mut names: HashMap<String, &'static str> = HashMap::new();
+    let mut nodes: Vec<NodeDraft> = Vec::new();
+    for (k, n) in &raw.nodes.0 {
+        let field = format!("nodes.{}", k.value);
+        if !check_name(&mut cx, k, &field, "node name") {
+            continue;
+        }
+        if RESERVED.contains(&k.value.as_str()) {
+            cx.at(loc(k), &field, format!("{:?} is a reserved word (it names the lab's host, internet or every node); pick another node name", k.value));
+            continue;
+        }
+        let ns = format!("{}{}", opts.prefix, k.value);
+        if ns.len() > 200 {
+            cx.at(loc(k), &field, "namespace name (prefix + node) is too long");
+        }
+        if opts.sandbox && (ns == sandbox_host_ns(&opts.prefix, &base_name) || ns == sandbox_inet_ns(&opts.prefix, &base_name)) {
+            cx.at(loc(k), &field, format!("node {:?} would have the same namespace as the sandbox's host or internet", k.value));
+        }
+        names.insert(k.value.clone(), "node");
+        nodes.push(node_draft(&mut cx, &field, k, &n.interfaces, &n.routes, n.forward.as_ref().map(|f| f.value).unwrap_or(false), &n.run));
+    }
+    let host_raw = raw.host.unwrap_or_default();
+    let hostk = Spanned::new("host".to_string(), top.clone(), top.clone());
+    let mut host = node_draft(&mut cx, "host", &hostk, &host_raw.interfaces, &host_raw.routes, false, &[]);
+
+    let mut bridges: Vec<Bridge> = Vec::new();
+    let mut bridge_locs: Vec<Location> = Vec::new();
+    for (k, b) in &raw.bridges.0 {
+        let field = format!("bridges.{}", k.value);
+        if !check_ifname(&mut cx, k, &field) {
+            continue;
+        }
+        if RESERVED.contains(&k.value.as_str()) {
+            cx.at(loc(k), &field, format!("{:?} is a reserved word; pick another bridge name", k.value));
+            continue;
+        }
+        if names.contains_key(&k.value) {
+            cx.at(loc(k), &field, format!("{:?} is already the name of a node; nodes and bridges need different names", k.value));
+            continue;
+        }
+        names.insert(k.value.clone(), "bridge");
+        let addrs = addresses(&mut cx, &b.address, &b.addresses, &field);
+        let mac = match &b.mac {
+            Some(m) => parse_mac(&mut cx, m, &format!("{field}.mac")).unwrap_or([2, 0, 0, 0, 0, 1]),
+            None => stable_mac(&lab_name, &k.value),
+        };
+        host.ifaces.push((k.value.clone(), loc(k).clone(), addrs.clone(), None, None));
+        bridges.push(Bridge {
+            name: k.value.clone(),
+            addresses: addrs.iter().map(|a| a.0).collect(),
+            mtu: check_mtu(&mut cx, &b.mtu, &format!("{field}.mtu")),
+            mac,
+            ports: Vec::new(),
+        });
+        bridge_locs.push(loc(k).clone());
+    }
+
+    // Links: each end used once; ports and host ends become host interfaces.
+    let mut links = Vec::new();
+    let mut used: HashMap<(String, String), Location> = HashMap::new();
+    for (i, l) in raw.links.iter().enumerate() {
+        let field = format!("links[{i}]");
+        if l.value.len() != 2 {
+            cx.at(loc(l), &field, format!("a link is a cable with two ends, like [black:bveth, bri0:bbrveth]; this one has {}", l.value.len()));
+            continue;
+        }
+        let mut ends = Vec::new();
+        for (j, e) in l.value.iter().enumerate() {
+            let f = format!("{field}[{j}]");
+            let Some((left, right)) = e.value.split_once(':') else {
+                cx.at(loc(e), &f, format!("{:?} is not an endpoint; write NODE:INTERFACE, BRIDGE:PORT or host:INTERFACE", e.value));
+                continue;
+            };
+            let ifs = Spanned::new(right.to_string(), loc(e).clone(), loc(e).clone());
+            if !check_ifname(&mut cx, &ifs, &f) {
+                continue;
+            }
+            let r = if left == "host" {
+                EndRef::Host(right.into())
+            } else {
+                match names.get(left) {
+                    Some(&"node") => EndRef::Node(left.into(), right.into()),
+                    Some(_) => EndRef::Bridge(left.into(), right.into()),
+                    None => {
+                        let known: Vec<&str> = names.keys().map(|s| s.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
+                        cx.at(loc(e), &f, format!("{left:?} is not a node or bridge of this lab (known: {})", if known.is_empty() { "none".into() } else { known.join(", ") }));
+                        continue;
+                    }
+                }
+            };
+            // Bridge ports and host ends all live in the host namespace.
+            let key = match &r {
+                EndRef::Node(n, i) => (n.clone(), i.clone()),
+                EndRef::Bridge(_, i) | EndRef::Host(i) => ("host".to_string(), i.clone()),
+            };
+            if let Some(prev) = used.get(&key) {
+                let what = match &r {
+                    EndRef::Bridge(b, p) => format!("bridge port {b}:{p} is used twice (first at line {})", prev.line()),
+                    EndRef::Node(n, i) => format!("interface {n}:{i} is used by two links (first at line {})", prev.line()),
+                    EndRef::Host(i) => format!("host interface {i} is used twice (first at line {})", prev.line()),
+                };
+                cx.at(loc(e), &f, what);
+                continue;
+            }
+            used.insert(key, loc(e).clone());
+            ends.push((r, loc(e).clone()));
+        }
+        if ends.len() != 2 {
+            continue;
+        }
+        let mk = |r: &EndRef| match r {
+            EndRef::Node(n, i) => End { place: Place::Node(n.clone()), ifname: i.clone(), bridge: None },
+            EndRef::Bridge(b, p) => End { place: Place::Host, ifname: p.clone(), bridge: Some(b.clone()) },
+            EndRef::Host(i) => End { place: Place::Host, ifname: i.clone(), bridge: None },
+        };
+        let (a, b) = (mk(&ends[0].0), mk(&ends[1].0));
+        if a.bridge.is_some() && b.bridge.is_some() {
+            cx.at(loc(l), &field, "both ends are bridge ports; connect bridges to nodes, or give one bridge a node in between");
+            continue;
+        }
+        if a.place == Place::Host && b.place == Place::Host {
+            cx.at(loc(l), &field, "both ends are in the host; a link needs at least one node");
+            continue;
+        }
+        for (end, l2) in [(&a, &ends[0].1), (&b, &ends[1].1)] {
+            match (&end.place, &end.bridge) {
+                (Place::Node(n), _) => {
+                    let d = nodes.iter_mut().find(|d| &d.name == n).expect("known node");
+                    if !d.ifaces.iter().any(|x| x.0 == end.ifname) {
+                        d.ifaces.push((end.ifname.clone(), l2.clone(), Vec::new(), None, None));
+                    }
+                }
+                (Place::Host, Some(b)) => {
+                    let br = bridges.iter_mut().find(|x| &x.name == b).expect("known bridge");
+                    br.ports.push(end.ifname.clone());
+                    if host.ifaces.iter().any(|x| x.0 == end.ifname) {
+                        cx.at(l2, &field, format!("{:?} is already the name of a host interface or bridge; names in the host must differ", end.ifname));
+                    } else {
+                        host.ifaces.push((end.ifname.clone(), l2.clone(), Vec::new(), None, None));
+                    }
+                }
+                (Place::Host, None) => {
+                    if !host.ifaces.iter().any(|x| x.0 == end.ifname) {
+                        host.ifaces.push((end.ifname.clone(), l2.clone(), Vec::new(), None, None));
+                    } else if bridges.iter().any(|b| b.name == end.ifname) {
+                        cx.at(l2, &field, format!("{:?} is a bridge; use {0}:PORT to plug a cable into it", end.ifname));
+                    }
+                }
+                (Place::Internet, _) => {}
+            }
+        }
+        links.push(Link { a, b });
+    }
+    for (b, l) in bridges.iter().zip(&bridge_locs) {
+        if b.ports.len() > MAX_BRIDGE_PORTS {
+            cx.at(l, format!("bridges.{}", b.name), format!("{} ports; a Linux bridge holds at most {MAX_BRIDGE_PORTS}", b.ports.len()));
+        }
+    }
+    if opts.sandbox && host.ifaces.iter().any(|i| i.0 == UPLINK_IF) {
+        cx.at(&top, "host", format!("{UPLINK_IF:?} is the sandbox host's uplink to the emulated internet; pick another name"));
+    }
+
+    // Declared interfaces must be plugged into something.
+    let connected: BTreeSet<(String, String)> = used.keys().cloned().collect();
+    for d in nodes.iter().chain(std::iter::once(&host)) {
+        for (name, l, ..) in &d.ifaces {
+            let is_bridge = d.name == "host" && bridges.iter().any(|b| &b.name == name);
+            if !is_bridge && !connected.contains(&(d.name.clone(), name.clone())) {
+                cx.at(l, format!("{}.interfaces.{name}", if d.name == "host" { "host".into() } else { format!("nodes.{}", d.name) }), format!("interface {name} of {} is not the end of any link; add it to `links`", d.name));
+            }
+        }
+    }
+
+    // One address once in the whole lab.
+    let mut seen_addr: BTreeMap<IpAddr, (String, u64)> = BTreeMap::new();
+    for d in nodes.iter().chain(std::iter::once(&host)) {
+        for (ifn, _, addrs, ..) in &d.ifaces {
+            for (a, l) in addrs {
+                let who = format!("{}:{ifn}", d.name);
+                if let Some((prev, pl)) = seen_addr.get(&a.addr()) {
+                    cx.at(l, format!("{}.interfaces.{ifn}", place_field(&d.name)), format!("address {} is already on {prev} (line {pl}); one address can be in a lab only once", a.addr()));
+                } else {
+                    seen_addr.insert(a.addr(), (who, l.line()));
+                }
+                if sandbox_reserved(a) && opts.sandbox {
+                    cx.at(l, format!("{}.interfaces.{ifn}", place_field(&d.name)), format!("{a} overlaps 203.0.113.0/24 or 198.51.100.0/24, which the sandbox's emulated internet uses"));
+                }
+            }
+        }
+    }
+
+    // Routes: parse, check the device, check the gateway can be reached.
+    let mut out_nodes = Vec::new();
+    let mut host_node = None;
+    for d in nodes.iter().chain(std::iter::once(&host)) {
+        let pf = place_field(&d.name);
+        let mut routes = Vec::new();
+        for (r, i) in &d.routes {
+            let field = format!("{pf}.routes[{i}]");
+            let route = match parse_route(&r.value) {
+                Ok(x) => x,
+                Err(e) => {
+                    cx.at(loc(r), &field, format!("{:?}: {e}", r.value));
+                    continue;
+                }
+            };
+            if let Some(dev) = &route.dev {
+                if !d.ifaces.iter().any(|x| &x.0 == dev) {
+                    let have: Vec<&str> = d.ifaces.iter().map(|x| x.0.as_str()).collect();
+                    cx.at(loc(r), &field, format!("route device {dev:?} is not an interface of {} (it has: {})", d.name, if have.is_empty() { "none".to_string() } else { have.join(", ") }));
+                    continue;
+                }
+            }
+            if let Some(gw) = route.via {
+                if !route.onlink && !gateway_reachable(gw, route.dev.as_deref(), d, &d.routes) {
+                    cx.at(loc(r), &field, format!("gateway {gw} is not reachable: no address of {} has a prefix containing it and no on-link route (`PREFIX dev IF`) covers it; add such a route before this one, or `onlink`", d.name));
+                    continue;
+                }
+            }
+            if routes.iter().any(|x: &Route| x.dst == route.dst && x.metric == route.metric) {
+                cx.at(loc(r), &field, format!("a route to {} is already declared", r.value.split_whitespace().next().unwrap_or("")));
+                continue;
+            }
+            routes.push(route);
+        }
+        let node = Node {
+            name: d.name.clone(),
+            ns: if d.name == "host" { String::new() } else { format!("{}{}", opts.prefix, d.name) },
+            interfaces: d
+                .ifaces
+                .iter()
+                .filter(|x| !(d.name == "host" && bridges.iter().any(|b| b.name == x.0)))
+                .map(|(n, _, a, mtu, mac)| Iface { name: n.clone(), addresses: a.iter().map(|x| x.0).collect(), mtu: *mtu, mac: *mac })
+                .collect(),
+            routes,
+            forward: d.forward,
+            run: d.run.clone(),
+        };
+        if d.name == "host" {
+            host_node = Some(node);
+        } else {
+            out_nodes.push(node);
+        }
+    }
+
+    // NAT
+    let mut nat = Vec::new();
+    for (i, n) in raw.nat.iter().enumerate() {
+        let field = format!("nat[{i}]");
+        let src = match parse_cidr(&mut cx, &n.value.source, &format!("{field}.source")) {
+            Some(IpNet::V4(s)) => s.trunc(),
+            Some(IpNet::V6(_)) => {
+                cx.at(loc(&n.value.source), format!("{field}.source"), "masquerade is IPv4 only (IPv6 labs use routable addresses)");
+                continue;
+            }
+            None => continue,
+        };
+        let out = match (&n.value.not_out, &n.value.out) {
+            (Some(x), None) => {
+                if !check_ifname(&mut cx, x, &format!("{field}.not_out")) {
+                    continue;
+                }
+                NatOut::NotOut(x.value.clone())
+            }
+            (None, Some(x)) => {
+                if !check_ifname(&mut cx, x, &format!("{field}.out")) {
+                    continue;
+                }
+                NatOut::Out(x.value.clone())
+            }
+            _ => {
+                cx.at(loc(n), &field, "give exactly one of `not_out: BRIDGE` (any interface but the bridge, like `! -o bri0`) or `out: UPLINK`");
+                continue;
+            }
+        };
+        nat.push(Nat { source: src, out });
+    }
+
+    let mut lab = Lab {
+        name: lab_name,
+        base_name,
+        prefix: opts.prefix.clone(),
+        sandbox: opts.sandbox,
+        nodes: out_nodes,
+        bridges,
+        links,
+        host: host_node.expect("host draft"),
+        nat,
+        ipv6_link_local: false,
+        expect: Vec::new(),
+    };
+    lab.ipv6_link_local = raw.ipv6_link_local.unwrap_or_else(|| lab.uses_ipv6());
+    lab.expect = super::expect::parse_expects(&mut |l, f, m| cx.at(l, f, m), &raw.expect, &lab);
+
+    if cx.issues.is_empty() {
+        Ok(lab)
+    } else {
+        cx.issues.sort_by_key(|i| (i.line, i.column));
+        Err(cx.issues)
+    }
+}
+
+fn place_field(name: &str) -> String {
+    if name == "host" { "host".into() } else { format!("nodes.{name}") }
+}
+
+fn sandbox_reserved(a: &IpNet) -> bool {
+    let r1: IpNet = "203.0.113.0/24".parse().expect("constant");
+    let r2: IpNet = "198.51.100.0/24".parse().expect("constant");
+    r1.contains(&a.addr()) || r2.contains(&a.addr()) || a.contains(&r1.addr()) || a.contains(&r2.addr())
+}
+
+fn node_draft(
+    cx: &mut Ctx,
+    field: &str,
+    k: &S<String>,
+    ifaces: &OrderedMap<RawIface>,
+    routes: &[S<String>],
+    forward: bool,
+    run: &[S<String>],
+) -> NodeDraft {
+    let mut d = NodeDraft {
+        name: k.value.clone(),
+        loc: loc(k).clone(),
+        ifaces: Vec::new(),
+        routes: routes.iter().cloned().enumerate().map(|(i, r)| (r, i)).collect(),
+        forward,
+        run: Vec::new(),
+    };
+    for (ik, iv) in &ifaces.0 {
+        let f = format!("{field}.interfaces.{}", ik.value);
+        if !check_ifname(cx, ik, &f) {
+            continue;
+        }
+        let addrs = addresses(cx, &iv.address, &iv.addresses, &f);
+        let mtu = check_mtu(cx, &iv.mtu, &format!("{f}.mtu"));
+        let mac = iv.mac.as_ref().and_then(|m| parse_mac(cx, m, &format!("{f}.mac")));
+        d.ifaces.push((ik.value.clone(), loc(ik).clone(), addrs, mtu, mac));
+    }
+    for (i, r) in run.iter().enumerate() {
+        if r.value.trim().is_empty() {
+            cx.at(loc(r), format!("{field}.run[{i}]"), "empty command");
+        } else if crate::util::split_command(&r.value).is_err() {
+            cx.at(loc(r), format!("{field}.run[{i}]"), "unbalanced quotes in the command");
+        } else {
+            d.run.push(r.value.clone());
+        }
+    }
+    let _ = &d.loc;
+    d
+}
+
+/// Can `gw` be reached from this node by a connected prefix or an on-link route?
+fn gateway_reachable(gw: IpAddr, dev: Option<&str>, d: &NodeDraft, routes: &[(S<String>, usize)]) -> bool {
+    let connected = d.ifaces.iter().any(|(n, _, addrs, ..)| {
+        dev.is_none_or(|x| x == n) && addrs.iter().any(|(a, _)| a.trunc().contains(&gw))
+    });
+    if connected {
+        return true;
+    }
+    routes.iter().filter_map(|(r, _)| parse_route(&r.value).ok()).any(|r| {
+        r.via.is_none() && r.dev.is_some() && r.dst.contains(&gw) && dev.is_none_or(|x| Some(x) == r.dev.as_deref())
+    })
+}
