@@ -8,6 +8,9 @@ pub mod validate;
 pub use model::*;
 pub use validate::{Issue, Options, parse_route};
 
+#[cfg(test)]
+mod tests;
+
 use std::fmt;
 use std::path::Path;
 
@@ -99,7 +102,12 @@ fn clean_saphyr_message(m: &str) -> String {
         Some(i) if s.starts_with("line ") => &s[i + 2..],
         _ => s,
     };
-    s.replace(", set DuplicateKeyPolicy in Options if acceptable", "")
+    let s = s.replace(", set DuplicateKeyPolicy in Options if acceptable", "");
+    // It may also end with its own " at line N, column M".
+    match s.rfind(" at line ") {
+        Some(i) if s[i..].contains("column") => s[..i].to_string(),
+        _ => s,
+    }
 }
 
 /// The dotted key path of the YAML line `line` (1-based), found by walking up the

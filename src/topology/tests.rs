@@ -1,0 +1,238 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Lab, TopologyError> {
+    parse_str(text, "t.yaml", &Options::default())
+}
+
+fn sandboxed(text: &str) -> Result<Lab, TopologyError> {
+    parse_str(text, "t.yaml", &Options { prefix: "p-".into(), sandbox: true })
+}
+
+/// The one issue of a bad file: (line, field, message).
+fn issue(text: &str) -> (u64, String, String) {
+    let e = parse(text).expect_err("the file should be refused");
+    assert!(!e.issues.is_empty());
+    let i = &e.issues[0];
+    (i.line, i.field.clone(), i.message.clone())
+}
+
+const OBJ1: &str = include_str!("../../examples/objective1-veth.yaml");
+const OBJ2: &str = include_str!("../../examples/objective2-bridge.yaml");
+
+#[test]
+fn objective1_builds_the_tutorials_model() {
+    let lab = parse(OBJ1).unwrap();
+    assert_eq!(lab.name, "objective1");
+    assert_eq!(lab.nodes.len(), 2);
+    let red = lab.node("red").unwrap();
+    assert_eq!(red.ns, "red");
+    assert_eq!(red.interfaces[0].name, "veth-red");
+    assert_eq!(red.interfaces[0].addresses[0].to_string(), "192.168.1.1/24");
+    assert_eq!(lab.links.len(), 1);
+    assert_eq!(lab.links[0].a.to_string(), "red:veth-red");
+    assert!(!lab.ipv6_link_local, "an IPv4-only lab gets no link-local addresses");
+}
+
+#[test]
+fn objective2_has_bridge_ports_and_onlink_defaults() {
+    let lab = parse(OBJ2).unwrap();
+    let b = lab.bridge("bri0").unwrap();
+    assert_eq!(b.ports, ["bbrveth", "wbrveth", "gbrveth"]);
+    assert_eq!(b.addresses[0].to_string(), "192.168.0.1/16");
+    assert_eq!(b.mac[0], 0x02, "locally administered, unicast");
+    let green = lab.node("green").unwrap();
+    assert_eq!(green.routes[0].to_string(), "default dev gveth");
+    assert!(green.routes[0].via.is_none());
+    let host_ifs: Vec<&str> = lab.host.interfaces.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(host_ifs, ["bbrveth", "wbrveth", "gbrveth"]);
+}
+
+#[test]
+fn prefix_and_sandbox_shape_names() {
+    let lab = sandboxed(OBJ2).unwrap();
+    assert_eq!(lab.name, "p-objective2");
+    assert_eq!(lab.node("black").unwrap().ns, "p-black");
+    assert_eq!(lab.host_ns().as_deref(), Some("p-objective2-host"));
+    assert_eq!(lab.internet_ns().as_deref(), Some("p-objective2-inet"));
+    assert_eq!(lab.namespaces(), ["p-objective2-host", "p-objective2-inet", "p-black", "p-white", "p-green"]);
+    // The bridge MAC is stable for a lab name, and differs between copies.
+    let again = sandboxed(OBJ2).unwrap();
+    assert_eq!(lab.bridges[0].mac, again.bridges[0].mac);
+    assert_ne!(lab.bridges[0].mac, parse(OBJ2).unwrap().bridges[0].mac);
+}
+
+#[test]
+fn ipv6_labs_keep_link_local() {
+    let t = "name: v6\nnodes:\n  a: { interfaces: { e: { address: fd00:1::1/64 } } }\n  b: { interfaces: { e: { address: fd00:1::2/64 } } }\nlinks: [[a:e, b:e]]\n";
+    let lab = parse(t).unwrap();
+    assert!(lab.uses_ipv6());
+    assert!(lab.ipv6_link_local);
+}
+
+#[test]
+fn routes_in_iproute2_words() {
+    for (text, shown) in [
+        ("default dev bveth", "default dev bveth"),
+        ("192.168.0.0/16 dev gveth", "192.168.0.0/16 dev gveth"),
+        ("10.1.2.3/8 via 192.168.1.254", "10.0.0.0/8 via 192.168.1.254"),
+        ("default via 192.168.0.1", "default via 192.168.0.1"),
+        ("default via 10.0.0.1 dev e onlink", "default via 10.0.0.1 dev e onlink"),
+        ("default via fd00::1", "default via fd00::1"),
+        ("10.0.0.5 dev e metric 7", "10.0.0.5/32 dev e metric 7"),
+    ] {
+        assert_eq!(parse_route(text).unwrap().to_string(), shown, "{text}");
+    }
+    for bad in ["", "default", "default via", "default via x", "1.2.3.4/99 dev e", "default dev e onlink", "default via 10.0.0.1 onlink", "10.0.0.0/8 via fd00::1", "default dev e bogus"] {
+        assert!(parse_route(bad).is_err(), "{bad:?} should be refused");
+    }
+}
+
+// The mistakes of the core issue, each with line, field and a clear message.
+
+#[test]
+fn unknown_key() {
+    let (line, field, msg) = issue("name: x\nnodes:\n  red:\n    interfaces: {}\n    rutes: []\n");
+    assert_eq!(line, 5);
+    assert_eq!(field, "nodes.red.rutes");
+    assert!(msg.contains("unknown field `rutes`"), "{msg}");
+}
+
+#[test]
+fn link_to_unknown_node() {
+    let (line, field, msg) = issue("name: x\nnodes:\n  red: {}\nlinks:\n  - [ red:a, pink:b ]\n");
+    assert_eq!((line, field.as_str()), (5, "links[0][1]"));
+    assert!(msg.contains("\"pink\" is not a node or bridge"), "{msg}");
+}
+
+#[test]
+fn duplicate_names() {
+    let (line, _, msg) = issue("name: x\nnodes:\n  red: {}\n  red: {}\n");
+    assert_eq!(line, 4);
+    assert!(msg.contains("duplicate mapping key"), "{msg}");
+    let (line, field, msg) = issue("name: x\nnodes:\n  red: {}\nbridges:\n  red: {}\n");
+    assert_eq!((line, field.as_str()), (5, "bridges.red"));
+    assert!(msg.contains("already the name of a node"), "{msg}");
+}
+
+#[test]
+fn interface_name_too_long() {
+    let (line, field, msg) = issue("name: x\nnodes:\n  red:\n    interfaces:\n      a-very-long-name-here: {}\n  green: {}\nlinks:\n  - [ red:a-very-long-name-here, green:e ]\n");
+    assert_eq!((line, field.as_str()), (5, "nodes.red.interfaces.a-very-long-name-here"));
+    assert!(msg.contains("at most 15"), "{msg}");
+}
+
+#[test]
+fn namespace_names_are_file_names() {
+    let (line, field, msg) = issue("name: x\nnodes:\n  \"a/b\": {}\n");
+    assert_eq!((line, field.as_str()), (3, "nodes.a/b"));
+    assert!(msg.contains("`/`"), "{msg}");
+    let (_, _, msg) = issue("name: x\nnodes:\n  \"..\": {}\n");
+    assert!(msg.contains("`..`"), "{msg}");
+    let e = parse_str("name: x\nnodes: {}\n", "t.yaml", &Options { prefix: "../".into(), sandbox: false }).unwrap_err();
+    assert_eq!(e.issues[0].field, "--prefix");
+}
+
+#[test]
+fn invalid_cidr() {
+    let (line, field, msg) = issue("name: x\nnodes:\n  red:\n    interfaces:\n      e: { address: 192.168.1.300/24 }\n  g: {}\nlinks: [[red:e, g:e]]\n");
+    assert_eq!((line, field.as_str()), (5, "nodes.red.interfaces.e.address"));
+    assert!(msg.contains("not an address in CIDR form"), "{msg}");
+    let (_, _, msg) = issue("name: x\nnodes:\n  red:\n    interfaces:\n      e: { address: 192.168.1.3 }\n  g: {}\nlinks: [[red:e, g:e]]\n");
+    assert!(msg.contains("needs a prefix length"), "{msg}");
+}
+
+#[test]
+fn unreachable_gateway() {
+    let (line, field, msg) = issue("name: x\nnodes:\n  red:\n    interfaces:\n      e: { address: 192.168.3.1/24 }\n    routes: [ \"default via 192.168.0.1\" ]\n  g: {}\nlinks: [[red:e, g:e]]\n");
+    assert_eq!((line, field.as_str()), (6, "nodes.red.routes[0]"));
+    assert!(msg.contains("gateway 192.168.0.1 is not reachable"), "{msg}");
+    // The tutorial's fix: an on-link route covering the gateway first.
+    let ok = "name: x\nnodes:\n  red:\n    interfaces:\n      e: { address: 192.168.3.1/24 }\n    routes: [ \"192.168.0.0/16 dev e\", \"default via 192.168.0.1\" ]\n  g: {}\nlinks: [[red:e, g:e]]\n";
+    assert!(parse(ok).is_ok());
+}
+
+#[test]
+fn one_address_twice() {
+    let (line, field, msg) = issue("name: x\nnodes:\n  a: { interfaces: { e: { address: 10.0.0.1/24 } } }\n  b: { interfaces: { e: { address: 10.0.0.1/24 } } }\nlinks: [[a:e, b:e]]\n");
+    assert_eq!((line, field.as_str()), (4, "nodes.b.interfaces.e"));
+    assert!(msg.contains("already on a:e"), "{msg}");
+}
+
+#[test]
+fn one_bridge_port_twice() {
+    let (line, field, msg) = issue("name: x\nbridges: { br: {} }\nnodes:\n  a: {}\n  b: {}\nlinks:\n  - [ a:e, br:p1 ]\n  - [ b:e, br:p1 ]\n");
+    assert_eq!((line, field.as_str()), (8, "links[1][1]"));
+    assert!(msg.contains("bridge port br:p1 is used twice (first at line 7)"), "{msg}");
+}
+
+#[test]
+fn empty_file() {
+    for t in ["", "\n\n", "# only a comment\n"] {
+        let (line, _, msg) = issue(t);
+        assert_eq!(line, 1);
+        assert!(msg.contains("the file is empty"), "{msg}");
+    }
+}
+
+#[test]
+fn more_mistakes() {
+    let cases: &[(&str, &str)] = &[
+        ("nodes: {}\n", "every lab needs a `name:`"),
+        ("name: x\nnodes:\n  red: { forward: yes }\n", "bool"),
+        ("name: x\nnodes:\n  host: {}\n", "reserved word"),
+        ("name: x\nnodes:\n  a: { interfaces: { e: {} } }\n", "not the end of any link"),
+        ("name: x\nnodes:\n  a: {}\n  b: {}\nlinks: [[a:e, b:e, b:f]]\n", "two ends"),
+        ("name: x\nnodes:\n  a: { routes: [\"default dev nope\"] }\n", "route device \"nope\" is not an interface"),
+        ("name: x\nnodes:\n  a: { routes: [\"to the moon\"] }\n", "not `default` or a prefix"),
+        ("name: x\nnodes:\n  a: {}\nlinks: [[a:e, a:e]]\n", "used by two links"),
+        ("name: x\nnodes:\n  a: {}\nlinks: [[a-e, a:f]]\n", "not an endpoint"),
+        ("name: x\nnodes:\n  a: { interfaces: { e: { mtu: 20 } } }\n  b: {}\nlinks: [[a:e, b:e]]\n", "out of range"),
+        ("name: x\nnat: [ { source: 10.0.0.0/8 } ]\n", "exactly one of `not_out"),
+        ("name: x\nnodes:\n  a: { interfaces: { lo: {} } }\n", "loopback"),
+        ("name: [x\n", "expected"),
+    ];
+    for (t, want) in cases {
+        let e = parse(t).expect_err(t);
+        let all = e.to_string();
+        assert!(all.contains(want), "{t:?}: expected {want:?} in:\n{all}");
+        assert!(e.issues.iter().all(|i| i.line >= 1), "{t:?}: every issue has a line: {all}");
+    }
+}
+
+#[test]
+fn sandbox_reserves_the_internet_prefixes() {
+    let t = "name: x\nnodes:\n  a: { interfaces: { e: { address: 203.0.113.9/24 } } }\n  b: {}\nlinks: [[a:e, b:e]]\n";
+    assert!(parse(t).is_ok());
+    let e = sandboxed(t).unwrap_err();
+    assert!(e.to_string().contains("emulated internet"));
+}
+
+#[test]
+fn errors_name_file_line_and_field() {
+    let e = parse("name: x\nnodes:\n  red:\n    rutes: []\n").unwrap_err();
+    let s = e.to_string();
+    assert!(s.starts_with("t.yaml:4:5: nodes.red.rutes: unknown field `rutes`"), "{s}");
+    assert!(s.contains("4 |     rutes: []"), "shows the line: {s}");
+}
+
+#[test]
+fn field_paths_follow_indentation() {
+    let t = "name: x\nnodes:\n  red:\n    interfaces:\n      e: {}\n";
+    assert_eq!(field_path_at(t, 5), "nodes.red.interfaces.e");
+    assert_eq!(field_path_at(t, 1), "name");
+    assert_eq!(field_path_at(t, 99), "");
+}
+
+#[test]
+fn expectations_parse_and_check_names() {
+    let base = "name: x\nnodes:\n  a: { interfaces: { e: { address: 10.0.0.1/24 } } }\n  b: { interfaces: { e: { address: 10.0.0.2/24 } } }\nlinks: [[a:e, b:e]]\n";
+    let ok = format!("{base}expect:\n  - reach: a -> b\n  - no_reach: a -> 10.9.9.9\n  - tcp: a -> b:80\n  - http: a -> http://b:80/\n    status: 404\n");
+    let lab = parse(&ok).unwrap();
+    assert_eq!(lab.expect.len(), 4);
+    assert!(matches!(&lab.expect[1].kind, ExpectKind::Reach { reach: false, .. }));
+    assert!(matches!(&lab.expect[3].kind, ExpectKind::Http { status: 404, .. }));
+    let bad = format!("{base}expect:\n  - reach: a -> c\n");
+    assert!(parse(&bad).unwrap_err().to_string().contains("\"c\" is not a node"));
+    let bad = format!("{base}expect:\n  - reach: internet -> a\n");
+    assert!(parse(&bad).unwrap_err().to_string().contains("sandboxed"));
+}
