@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs the system packages the tests use,
+# checks formatting and lints, runs unit and root integration tests, and finally
+# checks that nothing was left behind in the kernel.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  # Tests create namespaces, veths and nftables tables: they need root.
+  exec sudo -E env "PATH=$PATH" "$0" "$@"
+fi
+
+# Independent tools the tests cross-check with (never used by nslab itself).
+want="iproute2:ip iputils-ping:ping nftables:nft tcpdump:tcpdump curl:curl python3:python3 util-linux:nsenter procps:ps"
+missing=""
+for pair in $want; do
+  pkg=${pair%%:*}; cmd=${pair##*:}
+  command -v "$cmd" >/dev/null 2>&1 || missing="$missing $pkg"
+done
+if [ -n "$missing" ]; then
+  echo "== installing:$missing"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # shellcheck disable=SC2086
+  apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+snapshot() {
+  { ip netns list; ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1; nft list tables 2>/dev/null;
+    ls /etc/netns 2>/dev/null; ls /run/nslab/labs 2>/dev/null; } | sort
+}
+before=$(snapshot)
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets --quiet -- -D warnings
+echo "== cargo test"
+cargo test --all-targets --quiet -- --test-threads "${NSLAB_TEST_THREADS:-4}"
+
+after=$(snapshot)
+if [ "$before" != "$after" ]; then
+  echo "== the tests left something behind in the kernel or in /run, /etc:"
+  diff <(echo "$before") <(echo "$after") || true
+  exit 1
+fi
+echo "== all tests passed; nothing left behind"

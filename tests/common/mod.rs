@@ -1,0 +1,186 @@
+//! Shared helpers for root integration tests: each test uses its own prefix,
+//! and guards take labs and namespaces down even when the test fails.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_nslab")
+}
+
+pub fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
+}
+
+pub fn example(name: &str) -> PathBuf {
+    examples().join(name)
+}
+
+/// A unique, short prefix for one test: "t{tag}{pid % 10000}-".
+pub fn prefix(tag: &str) -> String {
+    format!("t{tag}{}-", std::process::id() % 10000)
+}
+
+/// Run nslab; `host` = Some(ns) runs it inside that namespace (host-mode tests).
+pub fn nslab_in(host: Option<&str>, args: &[&str]) -> Output {
+    let mut c = match host {
+        Some(ns) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/run/netns/{ns}")).arg(bin());
+            c
+        }
+        None => Command::new(bin()),
+    };
+    c.args(args).stdin(Stdio::null()).output().expect("run nslab")
+}
+
+pub fn nslab(args: &[&str]) -> Output {
+    nslab_in(None, args)
+}
+
+pub fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[track_caller]
+pub fn ok(o: Output) -> Output {
+    assert!(o.status.success(), "nslab failed ({:?}):\n{}", o.status.code(), text(&o));
+    o
+}
+
+/// Takes a lab down when dropped (also when the test panics).
+pub struct LabGuard {
+    pub lab: String,
+    pub host: Option<String>,
+}
+
+impl LabGuard {
+    pub fn new(lab: &str, host: Option<&str>) -> LabGuard {
+        LabGuard { lab: lab.into(), host: host.map(String::from) }
+    }
+}
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        let o = nslab_in(self.host.as_deref(), &["down", "--lab", &self.lab, "--kill"]);
+        if !o.status.success() {
+            eprintln!("cleanup of lab {} failed: {}", self.lab, text(&o));
+        }
+    }
+}
+
+/// A namespace made by the test itself (e.g. to play the host in host mode).
+pub struct TestNs {
+    pub name: String,
+}
+
+impl TestNs {
+    pub fn new(name: &str) -> TestNs {
+        let _ = Command::new("ip").args(["netns", "del", name]).output();
+        let o = Command::new("ip").args(["netns", "add", name]).output().unwrap();
+        assert!(o.status.success(), "ip netns add {name}: {}", text(&o));
+        sh(&format!("ip -n {name} link set lo up"));
+        TestNs { name: name.into() }
+    }
+}
+
+impl Drop for TestNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+    }
+}
+
+/// Run a shell command, return (success, output).
+pub fn sh_status(cmd: &str) -> (bool, String) {
+    let o = Command::new("sh").arg("-c").arg(cmd).stdin(Stdio::null()).output().unwrap();
+    (o.status.success(), text(&o))
+}
+
+#[track_caller]
+pub fn sh(cmd: &str) -> String {
+    let (ok, out) = sh_status(cmd);
+    assert!(ok, "`{cmd}` failed:\n{out}");
+    out
+}
+
+/// `ping` from namespace `ns` (system ping, an independent tool).
+pub fn pings(ns: &str, dst: &str) -> bool {
+    let six = if dst.contains(':') { "-6" } else { "-4" };
+    sh_status(&format!("ip netns exec {ns} ping {six} -c 1 -W 2 {dst}")).0
+}
+
+/// `ip -j ...` in a namespace, parsed.
+pub fn ip_json(ns: Option<&str>, args: &str) -> serde_json::Value {
+    let cmd = match ns {
+        Some(n) => format!("ip -n {n} -j {args}"),
+        None => format!("ip -j {args}"),
+    };
+    let out = Command::new("sh").arg("-c").arg(&cmd).output().unwrap();
+    assert!(out.status.success(), "{cmd}: {}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Array(vec![]))
+}
+
+pub fn netns_list() -> Vec<String> {
+    let v = ip_json(None, "netns list");
+    v.as_array().map(|a| a.iter().filter_map(|x| x["name"].as_str().map(String::from)).collect()).unwrap_or_default()
+}
+
+pub fn link_names(ns: Option<&str>) -> Vec<String> {
+    let v = ip_json(ns, "link show");
+    v.as_array().map(|a| a.iter().filter_map(|x| x["ifname"].as_str().map(String::from)).collect()).unwrap_or_default()
+}
+
+pub fn ifindex(ns: Option<&str>, name: &str) -> u64 {
+    let v = ip_json(ns, &format!("link show {name}"));
+    v[0]["ifindex"].as_u64().expect("ifindex")
+}
+
+/// Wait until something listens on TCP `port` in namespace `ns` (no sleeping and hoping).
+pub fn wait_listen(ns: &str, port: u16) {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(20) {
+        let out = sh_status(&format!("ip netns exec {ns} ss -Htln 'sport = :{port}'")).1;
+        if out.contains(&format!(":{port}")) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on port {port} in {ns}");
+}
+
+/// A background process started by the test, killed (by its pid) when dropped.
+pub struct Bg(pub std::process::Child);
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn bg(cmd: &str) -> Bg {
+    Bg(Command::new("sh").arg("-c").arg(format!("exec {cmd}")).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap())
+}
+
+/// Nothing of the lab left: no namespace with the prefix, no /etc/netns entry, no record.
+#[track_caller]
+pub fn assert_gone(prefix: &str, lab: &str) {
+    let left: Vec<String> = netns_list().into_iter().filter(|n| n.starts_with(prefix)).collect();
+    assert!(left.is_empty(), "namespaces left: {left:?}");
+    let etc: Vec<String> = std::fs::read_dir("/etc/netns").map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(prefix)).collect()).unwrap_or_default();
+    assert!(etc.is_empty(), "/etc/netns entries left: {etc:?}");
+    assert!(!Path::new(&format!("/run/nslab/labs/{lab}.json")).exists(), "record of {lab} left");
+}
+
+/// Write a topology file into a temp dir and return its path.
+pub fn write_file(dir: &tempfile::TempDir, name: &str, content: &str) -> PathBuf {
+    let p = dir.path().join(name);
+    std::fs::write(&p, content).unwrap();
+    p
+}
