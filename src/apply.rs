@@ -17,6 +17,8 @@ pub enum Intent {
     Namespaces(Vec<String>),
     /// Interfaces about to be created in the host namespace (host mode).
     HostLinks(Vec<String>),
+    /// An nftables table about to be created in the host namespace (host mode).
+    NftTable(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +27,11 @@ pub enum ApplyError {
     Kernel { step: String, source: NlError },
     #[error("{step}: {source}")]
     Io { step: String, source: io::Error },
+    #[error("{step}: {source}")]
+    Nft {
+        step: String,
+        source: crate::kernel::nft::NftError,
+    },
     #[error("stopped after {0} operations (NSLAB_TEST_FAIL_AFTER)")]
     TestAbort(usize),
 }
@@ -35,22 +42,36 @@ pub struct Kernel {
     pub conns: HashMap<String, Conn>,
     /// The ifalias new interfaces carry: the lab's ownership mark.
     pub mark: String,
+    /// The lab being applied (host forwarding is shared between labs by name).
+    pub lab: String,
     /// Test-only: fail after this many kernel operations.
     pub fail_after: Option<usize>,
     pub done: usize,
 }
 
 impl Kernel {
-    pub fn new(host: Conn, mark: String) -> Kernel {
+    pub fn new(host: Conn, lab: &str) -> Kernel {
+        let mark = crate::topology::mark_for(lab);
         let mut conns = HashMap::new();
         conns.insert(HOST.to_string(), host);
-        let fail_after = std::env::var("NSLAB_TEST_FAIL_AFTER").ok().and_then(|v| v.parse().ok());
-        Kernel { conns, mark, fail_after, done: 0 }
+        let fail_after = std::env::var("NSLAB_TEST_FAIL_AFTER")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        Kernel {
+            conns,
+            mark,
+            lab: lab.to_string(),
+            fail_after,
+            done: 0,
+        }
     }
 
     pub fn conn(&mut self, ns: &str) -> Result<&mut Conn, ApplyError> {
         if !self.conns.contains_key(ns) {
-            let c = conn::open(ns).map_err(|e| ApplyError::Io { step: format!("open namespace {ns}"), source: e })?;
+            let c = conn::open(ns).map_err(|e| ApplyError::Io {
+                step: format!("open namespace {ns}"),
+                source: e,
+            })?;
             self.conns.insert(ns.to_string(), c);
         }
         Ok(self.conns.get_mut(ns).expect("just inserted"))
@@ -77,11 +98,22 @@ impl Kernel {
 fn nl_op(op: &Op) -> bool {
     matches!(
         op,
-        Op::CreateBridge { .. } | Op::CreateVeth { .. } | Op::DeleteLink { .. } | Op::SetLink { .. } | Op::AddAddr { .. } | Op::DelAddr { .. } | Op::AddRoute { .. } | Op::DelRoute { .. }
+        Op::CreateBridge { .. }
+            | Op::CreateVeth { .. }
+            | Op::DeleteLink { .. }
+            | Op::SetLink { .. }
+            | Op::AddAddr { .. }
+            | Op::DelAddr { .. }
+            | Op::AddRoute { .. }
+            | Op::DelRoute { .. }
     )
 }
 
-pub fn apply(k: &mut Kernel, ops: &[Op], intent: &mut dyn FnMut(Intent) -> io::Result<()>) -> Result<(), ApplyError> {
+pub fn apply(
+    k: &mut Kernel,
+    ops: &[Op],
+    intent: &mut dyn FnMut(Intent) -> io::Result<()>,
+) -> Result<(), ApplyError> {
     let mut i = 0;
     while i < ops.len() {
         let op = &ops[i];
@@ -95,8 +127,17 @@ pub fn apply(k: &mut Kernel, ops: &[Op], intent: &mut dyn FnMut(Intent) -> io::R
                 }
                 let allowed = k.budget(items.len());
                 items.truncate(allowed);
-                intent(Intent::Namespaces(items.iter().map(|x| x.0.clone()).collect())).map_err(|e| ApplyError::Io { step: "write the lab's record".into(), source: e })?;
-                netns::ensure_dir().map_err(|e| ApplyError::Io { step: format!("prepare {}", netns::netns_dir().display()), source: e })?;
+                intent(Intent::Namespaces(
+                    items.iter().map(|x| x.0.clone()).collect(),
+                ))
+                .map_err(|e| ApplyError::Io {
+                    step: "write the lab's record".into(),
+                    source: e,
+                })?;
+                netns::ensure_dir().map_err(|e| ApplyError::Io {
+                    step: format!("prepare {}", netns::netns_dir().display()),
+                    source: e,
+                })?;
                 let mut first_err = None;
                 for (name, r) in conn::create_many(&items) {
                     match r {
@@ -104,7 +145,10 @@ pub fn apply(k: &mut Kernel, ops: &[Op], intent: &mut dyn FnMut(Intent) -> io::R
                             k.conns.insert(name, c);
                         }
                         Err(e) => {
-                            first_err.get_or_insert(ApplyError::Io { step: format!("create namespace {name}"), source: e });
+                            first_err.get_or_insert(ApplyError::Io {
+                                step: format!("create namespace {name}"),
+                                source: e,
+                            });
                         }
                     }
                 }
@@ -116,24 +160,111 @@ pub fn apply(k: &mut Kernel, ops: &[Op], intent: &mut dyn FnMut(Intent) -> io::R
             }
             Op::DeleteNs { ns } => {
                 k.conns.remove(ns);
-                netns::delete(ns).map_err(|e| ApplyError::Io { step: op.to_string(), source: e })?;
+                netns::delete(ns).map_err(|e| ApplyError::Io {
+                    step: op.to_string(),
+                    source: e,
+                })?;
+                k.spend(1)?;
+                i += 1;
+            }
+            Op::Sysctl { ns, key, value } if ns == HOST && key == "net.ipv4.ip_forward" => {
+                // The real host's forwarding is shared by labs: restored by the last one.
+                let lab = k.lab.clone();
+                let c = k.conn(ns)?;
+                let id = netns::id_of(&c.file).map_err(|e| ApplyError::Io {
+                    step: op.to_string(),
+                    source: e,
+                })?;
+                debug_assert_eq!(value, "1");
+                {
+                    let set = crate::hostfwd::setter(&c.file);
+                    crate::hostfwd::acquire(&lab, id, &set).map_err(|e| ApplyError::Io {
+                        step: op.to_string(),
+                        source: e,
+                    })?;
+                }
                 k.spend(1)?;
                 i += 1;
             }
             Op::Sysctl { ns, key, value } => {
                 let c = k.conn(ns)?;
                 let r = netns::run_in(&c.file, || netns::sysctl_set(key, value)).and_then(|r| r);
-                r.map_err(|e| ApplyError::Io { step: op.to_string(), source: e })?;
+                r.map_err(|e| ApplyError::Io {
+                    step: op.to_string(),
+                    source: e,
+                })?;
                 k.spend(1)?;
                 i += 1;
             }
             Op::WriteHosts { ns, content } => {
                 let dir = std::path::Path::new("/etc/netns").join(ns);
-                std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(dir.join("hosts"), content)).map_err(|e| ApplyError::Io { step: op.to_string(), source: e })?;
+                std::fs::create_dir_all(&dir)
+                    .and_then(|_| std::fs::write(dir.join("hosts"), content))
+                    .map_err(|e| ApplyError::Io {
+                        step: op.to_string(),
+                        source: e,
+                    })?;
+                i += 1;
+            }
+            Op::SetNat { ns, table, rules } => {
+                if ns == HOST {
+                    intent(Intent::NftTable(table.clone())).map_err(|e| ApplyError::Io {
+                        step: "write the lab's record".into(),
+                        source: e,
+                    })?;
+                }
+                let mark = k.mark.clone();
+                let rules: Vec<_> = rules
+                    .iter()
+                    .map(crate::kernel::nft::Masquerade::from)
+                    .collect();
+                let c = k.conn(ns)?;
+                let r =
+                    netns::run_in(&c.file, crate::kernel::nft::NftSocket::new).map_err(|e| {
+                        ApplyError::Io {
+                            step: op.to_string(),
+                            source: e,
+                        }
+                    })?;
+                let mut sock = r.map_err(|e| ApplyError::Nft {
+                    step: op.to_string(),
+                    source: e,
+                })?;
+                sock.replace_nat_table(table, &mark, &rules)
+                    .map_err(|e| ApplyError::Nft {
+                        step: op.to_string(),
+                        source: e,
+                    })?;
+                k.spend(1)?;
+                i += 1;
+            }
+            Op::DeleteNat { ns, table } => {
+                let mark = k.mark.clone();
+                let c = k.conn(ns)?;
+                let r =
+                    netns::run_in(&c.file, crate::kernel::nft::NftSocket::new).map_err(|e| {
+                        ApplyError::Io {
+                            step: op.to_string(),
+                            source: e,
+                        }
+                    })?;
+                let mut sock = r.map_err(|e| ApplyError::Nft {
+                    step: op.to_string(),
+                    source: e,
+                })?;
+                sock.delete_table_if_marked(table, &mark)
+                    .map_err(|e| ApplyError::Nft {
+                        step: op.to_string(),
+                        source: e,
+                    })?;
+                k.spend(1)?;
                 i += 1;
             }
             Op::RemoveEtc { ns } => {
-                remove_etc(ns).map_err(|e| ApplyError::Io { step: op.to_string(), source: e })?;
+                remove_etc(ns).map_err(|e| ApplyError::Io {
+                    step: op.to_string(),
+                    source: e,
+                })?;
                 i += 1;
             }
             _ => {
@@ -152,7 +283,10 @@ pub fn apply(k: &mut Kernel, ops: &[Op], intent: &mut dyn FnMut(Intent) -> io::R
                         })
                         .collect();
                     if !names.is_empty() {
-                        intent(Intent::HostLinks(names)).map_err(|e| ApplyError::Io { step: "write the lab's record".into(), source: e })?;
+                        intent(Intent::HostLinks(names)).map_err(|e| ApplyError::Io {
+                            step: "write the lab's record".into(),
+                            source: e,
+                        })?;
                     }
                 }
                 run_group(k, &ns, &ops[i..j])?;
@@ -192,17 +326,24 @@ fn run_group(k: &mut Kernel, ns: &str, ops: &[Op]) -> Result<(), ApplyError> {
             Some(req) => {
                 pending.push((req, op));
                 // A veth end created in another namespace changes its indexes.
-                if let Op::CreateVeth { b, .. } = op {
-                    if let Some(c) = k.conns.get_mut(&b.ns) {
-                        c.mark_stale();
-                    }
+                if let Op::CreateVeth { b, .. } = op
+                    && let Some(c) = k.conns.get_mut(&b.ns)
+                {
+                    c.mark_stale();
                 }
                 idx += 1;
             }
             None => {
                 // Unknown index: flush and retry once after the namespace is re-read.
                 if pending.is_empty() {
-                    return Err(ApplyError::Kernel { step: op.to_string(), source: NlError { what: format!("{op}"), errno: libc::ENODEV, ext: Some("interface not found".into()) } });
+                    return Err(ApplyError::Kernel {
+                        step: op.to_string(),
+                        source: NlError {
+                            what: format!("{op}"),
+                            errno: libc::ENODEV,
+                            ext: Some("interface not found".into()),
+                        },
+                    });
                 }
                 flush(k, ns, &mut pending)?;
                 k.conn(ns)?.mark_stale();
@@ -220,7 +361,12 @@ fn flush(k: &mut Kernel, ns: &str, pending: &mut Vec<(Req, &Op)>) -> Result<(), 
     let batch: Vec<(Req, &Op)> = pending.drain(..).take(allowed).collect();
     let (reqs, ops): (Vec<Req>, Vec<&Op>) = batch.into_iter().unzip();
     let n = reqs.len();
-    let changes_links = ops.iter().any(|o| matches!(o, Op::CreateBridge { .. } | Op::CreateVeth { .. } | Op::DeleteLink { .. }));
+    let changes_links = ops.iter().any(|o| {
+        matches!(
+            o,
+            Op::CreateBridge { .. } | Op::CreateVeth { .. } | Op::DeleteLink { .. }
+        )
+    });
     let c = k.conn(ns)?;
     let results = c.nl.batch(reqs);
     if changes_links {
@@ -228,7 +374,10 @@ fn flush(k: &mut Kernel, ns: &str, pending: &mut Vec<(Req, &Op)>) -> Result<(), 
     }
     for (r, op) in results.into_iter().zip(ops) {
         if let Err(e) = r {
-            return Err(ApplyError::Kernel { step: op.to_string(), source: e });
+            return Err(ApplyError::Kernel {
+                step: op.to_string(),
+                source: e,
+            });
         }
     }
     k.spend(n)
@@ -236,14 +385,21 @@ fn flush(k: &mut Kernel, ns: &str, pending: &mut Vec<(Req, &Op)>) -> Result<(), 
 
 fn index(k: &mut Kernel, ns: &str, name: &str) -> Result<Option<u32>, ApplyError> {
     let c = k.conn(ns)?;
-    c.index(name).map_err(|e| ApplyError::Kernel { step: format!("find {name}"), source: e })
+    c.index(name).map_err(|e| ApplyError::Kernel {
+        step: format!("find {name}"),
+        source: e,
+    })
 }
 
 /// The request for one op, or None when it needs an index that is not known yet.
 fn build(k: &mut Kernel, ns: &str, op: &Op) -> Result<Option<Req>, ApplyError> {
     let what = op.to_string();
     Ok(Some(match op {
-        Op::CreateBridge { name, mac, mtu, .. } => Req { msg: msg::new_bridge(name, *mac, *mtu), flags: CREATE, what },
+        Op::CreateBridge { name, mac, mtu, .. } => Req {
+            msg: msg::new_bridge(name, *mac, *mtu),
+            flags: CREATE,
+            what,
+        },
         Op::CreateVeth { a, b } => {
             let master = match &a.master {
                 Some(m) => match index(k, ns, m)? {
@@ -252,13 +408,45 @@ fn build(k: &mut Kernel, ns: &str, op: &Op) -> Result<Option<Req>, ApplyError> {
                 },
                 None => None,
             };
-            let b_fd = if b.ns == a.ns { None } else { Some(netns::raw(&k.conn(&b.ns)?.file)) };
-            let ea = VethEnd { name: &a.name, ns_fd: None, mtu: a.mtu, mac: a.mac, master };
-            let eb = VethEnd { name: &b.name, ns_fd: b_fd, mtu: b.mtu, mac: b.mac, master: None };
-            Req { msg: msg::new_veth(&ea, &eb), flags: CREATE, what }
+            let b_fd = if b.ns == a.ns {
+                None
+            } else {
+                Some(netns::raw(&k.conn(&b.ns)?.file))
+            };
+            let ea = VethEnd {
+                name: &a.name,
+                ns_fd: None,
+                mtu: a.mtu,
+                mac: a.mac,
+                master,
+            };
+            let eb = VethEnd {
+                name: &b.name,
+                ns_fd: b_fd,
+                mtu: b.mtu,
+                mac: b.mac,
+                master: None,
+            };
+            Req {
+                msg: msg::new_veth(&ea, &eb),
+                flags: CREATE,
+                what,
+            }
         }
-        Op::DeleteLink { name, .. } => Req { msg: msg::del_link(name), flags: 0, what },
-        Op::SetLink { name, no_link_local, master, mtu, alias, up, .. } => {
+        Op::DeleteLink { name, .. } => Req {
+            msg: msg::del_link(name),
+            flags: 0,
+            what,
+        },
+        Op::SetLink {
+            name,
+            no_link_local,
+            master,
+            mtu,
+            alias,
+            up,
+            ..
+        } => {
             let m = match master {
                 Some(m) => match index(k, ns, m)? {
                     Some(i) => Some(i),
@@ -266,15 +454,35 @@ fn build(k: &mut Kernel, ns: &str, op: &Op) -> Result<Option<Req>, ApplyError> {
                 },
                 None => None,
             };
-            let s = SetLink { up: up.then_some(true), master: m, alias: alias.as_deref(), mtu: *mtu, no_link_local: *no_link_local };
-            Req { msg: msg::set_link(name, &s), flags: 0, what }
+            let s = SetLink {
+                up: up.then_some(true),
+                master: m,
+                alias: alias.as_deref(),
+                mtu: *mtu,
+                no_link_local: *no_link_local,
+            };
+            Req {
+                msg: msg::set_link(name, &s),
+                flags: 0,
+                what,
+            }
         }
         Op::AddAddr { dev, addr, .. } | Op::DelAddr { dev, addr, .. } => {
-            let Some(i) = index(k, ns, dev)? else { return Ok(None) };
+            let Some(i) = index(k, ns, dev)? else {
+                return Ok(None);
+            };
             if matches!(op, Op::AddAddr { .. }) {
-                Req { msg: msg::new_addr(i, addr), flags: CREATE, what }
+                Req {
+                    msg: msg::new_addr(i, addr),
+                    flags: CREATE,
+                    what,
+                }
             } else {
-                Req { msg: msg::del_addr(i, addr), flags: 0, what }
+                Req {
+                    msg: msg::del_addr(i, addr),
+                    flags: 0,
+                    what,
+                }
             }
         }
         Op::AddRoute { route, .. } | Op::DelRoute { route, .. } => {
@@ -285,14 +493,27 @@ fn build(k: &mut Kernel, ns: &str, op: &Op) -> Result<Option<Req>, ApplyError> {
                 },
                 None => None,
             };
-            let kr = KRoute { dst: route.dst, via: route.via, oif, onlink: route.onlink, metric: route.metric };
+            let kr = KRoute {
+                dst: route.dst,
+                via: route.via,
+                oif,
+                onlink: route.onlink,
+                metric: route.metric,
+            };
             if matches!(op, Op::AddRoute { .. }) {
-                Req { msg: msg::new_route(&kr), flags: CREATE, what }
+                Req {
+                    msg: msg::new_route(&kr),
+                    flags: CREATE,
+                    what,
+                }
             } else {
-                Req { msg: msg::del_route(&kr), flags: 0, what }
+                Req {
+                    msg: msg::del_route(&kr),
+                    flags: 0,
+                    what,
+                }
             }
         }
         _ => return Ok(None),
     }))
 }
-

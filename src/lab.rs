@@ -36,45 +36,116 @@ pub struct UpReport {
 
 /// Load a topology file with the command line's options.
 pub fn load(file: &Path, prefix: &str, sandbox: bool) -> Result<Lab> {
-    Ok(topology::load(file, &topology::Options { prefix: prefix.into(), sandbox })?)
+    Ok(topology::load(
+        file,
+        &topology::Options {
+            prefix: prefix.into(),
+            sandbox,
+        },
+    )?)
 }
 
-/// Observe every namespace in `names` that exists, plus the host in host mode.
-fn observe(k: &mut Kernel, names: &BTreeSet<String>, host_mode: bool) -> Result<Observed> {
+/// Observe every namespace in `names` that exists, plus the host in host mode;
+/// in the lab's host namespace also its nftables table and forwarding.
+fn observe(k: &mut Kernel, lab: &Lab, names: &BTreeSet<String>) -> Result<Observed> {
     let mut obs = Observed::default();
-    if host_mode {
-        let st = k.conn(HOST)?.observe().map_err(|e| Error::Failed(format!("read the host's interfaces: {e}")))?;
-        obs.ns.insert(HOST.into(), NsObs { state: st, hosts: None });
+    let host_ns = plan::ns_of(lab, &Place::Host);
+    let mut all: Vec<&String> = names.iter().collect();
+    if !lab.sandbox {
+        all.insert(0, &host_ns);
     }
-    for ns in names {
-        if ns.is_empty() || !netns::exists(ns) {
+    for ns in all {
+        if !ns.is_empty() && !netns::exists(ns) {
             continue;
         }
-        let st = k.conn(ns)?.observe().map_err(|e| Error::Failed(format!("read namespace {ns}: {e}")))?;
+        let c = k.conn(ns)?;
+        let st = c.observe().map_err(|e| {
+            Error::Failed(format!(
+                "read {}: {e}",
+                if ns.is_empty() {
+                    "the host's interfaces".into()
+                } else {
+                    format!("namespace {ns}")
+                }
+            ))
+        })?;
         let hosts = std::fs::read_to_string(Path::new("/etc/netns").join(ns).join("hosts")).ok();
-        obs.ns.insert(ns.clone(), NsObs { state: st, hosts });
+        let (mut nat, mut ip_forward) = (None, None);
+        if *ns == host_ns {
+            nat = read_nat(&c.file, &plan::nat_table(&lab.name))?;
+            ip_forward = netns::run_in(&c.file, || netns::sysctl_get("net.ipv4.ip_forward"))
+                .ok()
+                .and_then(|r| r.ok())
+                .map(|v| v == "1");
+        }
+        obs.ns.insert(
+            ns.clone(),
+            NsObs {
+                state: st,
+                hosts,
+                nat,
+                ip_forward,
+            },
+        );
     }
     Ok(obs)
+}
+
+/// The lab's nftables table in a namespace, as the planner sees it.
+fn read_nat(ns: &std::fs::File, table: &str) -> Result<Option<plan::NatObs>> {
+    use crate::kernel::nft::NftSocket;
+    let found = netns::run_in(ns, || {
+        NftSocket::new().and_then(|mut s| s.read_nat_rules(table))
+    })
+    .map_err(Error::io("open an nftables socket"))?;
+    let found = found.map_err(|e| Error::Failed(format!("read nftables table {table}: {e}")))?;
+    Ok(found.map(|r| {
+        let rules: Vec<_> = r.masquerades.iter().filter_map(|m| m.to_nat()).collect();
+        let exact = r.chain_ok
+            && r.other_chains.is_empty()
+            && r.unknown_rules == 0
+            && rules.len() == r.masquerades.len();
+        plan::NatObs {
+            comment: r.comment,
+            rules,
+            exact,
+        }
+    }))
 }
 
 /// Host mode: refuse lab addresses and routes in the host that overlap a route of an
 /// interface nslab does not own, so a lab never hijacks a real network.
 pub fn overlaps(lab: &Lab, host: &NsState) -> Vec<String> {
-    let mut mine: Vec<(String, IpNet)> = lab.addresses_of(&Place::Host).into_iter().map(|(i, a)| (format!("address {a} on {i}"), a.trunc())).collect();
-    mine.extend(lab.host.routes.iter().filter(|r| !r.is_default()).map(|r| (format!("route {r}"), r.dst)));
+    let mut mine: Vec<(String, IpNet)> = lab
+        .addresses_of(&Place::Host)
+        .into_iter()
+        .map(|(i, a)| (format!("address {a} on {i}"), a.trunc()))
+        .collect();
+    mine.extend(
+        lab.host
+            .routes
+            .iter()
+            .filter(|r| !r.is_default())
+            .map(|r| (format!("route {r}"), r.dst)),
+    );
     let mark = lab.mark();
     let mut out = Vec::new();
     for r in &host.routes {
         if r.dst.prefix_len() == 0 {
             continue;
         }
-        let Some(dev) = r.oif.and_then(|i| host.link_by_index(i)) else { continue };
+        let Some(dev) = r.oif.and_then(|i| host.link_by_index(i)) else {
+            continue;
+        };
         if dev.alias.as_deref().is_some_and(|a| a == mark) || dev.name == "lo" {
             continue;
         }
         for (what, net) in &mine {
             if net.contains(&r.dst.addr()) || r.dst.contains(&net.addr()) {
-                out.push(format!("lab {what} overlaps the host's route {} dev {}", r.dst, dev.name));
+                out.push(format!(
+                    "lab {what} overlaps the host's route {} dev {}",
+                    r.dst, dev.name
+                ));
             }
         }
     }
@@ -100,19 +171,34 @@ pub fn up_lab(lab: Lab, file: Option<&Path>, force: bool) -> Result<UpReport> {
     netns::raise_nofile_limit();
     let _lock = lock_lab(&lab.name)?;
     let here = netns::current_id().map_err(Error::io("identify the current network namespace"))?;
-    let mut rec = Record::load(&lab.name).map_err(Error::io(format!("read the record of lab {}", lab.name)))?.unwrap_or_else(|| Record::new(&lab.name, lab.sandbox, here));
+    let mut rec = Record::load(&lab.name)
+        .map_err(Error::io(format!("read the record of lab {}", lab.name)))?
+        .unwrap_or_else(|| Record::new(&lab.name, lab.sandbox, here));
     if rec.sandbox != lab.sandbox && (!rec.namespaces.is_empty() || rec.model.is_some()) {
-        let (was, now) = if rec.sandbox { ("sandboxed", "in host mode") } else { ("in host mode", "sandboxed") };
-        return Err(Error::Refused(format!("lab {} is up {was}; take it down first (`nslab down --lab {}`) to bring it up {now}", lab.name, lab.name)));
+        let (was, now) = if rec.sandbox {
+            ("sandboxed", "in host mode")
+        } else {
+            ("in host mode", "sandboxed")
+        };
+        return Err(Error::Refused(format!(
+            "lab {} is up {was}; take it down first (`nslab down --lab {}`) to bring it up {now}",
+            lab.name, lab.name
+        )));
     }
     if !lab.sandbox && rec.host_ns != here && rec.model.is_some() {
-        return Err(Error::Refused(format!("lab {} was brought up from another network namespace; run nslab from that one", lab.name)));
+        return Err(Error::Refused(format!(
+            "lab {} was brought up from another network namespace; run nslab from that one",
+            lab.name
+        )));
     }
     rec.sandbox = lab.sandbox;
-    let mut k = Kernel::new(conn::open_current().map_err(Error::io("open a netlink socket"))?, lab.mark());
+    let mut k = Kernel::new(
+        conn::open_current().map_err(Error::io("open a netlink socket"))?,
+        &lab.name,
+    );
     let mut names: BTreeSet<String> = lab.namespaces().into_iter().collect();
     names.extend(rec.namespaces.iter().cloned());
-    let obs = observe(&mut k, &names, !lab.sandbox)?;
+    let obs = observe(&mut k, &lab, &names)?;
     if !lab.sandbox && !force {
         let o = overlaps(&lab, &obs.ns[HOST].state);
         if !o.is_empty() {
@@ -122,15 +208,28 @@ pub fn up_lab(lab: Lab, file: Option<&Path>, force: bool) -> Result<UpReport> {
             )));
         }
     }
-    let (ops, notes) = plan::plan_up(&lab, &obs, rec.model.as_ref(), &rec.namespaces)
-        .map_err(|c| Error::Refused(format!("{}\nNothing was changed.", c.iter().map(|x| x.0.clone()).collect::<Vec<_>>().join("\n"))))?;
-    rec.file = file.map(|f| std::fs::canonicalize(f).unwrap_or(f.to_path_buf()).display().to_string());
+    let (ops, notes) =
+        plan::plan_up(&lab, &obs, rec.model.as_ref(), &rec.namespaces).map_err(|c| {
+            Error::Refused(format!(
+                "{}\nNothing was changed.",
+                c.iter().map(|x| x.0.clone()).collect::<Vec<_>>().join("\n")
+            ))
+        })?;
+    rec.file = file.map(|f| {
+        std::fs::canonicalize(f)
+            .unwrap_or(f.to_path_buf())
+            .display()
+            .to_string()
+    });
     let result = {
         let rec_ref = &mut rec;
         apply::apply(&mut k, &ops, &mut |i| {
             match i {
                 Intent::Namespaces(v) => rec_ref.namespaces.extend(v),
                 Intent::HostLinks(v) => rec_ref.host_links.extend(v),
+                Intent::NftTable(t) => {
+                    rec_ref.nft_tables.insert(t);
+                }
             }
             rec_ref.save()
         })
@@ -140,10 +239,33 @@ pub fn up_lab(lab: Lab, file: Option<&Path>, force: bool) -> Result<UpReport> {
         return Err(Error::Apply(e));
     }
     rec.namespaces = lab.namespaces().into_iter().collect();
-    rec.host_links = if lab.sandbox { BTreeSet::new() } else { host_link_names(&lab) };
+    rec.host_links = if lab.sandbox {
+        BTreeSet::new()
+    } else {
+        host_link_names(&lab)
+    };
+    if lab.sandbox || lab.nat.is_empty() {
+        rec.nft_tables.clear();
+    }
+    if plan::host_forwarding_needed(&lab) {
+        // Forwarding already on (another lab turned it on): count this lab as a user.
+        crate::hostfwd::join_if_tracked(&lab.name, here)
+            .map_err(Error::io("record host forwarding"))?;
+    } else if !lab.sandbox {
+        let c = k.conn(HOST)?;
+        crate::hostfwd::release(&lab.name, here, &crate::hostfwd::setter(&c.file))
+            .map_err(Error::io("restore host forwarding"))?;
+    }
     rec.model = Some(lab.clone());
     rec.save().map_err(Error::io("write the lab's record"))?;
-    Ok(UpReport { lab: lab.name, sandbox: lab.sandbox, changed: !ops.is_empty(), ops, notes, seconds: t0.elapsed().as_secs_f64() })
+    Ok(UpReport {
+        lab: lab.name,
+        sandbox: lab.sandbox,
+        changed: !ops.is_empty(),
+        ops,
+        notes,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
 }
 
 fn lock_lab(lab: &str) -> Result<record::LabLock> {
@@ -151,7 +273,9 @@ fn lock_lab(lab: &str) -> Result<record::LabLock> {
         Some(l) => Ok(l),
         None => {
             eprintln!("nslab: waiting for another nslab working on lab {lab}...");
-            Ok(record::lock(lab, true).map_err(Error::io("lock the lab"))?.expect("blocking lock"))
+            Ok(record::lock(lab, true)
+                .map_err(Error::io("lock the lab"))?
+                .expect("blocking lock"))
         }
     }
 }
@@ -176,19 +300,45 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
     require_caps("down")?;
     let t0 = Instant::now();
     let _lock = lock_lab(lab)?;
-    let mut rep = DownReport { lab: lab.into(), was_up: false, namespaces: vec![], host_links: vec![], stopped: vec![], killed: vec![], warnings: vec![], seconds: 0.0 };
-    let Some(rec) = Record::load(lab).map_err(Error::io(format!("read the record of lab {lab}")))? else {
+    let mut rep = DownReport {
+        lab: lab.into(),
+        was_up: false,
+        namespaces: vec![],
+        host_links: vec![],
+        stopped: vec![],
+        killed: vec![],
+        warnings: vec![],
+        seconds: 0.0,
+    };
+    let Some(rec) =
+        Record::load(lab).map_err(Error::io(format!("read the record of lab {lab}")))?
+    else {
         rep.seconds = t0.elapsed().as_secs_f64();
         return Ok(rep);
     };
     rep.was_up = true;
 
     // Processes in the lab's namespaces: ours are stopped, others block `down`.
-    let inos: HashMap<u64, String> = rec.namespaces.iter().filter_map(|ns| procs::ns_ino(&netns::path(ns)).filter(|_| netns::exists(ns)).map(|i| (i, ns.clone()))).collect();
+    let inos: HashMap<u64, String> = rec
+        .namespaces
+        .iter()
+        .filter_map(|ns| {
+            procs::ns_ino(&netns::path(ns))
+                .filter(|_| netns::exists(ns))
+                .map(|i| (i, ns.clone()))
+        })
+        .collect();
     let found = procs::in_namespaces(&inos).map_err(Error::io("list processes"))?;
-    let (ours, others): (Vec<_>, Vec<_>) = found.into_iter().partition(|(_, p)| rec.processes.iter().any(|r| r.pid == p.pid && (r.start_time == p.start_time || r.start_time == 0)));
+    let (ours, others): (Vec<_>, Vec<_>) = found.into_iter().partition(|(_, p)| {
+        rec.processes
+            .iter()
+            .any(|r| r.pid == p.pid && (r.start_time == p.start_time || r.start_time == 0))
+    });
     if !others.is_empty() && !kill {
-        let list: Vec<String> = others.iter().map(|(ns, p)| format!("  pid {} in {ns}: {}", p.pid, p.command)).collect();
+        let list: Vec<String> = others
+            .iter()
+            .map(|(ns, p)| format!("  pid {} in {ns}: {}", p.pid, p.command))
+            .collect();
         return Err(Error::Failed(format!(
             "lab {lab} has processes that nslab did not start:\n{}\nStop them, or run `nslab down --kill` to kill them. Nothing was changed.",
             list.join("\n")
@@ -222,7 +372,11 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
     }
 
     // Nodes first (their veths die with them), the sandbox host last.
-    let mut order: Vec<&String> = rec.namespaces.iter().filter(|n| Some(*n) != sandbox_host.as_ref()).collect();
+    let mut order: Vec<&String> = rec
+        .namespaces
+        .iter()
+        .filter(|n| Some(*n) != sandbox_host.as_ref())
+        .collect();
     order.extend(sandbox_host.iter().filter(|h| rec.namespaces.contains(*h)));
     for ns in order.iter().filter(|n| Some(**n) != sandbox_host.as_ref()) {
         netns::delete(ns).map_err(Error::io(format!("delete namespace {ns}")))?;
@@ -231,29 +385,65 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
     }
     if let Some(h) = host.as_mut() {
         // Bridges (host mode) have no namespace to die with: delete them.
-        if !rec.sandbox {
-            if let Ok(links) = crate::kernel::observe::links(&mut h.nl) {
-                for l in links.iter().filter(|l| l.alias.as_deref() == Some(mark.as_str()) && l.kind.as_deref() == Some("bridge")) {
-                    match h.nl.request(crate::kernel::msg::del_link(&l.name), 0, format!("delete bridge {}", l.name)) {
-                        Ok(()) => rep.host_links.push(l.name.clone()),
-                        Err(e) if e.errno == libc::ENODEV => {}
-                        Err(e) => rep.warnings.push(e.to_string()),
-                    }
+        if !rec.sandbox
+            && let Ok(links) = crate::kernel::observe::links(&mut h.nl)
+        {
+            for l in links.iter().filter(|l| {
+                l.alias.as_deref() == Some(mark.as_str()) && l.kind.as_deref() == Some("bridge")
+            }) {
+                match h.nl.request(
+                    crate::kernel::msg::del_link(&l.name),
+                    0,
+                    format!("delete bridge {}", l.name),
+                ) {
+                    Ok(()) => rep.host_links.push(l.name.clone()),
+                    Err(e) if e.errno == libc::ENODEV => {}
+                    Err(e) => rep.warnings.push(e.to_string()),
                 }
+            }
+        }
+        if !rec.sandbox {
+            for t in &rec.nft_tables {
+                let r = netns::run_in(&h.file, || {
+                    crate::kernel::nft::NftSocket::new()
+                        .and_then(|mut s| s.delete_table_if_marked(t, &mark))
+                });
+                match r {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => rep.warnings.push(format!("delete nftables table {t}: {e}")),
+                    Err(e) => rep.warnings.push(format!("delete nftables table {t}: {e}")),
+                }
+            }
+            match crate::hostfwd::release(lab, rec.host_ns, &crate::hostfwd::setter(&h.file)) {
+                Ok(_) => {}
+                Err(e) => rep
+                    .warnings
+                    .push(format!("restore the host's IPv4 forwarding: {e}")),
             }
         }
         // Wait until the kernel has removed every veth end of the lab from the host.
         let until = Instant::now() + DOWN_WAIT;
         loop {
             let left: Vec<String> = match crate::kernel::observe::links(&mut h.nl) {
-                Ok(l) => l.into_iter().filter(|l| l.alias.as_deref() == Some(mark.as_str()) && l.kind.as_deref() == Some("veth") && (rec.sandbox || rec.host_links.contains(&l.name))).map(|l| l.name).collect(),
+                Ok(l) => l
+                    .into_iter()
+                    .filter(|l| {
+                        l.alias.as_deref() == Some(mark.as_str())
+                            && l.kind.as_deref() == Some("veth")
+                            && (rec.sandbox || rec.host_links.contains(&l.name))
+                    })
+                    .map(|l| l.name)
+                    .collect(),
                 Err(_) => vec![],
             };
             if left.is_empty() {
                 break;
             }
             if Instant::now() > until {
-                rep.warnings.push(format!("the kernel had not finished removing {} after {DOWN_WAIT:?}", left.join(", ")));
+                rep.warnings.push(format!(
+                    "the kernel had not finished removing {} after {DOWN_WAIT:?}",
+                    left.join(", ")
+                ));
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -286,8 +476,13 @@ pub fn select(lab: Option<&str>, file: Option<&Path>, prefix: &str) -> Result<St
     let labs = record::list().map_err(Error::io("list labs"))?;
     match labs.len() {
         1 => Ok(labs[0].clone()),
-        0 => Err(Error::Usage("no lab is up; bring one up with `nslab up FILE`".into())),
-        _ => Err(Error::Usage(format!("several labs are up ({}); name one with --lab NAME or give its FILE (and --prefix)", labs.join(", ")))),
+        0 => Err(Error::Usage(
+            "no lab is up; bring one up with `nslab up FILE`".into(),
+        )),
+        _ => Err(Error::Usage(format!(
+            "several labs are up ({}); name one with --lab NAME or give its FILE (and --prefix)",
+            labs.join(", ")
+        ))),
     }
 }
 
@@ -301,7 +496,10 @@ pub fn name_in_file(f: &Path) -> Result<String> {
     let text = std::fs::read_to_string(f).map_err(Error::io(format!("read {}", f.display())))?;
     match serde_saphyr::from_str::<NameOnly>(&text) {
         Ok(n) => Ok(n.name),
-        Err(_) => Err(Error::Usage(format!("{}: no `name:` found; use --lab NAME", f.display()))),
+        Err(_) => Err(Error::Usage(format!(
+            "{}: no `name:` found; use --lab NAME",
+            f.display()
+        ))),
     }
 }
 
@@ -311,14 +509,26 @@ pub fn record_of(lab: &str) -> Result<Record> {
         Some(r) => Ok(r),
         None => {
             let labs = record::list().unwrap_or_default();
-            Err(Error::Usage(format!("lab {lab} is not up{}", if labs.is_empty() { String::new() } else { format!(" (labs up: {})", labs.join(", ")) })))
+            Err(Error::Usage(format!(
+                "lab {lab} is not up{}",
+                if labs.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (labs up: {})", labs.join(", "))
+                }
+            )))
         }
     }
 }
 
 /// The namespace of a place of a lab that is up: `host`, `internet` or a node name.
 pub fn place_ns(rec: &Record, place: &str) -> Result<(Place, String)> {
-    let model = rec.model.as_ref().ok_or_else(|| Error::Failed(format!("lab {} is not completely up; run `nslab up` again", rec.lab)))?;
+    let model = rec.model.as_ref().ok_or_else(|| {
+        Error::Failed(format!(
+            "lab {} is not completely up; run `nslab up` again",
+            rec.lab
+        ))
+    })?;
     let p = match place {
         "host" => Place::Host,
         "internet" => Place::Internet,
@@ -327,9 +537,18 @@ pub fn place_ns(rec: &Record, place: &str) -> Result<(Place, String)> {
     match &p {
         Place::Node(n) if model.node(n).is_none() => {
             let names: Vec<&str> = model.nodes.iter().map(|n| n.name.as_str()).collect();
-            return Err(Error::Usage(format!("lab {} has no node {n:?} (nodes: {})", rec.lab, names.join(", "))));
+            return Err(Error::Usage(format!(
+                "lab {} has no node {n:?} (nodes: {})",
+                rec.lab,
+                names.join(", ")
+            )));
         }
-        Place::Internet if !model.sandbox => return Err(Error::Usage(format!("lab {} is not sandboxed: it has no emulated internet", rec.lab))),
+        Place::Internet if !model.sandbox => {
+            return Err(Error::Usage(format!(
+                "lab {} is not sandboxed: it has no emulated internet",
+                rec.lab
+            )));
+        }
         _ => {}
     }
     Ok((p.clone(), plan::ns_of(model, &p)))

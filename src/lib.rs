@@ -5,12 +5,13 @@
 //! [`plan::Op`]; the kernel layer applies the ops over netlink and records what the
 //! lab owns, so `down` removes exactly that.
 
-pub mod topology;
-pub mod util;
-pub mod kernel;
 pub mod apply;
+pub mod error;
+pub mod hostfwd;
+pub mod kernel;
+pub mod lab;
 pub mod plan;
 pub mod record;
-pub mod error;
-pub mod lab;
 pub mod status;
+pub mod topology;
+pub mod util;

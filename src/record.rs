@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 pub const VERSION: u32 = 1;
 
 pub fn state_dir() -> PathBuf {
-    std::env::var_os("NSLAB_STATE_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/run/nslab"))
+    std::env::var_os("NSLAB_STATE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/nslab"))
 }
 
 fn labs_dir() -> PathBuf {
@@ -111,7 +113,9 @@ impl Record {
 
 pub fn load_path(p: &Path) -> io::Result<Option<Record>> {
     match std::fs::read(p) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", p.display()))),
+        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", p.display()))
+        }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
@@ -124,10 +128,10 @@ pub fn list() -> io::Result<Vec<String>> {
         Ok(rd) => {
             for e in rd.flatten() {
                 let n = e.file_name().to_string_lossy().into_owned();
-                if let Some(lab) = n.strip_suffix(".json") {
-                    if !lab.starts_with('.') {
-                        v.push(lab.to_string());
-                    }
+                if let Some(lab) = n.strip_suffix(".json")
+                    && !lab.starts_with('.')
+                {
+                    v.push(lab.to_string());
                 }
             }
         }
@@ -147,8 +151,16 @@ pub struct LabLock {
 pub fn lock(lab: &str, wait: bool) -> io::Result<Option<LabLock>> {
     let dir = state_dir().join("locks");
     std::fs::create_dir_all(&dir)?;
-    let f = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(format!("{lab}.lock")))?;
-    let op = if wait { libc::LOCK_EX } else { libc::LOCK_EX | libc::LOCK_NB };
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(format!("{lab}.lock")))?;
+    let op = if wait {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_EX | libc::LOCK_NB
+    };
     // SAFETY: flock on our own open fd.
     if unsafe { libc::flock(f.as_raw_fd(), op) } != 0 {
         let e = io::Error::last_os_error();

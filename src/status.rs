@@ -86,7 +86,9 @@ fn observe_ns(ns: &str, host_conn: Option<&mut crate::kernel::conn::Conn>) -> Op
     if !netns::exists(ns) {
         return None;
     }
-    crate::kernel::conn::open(ns).ok().and_then(|mut c| c.observe().ok())
+    crate::kernel::conn::open(ns)
+        .ok()
+        .and_then(|mut c| c.observe().ok())
 }
 
 /// Compare the kernel with `model` (the record's, or a file's).
@@ -96,10 +98,9 @@ pub fn status(rec: &Record, model: &Lab, compared_with: String) -> Result<Status
     let mut host_conn = if model.sandbox {
         None
     } else {
-        match crate::kernel::conn::find_by_id(rec.host_ns).map_err(Error::io("open the lab's host namespace"))? {
-            Some((_, c)) => Some(c),
-            None => None,
-        }
+        crate::kernel::conn::find_by_id(rec.host_ns)
+            .map_err(Error::io("open the lab's host namespace"))?
+            .map(|(_, c)| c)
     };
     let mut places = Vec::new();
     let mut order: Vec<Place> = vec![Place::Host];
@@ -122,13 +123,25 @@ pub fn status(rec: &Record, model: &Lab, compared_with: String) -> Result<Status
         let bridge_names: Vec<&str> = model.bridges.iter().map(|b| b.name.as_str()).collect();
         if let Some(w) = want {
             // lo first in nodes, as `ip addr` shows it.
-            if ns != HOST {
-                if let Some(lo) = s.link("lo") {
-                    ifs.push(if_status(s, "lo", lo.up, &[], None, &mark, true));
-                }
+            if ns != HOST
+                && let Some(lo) = s.link("lo")
+            {
+                ifs.push(if_status(s, "lo", lo.up, &[], None, &mark, true));
             }
-            for wi in w.ifaces.iter().filter(|i| i.name != "lo" && !bridge_names.contains(&i.name.as_str())) {
-                let mut x = if_status(s, &wi.name, true, &wi.addrs, wi.master.as_deref(), &mark, ns != HOST);
+            for wi in w
+                .ifaces
+                .iter()
+                .filter(|i| i.name != "lo" && !bridge_names.contains(&i.name.as_str()))
+            {
+                let mut x = if_status(
+                    s,
+                    &wi.name,
+                    true,
+                    &wi.addrs,
+                    wi.master.as_deref(),
+                    &mark,
+                    ns != HOST,
+                );
                 if st.is_none() {
                     x.status = State::Missing;
                 }
@@ -137,29 +150,65 @@ pub fn status(rec: &Record, model: &Lab, compared_with: String) -> Result<Status
             let idx = |d: &str| s.link(d).map(|l| l.index);
             for r in &w.routes {
                 let ok = s.routes.iter().any(|o| plan::route_matches(o, r, &idx));
-                routes.push(RouteStatus { route: r.to_string(), declared: true, status: if ok { State::Ok } else { State::Missing } });
+                routes.push(RouteStatus {
+                    route: r.to_string(),
+                    declared: true,
+                    status: if ok { State::Ok } else { State::Missing },
+                });
             }
             for o in &s.routes {
                 if w.routes.iter().any(|r| plan::route_matches(o, r, &idx)) {
                     continue;
                 }
-                let dev = o.oif.and_then(|i| s.link_by_index(i)).map(|l| l.name.clone());
+                let dev = o
+                    .oif
+                    .and_then(|i| s.link_by_index(i))
+                    .map(|l| l.name.clone());
                 // In host mode only routes through the lab's own interfaces are shown.
-                if ns == HOST && !dev.as_ref().is_some_and(|d| w.ifaces.iter().any(|i| &i.name == d)) {
+                if ns == HOST
+                    && !dev
+                        .as_ref()
+                        .is_some_and(|d| w.ifaces.iter().any(|i| &i.name == d))
+                {
                     continue;
                 }
-                let r = crate::topology::Route { dst: o.dst, via: o.via, dev, onlink: o.onlink, metric: o.metric };
-                routes.push(RouteStatus { route: format!("{r}{}", if o.protocol == "kernel" { " proto kernel" } else { "" }), declared: false, status: State::Ok });
+                let r = crate::topology::Route {
+                    dst: o.dst,
+                    via: o.via,
+                    dev,
+                    onlink: o.onlink,
+                    metric: o.metric,
+                };
+                routes.push(RouteStatus {
+                    route: format!(
+                        "{r}{}",
+                        if o.protocol == "kernel" {
+                            " proto kernel"
+                        } else {
+                            ""
+                        }
+                    ),
+                    declared: false,
+                    status: State::Ok,
+                });
             }
         }
         let status = if st.is_none() && ns != HOST {
             State::Missing
-        } else if ifs.iter().all(|i| i.status == State::Ok) && routes.iter().all(|r| r.status == State::Ok) {
+        } else if ifs.iter().all(|i| i.status == State::Ok)
+            && routes.iter().all(|r| r.status == State::Ok)
+        {
             State::Ok
         } else {
             State::Different
         };
-        places.push(PlaceStatus { place: p.to_string(), namespace: ns, status, interfaces: ifs, routes });
+        places.push(PlaceStatus {
+            place: p.to_string(),
+            namespace: ns,
+            status,
+            interfaces: ifs,
+            routes,
+        });
     }
     let mut bridges = Vec::new();
     for b in &model.bridges {
@@ -178,21 +227,60 @@ pub fn status(rec: &Record, model: &Lab, compared_with: String) -> Result<Status
                 (p.clone(), st)
             })
             .collect();
-        let addrs: Vec<String> = o.map(|l| s.addrs_of(l.index).map(|a| a.to_string()).collect()).unwrap_or_default();
+        let addrs: Vec<String> = o
+            .map(|l| s.addrs_of(l.index).map(|a| a.to_string()).collect())
+            .unwrap_or_default();
         let status = match o {
             None => State::Missing,
-            Some(l) if l.up && l.alias.as_deref() == Some(mark.as_str()) && b.addresses.iter().all(|a| addrs.contains(&a.to_string())) && ports.iter().all(|p| p.1 == State::Ok) => State::Ok,
+            Some(l)
+                if l.up
+                    && l.alias.as_deref() == Some(mark.as_str())
+                    && b.addresses.iter().all(|a| addrs.contains(&a.to_string()))
+                    && ports.iter().all(|p| p.1 == State::Ok) =>
+            {
+                State::Ok
+            }
             Some(_) => State::Different,
         };
-        bridges.push(BridgeStatus { name: b.name.clone(), addresses: addrs, ports, status });
+        bridges.push(BridgeStatus {
+            name: b.name.clone(),
+            addresses: addrs,
+            ports,
+            status,
+        });
     }
-    let ok = places.iter().all(|p| p.status == State::Ok) && bridges.iter().all(|b| b.status == State::Ok);
-    Ok(Status { lab: rec.lab.clone(), mode: if model.sandbox { "sandbox" } else { "host" }, file: rec.file.clone(), compared_with, places, bridges, ok })
+    let ok = places.iter().all(|p| p.status == State::Ok)
+        && bridges.iter().all(|b| b.status == State::Ok);
+    Ok(Status {
+        lab: rec.lab.clone(),
+        mode: if model.sandbox { "sandbox" } else { "host" },
+        file: rec.file.clone(),
+        compared_with,
+        places,
+        bridges,
+        ok,
+    })
 }
 
-fn if_status(s: &NsState, name: &str, want_up: bool, addrs: &[ipnet::IpNet], master: Option<&str>, mark: &str, in_lab_ns: bool) -> IfStatus {
+fn if_status(
+    s: &NsState,
+    name: &str,
+    want_up: bool,
+    addrs: &[ipnet::IpNet],
+    master: Option<&str>,
+    mark: &str,
+    in_lab_ns: bool,
+) -> IfStatus {
     let Some(l) = s.link(name) else {
-        return IfStatus { name: name.into(), kind: None, link: "absent".into(), addresses: vec![], master: master.map(String::from), status: State::Missing, detail: vec![] };
+        return IfStatus {
+            name: name.into(),
+            kind: None,
+            link: "absent".into(),
+            addresses: vec![],
+            master: master.map(String::from),
+            status: State::Missing,
+            detail: vec![],
+        };
     };
     let have: Vec<ipnet::IpNet> = s.addrs_of(l.index).cloned().collect();
     let mut detail = Vec::new();
@@ -204,11 +292,14 @@ fn if_status(s: &NsState, name: &str, want_up: bool, addrs: &[ipnet::IpNet], mas
             detail.push(format!("missing address {a}"));
         }
     }
-    let master_name = l.master.and_then(|i| s.link_by_index(i)).map(|m| m.name.clone());
-    if let Some(m) = master {
-        if master_name.as_deref() != Some(m) {
-            detail.push(format!("not a port of {m}"));
-        }
+    let master_name = l
+        .master
+        .and_then(|i| s.link_by_index(i))
+        .map(|m| m.name.clone());
+    if let Some(m) = master
+        && master_name.as_deref() != Some(m)
+    {
+        detail.push(format!("not a port of {m}"));
     }
     if name != "lo" && l.alias.as_deref() != Some(mark) && !in_lab_ns {
         detail.push("not marked as the lab's".into());
@@ -219,7 +310,11 @@ fn if_status(s: &NsState, name: &str, want_up: bool, addrs: &[ipnet::IpNet], mas
         link: if l.up { "up".into() } else { "down".into() },
         addresses: have.iter().map(|a| a.to_string()).collect(),
         master: master_name,
-        status: if detail.is_empty() { State::Ok } else { State::Different },
+        status: if detail.is_empty() {
+            State::Ok
+        } else {
+            State::Different
+        },
         detail,
     }
 }
@@ -232,29 +327,73 @@ pub fn render(s: &Status) -> String {
         "lab {} ({}{}), compared with {}",
         s.lab,
         s.mode,
-        s.file.as_ref().map(|f| format!(", from {f}")).unwrap_or_default(),
+        s.file
+            .as_ref()
+            .map(|f| format!(", from {f}"))
+            .unwrap_or_default(),
         s.compared_with
     );
-    let mut rows = vec![vec!["NODE".to_string(), "NAMESPACE".into(), "INTERFACE".into(), "LINK".into(), "ADDRESSES".into(), "STATUS".into()]];
+    let mut rows = vec![vec![
+        "NODE".to_string(),
+        "NAMESPACE".into(),
+        "INTERFACE".into(),
+        "LINK".into(),
+        "ADDRESSES".into(),
+        "STATUS".into(),
+    ]];
     for p in &s.places {
-        let ns = if p.namespace.is_empty() { "(this one)".to_string() } else { p.namespace.clone() };
+        let ns = if p.namespace.is_empty() {
+            "(this one)".to_string()
+        } else {
+            p.namespace.clone()
+        };
         if p.interfaces.is_empty() {
-            rows.push(vec![p.place.clone(), ns.clone(), "-".into(), "-".into(), "-".into(), p.status.word().into()]);
+            rows.push(vec![
+                p.place.clone(),
+                ns.clone(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                p.status.word().into(),
+            ]);
         }
         for i in &p.interfaces {
-            let st = if i.detail.is_empty() { i.status.word().to_string() } else { format!("{} ({})", i.status.word(), i.detail.join(", ")) };
+            let st = if i.detail.is_empty() {
+                i.status.word().to_string()
+            } else {
+                format!("{} ({})", i.status.word(), i.detail.join(", "))
+            };
             let name = match &i.master {
                 Some(m) => format!("{} @{m}", i.name),
                 None => i.name.clone(),
             };
-            rows.push(vec![p.place.clone(), ns.clone(), name, i.link.clone(), if i.addresses.is_empty() { "-".into() } else { i.addresses.join(" ") }, st]);
+            rows.push(vec![
+                p.place.clone(),
+                ns.clone(),
+                name,
+                i.link.clone(),
+                if i.addresses.is_empty() {
+                    "-".into()
+                } else {
+                    i.addresses.join(" ")
+                },
+                st,
+            ]);
         }
     }
     o.push_str(&crate::util::table(&rows));
     let mut rr = vec![vec!["NODE".to_string(), "ROUTE".into(), "STATUS".into()]];
     for p in &s.places {
         for r in &p.routes {
-            rr.push(vec![p.place.clone(), r.route.clone(), if r.declared { r.status.word().to_string() } else { "(not declared)".into() }]);
+            rr.push(vec![
+                p.place.clone(),
+                r.route.clone(),
+                if r.declared {
+                    r.status.word().to_string()
+                } else {
+                    "(not declared)".into()
+                },
+            ]);
         }
     }
     if rr.len() > 1 {
@@ -263,14 +402,46 @@ pub fn render(s: &Status) -> String {
     }
     if !s.bridges.is_empty() {
         o.push('\n');
-        let mut br = vec![vec!["BRIDGE".to_string(), "ADDRESSES".into(), "PORTS".into(), "STATUS".into()]];
+        let mut br = vec![vec![
+            "BRIDGE".to_string(),
+            "ADDRESSES".into(),
+            "PORTS".into(),
+            "STATUS".into(),
+        ]];
         for b in &s.bridges {
-            let ports: Vec<String> = b.ports.iter().map(|(p, st)| if *st == State::Ok { p.clone() } else { format!("{p} ({})", st.word()) }).collect();
-            br.push(vec![b.name.clone(), if b.addresses.is_empty() { "-".into() } else { b.addresses.join(" ") }, ports.join(" "), b.status.word().into()]);
+            let ports: Vec<String> = b
+                .ports
+                .iter()
+                .map(|(p, st)| {
+                    if *st == State::Ok {
+                        p.clone()
+                    } else {
+                        format!("{p} ({})", st.word())
+                    }
+                })
+                .collect();
+            br.push(vec![
+                b.name.clone(),
+                if b.addresses.is_empty() {
+                    "-".into()
+                } else {
+                    b.addresses.join(" ")
+                },
+                ports.join(" "),
+                b.status.word().into(),
+            ]);
         }
         o.push_str(&crate::util::table(&br));
     }
-    let _ = write!(o, "\n{}", if s.ok { "everything matches" } else { "some objects are missing or different: run `nslab up` to repair" });
+    let _ = write!(
+        o,
+        "\n{}",
+        if s.ok {
+            "everything matches"
+        } else {
+            "some objects are missing or different: run `nslab up` to repair"
+        }
+    );
     o
 }
 
@@ -279,7 +450,14 @@ pub fn for_lab(lab_name: &str, file: Option<&std::path::Path>, prefix: &str) -> 
     let rec = lab::record_of(lab_name)?;
     let (model, with) = match file {
         Some(f) => (lab::load(f, prefix, rec.sandbox)?, f.display().to_string()),
-        None => (rec.model.clone().ok_or_else(|| Error::Failed(format!("lab {lab_name} never finished coming up; run `nslab up` again")))?, "its record".to_string()),
+        None => (
+            rec.model.clone().ok_or_else(|| {
+                Error::Failed(format!(
+                    "lab {lab_name} never finished coming up; run `nslab up` again"
+                ))
+            })?,
+            "its record".to_string(),
+        ),
     };
     status(&rec, &model, with)
 }

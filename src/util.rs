@@ -61,37 +61,28 @@ pub fn split_command(s: &str) -> Result<Vec<String>, String> {
 
 /// Quote a word for display in a shell command, only when needed.
 pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splits_like_a_shell() {
-        assert_eq!(split_command("python3 -m http.server 800").unwrap(), ["python3", "-m", "http.server", "800"]);
-        assert_eq!(split_command(r#"sh -c 'echo "hi there"' x\ y"#).unwrap(), ["sh", "-c", "echo \"hi there\"", "x y"]);
-        assert_eq!(split_command("a ''").unwrap(), ["a", ""]);
-        assert!(split_command("echo 'oops").is_err());
-    }
-
-    #[test]
-    fn quotes_only_when_needed() {
-        assert_eq!(shell_quote("bri0"), "bri0");
-        assert_eq!(shell_quote("{ comment \"x\"; }"), "'{ comment \"x\"; }'");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
-    }
-}
-
 /// Left-aligned text columns, two spaces apart; the last column is not padded.
 pub fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(|r| r.len()).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols).map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     let mut out = String::new();
     for r in rows {
         let mut line = String::new();
@@ -106,4 +97,30 @@ pub fn table(rows: &[Vec<String>]) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_like_a_shell() {
+        assert_eq!(
+            split_command("python3 -m http.server 800").unwrap(),
+            ["python3", "-m", "http.server", "800"]
+        );
+        assert_eq!(
+            split_command(r#"sh -c 'echo "hi there"' x\ y"#).unwrap(),
+            ["sh", "-c", "echo \"hi there\"", "x y"]
+        );
+        assert_eq!(split_command("a ''").unwrap(), ["a", ""]);
+        assert!(split_command("echo 'oops").is_err());
+    }
+
+    #[test]
+    fn quotes_only_when_needed() {
+        assert_eq!(shell_quote("bri0"), "bri0");
+        assert_eq!(shell_quote("{ comment \"x\"; }"), "'{ comment \"x\"; }'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+    }
 }

@@ -40,6 +40,10 @@ pub fn run(a: Args) -> Result<i32> {
     for p in &r.killed {
         println!("killed pid {} ({})", p.pid, p.command);
     }
-    println!("lab {lab} is down: {} namespaces removed in {:.2} s", r.namespaces.len(), r.seconds);
+    println!(
+        "lab {lab} is down: {} namespaces removed in {:.2} s",
+        r.namespaces.len(),
+        r.seconds
+    );
     Ok(0)
 }

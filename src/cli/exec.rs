@@ -54,7 +54,9 @@ pub fn run(a: Args) -> i32 {
             return fail(format!("enter namespace {ns}: {e}"));
         }
     }
-    let err = std::process::Command::new(&a.cmd[0]).args(&a.cmd[1..]).exec();
+    let err = std::process::Command::new(&a.cmd[0])
+        .args(&a.cmd[1..])
+        .exec();
     let prog = a.cmd[0].to_string_lossy();
     match err.kind() {
         std::io::ErrorKind::NotFound => {

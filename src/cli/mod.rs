@@ -55,7 +55,13 @@ pub fn main() -> i32 {
         Err(e) => {
             let _ = e.print();
             // `exec` keeps 0..124 for the program it runs.
-            return if !e.use_stderr() { 0 } else if is_exec { 125 } else { 2 };
+            return if !e.use_stderr() {
+                0
+            } else if is_exec {
+                125
+            } else {
+                2
+            };
         }
     };
     let r = match cli.cmd {

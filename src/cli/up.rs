@@ -37,7 +37,14 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<i32> {
-    let r = lab::up(&a.file, &UpOptions { prefix: a.prefix, sandbox: a.sandbox, force: a.force })?;
+    let r = lab::up(
+        &a.file,
+        &UpOptions {
+            prefix: a.prefix,
+            sandbox: a.sandbox,
+            force: a.force,
+        },
+    )?;
     if a.json {
         print_json(&r);
         return Ok(0);
@@ -54,7 +61,13 @@ pub fn run(a: Args) -> Result<i32> {
             println!("  {op}");
         }
     }
-    println!("lab {} is up ({}): {} in {:.2} s", r.lab, if r.sandbox { "sandbox" } else { "host mode" }, summarize(&r.ops), r.seconds);
+    println!(
+        "lab {} is up ({}): {} in {:.2} s",
+        r.lab,
+        if r.sandbox { "sandbox" } else { "host mode" },
+        summarize(&r.ops),
+        r.seconds
+    );
     Ok(0)
 }
 
@@ -63,17 +76,70 @@ pub fn summarize(ops: &[nslab::plan::Op]) -> String {
     use nslab::plan::Op;
     let count = |f: &dyn Fn(&Op) -> bool| ops.iter().filter(|o| f(o)).count();
     let parts = [
-        (count(&|o| matches!(o, Op::CreateNs { .. })), "namespace", "created"),
-        (count(&|o| matches!(o, Op::CreateBridge { .. })), "bridge", "created"),
-        (count(&|o| matches!(o, Op::CreateVeth { .. })), "cable", "created"),
-        (count(&|o| matches!(o, Op::AddAddr { .. })), "address", "added"),
-        (count(&|o| matches!(o, Op::AddRoute { .. })), "route", "added"),
-        (count(&|o| matches!(o, Op::DeleteNs { .. } | Op::DeleteLink { .. } | Op::DelAddr { .. } | Op::DelRoute { .. })), "object", "removed"),
+        (
+            count(&|o| matches!(o, Op::CreateNs { .. })),
+            "namespace",
+            "created",
+        ),
+        (
+            count(&|o| matches!(o, Op::CreateBridge { .. })),
+            "bridge",
+            "created",
+        ),
+        (
+            count(&|o| matches!(o, Op::CreateVeth { .. })),
+            "cable",
+            "created",
+        ),
+        (
+            count(&|o| matches!(o, Op::AddAddr { .. })),
+            "address",
+            "added",
+        ),
+        (
+            count(&|o| matches!(o, Op::AddRoute { .. })),
+            "route",
+            "added",
+        ),
+        (
+            count(&|o| matches!(o, Op::SetNat { .. })),
+            "NAT table",
+            "written",
+        ),
+        (
+            count(&|o| {
+                matches!(
+                    o,
+                    Op::DeleteNs { .. }
+                        | Op::DeleteLink { .. }
+                        | Op::DelAddr { .. }
+                        | Op::DelRoute { .. }
+                        | Op::DeleteNat { .. }
+                )
+            }),
+            "object",
+            "removed",
+        ),
     ];
     let v: Vec<String> = parts
         .iter()
         .filter(|p| p.0 > 0)
-        .map(|(n, w, verb)| format!("{n} {w}{} {verb}", if *n == 1 { "" } else if w.ends_with('s') { "es" } else { "s" }))
+        .map(|(n, w, verb)| {
+            format!(
+                "{n} {w}{} {verb}",
+                if *n == 1 {
+                    ""
+                } else if w.ends_with('s') {
+                    "es"
+                } else {
+                    "s"
+                }
+            )
+        })
         .collect();
-    if v.is_empty() { format!("{} changes", ops.len()) } else { v.join(", ") }
+    if v.is_empty() {
+        format!("{} changes", ops.len())
+    } else {
+        v.join(", ")
+    }
 }

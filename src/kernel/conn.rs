@@ -19,7 +19,12 @@ pub struct Conn {
 
 impl Conn {
     pub fn new(file: File, nl: Rtnl) -> Conn {
-        Conn { file, nl, idx: HashMap::new(), stale: true }
+        Conn {
+            file,
+            nl,
+            idx: HashMap::new(),
+            stale: true,
+        }
     }
 
     pub fn mark_stale(&mut self) {
@@ -67,13 +72,15 @@ pub fn find_by_id(id: netns::NsId) -> io::Result<Option<(String, Conn)>> {
     if netns::current_id()? == id {
         return Ok(Some((String::new(), open_current()?)));
     }
-    let Ok(rd) = std::fs::read_dir(netns::netns_dir()) else { return Ok(None) };
+    let Ok(rd) = std::fs::read_dir(netns::netns_dir()) else {
+        return Ok(None);
+    };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if let Ok(f) = netns::open(&name) {
-            if netns::id_of(&f)? == id {
-                return Ok(Some((name.clone(), open(&name)?)));
-            }
+        if let Ok(f) = netns::open(&name)
+            && netns::id_of(&f)? == id
+        {
+            return Ok(Some((name.clone(), open(&name)?)));
         }
     }
     Ok(None)
@@ -86,7 +93,11 @@ pub fn create_many(items: &[(String, Vec<(String, String)>)]) -> Vec<(String, io
     if items.is_empty() {
         return Vec::new();
     }
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 4).min(items.len());
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 4)
+        .min(items.len());
     let chunk = items.len().div_ceil(workers);
     std::thread::scope(|s| {
         let handles: Vec<_> = items
@@ -98,7 +109,12 @@ pub fn create_many(items: &[(String, Vec<(String, String)>)]) -> Vec<(String, io
                             let r = (|| -> io::Result<Conn> {
                                 netns::create_here(name)?;
                                 for (k, v) in sysctls {
-                                    netns::sysctl_set(k, v).map_err(|e| io::Error::new(e.kind(), format!("set {k}={v} in {name}: {e}")))?;
+                                    netns::sysctl_set(k, v).map_err(|e| {
+                                        io::Error::new(
+                                            e.kind(),
+                                            format!("set {k}={v} in {name}: {e}"),
+                                        )
+                                    })?;
                                 }
                                 let nl = Rtnl::new()?;
                                 let file = netns::open(name)?;
@@ -112,7 +128,14 @@ pub fn create_many(items: &[(String, Vec<(String, String)>)]) -> Vec<(String, io
             .collect();
         handles
             .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|_| vec![(String::new(), Err(io::Error::other("namespace worker panicked")))]))
+            .flat_map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    vec![(
+                        String::new(),
+                        Err(io::Error::other("namespace worker panicked")),
+                    )]
+                })
+            })
             .collect()
     })
 }

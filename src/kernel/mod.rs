@@ -1,9 +1,10 @@
 //! The only layer that makes syscalls: namespaces, netlink, sysctl, processes.
 
+pub mod conn;
+pub mod exec;
 pub mod msg;
 pub mod netlink;
 pub mod netns;
+pub mod nft;
 pub mod observe;
-pub mod conn;
-pub mod exec;
 pub mod procs;

@@ -2,12 +2,17 @@
 
 use ipnet::IpNet;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
-use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage, AddressScope};
-use netlink_packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo,
-    LinkMessage,
+use netlink_packet_route::address::{
+    AddressAttribute, AddressHeaderFlags, AddressMessage, AddressScope,
 };
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType};
+use netlink_packet_route::link::{
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+    RouteType,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage as M};
 use std::net::IpAddr;
 
@@ -25,7 +30,10 @@ pub fn new_bridge(name: &str, mac: [u8; 6], mtu: Option<u32>) -> M {
     if let Some(mtu) = mtu {
         m.attributes.push(LinkAttribute::Mtu(mtu));
     }
-    m.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
+    m.attributes
+        .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+            InfoKind::Bridge,
+        )]));
     M::NewLink(m)
 }
 
@@ -106,7 +114,10 @@ pub fn set_link(name: &str, s: &SetLink) -> M {
     }
     if s.no_link_local {
         // Must reach the kernel before the link goes up, or fe80:: is already there.
-        m.attributes.push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)])]));
+        m.attributes
+            .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+                vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
+            )]));
     }
     M::SetLink(m)
 }
@@ -130,7 +141,8 @@ pub fn new_addr(index: u32, addr: &IpNet) -> M {
     let mut m = addr_msg(index, addr);
     if let IpNet::V4(n) = addr {
         if n.prefix_len() < 31 {
-            m.attributes.push(AddressAttribute::Broadcast(n.broadcast()));
+            m.attributes
+                .push(AddressAttribute::Broadcast(n.broadcast()));
         }
     } else {
         // No duplicate address detection: the address works at once.
@@ -148,7 +160,11 @@ pub fn get_addrs() -> M {
 }
 
 fn family(a: IpAddr) -> AddressFamily {
-    if a.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 }
+    if a.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    }
 }
 
 /// A route to install: the model's route with the device resolved to an index.
@@ -161,6 +177,8 @@ pub struct KRoute {
     pub metric: Option<u32>,
 }
 
+// RouteHeader is #[non_exhaustive]: it can only be built from Default and assigned.
+#[allow(clippy::field_reassign_with_default)]
 fn route_msg(r: &KRoute) -> RouteMessage {
     let mut m = RouteMessage::default();
     let mut h = RouteHeader::default();
@@ -169,17 +187,25 @@ fn route_msg(r: &KRoute) -> RouteMessage {
     h.table = RouteHeader::RT_TABLE_MAIN;
     h.protocol = RouteProtocol::Static;
     // A route without gateway is "on the link": the kernel's scope link.
-    h.scope = if r.via.is_none() { RouteScope::Link } else { RouteScope::Universe };
+    h.scope = if r.via.is_none() {
+        RouteScope::Link
+    } else {
+        RouteScope::Universe
+    };
     h.kind = RouteType::Unicast;
     if r.onlink {
         h.flags = RouteFlags::Onlink;
     }
     m.header = h;
     if r.dst.prefix_len() > 0 {
-        m.attributes.push(RouteAttribute::Destination(RouteAddress::from(r.dst.addr())));
+        m.attributes
+            .push(RouteAttribute::Destination(RouteAddress::from(
+                r.dst.addr(),
+            )));
     }
     if let Some(g) = r.via {
-        m.attributes.push(RouteAttribute::Gateway(RouteAddress::from(g)));
+        m.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::from(g)));
     }
     if let Some(o) = r.oif {
         m.attributes.push(RouteAttribute::Oif(o));
@@ -204,7 +230,11 @@ pub fn del_route(r: &KRoute) -> M {
 
 pub fn get_routes(v6: bool) -> M {
     let mut m = RouteMessage::default();
-    m.header.address_family = if v6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
+    m.header.address_family = if v6 {
+        AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
+    };
     M::GetRoute(m)
 }
 
@@ -213,6 +243,7 @@ pub fn route_get(dst: IpAddr) -> M {
     let mut m = RouteMessage::default();
     m.header.address_family = family(dst);
     m.header.destination_prefix_length = if dst.is_ipv4() { 32 } else { 128 };
-    m.attributes.push(RouteAttribute::Destination(RouteAddress::from(dst)));
+    m.attributes
+        .push(RouteAttribute::Destination(RouteAddress::from(dst)));
     M::GetRoute(m)
 }

@@ -29,12 +29,18 @@ pub struct NlError {
 }
 
 pub fn errno_text(errno: i32) -> String {
-    io::Error::from_raw_os_error(errno).to_string().replace(&format!(" (os error {errno})"), "")
+    io::Error::from_raw_os_error(errno)
+        .to_string()
+        .replace(&format!(" (os error {errno})"), "")
 }
 
 impl NlError {
     pub fn io(what: impl Into<String>, e: io::Error) -> Self {
-        NlError { what: what.into(), errno: e.raw_os_error().unwrap_or(libc::EIO), ext: None }
+        NlError {
+            what: what.into(),
+            errno: e.raw_os_error().unwrap_or(libc::EIO),
+            ext: None,
+        }
     }
 }
 
@@ -65,7 +71,10 @@ impl Rtnl {
         let _ = sock.set_rx_buf_sz(1 << 20);
         sock.connect(&SocketAddr::new(0, 0))?;
         // A reply that never comes must not hang nslab.
-        let tv = libc::timeval { tv_sec: 30, tv_usec: 0 };
+        let tv = libc::timeval {
+            tv_sec: 30,
+            tv_usec: 0,
+        };
         // SAFETY: setsockopt with a valid timeval of the right size on our own fd.
         unsafe {
             libc::setsockopt(
@@ -76,7 +85,11 @@ impl Rtnl {
                 std::mem::size_of::<libc::timeval>() as u32,
             );
         }
-        Ok(Rtnl { sock, seq: 1, buf: vec![0u8; 1 << 16] })
+        Ok(Rtnl {
+            sock,
+            seq: 1,
+            buf: vec![0u8; 1 << 16],
+        })
     }
 
     fn serialize(&mut self, msg: RouteNetlinkMessage, flags: u16, out: &mut Vec<u8>) -> u32 {
@@ -90,7 +103,7 @@ impl Rtnl {
         out.resize(start + m.buffer_len(), 0);
         m.serialize(&mut out[start..]);
         // Messages in one datagram are 4-byte aligned.
-        while out.len() % 4 != 0 {
+        while !out.len().is_multiple_of(4) {
             out.push(0);
         }
         self.seq
@@ -98,11 +111,21 @@ impl Rtnl {
 
     fn recv(&mut self) -> io::Result<usize> {
         // SAFETY: recv into our own buffer of the given length.
-        let n = unsafe { libc::recv(self.sock.as_raw_fd(), self.buf.as_mut_ptr() as *mut libc::c_void, self.buf.len(), 0) };
+        let n = unsafe {
+            libc::recv(
+                self.sock.as_raw_fd(),
+                self.buf.as_mut_ptr() as *mut libc::c_void,
+                self.buf.len(),
+                0,
+            )
+        };
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::WouldBlock {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "no answer from the kernel within 30 s"));
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no answer from the kernel within 30 s",
+                ));
             }
             return Err(e);
         }
@@ -110,8 +133,17 @@ impl Rtnl {
     }
 
     /// Send one request and wait for its ACK.
-    pub fn request(&mut self, msg: RouteNetlinkMessage, flags: u16, what: impl Into<String>) -> Result<(), NlError> {
-        let mut r = self.batch(vec![Req { msg, flags, what: what.into() }]);
+    pub fn request(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        what: impl Into<String>,
+    ) -> Result<(), NlError> {
+        let mut r = self.batch(vec![Req {
+            msg,
+            flags,
+            what: what.into(),
+        }]);
         r.pop().unwrap_or(Ok(()))
     }
 
@@ -123,7 +155,9 @@ impl Rtnl {
         while it.peek().is_some() {
             let mut out = Vec::with_capacity(BATCH_MAX_BYTES + 4096);
             let mut pending: Vec<(u32, String)> = Vec::new();
-            while let Some(r) = it.next_if(|_| pending.len() < BATCH_MAX_MSGS && out.len() < BATCH_MAX_BYTES) {
+            while let Some(r) =
+                it.next_if(|_| pending.len() < BATCH_MAX_MSGS && out.len() < BATCH_MAX_BYTES)
+            {
                 let seq = self.serialize(r.msg, r.flags | NLM_F_ACK, &mut out);
                 pending.push((seq, r.what));
             }
@@ -131,7 +165,10 @@ impl Rtnl {
             results.extend(pending.iter().map(|_| Ok(())));
             if let Err(e) = self.sock.send(&out, 0) {
                 for (i, (_, what)) in pending.iter().enumerate() {
-                    results[first + i] = Err(NlError::io(what.clone(), io::Error::new(e.kind(), e.to_string())));
+                    results[first + i] = Err(NlError::io(
+                        what.clone(),
+                        io::Error::new(e.kind(), e.to_string()),
+                    ));
                 }
                 continue;
             }
@@ -141,7 +178,10 @@ impl Rtnl {
                     Ok(n) => n,
                     Err(e) => {
                         for (i, (_, what)) in pending.iter().enumerate().skip(acked) {
-                            results[first + i] = Err(NlError::io(what.clone(), io::Error::new(e.kind(), e.to_string())));
+                            results[first + i] = Err(NlError::io(
+                                what.clone(),
+                                io::Error::new(e.kind(), e.to_string()),
+                            ));
                         }
                         break;
                     }
@@ -150,7 +190,11 @@ impl Rtnl {
                     if let Some(i) = pending.iter().position(|(s, _)| *s == seq) {
                         acked += 1;
                         if code != 0 {
-                            results[first + i] = Err(NlError { what: pending[i].1.clone(), errno: -code, ext });
+                            results[first + i] = Err(NlError {
+                                what: pending[i].1.clone(),
+                                errno: -code,
+                                ext,
+                            });
                         }
                     }
                 }
@@ -160,7 +204,11 @@ impl Rtnl {
     }
 
     /// A dump request (NLM_F_DUMP): every reply message until NLMSG_DONE.
-    pub fn dump(&mut self, msg: RouteNetlinkMessage, what: &str) -> Result<Vec<RouteNetlinkMessage>, NlError> {
+    pub fn dump(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        what: &str,
+    ) -> Result<Vec<RouteNetlinkMessage>, NlError> {
         let mut out = Vec::new();
         let seq = self.serialize(msg, NLM_F_DUMP, &mut out);
         self.sock.send(&out, 0).map_err(|e| NlError::io(what, e))?;
@@ -180,21 +228,27 @@ impl Rtnl {
                     match ty {
                         NLMSG_DONE => return Ok(msgs),
                         NLMSG_ERROR => {
-                            let (_, code, ext) = parse_error(&b[..len]).unwrap_or((seq, -libc::EIO, None));
+                            let (_, code, ext) =
+                                parse_error(&b[..len]).unwrap_or((seq, -libc::EIO, None));
                             if code != 0 {
-                                return Err(NlError { what: what.into(), errno: -code, ext });
+                                return Err(NlError {
+                                    what: what.into(),
+                                    errno: -code,
+                                    ext,
+                                });
                             }
                         }
-                        _ => match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&b[..len]) {
-                            Ok(m) => {
-                                if let NetlinkPayload::InnerMessage(i) = m.payload {
-                                    msgs.push(i);
-                                }
+                        // A message the crate cannot parse (new kernel attribute
+                        // layouts) is skipped rather than failing the whole dump.
+                        _ => {
+                            if let Ok(NetlinkMessage {
+                                payload: NetlinkPayload::InnerMessage(i),
+                                ..
+                            }) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&b[..len])
+                            {
+                                msgs.push(i);
                             }
-                            // A message the crate cannot parse (new kernel attribute
-                            // layouts) is skipped rather than failing the whole dump.
-                            Err(_) => {}
-                        },
+                        }
                     }
                 }
                 off += (len + 3) & !3;
@@ -213,10 +267,10 @@ fn parse_acks(buf: &[u8]) -> Vec<(u32, i32, Option<String>)> {
         if len < 16 || len > b.len() {
             break;
         }
-        if u16::from_ne_bytes([b[4], b[5]]) == NLMSG_ERROR {
-            if let Some(e) = parse_error(&b[..len]) {
-                out.push(e);
-            }
+        if u16::from_ne_bytes([b[4], b[5]]) == NLMSG_ERROR
+            && let Some(e) = parse_error(&b[..len])
+        {
+            out.push(e);
         }
         off += (len + 3) & !3;
     }
@@ -236,7 +290,11 @@ fn parse_error(m: &[u8]) -> Option<(u32, i32, Option<String>)> {
     if flags & NLM_F_ACK_TLVS != 0 && m.len() >= 36 {
         // After the code: the echoed request header (16 bytes when capped, else the
         // whole echoed request), then TLVs.
-        let echoed = if flags & NLM_F_CAPPED != 0 { 16 } else { u32::from_ne_bytes([m[20], m[21], m[22], m[23]]) as usize };
+        let echoed = if flags & NLM_F_CAPPED != 0 {
+            16
+        } else {
+            u32::from_ne_bytes([m[20], m[21], m[22], m[23]]) as usize
+        };
         let mut off = 20 + ((echoed + 3) & !3);
         while off + 4 <= m.len() {
             let l = u16::from_ne_bytes([m[off], m[off + 1]]) as usize;
@@ -274,7 +332,11 @@ mod tests {
                 body.push(0);
             }
         }
-        let flags: u16 = if text.is_some() { NLM_F_CAPPED | NLM_F_ACK_TLVS } else { NLM_F_CAPPED };
+        let flags: u16 = if text.is_some() {
+            NLM_F_CAPPED | NLM_F_ACK_TLVS
+        } else {
+            NLM_F_CAPPED
+        };
         m.extend(((16 + body.len()) as u32).to_ne_bytes());
         m.extend(NLMSG_ERROR.to_ne_bytes());
         m.extend(flags.to_ne_bytes());
@@ -287,11 +349,18 @@ mod tests {
     #[test]
     fn parses_acks_and_extended_ack_text() {
         let mut buf = error_msg(7, 0, None);
-        buf.extend(error_msg(8, -libc::EEXIST, Some("Nexthop has invalid gateway")));
+        buf.extend(error_msg(
+            8,
+            -libc::EEXIST,
+            Some("Nexthop has invalid gateway"),
+        ));
         let acks = parse_acks(&buf);
         assert_eq!(acks.len(), 2);
         assert_eq!(acks[0], (7, 0, None));
-        assert_eq!(acks[1], (8, -libc::EEXIST, Some("Nexthop has invalid gateway".into())));
+        assert_eq!(
+            acks[1],
+            (8, -libc::EEXIST, Some("Nexthop has invalid gateway".into()))
+        );
     }
 
     #[test]
@@ -304,7 +373,14 @@ mod tests {
 
     #[test]
     fn error_text_names_the_step() {
-        let e = NlError { what: "create veth bveth in black".into(), errno: libc::EEXIST, ext: Some("boom".into()) };
-        assert_eq!(e.to_string(), "create veth bveth in black: File exists (boom)");
+        let e = NlError {
+            what: "create veth bveth in black".into(),
+            errno: libc::EEXIST,
+            ext: Some("boom".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "create veth bveth in black: File exists (boom)"
+        );
     }
 }

@@ -13,7 +13,11 @@ use std::sync::OnceLock;
 /// Where named namespaces live (`NSLAB_NETNS_DIR` overrides, for tests in user namespaces).
 pub fn netns_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| std::env::var_os("NSLAB_NETNS_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/run/netns")))
+    DIR.get_or_init(|| {
+        std::env::var_os("NSLAB_NETNS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/run/netns"))
+    })
 }
 
 pub fn path(name: &str) -> PathBuf {
@@ -29,7 +33,10 @@ pub struct NsId {
 
 pub fn id_of(f: &File) -> io::Result<NsId> {
     let m = f.metadata()?;
-    Ok(NsId { dev: m.dev(), ino: m.ino() })
+    Ok(NsId {
+        dev: m.dev(),
+        ino: m.ino(),
+    })
 }
 
 /// The namespace of the calling thread.
@@ -46,12 +53,26 @@ pub fn current_id() -> io::Result<NsId> {
 pub fn ensure_dir() -> io::Result<()> {
     let dir = netns_dir();
     std::fs::create_dir_all(dir)?;
-    let shared = || mount(Some(""), dir, Some("none"), MsFlags::MS_SHARED | MsFlags::MS_REC, None::<&str>);
+    let shared = || {
+        mount(
+            Some(""),
+            dir,
+            Some("none"),
+            MsFlags::MS_SHARED | MsFlags::MS_REC,
+            None::<&str>,
+        )
+    };
     match shared() {
         Ok(()) => Ok(()),
         // EINVAL: not a mount point yet; bind it onto itself and try again.
         Err(nix::Error::EINVAL) => {
-            mount(Some(dir), dir, Some("none"), MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)?;
+            mount(
+                Some(dir),
+                dir,
+                Some("none"),
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )?;
             shared()?;
             Ok(())
         }
@@ -75,7 +96,13 @@ pub fn is_nsfs(p: &Path) -> bool {
 pub fn open(name: &str) -> io::Result<File> {
     let p = path(name);
     if !is_nsfs(&p) {
-        return Err(io::Error::new(io::ErrorKind::NotFound, format!("no network namespace {name} ({} is missing or not mounted)", p.display())));
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "no network namespace {name} ({} is missing or not mounted)",
+                p.display()
+            ),
+        ));
     }
     File::open(p)
 }
@@ -86,10 +113,21 @@ pub fn open(name: &str) -> io::Result<File> {
 pub fn create_here(name: &str) -> io::Result<()> {
     let p = path(name);
     // O_EXCL: a name someone else uses is never taken over.
-    OpenOptions::new().read(true).write(true).create_new(true).mode(0).open(&p)?;
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o0)
+        .open(&p)?;
     let r = (|| -> io::Result<()> {
         unshare(CloneFlags::CLONE_NEWNET)?;
-        mount(Some("/proc/thread-self/ns/net"), &p, Some("none"), MsFlags::MS_BIND, None::<&str>)?;
+        mount(
+            Some("/proc/thread-self/ns/net"),
+            &p,
+            Some("none"),
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )?;
         Ok(())
     })();
     if r.is_err() {
@@ -155,9 +193,9 @@ pub fn sysctl_get(key: &str) -> io::Result<String> {
 /// descriptors (a namespace fd and a netlink socket per node).
 pub fn raise_nofile_limit() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if soft < hard {
-            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-        }
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
     }
 }

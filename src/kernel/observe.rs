@@ -7,7 +7,9 @@ use ipnet::IpNet;
 use netlink_packet_route::RouteNetlinkMessage as M;
 use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo};
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteFlags, RouteProtocol, RouteScope, RouteType};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteFlags, RouteProtocol, RouteScope, RouteType,
+};
 use serde::Serialize;
 use std::net::IpAddr;
 
@@ -60,7 +62,10 @@ impl NsState {
         self.links.iter().find(|l| l.index == i)
     }
     pub fn addrs_of(&self, index: u32) -> impl Iterator<Item = &IpNet> {
-        self.addrs.iter().filter(move |a| a.index == index).map(|a| &a.addr)
+        self.addrs
+            .iter()
+            .filter(move |a| a.index == index)
+            .map(|a| &a.addr)
     }
 }
 
@@ -128,10 +133,13 @@ pub fn addrs(nl: &mut Rtnl) -> Result<Vec<ObsAddr>, NlError> {
                 _ => {}
             }
         }
-        if let Some(ip) = local.or(address) {
-            if let Ok(n) = IpNet::new(ip, a.header.prefix_len) {
-                out.push(ObsAddr { index: a.header.index, addr: n });
-            }
+        if let Some(ip) = local.or(address)
+            && let Ok(n) = IpNet::new(ip, a.header.prefix_len)
+        {
+            out.push(ObsAddr {
+                index: a.header.index,
+                addr: n,
+            });
         }
     }
     Ok(out)
@@ -185,10 +193,10 @@ pub fn parse_route(r: &netlink_packet_route::route::RouteMessage) -> Option<ObsR
         None => "0.0.0.0/0".parse().ok()?,
     };
     // IPv6 link-local and multicast routes come with every interface; not ours to plan.
-    if let IpNet::V6(n) = dst {
-        if n.addr().segments()[0] & 0xffc0 == 0xfe80 || n.addr().segments()[0] & 0xff00 == 0xff00 {
-            return None;
-        }
+    if let IpNet::V6(n) = dst
+        && (n.addr().segments()[0] & 0xffc0 == 0xfe80 || n.addr().segments()[0] & 0xff00 == 0xff00)
+    {
+        return None;
     }
     let protocol = match r.header.protocol {
         RouteProtocol::Kernel => "kernel".to_string(),
@@ -202,7 +210,11 @@ pub fn parse_route(r: &netlink_packet_route::route::RouteMessage) -> Option<ObsR
         dst,
         via,
         oif,
-        metric: if v6 && metric == Some(1024) { None } else { metric },
+        metric: if v6 && metric == Some(1024) {
+            None
+        } else {
+            metric
+        },
         onlink: r.header.flags.contains(RouteFlags::Onlink),
         protocol,
         scope_link: r.header.scope == RouteScope::Link,
@@ -211,5 +223,9 @@ pub fn parse_route(r: &netlink_packet_route::route::RouteMessage) -> Option<ObsR
 
 /// One namespace's state in three dumps.
 pub fn ns_state(nl: &mut Rtnl) -> Result<NsState, NlError> {
-    Ok(NsState { links: links(nl)?, addrs: addrs(nl)?, routes: routes(nl)? })
+    Ok(NsState {
+        links: links(nl)?,
+        addrs: addrs(nl)?,
+        routes: routes(nl)?,
+    })
 }

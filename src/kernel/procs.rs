@@ -29,8 +29,15 @@ pub fn start_time(pid: i32) -> Option<u64> {
 
 pub fn command(pid: i32) -> String {
     match std::fs::read(format!("/proc/{pid}/cmdline")) {
-        Ok(b) if !b.is_empty() => b.split(|c| *c == 0).filter(|x| !x.is_empty()).map(|x| String::from_utf8_lossy(x).into_owned()).collect::<Vec<_>>().join(" "),
-        _ => std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|s| format!("[{}]", s.trim())).unwrap_or_default(),
+        Ok(b) if !b.is_empty() => b
+            .split(|c| *c == 0)
+            .filter(|x| !x.is_empty())
+            .map(|x| String::from_utf8_lossy(x).into_owned())
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|s| format!("[{}]", s.trim()))
+            .unwrap_or_default(),
     }
 }
 
@@ -42,14 +49,23 @@ pub fn in_namespaces(inos: &HashMap<u64, String>) -> io::Result<Vec<(String, Pro
     }
     let me = std::process::id() as i32;
     for e in std::fs::read_dir("/proc")?.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
         if pid == me {
             continue;
         }
-        if let Some(ino) = net_ino(pid) {
-            if let Some(ns) = inos.get(&ino) {
-                out.push((ns.clone(), ProcInfo { pid, start_time: start_time(pid).unwrap_or(0), command: command(pid) }));
-            }
+        if let Some(ino) = net_ino(pid)
+            && let Some(ns) = inos.get(&ino)
+        {
+            out.push((
+                ns.clone(),
+                ProcInfo {
+                    pid,
+                    start_time: start_time(pid).unwrap_or(0),
+                    command: command(pid),
+                },
+            ));
         }
     }
     out.sort_by_key(|p| p.1.pid);
@@ -74,7 +90,10 @@ pub fn stop(pid: i32, start: u64, grace: std::time::Duration) {
     let t0 = std::time::Instant::now();
     while t0.elapsed() < grace {
         // Reap it if it is our child; otherwise wait until /proc says it is gone.
-        let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+        let _ = nix::sys::wait::waitpid(
+            Pid::from_raw(pid),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        );
         if !same() || is_zombie(pid) {
             return;
         }
@@ -83,11 +102,20 @@ pub fn stop(pid: i32, start: u64, grace: std::time::Duration) {
     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     let t1 = std::time::Instant::now();
     while same() && !is_zombie(pid) && t1.elapsed() < std::time::Duration::from_secs(5) {
-        let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+        let _ = nix::sys::wait::waitpid(
+            Pid::from_raw(pid),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 
 fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| s.rfind(')').and_then(|i| s.get(i + 2..i + 3).map(|c| c == "Z"))).unwrap_or(false)
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rfind(')')
+                .and_then(|i| s.get(i + 2..i + 3).map(|c| c == "Z"))
+        })
+        .unwrap_or(false)
 }

@@ -6,11 +6,18 @@ use crate::util::shell_quote;
 use ipnet::IpNet;
 
 fn ip(ns: &str) -> String {
-    if ns == HOST { "ip".into() } else { format!("ip -n {ns}") }
+    if ns == HOST {
+        "ip".into()
+    } else {
+        format!("ip -n {ns}")
+    }
 }
 
 fn mac(m: &[u8; 6]) -> String {
-    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// The commands for one op, in order.
@@ -19,14 +26,31 @@ pub fn commands(op: &Op) -> Vec<String> {
     match op {
         Op::CreateNs { ns, sysctls } => {
             let mut v = vec![format!("ip netns add {ns}")];
-            v.extend(sysctls.iter().map(|(k, val)| format!("ip netns exec {ns} sysctl -qw {k}={val}")));
+            v.extend(
+                sysctls
+                    .iter()
+                    .map(|(k, val)| format!("ip netns exec {ns} sysctl -qw {k}={val}")),
+            );
             v
         }
         Op::DeleteNs { ns } => vec![format!("ip netns del {ns}")],
-        Op::Sysctl { ns, key, value } => vec![if ns == HOST { format!("sysctl -qw {key}={value}") } else { format!("ip netns exec {ns} sysctl -qw {key}={value}") }],
-        Op::CreateBridge { ns, name, mac: m, mtu } => {
+        Op::Sysctl { ns, key, value } => vec![if ns == HOST {
+            format!("sysctl -qw {key}={value}")
+        } else {
+            format!("ip netns exec {ns} sysctl -qw {key}={value}")
+        }],
+        Op::CreateBridge {
+            ns,
+            name,
+            mac: m,
+            mtu,
+        } => {
             let mtu = mtu.map(|m| format!(" mtu {m}")).unwrap_or_default();
-            vec![format!("{} link add {name} address {}{mtu} type bridge", ip(ns), mac(m))]
+            vec![format!(
+                "{} link add {name} address {}{mtu} type bridge",
+                ip(ns),
+                mac(m)
+            )]
         }
         Op::CreateVeth { a, b } => {
             let mut s = format!("{} link add {}", ip(&a.ns), a.name);
@@ -41,7 +65,14 @@ pub fn commands(op: &Op) -> Vec<String> {
             }
             s.push_str(&format!(" type veth peer name {}", b.name));
             if b.ns != a.ns {
-                s.push_str(&format!(" netns {}", if b.ns == HOST { "1".to_string() } else { b.ns.clone() }));
+                s.push_str(&format!(
+                    " netns {}",
+                    if b.ns == HOST {
+                        "1".to_string()
+                    } else {
+                        b.ns.clone()
+                    }
+                ));
             }
             if let Some(m) = b.mtu {
                 s.push_str(&format!(" mtu {m}"));
@@ -52,7 +83,15 @@ pub fn commands(op: &Op) -> Vec<String> {
             vec![s]
         }
         Op::DeleteLink { ns, name } => vec![format!("{} link del {name}", ip(ns))],
-        Op::SetLink { ns, name, no_link_local, master, mtu, alias, up } => {
+        Op::SetLink {
+            ns,
+            name,
+            no_link_local,
+            master,
+            mtu,
+            alias,
+            up,
+        } => {
             let mut v = Vec::new();
             if *no_link_local {
                 v.push(format!("{} link set {name} addrgenmode none", ip(ns)));
@@ -88,9 +127,37 @@ pub fn commands(op: &Op) -> Vec<String> {
         Op::DelRoute { ns, route } => vec![format!("{} route del {route}", ip(ns))],
         Op::WriteHosts { ns, content } => {
             let lines: Vec<String> = content.lines().map(q).collect();
-            vec![format!("mkdir -p /etc/netns/{ns}"), format!("printf '%s\\n' {} > /etc/netns/{ns}/hosts", lines.join(" "))]
+            vec![
+                format!("mkdir -p /etc/netns/{ns}"),
+                format!("printf '%s\\n' {} > /etc/netns/{ns}/hosts", lines.join(" ")),
+            ]
         }
         Op::RemoveEtc { ns } => vec![format!("rm -rf /etc/netns/{ns}")],
+        Op::SetNat { ns, table, rules } => {
+            let rules: Vec<_> = rules
+                .iter()
+                .map(crate::kernel::nft::Masquerade::from)
+                .collect();
+            let mark = crate::topology::mark_for(table.strip_prefix("nslab-").unwrap_or(table));
+            let cmds = crate::kernel::nft::explain_nat_table(table, &mark, &rules);
+            cmds.into_iter()
+                .map(|c| {
+                    if ns == HOST {
+                        c
+                    } else {
+                        format!("ip netns exec {ns} {c}")
+                    }
+                })
+                .collect()
+        }
+        Op::DeleteNat { ns, table } => {
+            let c = crate::kernel::nft::explain_delete_table(table);
+            vec![if ns == HOST {
+                c
+            } else {
+                format!("ip netns exec {ns} {c}")
+            }]
+        }
     }
 }
 

@@ -30,13 +30,33 @@ pub struct VEnd {
 pub enum Op {
     /// Create a named namespace, with sysctls set before any interface exists
     /// (so new interfaces inherit them).
-    CreateNs { ns: String, sysctls: Vec<(String, String)> },
-    DeleteNs { ns: String },
-    Sysctl { ns: String, key: String, value: String },
-    CreateBridge { ns: String, name: String, mac: [u8; 6], mtu: Option<u32> },
+    CreateNs {
+        ns: String,
+        sysctls: Vec<(String, String)>,
+    },
+    DeleteNs {
+        ns: String,
+    },
+    Sysctl {
+        ns: String,
+        key: String,
+        value: String,
+    },
+    CreateBridge {
+        ns: String,
+        name: String,
+        mac: [u8; 6],
+        mtu: Option<u32>,
+    },
     /// Both ends in one request; sent from `a.ns`.
-    CreateVeth { a: VEnd, b: VEnd },
-    DeleteLink { ns: String, name: String },
+    CreateVeth {
+        a: VEnd,
+        b: VEnd,
+    },
+    DeleteLink {
+        ns: String,
+        name: String,
+    },
     SetLink {
         ns: String,
         name: String,
@@ -47,13 +67,42 @@ pub enum Op {
         alias: Option<String>,
         up: bool,
     },
-    AddAddr { ns: String, dev: String, addr: IpNet },
-    DelAddr { ns: String, dev: String, addr: IpNet },
-    AddRoute { ns: String, route: Route },
-    DelRoute { ns: String, route: Route },
+    AddAddr {
+        ns: String,
+        dev: String,
+        addr: IpNet,
+    },
+    DelAddr {
+        ns: String,
+        dev: String,
+        addr: IpNet,
+    },
+    AddRoute {
+        ns: String,
+        route: Route,
+    },
+    DelRoute {
+        ns: String,
+        route: Route,
+    },
+    /// The lab's nftables table (masquerade), created or replaced in one batch.
+    SetNat {
+        ns: String,
+        table: String,
+        rules: Vec<Nat>,
+    },
+    DeleteNat {
+        ns: String,
+        table: String,
+    },
     /// /etc/netns/NS/hosts, so the lab's names resolve inside it.
-    WriteHosts { ns: String, content: String },
-    RemoveEtc { ns: String },
+    WriteHosts {
+        ns: String,
+        content: String,
+    },
+    RemoveEtc {
+        ns: String,
+    },
 }
 
 impl Op {
@@ -70,6 +119,8 @@ impl Op {
             | Op::AddRoute { ns, .. }
             | Op::DelRoute { ns, .. }
             | Op::WriteHosts { ns, .. }
+            | Op::SetNat { ns, .. }
+            | Op::DeleteNat { ns, .. }
             | Op::RemoveEtc { ns } => ns,
             Op::CreateVeth { a, .. } => &a.ns,
         }
@@ -82,7 +133,11 @@ impl Op {
 }
 
 fn at(ns: &str) -> String {
-    if ns.is_empty() { "the host".into() } else { ns.to_string() }
+    if ns.is_empty() {
+        "the host".into()
+    } else {
+        ns.to_string()
+    }
 }
 
 impl fmt::Display for Op {
@@ -99,10 +154,20 @@ impl fmt::Display for Op {
                 at(&a.ns),
                 b.name,
                 at(&b.ns),
-                b.master.as_ref().map(|m| format!(" (port of {m})")).unwrap_or_default()
+                b.master
+                    .as_ref()
+                    .map(|m| format!(" (port of {m})"))
+                    .unwrap_or_default()
             ),
             Op::DeleteLink { ns, name } => write!(f, "delete interface {name} in {}", at(ns)),
-            Op::SetLink { ns, name, master, mtu, up, .. } => {
+            Op::SetLink {
+                ns,
+                name,
+                master,
+                mtu,
+                up,
+                ..
+            } => {
                 let mut parts = Vec::new();
                 if let Some(m) = master {
                     parts.push(format!("port of {m}"));
@@ -119,9 +184,21 @@ impl fmt::Display for Op {
                 write!(f, "set {name} in {}: {}", at(ns), parts.join(", "))
             }
             Op::AddAddr { ns, dev, addr } => write!(f, "add address {addr} to {dev} in {}", at(ns)),
-            Op::DelAddr { ns, dev, addr } => write!(f, "remove address {addr} from {dev} in {}", at(ns)),
+            Op::DelAddr { ns, dev, addr } => {
+                write!(f, "remove address {addr} from {dev} in {}", at(ns))
+            }
             Op::AddRoute { ns, route } => write!(f, "add route {route} in {}", at(ns)),
             Op::DelRoute { ns, route } => write!(f, "remove route {route} in {}", at(ns)),
+            Op::SetNat { ns, table, rules } => write!(
+                f,
+                "set nftables table ip {table} in {} ({} masquerade rule{})",
+                at(ns),
+                rules.len(),
+                if rules.len() == 1 { "" } else { "s" }
+            ),
+            Op::DeleteNat { ns, table } => {
+                write!(f, "delete nftables table ip {table} in {}", at(ns))
+            }
             Op::WriteHosts { ns, .. } => write!(f, "write /etc/netns/{ns}/hosts"),
             Op::RemoveEtc { ns } => write!(f, "remove /etc/netns/{ns}"),
         }
@@ -134,6 +211,43 @@ pub struct NsObs {
     pub state: NsState,
     /// Contents of /etc/netns/NS/hosts if present.
     pub hosts: Option<String>,
+    /// The lab's nftables table as found (host namespace only): None = absent.
+    pub nat: Option<NatObs>,
+    /// net.ipv4.ip_forward as found (host namespace only).
+    pub ip_forward: Option<bool>,
+}
+
+/// The lab's nftables table as found in the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatObs {
+    pub comment: Option<String>,
+    /// Exactly the table nslab would write for these rules (chain shape included).
+    pub rules: Vec<Nat>,
+    pub exact: bool,
+}
+
+/// The name of a lab's nftables table.
+pub fn nat_table(lab: &str) -> String {
+    format!("nslab-{lab}")
+}
+
+/// Host mode: does the lab need the host to forward IPv4 (NAT, or nodes routing
+/// through an address of the host)?
+pub fn host_forwarding_needed(lab: &Lab) -> bool {
+    if lab.sandbox {
+        return false;
+    }
+    let host_addrs: Vec<std::net::IpAddr> = lab
+        .addresses_of(&Place::Host)
+        .iter()
+        .map(|(_, a)| a.addr())
+        .collect();
+    !lab.nat.is_empty()
+        || lab.nodes.iter().any(|n| {
+            n.routes
+                .iter()
+                .any(|r| r.via.is_some_and(|v| host_addrs.contains(&v)))
+        })
 }
 
 /// The kernel as observed before planning. A namespace absent from `ns` does not exist.
@@ -166,7 +280,10 @@ pub fn ns_of(lab: &Lab, p: &Place) -> String {
     match p {
         Place::Host => lab.host_ns().unwrap_or_default(),
         Place::Internet => lab.internet_ns().unwrap_or_default(),
-        Place::Node(n) => lab.node(n).map(|x| x.ns.clone()).unwrap_or_else(|| format!("{}{n}", lab.prefix)),
+        Place::Node(n) => lab
+            .node(n)
+            .map(|x| x.ns.clone())
+            .unwrap_or_else(|| format!("{}{n}", lab.prefix)),
     }
 }
 
@@ -175,8 +292,16 @@ pub fn all_links(lab: &Lab) -> Vec<Link> {
     let mut v = lab.links.clone();
     if lab.sandbox {
         v.push(Link {
-            a: End { place: Place::Host, ifname: UPLINK_IF.into(), bridge: None },
-            b: End { place: Place::Internet, ifname: INET_IF.into(), bridge: None },
+            a: End {
+                place: Place::Host,
+                ifname: UPLINK_IF.into(),
+                bridge: None,
+            },
+            b: End {
+                place: Place::Internet,
+                ifname: INET_IF.into(),
+                bridge: None,
+            },
         });
     }
     v
@@ -203,16 +328,33 @@ pub fn wants(lab: &Lab) -> BTreeMap<String, Want> {
     }
     let host = ns_of(lab, &Place::Host);
     for b in &lab.bridges {
-        m.get_mut(&host).expect("host").ifaces.push(WIf { name: b.name.clone(), addrs: b.addresses.clone(), mtu: b.mtu, master: None });
+        m.get_mut(&host).expect("host").ifaces.push(WIf {
+            name: b.name.clone(),
+            addrs: b.addresses.clone(),
+            mtu: b.mtu,
+            master: None,
+        });
     }
     for l in all_links(lab) {
         for e in [&l.a, &l.b] {
             let ns = ns_of(lab, &e.place);
             let (addrs, mtu) = match iface_of(lab, &e.place, &e.ifname) {
                 Some(i) => (i.addresses.clone(), i.mtu),
-                None => (lab.addresses_of(&e.place).into_iter().filter(|(n, _)| n == &e.ifname).map(|x| x.1).collect(), None),
+                None => (
+                    lab.addresses_of(&e.place)
+                        .into_iter()
+                        .filter(|(n, _)| n == &e.ifname)
+                        .map(|x| x.1)
+                        .collect(),
+                    None,
+                ),
             };
-            m.entry(ns).or_default().ifaces.push(WIf { name: e.ifname.clone(), addrs, mtu, master: e.bridge.clone() });
+            m.entry(ns).or_default().ifaces.push(WIf {
+                name: e.ifname.clone(),
+                addrs,
+                mtu,
+                master: e.bridge.clone(),
+            });
         }
     }
     for n in &lab.nodes {
@@ -221,10 +363,21 @@ pub fn wants(lab: &Lab) -> BTreeMap<String, Want> {
     let hw = m.get_mut(&host).expect("host");
     hw.routes = lab.host.routes.clone();
     if lab.sandbox {
-        hw.routes.push(Route { dst: "0.0.0.0/0".parse().expect("constant"), via: Some(sandbox_uplink_inet_addr().addr()), dev: None, onlink: false, metric: None });
+        hw.routes.push(Route {
+            dst: "0.0.0.0/0".parse().expect("constant"),
+            via: Some(sandbox_uplink_inet_addr().addr()),
+            dev: None,
+            onlink: false,
+            metric: None,
+        });
         if let Some(inet) = lab.internet_ns() {
             // The stand-in for the outside world's well-known address lives on lo.
-            m.get_mut(&inet).expect("inet").ifaces.push(WIf { name: "lo".into(), addrs: vec![sandbox_inet_service_addr()], mtu: None, master: None });
+            m.get_mut(&inet).expect("inet").ifaces.push(WIf {
+                name: "lo".into(),
+                addrs: vec![sandbox_inet_service_addr()],
+                mtu: None,
+                master: None,
+            });
         }
     }
     m
@@ -237,15 +390,23 @@ pub fn creation_sysctls(lab: &Lab, ns: &str) -> Vec<(String, String)> {
         // New interfaces inherit "default": no fe80:: address, no multicast flood.
         v.push(("net.ipv6.conf.default.addr_gen_mode".into(), "1".into()));
     }
-    v.extend(forward_sysctls(lab, ns).into_iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    v.extend(
+        forward_sysctls(lab, ns)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
     v
 }
 
 /// Forwarding wanted in a namespace of the lab: routers and the sandbox host.
 fn forward_sysctls(lab: &Lab, ns: &str) -> Vec<(&'static str, &'static str)> {
-    let forwards = (lab.sandbox && Some(ns) == lab.host_ns().as_deref()) || lab.nodes.iter().any(|n| n.ns == ns && n.forward);
+    let forwards = (lab.sandbox && Some(ns) == lab.host_ns().as_deref())
+        || lab.nodes.iter().any(|n| n.ns == ns && n.forward);
     if forwards {
-        vec![("net.ipv4.ip_forward", "1"), ("net.ipv6.conf.all.forwarding", "1")]
+        vec![
+            ("net.ipv4.ip_forward", "1"),
+            ("net.ipv6.conf.all.forwarding", "1"),
+        ]
     } else {
         vec![]
     }
@@ -253,7 +414,10 @@ fn forward_sysctls(lab: &Lab, ns: &str) -> Vec<(&'static str, &'static str)> {
 
 /// The /etc/netns/NS/hosts every node gets: each node's addresses by name.
 pub fn hosts_file(lab: &Lab) -> String {
-    let mut s = format!("# written by nslab for lab {} (removed by `nslab down`)\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n", lab.name);
+    let mut s = format!(
+        "# written by nslab for lab {} (removed by `nslab down`)\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+        lab.name
+    );
     for n in &lab.nodes {
         for i in &n.interfaces {
             for a in &i.addresses {
@@ -272,7 +436,11 @@ fn is_ours(l: &ObsLink, mark: &str) -> bool {
 }
 
 /// Does an observed route equal a wanted one (device resolved by `idx`)?
-pub fn route_matches(o: &crate::kernel::observe::ObsRoute, r: &Route, idx: &dyn Fn(&str) -> Option<u32>) -> bool {
+pub fn route_matches(
+    o: &crate::kernel::observe::ObsRoute,
+    r: &Route,
+    idx: &dyn Fn(&str) -> Option<u32>,
+) -> bool {
     o.dst == r.dst
         && o.via == r.via
         && o.metric == r.metric
@@ -284,7 +452,12 @@ pub fn route_matches(o: &crate::kernel::observe::ObsRoute, r: &Route, idx: &dyn 
 
 /// The plan for `up`: create what is missing, fix what differs, remove what the
 /// previous model (the record) had and the new one dropped.
-pub fn plan_up(lab: &Lab, obs: &Observed, prev: Option<&Lab>, owned_ns: &BTreeSet<String>) -> Result<(Vec<Op>, Vec<String>), Vec<Conflict>> {
+pub fn plan_up(
+    lab: &Lab,
+    obs: &Observed,
+    prev: Option<&Lab>,
+    owned_ns: &BTreeSet<String>,
+) -> Result<(Vec<Op>, Vec<String>), Vec<Conflict>> {
     let mark = lab.mark();
     let mut conflicts = Vec::new();
     let mut notes = Vec::new();
@@ -315,7 +488,10 @@ pub fn plan_up(lab: &Lab, obs: &Observed, prev: Option<&Lab>, owned_ns: &BTreeSe
                 conflicts.push(Conflict(format!("namespace {ns} already exists and does not belong to lab {}; remove it, or use --prefix to pick other names", lab.name)));
             }
         } else {
-            creates_ns.push(Op::CreateNs { ns: ns.clone(), sysctls: creation_sysctls(lab, ns) });
+            creates_ns.push(Op::CreateNs {
+                ns: ns.clone(),
+                sysctls: creation_sysctls(lab, ns),
+            });
         }
     }
 
@@ -337,35 +513,56 @@ pub fn plan_up(lab: &Lab, obs: &Observed, prev: Option<&Lab>, owned_ns: &BTreeSe
     }
     for l in all_links(lab) {
         // Create from the host side (or the first node): its socket does the work.
-        let (a, b) = if l.b.place == Place::Host { (&l.b, &l.a) } else { (&l.a, &l.b) };
+        let (a, b) = if l.b.place == Place::Host {
+            (&l.b, &l.a)
+        } else {
+            (&l.a, &l.b)
+        };
         let (na, nb) = (ns_of(lab, &a.place), ns_of(lab, &b.place));
         let (oa, ob) = (state(&na).link(&a.ifname), state(&nb).link(&b.ifname));
         let mut ok = true;
         for (o, ns, name) in [(oa, &na, &a.ifname), (ob, &nb, &b.ifname)] {
-            if let Some(o) = o {
-                if !is_ours(o, &mark) && !(obs.ns.contains_key(ns) && owned_ns.contains(ns) && !ns.is_empty()) {
-                    conflicts.push(Conflict(format!("interface {name} in {} exists and is not nslab's (no mark {mark}); nslab will not take it over", at(ns))));
-                    ok = false;
-                }
+            if let Some(o) = o
+                && !is_ours(o, &mark)
+                && !(obs.ns.contains_key(ns) && owned_ns.contains(ns) && !ns.is_empty())
+            {
+                conflicts.push(Conflict(format!("interface {name} in {} exists and is not nslab's (no mark {mark}); nslab will not take it over", at(ns))));
+                ok = false;
             }
         }
         if !ok {
             continue;
         }
-        let intact = oa.is_some_and(|o| o.kind.as_deref() == Some("veth")) && ob.is_some_and(|o| o.kind.as_deref() == Some("veth"));
+        let intact = oa.is_some_and(|o| o.kind.as_deref() == Some("veth"))
+            && ob.is_some_and(|o| o.kind.as_deref() == Some("veth"));
         if intact {
             continue;
         }
         for (o, ns, name) in [(oa, &na, &a.ifname), (ob, &nb, &b.ifname)] {
             if o.is_some() {
-                dels.push(Op::DeleteLink { ns: ns.clone(), name: name.clone() });
+                dels.push(Op::DeleteLink {
+                    ns: ns.clone(),
+                    name: name.clone(),
+                });
             }
         }
         let ia = iface_of(lab, &a.place, &a.ifname);
         let ib = iface_of(lab, &b.place, &b.ifname);
         creates_link.push(Op::CreateVeth {
-            a: VEnd { ns: na.clone(), name: a.ifname.clone(), mtu: ia.and_then(|i| i.mtu), mac: ia.and_then(|i| i.mac), master: a.bridge.clone() },
-            b: VEnd { ns: nb.clone(), name: b.ifname.clone(), mtu: ib.and_then(|i| i.mtu), mac: ib.and_then(|i| i.mac), master: b.bridge.clone() },
+            a: VEnd {
+                ns: na.clone(),
+                name: a.ifname.clone(),
+                mtu: ia.and_then(|i| i.mtu),
+                mac: ia.and_then(|i| i.mac),
+                master: a.bridge.clone(),
+            },
+            b: VEnd {
+                ns: nb.clone(),
+                name: b.ifname.clone(),
+                mtu: ib.and_then(|i| i.mtu),
+                mac: ib.and_then(|i| i.mac),
+                master: b.bridge.clone(),
+            },
         });
         fresh.insert((na, a.ifname.clone()));
         fresh.insert((nb, b.ifname.clone()));
@@ -376,12 +573,15 @@ pub fn plan_up(lab: &Lab, obs: &Observed, prev: Option<&Lab>, owned_ns: &BTreeSe
     for (ns, pw) in &prev_want {
         let Some(w) = want.get(ns) else { continue };
         for pi in &pw.ifaces {
-            if pi.name != "lo" && !w.ifaces.iter().any(|i| i.name == pi.name) {
-                if let Some(o) = state(ns).link(&pi.name) {
-                    if is_ours(o, &mark) {
-                        dels.push(Op::DeleteLink { ns: ns.clone(), name: pi.name.clone() });
-                    }
-                }
+            if pi.name != "lo"
+                && !w.ifaces.iter().any(|i| i.name == pi.name)
+                && let Some(o) = state(ns).link(&pi.name)
+                && is_ours(o, &mark)
+            {
+                dels.push(Op::DeleteLink {
+                    ns: ns.clone(),
+                    name: pi.name.clone(),
+                });
             }
         }
     }
@@ -393,7 +593,15 @@ pub fn plan_up(lab: &Lab, obs: &Observed, prev: Option<&Lab>, owned_ns: &BTreeSe
         let new_ns = !obs.ns.contains_key(ns) && !ns.is_empty();
         let lo = st.link("lo");
         if !ns.is_empty() && (new_ns || lo.is_none_or(|l| !l.up || !is_ours(l, &mark))) {
-            ops.push(Op::SetLink { ns: ns.clone(), name: "lo".into(), no_link_local: false, master: None, mtu: None, alias: Some(mark.clone()), up: true });
+            ops.push(Op::SetLink {
+                ns: ns.clone(),
+                name: "lo".into(),
+                no_link_local: false,
+                master: None,
+                mtu: None,
+                alias: Some(mark.clone()),
+                up: true,
+            });
         }
         // Forwarding changed on an existing namespace.
         if !new_ns && !ns.is_empty() {
@@ -402,7 +610,11 @@ pub fn plan_up(lab: &Lab, obs: &Observed, prev: Option<&Lab>, owned_ns: &BTreeSe
             if fw != prev_fw {
                 let v = if fw.is_empty() { "0" } else { "1" };
                 for k in ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"] {
-                    ops.push(Op::Sysctl { ns: ns.clone(), key: k.into(), value: v.into() });
+                    ops.push(Op::Sysctl {
+                        ns: ns.clone(),
+                        key: k.into(),
+                        value: v.into(),
+                    });
                 }
             }
         }
@@ -411,7 +623,10 @@ pub fn plan_up(lab: &Lab, obs: &Observed, prev: Option<&Lab>, owned_ns: &BTreeSe
             let o = if is_fresh { None } else { st.link(&i.name) };
             if i.name != "lo" {
                 let master_idx = i.master.as_ref().and_then(|m| st.link(m).map(|l| l.index));
-                let master_ok = i.master.is_none() || (o.is_some() && o.and_then(|l| l.master) == master_idx && master_idx.is_some());
+                let master_ok = i.master.is_none()
+                    || (o.is_some()
+                        && o.and_then(|l| l.master) == master_idx
+                        && master_idx.is_some());
                 let up_ok = o.is_some_and(|l| l.up);
                 let mtu_ok = i.mtu.is_none() || o.and_then(|l| l.mtu) == i.mtu;
                 // Link-local is only switched off per interface where the namespace
@@ -419,7 +634,15 @@ pub fn plan_up(lab: &Lab, obs: &Observed, prev: Option<&Lab>, owned_ns: &BTreeSe
                 let nll = is_fresh && !lab.ipv6_link_local && ns.is_empty();
                 if nll {
                     // A request of its own, before the one that brings the link up.
-                    ops.push(Op::SetLink { ns: ns.clone(), name: i.name.clone(), no_link_local: true, master: None, mtu: None, alias: None, up: false });
+                    ops.push(Op::SetLink {
+                        ns: ns.clone(),
+                        name: i.name.clone(),
+                        no_link_local: true,
+                        master: None,
+                        mtu: None,
+                        alias: None,
+                        up: false,
+                    });
                 }
                 if !(master_ok && up_ok && mtu_ok) || is_fresh {
                     ops.push(Op::SetLink {
@@ -427,7 +650,11 @@ pub fn plan_up(lab: &Lab, obs: &Observed, prev: Option<&Lab>, owned_ns: &BTreeSe
                         name: i.name.clone(),
                         no_link_local: false,
                         // A fresh veth gets its master at creation.
-                        master: if master_ok || is_fresh { None } else { i.master.clone() },
+                        master: if master_ok || is_fresh {
+                            None
+                        } else {
+                            i.master.clone()
+                        },
                         mtu: if mtu_ok { None } else { i.mtu },
                         // The kernel ignores IFLA_IFALIAS in a create request: mark it here.
                         alias: is_fresh.then(|| mark.clone()),
@@ -435,58 +662,119 @@ pub fn plan_up(lab: &Lab, obs: &Observed, prev: Option<&Lab>, owned_ns: &BTreeSe
                     });
                 }
             }
-            let have: Vec<IpNet> = o.map(|l| st.addrs_of(l.index).cloned().collect()).unwrap_or_default();
+            let have: Vec<IpNet> = o
+                .map(|l| st.addrs_of(l.index).cloned().collect())
+                .unwrap_or_default();
             for a in &i.addrs {
                 if !have.contains(a) {
-                    ops.push(Op::AddAddr { ns: ns.clone(), dev: i.name.clone(), addr: *a });
+                    ops.push(Op::AddAddr {
+                        ns: ns.clone(),
+                        dev: i.name.clone(),
+                        addr: *a,
+                    });
                 }
             }
             // Addresses the previous model put here and the new one does not want.
-            if let Some(pi) = prev_want.get(ns).and_then(|pw| pw.ifaces.iter().find(|x| x.name == i.name)) {
+            if let Some(pi) = prev_want
+                .get(ns)
+                .and_then(|pw| pw.ifaces.iter().find(|x| x.name == i.name))
+            {
                 for a in &pi.addrs {
                     if !i.addrs.contains(a) && have.contains(a) {
-                        dels.push(Op::DelAddr { ns: ns.clone(), dev: i.name.clone(), addr: *a });
+                        dels.push(Op::DelAddr {
+                            ns: ns.clone(),
+                            dev: i.name.clone(),
+                            addr: *a,
+                        });
                     }
                 }
             }
             if let Some(l) = o {
                 for a in &have {
-                    let expected = i.addrs.contains(a) || prev_want.get(ns).and_then(|pw| pw.ifaces.iter().find(|x| x.name == i.name)).is_some_and(|pi| pi.addrs.contains(a));
-                    let auto = matches!(a, IpNet::V6(v) if v.addr().segments()[0] & 0xffc0 == 0xfe80) || (i.name == "lo" && a.addr().is_loopback());
+                    let expected = i.addrs.contains(a)
+                        || prev_want
+                            .get(ns)
+                            .and_then(|pw| pw.ifaces.iter().find(|x| x.name == i.name))
+                            .is_some_and(|pi| pi.addrs.contains(a));
+                    let auto = matches!(a, IpNet::V6(v) if v.addr().segments()[0] & 0xffc0 == 0xfe80)
+                        || (i.name == "lo" && a.addr().is_loopback());
                     if !expected && !auto {
-                        notes.push(format!("{} in {} has address {a} that the lab does not declare (left alone)", l.name, at(ns)));
+                        notes.push(format!(
+                            "{} in {} has address {a} that the lab does not declare (left alone)",
+                            l.name,
+                            at(ns)
+                        ));
                     }
                 }
             }
         }
         // Routes: the kernel ones come with addresses; static ones are ours.
         let idx = |d: &str| st.link(d).map(|l| l.index);
-        for r in &w.routes {
-            let dev_fresh = r.dev.as_ref().is_some_and(|d| fresh.contains(&(ns.clone(), d.clone())));
+        // On-link routes first: a gateway must be reachable when its route is added.
+        let mut wr: Vec<&Route> = w.routes.iter().collect();
+        wr.sort_by_key(|r| r.via.is_some());
+        for r in wr {
+            let dev_fresh = r
+                .dev
+                .as_ref()
+                .is_some_and(|d| fresh.contains(&(ns.clone(), d.clone())));
             let present = !dev_fresh && st.routes.iter().any(|o| route_matches(o, r, &idx));
             if !present {
                 // Same destination with other details: replace it.
-                if !dev_fresh {
-                    if let Some(o) = st.routes.iter().find(|o| o.dst == r.dst && o.metric == r.metric && o.protocol == "static") {
-                        let old = Route { dst: o.dst, via: o.via, dev: o.oif.and_then(|i| st.link_by_index(i)).map(|l| l.name.clone()), onlink: o.onlink, metric: o.metric };
-                        dels.push(Op::DelRoute { ns: ns.clone(), route: old });
-                    }
+                if !dev_fresh
+                    && let Some(o) = st
+                        .routes
+                        .iter()
+                        .find(|o| o.dst == r.dst && o.metric == r.metric && o.protocol == "static")
+                {
+                    let old = Route {
+                        dst: o.dst,
+                        via: o.via,
+                        dev: o
+                            .oif
+                            .and_then(|i| st.link_by_index(i))
+                            .map(|l| l.name.clone()),
+                        onlink: o.onlink,
+                        metric: o.metric,
+                    };
+                    dels.push(Op::DelRoute {
+                        ns: ns.clone(),
+                        route: old,
+                    });
                 }
-                ops.push(Op::AddRoute { ns: ns.clone(), route: r.clone() });
+                ops.push(Op::AddRoute {
+                    ns: ns.clone(),
+                    route: r.clone(),
+                });
             }
         }
         if let Some(pw) = prev_want.get(ns) {
             for r in &pw.routes {
-                if !w.routes.iter().any(|x| x.dst == r.dst && x.metric == r.metric) && st.routes.iter().any(|o| route_matches(o, r, &idx)) {
-                    dels.push(Op::DelRoute { ns: ns.clone(), route: r.clone() });
+                if !w
+                    .routes
+                    .iter()
+                    .any(|x| x.dst == r.dst && x.metric == r.metric)
+                    && st.routes.iter().any(|o| route_matches(o, r, &idx))
+                {
+                    dels.push(Op::DelRoute {
+                        ns: ns.clone(),
+                        route: r.clone(),
+                    });
                 }
             }
         }
         // Unmarked extra interfaces are reported, never removed.
         if !ns.is_empty() {
             for l in &st.links {
-                if l.name != "lo" && !w.ifaces.iter().any(|i| i.name == l.name) && !is_ours(l, &mark) {
-                    notes.push(format!("{} has interface {} that the lab does not declare (left alone)", at(ns), l.name));
+                if l.name != "lo"
+                    && !w.ifaces.iter().any(|i| i.name == l.name)
+                    && !is_ours(l, &mark)
+                {
+                    notes.push(format!(
+                        "{} has interface {} that the lab does not declare (left alone)",
+                        at(ns),
+                        l.name
+                    ));
                 }
             }
         }
@@ -494,9 +782,40 @@ pub fn plan_up(lab: &Lab, obs: &Observed, prev: Option<&Lab>, owned_ns: &BTreeSe
         if lab.nodes.iter().any(|n| &n.ns == ns) {
             let content = hosts_file(lab);
             if obs.ns.get(ns).and_then(|o| o.hosts.as_deref()) != Some(content.as_str()) {
-                files.push(Op::WriteHosts { ns: ns.clone(), content });
+                files.push(Op::WriteHosts {
+                    ns: ns.clone(),
+                    content,
+                });
             }
         }
+    }
+
+    // NAT: one table per lab in its host namespace, replaced whole when it differs.
+    let table = nat_table(&lab.name);
+    let found = obs.ns.get(&host_ns).and_then(|o| o.nat.clone());
+    let mut nat_ops = Vec::new();
+    match (&found, lab.nat.is_empty()) {
+        (Some(f), _) if f.comment.as_deref() != Some(mark.as_str()) => {
+            conflicts.push(Conflict(format!("nftables table ip {table} in {} exists and is not nslab's (its comment is not {mark}); nslab will not touch it", at(&host_ns))));
+        }
+        (Some(f), false) if f.exact && f.rules == lab.nat => {}
+        (_, false) => nat_ops.push(Op::SetNat {
+            ns: host_ns.clone(),
+            table: table.clone(),
+            rules: lab.nat.clone(),
+        }),
+        (Some(_), true) => dels.push(Op::DeleteNat {
+            ns: host_ns.clone(),
+            table: table.clone(),
+        }),
+        (None, true) => {}
+    }
+    if host_forwarding_needed(lab) && obs.ns.get(HOST).and_then(|o| o.ip_forward) == Some(false) {
+        nat_ops.push(Op::Sysctl {
+            ns: HOST.into(),
+            key: "net.ipv4.ip_forward".into(),
+            value: "1".into(),
+        });
     }
 
     if !conflicts.is_empty() {
@@ -508,7 +827,8 @@ pub fn plan_up(lab: &Lab, obs: &Observed, prev: Option<&Lab>, owned_ns: &BTreeSe
         Op::DelRoute { .. } => 0,
         Op::DelAddr { .. } => 1,
         Op::DeleteLink { .. } => 2,
-        _ => 3,
+        Op::DeleteNat { .. } => 3,
+        _ => 4,
     };
     dels.sort_by_key(rank);
     dels.dedup();
@@ -522,6 +842,7 @@ pub fn plan_up(lab: &Lab, obs: &Observed, prev: Option<&Lab>, owned_ns: &BTreeSe
     for (_, v) in config {
         ops.extend(v);
     }
+    ops.extend(nat_ops);
     ops.extend(files);
     Ok((ops, notes))
 }

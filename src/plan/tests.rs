@@ -6,7 +6,15 @@ use crate::kernel::observe::{ObsAddr, ObsLink, ObsRoute};
 use crate::topology::{Options, parse_str};
 
 fn lab(text: &str, sandbox: bool) -> Lab {
-    parse_str(text, "t.yaml", &Options { prefix: "t-".into(), sandbox }).unwrap()
+    parse_str(
+        text,
+        "t.yaml",
+        &Options {
+            prefix: "t-".into(),
+            sandbox,
+        },
+    )
+    .unwrap()
 }
 
 const OBJ1: &str = include_str!("../../examples/objective1-veth.yaml");
@@ -25,13 +33,24 @@ impl Fake {
             let mut st = NsState::default();
             st.links.push(link(1, "lo", None));
             st.links.push(link(2, "eth0", None));
-            obs.ns.insert(HOST.into(), NsObs { state: st, hosts: None });
+            obs.ns.insert(
+                HOST.into(),
+                NsObs {
+                    state: st,
+                    ..Default::default()
+                },
+            );
         }
         Fake { obs, next: 100 }
     }
 
     fn st(&mut self, ns: &str) -> &mut NsState {
-        &mut self.obs.ns.get_mut(ns).unwrap_or_else(|| panic!("namespace {ns:?} does not exist")).state
+        &mut self
+            .obs
+            .ns
+            .get_mut(ns)
+            .unwrap_or_else(|| panic!("namespace {ns:?} does not exist"))
+            .state
     }
 
     fn add_link(&mut self, ns: &str, name: &str, kind: &str, master: Option<&str>) {
@@ -52,7 +71,13 @@ impl Fake {
                     assert!(!self.obs.ns.contains_key(ns));
                     let mut st = NsState::default();
                     st.links.push(link(1, "lo", None));
-                    self.obs.ns.insert(ns.clone(), NsObs { state: st, hosts: None });
+                    self.obs.ns.insert(
+                        ns.clone(),
+                        NsObs {
+                            state: st,
+                            ..Default::default()
+                        },
+                    );
                 }
                 Op::DeleteNs { ns } => {
                     self.obs.ns.remove(ns);
@@ -69,10 +94,23 @@ impl Fake {
                     st.addrs.retain(|a| a.index != i);
                     st.routes.retain(|r| r.oif != Some(i));
                 }
-                Op::SetLink { ns, name, master, alias, up, .. } => {
-                    let m = master.as_ref().map(|m| self.st(ns).link(m).expect("master").index);
+                Op::SetLink {
+                    ns,
+                    name,
+                    master,
+                    alias,
+                    up,
+                    ..
+                } => {
+                    let m = master
+                        .as_ref()
+                        .map(|m| self.st(ns).link(m).expect("master").index);
                     let st = self.st(ns);
-                    let l = st.links.iter_mut().find(|l| &l.name == name).expect("link to set");
+                    let l = st
+                        .links
+                        .iter_mut()
+                        .find(|l| &l.name == name)
+                        .expect("link to set");
                     if *up {
                         l.up = true;
                     }
@@ -86,9 +124,23 @@ impl Fake {
                 Op::AddAddr { ns, dev, addr } => {
                     let st = self.st(ns);
                     let i = st.link(dev).expect("dev").index;
-                    assert!(!st.addrs.iter().any(|a| a.index == i && &a.addr == addr), "address added twice");
-                    st.addrs.push(ObsAddr { index: i, addr: *addr });
-                    st.routes.push(ObsRoute { dst: addr.trunc(), via: None, oif: Some(i), metric: None, onlink: false, protocol: "kernel".into(), scope_link: true });
+                    assert!(
+                        !st.addrs.iter().any(|a| a.index == i && &a.addr == addr),
+                        "address added twice"
+                    );
+                    st.addrs.push(ObsAddr {
+                        index: i,
+                        addr: *addr,
+                    });
+                    st.routes.push(ObsRoute {
+                        dst: addr.trunc(),
+                        via: None,
+                        oif: Some(i),
+                        metric: None,
+                        onlink: false,
+                        protocol: "kernel".into(),
+                        scope_link: true,
+                    });
                 }
                 Op::DelAddr { ns, dev, addr } => {
                     let st = self.st(ns);
@@ -97,15 +149,38 @@ impl Fake {
                 }
                 Op::AddRoute { ns, route } => {
                     let st = self.st(ns);
-                    let oif = route.dev.as_ref().map(|d| st.link(d).expect("route dev").index);
-                    st.routes.push(ObsRoute { dst: route.dst, via: route.via, oif, metric: route.metric, onlink: route.onlink, protocol: "static".into(), scope_link: route.via.is_none() });
+                    let oif = route
+                        .dev
+                        .as_ref()
+                        .map(|d| st.link(d).expect("route dev").index);
+                    st.routes.push(ObsRoute {
+                        dst: route.dst,
+                        via: route.via,
+                        oif,
+                        metric: route.metric,
+                        onlink: route.onlink,
+                        protocol: "static".into(),
+                        scope_link: route.via.is_none(),
+                    });
                 }
                 Op::DelRoute { ns, route } => {
                     let st = self.st(ns);
-                    st.routes.retain(|r| !(r.dst == route.dst && r.via == route.via && r.protocol == "static"));
+                    st.routes.retain(|r| {
+                        !(r.dst == route.dst && r.via == route.via && r.protocol == "static")
+                    });
                 }
                 Op::Sysctl { .. } => {}
-                Op::WriteHosts { ns, content } => self.obs.ns.get_mut(ns).unwrap().hosts = Some(content.clone()),
+                Op::SetNat { ns, rules, .. } => {
+                    self.obs.ns.get_mut(ns).unwrap().nat = Some(NatObs {
+                        comment: Some("nslab:t-objective3".into()),
+                        rules: rules.clone(),
+                        exact: true,
+                    })
+                }
+                Op::DeleteNat { ns, .. } => self.obs.ns.get_mut(ns).unwrap().nat = None,
+                Op::WriteHosts { ns, content } => {
+                    self.obs.ns.get_mut(ns).unwrap().hosts = Some(content.clone())
+                }
                 Op::RemoveEtc { .. } => {}
             }
         }
@@ -113,11 +188,24 @@ impl Fake {
 }
 
 fn link(index: u32, name: &str, kind: Option<&str>) -> ObsLink {
-    ObsLink { index, name: name.into(), kind: kind.map(String::from), alias: None, up: false, lower_up: false, master: None, mtu: None, mac: None, peer_index: None }
+    ObsLink {
+        index,
+        name: name.into(),
+        kind: kind.map(String::from),
+        alias: None,
+        up: false,
+        lower_up: false,
+        master: None,
+        mtu: None,
+        mac: None,
+        peer_index: None,
+    }
 }
 
 fn up(f: &mut Fake, l: &Lab, prev: Option<&Lab>) -> Vec<Op> {
-    let owned: BTreeSet<String> = prev.map(|p| p.namespaces().into_iter().collect()).unwrap_or_default();
+    let owned: BTreeSet<String> = prev
+        .map(|p| p.namespaces().into_iter().collect())
+        .unwrap_or_default();
     let (ops, _) = plan_up(l, &f.obs, prev, &owned).expect("no conflicts");
     f.apply(&ops);
     ops
@@ -133,17 +221,34 @@ fn objective2_sandbox_from_nothing() {
     let mut f = Fake::new(false);
     let ops = up(&mut f, &l, None);
     let count = |p: fn(&Op) -> bool| ops.iter().filter(|o| p(o)).count();
-    assert_eq!(count(|o| matches!(o, Op::CreateNs { .. })), 5, "host, internet and three nodes");
+    assert_eq!(
+        count(|o| matches!(o, Op::CreateNs { .. })),
+        5,
+        "host, internet and three nodes"
+    );
     assert_eq!(count(|o| matches!(o, Op::CreateBridge { .. })), 1);
-    assert_eq!(count(|o| matches!(o, Op::CreateVeth { .. })), 4, "three cables and the uplink");
+    assert_eq!(
+        count(|o| matches!(o, Op::CreateVeth { .. })),
+        4,
+        "three cables and the uplink"
+    );
     assert_eq!(count(|o| matches!(o, Op::WriteHosts { .. })), 3);
     // Dependencies: namespaces, then cables, then addresses and routes.
-    let last_ns = ops.iter().rposition(|o| matches!(o, Op::CreateNs { .. })).unwrap();
+    let last_ns = ops
+        .iter()
+        .rposition(|o| matches!(o, Op::CreateNs { .. }))
+        .unwrap();
     let first_veth = pos(&ops, |o| matches!(o, Op::CreateVeth { .. }));
     let bridge = pos(&ops, |o| matches!(o, Op::CreateBridge { .. }));
     assert!(last_ns < bridge && bridge < first_veth);
-    let addr = pos(&ops, |o| matches!(o, Op::AddAddr { dev, .. } if dev == "bveth"));
-    let route = pos(&ops, |o| matches!(o, Op::AddRoute { ns, .. } if ns == "t-black"));
+    let addr = pos(
+        &ops,
+        |o| matches!(o, Op::AddAddr { dev, .. } if dev == "bveth"),
+    );
+    let route = pos(
+        &ops,
+        |o| matches!(o, Op::AddRoute { ns, .. } if ns == "t-black"),
+    );
     assert!(first_veth < addr && addr < route);
     // Bridge ports get the bridge as master when created, from the host side.
     assert!(ops.iter().any(|o| matches!(o, Op::CreateVeth { a, b } if a.name == "bbrveth" && a.master.as_deref() == Some("bri0") && a.ns == "t-objective2-host" && b.ns == "t-black")));
@@ -173,11 +278,20 @@ fn host_mode_turns_link_local_off_per_interface_before_up() {
     let l = lab(OBJ2, false);
     let mut f = Fake::new(true);
     let ops = up(&mut f, &l, None);
-    let nll = pos(&ops, |o| matches!(o, Op::SetLink { name, no_link_local: true, .. } if name == "bri0"));
-    let upi = pos(&ops, |o| matches!(o, Op::SetLink { name, up: true, .. } if name == "bri0"));
+    let nll = pos(
+        &ops,
+        |o| matches!(o, Op::SetLink { name, no_link_local: true, .. } if name == "bri0"),
+    );
+    let upi = pos(
+        &ops,
+        |o| matches!(o, Op::SetLink { name, up: true, .. } if name == "bri0"),
+    );
     assert!(nll < upi);
     // Node namespaces get it from their default instead.
-    assert!(!ops.iter().any(|o| matches!(o, Op::SetLink { ns, no_link_local: true, .. } if ns != HOST)));
+    assert!(
+        !ops.iter()
+            .any(|o| matches!(o, Op::SetLink { ns, no_link_local: true, .. } if ns != HOST))
+    );
 }
 
 #[test]
@@ -186,16 +300,33 @@ fn repairs_what_was_removed_by_hand() {
     let mut f = Fake::new(false);
     up(&mut f, &l, None);
     // Someone deletes black's cable end, and takes white's address and route.
-    f.apply(&[Op::DeleteLink { ns: "t-black".into(), name: "bveth".into() }]);
-    f.st("t-objective2-host").links.retain(|x| x.name != "bbrveth");
+    f.apply(&[Op::DeleteLink {
+        ns: "t-black".into(),
+        name: "bveth".into(),
+    }]);
+    f.st("t-objective2-host")
+        .links
+        .retain(|x| x.name != "bbrveth");
     let wi = f.st("t-white").link("wveth").unwrap().index;
     f.st("t-white").addrs.retain(|a| a.index != wi);
     f.st("t-white").routes.clear();
     let ops = up(&mut f, &l, Some(&l));
-    assert!(ops.iter().any(|o| matches!(o, Op::CreateVeth { a, .. } if a.name == "bbrveth")));
-    assert!(ops.iter().any(|o| matches!(o, Op::AddAddr { dev, .. } if dev == "wveth")));
-    assert!(ops.iter().any(|o| matches!(o, Op::AddRoute { ns, .. } if ns == "t-white")));
-    assert!(!ops.iter().any(|o| matches!(o, Op::CreateNs { .. } | Op::CreateBridge { .. })));
+    assert!(
+        ops.iter()
+            .any(|o| matches!(o, Op::CreateVeth { a, .. } if a.name == "bbrveth"))
+    );
+    assert!(
+        ops.iter()
+            .any(|o| matches!(o, Op::AddAddr { dev, .. } if dev == "wveth"))
+    );
+    assert!(
+        ops.iter()
+            .any(|o| matches!(o, Op::AddRoute { ns, .. } if ns == "t-white"))
+    );
+    assert!(
+        !ops.iter()
+            .any(|o| matches!(o, Op::CreateNs { .. } | Op::CreateBridge { .. }))
+    );
     assert!(up(&mut f, &l, Some(&l)).is_empty());
 }
 
@@ -208,8 +339,15 @@ fn a_node_dropped_from_the_file_is_removed() {
     let l2 = lab(&smaller, true);
     assert!(l2.node("green").is_none());
     let ops = up(&mut f, &l2, Some(&l));
-    assert!(ops.iter().any(|o| matches!(o, Op::DeleteNs { ns } if ns == "t-green")));
-    assert!(ops.iter().any(|o| matches!(o, Op::DeleteLink { name, .. } if name == "gbrveth")), "{ops:#?}");
+    assert!(
+        ops.iter()
+            .any(|o| matches!(o, Op::DeleteNs { ns } if ns == "t-green"))
+    );
+    assert!(
+        ops.iter()
+            .any(|o| matches!(o, Op::DeleteLink { name, .. } if name == "gbrveth")),
+        "{ops:#?}"
+    );
     assert!(up(&mut f, &l2, Some(&l2)).is_empty());
 }
 
@@ -218,12 +356,23 @@ fn changed_address_and_route_are_replaced() {
     let l = lab(OBJ2, true);
     let mut f = Fake::new(false);
     up(&mut f, &l, None);
-    let edited = OBJ2.replace("192.168.1.1/24", "192.168.1.9/24").replace("\"default dev bveth\"", "\"10.0.0.0/8 dev bveth\"");
+    let edited = OBJ2
+        .replace("192.168.1.1/24", "192.168.1.9/24")
+        .replace("\"default dev bveth\"", "\"10.0.0.0/8 dev bveth\"");
     let l2 = lab(&edited, true);
     let ops = up(&mut f, &l2, Some(&l));
-    assert!(ops.iter().any(|o| matches!(o, Op::DelAddr { addr, .. } if addr.to_string() == "192.168.1.1/24")));
-    assert!(ops.iter().any(|o| matches!(o, Op::AddAddr { addr, .. } if addr.to_string() == "192.168.1.9/24")));
-    assert!(ops.iter().any(|o| matches!(o, Op::DelRoute { route, .. } if route.is_default())));
+    assert!(
+        ops.iter()
+            .any(|o| matches!(o, Op::DelAddr { addr, .. } if addr.to_string() == "192.168.1.1/24"))
+    );
+    assert!(
+        ops.iter()
+            .any(|o| matches!(o, Op::AddAddr { addr, .. } if addr.to_string() == "192.168.1.9/24"))
+    );
+    assert!(
+        ops.iter()
+            .any(|o| matches!(o, Op::DelRoute { route, .. } if route.is_default()))
+    );
     assert!(up(&mut f, &l2, Some(&l2)).is_empty());
 }
 
@@ -232,14 +381,31 @@ fn foreign_objects_are_conflicts() {
     let l = lab(OBJ2, false);
     // A namespace with a lab node's name that is not the lab's.
     let mut f = Fake::new(true);
-    f.obs.ns.insert("t-black".into(), NsObs { state: NsState { links: vec![link(1, "lo", None)], ..Default::default() }, hosts: None });
+    f.obs.ns.insert(
+        "t-black".into(),
+        NsObs {
+            state: NsState {
+                links: vec![link(1, "lo", None)],
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    );
     let err = plan_up(&l, &f.obs, None, &BTreeSet::new()).unwrap_err();
-    assert!(err[0].0.contains("namespace t-black already exists and does not belong"), "{err:?}");
+    assert!(
+        err[0]
+            .0
+            .contains("namespace t-black already exists and does not belong"),
+        "{err:?}"
+    );
     // An interface in the host with a bridge's name.
     let mut f = Fake::new(true);
     f.st(HOST).links.push(link(9, "bri0", Some("bridge")));
     let err = plan_up(&l, &f.obs, None, &BTreeSet::new()).unwrap_err();
-    assert!(err[0].0.contains("bri0") && err[0].0.contains("not nslab's"), "{err:?}");
+    assert!(
+        err[0].0.contains("bri0") && err[0].0.contains("not nslab's"),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -249,8 +415,17 @@ fn explain_reads_like_the_tutorial() {
     let ops = up(&mut f, &l, None);
     let s = explain::script(&ops).join("\n");
     assert!(s.contains("ip netns add t-black"), "{s}");
-    assert!(s.contains("ip link add bbrveth master bri0 type veth peer name bveth netns t-black"), "{s}");
-    assert!(s.contains("ip -n t-black addr add 192.168.1.1/24 broadcast + dev bveth"), "{s}");
-    assert!(s.contains("ip -n t-black route add default dev bveth proto static"), "{s}");
+    assert!(
+        s.contains("ip link add bbrveth master bri0 type veth peer name bveth netns t-black"),
+        "{s}"
+    );
+    assert!(
+        s.contains("ip -n t-black addr add 192.168.1.1/24 broadcast + dev bveth"),
+        "{s}"
+    );
+    assert!(
+        s.contains("ip -n t-black route add default dev bveth proto static"),
+        "{s}"
+    );
     assert!(s.contains("ip link set bri0 addrgenmode none"), "{s}");
 }

@@ -27,32 +27,51 @@ pub fn target_problem(lab: &Lab, s: &str) -> Option<String> {
     let known_place = match place {
         "host" => Some(Place::Host),
         "internet" if lab.sandbox => Some(Place::Internet),
-        "internet" => return Some("`internet` exists only in a sandboxed lab (`up --sandbox`)".into()),
+        "internet" => {
+            return Some("`internet` exists only in a sandboxed lab (`up --sandbox`)".into());
+        }
         n if lab.node(n).is_some() => Some(Place::Node(n.into())),
         b if lab.bridge(b).is_some() => {
             return match ifname {
                 None => None,
-                Some(p) if lab.bridge(b).is_some_and(|br| br.ports.iter().any(|x| x == p)) => None,
+                Some(p)
+                    if lab
+                        .bridge(b)
+                        .is_some_and(|br| br.ports.iter().any(|x| x == p)) =>
+                {
+                    None
+                }
                 Some(p) => Some(format!("{p:?} is not a port of bridge {b}")),
             };
         }
         _ => None,
     };
     let Some(pl) = known_place else {
-        return Some(format!("{place:?} is not a node, bridge, `host`, `internet` or IP address of this lab"));
+        return Some(format!(
+            "{place:?} is not a node, bridge, `host`, `internet` or IP address of this lab"
+        ));
     };
-    if let Some(i) = ifname {
-        if !lab.addresses_of(&pl).iter().any(|(n, _)| n == i) && !interface_exists(lab, &pl, i) {
-            return Some(format!("{pl} has no interface {i:?}"));
-        }
+    if let Some(i) = ifname
+        && !lab.addresses_of(&pl).iter().any(|(n, _)| n == i)
+        && !interface_exists(lab, &pl, i)
+    {
+        return Some(format!("{pl} has no interface {i:?}"));
     }
     None
 }
 
 fn interface_exists(lab: &Lab, pl: &Place, i: &str) -> bool {
     match pl {
-        Place::Node(n) => lab.node(n).is_some_and(|n| n.interfaces.iter().any(|x| x.name == i)),
-        Place::Host => lab.host.interfaces.iter().any(|x| x.name == i) || lab.bridges.iter().any(|b| b.name == i || b.ports.iter().any(|p| p == i)),
+        Place::Node(n) => lab
+            .node(n)
+            .is_some_and(|n| n.interfaces.iter().any(|x| x.name == i)),
+        Place::Host => {
+            lab.host.interfaces.iter().any(|x| x.name == i)
+                || lab
+                    .bridges
+                    .iter()
+                    .any(|b| b.name == i || b.ports.iter().any(|p| p == i))
+        }
         Place::Internet => false,
     }
 }
@@ -64,7 +83,9 @@ pub fn source_problem(lab: &Lab, s: &str) -> Option<String> {
         "internet" if lab.sandbox => None,
         "internet" => Some("`internet` exists only in a sandboxed lab".into()),
         n if lab.node(n).is_some() => None,
-        _ => Some(format!("{s:?} is not a node, `host` or `internet`; probes are sent from one of those")),
+        _ => Some(format!(
+            "{s:?} is not a node, `host` or `internet`; probes are sent from one of those"
+        )),
     }
 }
 
@@ -80,9 +101,21 @@ pub fn parse_expects(report: &mut Report, raw: &[S<RawExpect>], lab: &Lab) -> Ve
         let field = format!("expect[{i}]");
         let l = &e.referenced;
         let r = &e.value;
-        let given = [r.reach.is_some(), r.no_reach.is_some(), r.tcp.is_some(), r.http.is_some()].iter().filter(|x| **x).count();
+        let given = [
+            r.reach.is_some(),
+            r.no_reach.is_some(),
+            r.tcp.is_some(),
+            r.http.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
         if given != 1 {
-            report(l, field, "give exactly one of `reach`, `no_reach`, `tcp` or `http`".into());
+            report(
+                l,
+                field,
+                "give exactly one of `reach`, `no_reach`, `tcp` or `http`".into(),
+            );
             continue;
         }
         let family = match r.family.as_ref().map(|f| f.value.as_str()) {
@@ -90,7 +123,11 @@ pub fn parse_expects(report: &mut Report, raw: &[S<RawExpect>], lab: &Lab) -> Ve
             Some("4") | Some("ipv4") => Some(4),
             Some("6") | Some("ipv6") => Some(6),
             Some(f) => {
-                report(l, format!("{field}.family"), format!("family {f:?} is not 4 or 6"));
+                report(
+                    l,
+                    format!("{field}.family"),
+                    format!("family {f:?} is not 4 or 6"),
+                );
                 continue;
             }
         };
@@ -105,7 +142,11 @@ pub fn parse_expects(report: &mut Report, raw: &[S<RawExpect>], lab: &Lab) -> Ve
         };
         let f = format!("{field}.{kind}");
         let Some((src, dst)) = split_arrow(&text.value) else {
-            report(&text.referenced, f, format!("{:?} needs the form `SOURCE -> DESTINATION`", text.value));
+            report(
+                &text.referenced,
+                f,
+                format!("{:?} needs the form `SOURCE -> DESTINATION`", text.value),
+            );
             continue;
         };
         if let Some(p) = source_problem(lab, &src) {
@@ -118,30 +159,62 @@ pub fn parse_expects(report: &mut Report, raw: &[S<RawExpect>], lab: &Lab) -> Ve
                     report(&text.referenced, f, p);
                     continue;
                 }
-                ExpectKind::Reach { src: src.clone(), dst: dst.clone(), family, reach: kind == "reach" }
+                ExpectKind::Reach {
+                    src: src.clone(),
+                    dst: dst.clone(),
+                    family,
+                    reach: kind == "reach",
+                }
             }
             "tcp" => {
-                let Some((host, port)) = dst.rsplit_once(':').and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?))) else {
-                    report(&text.referenced, f, format!("{dst:?} needs the form TARGET:PORT"));
+                let Some((host, port)) = dst
+                    .rsplit_once(':')
+                    .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+                else {
+                    report(
+                        &text.referenced,
+                        f,
+                        format!("{dst:?} needs the form TARGET:PORT"),
+                    );
                     continue;
                 };
                 if let Some(p) = target_problem(lab, &host) {
                     report(&text.referenced, f, p);
                     continue;
                 }
-                ExpectKind::Tcp { src: src.clone(), dst: host, port, open: true }
+                ExpectKind::Tcp {
+                    src: src.clone(),
+                    dst: host,
+                    port,
+                    open: true,
+                }
             }
             _ => {
                 if !dst.starts_with("http://") {
-                    report(&text.referenced, f, format!("{dst:?} must start with http://"));
+                    report(
+                        &text.referenced,
+                        f,
+                        format!("{dst:?} must start with http://"),
+                    );
                     continue;
                 }
                 let status = r.status.as_ref().map(|s| s.value).unwrap_or(200);
-                ExpectKind::Http { src: src.clone(), url: dst.clone(), status }
+                ExpectKind::Http {
+                    src: src.clone(),
+                    url: dst.clone(),
+                    status,
+                }
             }
         };
-        let name = r.name.clone().unwrap_or_else(|| format!("{kind}: {}", text.value.trim()));
-        out.push(Expect { name, kind: k, line: l.line() });
+        let name = r
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{kind}: {}", text.value.trim()));
+        out.push(Expect {
+            name,
+            kind: k,
+            line: l.line(),
+        });
     }
     out
 }

@@ -33,11 +33,24 @@ impl fmt::Display for TopologyError {
             if i.field.is_empty() {
                 write!(f, "{}:{}:{}: {}", self.file, i.line, i.column, i.message)?;
             } else {
-                write!(f, "{}:{}:{}: {}: {}", self.file, i.line, i.column, i.field, i.message)?;
+                write!(
+                    f,
+                    "{}:{}:{}: {}: {}",
+                    self.file, i.line, i.column, i.field, i.message
+                )?;
             }
-            if let Some(line) = (i.line >= 1).then(|| self.text.lines().nth(i.line as usize - 1)).flatten() {
+            if let Some(line) = (i.line >= 1)
+                .then(|| self.text.lines().nth(i.line as usize - 1))
+                .flatten()
+            {
                 let col = (i.column.max(1) - 1) as usize;
-                write!(f, "\n  {:>4} | {}\n       | {}^", i.line, line, " ".repeat(col.min(line.len())))?;
+                write!(
+                    f,
+                    "\n  {:>4} | {}\n       | {}^",
+                    i.line,
+                    line,
+                    " ".repeat(col.min(line.len()))
+                )?;
             }
             if k + 1 < n {
                 writeln!(f)?;
@@ -53,7 +66,12 @@ impl TopologyError {
     fn one(file: &str, text: &str, line: u64, column: u64, field: String, message: String) -> Self {
         TopologyError {
             file: file.into(),
-            issues: vec![Issue { line, column, field, message }],
+            issues: vec![Issue {
+                line,
+                column,
+                field,
+                message,
+            }],
             text: text.into(),
         }
     }
@@ -62,21 +80,54 @@ impl TopologyError {
 /// Read and validate a topology file.
 pub fn load(path: &Path, opts: &Options) -> Result<Lab, TopologyError> {
     let file = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|e| TopologyError::one(&file, "", 0, 0, String::new(), format!("cannot read: {e}")))?;
+    let meta = std::fs::metadata(path).map_err(|e| {
+        TopologyError::one(&file, "", 0, 0, String::new(), format!("cannot read: {e}"))
+    })?;
     if meta.len() as usize > MAX_FILE_BYTES {
-        return Err(TopologyError::one(&file, "", 0, 0, String::new(), format!("file is {} bytes; topology files are limited to {MAX_FILE_BYTES}", meta.len())));
+        return Err(TopologyError::one(
+            &file,
+            "",
+            0,
+            0,
+            String::new(),
+            format!(
+                "file is {} bytes; topology files are limited to {MAX_FILE_BYTES}",
+                meta.len()
+            ),
+        ));
     }
-    let bytes = std::fs::read(path).map_err(|e| TopologyError::one(&file, "", 0, 0, String::new(), format!("cannot read: {e}")))?;
-    let text = String::from_utf8(bytes).map_err(|e| TopologyError::one(&file, "", 0, 0, String::new(), format!("not UTF-8 text: {e}")))?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        TopologyError::one(&file, "", 0, 0, String::new(), format!("cannot read: {e}"))
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        TopologyError::one(
+            &file,
+            "",
+            0,
+            0,
+            String::new(),
+            format!("not UTF-8 text: {e}"),
+        )
+    })?;
     parse_str(&text, &file, opts)
 }
 
 /// Parse and validate topology text; `file` names it in errors.
 pub fn parse_str(text: &str, file: &str, opts: &Options) -> Result<model::Lab, TopologyError> {
     if text.len() > MAX_FILE_BYTES {
-        return Err(TopologyError::one(file, "", 0, 0, String::new(), "file is too large".into()));
+        return Err(TopologyError::one(
+            file,
+            "",
+            0,
+            0,
+            String::new(),
+            "file is too large".into(),
+        ));
     }
-    if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+    if text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
         return Err(TopologyError::one(file, text, 1, 1, String::new(), "the file is empty; a lab needs at least `name:` and `nodes:` (see examples/objective1-veth.yaml)".into()));
     }
     let mut options = serde_saphyr::Options::default();
@@ -86,12 +137,26 @@ pub fn parse_str(text: &str, file: &str, opts: &Options) -> Result<model::Lab, T
     let raw: raw::RawFile = match serde_saphyr::from_str_with_options(text, options) {
         Ok(r) => r,
         Err(e) => {
-            let (line, col) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+            let (line, col) = e
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((0, 0));
             let msg = clean_saphyr_message(&e.to_string());
-            return Err(TopologyError::one(file, text, line, col, field_path_at(text, line), msg));
+            return Err(TopologyError::one(
+                file,
+                text,
+                line,
+                col,
+                field_path_at(text, line),
+                msg,
+            ));
         }
     };
-    validate::validate(raw, opts).map_err(|issues| TopologyError { file: file.into(), issues, text: text.into() })
+    validate::validate(raw, opts).map_err(|issues| TopologyError {
+        file: file.into(),
+        issues,
+        text: text.into(),
+    })
 }
 
 /// serde-saphyr prefixes "error: line X column Y:"; we print our own place.

@@ -167,9 +167,23 @@ pub struct Expect {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExpectKind {
-    Reach { src: String, dst: String, family: Option<u8>, reach: bool },
-    Tcp { src: String, dst: String, port: u16, open: bool },
-    Http { src: String, url: String, status: u16 },
+    Reach {
+        src: String,
+        dst: String,
+        family: Option<u8>,
+        reach: bool,
+    },
+    Tcp {
+        src: String,
+        dst: String,
+        port: u16,
+        open: bool,
+    },
+    Http {
+        src: String,
+        url: String,
+        status: u16,
+    },
 }
 
 impl Lab {
@@ -183,11 +197,13 @@ impl Lab {
 
     /// Name of the lab's private host namespace (sandbox), or None in host mode.
     pub fn host_ns(&self) -> Option<String> {
-        self.sandbox.then(|| sandbox_host_ns(&self.prefix, &self.base_name))
+        self.sandbox
+            .then(|| sandbox_host_ns(&self.prefix, &self.base_name))
     }
 
     pub fn internet_ns(&self) -> Option<String> {
-        self.sandbox.then(|| sandbox_inet_ns(&self.prefix, &self.base_name))
+        self.sandbox
+            .then(|| sandbox_inet_ns(&self.prefix, &self.base_name))
     }
 
     /// Every namespace the lab owns, in creation order.
@@ -206,10 +222,14 @@ impl Lab {
     /// Does any interface of the lab carry an IPv6 address?
     pub fn uses_ipv6(&self) -> bool {
         let v6 = |a: &IpNet| matches!(a, IpNet::V6(_));
-        self.nodes.iter().chain(std::iter::once(&self.host)).any(|n| {
-            n.interfaces.iter().any(|i| i.addresses.iter().any(v6))
-                || n.routes.iter().any(|r| matches!(r.dst, IpNet::V6(_)))
-        }) || self.bridges.iter().any(|b| b.addresses.iter().any(v6))
+        self.nodes
+            .iter()
+            .chain(std::iter::once(&self.host))
+            .any(|n| {
+                n.interfaces.iter().any(|i| i.addresses.iter().any(v6))
+                    || n.routes.iter().any(|r| matches!(r.dst, IpNet::V6(_)))
+            })
+            || self.bridges.iter().any(|b| b.addresses.iter().any(v6))
     }
 
     /// All addresses of a place's interfaces, with the interface name.

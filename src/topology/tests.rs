@@ -5,7 +5,14 @@ fn parse(text: &str) -> Result<Lab, TopologyError> {
 }
 
 fn sandboxed(text: &str) -> Result<Lab, TopologyError> {
-    parse_str(text, "t.yaml", &Options { prefix: "p-".into(), sandbox: true })
+    parse_str(
+        text,
+        "t.yaml",
+        &Options {
+            prefix: "p-".into(),
+            sandbox: true,
+        },
+    )
 }
 
 /// The one issue of a bad file: (line, field, message).
@@ -30,7 +37,10 @@ fn objective1_builds_the_tutorials_model() {
     assert_eq!(red.interfaces[0].addresses[0].to_string(), "192.168.1.1/24");
     assert_eq!(lab.links.len(), 1);
     assert_eq!(lab.links[0].a.to_string(), "red:veth-red");
-    assert!(!lab.ipv6_link_local, "an IPv4-only lab gets no link-local addresses");
+    assert!(
+        !lab.ipv6_link_local,
+        "an IPv4-only lab gets no link-local addresses"
+    );
 }
 
 #[test]
@@ -43,7 +53,12 @@ fn objective2_has_bridge_ports_and_onlink_defaults() {
     let green = lab.node("green").unwrap();
     assert_eq!(green.routes[0].to_string(), "default dev gveth");
     assert!(green.routes[0].via.is_none());
-    let host_ifs: Vec<&str> = lab.host.interfaces.iter().map(|i| i.name.as_str()).collect();
+    let host_ifs: Vec<&str> = lab
+        .host
+        .interfaces
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect();
     assert_eq!(host_ifs, ["bbrveth", "wbrveth", "gbrveth"]);
 }
 
@@ -54,7 +69,16 @@ fn prefix_and_sandbox_shape_names() {
     assert_eq!(lab.node("black").unwrap().ns, "p-black");
     assert_eq!(lab.host_ns().as_deref(), Some("p-objective2-host"));
     assert_eq!(lab.internet_ns().as_deref(), Some("p-objective2-inet"));
-    assert_eq!(lab.namespaces(), ["p-objective2-host", "p-objective2-inet", "p-black", "p-white", "p-green"]);
+    assert_eq!(
+        lab.namespaces(),
+        [
+            "p-objective2-host",
+            "p-objective2-inet",
+            "p-black",
+            "p-white",
+            "p-green"
+        ]
+    );
     // The bridge MAC is stable for a lab name, and differs between copies.
     let again = sandboxed(OBJ2).unwrap();
     assert_eq!(lab.bridges[0].mac, again.bridges[0].mac);
@@ -74,15 +98,31 @@ fn routes_in_iproute2_words() {
     for (text, shown) in [
         ("default dev bveth", "default dev bveth"),
         ("192.168.0.0/16 dev gveth", "192.168.0.0/16 dev gveth"),
-        ("10.1.2.3/8 via 192.168.1.254", "10.0.0.0/8 via 192.168.1.254"),
+        (
+            "10.1.2.3/8 via 192.168.1.254",
+            "10.0.0.0/8 via 192.168.1.254",
+        ),
         ("default via 192.168.0.1", "default via 192.168.0.1"),
-        ("default via 10.0.0.1 dev e onlink", "default via 10.0.0.1 dev e onlink"),
+        (
+            "default via 10.0.0.1 dev e onlink",
+            "default via 10.0.0.1 dev e onlink",
+        ),
         ("default via fd00::1", "default via fd00::1"),
         ("10.0.0.5 dev e metric 7", "10.0.0.5/32 dev e metric 7"),
     ] {
         assert_eq!(parse_route(text).unwrap().to_string(), shown, "{text}");
     }
-    for bad in ["", "default", "default via", "default via x", "1.2.3.4/99 dev e", "default dev e onlink", "default via 10.0.0.1 onlink", "10.0.0.0/8 via fd00::1", "default dev e bogus"] {
+    for bad in [
+        "",
+        "default",
+        "default via",
+        "default via x",
+        "1.2.3.4/99 dev e",
+        "default dev e onlink",
+        "default via 10.0.0.1 onlink",
+        "10.0.0.0/8 via fd00::1",
+        "default dev e bogus",
+    ] {
         assert!(parse_route(bad).is_err(), "{bad:?} should be refused");
     }
 }
@@ -116,8 +156,13 @@ fn duplicate_names() {
 
 #[test]
 fn interface_name_too_long() {
-    let (line, field, msg) = issue("name: x\nnodes:\n  red:\n    interfaces:\n      a-very-long-name-here: {}\n  green: {}\nlinks:\n  - [ red:a-very-long-name-here, green:e ]\n");
-    assert_eq!((line, field.as_str()), (5, "nodes.red.interfaces.a-very-long-name-here"));
+    let (line, field, msg) = issue(
+        "name: x\nnodes:\n  red:\n    interfaces:\n      a-very-long-name-here: {}\n  green: {}\nlinks:\n  - [ red:a-very-long-name-here, green:e ]\n",
+    );
+    assert_eq!(
+        (line, field.as_str()),
+        (5, "nodes.red.interfaces.a-very-long-name-here")
+    );
     assert!(msg.contains("at most 15"), "{msg}");
 }
 
@@ -128,24 +173,44 @@ fn namespace_names_are_file_names() {
     assert!(msg.contains("`/`"), "{msg}");
     let (_, _, msg) = issue("name: x\nnodes:\n  \"..\": {}\n");
     assert!(msg.contains("`..`"), "{msg}");
-    let e = parse_str("name: x\nnodes: {}\n", "t.yaml", &Options { prefix: "../".into(), sandbox: false }).unwrap_err();
+    let e = parse_str(
+        "name: x\nnodes: {}\n",
+        "t.yaml",
+        &Options {
+            prefix: "../".into(),
+            sandbox: false,
+        },
+    )
+    .unwrap_err();
     assert_eq!(e.issues[0].field, "--prefix");
 }
 
 #[test]
 fn invalid_cidr() {
-    let (line, field, msg) = issue("name: x\nnodes:\n  red:\n    interfaces:\n      e: { address: 192.168.1.300/24 }\n  g: {}\nlinks: [[red:e, g:e]]\n");
-    assert_eq!((line, field.as_str()), (5, "nodes.red.interfaces.e.address"));
+    let (line, field, msg) = issue(
+        "name: x\nnodes:\n  red:\n    interfaces:\n      e: { address: 192.168.1.300/24 }\n  g: {}\nlinks: [[red:e, g:e]]\n",
+    );
+    assert_eq!(
+        (line, field.as_str()),
+        (5, "nodes.red.interfaces.e.address")
+    );
     assert!(msg.contains("not an address in CIDR form"), "{msg}");
-    let (_, _, msg) = issue("name: x\nnodes:\n  red:\n    interfaces:\n      e: { address: 192.168.1.3 }\n  g: {}\nlinks: [[red:e, g:e]]\n");
+    let (_, _, msg) = issue(
+        "name: x\nnodes:\n  red:\n    interfaces:\n      e: { address: 192.168.1.3 }\n  g: {}\nlinks: [[red:e, g:e]]\n",
+    );
     assert!(msg.contains("needs a prefix length"), "{msg}");
 }
 
 #[test]
 fn unreachable_gateway() {
-    let (line, field, msg) = issue("name: x\nnodes:\n  red:\n    interfaces:\n      e: { address: 192.168.3.1/24 }\n    routes: [ \"default via 192.168.0.1\" ]\n  g: {}\nlinks: [[red:e, g:e]]\n");
+    let (line, field, msg) = issue(
+        "name: x\nnodes:\n  red:\n    interfaces:\n      e: { address: 192.168.3.1/24 }\n    routes: [ \"default via 192.168.0.1\" ]\n  g: {}\nlinks: [[red:e, g:e]]\n",
+    );
     assert_eq!((line, field.as_str()), (6, "nodes.red.routes[0]"));
-    assert!(msg.contains("gateway 192.168.0.1 is not reachable"), "{msg}");
+    assert!(
+        msg.contains("gateway 192.168.0.1 is not reachable"),
+        "{msg}"
+    );
     // The tutorial's fix: an on-link route covering the gateway first.
     let ok = "name: x\nnodes:\n  red:\n    interfaces:\n      e: { address: 192.168.3.1/24 }\n    routes: [ \"192.168.0.0/16 dev e\", \"default via 192.168.0.1\" ]\n  g: {}\nlinks: [[red:e, g:e]]\n";
     assert!(parse(ok).is_ok());
@@ -153,16 +218,23 @@ fn unreachable_gateway() {
 
 #[test]
 fn one_address_twice() {
-    let (line, field, msg) = issue("name: x\nnodes:\n  a: { interfaces: { e: { address: 10.0.0.1/24 } } }\n  b: { interfaces: { e: { address: 10.0.0.1/24 } } }\nlinks: [[a:e, b:e]]\n");
+    let (line, field, msg) = issue(
+        "name: x\nnodes:\n  a: { interfaces: { e: { address: 10.0.0.1/24 } } }\n  b: { interfaces: { e: { address: 10.0.0.1/24 } } }\nlinks: [[a:e, b:e]]\n",
+    );
     assert_eq!((line, field.as_str()), (4, "nodes.b.interfaces.e"));
     assert!(msg.contains("already on a:e"), "{msg}");
 }
 
 #[test]
 fn one_bridge_port_twice() {
-    let (line, field, msg) = issue("name: x\nbridges: { br: {} }\nnodes:\n  a: {}\n  b: {}\nlinks:\n  - [ a:e, br:p1 ]\n  - [ b:e, br:p1 ]\n");
+    let (line, field, msg) = issue(
+        "name: x\nbridges: { br: {} }\nnodes:\n  a: {}\n  b: {}\nlinks:\n  - [ a:e, br:p1 ]\n  - [ b:e, br:p1 ]\n",
+    );
     assert_eq!((line, field.as_str()), (8, "links[1][1]"));
-    assert!(msg.contains("bridge port br:p1 is used twice (first at line 7)"), "{msg}");
+    assert!(
+        msg.contains("bridge port br:p1 is used twice (first at line 7)"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -180,22 +252,52 @@ fn more_mistakes() {
         ("nodes: {}\n", "every lab needs a `name:`"),
         ("name: x\nnodes:\n  red: { forward: yes }\n", "bool"),
         ("name: x\nnodes:\n  host: {}\n", "reserved word"),
-        ("name: x\nnodes:\n  a: { interfaces: { e: {} } }\n", "not the end of any link"),
-        ("name: x\nnodes:\n  a: {}\n  b: {}\nlinks: [[a:e, b:e, b:f]]\n", "two ends"),
-        ("name: x\nnodes:\n  a: { routes: [\"default dev nope\"] }\n", "route device \"nope\" is not an interface"),
-        ("name: x\nnodes:\n  a: { routes: [\"to the moon\"] }\n", "not `default` or a prefix"),
-        ("name: x\nnodes:\n  a: {}\nlinks: [[a:e, a:e]]\n", "used by two links"),
-        ("name: x\nnodes:\n  a: {}\nlinks: [[a-e, a:f]]\n", "not an endpoint"),
-        ("name: x\nnodes:\n  a: { interfaces: { e: { mtu: 20 } } }\n  b: {}\nlinks: [[a:e, b:e]]\n", "out of range"),
-        ("name: x\nnat: [ { source: 10.0.0.0/8 } ]\n", "exactly one of `not_out"),
-        ("name: x\nnodes:\n  a: { interfaces: { lo: {} } }\n", "loopback"),
+        (
+            "name: x\nnodes:\n  a: { interfaces: { e: {} } }\n",
+            "not the end of any link",
+        ),
+        (
+            "name: x\nnodes:\n  a: {}\n  b: {}\nlinks: [[a:e, b:e, b:f]]\n",
+            "two ends",
+        ),
+        (
+            "name: x\nnodes:\n  a: { routes: [\"default dev nope\"] }\n",
+            "route device \"nope\" is not an interface",
+        ),
+        (
+            "name: x\nnodes:\n  a: { routes: [\"to the moon\"] }\n",
+            "not `default` or a prefix",
+        ),
+        (
+            "name: x\nnodes:\n  a: {}\nlinks: [[a:e, a:e]]\n",
+            "used by two links",
+        ),
+        (
+            "name: x\nnodes:\n  a: {}\nlinks: [[a-e, a:f]]\n",
+            "not an endpoint",
+        ),
+        (
+            "name: x\nnodes:\n  a: { interfaces: { e: { mtu: 20 } } }\n  b: {}\nlinks: [[a:e, b:e]]\n",
+            "out of range",
+        ),
+        (
+            "name: x\nnat: [ { source: 10.0.0.0/8 } ]\n",
+            "exactly one of `not_out",
+        ),
+        (
+            "name: x\nnodes:\n  a: { interfaces: { lo: {} } }\n",
+            "loopback",
+        ),
         ("name: [x\n", "expected"),
     ];
     for (t, want) in cases {
         let e = parse(t).expect_err(t);
         let all = e.to_string();
         assert!(all.contains(want), "{t:?}: expected {want:?} in:\n{all}");
-        assert!(e.issues.iter().all(|i| i.line >= 1), "{t:?}: every issue has a line: {all}");
+        assert!(
+            e.issues.iter().all(|i| i.line >= 1),
+            "{t:?}: every issue has a line: {all}"
+        );
     }
 }
 
@@ -211,7 +313,10 @@ fn sandbox_reserves_the_internet_prefixes() {
 fn errors_name_file_line_and_field() {
     let e = parse("name: x\nnodes:\n  red:\n    rutes: []\n").unwrap_err();
     let s = e.to_string();
-    assert!(s.starts_with("t.yaml:4:5: nodes.red.rutes: unknown field `rutes`"), "{s}");
+    assert!(
+        s.starts_with("t.yaml:4:5: nodes.red.rutes: unknown field `rutes`"),
+        "{s}"
+    );
     assert!(s.contains("4 |     rutes: []"), "shows the line: {s}");
 }
 
@@ -226,13 +331,26 @@ fn field_paths_follow_indentation() {
 #[test]
 fn expectations_parse_and_check_names() {
     let base = "name: x\nnodes:\n  a: { interfaces: { e: { address: 10.0.0.1/24 } } }\n  b: { interfaces: { e: { address: 10.0.0.2/24 } } }\nlinks: [[a:e, b:e]]\n";
-    let ok = format!("{base}expect:\n  - reach: a -> b\n  - no_reach: a -> 10.9.9.9\n  - tcp: a -> b:80\n  - http: a -> http://b:80/\n    status: 404\n");
+    let ok = format!(
+        "{base}expect:\n  - reach: a -> b\n  - no_reach: a -> 10.9.9.9\n  - tcp: a -> b:80\n  - http: a -> http://b:80/\n    status: 404\n"
+    );
     let lab = parse(&ok).unwrap();
     assert_eq!(lab.expect.len(), 4);
-    assert!(matches!(&lab.expect[1].kind, ExpectKind::Reach { reach: false, .. }));
-    assert!(matches!(&lab.expect[3].kind, ExpectKind::Http { status: 404, .. }));
+    assert!(matches!(
+        &lab.expect[1].kind,
+        ExpectKind::Reach { reach: false, .. }
+    ));
+    assert!(matches!(
+        &lab.expect[3].kind,
+        ExpectKind::Http { status: 404, .. }
+    ));
     let bad = format!("{base}expect:\n  - reach: a -> c\n");
-    assert!(parse(&bad).unwrap_err().to_string().contains("\"c\" is not a node"));
+    assert!(
+        parse(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("\"c\" is not a node")
+    );
     let bad = format!("{base}expect:\n  - reach: internet -> a\n");
     assert!(parse(&bad).unwrap_err().to_string().contains("sandboxed"));
 }

@@ -22,7 +22,11 @@ pub struct Issue {
 
 impl fmt::Display for Issue {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{}:{}: {}: {}", self.line, self.column, self.field, self.message)
+        write!(
+            f,
+            "{}:{}: {}: {}",
+            self.line, self.column, self.field, self.message
+        )
     }
 }
 
@@ -69,7 +73,9 @@ fn check_name(cx: &mut Ctx, s: &S<String>, field: &str, what: &str) -> bool {
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_' || *c == '.'))
     {
-        Some(format!("contains {c:?}; use letters, digits, `-`, `_` and `.`"))
+        Some(format!(
+            "contains {c:?}; use letters, digits, `-`, `_` and `.`"
+        ))
     } else if n.starts_with('-') || n.starts_with('.') {
         Some("must not start with `-` or `.`".into())
     } else {
@@ -93,7 +99,10 @@ pub fn ifname_problem(n: &str) -> Option<String> {
         ))
     } else if n == "." || n == ".." {
         Some("is not a valid interface name".into())
-    } else if n.chars().any(|c| c == '/' || c == ':' || c.is_whitespace() || c == '\0') {
+    } else if n
+        .chars()
+        .any(|c| c == '/' || c == ':' || c.is_whitespace() || c == '\0')
+    {
         Some("must not contain `/`, `:`, NUL or spaces".into())
     } else {
         None
@@ -106,7 +115,11 @@ fn check_ifname(cx: &mut Ctx, s: &S<String>, field: &str) -> bool {
         return false;
     }
     if s.value == "lo" {
-        cx.at(loc(s), field, "`lo` is the loopback interface; nslab brings it up in every node by itself");
+        cx.at(
+            loc(s),
+            field,
+            "`lo` is the loopback interface; nslab brings it up in every node by itself",
+        );
         return false;
     }
     true
@@ -124,7 +137,13 @@ fn parse_cidr(cx: &mut Ctx, s: &S<String>, field: &str) -> Option<IpNet> {
                     format!("address {v:?} needs a prefix length, e.g. {v}/24"),
                 );
             } else {
-                cx.at(loc(s), field, format!("{v:?} is not an address in CIDR form like 192.168.1.1/24 or fd00::1/64"));
+                cx.at(
+                    loc(s),
+                    field,
+                    format!(
+                        "{v:?} is not an address in CIDR form like 192.168.1.1/24 or fd00::1/64"
+                    ),
+                );
             }
             None
         }
@@ -140,11 +159,19 @@ fn parse_mac(cx: &mut Ctx, s: &S<String>, field: &str) -> Option<[u8; 6]> {
             .zip(mac.iter_mut())
             .all(|(p, m)| p.len() == 2 && u8::from_str_radix(p, 16).map(|v| *m = v).is_ok());
     if !ok {
-        cx.at(loc(s), field, format!("{:?} is not a MAC address like 02:00:00:00:00:01", s.value));
+        cx.at(
+            loc(s),
+            field,
+            format!("{:?} is not a MAC address like 02:00:00:00:00:01", s.value),
+        );
         return None;
     }
     if mac[0] & 1 == 1 {
-        cx.at(loc(s), field, format!("{} is a multicast MAC address", s.value));
+        cx.at(
+            loc(s),
+            field,
+            format!("{} is a multicast MAC address", s.value),
+        );
         return None;
     }
     Some(mac)
@@ -153,21 +180,34 @@ fn parse_mac(cx: &mut Ctx, s: &S<String>, field: &str) -> Option<[u8; 6]> {
 fn check_mtu(cx: &mut Ctx, m: &Option<S<u32>>, field: &str) -> Option<u32> {
     let m = m.as_ref()?;
     if !(68..=65535).contains(&m.value) {
-        cx.at(loc(m), field, format!("mtu {} is out of range 68..65535", m.value));
+        cx.at(
+            loc(m),
+            field,
+            format!("mtu {} is out of range 68..65535", m.value),
+        );
         return None;
     }
     Some(m.value)
 }
 
-fn addresses(cx: &mut Ctx, one: &Option<S<String>>, many: &[S<String>], field: &str) -> Vec<(IpNet, Location)> {
+fn addresses(
+    cx: &mut Ctx,
+    one: &Option<S<String>>,
+    many: &[S<String>],
+    field: &str,
+) -> Vec<(IpNet, Location)> {
     let mut out = Vec::new();
-    for (i, a) in one.iter().map(|a| (None, a)).chain(many.iter().enumerate().map(|(i, a)| (Some(i), a))) {
+    for (i, a) in one
+        .iter()
+        .map(|a| (None, a))
+        .chain(many.iter().enumerate().map(|(i, a)| (Some(i), a)))
+    {
         let f = match i {
             None => format!("{field}.address"),
             Some(i) => format!("{field}.addresses[{i}]"),
         };
         if let Some(n) = parse_cidr(cx, a, &f) {
-            out.push((n, loc(a).clone()));
+            out.push((n, *loc(a)));
         }
     }
     out
@@ -184,7 +224,11 @@ pub fn parse_route(text: &str) -> Result<Route, String> {
             Ok(n) => n.trunc(),
             Err(_) => match first.parse::<IpAddr>() {
                 Ok(a) => IpNet::from(a),
-                Err(_) => return Err(format!("{first:?} is not `default` or a prefix like 10.0.0.0/8")),
+                Err(_) => {
+                    return Err(format!(
+                        "{first:?} is not `default` or a prefix like 10.0.0.0/8"
+                    ));
+                }
             },
         })
     };
@@ -193,7 +237,10 @@ pub fn parse_route(text: &str) -> Result<Route, String> {
         match w {
             "via" => {
                 let g = words.next().ok_or("`via` needs a gateway address")?;
-                via = Some(g.parse::<IpAddr>().map_err(|_| format!("gateway {g:?} is not an IP address"))?);
+                via = Some(
+                    g.parse::<IpAddr>()
+                        .map_err(|_| format!("gateway {g:?} is not an IP address"))?,
+                );
             }
             "dev" => {
                 let d = words.next().ok_or("`dev` needs an interface name")?;
@@ -205,7 +252,10 @@ pub fn parse_route(text: &str) -> Result<Route, String> {
             "onlink" => onlink = true,
             "metric" | "priority" | "preference" => {
                 let m = words.next().ok_or("`metric` needs a number")?;
-                metric = Some(m.parse::<u32>().map_err(|_| format!("metric {m:?} is not a number"))?);
+                metric = Some(
+                    m.parse::<u32>()
+                        .map_err(|_| format!("metric {m:?} is not a number"))?,
+                );
             }
             other => {
                 return Err(format!(
@@ -221,7 +271,9 @@ pub fn parse_route(text: &str) -> Result<Route, String> {
         return Err("`onlink` only makes sense with `via GATEWAY`".into());
     }
     if onlink && dev.is_none() {
-        return Err("`onlink` needs `dev INTERFACE` (the kernel must know where the gateway is)".into());
+        return Err(
+            "`onlink` needs `dev INTERFACE` (the kernel must know where the gateway is)".into(),
+        );
     }
     let dst = match dst.take() {
         Some(d) => d,
@@ -230,12 +282,20 @@ pub fn parse_route(text: &str) -> Result<Route, String> {
             _ => "0.0.0.0/0".parse().expect("constant"),
         },
     };
-    if let Some(g) = via {
-        if g.is_ipv4() != matches!(dst, IpNet::V4(_)) {
-            return Err(format!("gateway {g} and destination {dst} are of different IP families"));
-        }
+    if let Some(g) = via
+        && g.is_ipv4() != matches!(dst, IpNet::V4(_))
+    {
+        return Err(format!(
+            "gateway {g} and destination {dst} are of different IP families"
+        ));
     }
-    Ok(Route { dst, via, dev, onlink, metric })
+    Ok(Route {
+        dst,
+        via,
+        dev,
+        onlink,
+        metric,
+    })
 }
 
 /// Where an endpoint string points.
@@ -257,10 +317,19 @@ pub fn stable_mac(lab: &str, name: &str) -> [u8; 6] {
     [0x02, b[1], b[2], b[3], b[4], b[5]]
 }
 
+/// An interface being validated: name, where, addresses, mtu, mac.
+type IfDraft = (
+    String,
+    Location,
+    Vec<(IpNet, Location)>,
+    Option<u32>,
+    Option<[u8; 6]>,
+);
+
 struct NodeDraft {
     name: String,
     loc: Location,
-    ifaces: Vec<(String, Location, Vec<(IpNet, Location)>, Option<u32>, Option<[u8; 6]>)>,
+    ifaces: Vec<IfDraft>,
     routes: Vec<(S<String>, usize)>,
     forward: bool,
     run: Vec<String>,
@@ -271,7 +340,7 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
     let top = Location::UNKNOWN;
 
     if !opts.prefix.is_empty() {
-        let p = Spanned::new(opts.prefix.clone(), top.clone(), top.clone());
+        let p = Spanned::new(opts.prefix.clone(), top, top);
         check_name(&mut cx, &p, "--prefix", "prefix");
     }
     let base_name = match &raw.name {
@@ -280,7 +349,12 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
             n.value.clone()
         }
         None => {
-            cx.issues.push(Issue { line: 1, column: 1, field: "name".into(), message: "missing: every lab needs a `name:`".into() });
+            cx.issues.push(Issue {
+                line: 1,
+                column: 1,
+                field: "name".into(),
+                message: "missing: every lab needs a `name:`".into(),
+            });
             String::new()
         }
     };
@@ -302,15 +376,41 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
         if ns.len() > 200 {
             cx.at(loc(k), &field, "namespace name (prefix + node) is too long");
         }
-        if opts.sandbox && (ns == sandbox_host_ns(&opts.prefix, &base_name) || ns == sandbox_inet_ns(&opts.prefix, &base_name)) {
-            cx.at(loc(k), &field, format!("node {:?} would have the same namespace as the sandbox's host or internet", k.value));
+        if opts.sandbox
+            && (ns == sandbox_host_ns(&opts.prefix, &base_name)
+                || ns == sandbox_inet_ns(&opts.prefix, &base_name))
+        {
+            cx.at(
+                loc(k),
+                &field,
+                format!(
+                    "node {:?} would have the same namespace as the sandbox's host or internet",
+                    k.value
+                ),
+            );
         }
         names.insert(k.value.clone(), "node");
-        nodes.push(node_draft(&mut cx, &field, k, &n.interfaces, &n.routes, n.forward.as_ref().map(|f| f.value).unwrap_or(false), &n.run));
+        nodes.push(node_draft(
+            &mut cx,
+            &field,
+            k,
+            &n.interfaces,
+            &n.routes,
+            n.forward.as_ref().map(|f| f.value).unwrap_or(false),
+            &n.run,
+        ));
     }
     let host_raw = raw.host.unwrap_or_default();
-    let hostk = Spanned::new("host".to_string(), top.clone(), top.clone());
-    let mut host = node_draft(&mut cx, "host", &hostk, &host_raw.interfaces, &host_raw.routes, false, &[]);
+    let hostk = Spanned::new("host".to_string(), top, top);
+    let mut host = node_draft(
+        &mut cx,
+        "host",
+        &hostk,
+        &host_raw.interfaces,
+        &host_raw.routes,
+        false,
+        &[],
+    );
 
     let mut bridges: Vec<Bridge> = Vec::new();
     let mut bridge_locs: Vec<Location> = Vec::new();
@@ -320,11 +420,22 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
             continue;
         }
         if RESERVED.contains(&k.value.as_str()) {
-            cx.at(loc(k), &field, format!("{:?} is a reserved word; pick another bridge name", k.value));
+            cx.at(
+                loc(k),
+                &field,
+                format!("{:?} is a reserved word; pick another bridge name", k.value),
+            );
             continue;
         }
         if names.contains_key(&k.value) {
-            cx.at(loc(k), &field, format!("{:?} is already the name of a node; nodes and bridges need different names", k.value));
+            cx.at(
+                loc(k),
+                &field,
+                format!(
+                    "{:?} is already the name of a node; nodes and bridges need different names",
+                    k.value
+                ),
+            );
             continue;
         }
         names.insert(k.value.clone(), "bridge");
@@ -333,7 +444,8 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
             Some(m) => parse_mac(&mut cx, m, &format!("{field}.mac")).unwrap_or([2, 0, 0, 0, 0, 1]),
             None => stable_mac(&lab_name, &k.value),
         };
-        host.ifaces.push((k.value.clone(), loc(k).clone(), addrs.clone(), None, None));
+        host.ifaces
+            .push((k.value.clone(), *loc(k), addrs.clone(), None, None));
         bridges.push(Bridge {
             name: k.value.clone(),
             addresses: addrs.iter().map(|a| a.0).collect(),
@@ -341,7 +453,7 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
             mac,
             ports: Vec::new(),
         });
-        bridge_locs.push(loc(k).clone());
+        bridge_locs.push(*loc(k));
     }
 
     // Links: each end used once; ports and host ends become host interfaces.
@@ -360,7 +472,7 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
                 cx.at(loc(e), &f, format!("{:?} is not an endpoint; write NODE:INTERFACE, BRIDGE:PORT or host:INTERFACE", e.value));
                 continue;
             };
-            let ifs = Spanned::new(right.to_string(), loc(e).clone(), loc(e).clone());
+            let ifs = Spanned::new(right.to_string(), *loc(e), *loc(e));
             if !check_ifname(&mut cx, &ifs, &f) {
                 continue;
             }
@@ -371,8 +483,24 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
                     Some(&"node") => EndRef::Node(left.into(), right.into()),
                     Some(_) => EndRef::Bridge(left.into(), right.into()),
                     None => {
-                        let known: Vec<&str> = names.keys().map(|s| s.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
-                        cx.at(loc(e), &f, format!("{left:?} is not a node or bridge of this lab (known: {})", if known.is_empty() { "none".into() } else { known.join(", ") }));
+                        let known: Vec<&str> = names
+                            .keys()
+                            .map(|s| s.as_str())
+                            .collect::<BTreeSet<_>>()
+                            .into_iter()
+                            .collect();
+                        cx.at(
+                            loc(e),
+                            &f,
+                            format!(
+                                "{left:?} is not a node or bridge of this lab (known: {})",
+                                if known.is_empty() {
+                                    "none".into()
+                                } else {
+                                    known.join(", ")
+                                }
+                            ),
+                        );
                         continue;
                     }
                 }
@@ -384,23 +512,44 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
             };
             if let Some(prev) = used.get(&key) {
                 let what = match &r {
-                    EndRef::Bridge(b, p) => format!("bridge port {b}:{p} is used twice (first at line {})", prev.line()),
-                    EndRef::Node(n, i) => format!("interface {n}:{i} is used by two links (first at line {})", prev.line()),
-                    EndRef::Host(i) => format!("host interface {i} is used twice (first at line {})", prev.line()),
+                    EndRef::Bridge(b, p) => format!(
+                        "bridge port {b}:{p} is used twice (first at line {})",
+                        prev.line()
+                    ),
+                    EndRef::Node(n, i) => format!(
+                        "interface {n}:{i} is used by two links (first at line {})",
+                        prev.line()
+                    ),
+                    EndRef::Host(i) => format!(
+                        "host interface {i} is used twice (first at line {})",
+                        prev.line()
+                    ),
                 };
                 cx.at(loc(e), &f, what);
                 continue;
             }
-            used.insert(key, loc(e).clone());
-            ends.push((r, loc(e).clone()));
+            used.insert(key, *loc(e));
+            ends.push((r, *loc(e)));
         }
         if ends.len() != 2 {
             continue;
         }
         let mk = |r: &EndRef| match r {
-            EndRef::Node(n, i) => End { place: Place::Node(n.clone()), ifname: i.clone(), bridge: None },
-            EndRef::Bridge(b, p) => End { place: Place::Host, ifname: p.clone(), bridge: Some(b.clone()) },
-            EndRef::Host(i) => End { place: Place::Host, ifname: i.clone(), bridge: None },
+            EndRef::Node(n, i) => End {
+                place: Place::Node(n.clone()),
+                ifname: i.clone(),
+                bridge: None,
+            },
+            EndRef::Bridge(b, p) => End {
+                place: Place::Host,
+                ifname: p.clone(),
+                bridge: Some(b.clone()),
+            },
+            EndRef::Host(i) => End {
+                place: Place::Host,
+                ifname: i.clone(),
+                bridge: None,
+            },
         };
         let (a, b) = (mk(&ends[0].0), mk(&ends[1].0));
         if a.bridge.is_some() && b.bridge.is_some() {
@@ -408,7 +557,11 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
             continue;
         }
         if a.place == Place::Host && b.place == Place::Host {
-            cx.at(loc(l), &field, "both ends are in the host; a link needs at least one node");
+            cx.at(
+                loc(l),
+                &field,
+                "both ends are in the host; a link needs at least one node",
+            );
             continue;
         }
         for (end, l2) in [(&a, &ends[0].1), (&b, &ends[1].1)] {
@@ -416,23 +569,36 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
                 (Place::Node(n), _) => {
                     let d = nodes.iter_mut().find(|d| &d.name == n).expect("known node");
                     if !d.ifaces.iter().any(|x| x.0 == end.ifname) {
-                        d.ifaces.push((end.ifname.clone(), l2.clone(), Vec::new(), None, None));
+                        d.ifaces
+                            .push((end.ifname.clone(), *l2, Vec::new(), None, None));
                     }
                 }
                 (Place::Host, Some(b)) => {
-                    let br = bridges.iter_mut().find(|x| &x.name == b).expect("known bridge");
+                    let br = bridges
+                        .iter_mut()
+                        .find(|x| &x.name == b)
+                        .expect("known bridge");
                     br.ports.push(end.ifname.clone());
                     if host.ifaces.iter().any(|x| x.0 == end.ifname) {
                         cx.at(l2, &field, format!("{:?} is already the name of a host interface or bridge; names in the host must differ", end.ifname));
                     } else {
-                        host.ifaces.push((end.ifname.clone(), l2.clone(), Vec::new(), None, None));
+                        host.ifaces
+                            .push((end.ifname.clone(), *l2, Vec::new(), None, None));
                     }
                 }
                 (Place::Host, None) => {
                     if !host.ifaces.iter().any(|x| x.0 == end.ifname) {
-                        host.ifaces.push((end.ifname.clone(), l2.clone(), Vec::new(), None, None));
+                        host.ifaces
+                            .push((end.ifname.clone(), *l2, Vec::new(), None, None));
                     } else if bridges.iter().any(|b| b.name == end.ifname) {
-                        cx.at(l2, &field, format!("{:?} is a bridge; use {0}:PORT to plug a cable into it", end.ifname));
+                        cx.at(
+                            l2,
+                            &field,
+                            format!(
+                                "{:?} is a bridge; use {0}:PORT to plug a cable into it",
+                                end.ifname
+                            ),
+                        );
                     }
                 }
                 (Place::Internet, _) => {}
@@ -442,7 +608,14 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
     }
     for (b, l) in bridges.iter().zip(&bridge_locs) {
         if b.ports.len() > MAX_BRIDGE_PORTS {
-            cx.at(l, format!("bridges.{}", b.name), format!("{} ports; a Linux bridge holds at most {MAX_BRIDGE_PORTS}", b.ports.len()));
+            cx.at(
+                l,
+                format!("bridges.{}", b.name),
+                format!(
+                    "{} ports; a Linux bridge holds at most {MAX_BRIDGE_PORTS}",
+                    b.ports.len()
+                ),
+            );
         }
     }
     if opts.sandbox && host.ifaces.iter().any(|i| i.0 == UPLINK_IF) {
@@ -455,7 +628,21 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
         for (name, l, ..) in &d.ifaces {
             let is_bridge = d.name == "host" && bridges.iter().any(|b| &b.name == name);
             if !is_bridge && !connected.contains(&(d.name.clone(), name.clone())) {
-                cx.at(l, format!("{}.interfaces.{name}", if d.name == "host" { "host".into() } else { format!("nodes.{}", d.name) }), format!("interface {name} of {} is not the end of any link; add it to `links`", d.name));
+                cx.at(
+                    l,
+                    format!(
+                        "{}.interfaces.{name}",
+                        if d.name == "host" {
+                            "host".into()
+                        } else {
+                            format!("nodes.{}", d.name)
+                        }
+                    ),
+                    format!(
+                        "interface {name} of {} is not the end of any link; add it to `links`",
+                        d.name
+                    ),
+                );
             }
         }
     }
@@ -493,33 +680,65 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
                     continue;
                 }
             };
-            if let Some(dev) = &route.dev {
-                if !d.ifaces.iter().any(|x| &x.0 == dev) {
-                    let have: Vec<&str> = d.ifaces.iter().map(|x| x.0.as_str()).collect();
-                    cx.at(loc(r), &field, format!("route device {dev:?} is not an interface of {} (it has: {})", d.name, if have.is_empty() { "none".to_string() } else { have.join(", ") }));
-                    continue;
-                }
+            if let Some(dev) = &route.dev
+                && !d.ifaces.iter().any(|x| &x.0 == dev)
+            {
+                let have: Vec<&str> = d.ifaces.iter().map(|x| x.0.as_str()).collect();
+                cx.at(
+                    loc(r),
+                    &field,
+                    format!(
+                        "route device {dev:?} is not an interface of {} (it has: {})",
+                        d.name,
+                        if have.is_empty() {
+                            "none".to_string()
+                        } else {
+                            have.join(", ")
+                        }
+                    ),
+                );
+                continue;
             }
-            if let Some(gw) = route.via {
-                if !route.onlink && !gateway_reachable(gw, route.dev.as_deref(), d, &d.routes) {
-                    cx.at(loc(r), &field, format!("gateway {gw} is not reachable: no address of {} has a prefix containing it and no on-link route (`PREFIX dev IF`) covers it; add such a route before this one, or `onlink`", d.name));
-                    continue;
-                }
+            if let Some(gw) = route.via
+                && !route.onlink
+                && !gateway_reachable(gw, route.dev.as_deref(), d, &d.routes)
+            {
+                cx.at(loc(r), &field, format!("gateway {gw} is not reachable: no address of {} has a prefix containing it and no on-link route (`PREFIX dev IF`) covers it; add such a route before this one, or `onlink`", d.name));
+                continue;
             }
-            if routes.iter().any(|x: &Route| x.dst == route.dst && x.metric == route.metric) {
-                cx.at(loc(r), &field, format!("a route to {} is already declared", r.value.split_whitespace().next().unwrap_or("")));
+            if routes
+                .iter()
+                .any(|x: &Route| x.dst == route.dst && x.metric == route.metric)
+            {
+                cx.at(
+                    loc(r),
+                    &field,
+                    format!(
+                        "a route to {} is already declared",
+                        r.value.split_whitespace().next().unwrap_or("")
+                    ),
+                );
                 continue;
             }
             routes.push(route);
         }
         let node = Node {
             name: d.name.clone(),
-            ns: if d.name == "host" { String::new() } else { format!("{}{}", opts.prefix, d.name) },
+            ns: if d.name == "host" {
+                String::new()
+            } else {
+                format!("{}{}", opts.prefix, d.name)
+            },
             interfaces: d
                 .ifaces
                 .iter()
                 .filter(|x| !(d.name == "host" && bridges.iter().any(|b| b.name == x.0)))
-                .map(|(n, _, a, mtu, mac)| Iface { name: n.clone(), addresses: a.iter().map(|x| x.0).collect(), mtu: *mtu, mac: *mac })
+                .map(|(n, _, a, mtu, mac)| Iface {
+                    name: n.clone(),
+                    addresses: a.iter().map(|x| x.0).collect(),
+                    mtu: *mtu,
+                    mac: *mac,
+                })
                 .collect(),
             routes,
             forward: d.forward,
@@ -539,7 +758,11 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
         let src = match parse_cidr(&mut cx, &n.value.source, &format!("{field}.source")) {
             Some(IpNet::V4(s)) => s.trunc(),
             Some(IpNet::V6(_)) => {
-                cx.at(loc(&n.value.source), format!("{field}.source"), "masquerade is IPv4 only (IPv6 labs use routable addresses)");
+                cx.at(
+                    loc(&n.value.source),
+                    format!("{field}.source"),
+                    "masquerade is IPv4 only (IPv6 labs use routable addresses)",
+                );
                 continue;
             }
             None => continue,
@@ -590,13 +813,20 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
 }
 
 fn place_field(name: &str) -> String {
-    if name == "host" { "host".into() } else { format!("nodes.{name}") }
+    if name == "host" {
+        "host".into()
+    } else {
+        format!("nodes.{name}")
+    }
 }
 
 fn sandbox_reserved(a: &IpNet) -> bool {
     let r1: IpNet = "203.0.113.0/24".parse().expect("constant");
     let r2: IpNet = "198.51.100.0/24".parse().expect("constant");
-    r1.contains(&a.addr()) || r2.contains(&a.addr()) || a.contains(&r1.addr()) || a.contains(&r2.addr())
+    r1.contains(&a.addr())
+        || r2.contains(&a.addr())
+        || a.contains(&r1.addr())
+        || a.contains(&r2.addr())
 }
 
 fn node_draft(
@@ -610,9 +840,14 @@ fn node_draft(
 ) -> NodeDraft {
     let mut d = NodeDraft {
         name: k.value.clone(),
-        loc: loc(k).clone(),
+        loc: *loc(k),
         ifaces: Vec::new(),
-        routes: routes.iter().cloned().enumerate().map(|(i, r)| (r, i)).collect(),
+        routes: routes
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, r)| (r, i))
+            .collect(),
         forward,
         run: Vec::new(),
     };
@@ -623,14 +858,21 @@ fn node_draft(
         }
         let addrs = addresses(cx, &iv.address, &iv.addresses, &f);
         let mtu = check_mtu(cx, &iv.mtu, &format!("{f}.mtu"));
-        let mac = iv.mac.as_ref().and_then(|m| parse_mac(cx, m, &format!("{f}.mac")));
-        d.ifaces.push((ik.value.clone(), loc(ik).clone(), addrs, mtu, mac));
+        let mac = iv
+            .mac
+            .as_ref()
+            .and_then(|m| parse_mac(cx, m, &format!("{f}.mac")));
+        d.ifaces.push((ik.value.clone(), *loc(ik), addrs, mtu, mac));
     }
     for (i, r) in run.iter().enumerate() {
         if r.value.trim().is_empty() {
             cx.at(loc(r), format!("{field}.run[{i}]"), "empty command");
         } else if crate::util::split_command(&r.value).is_err() {
-            cx.at(loc(r), format!("{field}.run[{i}]"), "unbalanced quotes in the command");
+            cx.at(
+                loc(r),
+                format!("{field}.run[{i}]"),
+                "unbalanced quotes in the command",
+            );
         } else {
             d.run.push(r.value.clone());
         }
@@ -640,14 +882,25 @@ fn node_draft(
 }
 
 /// Can `gw` be reached from this node by a connected prefix or an on-link route?
-fn gateway_reachable(gw: IpAddr, dev: Option<&str>, d: &NodeDraft, routes: &[(S<String>, usize)]) -> bool {
+fn gateway_reachable(
+    gw: IpAddr,
+    dev: Option<&str>,
+    d: &NodeDraft,
+    routes: &[(S<String>, usize)],
+) -> bool {
     let connected = d.ifaces.iter().any(|(n, _, addrs, ..)| {
         dev.is_none_or(|x| x == n) && addrs.iter().any(|(a, _)| a.trunc().contains(&gw))
     });
     if connected {
         return true;
     }
-    routes.iter().filter_map(|(r, _)| parse_route(&r.value).ok()).any(|r| {
-        r.via.is_none() && r.dev.is_some() && r.dst.contains(&gw) && dev.is_none_or(|x| Some(x) == r.dev.as_deref())
-    })
+    routes
+        .iter()
+        .filter_map(|(r, _)| parse_route(&r.value).ok())
+        .any(|r| {
+            r.via.is_none()
+                && r.dev.is_some()
+                && r.dst.contains(&gw)
+                && dev.is_none_or(|x| Some(x) == r.dev.as_deref())
+        })
 }

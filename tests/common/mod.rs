@@ -33,7 +33,10 @@ pub fn nslab_in(host: Option<&str>, args: &[&str]) -> Output {
         }
         None => Command::new(bin()),
     };
-    c.args(args).stdin(Stdio::null()).output().expect("run nslab")
+    c.args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run nslab")
 }
 
 pub fn nslab(args: &[&str]) -> Output {
@@ -41,7 +44,11 @@ pub fn nslab(args: &[&str]) -> Output {
 }
 
 pub fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -50,7 +57,12 @@ pub fn stdout(o: &Output) -> String {
 
 #[track_caller]
 pub fn ok(o: Output) -> Output {
-    assert!(o.status.success(), "nslab failed ({:?}):\n{}", o.status.code(), text(&o));
+    assert!(
+        o.status.success(),
+        "nslab failed ({:?}):\n{}",
+        o.status.code(),
+        text(&o)
+    );
     o
 }
 
@@ -62,13 +74,19 @@ pub struct LabGuard {
 
 impl LabGuard {
     pub fn new(lab: &str, host: Option<&str>) -> LabGuard {
-        LabGuard { lab: lab.into(), host: host.map(String::from) }
+        LabGuard {
+            lab: lab.into(),
+            host: host.map(String::from),
+        }
     }
 }
 
 impl Drop for LabGuard {
     fn drop(&mut self) {
-        let o = nslab_in(self.host.as_deref(), &["down", "--lab", &self.lab, "--kill"]);
+        let o = nslab_in(
+            self.host.as_deref(),
+            &["down", "--lab", &self.lab, "--kill"],
+        );
         if !o.status.success() {
             eprintln!("cleanup of lab {} failed: {}", self.lab, text(&o));
         }
@@ -83,7 +101,10 @@ pub struct TestNs {
 impl TestNs {
     pub fn new(name: &str) -> TestNs {
         let _ = Command::new("ip").args(["netns", "del", name]).output();
-        let o = Command::new("ip").args(["netns", "add", name]).output().unwrap();
+        let o = Command::new("ip")
+            .args(["netns", "add", name])
+            .output()
+            .unwrap();
         assert!(o.status.success(), "ip netns add {name}: {}", text(&o));
         sh(&format!("ip -n {name} link set lo up"));
         TestNs { name: name.into() }
@@ -92,13 +113,20 @@ impl TestNs {
 
 impl Drop for TestNs {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 
 /// Run a shell command, return (success, output).
 pub fn sh_status(cmd: &str) -> (bool, String) {
-    let o = Command::new("sh").arg("-c").arg(cmd).stdin(Stdio::null()).output().unwrap();
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
     (o.status.success(), text(&o))
 }
 
@@ -128,12 +156,24 @@ pub fn ip_json(ns: Option<&str>, args: &str) -> serde_json::Value {
 
 pub fn netns_list() -> Vec<String> {
     let v = ip_json(None, "netns list");
-    v.as_array().map(|a| a.iter().filter_map(|x| x["name"].as_str().map(String::from)).collect()).unwrap_or_default()
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x["name"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 pub fn link_names(ns: Option<&str>) -> Vec<String> {
     let v = ip_json(ns, "link show");
-    v.as_array().map(|a| a.iter().filter_map(|x| x["ifname"].as_str().map(String::from)).collect()).unwrap_or_default()
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x["ifname"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 pub fn ifindex(ns: Option<&str>, name: &str) -> u64 {
@@ -165,17 +205,37 @@ impl Drop for Bg {
 }
 
 pub fn bg(cmd: &str) -> Bg {
-    Bg(Command::new("sh").arg("-c").arg(format!("exec {cmd}")).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap())
+    Bg(Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec {cmd}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap())
 }
 
 /// Nothing of the lab left: no namespace with the prefix, no /etc/netns entry, no record.
 #[track_caller]
 pub fn assert_gone(prefix: &str, lab: &str) {
-    let left: Vec<String> = netns_list().into_iter().filter(|n| n.starts_with(prefix)).collect();
+    let left: Vec<String> = netns_list()
+        .into_iter()
+        .filter(|n| n.starts_with(prefix))
+        .collect();
     assert!(left.is_empty(), "namespaces left: {left:?}");
-    let etc: Vec<String> = std::fs::read_dir("/etc/netns").map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(prefix)).collect()).unwrap_or_default();
+    let etc: Vec<String> = std::fs::read_dir("/etc/netns")
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default();
     assert!(etc.is_empty(), "/etc/netns entries left: {etc:?}");
-    assert!(!Path::new(&format!("/run/nslab/labs/{lab}.json")).exists(), "record of {lab} left");
+    assert!(
+        !Path::new(&format!("/run/nslab/labs/{lab}.json")).exists(),
+        "record of {lab} left"
+    );
 }
 
 /// Write a topology file into a temp dir and return its path.
@@ -183,4 +243,76 @@ pub fn write_file(dir: &tempfile::TempDir, name: &str, content: &str) -> PathBuf
     let p = dir.path().join(name);
     std::fs::write(&p, content).unwrap();
     p
+}
+
+/// tcpdump running in a namespace (an independent witness of traffic).
+pub struct Tcpdump {
+    child: std::process::Child,
+    out: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tcpdump {
+    /// Start `tcpdump -n -l -i IF FILTER` in `ns` and wait until it listens.
+    pub fn start(ns: &str, iface: &str, filter: &str) -> Tcpdump {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.txt");
+        let err = dir.path().join("err.txt");
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, "tcpdump", "-n", "-l", "-i", iface])
+            .args(filter.split_whitespace())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .expect("tcpdump (installed by scripts/test.sh)");
+        let t0 = Instant::now();
+        while !std::fs::read_to_string(&err)
+            .unwrap_or_default()
+            .contains("listening on")
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "tcpdump did not start: {}",
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Tcpdump {
+            child,
+            out,
+            _dir: dir,
+        }
+    }
+
+    /// Stop it (by its pid) and return what it printed.
+    pub fn stop(mut self) -> String {
+        // Give the kernel a moment to hand over the last packets.
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = nix_kill(self.child.id());
+        let _ = self.child.wait();
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+}
+
+impl Drop for Tcpdump {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn nix_kill(pid: u32) -> std::io::Result<()> {
+    // SIGINT lets tcpdump flush its output.
+    let r = unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Packets sent by an interface (from `ip -s -j link`).
+pub fn tx_packets(ns: &str, iface: &str) -> u64 {
+    let v = ip_json(Some(ns), &format!("-s link show {iface}"));
+    v[0]["stats64"]["tx"]["packets"].as_u64().unwrap_or(0)
 }

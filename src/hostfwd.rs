@@ -1,0 +1,118 @@
+//! IPv4 forwarding of the real host (host mode), shared by labs: nslab turns it on
+//! for the first lab that needs it and puts the old value back when the last such
+//! lab goes down. Kept in /run/nslab/host-forwarding.json, keyed by the identity
+//! of the namespace that played the host.
+
+use crate::kernel::netns::{self, NsId};
+use crate::record;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::io;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    entries: Vec<Entry>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
+    ns: NsId,
+    /// The value before nslab changed it.
+    old: String,
+    labs: BTreeSet<String>,
+}
+
+fn path() -> std::path::PathBuf {
+    record::state_dir().join("host-forwarding.json")
+}
+
+fn load() -> io::Result<State> {
+    match std::fs::read(path()) {
+        Ok(b) => {
+            serde_json::from_slice(&b).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(State::default()),
+        Err(e) => Err(e),
+    }
+}
+
+fn save(s: &State) -> io::Result<()> {
+    std::fs::create_dir_all(record::state_dir())?;
+    if s.entries.is_empty() {
+        return match std::fs::remove_file(path()) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+    }
+    let tmp = path().with_extension("tmp");
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(s).map_err(io::Error::other)?,
+    )?;
+    std::fs::rename(tmp, path())
+}
+
+const KEY: &str = "net.ipv4.ip_forward";
+
+/// Lab `lab` needs forwarding in the namespace `ns` (the calling thread's, or run
+/// via `in_ns`). Turns it on if off, remembering the old value.
+pub fn acquire(lab: &str, ns: NsId, set: &dyn Fn(&str) -> io::Result<String>) -> io::Result<()> {
+    let _g = record::lock_global()?;
+    let mut st = load()?;
+    if let Some(e) = st.entries.iter_mut().find(|e| e.ns == ns) {
+        e.labs.insert(lab.into());
+        set("1")?;
+    } else {
+        let old = set("1")?;
+        if old != "1" {
+            st.entries.push(Entry {
+                ns,
+                old,
+                labs: [lab.to_string()].into(),
+            });
+        }
+    }
+    save(&st)
+}
+
+/// Register a lab as a user of forwarding that someone else's lab turned on.
+pub fn join_if_tracked(lab: &str, ns: NsId) -> io::Result<()> {
+    let _g = record::lock_global()?;
+    let mut st = load()?;
+    if let Some(e) = st.entries.iter_mut().find(|e| e.ns == ns)
+        && e.labs.insert(lab.into())
+    {
+        save(&st)?;
+    }
+    Ok(())
+}
+
+/// The lab no longer needs forwarding: restore the old value if it was the last.
+pub fn release(lab: &str, ns: NsId, set: &dyn Fn(&str) -> io::Result<String>) -> io::Result<bool> {
+    let _g = record::lock_global()?;
+    let mut st = load()?;
+    let Some(i) = st
+        .entries
+        .iter()
+        .position(|e| e.ns == ns && e.labs.contains(lab))
+    else {
+        return Ok(false);
+    };
+    st.entries[i].labs.remove(lab);
+    let mut restored = false;
+    if st.entries[i].labs.is_empty() {
+        let e = st.entries.remove(i);
+        set(&e.old)?;
+        restored = true;
+    }
+    save(&st)?;
+    Ok(restored)
+}
+
+/// A setter that writes the sysctl in the namespace of `file`.
+pub fn setter(file: &std::fs::File) -> impl Fn(&str) -> io::Result<String> + '_ {
+    move |v: &str| {
+        let v = v.to_string();
+        netns::run_in(file, move || netns::sysctl_set(KEY, &v))?
+    }
+}
