@@ -15,3 +15,4 @@ pub mod record;
 pub mod status;
 pub mod topology;
 pub mod util;
+pub mod capture;

@@ -1,0 +1,5 @@
+//! Built-in packet capture: decoding (pure), pcap/pcapng writers (pure) and
+//! the AF_PACKET socket (the only part that makes syscalls).
+pub mod decode;
+pub mod pcap;
+pub mod socket;
