@@ -553,3 +553,144 @@ pub fn place_ns(rec: &Record, place: &str) -> Result<(Place, String)> {
     }
     Ok((p.clone(), plan::ns_of(model, &p)))
 }
+
+/// The namespace of a place of a lab that is up, as an open file (host mode's host
+/// is found by its recorded identity).
+pub fn place_file(rec: &Record, place: &Place) -> Result<std::fs::File> {
+    let model = rec.model.as_ref().ok_or_else(|| {
+        Error::Failed(format!(
+            "lab {} is not completely up; run `nslab up` again",
+            rec.lab
+        ))
+    })?;
+    let ns = plan::ns_of(model, place);
+    if ns.is_empty() {
+        return match conn::find_by_id(rec.host_ns)
+            .map_err(Error::io("find the lab's host namespace"))?
+        {
+            Some((_, c)) => Ok(c.file),
+            None => Err(Error::Failed(format!(
+                "the namespace lab {} was brought up in is gone",
+                rec.lab
+            ))),
+        };
+    }
+    netns::open(&ns).map_err(Error::io(format!("open namespace {ns}")))
+}
+
+/// Parse a place name of the endpoint grammar.
+pub fn parse_place(model: &Lab, s: &str) -> Option<Place> {
+    match s {
+        "host" => Some(Place::Host),
+        "internet" if model.sandbox => Some(Place::Internet),
+        n if model.node(n).is_some() => Some(Place::Node(n.to_string())),
+        _ => None,
+    }
+}
+
+/// Capture targets: `NODE:IF`, `host:IF`, `internet:IF`, `BRIDGE:PORT`, `BRIDGE`
+/// (its ports), `NODE` (its interfaces) or `all`.
+pub fn capture_targets(
+    rec: &Record,
+    specs: &[String],
+) -> Result<Vec<crate::capture::engine::Target>> {
+    use crate::capture::engine::Target;
+    use std::sync::Arc;
+    let model = rec
+        .model
+        .as_ref()
+        .ok_or_else(|| Error::Failed(format!("lab {} is not completely up", rec.lab)))?;
+    let wants = plan::wants(model);
+    let ifaces_of = |p: &Place| -> Vec<String> {
+        wants
+            .get(&plan::ns_of(model, p))
+            .map(|w| {
+                w.ifaces
+                    .iter()
+                    .map(|i| i.name.clone())
+                    .filter(|n| n != "lo")
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut want: Vec<(Place, String, String)> = Vec::new();
+    for spec in specs {
+        if spec == "all" {
+            let mut places = vec![Place::Host];
+            if model.sandbox {
+                places.push(Place::Internet);
+            }
+            places.extend(model.nodes.iter().map(|n| Place::Node(n.name.clone())));
+            for p in places {
+                for i in ifaces_of(&p) {
+                    want.push((p.clone(), i.clone(), format!("{p}:{i}")));
+                }
+            }
+            continue;
+        }
+        match spec.split_once(':') {
+            Some((left, ifname)) => {
+                if let Some(b) = model.bridge(left) {
+                    if !b.ports.iter().any(|p| p == ifname) {
+                        return Err(Error::Usage(format!(
+                            "{ifname:?} is not a port of bridge {left} (ports: {})",
+                            b.ports.join(", ")
+                        )));
+                    }
+                    want.push((Place::Host, ifname.to_string(), spec.clone()));
+                } else if let Some(p) = parse_place(model, left) {
+                    want.push((p, ifname.to_string(), spec.clone()));
+                } else {
+                    return Err(Error::Usage(format!(
+                        "{left:?} in {spec:?} is not a node, bridge, `host` or `internet` of lab {}",
+                        rec.lab
+                    )));
+                }
+            }
+            None => {
+                if let Some(b) = model.bridge(spec) {
+                    for p in &b.ports {
+                        want.push((Place::Host, p.clone(), format!("host:{p}")));
+                    }
+                } else if let Some(p) = parse_place(model, spec) {
+                    let ifs = ifaces_of(&p);
+                    if ifs.is_empty() {
+                        return Err(Error::Usage(format!(
+                            "{spec} has no interfaces to capture on"
+                        )));
+                    }
+                    for i in ifs {
+                        want.push((p.clone(), i.clone(), format!("{p}:{i}")));
+                    }
+                } else {
+                    return Err(Error::Usage(format!(
+                        "{spec:?} is not a node, bridge, endpoint (NODE:IF, host:IF, BRIDGE:PORT) or `all` of lab {}",
+                        rec.lab
+                    )));
+                }
+            }
+        }
+    }
+    let mut files: std::collections::BTreeMap<Place, Arc<std::fs::File>> =
+        std::collections::BTreeMap::new();
+    let mut out: Vec<Target> = Vec::new();
+    for (p, ifname, label) in want {
+        if out.iter().any(|t| t.label == label) {
+            continue;
+        }
+        let f = match files.get(&p) {
+            Some(f) => f.clone(),
+            None => {
+                let f = Arc::new(place_file(rec, &p)?);
+                files.insert(p.clone(), f.clone());
+                f
+            }
+        };
+        out.push(Target {
+            label,
+            ns: f,
+            ifname,
+        });
+    }
+    Ok(out)
+}

@@ -6,13 +6,14 @@
 //! lab owns, so `down` removes exactly that.
 
 pub mod apply;
+pub mod capture;
 pub mod error;
 pub mod hostfwd;
 pub mod kernel;
 pub mod lab;
 pub mod plan;
 pub mod record;
+pub mod signals;
 pub mod status;
 pub mod topology;
 pub mod util;
-pub mod capture;

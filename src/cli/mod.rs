@@ -1,5 +1,6 @@
 //! The `nslab` command line: one file per subcommand, output as text or `--json`.
 
+mod capture;
 mod down;
 mod exec;
 mod status;
@@ -45,6 +46,7 @@ pub enum Cmd {
     Down(down::Args),
     Status(status::Args),
     Exec(exec::Args),
+    Capture(capture::Args),
 }
 
 pub fn main() -> i32 {
@@ -68,6 +70,7 @@ pub fn main() -> i32 {
         Cmd::Up(a) => up::run(a),
         Cmd::Down(a) => down::run(a),
         Cmd::Status(a) => status::run(a),
+        Cmd::Capture(a) => capture::run(a),
         Cmd::Exec(a) => return exec::run(a),
     };
     match r {

@@ -316,3 +316,65 @@ pub fn tx_packets(ns: &str, iface: &str) -> u64 {
     let v = ip_json(Some(ns), &format!("-s link show {iface}"));
     v[0]["stats64"]["tx"]["packets"].as_u64().unwrap_or(0)
 }
+
+/// `nslab capture ...` running in the background until it stops by itself
+/// (`-c` or `--duration`); waits until it listens.
+pub struct CaptureRun {
+    child: std::process::Child,
+    err: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl CaptureRun {
+    pub fn start(args: &[&str]) -> CaptureRun {
+        let dir = tempfile::tempdir().unwrap();
+        let err = dir.path().join("err.txt");
+        let child = Command::new(bin())
+            .arg("capture")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        loop {
+            let e = std::fs::read_to_string(&err).unwrap_or_default();
+            if e.contains("listening on") {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "capture did not start: {e}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        CaptureRun {
+            child,
+            err,
+            _dir: dir,
+        }
+    }
+
+    /// Wait for it to end; (stdout, stderr).
+    pub fn finish(mut self) -> (String, String) {
+        let mut out = String::new();
+        use std::io::Read;
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        let st = self.child.wait().unwrap();
+        let err = std::fs::read_to_string(&self.err).unwrap_or_default();
+        assert!(st.success(), "capture failed: {err}");
+        (out, err)
+    }
+}
+
+impl Drop for CaptureRun {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,228 @@
+//! `nslab capture`: the tutorial's `tcpdump -i bbrveth`, built in. Cross-checked
+//! with tcpdump and the pcap-file crate.
+
+mod common;
+use common::*;
+
+fn s(p: &std::path::Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn a_ping_across_the_bridge_seen_on_bbrveth() {
+    let p = prefix("cap");
+    let lab = format!("{p}objective2");
+    let _g = LabGuard::new(&lab, None);
+    ok(nslab(&[
+        "up",
+        s(&example("objective2-bridge.yaml")),
+        "--sandbox",
+        "--prefix",
+        &p,
+    ]));
+    let green = format!("{p}green");
+    sh(&format!("ip -n {green} neigh flush all"));
+    // ARP request and reply + 3 echo requests and replies = 8 packets.
+    let cap = CaptureRun::start(&[
+        "--lab",
+        &lab,
+        "host:bbrveth",
+        "--proto",
+        "arp",
+        "--duration",
+        "3",
+        "--json",
+    ]);
+    let cap2 = CaptureRun::start(&["--lab", &lab, "host:bbrveth", "--proto", "icmp", "-c", "6"]);
+    sh(&format!(
+        "ip netns exec {green} ping -c 3 -i 0.2 192.168.1.1"
+    ));
+    let (icmp, _) = cap2.finish();
+    let lines: Vec<&str> = icmp.lines().collect();
+    assert_eq!(lines.len(), 6, "{icmp}");
+    let req = lines
+        .iter()
+        .filter(|l| l.contains("host:bbrveth Out IP 192.168.3.1 > 192.168.1.1: ICMP echo request"))
+        .count();
+    let rep = lines
+        .iter()
+        .filter(|l| l.contains("host:bbrveth In  IP 192.168.1.1 > 192.168.3.1: ICMP echo reply"))
+        .count();
+    assert_eq!((req, rep), (3, 3), "{icmp}");
+    // The neighbour cache was cold: green asked who has 192.168.1.1 (JSON lines).
+    let (arp, _) = cap.finish();
+    let all: Vec<serde_json::Value> = arp
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        all.last().unwrap()["stats"].is_array(),
+        "statistics come last"
+    );
+    let pkts: Vec<&serde_json::Value> = all.iter().filter(|v| v.get("where").is_some()).collect();
+    assert!(
+        pkts.iter().any(|v| v["text"]
+            .as_str()
+            .unwrap()
+            .contains("Request who-has 192.168.1.1 tell 192.168.3.1")),
+        "{arp}"
+    );
+    assert!(
+        pkts.iter().any(|v| v["text"]
+            .as_str()
+            .unwrap()
+            .contains("Reply 192.168.1.1 is-at")),
+        "{arp}"
+    );
+}
+
+#[test]
+fn pcap_files_read_back_with_tcpdump_and_pcap_file() {
+    let p = prefix("pcap");
+    let lab = format!("{p}objective2");
+    let _g = LabGuard::new(&lab, None);
+    ok(nslab(&[
+        "up",
+        s(&example("objective2-bridge.yaml")),
+        "--sandbox",
+        "--prefix",
+        &p,
+    ]));
+    let dir = tempfile::tempdir().unwrap();
+    let one = dir.path().join("one.pcap");
+    let many = dir.path().join("many.pcapng");
+    let c1 = CaptureRun::start(&[
+        "--lab",
+        &lab,
+        "host:bbrveth",
+        "--proto",
+        "icmp",
+        "-c",
+        "4",
+        "-w",
+        s(&one),
+        "-q",
+    ]);
+    let c2 = CaptureRun::start(&[
+        "--lab",
+        &lab,
+        "green:gveth",
+        "black",
+        "--proto",
+        "icmp",
+        "-c",
+        "8",
+        "-w",
+        s(&many),
+        "-q",
+    ]);
+    sh(&format!(
+        "ip netns exec {p}green ping -c 2 -i 0.2 192.168.1.1"
+    ));
+    c1.finish();
+    c2.finish();
+
+    // Classic pcap: tcpdump and pcap-file agree on count and addresses.
+    let td = sh(&format!("tcpdump -nn -r {} 2>/dev/null", one.display()));
+    assert_eq!(td.lines().count(), 4, "{td}");
+    assert_eq!(
+        td.matches("192.168.3.1 > 192.168.1.1: ICMP echo request")
+            .count(),
+        2,
+        "{td}"
+    );
+    let mut r = pcap_file::pcap::PcapReader::new(std::fs::File::open(&one).unwrap()).unwrap();
+    let mut n = 0;
+    while let Some(pkt) = r.next_packet() {
+        let pkt = pkt.unwrap();
+        let sm = nslab::capture::decode::summarize(&pkt.data);
+        assert!(sm.to_string().contains("192.168."), "{sm}");
+        n += 1;
+    }
+    assert_eq!(n, 4);
+
+    // pcapng with one interface block per interface, each packet tagged.
+    let td = sh(&format!("tcpdump -nn -r {} 2>/dev/null", many.display()));
+    assert_eq!(td.lines().count(), 8, "{td}");
+    let mut r = pcap_file::pcapng::PcapNgReader::new(std::fs::File::open(&many).unwrap()).unwrap();
+    let mut names: Vec<String> = Vec::new();
+    let mut per_if = std::collections::BTreeMap::<String, usize>::new();
+    while let Some(b) = r.next_block() {
+        match b.unwrap() {
+            pcap_file::pcapng::Block::InterfaceDescription(idb) => {
+                let name = idb.options.iter().find_map(|o| match o {
+                    pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption::IfName(n) => Some(n.to_string()),
+                    _ => None,
+                });
+                names.push(name.expect("if_name"));
+            }
+            pcap_file::pcapng::Block::EnhancedPacket(epb) => {
+                *per_if
+                    .entry(names[epb.interface_id as usize].clone())
+                    .or_default() += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(names, ["green:gveth", "black:bveth"]);
+    assert_eq!(per_if.get("green:gveth"), Some(&4), "{per_if:?}");
+    assert_eq!(per_if.get("black:bveth"), Some(&4), "{per_if:?}");
+}
+
+#[test]
+fn follow_one_ping_through_nat_hop_by_hop() {
+    let p = prefix("hop");
+    let lab = format!("{p}objective3");
+    let _g = LabGuard::new(&lab, None);
+    ok(nslab(&[
+        "up",
+        s(&example("objective3-nat.yaml")),
+        "--sandbox",
+        "--prefix",
+        &p,
+    ]));
+    // One echo request: seen leaving green, on the bridge, on the uplink and in the internet.
+    let cap = CaptureRun::start(&["--lab", &lab, "all", "--proto", "icmp", "--duration", "2"]);
+    sh(&format!("ip netns exec {p}green ping -c 1 198.51.100.8"));
+    let (out, _) = cap.finish();
+    let req: Vec<&str> = out.lines().filter(|l| l.contains("echo request")).collect();
+    let at = |w: &str| {
+        req.iter()
+            .find(|l| l.contains(w))
+            .unwrap_or_else(|| panic!("not seen at {w}:\n{out}"))
+            .to_string()
+    };
+    assert!(at("green:gveth Out").contains("192.168.3.1 > 198.51.100.8"));
+    assert!(at("host:gbrveth In").contains("192.168.3.1 > 198.51.100.8"));
+    assert!(
+        at("host:uplink Out").contains("203.0.113.2 > 198.51.100.8"),
+        "masqueraded on the way out"
+    );
+    assert!(at("internet:isp In").contains("203.0.113.2 > 198.51.100.8"));
+    // Merged by time: the hops come in order.
+    let pos = |w: &str| out.find(w).unwrap();
+    assert!(pos("green:gveth Out IP 192.168.3.1") < pos("host:uplink Out IP 203.0.113.2"));
+    assert!(pos("host:uplink Out IP 203.0.113.2") < pos("internet:isp In  IP 203.0.113.2"));
+}
+
+#[test]
+fn bad_targets_are_refused() {
+    let p = prefix("capx");
+    let lab = format!("{p}objective1");
+    let _g = LabGuard::new(&lab, None);
+    ok(nslab(&[
+        "up",
+        s(&example("objective1-veth.yaml")),
+        "--sandbox",
+        "--prefix",
+        &p,
+    ]));
+    let o = nslab(&["capture", "--lab", &lab, "pink:eth0", "-c", "1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("pink"));
+    let o = nslab(&["capture", "--lab", &lab, "red:nope", "-c", "1"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("red:nope"), "{}", text(&o));
+    let o = nslab(&["capture", "--lab", &lab, "red", "--proto", "smtp"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}
