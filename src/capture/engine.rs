@@ -117,6 +117,8 @@ pub fn open(targets: &[Target]) -> io::Result<Vec<PacketSocket>> {
         .collect()
 }
 
+type Ts = (i64, u32);
+
 /// How long a packet waits before it is printed, so packets seen on other
 /// interfaces a moment later but with earlier timestamps are put before it.
 const REORDER: Duration = Duration::from_millis(30);
@@ -132,8 +134,10 @@ pub fn run(
     on_packet: &mut dyn FnMut(&Seen),
 ) -> io::Result<Vec<Stats>> {
     let t0 = Instant::now();
-    let mut heap: BinaryHeap<Reverse<((i64, u32), u64, usize)>> = BinaryHeap::new();
-    let mut held: std::collections::HashMap<u64, Seen> = std::collections::HashMap::new();
+    // Packets waiting to be released, oldest kernel timestamp first.
+    let mut heap: BinaryHeap<Reverse<(Ts, u64)>> = BinaryHeap::new();
+    let mut held: std::collections::HashMap<u64, (Instant, Seen)> =
+        std::collections::HashMap::new();
     let mut serial = 0u64;
     let mut emitted = 0u64;
     let mut captured = vec![0u64; targets.len()];
@@ -146,7 +150,6 @@ pub fn run(
             revents: 0,
         })
         .collect();
-    let mut arrival: std::collections::HashMap<u64, Instant> = std::collections::HashMap::new();
     let done = |emitted: u64| opts.count.is_some_and(|c| emitted >= c);
     loop {
         let finishing =
@@ -191,14 +194,13 @@ pub fn run(
             }
         }
         // Release what has waited long enough (everything when finishing).
-        while let Some(Reverse((_, id, _))) = heap.peek().copied() {
-            let ready = finishing || arrival.get(&id).is_some_and(|t| t.elapsed() >= REORDER);
+        while let Some(Reverse((_, id))) = heap.peek().copied() {
+            let ready = finishing || held.get(&id).is_some_and(|(t, _)| t.elapsed() >= REORDER);
             if !ready || done(emitted) {
                 break;
             }
             heap.pop();
-            arrival.remove(&id);
-            if let Some(s) = held.remove(&id) {
+            if let Some((_, s)) = held.remove(&id) {
                 captured[s.target] += 1;
                 emitted += 1;
                 if let Some(w) = sink.as_deref_mut() {
