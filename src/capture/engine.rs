@@ -175,21 +175,18 @@ pub fn run(
                     }
                     serial += 1;
                     let text = summary.to_string();
-                    heap.push(Reverse((pkt.ts, serial, i)));
-                    arrival.insert(serial, Instant::now());
-                    held.insert(
-                        serial,
-                        Seen {
-                            ts: pkt.ts,
-                            target: i,
-                            label: targets[i].label.clone(),
-                            direction: pkt.direction,
-                            orig_len: pkt.orig_len,
-                            data: pkt.data.to_vec(),
-                            summary,
-                            text,
-                        },
-                    );
+                    heap.push(Reverse((pkt.ts, serial)));
+                    let seen = Seen {
+                        ts: pkt.ts,
+                        target: i,
+                        label: targets[i].label.clone(),
+                        direction: pkt.direction,
+                        orig_len: pkt.orig_len,
+                        data: pkt.data.to_vec(),
+                        summary,
+                        text,
+                    };
+                    held.insert(serial, (Instant::now(), seen));
                 }
             }
         }
