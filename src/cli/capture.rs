@@ -55,12 +55,12 @@ pub struct Args {
 pub fn run(a: Args) -> Result<i32> {
     let filter = Filter::new(a.proto.as_deref(), a.host.as_deref(), a.port.as_deref())
         .map_err(|e| Error::Usage(e.to_string()))?;
-    if let Some(d) = a.duration {
-        if !(d > 0.0 && d.is_finite()) {
-            return Err(Error::Usage(
-                "--duration must be a positive number of seconds".into(),
-            ));
-        }
+    if let Some(d) = a.duration
+        && !(d > 0.0 && d.is_finite())
+    {
+        return Err(Error::Usage(
+            "--duration must be a positive number of seconds".into(),
+        ));
     }
     let lab = a.sel.resolve(a.file.as_deref())?;
     let rec = nslab::lab::record_of(&lab)?;
