@@ -23,7 +23,8 @@ pub enum Intent {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    #[error("{step}: {source}")]
+    /// `source` names the step already.
+    #[error("{source}")]
     Kernel { step: String, source: NlError },
     #[error("{step}: {source}")]
     Io { step: String, source: io::Error },

@@ -221,22 +221,37 @@ pub fn up_lab(lab: Lab, file: Option<&Path>, force: bool) -> Result<UpReport> {
             .display()
             .to_string()
     });
+    let before = rec.clone();
+    // What this run is about to create (an intent may not have happened yet).
+    let mut created: Vec<Intent> = Vec::new();
     let result = {
         let rec_ref = &mut rec;
         apply::apply(&mut k, &ops, &mut |i| {
-            match i {
-                Intent::Namespaces(v) => rec_ref.namespaces.extend(v),
-                Intent::HostLinks(v) => rec_ref.host_links.extend(v),
+            match &i {
+                Intent::Namespaces(v) => rec_ref.namespaces.extend(v.iter().cloned()),
+                Intent::HostLinks(v) => rec_ref.host_links.extend(v.iter().cloned()),
                 Intent::NftTable(t) => {
-                    rec_ref.nft_tables.insert(t);
+                    rec_ref.nft_tables.insert(t.clone());
                 }
             }
+            created.push(i);
             rec_ref.save()
         })
     };
     if let Err(e) = result {
-        let _ = rec.save();
-        return Err(Error::Apply(e));
+        // The test switch plays a crash: leave everything as a killed process would.
+        if matches!(e, apply::ApplyError::TestAbort(_)) {
+            let _ = rec.save();
+            return Err(Error::Apply(e));
+        }
+        let existed: BTreeSet<String> = obs.ns.get(HOST).map(|o| o.state.links.iter().map(|l| l.name.clone()).collect()).unwrap_or_default();
+        let undone = rollback(&mut k, &lab, &created, &existed);
+        rec = before;
+        let r = if rec.model.is_none() && rec.namespaces.is_empty() && rec.host_links.is_empty() { rec.remove() } else { rec.save() };
+        if let Err(re) = r {
+            eprintln!("nslab: warning: restoring the record: {re}");
+        }
+        return Err(Error::Failed(format!("{e}\n{undone}")));
     }
     rec.namespaces = lab.namespaces().into_iter().collect();
     rec.host_links = if lab.sandbox {
@@ -266,6 +281,59 @@ pub fn up_lab(lab: Lab, file: Option<&Path>, force: bool) -> Result<UpReport> {
         notes,
         seconds: t0.elapsed().as_secs_f64(),
     })
+}
+
+/// Undo the creates of a failed `up`: namespaces, host interfaces and nft tables
+/// this run made (each only if it carries the lab's mark or was just made).
+fn rollback(k: &mut Kernel, lab: &Lab, created: &[Intent], existed: &BTreeSet<String>) -> String {
+    let mark = lab.mark();
+    let mut gone = Vec::new();
+    let mut failed = Vec::new();
+    for i in created.iter().rev() {
+        match i {
+            Intent::Namespaces(v) => {
+                for ns in v {
+                    k.conns.remove(ns);
+                    if netns::path(ns).exists() {
+                        match netns::delete(ns) {
+                            Ok(()) => gone.push(format!("namespace {ns}")),
+                            Err(e) => failed.push(format!("namespace {ns}: {e}")),
+                        }
+                    }
+                    let _ = apply::remove_etc(ns);
+                }
+            }
+            Intent::HostLinks(v) => {
+                let Ok(c) = k.conn(HOST) else { continue };
+                let Ok(links) = crate::kernel::observe::links(&mut c.nl) else { continue };
+                for name in v {
+                    // Only ours: a name taken by someone else (the likely cause of the
+                    // failure) is left alone.
+                    // (marked, or absent before this run: not yet marked when it failed).
+                    let ours = links.iter().any(|l| &l.name == name && (l.alias.as_deref() == Some(mark.as_str()) || !existed.contains(name)));
+                    if ours {
+                        match c.nl.request(crate::kernel::msg::del_link(name), 0, format!("delete {name}")) {
+                            Ok(()) => gone.push(format!("interface {name}")),
+                            Err(e) => failed.push(e.to_string()),
+                        }
+                    }
+                }
+            }
+            Intent::NftTable(t) => {
+                if let Ok(c) = k.conn(HOST) {
+                    let r = netns::run_in(&c.file, || crate::kernel::nft::NftSocket::new().and_then(|mut s| s.delete_table_if_marked(t, &mark)));
+                    if let Ok(Ok(true)) = r {
+                        gone.push(format!("nftables table {t}"));
+                    }
+                }
+            }
+        }
+    }
+    let mut msg = if gone.is_empty() { "Nothing had been created; nothing was left behind.".to_string() } else { format!("Rolled back what this run created: {}.", gone.join(", ")) };
+    if !failed.is_empty() {
+        msg.push_str(&format!(" Could not remove: {} (run `nslab down --lab {}`).", failed.join("; "), lab.name));
+    }
+    msg
 }
 
 fn lock_lab(lab: &str) -> Result<record::LabLock> {
