@@ -208,19 +208,47 @@ pub fn up_lab(lab: Lab, file: Option<&Path>, force: bool) -> Result<UpReport> {
             )));
         }
     }
-    let (ops, notes) =
-        plan::plan_up(&lab, &obs, rec.model.as_ref(), &rec.namespaces).map_err(|c| {
-            Error::Refused(format!(
-                "{}\nNothing was changed.",
-                c.iter().map(|x| x.0.clone()).collect::<Vec<_>>().join("\n")
-            ))
-        })?;
+    let (ops, notes) = plan::plan_up(
+        &lab,
+        &obs,
+        rec.model.as_ref(),
+        &plan::Owned {
+            namespaces: rec.namespaces.clone(),
+            host_links: rec.host_links.clone(),
+        },
+    )
+    .map_err(|c| {
+        Error::Refused(format!(
+            "{}\nNothing was changed.",
+            c.iter().map(|x| x.0.clone()).collect::<Vec<_>>().join("\n")
+        ))
+    })?;
     rec.file = file.map(|f| {
         std::fs::canonicalize(f)
             .unwrap_or(f.to_path_buf())
             .display()
             .to_string()
     });
+    // A namespace file that is not a mounted namespace (a crash between creating
+    // the file and mounting it, or a reboot with /run on disk): ours is replaced,
+    // anyone else's is in the way.
+    for op in &ops {
+        if let Op::CreateNs { ns, .. } = op {
+            let p = netns::path(ns);
+            if p.exists() && !netns::is_nsfs(&p) {
+                if rec.namespaces.contains(ns) {
+                    std::fs::remove_file(&p)
+                        .map_err(Error::io(format!("remove stale {}", p.display())))?;
+                } else {
+                    return Err(Error::Refused(format!(
+                        "{} exists but is not a namespace (a stale file?) and is not lab {}'s; remove it. Nothing was changed.",
+                        p.display(),
+                        lab.name
+                    )));
+                }
+            }
+        }
+    }
     let before = rec.clone();
     // What this run is about to create (an intent may not have happened yet).
     let mut created: Vec<Intent> = Vec::new();
@@ -244,10 +272,18 @@ pub fn up_lab(lab: Lab, file: Option<&Path>, force: bool) -> Result<UpReport> {
             let _ = rec.save();
             return Err(Error::Apply(e));
         }
-        let existed: BTreeSet<String> = obs.ns.get(HOST).map(|o| o.state.links.iter().map(|l| l.name.clone()).collect()).unwrap_or_default();
+        let existed: BTreeSet<String> = obs
+            .ns
+            .get(HOST)
+            .map(|o| o.state.links.iter().map(|l| l.name.clone()).collect())
+            .unwrap_or_default();
         let undone = rollback(&mut k, &lab, &created, &existed);
         rec = before;
-        let r = if rec.model.is_none() && rec.namespaces.is_empty() && rec.host_links.is_empty() { rec.remove() } else { rec.save() };
+        let r = if rec.model.is_none() && rec.namespaces.is_empty() && rec.host_links.is_empty() {
+            rec.remove()
+        } else {
+            rec.save()
+        };
         if let Err(re) = r {
             eprintln!("nslab: warning: restoring the record: {re}");
         }
@@ -305,14 +341,24 @@ fn rollback(k: &mut Kernel, lab: &Lab, created: &[Intent], existed: &BTreeSet<St
             }
             Intent::HostLinks(v) => {
                 let Ok(c) = k.conn(HOST) else { continue };
-                let Ok(links) = crate::kernel::observe::links(&mut c.nl) else { continue };
+                let Ok(links) = crate::kernel::observe::links(&mut c.nl) else {
+                    continue;
+                };
                 for name in v {
                     // Only ours: a name taken by someone else (the likely cause of the
                     // failure) is left alone.
                     // (marked, or absent before this run: not yet marked when it failed).
-                    let ours = links.iter().any(|l| &l.name == name && (l.alias.as_deref() == Some(mark.as_str()) || !existed.contains(name)));
+                    let ours = links.iter().any(|l| {
+                        &l.name == name
+                            && (l.alias.as_deref() == Some(mark.as_str())
+                                || !existed.contains(name))
+                    });
                     if ours {
-                        match c.nl.request(crate::kernel::msg::del_link(name), 0, format!("delete {name}")) {
+                        match c.nl.request(
+                            crate::kernel::msg::del_link(name),
+                            0,
+                            format!("delete {name}"),
+                        ) {
                             Ok(()) => gone.push(format!("interface {name}")),
                             Err(e) => failed.push(e.to_string()),
                         }
@@ -321,7 +367,10 @@ fn rollback(k: &mut Kernel, lab: &Lab, created: &[Intent], existed: &BTreeSet<St
             }
             Intent::NftTable(t) => {
                 if let Ok(c) = k.conn(HOST) {
-                    let r = netns::run_in(&c.file, || crate::kernel::nft::NftSocket::new().and_then(|mut s| s.delete_table_if_marked(t, &mark)));
+                    let r = netns::run_in(&c.file, || {
+                        crate::kernel::nft::NftSocket::new()
+                            .and_then(|mut s| s.delete_table_if_marked(t, &mark))
+                    });
                     if let Ok(Ok(true)) = r {
                         gone.push(format!("nftables table {t}"));
                     }
@@ -329,9 +378,17 @@ fn rollback(k: &mut Kernel, lab: &Lab, created: &[Intent], existed: &BTreeSet<St
             }
         }
     }
-    let mut msg = if gone.is_empty() { "Nothing had been created; nothing was left behind.".to_string() } else { format!("Rolled back what this run created: {}.", gone.join(", ")) };
+    let mut msg = if gone.is_empty() {
+        "Nothing had been created; nothing was left behind.".to_string()
+    } else {
+        format!("Rolled back what this run created: {}.", gone.join(", "))
+    };
     if !failed.is_empty() {
-        msg.push_str(&format!(" Could not remove: {} (run `nslab down --lab {}`).", failed.join("; "), lab.name));
+        msg.push_str(&format!(
+            " Could not remove: {} (run `nslab down --lab {}`).",
+            failed.join("; "),
+            lab.name
+        ));
     }
     msg
 }

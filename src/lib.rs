@@ -11,6 +11,7 @@ pub mod error;
 pub mod hostfwd;
 pub mod kernel;
 pub mod lab;
+pub mod maint;
 pub mod plan;
 pub mod record;
 pub mod signals;

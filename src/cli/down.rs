@@ -16,11 +16,39 @@ pub struct Args {
     /// Kill processes in the lab's namespaces that nslab did not start.
     #[arg(long)]
     pub kill: bool,
+    /// Take down every lab that has a record (with --prefix: those whose name
+    /// starts with it).
+    #[arg(long, conflicts_with_all = ["file", "lab"])]
+    pub all: bool,
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(a: Args) -> Result<i32> {
+    if a.all {
+        let labs = nslab::maint::labs_with_prefix(&a.sel.prefix)?;
+        let mut reports = Vec::new();
+        let mut failed = 0;
+        for l in &labs {
+            match nslab::lab::down(l, a.kill) {
+                Ok(r) => reports.push(r),
+                Err(e) => {
+                    eprintln!("nslab: lab {l}: {e}");
+                    failed += 1;
+                }
+            }
+        }
+        if a.json {
+            print_json(&reports);
+        } else if labs.is_empty() {
+            println!("no lab is up");
+        } else {
+            for r in &reports {
+                println!("lab {} is down", r.lab);
+            }
+        }
+        return Ok(if failed > 0 { 1 } else { 0 });
+    }
     let lab = a.sel.resolve(a.file.as_deref())?;
     let r = nslab::lab::down(&lab, a.kill)?;
     if a.json {

@@ -1,8 +1,10 @@
 //! The `nslab` command line: one file per subcommand, output as text or `--json`.
 
 mod capture;
+mod clean;
 mod down;
 mod exec;
+mod ls;
 mod status;
 mod up;
 
@@ -47,6 +49,8 @@ pub enum Cmd {
     Status(status::Args),
     Exec(exec::Args),
     Capture(capture::Args),
+    Ls(ls::Args),
+    Clean(clean::Args),
 }
 
 pub fn main() -> i32 {
@@ -71,6 +75,8 @@ pub fn main() -> i32 {
         Cmd::Down(a) => down::run(a),
         Cmd::Status(a) => status::run(a),
         Cmd::Capture(a) => capture::run(a),
+        Cmd::Ls(a) => ls::run(a),
+        Cmd::Clean(a) => clean::run(a),
         Cmd::Exec(a) => return exec::run(a),
     };
     match r {

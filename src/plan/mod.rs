@@ -256,6 +256,14 @@ pub struct Observed {
     pub ns: BTreeMap<String, NsObs>,
 }
 
+/// What the lab's record says it owns.
+#[derive(Debug, Clone, Default)]
+pub struct Owned {
+    pub namespaces: BTreeSet<String>,
+    /// Interfaces in the host namespace (host mode).
+    pub host_links: BTreeSet<String>,
+}
+
 /// Something in the way that nslab must not touch: the plan is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conflict(pub String);
@@ -389,6 +397,11 @@ pub fn creation_sysctls(lab: &Lab, ns: &str) -> Vec<(String, String)> {
     if !lab.ipv6_link_local {
         // New interfaces inherit "default": no fe80:: address, no multicast flood.
         v.push(("net.ipv6.conf.default.addr_gen_mode".into(), "1".into()));
+    } else {
+        // Link-local addresses usable at once (routers' next hops are link-local):
+        // no duplicate address detection in a lab whose addresses nslab assigns.
+        v.push(("net.ipv6.conf.default.accept_dad".into(), "0".into()));
+        v.push(("net.ipv6.conf.all.accept_dad".into(), "0".into()));
     }
     v.extend(
         forward_sysctls(lab, ns)
@@ -456,9 +469,17 @@ pub fn plan_up(
     lab: &Lab,
     obs: &Observed,
     prev: Option<&Lab>,
-    owned_ns: &BTreeSet<String>,
+    owned: &Owned,
 ) -> Result<(Vec<Op>, Vec<String>), Vec<Conflict>> {
+    let owned_ns = &owned.namespaces;
     let mark = lab.mark();
+    // Ours: carries the mark, or sits in a namespace the lab owns, or is a host
+    // interface the record owns (made just before a crash, not yet marked).
+    let adopt = |ns: &str, l: &ObsLink| {
+        is_ours(l, &mark)
+            || (!ns.is_empty() && owned_ns.contains(ns) && obs.ns.contains_key(ns))
+            || (ns.is_empty() && owned.host_links.contains(&l.name))
+    };
     let mut conflicts = Vec::new();
     let mut notes = Vec::new();
     let want = wants(lab);
@@ -503,7 +524,7 @@ pub fn plan_up(
     let mut fresh: BTreeSet<(String, String)> = BTreeSet::new();
     for b in &lab.bridges {
         match state(&host_ns).link(&b.name) {
-            Some(l) if is_ours(l, &mark) => {}
+            Some(l) if adopt(&host_ns, l) => {}
             Some(_) => conflicts.push(Conflict(format!("interface {} in {} exists and is not nslab's (no mark {mark}); nslab will not take it over", b.name, at(&host_ns)))),
             None => {
                 creates_link.push(Op::CreateBridge { ns: host_ns.clone(), name: b.name.clone(), mac: b.mac, mtu: b.mtu });
@@ -523,8 +544,7 @@ pub fn plan_up(
         let mut ok = true;
         for (o, ns, name) in [(oa, &na, &a.ifname), (ob, &nb, &b.ifname)] {
             if let Some(o) = o
-                && !is_ours(o, &mark)
-                && !(obs.ns.contains_key(ns) && owned_ns.contains(ns) && !ns.is_empty())
+                && !adopt(ns, o)
             {
                 conflicts.push(Conflict(format!("interface {name} in {} exists and is not nslab's (no mark {mark}); nslab will not take it over", at(ns))));
                 ok = false;
@@ -644,7 +664,8 @@ pub fn plan_up(
                         up: false,
                     });
                 }
-                if !(master_ok && up_ok && mtu_ok) || is_fresh {
+                let marked = o.is_some_and(|l| is_ours(l, &mark));
+                if !(master_ok && up_ok && mtu_ok && marked) || is_fresh {
                     ops.push(Op::SetLink {
                         ns: ns.clone(),
                         name: i.name.clone(),
@@ -657,7 +678,7 @@ pub fn plan_up(
                         },
                         mtu: if mtu_ok { None } else { i.mtu },
                         // The kernel ignores IFLA_IFALIAS in a create request: mark it here.
-                        alias: is_fresh.then(|| mark.clone()),
+                        alias: (is_fresh || !marked).then(|| mark.clone()),
                         up: true,
                     });
                 }

@@ -203,9 +203,12 @@ fn link(index: u32, name: &str, kind: Option<&str>) -> ObsLink {
 }
 
 fn up(f: &mut Fake, l: &Lab, prev: Option<&Lab>) -> Vec<Op> {
-    let owned: BTreeSet<String> = prev
-        .map(|p| p.namespaces().into_iter().collect())
-        .unwrap_or_default();
+    let owned = Owned {
+        namespaces: prev
+            .map(|p| p.namespaces().into_iter().collect())
+            .unwrap_or_default(),
+        host_links: BTreeSet::new(),
+    };
     let (ops, _) = plan_up(l, &f.obs, prev, &owned).expect("no conflicts");
     f.apply(&ops);
     ops
@@ -391,7 +394,7 @@ fn foreign_objects_are_conflicts() {
             ..Default::default()
         },
     );
-    let err = plan_up(&l, &f.obs, None, &BTreeSet::new()).unwrap_err();
+    let err = plan_up(&l, &f.obs, None, &Owned::default()).unwrap_err();
     assert!(
         err[0]
             .0
@@ -401,7 +404,7 @@ fn foreign_objects_are_conflicts() {
     // An interface in the host with a bridge's name.
     let mut f = Fake::new(true);
     f.st(HOST).links.push(link(9, "bri0", Some("bridge")));
-    let err = plan_up(&l, &f.obs, None, &BTreeSet::new()).unwrap_err();
+    let err = plan_up(&l, &f.obs, None, &Owned::default()).unwrap_err();
     assert!(
         err[0].0.contains("bri0") && err[0].0.contains("not nslab's"),
         "{err:?}"

@@ -1,0 +1,229 @@
+//! Keeping the machine clean: list labs, take them all down, find orphans (nslab's
+//! marked objects whose record was lost) and stale records. Nothing unmarked and
+//! unrecorded is ever removed.
+
+use crate::error::{Error, Result, require_caps};
+use crate::kernel::{conn, netns, nft, observe};
+use crate::lab;
+use crate::record::{self, Record};
+use serde::Serialize;
+use std::collections::BTreeSet;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LabInfo {
+    pub lab: String,
+    pub mode: &'static str,
+    pub nodes: usize,
+    /// "up", "partial" (an `up` did not finish), "stale" (its namespaces are gone,
+    /// e.g. after a reboot) or "degraded" (some namespaces are gone).
+    pub state: &'static str,
+    pub file: Option<String>,
+    pub namespaces: usize,
+    pub missing_namespaces: Vec<String>,
+}
+
+pub fn info(rec: &Record) -> LabInfo {
+    let missing: Vec<String> = rec
+        .namespaces
+        .iter()
+        .filter(|n| !netns::exists(n))
+        .cloned()
+        .collect();
+    let state = if !rec.namespaces.is_empty() && missing.len() == rec.namespaces.len() {
+        "stale"
+    } else if rec.model.is_none() {
+        "partial"
+    } else if !missing.is_empty() {
+        "degraded"
+    } else {
+        "up"
+    };
+    LabInfo {
+        lab: rec.lab.clone(),
+        mode: if rec.sandbox { "sandbox" } else { "host" },
+        nodes: rec.model.as_ref().map(|m| m.nodes.len()).unwrap_or(0),
+        state,
+        file: rec.file.clone(),
+        namespaces: rec.namespaces.len(),
+        missing_namespaces: missing,
+    }
+}
+
+/// Every lab with a record.
+pub fn ls() -> Result<Vec<LabInfo>> {
+    let mut out = Vec::new();
+    for name in record::list().map_err(Error::io("list labs"))? {
+        if let Ok(Some(r)) = Record::load(&name) {
+            out.push(info(&r));
+        }
+    }
+    Ok(out)
+}
+
+/// Labs whose name starts with `prefix`.
+pub fn labs_with_prefix(prefix: &str) -> Result<Vec<String>> {
+    Ok(record::list()
+        .map_err(Error::io("list labs"))?
+        .into_iter()
+        .filter(|l| l.starts_with(prefix))
+        .collect())
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CleanReport {
+    pub labs_down: Vec<String>,
+    pub orphan_namespaces: Vec<String>,
+    pub orphan_interfaces: Vec<String>,
+    pub orphan_nft_tables: Vec<String>,
+    pub stale_files: Vec<String>,
+    pub etc_netns: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+fn lab_of_mark(alias: Option<&str>) -> Option<&str> {
+    alias?.strip_prefix("nslab:")
+}
+
+/// Take down every lab (with `prefix`), then remove orphans: namespaces whose `lo`
+/// carries an nslab mark, interfaces and nft tables in this namespace with an nslab
+/// mark, hosts files nslab wrote — each only if its lab has no record.
+pub fn clean(prefix: &str, kill: bool, dry_run: bool) -> Result<CleanReport> {
+    require_caps("clean")?;
+    let mut rep = CleanReport::default();
+    for l in labs_with_prefix(prefix)? {
+        if dry_run {
+            rep.labs_down.push(l);
+            continue;
+        }
+        // Stale files of a recorded lab (a reboot with /run on disk): unmounted,
+        // empty files under /run/netns that the record names.
+        if let Ok(Some(r)) = Record::load(&l) {
+            for ns in &r.namespaces {
+                let p = netns::path(ns);
+                if p.exists()
+                    && !netns::is_nsfs(&p)
+                    && std::fs::metadata(&p).map(|m| m.len() == 0).unwrap_or(false)
+                    && std::fs::remove_file(&p).is_ok()
+                {
+                    rep.stale_files.push(p.display().to_string());
+                }
+            }
+        }
+        match lab::down(&l, kill) {
+            Ok(_) => rep.labs_down.push(l),
+            Err(e) => rep.errors.push(format!("lab {l}: {e}")),
+        }
+    }
+    let recorded: BTreeSet<String> = record::list()
+        .map_err(Error::io("list labs"))?
+        .into_iter()
+        .collect();
+    let orphan = |lab: &str| lab.starts_with(prefix) && !recorded.contains(lab);
+
+    // Namespaces marked by lo's alias.
+    if let Ok(rd) = std::fs::read_dir(netns::netns_dir()) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !netns::exists(&name) {
+                continue;
+            }
+            let Ok(mut c) = conn::open(&name) else {
+                continue;
+            };
+            let Ok(links) = observe::links(&mut c.nl) else {
+                continue;
+            };
+            drop(c);
+            let mark = links
+                .iter()
+                .find(|l| l.name == "lo")
+                .and_then(|l| lab_of_mark(l.alias.as_deref()).map(String::from));
+            if let Some(labname) = mark.filter(|l| orphan(l)) {
+                if !dry_run {
+                    if let Err(e) = netns::delete(&name) {
+                        rep.errors.push(format!("namespace {name}: {e}"));
+                        continue;
+                    }
+                    let _ = crate::apply::remove_etc(&name);
+                }
+                rep.orphan_namespaces
+                    .push(format!("{name} (lab {labname})"));
+            }
+        }
+    }
+    // Interfaces and nft tables in this namespace.
+    if let Ok(mut c) = conn::open_current() {
+        if let Ok(links) = observe::links(&mut c.nl) {
+            // Bridges first; veth ends whose peer died with a namespace are gone already.
+            let mut v: Vec<_> = links
+                .iter()
+                .filter(|l| lab_of_mark(l.alias.as_deref()).is_some_and(orphan))
+                .collect();
+            v.sort_by_key(|l| l.kind.as_deref() != Some("bridge"));
+            for l in v {
+                if !dry_run {
+                    match c.nl.request(
+                        crate::kernel::msg::del_link(&l.name),
+                        0,
+                        format!("delete {}", l.name),
+                    ) {
+                        Ok(()) => {}
+                        Err(e) if e.errno == libc::ENODEV => {}
+                        Err(e) => {
+                            rep.errors.push(e.to_string());
+                            continue;
+                        }
+                    }
+                }
+                rep.orphan_interfaces.push(format!(
+                    "{} (lab {})",
+                    l.name,
+                    lab_of_mark(l.alias.as_deref()).unwrap_or("")
+                ));
+            }
+        }
+        if let Ok(mut s) = nft::NftSocket::new() {
+            if let Ok(tables) = s.list_tables() {
+                for t in tables {
+                    let Some(labname) = lab_of_mark(t.comment.as_deref()).map(String::from) else {
+                        continue;
+                    };
+                    if !orphan(&labname) || t.family != nft::Family::Ip {
+                        continue;
+                    }
+                    let mark = crate::topology::mark_for(&labname);
+                    if !dry_run {
+                        if let Err(e) = s.delete_table_if_marked(&t.name, &mark) {
+                            rep.errors.push(format!("nftables table {}: {e}", t.name));
+                            continue;
+                        }
+                    }
+                    rep.orphan_nft_tables
+                        .push(format!("{} (lab {labname})", t.name));
+                }
+            }
+        }
+    }
+    // Hosts files nslab wrote for namespaces that are gone.
+    if let Ok(rd) = std::fs::read_dir("/etc/netns") {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let hosts = std::fs::read_to_string(e.path().join("hosts")).unwrap_or_default();
+            let Some(labname) = hosts
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("# written by nslab for lab "))
+                .and_then(|l| l.split_whitespace().next())
+            else {
+                continue;
+            };
+            if orphan(labname) && !netns::exists(&name) {
+                if !dry_run {
+                    let _ = crate::apply::remove_etc(&name);
+                }
+                rep.etc_netns.push(format!("/etc/netns/{name}"));
+            }
+        }
+    }
+    Ok(rep)
+}
