@@ -182,25 +182,23 @@ pub fn clean(prefix: &str, kill: bool, dry_run: bool) -> Result<CleanReport> {
                 ));
             }
         }
-        if let Ok(mut s) = nft::NftSocket::new() {
-            if let Ok(tables) = s.list_tables() {
-                for t in tables {
-                    let Some(labname) = lab_of_mark(t.comment.as_deref()).map(String::from) else {
-                        continue;
-                    };
-                    if !orphan(&labname) || t.family != nft::Family::Ip {
-                        continue;
-                    }
-                    let mark = crate::topology::mark_for(&labname);
-                    if !dry_run {
-                        if let Err(e) = s.delete_table_if_marked(&t.name, &mark) {
-                            rep.errors.push(format!("nftables table {}: {e}", t.name));
-                            continue;
-                        }
-                    }
-                    rep.orphan_nft_tables
-                        .push(format!("{} (lab {labname})", t.name));
+        if let Ok(mut s) = nft::NftSocket::new()
+            && let Ok(tables) = s.list_tables()
+        {
+            for t in tables {
+                let Some(labname) = lab_of_mark(t.comment.as_deref()).map(String::from) else {
+                    continue;
+                };
+                if !orphan(&labname) || t.family != nft::Family::Ip {
+                    continue;
                 }
+                let mark = crate::topology::mark_for(&labname);
+                if !dry_run && let Err(e) = s.delete_table_if_marked(&t.name, &mark) {
+                    rep.errors.push(format!("nftables table {}: {e}", t.name));
+                    continue;
+                }
+                rep.orphan_nft_tables
+                    .push(format!("{} (lab {labname})", t.name));
             }
         }
     }
