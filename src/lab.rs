@@ -309,10 +309,16 @@ pub fn up_lab(lab: Lab, file: Option<&Path>, force: bool) -> Result<UpReport> {
     }
     rec.model = Some(lab.clone());
     rec.save().map_err(Error::io("write the lab's record"))?;
+    // Programs last: the network they talk over is ready now.
+    let started = crate::programs::reconcile(&mut rec, &lab)?;
+    rec.save().map_err(Error::io("write the lab's record"))?;
+    let changed_programs = !started.is_empty();
+    let mut notes = notes;
+    notes.extend(started);
     Ok(UpReport {
         lab: lab.name,
         sandbox: lab.sandbox,
-        changed: !ops.is_empty(),
+        changed: !ops.is_empty() || changed_programs,
         ops,
         notes,
         seconds: t0.elapsed().as_secs_f64(),
@@ -454,10 +460,12 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
         })
         .collect();
     let found = procs::in_namespaces(&inos).map_err(Error::io("list processes"))?;
+    // Ours: a program nslab started, or one of its children (same session).
     let (ours, others): (Vec<_>, Vec<_>) = found.into_iter().partition(|(_, p)| {
-        rec.processes
-            .iter()
-            .any(|r| r.pid == p.pid && (r.start_time == p.start_time || r.start_time == 0))
+        rec.processes.iter().any(|r| {
+            (r.pid == p.pid && (r.start_time == p.start_time || r.start_time == 0))
+                || (p.session == r.pid && crate::programs::alive(r))
+        })
     });
     if !others.is_empty() && !kill {
         let list: Vec<String> = others
@@ -469,9 +477,22 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
             list.join("\n")
         )));
     }
+    // Recorded programs may live outside the lab's namespaces and still hold
+    // sockets in them (`serve --detach`): stop every one of them by pid.
+    for r in rec.processes.iter().filter(|r| crate::programs::alive(r)) {
+        procs::stop(r.pid, r.start_time, Duration::from_secs(3));
+        rep.stopped.push(procs::ProcInfo {
+            pid: r.pid,
+            start_time: r.start_time,
+            command: r.command.clone(),
+            session: r.pid,
+        });
+    }
     for (_, p) in &ours {
-        procs::stop(p.pid, p.start_time, Duration::from_secs(3));
-        rep.stopped.push(p.clone());
+        if procs::start_time(p.pid) == Some(p.start_time) {
+            procs::stop(p.pid, p.start_time, Duration::from_secs(3));
+            rep.stopped.push(p.clone());
+        }
     }
     for (_, p) in &others {
         procs::stop(p.pid, p.start_time, Duration::from_secs(3));
@@ -585,6 +606,7 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
         apply::remove_etc(&h).map_err(Error::io(format!("remove /etc/netns/{h}")))?;
         rep.namespaces.push(h);
     }
+    let _ = std::fs::remove_dir_all(crate::programs::log_dir(lab));
     rec.remove().map_err(Error::io("remove the lab's record"))?;
     rep.seconds = t0.elapsed().as_secs_f64();
     Ok(rep)
@@ -816,6 +838,72 @@ pub fn capture_targets(
             ns: f,
             ifname,
         });
+    }
+    Ok(out)
+}
+
+/// Record a program nslab started in a lab (under the lab's lock).
+pub fn add_process(lab: &str, p: crate::record::Proc) -> Result<()> {
+    let _lock = lock_lab(lab)?;
+    let mut rec = record_of(lab)?;
+    rec.processes.push(p);
+    rec.save().map_err(Error::io("write the lab's record"))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Identity {
+    pub namespace: String,
+    pub lab: Option<String>,
+    /// `node NAME`, `host` or `internet`.
+    pub place: Option<String>,
+}
+
+/// The named namespaces a process is in (like `ip netns identify`), with the lab
+/// and place when nslab made them.
+pub fn identify(pid: i32) -> std::io::Result<Vec<Identity>> {
+    let ino = procs::net_ino(pid).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no such process (or no access to its namespace)",
+        )
+    })?;
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(netns::netns_dir()) else {
+        return Ok(out);
+    };
+    let mut names: Vec<String> = rd
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for name in names {
+        if netns::exists(&name) && procs::ns_ino(&netns::path(&name)) == Some(ino) {
+            let (mut lab, mut place) = (None, None);
+            for l in record::list().unwrap_or_default() {
+                if let Ok(Some(r)) = Record::load(&l)
+                    && r.namespaces.contains(&name)
+                {
+                    if let Some(m) = &r.model {
+                        place = if m.host_ns().as_deref() == Some(name.as_str()) {
+                            Some("host".to_string())
+                        } else if m.internet_ns().as_deref() == Some(name.as_str()) {
+                            Some("internet".to_string())
+                        } else {
+                            m.nodes
+                                .iter()
+                                .find(|n| n.ns == name)
+                                .map(|n| format!("node {}", n.name))
+                        };
+                    }
+                    lab = Some(l);
+                }
+            }
+            out.push(Identity {
+                namespace: name,
+                lab,
+                place,
+            });
+        }
     }
     Ok(out)
 }

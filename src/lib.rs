@@ -13,6 +13,8 @@ pub mod kernel;
 pub mod lab;
 pub mod maint;
 pub mod plan;
+pub mod probe;
+pub mod programs;
 pub mod record;
 pub mod signals;
 pub mod status;

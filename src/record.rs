@@ -44,6 +44,9 @@ pub struct Proc {
     pub node: String,
     pub command: String,
     pub log: Option<String>,
+    /// "run" (the file's `run:` list) or "serve" (`nslab serve --detach`).
+    #[serde(default)]
+    pub origin: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

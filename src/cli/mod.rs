@@ -1,10 +1,14 @@
 //! The `nslab` command line: one file per subcommand, output as text or `--json`.
 
 mod capture;
+mod check;
 mod clean;
 mod down;
 mod exec;
+mod identify;
 mod ls;
+mod ping;
+mod serve;
 mod status;
 mod up;
 
@@ -49,6 +53,10 @@ pub enum Cmd {
     Status(status::Args),
     Exec(exec::Args),
     Capture(capture::Args),
+    Ping(ping::Args),
+    Check(check::Args),
+    Serve(serve::Args),
+    Identify(identify::Args),
     Ls(ls::Args),
     Clean(clean::Args),
 }
@@ -75,6 +83,10 @@ pub fn main() -> i32 {
         Cmd::Down(a) => down::run(a),
         Cmd::Status(a) => status::run(a),
         Cmd::Capture(a) => capture::run(a),
+        Cmd::Ping(a) => ping::run(a),
+        Cmd::Check(a) => check::run(a),
+        Cmd::Serve(a) => serve::run(a),
+        Cmd::Identify(a) => identify::run(a),
         Cmd::Ls(a) => ls::run(a),
         Cmd::Clean(a) => clean::run(a),
         Cmd::Exec(a) => return exec::run(a),

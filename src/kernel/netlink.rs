@@ -203,6 +203,50 @@ impl Rtnl {
         results
     }
 
+    /// A request answered by one message (e.g. RTM_GETROUTE for one address, as
+    /// `ip route get` does), or the kernel's error.
+    pub fn query(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        what: &str,
+    ) -> Result<RouteNetlinkMessage, NlError> {
+        let mut out = Vec::new();
+        let seq = self.serialize(msg, 0, &mut out);
+        self.sock.send(&out, 0).map_err(|e| NlError::io(what, e))?;
+        loop {
+            let n = self.recv().map_err(|e| NlError::io(what, e))?;
+            let mut off = 0;
+            while off + 16 <= n {
+                let b = &self.buf[off..n];
+                let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
+                if len < 16 || len > b.len() {
+                    break;
+                }
+                let ty = u16::from_ne_bytes([b[4], b[5]]);
+                let mseq = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
+                if mseq == seq {
+                    if ty == NLMSG_ERROR {
+                        let (_, code, ext) =
+                            parse_error(&b[..len]).unwrap_or((seq, -libc::EIO, None));
+                        return Err(NlError {
+                            what: what.into(),
+                            errno: if code == 0 { libc::EIO } else { -code },
+                            ext,
+                        });
+                    }
+                    if let Ok(NetlinkMessage {
+                        payload: NetlinkPayload::InnerMessage(i),
+                        ..
+                    }) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&b[..len])
+                    {
+                        return Ok(i);
+                    }
+                }
+                off += (len + 3) & !3;
+            }
+        }
+    }
+
     /// A dump request (NLM_F_DUMP): every reply message until NLMSG_DONE.
     pub fn dump(
         &mut self,

@@ -9,6 +9,7 @@ pub struct ProcInfo {
     pub pid: i32,
     pub start_time: u64,
     pub command: String,
+    pub session: i32,
 }
 
 /// The inode of a process's network namespace.
@@ -25,6 +26,14 @@ pub fn start_time(pid: i32) -> Option<u64> {
     // The command (field 2) may contain spaces and parentheses: split after the last ')'.
     let rest = &s[s.rfind(')')? + 2..];
     rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Session id of a process (field 6 of /proc/PID/stat): programs nslab starts
+/// lead their own session, so their children are known as theirs.
+pub fn session(pid: i32) -> Option<i32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    rest.split_whitespace().nth(3)?.parse().ok()
 }
 
 pub fn command(pid: i32) -> String {
@@ -64,6 +73,7 @@ pub fn in_namespaces(inos: &HashMap<u64, String>) -> io::Result<Vec<(String, Pro
                     pid,
                     start_time: start_time(pid).unwrap_or(0),
                     command: command(pid),
+                    session: session(pid).unwrap_or(0),
                 },
             ));
         }

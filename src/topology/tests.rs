@@ -351,6 +351,6 @@ fn expectations_parse_and_check_names() {
             .to_string()
             .contains("\"c\" is not a node")
     );
-    let bad = format!("{base}expect:\n  - reach: internet -> a\n");
-    assert!(parse(&bad).unwrap_err().to_string().contains("sandboxed"));
+    // `internet` is allowed: such expectations are skipped in host mode.
+    assert!(parse(&format!("{base}expect:\n  - reach: internet -> a\n")).is_ok());
 }

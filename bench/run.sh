@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# Star-lab benchmark (issue #8): nslab against two iproute2 baselines doing the same work.
+#
+# For each N, builds a star of N nodes on one bridge (each node: a network namespace,
+# a veth to the bridge, an IPv4 address, a default route via the bridge, lo up; no IPv6
+# link-local addresses anywhere) three ways, checks each build (ping, `ip -j` dumps
+# compared with nslab's), tears it down, and prints medians:
+#   nslab      `nslab up FILE --prefix P` / `nslab down --lab NAME`
+#   batch      one `ip -batch` for the host side, one `ip -n NS -batch` per namespace;
+#              down: one `ip -batch` of `netns del` lines and `link del br0`
+#   percmd     a shell script with one `ip` command per step (the tutorial's way);
+#              down: one `ip netns del` per node, then `ip link del br0`
+# "down" always lasts until the kernel has removed the host-side veth ends.
+# Each build runs inside a fresh namespace made by the benchmark, which plays the
+# host (`nsenter --net=/run/netns/bench-ID-h-METHOD`); the real host network is never
+# touched. Everything is named bench-ID-*, and is removed on exit, even on error or ^C.
+#
+# Usage: bench/run.sh [--quick] [--sizes 10,100,500,1000] [--reps R] [--methods LIST]
+#                     [--nslab PATH] [--json FILE] [--csv FILE] [--table FILE]
+#                     [--percmd-style n|exec] [--keep-tmp] [--phases]
+# Run as root. See bench/README.md.
+set -euo pipefail
+shopt -s nullglob
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+py=(python3 "$here/bench.py")
+
+usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
+
+sizes="10,100,500,1000"
+reps=""                     # default: 3 for N <= 100, 2 above
+methods="nslab,batch,percmd"
+nslab_bin="${NSLAB:-}"
+json_out="" csv_out="" table_out=""
+percmd_style="n"            # n: `ip -n NS ...`; exec: `ip netns exec NS ip ...` (literally the tutorial)
+keep_tmp=0
+phases=0
+settle_max="${BENCH_SETTLE_MAX:-60}"
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) sizes=10; reps=1; settle_max="${BENCH_SETTLE_MAX:-5}" ;;
+    --sizes) sizes="$2"; shift ;;
+    --reps) reps="$2"; shift ;;
+    --methods) methods="$2"; shift ;;
+    --nslab) nslab_bin="$2"; shift ;;
+    --json) json_out="$2"; shift ;;
+    --csv) csv_out="$2"; shift ;;
+    --table) table_out="$2"; shift ;;
+    --percmd-style) percmd_style="$2"; shift ;;
+    --keep-tmp) keep_tmp=1 ;;
+    --phases) phases=1 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+die() { echo "run.sh: $*" >&2; exit 2; }
+[ "$(id -u)" -eq 0 ] || die "needs root (it creates network namespaces)"
+for c in ip nsenter ping python3; do
+  command -v "$c" >/dev/null || die "missing $c (packages: iproute2 util-linux iputils-ping python3)"
+done
+[[ "$sizes" =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--sizes wants a comma-separated list of numbers"
+IFS=, read -r -a size_list <<<"$sizes"
+for n in "${size_list[@]}"; do
+  [ "$n" -ge 1 ] && [ "$n" -le 1000 ] || die "N=$n: want 1..1000 (a bridge holds at most 1024 ports)"
+done
+[ -z "$reps" ] || [[ "$reps" =~ ^[1-9][0-9]*$ ]] || die "--reps wants a positive number"
+[[ "$percmd_style" == n || "$percmd_style" == exec ]] || die "--percmd-style is n or exec"
+IFS=, read -r -a method_list <<<"$methods"
+for m in "${method_list[@]}"; do
+  [[ "$m" == nslab || "$m" == batch || "$m" == percmd ]] || die "unknown method $m"
+done
+if [ -z "$nslab_bin" ]; then
+  if [ -x "$repo/target/release/nslab" ]; then nslab_bin="$repo/target/release/nslab"
+  else nslab_bin="$repo/target/debug/nslab"; fi
+fi
+[ -x "$nslab_bin" ] || die "no nslab binary at $nslab_bin (build it, or give --nslab PATH / NSLAB=PATH)"
+nslab_bin=$(realpath "$nslab_bin")
+for f in json_out csv_out table_out; do   # absolute paths: we cd nowhere, but be safe
+  if [ -n "${!f}" ]; then printf -v "$f" '%s' "$(realpath -m "${!f}")"; fi
+done
+
+# A run id no existing namespace uses.
+while :; do
+  run_id="bench-$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
+  ip netns list | awk '{print $1}' | grep -q "^$run_id-" || break
+done
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/$run_id.XXXXXX")
+
+root_links() { ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | sort; }
+root_links_before=$(root_links)
+failed=0
+
+# Everything this run made carries $run_id: namespaces (/run/netns), nslab's records
+# and per-node /etc/netns/NAME dirs, its lock files. Remove them all, then check.
+cleanup() {
+  local rc=$? left
+  trap '' INT TERM
+  trap - EXIT
+  set +e
+  for rec in /run/nslab/labs/"$run_id"-*.json; do
+    lab=$(basename "$rec" .json)                    # bench-ID-nslab-star
+    echo "cleanup: nslab down --lab $lab" >&2
+    timeout 120 nsenter --net="/run/netns/$run_id-h-nslab" "$nslab_bin" down --lab "$lab" --kill >&2
+  done
+  mapfile -t left < <(ip netns list | awk '{print $1}' | grep "^$run_id-")
+  if [ "${#left[@]}" -gt 0 ]; then
+    echo "cleanup: deleting ${#left[@]} namespaces $run_id-*" >&2
+    printf 'netns del %s\n' "${left[@]}" | ip -force -batch - >/dev/null 2>&1
+  fi
+  rm -rf -- /etc/netns/"$run_id"-* /run/nslab/labs/"$run_id"-*.json /run/nslab/locks/"$run_id"-*.lock
+  [ "$keep_tmp" = 1 ] && echo "kept $tmp" >&2 || rm -rf -- "$tmp"
+  # Nothing may be left behind.
+  left=()
+  mapfile -t -O 0 left < <(ip netns list | awk '{print $1}' | grep "^$run_id-")
+  left+=(/etc/netns/"$run_id"-* /run/nslab/labs/"$run_id"-* /run/nslab/locks/"$run_id"-*)
+  if [ "${#left[@]}" -gt 0 ]; then
+    echo "run.sh: LEFT BEHIND: ${left[*]}" >&2; rc=1
+  fi
+  if [ "$(root_links)" != "$root_links_before" ]; then
+    echo "run.sh: the root namespace's links changed during the run:" >&2
+    diff <(echo "$root_links_before") <(root_links) >&2; rc=1
+  fi
+  [ "$rc" -eq 0 ] && [ "$failed" -ne 0 ] && rc=1
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'echo "run.sh: interrupted" >&2; exit 130' INT
+trap 'exit 143' TERM
+
+fail() { echo "run.sh: FAILED: $*" >&2; failed=1; exit 1; }
+
+kernel=$(uname -r)
+meta="$tmp/meta.json"
+python3 - "$meta" "$kernel" "$(nproc)" "$(ip -V)" "$("$nslab_bin" --version 2>&1)" "$nslab_bin" \
+  "$(git -C "$(dirname "$nslab_bin")" rev-parse --short HEAD 2>/dev/null || true)" "$percmd_style" <<'EOF'
+import json, sys, datetime
+out, kernel, cpus, ipv, nv, nb, rev, style = sys.argv[1:]
+json.dump({"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+           "kernel": kernel, "cpus": int(cpus), "iproute2": ipv.split(",")[1].strip(), "nslab_version": nv.split()[-1],
+           "nslab_bin": nb, "nslab_git": rev, "percmd_style": style,
+           "topology": "star: N nodes on one bridge br0 10.0.0.1/16; node k: eth0 10.0.x.y/16, default via 10.0.0.1, lo up; no IPv6 link-local"},
+          open(out, "w"), indent=1)
+EOF
+samples="$tmp/samples.jsonl"
+: >"$samples"
+echo "run $run_id: kernel $kernel, $(nproc) CPUs, nslab $nslab_bin, sizes $sizes, methods $methods" >&2
+
+reps_for() { if [ -n "$reps" ]; then echo "$reps"; elif [ "$1" -le 100 ]; then echo 3; else echo 2; fi; }
+
+# Node k's address, as bench.py's node_addr() gives it.
+node_addr() { echo "10.0.$(( $1 / 250 )).$(( $1 % 250 + 2 ))"; }
+
+# ping -c 2: success if any reply. Both ends are namespaces this run made.
+check_ping() {  # NS ADDR
+  nsenter --net="/run/netns/$1" ping -n -q -c 2 -i 0.2 -W 3 "$2" >/dev/null 2>&1
+}
+
+# One build, measured: up, check, down, check. Appends a sample line.
+build() {  # METHOD N REP
+  local m=$1 n=$2 rep=$3
+  local d="$tmp/n$n-r$rep-$m" host="$run_id-h-$m" prefix="$run_id-$m-"
+  local stamps="$d/stamps" log="$d/log" busy waited rss_up rss_down
+  mkdir -p "$d"
+  "${py[@]}" gen --n "$n" --method "$m" --prefix "$prefix" --dir "$d" --percmd-style "$percmd_style"
+  read -r busy waited < <("${py[@]}" settle --max "$settle_max")
+  ip netns add "$host"
+  export BENCH_STAMPS="$stamps" BENCH_NSLAB="$nslab_bin" BENCH_LAB="${prefix}star" BENCH_LOG="$log"
+
+  # up
+  if [ "$m" = nslab ]; then
+    "${py[@]}" run --stamps "$stamps" --label up --rss "$d/rss_up" --log "$log" -- \
+      nsenter --net="/run/netns/$host" "$nslab_bin" up "$d/star.yaml" --prefix "$prefix" \
+      || { cat "$log" >&2; fail "nslab up (N=$n)"; }
+  else
+    "${py[@]}" run --stamps "$stamps" --label up --rss "$d/rss_up" --log "$log" -- \
+      nsenter --net="/run/netns/$host" bash "$d/up.sh" \
+      || { tail -5 "$log" >&2; fail "$m up (N=$n)"; }
+  fi
+
+  # does it work? first and last node ping each other and the bridge
+  local first="${prefix}n1" last="${prefix}n$n" a_last a_first
+  a_first=$(node_addr 1); a_last=$(node_addr "$n")
+  check_ping "$first" 10.0.0.1 || fail "$m N=$n: node 1 cannot ping the bridge 10.0.0.1"
+  check_ping "$last" 10.0.0.1 || fail "$m N=$n: node $n cannot ping the bridge 10.0.0.1"
+  if [ "$n" -gt 1 ]; then
+    check_ping "$first" "$a_last" || fail "$m N=$n: node 1 cannot ping node $n ($a_last)"
+    check_ping "$last" "$a_first" || fail "$m N=$n: node $n cannot ping node 1 ($a_first)"
+  fi
+  # is it the star we want (and the same as the others')?
+  "${py[@]}" verify --n "$n" --method "$m" --host-ns "$host" --prefix "$prefix" --out "$d/canon.json" \
+    || fail "$m N=$n: the build is not the expected star (see above)"
+
+  read -r _ _ < <("${py[@]}" settle --max "$settle_max")
+  # down: until the kernel has removed the host-side veth ends
+  "${py[@]}" run --stamps "$stamps" --label down --rss "$d/rss_down" --log "$log" -- \
+    nsenter --net="/run/netns/$host" bash "$d/down.sh" \
+    || { tail -5 "$log" >&2; fail "$m down (N=$n)"; }
+  local rest
+  rest=$(ip -n "$host" -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -vx lo || true)
+  [ -z "$rest" ] || fail "$m N=$n: down left links in the host namespace: $rest"
+  rest=$(ip netns list | awk '{print $1}' | grep "^$prefix" || true)
+  [ -z "$rest" ] || fail "$m N=$n: down left namespaces: $(echo "$rest" | head -3 | tr '\n' ' ')"
+  if [ "$m" = nslab ]; then
+    [ ! -e "/run/nslab/labs/${prefix}star.json" ] || fail "nslab down left its record"
+    rm -f -- "/run/nslab/locks/${prefix}star.lock"   # nslab keeps lock files; ours go
+  fi
+  ip netns del "$host"
+
+  rss_up=$(cat "$d/rss_up"); rss_down=$(cat "$d/rss_down")
+  printf '{"n":%d,"method":"%s","rep":%d,"stamps":"%s","rss_up_kib":%d,"rss_down_kib":%d,"busy_before":%s,"settle_s":%s}\n' \
+    "$n" "$m" "$rep" "$stamps" "$rss_up" "$rss_down" "$busy" "$waited" >>"$samples"
+  awk -v m="$m" -v n="$n" -v r="$rep" '
+    { t[$1] = $2 }
+    END { printf "  N=%-4d rep %d  %-7s up %8.3f s   down %7.3f s\n", n, r, m,
+          t["up_end"] - t["up_start"], t["down_end"] - t["down_start"] }' "$stamps" >&2
+}
+
+for n in "${size_list[@]}"; do
+  r_n=$(reps_for "$n")
+  for ((rep = 1; rep <= r_n; rep++)); do
+    # Rotate the order from one rep to the next, so no method always goes first.
+    order=("${method_list[@]:$(( (rep - 1) % ${#method_list[@]} ))}" "${method_list[@]:0:$(( (rep - 1) % ${#method_list[@]} ))}")
+    for m in "${order[@]}"; do
+      build "$m" "$n" "$rep"
+    done
+    # Same interfaces, addresses, routes, flags, addrgenmode for all three builds?
+    for m in "${method_list[@]}"; do
+      [ "$m" = nslab ] || [ ! -e "$tmp/n$n-r$rep-nslab/canon.json" ] || {
+        diff -u "$tmp/n$n-r$rep-nslab/canon.json" "$tmp/n$n-r$rep-$m/canon.json" >&2 \
+          || fail "N=$n: the $m build differs from nslab's (diff above: - nslab, + $m)"
+      }
+    done
+  done
+done
+
+report_args=(--samples "$samples" --meta "$meta")
+[ -n "$json_out" ] && report_args+=(--json "$json_out")
+[ -n "$csv_out" ] && report_args+=(--csv "$csv_out")
+[ -n "$table_out" ] && report_args+=(--table "$table_out")
+[ "$phases" = 1 ] && report_args+=(--phases)
+echo >&2
+"${py[@]}" report "${report_args[@]}"
+[ -n "$json_out" ] && echo "results: $json_out" >&2
+[ -n "$csv_out" ] && echo "results: $csv_out" >&2
+exit 0

@@ -1,0 +1,146 @@
+use super::{LabSel, print_json};
+use nslab::error::{Error, Result};
+use nslab::probe::icmp::{self, PingOptions};
+use std::time::Duration;
+
+/// Ping from inside a node (or `host`, `internet`) over a raw ICMP socket, like
+/// `ip netns exec SRC ping DST`, and say why when no reply comes.
+///
+/// DST is a node (its first address of the family), an endpoint NODE:IF, `host`,
+/// `internet`, a bridge, or an IP address.
+///
+/// Examples:
+///   nslab ping green black
+///   nslab ping green 198.51.100.8 -c 1
+///   nslab ping red green -6
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Where the echo requests come from: a node, `host` or `internet`.
+    pub src: String,
+    /// Where they go.
+    pub dst: String,
+    /// Use IPv6 addresses of named destinations.
+    #[arg(short = '6')]
+    pub v6: bool,
+    /// Number of echo requests.
+    #[arg(short = 'c', long, default_value_t = 3)]
+    pub count: u32,
+    /// Seconds between requests.
+    #[arg(short = 'i', long, default_value_t = 1.0)]
+    pub interval: f64,
+    /// Seconds to wait for each reply.
+    #[arg(short = 'W', long, default_value_t = 2.0)]
+    pub timeout: f64,
+    /// Payload bytes.
+    #[arg(short = 's', long, default_value_t = 56)]
+    pub size: usize,
+    #[arg(long)]
+    pub json: bool,
+    /// The topology file the lab came from (or use --lab).
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub sel: LabSel,
+}
+
+fn secs(v: f64, what: &str) -> Result<Duration> {
+    if (0.0..3600.0).contains(&v) {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        Err(Error::Usage(format!(
+            "{what} must be a number of seconds between 0 and 3600"
+        )))
+    }
+}
+
+pub fn run(a: Args) -> Result<i32> {
+    if a.count == 0 {
+        return Err(Error::Usage("--count must be at least 1".into()));
+    }
+    let lab = a.sel.resolve(a.file.as_deref())?;
+    let rec = nslab::lab::record_of(&lab)?;
+    let model = rec
+        .model
+        .clone()
+        .ok_or_else(|| Error::Failed(format!("lab {lab} is not completely up")))?;
+    let src = nslab::lab::parse_place(&model, &a.src).ok_or_else(|| {
+        Error::Usage(format!(
+            "{:?} is not a node, `host` or `internet` of lab {lab}",
+            a.src
+        ))
+    })?;
+    let dst = nslab::probe::check::resolve(&model, &a.dst, if a.v6 { 6 } else { 4 })?;
+    let file = nslab::lab::place_file(&rec, &src)?;
+    let opts = PingOptions {
+        count: a.count,
+        interval: secs(a.interval, "--interval")?,
+        timeout: secs(a.timeout, "--timeout")?,
+        size: a.size,
+        ..Default::default()
+    };
+    let json = a.json;
+    if !json {
+        println!("{}", icmp::format_header(dst, &opts));
+    }
+    let mut events = Vec::new();
+    let report = nslab::kernel::netns::run_in(&file, || {
+        icmp::ping(dst, &opts, &mut |e| {
+            if json {
+                events.push(e.clone());
+            } else {
+                println!("{}", icmp::format_event(dst, e));
+            }
+        })
+    })
+    .map_err(Error::io("enter the namespace"))?;
+    let (report, why) = match report {
+        Ok(r) => {
+            let why = if r.received == 0 {
+                why_not(&rec, &model, &src, dst)
+            } else {
+                None
+            };
+            (Some(r), why)
+        }
+        Err(e) => {
+            if !json {
+                println!(
+                    "ping: connect: {}",
+                    e.to_string().replace(
+                        &format!(" (os error {})", e.raw_os_error().unwrap_or(0)),
+                        ""
+                    )
+                );
+            }
+            (None, why_not(&rec, &model, &src, dst))
+        }
+    };
+    let ok = report.as_ref().is_some_and(|r| r.received > 0);
+    if json {
+        print_json(
+            &serde_json::json!({ "src": a.src, "dst": a.dst, "address": dst, "events": events, "report": report, "why_not": why }),
+        );
+    } else {
+        if let Some(r) = &report {
+            println!("{}", icmp::format_report(dst, r));
+        }
+        if let Some(w) = &why {
+            println!("why not: {w}");
+        }
+    }
+    Ok(if ok { 0 } else { 1 })
+}
+
+fn why_not(
+    rec: &nslab::record::Record,
+    model: &nslab::topology::Lab,
+    src: &nslab::topology::Place,
+    dst: std::net::IpAddr,
+) -> Option<nslab::probe::why::Reason> {
+    let files = nslab::probe::check::places(model)
+        .into_iter()
+        .filter_map(|p| nslab::lab::place_file(rec, &p).ok().map(|f| (p, f)))
+        .collect();
+    let mut cx = nslab::probe::why::Ctx::open(model, files).ok()?;
+    Some(cx.why_not(src, dst))
+}
