@@ -907,3 +907,61 @@ pub fn identify(pid: i32) -> std::io::Result<Vec<Identity>> {
     }
     Ok(out)
 }
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanReport {
+    pub lab: String,
+    pub sandbox: bool,
+    /// The lab is up already: the plan is only the difference.
+    pub up: bool,
+    pub ops: Vec<Op>,
+    /// The same ops as the commands a person would type.
+    pub commands: Vec<String>,
+    pub notes: Vec<String>,
+    /// Host mode: addresses that `up` would refuse without --force.
+    pub overlaps: Vec<String>,
+}
+
+/// What `up` would do now, without doing it.
+pub fn plan(lab: &Lab) -> Result<PlanReport> {
+    let rec = Record::load(&lab.name)
+        .map_err(Error::io(format!("read the record of lab {}", lab.name)))?;
+    let mut k = Kernel::new(
+        conn::open_current().map_err(Error::io("open a netlink socket"))?,
+        &lab.name,
+    );
+    let mut names: BTreeSet<String> = lab.namespaces().into_iter().collect();
+    if let Some(r) = &rec {
+        names.extend(r.namespaces.iter().cloned());
+    }
+    let obs = observe(&mut k, lab, &names)?;
+    let overlaps = if lab.sandbox {
+        vec![]
+    } else {
+        overlaps(lab, &obs.ns[HOST].state)
+    };
+    let owned = rec
+        .as_ref()
+        .map(|r| plan::Owned {
+            namespaces: r.namespaces.clone(),
+            host_links: r.host_links.clone(),
+        })
+        .unwrap_or_default();
+    let (ops, notes) = plan::plan_up(
+        lab,
+        &obs,
+        rec.as_ref().and_then(|r| r.model.as_ref()),
+        &owned,
+    )
+    .map_err(|c| Error::Refused(c.iter().map(|x| x.0.clone()).collect::<Vec<_>>().join("\n")))?;
+    let commands = plan::explain::script(&ops);
+    Ok(PlanReport {
+        lab: lab.name.clone(),
+        sandbox: lab.sandbox,
+        up: rec.is_some_and(|r| r.model.is_some()),
+        ops,
+        commands,
+        notes,
+        overlaps,
+    })
+}

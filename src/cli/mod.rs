@@ -8,6 +8,7 @@ mod exec;
 mod identify;
 mod ls;
 mod ping;
+mod plan;
 mod serve;
 mod status;
 mod up;
@@ -49,6 +50,7 @@ impl LabSel {
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
     Up(up::Args),
+    Plan(plan::Args),
     Down(down::Args),
     Status(status::Args),
     Exec(exec::Args),
@@ -80,6 +82,7 @@ pub fn main() -> i32 {
     };
     let r = match cli.cmd {
         Cmd::Up(a) => up::run(a),
+        Cmd::Plan(a) => plan::run(a),
         Cmd::Down(a) => down::run(a),
         Cmd::Status(a) => status::run(a),
         Cmd::Capture(a) => capture::run(a),

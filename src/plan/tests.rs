@@ -433,3 +433,36 @@ fn explain_reads_like_the_tutorial() {
     );
     assert!(s.contains("ip link set bri0 addrgenmode none"), "{s}");
 }
+
+/// The plan of each tutorial example as the commands a person would type, from
+/// nothing (snapshots under src/plan/snapshots; review changes with `cargo insta`).
+#[test]
+fn explain_snapshots() {
+    for (name, text) in [
+        ("objective1", OBJ1),
+        ("objective2", OBJ2),
+        (
+            "objective3",
+            include_str!("../../examples/objective3-nat.yaml"),
+        ),
+    ] {
+        for sandbox in [false, true] {
+            let l = parse_str(
+                text,
+                "t.yaml",
+                &Options {
+                    prefix: String::new(),
+                    sandbox,
+                },
+            )
+            .unwrap();
+            let mut f = Fake::new(!sandbox);
+            let ops = up(&mut f, &l, None);
+            let script = explain::script(&ops).join("\n");
+            insta::assert_snapshot!(
+                format!("{name}-{}", if sandbox { "sandbox" } else { "host" }),
+                script
+            );
+        }
+    }
+}

@@ -1,0 +1,64 @@
+use super::{FilePath, print_json};
+use nslab::error::Result;
+
+/// Show what `nslab up` would do, without doing it; for a lab that is up, only the
+/// difference. `--explain` prints every step as the iproute2 / nft command a
+/// person would type for it, in order, so a plan reads like the tutorial.
+///
+/// Example: nslab plan examples/objective2-bridge.yaml --explain
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    pub file: FilePath,
+    #[arg(long, default_value = "", value_name = "P")]
+    pub prefix: String,
+    #[arg(long)]
+    pub sandbox: bool,
+    /// Print the steps as shell commands (ip, nft, sysctl).
+    #[arg(long)]
+    pub explain: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: Args) -> Result<i32> {
+    let lab = nslab::lab::load(&a.file, &a.prefix, a.sandbox)?;
+    let r = nslab::lab::plan(&lab)?;
+    if a.json {
+        print_json(&r);
+        return Ok(0);
+    }
+    for o in &r.overlaps {
+        eprintln!("note: `up` would refuse this without --force: {o}");
+    }
+    if r.ops.is_empty() {
+        println!("# lab {} is up to date: nothing to do", r.lab);
+        return Ok(0);
+    }
+    if a.explain {
+        println!(
+            "# lab {}: {} steps{}",
+            r.lab,
+            r.ops.len(),
+            if r.up {
+                " to bring it in line with the file"
+            } else {
+                ""
+            }
+        );
+        for c in &r.commands {
+            println!("{c}");
+        }
+        if !r.up {
+            for n in &lab.nodes {
+                for cmd in &n.run {
+                    println!("# then, in {}: ip netns exec {} {cmd} &", n.name, n.ns);
+                }
+            }
+        }
+    } else {
+        for op in &r.ops {
+            println!("{op}");
+        }
+    }
+    Ok(0)
+}
