@@ -7,7 +7,9 @@
 
 pub mod apply;
 pub mod capture;
+pub mod demo;
 pub mod error;
+pub mod graph;
 pub mod hostfwd;
 pub mod kernel;
 pub mod lab;

@@ -3,8 +3,10 @@
 mod capture;
 mod check;
 mod clean;
+mod demo;
 mod down;
 mod exec;
+mod graph;
 mod identify;
 mod ls;
 mod ping;
@@ -51,6 +53,7 @@ impl LabSel {
 pub enum Cmd {
     Up(up::Args),
     Plan(plan::Args),
+    Graph(graph::Args),
     Down(down::Args),
     Status(status::Args),
     Exec(exec::Args),
@@ -59,6 +62,7 @@ pub enum Cmd {
     Check(check::Args),
     Serve(serve::Args),
     Identify(identify::Args),
+    Demo(demo::Args),
     Ls(ls::Args),
     Clean(clean::Args),
 }
@@ -83,6 +87,7 @@ pub fn main() -> i32 {
     let r = match cli.cmd {
         Cmd::Up(a) => up::run(a),
         Cmd::Plan(a) => plan::run(a),
+        Cmd::Graph(a) => graph::run(a),
         Cmd::Down(a) => down::run(a),
         Cmd::Status(a) => status::run(a),
         Cmd::Capture(a) => capture::run(a),
@@ -90,6 +95,7 @@ pub fn main() -> i32 {
         Cmd::Check(a) => check::run(a),
         Cmd::Serve(a) => serve::run(a),
         Cmd::Identify(a) => identify::run(a),
+        Cmd::Demo(a) => demo::run(a),
         Cmd::Ls(a) => ls::run(a),
         Cmd::Clean(a) => clean::run(a),
         Cmd::Exec(a) => return exec::run(a),
