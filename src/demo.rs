@@ -25,6 +25,15 @@ pub struct Step {
     pub output: Vec<String>,
 }
 
+/// What to watch during a step.
+struct Watch<'t> {
+    targets: &'t [&'t str],
+    proto: &'t str,
+    count: u64,
+    title: &'t str,
+    want: &'t [&'t str],
+}
+
 /// Where the demo says things: as it goes (text) or at the end (JSON).
 pub struct Demo<'a> {
     pub prefix: String,
@@ -273,26 +282,23 @@ impl<'a> Demo<'a> {
         Ok(())
     }
 
+    /// Capture on `w.targets` while `act` runs; the step is ok if every `w.want` was seen.
     fn capture_during(
         &mut self,
         objective: u8,
         lab: &topology::Lab,
-        targets: &[&str],
-        proto: &str,
-        count: u64,
-        title: &str,
+        w: Watch,
         act: impl FnOnce(&mut Self) -> Result<bool>,
-        want: &[&str],
     ) -> Result<()> {
         self.interrupted()?;
         let rec = lab::record_of(&lab.name)?;
-        let specs: Vec<String> = targets.iter().map(|s| s.to_string()).collect();
+        let specs: Vec<String> = w.targets.iter().map(|s| s.to_string()).collect();
         let t = lab::capture_targets(&rec, &specs)?;
         let socks = engine::open(&t).map_err(|e| Error::Failed(e.to_string()))?;
-        let filter = crate::capture::decode::Filter::new(Some(proto), None, None)
+        let filter = crate::capture::decode::Filter::new(Some(w.proto), None, None)
             .map_err(|e| Error::Failed(e.to_string()))?;
         let opts = CapOpts {
-            count: Some(count),
+            count: Some(w.count),
             duration: Some(Duration::from_secs(4)),
             filter: Some(filter),
         };
@@ -316,10 +322,10 @@ impl<'a> Demo<'a> {
             r?;
             Ok(lines)
         })?;
-        let ok = want.iter().all(|w| lines.iter().any(|l| l.contains(w)));
-        let mut out = vec![format!("host$ nslab capture {}", targets.join(" "))];
+        let ok = w.want.iter().all(|x| lines.iter().any(|l| l.contains(x)));
+        let mut out = vec![format!("host$ nslab capture {}", w.targets.join(" "))];
         out.extend(lines);
-        self.step(objective, title, ok, out);
+        self.step(objective, w.title, ok, out);
         Ok(())
     }
 
@@ -345,7 +351,7 @@ impl<'a> Demo<'a> {
         .collect();
         self.step(
             objective,
-            &format!("which namespace is a process in? (ip netns identify)"),
+            "which namespace is a process in? (ip netns identify)",
             ok,
             out,
         );
@@ -453,10 +459,16 @@ impl<'a> Demo<'a> {
         self.capture_during(
             2,
             &l2,
-            &["host:bbrveth"],
-            "icmp",
-            4,
-            "tcpdump -i bbrveth: green's ping to black crosses the bridge port",
+            Watch {
+                targets: &["host:bbrveth"],
+                proto: "icmp",
+                count: 4,
+                title: "tcpdump -i bbrveth: green's ping to black crosses the bridge port",
+                want: &[
+                    "192.168.3.1 > 192.168.1.1: ICMP echo request",
+                    "192.168.1.1 > 192.168.3.1: ICMP echo reply",
+                ],
+            },
             move |d| {
                 d.ping(
                     2,
@@ -467,10 +479,6 @@ impl<'a> Demo<'a> {
                     "green pings black while we watch",
                 )
             },
-            &[
-                "192.168.3.1 > 192.168.1.1: ICMP echo request",
-                "192.168.1.1 > 192.168.3.1: ICMP echo reply",
-            ],
         )?;
         self.down(2, &l2)?;
 
@@ -488,10 +496,7 @@ impl<'a> Demo<'a> {
         self.capture_during(
             3,
             &l3,
-            &["host:uplink"],
-            "icmp",
-            2,
-            "the ping leaves by the host's uplink with its private source... and no answer comes",
+            Watch { targets: &["host:uplink"], proto: "icmp", count: 2, title: "the ping leaves by the host's uplink with its private source... and no answer comes", want: &["192.168.3.1 > 198.51.100.8: ICMP echo request"] },
             move |d| {
                 d.ping(
                     3,
@@ -502,17 +507,19 @@ impl<'a> Demo<'a> {
                     "green cannot reach the internet",
                 )
             },
-            &["192.168.3.1 > 198.51.100.8: ICMP echo request"],
         )?;
         let l3 = self.up(3, "add the masquerade: iptables -t nat -A POSTROUTING -s 192.168.0.0/16 ! -o bri0 -j MASQUERADE", &base3)?;
         let l3c = l3.clone();
         self.capture_during(
             3,
             &l3,
-            &["internet:isp"],
-            "icmp",
-            2,
-            "now the internet sees the host's address, and answers",
+            Watch {
+                targets: &["internet:isp"],
+                proto: "icmp",
+                count: 2,
+                title: "now the internet sees the host's address, and answers",
+                want: &["203.0.113.2 > 198.51.100.8: ICMP echo request"],
+            },
             move |d| {
                 d.ping(
                     3,
@@ -523,7 +530,6 @@ impl<'a> Demo<'a> {
                     "green reaches the internet",
                 )
             },
-            &["203.0.113.2 > 198.51.100.8: ICMP echo request"],
         )?;
         let rec = lab::record_of(&l3.name)?;
         let mut l3e = l3.clone();
