@@ -5,6 +5,8 @@ use nslab::error::{Error, Result};
 use std::io::Write;
 use std::time::Duration;
 
+/// Watch packets cross the lab (a built-in `tcpdump -i IF`).
+///
 /// Watch packets cross the lab, like `tcpdump -i bbrveth` in the tutorial, with no
 /// tcpdump or libpcap: one line per packet with the time, where it was seen
 /// (several interfaces at once, merged by time), its direction and a decode of

@@ -1,7 +1,7 @@
 use super::{FilePath, LabSel, print_json};
 use nslab::error::{Error, Result};
 
-/// Check who reaches whom, and the file's expectations.
+/// Who reaches whom, the file's expectations, and why not.
 ///
 /// Prints a reachability matrix of all nodes (plus `host` and, sandboxed, the
 /// `internet`), one per address family in use, like Mininet's pingall; for every

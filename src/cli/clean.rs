@@ -1,6 +1,8 @@
 use super::print_json;
 use nslab::error::Result;
 
+/// Remove everything of nslab's, including orphans of lost records.
+///
 /// Remove everything of nslab's: take down every lab that has a record, then find
 /// nslab's marked objects whose record was lost (orphans: namespaces whose `lo`
 /// carries the mark, interfaces and nftables tables in this namespace with the

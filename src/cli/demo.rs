@@ -1,6 +1,8 @@
 use super::print_json;
 use nslab::error::Result;
 
+/// Run the tutorial end to end in sandboxes (start here).
+///
 /// The tutorial, end to end, in sandboxes: two namespaces and a cable (objective
 /// 1), three on a bridge (objective 2), and NAT to an emulated internet (objective
 /// 3), narrated step by step with real pings, HTTP, a capture on the bridge port,

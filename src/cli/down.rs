@@ -1,7 +1,7 @@
 use super::{FilePath, LabSel, print_json};
 use nslab::error::Result;
 
-/// Take a lab down: remove exactly what its record owns, nothing else.
+/// Take a lab down: remove exactly what its record owns.
 ///
 /// `down` trusts the lab's record, not the file, so it works even if the file was
 /// edited or deleted since `up`. It returns when the kernel has finished removing

@@ -2,6 +2,8 @@ use super::LabSel;
 use nslab::kernel::{exec::Entry, netns};
 use std::os::unix::process::CommandExt;
 
+/// Run a program inside a node, like `ip netns exec`.
+///
 /// Run a program inside a node, the way `ip netns exec` does: in the node's network
 /// namespace, with /sys showing its interfaces and /etc/netns/NAME/* over /etc.
 /// No shell is involved; stdin, stdout and the exit code pass through (125: nslab's

@@ -2,6 +2,8 @@ use super::FilePath;
 use nslab::error::{Error, Result};
 use nslab::graph::{Format, render};
 
+/// Draw a lab as DOT, Mermaid or SVG.
+///
 /// Draw a lab: nodes with their interfaces and addresses, bridges, cables
 /// labelled with both interface names, the host (with NAT), and with --sandbox
 /// the emulated internet. DOT (for graphviz), Mermaid (renders on GitHub) or SVG

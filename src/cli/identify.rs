@@ -1,6 +1,8 @@
 use super::print_json;
 use nslab::error::{Error, Result};
 
+/// Name the namespace a process is in, like `ip netns identify`.
+///
 /// Name the network namespace a process is in, as `ip netns identify` prints it
 /// (default: this process), plus the lab and node when nslab made it. Prints
 /// nothing for a process in a namespace without a name (e.g. the root one).

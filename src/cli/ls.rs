@@ -1,6 +1,8 @@
 use super::print_json;
 use nslab::error::Result;
 
+/// List the labs that are up.
+///
 /// List the labs that are up: name, mode (host or sandbox), node count, state
 /// (up, partial: an `up` did not finish, degraded: some namespaces are gone,
 /// stale: all are gone, e.g. after a reboot) and the file it came from.

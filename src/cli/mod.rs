@@ -3,6 +3,7 @@
 mod capture;
 mod check;
 mod clean;
+mod completions;
 mod demo;
 mod down;
 mod exec;
@@ -65,6 +66,8 @@ pub enum Cmd {
     Demo(demo::Args),
     Ls(ls::Args),
     Clean(clean::Args),
+    Completions(completions::Args),
+    Man(completions::ManArgs),
 }
 
 pub fn main() -> i32 {
@@ -98,6 +101,8 @@ pub fn main() -> i32 {
         Cmd::Demo(a) => demo::run(a),
         Cmd::Ls(a) => ls::run(a),
         Cmd::Clean(a) => clean::run(a),
+        Cmd::Completions(a) => completions::run(a),
+        Cmd::Man(a) => completions::man(a),
         Cmd::Exec(a) => return exec::run(a),
     };
     match r {

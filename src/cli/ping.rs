@@ -3,6 +3,8 @@ use nslab::error::{Error, Result};
 use nslab::probe::icmp::{self, PingOptions};
 use std::time::Duration;
 
+/// Ping from inside a node, and say why when no reply comes.
+///
 /// Ping from inside a node (or `host`, `internet`) over a raw ICMP socket, like
 /// `ip netns exec SRC ping DST`, and say why when no reply comes.
 ///

@@ -1,6 +1,8 @@
 use super::{FilePath, print_json};
 use nslab::error::Result;
 
+/// Show what `nslab up` would do, without doing it.
+///
 /// Show what `nslab up` would do, without doing it; for a lab that is up, only the
 /// difference. `--explain` prints every step as the iproute2 / nft command a
 /// person would type for it, in order, so a plan reads like the tutorial.

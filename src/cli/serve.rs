@@ -3,6 +3,8 @@ use nslab::error::{Error, Result};
 use nslab::probe::http::{Content, Server};
 use std::net::{IpAddr, SocketAddr};
 
+/// Run a small web server inside a node.
+///
 /// A small web server inside a node, so labs and probes need no python: a page
 /// naming the node (and who asked), or a directory listing with `--dir`. It answers
 /// plain text with `400 Bad request syntax`, as the tutorial's server does.

@@ -1,6 +1,8 @@
 use super::{FilePath, LabSel, print_json};
 use nslab::error::Result;
 
+/// Compare a lab with what the kernel has (ok / missing / different).
+///
 /// Show a lab as the kernel has it: per node its interfaces (state, addresses) and
 /// routes, per bridge its ports, and for each object whether it matches the lab's
 /// record (ok / missing / different). With FILE, compare against that file instead.

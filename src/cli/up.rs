@@ -2,7 +2,7 @@ use super::{FilePath, print_json};
 use nslab::error::Result;
 use nslab::lab::{self, UpOptions};
 
-/// Build a lab from a topology file, or bring it back in line with the file.
+/// Build a lab from a topology file, or bring it in line with the file.
 ///
 /// `up` validates the whole file first (a mistake changes nothing), then compares
 /// the kernel with it: what is missing is created, what differs is fixed, what the
