@@ -354,3 +354,57 @@ fn expectations_parse_and_check_names() {
     // `internet` is allowed: such expectations are skipped in host mode.
     assert!(parse(&format!("{base}expect:\n  - reach: internet -> a\n")).is_ok());
 }
+
+mod hardening {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+        /// Arbitrary text never panics the parser.
+        #[test]
+        fn arbitrary_text_never_panics(s in "\\PC{0,400}") {
+            let _ = parse(&s).map_err(|e| e.to_string());
+        }
+
+        /// YAML-shaped text built from the file's own words never panics either.
+        #[test]
+        fn yaml_shaped_text_never_panics(lines in proptest::collection::vec(
+            (0usize..4, prop::sample::select(vec!["name", "nodes", "bridges", "links", "nat", "expect", "interfaces", "routes", "address", "addresses", "forward", "run", "red", "bri0", "- [a:e, b:e]", "- reach: a -> b", "10.0.0.1/24", "default via 10.0.0.1", "{", "[", "&x", "*x", "<<: *x", "~", "yes"]),
+             prop::sample::select(vec![":", ": ", ": {}", ": []", ": x", "", ": 1", ": [a:e]", ": { address: 1.2.3.4/8 }"])), 0..30)) {
+            let text: String = lines.iter().map(|(ind, k, v)| format!("{}{k}{v}\n", "  ".repeat(*ind))).collect();
+            let _ = parse(&text).map_err(|e| e.to_string());
+            let _ = sandboxed(&text).map_err(|e| e.to_string());
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let deep = format!("name: x\nnodes: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(parse(&deep).is_err());
+        let deep_map = format!("name: x\nnodes:\n{}", (0..5000).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect::<String>());
+        assert!(parse(&deep_map).is_err());
+    }
+
+    #[test]
+    fn alias_bombs_are_refused() {
+        // "Billion laughs": each level refers to the previous one ten times.
+        let mut t = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            t.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        t.push_str("name: x\n");
+        let t0 = std::time::Instant::now();
+        assert!(parse(&t).is_err());
+        assert!(t0.elapsed() < std::time::Duration::from_secs(10));
+    }
+
+    #[test]
+    fn huge_files_are_refused_before_parsing() {
+        let big = "#".repeat(MAX_FILE_BYTES + 1);
+        let e = parse(&big).unwrap_err();
+        assert!(e.to_string().contains("too large"), "{e}");
+    }
+}
