@@ -45,6 +45,8 @@ pub struct Kernel {
     pub mark: String,
     /// The lab being applied (host forwarding is shared between labs by name).
     pub lab: String,
+    /// Called with (ops done, ops in all) as the plan advances.
+    pub progress: Option<Box<dyn FnMut(usize, usize)>>,
     /// Test-only: fail after this many kernel operations.
     pub fail_after: Option<usize>,
     pub done: usize,
@@ -62,6 +64,7 @@ impl Kernel {
             conns,
             mark,
             lab: lab.to_string(),
+            progress: None,
             fail_after,
             done: 0,
         }
@@ -76,6 +79,12 @@ impl Kernel {
             self.conns.insert(ns.to_string(), c);
         }
         Ok(self.conns.get_mut(ns).expect("just inserted"))
+    }
+
+    fn report(&mut self, done: usize, total: usize) {
+        if let Some(p) = self.progress.as_mut() {
+            p(done, total);
+        }
     }
 
     /// Count `n` operations; fail when the test switch says so. Returns how many of
@@ -117,6 +126,7 @@ pub fn apply(
 ) -> Result<(), ApplyError> {
     let mut i = 0;
     while i < ops.len() {
+        k.report(i, ops.len());
         let op = &ops[i];
         match op {
             Op::CreateNs { .. } => {
@@ -140,17 +150,24 @@ pub fn apply(
                     source: e,
                 })?;
                 let mut first_err = None;
-                for (name, r) in conn::create_many(&items) {
-                    match r {
-                        Ok(c) => {
-                            k.conns.insert(name, c);
+                // In chunks, so progress can be shown between them.
+                for (n, chunk) in items.chunks(128).enumerate() {
+                    for (name, r) in conn::create_many(chunk) {
+                        match r {
+                            Ok(c) => {
+                                k.conns.insert(name, c);
+                            }
+                            Err(e) => {
+                                first_err.get_or_insert(ApplyError::Io {
+                                    step: format!("create namespace {name}"),
+                                    source: e,
+                                });
+                            }
                         }
-                        Err(e) => {
-                            first_err.get_or_insert(ApplyError::Io {
-                                step: format!("create namespace {name}"),
-                                source: e,
-                            });
-                        }
+                    }
+                    k.report(i + n * 128 + chunk.len(), ops.len());
+                    if first_err.is_some() {
+                        break;
                     }
                 }
                 if let Some(e) = first_err {

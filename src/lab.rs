@@ -165,7 +165,27 @@ pub fn up(file: &Path, opts: &UpOptions) -> Result<UpReport> {
     up_lab(lab, Some(file), opts.force)
 }
 
+/// `up` with progress reported to `progress`.
+pub fn up_with(
+    file: &Path,
+    opts: &UpOptions,
+    progress: Option<Box<dyn FnMut(usize, usize)>>,
+) -> Result<UpReport> {
+    let lab = load(file, &opts.prefix, opts.sandbox)?;
+    up_lab_with(lab, Some(file), opts.force, progress)
+}
+
 pub fn up_lab(lab: Lab, file: Option<&Path>, force: bool) -> Result<UpReport> {
+    up_lab_with(lab, file, force, None)
+}
+
+/// `up_lab`, reporting progress (ops done, ops in all) to `progress`.
+pub fn up_lab_with(
+    lab: Lab,
+    file: Option<&Path>,
+    force: bool,
+    progress: Option<Box<dyn FnMut(usize, usize)>>,
+) -> Result<UpReport> {
     require_caps("up")?;
     let t0 = Instant::now();
     netns::raise_nofile_limit();
@@ -196,6 +216,7 @@ pub fn up_lab(lab: Lab, file: Option<&Path>, force: bool) -> Result<UpReport> {
         conn::open_current().map_err(Error::io("open a netlink socket"))?,
         &lab.name,
     );
+    k.progress = progress;
     let mut names: BTreeSet<String> = lab.namespaces().into_iter().collect();
     names.extend(rec.namespaces.iter().cloned());
     let obs = observe(&mut k, &lab, &names)?;

@@ -27,13 +27,19 @@ pub struct ManArgs {}
 pub fn man(_: ManArgs) -> Result<i32> {
     let cmd = Cli::command();
     let mut out = Vec::new();
-    clap_mangen::Man::new(cmd.clone()).render(&mut out).map_err(nslab::error::Error::io("render the man page"))?;
+    clap_mangen::Man::new(cmd.clone())
+        .render(&mut out)
+        .map_err(nslab::error::Error::io("render the man page"))?;
     // One section per subcommand, after the main page.
     for sub in cmd.get_subcommands() {
         let sub = sub.clone().bin_name(format!("nslab {}", sub.get_name()));
-        clap_mangen::Man::new(sub).render(&mut out).map_err(nslab::error::Error::io("render the man page"))?;
+        clap_mangen::Man::new(sub)
+            .render(&mut out)
+            .map_err(nslab::error::Error::io("render the man page"))?;
     }
     use std::io::Write;
-    std::io::stdout().write_all(&out).map_err(nslab::error::Error::io("write"))?;
+    std::io::stdout()
+        .write_all(&out)
+        .map_err(nslab::error::Error::io("write"))?;
     Ok(0)
 }

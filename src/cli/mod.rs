@@ -123,3 +123,24 @@ pub fn print_json<T: serde::Serialize>(v: &T) {
 }
 
 pub type FilePath = PathBuf;
+
+/// Progress goes to a terminal only: piped output stays free of escape codes.
+pub fn stderr_is_tty() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
+}
+
+/// A progress callback drawing one line on stderr, at most ten times a second.
+pub fn progress_line(what: &'static str) -> Box<dyn FnMut(usize, usize)> {
+    let mut last = std::time::Instant::now() - std::time::Duration::from_secs(1);
+    Box::new(move |done, total| {
+        if total >= 50 && last.elapsed() >= std::time::Duration::from_millis(100) {
+            last = std::time::Instant::now();
+            eprint!("\r\x1b[2Knslab {what}: {done}/{total} steps");
+        }
+    })
+}
+
+pub fn clear_progress() {
+    eprint!("\r\x1b[2K");
+}

@@ -37,14 +37,17 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<i32> {
-    let r = lab::up(
-        &a.file,
-        &UpOptions {
-            prefix: a.prefix,
-            sandbox: a.sandbox,
-            force: a.force,
-        },
-    )?;
+    let progress = (!a.json && super::stderr_is_tty()).then(|| super::progress_line("up"));
+    let opts = UpOptions {
+        prefix: a.prefix,
+        sandbox: a.sandbox,
+        force: a.force,
+    };
+    let r = lab::up_with(&a.file, &opts, progress);
+    if progress_shown(a.json) {
+        super::clear_progress();
+    }
+    let r = r?;
     if a.json {
         print_json(&r);
         return Ok(0);
@@ -69,6 +72,10 @@ pub fn run(a: Args) -> Result<i32> {
         r.seconds
     );
     Ok(0)
+}
+
+fn progress_shown(json: bool) -> bool {
+    !json && super::stderr_is_tty()
 }
 
 /// "3 namespaces, 1 bridge, 3 cables, 4 addresses, 3 routes"

@@ -381,9 +381,18 @@ mod hardening {
 
     #[test]
     fn deep_nesting_is_an_error_not_a_crash() {
-        let deep = format!("name: x\nnodes: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let deep = format!(
+            "name: x\nnodes: {}{}\n",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
         assert!(parse(&deep).is_err());
-        let deep_map = format!("name: x\nnodes:\n{}", (0..5000).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect::<String>());
+        let deep_map = format!(
+            "name: x\nnodes:\n{}",
+            (0..5000)
+                .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+                .collect::<String>()
+        );
         assert!(parse(&deep_map).is_err());
     }
 
