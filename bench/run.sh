@@ -73,6 +73,20 @@ IFS=, read -r -a method_list <<<"$methods"
 for m in "${method_list[@]}"; do
   [[ "$m" == nslab || "$m" == batch || "$m" == percmd ]] || die "unknown method $m"
 done
+# Peak RSS: GNU time's %M (see bench.py run). Install it if missing (Debian: time).
+gnu_time=/usr/bin/time
+if ! "$gnu_time" -f %M true >/dev/null 2>&1 && command -v apt-get >/dev/null; then
+  echo "run.sh: installing GNU time (package time) for peak-RSS measurement" >&2
+  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time || {
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time; }; } >/dev/null 2>&1 || true
+fi
+if "$gnu_time" -f %M true >/dev/null 2>&1; then rss_how="GNU time %M"
+else gnu_time=""; rss_how="wait4 rusage (upper bound: includes ~16 MiB inherited from the python launcher)"
+  echo "run.sh: no GNU time; $rss_how" >&2
+fi
+time_opt=()
+[ -z "$gnu_time" ] || time_opt=(--gnu-time "$gnu_time")
+
 if [ -z "$nslab_bin" ]; then
   if [ -x "$repo/target/release/nslab" ]; then nslab_bin="$repo/target/release/nslab"
   else nslab_bin="$repo/target/debug/nslab"; fi
@@ -136,12 +150,12 @@ fail() { echo "run.sh: FAILED: $*" >&2; failed=1; exit 1; }
 kernel=$(uname -r)
 meta="$tmp/meta.json"
 python3 - "$meta" "$kernel" "$(nproc)" "$(ip -V)" "$("$nslab_bin" --version 2>&1)" "$nslab_bin" \
-  "$(git -C "$(dirname "$nslab_bin")" rev-parse --short HEAD 2>/dev/null || true)" "$percmd_style" <<'EOF'
+  "$(git -C "$(dirname "$nslab_bin")" rev-parse --short HEAD 2>/dev/null || true)" "$percmd_style" "$rss_how" <<'EOF'
 import json, sys, datetime
-out, kernel, cpus, ipv, nv, nb, rev, style = sys.argv[1:]
+out, kernel, cpus, ipv, nv, nb, rev, style, rss_how = sys.argv[1:]
 json.dump({"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
            "kernel": kernel, "cpus": int(cpus), "iproute2": ipv.split(",")[1].strip(), "nslab_version": nv.split()[-1],
-           "nslab_bin": nb, "nslab_git": rev, "percmd_style": style,
+           "nslab_bin": nb, "nslab_git": rev, "percmd_style": style, "peak_rss": rss_how,
            "topology": "star: N nodes on one bridge br0 10.0.0.1/16; node k: eth0 10.0.x.y/16, default via 10.0.0.1, lo up; no IPv6 link-local"},
           open(out, "w"), indent=1)
 EOF
@@ -172,11 +186,11 @@ build() {  # METHOD N REP
 
   # up
   if [ "$m" = nslab ]; then
-    "${py[@]}" run --stamps "$stamps" --label up --rss "$d/rss_up" --log "$log" -- \
+    "${py[@]}" run "${time_opt[@]}" --stamps "$stamps" --label up --rss "$d/rss_up" --log "$log" -- \
       nsenter --net="/run/netns/$host" "$nslab_bin" up "$d/star.yaml" --prefix "$prefix" \
       || { cat "$log" >&2; fail "nslab up (N=$n)"; }
   else
-    "${py[@]}" run --stamps "$stamps" --label up --rss "$d/rss_up" --log "$log" -- \
+    "${py[@]}" run "${time_opt[@]}" --stamps "$stamps" --label up --rss "$d/rss_up" --log "$log" -- \
       nsenter --net="/run/netns/$host" bash "$d/up.sh" \
       || { tail -5 "$log" >&2; fail "$m up (N=$n)"; }
   fi
@@ -196,7 +210,7 @@ build() {  # METHOD N REP
 
   read -r _ _ < <("${py[@]}" settle --max "$settle_max")
   # down: until the kernel has removed the host-side veth ends
-  "${py[@]}" run --stamps "$stamps" --label down --rss "$d/rss_down" --log "$log" -- \
+  "${py[@]}" run "${time_opt[@]}" --stamps "$stamps" --label down --rss "$d/rss_down" --log "$log" -- \
     nsenter --net="/run/netns/$host" bash "$d/down.sh" \
     || { tail -5 "$log" >&2; fail "$m down (N=$n)"; }
   local rest

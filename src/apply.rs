@@ -105,6 +105,18 @@ impl Kernel {
     }
 }
 
+/// A coarse name of what an op does, for NSLAB_TIMING.
+fn phase(op: &Op) -> &'static str {
+    match op {
+        Op::CreateNs { .. } => "create namespaces",
+        Op::DeleteNs { .. } => "delete namespaces",
+        o if o.is_file_op() => "files",
+        o if nl_op(o) && o.ns() == HOST => "netlink in the host",
+        o if nl_op(o) => "netlink in the lab's namespaces",
+        _ => "nat and sysctls",
+    }
+}
+
 fn nl_op(op: &Op) -> bool {
     matches!(
         op,
@@ -119,15 +131,56 @@ fn nl_op(op: &Op) -> bool {
     )
 }
 
-pub fn apply(
-    k: &mut Kernel,
-    ops: &[Op],
-    intent: &mut dyn FnMut(Intent) -> io::Result<()>,
-) -> Result<(), ApplyError> {
+pub fn apply(k: &mut Kernel, ops: &[Op], intent: &mut dyn FnMut(Intent) -> io::Result<()>) -> Result<(), ApplyError> {
+    // Hosts files need nothing of the kernel: write them on another thread while
+    // the kernel works (in test-abort mode everything stays in order).
+    let background = k.fail_after.is_none();
+    std::thread::scope(|s| {
+        let files = background.then(|| {
+            s.spawn(|| -> Result<(), ApplyError> {
+                for op in ops.iter().filter(|o| matches!(o, Op::WriteLabHosts { .. } | Op::LinkHosts { .. })) {
+                    hosts_op(op)?;
+                }
+                Ok(())
+            })
+        });
+        let r = apply_ops(k, ops, intent, background);
+        let f = files.map(|h| h.join().unwrap_or_else(|_| Err(ApplyError::Io { step: "write hosts files".into(), source: io::Error::other("thread panicked") })));
+        r?;
+        f.unwrap_or(Ok(()))
+    })
+}
+
+/// The lab's hosts file, or a node's link to it.
+fn hosts_op(op: &Op) -> Result<(), ApplyError> {
+    let r = match op {
+        Op::WriteLabHosts { path, content } => {
+            let p = std::path::Path::new(path);
+            // Written in place (same inode): programs already running in the
+            // nodes have it bound over their /etc/hosts and see the update.
+            p.parent().map(std::fs::create_dir_all).transpose().and_then(|_| std::fs::write(p, content))
+        }
+        Op::LinkHosts { ns, target } => {
+            let dir = std::path::Path::new("/etc/netns").join(ns);
+            let link = dir.join("hosts");
+            std::fs::create_dir_all(&dir).and_then(|_| match std::fs::remove_file(&link) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => std::os::unix::fs::symlink(target, &link),
+            })
+        }
+        _ => Ok(()),
+    };
+    r.map_err(|e| ApplyError::Io { step: op.to_string(), source: e })
+}
+
+fn apply_ops(k: &mut Kernel, ops: &[Op], intent: &mut dyn FnMut(Intent) -> io::Result<()>, files_in_background: bool) -> Result<(), ApplyError> {
     let mut i = 0;
     while i < ops.len() {
         k.report(i, ops.len());
         let op = &ops[i];
+        if i > 0 && phase(op) != phase(&ops[i - 1]) {
+            crate::timing::mark(phase(&ops[i - 1]));
+        }
         match op {
             Op::CreateNs { .. } => {
                 let mut j = i;
@@ -214,14 +267,10 @@ pub fn apply(
                 k.spend(1)?;
                 i += 1;
             }
-            Op::WriteHosts { ns, content } => {
-                let dir = std::path::Path::new("/etc/netns").join(ns);
-                std::fs::create_dir_all(&dir)
-                    .and_then(|_| std::fs::write(dir.join("hosts"), content))
-                    .map_err(|e| ApplyError::Io {
-                        step: op.to_string(),
-                        source: e,
-                    })?;
+            Op::WriteLabHosts { .. } | Op::LinkHosts { .. } => {
+                if !files_in_background {
+                    hosts_op(op)?;
+                }
                 i += 1;
             }
             Op::SetNat { ns, table, rules } => {
@@ -285,6 +334,16 @@ pub fn apply(
                 })?;
                 i += 1;
             }
+            _ if k.fail_after.is_none() && nl_op(op) && op.ns() != HOST && local(op) => {
+                // A run of namespaces that each need only themselves (their links
+                // exist): configure them side by side on a few threads.
+                let mut j = i;
+                while j < ops.len() && nl_op(&ops[j]) && ops[j].ns() != HOST && local(&ops[j]) {
+                    j += 1;
+                }
+                run_parallel(k, &ops[i..j])?;
+                i = j;
+            }
             _ => {
                 let ns = op.ns().to_string();
                 let mut j = i;
@@ -311,6 +370,93 @@ pub fn apply(
                 i = j;
             }
         }
+    }
+    Ok(())
+}
+
+/// An op that needs no namespace but its own.
+fn local(op: &Op) -> bool {
+    !matches!(op, Op::CreateVeth { .. })
+}
+
+/// Run the ops of several namespaces at once: each namespace's ops stay in order
+/// on one thread, with that namespace's own socket.
+fn run_parallel(k: &mut Kernel, ops: &[Op]) -> Result<(), ApplyError> {
+    let mut order: Vec<String> = Vec::new();
+    let mut by_ns: HashMap<String, Vec<&Op>> = HashMap::new();
+    for op in ops {
+        let e = by_ns.entry(op.ns().to_string()).or_insert_with(|| {
+            order.push(op.ns().to_string());
+            Vec::new()
+        });
+        e.push(op);
+    }
+    let mut work: Vec<(String, Conn, Vec<&Op>)> = Vec::with_capacity(order.len());
+    for ns in order {
+        k.conn(&ns)?;
+        let c = k.conns.remove(&ns).expect("just opened");
+        let v = by_ns.remove(&ns).unwrap_or_default();
+        work.push((ns, c, v));
+    }
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 4).min(work.len().max(1));
+    let chunk = work.len().div_ceil(workers).max(1);
+    let results: Vec<Result<(), ApplyError>> = std::thread::scope(|s| {
+        let hs: Vec<_> = work
+            .chunks_mut(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    for (_, c, v) in part.iter_mut() {
+                        run_local(c, v)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(ApplyError::Io { step: "configure namespaces".into(), source: io::Error::other("worker panicked") }))).collect()
+    });
+    let n: usize = work.iter().map(|w| w.2.len()).sum();
+    for (ns, c, _) in work {
+        k.conns.insert(ns, c);
+    }
+    results.into_iter().collect::<Result<Vec<()>, _>>()?;
+    k.done += n;
+    Ok(())
+}
+
+/// `run_group` for one namespace's own socket (no budget: not in test-abort mode).
+fn run_local(c: &mut Conn, ops: &[&Op]) -> Result<(), ApplyError> {
+    let mut pending: Vec<(Req, &Op)> = Vec::new();
+    let mut idx = 0;
+    let send = |c: &mut Conn, pending: &mut Vec<(Req, &Op)>| -> Result<(), ApplyError> {
+        let (reqs, ops): (Vec<Req>, Vec<&Op>) = pending.drain(..).unzip();
+        let changes = ops.iter().any(|o| matches!(o, Op::CreateBridge { .. } | Op::DeleteLink { .. }));
+        let results = c.nl.batch(reqs);
+        if changes {
+            c.mark_stale();
+        }
+        for (r, op) in results.into_iter().zip(ops) {
+            r.map_err(|e| ApplyError::Kernel { step: op.to_string(), source: e })?;
+        }
+        Ok(())
+    };
+    while idx < ops.len() {
+        let op = ops[idx];
+        match build_local(c, op)? {
+            Some(req) => {
+                pending.push((req, op));
+                idx += 1;
+            }
+            None if pending.is_empty() => {
+                return Err(ApplyError::Kernel { step: op.to_string(), source: NlError { what: op.to_string(), errno: libc::ENODEV, ext: Some("interface not found".into()) } });
+            }
+            None => {
+                send(c, &mut pending)?;
+                c.mark_stale();
+            }
+        }
+    }
+    if !pending.is_empty() {
+        send(c, &mut pending)?;
     }
     Ok(())
 }
@@ -402,7 +548,10 @@ fn flush(k: &mut Kernel, ns: &str, pending: &mut Vec<(Req, &Op)>) -> Result<(), 
 }
 
 fn index(k: &mut Kernel, ns: &str, name: &str) -> Result<Option<u32>, ApplyError> {
-    let c = k.conn(ns)?;
+    index_in(k.conn(ns)?, name)
+}
+
+fn index_in(c: &mut Conn, name: &str) -> Result<Option<u32>, ApplyError> {
     c.index(name).map_err(|e| ApplyError::Kernel {
         step: format!("find {name}"),
         source: e,
@@ -413,11 +562,6 @@ fn index(k: &mut Kernel, ns: &str, name: &str) -> Result<Option<u32>, ApplyError
 fn build(k: &mut Kernel, ns: &str, op: &Op) -> Result<Option<Req>, ApplyError> {
     let what = op.to_string();
     Ok(Some(match op {
-        Op::CreateBridge { name, mac, mtu, .. } => Req {
-            msg: msg::new_bridge(name, *mac, *mtu),
-            flags: CREATE,
-            what,
-        },
         Op::CreateVeth { a, b } => {
             let master = match &a.master {
                 Some(m) => match index(k, ns, m)? {
@@ -451,6 +595,19 @@ fn build(k: &mut Kernel, ns: &str, op: &Op) -> Result<Option<Req>, ApplyError> {
                 what,
             }
         }
+        _ => return build_local(k.conn(ns)?, op),
+    }))
+}
+
+/// The request for an op that needs only its own namespace (all but CreateVeth).
+fn build_local(c: &mut Conn, op: &Op) -> Result<Option<Req>, ApplyError> {
+    let what = op.to_string();
+    Ok(Some(match op {
+        Op::CreateBridge { name, mac, mtu, .. } => Req {
+            msg: msg::new_bridge(name, *mac, *mtu),
+            flags: CREATE,
+            what,
+        },
         Op::DeleteLink { name, .. } => Req {
             msg: msg::del_link(name),
             flags: 0,
@@ -466,7 +623,7 @@ fn build(k: &mut Kernel, ns: &str, op: &Op) -> Result<Option<Req>, ApplyError> {
             ..
         } => {
             let m = match master {
-                Some(m) => match index(k, ns, m)? {
+                Some(m) => match index_in(c, m)? {
                     Some(i) => Some(i),
                     None => return Ok(None),
                 },
@@ -486,7 +643,7 @@ fn build(k: &mut Kernel, ns: &str, op: &Op) -> Result<Option<Req>, ApplyError> {
             }
         }
         Op::AddAddr { dev, addr, .. } | Op::DelAddr { dev, addr, .. } => {
-            let Some(i) = index(k, ns, dev)? else {
+            let Some(i) = index_in(c, dev)? else {
                 return Ok(None);
             };
             if matches!(op, Op::AddAddr { .. }) {
@@ -505,7 +662,7 @@ fn build(k: &mut Kernel, ns: &str, op: &Op) -> Result<Option<Req>, ApplyError> {
         }
         Op::AddRoute { route, .. } | Op::DelRoute { route, .. } => {
             let oif = match &route.dev {
-                Some(d) => match index(k, ns, d)? {
+                Some(d) => match index_in(c, d)? {
                     Some(i) => Some(i),
                     None => return Ok(None),
                 },

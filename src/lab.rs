@@ -48,7 +48,7 @@ pub fn load(file: &Path, prefix: &str, sandbox: bool) -> Result<Lab> {
 /// Observe every namespace in `names` that exists, plus the host in host mode;
 /// in the lab's host namespace also its nftables table and forwarding.
 fn observe(k: &mut Kernel, lab: &Lab, names: &BTreeSet<String>) -> Result<Observed> {
-    let mut obs = Observed::default();
+    let mut obs = Observed { lab_hosts: std::fs::read_to_string(record::hosts_path(&lab.name)).ok(), ..Default::default() };
     let host_ns = plan::ns_of(lab, &Place::Host);
     let mut all: Vec<&String> = names.iter().collect();
     if !lab.sandbox {
@@ -69,7 +69,7 @@ fn observe(k: &mut Kernel, lab: &Lab, names: &BTreeSet<String>) -> Result<Observ
                 }
             ))
         })?;
-        let hosts = std::fs::read_to_string(Path::new("/etc/netns").join(ns).join("hosts")).ok();
+        let hosts = std::fs::read_link(Path::new("/etc/netns").join(ns).join("hosts")).ok().map(|p| p.display().to_string());
         let (mut nat, mut ip_forward) = (None, None);
         if *ns == host_ns {
             nat = read_nat(&c.file, &plan::nat_table(&lab.name))?;
@@ -187,6 +187,7 @@ pub fn up_lab_with(
     progress: Option<Box<dyn FnMut(usize, usize)>>,
 ) -> Result<UpReport> {
     require_caps("up")?;
+    crate::timing::mark("start");
     let t0 = Instant::now();
     netns::raise_nofile_limit();
     let _lock = lock_lab(&lab.name)?;
@@ -220,6 +221,7 @@ pub fn up_lab_with(
     let mut names: BTreeSet<String> = lab.namespaces().into_iter().collect();
     names.extend(rec.namespaces.iter().cloned());
     let obs = observe(&mut k, &lab, &names)?;
+    crate::timing::mark("observe");
     if !lab.sandbox && !force {
         let o = overlaps(&lab, &obs.ns[HOST].state);
         if !o.is_empty() {
@@ -250,6 +252,7 @@ pub fn up_lab_with(
             .display()
             .to_string()
     });
+    crate::timing::mark("plan");
     // A namespace file that is not a mounted namespace (a crash between creating
     // the file and mounting it, or a reboot with /run on disk): ours is replaced,
     // anyone else's is in the way.
@@ -299,6 +302,17 @@ pub fn up_lab_with(
             .map(|o| o.state.links.iter().map(|l| l.name.clone()).collect())
             .unwrap_or_default();
         let undone = rollback(&mut k, &lab, &created, &existed);
+        // Hosts links written (on their own thread) for namespaces that do not exist.
+        for op in &ops {
+            if let Op::LinkHosts { ns, .. } = op
+                && !netns::exists(ns)
+            {
+                let _ = apply::remove_etc(ns);
+            }
+        }
+        if before.model.is_none() {
+            let _ = std::fs::remove_file(record::hosts_path(&lab.name));
+        }
         rec = before;
         let r = if rec.model.is_none() && rec.namespaces.is_empty() && rec.host_links.is_empty() {
             rec.remove()
@@ -310,6 +324,7 @@ pub fn up_lab_with(
         }
         return Err(Error::Failed(format!("{e}\n{undone}")));
     }
+    crate::timing::mark("apply (last ops)");
     rec.namespaces = lab.namespaces().into_iter().collect();
     rec.host_links = if lab.sandbox {
         BTreeSet::new()
@@ -330,6 +345,7 @@ pub fn up_lab_with(
     }
     rec.model = Some(lab.clone());
     rec.save().map_err(Error::io("write the lab's record"))?;
+    crate::timing::mark("record");
     // Programs last: the network they talk over is ready now.
     let started = crate::programs::reconcile(&mut rec, &lab)?;
     rec.save().map_err(Error::io("write the lab's record"))?;
@@ -628,6 +644,7 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
         rep.namespaces.push(h);
     }
     let _ = std::fs::remove_dir_all(crate::programs::log_dir(lab));
+    let _ = std::fs::remove_file(record::hosts_path(lab));
     rec.remove().map_err(Error::io("remove the lab's record"))?;
     rep.seconds = t0.elapsed().as_secs_f64();
     Ok(rep)

@@ -22,3 +22,4 @@ pub mod signals;
 pub mod status;
 pub mod topology;
 pub mod util;
+pub mod timing;

@@ -206,15 +206,12 @@ pub fn clean(prefix: &str, kill: bool, dry_run: bool) -> Result<CleanReport> {
     if let Ok(rd) = std::fs::read_dir("/etc/netns") {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let hosts = std::fs::read_to_string(e.path().join("hosts")).unwrap_or_default();
-            let Some(labname) = hosts
-                .lines()
-                .next()
-                .and_then(|l| l.strip_prefix("# written by nslab for lab "))
-                .and_then(|l| l.split_whitespace().next())
-            else {
+            // nslab's: a link into its hosts directory (named after the lab).
+            let hosts_dir = record::state_dir().join("hosts");
+            let Some(labname) = std::fs::read_link(e.path().join("hosts")).ok().filter(|t| t.parent() == Some(hosts_dir.as_path())).and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned())) else {
                 continue;
             };
+            let labname = labname.as_str();
             if orphan(labname) && !netns::exists(&name) {
                 if !dry_run {
                     let _ = crate::apply::remove_etc(&name);

@@ -23,6 +23,11 @@ fn labs_dir() -> PathBuf {
     state_dir().join("labs")
 }
 
+/// The lab's hosts file; each node's /etc/netns/NS/hosts links to it.
+pub fn hosts_path(lab: &str) -> PathBuf {
+    state_dir().join("hosts").join(lab)
+}
+
 pub fn path_of(lab: &str) -> PathBuf {
     labs_dir().join(format!("{lab}.json"))
 }

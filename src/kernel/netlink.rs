@@ -19,6 +19,15 @@ const NLMSGERR_ATTR_MSG: u16 = 1;
 const BATCH_MAX_MSGS: usize = 256;
 const BATCH_MAX_BYTES: usize = 60 * 1024;
 
+/// Receive buffer size: dumps come in datagrams of up to 32 KiB.
+const RECV_BUF: usize = 1 << 16;
+
+thread_local! {
+    /// One receive buffer per thread, lent to a socket while it waits for replies:
+    /// a lab of 1000 namespaces holds 1000 sockets, not 1000 buffers.
+    static BUF: std::cell::Cell<Option<Vec<u8>>> = const { std::cell::Cell::new(None) };
+}
+
 /// A failed request: what we tried, the errno, and the kernel's own words if any.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{what}: {}{}", errno_text(*errno), ext.as_ref().map(|m| format!(" ({m})")).unwrap_or_default())]
@@ -88,7 +97,7 @@ impl Rtnl {
         Ok(Rtnl {
             sock,
             seq: 1,
-            buf: vec![0u8; 1 << 16],
+            buf: Vec::new(),
         })
     }
 
@@ -110,6 +119,9 @@ impl Rtnl {
     }
 
     fn recv(&mut self) -> io::Result<usize> {
+        if self.buf.is_empty() {
+            self.buf = BUF.with(|b| b.take()).unwrap_or_else(|| vec![0u8; RECV_BUF]);
+        }
         // SAFETY: recv into our own buffer of the given length.
         let n = unsafe {
             libc::recv(
@@ -132,6 +144,14 @@ impl Rtnl {
         Ok(n as usize)
     }
 
+    /// Give the receive buffer back to the thread.
+    fn release(&mut self) {
+        if !self.buf.is_empty() {
+            let b = std::mem::take(&mut self.buf);
+            BUF.with(|c| c.set(Some(b)));
+        }
+    }
+
     /// Send one request and wait for its ACK.
     pub fn request(
         &mut self,
@@ -150,6 +170,12 @@ impl Rtnl {
     /// Send many requests, several per datagram, and return one result per request
     /// in order. The kernel handles them in order; a failure does not stop the rest.
     pub fn batch(&mut self, reqs: Vec<Req>) -> Vec<Result<(), NlError>> {
+        let r = self.batch_inner(reqs);
+        self.release();
+        r
+    }
+
+    fn batch_inner(&mut self, reqs: Vec<Req>) -> Vec<Result<(), NlError>> {
         let mut results = Vec::with_capacity(reqs.len());
         let mut it = reqs.into_iter().peekable();
         while it.peek().is_some() {
@@ -205,11 +231,13 @@ impl Rtnl {
 
     /// A request answered by one message (e.g. RTM_GETROUTE for one address, as
     /// `ip route get` does), or the kernel's error.
-    pub fn query(
-        &mut self,
-        msg: RouteNetlinkMessage,
-        what: &str,
-    ) -> Result<RouteNetlinkMessage, NlError> {
+    pub fn query(&mut self, msg: RouteNetlinkMessage, what: &str) -> Result<RouteNetlinkMessage, NlError> {
+        let r = self.query_inner(msg, what);
+        self.release();
+        r
+    }
+
+    fn query_inner(&mut self, msg: RouteNetlinkMessage, what: &str) -> Result<RouteNetlinkMessage, NlError> {
         let mut out = Vec::new();
         let seq = self.serialize(msg, 0, &mut out);
         self.sock.send(&out, 0).map_err(|e| NlError::io(what, e))?;
@@ -248,11 +276,13 @@ impl Rtnl {
     }
 
     /// A dump request (NLM_F_DUMP): every reply message until NLMSG_DONE.
-    pub fn dump(
-        &mut self,
-        msg: RouteNetlinkMessage,
-        what: &str,
-    ) -> Result<Vec<RouteNetlinkMessage>, NlError> {
+    pub fn dump(&mut self, msg: RouteNetlinkMessage, what: &str) -> Result<Vec<RouteNetlinkMessage>, NlError> {
+        let r = self.dump_inner(msg, what);
+        self.release();
+        r
+    }
+
+    fn dump_inner(&mut self, msg: RouteNetlinkMessage, what: &str) -> Result<Vec<RouteNetlinkMessage>, NlError> {
         let mut out = Vec::new();
         let seq = self.serialize(msg, NLM_F_DUMP, &mut out);
         self.sock.send(&out, 0).map_err(|e| NlError::io(what, e))?;

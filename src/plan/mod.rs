@@ -95,10 +95,16 @@ pub enum Op {
         ns: String,
         table: String,
     },
-    /// /etc/netns/NS/hosts, so the lab's names resolve inside it.
-    WriteHosts {
-        ns: String,
+    /// The lab's hosts file (one per lab, naming every node's addresses).
+    WriteLabHosts {
+        path: String,
         content: String,
+    },
+    /// /etc/netns/NS/hosts as a link to the lab's hosts file, so the lab's names
+    /// resolve inside the node (`ip netns exec` binds it over /etc/hosts).
+    LinkHosts {
+        ns: String,
+        target: String,
     },
     RemoveEtc {
         ns: String,
@@ -118,17 +124,18 @@ impl Op {
             | Op::DelAddr { ns, .. }
             | Op::AddRoute { ns, .. }
             | Op::DelRoute { ns, .. }
-            | Op::WriteHosts { ns, .. }
+            | Op::LinkHosts { ns, .. }
             | Op::SetNat { ns, .. }
             | Op::DeleteNat { ns, .. }
             | Op::RemoveEtc { ns } => ns,
             Op::CreateVeth { a, .. } => &a.ns,
+            Op::WriteLabHosts { .. } => HOST,
         }
     }
 
     /// Ops that only touch files, not the kernel's network state.
     pub fn is_file_op(&self) -> bool {
-        matches!(self, Op::WriteHosts { .. } | Op::RemoveEtc { .. })
+        matches!(self, Op::WriteLabHosts { .. } | Op::LinkHosts { .. } | Op::RemoveEtc { .. })
     }
 }
 
@@ -199,7 +206,8 @@ impl fmt::Display for Op {
             Op::DeleteNat { ns, table } => {
                 write!(f, "delete nftables table ip {table} in {}", at(ns))
             }
-            Op::WriteHosts { ns, .. } => write!(f, "write /etc/netns/{ns}/hosts"),
+            Op::WriteLabHosts { path, .. } => write!(f, "write the lab's hosts file {path}"),
+            Op::LinkHosts { ns, .. } => write!(f, "link /etc/netns/{ns}/hosts to the lab's hosts file"),
             Op::RemoveEtc { ns } => write!(f, "remove /etc/netns/{ns}"),
         }
     }
@@ -209,7 +217,7 @@ impl fmt::Display for Op {
 #[derive(Debug, Clone, Default)]
 pub struct NsObs {
     pub state: NsState,
-    /// Contents of /etc/netns/NS/hosts if present.
+    /// Where /etc/netns/NS/hosts links to, if it is a link.
     pub hosts: Option<String>,
     /// The lab's nftables table as found (host namespace only): None = absent.
     pub nat: Option<NatObs>,
@@ -254,6 +262,8 @@ pub fn host_forwarding_needed(lab: &Lab) -> bool {
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
     pub ns: BTreeMap<String, NsObs>,
+    /// Content of the lab's hosts file, if present.
+    pub lab_hosts: Option<String>,
 }
 
 /// What the lab's record says it owns.
@@ -485,6 +495,10 @@ pub fn plan_up(
     let want = wants(lab);
     let prev_want = prev.map(wants).unwrap_or_default();
 
+    // One hosts file for the whole lab, linked from each node's /etc/netns.
+    let hosts_target = crate::record::hosts_path(&lab.name).display().to_string();
+    let hosts_content = hosts_file(lab);
+    let node_ns: BTreeSet<&str> = lab.nodes.iter().map(|n| n.ns.as_str()).collect();
     let mut dels = Vec::new();
     let mut creates_ns = Vec::new();
     let mut creates_link = Vec::new();
@@ -799,15 +813,9 @@ pub fn plan_up(
                 }
             }
         }
-        // Node namespaces get a hosts file naming the lab's addresses.
-        if lab.nodes.iter().any(|n| &n.ns == ns) {
-            let content = hosts_file(lab);
-            if obs.ns.get(ns).and_then(|o| o.hosts.as_deref()) != Some(content.as_str()) {
-                files.push(Op::WriteHosts {
-                    ns: ns.clone(),
-                    content,
-                });
-            }
+        // Node namespaces link the lab's hosts file.
+        if node_ns.contains(ns.as_str()) && obs.ns.get(ns).and_then(|o| o.hosts.as_deref()) != Some(hosts_target.as_str()) {
+            files.push(Op::LinkHosts { ns: ns.clone(), target: hosts_target.clone() });
         }
     }
 
@@ -864,6 +872,9 @@ pub fn plan_up(
         ops.extend(v);
     }
     ops.extend(nat_ops);
+    if !lab.nodes.is_empty() && obs.lab_hosts.as_deref() != Some(hosts_content.as_str()) {
+        ops.push(Op::WriteLabHosts { path: hosts_target, content: hosts_content });
+    }
     ops.extend(files);
     Ok((ops, notes))
 }

@@ -178,9 +178,8 @@ impl Fake {
                     })
                 }
                 Op::DeleteNat { ns, .. } => self.obs.ns.get_mut(ns).unwrap().nat = None,
-                Op::WriteHosts { ns, content } => {
-                    self.obs.ns.get_mut(ns).unwrap().hosts = Some(content.clone())
-                }
+                Op::WriteLabHosts { content, .. } => self.obs.lab_hosts = Some(content.clone()),
+                Op::LinkHosts { ns, target } => self.obs.ns.get_mut(ns).unwrap().hosts = Some(target.clone()),
                 Op::RemoveEtc { .. } => {}
             }
         }
@@ -235,7 +234,8 @@ fn objective2_sandbox_from_nothing() {
         4,
         "three cables and the uplink"
     );
-    assert_eq!(count(|o| matches!(o, Op::WriteHosts { .. })), 3);
+    assert_eq!(count(|o| matches!(o, Op::LinkHosts { .. })), 3);
+    assert_eq!(count(|o| matches!(o, Op::WriteLabHosts { .. })), 1);
     // Dependencies: namespaces, then cables, then addresses and routes.
     let last_ns = ops
         .iter()

@@ -44,7 +44,28 @@ pub struct Lab {
     pub ipv6_link_local: bool,
     #[serde(default)]
     pub expect: Vec<Expect>,
+    /// Node name -> position in `nodes`, built on first use (labs have 1000s of nodes).
+    #[serde(skip)]
+    pub index: NodeIndex,
 }
+
+/// A lazily built name index; not part of a lab's identity.
+#[derive(Debug, Default)]
+pub struct NodeIndex(std::sync::OnceLock<std::collections::HashMap<String, usize>>);
+
+impl Clone for NodeIndex {
+    fn clone(&self) -> Self {
+        NodeIndex::default()
+    }
+}
+
+impl PartialEq for NodeIndex {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for NodeIndex {}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node {
@@ -188,7 +209,8 @@ pub enum ExpectKind {
 
 impl Lab {
     pub fn node(&self, name: &str) -> Option<&Node> {
-        self.nodes.iter().find(|n| n.name == name)
+        let idx = self.index.0.get_or_init(|| self.nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect());
+        idx.get(name).and_then(|&i| self.nodes.get(i)).filter(|n| n.name == name)
     }
 
     pub fn bridge(&self, name: &str) -> Option<&Bridge> {

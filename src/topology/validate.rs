@@ -800,6 +800,7 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
         nat,
         ipv6_link_local: false,
         expect: Vec::new(),
+        index: Default::default(),
     };
     lab.ipv6_link_local = raw.ipv6_link_local.unwrap_or_else(|| lab.uses_ipv6());
     lab.expect = super::expect::parse_expects(&mut |l, f, m| cx.at(l, f, m), &raw.expect, &lab);

@@ -1,0 +1,24 @@
+//! `NSLAB_TIMING=1`: print how long each phase of a command took, to stderr.
+//! For benchmarks and profiling; silent otherwise.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+
+pub fn enabled() -> bool {
+    std::env::var_os("NSLAB_TIMING").is_some()
+}
+
+/// Print the time since the previous mark, naming the phase that just ended.
+pub fn mark(phase: &str) {
+    if !enabled() {
+        return;
+    }
+    let mut l = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    let now = Instant::now();
+    if let Some(t) = *l {
+        eprintln!("[timing] {:>8.1} ms  {phase}", (now - t).as_secs_f64() * 1000.0);
+    }
+    *l = Some(now);
+}
