@@ -65,7 +65,7 @@ done
 [[ "$sizes" =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--sizes wants a comma-separated list of numbers"
 IFS=, read -r -a size_list <<<"$sizes"
 for n in "${size_list[@]}"; do
-  [ "$n" -ge 1 ] && [ "$n" -le 1000 ] || die "N=$n: want 1..1000 (a bridge holds at most 1024 ports)"
+  if [ "$n" -lt 1 ] || [ "$n" -gt 1000 ]; then die "N=$n: want 1..1000 (a bridge holds at most 1024 ports)"; fi
 done
 [ -z "$reps" ] || [[ "$reps" =~ ^[1-9][0-9]*$ ]] || die "--reps wants a positive number"
 [[ "$percmd_style" == n || "$percmd_style" == exec ]] || die "--percmd-style is n or exec"
@@ -110,6 +110,7 @@ failed=0
 
 # Everything this run made carries $run_id: namespaces (/run/netns), nslab's records
 # and per-node /etc/netns/NAME dirs, its lock files. Remove them all, then check.
+# shellcheck disable=SC2317  # (run by the EXIT trap)
 cleanup() {
   local rc=$? left
   trap '' INT TERM
@@ -126,7 +127,7 @@ cleanup() {
     printf 'netns del %s\n' "${left[@]}" | ip -force -batch - >/dev/null 2>&1
   fi
   rm -rf -- /etc/netns/"$run_id"-* /run/nslab/labs/"$run_id"-*.json /run/nslab/locks/"$run_id"-*.lock
-  [ "$keep_tmp" = 1 ] && echo "kept $tmp" >&2 || rm -rf -- "$tmp"
+  if [ "$keep_tmp" = 1 ]; then echo "kept $tmp" >&2; else rm -rf -- "$tmp"; fi
   # Nothing may be left behind.
   left=()
   mapfile -t -O 0 left < <(ip netns list | awk '{print $1}' | grep "^$run_id-")
@@ -177,7 +178,7 @@ check_ping() {  # NS ADDR
 build() {  # METHOD N REP
   local m=$1 n=$2 rep=$3
   local d="$tmp/n$n-r$rep-$m" host="$run_id-h-$m" prefix="$run_id-$m-"
-  local stamps="$d/stamps" log="$d/log" busy waited rss_up rss_down
+  local stamps="$d/stamps" log="$d/log" busy waited busy_down waited_down rss_up rss_down
   mkdir -p "$d"
   "${py[@]}" gen --n "$n" --method "$m" --prefix "$prefix" --dir "$d" --percmd-style "$percmd_style"
   read -r busy waited < <("${py[@]}" settle --max "$settle_max")
@@ -208,7 +209,7 @@ build() {  # METHOD N REP
   "${py[@]}" verify --n "$n" --method "$m" --host-ns "$host" --prefix "$prefix" --out "$d/canon.json" \
     || fail "$m N=$n: the build is not the expected star (see above)"
 
-  read -r _ _ < <("${py[@]}" settle --max "$settle_max")
+  read -r busy_down waited_down < <("${py[@]}" settle --max "$settle_max")
   # down: until the kernel has removed the host-side veth ends
   "${py[@]}" run "${time_opt[@]}" --stamps "$stamps" --label down --rss "$d/rss_down" --log "$log" -- \
     nsenter --net="/run/netns/$host" bash "$d/down.sh" \
@@ -225,8 +226,8 @@ build() {  # METHOD N REP
   ip netns del "$host"
 
   rss_up=$(cat "$d/rss_up"); rss_down=$(cat "$d/rss_down")
-  printf '{"n":%d,"method":"%s","rep":%d,"stamps":"%s","rss_up_kib":%d,"rss_down_kib":%d,"busy_before":%s,"settle_s":%s}\n' \
-    "$n" "$m" "$rep" "$stamps" "$rss_up" "$rss_down" "$busy" "$waited" >>"$samples"
+  printf '{"n":%d,"method":"%s","rep":%d,"stamps":"%s","rss_up_kib":%d,"rss_down_kib":%d,"busy_before":%s,"settle_s":%s,"busy_before_down":%s,"settle_down_s":%s}\n' \
+    "$n" "$m" "$rep" "$stamps" "$rss_up" "$rss_down" "$busy" "$waited" "$busy_down" "$waited_down" >>"$samples"
   awk -v m="$m" -v n="$n" -v r="$rep" '
     { t[$1] = $2 }
     END { printf "  N=%-4d rep %d  %-7s up %8.3f s   down %7.3f s\n", n, r, m,

@@ -131,21 +131,35 @@ fn nl_op(op: &Op) -> bool {
     )
 }
 
-pub fn apply(k: &mut Kernel, ops: &[Op], intent: &mut dyn FnMut(Intent) -> io::Result<()>) -> Result<(), ApplyError> {
+pub fn apply(
+    k: &mut Kernel,
+    ops: &[Op],
+    intent: &mut dyn FnMut(Intent) -> io::Result<()>,
+) -> Result<(), ApplyError> {
     // Hosts files need nothing of the kernel: write them on another thread while
     // the kernel works (in test-abort mode everything stays in order).
     let background = k.fail_after.is_none();
     std::thread::scope(|s| {
         let files = background.then(|| {
             s.spawn(|| -> Result<(), ApplyError> {
-                for op in ops.iter().filter(|o| matches!(o, Op::WriteLabHosts { .. } | Op::LinkHosts { .. })) {
+                for op in ops
+                    .iter()
+                    .filter(|o| matches!(o, Op::WriteLabHosts { .. } | Op::LinkHosts { .. }))
+                {
                     hosts_op(op)?;
                 }
                 Ok(())
             })
         });
         let r = apply_ops(k, ops, intent, background);
-        let f = files.map(|h| h.join().unwrap_or_else(|_| Err(ApplyError::Io { step: "write hosts files".into(), source: io::Error::other("thread panicked") })));
+        let f = files.map(|h| {
+            h.join().unwrap_or_else(|_| {
+                Err(ApplyError::Io {
+                    step: "write hosts files".into(),
+                    source: io::Error::other("thread panicked"),
+                })
+            })
+        });
         r?;
         f.unwrap_or(Ok(()))
     })
@@ -158,7 +172,10 @@ fn hosts_op(op: &Op) -> Result<(), ApplyError> {
             let p = std::path::Path::new(path);
             // Written in place (same inode): programs already running in the
             // nodes have it bound over their /etc/hosts and see the update.
-            p.parent().map(std::fs::create_dir_all).transpose().and_then(|_| std::fs::write(p, content))
+            p.parent()
+                .map(std::fs::create_dir_all)
+                .transpose()
+                .and_then(|_| std::fs::write(p, content))
         }
         Op::LinkHosts { ns, target } => {
             let dir = std::path::Path::new("/etc/netns").join(ns);
@@ -170,10 +187,18 @@ fn hosts_op(op: &Op) -> Result<(), ApplyError> {
         }
         _ => Ok(()),
     };
-    r.map_err(|e| ApplyError::Io { step: op.to_string(), source: e })
+    r.map_err(|e| ApplyError::Io {
+        step: op.to_string(),
+        source: e,
+    })
 }
 
-fn apply_ops(k: &mut Kernel, ops: &[Op], intent: &mut dyn FnMut(Intent) -> io::Result<()>, files_in_background: bool) -> Result<(), ApplyError> {
+fn apply_ops(
+    k: &mut Kernel,
+    ops: &[Op],
+    intent: &mut dyn FnMut(Intent) -> io::Result<()>,
+    files_in_background: bool,
+) -> Result<(), ApplyError> {
     let mut i = 0;
     while i < ops.len() {
         k.report(i, ops.len());
@@ -398,7 +423,11 @@ fn run_parallel(k: &mut Kernel, ops: &[Op]) -> Result<(), ApplyError> {
         let v = by_ns.remove(&ns).unwrap_or_default();
         work.push((ns, c, v));
     }
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 4).min(work.len().max(1));
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 4)
+        .min(work.len().max(1));
     let chunk = work.len().div_ceil(workers).max(1);
     let results: Vec<Result<(), ApplyError>> = std::thread::scope(|s| {
         let hs: Vec<_> = work
@@ -412,7 +441,16 @@ fn run_parallel(k: &mut Kernel, ops: &[Op]) -> Result<(), ApplyError> {
                 })
             })
             .collect();
-        hs.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(ApplyError::Io { step: "configure namespaces".into(), source: io::Error::other("worker panicked") }))).collect()
+        hs.into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(ApplyError::Io {
+                        step: "configure namespaces".into(),
+                        source: io::Error::other("worker panicked"),
+                    })
+                })
+            })
+            .collect()
     });
     let n: usize = work.iter().map(|w| w.2.len()).sum();
     for (ns, c, _) in work {
@@ -429,13 +467,18 @@ fn run_local(c: &mut Conn, ops: &[&Op]) -> Result<(), ApplyError> {
     let mut idx = 0;
     let send = |c: &mut Conn, pending: &mut Vec<(Req, &Op)>| -> Result<(), ApplyError> {
         let (reqs, ops): (Vec<Req>, Vec<&Op>) = pending.drain(..).unzip();
-        let changes = ops.iter().any(|o| matches!(o, Op::CreateBridge { .. } | Op::DeleteLink { .. }));
+        let changes = ops
+            .iter()
+            .any(|o| matches!(o, Op::CreateBridge { .. } | Op::DeleteLink { .. }));
         let results = c.nl.batch(reqs);
         if changes {
             c.mark_stale();
         }
         for (r, op) in results.into_iter().zip(ops) {
-            r.map_err(|e| ApplyError::Kernel { step: op.to_string(), source: e })?;
+            r.map_err(|e| ApplyError::Kernel {
+                step: op.to_string(),
+                source: e,
+            })?;
         }
         Ok(())
     };
@@ -447,7 +490,14 @@ fn run_local(c: &mut Conn, ops: &[&Op]) -> Result<(), ApplyError> {
                 idx += 1;
             }
             None if pending.is_empty() => {
-                return Err(ApplyError::Kernel { step: op.to_string(), source: NlError { what: op.to_string(), errno: libc::ENODEV, ext: Some("interface not found".into()) } });
+                return Err(ApplyError::Kernel {
+                    step: op.to_string(),
+                    source: NlError {
+                        what: op.to_string(),
+                        errno: libc::ENODEV,
+                        ext: Some("interface not found".into()),
+                    },
+                });
             }
             None => {
                 send(c, &mut pending)?;

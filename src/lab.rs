@@ -48,7 +48,10 @@ pub fn load(file: &Path, prefix: &str, sandbox: bool) -> Result<Lab> {
 /// Observe every namespace in `names` that exists, plus the host in host mode;
 /// in the lab's host namespace also its nftables table and forwarding.
 fn observe(k: &mut Kernel, lab: &Lab, names: &BTreeSet<String>) -> Result<Observed> {
-    let mut obs = Observed { lab_hosts: std::fs::read_to_string(record::hosts_path(&lab.name)).ok(), ..Default::default() };
+    let mut obs = Observed {
+        lab_hosts: std::fs::read_to_string(record::hosts_path(&lab.name)).ok(),
+        ..Default::default()
+    };
     let host_ns = plan::ns_of(lab, &Place::Host);
     let mut all: Vec<&String> = names.iter().collect();
     if !lab.sandbox {
@@ -69,7 +72,9 @@ fn observe(k: &mut Kernel, lab: &Lab, names: &BTreeSet<String>) -> Result<Observ
                 }
             ))
         })?;
-        let hosts = std::fs::read_link(Path::new("/etc/netns").join(ns).join("hosts")).ok().map(|p| p.display().to_string());
+        let hosts = std::fs::read_link(Path::new("/etc/netns").join(ns).join("hosts"))
+            .ok()
+            .map(|p| p.display().to_string());
         let (mut nat, mut ip_forward) = (None, None);
         if *ns == host_ns {
             nat = read_nat(&c.file, &plan::nat_table(&lab.name))?;
@@ -466,6 +471,7 @@ const DOWN_WAIT: Duration = Duration::from_secs(60);
 /// Take a lab down: everything its record owns, nothing else.
 pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
     require_caps("down")?;
+    crate::timing::mark("start");
     let t0 = Instant::now();
     let _lock = lock_lab(lab)?;
     let mut rep = DownReport {
@@ -536,6 +542,7 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
         rep.killed.push(p.clone());
     }
 
+    crate::timing::mark("processes");
     let mark = topology::mark_for(lab);
     // The namespace that played the host: in host mode it holds bridges and veth ends.
     let mut host: Option<Conn> = None;
@@ -554,20 +561,85 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
         host = conn::open(h).ok();
     }
 
-    // Nodes first (their veths die with them), the sandbox host last.
-    let mut order: Vec<&String> = rec
+    // The host's veth ends of the lab: they go when the nodes' namespaces do.
+    // Subscribe to link events before deleting anything, so none is missed.
+    let ours = |l: &crate::kernel::observe::ObsLink| {
+        l.alias.as_deref() == Some(mark.as_str())
+            && (rec.sandbox || rec.host_links.contains(&l.name))
+    };
+    let mut watch = host.as_ref().and_then(|h| {
+        netns::run_in(&h.file, crate::kernel::watch::LinkWatch::new)
+            .ok()
+            .and_then(|r| r.ok())
+    });
+    let waiting: BTreeSet<String> = host
+        .as_mut()
+        .and_then(|h| crate::kernel::observe::links(&mut h.nl).ok())
+        .map(|v| {
+            v.into_iter()
+                .filter(|l| ours(l) && l.kind.as_deref() == Some("veth"))
+                .map(|l| l.name)
+                .collect()
+        })
+        .unwrap_or_default();
+
+    // Nodes first (their veths die with them), the sandbox host last. The
+    // hosts links go on another thread meanwhile.
+    let nodes: Vec<&String> = rec
         .namespaces
         .iter()
         .filter(|n| Some(*n) != sandbox_host.as_ref())
         .collect();
-    order.extend(sandbox_host.iter().filter(|h| rec.namespaces.contains(*h)));
-    for ns in order.iter().filter(|n| Some(**n) != sandbox_host.as_ref()) {
-        netns::delete(ns).map_err(Error::io(format!("delete namespace {ns}")))?;
-        apply::remove_etc(ns).map_err(Error::io(format!("remove /etc/netns/{ns}")))?;
-        rep.namespaces.push((*ns).clone());
-    }
+    std::thread::scope(|s| -> Result<()> {
+        s.spawn(|| {
+            for ns in &nodes {
+                let _ = apply::remove_etc(ns);
+            }
+        });
+        for ns in &nodes {
+            netns::delete(ns).map_err(Error::io(format!("delete namespace {ns}")))?;
+            rep.namespaces.push((*ns).clone());
+        }
+        Ok(())
+    })?;
+    crate::timing::mark("delete namespaces");
     if let Some(h) = host.as_mut() {
-        // Bridges (host mode) have no namespace to die with: delete them.
+        // Wait until the kernel has removed every veth end of the lab from the host.
+        let mut left = waiting;
+        if let Some(w) = watch.as_mut() {
+            match w.wait_gone(left.clone(), DOWN_WAIT) {
+                crate::kernel::watch::Waited::AllGone => left.clear(),
+                crate::kernel::watch::Waited::Overflow(l)
+                | crate::kernel::watch::Waited::TimedOut(l) => left = l,
+            }
+        }
+        // Without events (or after losing some), look until they are gone.
+        let until = Instant::now() + DOWN_WAIT;
+        while !left.is_empty() {
+            let now: BTreeSet<String> = match crate::kernel::observe::links(&mut h.nl) {
+                Ok(l) => l
+                    .into_iter()
+                    .filter(|l| ours(l) && l.kind.as_deref() == Some("veth"))
+                    .map(|l| l.name)
+                    .collect(),
+                Err(_) => BTreeSet::new(),
+            };
+            left.retain(|n| now.contains(n));
+            if left.is_empty() {
+                break;
+            }
+            if Instant::now() > until {
+                rep.warnings.push(format!(
+                    "the kernel had not finished removing {} after {DOWN_WAIT:?}",
+                    left.iter().cloned().collect::<Vec<_>>().join(", ")
+                ));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        crate::timing::mark("wait for the kernel");
+        // Bridges (host mode) have no namespace to die with: delete them, now
+        // that their ports are gone (cheap).
         if !rec.sandbox
             && let Ok(links) = crate::kernel::observe::links(&mut h.nl)
         {
@@ -597,39 +669,12 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
                     Err(e) => rep.warnings.push(format!("delete nftables table {t}: {e}")),
                 }
             }
-            match crate::hostfwd::release(lab, rec.host_ns, &crate::hostfwd::setter(&h.file)) {
-                Ok(_) => {}
-                Err(e) => rep
-                    .warnings
-                    .push(format!("restore the host's IPv4 forwarding: {e}")),
+            if let Err(e) =
+                crate::hostfwd::release(lab, rec.host_ns, &crate::hostfwd::setter(&h.file))
+            {
+                rep.warnings
+                    .push(format!("restore the host's IPv4 forwarding: {e}"));
             }
-        }
-        // Wait until the kernel has removed every veth end of the lab from the host.
-        let until = Instant::now() + DOWN_WAIT;
-        loop {
-            let left: Vec<String> = match crate::kernel::observe::links(&mut h.nl) {
-                Ok(l) => l
-                    .into_iter()
-                    .filter(|l| {
-                        l.alias.as_deref() == Some(mark.as_str())
-                            && l.kind.as_deref() == Some("veth")
-                            && (rec.sandbox || rec.host_links.contains(&l.name))
-                    })
-                    .map(|l| l.name)
-                    .collect(),
-                Err(_) => vec![],
-            };
-            if left.is_empty() {
-                break;
-            }
-            if Instant::now() > until {
-                rep.warnings.push(format!(
-                    "the kernel had not finished removing {} after {DOWN_WAIT:?}",
-                    left.join(", ")
-                ));
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
         }
         for n in &rec.host_links {
             if !rep.host_links.contains(n) {
@@ -637,6 +682,8 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
             }
         }
     }
+    crate::timing::mark("bridges, nft, forwarding");
+    drop(watch);
     drop(host);
     if let Some(h) = sandbox_host.filter(|h| rec.namespaces.contains(h)) {
         netns::delete(&h).map_err(Error::io(format!("delete namespace {h}")))?;

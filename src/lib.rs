@@ -20,6 +20,6 @@ pub mod programs;
 pub mod record;
 pub mod signals;
 pub mod status;
+pub mod timing;
 pub mod topology;
 pub mod util;
-pub mod timing;

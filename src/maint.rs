@@ -208,7 +208,11 @@ pub fn clean(prefix: &str, kill: bool, dry_run: bool) -> Result<CleanReport> {
             let name = e.file_name().to_string_lossy().into_owned();
             // nslab's: a link into its hosts directory (named after the lab).
             let hosts_dir = record::state_dir().join("hosts");
-            let Some(labname) = std::fs::read_link(e.path().join("hosts")).ok().filter(|t| t.parent() == Some(hosts_dir.as_path())).and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned())) else {
+            let Some(labname) = std::fs::read_link(e.path().join("hosts"))
+                .ok()
+                .filter(|t| t.parent() == Some(hosts_dir.as_path()))
+                .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+            else {
                 continue;
             };
             let labname = labname.as_str();

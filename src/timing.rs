@@ -18,7 +18,10 @@ pub fn mark(phase: &str) {
     let mut l = LAST.lock().unwrap_or_else(|e| e.into_inner());
     let now = Instant::now();
     if let Some(t) = *l {
-        eprintln!("[timing] {:>8.1} ms  {phase}", (now - t).as_secs_f64() * 1000.0);
+        eprintln!(
+            "[timing] {:>8.1} ms  {phase}",
+            (now - t).as_secs_f64() * 1000.0
+        );
     }
     *l = Some(now);
 }

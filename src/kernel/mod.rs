@@ -8,3 +8,4 @@ pub mod netns;
 pub mod nft;
 pub mod observe;
 pub mod procs;
+pub mod watch;

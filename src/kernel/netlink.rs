@@ -120,7 +120,9 @@ impl Rtnl {
 
     fn recv(&mut self) -> io::Result<usize> {
         if self.buf.is_empty() {
-            self.buf = BUF.with(|b| b.take()).unwrap_or_else(|| vec![0u8; RECV_BUF]);
+            self.buf = BUF
+                .with(|b| b.take())
+                .unwrap_or_else(|| vec![0u8; RECV_BUF]);
         }
         // SAFETY: recv into our own buffer of the given length.
         let n = unsafe {
@@ -231,13 +233,21 @@ impl Rtnl {
 
     /// A request answered by one message (e.g. RTM_GETROUTE for one address, as
     /// `ip route get` does), or the kernel's error.
-    pub fn query(&mut self, msg: RouteNetlinkMessage, what: &str) -> Result<RouteNetlinkMessage, NlError> {
+    pub fn query(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        what: &str,
+    ) -> Result<RouteNetlinkMessage, NlError> {
         let r = self.query_inner(msg, what);
         self.release();
         r
     }
 
-    fn query_inner(&mut self, msg: RouteNetlinkMessage, what: &str) -> Result<RouteNetlinkMessage, NlError> {
+    fn query_inner(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        what: &str,
+    ) -> Result<RouteNetlinkMessage, NlError> {
         let mut out = Vec::new();
         let seq = self.serialize(msg, 0, &mut out);
         self.sock.send(&out, 0).map_err(|e| NlError::io(what, e))?;
@@ -276,13 +286,21 @@ impl Rtnl {
     }
 
     /// A dump request (NLM_F_DUMP): every reply message until NLMSG_DONE.
-    pub fn dump(&mut self, msg: RouteNetlinkMessage, what: &str) -> Result<Vec<RouteNetlinkMessage>, NlError> {
+    pub fn dump(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        what: &str,
+    ) -> Result<Vec<RouteNetlinkMessage>, NlError> {
         let r = self.dump_inner(msg, what);
         self.release();
         r
     }
 
-    fn dump_inner(&mut self, msg: RouteNetlinkMessage, what: &str) -> Result<Vec<RouteNetlinkMessage>, NlError> {
+    fn dump_inner(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        what: &str,
+    ) -> Result<Vec<RouteNetlinkMessage>, NlError> {
         let mut out = Vec::new();
         let seq = self.serialize(msg, NLM_F_DUMP, &mut out);
         self.sock.send(&out, 0).map_err(|e| NlError::io(what, e))?;

@@ -127,10 +127,19 @@ pub fn commands(op: &Op) -> Vec<String> {
         Op::DelRoute { ns, route } => vec![format!("{} route del {route}", ip(ns))],
         Op::WriteLabHosts { path, content } => {
             let lines: Vec<String> = content.lines().map(q).collect();
-            let dir = std::path::Path::new(path).parent().map(|d| d.display().to_string()).unwrap_or_else(|| ".".into());
-            vec![format!("mkdir -p {dir}"), format!("printf '%s\\n' {} > {path}", lines.join(" "))]
+            let dir = std::path::Path::new(path)
+                .parent()
+                .map(|d| d.display().to_string())
+                .unwrap_or_else(|| ".".into());
+            vec![
+                format!("mkdir -p {dir}"),
+                format!("printf '%s\\n' {} > {path}", lines.join(" ")),
+            ]
         }
-        Op::LinkHosts { ns, target } => vec![format!("mkdir -p /etc/netns/{ns}"), format!("ln -sfn {target} /etc/netns/{ns}/hosts")],
+        Op::LinkHosts { ns, target } => vec![
+            format!("mkdir -p /etc/netns/{ns}"),
+            format!("ln -sfn {target} /etc/netns/{ns}/hosts"),
+        ],
         Op::RemoveEtc { ns } => vec![format!("rm -rf /etc/netns/{ns}")],
         Op::SetNat { ns, table, rules } => {
             let rules: Vec<_> = rules

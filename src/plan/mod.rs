@@ -135,7 +135,10 @@ impl Op {
 
     /// Ops that only touch files, not the kernel's network state.
     pub fn is_file_op(&self) -> bool {
-        matches!(self, Op::WriteLabHosts { .. } | Op::LinkHosts { .. } | Op::RemoveEtc { .. })
+        matches!(
+            self,
+            Op::WriteLabHosts { .. } | Op::LinkHosts { .. } | Op::RemoveEtc { .. }
+        )
     }
 }
 
@@ -207,7 +210,9 @@ impl fmt::Display for Op {
                 write!(f, "delete nftables table ip {table} in {}", at(ns))
             }
             Op::WriteLabHosts { path, .. } => write!(f, "write the lab's hosts file {path}"),
-            Op::LinkHosts { ns, .. } => write!(f, "link /etc/netns/{ns}/hosts to the lab's hosts file"),
+            Op::LinkHosts { ns, .. } => {
+                write!(f, "link /etc/netns/{ns}/hosts to the lab's hosts file")
+            }
             Op::RemoveEtc { ns } => write!(f, "remove /etc/netns/{ns}"),
         }
     }
@@ -814,8 +819,13 @@ pub fn plan_up(
             }
         }
         // Node namespaces link the lab's hosts file.
-        if node_ns.contains(ns.as_str()) && obs.ns.get(ns).and_then(|o| o.hosts.as_deref()) != Some(hosts_target.as_str()) {
-            files.push(Op::LinkHosts { ns: ns.clone(), target: hosts_target.clone() });
+        if node_ns.contains(ns.as_str())
+            && obs.ns.get(ns).and_then(|o| o.hosts.as_deref()) != Some(hosts_target.as_str())
+        {
+            files.push(Op::LinkHosts {
+                ns: ns.clone(),
+                target: hosts_target.clone(),
+            });
         }
     }
 
@@ -873,7 +883,10 @@ pub fn plan_up(
     }
     ops.extend(nat_ops);
     if !lab.nodes.is_empty() && obs.lab_hosts.as_deref() != Some(hosts_content.as_str()) {
-        ops.push(Op::WriteLabHosts { path: hosts_target, content: hosts_content });
+        ops.push(Op::WriteLabHosts {
+            path: hosts_target,
+            content: hosts_content,
+        });
     }
     ops.extend(files);
     Ok((ops, notes))

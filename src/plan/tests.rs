@@ -179,7 +179,9 @@ impl Fake {
                 }
                 Op::DeleteNat { ns, .. } => self.obs.ns.get_mut(ns).unwrap().nat = None,
                 Op::WriteLabHosts { content, .. } => self.obs.lab_hosts = Some(content.clone()),
-                Op::LinkHosts { ns, target } => self.obs.ns.get_mut(ns).unwrap().hosts = Some(target.clone()),
+                Op::LinkHosts { ns, target } => {
+                    self.obs.ns.get_mut(ns).unwrap().hosts = Some(target.clone())
+                }
                 Op::RemoveEtc { .. } => {}
             }
         }

@@ -209,8 +209,16 @@ pub enum ExpectKind {
 
 impl Lab {
     pub fn node(&self, name: &str) -> Option<&Node> {
-        let idx = self.index.0.get_or_init(|| self.nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect());
-        idx.get(name).and_then(|&i| self.nodes.get(i)).filter(|n| n.name == name)
+        let idx = self.index.0.get_or_init(|| {
+            self.nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.name.clone(), i))
+                .collect()
+        });
+        idx.get(name)
+            .and_then(|&i| self.nodes.get(i))
+            .filter(|n| n.name == name)
     }
 
     pub fn bridge(&self, name: &str) -> Option<&Bridge> {

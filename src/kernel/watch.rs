@@ -1,0 +1,95 @@
+//! Watching a namespace's links go away: a netlink socket subscribed to link
+//! events (RTNLGRP_LINK), so `down` waits for the kernel without polling dumps.
+
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::link::LinkAttribute;
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use std::collections::BTreeSet;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+const RTNLGRP_LINK_MASK: u32 = 1;
+
+pub struct LinkWatch {
+    sock: Socket,
+}
+
+/// What waiting ended with.
+pub enum Waited {
+    AllGone,
+    /// Events were lost (the socket overflowed): the caller should look again.
+    Overflow(BTreeSet<String>),
+    TimedOut(BTreeSet<String>),
+}
+
+impl LinkWatch {
+    /// Subscribe in the namespace of the calling thread. Subscribe before the
+    /// deletions start, so no event is missed.
+    pub fn new() -> io::Result<LinkWatch> {
+        let mut sock = Socket::new(NETLINK_ROUTE)?;
+        let _ = sock.set_rx_buf_sz(8 << 20);
+        sock.bind(&SocketAddr::new(0, RTNLGRP_LINK_MASK))?;
+        Ok(LinkWatch { sock })
+    }
+
+    /// Wait until every name in `names` has been deleted, or `limit` passed.
+    pub fn wait_gone(&mut self, mut names: BTreeSet<String>, limit: Duration) -> Waited {
+        let until = Instant::now() + limit;
+        let mut buf = vec![0u8; 1 << 16];
+        while !names.is_empty() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Waited::TimedOut(names);
+            }
+            let mut pfd = libc::pollfd {
+                fd: self.sock.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            let r = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(1000) as i32) };
+            if r <= 0 {
+                continue;
+            }
+            // SAFETY: recv into our own buffer.
+            let n = unsafe {
+                libc::recv(
+                    self.sock.as_raw_fd(),
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n < 0 {
+                if io::Error::last_os_error().raw_os_error() == Some(libc::ENOBUFS) {
+                    return Waited::Overflow(names);
+                }
+                continue;
+            }
+            let mut off = 0usize;
+            let n = n as usize;
+            while off + 16 <= n {
+                let len = u32::from_ne_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]])
+                    as usize;
+                if len < 16 || off + len > n {
+                    break;
+                }
+                if let Ok(NetlinkMessage {
+                    payload: NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)),
+                    ..
+                }) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..off + len])
+                {
+                    for a in &l.attributes {
+                        if let LinkAttribute::IfName(name) = a {
+                            names.remove(name);
+                        }
+                    }
+                }
+                off += (len + 3) & !3;
+            }
+        }
+        Waited::AllGone
+    }
+}
