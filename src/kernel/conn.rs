@@ -93,11 +93,16 @@ pub fn create_many(items: &[(String, Vec<(String, String)>)]) -> Vec<(String, io
     if items.is_empty() {
         return Vec::new();
     }
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .clamp(1, 4)
-        .min(items.len());
+    let workers = std::env::var("NSLAB_NS_WORKERS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .clamp(1, 4)
+        })
+        .clamp(1, items.len());
     let chunk = items.len().div_ceil(workers);
     std::thread::scope(|s| {
         let handles: Vec<_> = items
