@@ -11,7 +11,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # Independent tools the tests cross-check with (never used by nslab itself).
-want="iproute2:ip iputils-ping:ping nftables:nft tcpdump:tcpdump curl:curl python3:python3 util-linux:nsenter procps:ps"
+want="iproute2:ip iputils-ping:ping nftables:nft tcpdump:tcpdump curl:curl python3:python3 util-linux:nsenter procps:sysctl time:/usr/bin/time"
 missing=""
 for pair in $want; do
   pkg=${pair%%:*}; cmd=${pair##*:}
@@ -27,7 +27,7 @@ fi
 
 snapshot() {
   { ip netns list; ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1; nft list tables 2>/dev/null;
-    ls /etc/netns 2>/dev/null; ls /run/nslab/labs 2>/dev/null; } | sort
+    ls /etc/netns 2>/dev/null; ls /run/nslab/labs /run/nslab/hosts 2>/dev/null; cat /run/nslab/host-forwarding.json 2>/dev/null; } | sort
 }
 before=$(snapshot)
 
@@ -37,6 +37,8 @@ echo "== cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo test"
 cargo test --all-targets --quiet -- --test-threads "${NSLAB_TEST_THREADS:-4}"
+echo "== benchmark smoke run (N=10, nslab against iproute2)"
+NSLAB="$PWD/target/debug/nslab" bench/smoke.sh
 
 after=$(snapshot)
 if [ "$before" != "$after" ]; then

@@ -116,3 +116,35 @@ pub fn setter(file: &std::fs::File) -> impl Fn(&str) -> io::Result<String> + '_ 
         netns::run_in(file, move || netns::sysctl_set(KEY, &v))?
     }
 }
+
+/// Forget labs (named with `prefix`) that no longer have a record (their record was lost); put the old
+/// value back where no lab is left and the namespace is still there. Returns the
+/// labs forgotten.
+pub fn prune(prefix: &str) -> io::Result<Vec<String>> {
+    let _g = record::lock_global()?;
+    let mut st = load()?;
+    let mut forgotten = Vec::new();
+    let mut keep = Vec::new();
+    for mut e in std::mem::take(&mut st.entries) {
+        let gone: Vec<String> = e
+            .labs
+            .iter()
+            .filter(|l| l.starts_with(prefix) && matches!(record::Record::load(l), Ok(None)))
+            .cloned()
+            .collect();
+        for l in gone {
+            e.labs.remove(&l);
+            forgotten.push(l);
+        }
+        if e.labs.is_empty() {
+            if let Ok(Some((_, c))) = crate::kernel::conn::find_by_id(e.ns) {
+                let _ = setter(&c.file)(&e.old);
+            }
+        } else {
+            keep.push(e);
+        }
+    }
+    st.entries = keep;
+    save(&st)?;
+    Ok(forgotten)
+}

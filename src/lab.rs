@@ -561,6 +561,15 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
         host = conn::open(h).ok();
     }
 
+    // The host's forwarding first, while the kernel is not busy tearing down (a
+    // write to ip_forward waits for the lock the teardown holds).
+    if !rec.sandbox
+        && let Some(h) = host.as_ref()
+        && let Err(e) = crate::hostfwd::release(lab, rec.host_ns, &crate::hostfwd::setter(&h.file))
+    {
+        rep.warnings
+            .push(format!("restore the host's IPv4 forwarding: {e}"));
+    }
     // The host's veth ends of the lab: they go when the nodes' namespaces do.
     // Subscribe to link events before deleting anything, so none is missed.
     let ours = |l: &crate::kernel::observe::ObsLink| {
@@ -572,16 +581,34 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
             .ok()
             .and_then(|r| r.ok())
     });
-    let waiting: BTreeSet<String> = host
+    let first: Vec<crate::kernel::observe::ObsLink> = host
         .as_mut()
         .and_then(|h| crate::kernel::observe::links(&mut h.nl).ok())
-        .map(|v| {
-            v.into_iter()
-                .filter(|l| ours(l) && l.kind.as_deref() == Some("veth"))
-                .map(|l| l.name)
-                .collect()
-        })
         .unwrap_or_default();
+    let waiting: BTreeSet<String> = first
+        .iter()
+        .filter(|l| ours(l) && l.kind.as_deref() == Some("veth"))
+        .map(|l| l.name.clone())
+        .collect();
+    // Bridges (host mode) have no namespace to die with: they are deleted while the
+    // kernel tears the nodes down (both mostly wait for RCU grace periods).
+    let bridges: Vec<String> = if rec.sandbox {
+        vec![]
+    } else {
+        first
+            .iter()
+            .filter(|l| {
+                l.alias.as_deref() == Some(mark.as_str()) && l.kind.as_deref() == Some("bridge")
+            })
+            .map(|l| l.name.clone())
+            .collect()
+    };
+    let bridge_sock = match (&host, bridges.is_empty()) {
+        (Some(h), false) => netns::run_in(&h.file, crate::kernel::netlink::Rtnl::new)
+            .ok()
+            .and_then(|r| r.ok()),
+        _ => None,
+    };
 
     // Nodes first (their veths die with them), the sandbox host last. The
     // hosts links go on another thread meanwhile.
@@ -590,73 +617,82 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
         .iter()
         .filter(|n| Some(*n) != sandbox_host.as_ref())
         .collect();
-    std::thread::scope(|s| -> Result<()> {
+    for ns in &nodes {
+        netns::delete(ns).map_err(Error::io(format!("delete namespace {ns}")))?;
+        rep.namespaces.push((*ns).clone());
+    }
+    crate::timing::mark("delete namespaces");
+    let delete_bridges = |mut nl: crate::kernel::netlink::Rtnl| -> Vec<(String, Option<String>)> {
+        bridges
+            .iter()
+            .filter_map(|b| {
+                match nl.request(
+                    crate::kernel::msg::del_link(b),
+                    0,
+                    format!("delete bridge {b}"),
+                ) {
+                    Ok(()) => Some((b.clone(), None)),
+                    Err(e) if e.errno == libc::ENODEV => None,
+                    Err(e) => Some((b.clone(), Some(e.to_string()))),
+                }
+            })
+            .collect()
+    };
+    let deleted_bridges = std::thread::scope(|s| {
+        let bridge_thread = bridge_sock.map(|nl| s.spawn(|| delete_bridges(nl)));
+        // The hosts links go meanwhile (file system work; the kernel's is elsewhere).
         s.spawn(|| {
             for ns in &nodes {
                 let _ = apply::remove_etc(ns);
             }
         });
-        for ns in &nodes {
-            netns::delete(ns).map_err(Error::io(format!("delete namespace {ns}")))?;
-            rep.namespaces.push((*ns).clone());
-        }
-        Ok(())
-    })?;
-    crate::timing::mark("delete namespaces");
-    if let Some(h) = host.as_mut() {
-        // Wait until the kernel has removed every veth end of the lab from the host.
-        let mut left = waiting;
-        if let Some(w) = watch.as_mut() {
-            match w.wait_gone(left.clone(), DOWN_WAIT) {
-                crate::kernel::watch::Waited::AllGone => left.clear(),
-                crate::kernel::watch::Waited::Overflow(l)
-                | crate::kernel::watch::Waited::TimedOut(l) => left = l,
-            }
-        }
-        // Without events (or after losing some), look until they are gone.
-        let until = Instant::now() + DOWN_WAIT;
-        while !left.is_empty() {
-            let now: BTreeSet<String> = match crate::kernel::observe::links(&mut h.nl) {
-                Ok(l) => l
-                    .into_iter()
-                    .filter(|l| ours(l) && l.kind.as_deref() == Some("veth"))
-                    .map(|l| l.name)
-                    .collect(),
-                Err(_) => BTreeSet::new(),
-            };
-            left.retain(|n| now.contains(n));
-            if left.is_empty() {
-                break;
-            }
-            if Instant::now() > until {
-                rep.warnings.push(format!(
-                    "the kernel had not finished removing {} after {DOWN_WAIT:?}",
-                    left.iter().cloned().collect::<Vec<_>>().join(", ")
-                ));
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        crate::timing::mark("wait for the kernel");
-        // Bridges (host mode) have no namespace to die with: delete them, now
-        // that their ports are gone (cheap).
-        if !rec.sandbox
-            && let Ok(links) = crate::kernel::observe::links(&mut h.nl)
-        {
-            for l in links.iter().filter(|l| {
-                l.alias.as_deref() == Some(mark.as_str()) && l.kind.as_deref() == Some("bridge")
-            }) {
-                match h.nl.request(
-                    crate::kernel::msg::del_link(&l.name),
-                    0,
-                    format!("delete bridge {}", l.name),
-                ) {
-                    Ok(()) => rep.host_links.push(l.name.clone()),
-                    Err(e) if e.errno == libc::ENODEV => {}
-                    Err(e) => rep.warnings.push(e.to_string()),
+        if let Some(h) = host.as_mut() {
+            // Wait until the kernel has removed every veth end of the lab from the host.
+            let mut left = waiting;
+            if let Some(w) = watch.as_mut() {
+                match w.wait_gone(left.clone(), DOWN_WAIT) {
+                    crate::kernel::watch::Waited::AllGone => left.clear(),
+                    crate::kernel::watch::Waited::Overflow(l)
+                    | crate::kernel::watch::Waited::TimedOut(l) => left = l,
                 }
             }
+            // Without events (or after losing some), look until they are gone.
+            let until = Instant::now() + DOWN_WAIT;
+            while !left.is_empty() {
+                let now: BTreeSet<String> = match crate::kernel::observe::links(&mut h.nl) {
+                    Ok(l) => l
+                        .into_iter()
+                        .filter(|l| ours(l) && l.kind.as_deref() == Some("veth"))
+                        .map(|l| l.name)
+                        .collect(),
+                    Err(_) => BTreeSet::new(),
+                };
+                left.retain(|n| now.contains(n));
+                if left.is_empty() {
+                    break;
+                }
+                if Instant::now() > until {
+                    rep.warnings.push(format!(
+                        "the kernel had not finished removing {} after {DOWN_WAIT:?}",
+                        left.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ));
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
+        bridge_thread
+            .map(|t| t.join().unwrap_or_default())
+            .unwrap_or_default()
+    });
+    crate::timing::mark("wait for the kernel");
+    for (b, err) in deleted_bridges {
+        match err {
+            None => rep.host_links.push(b),
+            Some(e) => rep.warnings.push(e),
+        }
+    }
+    if let Some(h) = host.as_mut() {
         if !rec.sandbox {
             for t in &rec.nft_tables {
                 let r = netns::run_in(&h.file, || {
@@ -669,12 +705,6 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
                     Err(e) => rep.warnings.push(format!("delete nftables table {t}: {e}")),
                 }
             }
-            if let Err(e) =
-                crate::hostfwd::release(lab, rec.host_ns, &crate::hostfwd::setter(&h.file))
-            {
-                rep.warnings
-                    .push(format!("restore the host's IPv4 forwarding: {e}"));
-            }
         }
         for n in &rec.host_links {
             if !rep.host_links.contains(n) {
@@ -682,7 +712,7 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
             }
         }
     }
-    crate::timing::mark("bridges, nft, forwarding");
+    crate::timing::mark("bridges and nft");
     drop(watch);
     drop(host);
     if let Some(h) = sandbox_host.filter(|h| rec.namespaces.contains(h)) {

@@ -77,6 +77,8 @@ pub struct CleanReport {
     pub orphan_nft_tables: Vec<String>,
     pub stale_files: Vec<String>,
     pub etc_netns: Vec<String>,
+    /// Labs without a record that had turned on the host's forwarding.
+    pub forwarding_released: Vec<String>,
     pub errors: Vec<String>,
 }
 
@@ -112,6 +114,15 @@ pub fn clean(prefix: &str, kill: bool, dry_run: bool) -> Result<CleanReport> {
         match lab::down(&l, kill) {
             Ok(_) => rep.labs_down.push(l),
             Err(e) => rep.errors.push(format!("lab {l}: {e}")),
+        }
+    }
+    // Host forwarding that labs without a record had turned on.
+    if !dry_run {
+        match crate::hostfwd::prune(prefix) {
+            Ok(v) => {
+                rep.forwarding_released = v.into_iter().filter(|l| l.starts_with(prefix)).collect()
+            }
+            Err(e) => rep.errors.push(format!("host forwarding state: {e}")),
         }
     }
     let recorded: BTreeSet<String> = record::list()

@@ -173,6 +173,17 @@ fn clean_removes_orphans_whose_record_was_lost() {
     assert!(!link_names(Some(&t.name)).contains(&"bri0".to_string()));
     assert!(!sh(&format!("ip netns exec {} nft list tables", t.name)).contains("nslab-"));
     assert!(!std::path::Path::new(&format!("/etc/netns/{p}black")).exists());
+    // The forwarding the lost lab had turned on is put back, and forgotten.
+    assert_eq!(
+        sh(&format!(
+            "ip netns exec {} sysctl -n net.ipv4.ip_forward",
+            t.name
+        ))
+        .trim(),
+        "0"
+    );
+    let fwd = std::fs::read_to_string("/run/nslab/host-forwarding.json").unwrap_or_default();
+    assert!(!fwd.contains(&lab), "{fwd}");
 }
 
 #[test]

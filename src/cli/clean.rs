@@ -40,12 +40,14 @@ pub fn run(a: Args) -> Result<i32> {
         show("orphan nftables tables", &r.orphan_nft_tables);
         show("stale namespace files", &r.stale_files);
         show("hosts files", &r.etc_netns);
+        show("host forwarding turned on by", &r.forwarding_released);
         if r.labs_down.is_empty()
             && r.orphan_namespaces.is_empty()
             && r.orphan_interfaces.is_empty()
             && r.orphan_nft_tables.is_empty()
             && r.stale_files.is_empty()
             && r.etc_netns.is_empty()
+            && r.forwarding_released.is_empty()
         {
             println!("nothing of nslab's found");
         }

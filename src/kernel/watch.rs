@@ -80,6 +80,9 @@ impl LinkWatch {
                     payload: NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)),
                     ..
                 }) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..off + len])
+                    // A port leaving a bridge is announced as RTM_DELLINK of family
+                    // AF_BRIDGE: the interface itself is still there.
+                    && l.header.interface_family != netlink_packet_route::AddressFamily::Bridge
                 {
                     for a in &l.attributes {
                         if let LinkAttribute::IfName(name) = a {

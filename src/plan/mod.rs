@@ -250,17 +250,20 @@ pub fn host_forwarding_needed(lab: &Lab) -> bool {
     if lab.sandbox {
         return false;
     }
-    let host_addrs: Vec<std::net::IpAddr> = lab
-        .addresses_of(&Place::Host)
-        .iter()
-        .map(|(_, a)| a.addr())
-        .collect();
-    !lab.nat.is_empty()
-        || lab.nodes.iter().any(|n| {
-            n.routes
-                .iter()
-                .any(|r| r.via.is_some_and(|v| host_addrs.contains(&v)))
+    if !lab.nat.is_empty() {
+        return true;
+    }
+    // Routing through the host only needs forwarding if the host has somewhere
+    // else in the lab to send it: a second network of its own, or routes.
+    let host = lab.addresses_of(&Place::Host);
+    let nets: BTreeSet<IpNet> = host.iter().map(|(_, a)| a.trunc()).collect();
+    let through_host = lab.nodes.iter().any(|n| {
+        n.routes.iter().any(|r| {
+            r.via
+                .is_some_and(|v| host.iter().any(|(_, a)| a.addr() == v))
         })
+    });
+    through_host && (nets.len() > 1 || !lab.host.routes.is_empty())
 }
 
 /// The kernel as observed before planning. A namespace absent from `ns` does not exist.
