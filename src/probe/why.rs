@@ -470,8 +470,3 @@ impl<'a> Ctx<'a> {
         }
     }
 }
-
-/// True if an address is in one of the lab's prefixes.
-pub fn in_prefixes(a: IpAddr, nets: &[IpNet]) -> bool {
-    nets.iter().any(|n| n.contains(&a))
-}
