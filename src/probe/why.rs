@@ -7,7 +7,6 @@ use crate::kernel::msg;
 use crate::kernel::netns;
 use crate::kernel::observe::NsState;
 use crate::topology::{Lab, Place};
-use ipnet::IpNet;
 use netlink_packet_route::RouteNetlinkMessage as M;
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteType};
 use serde::Serialize;
