@@ -27,7 +27,7 @@ fi
 
 snapshot() {
   { ip netns list; ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1; nft list tables 2>/dev/null;
-    ls /etc/netns 2>/dev/null; ls /run/nslab/labs /run/nslab/hosts 2>/dev/null; cat /run/nslab/host-forwarding.json 2>/dev/null; } | sort
+    ls /etc/netns 2>/dev/null; ls /run/nslab/labs /run/nslab/hosts 2>/dev/null; cat /run/nslab/host-forwarding.json 2>/dev/null; true; } | sort
 }
 before=$(snapshot)
 
