@@ -213,7 +213,19 @@ pub fn clean(prefix: &str, kill: bool, dry_run: bool) -> Result<CleanReport> {
             }
         }
     }
-    // Hosts files nslab wrote for namespaces that are gone.
+    // The hosts files of labs whose record was lost.
+    if let Ok(rd) = std::fs::read_dir(record::state_dir().join("hosts")) {
+        for e in rd.flatten() {
+            let labname = e.file_name().to_string_lossy().into_owned();
+            if orphan(&labname) {
+                if !dry_run {
+                    let _ = std::fs::remove_file(e.path());
+                }
+                rep.etc_netns.push(e.path().display().to_string());
+            }
+        }
+    }
+    // Hosts links nslab wrote for namespaces that are gone.
     if let Ok(rd) = std::fs::read_dir("/etc/netns") {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();

@@ -173,6 +173,7 @@ fn clean_removes_orphans_whose_record_was_lost() {
     assert!(!link_names(Some(&t.name)).contains(&"bri0".to_string()));
     assert!(!sh(&format!("ip netns exec {} nft list tables", t.name)).contains("nslab-"));
     assert!(!std::path::Path::new(&format!("/etc/netns/{p}black")).exists());
+    assert!(!std::path::Path::new(&format!("/run/nslab/hosts/{lab}")).exists());
     // The forwarding the lost lab had turned on is put back, and forgotten.
     assert_eq!(
         sh(&format!(
