@@ -311,44 +311,26 @@ fn apply_ops(
                     .map(crate::kernel::nft::Masquerade::from)
                     .collect();
                 let c = k.conn(ns)?;
-                let r =
-                    netns::run_in(&c.file, crate::kernel::nft::NftSocket::new).map_err(|e| {
-                        ApplyError::Io {
-                            step: op.to_string(),
-                            source: e,
-                        }
-                    })?;
-                let mut sock = r.map_err(|e| ApplyError::Nft {
+                let nft_err = |e| ApplyError::Nft {
                     step: op.to_string(),
                     source: e,
-                })?;
-                sock.replace_nat_table(table, &mark, &rules)
-                    .map_err(|e| ApplyError::Nft {
-                        step: op.to_string(),
-                        source: e,
-                    })?;
+                };
+                crate::kernel::nft::socket_in(&c.file)
+                    .and_then(|mut s| s.replace_nat_table(table, &mark, &rules))
+                    .map_err(nft_err)?;
                 k.spend(1)?;
                 i += 1;
             }
             Op::DeleteNat { ns, table } => {
                 let mark = k.mark.clone();
                 let c = k.conn(ns)?;
-                let r =
-                    netns::run_in(&c.file, crate::kernel::nft::NftSocket::new).map_err(|e| {
-                        ApplyError::Io {
-                            step: op.to_string(),
-                            source: e,
-                        }
-                    })?;
-                let mut sock = r.map_err(|e| ApplyError::Nft {
+                let nft_err = |e| ApplyError::Nft {
                     step: op.to_string(),
                     source: e,
-                })?;
-                sock.delete_table_if_marked(table, &mark)
-                    .map_err(|e| ApplyError::Nft {
-                        step: op.to_string(),
-                        source: e,
-                    })?;
+                };
+                crate::kernel::nft::socket_in(&c.file)
+                    .and_then(|mut s| s.delete_table_if_marked(table, &mark))
+                    .map_err(nft_err)?;
                 k.spend(1)?;
                 i += 1;
             }

@@ -98,12 +98,9 @@ fn observe(k: &mut Kernel, lab: &Lab, names: &BTreeSet<String>) -> Result<Observ
 
 /// The lab's nftables table in a namespace, as the planner sees it.
 fn read_nat(ns: &std::fs::File, table: &str) -> Result<Option<plan::NatObs>> {
-    use crate::kernel::nft::NftSocket;
-    let found = netns::run_in(ns, || {
-        NftSocket::new().and_then(|mut s| s.read_nat_rules(table))
-    })
-    .map_err(Error::io("open an nftables socket"))?;
-    let found = found.map_err(|e| Error::Failed(format!("read nftables table {table}: {e}")))?;
+    let found = crate::kernel::nft::socket_in(ns)
+        .and_then(|mut s| s.read_nat_rules(table))
+        .map_err(|e| Error::Failed(format!("read nftables table {table}: {e}")))?;
     Ok(found.map(|r| {
         let rules: Vec<_> = r.masquerades.iter().filter_map(|m| m.to_nat()).collect();
         let exact = r.chain_ok
@@ -415,11 +412,9 @@ fn rollback(k: &mut Kernel, lab: &Lab, created: &[Intent], existed: &BTreeSet<St
             }
             Intent::NftTable(t) => {
                 if let Ok(c) = k.conn(HOST) {
-                    let r = netns::run_in(&c.file, || {
-                        crate::kernel::nft::NftSocket::new()
-                            .and_then(|mut s| s.delete_table_if_marked(t, &mark))
-                    });
-                    if let Ok(Ok(true)) = r {
+                    let r = crate::kernel::nft::socket_in(&c.file)
+                        .and_then(|mut s| s.delete_table_if_marked(t, &mark));
+                    if let Ok(true) = r {
                         gone.push(format!("nftables table {t}"));
                     }
                 }
@@ -695,14 +690,10 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
     if let Some(h) = host.as_mut() {
         if !rec.sandbox {
             for t in &rec.nft_tables {
-                let r = netns::run_in(&h.file, || {
-                    crate::kernel::nft::NftSocket::new()
-                        .and_then(|mut s| s.delete_table_if_marked(t, &mark))
-                });
-                match r {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => rep.warnings.push(format!("delete nftables table {t}: {e}")),
-                    Err(e) => rep.warnings.push(format!("delete nftables table {t}: {e}")),
+                if let Err(e) = crate::kernel::nft::socket_in(&h.file)
+                    .and_then(|mut s| s.delete_table_if_marked(t, &mark))
+                {
+                    rep.warnings.push(format!("delete nftables table {t}: {e}"));
                 }
             }
         }

@@ -44,6 +44,34 @@ pub struct LabSel {
     pub prefix: String,
 }
 
+/// A lab that is up: its record and the model it was built from.
+pub fn lab_up(
+    sel: &LabSel,
+    file: Option<&std::path::Path>,
+) -> nslab::error::Result<(nslab::record::Record, nslab::topology::Lab)> {
+    let lab = sel.resolve(file)?;
+    let rec = nslab::lab::record_of(&lab)?;
+    let model = rec.model.clone().ok_or_else(|| {
+        nslab::error::Error::Failed(format!(
+            "lab {lab} is not completely up; run `nslab up` again"
+        ))
+    })?;
+    Ok((rec, model))
+}
+
+/// A place of a lab that can send or serve: a node, `host` or `internet`.
+pub fn place(
+    model: &nslab::topology::Lab,
+    name: &str,
+) -> nslab::error::Result<nslab::topology::Place> {
+    nslab::lab::parse_place(model, name).ok_or_else(|| {
+        nslab::error::Error::Usage(format!(
+            "{name:?} is not a node, `host` or `internet` of lab {}",
+            model.name
+        ))
+    })
+}
+
 impl LabSel {
     pub fn resolve(&self, file: Option<&std::path::Path>) -> nslab::error::Result<String> {
         nslab::lab::select(self.lab.as_deref(), file, &self.prefix)

@@ -59,18 +59,8 @@ pub fn run(a: Args) -> Result<i32> {
     if a.count == 0 {
         return Err(Error::Usage("--count must be at least 1".into()));
     }
-    let lab = a.sel.resolve(a.file.as_deref())?;
-    let rec = nslab::lab::record_of(&lab)?;
-    let model = rec
-        .model
-        .clone()
-        .ok_or_else(|| Error::Failed(format!("lab {lab} is not completely up")))?;
-    let src = nslab::lab::parse_place(&model, &a.src).ok_or_else(|| {
-        Error::Usage(format!(
-            "{:?} is not a node, `host` or `internet` of lab {lab}",
-            a.src
-        ))
-    })?;
+    let (rec, model) = super::lab_up(&a.sel, a.file.as_deref())?;
+    let src = super::place(&model, &a.src)?;
     let dst = nslab::probe::check::resolve(&model, &a.dst, if a.v6 { 6 } else { 4 })?;
     let file = nslab::lab::place_file(&rec, &src)?;
     let opts = PingOptions {

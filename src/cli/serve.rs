@@ -35,18 +35,9 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<i32> {
-    let lab = a.sel.resolve(a.file.as_deref())?;
-    let rec = nslab::lab::record_of(&lab)?;
-    let model = rec
-        .model
-        .clone()
-        .ok_or_else(|| Error::Failed(format!("lab {lab} is not completely up")))?;
-    let place = nslab::lab::parse_place(&model, &a.node).ok_or_else(|| {
-        Error::Usage(format!(
-            "{:?} is not a node, `host` or `internet` of lab {lab}",
-            a.node
-        ))
-    })?;
+    let (rec, model) = super::lab_up(&a.sel, a.file.as_deref())?;
+    let lab = rec.lab.clone();
+    let place = super::place(&model, &a.node)?;
     let bind = SocketAddr::new(a.bind.unwrap_or(IpAddr::from([0, 0, 0, 0])), a.port);
     if let Some(d) = &a.dir
         && !d.is_dir()

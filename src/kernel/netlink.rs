@@ -253,34 +253,25 @@ impl Rtnl {
         self.sock.send(&out, 0).map_err(|e| NlError::io(what, e))?;
         loop {
             let n = self.recv().map_err(|e| NlError::io(what, e))?;
-            let mut off = 0;
-            while off + 16 <= n {
-                let b = &self.buf[off..n];
-                let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
-                if len < 16 || len > b.len() {
-                    break;
+            for (ty, mseq, m) in messages(&self.buf[..n]) {
+                if mseq != seq {
+                    continue;
                 }
-                let ty = u16::from_ne_bytes([b[4], b[5]]);
-                let mseq = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
-                if mseq == seq {
-                    if ty == NLMSG_ERROR {
-                        let (_, code, ext) =
-                            parse_error(&b[..len]).unwrap_or((seq, -libc::EIO, None));
-                        return Err(NlError {
-                            what: what.into(),
-                            errno: if code == 0 { libc::EIO } else { -code },
-                            ext,
-                        });
-                    }
-                    if let Ok(NetlinkMessage {
-                        payload: NetlinkPayload::InnerMessage(i),
-                        ..
-                    }) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&b[..len])
-                    {
-                        return Ok(i);
-                    }
+                if ty == NLMSG_ERROR {
+                    let (_, code, ext) = parse_error(m).unwrap_or((seq, -libc::EIO, None));
+                    return Err(NlError {
+                        what: what.into(),
+                        errno: if code == 0 { libc::EIO } else { -code },
+                        ext,
+                    });
                 }
-                off += (len + 3) & !3;
+                if let Ok(NetlinkMessage {
+                    payload: NetlinkPayload::InnerMessage(i),
+                    ..
+                }) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(m)
+                {
+                    return Ok(i);
+                }
             }
         }
     }
@@ -307,66 +298,67 @@ impl Rtnl {
         let mut msgs = Vec::new();
         loop {
             let n = self.recv().map_err(|e| NlError::io(what, e))?;
-            let mut off = 0;
-            while off + 16 <= n {
-                let b = &self.buf[off..n];
-                let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
-                if len < 16 || len > b.len() {
-                    break;
+            for (ty, mseq, m) in messages(&self.buf[..n]) {
+                if mseq != seq {
+                    continue;
                 }
-                let ty = u16::from_ne_bytes([b[4], b[5]]);
-                let mseq = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
-                if mseq == seq {
-                    match ty {
-                        NLMSG_DONE => return Ok(msgs),
-                        NLMSG_ERROR => {
-                            let (_, code, ext) =
-                                parse_error(&b[..len]).unwrap_or((seq, -libc::EIO, None));
-                            if code != 0 {
-                                return Err(NlError {
-                                    what: what.into(),
-                                    errno: -code,
-                                    ext,
-                                });
-                            }
+                match ty {
+                    NLMSG_DONE => return Ok(msgs),
+                    NLMSG_ERROR => {
+                        let (_, code, ext) = parse_error(m).unwrap_or((seq, -libc::EIO, None));
+                        if code != 0 {
+                            return Err(NlError {
+                                what: what.into(),
+                                errno: -code,
+                                ext,
+                            });
                         }
-                        // A message the crate cannot parse (new kernel attribute
-                        // layouts) is skipped rather than failing the whole dump.
-                        _ => {
-                            if let Ok(NetlinkMessage {
-                                payload: NetlinkPayload::InnerMessage(i),
-                                ..
-                            }) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&b[..len])
-                            {
-                                msgs.push(i);
-                            }
+                    }
+                    // A message the crate cannot parse (new kernel attribute
+                    // layouts) is skipped rather than failing the whole dump.
+                    _ => {
+                        if let Ok(NetlinkMessage {
+                            payload: NetlinkPayload::InnerMessage(i),
+                            ..
+                        }) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(m)
+                        {
+                            msgs.push(i);
                         }
                     }
                 }
-                off += (len + 3) & !3;
             }
         }
     }
 }
 
-/// (seq, code, extended-ack text) of every NLMSG_ERROR in a datagram.
-fn parse_acks(buf: &[u8]) -> Vec<(u32, i32, Option<String>)> {
-    let mut out = Vec::new();
-    let mut off = 0;
-    while off + 16 <= buf.len() {
-        let b = &buf[off..];
+/// The messages of one datagram: (type, sequence number, the whole message),
+/// stopping at the first malformed length.
+pub fn messages(buf: &[u8]) -> impl Iterator<Item = (u16, u32, &[u8])> {
+    let mut off = 0usize;
+    std::iter::from_fn(move || {
+        let b = buf.get(off..)?;
+        if b.len() < 16 {
+            return None;
+        }
         let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
         if len < 16 || len > b.len() {
-            break;
-        }
-        if u16::from_ne_bytes([b[4], b[5]]) == NLMSG_ERROR
-            && let Some(e) = parse_error(&b[..len])
-        {
-            out.push(e);
+            return None;
         }
         off += (len + 3) & !3;
-    }
-    out
+        Some((
+            u16::from_ne_bytes([b[4], b[5]]),
+            u32::from_ne_bytes([b[8], b[9], b[10], b[11]]),
+            &b[..len],
+        ))
+    })
+}
+
+/// (seq, code, extended-ack text) of every NLMSG_ERROR in a datagram.
+fn parse_acks(buf: &[u8]) -> Vec<(u32, i32, Option<String>)> {
+    messages(buf)
+        .filter(|(ty, _, _)| *ty == NLMSG_ERROR)
+        .filter_map(|(_, _, m)| parse_error(m))
+        .collect()
 }
 
 /// Parse one NLMSG_ERROR: code, and the NLMSGERR_ATTR_MSG text when the kernel

@@ -1851,6 +1851,15 @@ impl NftSocket {
 // ---------------------------------------------------------------------------
 // Unit tests (no root)
 
+/// An nftables socket inside the namespace of `ns` (made on a throwaway thread
+/// that entered it; the socket keeps that namespace).
+pub fn socket_in(ns: &std::fs::File) -> Result<NftSocket, NftError> {
+    crate::kernel::netns::run_in(ns, NftSocket::new).map_err(|source| NftError::Io {
+        op: "enter the namespace".into(),
+        source,
+    })?
+}
+
 impl From<&crate::topology::Nat> for Masquerade {
     fn from(n: &crate::topology::Nat) -> Masquerade {
         let out = match &n.out {

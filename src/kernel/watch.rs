@@ -68,18 +68,8 @@ impl LinkWatch {
                 }
                 continue;
             }
-            let mut off = 0usize;
-            let n = n as usize;
-            while off + 16 <= n {
-                let len = u32::from_ne_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]])
-                    as usize;
-                if len < 16 || off + len > n {
-                    break;
-                }
-                if let Ok(NetlinkMessage {
-                    payload: NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)),
-                    ..
-                }) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..off + len])
+            for (_, _, m) in super::netlink::messages(&buf[..n as usize]) {
+                if let Ok(NetlinkMessage { payload: NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)), .. }) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(m)
                     // A port leaving a bridge is announced as RTM_DELLINK of family
                     // AF_BRIDGE: the interface itself is still there.
                     && l.header.interface_family != netlink_packet_route::AddressFamily::Bridge
@@ -90,7 +80,6 @@ impl LinkWatch {
                         }
                     }
                 }
-                off += (len + 3) & !3;
             }
         }
         Waited::AllGone
