@@ -121,7 +121,6 @@ impl<'a> Demo<'a> {
                 .map(|c| format!("  {c}")),
         );
         self.step(objective, title, true, out);
-        let _ = &r;
         Ok(lab)
     }
 

@@ -328,7 +328,6 @@ type IfDraft = (
 
 struct NodeDraft {
     name: String,
-    loc: Location,
     ifaces: Vec<IfDraft>,
     routes: Vec<(S<String>, usize)>,
     forward: bool,
@@ -841,7 +840,6 @@ fn node_draft(
 ) -> NodeDraft {
     let mut d = NodeDraft {
         name: k.value.clone(),
-        loc: *loc(k),
         ifaces: Vec::new(),
         routes: routes
             .iter()
@@ -878,7 +876,6 @@ fn node_draft(
             d.run.push(r.value.clone());
         }
     }
-    let _ = &d.loc;
     d
 }
 
