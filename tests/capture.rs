@@ -4,22 +4,9 @@
 mod common;
 use common::*;
 
-fn s(p: &std::path::Path) -> &str {
-    p.to_str().unwrap()
-}
-
 #[test]
 fn a_ping_across_the_bridge_seen_on_bbrveth() {
-    let p = prefix("cap");
-    let lab = format!("{p}objective2");
-    let _g = LabGuard::new(&lab, None);
-    ok(nslab(&[
-        "up",
-        s(&example("objective2-bridge.yaml")),
-        "--sandbox",
-        "--prefix",
-        &p,
-    ]));
+    let (p, lab, _g) = up_example("cap", "objective2-bridge.yaml");
     let green = format!("{p}green");
     sh(&format!("ip -n {green} neigh flush all"));
     // ARP request and reply + 3 echo requests and replies = 8 packets.
@@ -78,16 +65,7 @@ fn a_ping_across_the_bridge_seen_on_bbrveth() {
 
 #[test]
 fn pcap_files_read_back_with_tcpdump_and_pcap_file() {
-    let p = prefix("pcap");
-    let lab = format!("{p}objective2");
-    let _g = LabGuard::new(&lab, None);
-    ok(nslab(&[
-        "up",
-        s(&example("objective2-bridge.yaml")),
-        "--sandbox",
-        "--prefix",
-        &p,
-    ]));
+    let (p, lab, _g) = up_example("pcap", "objective2-bridge.yaml");
     let dir = tempfile::tempdir().unwrap();
     let one = dir.path().join("one.pcap");
     let many = dir.path().join("many.pcapng");
@@ -171,16 +149,7 @@ fn pcap_files_read_back_with_tcpdump_and_pcap_file() {
 
 #[test]
 fn follow_one_ping_through_nat_hop_by_hop() {
-    let p = prefix("hop");
-    let lab = format!("{p}objective3");
-    let _g = LabGuard::new(&lab, None);
-    ok(nslab(&[
-        "up",
-        s(&example("objective3-nat.yaml")),
-        "--sandbox",
-        "--prefix",
-        &p,
-    ]));
+    let (p, lab, _g) = up_example("hop", "objective3-nat.yaml");
     // One echo request: seen leaving green, on the bridge, on the uplink and in the internet.
     let cap = CaptureRun::start(&["--lab", &lab, "all", "--proto", "icmp", "--duration", "2"]);
     sh(&format!("ip netns exec {p}green ping -c 1 198.51.100.8"));
@@ -207,16 +176,7 @@ fn follow_one_ping_through_nat_hop_by_hop() {
 
 #[test]
 fn bad_targets_are_refused() {
-    let p = prefix("capx");
-    let lab = format!("{p}objective1");
-    let _g = LabGuard::new(&lab, None);
-    ok(nslab(&[
-        "up",
-        s(&example("objective1-veth.yaml")),
-        "--sandbox",
-        "--prefix",
-        &p,
-    ]));
+    let (_p, lab, _g) = up_example("capx", "objective1-veth.yaml");
     let o = nslab(&["capture", "--lab", &lab, "pink:eth0", "-c", "1"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("pink"));

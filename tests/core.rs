@@ -7,10 +7,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-fn s(p: &std::path::Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// Talk TCP from inside a namespace: the socket is made on a thread that entered it.
 fn tcp_in_ns(ns: &str, addr: &str, send: &[u8]) -> String {
     let f = nslab::kernel::netns::open(ns).unwrap();
@@ -29,16 +25,7 @@ fn tcp_in_ns(ns: &str, addr: &str, send: &[u8]) -> String {
 
 #[test]
 fn objective1_red_and_green_talk() {
-    let p = prefix("o1");
-    let lab = format!("{p}objective1");
-    let _g = LabGuard::new(&lab, None);
-    ok(nslab(&[
-        "up",
-        s(&example("objective1-veth.yaml")),
-        "--sandbox",
-        "--prefix",
-        &p,
-    ]));
+    let (p, lab, _g) = up_example("o1", "objective1-veth.yaml");
     let (red, green) = (format!("{p}red"), format!("{p}green"));
     // Both are ordinary named namespaces: `ip netns list` shows them.
     let list = netns_list();
@@ -325,16 +312,7 @@ fn second_up_changes_nothing_and_repairs_drift() {
 
 #[test]
 fn status_compares_with_a_file() {
-    let p = prefix("stf");
-    let lab = format!("{p}objective2");
-    let _g = LabGuard::new(&lab, None);
-    ok(nslab(&[
-        "up",
-        s(&example("objective2-bridge.yaml")),
-        "--sandbox",
-        "--prefix",
-        &p,
-    ]));
+    let (p, _lab, _g) = up_example("stf", "objective2-bridge.yaml");
     let dir = tempfile::tempdir().unwrap();
     let edited = std::fs::read_to_string(example("objective2-bridge.yaml"))
         .unwrap()
@@ -366,16 +344,7 @@ fn status_compares_with_a_file() {
 
 #[test]
 fn down_refuses_with_foreign_processes_unless_kill() {
-    let p = prefix("proc");
-    let lab = format!("{p}objective1");
-    let _g = LabGuard::new(&lab, None);
-    ok(nslab(&[
-        "up",
-        s(&example("objective1-veth.yaml")),
-        "--sandbox",
-        "--prefix",
-        &p,
-    ]));
+    let (p, lab, _g) = up_example("proc", "objective1-veth.yaml");
     let sleeper = bg(&format!("ip netns exec {p}red sleep 300"));
     let pid = sleeper.0.id();
     // Wait until the process is inside the namespace.
@@ -493,16 +462,7 @@ fn bad_input_exits_2_and_creates_nothing() {
 
 #[test]
 fn exec_passes_stdin_stdout_and_exit_codes() {
-    let p = prefix("exec");
-    let lab = format!("{p}objective1");
-    let _g = LabGuard::new(&lab, None);
-    ok(nslab(&[
-        "up",
-        s(&example("objective1-veth.yaml")),
-        "--sandbox",
-        "--prefix",
-        &p,
-    ]));
+    let (_p, lab, _g) = up_example("exec", "objective1-veth.yaml");
     // /sys shows the node's own interfaces, as with `ip netns exec`.
     let out = sh(&format!(
         "{} exec red --lab {lab} -- ls /sys/class/net",

@@ -7,10 +7,6 @@ use common::*;
 use serde_json::Value;
 use std::collections::BTreeSet;
 
-fn s(p: &std::path::Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// What matters of a namespace: links (name, kind, up, master), addresses, routes.
 fn shape(ns: &str, only: Option<&BTreeSet<String>>) -> BTreeSet<String> {
     let mut out = BTreeSet::new();

@@ -4,10 +4,6 @@
 mod common;
 use common::*;
 
-fn s(p: &std::path::Path) -> &str {
-    p.to_str().unwrap()
-}
-
 fn without_nat() -> String {
     let t = std::fs::read_to_string(example("objective3-nat.yaml")).unwrap();
     let i = t.find("nat:").unwrap();

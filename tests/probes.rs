@@ -4,10 +4,6 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-fn s(p: &std::path::Path) -> &str {
-    p.to_str().unwrap()
-}
-
 fn read(name: &str) -> String {
     std::fs::read_to_string(example(name)).unwrap()
 }
@@ -245,16 +241,7 @@ fn broken_variants_get_the_right_reason() {
 
 #[test]
 fn ping_prints_like_ping_and_explains_failure() {
-    let p = prefix("ping");
-    let lab = format!("{p}objective2");
-    let _g = LabGuard::new(&lab, None);
-    ok(nslab(&[
-        "up",
-        s(&example("objective2-bridge.yaml")),
-        "--sandbox",
-        "--prefix",
-        &p,
-    ]));
+    let (_p, lab, _g) = up_example("ping", "objective2-bridge.yaml");
     let o = ok(nslab(&[
         "ping", "--lab", &lab, "green", "black", "-c", "2", "-i", "0.2",
     ]));
@@ -290,16 +277,7 @@ fn ping_prints_like_ping_and_explains_failure() {
 
 #[test]
 fn serve_answers_curl_and_plain_text_gets_400() {
-    let p = prefix("serve");
-    let lab = format!("{p}objective1");
-    let _g = LabGuard::new(&lab, None);
-    ok(nslab(&[
-        "up",
-        s(&example("objective1-veth.yaml")),
-        "--sandbox",
-        "--prefix",
-        &p,
-    ]));
+    let (p, lab, _g) = up_example("serve", "objective1-veth.yaml");
     let o = ok(nslab(&[
         "serve", "--lab", &lab, "red", "--port", "9000", "--detach",
     ]));
@@ -335,16 +313,7 @@ fn serve_answers_curl_and_plain_text_gets_400() {
 
 #[test]
 fn run_programs_start_with_up_and_stop_with_down() {
-    let p = prefix("run");
-    let lab = format!("{p}objective2");
-    let _g = LabGuard::new(&lab, None);
-    ok(nslab(&[
-        "up",
-        s(&example("objective2-bridge.yaml")),
-        "--sandbox",
-        "--prefix",
-        &p,
-    ]));
+    let (p, lab, _g) = up_example("run", "objective2-bridge.yaml");
     let rec: Value = serde_json::from_str(
         &std::fs::read_to_string(format!("/run/nslab/labs/{lab}.json")).unwrap(),
     )
@@ -380,16 +349,7 @@ fn run_programs_start_with_up_and_stop_with_down() {
 
 #[test]
 fn identify_names_the_node_like_ip_netns_identify() {
-    let p = prefix("ident");
-    let lab = format!("{p}objective1");
-    let _g = LabGuard::new(&lab, None);
-    ok(nslab(&[
-        "up",
-        s(&example("objective1-veth.yaml")),
-        "--sandbox",
-        "--prefix",
-        &p,
-    ]));
+    let (p, lab, _g) = up_example("ident", "objective1-veth.yaml");
     let out = sh(&format!(
         "{} exec green --lab {lab} -- {} identify",
         bin(),

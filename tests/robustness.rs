@@ -5,10 +5,6 @@ mod common;
 use common::*;
 use std::process::Command;
 
-fn s(p: &std::path::Path) -> &str {
-    p.to_str().unwrap()
-}
-
 fn something_left(p: &str, lab: &str) -> bool {
     netns_list().iter().any(|n| n.starts_with(p))
         || std::path::Path::new(&format!("/run/nslab/labs/{lab}.json")).exists()
@@ -189,16 +185,7 @@ fn clean_removes_orphans_whose_record_was_lost() {
 
 #[test]
 fn stale_records_after_a_reboot_are_reported_and_cleared() {
-    let p = prefix("stale");
-    let lab = format!("{p}objective1");
-    let _g = LabGuard::new(&lab, None);
-    ok(nslab(&[
-        "up",
-        s(&example("objective1-veth.yaml")),
-        "--sandbox",
-        "--prefix",
-        &p,
-    ]));
+    let (p, lab, _g) = up_example("stale", "objective1-veth.yaml");
     // A reboot with /run on disk: the namespaces are gone, empty files remain.
     for n in ["red", "green", "objective1-host", "objective1-inet"] {
         let path = format!("/run/netns/{p}{n}");

@@ -378,3 +378,25 @@ impl Drop for CaptureRun {
         let _ = self.child.wait();
     }
 }
+
+/// Bring a tutorial example up sandboxed under a test's own prefix; returns the
+/// prefix, the lab's name and the guard that takes it down.
+pub fn up_example(tag: &str, file: &str) -> (String, String, LabGuard) {
+    let p = prefix(tag);
+    let base = nslab::lab::name_in_file(&example(file)).expect("example has a name");
+    let lab = format!("{p}{base}");
+    let g = LabGuard::new(&lab, None);
+    ok(nslab(&[
+        "up",
+        example(file).to_str().unwrap(),
+        "--sandbox",
+        "--prefix",
+        &p,
+    ]));
+    (p, lab, g)
+}
+
+/// A path as the &str a command line takes.
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("test paths are UTF-8")
+}
