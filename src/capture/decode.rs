@@ -746,26 +746,28 @@ fn quoted_ports(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8]) -> Quoted {
     }
 }
 
-fn decode_icmp4(b: &[u8], length: usize) -> Detail {
-    let (Some(&t), Some(&code)) = (b.first(), b.get(1)) else {
-        return Detail::Truncated {
-            layer: Layer::Icmp,
-            length,
-        };
-    };
-    if b.len() < 8 {
-        return Detail::Truncated {
-            layer: Layer::Icmp,
-            length,
-        };
+/// The 8-byte header both ICMP versions share: type, code, and what follows.
+fn icmp_header(b: &[u8], length: usize, layer: Layer) -> Result<(IcmpInfo, &[u8]), Detail> {
+    match (b.first(), b.get(1)) {
+        (Some(&icmp_type), Some(&code)) if b.len() >= 8 => Ok((
+            IcmpInfo {
+                icmp_type,
+                code,
+                length,
+                ..IcmpInfo::default()
+            },
+            b.get(8..).unwrap_or_default(),
+        )),
+        _ => Err(Detail::Truncated { layer, length }),
     }
-    let body = b.get(8..).unwrap_or_default();
-    let mut i = IcmpInfo {
-        icmp_type: t,
-        code,
-        length,
-        ..IcmpInfo::default()
+}
+
+fn decode_icmp4(b: &[u8], length: usize) -> Detail {
+    let (mut i, body) = match icmp_header(b, length, Layer::Icmp) {
+        Ok(x) => x,
+        Err(d) => return d,
     };
+    let (t, code) = (i.icmp_type, i.code);
     match t {
         0 | 8 | 13 | 14 | 15 | 16 | 17 | 18 => {
             i.id = be16(b, 4);
@@ -793,25 +795,11 @@ fn decode_icmp4(b: &[u8], length: usize) -> Detail {
 }
 
 fn decode_icmp6(b: &[u8], length: usize) -> Detail {
-    let (Some(&t), Some(&code)) = (b.first(), b.get(1)) else {
-        return Detail::Truncated {
-            layer: Layer::Icmp6,
-            length,
-        };
+    let (mut i, body) = match icmp_header(b, length, Layer::Icmp6) {
+        Ok(x) => x,
+        Err(d) => return d,
     };
-    if b.len() < 8 {
-        return Detail::Truncated {
-            layer: Layer::Icmp6,
-            length,
-        };
-    }
-    let body = b.get(8..).unwrap_or_default();
-    let mut i = IcmpInfo {
-        icmp_type: t,
-        code,
-        length,
-        ..IcmpInfo::default()
-    };
+    let t = i.icmp_type;
     match t {
         1 | 3 => i.quoted = quoted_packet(body),
         2 => {

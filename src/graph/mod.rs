@@ -22,6 +22,7 @@ use crate::topology::{
     End, INET_IF, Lab, Nat, NatOut, Place, UPLINK_IF, sandbox_inet_service_addr,
     sandbox_uplink_host_addr, sandbox_uplink_inet_addr,
 };
+use crate::util::xml;
 use std::fmt::{self, Write as _};
 use std::str::FromStr;
 
@@ -1010,20 +1011,4 @@ fn touch_up(svg: &str) -> String {
         body.push('\n');
     }
     body
-}
-
-/// Text for XML character data or attribute values.
-fn xml(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
 }

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::lab;
 use crate::record::Record;
 use crate::topology::{Expect, ExpectKind, Lab, Place};
+use crate::util::xml;
 use serde::Serialize;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -425,14 +426,6 @@ pub fn render(r: &Report) -> String {
         ));
     }
     out
-}
-
-fn xml(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
 }
 
 /// JUnit XML: one test case per expectation.
