@@ -3,13 +3,15 @@
 use crate::apply::{self, Intent, Kernel};
 use crate::error::{Error, Result, require_caps};
 use crate::kernel::conn::{self, Conn};
+use crate::kernel::msg;
 use crate::kernel::netns;
-use crate::kernel::observe::NsState;
+use crate::kernel::observe::{self, NsState, ObsLink};
 use crate::kernel::procs;
 use crate::plan::{self, HOST, NsObs, Observed, Op};
 use crate::record::{self, Record};
 use crate::topology::{self, Lab, Place};
 use ipnet::IpNet;
+use netlink_packet_route::link::InfoKind;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -487,16 +489,28 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
     };
     rep.was_up = true;
 
-    // Processes in the lab's namespaces: ours are stopped, others block `down`.
-    let inos: HashMap<u64, String> = rec
+    // Open every node namespace once: its inode finds the processes in it, and the
+    // fd keeps it alive until all of them are let go together (see below).
+    let sandbox_host = rec.sandbox.then(|| topology::sandbox_host_ns(lab, ""));
+    let nodes: Vec<&String> = rec
         .namespaces
         .iter()
-        .filter_map(|ns| {
-            procs::ns_ino(&netns::path(ns))
-                .filter(|_| netns::exists(ns))
-                .map(|i| (i, ns.clone()))
+        .filter(|n| Some(*n) != sandbox_host.as_ref())
+        .collect();
+    let held: Vec<(&String, std::fs::File)> = rec
+        .namespaces
+        .iter()
+        .filter_map(|ns| netns::open(ns).ok().map(|f| (ns, f)))
+        .collect();
+    let inos: HashMap<u64, String> = held
+        .iter()
+        .filter_map(|(ns, f)| {
+            use std::os::unix::fs::MetadataExt;
+            f.metadata().ok().map(|m| (m.ino(), (*ns).clone()))
         })
         .collect();
+
+    // Processes in the lab's namespaces: ours are stopped, others block `down`.
     let found = procs::in_namespaces(&inos).map_err(Error::io("list processes"))?;
     // Ours: a program nslab started, or one of its children (same session).
     let (ours, others): (Vec<_>, Vec<_>) = found.into_iter().partition(|(_, p)| {
@@ -548,8 +562,6 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
             Err(e) => rep.warnings.push(format!("cannot open the lab's host namespace: {e}")),
         }
     }
-    // The sandbox's host namespace is named after the lab (prefix + name + "-host").
-    let sandbox_host = rec.sandbox.then(|| topology::sandbox_host_ns(lab, ""));
     if let Some(h) = sandbox_host.as_ref().filter(|h| netns::exists(h)) {
         // Keep the sandbox host open while the nodes go: their veth peers live in
         // it, so we can see when the kernel has really finished.
@@ -565,85 +577,97 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
         rep.warnings
             .push(format!("restore the host's IPv4 forwarding: {e}"));
     }
-    // The host's veth ends of the lab: they go when the nodes' namespaces do.
     // Subscribe to link events before deleting anything, so none is missed.
-    let ours = |l: &crate::kernel::observe::ObsLink| {
-        l.alias.as_deref() == Some(mark.as_str())
-            && (rec.sandbox || rec.host_links.contains(&l.name))
-    };
     let mut watch = host.as_ref().and_then(|h| {
         netns::run_in(&h.file, crate::kernel::watch::LinkWatch::new)
             .ok()
             .and_then(|r| r.ok())
     });
-    let first: Vec<crate::kernel::observe::ObsLink> = host
+    let lab_bridges: Vec<String> = host
         .as_mut()
-        .and_then(|h| crate::kernel::observe::links(&mut h.nl).ok())
-        .unwrap_or_default();
-    let waiting: BTreeSet<String> = first
-        .iter()
-        .filter(|l| ours(l) && l.kind.as_deref() == Some("veth"))
-        .map(|l| l.name.clone())
+        .and_then(|h| observe::links_of_kind(&mut h.nl, InfoKind::Bridge).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|l| l.alias.as_deref() == Some(mark.as_str()))
+        .map(|l| l.name)
         .collect();
-    // Bridges (host mode) have no namespace to die with: they are deleted while the
-    // kernel tears the nodes down (both mostly wait for RCU grace periods).
-    let bridges: Vec<String> = if rec.sandbox {
-        vec![]
-    } else {
-        first
-            .iter()
-            .filter(|l| {
-                l.alias.as_deref() == Some(mark.as_str()) && l.kind.as_deref() == Some("bridge")
-            })
-            .map(|l| l.name.clone())
-            .collect()
-    };
+    // Each port leaving a bridge makes the kernel walk every other port and, with
+    // multicast snooping on, re-arm each one's multicast timers: quadratic, and at
+    // 1000 ports the biggest (and most variable) part of the teardown. The
+    // bridges go anyway, so snooping goes off first (one cheap request each).
+    if let Some(h) = host.as_mut() {
+        for b in &lab_bridges {
+            let _ = h.nl.request(
+                msg::bridge_snooping(b, false),
+                0,
+                format!("turn off multicast snooping on {b}"),
+            );
+        }
+    }
+    // Bridges of the sandbox die with its host namespace.
+    let bridges: Vec<String> = if rec.sandbox { vec![] } else { lab_bridges };
     let bridge_sock = match (&host, bridges.is_empty()) {
         (Some(h), false) => netns::run_in(&h.file, crate::kernel::netlink::Rtnl::new)
             .ok()
             .and_then(|r| r.ok()),
         _ => None,
     };
-
-    // Nodes first (their veths die with them), the sandbox host last. The
-    // hosts links go on another thread meanwhile.
-    let nodes: Vec<&String> = rec
-        .namespaces
-        .iter()
-        .filter(|n| Some(*n) != sandbox_host.as_ref())
-        .collect();
-    for ns in &nodes {
-        netns::delete(ns).map_err(Error::io(format!("delete namespace {ns}")))?;
-        rep.namespaces.push((*ns).clone());
-    }
-    crate::timing::mark("delete namespaces");
     let delete_bridges = |mut nl: crate::kernel::netlink::Rtnl| -> Vec<(String, Option<String>)> {
         bridges
             .iter()
-            .filter_map(|b| {
-                match nl.request(
-                    crate::kernel::msg::del_link(b),
-                    0,
-                    format!("delete bridge {b}"),
-                ) {
+            .filter_map(
+                |b| match nl.request(msg::del_link(b), 0, format!("delete bridge {b}")) {
                     Ok(()) => Some((b.clone(), None)),
                     Err(e) if e.errno == libc::ENODEV => None,
                     Err(e) => Some((b.clone(), Some(e.to_string()))),
-                }
-            })
+                },
+            )
             .collect()
     };
-    let deleted_bridges = std::thread::scope(|s| {
+    let ours = |l: &ObsLink| {
+        l.alias.as_deref() == Some(mark.as_str())
+            && (rec.sandbox || rec.host_links.contains(&l.name))
+    };
+    let host_veths = |h: &mut Conn| -> BTreeSet<String> {
+        observe::links_of_kind(&mut h.nl, InfoKind::Veth)
+            .map(|ls| ls.into_iter().filter(|l| ours(l)).map(|l| l.name).collect())
+            .unwrap_or_default()
+    };
+    crate::timing::mark("prepare");
+
+    // What to wait for: the lab's veth ends in the host. Nothing is gone yet,
+    // and the watch will see each removal after this.
+    let mut left: BTreeSet<String> = host.as_mut().map(host_veths).unwrap_or_default();
+    crate::timing::mark("list veths");
+    let deleted_bridges = std::thread::scope(|s| -> Result<Vec<(String, Option<String>)>> {
+        // The kernel frees namespaces in batches: one cleanup_net run takes all
+        // that are waiting, with a fixed cost of RCU waits per run. Freed one by
+        // one as the ~20 ms of unmounts go, they straggle into several runs;
+        // unmounted while held open, then let go together, they make one or two.
+        // (The unmounts come first and alone: each waits for an RCU grace
+        // period, and those grow long while the kernel is busy elsewhere.)
+        for ns in &nodes {
+            netns::detach(ns).map_err(Error::io(format!("delete namespace {ns}")))?;
+            rep.namespaces.push((*ns).clone());
+        }
+        drop(held);
+        crate::timing::mark("release namespaces");
+        // A bridge has no namespace to die with; it goes alongside.
         let bridge_thread = bridge_sock.map(|nl| s.spawn(|| delete_bridges(nl)));
-        // The hosts links go meanwhile (file system work; the kernel's is elsewhere).
-        s.spawn(|| {
+        // The files go meanwhile (file system work; the kernel's is elsewhere).
+        let files = s.spawn(|| {
+            let mut errs = vec![];
             for ns in &nodes {
-                let _ = apply::remove_etc(ns);
+                if let Err(e) = netns::remove_file(ns) {
+                    errs.push(format!("remove {}: {e}", netns::path(ns).display()));
+                }
+                if let Err(e) = apply::remove_etc(ns) {
+                    errs.push(format!("remove /etc/netns/{ns}: {e}"));
+                }
             }
+            errs
         });
         if let Some(h) = host.as_mut() {
-            // Wait until the kernel has removed every veth end of the lab from the host.
-            let mut left = waiting;
             if let Some(w) = watch.as_mut() {
                 match w.wait_gone(left.clone(), DOWN_WAIT) {
                     crate::kernel::watch::Waited::AllGone => left.clear(),
@@ -654,14 +678,7 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
             // Without events (or after losing some), look until they are gone.
             let until = Instant::now() + DOWN_WAIT;
             while !left.is_empty() {
-                let now: BTreeSet<String> = match crate::kernel::observe::links(&mut h.nl) {
-                    Ok(l) => l
-                        .into_iter()
-                        .filter(|l| ours(l) && l.kind.as_deref() == Some("veth"))
-                        .map(|l| l.name)
-                        .collect(),
-                    Err(_) => BTreeSet::new(),
-                };
+                let now = host_veths(h);
                 left.retain(|n| now.contains(n));
                 if left.is_empty() {
                     break;
@@ -676,10 +693,11 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        bridge_thread
+        rep.warnings.extend(files.join().unwrap_or_default());
+        Ok(bridge_thread
             .map(|t| t.join().unwrap_or_default())
-            .unwrap_or_default()
-    });
+            .unwrap_or_default())
+    })?;
     crate::timing::mark("wait for the kernel");
     for (b, err) in deleted_bridges {
         match err {

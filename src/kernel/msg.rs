@@ -6,8 +6,8 @@ use netlink_packet_route::address::{
     AddressAttribute, AddressHeaderFlags, AddressMessage, AddressScope,
 };
 use netlink_packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridge, InfoData, InfoKind, InfoVeth,
+    LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
@@ -81,6 +81,17 @@ pub fn new_veth(a: &VethEnd, b: &VethEnd) -> M {
     M::NewLink(m)
 }
 
+/// Turn a bridge's multicast snooping on or off (RTM_NEWLINK on an existing
+/// link: RTM_SETLINK ignores IFLA_LINKINFO). Send without NLM_F_CREATE.
+pub fn bridge_snooping(name: &str, on: bool) -> M {
+    let mut m = link_named(name);
+    m.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::Bridge),
+        LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::MulticastSnooping(on)])),
+    ]));
+    M::NewLink(m)
+}
+
 pub fn del_link(name: &str) -> M {
     M::DelLink(link_named(name))
 }
@@ -122,8 +133,23 @@ pub fn set_link(name: &str, s: &SetLink) -> M {
     M::SetLink(m)
 }
 
+/// Dump every link, without statistics (a third less to fill and parse).
 pub fn get_links() -> M {
-    M::GetLink(LinkMessage::default())
+    let mut m = LinkMessage::default();
+    m.attributes
+        .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+    M::GetLink(m)
+}
+
+/// Dump the links of one kind only: the kernel filters, so asking for the one
+/// bridge among 1000 veths costs next to nothing.
+pub fn get_links_of_kind(kind: InfoKind) -> M {
+    let M::GetLink(mut m) = get_links() else {
+        unreachable!()
+    };
+    m.attributes
+        .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(kind)]));
+    M::GetLink(m)
 }
 
 fn addr_msg(index: u32, addr: &IpNet) -> AddressMessage {

@@ -282,16 +282,40 @@ impl Rtnl {
         msg: RouteNetlinkMessage,
         what: &str,
     ) -> Result<Vec<RouteNetlinkMessage>, NlError> {
-        let r = self.dump_inner(msg, what);
+        // A message the crate cannot parse (new kernel attribute layouts) is
+        // skipped rather than failing the whole dump.
+        self.dump_raw(
+            msg,
+            what,
+            |m| match NetlinkMessage::<RouteNetlinkMessage>::deserialize(m) {
+                Ok(NetlinkMessage {
+                    payload: NetlinkPayload::InnerMessage(i),
+                    ..
+                }) => Some(i),
+                _ => None,
+            },
+        )
+    }
+
+    /// A dump whose replies (whole messages, header included) go through `f`
+    /// unparsed: for dumps big enough that a full parse shows.
+    pub fn dump_raw<T>(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        what: &str,
+        f: impl FnMut(&[u8]) -> Option<T>,
+    ) -> Result<Vec<T>, NlError> {
+        let r = self.dump_inner(msg, what, f);
         self.release();
         r
     }
 
-    fn dump_inner(
+    fn dump_inner<T>(
         &mut self,
         msg: RouteNetlinkMessage,
         what: &str,
-    ) -> Result<Vec<RouteNetlinkMessage>, NlError> {
+        mut f: impl FnMut(&[u8]) -> Option<T>,
+    ) -> Result<Vec<T>, NlError> {
         let mut out = Vec::new();
         let seq = self.serialize(msg, NLM_F_DUMP, &mut out);
         self.sock.send(&out, 0).map_err(|e| NlError::io(what, e))?;
@@ -314,17 +338,7 @@ impl Rtnl {
                             });
                         }
                     }
-                    // A message the crate cannot parse (new kernel attribute
-                    // layouts) is skipped rather than failing the whole dump.
-                    _ => {
-                        if let Ok(NetlinkMessage {
-                            payload: NetlinkPayload::InnerMessage(i),
-                            ..
-                        }) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(m)
-                        {
-                            msgs.push(i);
-                        }
-                    }
+                    _ => msgs.extend(f(m)),
                 }
             }
         }

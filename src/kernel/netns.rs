@@ -139,12 +139,21 @@ pub fn create_here(name: &str) -> io::Result<()> {
 /// Delete a named namespace: detach the mount and remove the file. Interfaces in it
 /// die with it once the last user (process, socket, fd) lets go.
 pub fn delete(name: &str) -> io::Result<()> {
-    let p = path(name);
-    match umount2(&p, MntFlags::MNT_DETACH) {
-        Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
-        Err(e) => return Err(e.into()),
+    detach(name)?;
+    remove_file(name)
+}
+
+/// The first half of [`delete`]: detach the mount that keeps the namespace alive.
+pub fn detach(name: &str) -> io::Result<()> {
+    match umount2(&path(name), MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => Ok(()),
+        Err(e) => Err(e.into()),
     }
-    match std::fs::remove_file(&p) {
+}
+
+/// The second half of [`delete`]: remove the (unmounted) file under /run/netns.
+pub fn remove_file(name: &str) -> io::Result<()> {
+    match std::fs::remove_file(path(name)) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
