@@ -329,6 +329,21 @@ pub fn up_lab_with(
         return Err(Error::Failed(format!("{e}\n{undone}")));
     }
     crate::timing::mark("apply (last ops)");
+    // Bridges are born with multicast snooping off (msg::new_bridge) and get the
+    // kernel's default back once their ports are in; every time, so a bridge
+    // left by an `up` that was killed in between gets it too.
+    let bridge_ns = plan::ns_of(&lab, &Place::Host);
+    for b in &lab.bridges {
+        k.conn(&bridge_ns)
+            .map_err(Error::Apply)?
+            .nl
+            .request(
+                msg::bridge_snooping(&b.name, true),
+                0,
+                format!("turn on multicast snooping on bridge {}", b.name),
+            )
+            .map_err(|e| Error::Failed(e.to_string()))?;
+    }
     rec.namespaces = lab.namespaces().into_iter().collect();
     rec.host_links = if lab.sandbox {
         BTreeSet::new()
@@ -653,7 +668,13 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
         drop(held);
         crate::timing::mark("release namespaces");
         // A bridge has no namespace to die with; it goes alongside.
-        let bridge_thread = bridge_sock.map(|nl| s.spawn(|| delete_bridges(nl)));
+        let xbr = std::env::var("NSLAB_X_BR").unwrap_or_default();
+        let mut bridge_sock = bridge_sock;
+        let mut bridge_thread = if xbr.is_empty() {
+            bridge_sock.take().map(|nl| s.spawn(|| delete_bridges(nl)))
+        } else {
+            None
+        };
         // The files go meanwhile (file system work; the kernel's is elsewhere).
         let files = s.spawn(|| {
             let mut errs = vec![];
@@ -692,6 +713,9 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
+        }
+        if xbr == "after" {
+            bridge_thread = bridge_sock.take().map(|nl| s.spawn(|| delete_bridges(nl)));
         }
         rep.warnings.extend(files.join().unwrap_or_default());
         Ok(bridge_thread

@@ -86,10 +86,13 @@ pub fn find_by_id(id: netns::NsId) -> io::Result<Option<(String, Conn)>> {
     Ok(None)
 }
 
+/// A namespace to create: its name and the sysctls to set in it.
+pub type NewNs = (String, Vec<(String, String)>);
+
 /// Create namespaces on a few worker threads. Each worker moves itself into each
 /// new namespace in turn (unshare), so it can set the namespace's sysctls and make
 /// its netlink socket right there, with no extra thread per namespace.
-pub fn create_many(items: &[(String, Vec<(String, String)>)]) -> Vec<(String, io::Result<Conn>)> {
+pub fn create_many(items: &[NewNs]) -> Vec<(String, io::Result<Conn>)> {
     if items.is_empty() {
         return Vec::new();
     }
@@ -103,6 +106,11 @@ pub fn create_many(items: &[(String, Vec<(String, String)>)]) -> Vec<(String, io
                 .clamp(1, 4)
         })
         .clamp(1, items.len());
+    // The files first, in one go (see create_files); a name whose file could not
+    // be made is not ours to mount on or remove.
+    let names: Vec<&str> = items.iter().map(|(n, _)| n.as_str()).collect();
+    let files: Vec<io::Result<()>> = netns::create_files(&names);
+    let items: Vec<(&NewNs, io::Result<()>)> = items.iter().zip(files).collect();
     let chunk = items.len().div_ceil(workers);
     std::thread::scope(|s| {
         let handles: Vec<_> = items
@@ -110,11 +118,14 @@ pub fn create_many(items: &[(String, Vec<(String, String)>)]) -> Vec<(String, io
             .map(|part| {
                 s.spawn(move || {
                     part.iter()
-                        .map(|(name, sysctls)| {
+                        .map(|((name, sysctls), file)| {
                             let r = (|| -> io::Result<Conn> {
-                                netns::create_here(name)?;
+                                if let Err(e) = file {
+                                    return Err(io::Error::new(e.kind(), e.to_string()));
+                                }
+                                netns::mount_here(name)?;
                                 for (k, v) in sysctls {
-                                    netns::sysctl_set(k, v).map_err(|e| {
+                                    netns::sysctl_write(k, v).map_err(|e| {
                                         io::Error::new(
                                             e.kind(),
                                             format!("set {k}={v} in {name}: {e}"),

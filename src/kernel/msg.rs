@@ -30,10 +30,14 @@ pub fn new_bridge(name: &str, mac: [u8; 6], mtu: Option<u32>) -> M {
     if let Some(mtu) = mtu {
         m.attributes.push(LinkAttribute::Mtu(mtu));
     }
-    m.attributes
-        .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
-            InfoKind::Bridge,
-        )]));
+    // Born with multicast snooping off: with it on, each port that joins makes
+    // the kernel re-arm the multicast timers of every port already there
+    // (quadratic; ~10% of `up` at 1000 ports). `up` turns it on once the ports
+    // are in (bridge_snooping), which costs one pass over them.
+    m.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::Bridge),
+        LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::MulticastSnooping(false)])),
+    ]));
     M::NewLink(m)
 }
 

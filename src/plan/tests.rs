@@ -257,14 +257,22 @@ fn objective2_sandbox_from_nothing() {
     assert!(first_veth < addr && addr < route);
     // Bridge ports get the bridge as master when created, from the host side.
     assert!(ops.iter().any(|o| matches!(o, Op::CreateVeth { a, b } if a.name == "bbrveth" && a.master.as_deref() == Some("bri0") && a.ns == "t-objective2-host" && b.ns == "t-black")));
-    // New namespaces start with IPv6 link-local off and the sandbox host forwarding.
+    // The sandbox host forwards from the start.
     let host_sysctls = ops.iter().find_map(|o| match o {
         Op::CreateNs { ns, sysctls } if ns == "t-objective2-host" => Some(sysctls.clone()),
         _ => None,
     });
     let s = host_sysctls.unwrap();
-    assert!(s.contains(&("net.ipv6.conf.default.addr_gen_mode".into(), "1".into())));
     assert!(s.contains(&("net.ipv4.ip_forward".into(), "1".into())));
+    // Link-local goes off per interface, in a request before the one that brings
+    // it up: here the node end of the bridge cable.
+    let pos = |up: bool| {
+        ops.iter().position(|o| {
+            matches!(o, Op::SetLink { ns, name, no_link_local, up: u, .. }
+            if ns == "t-black" && name == "bveth" && *no_link_local != up && *u == up)
+        })
+    };
+    assert!(pos(false).unwrap() < pos(true).unwrap());
 }
 
 #[test]
@@ -292,11 +300,21 @@ fn host_mode_turns_link_local_off_per_interface_before_up() {
         |o| matches!(o, Op::SetLink { name, up: true, .. } if name == "bri0"),
     );
     assert!(nll < upi);
-    // Node namespaces get it from their default instead.
-    assert!(
-        !ops.iter()
-            .any(|o| matches!(o, Op::SetLink { ns, no_link_local: true, .. } if ns != HOST))
-    );
+    // Every other interface brought up too, in the node namespaces as well: each
+    // gets its own `addrgenmode none` request first.
+    for (i, o) in ops.iter().enumerate() {
+        if let Op::SetLink {
+            ns, name, up: true, ..
+        } = o
+            && name != "lo"
+        {
+            let before = ops[..i].iter().any(|p| matches!(p, Op::SetLink { ns: n2, name: m2, no_link_local: true, up: false, .. } if n2 == ns && m2 == name));
+            assert!(
+                before,
+                "{name} in {ns} comes up with no addrgenmode none before"
+            );
+        }
+    }
 }
 
 #[test]
