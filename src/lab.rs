@@ -668,13 +668,7 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
         drop(held);
         crate::timing::mark("release namespaces");
         // A bridge has no namespace to die with; it goes alongside.
-        let xbr = std::env::var("NSLAB_X_BR").unwrap_or_default();
-        let mut bridge_sock = bridge_sock;
-        let mut bridge_thread = if xbr.is_empty() {
-            bridge_sock.take().map(|nl| s.spawn(|| delete_bridges(nl)))
-        } else {
-            None
-        };
+        let bridge_thread = bridge_sock.map(|nl| s.spawn(|| delete_bridges(nl)));
         // The files go meanwhile (file system work; the kernel's is elsewhere).
         let files = s.spawn(|| {
             let mut errs = vec![];
@@ -713,9 +707,6 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-        }
-        if xbr == "after" {
-            bridge_thread = bridge_sock.take().map(|nl| s.spawn(|| delete_bridges(nl)));
         }
         rep.warnings.extend(files.join().unwrap_or_default());
         Ok(bridge_thread
