@@ -661,10 +661,32 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
         // unmounted while held open, then let go together, they make one or two.
         // (The unmounts come first and alone: each waits for an RCU grace
         // period, and those grow long while the kernel is busy elsewhere.)
-        for ns in &nodes {
-            netns::detach(ns).map_err(Error::io(format!("delete namespace {ns}")))?;
-            rep.namespaces.push((*ns).clone());
-        }
+        // Each unmount waits for an RCU grace period after dropping the mount
+        // lock; from a few threads those waits overlap (and the kernel serves
+        // concurrent waiters with one grace period).
+        let chunk = nodes.len().div_ceil(4).max(1);
+        let detached: Vec<Result<()>> = std::thread::scope(|t| {
+            let hs: Vec<_> = nodes
+                .chunks(chunk)
+                .map(|part| {
+                    t.spawn(move || -> Result<()> {
+                        for ns in part {
+                            netns::detach(ns)
+                                .map_err(Error::io(format!("delete namespace {ns}")))?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::Failed("unmount thread panicked".into())))
+                })
+                .collect()
+        });
+        detached.into_iter().collect::<Result<()>>()?;
+        rep.namespaces.extend(nodes.iter().map(|n| (*n).clone()));
         drop(held);
         crate::timing::mark("release namespaces");
         // A bridge has no namespace to die with; it goes alongside.

@@ -95,16 +95,26 @@ pub fn is_nsfs(p: &Path) -> bool {
 
 pub fn open(name: &str) -> io::Result<File> {
     let p = path(name);
-    if !is_nsfs(&p) {
-        return Err(io::Error::new(
+    let missing = || {
+        io::Error::new(
             io::ErrorKind::NotFound,
             format!(
                 "no network namespace {name} ({} is missing or not mounted)",
                 p.display()
             ),
-        ));
+        )
+    };
+    // Open, then check what was opened (one path walk, and no race). Never
+    // blocks: a FIFO put there by someone else is opened and refused.
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&p)
+        .map_err(|_| missing())?;
+    match nix::sys::statfs::fstatfs(&f) {
+        Ok(s) if s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC => Ok(f),
+        _ => Err(missing()),
     }
-    File::open(p)
 }
 
 /// Create a namespace on the calling thread: make the file, move the thread into a
