@@ -29,7 +29,7 @@ py=(python3 "$here/bench.py")
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 
 sizes="10,100,500,1000"
-reps=""                     # default: 3 for N <= 100, 2 above
+reps=""                     # default: see reps_for
 methods="nslab,batch,percmd"
 nslab_bin="${NSLAB:-}"
 json_out="" csv_out="" table_out=""
@@ -164,7 +164,15 @@ samples="$tmp/samples.jsonl"
 : >"$samples"
 echo "run $run_id: kernel $kernel, $(nproc) CPUs, nslab $nslab_bin, sizes $sizes, methods $methods" >&2
 
-reps_for() { if [ -n "$reps" ]; then echo "$reps"; elif [ "$1" -le 100 ]; then echo 3; else echo 2; fi; }
+# Repetitions of method $2 at size $1: --reps R for all, else 5 for nslab and ip -batch
+# (their differences are a few percent and run-to-run noise is ~15%), and 3 (N <= 100)
+# or 2 for the per-step script, which takes minutes and is never close.
+reps_for() {
+  if [ -n "$reps" ]; then echo "$reps"
+  elif [ "$2" != percmd ]; then echo 5
+  elif [ "$1" -le 100 ]; then echo 3
+  else echo 2; fi
+}
 
 # Node k's address, as bench.py's node_addr() gives it.
 node_addr() { echo "10.0.$(( $1 / 250 )).$(( $1 % 250 + 2 ))"; }
@@ -235,16 +243,17 @@ build() {  # METHOD N REP
 }
 
 for n in "${size_list[@]}"; do
-  r_n=$(reps_for "$n")
+  r_n=0
+  for m in "${method_list[@]}"; do r=$(reps_for "$n" "$m"); [ "$r" -le "$r_n" ] || r_n=$r; done
   for ((rep = 1; rep <= r_n; rep++)); do
     # Rotate the order from one rep to the next, so no method always goes first.
     order=("${method_list[@]:$(( (rep - 1) % ${#method_list[@]} ))}" "${method_list[@]:0:$(( (rep - 1) % ${#method_list[@]} ))}")
     for m in "${order[@]}"; do
-      build "$m" "$n" "$rep"
+      if [ "$rep" -le "$(reps_for "$n" "$m")" ]; then build "$m" "$n" "$rep"; fi
     done
     # Same interfaces, addresses, routes, flags, addrgenmode for all three builds?
     for m in "${method_list[@]}"; do
-      [ "$m" = nslab ] || [ ! -e "$tmp/n$n-r$rep-nslab/canon.json" ] || {
+      [ "$m" = nslab ] || [ ! -e "$tmp/n$n-r$rep-nslab/canon.json" ] || [ ! -e "$tmp/n$n-r$rep-$m/canon.json" ] || {
         diff -u "$tmp/n$n-r$rep-nslab/canon.json" "$tmp/n$n-r$rep-$m/canon.json" >&2 \
           || fail "N=$n: the $m build differs from nslab's (diff above: - nslab, + $m)"
       }
