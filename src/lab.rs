@@ -687,7 +687,7 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
         });
         detached.into_iter().collect::<Result<()>>()?;
         rep.namespaces.extend(nodes.iter().map(|n| (*n).clone()));
-        drop(held);
+        release_at_once(held);
         crate::timing::mark("release namespaces");
         // A bridge has no namespace to die with; it goes alongside.
         let bridge_thread = bridge_sock.map(|nl| s.spawn(|| delete_bridges(nl)));
@@ -771,6 +771,61 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
     rec.remove().map_err(Error::io("remove the lab's record"))?;
     rep.seconds = t0.elapsed().as_secs_f64();
     Ok(rep)
+}
+
+/// Let go of the namespaces (drop their fds) so that the kernel frees them in one
+/// cleanup_net run. The cleanup worker starts as soon as the first namespace is
+/// queued, and a run takes only what was queued when it started: closing 1000 fds
+/// takes ~1 ms, enough for the worker to start on the other CPU with a few, and
+/// the rest then waits for that run to end (its RCU waits included, ~40 ms). So
+/// for that millisecond every CPU runs a real-time (SCHED_FIFO) thread of ours,
+/// which the worker cannot preempt. Measured (8 interleaved runs each): `down` at
+/// N=100 0.108 s -> 0.068 s, at N=1000 0.64 s -> 0.60 s. Without the right to
+/// real-time scheduling, or with more CPUs than spinners, the fds just close.
+fn release_at_once<T: Send>(held: Vec<T>) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    // SAFETY (both): sched_setscheduler on the calling thread, with a valid param.
+    let fifo = || unsafe {
+        let p = libc::sched_param { sched_priority: 1 };
+        libc::sched_setscheduler(0, libc::SCHED_FIFO, &p) == 0
+    };
+    let normal = || unsafe {
+        let p = libc::sched_param { sched_priority: 0 };
+        libc::sched_setscheduler(0, libc::SCHED_OTHER, &p);
+    };
+    const SPIN_LIMIT: Duration = Duration::from_millis(50);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(16);
+    let done = AtomicBool::new(false);
+    let ready = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 1..cpus {
+            s.spawn(|| {
+                let rt = fifo();
+                ready.fetch_add(1, Ordering::SeqCst);
+                // Bounded: a real-time thread must never spin for long.
+                let t = Instant::now();
+                while rt && !done.load(Ordering::Relaxed) && t.elapsed() < SPIN_LIMIT {
+                    std::hint::spin_loop();
+                }
+                if rt {
+                    normal();
+                }
+            });
+        }
+        let t = Instant::now();
+        while ready.load(Ordering::SeqCst) < cpus - 1 && t.elapsed() < SPIN_LIMIT {
+            std::hint::spin_loop();
+        }
+        let rt = fifo();
+        drop(held);
+        done.store(true, Ordering::Relaxed);
+        if rt {
+            normal();
+        }
+    });
 }
 
 /// Which lab a command means: `--lab NAME`, or FILE with `--prefix`, or the only lab up.
