@@ -779,8 +779,8 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
 /// takes ~1 ms, enough for the worker to start on the other CPU with a few, and
 /// the rest then waits for that run to end (its RCU waits included, ~40 ms). So
 /// for that millisecond every CPU runs a real-time (SCHED_FIFO) thread of ours,
-/// which the worker cannot preempt. Measured (8 interleaved runs each): `down` at
-/// N=100 0.108 s -> 0.068 s, at N=1000 0.64 s -> 0.60 s. Without the right to
+/// which the worker cannot preempt. Measured (interleaved runs, 8 each): `down`
+/// at N=100 0.108 s -> 0.068 s, at N=1000 0.63 s -> 0.57 s. Without the right to
 /// real-time scheduling, or with more CPUs than spinners, the fds just close.
 fn release_at_once<T: Send>(held: Vec<T>) {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
