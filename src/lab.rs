@@ -655,36 +655,29 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
     let mut left: BTreeSet<String> = host.as_mut().map(host_veths).unwrap_or_default();
     crate::timing::mark("list veths");
     let deleted_bridges = std::thread::scope(|s| -> Result<Vec<(String, Option<String>)>> {
-        // The kernel frees namespaces in batches: one cleanup_net run takes all
-        // that are waiting, with a fixed cost of RCU waits per run. Freed one by
-        // one as the ~20 ms of unmounts go, they straggle into several runs;
-        // unmounted while held open, then let go together, they make one or two.
-        // (The unmounts come first and alone: each waits for an RCU grace
-        // period, and those grow long while the kernel is busy elsewhere.)
-        // Each unmount waits for an RCU grace period after dropping the mount
-        // lock; from a few threads those waits overlap (and the kernel serves
-        // concurrent waiters with one grace period).
+        // Unmount every node namespace first (the fds keep them alive), then let
+        // go of all at once (release_at_once). The unmounts come first and
+        // alone: each waits for an RCU grace period after dropping the mount
+        // lock, and those grow long while the kernel is busy elsewhere; from a
+        // few threads the waits overlap.
         let chunk = nodes.len().div_ceil(4).max(1);
-        let detached: Vec<Result<()>> = std::thread::scope(|t| {
-            let hs: Vec<_> = nodes
-                .chunks(chunk)
-                .map(|part| {
-                    t.spawn(move || -> Result<()> {
-                        for ns in part {
-                            netns::detach(ns)
-                                .map_err(Error::io(format!("delete namespace {ns}")))?;
-                        }
-                        Ok(())
-                    })
+        let detached: Vec<Result<()>> = nodes
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || -> Result<()> {
+                    for ns in part {
+                        netns::detach(ns).map_err(Error::io(format!("delete namespace {ns}")))?;
+                    }
+                    Ok(())
                 })
-                .collect();
-            hs.into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::Failed("unmount thread panicked".into())))
-                })
-                .collect()
-        });
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Failed("unmount thread panicked".into())))
+            })
+            .collect();
         detached.into_iter().collect::<Result<()>>()?;
         rep.namespaces.extend(nodes.iter().map(|n| (*n).clone()));
         release_at_once(held);

@@ -34,11 +34,17 @@ pub fn new_bridge(name: &str, mac: [u8; 6], mtu: Option<u32>) -> M {
     // the kernel re-arm the multicast timers of every port already there
     // (quadratic; ~10% of `up` at 1000 ports). `up` turns it on once the ports
     // are in (bridge_snooping), which costs one pass over them.
-    m.attributes.push(LinkAttribute::LinkInfo(vec![
-        LinkInfo::Kind(InfoKind::Bridge),
-        LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::MulticastSnooping(false)])),
-    ]));
+    m.attributes.push(bridge_info(false));
     M::NewLink(m)
+}
+
+fn bridge_info(snooping: bool) -> LinkAttribute {
+    LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::Bridge),
+        LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::MulticastSnooping(
+            snooping,
+        )])),
+    ])
 }
 
 /// One end of a veth to create.
@@ -89,10 +95,7 @@ pub fn new_veth(a: &VethEnd, b: &VethEnd) -> M {
 /// link: RTM_SETLINK ignores IFLA_LINKINFO). Send without NLM_F_CREATE.
 pub fn bridge_snooping(name: &str, on: bool) -> M {
     let mut m = link_named(name);
-    m.attributes.push(LinkAttribute::LinkInfo(vec![
-        LinkInfo::Kind(InfoKind::Bridge),
-        LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::MulticastSnooping(on)])),
-    ]));
+    m.attributes.push(bridge_info(on));
     M::NewLink(m)
 }
 
@@ -137,20 +140,23 @@ pub fn set_link(name: &str, s: &SetLink) -> M {
     M::SetLink(m)
 }
 
-/// Dump every link, without statistics (a third less to fill and parse).
-pub fn get_links() -> M {
+/// A link dump request without statistics (a third less to fill and parse).
+fn links_dump() -> LinkMessage {
     let mut m = LinkMessage::default();
     m.attributes
         .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
-    M::GetLink(m)
+    m
+}
+
+/// Dump every link.
+pub fn get_links() -> M {
+    M::GetLink(links_dump())
 }
 
 /// Dump the links of one kind only: the kernel filters, so asking for the one
 /// bridge among 1000 veths costs next to nothing.
 pub fn get_links_of_kind(kind: InfoKind) -> M {
-    let M::GetLink(mut m) = get_links() else {
-        unreachable!()
-    };
+    let mut m = links_dump();
     m.attributes
         .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(kind)]));
     M::GetLink(m)

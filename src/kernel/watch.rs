@@ -113,10 +113,12 @@ impl LinkWatch {
                 continue;
             }
             for (_, _, m) in super::netlink::messages(&buf[..n as usize]) {
-                if let Ok(NetlinkMessage { payload: NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)), .. }) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(m)
-                    // A port leaving a bridge is announced as RTM_DELLINK of family
-                    // AF_BRIDGE: the interface itself is still there.
-                    && l.header.interface_family != netlink_packet_route::AddressFamily::Bridge
+                // Only interfaces gone get here (the socket filter drops the
+                // AF_BRIDGE RTM_DELLINK of a port leaving its bridge, and the rest).
+                if let Ok(NetlinkMessage {
+                    payload: NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)),
+                    ..
+                }) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(m)
                 {
                     for a in &l.attributes {
                         if let LinkAttribute::IfName(name) = a {
