@@ -15,17 +15,7 @@ pub fn log_dir(lab: &str) -> std::path::PathBuf {
 
 /// Is a recorded program still the same running process?
 pub fn alive(p: &Proc) -> bool {
-    procs::start_time(p.pid).is_some_and(|s| s == p.start_time) && !zombie(p.pid)
-}
-
-fn zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rfind(')')
-                .and_then(|i| s.get(i + 2..i + 3).map(|c| c == "Z"))
-        })
-        .unwrap_or(false)
+    procs::stat(p.pid).is_some_and(|s| s.start_time == p.start_time && !s.gone())
 }
 
 /// Start `argv` in namespace `ns` like `nslab exec` would, detached (own session),

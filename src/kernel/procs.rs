@@ -19,21 +19,47 @@ pub fn net_ino(pid: i32) -> Option<u64> {
     s.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
 }
 
-/// Start time of a process (clock ticks since boot): with the pid, it names one
-/// process for good, even after the pid is reused.
-pub fn start_time(pid: i32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command (field 2) may contain spaces and parentheses: split after the last ')'.
-    let rest = &s[s.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+/// The fields of /proc/PID/stat nslab uses, read in one go so they belong to
+/// one moment of one process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// State letter: R, S, D, Z (zombie), X (dead), ...
+    pub state: char,
+    /// Session id: programs nslab starts lead their own session, so their
+    /// children are known as theirs.
+    pub session: i32,
+    /// Clock ticks since boot: with the pid, it names one process for good,
+    /// even after the pid is reused.
+    pub start_time: u64,
 }
 
-/// Session id of a process (field 6 of /proc/PID/stat): programs nslab starts
-/// lead their own session, so their children are known as theirs.
-pub fn session(pid: i32) -> Option<i32> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    rest.split_whitespace().nth(3)?.parse().ok()
+impl Stat {
+    /// A zombie or a dead task: it has left its namespaces already.
+    pub fn gone(&self) -> bool {
+        matches!(self.state, 'Z' | 'X' | 'x')
+    }
+}
+
+/// Parse a /proc/PID/stat line. The command (field 2) may contain spaces and
+/// parentheses: the fields after it start after the last ')'.
+pub fn parse_stat(s: &str) -> Option<Stat> {
+    let rest = s.get(s.rfind(')')? + 1..)?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // f[0] is field 3 (state), so field n is f[n - 3].
+    Some(Stat {
+        state: f.first()?.chars().next()?,
+        session: f.get(3)?.parse().ok()?,
+        start_time: f.get(19)?.parse().ok()?,
+    })
+}
+
+pub fn stat(pid: i32) -> Option<Stat> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Start time of a process (see [`Stat::start_time`]).
+pub fn start_time(pid: i32) -> Option<u64> {
+    stat(pid).map(|s| s.start_time)
 }
 
 pub fn command(pid: i32) -> String {
@@ -64,16 +90,21 @@ pub fn in_namespaces(inos: &HashMap<u64, String>) -> io::Result<Vec<(String, Pro
         if pid == me {
             continue;
         }
+        // A process that exits while we look (a short-lived child of a program,
+        // like the `basename` a pyenv shim runs) is skipped once its stat is gone
+        // or says it is dead: it no longer holds the namespace.
         if let Some(ino) = net_ino(pid)
             && let Some(ns) = inos.get(&ino)
+            && let Some(st) = stat(pid)
+            && !st.gone()
         {
             out.push((
                 ns.clone(),
                 ProcInfo {
                     pid,
-                    start_time: start_time(pid).unwrap_or(0),
+                    start_time: st.start_time,
                     command: command(pid),
-                    session: session(pid).unwrap_or(0),
+                    session: st.session,
                 },
             ));
         }
@@ -121,11 +152,39 @@ pub fn stop(pid: i32, start: u64, grace: std::time::Duration) {
 }
 
 fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rfind(')')
-                .and_then(|i| s.get(i + 2..i + 3).map(|c| c == "Z"))
-        })
-        .unwrap_or(false)
+    stat(pid).is_some_and(|s| s.gone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_after_a_command_with_spaces_and_parens() {
+        let line = "4242 (a) b (c) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+        assert_eq!(
+            parse_stat(line),
+            Some(Stat {
+                state: 'S',
+                session: 4242,
+                start_time: 987654
+            })
+        );
+        let z = parse_stat(&line.replace(") S ", ") Z ")).unwrap();
+        assert!(z.gone());
+        assert_eq!(parse_stat("4242 (x) S 1 2"), None);
+        assert_eq!(parse_stat("garbage"), None);
+        assert_eq!(parse_stat(""), None);
+    }
+
+    #[test]
+    fn stat_of_this_process() {
+        let me = stat(std::process::id() as i32).unwrap();
+        assert!(!me.gone());
+        assert!(me.start_time > 0);
+        assert_eq!(
+            Some(me.session),
+            nix::unistd::getsid(None).ok().map(|p| p.as_raw())
+        );
+    }
 }
