@@ -473,22 +473,13 @@ fn dot_quote(s: &str) -> String {
     out
 }
 
-/// Text inside a DOT HTML-like label.
+/// Text inside a DOT HTML-like label: XML escapes (Graphviz knows &apos;), a
+/// line break as <BR/>.
 fn html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            '\n' => out.push_str("<BR/>"),
-            '\r' => {}
-            c => out.push(c),
-        }
-    }
-    out
+    s.split('\n')
+        .map(|l| xml(&l.replace('\r', "")))
+        .collect::<Vec<_>>()
+        .join("<BR/>")
 }
 
 fn dot_id(key: Key) -> String {

@@ -123,36 +123,31 @@ pub fn ns_ino(path: &std::path::Path) -> Option<u64> {
 pub fn stop(pid: i32, start: u64, grace: std::time::Duration) {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
-    let same = || start_time(pid).is_some_and(|s| start == 0 || s == start);
-    if !same() {
+    // Still the same process (the pid was not reused), and not yet a zombie.
+    let running = || stat(pid).is_some_and(|s| (start == 0 || s.start_time == start) && !s.gone());
+    // Reap it if it is our child; otherwise wait until /proc says it is gone.
+    let gone_within = |limit: std::time::Duration, step: u64| {
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < limit {
+            let _ = nix::sys::wait::waitpid(
+                Pid::from_raw(pid),
+                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+            );
+            if !running() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(step));
+        }
+        false
+    };
+    if !running() {
         return;
     }
     let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-    let t0 = std::time::Instant::now();
-    while t0.elapsed() < grace {
-        // Reap it if it is our child; otherwise wait until /proc says it is gone.
-        let _ = nix::sys::wait::waitpid(
-            Pid::from_raw(pid),
-            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
-        );
-        if !same() || is_zombie(pid) {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    if !gone_within(grace, 20) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        gone_within(std::time::Duration::from_secs(5), 10);
     }
-    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-    let t1 = std::time::Instant::now();
-    while same() && !is_zombie(pid) && t1.elapsed() < std::time::Duration::from_secs(5) {
-        let _ = nix::sys::wait::waitpid(
-            Pid::from_raw(pid),
-            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-}
-
-fn is_zombie(pid: i32) -> bool {
-    stat(pid).is_some_and(|s| s.gone())
 }
 
 #[cfg(test)]
