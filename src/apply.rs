@@ -15,8 +15,9 @@ use std::io;
 #[derive(Debug, Clone)]
 pub enum Intent {
     Namespaces(Vec<String>),
-    /// Interfaces about to be created in the host namespace (host mode).
-    HostLinks(Vec<String>),
+    /// Interfaces about to be created in the host namespace (host mode), with
+    /// the MAC a bridge gets.
+    HostLinks(Vec<(String, Option<[u8; 6]>)>),
     /// An nftables table about to be created in the host namespace (host mode).
     NftTable(String),
 }
@@ -47,9 +48,14 @@ pub struct Kernel {
     pub lab: String,
     /// Called with (ops done, ops in all) as the plan advances.
     pub progress: Option<Box<dyn FnMut(usize, usize)>>,
-    /// Test-only: fail after this many kernel operations.
+    /// Test-only: stop after this many kernel operations, as if killed.
     pub fail_after: Option<usize>,
+    /// Test-only: after this many kernel operations, fail as if the kernel refused.
+    pub refuse_after: Option<usize>,
     pub done: usize,
+    /// Namespaces this run created, by identity (their fds stay open in `conns`,
+    /// so the identity cannot be reused while the run lasts).
+    pub created_ns: HashMap<String, netns::NsId>,
 }
 
 impl Kernel {
@@ -57,16 +63,15 @@ impl Kernel {
         let mark = crate::topology::mark_for(lab);
         let mut conns = HashMap::new();
         conns.insert(HOST.to_string(), host);
-        let fail_after = std::env::var("NSLAB_TEST_FAIL_AFTER")
-            .ok()
-            .and_then(|v| v.parse().ok());
         Kernel {
             conns,
             mark,
             lab: lab.to_string(),
             progress: None,
-            fail_after,
+            fail_after: None,
+            refuse_after: None,
             done: 0,
+            created_ns: HashMap::new(),
         }
     }
 
@@ -90,7 +95,7 @@ impl Kernel {
     /// Count `n` operations; fail when the test switch says so. Returns how many of
     /// the `n` may still run.
     fn budget(&mut self, n: usize) -> usize {
-        match self.fail_after {
+        match self.fail_after.or(self.refuse_after) {
             Some(k) => k.saturating_sub(self.done).min(n),
             None => n,
         }
@@ -98,10 +103,23 @@ impl Kernel {
 
     fn spend(&mut self, n: usize) -> Result<(), ApplyError> {
         self.done += n;
-        match self.fail_after {
-            Some(k) if self.done >= k => Err(ApplyError::TestAbort(k)),
+        match (self.fail_after, self.refuse_after) {
+            (Some(k), _) if self.done >= k => Err(ApplyError::TestAbort(k)),
+            (_, Some(k)) if self.done >= k => Err(ApplyError::Kernel {
+                step: format!("operation {}", k + 1),
+                source: NlError {
+                    what: format!("operation {} (NSLAB_TEST_REFUSE_AFTER)", k + 1),
+                    errno: libc::EPERM,
+                    ext: Some("refused by the test hook".into()),
+                },
+            }),
             _ => Ok(()),
         }
+    }
+
+    /// A test hook decides how many operations run: one at a time, in order.
+    pub fn hooked(&self) -> bool {
+        self.fail_after.is_some() || self.refuse_after.is_some()
     }
 }
 
@@ -138,7 +156,7 @@ pub fn apply(
 ) -> Result<(), ApplyError> {
     // Hosts files need nothing of the kernel: write them on another thread while
     // the kernel works (in test-abort mode everything stays in order).
-    let background = k.fail_after.is_none();
+    let background = !k.hooked();
     std::thread::scope(|s| {
         let files = background.then(|| {
             s.spawn(|| -> Result<(), ApplyError> {
@@ -179,11 +197,7 @@ fn hosts_op(op: &Op) -> Result<(), ApplyError> {
         }
         Op::LinkHosts { ns, target } => {
             let dir = std::path::Path::new("/etc/netns").join(ns);
-            let link = dir.join("hosts");
-            std::fs::create_dir_all(&dir).and_then(|_| match std::fs::remove_file(&link) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-                _ => std::os::unix::fs::symlink(target, &link),
-            })
+            std::fs::create_dir_all(&dir).and_then(|_| link_etc(&dir.join("hosts"), target))
         }
         _ => Ok(()),
     };
@@ -210,7 +224,7 @@ fn apply_ops(
             Op::CreateNs { .. } => {
                 let mut j = i;
                 let mut items = Vec::new();
-                while let Some(Op::CreateNs { ns, sysctls }) = ops.get(j) {
+                while let Some(Op::CreateNs { ns, sysctls, .. }) = ops.get(j) {
                     items.push((ns.clone(), sysctls.clone()));
                     j += 1;
                 }
@@ -230,9 +244,13 @@ fn apply_ops(
                 let mut first_err = None;
                 // In chunks, so progress can be shown between them.
                 for (n, chunk) in items.chunks(128).enumerate() {
-                    for (name, r) in conn::create_many(chunk) {
+                    for (name, r) in conn::create_many(chunk, &k.mark) {
                         match r {
                             Ok(c) => {
+                                // The object this run made: rollback deletes only these.
+                                if let Ok(id) = netns::id_of(&c.file) {
+                                    k.created_ns.insert(name.clone(), id);
+                                }
                                 k.conns.insert(name, c);
                             }
                             Err(e) => {
@@ -341,7 +359,7 @@ fn apply_ops(
                 })?;
                 i += 1;
             }
-            _ if k.fail_after.is_none() && nl_op(op) && op.ns() != HOST && local(op) => {
+            _ if !k.hooked() && nl_op(op) && op.ns() != HOST && local(op) => {
                 // A run of namespaces that each need only themselves (their links
                 // exist): configure them side by side on a few threads.
                 let mut j = i;
@@ -358,11 +376,11 @@ fn apply_ops(
                     j += 1;
                 }
                 if ns == HOST {
-                    let names: Vec<String> = ops[i..j]
+                    let names: Vec<(String, Option<[u8; 6]>)> = ops[i..j]
                         .iter()
                         .filter_map(|o| match o {
-                            Op::CreateBridge { name, .. } => Some(name.clone()),
-                            Op::CreateVeth { a, .. } => Some(a.name.clone()),
+                            Op::CreateBridge { name, mac, .. } => Some((name.clone(), Some(*mac))),
+                            Op::CreateVeth { a, .. } => Some((a.name.clone(), None)),
                             _ => None,
                         })
                         .collect();
@@ -379,6 +397,22 @@ fn apply_ops(
         }
     }
     Ok(())
+}
+
+/// Deleting what is already gone is success: deleting one end of a veth takes
+/// its peer with it, and a namespace's routes go with their interface.
+fn already_gone(op: &Op, e: &NlError) -> bool {
+    match op {
+        Op::DeleteLink { .. } => e.errno == libc::ENODEV,
+        Op::DelAddr { .. } => matches!(e.errno, libc::EADDRNOTAVAIL | libc::ENODEV),
+        Op::DelRoute { .. } => matches!(e.errno, libc::ESRCH | libc::ENODEV),
+        _ => false,
+    }
+}
+
+/// A delete whose interface is not there: nothing left to delete.
+fn delete_without_dev(op: &Op) -> bool {
+    matches!(op, Op::DelAddr { .. } | Op::DelRoute { .. })
 }
 
 /// An op that needs no namespace but its own.
@@ -457,10 +491,15 @@ fn run_local(c: &mut Conn, ops: &[&Op]) -> Result<(), ApplyError> {
             c.mark_stale();
         }
         for (r, op) in results.into_iter().zip(ops) {
-            r.map_err(|e| ApplyError::Kernel {
-                step: op.to_string(),
-                source: e,
-            })?;
+            match r {
+                Err(e) if !already_gone(op, &e) => {
+                    return Err(ApplyError::Kernel {
+                        step: op.to_string(),
+                        source: e,
+                    });
+                }
+                _ => {}
+            }
         }
         Ok(())
     };
@@ -471,6 +510,7 @@ fn run_local(c: &mut Conn, ops: &[&Op]) -> Result<(), ApplyError> {
                 pending.push((req, op));
                 idx += 1;
             }
+            None if pending.is_empty() && delete_without_dev(op) => idx += 1,
             None if pending.is_empty() => {
                 return Err(ApplyError::Kernel {
                     step: op.to_string(),
@@ -493,13 +533,37 @@ fn run_local(c: &mut Conn, ops: &[&Op]) -> Result<(), ApplyError> {
     Ok(())
 }
 
-/// Remove /etc/netns/NS (only the hosts file nslab writes, then the directory if empty).
+/// Is `p` a link nslab made (one pointing into its state directory)? Files under
+/// /etc/netns that are anything else are someone else's: never replaced or removed.
+pub fn is_our_link(p: &std::path::Path) -> bool {
+    std::fs::read_link(p).is_ok_and(|t| t.starts_with(crate::record::state_dir()))
+}
+
+/// Make `link` point to `target`, replacing only a link of ours. A file someone
+/// else put there (even one that appeared since the plan was made) is kept.
+fn link_etc(link: &std::path::Path, target: &str) -> io::Result<()> {
+    if is_our_link(link) {
+        std::fs::remove_file(link)?;
+    }
+    match std::os::unix::fs::symlink(target, link) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        r => r,
+    }
+}
+
+/// Remove /etc/netns/NS: the files nslab linked there (only links of ours), then
+/// the directory if nothing else is in it.
 pub fn remove_etc(ns: &str) -> io::Result<()> {
     let dir = std::path::Path::new("/etc/netns").join(ns);
-    match std::fs::remove_file(dir.join("hosts")) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
+    for f in ["hosts"] {
+        let p = dir.join(f);
+        if is_our_link(&p) {
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
     match std::fs::remove_dir(&dir) {
         Ok(()) => Ok(()),
@@ -531,6 +595,10 @@ fn run_group(k: &mut Kernel, ns: &str, ops: &[Op]) -> Result<(), ApplyError> {
             }
             None => {
                 // Unknown index: flush and retry once after the namespace is re-read.
+                if pending.is_empty() && delete_without_dev(op) {
+                    idx += 1;
+                    continue;
+                }
                 if pending.is_empty() {
                     return Err(ApplyError::Kernel {
                         step: op.to_string(),
@@ -569,7 +637,9 @@ fn flush(k: &mut Kernel, ns: &str, pending: &mut Vec<(Req, &Op)>) -> Result<(), 
         c.mark_stale();
     }
     for (r, op) in results.into_iter().zip(ops) {
-        if let Err(e) = r {
+        if let Err(e) = r
+            && !already_gone(op, &e)
+        {
             return Err(ApplyError::Kernel {
                 step: op.to_string(),
                 source: e,

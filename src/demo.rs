@@ -100,6 +100,7 @@ impl<'a> Demo<'a> {
             &topology::Options {
                 prefix: self.prefix.clone(),
                 sandbox: true,
+                check_programs: false,
             },
         )?;
         if !self.labs.contains(&lab.name) {
@@ -538,6 +539,7 @@ impl<'a> Demo<'a> {
             &topology::Options {
                 prefix: p.clone(),
                 sandbox: true,
+                check_programs: false,
             },
         )?
         .expect;

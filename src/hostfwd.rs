@@ -56,23 +56,27 @@ const KEY: &str = "net.ipv4.ip_forward";
 
 /// Lab `lab` needs forwarding in the namespace `ns` (the calling thread's, or run
 /// via `in_ns`). Turns it on if off, remembering the old value.
-pub fn acquire(lab: &str, ns: NsId, set: &dyn Fn(&str) -> io::Result<String>) -> io::Result<()> {
+///
+/// The old value is recorded before the change: a crash right after the write
+/// leaves a record that `down` or `clean` restores from.
+pub fn acquire(lab: &str, ns: NsId, set: &Setter<'_>) -> io::Result<()> {
     let _g = record::lock_global()?;
     let mut st = load()?;
     if let Some(e) = st.entries.iter_mut().find(|e| e.ns == ns) {
         e.labs.insert(lab.into());
-        set("1")?;
     } else {
-        let old = set("1")?;
-        if old != "1" {
-            st.entries.push(Entry {
-                ns,
-                old,
-                labs: [lab.to_string()].into(),
-            });
+        let old = set(None)?;
+        if old == "1" {
+            return Ok(());
         }
+        st.entries.push(Entry {
+            ns,
+            old,
+            labs: [lab.to_string()].into(),
+        });
     }
-    save(&st)
+    save(&st)?;
+    set(Some("1")).map(drop)
 }
 
 /// Register a lab as a user of forwarding that someone else's lab turned on.
@@ -88,7 +92,7 @@ pub fn join_if_tracked(lab: &str, ns: NsId) -> io::Result<()> {
 }
 
 /// The lab no longer needs forwarding: restore the old value if it was the last.
-pub fn release(lab: &str, ns: NsId, set: &dyn Fn(&str) -> io::Result<String>) -> io::Result<bool> {
+pub fn release(lab: &str, ns: NsId, set: &Setter<'_>) -> io::Result<bool> {
     let _g = record::lock_global()?;
     let mut st = load()?;
     let Some(i) = st
@@ -102,18 +106,24 @@ pub fn release(lab: &str, ns: NsId, set: &dyn Fn(&str) -> io::Result<String>) ->
     let mut restored = false;
     if st.entries[i].labs.is_empty() {
         let e = st.entries.remove(i);
-        set(&e.old)?;
+        set(Some(&e.old))?;
         restored = true;
     }
     save(&st)?;
     Ok(restored)
 }
 
-/// A setter that writes the sysctl in the namespace of `file`.
-pub fn setter(file: &std::fs::File) -> impl Fn(&str) -> io::Result<String> + '_ {
-    move |v: &str| {
-        let v = v.to_string();
-        netns::run_in(file, move || netns::sysctl_set(KEY, &v))?
+/// Writes the value (Some) or only reads it (None); returns the value before.
+pub type Setter<'a> = dyn Fn(Option<&str>) -> io::Result<String> + 'a;
+
+/// A setter of the sysctl in the namespace of `file`.
+pub fn setter(file: &std::fs::File) -> impl Fn(Option<&str>) -> io::Result<String> + '_ {
+    move |v: Option<&str>| {
+        let v = v.map(str::to_string);
+        netns::run_in(file, move || match v {
+            Some(v) => netns::sysctl_set(KEY, &v),
+            None => netns::sysctl_get(KEY),
+        })?
     }
 }
 
@@ -138,7 +148,7 @@ pub fn prune(prefix: &str) -> io::Result<Vec<String>> {
         }
         if e.labs.is_empty() {
             if let Ok(Some((_, c))) = crate::kernel::conn::find_by_id(e.ns) {
-                let _ = setter(&c.file)(&e.old);
+                let _ = setter(&c.file)(Some(&e.old));
             }
         } else {
             keep.push(e);

@@ -23,6 +23,32 @@ pub struct UpOptions {
     pub sandbox: bool,
     /// Allow host-mode addresses that overlap routes of interfaces nslab does not own.
     pub force: bool,
+    /// Crash, refusal and pause points for tests.
+    pub hooks: TestHooks,
+}
+
+/// Points where tests make `up` stop, fail or wait, so crashes and races are
+/// deterministic. The CLI sets them from `NSLAB_TEST_*`; the library reads no
+/// environment.
+#[derive(Debug, Clone, Default)]
+pub struct TestHooks {
+    /// Stop after this many kernel operations, as if killed: nothing is rolled back.
+    pub fail_after: Option<usize>,
+    /// After this many kernel operations, fail as if the kernel refused the next
+    /// one: what a failed `up` does then (roll back, or put the lab back) runs.
+    pub refuse_after: Option<usize>,
+    /// Stop the process (SIGSTOP) at this point until it gets SIGCONT: `planned`
+    /// (the plan is made, nothing changed yet), `applied` (the kernel has the new
+    /// lab, the record does not).
+    pub pause_at: Option<String>,
+}
+
+impl TestHooks {
+    fn pause(&self, point: &str) {
+        if self.pause_at.as_deref() == Some(point) {
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -38,11 +64,21 @@ pub struct UpReport {
 
 /// Load a topology file with the command line's options.
 pub fn load(file: &Path, prefix: &str, sandbox: bool) -> Result<Lab> {
+    load_opts(file, prefix, sandbox, false)
+}
+
+/// [`load`] for bringing a lab up (`up`, `plan`): its `run:` programs must exist.
+pub fn load_to_run(file: &Path, prefix: &str, sandbox: bool) -> Result<Lab> {
+    load_opts(file, prefix, sandbox, true)
+}
+
+fn load_opts(file: &Path, prefix: &str, sandbox: bool, check_programs: bool) -> Result<Lab> {
     Ok(topology::load(
         file,
         &topology::Options {
             prefix: prefix.into(),
             sandbox,
+            check_programs,
         },
     )?)
 }
@@ -74,9 +110,13 @@ fn observe(k: &mut Kernel, lab: &Lab, names: &BTreeSet<String>) -> Result<Observ
                 }
             ))
         })?;
-        let hosts = std::fs::read_link(Path::new("/etc/netns").join(ns).join("hosts"))
+        let hosts_file = Path::new("/etc/netns").join(ns).join("hosts");
+        let hosts = std::fs::read_link(&hosts_file)
             .ok()
             .map(|p| p.display().to_string());
+        let hosts_foreign = !ns.is_empty()
+            && std::fs::symlink_metadata(&hosts_file).is_ok()
+            && !apply::is_our_link(&hosts_file);
         let (mut nat, mut ip_forward) = (None, None);
         if *ns == host_ns {
             nat = read_nat(&c.file, &plan::nat_table(&lab.name))?;
@@ -90,6 +130,7 @@ fn observe(k: &mut Kernel, lab: &Lab, names: &BTreeSet<String>) -> Result<Observ
             NsObs {
                 state: st,
                 hosts,
+                hosts_foreign,
                 nat,
                 ip_forward,
             },
@@ -165,8 +206,7 @@ fn host_link_names(lab: &Lab) -> BTreeSet<String> {
 
 /// Bring a lab up, or bring it in line with its file.
 pub fn up(file: &Path, opts: &UpOptions) -> Result<UpReport> {
-    let lab = load(file, &opts.prefix, opts.sandbox)?;
-    up_lab(lab, Some(file), opts.force)
+    up_with(file, opts, None)
 }
 
 /// `up` with progress reported to `progress`.
@@ -175,21 +215,27 @@ pub fn up_with(
     opts: &UpOptions,
     progress: Option<Box<dyn FnMut(usize, usize)>>,
 ) -> Result<UpReport> {
-    let lab = load(file, &opts.prefix, opts.sandbox)?;
-    up_lab_with(lab, Some(file), opts.force, progress)
+    let lab = load_to_run(file, &opts.prefix, opts.sandbox)?;
+    up_lab_with(lab, Some(file), opts, progress)
 }
 
 pub fn up_lab(lab: Lab, file: Option<&Path>, force: bool) -> Result<UpReport> {
-    up_lab_with(lab, file, force, None)
+    let opts = UpOptions {
+        force,
+        ..Default::default()
+    };
+    up_lab_with(lab, file, &opts, None)
 }
 
-/// `up_lab`, reporting progress (ops done, ops in all) to `progress`.
+/// `up_lab`, reporting progress (ops done, ops in all) to `progress`. Of `opts`,
+/// only `force` and `hooks` are used (the lab is made already).
 pub fn up_lab_with(
     lab: Lab,
     file: Option<&Path>,
-    force: bool,
+    opts: &UpOptions,
     progress: Option<Box<dyn FnMut(usize, usize)>>,
 ) -> Result<UpReport> {
+    let force = opts.force;
     require_caps("up")?;
     crate::timing::mark("start");
     let t0 = Instant::now();
@@ -222,6 +268,8 @@ pub fn up_lab_with(
         &lab.name,
     );
     k.progress = progress;
+    k.fail_after = opts.hooks.fail_after;
+    k.refuse_after = opts.hooks.refuse_after;
     let mut names: BTreeSet<String> = lab.namespaces().into_iter().collect();
     names.extend(rec.namespaces.iter().cloned());
     let obs = observe(&mut k, &lab, &names)?;
@@ -242,6 +290,7 @@ pub fn up_lab_with(
         &plan::Owned {
             namespaces: rec.namespaces.clone(),
             host_links: rec.host_links.clone(),
+            bridge_macs: rec.bridge_macs.clone(),
         },
     )
     .map_err(|c| {
@@ -264,7 +313,7 @@ pub fn up_lab_with(
         if let Op::CreateNs { ns, .. } = op {
             let p = netns::path(ns);
             if p.exists() && !netns::is_nsfs(&p) {
-                if rec.namespaces.contains(ns) {
+                if rec.namespaces.contains(ns) && netns::is_stale_file(ns) {
                     std::fs::remove_file(&p)
                         .map_err(Error::io(format!("remove stale {}", p.display())))?;
                 } else {
@@ -277,6 +326,7 @@ pub fn up_lab_with(
             }
         }
     }
+    opts.hooks.pause("planned");
     let before = rec.clone();
     // What this run is about to create (an intent may not have happened yet).
     let mut created: Vec<Intent> = Vec::new();
@@ -285,7 +335,14 @@ pub fn up_lab_with(
         apply::apply(&mut k, &ops, &mut |i| {
             match &i {
                 Intent::Namespaces(v) => rec_ref.namespaces.extend(v.iter().cloned()),
-                Intent::HostLinks(v) => rec_ref.host_links.extend(v.iter().cloned()),
+                Intent::HostLinks(v) => {
+                    for (name, mac) in v {
+                        rec_ref.host_links.insert(name.clone());
+                        if let Some(m) = mac {
+                            rec_ref.bridge_macs.insert(name.clone(), *m);
+                        }
+                    }
+                }
                 Intent::NftTable(t) => {
                     rec_ref.nft_tables.insert(t.clone());
                 }
@@ -293,78 +350,55 @@ pub fn up_lab_with(
             created.push(i);
             rec_ref.save()
         })
-    };
+        .map_err(Error::Apply)
+    }
+    .and_then(|()| {
+        crate::timing::mark("apply (last ops)");
+        opts.hooks.pause("applied");
+        finish(&mut k, &lab, &mut rec, here)
+    });
     if let Err(e) = result {
         // The test switch plays a crash: leave everything as a killed process would.
-        if matches!(e, apply::ApplyError::TestAbort(_)) {
+        if matches!(e, Error::Apply(apply::ApplyError::TestAbort(_))) {
             let _ = rec.save();
-            return Err(Error::Apply(e));
+            return Err(e);
         }
-        let existed: BTreeSet<String> = obs
-            .ns
-            .get(HOST)
-            .map(|o| o.state.links.iter().map(|l| l.name.clone()).collect())
-            .unwrap_or_default();
-        let undone = rollback(&mut k, &lab, &created, &existed);
-        // Hosts links written (on their own thread) for namespaces that do not exist.
-        for op in &ops {
-            if let Op::LinkHosts { ns, .. } = op
-                && !netns::exists(ns)
-            {
-                let _ = apply::remove_etc(ns);
+        k.fail_after = None;
+        k.refuse_after = None;
+        let undone = match before.model.clone() {
+            // A running lab: bring it back to the model it had.
+            Some(prev) => restore(&mut k, &prev, &lab, &before),
+            None => {
+                let existed: BTreeSet<String> = obs
+                    .ns
+                    .get(HOST)
+                    .map(|o| o.state.links.iter().map(|l| l.name.clone()).collect())
+                    .unwrap_or_default();
+                let undone = rollback(&mut k, &lab, &created, &existed);
+                // Hosts links written (on their own thread) for namespaces that do not exist.
+                for op in &ops {
+                    if let Op::LinkHosts { ns, .. } = op
+                        && !netns::exists(ns)
+                    {
+                        let _ = apply::remove_etc(ns);
+                    }
+                }
+                let _ = std::fs::remove_file(record::hosts_path(&lab.name));
+                undone
             }
-        }
-        if before.model.is_none() {
-            let _ = std::fs::remove_file(record::hosts_path(&lab.name));
-        }
+        };
         rec = before;
         let r = if rec.model.is_none() && rec.namespaces.is_empty() && rec.host_links.is_empty() {
             rec.remove()
         } else {
             rec.save()
         };
+        let mut msg = format!("{e}\n{undone}");
         if let Err(re) = r {
-            eprintln!("nslab: warning: restoring the record: {re}");
+            msg.push_str(&format!("\nRestoring the lab's record failed too: {re}"));
         }
-        return Err(Error::Failed(format!("{e}\n{undone}")));
+        return Err(Error::Failed(msg));
     }
-    crate::timing::mark("apply (last ops)");
-    // Bridges are born with multicast snooping off (msg::new_bridge) and get the
-    // kernel's default back once their ports are in; every time, so a bridge
-    // left by an `up` that was killed in between gets it too.
-    let bridge_ns = plan::ns_of(&lab, &Place::Host);
-    for b in &lab.bridges {
-        k.conn(&bridge_ns)
-            .map_err(Error::Apply)?
-            .nl
-            .request(
-                msg::bridge_snooping(&b.name, true),
-                0,
-                format!("turn on multicast snooping on bridge {}", b.name),
-            )
-            .map_err(|e| Error::Failed(e.to_string()))?;
-    }
-    rec.namespaces = lab.namespaces().into_iter().collect();
-    rec.host_links = if lab.sandbox {
-        BTreeSet::new()
-    } else {
-        host_link_names(&lab)
-    };
-    if lab.sandbox || lab.nat.is_empty() {
-        rec.nft_tables.clear();
-    }
-    if plan::host_forwarding_needed(&lab) {
-        // Forwarding already on (another lab turned it on): count this lab as a user.
-        crate::hostfwd::join_if_tracked(&lab.name, here)
-            .map_err(Error::io("record host forwarding"))?;
-    } else if !lab.sandbox {
-        let c = k.conn(HOST)?;
-        crate::hostfwd::release(&lab.name, here, &crate::hostfwd::setter(&c.file))
-            .map_err(Error::io("restore host forwarding"))?;
-    }
-    rec.model = Some(lab.clone());
-    rec.save().map_err(Error::io("write the lab's record"))?;
-    crate::timing::mark("record");
     // Programs last: the network they talk over is ready now.
     let started = crate::programs::reconcile(&mut rec, &lab)?;
     rec.save().map_err(Error::io("write the lab's record"))?;
@@ -381,6 +415,87 @@ pub fn up_lab_with(
     })
 }
 
+/// The last steps of `up` before its programs, each of which can fail like a
+/// kernel operation (and is then rolled back like one): multicast snooping on
+/// the bridges, the host's forwarding, and the record of the new model.
+fn finish(k: &mut Kernel, lab: &Lab, rec: &mut Record, here: netns::NsId) -> Result<()> {
+    // Bridges are born with multicast snooping off (msg::new_bridge) and get the
+    // kernel's default back once their ports are in; every time, so a bridge
+    // left by an `up` that was killed in between gets it too.
+    let bridge_ns = plan::ns_of(lab, &Place::Host);
+    for b in &lab.bridges {
+        k.conn(&bridge_ns)
+            .map_err(Error::Apply)?
+            .nl
+            .request(
+                msg::bridge_snooping(&b.name, true),
+                0,
+                format!("turn on multicast snooping on bridge {}", b.name),
+            )
+            .map_err(|e| Error::Failed(e.to_string()))?;
+    }
+    rec.namespaces = lab.namespaces().into_iter().collect();
+    rec.host_links = if lab.sandbox {
+        BTreeSet::new()
+    } else {
+        host_link_names(lab)
+    };
+    rec.bridge_macs.retain(|b, _| rec.host_links.contains(b));
+    if lab.sandbox || lab.nat.is_empty() {
+        rec.nft_tables.clear();
+    }
+    if plan::host_forwarding_needed(lab) {
+        // Forwarding already on (another lab turned it on): count this lab as a user.
+        crate::hostfwd::join_if_tracked(&lab.name, here)
+            .map_err(Error::io("record host forwarding"))?;
+    } else if !lab.sandbox {
+        let c = k.conn(HOST)?;
+        crate::hostfwd::release(&lab.name, here, &crate::hostfwd::setter(&c.file))
+            .map_err(Error::io("restore host forwarding"))?;
+    }
+    rec.model = Some(lab.clone());
+    rec.save().map_err(Error::io("write the lab's record"))?;
+    crate::timing::mark("record");
+    Ok(())
+}
+
+/// A refused change to a running lab: reconcile it back to the model of its
+/// last good `up` (interfaces, addresses, routes, MTU, NAT, hosts file), removing
+/// what the refused model added. Programs are not touched.
+fn restore(k: &mut Kernel, prev: &Lab, failed: &Lab, before: &Record) -> String {
+    let mut names: BTreeSet<String> = prev.namespaces().into_iter().collect();
+    names.extend(failed.namespaces());
+    names.extend(before.namespaces.iter().cloned());
+    let r = observe(k, prev, &names).and_then(|obs| {
+        let mut host_links = before.host_links.clone();
+        host_links.extend(host_link_names(failed));
+        let (ops, _) = plan::plan_up(
+            prev,
+            &obs,
+            Some(failed),
+            &plan::Owned {
+                namespaces: names.clone(),
+                host_links,
+                bridge_macs: before.bridge_macs.clone(),
+            },
+        )
+        .map_err(|c| Error::Failed(c.iter().map(|x| x.0.clone()).collect::<Vec<_>>().join("; ")))?;
+        apply::apply(k, &ops, &mut |_| Ok(()))?;
+        Ok(ops.len())
+    });
+    match r {
+        Ok(0) => "The lab is as it was before this `up`: nothing had been changed.".into(),
+        Ok(n) => format!(
+            "The lab was put back as it was before this `up` ({n} change{} undone); its programs were not touched.",
+            if n == 1 { "" } else { "s" }
+        ),
+        Err(e) => format!(
+            "Putting the lab back as it was failed too: {e}. Run `nslab up` with the previous file, or `nslab down --lab {}`.",
+            prev.name
+        ),
+    }
+}
+
 /// Undo the creates of a failed `up`: namespaces, host interfaces and nft tables
 /// this run made (each only if it carries the lab's mark or was just made).
 fn rollback(k: &mut Kernel, lab: &Lab, created: &[Intent], existed: &BTreeSet<String>) -> String {
@@ -391,14 +506,22 @@ fn rollback(k: &mut Kernel, lab: &Lab, created: &[Intent], existed: &BTreeSet<St
         match i {
             Intent::Namespaces(v) => {
                 for ns in v {
+                    // Only the namespace this run made, checked on the object: a
+                    // name someone else took meanwhile (the likely cause of the
+                    // failure) is theirs.
+                    let made = k.created_ns.get(ns).copied();
+                    let same = made.is_some()
+                        && netns::open(ns)
+                            .and_then(|f| netns::id_of(&f))
+                            .is_ok_and(|id| Some(id) == made);
                     k.conns.remove(ns);
-                    if netns::path(ns).exists() {
+                    if same {
                         match netns::delete(ns) {
                             Ok(()) => gone.push(format!("namespace {ns}")),
                             Err(e) => failed.push(format!("namespace {ns}: {e}")),
                         }
+                        let _ = apply::remove_etc(ns);
                     }
-                    let _ = apply::remove_etc(ns);
                 }
             }
             Intent::HostLinks(v) => {
@@ -406,15 +529,18 @@ fn rollback(k: &mut Kernel, lab: &Lab, created: &[Intent], existed: &BTreeSet<St
                 let Ok(links) = crate::kernel::observe::links(&mut c.nl) else {
                     continue;
                 };
-                for name in v {
-                    // Only ours: a name taken by someone else (the likely cause of the
-                    // failure) is left alone.
-                    // (marked, or absent before this run: not yet marked when it failed).
-                    let ours = links.iter().any(|l| {
-                        &l.name == name
-                            && (l.alias.as_deref() == Some(mark.as_str())
-                                || !existed.contains(name))
-                    });
+                for (name, mac) in v {
+                    // Only what this run made, checked on the object: not there
+                    // before, and marked or (a bridge not yet marked) with the MAC
+                    // it was made with. A name someone else took meanwhile (the
+                    // likely cause of the failure) is left alone; an unmarked veth
+                    // end of ours goes with its peer's namespace.
+                    let ours = !existed.contains(name)
+                        && links.iter().any(|l| {
+                            &l.name == name
+                                && (l.alias.as_deref() == Some(mark.as_str())
+                                    || (mac.is_some() && l.mac == *mac))
+                        });
                     if ours {
                         match c.nl.request(
                             crate::kernel::msg::del_link(name),
@@ -483,9 +609,14 @@ const DOWN_WAIT: Duration = Duration::from_secs(60);
 /// Take a lab down: everything its record owns, nothing else.
 pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
     require_caps("down")?;
+    let lock = lock_lab(lab)?;
+    down_locked(lab, kill, &lock)
+}
+
+/// `down` for a caller that holds the lab's lock already (`clean`).
+pub fn down_locked(lab: &str, kill: bool, _lock: &record::LabLock) -> Result<DownReport> {
     crate::timing::mark("start");
     let t0 = Instant::now();
-    let _lock = lock_lab(lab)?;
     let mut rep = DownReport {
         lab: lab.into(),
         was_up: false,
@@ -506,16 +637,35 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
 
     // Open every node namespace once: its inode finds the processes in it, and the
     // fd keeps it alive until all of them are let go together (see below).
+    let mark = topology::mark_for(lab);
     let sandbox_host = rec.sandbox.then(|| topology::sandbox_host_ns(lab, ""));
-    let nodes: Vec<&String> = rec
-        .namespaces
-        .iter()
-        .filter(|n| Some(*n) != sandbox_host.as_ref())
-        .collect();
-    let held: Vec<(&String, std::fs::File)> = rec
+    let opened: Vec<(&String, std::fs::File)> = rec
         .namespaces
         .iter()
         .filter_map(|ns| netns::open(ns).ok().map(|f| (ns, f)))
+        .collect();
+    // Ours only if lo carries the mark (checked on the object, not the name): a
+    // namespace re-made by hand under a node's name is left alone.
+    let aliases = conn::lo_aliases(&opened.iter().map(|(_, f)| f).collect::<Vec<_>>());
+    let mut held: Vec<(&String, std::fs::File)> = Vec::new();
+    let mut foreign: BTreeSet<&String> = BTreeSet::new();
+    for ((ns, f), alias) in opened.into_iter().zip(aliases) {
+        if alias.as_deref() == Some(mark.as_str()) {
+            held.push((ns, f));
+        } else {
+            rep.warnings.push(format!(
+                "namespace {ns} is not lab {lab}'s (its lo does not carry the mark {mark}; re-made by someone else?): left alone"
+            ));
+            foreign.insert(ns);
+        }
+    }
+    // The node namespaces to remove: ours, and stale files of ours (empty, never
+    // mounted: an `up` killed between making the file and mounting it).
+    let nodes: Vec<&String> = rec
+        .namespaces
+        .iter()
+        .filter(|n| Some(*n) != sandbox_host.as_ref() && !foreign.contains(n))
+        .filter(|n| held.iter().any(|(h, _)| h == n) || netns::is_stale_file(n))
         .collect();
     let inos: HashMap<u64, String> = held
         .iter()
@@ -567,7 +717,6 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
     }
 
     crate::timing::mark("processes");
-    let mark = topology::mark_for(lab);
     // The namespace that played the host: in host mode it holds bridges and veth ends.
     let mut host: Option<Conn> = None;
     if !rec.sandbox {
@@ -577,7 +726,10 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
             Err(e) => rep.warnings.push(format!("cannot open the lab's host namespace: {e}")),
         }
     }
-    if let Some(h) = sandbox_host.as_ref().filter(|h| netns::exists(h)) {
+    if let Some(h) = sandbox_host
+        .as_ref()
+        .filter(|h| netns::exists(h) && !foreign.contains(h))
+    {
         // Keep the sandbox host open while the nodes go: their veth peers live in
         // it, so we can see when the kernel has really finished.
         host = conn::open(h).ok();
@@ -603,7 +755,12 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
         .and_then(|h| observe::links_of_kind(&mut h.nl, InfoKind::Bridge).ok())
         .unwrap_or_default()
         .into_iter()
-        .filter(|l| l.alias.as_deref() == Some(mark.as_str()))
+        .filter(|l| {
+            l.alias.as_deref() == Some(mark.as_str())
+                || (rec.host_links.contains(&l.name)
+                    && l.mac.is_some()
+                    && rec.bridge_macs.get(&l.name) == l.mac.as_ref())
+        })
         .map(|l| l.name)
         .collect();
     // Each port leaving a bridge makes the kernel walk every other port and, with
@@ -754,7 +911,7 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
     crate::timing::mark("bridges and nft");
     drop(watch);
     drop(host);
-    if let Some(h) = sandbox_host.filter(|h| rec.namespaces.contains(h)) {
+    if let Some(h) = sandbox_host.filter(|h| rec.namespaces.contains(h) && !foreign.contains(h)) {
         netns::delete(&h).map_err(Error::io(format!("delete namespace {h}")))?;
         apply::remove_etc(&h).map_err(Error::io(format!("remove /etc/netns/{h}")))?;
         rep.namespaces.push(h);
@@ -823,11 +980,24 @@ fn release_at_once<T: Send>(held: Vec<T>) {
 
 /// Which lab a command means: `--lab NAME`, or FILE with `--prefix`, or the only lab up.
 pub fn select(lab: Option<&str>, file: Option<&Path>, prefix: &str) -> Result<String> {
+    if let Some(p) = topology::validate::prefix_problem(prefix) {
+        return Err(Error::Usage(format!("--prefix {prefix:?} {p}")));
+    }
     if let Some(l) = lab {
+        if let Some(p) = topology::validate::name_problem(l) {
+            return Err(Error::Usage(format!("--lab {l:?}: lab name {p}")));
+        }
         return Ok(l.to_string());
     }
     if let Some(f) = file {
-        return Ok(format!("{prefix}{}", name_in_file(f)?));
+        let name = format!("{prefix}{}", name_in_file(f)?);
+        if let Some(p) = topology::validate::name_problem(&name) {
+            return Err(Error::Usage(format!(
+                "{}: lab name {name:?} {p}",
+                f.display()
+            )));
+        }
+        return Ok(name);
     }
     let labs = record::list().map_err(Error::io("list labs"))?;
     match labs.len() {
@@ -1154,6 +1324,7 @@ pub fn plan(lab: &Lab) -> Result<PlanReport> {
         .map(|r| plan::Owned {
             namespaces: r.namespaces.clone(),
             host_links: r.host_links.clone(),
+            bridge_macs: r.bridge_macs.clone(),
         })
         .unwrap_or_default();
     let (ops, notes) = plan::plan_up(

@@ -80,6 +80,39 @@ pub struct CleanReport {
     /// Labs without a record that had turned on the host's forwarding.
     pub forwarding_released: Vec<String>,
     pub errors: Vec<String>,
+    /// Labs another nslab was working on (their lock was held): left alone.
+    pub busy: Vec<String>,
+}
+
+/// The locks `clean` holds, and the labs it found busy.
+#[derive(Default)]
+struct Locks {
+    held: std::collections::HashMap<String, record::LabLock>,
+    busy: BTreeSet<String>,
+}
+
+impl Locks {
+    /// Lock a lab (without waiting); false if another nslab holds it.
+    fn take(&mut self, lab: &str) -> bool {
+        if self.held.contains_key(lab) {
+            return true;
+        }
+        if self.busy.contains(lab) {
+            return false;
+        }
+        match record::lock(lab, false) {
+            Ok(Some(l)) => {
+                self.held.insert(lab.to_string(), l);
+                true
+            }
+            Ok(None) => {
+                self.busy.insert(lab.to_string());
+                false
+            }
+            // Not a name a lab can have: nothing of nslab's.
+            Err(_) => false,
+        }
+    }
 }
 
 fn lab_of_mark(alias: Option<&str>) -> Option<&str> {
@@ -90,13 +123,23 @@ fn lab_of_mark(alias: Option<&str>) -> Option<&str> {
 /// carries an nslab mark, interfaces and nft tables in this namespace with an nslab
 /// mark, hosts files nslab wrote — each only if its lab has no record.
 pub fn clean(prefix: &str, kill: bool, dry_run: bool) -> Result<CleanReport> {
+    if let Some(p) = crate::topology::validate::prefix_problem(prefix) {
+        return Err(Error::Usage(format!("--prefix {prefix:?} {p}")));
+    }
     require_caps("clean")?;
     let mut rep = CleanReport::default();
+    // Every lab clean touches is locked first, and a lab whose lock another nslab
+    // holds is alive (an `up` on its way): left alone, never half-removed.
+    let mut locks = Locks::default();
     for l in labs_with_prefix(prefix)? {
+        if !locks.take(&l) {
+            continue;
+        }
         if dry_run {
             rep.labs_down.push(l);
             continue;
         }
+        record::remove_temporaries(&l);
         // Stale files of a recorded lab (a reboot with /run on disk): unmounted,
         // empty files under /run/netns that the record names.
         if let Ok(Some(r)) = Record::load(&l) {
@@ -111,7 +154,7 @@ pub fn clean(prefix: &str, kill: bool, dry_run: bool) -> Result<CleanReport> {
                 }
             }
         }
-        match lab::down(&l, kill) {
+        match lab::down_locked(&l, kill, &locks.held[&l]) {
             Ok(_) => rep.labs_down.push(l),
             Err(e) => rep.errors.push(format!("lab {l}: {e}")),
         }
@@ -129,7 +172,8 @@ pub fn clean(prefix: &str, kill: bool, dry_run: bool) -> Result<CleanReport> {
         .map_err(Error::io("list labs"))?
         .into_iter()
         .collect();
-    let orphan = |lab: &str| lab.starts_with(prefix) && !recorded.contains(lab);
+    let mut orphan =
+        |lab: &str| lab.starts_with(prefix) && !recorded.contains(lab) && locks.take(lab);
 
     // Namespaces marked by lo's alias.
     if let Ok(rd) = std::fs::read_dir(netns::netns_dir()) {
@@ -168,7 +212,7 @@ pub fn clean(prefix: &str, kill: bool, dry_run: bool) -> Result<CleanReport> {
             // Bridges first; veth ends whose peer died with a namespace are gone already.
             let mut v: Vec<_> = links
                 .iter()
-                .filter(|l| lab_of_mark(l.alias.as_deref()).is_some_and(orphan))
+                .filter(|l| lab_of_mark(l.alias.as_deref()).is_some_and(&mut orphan))
                 .collect();
             v.sort_by_key(|l| l.kind.as_deref() != Some("bridge"));
             for l in v {
@@ -247,5 +291,6 @@ pub fn clean(prefix: &str, kill: bool, dry_run: bool) -> Result<CleanReport> {
             }
         }
     }
+    rep.busy = locks.busy.into_iter().collect();
     Ok(rep)
 }

@@ -5,7 +5,7 @@
 use crate::kernel::netns::NsId;
 use crate::topology::Lab;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
@@ -14,9 +14,16 @@ use std::path::{Path, PathBuf};
 pub const VERSION: u32 = 1;
 
 pub fn state_dir() -> PathBuf {
-    std::env::var_os("NSLAB_STATE_DIR")
+    let d = std::env::var_os("NSLAB_STATE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/run/nslab"))
+        .unwrap_or_else(|| PathBuf::from("/run/nslab"));
+    // Absolute, so links made to files in it (/etc/netns/NS/hosts) resolve.
+    if d.is_relative()
+        && let Ok(cwd) = std::env::current_dir()
+    {
+        return cwd.join(d);
+    }
+    d
 }
 
 fn labs_dir() -> PathBuf {
@@ -75,6 +82,11 @@ pub struct Record {
     pub processes: Vec<Proc>,
     #[serde(default)]
     pub nft_tables: BTreeSet<String>,
+    /// The MAC each host bridge was created with: the kernel takes no alias in a
+    /// create request, so until the mark is set this is how `down` and `up` know
+    /// a recorded bridge is the one this lab made.
+    #[serde(default)]
+    pub bridge_macs: BTreeMap<String, [u8; 6]>,
 }
 
 impl Record {
@@ -91,24 +103,33 @@ impl Record {
             sysctls: Vec::new(),
             processes: Vec::new(),
             nft_tables: BTreeSet::new(),
+            bridge_macs: BTreeMap::new(),
         }
     }
 
     pub fn load(lab: &str) -> io::Result<Option<Record>> {
+        check_name(lab)?;
         load_path(&path_of(lab))
     }
 
     /// Write atomically (temp file, fsync, rename), so a crash leaves the old or the new record.
     pub fn save(&self) -> io::Result<()> {
+        check_name(&self.lab)?;
         let dir = labs_dir();
         std::fs::create_dir_all(&dir)?;
         let p = path_of(&self.lab);
         let tmp = dir.join(format!(".{}.json.tmp", self.lab));
-        let mut f = File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(self).map_err(io::Error::other)?)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &p)?;
-        Ok(())
+        let r = (|| {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&serde_json::to_vec_pretty(self).map_err(io::Error::other)?)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &p)
+        })();
+        if r.is_err() {
+            // A full disk leaves a part-written temporary: never leave it behind.
+            let _ = std::fs::remove_file(&tmp);
+        }
+        r
     }
 
     pub fn remove(&self) -> io::Result<()> {
@@ -119,11 +140,53 @@ impl Record {
     }
 }
 
+/// Remove a temporary record a killed nslab left (call with the lab's lock held).
+pub fn remove_temporaries(lab: &str) {
+    if check_name(lab).is_ok() {
+        let _ = std::fs::remove_file(labs_dir().join(format!(".{lab}.json.tmp")));
+    }
+}
+
+/// A lab name is part of file names here: refuse any that could leave the state
+/// directory or name nslab's own files (those start with `.`).
+fn check_name(lab: &str) -> io::Result<()> {
+    match crate::topology::validate::name_problem(lab) {
+        None => Ok(()),
+        Some(p) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("lab name {lab:?} {p}"),
+        )),
+    }
+}
+
 pub fn load_path(p: &Path) -> io::Result<Option<Record>> {
+    #[derive(Deserialize)]
+    struct Version {
+        version: u32,
+    }
+    let corrupt = |e: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{}: {e}; this record cannot be trusted. Remove the lab's objects with `nslab clean --prefix LAB`, or delete the file",
+                p.display()
+            ),
+        )
+    };
     match std::fs::read(p) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", p.display()))
-        }),
+        Ok(b) => {
+            // Refuse a version this nslab does not know before trusting any field.
+            let v: Version = serde_json::from_slice(&b).map_err(|e| corrupt(e.to_string()))?;
+            if v.version != VERSION {
+                return Err(corrupt(format!(
+                    "record version {} is not one this nslab knows ({VERSION})",
+                    v.version
+                )));
+            }
+            serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| corrupt(e.to_string()))
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
@@ -136,8 +199,10 @@ pub fn list() -> io::Result<Vec<String>> {
         Ok(rd) => {
             for e in rd.flatten() {
                 let n = e.file_name().to_string_lossy().into_owned();
+                // Only files a lab could have written: a hand-made `../x.json`
+                // link or `a b.json` is not a lab.
                 if let Some(lab) = n.strip_suffix(".json")
-                    && !lab.starts_with('.')
+                    && crate::topology::validate::name_problem(lab).is_none()
                 {
                     v.push(lab.to_string());
                 }
@@ -157,13 +222,18 @@ pub struct LabLock {
 }
 
 pub fn lock(lab: &str, wait: bool) -> io::Result<Option<LabLock>> {
+    check_name(lab)?;
+    lock_file(&format!("{lab}.lock"), wait)
+}
+
+fn lock_file(name: &str, wait: bool) -> io::Result<Option<LabLock>> {
     let dir = state_dir().join("locks");
     std::fs::create_dir_all(&dir)?;
     let f = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(dir.join(format!("{lab}.lock")))?;
+        .open(dir.join(name))?;
     let op = if wait {
         libc::LOCK_EX
     } else {
@@ -183,5 +253,7 @@ pub fn lock(lab: &str, wait: bool) -> io::Result<Option<LabLock>> {
 /// A lock over host-wide settings shared by labs (forwarding), held while one lab
 /// changes or restores them.
 pub fn lock_global() -> io::Result<LabLock> {
-    Ok(lock("_host", true)?.expect("blocking lock"))
+    // A name no lab can have (lab names never start with `.`): a lab called
+    // `_host` once shared this lock and deadlocked.
+    lock_file(".host.lock", true)?.ok_or_else(|| io::Error::other("lock not taken"))
 }

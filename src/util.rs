@@ -1,5 +1,34 @@
 //! Small helpers shared by several modules.
 
+/// Where the program `name` would be found by exec (PATH, as the program will
+/// be started with nslab's environment), or what is wrong.
+pub fn find_program(name: &str) -> Result<std::path::PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if name.contains('/') {
+        let p = std::path::PathBuf::from(name);
+        return if runnable(&p) {
+            Ok(p)
+        } else if p.exists() {
+            Err(format!("program {name} is not an executable file"))
+        } else {
+            Err(format!("program {name} does not exist"))
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| runnable(p))
+        .ok_or_else(|| {
+            format!(
+                "program {name:?} is not found in PATH ({})",
+                path.to_string_lossy()
+            )
+        })
+}
+
 /// Split a command line into words like a POSIX shell would for simple cases:
 /// whitespace separates, single and double quotes group, backslash escapes.
 /// No expansion of any kind: nslab never runs a shell.

@@ -48,8 +48,15 @@ pub fn run(a: Args) -> Result<i32> {
             && r.stale_files.is_empty()
             && r.etc_netns.is_empty()
             && r.forwarding_released.is_empty()
+            && r.busy.is_empty()
         {
             println!("nothing of nslab's found");
+        }
+        if !r.busy.is_empty() {
+            println!(
+                "left alone (another nslab is working on them): {}",
+                r.busy.join(", ")
+            );
         }
         for e in &r.errors {
             eprintln!("nslab: {e}");

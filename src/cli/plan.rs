@@ -23,7 +23,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<i32> {
-    let lab = nslab::lab::load(&a.file, &a.prefix, a.sandbox)?;
+    let lab = nslab::lab::load_to_run(&a.file, &a.prefix, a.sandbox)?;
     let r = nslab::lab::plan(&lab)?;
     if a.json {
         print_json(&r);

@@ -36,12 +36,23 @@ pub struct Args {
     pub json: bool,
 }
 
+/// Test hooks from the environment (see the README's Tests section).
+fn test_hooks() -> lab::TestHooks {
+    let num = |k: &str| std::env::var(k).ok().and_then(|v| v.parse().ok());
+    lab::TestHooks {
+        fail_after: num("NSLAB_TEST_FAIL_AFTER"),
+        refuse_after: num("NSLAB_TEST_REFUSE_AFTER"),
+        pause_at: std::env::var("NSLAB_TEST_PAUSE_AT").ok(),
+    }
+}
+
 pub fn run(a: Args) -> Result<i32> {
     let progress = (!a.json && super::stderr_is_tty()).then(|| super::progress_line("up"));
     let opts = UpOptions {
         prefix: a.prefix,
         sandbox: a.sandbox,
         force: a.force,
+        hooks: test_hooks(),
     };
     let r = lab::up_with(&a.file, &opts, progress);
     if progress_shown(a.json) {

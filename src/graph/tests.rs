@@ -19,6 +19,7 @@ fn lab(text: &str, sandbox: bool) -> Lab {
             String::new()
         },
         sandbox,
+        check_programs: false,
     };
     parse_str(text, "t.yaml", &opts).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -479,7 +480,7 @@ proptest! {
     #[test]
     fn random_labs_render_in_every_format(s in spec()) {
         let text = spec_text(&s);
-        let opts = Options { prefix: "r-".into(), sandbox: s.sandbox };
+        let opts = Options { prefix: "r-".into(), sandbox: s.sandbox,  check_programs: false,};
         let l = parse_str(&text, "rand.yaml", &opts).unwrap_or_else(|e| panic!("{e}\n{text}"));
         render_all(&l);
     }

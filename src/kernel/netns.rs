@@ -93,6 +93,14 @@ pub fn is_nsfs(p: &Path) -> bool {
     }
 }
 
+/// An empty regular file where a namespace should be mounted: what an `up`
+/// killed between making the file and mounting the namespace leaves.
+pub fn is_stale_file(name: &str) -> bool {
+    let p = path(name);
+    !is_nsfs(&p)
+        && std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_file() && m.len() == 0)
+}
+
 pub fn open(name: &str) -> io::Result<File> {
     let p = path(name);
     let missing = || {
@@ -129,22 +137,37 @@ pub fn create_here(name: &str) -> io::Result<()> {
 /// move the thread into a new netns and bind-mount it onto the file. Removes
 /// the file on error.
 pub fn mount_here(name: &str) -> io::Result<()> {
+    if let Err(e) = unshare(CloneFlags::CLONE_NEWNET) {
+        let _ = std::fs::remove_file(path(name));
+        return Err(e.into());
+    }
+    publish_here(name)
+}
+
+/// Move the calling (throwaway) thread into a new, still nameless network
+/// namespace. Whatever is done to it before [`publish_here`] happens before
+/// anyone else can see it: nslab marks a namespace there, so a named namespace
+/// without the mark was never nslab's.
+pub fn enter_new() -> io::Result<()> {
+    unshare(CloneFlags::CLONE_NEWNET)?;
+    Ok(())
+}
+
+/// Bind-mount the calling thread's namespace onto the (empty) file of `name`,
+/// which gives it its name. Removes the file on error.
+pub fn publish_here(name: &str) -> io::Result<()> {
     let p = path(name);
-    let r = (|| -> io::Result<()> {
-        unshare(CloneFlags::CLONE_NEWNET)?;
-        mount(
-            Some("/proc/thread-self/ns/net"),
-            &p,
-            Some("none"),
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )?;
-        Ok(())
-    })();
+    let r = mount(
+        Some("/proc/thread-self/ns/net"),
+        &p,
+        Some("none"),
+        MsFlags::MS_BIND,
+        None::<&str>,
+    );
     if r.is_err() {
         let _ = std::fs::remove_file(&p);
     }
-    r
+    r.map_err(Into::into)
 }
 
 // O_EXCL: a name someone else uses is never taken over.

@@ -24,8 +24,11 @@ fn mac(m: &[u8; 6]) -> String {
 pub fn commands(op: &Op) -> Vec<String> {
     let q = shell_quote;
     match op {
-        Op::CreateNs { ns, sysctls } => {
-            let mut v = vec![format!("ip netns add {ns}")];
+        Op::CreateNs { ns, sysctls, mark } => {
+            let mut v = vec![
+                format!("ip netns add {ns}"),
+                format!("ip -n {ns} link set lo alias {} up", q(mark)),
+            ];
             v.extend(
                 sysctls
                     .iter()

@@ -33,6 +33,9 @@ pub enum Op {
     CreateNs {
         ns: String,
         sysctls: Vec<(String, String)>,
+        /// The lab's mark, put on `lo` (which goes up) before the namespace gets
+        /// its name.
+        mark: String,
     },
     DeleteNs {
         ns: String,
@@ -224,6 +227,9 @@ pub struct NsObs {
     pub state: NsState,
     /// Where /etc/netns/NS/hosts links to, if it is a link.
     pub hosts: Option<String>,
+    /// /etc/netns/NS/hosts is there and nslab did not write it (a file, or a
+    /// link to elsewhere): kept as it is.
+    pub hosts_foreign: bool,
     /// The lab's nftables table as found (host namespace only): None = absent.
     pub nat: Option<NatObs>,
     /// net.ipv4.ip_forward as found (host namespace only).
@@ -280,6 +286,8 @@ pub struct Owned {
     pub namespaces: BTreeSet<String>,
     /// Interfaces in the host namespace (host mode).
     pub host_links: BTreeSet<String>,
+    /// The MAC each recorded host bridge was created with.
+    pub bridge_macs: BTreeMap<String, [u8; 6]>,
 }
 
 /// Something in the way that nslab must not touch: the plan is refused.
@@ -494,10 +502,35 @@ pub fn plan_up(
     let mark = lab.mark();
     // Ours: carries the mark, or sits in a namespace the lab owns, or is a host
     // interface the record owns (made just before a crash, not yet marked).
+    // A namespace is the lab's when its `lo` carries the mark (set before the
+    // namespace got its name), never by name alone: one re-made by hand under a
+    // node's name is someone else's.
+    let ns_ours = |ns: &str| {
+        obs.ns
+            .get(ns)
+            .and_then(|o| o.state.link("lo"))
+            .is_some_and(|l| is_ours(l, &mark))
+    };
+    // A host bridge made just before a crash, not yet marked: recorded, and with
+    // the MAC it was made with.
     let adopt = |ns: &str, l: &ObsLink| {
         is_ours(l, &mark)
-            || (!ns.is_empty() && owned_ns.contains(ns) && obs.ns.contains_key(ns))
-            || (ns.is_empty() && owned.host_links.contains(&l.name))
+            || (!ns.is_empty() && ns_ours(ns))
+            || (ns.is_empty()
+                && owned.host_links.contains(&l.name)
+                && l.kind.as_deref() == Some("bridge")
+                && l.mac.is_some()
+                && owned.bridge_macs.get(&l.name) == l.mac.as_ref())
+    };
+    // A host veth end made just before a crash, not yet marked: recorded, and
+    // the peer of the other end of the cable, which is in a namespace of ours.
+    let cable_of_ours = |ns: &str, l: &ObsLink, other_ns: &str, other: Option<&ObsLink>| {
+        ns.is_empty()
+            && owned.host_links.contains(&l.name)
+            && l.kind.as_deref() == Some("veth")
+            && !other_ns.is_empty()
+            && ns_ours(other_ns)
+            && other.is_some_and(|p| p.peer_index == Some(l.index) && l.peer_index == Some(p.index))
     };
     let mut conflicts = Vec::new();
     let mut notes = Vec::new();
@@ -518,23 +551,33 @@ pub fn plan_up(
     if let Some(p) = prev {
         for ns in p.namespaces() {
             if !want.contains_key(&ns) && obs.ns.contains_key(&ns) {
-                dels.push(Op::DeleteNs { ns: ns.clone() });
-                files.push(Op::RemoveEtc { ns });
+                if ns_ours(&ns) {
+                    dels.push(Op::DeleteNs { ns: ns.clone() });
+                    files.push(Op::RemoveEtc { ns });
+                } else {
+                    notes.push(format!("namespace {ns} is no longer the lab's: its lo does not carry the mark {mark} (re-made by someone else?); left alone"));
+                }
             }
         }
     }
 
-    // Ownership of existing namespaces: recorded, or lo marked by us.
+    // Ownership of existing namespaces: lo marked by us. Recorded but unmarked
+    // means the lab's namespace went and someone made another under its name.
     for ns in want.keys().filter(|n| !n.is_empty()) {
-        if let Some(o) = obs.ns.get(ns) {
-            let lo_marked = o.state.link("lo").is_some_and(|l| is_ours(l, &mark));
-            if !owned_ns.contains(ns) && !lo_marked {
-                conflicts.push(Conflict(format!("namespace {ns} already exists and does not belong to lab {}; remove it, or use --prefix to pick other names", lab.name)));
+        if obs.ns.contains_key(ns) {
+            if !ns_ours(ns) {
+                let why = if owned_ns.contains(ns) {
+                    "was the lab's, but the one there now is not (its lo does not carry the mark; re-made by someone else?)"
+                } else {
+                    "already exists and does not belong to the lab"
+                };
+                conflicts.push(Conflict(format!("namespace {ns} {why}; nslab will not touch it. Remove it (`ip netns del {ns}`) or use --prefix to pick other names (lab {})", lab.name)));
             }
         } else {
             creates_ns.push(Op::CreateNs {
                 ns: ns.clone(),
                 sysctls: creation_sysctls(lab, ns),
+                mark: mark.clone(),
             });
         }
     }
@@ -565,9 +608,12 @@ pub fn plan_up(
         let (na, nb) = (ns_of(lab, &a.place), ns_of(lab, &b.place));
         let (oa, ob) = (state(&na).link(&a.ifname), state(&nb).link(&b.ifname));
         let mut ok = true;
-        for (o, ns, name) in [(oa, &na, &a.ifname), (ob, &nb, &b.ifname)] {
+        for (o, ns, name, other_ns, other) in
+            [(oa, &na, &a.ifname, &nb, ob), (ob, &nb, &b.ifname, &na, oa)]
+        {
             if let Some(o) = o
                 && !adopt(ns, o)
+                && !cable_of_ours(ns, o, other_ns, other)
             {
                 conflicts.push(Conflict(format!("interface {name} in {} exists and is not nslab's (no mark {mark}); nslab will not take it over", at(ns))));
                 ok = false;
@@ -635,14 +681,15 @@ pub fn plan_up(
         let ops = config.entry(ns.clone()).or_default();
         let new_ns = !obs.ns.contains_key(ns) && !ns.is_empty();
         let lo = st.link("lo");
-        if !ns.is_empty() && (new_ns || lo.is_none_or(|l| !l.up || !is_ours(l, &mark))) {
+        // A new namespace gets lo up (and marked) as it is made.
+        if !ns.is_empty() && !new_ns && lo.is_some_and(|l| !l.up) {
             ops.push(Op::SetLink {
                 ns: ns.clone(),
                 name: "lo".into(),
                 no_link_local: false,
                 master: None,
                 mtu: None,
-                alias: Some(mark.clone()),
+                alias: None,
                 up: true,
             });
         }
@@ -672,7 +719,9 @@ pub fn plan_up(
                         && master_idx.is_some());
                 let up_ok = o.is_some_and(|l| l.up);
                 let mtu_ok = i.mtu.is_none() || o.and_then(|l| l.mtu) == i.mtu;
-                let nll = is_fresh && !lab.ipv6_link_local;
+                // Below 1280 the kernel gives a link no IPv6 at all (and refuses
+                // its IPv6 settings with EAFNOSUPPORT).
+                let nll = is_fresh && !lab.ipv6_link_local && i.mtu.is_none_or(|m| m >= 1280);
                 if nll {
                     // A request of its own, before the one that brings the link up.
                     ops.push(Op::SetLink {
@@ -820,8 +869,10 @@ pub fn plan_up(
                 }
             }
         }
-        // Node namespaces link the lab's hosts file.
-        if node_ns.contains(ns.as_str())
+        // Node namespaces link the lab's hosts file, unless someone else's is there.
+        if node_ns.contains(ns.as_str()) && obs.ns.get(ns).is_some_and(|o| o.hosts_foreign) {
+            notes.push(format!("/etc/netns/{ns}/hosts is not nslab's: kept as it is (the lab's names do not resolve in {ns})"));
+        } else if node_ns.contains(ns.as_str())
             && obs.ns.get(ns).and_then(|o| o.hosts.as_deref()) != Some(hosts_target.as_str())
         {
             files.push(Op::LinkHosts {

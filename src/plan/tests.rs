@@ -12,6 +12,7 @@ fn lab(text: &str, sandbox: bool) -> Lab {
         &Options {
             prefix: "t-".into(),
             sandbox,
+            check_programs: false,
         },
     )
     .unwrap()
@@ -67,10 +68,13 @@ impl Fake {
     fn apply(&mut self, ops: &[Op]) {
         for op in ops {
             match op {
-                Op::CreateNs { ns, .. } => {
+                Op::CreateNs { ns, mark, .. } => {
                     assert!(!self.obs.ns.contains_key(ns));
                     let mut st = NsState::default();
-                    st.links.push(link(1, "lo", None));
+                    let mut lo = link(1, "lo", None);
+                    lo.up = true;
+                    lo.alias = Some(mark.clone());
+                    st.links.push(lo);
                     self.obs.ns.insert(
                         ns.clone(),
                         NsObs {
@@ -209,6 +213,7 @@ fn up(f: &mut Fake, l: &Lab, prev: Option<&Lab>) -> Vec<Op> {
             .map(|p| p.namespaces().into_iter().collect())
             .unwrap_or_default(),
         host_links: BTreeSet::new(),
+        bridge_macs: Default::default(),
     };
     let (ops, _) = plan_up(l, &f.obs, prev, &owned).expect("no conflicts");
     f.apply(&ops);
@@ -259,7 +264,7 @@ fn objective2_sandbox_from_nothing() {
     assert!(ops.iter().any(|o| matches!(o, Op::CreateVeth { a, b } if a.name == "bbrveth" && a.master.as_deref() == Some("bri0") && a.ns == "t-objective2-host" && b.ns == "t-black")));
     // The sandbox host forwards from the start.
     let host_sysctls = ops.iter().find_map(|o| match o {
-        Op::CreateNs { ns, sysctls } if ns == "t-objective2-host" => Some(sysctls.clone()),
+        Op::CreateNs { ns, sysctls, .. } if ns == "t-objective2-host" => Some(sysctls.clone()),
         _ => None,
     });
     let s = host_sysctls.unwrap();
@@ -473,6 +478,7 @@ fn explain_snapshots() {
                 &Options {
                     prefix: String::new(),
                     sandbox,
+                    check_programs: false,
                 },
             )
             .unwrap();

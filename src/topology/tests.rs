@@ -11,6 +11,7 @@ fn sandboxed(text: &str) -> Result<Lab, TopologyError> {
         &Options {
             prefix: "p-".into(),
             sandbox: true,
+            check_programs: false,
         },
     )
 }
@@ -179,6 +180,7 @@ fn namespace_names_are_file_names() {
         &Options {
             prefix: "../".into(),
             sandbox: false,
+            check_programs: false,
         },
     )
     .unwrap_err();

@@ -35,6 +35,9 @@ impl fmt::Display for Issue {
 pub struct Options {
     pub prefix: String,
     pub sandbox: bool,
+    /// Check that each `run:` program is found in PATH (for `up`, which starts
+    /// them; not for `graph` on another machine).
+    pub check_programs: bool,
 }
 
 pub const MAX_IFNAME: usize = 15;
@@ -60,10 +63,12 @@ fn loc<T>(s: &Spanned<T>) -> &Location {
     &s.referenced
 }
 
-/// A name that becomes part of a file name (namespace) or an identifier.
-fn check_name(cx: &mut Ctx, s: &S<String>, field: &str, what: &str) -> bool {
-    let n = &s.value;
-    let bad = if n.is_empty() {
+/// What is wrong with a name that becomes part of a file name (a namespace under
+/// /run/netns, a record, a lock) or an identifier, if anything. Lab names from
+/// every source (the file, `--lab`, `--prefix`, records found on disk) pass it
+/// before any path is built from them.
+pub fn name_problem(n: &str) -> Option<String> {
+    if n.is_empty() {
         Some("is empty".to_string())
     } else if n.len() > 64 {
         Some(format!("is {} bytes long; at most 64", n.len()))
@@ -80,9 +85,34 @@ fn check_name(cx: &mut Ctx, s: &S<String>, field: &str, what: &str) -> bool {
         Some("must not start with `-` or `.`".into())
     } else {
         None
-    };
-    if let Some(b) = bad {
-        cx.at(loc(s), field, format!("{what} {n:?} {b}"));
+    }
+}
+
+/// A `--prefix`: like a name, but may end in anything a name may contain (it is
+/// the front of one), and may be empty.
+pub fn prefix_problem(p: &str) -> Option<String> {
+    if p.is_empty() {
+        return None;
+    }
+    name_problem(p)
+}
+
+/// Namespace names (prefix + node, each checked on its own) that `ip netns`
+/// gives a meaning of their own (`ip netns exec all` runs in every namespace).
+pub fn ns_name_problem(ns: &str) -> Option<String> {
+    SPECIAL_NAMES.contains(&ns).then(|| {
+        format!(
+            "namespace name {ns:?} means something else to `ip netns` and the kernel; pick another name"
+        )
+    })
+}
+
+/// Names the kernel or iproute2 treat specially.
+const SPECIAL_NAMES: &[&str] = &[".", "..", "all", "default"];
+
+fn check_name(cx: &mut Ctx, s: &S<String>, field: &str, what: &str) -> bool {
+    if let Some(b) = name_problem(&s.value) {
+        cx.at(loc(s), field, format!("{what} {:?} {b}", s.value));
         return false;
     }
     true
@@ -97,13 +127,17 @@ pub fn ifname_problem(n: &str) -> Option<String> {
             "is {} bytes long; Linux allows at most {MAX_IFNAME}",
             n.len()
         ))
-    } else if n == "." || n == ".." {
-        Some("is not a valid interface name".into())
+    } else if SPECIAL_NAMES.contains(&n) {
+        Some("has a meaning of its own to the kernel (`all` and `default` name its sysctl sets); pick another name".into())
     } else if n
         .chars()
         .any(|c| c == '/' || c == ':' || c.is_whitespace() || c == '\0')
     {
         Some("must not contain `/`, `:`, NUL or spaces".into())
+    } else if n.contains('%') {
+        // The kernel expands `%d` to the first free number (`br%d` -> br0): the
+        // interface would get a name nslab never asked for.
+        Some("must not contain `%` (the kernel would pick a numbered name of its own)".into())
     } else {
         None
     }
@@ -374,6 +408,8 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
         let ns = format!("{}{}", opts.prefix, k.value);
         if ns.len() > 200 {
             cx.at(loc(k), &field, "namespace name (prefix + node) is too long");
+        } else if let Some(p) = ns_name_problem(&ns) {
+            cx.at(loc(k), &field, p);
         }
         if opts.sandbox
             && (ns == sandbox_host_ns(&opts.prefix, &base_name)
@@ -397,6 +433,7 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
             &n.routes,
             n.forward.as_ref().map(|f| f.value).unwrap_or(false),
             &n.run,
+            opts.check_programs,
         ));
     }
     let host_raw = raw.host.unwrap_or_default();
@@ -409,6 +446,7 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
         &host_raw.routes,
         false,
         &[],
+        false,
     );
 
     let mut bridges: Vec<Bridge> = Vec::new();
@@ -619,6 +657,35 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
     }
     if opts.sandbox && host.ifaces.iter().any(|i| i.0 == UPLINK_IF) {
         cx.at(&top, "host", format!("{UPLINK_IF:?} is the sandbox host's uplink to the emulated internet; pick another name"));
+    }
+
+    // IPv6 needs an MTU of at least 1280: the kernel turns IPv6 off on a smaller
+    // link, so it can carry no IPv6 address, link-local included. Other links
+    // may go down to 68.
+    let any_v6 = nodes
+        .iter()
+        .chain(std::iter::once(&host))
+        .flat_map(|d| d.ifaces.iter())
+        .any(|(_, _, addrs, ..)| addrs.iter().any(|(a, _)| a.addr().is_ipv6()));
+    let link_local = raw.ipv6_link_local.unwrap_or(any_v6);
+    for d in nodes.iter().chain(std::iter::once(&host)) {
+        for (name, l, addrs, mtu, _) in &d.ifaces {
+            let Some(m) = mtu.filter(|m| *m < 1280) else {
+                continue;
+            };
+            let why = if addrs.iter().any(|(a, _)| a.addr().is_ipv6()) {
+                "it has an IPv6 address"
+            } else if link_local {
+                "the lab uses IPv6 link-local addresses (`ipv6_link_local`, on when any interface has an IPv6 address)"
+            } else {
+                continue;
+            };
+            cx.at(
+                l,
+                format!("{}.interfaces.{name}.mtu", place_field(&d.name)),
+                format!("mtu {m} is below 1280, the least IPv6 allows, and {why}; raise the MTU or use IPv4 only"),
+            );
+        }
     }
 
     // Declared interfaces must be plugged into something.
@@ -837,6 +904,7 @@ fn node_draft(
     routes: &[S<String>],
     forward: bool,
     run: &[S<String>],
+    check_programs: bool,
 ) -> NodeDraft {
     let mut d = NodeDraft {
         name: k.value.clone(),
@@ -866,14 +934,23 @@ fn node_draft(
     for (i, r) in run.iter().enumerate() {
         if r.value.trim().is_empty() {
             cx.at(loc(r), format!("{field}.run[{i}]"), "empty command");
-        } else if crate::util::split_command(&r.value).is_err() {
-            cx.at(
-                loc(r),
-                format!("{field}.run[{i}]"),
-                "unbalanced quotes in the command",
-            );
         } else {
-            d.run.push(r.value.clone());
+            match crate::util::split_command(&r.value) {
+                Err(_) => cx.at(
+                    loc(r),
+                    format!("{field}.run[{i}]"),
+                    "unbalanced quotes in the command",
+                ),
+                Ok(words) if words.first().is_none_or(|w| w.is_empty()) => {
+                    cx.at(loc(r), format!("{field}.run[{i}]"), "empty command")
+                }
+                Ok(words) => {
+                    if check_programs && let Err(e) = crate::util::find_program(&words[0]) {
+                        cx.at(loc(r), format!("{field}.run[{i}]"), e);
+                    }
+                    d.run.push(r.value.clone());
+                }
+            }
         }
     }
     d
