@@ -533,6 +533,9 @@ fn run_local(c: &mut Conn, ops: &[&Op]) -> Result<(), ApplyError> {
     Ok(())
 }
 
+/// The files nslab links under /etc/netns/NS (`ip netns exec` binds them over /etc).
+pub const ETC_FILES: &[&str] = &["hosts"];
+
 /// Is `p` a link nslab made (one pointing into its state directory)? Files under
 /// /etc/netns that are anything else are someone else's: never replaced or removed.
 pub fn is_our_link(p: &std::path::Path) -> bool {
@@ -555,7 +558,7 @@ fn link_etc(link: &std::path::Path, target: &str) -> io::Result<()> {
 /// the directory if nothing else is in it.
 pub fn remove_etc(ns: &str) -> io::Result<()> {
     let dir = std::path::Path::new("/etc/netns").join(ns);
-    for f in ["hosts"] {
+    for f in ETC_FILES {
         let p = dir.join(f);
         if is_our_link(&p) {
             match std::fs::remove_file(&p) {

@@ -90,6 +90,18 @@ fn observe(k: &mut Kernel, lab: &Lab, names: &BTreeSet<String>) -> Result<Observ
         lab_hosts: std::fs::read_to_string(record::hosts_path(&lab.name)).ok(),
         ..Default::default()
     };
+    // Files under /etc/netns that someone else put there, also for namespaces
+    // that do not exist yet.
+    obs.foreign_hosts = lab
+        .nodes
+        .iter()
+        .map(|n| &n.ns)
+        .filter(|ns| {
+            let f = Path::new("/etc/netns").join(ns).join("hosts");
+            std::fs::symlink_metadata(&f).is_ok() && !apply::is_our_link(&f)
+        })
+        .cloned()
+        .collect();
     let host_ns = plan::ns_of(lab, &Place::Host);
     let mut all: Vec<&String> = names.iter().collect();
     if !lab.sandbox {
@@ -110,13 +122,9 @@ fn observe(k: &mut Kernel, lab: &Lab, names: &BTreeSet<String>) -> Result<Observ
                 }
             ))
         })?;
-        let hosts_file = Path::new("/etc/netns").join(ns).join("hosts");
-        let hosts = std::fs::read_link(&hosts_file)
+        let hosts = std::fs::read_link(Path::new("/etc/netns").join(ns).join("hosts"))
             .ok()
             .map(|p| p.display().to_string());
-        let hosts_foreign = !ns.is_empty()
-            && std::fs::symlink_metadata(&hosts_file).is_ok()
-            && !apply::is_our_link(&hosts_file);
         let (mut nat, mut ip_forward) = (None, None);
         if *ns == host_ns {
             nat = read_nat(&c.file, &plan::nat_table(&lab.name))?;
@@ -130,7 +138,6 @@ fn observe(k: &mut Kernel, lab: &Lab, names: &BTreeSet<String>) -> Result<Observ
             NsObs {
                 state: st,
                 hosts,
-                hosts_foreign,
                 nat,
                 ip_forward,
             },
@@ -646,11 +653,26 @@ pub fn down_locked(lab: &str, kill: bool, _lock: &record::LabLock) -> Result<Dow
         .collect();
     // Ours only if lo carries the mark (checked on the object, not the name): a
     // namespace re-made by hand under a node's name is left alone.
-    let aliases = conn::lo_aliases(&opened.iter().map(|(_, f)| f).collect::<Vec<_>>());
+    let listed = conn::links_in(&opened.iter().map(|(_, f)| f).collect::<Vec<_>>());
     let mut held: Vec<(&String, std::fs::File)> = Vec::new();
     let mut foreign: BTreeSet<&String> = BTreeSet::new();
-    for ((ns, f), alias) in opened.into_iter().zip(aliases) {
-        if alias.as_deref() == Some(mark.as_str()) {
+    // (index, peer index) of the veths in our namespaces: a recorded host end
+    // not yet marked (a crash right after its creation) is ours if it is the peer
+    // of one of them.
+    let mut our_veths: BTreeSet<(u32, u32)> = BTreeSet::new();
+    for ((ns, f), links) in opened.into_iter().zip(listed) {
+        let links = links.unwrap_or_default();
+        let alias = links
+            .iter()
+            .find(|l| l.name == "lo")
+            .and_then(|l| l.alias.as_deref());
+        if alias == Some(mark.as_str()) {
+            our_veths.extend(
+                links
+                    .iter()
+                    .filter(|l| l.kind.as_deref() == Some("veth"))
+                    .filter_map(|l| l.peer_index.map(|p| (l.index, p))),
+            );
             held.push((ns, f));
         } else {
             rep.warnings.push(format!(
@@ -797,7 +819,10 @@ pub fn down_locked(lab: &str, kill: bool, _lock: &record::LabLock) -> Result<Dow
             .collect()
     };
     let ours = |l: &ObsLink| {
-        l.alias.as_deref() == Some(mark.as_str())
+        let peer_of_ours = l
+            .peer_index
+            .is_some_and(|p| our_veths.contains(&(p, l.index)));
+        (l.alias.as_deref() == Some(mark.as_str()) || peer_of_ours)
             && (rec.sandbox || rec.host_links.contains(&l.name))
     };
     let host_veths = |h: &mut Conn| -> BTreeSet<String> {

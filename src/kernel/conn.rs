@@ -181,10 +181,11 @@ pub fn create_many(items: &[NewNs], mark: &str) -> Vec<(String, io::Result<Conn>
     })
 }
 
-/// The alias of `lo` in each namespace (None where it cannot be read), read on a
-/// few short-lived threads that enter the namespaces in turn: the ownership check
-/// of `down` and `clean`, cheap enough for a thousand namespaces.
-pub fn lo_aliases(files: &[&File]) -> Vec<Option<String>> {
+/// The links of each namespace (None where they cannot be read), read on a few
+/// short-lived threads that enter the namespaces in turn: the ownership check of
+/// `down` and `clean` (the mark on `lo`, the peers of veths), cheap enough for a
+/// thousand namespaces.
+pub fn links_in(files: &[&File]) -> Vec<Option<Vec<observe::ObsLink>>> {
     if files.is_empty() {
         return Vec::new();
     }
@@ -198,25 +199,23 @@ pub fn lo_aliases(files: &[&File]) -> Vec<Option<String>> {
         let hs: Vec<_> = files
             .chunks(chunk)
             .map(|part| {
-                s.spawn(move || {
+                let n = part.len();
+                let h = s.spawn(move || {
                     part.iter()
                         .map(|f| {
                             use std::os::fd::AsFd;
                             nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
                                 .ok()?;
                             let mut nl = Rtnl::new().ok()?;
-                            observe::links(&mut nl)
-                                .ok()?
-                                .into_iter()
-                                .find(|l| l.name == "lo")?
-                                .alias
+                            observe::links(&mut nl).ok()
                         })
                         .collect::<Vec<_>>()
-                })
+                });
+                (n, h)
             })
             .collect();
         hs.into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|_| vec![None; chunk]))
+            .flat_map(|(n, h)| h.join().unwrap_or_else(|_| vec![None; n]))
             .collect()
     })
 }

@@ -10,6 +10,9 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+/// The MTU the kernel gives a new veth or bridge.
+pub const DEFAULT_MTU: u32 = 1500;
+
 /// The namespace an op works in. `HOST` (empty) is the namespace nslab was
 /// started in (host mode); every other value is a name under /run/netns.
 pub const HOST: &str = "";
@@ -227,9 +230,6 @@ pub struct NsObs {
     pub state: NsState,
     /// Where /etc/netns/NS/hosts links to, if it is a link.
     pub hosts: Option<String>,
-    /// /etc/netns/NS/hosts is there and nslab did not write it (a file, or a
-    /// link to elsewhere): kept as it is.
-    pub hosts_foreign: bool,
     /// The lab's nftables table as found (host namespace only): None = absent.
     pub nat: Option<NatObs>,
     /// net.ipv4.ip_forward as found (host namespace only).
@@ -278,6 +278,9 @@ pub struct Observed {
     pub ns: BTreeMap<String, NsObs>,
     /// Content of the lab's hosts file, if present.
     pub lab_hosts: Option<String>,
+    /// Namespaces whose /etc/netns/NS/hosts is there and not nslab's (a file, or
+    /// a link to elsewhere): kept as it is.
+    pub foreign_hosts: BTreeSet<String>,
 }
 
 /// What the lab's record says it owns.
@@ -665,7 +668,7 @@ pub fn plan_up(
             if pi.name != "lo"
                 && !w.ifaces.iter().any(|i| i.name == pi.name)
                 && let Some(o) = state(ns).link(&pi.name)
-                && is_ours(o, &mark)
+                && adopt(ns, o)
             {
                 dels.push(Op::DeleteLink {
                     ns: ns.clone(),
@@ -718,7 +721,13 @@ pub fn plan_up(
                         && o.and_then(|l| l.master) == master_idx
                         && master_idx.is_some());
                 let up_ok = o.is_some_and(|l| l.up);
-                let mtu_ok = i.mtu.is_none() || o.and_then(|l| l.mtu) == i.mtu;
+                // An MTU the file no longer sets goes back to the kernel's default.
+                let prev_mtu = prev_want
+                    .get(ns)
+                    .and_then(|pw| pw.ifaces.iter().find(|x| x.name == i.name))
+                    .and_then(|pi| pi.mtu);
+                let want_mtu = i.mtu.or(prev_mtu.map(|_| DEFAULT_MTU));
+                let mtu_ok = want_mtu.is_none() || o.and_then(|l| l.mtu) == want_mtu;
                 // Below 1280 the kernel gives a link no IPv6 at all (and refuses
                 // its IPv6 settings with EAFNOSUPPORT).
                 let nll = is_fresh && !lab.ipv6_link_local && i.mtu.is_none_or(|m| m >= 1280);
@@ -746,7 +755,7 @@ pub fn plan_up(
                         } else {
                             i.master.clone()
                         },
-                        mtu: if mtu_ok { None } else { i.mtu },
+                        mtu: if mtu_ok { None } else { want_mtu },
                         // The kernel ignores IFLA_IFALIAS in a create request: mark it here.
                         alias: (is_fresh || !marked).then(|| mark.clone()),
                         up: true,
@@ -870,7 +879,7 @@ pub fn plan_up(
             }
         }
         // Node namespaces link the lab's hosts file, unless someone else's is there.
-        if node_ns.contains(ns.as_str()) && obs.ns.get(ns).is_some_and(|o| o.hosts_foreign) {
+        if node_ns.contains(ns.as_str()) && obs.foreign_hosts.contains(ns) {
             notes.push(format!("/etc/netns/{ns}/hosts is not nslab's: kept as it is (the lab's names do not resolve in {ns})"));
         } else if node_ns.contains(ns.as_str())
             && obs.ns.get(ns).and_then(|o| o.hosts.as_deref()) != Some(hosts_target.as_str())

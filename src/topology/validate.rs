@@ -896,6 +896,7 @@ fn sandbox_reserved(a: &IpNet) -> bool {
         || a.contains(&r2.addr())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn node_draft(
     cx: &mut Ctx,
     field: &str,
