@@ -28,9 +28,15 @@ fn path() -> std::path::PathBuf {
 
 fn load() -> io::Result<State> {
     match std::fs::read(path()) {
-        Ok(b) => {
-            serde_json::from_slice(&b).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-        }
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: {e}; nslab cannot tell which IPv4 forwarding value to put back. Check net.ipv4.ip_forward by hand and delete the file",
+                    path().display()
+                ),
+            )
+        }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(State::default()),
         Err(e) => Err(e),
     }

@@ -382,11 +382,10 @@ pub fn up_lab_with(
                     .map(|o| o.state.links.iter().map(|l| l.name.clone()).collect())
                     .unwrap_or_default();
                 let undone = rollback(&mut k, &lab, &created, &existed);
-                // Hosts links written (on their own thread) for namespaces that do not exist.
+                // Hosts links written (on their own thread) for every node, also
+                // where a namespace turned out not to be ours: only our links go.
                 for op in &ops {
-                    if let Op::LinkHosts { ns, .. } = op
-                        && !netns::exists(ns)
-                    {
+                    if let Op::LinkHosts { ns, .. } = op {
                         let _ = apply::remove_etc(ns);
                     }
                 }
@@ -407,7 +406,13 @@ pub fn up_lab_with(
         return Err(Error::Failed(msg));
     }
     // Programs last: the network they talk over is ready now.
-    let started = crate::programs::reconcile(&mut rec, &lab)?;
+    let started = crate::programs::reconcile(&mut rec, &lab).map_err(|e| {
+        let _ = rec.save();
+        Error::Failed(format!(
+            "{e}\nThe network of lab {} is up; the program above did not start. Fix it and run `nslab up` again (it starts only what is not running).",
+            lab.name
+        ))
+    })?;
     rec.save().map_err(Error::io("write the lab's record"))?;
     let changed_programs = !started.is_empty();
     let mut notes = notes;
@@ -678,6 +683,9 @@ pub fn down_locked(lab: &str, kill: bool, _lock: &record::LabLock) -> Result<Dow
             rep.warnings.push(format!(
                 "namespace {ns} is not lab {lab}'s (its lo does not carry the mark {mark}; re-made by someone else?): left alone"
             ));
+            // The lab's own links under /etc/netns/NS go (only links into nslab's
+            // state directory; anything else there is kept).
+            let _ = apply::remove_etc(ns);
             foreign.insert(ns);
         }
     }

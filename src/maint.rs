@@ -20,6 +20,9 @@ pub struct LabInfo {
     pub file: Option<String>,
     pub namespaces: usize,
     pub missing_namespaces: Vec<String>,
+    /// For a "corrupt" record: what is wrong, naming the file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 pub fn info(rec: &Record) -> LabInfo {
@@ -46,6 +49,7 @@ pub fn info(rec: &Record) -> LabInfo {
         file: rec.file.clone(),
         namespaces: rec.namespaces.len(),
         missing_namespaces: missing,
+        problem: None,
     }
 }
 
@@ -53,8 +57,20 @@ pub fn info(rec: &Record) -> LabInfo {
 pub fn ls() -> Result<Vec<LabInfo>> {
     let mut out = Vec::new();
     for name in record::list().map_err(Error::io("list labs"))? {
-        if let Ok(Some(r)) = Record::load(&name) {
-            out.push(info(&r));
+        match Record::load(&name) {
+            Ok(Some(r)) => out.push(info(&r)),
+            Ok(None) => {}
+            // Listed, not hidden: the user has to decide what to do with it.
+            Err(e) => out.push(LabInfo {
+                lab: name.clone(),
+                mode: "?",
+                nodes: 0,
+                state: "corrupt",
+                file: None,
+                namespaces: 0,
+                missing_namespaces: vec![],
+                problem: Some(e.to_string()),
+            }),
         }
     }
     Ok(out)

@@ -168,8 +168,11 @@ pub fn load_path(p: &Path) -> io::Result<Option<Record>> {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!(
-                "{}: {e}; this record cannot be trusted. Remove the lab's objects with `nslab clean --prefix LAB`, or delete the file",
-                p.display()
+                "{}: {e}; this record cannot be trusted. Delete the file; then `nslab clean --prefix {}` removes what the lab made (found by its marks)",
+                p.display(),
+                p.file_stem()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default()
             ),
         )
     };

@@ -113,6 +113,10 @@ fn rollback_never_deletes_a_namespace_that_appeared_meanwhile() {
         !netns_list().contains(&format!("{p}two-host")),
         "ours rolled back"
     );
+    assert!(
+        !std::path::Path::new(&format!("/etc/netns/{p}red")).exists(),
+        "the hosts link nslab wrote for it is gone"
+    );
 }
 
 // 1. Two labs with the same node names brought up at once: one wins, intact.
@@ -237,6 +241,10 @@ fn a_namespace_remade_by_hand_is_neither_adopted_nor_destroyed() {
         text(&o)
     );
     assert!(netns_list().contains(&mine.name), "down deleted it");
+    assert!(
+        !std::path::Path::new(&format!("/etc/netns/{p}red")).exists(),
+        "the lab's hosts link went with the lab"
+    );
     assert!(!netns_list().contains(&format!("{p}green")));
 }
 
@@ -678,6 +686,25 @@ fn records_of_unknown_versions_are_refused_and_temporaries_cleaned() {
     assert!(
         netns_list().contains(&format!("{p}red")),
         "nothing was done"
+    );
+    // A record that is not JSON at all: `ls` lists it as corrupt, with the remedy.
+    std::fs::write(&path, "{ not json").unwrap();
+    let o = ok(nslab(&["ls"]));
+    assert!(
+        stdout(&o).contains("corrupt")
+            && stdout(&o).contains(&path.display().to_string())
+            && stdout(&o).contains(&format!("nslab clean --prefix {lab}")),
+        "{}",
+        text(&o)
+    );
+    let o = ok(nslab(&["ls", "--json"]));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["lab"] == lab.as_str() && l["state"] == "corrupt"),
+        "{v}"
     );
     std::fs::write(&path, good).unwrap();
     let tmp = state().join("labs").join(format!(".{lab}.json.tmp"));

@@ -5,7 +5,8 @@ use nslab::error::Result;
 ///
 /// List the labs that are up: name, mode (host or sandbox), node count, state
 /// (up, partial: an `up` did not finish, degraded: some namespaces are gone,
-/// stale: all are gone, e.g. after a reboot) and the file it came from.
+/// stale: all are gone, e.g. after a reboot; corrupt: its record cannot be read,
+/// with the file and the remedy) and the file it came from.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[arg(long)]
@@ -39,6 +40,13 @@ pub fn run(a: Args) -> Result<i32> {
         ]);
     }
     print!("{}", nslab::util::table(&rows));
+    for l in labs.iter().filter(|l| l.state == "corrupt") {
+        println!(
+            "corrupt record of lab {}: {}",
+            l.lab,
+            l.problem.as_deref().unwrap_or("")
+        );
+    }
     if labs.iter().any(|l| l.state == "stale") {
         println!("stale labs: their namespaces are gone (a reboot?); `nslab clean` clears them");
     }
