@@ -115,6 +115,10 @@ pub fn main() -> i32 {
             };
         }
     };
+    if let Err(e) = privileges(&cli.cmd) {
+        eprintln!("nslab: {e}");
+        return if is_exec { 125 } else { e.exit_code() };
+    }
     let r = match cli.cmd {
         Cmd::Up(a) => up::run(a),
         Cmd::Plan(a) => plan::run(a),
@@ -139,6 +143,39 @@ pub fn main() -> i32 {
             eprintln!("nslab: {e}");
             e.exit_code()
         }
+    }
+}
+
+/// Every command that needs privileges checks them first (exit 2 naming the
+/// capability) instead of failing halfway with a raw EPERM, or, for `status`,
+/// reporting objects missing that it could not see.
+fn privileges(cmd: &Cmd) -> nslab::error::Result<()> {
+    use nslab::error::{NET_ADMIN, NET_RAW, SYS_ADMIN, require, require_caps};
+    const LOOK: &str = "to look inside the lab's network namespaces";
+    const PROBE: &str = "to enter the lab's network namespaces and send raw packets there";
+    match cmd {
+        Cmd::Up(_) => require_caps("up"),
+        Cmd::Down(_) => require_caps("down"),
+        Cmd::Clean(_) => require_caps("clean"),
+        Cmd::Demo(_) => require_caps("demo"),
+        Cmd::Status(_) => require("status", &[SYS_ADMIN, NET_ADMIN], LOOK, false),
+        Cmd::Plan(_) => require("plan", &[SYS_ADMIN, NET_ADMIN], LOOK, false),
+        Cmd::Ping(_) => require("ping", &[SYS_ADMIN, NET_RAW], PROBE, false),
+        Cmd::Check(_) => require("check", &[SYS_ADMIN, NET_RAW], PROBE, false),
+        Cmd::Capture(_) => require("capture", &[SYS_ADMIN, NET_RAW], PROBE, false),
+        Cmd::Exec(_) => require(
+            "exec",
+            &[SYS_ADMIN],
+            "to run a program inside a lab's namespace",
+            false,
+        ),
+        Cmd::Serve(_) => require(
+            "serve",
+            &[SYS_ADMIN],
+            "to run a server inside a lab's namespace",
+            false,
+        ),
+        Cmd::Graph(_) | Cmd::Identify(_) | Cmd::Ls(_) | Cmd::Completions(_) | Cmd::Man(_) => Ok(()),
     }
 }
 
