@@ -723,6 +723,7 @@ fn build_local(c: &mut Conn, op: &Op) -> Result<Option<Req>, ApplyError> {
             no_link_local,
             master,
             mtu,
+            mac,
             alias,
             up,
             ..
@@ -739,6 +740,7 @@ fn build_local(c: &mut Conn, op: &Op) -> Result<Option<Req>, ApplyError> {
                 master: m,
                 alias: alias.as_deref(),
                 mtu: *mtu,
+                mac: *mac,
                 no_link_local: *no_link_local,
             };
             Req {

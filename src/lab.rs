@@ -1338,10 +1338,24 @@ pub struct PlanReport {
 pub fn plan(lab: &Lab) -> Result<PlanReport> {
     let rec = Record::load(&lab.name)
         .map_err(Error::io(format!("read the record of lab {}", lab.name)))?;
-    let mut k = Kernel::new(
-        conn::open_current().map_err(Error::io("open a netlink socket"))?,
-        &lab.name,
-    );
+    plan_with_record(lab, rec.as_ref())
+}
+
+/// [`plan`] against a record already read (`status`). In host mode the host is
+/// the namespace the lab was brought up in.
+pub fn plan_with_record(lab: &Lab, rec: Option<&Record>) -> Result<PlanReport> {
+    let rec = rec.cloned();
+    let host = match rec.as_ref().filter(|_| !lab.sandbox) {
+        Some(r) => conn::find_by_id(r.host_ns)
+            .map_err(Error::io("find the lab's host namespace"))?
+            .map(|(_, c)| c),
+        None => None,
+    };
+    let host = match host {
+        Some(c) => c,
+        None => conn::open_current().map_err(Error::io("open a netlink socket"))?,
+    };
+    let mut k = Kernel::new(host, &lab.name);
     let mut names: BTreeSet<String> = lab.namespaces().into_iter().collect();
     if let Some(r) = &rec {
         names.extend(r.namespaces.iter().cloned());

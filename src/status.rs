@@ -76,6 +76,9 @@ pub struct Status {
     pub compared_with: String,
     pub places: Vec<PlaceStatus>,
     pub bridges: Vec<BridgeStatus>,
+    /// What differs, as the steps `nslab up` would take to repair it: the one
+    /// comparison `plan` and `up` make (MTU, MAC, forwarding, NAT contents, ...).
+    pub drift: Vec<String>,
     pub ok: bool,
 }
 
@@ -249,8 +252,17 @@ pub fn status(rec: &Record, model: &Lab, compared_with: String) -> Result<Status
             status,
         });
     }
+    // The planner's comparison decides: what `plan` lists and `up` repairs is
+    // exactly what status calls different.
+    let drift: Vec<String> = match lab::plan_with_record(model, Some(rec)) {
+        Ok(p) => p.ops.iter().map(|o| o.to_string()).collect(),
+        // Something in the way that `up` would refuse to touch: that is drift too.
+        Err(Error::Refused(m)) => m.lines().map(|l| format!("in the way: {l}")).collect(),
+        Err(e) => return Err(e),
+    };
     let ok = places.iter().all(|p| p.status == State::Ok)
-        && bridges.iter().all(|b| b.status == State::Ok);
+        && bridges.iter().all(|b| b.status == State::Ok)
+        && drift.is_empty();
     Ok(Status {
         lab: rec.lab.clone(),
         mode: if model.sandbox { "sandbox" } else { "host" },
@@ -258,6 +270,7 @@ pub fn status(rec: &Record, model: &Lab, compared_with: String) -> Result<Status
         compared_with,
         places,
         bridges,
+        drift,
         ok,
     })
 }
@@ -432,6 +445,12 @@ pub fn render(s: &Status) -> String {
             ]);
         }
         o.push_str(&crate::util::table(&br));
+    }
+    if !s.drift.is_empty() {
+        let _ = write!(o, "\nwhat differs (what `nslab up` would do about it):\n");
+        for d in &s.drift {
+            let _ = writeln!(o, "  {d}");
+        }
     }
     let _ = write!(
         o,

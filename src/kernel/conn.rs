@@ -97,6 +97,7 @@ pub fn mark_lo(nl: &mut Rtnl, mark: &str) -> Result<(), NlError> {
         master: None,
         alias: Some(mark),
         mtu: None,
+        mac: None,
         no_link_local: false,
     };
     nl.request(super::msg::set_link("lo", &s), 0, "mark lo".to_string())

@@ -110,6 +110,7 @@ pub struct SetLink<'a> {
     pub master: Option<u32>,
     pub alias: Option<&'a str>,
     pub mtu: Option<u32>,
+    pub mac: Option<[u8; 6]>,
     pub no_link_local: bool,
 }
 
@@ -129,6 +130,9 @@ pub fn set_link(name: &str, s: &SetLink) -> M {
     }
     if let Some(mtu) = s.mtu {
         m.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    if let Some(mac) = s.mac {
+        m.attributes.push(LinkAttribute::Address(mac.to_vec()));
     }
     if s.no_link_local {
         // Must reach the kernel before the link goes up, or fe80:: is already there.

@@ -27,6 +27,12 @@ pub struct ObsLink {
     pub mac: Option<[u8; 6]>,
     /// For a veth: the peer's index (in the peer's namespace).
     pub peer_index: Option<u32>,
+    /// IPv4 and IPv6 forwarding of the interface (IFLA_AF_SPEC). On `lo` they
+    /// are the namespace's `net.ipv4.ip_forward` and `net.ipv6.conf.all.forwarding`:
+    /// the kernel sets every interface when those change, so they are read here
+    /// with the links instead of through /proc/sys in every namespace.
+    #[serde(skip)]
+    pub forwarding: (Option<bool>, Option<bool>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -118,6 +124,7 @@ pub fn parse_link(m: &[u8]) -> Option<ObsLink> {
     const IFLA_MASTER: u16 = 10;
     const IFLA_LINKINFO: u16 = 18;
     const IFLA_IFALIAS: u16 = 20;
+    const IFLA_AF_SPEC: u16 = 26;
     const IFLA_INFO_KIND: u16 = 1;
     if m.len() < 32 || u16::from_ne_bytes([m[4], m[5]]) != RTM_NEWLINK {
         return None;
@@ -134,6 +141,7 @@ pub fn parse_link(m: &[u8]) -> Option<ObsLink> {
         mtu: None,
         mac: None,
         peer_index: None,
+        forwarding: (None, None),
     };
     for (ty, v) in attrs(&m[32..]) {
         match ty {
@@ -148,10 +156,36 @@ pub fn parse_link(m: &[u8]) -> Option<ObsLink> {
                     .find(|(t, _)| *t == IFLA_INFO_KIND)
                     .map(|(_, k)| c_str(k));
             }
+            IFLA_AF_SPEC => o.forwarding = forwarding(v),
             _ => {}
         }
     }
     Some(o)
+}
+
+/// IPv4 and IPv6 forwarding from IFLA_AF_SPEC: AF_INET / IFLA_INET_CONF holds
+/// the IPv4 devconf values (u32 each, FORWARDING first); AF_INET6 /
+/// IFLA_INET6_CONF the IPv6 ones (DEVCONF_FORWARDING first).
+fn forwarding(spec: &[u8]) -> (Option<bool>, Option<bool>) {
+    const AF_INET: u16 = 2;
+    const AF_INET6: u16 = 10;
+    const IFLA_INET_CONF: u16 = 1;
+    const IFLA_INET6_CONF: u16 = 2;
+    let first = |v: &[u8], key: u16| {
+        attrs(v)
+            .find(|(t, _)| *t == key)
+            .and_then(|(_, c)| u32_of(c))
+            .map(|x| x != 0)
+    };
+    let (mut v4, mut v6) = (None, None);
+    for (family, v) in attrs(spec) {
+        match family {
+            AF_INET => v4 = first(v, IFLA_INET_CONF),
+            AF_INET6 => v6 = first(v, IFLA_INET6_CONF),
+            _ => {}
+        }
+    }
+    (v4, v6)
 }
 
 pub fn addrs(nl: &mut Rtnl) -> Result<Vec<ObsAddr>, NlError> {
@@ -321,8 +355,38 @@ mod tests {
                 mtu: Some(1400),
                 mac: Some([2, 0, 0, 0, 0, 7]),
                 peer_index: Some(9),
+                forwarding: (None, None),
             }
         );
+    }
+
+    #[test]
+    fn forwarding_comes_from_the_af_spec_devconf() {
+        // attr(len, type, value), padded to 4 bytes.
+        fn attr(ty: u16, v: &[u8]) -> Vec<u8> {
+            let mut b = ((4 + v.len()) as u16).to_ne_bytes().to_vec();
+            b.extend(ty.to_ne_bytes());
+            b.extend(v);
+            b.resize(b.len().div_ceil(4) * 4, 0);
+            b
+        }
+        let conf = |first: u32| {
+            let mut v = first.to_ne_bytes().to_vec();
+            v.extend([0u8; 12]);
+            v
+        };
+        let spec = [
+            attr(2, &attr(1, &conf(1))),  // AF_INET / IFLA_INET_CONF: forwarding on
+            attr(10, &attr(2, &conf(0))), // AF_INET6 / IFLA_INET6_CONF: off
+        ]
+        .concat();
+        assert_eq!(forwarding(&spec), (Some(true), Some(false)));
+        assert_eq!(
+            forwarding(&attr(2, &attr(1, &[1, 2]))),
+            (None, None),
+            "truncated"
+        );
+        assert_eq!(forwarding(&[]), (None, None));
     }
 
     #[test]

@@ -92,6 +92,7 @@ pub fn commands(op: &Op) -> Vec<String> {
             no_link_local,
             master,
             mtu,
+            mac: new_mac,
             alias,
             up,
         } => {
@@ -105,6 +106,9 @@ pub fn commands(op: &Op) -> Vec<String> {
             }
             if let Some(m) = mtu {
                 s.push_str(&format!(" mtu {m}"));
+            }
+            if let Some(m) = new_mac {
+                s.push_str(&format!(" address {}", mac(m)));
             }
             if let Some(a) = alias {
                 s.push_str(&format!(" alias {}", q(a)));

@@ -70,6 +70,9 @@ pub enum Op {
         no_link_local: bool,
         master: Option<String>,
         mtu: Option<u32>,
+        /// A MAC the file sets that the interface does not have (any more).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        mac: Option<[u8; 6]>,
         alias: Option<String>,
         up: bool,
     },
@@ -181,6 +184,8 @@ impl fmt::Display for Op {
                 name,
                 master,
                 mtu,
+                mac,
+                alias,
                 up,
                 ..
             } => {
@@ -190,6 +195,18 @@ impl fmt::Display for Op {
                 }
                 if let Some(m) = mtu {
                     parts.push(format!("mtu {m}"));
+                }
+                if let Some(m) = mac {
+                    parts.push(format!(
+                        "MAC {}",
+                        m.iter()
+                            .map(|b| format!("{b:02x}"))
+                            .collect::<Vec<_>>()
+                            .join(":")
+                    ));
+                }
+                if alias.is_some() {
+                    parts.push("mark".into());
                 }
                 if *up {
                     parts.push("up".into());
@@ -310,6 +327,8 @@ pub struct WIf {
     pub addrs: Vec<IpNet>,
     pub mtu: Option<u32>,
     pub master: Option<String>,
+    /// The MAC the file (or, for a bridge, nslab) pins.
+    pub mac: Option<[u8; 6]>,
 }
 
 /// The namespace name of a place, given the lab.
@@ -370,19 +389,21 @@ pub fn wants(lab: &Lab) -> BTreeMap<String, Want> {
             addrs: b.addresses.clone(),
             mtu: b.mtu,
             master: None,
+            mac: Some(b.mac),
         });
     }
     for l in all_links(lab) {
         for e in [&l.a, &l.b] {
             let ns = ns_of(lab, &e.place);
-            let (addrs, mtu) = match iface_of(lab, &e.place, &e.ifname) {
-                Some(i) => (i.addresses.clone(), i.mtu),
+            let (addrs, mtu, mac) = match iface_of(lab, &e.place, &e.ifname) {
+                Some(i) => (i.addresses.clone(), i.mtu, i.mac),
                 None => (
                     lab.addresses_of(&e.place)
                         .into_iter()
                         .filter(|(n, _)| n == &e.ifname)
                         .map(|x| x.1)
                         .collect(),
+                    None,
                     None,
                 ),
             };
@@ -391,6 +412,7 @@ pub fn wants(lab: &Lab) -> BTreeMap<String, Want> {
                 addrs,
                 mtu,
                 master: e.bridge.clone(),
+                mac,
             });
         }
     }
@@ -414,6 +436,7 @@ pub fn wants(lab: &Lab) -> BTreeMap<String, Want> {
                 addrs: vec![sandbox_inet_service_addr()],
                 mtu: None,
                 master: None,
+                mac: None,
             });
         }
     }
@@ -692,16 +715,22 @@ pub fn plan_up(
                 no_link_local: false,
                 master: None,
                 mtu: None,
+                mac: None,
                 alias: None,
                 up: true,
             });
         }
-        // Forwarding changed on an existing namespace.
+        // Forwarding of an existing namespace, as the kernel has it (on lo: see
+        // ObsLink::forwarding), or as the previous model had it.
         if !new_ns && !ns.is_empty() {
             let fw = forward_sysctls(lab, ns);
-            let prev_fw = prev.map(|p| forward_sysctls(p, ns)).unwrap_or_default();
-            if fw != prev_fw {
-                let v = if fw.is_empty() { "0" } else { "1" };
+            let want = !fw.is_empty();
+            let differs = match lo.map(|l| l.forwarding) {
+                Some((Some(v4), v6)) => v4 != want || v6.is_some_and(|v6| v6 != want),
+                _ => fw != prev.map(|p| forward_sysctls(p, ns)).unwrap_or_default(),
+            };
+            if differs {
+                let v = if want { "1" } else { "0" };
                 for k in ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"] {
                     ops.push(Op::Sysctl {
                         ns: ns.clone(),
@@ -739,12 +768,15 @@ pub fn plan_up(
                         no_link_local: true,
                         master: None,
                         mtu: None,
+                        mac: None,
                         alias: None,
                         up: false,
                     });
                 }
+                // A new link gets its MAC in the create request.
+                let mac_ok = i.mac.is_none() || is_fresh || o.and_then(|l| l.mac) == i.mac;
                 let marked = o.is_some_and(|l| is_ours(l, &mark));
-                if !(master_ok && up_ok && mtu_ok && marked) || is_fresh {
+                if !(master_ok && up_ok && mtu_ok && mac_ok && marked) || is_fresh {
                     ops.push(Op::SetLink {
                         ns: ns.clone(),
                         name: i.name.clone(),
@@ -756,6 +788,7 @@ pub fn plan_up(
                             i.master.clone()
                         },
                         mtu: if mtu_ok { None } else { want_mtu },
+                        mac: if mac_ok { None } else { i.mac },
                         // The kernel ignores IFLA_IFALIAS in a create request: mark it here.
                         alias: (is_fresh || !marked).then(|| mark.clone()),
                         up: true,

@@ -54,7 +54,14 @@ impl Fake {
             .state
     }
 
-    fn add_link(&mut self, ns: &str, name: &str, kind: &str, master: Option<&str>) {
+    fn add_link(
+        &mut self,
+        ns: &str,
+        name: &str,
+        kind: &str,
+        master: Option<&str>,
+        mac: Option<[u8; 6]>,
+    ) {
         self.next += 1;
         let idx = self.next;
         let m = master.map(|m| self.st(ns).link(m).expect("master exists").index);
@@ -62,18 +69,25 @@ impl Fake {
         assert!(st.link(name).is_none(), "{name} exists already in {ns:?}");
         let mut l = link(idx, name, Some(kind));
         l.master = m;
+        // A MAC of the kernel's choosing unless the request gives one.
+        l.mac = Some(mac.unwrap_or([0x0a, 0, 0, 0, (idx >> 8) as u8, idx as u8]));
         st.links.push(l);
     }
 
     fn apply(&mut self, ops: &[Op]) {
         for op in ops {
             match op {
-                Op::CreateNs { ns, mark, .. } => {
+                Op::CreateNs { ns, mark, sysctls } => {
                     assert!(!self.obs.ns.contains_key(ns));
                     let mut st = NsState::default();
                     let mut lo = link(1, "lo", None);
                     lo.up = true;
                     lo.alias = Some(mark.clone());
+                    // The kernel shows the namespace's forwarding on every link.
+                    let fw = sysctls
+                        .iter()
+                        .any(|(k, v)| k == "net.ipv4.ip_forward" && v == "1");
+                    lo.forwarding = (Some(fw), Some(fw));
                     st.links.push(lo);
                     self.obs.ns.insert(
                         ns.clone(),
@@ -86,10 +100,12 @@ impl Fake {
                 Op::DeleteNs { ns } => {
                     self.obs.ns.remove(ns);
                 }
-                Op::CreateBridge { ns, name, .. } => self.add_link(ns, name, "bridge", None),
+                Op::CreateBridge { ns, name, mac, .. } => {
+                    self.add_link(ns, name, "bridge", None, Some(*mac))
+                }
                 Op::CreateVeth { a, b } => {
-                    self.add_link(&a.ns, &a.name, "veth", a.master.as_deref());
-                    self.add_link(&b.ns, &b.name, "veth", b.master.as_deref());
+                    self.add_link(&a.ns, &a.name, "veth", a.master.as_deref(), a.mac);
+                    self.add_link(&b.ns, &b.name, "veth", b.master.as_deref(), b.mac);
                 }
                 Op::DeleteLink { ns, name } => {
                     let st = self.st(ns);
@@ -103,6 +119,8 @@ impl Fake {
                     name,
                     master,
                     alias,
+                    mac,
+                    mtu,
                     up,
                     ..
                 } => {
@@ -123,6 +141,12 @@ impl Fake {
                     }
                     if alias.is_some() {
                         l.alias = alias.clone();
+                    }
+                    if mac.is_some() {
+                        l.mac = *mac;
+                    }
+                    if mtu.is_some() {
+                        l.mtu = *mtu;
                     }
                 }
                 Op::AddAddr { ns, dev, addr } => {
@@ -173,6 +197,20 @@ impl Fake {
                         !(r.dst == route.dst && r.via == route.via && r.protocol == "static")
                     });
                 }
+                Op::Sysctl { ns, key, value } if key.contains("forward") && !ns.is_empty() => {
+                    let on = value == "1";
+                    let lo = self
+                        .st(ns)
+                        .links
+                        .iter_mut()
+                        .find(|l| l.name == "lo")
+                        .expect("lo");
+                    if key == "net.ipv4.ip_forward" {
+                        lo.forwarding.0 = Some(on);
+                    } else {
+                        lo.forwarding.1 = Some(on);
+                    }
+                }
                 Op::Sysctl { .. } => {}
                 Op::SetNat { ns, rules, .. } => {
                     self.obs.ns.get_mut(ns).unwrap().nat = Some(NatObs {
@@ -204,6 +242,7 @@ fn link(index: u32, name: &str, kind: Option<&str>) -> ObsLink {
         mtu: None,
         mac: None,
         peer_index: None,
+        forwarding: (None, None),
     }
 }
 
@@ -490,5 +529,128 @@ fn explain_snapshots() {
                 script
             );
         }
+    }
+}
+
+/// Issue 17: every kind of drift the one comparison knows is planned (what
+/// `status` reports as different) and, once applied, gone (what `up` repairs),
+/// over random sequences of drifts.
+#[test]
+fn every_drift_is_planned_and_repaired() {
+    let l = lab(
+        "name: d
+bridges: { br0: { address: 10.5.0.254/24 } }
+nodes:
+  a: { interfaces: { e: { address: 10.5.0.1/24, mtu: 1400, mac: \"02:00:00:00:05:01\" } } }
+  r: { interfaces: { e: { address: 10.5.0.3/24 } }, forward: true }
+links: [[a:e, br0:pa], [r:e, br0:pr]]
+",
+        true,
+    );
+    let mut f = Fake::new(false);
+    up(&mut f, &l, None);
+    assert!(up(&mut f, &l, Some(&l)).is_empty());
+    let drifts: Vec<(&str, Box<dyn Fn(&mut Fake)>)> = vec![
+        (
+            "forwarding off",
+            Box::new(|f: &mut Fake| {
+                let lo = f
+                    .st("t-r")
+                    .links
+                    .iter_mut()
+                    .find(|x| x.name == "lo")
+                    .unwrap();
+                lo.forwarding = (Some(false), Some(false));
+            }),
+        ),
+        (
+            "forwarding on",
+            Box::new(|f: &mut Fake| {
+                let lo = f
+                    .st("t-a")
+                    .links
+                    .iter_mut()
+                    .find(|x| x.name == "lo")
+                    .unwrap();
+                lo.forwarding.0 = Some(true);
+            }),
+        ),
+        (
+            "MAC",
+            Box::new(|f: &mut Fake| {
+                f.st("t-a")
+                    .links
+                    .iter_mut()
+                    .find(|x| x.name == "e")
+                    .unwrap()
+                    .mac = Some([2, 0, 0, 0, 5, 0x99]);
+            }),
+        ),
+        (
+            "bridge MAC",
+            Box::new(|f: &mut Fake| {
+                f.st("t-d-host")
+                    .links
+                    .iter_mut()
+                    .find(|x| x.name == "br0")
+                    .unwrap()
+                    .mac = Some([2, 0, 0, 0, 0, 0x42]);
+            }),
+        ),
+        (
+            "MTU",
+            Box::new(|f: &mut Fake| {
+                f.st("t-a")
+                    .links
+                    .iter_mut()
+                    .find(|x| x.name == "e")
+                    .unwrap()
+                    .mtu = Some(1300);
+            }),
+        ),
+        (
+            "link down",
+            Box::new(|f: &mut Fake| {
+                f.st("t-r")
+                    .links
+                    .iter_mut()
+                    .find(|x| x.name == "e")
+                    .unwrap()
+                    .up = false;
+            }),
+        ),
+        (
+            "address gone",
+            Box::new(|f: &mut Fake| {
+                let i = f.st("t-r").link("e").unwrap().index;
+                f.st("t-r").addrs.retain(|a| a.index != i);
+            }),
+        ),
+    ];
+    // A deterministic walk through subsets of drifts.
+    let mut seed = 0x2545_f491_u64;
+    for round in 0..40 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let picked: Vec<&str> = drifts
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| seed >> i & 1 == 1)
+            .map(|(_, (n, d))| {
+                d(&mut f);
+                *n
+            })
+            .collect();
+        let ops = up(&mut f, &l, Some(&l));
+        assert_eq!(
+            ops.is_empty(),
+            picked.is_empty(),
+            "round {round}: {picked:?} planned as {ops:?}"
+        );
+        assert!(
+            up(&mut f, &l, Some(&l)).is_empty(),
+            "round {round}: {picked:?} not repaired"
+        );
     }
 }
