@@ -550,7 +550,8 @@ links: [[a:e, br0:pa], [r:e, br0:pr]]
     let mut f = Fake::new(false);
     up(&mut f, &l, None);
     assert!(up(&mut f, &l, Some(&l)).is_empty());
-    let drifts: Vec<(&str, Box<dyn Fn(&mut Fake)>)> = vec![
+    type Drift = Box<dyn Fn(&mut Fake)>;
+    let drifts: Vec<(&str, Drift)> = vec![
         (
             "forwarding off",
             Box::new(|f: &mut Fake| {
