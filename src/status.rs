@@ -254,12 +254,26 @@ pub fn status(rec: &Record, model: &Lab, compared_with: String) -> Result<Status
     }
     // The planner's comparison decides: what `plan` lists and `up` repairs is
     // exactly what status calls different.
-    let drift: Vec<String> = match lab::plan_with_record(model, Some(rec)) {
+    let mut drift: Vec<String> = match lab::plan_with_record(model, Some(rec)) {
         Ok(p) => p.ops.iter().map(|o| o.to_string()).collect(),
         // Something in the way that `up` would refuse to touch: that is drift too.
         Err(Error::Refused(m)) => m.lines().map(|l| format!("in the way: {l}")).collect(),
         Err(e) => return Err(e),
     };
+    // Programs: `up` starts each `run:` program that is not running.
+    for n in &model.nodes {
+        for c in &n.run {
+            let running = rec.processes.iter().any(|p| {
+                p.origin == "run"
+                    && p.node == n.name
+                    && &p.command == c
+                    && crate::programs::alive(p)
+            });
+            if !running {
+                drift.push(format!("start `{c}` in {} (not running)", n.name));
+            }
+        }
+    }
     let ok = places.iter().all(|p| p.status == State::Ok)
         && bridges.iter().all(|b| b.status == State::Ok)
         && drift.is_empty();

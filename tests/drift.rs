@@ -96,3 +96,48 @@ fn each_drift_is_shown_by_status_listed_by_plan_and_repaired_by_up() {
     drift_is_seen_and_repaired(s(&f2), &p, &lab, "MAC 02:00:00:00:05:02");
     let _ = f2;
 }
+
+#[test]
+fn a_program_that_died_is_drift_and_up_starts_it_again() {
+    let p = prefix("drp");
+    let lab = format!("{p}prog");
+    let _g = LabGuard::new(&lab, None);
+    let dir = tempfile::tempdir().unwrap();
+    let f = write_file(
+        &dir,
+        "prog.yaml",
+        "name: prog\nnodes:\n  a: { interfaces: { e: { address: 10.4.0.1/24 } }, run: [\"sleep 600\"] }\n  b: { interfaces: { e: { address: 10.4.0.2/24 } } }\nlinks: [[a:e, b:e]]\n",
+    );
+    let file = s(&f);
+    ok(nslab(&["up", file, "--sandbox", "--prefix", &p]));
+    ok(nslab(&["status", "--lab", &lab]));
+    let state = std::env::var_os("NSLAB_STATE_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/run/nslab".into());
+    let rec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(state.join("labs").join(format!("{lab}.json"))).unwrap(),
+    )
+    .unwrap();
+    let pid = rec["processes"][0]["pid"].as_i64().expect("a recorded pid");
+    sh(&format!("kill {pid}"));
+    let t = std::time::Instant::now();
+    while std::path::Path::new(&format!("/proc/{pid}/stat")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+    {
+        assert!(t.elapsed() < std::time::Duration::from_secs(10));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // `plan` lists kernel steps only; status and up know the program.
+    let st = nslab(&["status", "--lab", &lab]);
+    assert_eq!(st.status.code(), Some(1), "{}", text(&st));
+    assert!(
+        text(&st).contains("start `sleep 600` in a (not running)"),
+        "{}",
+        text(&st)
+    );
+    let up = ok(nslab(&["up", file, "--sandbox", "--prefix", &p]));
+    assert!(text(&up).contains("started `sleep 600`"), "{}", text(&up));
+    ok(nslab(&["status", "--lab", &lab]));
+}
