@@ -103,7 +103,7 @@ fn explained_commands_build_what_up_builds() {
                 let _ = std::fs::remove_dir_all(format!("/etc/netns/{}{n}", self.0));
             }
             // The hosts file the explained commands wrote.
-            let _ = std::fs::remove_file(format!("/run/nslab/hosts/{}objective3", self.0));
+            let _ = std::fs::remove_file(common::state(&format!("hosts/{}objective3", self.0)));
         }
     }
     let _c = Cleanup(pa.clone());
