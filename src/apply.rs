@@ -96,7 +96,7 @@ impl Kernel {
         }
     }
 
-    fn spend(&mut self, n: usize) -> Result<(), ApplyError> {
+    pub(crate) fn spend(&mut self, n: usize) -> Result<(), ApplyError> {
         self.done += n;
         match self.fail_after {
             Some(k) if self.done >= k => Err(ApplyError::TestAbort(k)),

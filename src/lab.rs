@@ -366,7 +366,11 @@ pub fn up_lab_with(
     rec.save().map_err(Error::io("write the lab's record"))?;
     crate::timing::mark("record");
     // Programs last: the network they talk over is ready now.
-    let started = crate::programs::reconcile(&mut rec, &lab)?;
+    let started = crate::programs::reconcile(&mut rec, &lab, &mut || {
+        // The test switch (NSLAB_TEST_FAIL_AFTER) counts starting a program as
+        // one more step: a crash between starting it and recording its pid.
+        k.spend(1).map_err(Error::Apply)
+    })?;
     rec.save().map_err(Error::io("write the lab's record"))?;
     let changed_programs = !started.is_empty();
     let mut notes = notes;
@@ -527,12 +531,19 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
 
     // Processes in the lab's namespaces: ours are stopped, others block `down`.
     let found = procs::in_namespaces(&inos).map_err(Error::io("list processes"))?;
-    // Ours: a program nslab started, or one of its children (same session).
+    // Ours: anything in the lab's cgroup (programs nslab started and whatever
+    // they started, recorded or not), or, without cgroups, a program nslab
+    // started or one of its children (same session).
+    let lab_cg = crate::kernel::cgroup::lab_dir(lab).filter(|d| d.exists());
     let (ours, others): (Vec<_>, Vec<_>) = found.into_iter().partition(|(_, p)| {
-        rec.processes.iter().any(|r| {
-            (r.pid == p.pid && (r.start_time == p.start_time || r.start_time == 0))
-                || (p.session == r.pid && crate::programs::alive(r))
-        })
+        lab_cg
+            .as_ref()
+            .is_some_and(|d| crate::kernel::cgroup::contains(d, p.pid))
+            || rec.processes.iter().any(|r| {
+                r.pid > 0
+                    && ((r.pid == p.pid && (r.start_time == p.start_time || r.start_time == 0))
+                        || (p.session == r.pid && crate::programs::alive(r)))
+            })
     });
     if !others.is_empty() && !kill {
         let list: Vec<String> = others
@@ -545,24 +556,55 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
         )));
     }
     // Recorded programs may live outside the lab's namespaces and still hold
-    // sockets in them (`serve --detach`): stop every one of them by pid.
-    for r in rec.processes.iter().filter(|r| crate::programs::alive(r)) {
-        procs::stop(r.pid, r.start_time, Duration::from_secs(3));
-        rep.stopped.push(procs::ProcInfo {
-            pid: r.pid,
-            start_time: r.start_time,
-            command: r.command.clone(),
-            session: r.pid,
-        });
-    }
-    for (_, p) in &ours {
-        if procs::start_time(p.pid) == Some(p.start_time) {
-            procs::stop(p.pid, p.start_time, Duration::from_secs(3));
-            rep.stopped.push(p.clone());
+    // sockets in them (`serve --detach`): stop every one of them, with what it
+    // started (its cgroup).
+    let grace = Duration::from_secs(3);
+    let mut reported: std::collections::HashSet<i32> = std::collections::HashSet::new();
+    for r in &rec.processes {
+        let running = crate::programs::alive(r);
+        match crate::programs::stop(r, grace) {
+            Ok(_) if running => {
+                reported.insert(r.pid);
+                rep.stopped.push(procs::ProcInfo {
+                    pid: r.pid,
+                    start_time: r.start_time,
+                    command: r.command.clone(),
+                    session: r.pid,
+                });
+            }
+            Ok(_) => {}
+            Err(e) => rep.warnings.push(e.to_string()),
         }
     }
+    // Whatever else is in the lab's cgroup (a program an `up` started and was
+    // killed before recording).
+    if let Some(d) = &lab_cg {
+        match crate::kernel::cgroup::stop(d, grace) {
+            Ok(pids) => {
+                for pid in pids {
+                    if !reported.contains(&pid) && !ours.iter().any(|(_, p)| p.pid == pid) {
+                        reported.insert(pid);
+                        rep.stopped.push(procs::ProcInfo {
+                            pid,
+                            start_time: 0,
+                            command: "(in the lab's cgroup)".into(),
+                            session: 0,
+                        });
+                    }
+                }
+            }
+            Err(e) => rep.warnings.push(format!("stop the lab's cgroup: {e}")),
+        }
+    }
+    for (_, p) in &ours {
+        if !reported.insert(p.pid) {
+            continue; // stopped above, as a recorded program
+        }
+        procs::stop(p.pid, p.start_time, grace);
+        rep.stopped.push(p.clone());
+    }
     for (_, p) in &others {
-        procs::stop(p.pid, p.start_time, Duration::from_secs(3));
+        procs::stop(p.pid, p.start_time, grace);
         rep.killed.push(p.clone());
     }
 

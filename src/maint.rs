@@ -79,6 +79,9 @@ pub struct CleanReport {
     pub etc_netns: Vec<String>,
     /// Labs without a record that had turned on the host's forwarding.
     pub forwarding_released: Vec<String>,
+    /// Processes of labs without a record, found in the lab's cgroup and stopped
+    /// ("PID (lab LAB)").
+    pub orphan_processes: Vec<String>,
     pub errors: Vec<String>,
 }
 
@@ -88,7 +91,8 @@ fn lab_of_mark(alias: Option<&str>) -> Option<&str> {
 
 /// Take down every lab (with `prefix`), then remove orphans: namespaces whose `lo`
 /// carries an nslab mark, interfaces and nft tables in this namespace with an nslab
-/// mark, hosts files nslab wrote — each only if its lab has no record.
+/// mark, hosts files nslab wrote, processes in a lab's cgroup — each only if its
+/// lab has no record.
 pub fn clean(prefix: &str, kill: bool, dry_run: bool) -> Result<CleanReport> {
     require_caps("clean")?;
     let mut rep = CleanReport::default();
@@ -131,6 +135,25 @@ pub fn clean(prefix: &str, kill: bool, dry_run: bool) -> Result<CleanReport> {
         .collect();
     let orphan = |lab: &str| lab.starts_with(prefix) && !recorded.contains(lab);
 
+    // Programs of labs whose record was lost: everything in the lab's cgroup,
+    // first, while their namespaces still have names.
+    for labname in crate::kernel::cgroup::labs() {
+        if !orphan(&labname) {
+            continue;
+        }
+        let Some(dir) = crate::kernel::cgroup::lab_dir(&labname) else {
+            continue;
+        };
+        let pids = crate::kernel::cgroup::pids(&dir);
+        if !dry_run
+            && let Err(e) = crate::kernel::cgroup::stop(&dir, std::time::Duration::from_secs(3))
+        {
+            rep.errors.push(format!("programs of lab {labname}: {e}"));
+            continue;
+        }
+        rep.orphan_processes
+            .extend(pids.iter().map(|p| format!("{p} (lab {labname})")));
+    }
     // Namespaces marked by lo's alias.
     if let Ok(rd) = std::fs::read_dir(netns::netns_dir()) {
         for e in rd.flatten() {

@@ -52,6 +52,11 @@ pub struct Proc {
     /// "run" (the file's `run:` list) or "serve" (`nslab serve --detach`).
     #[serde(default)]
     pub origin: String,
+    /// The cgroup (v2) the program was started in, absolute path: it holds the
+    /// program and everything it ever starts. None: no writable cgroup v2 here,
+    /// the program is known by pid, start time and session only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

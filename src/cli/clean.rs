@@ -35,6 +35,10 @@ pub fn run(a: Args) -> Result<i32> {
             }
         };
         show("labs", &r.labs_down);
+        show(
+            "orphan programs (pids, by their cgroup)",
+            &r.orphan_processes,
+        );
         show("orphan namespaces", &r.orphan_namespaces);
         show("orphan interfaces", &r.orphan_interfaces);
         show("orphan nftables tables", &r.orphan_nft_tables);
@@ -48,6 +52,7 @@ pub fn run(a: Args) -> Result<i32> {
             && r.stale_files.is_empty()
             && r.etc_netns.is_empty()
             && r.forwarding_released.is_empty()
+            && r.orphan_processes.is_empty()
         {
             println!("nothing of nslab's found");
         }
