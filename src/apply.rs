@@ -142,11 +142,17 @@ pub fn apply(
     std::thread::scope(|s| {
         let files = background.then(|| {
             s.spawn(|| -> Result<(), ApplyError> {
-                for op in ops
-                    .iter()
-                    .filter(|o| matches!(o, Op::WriteLabHosts { .. } | Op::LinkHosts { .. }))
-                {
+                for op in ops.iter().filter(|o| {
+                    matches!(
+                        o,
+                        Op::WriteLabHosts { .. }
+                            | Op::LinkHosts { .. }
+                            | Op::WriteLabResolv { .. }
+                            | Op::LinkResolv { .. }
+                    )
+                }) {
                     hosts_op(op)?;
+                    resolv_op(op)?;
                 }
                 Ok(())
             })
@@ -183,6 +189,42 @@ fn hosts_op(op: &Op) -> Result<(), ApplyError> {
             std::fs::create_dir_all(&dir).and_then(|_| match std::fs::remove_file(&link) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
                 _ => std::os::unix::fs::symlink(target, &link),
+            })
+        }
+        _ => Ok(()),
+    };
+    r.map_err(|e| ApplyError::Io {
+        step: op.to_string(),
+        source: e,
+    })
+}
+
+/// The lab's resolv.conf, or a node's link to it. Whatever is at the link's
+/// place and is not nslab's own link (a file someone wrote) is kept.
+fn resolv_op(op: &Op) -> Result<(), ApplyError> {
+    let r = match op {
+        Op::WriteLabResolv { path, content } => {
+            let p = std::path::Path::new(path);
+            p.parent()
+                .map(std::fs::create_dir_all)
+                .transpose()
+                .and_then(|_| std::fs::write(p, content))
+        }
+        Op::LinkResolv { ns, target } => {
+            let dir = std::path::Path::new("/etc/netns").join(ns);
+            let link = dir.join("resolv.conf");
+            std::fs::create_dir_all(&dir).and_then(|_| {
+                if link.symlink_metadata().is_ok() {
+                    if !crate::record::resolv_link_is_ours(&link) {
+                        return Ok(()); // someone else's: kept (`up` says so)
+                    }
+                    std::fs::remove_file(&link)?;
+                }
+                match std::os::unix::fs::symlink(target, &link) {
+                    // Someone else's appeared in between: kept.
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+                    r => r,
+                }
             })
         }
         _ => Ok(()),
@@ -292,9 +334,13 @@ fn apply_ops(
                 k.spend(1)?;
                 i += 1;
             }
-            Op::WriteLabHosts { .. } | Op::LinkHosts { .. } => {
+            Op::WriteLabHosts { .. }
+            | Op::LinkHosts { .. }
+            | Op::WriteLabResolv { .. }
+            | Op::LinkResolv { .. } => {
                 if !files_in_background {
                     hosts_op(op)?;
+                    resolv_op(op)?;
                 }
                 i += 1;
             }
@@ -496,6 +542,14 @@ fn run_local(c: &mut Conn, ops: &[&Op]) -> Result<(), ApplyError> {
 /// Remove /etc/netns/NS (only the hosts file nslab writes, then the directory if empty).
 pub fn remove_etc(ns: &str) -> io::Result<()> {
     let dir = std::path::Path::new("/etc/netns").join(ns);
+    // resolv.conf: only nslab's own link; a file someone else wrote stays.
+    let resolv = dir.join("resolv.conf");
+    if crate::record::resolv_link_is_ours(&resolv) {
+        match std::fs::remove_file(&resolv) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
     match std::fs::remove_file(dir.join("hosts")) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}

@@ -52,8 +52,25 @@ pub fn load(file: &Path, prefix: &str, sandbox: bool) -> Result<Lab> {
 fn observe(k: &mut Kernel, lab: &Lab, names: &BTreeSet<String>) -> Result<Observed> {
     let mut obs = Observed {
         lab_hosts: std::fs::read_to_string(record::hosts_path(&lab.name)).ok(),
+        lab_resolv: std::fs::read_to_string(record::resolv_path(&lab.name)).ok(),
         ..Default::default()
     };
+    // Each node's resolv.conf, also before its namespace exists.
+    for n in &lab.nodes {
+        let link = Path::new("/etc/netns").join(&n.ns).join("resolv.conf");
+        let found = if link.symlink_metadata().is_err() {
+            plan::EtcFile::Absent
+        } else if record::resolv_link_is_ours(&link) {
+            plan::EtcFile::Ours(
+                std::fs::read_link(&link)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            )
+        } else {
+            plan::EtcFile::Foreign
+        };
+        obs.resolv.insert(n.ns.clone(), found);
+    }
     let host_ns = plan::ns_of(lab, &Place::Host);
     let mut all: Vec<&String> = names.iter().collect();
     if !lab.sandbox {
@@ -308,7 +325,7 @@ pub fn up_lab_with(
         let undone = rollback(&mut k, &lab, &created, &existed);
         // Hosts links written (on their own thread) for namespaces that do not exist.
         for op in &ops {
-            if let Op::LinkHosts { ns, .. } = op
+            if let Op::LinkHosts { ns, .. } | Op::LinkResolv { ns, .. } = op
                 && !netns::exists(ns)
             {
                 let _ = apply::remove_etc(ns);
@@ -316,6 +333,7 @@ pub fn up_lab_with(
         }
         if before.model.is_none() {
             let _ = std::fs::remove_file(record::hosts_path(&lab.name));
+            let _ = std::fs::remove_file(record::resolv_path(&lab.name));
         }
         rec = before;
         let r = if rec.model.is_none() && rec.namespaces.is_empty() && rec.host_links.is_empty() {
@@ -803,6 +821,7 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
     }
     let _ = std::fs::remove_dir_all(crate::programs::log_dir(lab));
     let _ = std::fs::remove_file(record::hosts_path(lab));
+    let _ = std::fs::remove_file(record::resolv_path(lab));
     rec.remove().map_err(Error::io("remove the lab's record"))?;
     rep.seconds = t0.elapsed().as_secs_f64();
     Ok(rep)

@@ -248,15 +248,33 @@ pub fn clean(prefix: &str, kill: bool, dry_run: bool) -> Result<CleanReport> {
             }
         }
     }
+    // The resolv.conf files of labs whose record was lost.
+    if let Ok(rd) = std::fs::read_dir(record::state_dir().join("resolv")) {
+        for e in rd.flatten() {
+            let labname = e.file_name().to_string_lossy().into_owned();
+            if orphan(&labname) {
+                if !dry_run {
+                    let _ = std::fs::remove_file(e.path());
+                }
+                rep.etc_netns.push(e.path().display().to_string());
+            }
+        }
+    }
     // Hosts links nslab wrote for namespaces that are gone.
     if let Ok(rd) = std::fs::read_dir("/etc/netns") {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             // nslab's: a link into its hosts directory (named after the lab).
             let hosts_dir = record::state_dir().join("hosts");
+            let resolv_dir = record::state_dir().join("resolv");
             let Some(labname) = std::fs::read_link(e.path().join("hosts"))
                 .ok()
                 .filter(|t| t.parent() == Some(hosts_dir.as_path()))
+                .or_else(|| {
+                    std::fs::read_link(e.path().join("resolv.conf"))
+                        .ok()
+                        .filter(|t| t.parent() == Some(resolv_dir.as_path()))
+                })
                 .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
             else {
                 continue;

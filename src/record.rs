@@ -28,6 +28,18 @@ pub fn hosts_path(lab: &str) -> PathBuf {
     state_dir().join("hosts").join(lab)
 }
 
+/// The lab's resolv.conf; each node's /etc/netns/NS/resolv.conf links to it.
+pub fn resolv_path(lab: &str) -> PathBuf {
+    state_dir().join("resolv").join(lab)
+}
+
+/// Is `link` a symlink into nslab's resolv.conf directory (nslab's own)?
+pub fn resolv_link_is_ours(link: &Path) -> bool {
+    std::fs::read_link(link)
+        .ok()
+        .is_some_and(|t| t.parent() == Some(state_dir().join("resolv").as_path()))
+}
+
 pub fn path_of(lab: &str) -> PathBuf {
     labs_dir().join(format!("{lab}.json"))
 }
