@@ -507,7 +507,15 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
     require_caps("down")?;
     crate::timing::mark("start");
     let t0 = Instant::now();
-    let _lock = lock_lab(lab)?;
+    // A lab that is not up: nothing to lock (no lock file for a typo).
+    let _lock = if Record::load(lab)
+        .map_err(Error::io(format!("read the record of lab {lab}")))?
+        .is_some()
+    {
+        Some(lock_lab(lab)?)
+    } else {
+        None
+    };
     let mut rep = DownReport {
         lab: lab.into(),
         was_up: false,
@@ -901,6 +909,36 @@ pub fn select(lab: Option<&str>, file: Option<&Path>, prefix: &str) -> Result<St
             labs.join(", ")
         ))),
     }
+}
+
+/// A lab that was brought up from a given file (see [`labs_from_file`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FromFile {
+    pub lab: String,
+    /// The `--prefix` it was brought up with (None: its first `up` did not finish).
+    pub prefix: Option<String>,
+    pub sandbox: bool,
+}
+
+/// Labs whose record says they were brought up from `file` (the same file by its
+/// canonical path, whatever its `name:` says now).
+pub fn labs_from_file(file: &Path) -> Result<Vec<FromFile>> {
+    let want = std::fs::canonicalize(file)
+        .or_else(|_| std::path::absolute(file))
+        .map_err(Error::io(format!("{}", file.display())))?;
+    let mut out = Vec::new();
+    for l in record::list().map_err(Error::io("list labs"))? {
+        if let Ok(Some(r)) = Record::load(&l)
+            && r.file.as_deref().map(Path::new) == Some(want.as_path())
+        {
+            out.push(FromFile {
+                lab: r.lab.clone(),
+                prefix: r.model.as_ref().map(|m| m.prefix.clone()),
+                sandbox: r.sandbox,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// The `name:` of a topology file, even if the rest of the file no longer validates
