@@ -152,6 +152,12 @@ pub fn print_json<T: serde::Serialize>(v: &T) {
 
 pub type FilePath = PathBuf;
 
+/// "1 step", "2 steps": a count with its noun, singular or plural (regular
+/// plurals only).
+pub fn plural(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
 /// Progress goes to a terminal only: piped output stays free of escape codes.
 pub fn stderr_is_tty() -> bool {
     use std::io::IsTerminal;

@@ -38,9 +38,9 @@ pub fn run(a: Args) -> Result<i32> {
     }
     if a.explain {
         println!(
-            "# lab {}: {} steps{}",
+            "# lab {}: {}{}",
             r.lab,
-            r.ops.len(),
+            super::plural(r.ops.len(), "step"),
             if r.up {
                 " to bring it in line with the file"
             } else {
