@@ -23,7 +23,8 @@ use std::time::Duration;
 pub struct Args {
     #[arg(required = true, value_name = "TARGET")]
     pub targets: Vec<String>,
-    /// Write packets to FILE: pcap for one interface, pcapng for several.
+    /// Write packets to FILE: `.pcapng` gives pcapng, `.pcap` pcap (one interface
+    /// only); any other name pcap for one interface, pcapng for several.
     #[arg(short = 'w', long = "write", value_name = "FILE")]
     pub write: Option<std::path::PathBuf>,
     /// Stop after N packets.
@@ -67,12 +68,18 @@ pub fn run(a: Args) -> Result<i32> {
     let lab = a.sel.resolve(a.file.as_deref())?;
     let rec = nslab::lab::record_of(&lab)?;
     let targets = nslab::lab::capture_targets(&rec, &a.targets)?;
+    let format = a
+        .write
+        .as_deref()
+        .map(|p| engine::file_format(p, targets.len()))
+        .transpose()
+        .map_err(Error::Usage)?;
     let socks = engine::open(&targets).map_err(|e| Error::Failed(e.to_string()))?;
-    let mut sink = match &a.write {
-        Some(p) => {
-            Some(Sink::create(p, &targets).map_err(Error::io(format!("create {}", p.display())))?)
-        }
-        None => None,
+    let mut sink = match (&a.write, format) {
+        (Some(p), Some(f)) => Some(
+            Sink::create(p, &targets, f).map_err(Error::io(format!("create {}", p.display())))?,
+        ),
+        _ => None,
     };
     let stop = nslab::signals::stop_flag();
     let labels: Vec<&str> = targets.iter().map(|t| t.label.as_str()).collect();
