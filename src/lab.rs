@@ -911,6 +911,16 @@ pub fn select(lab: Option<&str>, file: Option<&Path>, prefix: &str) -> Result<St
     }
 }
 
+/// The lab and node whose namespace is `ns` (a namespace name given where a node
+/// name was expected), among the labs that are up.
+pub fn node_of_namespace(ns: &str) -> Option<(String, String)> {
+    record::list().ok()?.into_iter().find_map(|l| {
+        let rec = Record::load(&l).ok()??;
+        let node = rec.model?.nodes.into_iter().find(|n| n.ns == ns)?;
+        Some((l, node.name))
+    })
+}
+
 /// A lab that was brought up from a given file (see [`labs_from_file`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FromFile {

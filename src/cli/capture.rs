@@ -14,13 +14,14 @@ use std::time::Duration;
 ///
 /// TARGET is an endpoint (NODE:IF, host:IF, internet:IF, BRIDGE:PORT), a bridge
 /// (all its ports), a node (all its interfaces) or `all`.
-///
-/// Examples:
-///   nslab capture host:bbrveth              # the tutorial's tcpdump -i bbrveth
-///   nslab capture green all -c 20           # follow a packet hop by hop
-///   nslab capture bri0 -w ports.pcapng --proto icmp
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  nslab capture host:bbrveth              # the tutorial's tcpdump -i bbrveth
+  nslab capture green all -c 20           # follow a packet hop by hop
+  nslab capture bri0 -w ports.pcapng --proto icmp")]
 pub struct Args {
+    /// What to watch: NODE:IF, host:IF, internet:IF, BRIDGE:PORT, a bridge (all
+    /// its ports), a node (all its interfaces) or `all`; several at once.
     #[arg(required = true, value_name = "TARGET")]
     pub targets: Vec<String>,
     /// Write packets to FILE: `.pcapng` gives pcapng, `.pcap` pcap (one interface

@@ -19,6 +19,7 @@ pub struct Args {
     /// Only show what would be removed.
     #[arg(long)]
     pub dry_run: bool,
+    /// Print what was (or would be) removed as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -8,6 +8,7 @@ use nslab::error::Result;
 /// stale: all are gone, e.g. after a reboot) and the file it came from.
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// Print the labs as JSON.
     #[arg(long)]
     pub json: bool,
 }

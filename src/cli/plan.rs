@@ -10,14 +10,18 @@ use nslab::error::Result;
 /// Example: nslab plan examples/objective2-bridge.yaml --explain
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The topology file to plan for.
     pub file: FilePath,
+    /// Put P in front of the lab's name and its namespaces (as `up --prefix`).
     #[arg(long, default_value = "", value_name = "P")]
     pub prefix: String,
+    /// Plan the lab as `up --sandbox` builds it (its own host namespace).
     #[arg(long)]
     pub sandbox: bool,
     /// Print the steps as shell commands (ip, nft, sysctl).
     #[arg(long)]
     pub explain: bool,
+    /// Print the plan (steps and commands) as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -16,6 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 pub struct Args {
     /// The node to serve from (or `host`, `internet`).
     pub node: String,
+    /// The TCP port to listen on.
     #[arg(long, short = 'p', default_value_t = 8000)]
     pub port: u16,
     /// Address to listen on (default: all of the node's addresses).
