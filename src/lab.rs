@@ -588,11 +588,20 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
     let mut reported: std::collections::HashSet<i32> = std::collections::HashSet::new();
     for r in &rec.processes {
         let running = crate::programs::alive(r);
+        // A program whose pid was never recorded (`up` killed right after
+        // starting it): the first process of its cgroup.
+        let pid = match (&r.cgroup, r.pid) {
+            (Some(cg), 0) => crate::kernel::cgroup::pids(Path::new(cg))
+                .first()
+                .copied()
+                .unwrap_or(0),
+            _ => r.pid,
+        };
         match crate::programs::stop(r, grace) {
             Ok(_) if running => {
-                reported.insert(r.pid);
+                reported.insert(pid);
                 rep.stopped.push(procs::ProcInfo {
-                    pid: r.pid,
+                    pid,
                     start_time: r.start_time,
                     command: r.command.clone(),
                     session: r.pid,
