@@ -30,11 +30,15 @@ fi
 # and one with labs of its own behave alike.
 NSLAB_STATE_DIR=$(mktemp -d "${TMPDIR:-/tmp}/nslab-test-state.XXXXXX")
 export NSLAB_STATE_DIR
-trap 'rm -rf -- "$NSLAB_STATE_DIR"' EXIT
+# Kept when something was left behind: its records are what `nslab clean` and
+# `nslab down` need to remove it.
+keep_state=0
+trap '[ "$keep_state" = 1 ] || rm -rf -- "$NSLAB_STATE_DIR"' EXIT
 
 # What the tests could leave behind, by content: namespaces, interfaces, nft tables,
 # files under /etc/netns and /run/netns, nslab's cgroups, and the files in the state
-# directory (lock files excepted: nslab keeps them on purpose). Directories that
+# directory (lock files and logs excepted: nslab keeps locks on purpose, logs are
+# the programs' output). Directories that
 # exist but hold nothing do not count.
 snapshot() {
   { ip netns list; ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1; nft list tables 2>/dev/null;
@@ -58,6 +62,9 @@ after=$(snapshot)
 if [ "$before" != "$after" ]; then
   echo "== the tests left something behind in the kernel or in /run, /etc:"
   diff <(echo "$before") <(echo "$after") || true
+  keep_state=1
+  echo "== (lines with < were there before and are gone: another run on this machine)"
+  echo "== state directory kept: NSLAB_STATE_DIR=$NSLAB_STATE_DIR nslab clean removes what the suite left"
   exit 1
 fi
 echo "== all tests passed; nothing left behind"
