@@ -248,6 +248,15 @@ pub fn clean(prefix: &str, kill: bool, dry_run: bool) -> Result<CleanReport> {
             }
         }
     }
+    // The program logs of labs whose record was lost.
+    if let Ok(rd) = std::fs::read_dir(record::state_dir().join("logs")) {
+        for e in rd.flatten() {
+            let labname = e.file_name().to_string_lossy().into_owned();
+            if orphan(&labname) && !dry_run {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
     // The resolv.conf files of labs whose record was lost.
     if let Ok(rd) = std::fs::read_dir(record::state_dir().join("resolv")) {
         for e in rd.flatten() {

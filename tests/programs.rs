@@ -228,6 +228,10 @@ fn clean_stops_the_programs_of_a_lab_whose_record_was_lost() {
         "{j}"
     );
     assert_gone(&p, &lab);
+    assert!(
+        !state(&format!("logs/{lab}")).exists(),
+        "clean left the lost lab's logs"
+    );
     let cg = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     if let Some(mount) = cg.lines().find_map(|x| {
         let (pre, post) = x.split_once(" - ")?;
