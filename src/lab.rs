@@ -561,7 +561,7 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
     // they started, recorded or not), or, without cgroups, a program nslab
     // started or one of its children (same session).
     let lab_cg = crate::kernel::cgroup::lab_dir(lab).filter(|d| d.exists());
-    let (ours, others): (Vec<_>, Vec<_>) = found.into_iter().partition(|(_, p)| {
+    let (ours, mut others): (Vec<_>, Vec<_>) = found.into_iter().partition(|(_, p)| {
         lab_cg
             .as_ref()
             .is_some_and(|d| crate::kernel::cgroup::contains(d, p.pid))
@@ -570,6 +570,11 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
                     && ((r.pid == p.pid && (r.start_time == p.start_time || r.start_time == 0))
                         || (p.session == r.pid && crate::programs::alive(r)))
             })
+    });
+    // One that exited while we looked (its cgroup could not be read any more) is
+    // nobody's problem.
+    others.retain(|(_, p)| {
+        procs::stat(p.pid).is_some_and(|s| s.start_time == p.start_time && !s.gone())
     });
     if !others.is_empty() && !kill {
         let list: Vec<String> = others
