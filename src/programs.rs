@@ -244,3 +244,42 @@ pub fn reconcile(
     }
     Ok(said)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without a cgroup (no writable cgroup v2): known by pid and start time,
+    /// stopped by pid.
+    #[test]
+    fn without_a_cgroup_a_program_is_known_by_pid_and_start_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("p.log");
+        let argv = ["sleep".to_string(), "300".to_string()];
+        let (pid, start_time) = spawn("", &argv, &log, None).unwrap();
+        let p = Proc {
+            pid,
+            start_time,
+            node: "n".into(),
+            command: "sleep 300".into(),
+            log: None,
+            origin: "run".into(),
+            cgroup: None,
+        };
+        assert!(alive(&p));
+        // Its own session (setsid before exec).
+        assert_eq!(procs::stat(pid).unwrap().session, pid);
+        // A reused pid (another start time) is not ours.
+        assert!(!alive(&Proc {
+            start_time: start_time + 1,
+            ..p.clone()
+        }));
+        assert_eq!(stop(&p, std::time::Duration::from_secs(3)).unwrap(), [pid]);
+        assert!(!alive(&p));
+        assert!(
+            stop(&p, std::time::Duration::from_secs(1))
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
