@@ -102,6 +102,8 @@ while :; do
   run_id="bench-$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
   ip netns list | awk '{print $1}' | grep -q "^$run_id-" || break
 done
+# nslab's state directory (records, locks), as nslab finds it.
+state_dir=${NSLAB_STATE_DIR:-/run/nslab}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/$run_id.XXXXXX")
 
 root_links() { ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | sort; }
@@ -116,7 +118,7 @@ cleanup() {
   trap '' INT TERM
   trap - EXIT
   set +e
-  for rec in /run/nslab/labs/"$run_id"-*.json; do
+  for rec in "$state_dir"/labs/"$run_id"-*.json; do
     lab=$(basename "$rec" .json)                    # bench-ID-nslab-star
     echo "cleanup: nslab down --lab $lab" >&2
     timeout 120 nsenter --net="/run/netns/$run_id-h-nslab" "$nslab_bin" down --lab "$lab" --kill >&2
@@ -126,12 +128,12 @@ cleanup() {
     echo "cleanup: deleting ${#left[@]} namespaces $run_id-*" >&2
     printf 'netns del %s\n' "${left[@]}" | ip -force -batch - >/dev/null 2>&1
   fi
-  rm -rf -- /etc/netns/"$run_id"-* /run/nslab/labs/"$run_id"-*.json /run/nslab/locks/"$run_id"-*.lock
+  rm -rf -- /etc/netns/"$run_id"-* "$state_dir"/labs/"$run_id"-*.json "$state_dir"/locks/"$run_id"-*.lock
   if [ "$keep_tmp" = 1 ]; then echo "kept $tmp" >&2; else rm -rf -- "$tmp"; fi
   # Nothing may be left behind.
   left=()
   mapfile -t -O 0 left < <(ip netns list | awk '{print $1}' | grep "^$run_id-")
-  left+=(/etc/netns/"$run_id"-* /run/nslab/labs/"$run_id"-* /run/nslab/locks/"$run_id"-*)
+  left+=(/etc/netns/"$run_id"-* "$state_dir"/labs/"$run_id"-* "$state_dir"/locks/"$run_id"-*)
   if [ "${#left[@]}" -gt 0 ]; then
     echo "run.sh: LEFT BEHIND: ${left[*]}" >&2; rc=1
   fi
@@ -228,8 +230,8 @@ build() {  # METHOD N REP
   rest=$(ip netns list | awk '{print $1}' | grep "^$prefix" || true)
   [ -z "$rest" ] || fail "$m N=$n: down left namespaces: $(echo "$rest" | head -3 | tr '\n' ' ')"
   if [ "$m" = nslab ]; then
-    [ ! -e "/run/nslab/labs/${prefix}star.json" ] || fail "nslab down left its record"
-    rm -f -- "/run/nslab/locks/${prefix}star.lock"   # nslab keeps lock files; ours go
+    [ ! -e "$state_dir/labs/${prefix}star.json" ] || fail "nslab down left its record"
+    rm -f -- "$state_dir/locks/${prefix}star.lock"   # nslab keeps lock files; ours go
   fi
   ip netns del "$host"
 

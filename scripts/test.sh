@@ -25,9 +25,27 @@ if [ -n "$missing" ]; then
   apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
+# The suite runs against a state directory of its own (records, hosts files, logs,
+# locks), created here and removed at the end: a fresh machine (no /run/nslab yet)
+# and one with labs of its own behave alike.
+NSLAB_STATE_DIR=$(mktemp -d "${TMPDIR:-/tmp}/nslab-test-state.XXXXXX")
+export NSLAB_STATE_DIR
+# Kept when something was left behind: its records are what `nslab clean` and
+# `nslab down` need to remove it.
+keep_state=0
+trap '[ "$keep_state" = 1 ] || rm -rf -- "$NSLAB_STATE_DIR"' EXIT
+
+# What the tests could leave behind, by content: namespaces, interfaces, nft tables,
+# files under /etc/netns and /run/netns, nslab's cgroups, and the files in the state
+# directory (lock files and logs excepted: nslab keeps locks on purpose, logs are
+# the programs' output). Directories that
+# exist but hold nothing do not count.
 snapshot() {
   { ip netns list; ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1; nft list tables 2>/dev/null;
-    ls /etc/netns 2>/dev/null; ls /run/nslab/labs /run/nslab/hosts 2>/dev/null; cat /run/nslab/host-forwarding.json 2>/dev/null; true; } | sort
+    find /etc/netns /run/netns -mindepth 1 ! -type d 2>/dev/null;
+    find /sys/fs/cgroup -maxdepth 4 -path '*/nslab/*' -type d 2>/dev/null;
+    (cd "$NSLAB_STATE_DIR" && find . -mindepth 1 ! -type d ! -path './locks/*' ! -path './logs/*' -printf 'state:%p\n');
+    (cd "$NSLAB_STATE_DIR" && cat host-forwarding.json 2>/dev/null); true; } | sort
 }
 before=$(snapshot)
 
@@ -44,6 +62,9 @@ after=$(snapshot)
 if [ "$before" != "$after" ]; then
   echo "== the tests left something behind in the kernel or in /run, /etc:"
   diff <(echo "$before") <(echo "$after") || true
+  keep_state=1
+  echo "== (lines with < were there before and are gone: another run on this machine)"
+  echo "== state directory kept: NSLAB_STATE_DIR=$NSLAB_STATE_DIR nslab clean removes what the suite left"
   exit 1
 fi
 echo "== all tests passed; nothing left behind"

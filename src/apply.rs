@@ -101,7 +101,7 @@ impl Kernel {
         }
     }
 
-    fn spend(&mut self, n: usize) -> Result<(), ApplyError> {
+    pub(crate) fn spend(&mut self, n: usize) -> Result<(), ApplyError> {
         self.done += n;
         match (self.fail_after, self.refuse_after) {
             (Some(k), _) if self.done >= k => Err(ApplyError::TestAbort(k)),
@@ -160,11 +160,17 @@ pub fn apply(
     std::thread::scope(|s| {
         let files = background.then(|| {
             s.spawn(|| -> Result<(), ApplyError> {
-                for op in ops
-                    .iter()
-                    .filter(|o| matches!(o, Op::WriteLabHosts { .. } | Op::LinkHosts { .. }))
-                {
+                for op in ops.iter().filter(|o| {
+                    matches!(
+                        o,
+                        Op::WriteLabHosts { .. }
+                            | Op::LinkHosts { .. }
+                            | Op::WriteLabResolv { .. }
+                            | Op::LinkResolv { .. }
+                    )
+                }) {
                     hosts_op(op)?;
+                    resolv_op(op)?;
                 }
                 Ok(())
             })
@@ -198,6 +204,29 @@ fn hosts_op(op: &Op) -> Result<(), ApplyError> {
         Op::LinkHosts { ns, target } => {
             let dir = std::path::Path::new("/etc/netns").join(ns);
             std::fs::create_dir_all(&dir).and_then(|_| link_etc(&dir.join("hosts"), target))
+        }
+        _ => Ok(()),
+    };
+    r.map_err(|e| ApplyError::Io {
+        step: op.to_string(),
+        source: e,
+    })
+}
+
+/// The lab's resolv.conf, or a node's link to it. Whatever is at the link's
+/// place and is not nslab's own link (a file someone wrote) is kept.
+fn resolv_op(op: &Op) -> Result<(), ApplyError> {
+    let r = match op {
+        Op::WriteLabResolv { path, content } => {
+            let p = std::path::Path::new(path);
+            p.parent()
+                .map(std::fs::create_dir_all)
+                .transpose()
+                .and_then(|_| std::fs::write(p, content))
+        }
+        Op::LinkResolv { ns, target } => {
+            let dir = std::path::Path::new("/etc/netns").join(ns);
+            std::fs::create_dir_all(&dir).and_then(|_| link_etc(&dir.join("resolv.conf"), target))
         }
         _ => Ok(()),
     };
@@ -310,9 +339,13 @@ fn apply_ops(
                 k.spend(1)?;
                 i += 1;
             }
-            Op::WriteLabHosts { .. } | Op::LinkHosts { .. } => {
+            Op::WriteLabHosts { .. }
+            | Op::LinkHosts { .. }
+            | Op::WriteLabResolv { .. }
+            | Op::LinkResolv { .. } => {
                 if !files_in_background {
                     hosts_op(op)?;
+                    resolv_op(op)?;
                 }
                 i += 1;
             }
@@ -534,7 +567,7 @@ fn run_local(c: &mut Conn, ops: &[&Op]) -> Result<(), ApplyError> {
 }
 
 /// The files nslab links under /etc/netns/NS (`ip netns exec` binds them over /etc).
-pub const ETC_FILES: &[&str] = &["hosts"];
+pub const ETC_FILES: &[&str] = &["hosts", "resolv.conf"];
 
 /// Is `p` a link nslab made (one pointing into its state directory)? Files under
 /// /etc/netns that are anything else are someone else's: never replaced or removed.

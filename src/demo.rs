@@ -333,7 +333,7 @@ impl<'a> Demo<'a> {
         let ns = crate::plan::ns_of(lab, &Place::Node(node.into()));
         let log = crate::programs::log_dir(&lab.name).join("demo-sleep.log");
         let (pid, start) =
-            crate::programs::spawn(&ns, &["sleep".to_string(), "30".to_string()], &log)?;
+            crate::programs::spawn(&ns, &["sleep".to_string(), "30".to_string()], &log, None)?;
         let ids = lab::identify(pid).unwrap_or_default();
         crate::kernel::procs::stop(pid, start, Duration::from_secs(1));
         let ok = ids.iter().any(|i| i.namespace == ns);

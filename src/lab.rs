@@ -88,6 +88,7 @@ fn load_opts(file: &Path, prefix: &str, sandbox: bool, check_programs: bool) -> 
 fn observe(k: &mut Kernel, lab: &Lab, names: &BTreeSet<String>) -> Result<Observed> {
     let mut obs = Observed {
         lab_hosts: std::fs::read_to_string(record::hosts_path(&lab.name)).ok(),
+        lab_resolv: std::fs::read_to_string(record::resolv_path(&lab.name)).ok(),
         ..Default::default()
     };
     // Files under /etc/netns that someone else put there, also for namespaces
@@ -102,6 +103,22 @@ fn observe(k: &mut Kernel, lab: &Lab, names: &BTreeSet<String>) -> Result<Observ
         })
         .cloned()
         .collect();
+    // Each node's resolv.conf, also before its namespace exists.
+    for n in &lab.nodes {
+        let link = Path::new("/etc/netns").join(&n.ns).join("resolv.conf");
+        let found = if link.symlink_metadata().is_err() {
+            plan::EtcFile::Absent
+        } else if record::resolv_link_is_ours(&link) {
+            plan::EtcFile::Ours(
+                std::fs::read_link(&link)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            )
+        } else {
+            plan::EtcFile::Foreign
+        };
+        obs.resolv.insert(n.ns.clone(), found);
+    }
     let host_ns = plan::ns_of(lab, &Place::Host);
     let mut all: Vec<&String> = names.iter().collect();
     if !lab.sandbox {
@@ -385,11 +402,12 @@ pub fn up_lab_with(
                 // Hosts links written (on their own thread) for every node, also
                 // where a namespace turned out not to be ours: only our links go.
                 for op in &ops {
-                    if let Op::LinkHosts { ns, .. } = op {
+                    if let Op::LinkHosts { ns, .. } | Op::LinkResolv { ns, .. } = op {
                         let _ = apply::remove_etc(ns);
                     }
                 }
                 let _ = std::fs::remove_file(record::hosts_path(&lab.name));
+                let _ = std::fs::remove_file(record::resolv_path(&lab.name));
                 undone
             }
         };
@@ -406,7 +424,15 @@ pub fn up_lab_with(
         return Err(Error::Failed(msg));
     }
     // Programs last: the network they talk over is ready now.
-    let started = crate::programs::reconcile(&mut rec, &lab).map_err(|e| {
+    let started = crate::programs::reconcile(&mut rec, &lab, &mut || {
+        // The test switch (NSLAB_TEST_FAIL_AFTER) counts starting a program as
+        // one more step: a crash between starting it and recording its pid.
+        k.spend(1).map_err(Error::Apply)
+    })
+    .map_err(|e| {
+        if matches!(e, Error::Apply(apply::ApplyError::TestAbort(_))) {
+            return e;
+        }
         let _ = rec.save();
         Error::Failed(format!(
             "{e}\nThe network of lab {} is up; the program above did not start. Fix it and run `nslab up` again (it starts only what is not running).",
@@ -621,12 +647,20 @@ const DOWN_WAIT: Duration = Duration::from_secs(60);
 /// Take a lab down: everything its record owns, nothing else.
 pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
     require_caps("down")?;
-    let lock = lock_lab(lab)?;
-    down_locked(lab, kill, &lock)
+    // A lab that is not up: nothing to lock (no lock file for a typo).
+    let lock = if Record::load(lab)
+        .map_err(Error::io(format!("read the record of lab {lab}")))?
+        .is_some()
+    {
+        Some(lock_lab(lab)?)
+    } else {
+        None
+    };
+    down_locked(lab, kill, lock.as_ref())
 }
 
 /// `down` for a caller that holds the lab's lock already (`clean`).
-pub fn down_locked(lab: &str, kill: bool, _lock: &record::LabLock) -> Result<DownReport> {
+pub fn down_locked(lab: &str, kill: bool, _lock: Option<&record::LabLock>) -> Result<DownReport> {
     crate::timing::mark("start");
     let t0 = Instant::now();
     let mut rep = DownReport {
@@ -707,12 +741,24 @@ pub fn down_locked(lab: &str, kill: bool, _lock: &record::LabLock) -> Result<Dow
 
     // Processes in the lab's namespaces: ours are stopped, others block `down`.
     let found = procs::in_namespaces(&inos).map_err(Error::io("list processes"))?;
-    // Ours: a program nslab started, or one of its children (same session).
-    let (ours, others): (Vec<_>, Vec<_>) = found.into_iter().partition(|(_, p)| {
-        rec.processes.iter().any(|r| {
-            (r.pid == p.pid && (r.start_time == p.start_time || r.start_time == 0))
-                || (p.session == r.pid && crate::programs::alive(r))
-        })
+    // Ours: anything in the lab's cgroup (programs nslab started and whatever
+    // they started, recorded or not), or, without cgroups, a program nslab
+    // started or one of its children (same session).
+    let lab_cg = crate::kernel::cgroup::lab_dir(lab).filter(|d| d.exists());
+    let (ours, mut others): (Vec<_>, Vec<_>) = found.into_iter().partition(|(_, p)| {
+        lab_cg
+            .as_ref()
+            .is_some_and(|d| crate::kernel::cgroup::contains(d, p.pid))
+            || rec.processes.iter().any(|r| {
+                r.pid > 0
+                    && ((r.pid == p.pid && (r.start_time == p.start_time || r.start_time == 0))
+                        || (p.session == r.pid && crate::programs::alive(r)))
+            })
+    });
+    // One that exited while we looked (its cgroup could not be read any more) is
+    // nobody's problem.
+    others.retain(|(_, p)| {
+        procs::stat(p.pid).is_some_and(|s| s.start_time == p.start_time && !s.gone())
     });
     if !others.is_empty() && !kill {
         let list: Vec<String> = others
@@ -725,24 +771,64 @@ pub fn down_locked(lab: &str, kill: bool, _lock: &record::LabLock) -> Result<Dow
         )));
     }
     // Recorded programs may live outside the lab's namespaces and still hold
-    // sockets in them (`serve --detach`): stop every one of them by pid.
-    for r in rec.processes.iter().filter(|r| crate::programs::alive(r)) {
-        procs::stop(r.pid, r.start_time, Duration::from_secs(3));
-        rep.stopped.push(procs::ProcInfo {
-            pid: r.pid,
-            start_time: r.start_time,
-            command: r.command.clone(),
-            session: r.pid,
-        });
-    }
-    for (_, p) in &ours {
-        if procs::start_time(p.pid) == Some(p.start_time) {
-            procs::stop(p.pid, p.start_time, Duration::from_secs(3));
-            rep.stopped.push(p.clone());
+    // sockets in them (`serve --detach`): stop every one of them, with what it
+    // started (its cgroup).
+    let grace = Duration::from_secs(3);
+    let mut reported: std::collections::HashSet<i32> = std::collections::HashSet::new();
+    for r in &rec.processes {
+        let running = crate::programs::alive(r);
+        // A program whose pid was never recorded (`up` killed right after
+        // starting it): the first process of its cgroup.
+        let pid = match (&r.cgroup, r.pid) {
+            (Some(cg), 0) => crate::kernel::cgroup::pids(Path::new(cg))
+                .first()
+                .copied()
+                .unwrap_or(0),
+            _ => r.pid,
+        };
+        match crate::programs::stop(r, grace) {
+            Ok(_) if running => {
+                reported.insert(pid);
+                rep.stopped.push(procs::ProcInfo {
+                    pid,
+                    start_time: r.start_time,
+                    command: r.command.clone(),
+                    session: r.pid,
+                });
+            }
+            Ok(_) => {}
+            Err(e) => rep.warnings.push(e.to_string()),
         }
     }
+    // Whatever else is in the lab's cgroup (a program an `up` started and was
+    // killed before recording).
+    if let Some(d) = &lab_cg {
+        match crate::kernel::cgroup::stop(d, grace) {
+            Ok(pids) => {
+                for pid in pids {
+                    if !reported.contains(&pid) && !ours.iter().any(|(_, p)| p.pid == pid) {
+                        reported.insert(pid);
+                        rep.stopped.push(procs::ProcInfo {
+                            pid,
+                            start_time: 0,
+                            command: "(in the lab's cgroup)".into(),
+                            session: 0,
+                        });
+                    }
+                }
+            }
+            Err(e) => rep.warnings.push(format!("stop the lab's cgroup: {e}")),
+        }
+    }
+    for (_, p) in &ours {
+        if !reported.insert(p.pid) {
+            continue; // stopped above, as a recorded program
+        }
+        procs::stop(p.pid, p.start_time, grace);
+        rep.stopped.push(p.clone());
+    }
     for (_, p) in &others {
-        procs::stop(p.pid, p.start_time, Duration::from_secs(3));
+        procs::stop(p.pid, p.start_time, grace);
         rep.killed.push(p.clone());
     }
 
@@ -951,6 +1037,7 @@ pub fn down_locked(lab: &str, kill: bool, _lock: &record::LabLock) -> Result<Dow
     }
     let _ = std::fs::remove_dir_all(crate::programs::log_dir(lab));
     let _ = std::fs::remove_file(record::hosts_path(lab));
+    let _ = std::fs::remove_file(record::resolv_path(lab));
     rec.remove().map_err(Error::io("remove the lab's record"))?;
     rep.seconds = t0.elapsed().as_secs_f64();
     Ok(rep)
@@ -1043,6 +1130,46 @@ pub fn select(lab: Option<&str>, file: Option<&Path>, prefix: &str) -> Result<St
             labs.join(", ")
         ))),
     }
+}
+
+/// The lab and node whose namespace is `ns` (a namespace name given where a node
+/// name was expected), among the labs that are up.
+pub fn node_of_namespace(ns: &str) -> Option<(String, String)> {
+    record::list().ok()?.into_iter().find_map(|l| {
+        let rec = Record::load(&l).ok()??;
+        let node = rec.model?.nodes.into_iter().find(|n| n.ns == ns)?;
+        Some((l, node.name))
+    })
+}
+
+/// A lab that was brought up from a given file (see [`labs_from_file`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FromFile {
+    pub lab: String,
+    /// The `--prefix` it was brought up with (None: its first `up` did not finish).
+    pub prefix: Option<String>,
+    pub sandbox: bool,
+}
+
+/// Labs whose record says they were brought up from `file` (the same file by its
+/// canonical path, whatever its `name:` says now).
+pub fn labs_from_file(file: &Path) -> Result<Vec<FromFile>> {
+    let want = std::fs::canonicalize(file)
+        .or_else(|_| std::path::absolute(file))
+        .map_err(Error::io(format!("{}", file.display())))?;
+    let mut out = Vec::new();
+    for l in record::list().map_err(Error::io("list labs"))? {
+        if let Ok(Some(r)) = Record::load(&l)
+            && r.file.as_deref().map(Path::new) == Some(want.as_path())
+        {
+            out.push(FromFile {
+                lab: r.lab.clone(),
+                prefix: r.model.as_ref().map(|m| m.prefix.clone()),
+                sandbox: r.sandbox,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// The `name:` of a topology file, even if the rest of the file no longer validates

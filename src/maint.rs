@@ -95,6 +95,9 @@ pub struct CleanReport {
     pub etc_netns: Vec<String>,
     /// Labs without a record that had turned on the host's forwarding.
     pub forwarding_released: Vec<String>,
+    /// Processes of labs without a record, found in the lab's cgroup and stopped
+    /// ("PID (lab LAB)").
+    pub orphan_processes: Vec<String>,
     pub errors: Vec<String>,
     /// Labs another nslab was working on (their lock was held): left alone.
     pub busy: Vec<String>,
@@ -137,7 +140,8 @@ fn lab_of_mark(alias: Option<&str>) -> Option<&str> {
 
 /// Take down every lab (with `prefix`), then remove orphans: namespaces whose `lo`
 /// carries an nslab mark, interfaces and nft tables in this namespace with an nslab
-/// mark, hosts files nslab wrote — each only if its lab has no record.
+/// mark, hosts files nslab wrote, processes in a lab's cgroup — each only if its
+/// lab has no record.
 pub fn clean(prefix: &str, kill: bool, dry_run: bool) -> Result<CleanReport> {
     if let Some(p) = crate::topology::validate::prefix_problem(prefix) {
         return Err(Error::Usage(format!("--prefix {prefix:?} {p}")));
@@ -170,7 +174,7 @@ pub fn clean(prefix: &str, kill: bool, dry_run: bool) -> Result<CleanReport> {
                 }
             }
         }
-        match lab::down_locked(&l, kill, &locks.held[&l]) {
+        match lab::down_locked(&l, kill, locks.held.get(&l)) {
             Ok(_) => rep.labs_down.push(l),
             Err(e) => rep.errors.push(format!("lab {l}: {e}")),
         }
@@ -191,6 +195,25 @@ pub fn clean(prefix: &str, kill: bool, dry_run: bool) -> Result<CleanReport> {
     let mut orphan =
         |lab: &str| lab.starts_with(prefix) && !recorded.contains(lab) && locks.take(lab);
 
+    // Programs of labs whose record was lost: everything in the lab's cgroup,
+    // first, while their namespaces still have names.
+    for labname in crate::kernel::cgroup::labs() {
+        if !orphan(&labname) {
+            continue;
+        }
+        let Some(dir) = crate::kernel::cgroup::lab_dir(&labname) else {
+            continue;
+        };
+        let pids = crate::kernel::cgroup::pids(&dir);
+        if !dry_run
+            && let Err(e) = crate::kernel::cgroup::stop(&dir, std::time::Duration::from_secs(3))
+        {
+            rep.errors.push(format!("programs of lab {labname}: {e}"));
+            continue;
+        }
+        rep.orphan_processes
+            .extend(pids.iter().map(|p| format!("{p} (lab {labname})")));
+    }
     // Namespaces marked by lo's alias.
     if let Ok(rd) = std::fs::read_dir(netns::netns_dir()) {
         for e in rd.flatten() {
@@ -285,15 +308,42 @@ pub fn clean(prefix: &str, kill: bool, dry_run: bool) -> Result<CleanReport> {
             }
         }
     }
+    // The program logs of labs whose record was lost.
+    if let Ok(rd) = std::fs::read_dir(record::state_dir().join("logs")) {
+        for e in rd.flatten() {
+            let labname = e.file_name().to_string_lossy().into_owned();
+            if orphan(&labname) && !dry_run {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    // The resolv.conf files of labs whose record was lost.
+    if let Ok(rd) = std::fs::read_dir(record::state_dir().join("resolv")) {
+        for e in rd.flatten() {
+            let labname = e.file_name().to_string_lossy().into_owned();
+            if orphan(&labname) {
+                if !dry_run {
+                    let _ = std::fs::remove_file(e.path());
+                }
+                rep.etc_netns.push(e.path().display().to_string());
+            }
+        }
+    }
     // Hosts links nslab wrote for namespaces that are gone.
     if let Ok(rd) = std::fs::read_dir("/etc/netns") {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             // nslab's: a link into its hosts directory (named after the lab).
             let hosts_dir = record::state_dir().join("hosts");
+            let resolv_dir = record::state_dir().join("resolv");
             let Some(labname) = std::fs::read_link(e.path().join("hosts"))
                 .ok()
                 .filter(|t| t.parent() == Some(hosts_dir.as_path()))
+                .or_else(|| {
+                    std::fs::read_link(e.path().join("resolv.conf"))
+                        .ok()
+                        .filter(|t| t.parent() == Some(resolv_dir.as_path()))
+                })
                 .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
             else {
                 continue;

@@ -1,9 +1,11 @@
 //! Programs nslab starts inside nodes: the file's `run:` lists (started by `up`
-//! once the network is ready) and `serve --detach`. Each is recorded by pid and
-//! start time, logs to a file, and is stopped by `down`.
+//! once the network is ready) and `serve --detach`. Each runs in a cgroup of its
+//! own under the lab's (see [`crate::kernel::cgroup`]), recorded before it starts,
+//! logs to a file, and is stopped by `down` with everything it started. Without a
+//! writable cgroup v2 they are known by pid, start time and session.
 
 use crate::error::{Error, Result};
-use crate::kernel::{exec::Entry, netns, procs};
+use crate::kernel::{cgroup, exec::Entry, netns, procs};
 use crate::record::{Proc, Record};
 use crate::topology::Lab;
 use std::os::unix::process::CommandExt;
@@ -13,14 +15,52 @@ pub fn log_dir(lab: &str) -> std::path::PathBuf {
     crate::record::state_dir().join("logs").join(lab)
 }
 
-/// Is a recorded program still the same running process?
+/// Is a recorded program still running? With a cgroup: while anything is in it
+/// (the program or whatever it started). Without: the same pid and start time.
 pub fn alive(p: &Proc) -> bool {
-    procs::stat(p.pid).is_some_and(|s| s.start_time == p.start_time && !s.gone())
+    match &p.cgroup {
+        Some(cg) => cgroup::populated(std::path::Path::new(cg)),
+        None => procs::stat(p.pid).is_some_and(|s| s.start_time == p.start_time && !s.gone()),
+    }
+}
+
+/// Stop a recorded program and everything it started: its whole cgroup, or
+/// (without one) its pid. Returns the pids it signalled.
+pub fn stop(p: &Proc, grace: std::time::Duration) -> Result<Vec<i32>> {
+    match &p.cgroup {
+        Some(cg) => cgroup::stop(std::path::Path::new(cg), grace)
+            .map_err(Error::io(format!("stop the programs in cgroup {cg}"))),
+        None => {
+            if !alive(p) {
+                return Ok(vec![]);
+            }
+            procs::stop(p.pid, p.start_time, grace);
+            Ok(vec![p.pid])
+        }
+    }
+}
+
+/// A fresh cgroup for a program of `lab` (None: no writable cgroup v2 here).
+pub fn new_cgroup(lab: &str, origin: &str) -> Result<Option<std::path::PathBuf>> {
+    cgroup::create_program(lab, origin).map_err(Error::io(format!("create a cgroup for lab {lab}")))
+}
+
+/// How programs of a lab are tracked, for the user.
+pub fn tracking(lab: &str) -> String {
+    match cgroup::lab_dir(lab).filter(|_| cgroup::top().is_some()) {
+        Some(d) => format!("programs are tracked by cgroup {}", d.display()),
+        None => "no writable cgroup v2 here: programs are tracked by pid, start time and session (one that leaves its session is not found by `down`)".into(),
+    }
 }
 
 /// Start `argv` in namespace `ns` like `nslab exec` would, detached (own session),
-/// output to `log`.
-pub fn spawn(ns: &str, argv: &[String], log: &std::path::Path) -> Result<(i32, u64)> {
+/// output to `log`; in cgroup `cg` (if any) before it runs any of its own code.
+pub fn spawn(
+    ns: &str,
+    argv: &[String],
+    log: &std::path::Path,
+    cg: Option<&std::path::Path>,
+) -> Result<(i32, u64)> {
     let (prog, args) = argv
         .split_first()
         .ok_or_else(|| Error::Usage("empty command".into()))?;
@@ -35,40 +75,53 @@ pub fn spawn(ns: &str, argv: &[String], log: &std::path::Path) -> Result<(i32, u
     let err = out.try_clone().map_err(Error::io("log file"))?;
     let mut cmd = Command::new(prog);
     cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
-    if !ns.is_empty() {
-        let f = netns::open(ns).map_err(Error::io(format!("open namespace {ns}")))?;
-        let entry = Entry::new(ns, f).map_err(Error::io(format!("prepare namespace {ns}")))?;
-        // SAFETY: between fork and exec the child only makes syscalls (setns,
-        // unshare, mount, setsid); everything they need was prepared before.
-        unsafe {
-            cmd.pre_exec(move || {
-                entry.enter()?;
-                nix::unistd::setsid()?;
-                Ok(())
-            });
-        }
+    let joiner = cg
+        .map(|c| cgroup::Joiner::open(c).map_err(Error::io(format!("open cgroup {}", c.display()))))
+        .transpose()?;
+    let entry = if ns.is_empty() {
+        None
     } else {
-        // SAFETY: setsid only.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::unistd::setsid()?;
-                Ok(())
-            });
-        }
+        let f = netns::open(ns).map_err(Error::io(format!("open namespace {ns}")))?;
+        Some(Entry::new(ns, f).map_err(Error::io(format!("prepare namespace {ns}")))?)
+    };
+    // SAFETY: between fork and exec the child only makes syscalls (write to
+    // cgroup.procs, setns, unshare, mount, setsid); everything they need was
+    // prepared before.
+    unsafe {
+        cmd.pre_exec(move || {
+            // First: from here on, everything the child does is in the lab's cgroup.
+            if let Some(j) = &joiner {
+                j.join()?;
+            }
+            if let Some(e) = &entry {
+                e.enter()?;
+            }
+            nix::unistd::setsid()?;
+            Ok(())
+        });
     }
     let child = cmd
         .spawn()
         .map_err(|e| Error::Failed(format!("start `{}` in {ns}: {e}", argv.join(" "))))?;
     let pid = child.id() as i32;
-    // Not waited for: the record owns it; `down` stops it by pid and start time.
+    // Not waited for: the record owns it; `down` stops it by cgroup (or pid and
+    // start time).
     std::mem::forget(child);
     let start = procs::start_time(pid).unwrap_or(0);
     Ok((pid, start))
 }
 
 /// Bring the `run:` programs in line with the model: stop recorded ones that are
-/// no longer wanted, start wanted ones that are not running.
-pub fn reconcile(rec: &mut Record, lab: &Lab) -> Result<Vec<String>> {
+/// no longer wanted, start wanted ones that are not running. A program's record
+/// (with its cgroup) is written before it starts, so one started by an `up`
+/// killed before it wrote the pid is found by its cgroup, not started twice.
+/// `after_spawn` runs between starting a program and recording its pid (a test
+/// hook plays a crash there).
+pub fn reconcile(
+    rec: &mut Record,
+    lab: &Lab,
+    after_spawn: &mut dyn FnMut() -> Result<()>,
+) -> Result<Vec<String>> {
     let mut said = Vec::new();
     let wanted: Vec<(String, String, String)> = lab
         .nodes
@@ -79,23 +132,68 @@ pub fn reconcile(rec: &mut Record, lab: &Lab) -> Result<Vec<String>> {
                 .map(move |c| (n.name.clone(), n.ns.clone(), c.clone()))
         })
         .collect();
+    let grace = std::time::Duration::from_secs(3);
     let mut keep = Vec::new();
-    for p in std::mem::take(&mut rec.processes) {
+    for mut p in std::mem::take(&mut rec.processes) {
         let still = p.origin != "run"
             || wanted
                 .iter()
                 .any(|(n, _, c)| *n == p.node && *c == p.command);
-        if still && (p.origin != "run" || alive(&p)) {
+        let running = alive(&p);
+        if still && (p.origin != "run" || running) {
+            // Started by an `up` that was killed before it recorded the pid.
+            if p.pid == 0
+                && let Some(cg) = &p.cgroup
+                && let Some(first) = cgroup::pids(std::path::Path::new(cg)).first()
+            {
+                p.pid = *first;
+                p.start_time = procs::start_time(*first).unwrap_or(0);
+            }
             keep.push(p);
-        } else if alive(&p) {
-            procs::stop(p.pid, p.start_time, std::time::Duration::from_secs(3));
-            said.push(format!(
-                "stopped `{}` in {} (pid {})",
-                p.command, p.node, p.pid
-            ));
+        } else {
+            if running {
+                said.push(format!(
+                    "stopped `{}` in {} (pid {})",
+                    p.command, p.node, p.pid
+                ));
+            }
+            // Also removes an empty cgroup left behind.
+            stop(&p, grace)?;
         }
     }
     rec.processes = keep;
+    // Program cgroups of this lab that no record names (its record was lost and
+    // the lab brought up again): ours by their mark, and in the way of the new ones.
+    if let Some(dir) = cgroup::lab_dir(&lab.name)
+        && let Ok(rd) = std::fs::read_dir(&dir)
+    {
+        for e in rd.flatten() {
+            let path = e.path();
+            // `serve --detach` records its program once it answers: not ours to judge.
+            let is_run = e.file_name().to_string_lossy().starts_with("run-");
+            if !is_run
+                || !path.is_dir()
+                || rec
+                    .processes
+                    .iter()
+                    .any(|p| p.cgroup.as_deref() == Some(&*path.to_string_lossy()))
+            {
+                continue;
+            }
+            let gone = cgroup::stop(&path, grace).map_err(Error::io(format!(
+                "stop the programs in {}",
+                path.display()
+            )))?;
+            if !gone.is_empty() {
+                said.push(format!(
+                    "stopped {} process(es) in {} that no record names (a lost record?)",
+                    gone.len(),
+                    path.display()
+                ));
+            }
+        }
+    }
+    let mut told = false;
     for (i, (node, ns, command)) in wanted.iter().enumerate() {
         if rec
             .processes
@@ -104,22 +202,84 @@ pub fn reconcile(rec: &mut Record, lab: &Lab) -> Result<Vec<String>> {
         {
             continue;
         }
+        if !told {
+            said.push(tracking(&lab.name));
+            told = true;
+        }
         let argv = crate::util::split_command(command).map_err(Error::Usage)?;
         let log = log_dir(&lab.name).join(format!("{node}-{i}.log"));
-        let (pid, start_time) = spawn(ns, &argv, &log)?;
-        said.push(format!(
-            "started `{command}` in {node} (pid {pid}, log {})",
-            log.display()
-        ));
+        // Record first (with its cgroup), then start.
+        let cg = new_cgroup(&lab.name, "run")?;
         rec.processes.push(Proc {
-            pid,
-            start_time,
+            pid: 0,
+            start_time: 0,
             node: node.clone(),
             command: command.clone(),
             log: Some(log.display().to_string()),
             origin: "run".into(),
+            cgroup: cg.as_ref().map(|c| c.display().to_string()),
         });
+        rec.save().map_err(Error::io("write the lab's record"))?;
+        let (pid, start_time) = match spawn(ns, &argv, &log, cg.as_deref()) {
+            Ok(x) => x,
+            Err(e) => {
+                rec.processes.pop();
+                if let Some(c) = &cg {
+                    let _ = cgroup::remove(c);
+                }
+                rec.save().map_err(Error::io("write the lab's record"))?;
+                return Err(e);
+            }
+        };
+        after_spawn()?;
+        said.push(format!(
+            "started `{command}` in {node} (pid {pid}, log {})",
+            log.display()
+        ));
+        if let Some(p) = rec.processes.last_mut() {
+            p.pid = pid;
+            p.start_time = start_time;
+        }
         rec.save().map_err(Error::io("write the lab's record"))?;
     }
     Ok(said)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without a cgroup (no writable cgroup v2): known by pid and start time,
+    /// stopped by pid.
+    #[test]
+    fn without_a_cgroup_a_program_is_known_by_pid_and_start_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("p.log");
+        let argv = ["sleep".to_string(), "300".to_string()];
+        let (pid, start_time) = spawn("", &argv, &log, None).unwrap();
+        let p = Proc {
+            pid,
+            start_time,
+            node: "n".into(),
+            command: "sleep 300".into(),
+            log: None,
+            origin: "run".into(),
+            cgroup: None,
+        };
+        assert!(alive(&p));
+        // Its own session (setsid before exec).
+        assert_eq!(procs::stat(pid).unwrap().session, pid);
+        // A reused pid (another start time) is not ours.
+        assert!(!alive(&Proc {
+            start_time: start_time + 1,
+            ..p.clone()
+        }));
+        assert_eq!(stop(&p, std::time::Duration::from_secs(3)).unwrap(), [pid]);
+        assert!(!alive(&p));
+        assert!(
+            stop(&p, std::time::Duration::from_secs(1))
+                .unwrap()
+                .is_empty()
+        );
+    }
 }

@@ -35,6 +35,18 @@ pub fn hosts_path(lab: &str) -> PathBuf {
     state_dir().join("hosts").join(lab)
 }
 
+/// The lab's resolv.conf; each node's /etc/netns/NS/resolv.conf links to it.
+pub fn resolv_path(lab: &str) -> PathBuf {
+    state_dir().join("resolv").join(lab)
+}
+
+/// Is `link` a symlink into nslab's resolv.conf directory (nslab's own)?
+pub fn resolv_link_is_ours(link: &Path) -> bool {
+    std::fs::read_link(link)
+        .ok()
+        .is_some_and(|t| t.parent() == Some(state_dir().join("resolv").as_path()))
+}
+
 pub fn path_of(lab: &str) -> PathBuf {
     labs_dir().join(format!("{lab}.json"))
 }
@@ -59,6 +71,11 @@ pub struct Proc {
     /// "run" (the file's `run:` list) or "serve" (`nslab serve --detach`).
     #[serde(default)]
     pub origin: String,
+    /// The cgroup (v2) the program was started in, absolute path: it holds the
+    /// program and everything it ever starts. None: no writable cgroup v2 here,
+    /// the program is known by pid, start time and session only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -29,63 +29,14 @@ pub fn find_program(name: &str) -> Result<std::path::PathBuf, String> {
         })
 }
 
-/// Split a command line into words like a POSIX shell would for simple cases:
-/// whitespace separates, single and double quotes group, backslash escapes.
-/// No expansion of any kind: nslab never runs a shell.
+/// Split a command line into words as a POSIX shell would (the maintained
+/// `shell-words` crate): whitespace separates, single quotes keep everything,
+/// double quotes keep everything but `\\`, `\"`, `\$`, `` \` `` (so
+/// `printf "a\nb"` keeps its `\n`), a backslash outside quotes escapes the next
+/// character, `#` at the start of a word begins a comment. No expansion of any
+/// kind: nslab never runs a shell.
 pub fn split_command(s: &str) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(x) => cur.push(x),
-                        None => return Err("unbalanced single quote".into()),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(x) => cur.push(x),
-                            None => return Err("trailing backslash".into()),
-                        },
-                        Some(x) => cur.push(x),
-                        None => return Err("unbalanced double quote".into()),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                match chars.next() {
-                    Some(x) => cur.push(x),
-                    None => return Err("trailing backslash".into()),
-                }
-            }
-            c if c.is_whitespace() => {
-                if in_word {
-                    out.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            c => {
-                in_word = true;
-                cur.push(c);
-            }
-        }
-    }
-    if in_word {
-        out.push(cur);
-    }
-    Ok(out)
+    shell_words::split(s).map_err(|e| format!("{e} in `{s}`"))
 }
 
 /// Quote a word for display in a shell command, only when needed.
@@ -160,6 +111,26 @@ mod tests {
         );
         assert_eq!(split_command("a ''").unwrap(), ["a", ""]);
         assert!(split_command("echo 'oops").is_err());
+        // A backslash in double quotes stays unless it escapes \\ " $ `.
+        assert_eq!(
+            split_command(r#"printf "a\nb""#).unwrap(),
+            ["printf", r"a\nb"]
+        );
+        assert_eq!(
+            split_command(r#"echo "a\"b\\c""#).unwrap(),
+            ["echo", r#"a"b\c"#]
+        );
+    }
+
+    proptest::proptest! {
+        /// Quoting a list of words (ours, and shell_words::join) and splitting it
+        /// gives the same words back.
+        #[test]
+        fn quoting_and_splitting_round_trip(words in proptest::collection::vec("[^\\x00]*", 0..6)) {
+            let ours: Vec<String> = words.iter().map(|w| shell_quote(w)).collect();
+            proptest::prop_assert_eq!(&split_command(&ours.join(" ")).unwrap(), &words);
+            proptest::prop_assert_eq!(&split_command(&shell_words::join(&words)).unwrap(), &words);
+        }
     }
 
     #[test]

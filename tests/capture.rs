@@ -186,3 +186,45 @@ fn bad_targets_are_refused() {
     let o = nslab(&["capture", "--lab", &lab, "red", "--proto", "smtp"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
+
+#[test]
+fn the_file_extension_decides_pcap_or_pcapng() {
+    let (p, lab, _g) = up_example("pext", "objective1-veth.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    // One interface into a .pcapng: pcapng (its Section Header Block magic).
+    let ng = dir.path().join("one.pcapng");
+    let c = CaptureRun::start(&[
+        "--lab",
+        &lab,
+        "red:veth-red",
+        "--proto",
+        "icmp",
+        "-c",
+        "2",
+        "-w",
+        s(&ng),
+        "-q",
+    ]);
+    sh(&format!("ip netns exec {p}green ping -c 1 192.168.1.1"));
+    c.finish();
+    let b = std::fs::read(&ng).unwrap();
+    assert_eq!(&b[..4], &[0x0a, 0x0d, 0x0d, 0x0a], "not pcapng");
+    let td = sh(&format!("tcpdump -nn -r {} 2>/dev/null", ng.display()));
+    assert_eq!(td.lines().count(), 2, "{td}");
+    // Two interfaces into a .pcap: refused before anything is written.
+    let bad = dir.path().join("two.pcap");
+    let o = nslab(&[
+        "capture",
+        "--lab",
+        &lab,
+        "red:veth-red",
+        "green:veth-green",
+        "-w",
+        s(&bad),
+        "-c",
+        "1",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains(".pcapng"), "{}", text(&o));
+    assert!(!bad.exists());
+}

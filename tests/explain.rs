@@ -102,8 +102,10 @@ fn explained_commands_build_what_up_builds() {
                     .output();
                 let _ = std::fs::remove_dir_all(format!("/etc/netns/{}{n}", self.0));
             }
-            // The hosts file the explained commands wrote.
-            let _ = std::fs::remove_file(format!("/run/nslab/hosts/{}objective3", self.0));
+            // The hosts file and resolv.conf the explained commands wrote.
+            for dir in ["hosts", "resolv"] {
+                let _ = std::fs::remove_file(common::state(&format!("{dir}/{}objective3", self.0)));
+            }
         }
     }
     let _c = Cleanup(pa.clone());

@@ -296,7 +296,7 @@ fn serve_answers_curl_and_plain_text_gets_400() {
     );
     // Recorded with the lab; `down` stops it.
     let rec: Value = serde_json::from_str(
-        &std::fs::read_to_string(format!("/run/nslab/labs/{lab}.json")).unwrap(),
+        &std::fs::read_to_string(common::state(&format!("labs/{lab}.json"))).unwrap(),
     )
     .unwrap();
     let pid = rec["processes"][0]["pid"].as_i64().unwrap();
@@ -315,7 +315,7 @@ fn serve_answers_curl_and_plain_text_gets_400() {
 fn run_programs_start_with_up_and_stop_with_down() {
     let (p, lab, _g) = up_example("run", "objective2-bridge.yaml");
     let rec: Value = serde_json::from_str(
-        &std::fs::read_to_string(format!("/run/nslab/labs/{lab}.json")).unwrap(),
+        &std::fs::read_to_string(common::state(&format!("labs/{lab}.json"))).unwrap(),
     )
     .unwrap();
     let procs = rec["processes"].as_array().unwrap();
@@ -334,7 +334,7 @@ fn run_programs_start_with_up_and_stop_with_down() {
         &p,
     ]));
     let rec2: Value = serde_json::from_str(
-        &std::fs::read_to_string(format!("/run/nslab/labs/{lab}.json")).unwrap(),
+        &std::fs::read_to_string(common::state(&format!("labs/{lab}.json"))).unwrap(),
     )
     .unwrap();
     assert_eq!(rec2["processes"][0]["pid"].as_i64(), Some(pid));

@@ -7,7 +7,7 @@ use std::process::Command;
 
 fn something_left(p: &str, lab: &str) -> bool {
     netns_list().iter().any(|n| n.starts_with(p))
-        || std::path::Path::new(&format!("/run/nslab/labs/{lab}.json")).exists()
+        || common::state(&format!("labs/{lab}.json")).exists()
 }
 
 #[test]
@@ -147,7 +147,7 @@ fn clean_removes_orphans_whose_record_was_lost() {
         &["up", s(&example("objective3-nat.yaml")), "--prefix", &p],
     ));
     // The record is lost (say /run/nslab was wiped).
-    std::fs::remove_file(format!("/run/nslab/labs/{lab}.json")).unwrap();
+    std::fs::remove_file(common::state(&format!("labs/{lab}.json"))).unwrap();
     let o = ok(nslab_in(
         Some(&t.name),
         &["clean", "--prefix", &p, "--json"],
@@ -169,7 +169,7 @@ fn clean_removes_orphans_whose_record_was_lost() {
     assert!(!link_names(Some(&t.name)).contains(&"bri0".to_string()));
     assert!(!sh(&format!("ip netns exec {} nft list tables", t.name)).contains("nslab-"));
     assert!(!std::path::Path::new(&format!("/etc/netns/{p}black")).exists());
-    assert!(!std::path::Path::new(&format!("/run/nslab/hosts/{lab}")).exists());
+    assert!(!common::state(&format!("hosts/{lab}")).exists());
     // The forwarding the lost lab had turned on is put back, and forgotten.
     assert_eq!(
         sh(&format!(
@@ -179,7 +179,7 @@ fn clean_removes_orphans_whose_record_was_lost() {
         .trim(),
         "0"
     );
-    let fwd = std::fs::read_to_string("/run/nslab/host-forwarding.json").unwrap_or_default();
+    let fwd = std::fs::read_to_string(common::state("host-forwarding.json")).unwrap_or_default();
     assert!(!fwd.contains(&lab), "{fwd}");
 }
 

@@ -66,10 +66,36 @@ pub enum Sink {
     PcapNg(PcapNgWriter<BufWriter<File>>, Vec<u32>),
 }
 
+/// The file format of a capture file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    Pcap,
+    PcapNg,
+}
+
+/// The format `path` gets: its extension decides (`.pcap`, `.pcapng`); any
+/// other name gets pcap for one interface, pcapng for several. A `.pcap` file
+/// cannot say which of several interfaces a packet was seen on: refused.
+pub fn file_format(path: &Path, interfaces: usize) -> Result<FileFormat, String> {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("pcapng") => Ok(FileFormat::PcapNg),
+        Some("pcap") if interfaces > 1 => Err(format!(
+            "{}: a .pcap file holds one interface and this capture has {interfaces}; name it .pcapng",
+            path.display()
+        )),
+        Some("pcap") => Ok(FileFormat::Pcap),
+        _ if interfaces == 1 => Ok(FileFormat::Pcap),
+        _ => Ok(FileFormat::PcapNg),
+    }
+}
+
 impl Sink {
-    pub fn create(path: &Path, targets: &[Target]) -> io::Result<Sink> {
+    pub fn create(path: &Path, targets: &[Target], format: FileFormat) -> io::Result<Sink> {
         let f = BufWriter::new(File::create(path)?);
-        if targets.len() == 1 {
+        if format == FileFormat::Pcap {
             Ok(Sink::Pcap(PcapWriter::new(f)?))
         } else {
             let mut w = PcapNgWriter::new(f)?;
@@ -243,4 +269,20 @@ pub fn line(s: &Seen) -> String {
         },
         s.text
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_extension_decides_the_file_format() {
+        let f = |p: &str, n| file_format(Path::new(p), n);
+        assert_eq!(f("x.pcapng", 1), Ok(FileFormat::PcapNg));
+        assert_eq!(f("x.PCAPNG", 3), Ok(FileFormat::PcapNg));
+        assert_eq!(f("x.pcap", 1), Ok(FileFormat::Pcap));
+        assert!(f("x.pcap", 2).unwrap_err().contains(".pcapng"));
+        assert_eq!(f("x", 1), Ok(FileFormat::Pcap));
+        assert_eq!(f("x.cap", 2), Ok(FileFormat::PcapNg));
+    }
 }

@@ -14,16 +14,18 @@ use std::time::Duration;
 ///
 /// TARGET is an endpoint (NODE:IF, host:IF, internet:IF, BRIDGE:PORT), a bridge
 /// (all its ports), a node (all its interfaces) or `all`.
-///
-/// Examples:
-///   nslab capture host:bbrveth              # the tutorial's tcpdump -i bbrveth
-///   nslab capture green all -c 20           # follow a packet hop by hop
-///   nslab capture bri0 -w ports.pcapng --proto icmp
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  nslab capture host:bbrveth              # the tutorial's tcpdump -i bbrveth
+  nslab capture green all -c 20           # follow a packet hop by hop
+  nslab capture bri0 -w ports.pcapng --proto icmp")]
 pub struct Args {
+    /// What to watch: NODE:IF, host:IF, internet:IF, BRIDGE:PORT, a bridge (all
+    /// its ports), a node (all its interfaces) or `all`; several at once.
     #[arg(required = true, value_name = "TARGET")]
     pub targets: Vec<String>,
-    /// Write packets to FILE: pcap for one interface, pcapng for several.
+    /// Write packets to FILE: `.pcapng` gives pcapng, `.pcap` pcap (one interface
+    /// only); any other name pcap for one interface, pcapng for several.
     #[arg(short = 'w', long = "write", value_name = "FILE")]
     pub write: Option<std::path::PathBuf>,
     /// Stop after N packets.
@@ -67,12 +69,18 @@ pub fn run(a: Args) -> Result<i32> {
     let lab = a.sel.resolve(a.file.as_deref())?;
     let rec = nslab::lab::record_of(&lab)?;
     let targets = nslab::lab::capture_targets(&rec, &a.targets)?;
+    let format = a
+        .write
+        .as_deref()
+        .map(|p| engine::file_format(p, targets.len()))
+        .transpose()
+        .map_err(Error::Usage)?;
     let socks = engine::open(&targets).map_err(|e| Error::Failed(e.to_string()))?;
-    let mut sink = match &a.write {
-        Some(p) => {
-            Some(Sink::create(p, &targets).map_err(Error::io(format!("create {}", p.display())))?)
-        }
-        None => None,
+    let mut sink = match (&a.write, format) {
+        (Some(p), Some(f)) => Some(
+            Sink::create(p, &targets, f).map_err(Error::io(format!("create {}", p.display())))?,
+        ),
+        _ => None,
     };
     let stop = nslab::signals::stop_flag();
     let labels: Vec<&str> = targets.iter().map(|t| t.label.as_str()).collect();

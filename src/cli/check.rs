@@ -21,6 +21,7 @@ pub struct Args {
     /// Write the expectations' results as JUnit XML to FILE.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<FilePath>,
+    /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
 }

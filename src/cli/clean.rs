@@ -19,6 +19,7 @@ pub struct Args {
     /// Only show what would be removed.
     #[arg(long)]
     pub dry_run: bool,
+    /// Print what was (or would be) removed as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -35,6 +36,10 @@ pub fn run(a: Args) -> Result<i32> {
             }
         };
         show("labs", &r.labs_down);
+        show(
+            "orphan programs (pids, by their cgroup)",
+            &r.orphan_processes,
+        );
         show("orphan namespaces", &r.orphan_namespaces);
         show("orphan interfaces", &r.orphan_interfaces);
         show("orphan nftables tables", &r.orphan_nft_tables);
@@ -49,6 +54,7 @@ pub fn run(a: Args) -> Result<i32> {
             && r.etc_netns.is_empty()
             && r.forwarding_released.is_empty()
             && r.busy.is_empty()
+            && r.orphan_processes.is_empty()
         {
             println!("nothing of nslab's found");
         }

@@ -8,6 +8,7 @@ use nslab::error::Result;
 /// (also zsh, fish, elvish, powershell).
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The shell to write completions for.
     pub shell: clap_complete::Shell,
 }
 

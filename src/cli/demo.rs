@@ -47,9 +47,9 @@ pub fn run(a: Args) -> Result<i32> {
     } else {
         match &r {
             Ok(()) => println!(
-                "\n{} of {} steps as the tutorial shows; everything was taken down again.",
+                "\n{} of {} as the tutorial shows; everything was taken down again.",
                 steps.iter().filter(|s| s.ok).count(),
-                steps.len()
+                super::plural(steps.len(), "step")
             ),
             Err(e) => {
                 eprintln!("\nnslab: demo stopped: {e}; everything it made was taken down again.")

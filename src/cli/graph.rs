@@ -12,12 +12,15 @@ use nslab::graph::{Format, render};
 /// Example: nslab graph examples/objective3-nat.yaml --sandbox --format svg -o lab.svg
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The topology file to draw.
     pub file: FilePath,
+    /// Output: Graphviz `dot`, `mermaid`, or `svg` (drawn by nslab itself).
     #[arg(long, short = 'F', default_value = "dot", value_parser = ["dot", "mermaid", "svg"])]
     pub format: String,
     /// Show the lab as `up --sandbox` builds it (its own host and the internet).
     #[arg(long)]
     pub sandbox: bool,
+    /// Put P in front of the lab's name and its namespaces (as `up --prefix`).
     #[arg(long, default_value = "", value_name = "P")]
     pub prefix: String,
     /// Write to FILE instead of standard output.

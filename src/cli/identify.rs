@@ -10,6 +10,7 @@ use nslab::error::{Error, Result};
 pub struct Args {
     /// The process (default: nslab itself, i.e. the caller's namespace).
     pub pid: Option<i32>,
+    /// Print the namespaces as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -9,6 +9,7 @@ use nslab::error::Result;
 /// with the file and the remedy) and the file it came from.
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// Print the labs as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -189,6 +189,12 @@ pub fn print_json<T: serde::Serialize>(v: &T) {
 
 pub type FilePath = PathBuf;
 
+/// "1 step", "2 steps": a count with its noun, singular or plural (regular
+/// plurals only).
+pub fn plural(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
 /// Progress goes to a terminal only: piped output stays free of escape codes.
 pub fn stderr_is_tty() -> bool {
     use std::io::IsTerminal;
@@ -208,4 +214,46 @@ pub fn progress_line(what: &'static str) -> Box<dyn FnMut(usize, usize)> {
 
 pub fn clear_progress() {
     eprint!("\r\x1b[2K");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every argument of every subcommand says what it is in `--help`.
+    #[test]
+    fn every_argument_has_a_description() {
+        let mut missing = Vec::new();
+        let top = Cli::command();
+        for sub in top.get_subcommands() {
+            for a in sub.get_arguments() {
+                let id = a.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if a.get_help().is_none_or(|h| h.to_string().trim().is_empty()) {
+                    missing.push(format!("{} {id}", sub.get_name()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
+
+    /// The examples of `ping` and `capture` keep one per line.
+    #[test]
+    fn examples_stay_on_their_lines() {
+        for (sub, line) in [
+            ("capture", "\n  nslab capture green all -c 20 "),
+            ("ping", "\n  nslab ping green 198.51.100.8 -c 1\n"),
+        ] {
+            let mut c = Cli::command();
+            let help = c
+                .find_subcommand_mut(sub)
+                .unwrap()
+                .render_long_help()
+                .to_string();
+            assert!(help.contains(line), "{sub}: {help}");
+        }
+    }
 }

@@ -10,12 +10,11 @@ use std::time::Duration;
 ///
 /// DST is a node (its first address of the family), an endpoint NODE:IF, `host`,
 /// `internet`, a bridge, or an IP address.
-///
-/// Examples:
-///   nslab ping green black
-///   nslab ping green 198.51.100.8 -c 1
-///   nslab ping red green -6
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  nslab ping green black
+  nslab ping green 198.51.100.8 -c 1
+  nslab ping red green -6")]
 pub struct Args {
     /// Where the echo requests come from: a node, `host` or `internet`.
     pub src: String,
@@ -36,6 +35,7 @@ pub struct Args {
     /// Payload bytes.
     #[arg(short = 's', long, default_value_t = 56)]
     pub size: usize,
+    /// Print each reply and the statistics as JSON.
     #[arg(long)]
     pub json: bool,
     /// The topology file the lab came from (or use --lab).
@@ -55,13 +55,41 @@ fn secs(v: f64, what: &str) -> Result<Duration> {
     }
 }
 
+/// A namespace name where a node name was expected (`nl-a` for node `a` of lab
+/// `nl`): the error says which node of which lab it is.
+fn with_namespace_hint(e: Error, names: &[&str]) -> Error {
+    let hints: Vec<String> = names
+        .iter()
+        .filter_map(|n| {
+            let (lab, node) = nslab::lab::node_of_namespace(n)?;
+            Some(format!(
+                "hint: {n} is the namespace of node {node} of lab {lab}; nslab takes the node's name: --lab {lab} {node}"
+            ))
+        })
+        .collect();
+    if hints.is_empty() {
+        return e;
+    }
+    let code = e.exit_code();
+    let msg = format!("{e}\n{}", hints.join("\n"));
+    if code == 2 {
+        Error::Usage(msg)
+    } else {
+        Error::Failed(msg)
+    }
+}
+
 pub fn run(a: Args) -> Result<i32> {
     if a.count == 0 {
         return Err(Error::Usage("--count must be at least 1".into()));
     }
-    let (rec, model) = super::lab_up(&a.sel, a.file.as_deref())?;
-    let src = super::place(&model, &a.src)?;
-    let dst = nslab::probe::check::resolve(&model, &a.dst, if a.v6 { 6 } else { 4 })?;
+    let (rec, model, src, dst) = (|| {
+        let (rec, model) = super::lab_up(&a.sel, a.file.as_deref())?;
+        let src = super::place(&model, &a.src)?;
+        let dst = nslab::probe::check::resolve(&model, &a.dst, if a.v6 { 6 } else { 4 })?;
+        Ok((rec, model, src, dst))
+    })()
+    .map_err(|e: Error| with_namespace_hint(e, &[&a.src, &a.dst]))?;
     let file = nslab::lab::place_file(&rec, &src)?;
     let opts = PingOptions {
         count: a.count,

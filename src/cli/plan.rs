@@ -10,14 +10,18 @@ use nslab::error::Result;
 /// Example: nslab plan examples/objective2-bridge.yaml --explain
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The topology file to plan for.
     pub file: FilePath,
+    /// Put P in front of the lab's name and its namespaces (as `up --prefix`).
     #[arg(long, default_value = "", value_name = "P")]
     pub prefix: String,
+    /// Plan the lab as `up --sandbox` builds it (its own host namespace).
     #[arg(long)]
     pub sandbox: bool,
     /// Print the steps as shell commands (ip, nft, sysctl).
     #[arg(long)]
     pub explain: bool,
+    /// Print the plan (steps and commands) as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -38,9 +42,9 @@ pub fn run(a: Args) -> Result<i32> {
     }
     if a.explain {
         println!(
-            "# lab {}: {} steps{}",
+            "# lab {}: {}{}",
             r.lab,
-            r.ops.len(),
+            super::plural(r.ops.len(), "step"),
             if r.up {
                 " to bring it in line with the file"
             } else {

@@ -16,6 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 pub struct Args {
     /// The node to serve from (or `host`, `internet`).
     pub node: String,
+    /// The TCP port to listen on.
     #[arg(long, short = 'p', default_value_t = 8000)]
     pub port: u16,
     /// Address to listen on (default: all of the node's addresses).
@@ -92,7 +93,19 @@ fn detach(a: &Args, lab: &str, place: &nslab::topology::Place, bind: SocketAddr)
     }
     let log = nslab::programs::log_dir(lab).join(format!("serve-{}-{}.log", a.node, a.port));
     // The child enters the node itself; start it from here (no namespace).
-    let (pid, start_time) = nslab::programs::spawn("", &argv, &log)?;
+    // In a cgroup of the lab's from the start: `down` stops it even if this
+    // process dies before recording it.
+    let cg = nslab::programs::new_cgroup(lab, "serve")?;
+    let cgroup = cg.as_ref().map(|c| c.display().to_string());
+    let (pid, start_time) = match nslab::programs::spawn("", &argv, &log, cg.as_deref()) {
+        Ok(x) => x,
+        Err(e) => {
+            if let Some(c) = &cg {
+                let _ = nslab::kernel::cgroup::remove(c);
+            }
+            return Err(e);
+        }
+    };
     let command = format!("nslab serve {} --port {}", a.node, a.port);
     // Ready when it answers (or gone, with its log saying why).
     let rec = nslab::lab::record_of(lab)?;
@@ -122,10 +135,11 @@ fn detach(a: &Args, lab: &str, place: &nslab::topology::Place, bind: SocketAddr)
             command: command.clone(),
             log: None,
             origin: "serve".into(),
+            cgroup: cgroup.clone(),
         };
         if !nslab::programs::alive(&proc_) || t0.elapsed() > std::time::Duration::from_secs(10) {
             let l = std::fs::read_to_string(&log).unwrap_or_default();
-            nslab::kernel::procs::stop(pid, start_time, std::time::Duration::from_secs(1));
+            let _ = nslab::programs::stop(&proc_, std::time::Duration::from_secs(1));
             return Err(Error::Failed(format!(
                 "the server did not start: {}",
                 l.trim()
@@ -142,6 +156,7 @@ fn detach(a: &Args, lab: &str, place: &nslab::topology::Place, bind: SocketAddr)
             command,
             log: Some(log.display().to_string()),
             origin: "serve".into(),
+            cgroup,
         },
     )?;
     println!(

@@ -13,6 +13,7 @@ pub struct Args {
     pub file: Option<FilePath>,
     #[command(flatten)]
     pub sel: LabSel,
+    /// Print the status as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -156,7 +156,11 @@ pub fn summarize(ops: &[nslab::plan::Op]) -> String {
         })
         .collect();
     if v.is_empty() {
-        format!("{} changes", ops.len())
+        if ops.is_empty() {
+            "programs updated, the network as it was".into()
+        } else {
+            super::plural(ops.len(), "change")
+        }
     } else {
         v.join(", ")
     }

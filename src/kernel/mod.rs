@@ -1,5 +1,6 @@
 //! The only layer that makes syscalls: namespaces, netlink, sysctl, processes.
 
+pub mod cgroup;
 pub mod conn;
 pub mod exec;
 pub mod msg;

@@ -132,7 +132,7 @@ pub fn commands(op: &Op) -> Vec<String> {
         Op::DelAddr { ns, dev, addr } => vec![format!("{} addr del {addr} dev {dev}", ip(ns))],
         Op::AddRoute { ns, route } => vec![format!("{} route add {route} proto static", ip(ns))],
         Op::DelRoute { ns, route } => vec![format!("{} route del {route}", ip(ns))],
-        Op::WriteLabHosts { path, content } => {
+        Op::WriteLabHosts { path, content } | Op::WriteLabResolv { path, content } => {
             let lines: Vec<String> = content.lines().map(q).collect();
             let dir = std::path::Path::new(path)
                 .parent()
@@ -148,6 +148,10 @@ pub fn commands(op: &Op) -> Vec<String> {
             format!("ln -sfn {target} /etc/netns/{ns}/hosts"),
         ],
         Op::RemoveEtc { ns } => vec![format!("rm -rf /etc/netns/{ns}")],
+        Op::LinkResolv { ns, target } => vec![
+            format!("mkdir -p /etc/netns/{ns}"),
+            format!("ln -sfn {target} /etc/netns/{ns}/resolv.conf"),
+        ],
         Op::SetNat { ns, table, rules } => {
             let rules: Vec<_> = rules
                 .iter()

@@ -118,6 +118,17 @@ pub enum Op {
     RemoveEtc {
         ns: String,
     },
+    /// The lab's resolv.conf (one per lab): no resolver, on 127.0.0.1, so a name
+    /// lookup in a node fails at once instead of waiting for one that is not there.
+    WriteLabResolv {
+        path: String,
+        content: String,
+    },
+    /// /etc/netns/NS/resolv.conf as a link to the lab's resolv.conf.
+    LinkResolv {
+        ns: String,
+        target: String,
+    },
 }
 
 impl Op {
@@ -136,9 +147,10 @@ impl Op {
             | Op::LinkHosts { ns, .. }
             | Op::SetNat { ns, .. }
             | Op::DeleteNat { ns, .. }
-            | Op::RemoveEtc { ns } => ns,
+            | Op::RemoveEtc { ns }
+            | Op::LinkResolv { ns, .. } => ns,
             Op::CreateVeth { a, .. } => &a.ns,
-            Op::WriteLabHosts { .. } => HOST,
+            Op::WriteLabHosts { .. } | Op::WriteLabResolv { .. } => HOST,
         }
     }
 
@@ -146,7 +158,11 @@ impl Op {
     pub fn is_file_op(&self) -> bool {
         matches!(
             self,
-            Op::WriteLabHosts { .. } | Op::LinkHosts { .. } | Op::RemoveEtc { .. }
+            Op::WriteLabHosts { .. }
+                | Op::LinkHosts { .. }
+                | Op::RemoveEtc { .. }
+                | Op::WriteLabResolv { .. }
+                | Op::LinkResolv { .. }
         )
     }
 }
@@ -237,6 +253,13 @@ impl fmt::Display for Op {
                 write!(f, "link /etc/netns/{ns}/hosts to the lab's hosts file")
             }
             Op::RemoveEtc { ns } => write!(f, "remove /etc/netns/{ns}"),
+            Op::WriteLabResolv { path, .. } => write!(f, "write the lab's resolv.conf {path}"),
+            Op::LinkResolv { ns, .. } => {
+                write!(
+                    f,
+                    "link /etc/netns/{ns}/resolv.conf to the lab's resolv.conf"
+                )
+            }
         }
     }
 }
@@ -251,6 +274,17 @@ pub struct NsObs {
     pub nat: Option<NatObs>,
     /// net.ipv4.ip_forward as found (host namespace only).
     pub ip_forward: Option<bool>,
+}
+
+/// A file nslab links into /etc/netns/NS, as found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum EtcFile {
+    #[default]
+    Absent,
+    /// nslab's own link (into its state directory), with its target.
+    Ours(String),
+    /// Anything else (a file or link someone else put there): kept.
+    Foreign,
 }
 
 /// The lab's nftables table as found in the kernel.
@@ -298,6 +332,11 @@ pub struct Observed {
     /// Namespaces whose /etc/netns/NS/hosts is there and not nslab's (a file, or
     /// a link to elsewhere): kept as it is.
     pub foreign_hosts: BTreeSet<String>,
+    /// Content of the lab's resolv.conf, if present.
+    pub lab_resolv: Option<String>,
+    /// What is at /etc/netns/NS/resolv.conf of each node (whether or not its
+    /// namespace exists yet); a node absent here has none.
+    pub resolv: BTreeMap<String, EtcFile>,
 }
 
 /// What the lab's record says it owns.
@@ -479,6 +518,16 @@ fn forward_sysctls(lab: &Lab, ns: &str) -> Vec<(&'static str, &'static str)> {
 }
 
 /// The /etc/netns/NS/hosts every node gets: each node's addresses by name.
+/// The lab's resolv.conf: no resolver runs on 127.0.0.1 in a node, so a lookup
+/// (like the one `python3 -m http.server` makes of its bind address) fails at
+/// once; one try of at most a second if something drops the query instead.
+pub fn resolv_file(lab: &Lab) -> String {
+    format!(
+        "# written by nslab for lab {} (removed by `nslab down`)\nnameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
+        lab.name
+    )
+}
+
 pub fn hosts_file(lab: &Lab) -> String {
     let mut s = format!(
         "# written by nslab for lab {} (removed by `nslab down`)\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
@@ -567,6 +616,9 @@ pub fn plan_up(
     let hosts_target = crate::record::hosts_path(&lab.name).display().to_string();
     let hosts_content = hosts_file(lab);
     let node_ns: BTreeSet<&str> = lab.nodes.iter().map(|n| n.ns.as_str()).collect();
+    // Likewise one resolv.conf.
+    let resolv_target = crate::record::resolv_path(&lab.name).display().to_string();
+    let resolv_content = resolv_file(lab);
     let mut dels = Vec::new();
     let mut creates_ns = Vec::new();
     let mut creates_link = Vec::new();
@@ -922,6 +974,19 @@ pub fn plan_up(
                 target: hosts_target.clone(),
             });
         }
+        // Node namespaces link the lab's resolv.conf, unless someone else's file is there.
+        if node_ns.contains(ns.as_str()) {
+            match obs.resolv.get(ns) {
+                Some(EtcFile::Foreign) => notes.push(format!(
+                    "/etc/netns/{ns}/resolv.conf is not nslab's: kept (name lookups in {ns} use it)"
+                )),
+                Some(EtcFile::Ours(t)) if *t == resolv_target => {}
+                _ => files.push(Op::LinkResolv {
+                    ns: ns.clone(),
+                    target: resolv_target.clone(),
+                }),
+            }
+        }
     }
 
     // NAT: one table per lab in its host namespace, replaced whole when it differs.
@@ -981,6 +1046,12 @@ pub fn plan_up(
         ops.push(Op::WriteLabHosts {
             path: hosts_target,
             content: hosts_content,
+        });
+    }
+    if !lab.nodes.is_empty() && obs.lab_resolv.as_deref() != Some(resolv_content.as_str()) {
+        ops.push(Op::WriteLabResolv {
+            path: resolv_target,
+            content: resolv_content,
         });
     }
     ops.extend(files);

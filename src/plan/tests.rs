@@ -225,6 +225,12 @@ impl Fake {
                     self.obs.ns.get_mut(ns).unwrap().hosts = Some(target.clone())
                 }
                 Op::RemoveEtc { .. } => {}
+                Op::WriteLabResolv { content, .. } => self.obs.lab_resolv = Some(content.clone()),
+                Op::LinkResolv { ns, target } => {
+                    self.obs
+                        .resolv
+                        .insert(ns.clone(), EtcFile::Ours(target.clone()));
+                }
             }
         }
     }
@@ -523,7 +529,11 @@ fn explain_snapshots() {
             .unwrap();
             let mut f = Fake::new(!sandbox);
             let ops = up(&mut f, &l, None);
-            let script = explain::script(&ops).join("\n");
+            // The snapshots show the default state directory, whatever
+            // NSLAB_STATE_DIR the suite runs with.
+            let script = explain::script(&ops)
+                .join("\n")
+                .replace(&*crate::record::state_dir().to_string_lossy(), "/run/nslab");
             insta::assert_snapshot!(
                 format!("{name}-{}", if sandbox { "sandbox" } else { "host" }),
                 script

@@ -10,6 +10,19 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_nslab")
 }
 
+/// nslab's state directory, as nslab itself finds it: `NSLAB_STATE_DIR`, else
+/// /run/nslab. `scripts/test.sh` points it at a fresh directory for each run.
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("NSLAB_STATE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/nslab"))
+}
+
+/// A file under the state directory, e.g. `state("labs/x.json")`.
+pub fn state(rel: &str) -> PathBuf {
+    state_dir().join(rel)
+}
+
 pub fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
 }
@@ -233,7 +246,7 @@ pub fn assert_gone(prefix: &str, lab: &str) {
         .unwrap_or_default();
     assert!(etc.is_empty(), "/etc/netns entries left: {etc:?}");
     assert!(
-        !Path::new(&format!("/run/nslab/labs/{lab}.json")).exists(),
+        !state(&format!("labs/{lab}.json")).exists(),
         "record of {lab} left"
     );
 }
