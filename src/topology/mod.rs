@@ -80,36 +80,57 @@ impl TopologyError {
 /// Read and validate a topology file.
 pub fn load(path: &Path, opts: &Options) -> Result<Lab, TopologyError> {
     let file = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|e| {
-        TopologyError::one(&file, "", 0, 0, String::new(), format!("cannot read: {e}"))
-    })?;
-    if meta.len() as usize > MAX_FILE_BYTES {
-        return Err(TopologyError::one(
-            &file,
-            "",
-            0,
-            0,
-            String::new(),
-            format!(
-                "file is {} bytes; topology files are limited to {MAX_FILE_BYTES}",
-                meta.len()
-            ),
+    let text =
+        read_text(path).map_err(|m| TopologyError::one(&file, "", 0, 0, String::new(), m))?;
+    parse_str(&text, &file, opts)
+}
+
+/// The text of a topology file, or what is wrong with it. Only a regular file
+/// is read, and at most [`MAX_FILE_BYTES`] of it: the file is opened without
+/// blocking (a FIFO would wait for a writer at open) and checked with fstat
+/// before a byte is read, and the read stops one byte past the limit (a
+/// device such as /dev/zero never ends).
+pub fn read_text(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let meta = f.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    let ft = meta.file_type();
+    if !ft.is_file() {
+        let what = if ft.is_dir() {
+            "a directory"
+        } else if ft.is_fifo() {
+            "a FIFO (named pipe)"
+        } else if ft.is_char_device() {
+            "a character device"
+        } else if ft.is_block_device() {
+            "a block device"
+        } else if ft.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(format!(
+            "is {what}; a topology file must be a regular file (save it to a file first)"
         ));
     }
-    let bytes = std::fs::read(path).map_err(|e| {
-        TopologyError::one(&file, "", 0, 0, String::new(), format!("cannot read: {e}"))
-    })?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        TopologyError::one(
-            &file,
-            "",
-            0,
-            0,
-            String::new(),
-            format!("not UTF-8 text: {e}"),
-        )
-    })?;
-    parse_str(&text, &file, opts)
+    let too_big =
+        || format!("file is larger than {MAX_FILE_BYTES} bytes, the limit for topology files");
+    if meta.len() > MAX_FILE_BYTES as u64 {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    f.take(MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes).map_err(|e| format!("not UTF-8 text: {e}"))
 }
 
 /// Parse and validate topology text; `file` names it in errors.

@@ -417,3 +417,25 @@ mod hardening {
         assert!(e.to_string().contains("too large"), "{e}");
     }
 }
+
+#[test]
+fn only_regular_files_are_read_and_at_most_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("lab.yaml");
+    std::fs::write(&p, "name: x\n").unwrap();
+    assert_eq!(read_text(&p).unwrap(), "name: x\n");
+    // A sparse file one byte over the limit: refused before reading.
+    let f = std::fs::File::create(&p).unwrap();
+    f.set_len(MAX_FILE_BYTES as u64 + 1).unwrap();
+    let e = read_text(&p).unwrap_err();
+    assert!(e.contains("larger than"), "{e}");
+    // Exactly the limit is fine (it then fails as YAML, not here).
+    f.set_len(MAX_FILE_BYTES as u64).unwrap();
+    assert_eq!(read_text(&p).unwrap().len(), MAX_FILE_BYTES);
+    let e = read_text(dir.path()).unwrap_err();
+    assert!(e.contains("directory"), "{e}");
+    let e = read_text(std::path::Path::new("/dev/zero")).unwrap_err();
+    assert!(e.contains("character device"), "{e}");
+    let e = read_text(&dir.path().join("missing.yaml")).unwrap_err();
+    assert!(e.contains("cannot read"), "{e}");
+}
