@@ -592,3 +592,95 @@ fn numbers_and_booleans_are_not_strings() {
     );
     parse(&base.replace("\"200\"", "200")).unwrap();
 }
+
+/// No Rust types, debug structs or library API in a message meant for the file's author.
+#[track_caller]
+fn speaks_to_the_user(e: &TopologyError) {
+    let m = e.to_string();
+    for bad in [
+        "{ ",
+        " }",
+        "Option<",
+        "from_str",
+        "Options",
+        "DuplicateKeyPolicy",
+        "=",
+        "Cow<",
+    ] {
+        assert!(!m.contains(bad), "{bad:?} in:\n{m}");
+    }
+}
+
+#[test]
+fn yaml_limits_are_explained_in_words() {
+    // Too many anchors: a budget breach (was "budget breached: Anchors { anchors: 50001 }").
+    let mut t = String::from("name: x\nlinks:\n");
+    for i in 0..50_001 {
+        t.push_str(&format!("  - [&a{i} x, y]\n"));
+    }
+    let e = parse(&t).unwrap_err();
+    speaks_to_the_user(&e);
+    assert!(
+        e.issues[0]
+            .message
+            .contains("too large or too complex to read: 50001 anchors"),
+        "{e}"
+    );
+    assert_eq!(e.issues[0].line, 50_003);
+
+    // An alias bomb where strings are expected.
+    let mut t = String::from("name: x\ndescription: &a0 xxxxxxxxxxxxxxxx\nlinks:\n");
+    for i in 1..40 {
+        let refs = vec![format!("*a{}", i - 1); 8].join(", ");
+        t.push_str(&format!("  - &a{i} [{refs}]\n"));
+    }
+    let e = parse(&t).unwrap_err();
+    speaks_to_the_user(&e);
+}
+
+#[test]
+fn yaml_errors_carry_no_library_hints() {
+    let e = parse("name: x\n---\nname: y\n").unwrap_err();
+    speaks_to_the_user(&e);
+    assert_eq!(e.issues[0].line, 3);
+    assert!(e.issues[0].message.contains("one YAML document"), "{e}");
+    let e = parse("name: x\nnodes:\n  a:\n    run: [ ~ ]\n").unwrap_err();
+    speaks_to_the_user(&e);
+    assert!(
+        e.issues[0].message.contains("a value is missing here"),
+        "{e}"
+    );
+    let e = parse("name: x\nname: y\n").unwrap_err();
+    speaks_to_the_user(&e);
+    assert!(e.issues[0].message.contains("duplicate"), "{e}");
+}
+
+#[test]
+fn long_lines_are_cut_around_the_column() {
+    let long = format!(
+        "name: x\ndescription: {} \"oops\": [\n",
+        "b".repeat(200_000)
+    );
+    let e = parse(&long).unwrap_err();
+    let m = e.to_string();
+    assert!(m.len() < 600, "{} bytes echoed", m.len());
+    let lines: Vec<&str> = m.lines().collect();
+    assert_eq!(lines.len(), 3, "{m}");
+    // The caret still points at the character the column names.
+    let col = e.issues[0].column as usize;
+    let shown = lines[1].split_once(" | ").unwrap().1;
+    let caret = lines[2].split_once(" | ").unwrap().1.chars().count() - 1;
+    let at: char = long.lines().nth(1).unwrap().chars().nth(col - 1).unwrap();
+    assert_eq!(shown.chars().nth(caret), Some(at), "{m}");
+    assert!(shown.chars().count() <= 122, "{m}");
+    assert!(shown.starts_with('…'), "{m}");
+
+    assert_eq!(excerpt("short", 2, 120), ("short".to_string(), 2));
+    let l: String = ('a'..='z').collect();
+    assert_eq!(excerpt(&l, 0, 10), ("abcdefghij…".to_string(), 0));
+    assert_eq!(excerpt(&l, 25, 10), ("…qrstuvwxyz".to_string(), 10));
+    assert_eq!(excerpt(&l, 13, 10), ("…ijklmnopqr…".to_string(), 6));
+    // Multi-byte characters are never split.
+    let (s, c) = excerpt(&"é".repeat(300), 150, 120);
+    assert_eq!((s.chars().count(), c), (122, 61));
+}
