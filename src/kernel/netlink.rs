@@ -411,6 +411,26 @@ fn parse_error(m: &[u8]) -> Option<(u32, i32, Option<String>)> {
     Some((seq, code, ext))
 }
 
+/// Everything nslab decodes from an rtnetlink reply datagram, as its batch,
+/// query and dump readers do: ACKs with their extended-ack text, links with
+/// our own parser, other messages through the crate and our route reduction.
+/// For the fuzz target `fuzz/fuzz_targets/netlink.rs` only.
+#[doc(hidden)]
+pub fn fuzz_reply(buf: &[u8]) {
+    let _ = parse_acks(buf);
+    for (_, _, m) in messages(buf) {
+        let _ = parse_error(m);
+        let _ = super::observe::parse_link(m);
+        if let Ok(NetlinkMessage {
+            payload: NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)),
+            ..
+        }) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(m)
+        {
+            let _ = super::observe::parse_route(&r);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
