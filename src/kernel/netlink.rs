@@ -501,4 +501,25 @@ mod tests {
             "create veth bveth in black: File exists (boom)"
         );
     }
+
+    proptest::proptest! {
+        /// What the fuzz target `netlink` runs, on random datagrams and on
+        /// random bytes behind a plausible header (the fuzzer goes much further).
+        #[test]
+        fn reply_decoding_never_panics(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            ty in proptest::prelude::prop_oneof![
+                proptest::prelude::Just(2u16), proptest::prelude::Just(16u16), proptest::prelude::Just(24u16),
+                proptest::prelude::Just(0x0a00u16 | 3), proptest::prelude::Just(0x0a00u16 | 6)],
+        ) {
+            fuzz_reply(&body);
+            crate::kernel::nft::fuzz_reply(&body);
+            let mut m = ((body.len() + 16) as u32).to_ne_bytes().to_vec();
+            m.extend_from_slice(&ty.to_ne_bytes());
+            m.extend_from_slice(&[0; 10]);
+            m.extend_from_slice(&body);
+            fuzz_reply(&m);
+            crate::kernel::nft::fuzz_reply(&m);
+        }
+    }
 }
