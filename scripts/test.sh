@@ -47,7 +47,6 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install --locked --quiet cargo-fuzz
 fi
 fuzz_scratch=$(mktemp -d)
-trap 'rm -rf "$fuzz_scratch"' EXIT
 for target in $(cargo fuzz list); do
   mkdir -p "$fuzz_scratch/$target" "fuzz/corpus/$target"
   echo "== fuzz $target"
@@ -60,6 +59,7 @@ for target in $(cargo fuzz list); do
   fi
   grep -E '^Done [0-9]+ runs' "$log" || { tail -n 20 "$log"; exit 1; }
 done
+rm -rf "$fuzz_scratch"
 echo "== benchmark smoke run (N=10, nslab against iproute2)"
 NSLAB="$PWD/target/debug/nslab" bench/smoke.sh
 
