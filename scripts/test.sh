@@ -55,6 +55,29 @@ echo "== cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo test"
 cargo test --all-targets --quiet -- --test-threads "${NSLAB_TEST_THREADS:-4}"
+echo "== fuzzing (${NSLAB_FUZZ_SECONDS:-60} s per target)"
+# cargo-fuzz needs nightly flags (-Z sanitizer=address); RUSTC_BOOTSTRAP=1 lets the
+# stable toolchain take them. The corpus in the repo is only read: what libFuzzer
+# adds goes to a scratch directory. A crash, a panic or an input slower than 10 s
+# stops the run with its input under fuzz/artifacts/TARGET/ and fails the script.
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "== installing cargo-fuzz"
+  cargo install --locked --quiet cargo-fuzz
+fi
+fuzz_scratch=$(mktemp -d)
+for target in $(cargo fuzz list); do
+  mkdir -p "$fuzz_scratch/$target" "fuzz/corpus/$target"
+  echo "== fuzz $target"
+  log="$fuzz_scratch/$target.log"
+  if ! RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "$fuzz_scratch/$target" "fuzz/corpus/$target" -- \
+    -max_total_time="${NSLAB_FUZZ_SECONDS:-60}" -timeout=10 >"$log" 2>&1; then
+    tail -n 60 "$log"
+    echo "== fuzz $target found a failing input (above; saved under fuzz/artifacts/$target/)"
+    exit 1
+  fi
+  grep -E '^Done [0-9]+ runs' "$log" || { tail -n 20 "$log"; exit 1; }
+done
+rm -rf "$fuzz_scratch"
 echo "== benchmark smoke run (N=10, nslab against iproute2)"
 NSLAB="$PWD/target/debug/nslab" bench/smoke.sh
 

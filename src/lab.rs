@@ -1179,7 +1179,7 @@ pub fn name_in_file(f: &Path) -> Result<String> {
     struct NameOnly {
         name: String,
     }
-    let text = std::fs::read_to_string(f).map_err(Error::io(format!("read {}", f.display())))?;
+    let text = topology::read_text(f).map_err(|m| Error::Usage(format!("{}: {m}", f.display())))?;
     match serde_saphyr::from_str::<NameOnly>(&text) {
         Ok(n) => Ok(n.name),
         Err(_) => Err(Error::Usage(format!(

@@ -15,8 +15,7 @@ use std::str::FromStr;
 use etherparse::err::Layer as EpLayer;
 use etherparse::err::packet::SliceError;
 use etherparse::{
-    EtherPayloadSlice, Ipv6ExtensionSlice, LaxIpPayloadSlice, LaxLinkExtSlice, LaxNetSlice,
-    LaxSlicedPacket, LinkSlice,
+    EtherPayloadSlice, LaxIpPayloadSlice, LaxLinkExtSlice, LaxNetSlice, LaxSlicedPacket, LinkSlice,
 };
 use serde::{Serialize, Serializer};
 
@@ -524,10 +523,11 @@ fn decode_ip(s: &mut Summary, pkt: &LaxSlicedPacket<'_>, ip_bytes: &[u8], ethert
                 } else {
                     pl.payload.len()
                 };
-                let first = ip.extensions().clone().into_iter().all(|e| match e {
-                    Ipv6ExtensionSlice::Fragment(f) => f.fragment_offset().value() == 0,
-                    _ => true,
-                });
+                // Not etherparse's extension iterator: in 0.21.0 it reads out
+                // of bounds after a lax parse stopped with an error (issue 13,
+                // docs/upstream/etherparse-ipv6-ext.md).
+                let exts = ip.extensions();
+                let first = ipv6_first_fragment(exts.first_header().map(|n| n.0), exts.slice());
                 (pl, declared, first, ip.is_payload_fragmented())
             }
             // ARP cannot happen here (the ethertype said IP); treat as broken.
@@ -580,6 +580,47 @@ fn decode_ip(s: &mut Summary, pkt: &LaxSlicedPacket<'_>, ip_bytes: &[u8], ethert
             fragment: fragmented,
         },
     };
+}
+
+/// Walks the IPv6 extension headers etherparse parsed (`exts`, starting with
+/// header number `first`) with bounds-checked reads, and says whether every
+/// fragment header among them has offset 0 (the payload starts with the
+/// transport header). Stops at the end of `exts`, at a header it does not
+/// know, or at a header that does not fit.
+fn ipv6_first_fragment(first: Option<u8>, exts: &[u8]) -> bool {
+    const HOP_BY_HOP: u8 = 0;
+    const ROUTING: u8 = 43;
+    const FRAGMENT: u8 = 44;
+    const AUTH: u8 = 51;
+    const DEST_OPTS: u8 = 60;
+    let Some(mut next) = first else {
+        return true;
+    };
+    let mut rest = exts;
+    while !rest.is_empty() {
+        let len = match next {
+            HOP_BY_HOP | ROUTING | DEST_OPTS => rest.get(1).map(|&l| (usize::from(l) + 1) * 8),
+            FRAGMENT => {
+                if let Some(off) = be16(rest, 2)
+                    && off >> 3 != 0
+                {
+                    return false;
+                }
+                Some(8)
+            }
+            AUTH => rest.get(1).map(|&l| (usize::from(l) + 2) * 4),
+            _ => None,
+        };
+        let (Some(len), Some(&n)) = (len, rest.first()) else {
+            break;
+        };
+        let Some(tail) = rest.get(len..) else {
+            break;
+        };
+        next = n;
+        rest = tail;
+    }
+    true
 }
 
 fn decode_udp(s: &mut Summary, b: &[u8], declared: usize) -> Detail {
@@ -1880,6 +1921,69 @@ pub(super) mod tests {
             "IP 10.0.0.1 > 10.0.0.2: ip-proto-47, length 28"
         );
         assert_eq!(s.proto, Protocol::OtherIp(47));
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// Found by `cargo fuzz run decode`: an IPv6 hop-by-hop header followed by
+    /// a second hop-by-hop header (not allowed there). etherparse 0.21.0 stops
+    /// its lax parse with an error, but its extension iterator then walks past
+    /// the headers it parsed (`get_unchecked` out of bounds: an abort in a
+    /// debug build, an out-of-bounds read in release). Issue 13.
+    #[test]
+    fn ipv6_extension_iterator_regression() {
+        let frame = unhex(
+            "0b0b0b0b030100000000000008006f6f6f6f6f6f0000000000000000000000006f6f6f6f6f6f6f6f6f6f6f6f6f6f6f0b0b0b0b030100000000000008006f6f9d6f",
+        );
+        assert_eq!(frame.len(), 65);
+        let s = summarize(&frame);
+        let _ = s.to_string();
+        let _ = serde_json::to_string(&s).unwrap();
+    }
+
+    #[test]
+    fn ipv6_extension_walk() {
+        // Hop-by-hop (8 bytes), then a fragment header with offset 185.
+        let mut exts = vec![44, 0, 1, 4, 0, 0, 0, 0];
+        exts.extend_from_slice(&[17, 0, 0x05, 0xc8, 0, 0, 0, 1]);
+        assert!(!ipv6_first_fragment(Some(0), &exts));
+        // Offset 0 with "more fragments": the first fragment.
+        exts[10..12].copy_from_slice(&1u16.to_be_bytes());
+        assert!(ipv6_first_fragment(Some(0), &exts));
+        // Cut anywhere, or claiming more than is there: no read past the end.
+        for n in 0..exts.len() {
+            let _ = ipv6_first_fragment(Some(0), &exts[..n]);
+        }
+        assert!(ipv6_first_fragment(Some(0), &[44, 255, 0, 0]));
+        assert!(ipv6_first_fragment(None, &[]));
+        assert!(ipv6_first_fragment(Some(51), &[44, 255]));
+
+        // A whole frame: IPv6, fragment header (offset 185), then UDP bytes.
+        let mut f = udp6_frame();
+        let ip = 14;
+        f[ip + 6] = 44;
+        f[ip + 4..ip + 6].copy_from_slice(&(8u16 + 8).to_be_bytes());
+        f.splice(ip + 40..ip + 40, [17, 0, 0x05, 0xc8, 0, 0, 0, 1]);
+        let s = summarize(&f);
+        assert_eq!(
+            s.to_string(),
+            "IP6 fd00::1 > fd00::2: ip-proto-17 fragment, length 8"
+        );
+    }
+
+    fn udp6_frame() -> Vec<u8> {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv6(v6("fd00::1"), v6("fd00::2"), 64)
+            .udp(1, 2)
+            .write(&mut f, &[])
+            .unwrap();
+        f
     }
 
     #[test]

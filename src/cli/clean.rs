@@ -11,7 +11,7 @@ use nslab::error::Result;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Only labs (and orphans of labs) whose name starts with P.
-    #[arg(long, default_value = "", value_name = "P")]
+    #[arg(long, default_value = "", value_name = "P", value_parser = name_fragment)]
     pub prefix: String,
     /// Kill processes in the labs' namespaces that nslab did not start.
     #[arg(long)]
@@ -22,6 +22,20 @@ pub struct Args {
     /// Print what was (or would be) removed as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A prefix is the start of lab and namespace names (file names under /run):
+/// refuse what no name can contain, rather than match nothing.
+fn name_fragment(s: &str) -> std::result::Result<String, String> {
+    match s
+        .chars()
+        .find(|c| matches!(c, '/' | '\0' | '%' | ':') || c.is_whitespace())
+    {
+        Some(c) => Err(format!(
+            "{c:?} cannot be part of a lab or namespace name; give the start of a lab's name, like `t1-`"
+        )),
+        None => Ok(s.to_string()),
+    }
 }
 
 pub fn run(a: Args) -> Result<i32> {

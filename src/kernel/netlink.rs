@@ -411,6 +411,26 @@ fn parse_error(m: &[u8]) -> Option<(u32, i32, Option<String>)> {
     Some((seq, code, ext))
 }
 
+/// Everything nslab decodes from an rtnetlink reply datagram, as its batch,
+/// query and dump readers do: ACKs with their extended-ack text, links with
+/// our own parser, other messages through the crate and our route reduction.
+/// For the fuzz target `fuzz/fuzz_targets/netlink.rs` only.
+#[doc(hidden)]
+pub fn fuzz_reply(buf: &[u8]) {
+    let _ = parse_acks(buf);
+    for (_, _, m) in messages(buf) {
+        let _ = parse_error(m);
+        let _ = super::observe::parse_link(m);
+        if let Ok(NetlinkMessage {
+            payload: NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)),
+            ..
+        }) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(m)
+        {
+            let _ = super::observe::parse_route(&r);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -480,5 +500,26 @@ mod tests {
             e.to_string(),
             "create veth bveth in black: File exists (boom)"
         );
+    }
+
+    proptest::proptest! {
+        /// What the fuzz target `netlink` runs, on random datagrams and on
+        /// random bytes behind a plausible header (the fuzzer goes much further).
+        #[test]
+        fn reply_decoding_never_panics(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            ty in proptest::prelude::prop_oneof![
+                proptest::prelude::Just(2u16), proptest::prelude::Just(16u16), proptest::prelude::Just(24u16),
+                proptest::prelude::Just(0x0a00u16 | 3), proptest::prelude::Just(0x0a00u16 | 6)],
+        ) {
+            fuzz_reply(&body);
+            crate::kernel::nft::fuzz_reply(&body);
+            let mut m = ((body.len() + 16) as u32).to_ne_bytes().to_vec();
+            m.extend_from_slice(&ty.to_ne_bytes());
+            m.extend_from_slice(&[0; 10]);
+            m.extend_from_slice(&body);
+            fuzz_reply(&m);
+            crate::kernel::nft::fuzz_reply(&m);
+        }
     }
 }

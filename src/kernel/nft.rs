@@ -825,6 +825,48 @@ fn find_msg_tlv(tlvs: &[u8]) -> Option<String> {
     None
 }
 
+/// Everything nslab decodes from an nftables reply datagram, as its dump and
+/// batch readers do: split, parse, extended-ack text, and the table, chain and
+/// rule reductions. For the fuzz target `fuzz/fuzz_targets/netlink.rs` only.
+#[doc(hidden)]
+pub fn fuzz_reply(buf: &[u8]) {
+    let Ok(parts) = split_messages(buf) else {
+        return;
+    };
+    for raw in parts {
+        let Ok(msg) = parse_message(raw) else {
+            continue;
+        };
+        match &msg.payload {
+            NetlinkPayload::Error(err) => {
+                let _ = ext_ack_message(msg.header.flags, &err.header);
+            }
+            NetlinkPayload::Done(done) => {
+                let _ = find_msg_tlv(&done.extended_ack);
+            }
+            NetlinkPayload::InnerMessage(NetfilterMessage {
+                header,
+                inner: NetfilterMessageInner::NfTables(m),
+                ..
+            }) => match m {
+                NfTablesMessage::NewTable(t) => {
+                    let _ = table_info(header, t);
+                }
+                NfTablesMessage::NewChain(c) => {
+                    if let Some((_, _, Some(b))) = chain_info(header, c) {
+                        let _ = is_our_nat_chain(&b);
+                    }
+                }
+                NfTablesMessage::NewRule(r) => {
+                    let _ = decode_rule_attributes(&r.attributes);
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+}
+
 /// One step of a rule, reduced to what the masquerade matcher needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Expr {

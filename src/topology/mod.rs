@@ -44,12 +44,13 @@ impl fmt::Display for TopologyError {
                 .flatten()
             {
                 let col = (i.column.max(1) - 1) as usize;
+                let (shown, caret) = excerpt(line, col, SHOWN_LINE_CHARS);
                 write!(
                     f,
                     "\n  {:>4} | {}\n       | {}^",
                     i.line,
-                    line,
-                    " ".repeat(col.min(line.len()))
+                    shown,
+                    " ".repeat(caret)
                 )?;
             }
             if k + 1 < n {
@@ -61,6 +62,30 @@ impl fmt::Display for TopologyError {
 }
 
 impl std::error::Error for TopologyError {}
+
+/// At most this many characters of the offending line are echoed.
+const SHOWN_LINE_CHARS: usize = 120;
+
+/// `line` cut to at most `width` characters around character column `col`
+/// (0-based), with `…` where it was cut, and the caret's column in the result.
+fn excerpt(line: &str, col: usize, width: usize) -> (String, usize) {
+    let chars: Vec<char> = line.chars().collect();
+    let col = col.min(chars.len());
+    if chars.len() <= width {
+        return (line.to_string(), col);
+    }
+    let start = col.saturating_sub(width / 2).min(chars.len() - width);
+    let end = start + width;
+    let mut out = String::new();
+    if start > 0 {
+        out.push('…');
+    }
+    out.extend(&chars[start..end]);
+    if end < chars.len() {
+        out.push('…');
+    }
+    (out, col - start + usize::from(start > 0))
+}
 
 impl TopologyError {
     fn one(file: &str, text: &str, line: u64, column: u64, field: String, message: String) -> Self {
@@ -80,36 +105,57 @@ impl TopologyError {
 /// Read and validate a topology file.
 pub fn load(path: &Path, opts: &Options) -> Result<Lab, TopologyError> {
     let file = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|e| {
-        TopologyError::one(&file, "", 0, 0, String::new(), format!("cannot read: {e}"))
-    })?;
-    if meta.len() as usize > MAX_FILE_BYTES {
-        return Err(TopologyError::one(
-            &file,
-            "",
-            0,
-            0,
-            String::new(),
-            format!(
-                "file is {} bytes; topology files are limited to {MAX_FILE_BYTES}",
-                meta.len()
-            ),
+    let text =
+        read_text(path).map_err(|m| TopologyError::one(&file, "", 0, 0, String::new(), m))?;
+    parse_str(&text, &file, opts)
+}
+
+/// The text of a topology file, or what is wrong with it. Only a regular file
+/// is read, and at most [`MAX_FILE_BYTES`] of it: the file is opened without
+/// blocking (a FIFO would wait for a writer at open) and checked with fstat
+/// before a byte is read, and the read stops one byte past the limit (a
+/// device such as /dev/zero never ends).
+pub fn read_text(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let meta = f.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    let ft = meta.file_type();
+    if !ft.is_file() {
+        let what = if ft.is_dir() {
+            "a directory"
+        } else if ft.is_fifo() {
+            "a FIFO (named pipe)"
+        } else if ft.is_char_device() {
+            "a character device"
+        } else if ft.is_block_device() {
+            "a block device"
+        } else if ft.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(format!(
+            "is {what}; a topology file must be a regular file (save it to a file first)"
         ));
     }
-    let bytes = std::fs::read(path).map_err(|e| {
-        TopologyError::one(&file, "", 0, 0, String::new(), format!("cannot read: {e}"))
-    })?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        TopologyError::one(
-            &file,
-            "",
-            0,
-            0,
-            String::new(),
-            format!("not UTF-8 text: {e}"),
-        )
-    })?;
-    parse_str(&text, &file, opts)
+    let too_big =
+        || format!("file is larger than {MAX_FILE_BYTES} bytes, the limit for topology files");
+    if meta.len() > MAX_FILE_BYTES as u64 {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    f.take(MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes).map_err(|e| format!("not UTF-8 text: {e}"))
 }
 
 /// Parse and validate topology text; `file` names it in errors.
@@ -141,7 +187,7 @@ pub fn parse_str(text: &str, file: &str, opts: &Options) -> Result<model::Lab, T
                 .location()
                 .map(|l| (l.line(), l.column()))
                 .unwrap_or((0, 0));
-            let msg = clean_saphyr_message(&e.to_string());
+            let msg = saphyr_message(&e);
             return Err(TopologyError::one(
                 file,
                 text,
@@ -159,6 +205,45 @@ pub fn parse_str(text: &str, file: &str, opts: &Options) -> Result<model::Lab, T
     })
 }
 
+/// What serde-saphyr's error means for the person editing the file: no Rust
+/// debug structs (budget breaches), no hints about the library's API (several
+/// documents).
+fn saphyr_message(e: &serde_saphyr::Error) -> String {
+    use serde_saphyr::Error as E;
+    match e.without_snippet() {
+        E::AliasError { error, .. } => saphyr_message(error),
+        E::Budget { breach, .. } => format!(
+            "the file is too large or too complex to read: {}; a topology needs far less, so look for anchors and aliases (`&name`, `*name`) that repeat big parts, or deep nesting",
+            budget_words(breach)
+        ),
+        E::AliasReplayLimitExceeded { .. }
+        | E::AliasExpansionLimitExceeded { .. }
+        | E::AliasReplayCounterOverflow { .. }
+        | E::AliasReplayStackDepthExceeded { .. } => "the file is too complex to read: its aliases (`*name`) repeat their anchors' contents too many times; a topology needs far less, so write those parts out or use fewer aliases".into(),
+        E::MultipleDocuments { .. } => "a topology file holds one YAML document and a second one starts here; remove it and the `---` line before it (or put each lab in its own file)".into(),
+        other => clean_saphyr_message(&other.to_string()),
+    }
+}
+
+/// One YAML limit in words.
+fn budget_words(b: &serde_saphyr::budget::BudgetBreach) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    match b {
+        B::Events { events } => format!("more than {events} YAML events"),
+        B::Aliases { aliases } => format!("{aliases} aliases"),
+        B::Anchors { anchors } => format!("{anchors} anchors"),
+        B::Depth { depth } => format!("nesting {depth} levels deep"),
+        B::Documents { documents } => format!("{documents} documents"),
+        B::Nodes { nodes } => format!("{nodes} values"),
+        B::ScalarBytes { total_scalar_bytes } => format!("{total_scalar_bytes} bytes of text"),
+        B::MergeKeys { merge_keys } => format!("{merge_keys} merge keys (`<<`)"),
+        B::AliasAnchorRatio { aliases, anchors } => {
+            format!("{aliases} aliases for {anchors} anchors")
+        }
+        _ => "over a YAML size limit".into(),
+    }
+}
+
 /// serde-saphyr prefixes "error: line X column Y:"; we print our own place.
 fn clean_saphyr_message(m: &str) -> String {
     let first = m.lines().next().unwrap_or(m);
@@ -168,6 +253,21 @@ fn clean_saphyr_message(m: &str) -> String {
         _ => s,
     };
     let s = s.replace(", set DuplicateKeyPolicy in Options if acceptable", "");
+    // Hints about the library's API mean nothing to the file's author.
+    if s.starts_with("cannot deserialize null into string") {
+        return "a value is missing here: write it after the colon (quote it if it is empty text: \"\")".into();
+    }
+    let mut s = s;
+    for hint in [
+        "; use from_str",
+        "; use String or Cow",
+        "; use Option<",
+        " If you just use !!binary",
+    ] {
+        if let Some(i) = s.find(hint) {
+            s.truncate(i);
+        }
+    }
     // It may also end with its own " at line N, column M".
     match s.rfind(" at line ") {
         Some(i) if s[i..].contains("column") => s[..i].to_string(),

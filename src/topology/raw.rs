@@ -63,7 +63,7 @@ pub struct RawFile {
     pub nat: Vec<S<RawNat>>,
     /// Give every interface an IPv6 link-local address even when the lab has no
     /// IPv6 address (default: only labs that use IPv6 get them).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict_opt")]
     pub ipv6_link_local: Option<bool>,
     /// Expectations checked by `nslab check`.
     #[serde(default)]
@@ -77,7 +77,7 @@ pub struct RawNode {
     pub interfaces: OrderedMap<RawIface>,
     #[serde(default)]
     pub routes: Vec<S<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict_opt_spanned")]
     pub forward: Option<S<bool>>,
     #[serde(default)]
     pub run: Vec<S<String>>,
@@ -99,7 +99,7 @@ pub struct RawIface {
     pub address: Option<S<String>>,
     #[serde(default)]
     pub addresses: Vec<S<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict_opt_spanned")]
     pub mtu: Option<S<u32>>,
     #[serde(default)]
     pub mac: Option<S<String>>,
@@ -112,7 +112,7 @@ pub struct RawBridge {
     pub address: Option<S<String>>,
     #[serde(default)]
     pub addresses: Vec<S<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict_opt_spanned")]
     pub mtu: Option<S<u32>>,
     #[serde(default)]
     pub mac: Option<S<String>>,
@@ -143,10 +143,77 @@ pub struct RawExpect {
     /// `SRC -> http://DST:PORT/PATH`
     #[serde(default)]
     pub http: Option<S<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict_opt_spanned")]
     pub status: Option<S<u16>>,
     #[serde(default)]
     pub family: Option<S<String>>,
     #[serde(default)]
     pub name: Option<String>,
+}
+
+/// A number or boolean exactly as YAML types it: `mtu: "1500"` or
+/// `forward: "true"` (quoted, so strings) are errors naming the expected type,
+/// not silently converted. serde-saphyr parses a typed target's text whatever
+/// its quoting; asking for any value keeps the distinction.
+pub struct Strict<T>(pub T);
+
+impl<'de> Deserialize<'de> for Strict<bool> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = bool;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a boolean: true or false, without quotes")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<bool, E> {
+                Ok(v)
+            }
+        }
+        d.deserialize_any(V).map(Strict)
+    }
+}
+
+macro_rules! strict_unsigned {
+    ($($t:ty),*) => {$(
+        impl<'de> Deserialize<'de> for Strict<$t> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl Visitor<'_> for V {
+                    type Value = $t;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        write!(f, "a whole number from 0 to {}, without quotes", <$t>::MAX)
+                    }
+                    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<$t, E> {
+                        <$t>::try_from(v).map_err(|_| {
+                            E::invalid_value(serde::de::Unexpected::Unsigned(v), &self)
+                        })
+                    }
+                    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<$t, E> {
+                        <$t>::try_from(v).map_err(|_| {
+                            E::invalid_value(serde::de::Unexpected::Signed(v), &self)
+                        })
+                    }
+                }
+                d.deserialize_any(V).map(Strict)
+            }
+        }
+    )*};
+}
+strict_unsigned!(u16, u32);
+
+fn strict_opt<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    Strict<T>: Deserialize<'de>,
+{
+    Ok(Option::<Strict<T>>::deserialize(d)?.map(|s| s.0))
+}
+
+fn strict_opt_spanned<'de, D, T>(d: D) -> Result<Option<S<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    Strict<T>: Deserialize<'de>,
+{
+    Ok(Option::<S<Strict<T>>>::deserialize(d)?
+        .map(|s| Spanned::new(s.value.0, s.referenced, s.defined)))
 }

@@ -419,3 +419,270 @@ mod hardening {
         assert!(e.to_string().contains("too large"), "{e}");
     }
 }
+
+#[test]
+fn only_regular_files_are_read_and_at_most_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("lab.yaml");
+    std::fs::write(&p, "name: x\n").unwrap();
+    assert_eq!(read_text(&p).unwrap(), "name: x\n");
+    // A sparse file one byte over the limit: refused before reading.
+    let f = std::fs::File::create(&p).unwrap();
+    f.set_len(MAX_FILE_BYTES as u64 + 1).unwrap();
+    let e = read_text(&p).unwrap_err();
+    assert!(e.contains("larger than"), "{e}");
+    // Exactly the limit is fine (it then fails as YAML, not here).
+    f.set_len(MAX_FILE_BYTES as u64).unwrap();
+    assert_eq!(read_text(&p).unwrap().len(), MAX_FILE_BYTES);
+    let e = read_text(dir.path()).unwrap_err();
+    assert!(e.contains("directory"), "{e}");
+    let e = read_text(std::path::Path::new("/dev/zero")).unwrap_err();
+    assert!(e.contains("character device"), "{e}");
+    let e = read_text(&dir.path().join("missing.yaml")).unwrap_err();
+    assert!(e.contains("cannot read"), "{e}");
+}
+
+/// Two nodes on one cable; `red_if` is the body of red's interface (line 5).
+fn two_nodes(red_if: &str) -> String {
+    format!(
+        "name: x\nnodes:\n  red:\n    interfaces:\n      e0: {{ {red_if} }}\n  green:\n    interfaces:\n      e1: {{ address: 10.0.0.2/24, mac: \"02:00:00:00:00:02\" }}\nlinks:\n  - [ red:e0, green:e1 ]\n"
+    )
+}
+
+#[test]
+fn addresses_an_interface_cannot_have() {
+    for (addr, kind) in [
+        ("ff02::5/64", "multicast"),
+        ("::1/128", "loopback"),
+        ("0.0.0.0/0", "unspecified"),
+        ("::/0", "unspecified"),
+        ("224.0.0.5/24", "multicast"),
+        ("127.0.0.2/8", "loopback"),
+        ("255.255.255.255/32", "broadcast"),
+        ("10.0.0.255/24", "broadcast address of its prefix"),
+    ] {
+        let t = two_nodes(&format!("address: \"{addr}\""));
+        let e = parse(&t).expect_err(addr);
+        let i = &e.issues[0];
+        assert_eq!(e.issues.len(), 1, "{addr}: {e}");
+        assert_eq!((i.line, i.column), (5, 22), "{addr}: {e}");
+        assert_eq!(i.field, "nodes.red.interfaces.e0.address", "{addr}");
+        assert!(i.message.contains(kind), "{addr}: {}", i.message);
+        assert!(
+            i.message.contains("needs a unicast address"),
+            "{addr}: {}",
+            i.message
+        );
+        // Not the sandbox's overlap message (0.0.0.0/0 contains 203.0.113.0/24).
+        let e = sandboxed(&t).expect_err(addr);
+        assert!(!e.to_string().contains("overlaps"), "{e}");
+    }
+    // On a bridge too.
+    let (line, field, msg) = issue("name: x\nbridges:\n  br0: { address: ff02::1/64 }\n");
+    assert_eq!((line, field.as_str()), (3, "bridges.br0.address"));
+    assert!(msg.contains("multicast"), "{msg}");
+    // Still fine: /31 and /32 ends, the network address, link-local IPv6.
+    for ok in [
+        "10.0.0.1/31",
+        "10.0.0.255/32",
+        "10.0.0.255/23",
+        "fe80::1/64",
+    ] {
+        parse(&two_nodes(&format!("address: \"{ok}\""))).expect(ok);
+    }
+}
+
+#[test]
+fn macs_an_interface_cannot_have() {
+    for (mac, want) in [
+        ("00:00:00:00:00:00", "all-zero"),
+        ("01:00:5e:00:00:01", "multicast"),
+        ("ff:ff:ff:ff:ff:ff", "multicast"),
+    ] {
+        let e = parse(&two_nodes(&format!("address: 10.0.0.1/24, mac: \"{mac}\""))).expect_err(mac);
+        let i = &e.issues[0];
+        assert_eq!(e.issues.len(), 1, "{mac}: {e}");
+        assert_eq!(i.field, "nodes.red.interfaces.e0.mac", "{mac}");
+        assert!(i.message.contains(want), "{mac}: {}", i.message);
+    }
+    // The second of two equal MACs is refused, naming the first.
+    let e = parse(&two_nodes(
+        "address: 10.0.0.1/24, mac: \"02:00:00:00:00:02\"",
+    ))
+    .unwrap_err();
+    assert_eq!(e.issues.len(), 1, "{e}");
+    assert_eq!(
+        (e.issues[0].line, e.issues[0].field.as_str()),
+        (8, "nodes.green.interfaces.e1.mac")
+    );
+    assert!(
+        e.issues[0]
+            .message
+            .contains("already set on nodes.red.interfaces.e0 (line 5)"),
+        "{e}"
+    );
+    // A bridge's MAC takes part in the uniqueness too.
+    let e = parse(
+        "name: x\nbridges:\n  br0: { mac: \"02:00:00:00:00:07\" }\n  br1: { mac: \"02:00:00:00:00:07\" }\n",
+    )
+    .unwrap_err();
+    assert_eq!(e.issues[0].line, 4, "{e}");
+    assert!(e.issues[0].message.contains("bridges.br0"), "{e}");
+    parse(&two_nodes(
+        "address: 10.0.0.1/24, mac: \"02:00:00:00:00:01\"",
+    ))
+    .unwrap();
+}
+
+#[test]
+fn a_gateway_is_not_the_nodes_own_address() {
+    let t = "name: x\nnodes:\n  red:\n    interfaces:\n      e0: { address: 10.0.0.1/24 }\n    routes: [ \"default via 10.0.0.1\" ]\n  green:\n    interfaces:\n      e1: { address: 10.0.0.2/24 }\nlinks:\n  - [ red:e0, green:e1 ]\n";
+    let (line, field, msg) = issue(t);
+    assert_eq!((line, field.as_str()), (6, "nodes.red.routes[0]"));
+    assert!(
+        msg.contains("gateway 10.0.0.1 is the address of red:e0 itself"),
+        "{msg}"
+    );
+    parse(&t.replace("via 10.0.0.1", "via 10.0.0.2")).unwrap();
+}
+
+#[test]
+fn numbers_and_booleans_are_not_strings() {
+    for (from, to, want) in [
+        (
+            "mtu: 1400",
+            "mtu: \"1500\"",
+            "string \"1500\", expected a whole number",
+        ),
+        ("mtu: 1400", "mtu: 1500.5", "expected a whole number"),
+        ("mtu: 1400", "mtu: -1", "expected a whole number"),
+        ("mtu: 1400", "mtu: 4294967296", "expected a whole number"),
+        (
+            "forward: true",
+            "forward: \"true\"",
+            "string \"true\", expected a boolean",
+        ),
+        ("forward: true", "forward: yes", "expected a boolean"),
+        ("forward: true", "forward: 1", "expected a boolean"),
+    ] {
+        let good = format!(
+            "name: x\nnodes:\n  red:\n    {from}\n    interfaces:\n      e0: {{ address: 10.0.0.1/24, {from} }}\n  green:\n    interfaces:\n      e1: {{ address: 10.0.0.2/24 }}\nlinks:\n  - [ red:e0, green:e1 ]\n"
+        );
+        // `forward` belongs to the node, `mtu` to the interface: keep one of each.
+        let good = if from.starts_with("mtu") {
+            good.replacen("    mtu: 1400\n", "", 1)
+        } else {
+            good.replacen(", forward: true", "", 1)
+        };
+        parse(&good).unwrap_or_else(|e| panic!("{from}: {e}"));
+        let bad = good.replace(from, to);
+        let e = parse(&bad).expect_err(to);
+        let i = &e.issues[0];
+        assert!(i.message.contains(want), "{to}: {}", i.message);
+        let line = if from.starts_with("mtu") { 5 } else { 4 };
+        assert_eq!(i.line, line, "{to}: {e}");
+    }
+    let e = parse("name: x\nipv6_link_local: \"true\"\n").unwrap_err();
+    assert!(e.issues[0].message.contains("expected a boolean"), "{e}");
+    let base =
+        "name: x\nnodes:\n  a: {}\nexpect:\n  - http: a -> http://a:80/\n    status: \"200\"\n";
+    let e = parse(base).unwrap_err();
+    assert_eq!(e.issues[0].line, 6, "{e}");
+    assert!(
+        e.issues[0].message.contains("expected a whole number"),
+        "{e}"
+    );
+    parse(&base.replace("\"200\"", "200")).unwrap();
+}
+
+/// No Rust types, debug structs or library API in a message meant for the file's author.
+#[track_caller]
+fn speaks_to_the_user(e: &TopologyError) {
+    let m = e.to_string();
+    for bad in [
+        "{ ",
+        " }",
+        "Option<",
+        "from_str",
+        "Options",
+        "DuplicateKeyPolicy",
+        "=",
+        "Cow<",
+    ] {
+        assert!(!m.contains(bad), "{bad:?} in:\n{m}");
+    }
+}
+
+#[test]
+fn yaml_limits_are_explained_in_words() {
+    // Too many anchors: a budget breach (was "budget breached: Anchors { anchors: 50001 }").
+    let mut t = String::from("name: x\nlinks:\n");
+    for i in 0..50_001 {
+        t.push_str(&format!("  - [&a{i} x, y]\n"));
+    }
+    let e = parse(&t).unwrap_err();
+    speaks_to_the_user(&e);
+    assert!(
+        e.issues[0]
+            .message
+            .contains("too large or too complex to read: 50001 anchors"),
+        "{e}"
+    );
+    assert_eq!(e.issues[0].line, 50_003);
+
+    // An alias bomb where strings are expected.
+    let mut t = String::from("name: x\ndescription: &a0 xxxxxxxxxxxxxxxx\nlinks:\n");
+    for i in 1..40 {
+        let refs = vec![format!("*a{}", i - 1); 8].join(", ");
+        t.push_str(&format!("  - &a{i} [{refs}]\n"));
+    }
+    let e = parse(&t).unwrap_err();
+    speaks_to_the_user(&e);
+}
+
+#[test]
+fn yaml_errors_carry_no_library_hints() {
+    let e = parse("name: x\n---\nname: y\n").unwrap_err();
+    speaks_to_the_user(&e);
+    assert_eq!(e.issues[0].line, 3);
+    assert!(e.issues[0].message.contains("one YAML document"), "{e}");
+    let e = parse("name: x\nnodes:\n  a:\n    run: [ ~ ]\n").unwrap_err();
+    speaks_to_the_user(&e);
+    assert!(
+        e.issues[0].message.contains("a value is missing here"),
+        "{e}"
+    );
+    let e = parse("name: x\nname: y\n").unwrap_err();
+    speaks_to_the_user(&e);
+    assert!(e.issues[0].message.contains("duplicate"), "{e}");
+}
+
+#[test]
+fn long_lines_are_cut_around_the_column() {
+    let long = format!(
+        "name: x\ndescription: {} \"oops\": [\n",
+        "b".repeat(200_000)
+    );
+    let e = parse(&long).unwrap_err();
+    let m = e.to_string();
+    assert!(m.len() < 600, "{} bytes echoed", m.len());
+    let lines: Vec<&str> = m.lines().collect();
+    assert_eq!(lines.len(), 3, "{m}");
+    // The caret still points at the character the column names.
+    let col = e.issues[0].column as usize;
+    let shown = lines[1].split_once(" | ").unwrap().1;
+    let caret = lines[2].split_once(" | ").unwrap().1.chars().count() - 1;
+    let at: char = long.lines().nth(1).unwrap().chars().nth(col - 1).unwrap();
+    assert_eq!(shown.chars().nth(caret), Some(at), "{m}");
+    assert!(shown.chars().count() <= 122, "{m}");
+    assert!(shown.starts_with('…'), "{m}");
+
+    assert_eq!(excerpt("short", 2, 120), ("short".to_string(), 2));
+    let l: String = ('a'..='z').collect();
+    assert_eq!(excerpt(&l, 0, 10), ("abcdefghij…".to_string(), 0));
+    assert_eq!(excerpt(&l, 25, 10), ("…qrstuvwxyz".to_string(), 10));
+    assert_eq!(excerpt(&l, 13, 10), ("…ijklmnopqr…".to_string(), 6));
+    // Multi-byte characters are never split.
+    let (s, c) = excerpt(&"é".repeat(300), 150, 120);
+    assert_eq!((s.chars().count(), c), (122, 61));
+}

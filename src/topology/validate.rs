@@ -46,6 +46,8 @@ const RESERVED: &[&str] = &["host", "internet", "all"];
 
 struct Ctx {
     issues: Vec<Issue>,
+    /// MACs the file sets, with where and on what: each must be unique in the lab.
+    macs: Vec<([u8; 6], Location, String)>,
 }
 
 impl Ctx {
@@ -204,11 +206,61 @@ fn parse_mac(cx: &mut Ctx, s: &S<String>, field: &str) -> Option<[u8; 6]> {
         cx.at(
             loc(s),
             field,
-            format!("{} is a multicast MAC address", s.value),
+            format!("{} is a multicast MAC address (the first byte is odd); an interface needs a unicast one, like 02:00:00:00:00:01 (first byte even; 02 marks it locally administered)", s.value),
         );
         return None;
     }
+    if mac == [0; 6] {
+        cx.at(
+            loc(s),
+            field,
+            format!("{} is the all-zero MAC address, which no interface can have; pick one like 02:00:00:00:00:01", s.value),
+        );
+        return None;
+    }
+    if let Some((_, l, prev)) = cx.macs.iter().find(|m| m.0 == mac) {
+        let msg = format!(
+            "MAC address {} is already set on {prev} (line {}); each interface in a lab needs its own MAC",
+            s.value,
+            l.line()
+        );
+        cx.at(loc(s), field, msg);
+        return None;
+    }
+    cx.macs
+        .push((mac, *loc(s), field.trim_end_matches(".mac").to_string()));
     Some(mac)
+}
+
+/// Why `a` cannot be an interface's address, if it cannot: the kernel would
+/// refuse it, or take it but never use it as a unicast address.
+fn address_problem(a: &IpNet) -> Option<String> {
+    let ip = a.addr();
+    let kind = if ip.is_unspecified() {
+        "the unspecified address (it means \"any\")"
+    } else if ip.is_loopback() {
+        "a loopback address (it belongs to `lo`, which every node has already)"
+    } else if ip.is_multicast() {
+        "a multicast address (a group joined by programs, not an interface address)"
+    } else if let IpNet::V4(n) = a {
+        if n.addr().is_broadcast() {
+            "the broadcast address"
+        } else if n.prefix_len() < 31 && n.addr() == n.broadcast() {
+            "the broadcast address of its prefix"
+        } else {
+            return None;
+        }
+    } else {
+        return None;
+    };
+    let example = if a.addr().is_ipv4() {
+        "192.168.1.1/24"
+    } else {
+        "fd00::1/64"
+    };
+    Some(format!(
+        "{a} is {kind}; an interface needs a unicast address, like {example}"
+    ))
 }
 
 fn check_mtu(cx: &mut Ctx, m: &Option<S<u32>>, field: &str) -> Option<u32> {
@@ -241,7 +293,10 @@ fn addresses(
             Some(i) => format!("{field}.addresses[{i}]"),
         };
         if let Some(n) = parse_cidr(cx, a, &f) {
-            out.push((n, *loc(a)));
+            match address_problem(&n) {
+                Some(m) => cx.at(loc(a), &f, m),
+                None => out.push((n, *loc(a))),
+            }
         }
     }
     out
@@ -369,7 +424,10 @@ struct NodeDraft {
 }
 
 pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
-    let mut cx = Ctx { issues: Vec::new() };
+    let mut cx = Ctx {
+        issues: Vec::new(),
+        macs: Vec::new(),
+    };
     let top = Location::UNKNOWN;
 
     if !opts.prefix.is_empty() {
@@ -763,6 +821,15 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
                         }
                     ),
                 );
+                continue;
+            }
+            if let Some(gw) = route.via
+                && let Some((ifn, ..)) = d
+                    .ifaces
+                    .iter()
+                    .find(|x| x.2.iter().any(|(a, _)| a.addr() == gw))
+            {
+                cx.at(loc(r), &field, format!("gateway {gw} is the address of {}:{ifn} itself; a gateway is the next router's address (another node's or the bridge's), or leave out `via` for `PREFIX dev IF`", d.name));
                 continue;
             }
             if let Some(gw) = route.via
