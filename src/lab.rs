@@ -646,6 +646,9 @@ const DOWN_WAIT: Duration = Duration::from_secs(60);
 
 /// Take a lab down: everything its record owns, nothing else.
 pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
+    if let Some(p) = topology::validate::name_problem(lab) {
+        return Err(Error::Usage(format!("--lab {lab:?}: lab name {p}")));
+    }
     require_caps("down")?;
     // A lab that is not up: nothing to lock (no lock file for a typo).
     let lock = if Record::load(lab)

@@ -296,35 +296,25 @@ pub fn clean(prefix: &str, kill: bool, dry_run: bool) -> Result<CleanReport> {
             }
         }
     }
-    // The hosts files of labs whose record was lost.
-    if let Ok(rd) = std::fs::read_dir(record::state_dir().join("hosts")) {
+    // The lab files (hosts, resolv.conf) and program logs of labs whose record
+    // was lost: one file, or for logs one folder, per lab, named after it.
+    for sub in ["hosts", "resolv", "logs"] {
+        let Ok(rd) = std::fs::read_dir(record::state_dir().join(sub)) else {
+            continue;
+        };
         for e in rd.flatten() {
             let labname = e.file_name().to_string_lossy().into_owned();
-            if orphan(&labname) {
-                if !dry_run {
-                    let _ = std::fs::remove_file(e.path());
-                }
-                rep.etc_netns.push(e.path().display().to_string());
+            if !orphan(&labname) {
+                continue;
             }
-        }
-    }
-    // The program logs of labs whose record was lost.
-    if let Ok(rd) = std::fs::read_dir(record::state_dir().join("logs")) {
-        for e in rd.flatten() {
-            let labname = e.file_name().to_string_lossy().into_owned();
-            if orphan(&labname) && !dry_run {
-                let _ = std::fs::remove_dir_all(e.path());
+            if !dry_run {
+                let _ = if sub == "logs" {
+                    std::fs::remove_dir_all(e.path())
+                } else {
+                    std::fs::remove_file(e.path())
+                };
             }
-        }
-    }
-    // The resolv.conf files of labs whose record was lost.
-    if let Ok(rd) = std::fs::read_dir(record::state_dir().join("resolv")) {
-        for e in rd.flatten() {
-            let labname = e.file_name().to_string_lossy().into_owned();
-            if orphan(&labname) {
-                if !dry_run {
-                    let _ = std::fs::remove_file(e.path());
-                }
+            if sub != "logs" {
                 rep.etc_netns.push(e.path().display().to_string());
             }
         }

@@ -278,6 +278,9 @@ fn second_up_changes_nothing_and_repairs_drift() {
     ok(nslab(&["up", s(&file), "--sandbox", "--prefix", &p]));
     let black = format!("{p}black");
     let host = format!("{p}objective2-host");
+    // The `run:` server must have bound 192.168.1.1 before its cable is cut
+    // below (a slow start would fail to bind, and status rightly says so).
+    wait_listen(&black, 800);
     let before = (ifindex(Some(&black), "bveth"), ifindex(Some(&host), "bri0"));
     let o = ok(nslab(&["up", s(&file), "--sandbox", "--prefix", &p]));
     assert!(stdout(&o).contains("nothing to change"), "{}", text(&o));

@@ -6,7 +6,6 @@
 
 mod common;
 use common::*;
-use std::process::Command;
 
 /// A small deterministic generator (xorshift), so a failing seed can be rerun.
 struct Rng(u64);
@@ -103,12 +102,6 @@ fn random_lab(seed: u64) -> String {
     y
 }
 
-fn state() -> std::path::PathBuf {
-    std::env::var_os("NSLAB_STATE_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from("/run/nslab"))
-}
-
 /// Everything of the test's host that nslab could touch.
 fn snapshot(host: &str, p: &str, lab: &str) -> String {
     let etc: Vec<String> = std::fs::read_dir("/etc/netns")
@@ -128,7 +121,7 @@ fn snapshot(host: &str, p: &str, lab: &str) -> String {
         .filter(|n| n.starts_with(p))
         .collect();
     ns.sort();
-    let st = state();
+    let st = state_dir();
     let files: Vec<bool> = [
         st.join("labs").join(format!("{lab}.json")),
         st.join("labs").join(format!(".{lab}.json.tmp")),
@@ -173,18 +166,8 @@ fn run_seeds(tag: &str, seeds: std::ops::Range<u64>) {
         let before = snapshot(&host.name, &p, &lab);
         let mut k = 1;
         loop {
-            let o = Command::new("nsenter")
-                .args([
-                    &format!("--net=/run/netns/{}", host.name),
-                    bin(),
-                    "up",
-                    s(&f),
-                    "--prefix",
-                    &p,
-                ])
-                .env("NSLAB_TEST_FAIL_AFTER", k.to_string())
-                .output()
-                .unwrap();
+            let crash = [("NSLAB_TEST_FAIL_AFTER", k.to_string())];
+            let o = nslab_env(h, &["up", s(&f), "--prefix", &p], &crash);
             let finished = o.status.success();
             if !finished {
                 assert!(

@@ -111,11 +111,8 @@ fn a_program_that_died_is_drift_and_up_starts_it_again() {
     let file = s(&f);
     ok(nslab(&["up", file, "--sandbox", "--prefix", &p]));
     ok(nslab(&["status", "--lab", &lab]));
-    let state = std::env::var_os("NSLAB_STATE_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| "/run/nslab".into());
     let rec: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(state.join("labs").join(format!("{lab}.json"))).unwrap(),
+        &std::fs::read(state_dir().join("labs").join(format!("{lab}.json"))).unwrap(),
     )
     .unwrap();
     let pid = rec["processes"][0]["pid"].as_i64().expect("a recorded pid");

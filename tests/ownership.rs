@@ -8,12 +8,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn state() -> PathBuf {
-    std::env::var_os("NSLAB_STATE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/run/nslab"))
-}
-
 /// `nslab up` started with a pause hook; returns once it has stopped there.
 fn up_paused(args: &[&str], point: &str, host: Option<&str>) -> Child {
     let mut c = match host {
@@ -413,18 +407,8 @@ fn a_crash_at_every_step_in_host_mode_leaves_the_host_as_it_was() {
     let before = snapshot();
     let mut k = 1;
     loop {
-        let o = Command::new("nsenter")
-            .args([
-                &format!("--net=/run/netns/{}", host.name),
-                bin(),
-                "up",
-                s(&file),
-                "--prefix",
-                &p,
-            ])
-            .env("NSLAB_TEST_FAIL_AFTER", k.to_string())
-            .output()
-            .unwrap();
+        let crash = [("NSLAB_TEST_FAIL_AFTER", k.to_string())];
+        let o = nslab_env(h, &["up", s(&file), "--prefix", &p], &crash);
         let done = o.status.success();
         ok(nslab_in(h, &["down", "--lab", &lab]));
         assert_eq!(snapshot(), before, "k={k}: down left the host changed");
@@ -438,18 +422,7 @@ fn a_crash_at_every_step_in_host_mode_leaves_the_host_as_it_was() {
         }
         // And after a crash, `up` then `down` works too (the bridge is adopted).
         if k % 3 == 0 {
-            let o = Command::new("nsenter")
-                .args([
-                    &format!("--net=/run/netns/{}", host.name),
-                    bin(),
-                    "up",
-                    s(&file),
-                    "--prefix",
-                    &p,
-                ])
-                .env("NSLAB_TEST_FAIL_AFTER", k.to_string())
-                .output()
-                .unwrap();
+            let o = nslab_env(h, &["up", s(&file), "--prefix", &p], &crash);
             assert!(!o.status.success());
             ok(nslab_in(h, &["up", s(&file), "--prefix", &p]));
             ok(nslab_in(h, &["down", "--lab", &lab]));
@@ -516,10 +489,10 @@ links: [[a:eth0, br0:pa], [b:e, br0:pb], [c:e, br0:pc]]
     let f1 = write_file(&dir, "v1.yaml", v1);
     let f2 = write_file(&dir, "v2.yaml", v2);
     ok(nslab(&["up", s(&f1), "--sandbox", "--prefix", &p]));
-    let hosts = std::fs::read_to_string(state().join("hosts").join(&lab)).unwrap();
+    let hosts = std::fs::read_to_string(state_dir().join("hosts").join(&lab)).unwrap();
     let record = || {
         let r: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(state().join("labs").join(format!("{lab}.json"))).unwrap(),
+            &std::fs::read(state_dir().join("labs").join(format!("{lab}.json"))).unwrap(),
         )
         .unwrap();
         (r["model"].clone(), r["namespaces"].clone())
@@ -560,7 +533,7 @@ links: [[a:eth0, br0:pa], [b:e, br0:pb], [c:e, br0:pc]]
             "k={k}: v1 has nothing to change"
         );
         assert_eq!(
-            std::fs::read_to_string(state().join("hosts").join(&lab)).unwrap(),
+            std::fs::read_to_string(state_dir().join("hosts").join(&lab)).unwrap(),
             hosts,
             "k={k}"
         );
@@ -671,7 +644,7 @@ fn small_mtu_works_for_ipv4_and_is_refused_for_ipv6() {
 #[test]
 fn records_of_unknown_versions_are_refused_and_temporaries_cleaned() {
     let (p, lab, _g) = up_example("recv", "objective1-veth.yaml");
-    let path = state().join("labs").join(format!("{lab}.json"));
+    let path = state_dir().join("labs").join(format!("{lab}.json"));
     let good = std::fs::read_to_string(&path).unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&good).unwrap();
     v["version"] = serde_json::json!(99);
@@ -707,7 +680,7 @@ fn records_of_unknown_versions_are_refused_and_temporaries_cleaned() {
         "{v}"
     );
     std::fs::write(&path, good).unwrap();
-    let tmp = state().join("labs").join(format!(".{lab}.json.tmp"));
+    let tmp = state_dir().join("labs").join(format!(".{lab}.json.tmp"));
     std::fs::write(&tmp, "{").unwrap();
     ok(nslab(&["clean", "--prefix", &p]));
     assert!(!tmp.exists(), "clean removes a stray temporary");

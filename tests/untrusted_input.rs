@@ -159,6 +159,11 @@ fn clean_refuses_a_prefix_no_name_can_have() {
     let o = nslab_timeout(&["clean", "--prefix", &bad], Duration::from_secs(20));
     refused(&o, &["cannot be part of"]);
     // The lab is untouched.
-    assert!(std::path::Path::new(&format!("/run/nslab/labs/{lab}.json")).exists());
+    assert!(
+        state_dir()
+            .join("labs")
+            .join(format!("{lab}.json"))
+            .exists()
+    );
     assert!(netns_list().iter().any(|n| n.starts_with(&p)));
 }

@@ -52,6 +52,23 @@ pub fn nslab_in(host: Option<&str>, args: &[&str]) -> Output {
         .expect("run nslab")
 }
 
+/// `nslab_in` with extra environment (the test hooks).
+pub fn nslab_env(host: Option<&str>, args: &[&str], env: &[(&str, String)]) -> Output {
+    let mut c = match host {
+        Some(ns) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/run/netns/{ns}")).arg(bin());
+            c
+        }
+        None => Command::new(bin()),
+    };
+    c.args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run nslab")
+}
+
 pub fn nslab(args: &[&str]) -> Output {
     nslab_in(None, args)
 }
