@@ -148,7 +148,48 @@ pub fn status(rec: &Record, model: &Lab, compared_with: String) -> Result<Status
                 if st.is_none() {
                     x.status = State::Missing;
                 }
+                // MTU and MAC the file sets: both values when they differ.
+                if let Some(l) = s.link(&wi.name) {
+                    let hex = |m: &[u8; 6]| {
+                        m.iter()
+                            .map(|b| format!("{b:02x}"))
+                            .collect::<Vec<_>>()
+                            .join(":")
+                    };
+                    if let Some(want) = wi.mtu.filter(|m| l.mtu != Some(*m)) {
+                        x.detail.push(format!(
+                            "mtu {} (the lab says {want})",
+                            l.mtu.map(|m| m.to_string()).unwrap_or("?".into())
+                        ));
+                    }
+                    if let Some(want) = wi.mac.filter(|m| l.mac != Some(*m)) {
+                        x.detail.push(format!(
+                            "MAC {} (the lab says {})",
+                            l.mac.as_ref().map(hex).unwrap_or("?".into()),
+                            hex(&want)
+                        ));
+                    }
+                    if !x.detail.is_empty() {
+                        x.status = State::Different;
+                    }
+                }
                 ifs.push(x);
+            }
+            // Forwarding, as the kernel shows it on lo, against the lab's node.
+            if let Place::Node(n) = p
+                && let Some(node) = model.node(n)
+                && let Some((Some(v4), _)) = s.link("lo").map(|l| l.forwarding)
+                && v4 != node.forward
+            {
+                routes.push(RouteStatus {
+                    route: format!(
+                        "forwarding is {} (the lab says forward: {})",
+                        if v4 { "on" } else { "off" },
+                        node.forward
+                    ),
+                    declared: true,
+                    status: State::Different,
+                });
             }
             let idx = |d: &str| s.link(d).map(|l| l.index);
             for r in &w.routes {

@@ -61,12 +61,24 @@ fn each_drift_is_shown_by_status_listed_by_plan_and_repaired_by_up() {
     sh(&format!(
         "ip netns exec {p}r sysctl -qw net.ipv4.ip_forward=0"
     ));
+    let st = nslab(&["status", "--lab", &lab]);
+    assert!(
+        text(&st).contains("forwarding is off (the lab says forward: true)"),
+        "both values: {}",
+        text(&st)
+    );
     assert!(!pings(&format!("{p}a"), "10.5.1.2"));
     drift_is_seen_and_repaired(file, &p, &lab, "net.ipv4.ip_forward=1");
     assert!(pings(&format!("{p}a"), "10.5.1.2"), "forwarding again");
 
     // A changed MAC.
     sh(&format!("ip -n {p}a link set e address 02:00:00:00:05:99"));
+    let st = nslab(&["status", "--lab", &lab]);
+    assert!(
+        text(&st).contains("MAC 02:00:00:00:05:99 (the lab says 02:00:00:00:05:01)"),
+        "both values: {}",
+        text(&st)
+    );
     drift_is_seen_and_repaired(file, &p, &lab, "MAC 02:00:00:00:05:01");
     assert_eq!(
         ip_json(Some(&format!("{p}a")), "link show e")[0]["address"],
@@ -75,6 +87,12 @@ fn each_drift_is_shown_by_status_listed_by_plan_and_repaired_by_up() {
 
     // A changed MTU.
     sh(&format!("ip -n {p}a link set e mtu 1300"));
+    let st = nslab(&["status", "--lab", &lab]);
+    assert!(
+        text(&st).contains("mtu 1300 (the lab says 1400)"),
+        "both values: {}",
+        text(&st)
+    );
     drift_is_seen_and_repaired(file, &p, &lab, "mtu 1400");
     assert_eq!(
         ip_json(Some(&format!("{p}a")), "link show e")[0]["mtu"],
