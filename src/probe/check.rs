@@ -2,7 +2,7 @@
 //! family), the file's expectations, and for every failure the reason the kernel
 //! gives along the path.
 
-use super::sweep::{Outcome, SweepOptions, sweep};
+use super::sweep::{Outcome, SweepOptions, sweep, sweep_window};
 use super::why::{Ctx, Reason};
 use crate::error::{Error, Result};
 use crate::lab;
@@ -348,13 +348,6 @@ fn gc_thresh3(v6: bool) -> usize {
         .unwrap_or(1024)
 }
 
-/// How many addresses one source probes at once, for `workers` sources at
-/// once: their entries (two per address: one at each end) stay under a
-/// quarter of the table.
-pub fn group_size(thresh3: usize, workers: usize) -> usize {
-    (thresh3 / (8 * workers.max(1))).clamp(4, 64)
-}
-
 /// A netlink socket in a place's namespace and the lab's interfaces there, to
 /// delete the neighbour entries probes made.
 struct Cleaner {
@@ -516,6 +509,7 @@ pub fn check_with(rec: &Record, model: &Lab, opts: &CheckOptions) -> Result<Repo
             error: None,
         })
         .collect();
+    crate::timing::mark("start");
     if opts.matrix && !planned.is_empty() {
         let before = [neigh_stat(false), neigh_stat(true)];
         let outcomes = run_matrix(rec, model, &ps, &files, &planned, opts.progress);
@@ -561,11 +555,13 @@ pub fn check_with(rec: &Record, model: &Lab, opts: &CheckOptions) -> Result<Repo
     if !opts.matrix {
         cells.clear();
     }
+    crate::timing::mark("matrix");
     let mut cx = None;
     let mut results = Vec::new();
     for e in &model.expect {
         results.push(run_expect(rec, model, e, &ps, &files, &mut cx)?);
     }
+    crate::timing::mark("expectations");
     for c in cells.iter_mut().filter(|c| c.reach == Some(false)) {
         if cx.is_none() {
             cx = Some(ctx(rec, model)?);
@@ -583,6 +579,7 @@ pub fn check_with(rec: &Record, model: &Lab, opts: &CheckOptions) -> Result<Repo
             .expect("probed");
         c.why = Some(cx.as_mut().expect("opened").why_not(&src, a));
     }
+    crate::timing::mark("why not");
     let ok = results.iter().all(|r| r.ok);
     let probe_errors = cells.iter().filter(|c| c.error.is_some()).count()
         + results.iter().filter(|r| r.error.is_some()).count();
@@ -612,9 +609,15 @@ fn run_matrix(
     planned: &[Planned],
     progress: Option<&(dyn Fn(usize, usize) + Sync)>,
 ) -> Vec<Vec<(IpAddr, Outcome)>> {
-    let workers = 8usize.min(ps.len()).max(1);
+    // Waiting for replies costs no CPU: many sources at once, each with a small
+    // window, so unreachable addresses (retried) do not hold the rest up.
+    let workers = 64usize.min(ps.len()).max(1);
     let thresh = [gc_thresh3(false), gc_thresh3(true)];
-    let group = group_size(thresh[0].min(thresh[1]), workers);
+    let budget = Budget {
+        in_flight: AtomicUsize::new(0),
+        limit: budget_of(thresh[0].min(thresh[1])),
+    };
+    let group = 64;
     // Per source: (address, family) to probe, deduplicated.
     let mut per_src: Vec<Vec<IpAddr>> = vec![Vec::new(); ps.len()];
     for c in planned {
@@ -640,6 +643,7 @@ fn run_matrix(
         .zip(files)
         .map(|(p, f)| Mutex::new(cleaner(rec, model, f, p)))
         .collect();
+    crate::timing::mark("neighbour cleaners");
     let total: usize = per_src.iter().map(Vec::len).sum();
     let done = AtomicUsize::new(0);
     let next = AtomicUsize::new(0);
@@ -653,31 +657,47 @@ fn run_matrix(
                     if s >= ps.len() {
                         break;
                     }
-                    for chunk in per_src[s].chunks(group) {
-                        admit(chunk.len(), &thresh);
-                        let out = probe_from(&files[s], chunk);
-                        // Forget what the probes taught the neighbour tables, at both ends.
-                        forget(&cleaners[s], chunk);
-                        let mut dsts: Vec<usize> =
-                            chunk.iter().filter_map(|a| owner.get(a).copied()).collect();
-                        dsts.sort_unstable();
-                        dsts.dedup();
-                        let mine: Vec<IpAddr> = model
-                            .addresses_of(&ps[s])
-                            .into_iter()
-                            .map(|(_, a)| a.addr())
-                            .collect();
-                        for d in dsts {
-                            forget(&cleaners[d], &mine);
-                        }
-                        let mut r = results[s].lock().unwrap_or_else(|e| e.into_inner());
-                        r.extend(chunk.iter().copied().zip(out));
-                        drop(r);
-                        let n = done.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len();
-                        if let Some(p) = progress {
-                            p(n, total);
-                        }
+                    let dsts = &per_src[s];
+                    if dsts.is_empty() {
+                        continue;
                     }
+                    let mine: Vec<IpAddr> = model
+                        .addresses_of(&ps[s])
+                        .into_iter()
+                        .map(|(_, a)| a.addr())
+                        .collect();
+                    let sopts = SweepOptions::default();
+                    let out = crate::kernel::netns::run_in(&files[s], || {
+                        sweep_window(
+                            dsts,
+                            &sopts,
+                            group,
+                            &mut |n, idle| admit(n, idle, &budget, &thresh),
+                            &mut |fin| {
+                                // Forget what the probes taught the neighbour
+                                // tables, at both ends.
+                                let addrs: Vec<IpAddr> = fin.iter().map(|&i| dsts[i]).collect();
+                                forget(&cleaners[s], &addrs);
+                                let mut ds: Vec<usize> =
+                                    addrs.iter().filter_map(|a| owner.get(a).copied()).collect();
+                                ds.sort_unstable();
+                                ds.dedup();
+                                for d in ds {
+                                    forget(&cleaners[d], &mine);
+                                }
+                                budget.in_flight.fetch_sub(fin.len(), Ordering::Relaxed);
+                                let n = done.fetch_add(fin.len(), Ordering::Relaxed) + fin.len();
+                                if let Some(p) = progress {
+                                    p(n, total);
+                                }
+                            },
+                        )
+                    })
+                    .unwrap_or_else(|e| {
+                        vec![Outcome::Error(format!("enter the namespace: {e}")); dsts.len()]
+                    });
+                    let mut r = results[s].lock().unwrap_or_else(|e| e.into_inner());
+                    r.extend(dsts.iter().copied().zip(out));
                 }
             });
         }
@@ -705,19 +725,45 @@ fn run_matrix(
         .collect()
 }
 
-/// Wait (up to a second) while the neighbour tables are too full to take
-/// `n` more entries at both ends with a margin: other labs' probes use them too.
-fn admit(n: usize, thresh: &[usize; 2]) {
+/// Addresses in flight across all sources of a matrix.
+struct Budget {
+    in_flight: AtomicUsize,
+    limit: usize,
+}
+
+/// How many addresses the matrix probes at once: each makes up to two
+/// neighbour entries (one at each end), kept under half the table.
+pub fn budget_of(thresh3: usize) -> usize {
+    (thresh3 / 4).max(4)
+}
+
+/// Grant up to `n` addresses from the budget; wait (up to a second) while the
+/// neighbour tables are too full for them, whoever filled them (other labs
+/// probe too). An idle sweep always gets one, so every source makes progress.
+fn admit(n: usize, idle: bool, b: &Budget, thresh: &[usize; 2]) -> usize {
     let t0 = std::time::Instant::now();
     loop {
+        let cur = b.in_flight.load(Ordering::Relaxed);
+        let free = b.limit.saturating_sub(cur);
+        let want = n.min(free).max(usize::from(idle));
         let full = [false, true].iter().any(|&v6| {
-            neigh_stat(v6).is_some_and(|s| s.entries + 2 * n > thresh[usize::from(v6)] * 3 / 4)
+            neigh_stat(v6).is_some_and(|s| s.entries + 2 * want > thresh[usize::from(v6)] * 3 / 4)
         });
-        if !full || t0.elapsed() > Duration::from_secs(1) {
-            return;
+        let waited = t0.elapsed() > Duration::from_secs(1);
+        if want > 0 && (!full || waited) {
+            if b.in_flight
+                .compare_exchange(cur, cur + want, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                return want;
+            }
+            continue;
+        }
+        if want == 0 && !idle {
+            return 0;
         }
         // The table has no event to wait on; its count is read again shortly.
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
