@@ -1102,3 +1102,43 @@ pub fn junit(r: &Report) -> String {
     s.push_str("  </testsuite>\n</testsuites>\n");
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_are_deterministic_sorted_and_bounded() {
+        let a = sample(100, 10, 42);
+        assert_eq!(a, sample(100, 10, 42));
+        assert_eq!(a.len(), 10);
+        assert!(a.windows(2).all(|w| w[0] < w[1]));
+        assert!(a.iter().all(|&i| i < 100));
+        assert_ne!(a, sample(100, 10, 43));
+        assert_eq!(sample(5, 10, 1), vec![0, 1, 2, 3, 4]);
+        assert!(sample(0, 3, 1).is_empty());
+    }
+
+    #[test]
+    fn the_budget_keeps_entries_under_half_the_table() {
+        // Two entries per address in flight (one at each end).
+        assert_eq!(budget_of(1024), 256);
+        assert!(2 * budget_of(1024) <= 1024 / 2);
+        assert_eq!(budget_of(8), 4);
+    }
+
+    #[test]
+    fn neighbour_stats_read_entries_and_overflows() {
+        let text = "entries  allocs   destroys hash_grows lookups  hits     res_failed rcv_probes_mcast rcv_probes_ucast periodic_gc_runs forced_gc_runs unresolved_discards table_fulls\n\
+00000065 0000639d 00006395 00000002   0014a129 00017318 00000125   00000000         00000000         000000cb         00000000       00000000            00000003\n\
+00000065 000047ed 00004790 00000004   000ea8b1 0000ff15 000000f4   00000000         00000000         00000000         00000000       00000000            0000000a\n";
+        assert_eq!(
+            parse_neigh_stat(text),
+            Some(NeighStat {
+                entries: 0x65,
+                table_fulls: 13
+            })
+        );
+        assert_eq!(parse_neigh_stat("garbage"), None);
+    }
+}
