@@ -315,3 +315,35 @@ fn check_right_after_up_passes_on_a_busy_machine() {
         failures.join("\n")
     );
 }
+
+/// The wait of `up` reads real link messages: a port of a bridge that is down
+/// (so the port is disabled) is named after the limit; once the bridge is up
+/// and the port forwards, nothing is.
+#[test]
+fn the_traffic_wait_names_a_port_that_does_not_forward() {
+    use nslab::kernel::ready::{Space, wait_for_traffic};
+    use std::time::Duration;
+    let p = prefix("rdy");
+    let ns = TestNs::new(&format!("{p}n"));
+    let n = &ns.name;
+    sh(&format!(
+        "ip -n {n} link add b0 type bridge && ip -n {n} link add v0 type veth peer name v1 && ip -n {n} link set v0 master b0 && ip -n {n} link set v0 up && ip -n {n} link set v1 up"
+    ));
+    let space = || Space {
+        label: n.clone(),
+        file: std::fs::File::open(format!("/run/netns/{n}")).unwrap(),
+        only: None,
+    };
+    let notes = wait_for_traffic(vec![space()], Duration::from_millis(500));
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(notes[0].contains("v0 (bridge port disabled)"), "{notes:?}");
+    sh(&format!("ip -n {n} link set b0 up"));
+    let notes = wait_for_traffic(vec![space()], Duration::from_secs(10));
+    assert!(notes.is_empty(), "{notes:?}");
+    let links = ip_json(Some(n), "link show");
+    for l in links.as_array().unwrap() {
+        if l["ifname"] != "lo" {
+            assert_eq!(l["operstate"], "UP", "{l:#}");
+        }
+    }
+}
