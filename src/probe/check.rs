@@ -73,6 +73,10 @@ pub fn resolve_all(model: &Lab, spec: &str, family: u8) -> Result<Vec<IpAddr>> {
     };
     let addrs: Vec<(String, ipnet::IpNet)> = if let Some(b) = model.bridge(left) {
         b.addresses.iter().map(|a| (b.name.clone(), *a)).collect()
+    } else if left == "internet" && ifname.is_none() && model.sandbox {
+        // The emulated outside is its service address (as in the tutorial's
+        // 8.8.8.8), not the end of the host's uplink.
+        vec![("lo".into(), crate::topology::sandbox_inet_service_addr())]
     } else {
         match lab::parse_place(model, left) {
             Some(p) => model.addresses_of(&p),
@@ -105,8 +109,12 @@ pub fn families_of(model: &Lab, spec: &str) -> Vec<u8> {
         .collect()
 }
 
-/// Addresses of a place in a family, in the file's order.
+/// Addresses of a place in a family, in the file's order (the `internet`: its
+/// service address).
 fn place_addrs(model: &Lab, p: &Place, family: u8) -> Vec<IpAddr> {
+    if *p == Place::Internet {
+        return resolve_all(model, "internet", family).unwrap_or_default();
+    }
     let mut v: Vec<IpAddr> = model
         .addresses_of(p)
         .into_iter()
