@@ -767,7 +767,9 @@ fn admit(n: usize, idle: bool, b: &Budget, thresh: &[usize; 2]) -> usize {
             }
             continue;
         }
-        if want == 0 && !idle {
+        if !idle {
+            // A sweep with probes in flight goes back to its replies; it asks
+            // again when some finish.
             return 0;
         }
         // The table has no event to wait on; its count is read again shortly.
