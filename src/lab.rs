@@ -423,6 +423,10 @@ pub fn up_lab_with(
         }
         return Err(Error::Failed(msg));
     }
+    // Up means passing traffic: wait for the kernel's link-watch work and the
+    // bridge ports before programs start and before `up` returns.
+    let not_ready = crate::kernel::ready::wait_lab(&rec.namespaces, lab.sandbox, &rec.host_links);
+    crate::timing::mark("wait for traffic");
     // Programs last: the network they talk over is ready now.
     let started = crate::programs::reconcile(&mut rec, &lab, &mut || {
         // The test switch (NSLAB_TEST_FAIL_AFTER) counts starting a program as
@@ -442,6 +446,7 @@ pub fn up_lab_with(
     rec.save().map_err(Error::io("write the lab's record"))?;
     let changed_programs = !started.is_empty();
     let mut notes = notes;
+    notes.extend(not_ready);
     notes.extend(started);
     Ok(UpReport {
         lab: lab.name,

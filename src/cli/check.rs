@@ -1,14 +1,28 @@
 use super::{FilePath, LabSel, print_json};
 use nslab::error::{Error, Result};
+use std::io::{IsTerminal, Write};
 
 /// Who reaches whom, the file's expectations, and why not.
 ///
 /// Prints a reachability matrix of all nodes (plus `host` and, sandboxed, the
-/// `internet`), one per address family in use, like Mininet's pingall; for every
-/// pair that does not reach, the reason read from the kernel along the path (no
-/// route, no route back, an interface down, a router that does not forward,
-/// no NAT, a firewall...). Then the `expect` section of the lab's file: reach and
-/// no reach, TCP ports, HTTP statuses. Exits 0 only if every expectation holds.
+/// `internet`), one per address family in use, like Mininet's pingall: rows and
+/// columns are the places with an address of the family, and every address of a
+/// destination is probed (a pair is `ok` when all answer). For every pair that
+/// does not reach, the reason read from the kernel along the path (no route, no
+/// route back, an interface down, a router that does not forward, no NAT, a
+/// firewall...). Then the `expect` section of the lab's file: reach and no
+/// reach, TCP ports, HTTP statuses.
+///
+/// Probes run concurrently, a few sources at once, each retried up to 3 times
+/// before a pair is `NO`. They are paced so the kernel's neighbour (ARP/NDP)
+/// table, one table shared by every namespace of the machine (gc_thresh3 = 1024
+/// by default), never overflows: a bounded number of addresses in flight, a
+/// pause while the table is nearly full, and the entries the probes made in the
+/// lab's namespaces deleted when done. The limits are never changed.
+///
+/// A probe that cannot run (no raw socket, EPERM, ENOBUFS that persists) is an
+/// error, shown `ERR`, never unreachability. Exits 0 only if every expectation
+/// holds and no probe failed to run.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Take the expectations from this file (default: the lab's record).
@@ -18,6 +32,19 @@ pub struct Args {
     /// Only the expectations, no matrix.
     #[arg(long)]
     pub no_matrix: bool,
+    /// Probe only N (source, destination) pairs of the matrix, sampled
+    /// deterministically (see --seed).
+    #[arg(long, value_name = "N")]
+    pub pairs: Option<usize>,
+    /// The seed of --pairs' sample.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub seed: u64,
+    /// Matrix rows: nodes or groups (`all`, `[a, b]`, `@BRIDGE`, `host`, `internet`); repeatable.
+    #[arg(long, value_name = "PLACES")]
+    pub from: Vec<String>,
+    /// Matrix columns, as --from.
+    #[arg(long, value_name = "PLACES")]
+    pub to: Vec<String>,
     /// Write the expectations' results as JUnit XML to FILE.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<FilePath>,
@@ -36,7 +63,25 @@ pub fn run(a: Args) -> Result<i32> {
             .clone()
             .ok_or_else(|| Error::Failed(format!("lab {lab} is not completely up")))?,
     };
-    let r = nslab::probe::check::check(&rec, &model, !a.no_matrix)?;
+    let tty = std::io::stderr().is_terminal();
+    let progress = |done: usize, total: usize| {
+        let mut e = std::io::stderr().lock();
+        let _ = write!(e, "\r\x1b[Kprobing: {done} of {total} addresses");
+        let _ = e.flush();
+    };
+    let opts = nslab::probe::check::CheckOptions {
+        matrix: !a.no_matrix,
+        from: (!a.from.is_empty()).then(|| a.from.clone()),
+        to: (!a.to.is_empty()).then(|| a.to.clone()),
+        pairs: a.pairs,
+        seed: a.seed,
+        progress: if tty { Some(&progress) } else { None },
+    };
+    let r = nslab::probe::check::check_with(&rec, &model, &opts);
+    if tty && !a.no_matrix {
+        eprint!("\r\x1b[K");
+    }
+    let r = r?;
     if let Some(j) = &a.junit {
         std::fs::write(j, nslab::probe::check::junit(&r))
             .map_err(Error::io(format!("write {}", j.display())))?;
@@ -46,5 +91,5 @@ pub fn run(a: Args) -> Result<i32> {
     } else {
         print!("{}", nslab::probe::check::render(&r));
     }
-    Ok(if r.ok { 0 } else { 1 })
+    Ok(if r.ok && r.probe_errors == 0 { 0 } else { 1 })
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 /// Ping from inside a node (or `host`, `internet`) over a raw ICMP socket, like
 /// `ip netns exec SRC ping DST`, and say why when no reply comes.
 ///
-/// DST is a node (its first address of the family), an endpoint NODE:IF, `host`,
-/// `internet`, a bridge, or an IP address.
+/// DST is a node (its first address of the family; IPv6 when it has no IPv4
+/// address), an endpoint NODE:IF, `host`, `internet`, a bridge, or an IP address.
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
   nslab ping green black
@@ -86,7 +86,11 @@ pub fn run(a: Args) -> Result<i32> {
     let (rec, model, src, dst) = (|| {
         let (rec, model) = super::lab_up(&a.sel, a.file.as_deref())?;
         let src = super::place(&model, &a.src)?;
-        let dst = nslab::probe::check::resolve(&model, &a.dst, if a.v6 { 6 } else { 4 })?;
+        // A destination without IPv4 addresses is pinged over IPv6.
+        let dst = match nslab::probe::check::resolve(&model, &a.dst, if a.v6 { 6 } else { 4 }) {
+            Err(e) if !a.v6 => nslab::probe::check::resolve(&model, &a.dst, 6).map_err(|_| e)?,
+            r => r?,
+        };
         Ok((rec, model, src, dst))
     })()
     .map_err(|e: Error| with_namespace_hint(e, &[&a.src, &a.dst]))?;

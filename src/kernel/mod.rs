@@ -9,4 +9,5 @@ pub mod netns;
 pub mod nft;
 pub mod observe;
 pub mod procs;
+pub mod ready;
 pub mod watch;

@@ -287,3 +287,14 @@ pub fn route_get(dst: IpAddr) -> M {
         .push(RouteAttribute::Destination(RouteAddress::from(dst)));
     M::GetRoute(m)
 }
+
+/// Delete the neighbour (ARP/NDP) entry of `addr` on the interface `index`.
+pub fn del_neigh(index: u32, addr: IpAddr) -> M {
+    use netlink_packet_route::neighbour::{NeighbourAttribute, NeighbourMessage};
+    let mut m = NeighbourMessage::default();
+    m.header.family = family(addr);
+    m.header.ifindex = index;
+    m.attributes
+        .push(NeighbourAttribute::Destination(addr.into()));
+    M::DelNeighbour(m)
+}

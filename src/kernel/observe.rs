@@ -86,7 +86,7 @@ pub fn links_of_kind(nl: &mut Rtnl, kind: InfoKind) -> Result<Vec<ObsLink>, NlEr
 
 /// The attributes of a netlink message body, as (type, value), stopping at the
 /// first malformed length.
-fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+pub(crate) fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     std::iter::from_fn(move || {
         if b.len() < 4 {
             return None;
@@ -102,12 +102,12 @@ fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     })
 }
 
-fn c_str(v: &[u8]) -> String {
+pub(crate) fn c_str(v: &[u8]) -> String {
     let end = v.iter().position(|&c| c == 0).unwrap_or(v.len());
     String::from_utf8_lossy(&v[..end]).into_owned()
 }
 
-fn u32_of(v: &[u8]) -> Option<u32> {
+pub(crate) fn u32_of(v: &[u8]) -> Option<u32> {
     Some(u32::from_ne_bytes(v.get(..4)?.try_into().ok()?))
 }
 

@@ -2,7 +2,7 @@
 //! family), the file's expectations, and for every failure the reason the kernel
 //! gives along the path.
 
-use super::icmp::{PingOptions, ping};
+use super::sweep::{Outcome, SweepOptions, sweep, sweep_window};
 use super::why::{Ctx, Reason};
 use crate::error::{Error, Result};
 use crate::lab;
@@ -10,7 +10,10 @@ use crate::record::Record;
 use crate::topology::{Expect, ExpectKind, Lab, Place};
 use crate::util::xml;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Resolve a destination of the endpoint grammar to an address of a family
@@ -57,20 +60,85 @@ pub fn places(model: &Lab) -> Vec<Place> {
     v
 }
 
-/// Send up to two echo requests from a place; true if a reply came.
-pub fn reaches(file: &std::fs::File, dst: IpAddr) -> bool {
-    let opts = PingOptions {
-        count: 2,
-        interval: Duration::from_millis(100),
-        timeout: Duration::from_millis(700),
-        ..Default::default()
+/// Every address of a destination of the endpoint grammar in a family: all
+/// addresses of a node (or of `NODE:IF`), of `host`, of the `internet`, of a
+/// bridge, or the IP given.
+pub fn resolve_all(model: &Lab, spec: &str, family: u8) -> Result<Vec<IpAddr>> {
+    if let Ok(a) = spec.parse::<IpAddr>() {
+        return Ok(vec![a]);
+    }
+    let (left, ifname) = match spec.split_once(':') {
+        Some((l, i)) => (l, Some(i)),
+        None => (spec, None),
     };
-    crate::kernel::netns::run_in(file, || {
-        ping(dst, &opts, &mut |_| {})
-            .map(|r| r.received > 0)
-            .unwrap_or(false)
-    })
-    .unwrap_or(false)
+    let addrs: Vec<(String, ipnet::IpNet)> = if let Some(b) = model.bridge(left) {
+        b.addresses.iter().map(|a| (b.name.clone(), *a)).collect()
+    } else if left == "internet" && ifname.is_none() && model.sandbox {
+        // The emulated outside is its service address (as in the tutorial's
+        // 8.8.8.8), not the end of the host's uplink.
+        vec![("lo".into(), crate::topology::sandbox_inet_service_addr())]
+    } else {
+        match lab::parse_place(model, left) {
+            Some(p) => model.addresses_of(&p),
+            None => {
+                return Err(Error::Usage(format!(
+                    "{spec:?} is not a node, bridge, endpoint, `host`, `internet` or IP address of lab {}",
+                    model.name
+                )));
+            }
+        }
+    };
+    let mut v: Vec<IpAddr> = addrs
+        .iter()
+        .filter(|(i, _)| ifname.is_none_or(|x| x == i))
+        .map(|(_, a)| a.addr())
+        .filter(|a| a.is_ipv6() == (family == 6))
+        .collect();
+    v.dedup();
+    if v.is_empty() {
+        return Err(Error::Usage(format!("{spec} has no IPv{family} address")));
+    }
+    Ok(v)
+}
+
+/// The families (4, 6) a destination has addresses of.
+pub fn families_of(model: &Lab, spec: &str) -> Vec<u8> {
+    [4, 6]
+        .into_iter()
+        .filter(|f| resolve_all(model, spec, *f).is_ok())
+        .collect()
+}
+
+/// Addresses of a place in a family, in the file's order (the `internet`: its
+/// service address).
+fn place_addrs(model: &Lab, p: &Place, family: u8) -> Vec<IpAddr> {
+    if *p == Place::Internet {
+        return resolve_all(model, "internet", family).unwrap_or_default();
+    }
+    let mut v: Vec<IpAddr> = model
+        .addresses_of(p)
+        .into_iter()
+        .map(|(_, a)| a.addr())
+        .filter(|a| a.is_ipv6() == (family == 6))
+        .collect();
+    v.dedup();
+    v
+}
+
+/// Ping every address of `dsts` from a place (on a thread in its namespace).
+fn probe_from(file: &std::fs::File, dsts: &[IpAddr]) -> Vec<Outcome> {
+    let opts = SweepOptions::default();
+    match crate::kernel::netns::run_in(file, || sweep(dsts, &opts)) {
+        Ok(v) => v,
+        Err(e) => vec![Outcome::Error(format!("enter the namespace: {e}")); dsts.len()],
+    }
+}
+
+/// Send up to three echo requests (with growing timeouts) from a place; true
+/// if a reply came. A probe that could not run counts as no reply here; the
+/// matrix and expectations report those as errors.
+pub fn reaches(file: &std::fs::File, dst: IpAddr) -> bool {
+    probe_from(file, &[dst]) == [Outcome::Reply]
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -78,10 +146,19 @@ pub struct Cell {
     pub src: String,
     pub dst: String,
     pub family: u8,
+    /// The destination's first address of the family.
     pub address: Option<IpAddr>,
-    /// None: the destination has no address of this family.
+    /// None: the destination has no address of this family, or the probe failed
+    /// (then `error` says why).
     pub reach: Option<bool>,
     pub why: Option<Reason>,
+    /// Every address of the family probed.
+    pub addresses: Vec<IpAddr>,
+    /// The addresses that did not answer (the pair is ok when none).
+    pub unreachable: Vec<IpAddr>,
+    /// The probe itself failed (no socket, EPERM, ENOBUFS that persisted): says
+    /// nothing about the network.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -93,6 +170,17 @@ pub struct ExpectResult {
     pub skipped: bool,
     pub detail: String,
     pub why: Option<Reason>,
+    /// The probe itself failed.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FamilyPlaces {
+    pub family: u8,
+    /// Rows (sources) of the family's matrix: places with an address of it.
+    pub rows: Vec<String>,
+    /// Columns (destinations).
+    pub columns: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -104,6 +192,30 @@ pub struct Report {
     pub expectations: Vec<ExpectResult>,
     /// Every expectation holds.
     pub ok: bool,
+    /// Rows and columns of each family's matrix.
+    pub family_places: Vec<FamilyPlaces>,
+    /// Probes that could not run (matrix cells and expectations).
+    pub probe_errors: usize,
+    /// Pairs of the full matrix (before `--pairs`, `--from`, `--to`).
+    pub pairs_total: usize,
+    /// What the check noticed about itself (the neighbour table, sampling).
+    pub notes: Vec<String>,
+}
+
+/// What `check` does besides the expectations.
+#[derive(Default)]
+pub struct CheckOptions<'a> {
+    /// Probe the reachability matrix.
+    pub matrix: bool,
+    /// Only these sources (place names); None: all.
+    pub from: Option<Vec<String>>,
+    /// Only these destinations.
+    pub to: Option<Vec<String>>,
+    /// Probe only this many (source, destination) pairs, sampled with `seed`.
+    pub pairs: Option<usize>,
+    pub seed: u64,
+    /// Called with (probes done, probes in all) as the matrix progresses.
+    pub progress: Option<&'a (dyn Fn(usize, usize) + Sync)>,
 }
 
 fn families(model: &Lab) -> Vec<u8> {
@@ -130,64 +242,334 @@ fn ctx<'a>(rec: &Record, model: &'a Lab) -> Result<Ctx<'a>> {
     Ctx::open(model, files).map_err(|e| Error::Failed(format!("read the lab's namespaces: {e}")))
 }
 
+/// Places named by a selector: `all`, a place, `[a, b]` or `a,b`, or `@BRIDGE`
+/// (the nodes cabled to that bridge).
+pub fn select_places(model: &Lab, sel: &str) -> Result<Vec<String>> {
+    let all: Vec<String> = places(model).iter().map(|p| p.to_string()).collect();
+    let mut out = Vec::new();
+    let inner = sel.trim().trim_start_matches('[').trim_end_matches(']');
+    for w in inner.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        if w == "all" {
+            out.extend(all.iter().cloned());
+        } else if let Some(b) = w.strip_prefix('@') {
+            if model.bridge(b).is_none() {
+                return Err(Error::Usage(format!(
+                    "{b:?} is not a bridge of lab {}",
+                    model.name
+                )));
+            }
+            for l in &model.links {
+                for (x, y) in [(&l.a, &l.b), (&l.b, &l.a)] {
+                    if x.bridge.as_deref() == Some(b) {
+                        out.push(y.place.to_string());
+                    }
+                }
+            }
+        } else if all.iter().any(|p| p == w) {
+            out.push(w.to_string());
+        } else {
+            return Err(Error::Usage(format!(
+                "{w:?} is not a node, `host`, `internet`, `all` or @BRIDGE of lab {}",
+                model.name
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// A deterministic generator (splitmix64) for sampling pairs.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+/// `n` of `len` items, chosen by `seed`, in their original order.
+pub fn sample(len: usize, n: usize, seed: u64) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..len).collect();
+    let n = n.min(len);
+    let mut r = Rng(seed);
+    for i in 0..n {
+        let j = i + (r.next() % (len - i) as u64) as usize;
+        idx.swap(i, j);
+    }
+    let mut v = idx[..n].to_vec();
+    v.sort_unstable();
+    v
+}
+
+/// The neighbour tables' limits and use. The ARP and NDP tables are each one
+/// table for every namespace of the machine (`gc_thresh3`, 1024 by default, set
+/// from the initial namespace only): an all-pairs probe needs an entry per pair
+/// at both ends, more than the table holds at 40 nodes. So the matrix bounds the
+/// addresses it probes at once, waits while the table is nearly full, and
+/// deletes the entries its probes made in the lab's namespaces when a group is
+/// done, so the table never overflows (in any lab on the machine).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeighStat {
+    pub entries: usize,
+    pub table_fulls: u64,
+}
+
+fn neigh_stat(v6: bool) -> Option<NeighStat> {
+    let text = std::fs::read_to_string(if v6 {
+        "/proc/net/stat/ndisc_cache"
+    } else {
+        "/proc/net/stat/arp_cache"
+    })
+    .ok()?;
+    parse_neigh_stat(&text)
+}
+
+/// `/proc/net/stat/arp_cache`: a header, then one row per CPU in hex; the
+/// first column (entries) is the whole table's, the last (table_fulls) per CPU.
+pub fn parse_neigh_stat(text: &str) -> Option<NeighStat> {
+    let mut lines = text.lines();
+    let head: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let full_col = head.iter().position(|h| *h == "table_fulls")?;
+    let mut st = NeighStat {
+        entries: 0,
+        table_fulls: 0,
+    };
+    for l in lines {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        st.entries = usize::from_str_radix(cols.first()?, 16).ok()?;
+        st.table_fulls += u64::from_str_radix(cols.get(full_col)?, 16).ok()?;
+    }
+    Some(st)
+}
+
+fn gc_thresh3(v6: bool) -> usize {
+    let p = if v6 {
+        "/proc/sys/net/ipv6/neigh/default/gc_thresh3"
+    } else {
+        "/proc/sys/net/ipv4/neigh/default/gc_thresh3"
+    };
+    std::fs::read_to_string(p)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1024)
+}
+
+/// A netlink socket in a place's namespace and the lab's interfaces there, to
+/// delete the neighbour entries probes made.
+struct Cleaner {
+    nl: crate::kernel::netlink::Rtnl,
+    ifs: Vec<u32>,
+}
+
+fn cleaner(rec: &Record, model: &Lab, file: &std::fs::File, p: &Place) -> Option<Cleaner> {
+    let only: Option<std::collections::BTreeSet<String>> =
+        (matches!(p, Place::Host) && !model.sandbox).then(|| rec.host_links.clone());
+    crate::kernel::netns::run_in(file, move || {
+        let mut nl = crate::kernel::netlink::Rtnl::new().ok()?;
+        let ifs = crate::kernel::observe::links(&mut nl)
+            .ok()?
+            .into_iter()
+            .filter(|l| l.name != "lo" && only.as_ref().is_none_or(|o| o.contains(&l.name)))
+            .map(|l| l.index)
+            .collect();
+        Some(Cleaner { nl, ifs })
+    })
+    .ok()
+    .flatten()
+}
+
+fn forget(c: &Mutex<Option<Cleaner>>, addrs: &[IpAddr]) {
+    let mut g = c.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(c) = g.as_mut() else { return };
+    let reqs: Vec<crate::kernel::netlink::Req> = c
+        .ifs
+        .iter()
+        .flat_map(|i| addrs.iter().map(move |a| (*i, *a)))
+        .map(|(i, a)| crate::kernel::netlink::Req {
+            msg: crate::kernel::msg::del_neigh(i, a),
+            flags: 0,
+            what: String::new(),
+        })
+        .collect();
+    // Entries that are not there (another interface, gone already) answer ENOENT.
+    let _ = c.nl.batch(reqs);
+}
+
 /// Run the matrix (optional) and the expectations.
 pub fn check(rec: &Record, model: &Lab, matrix: bool) -> Result<Report> {
+    check_with(
+        rec,
+        model,
+        &CheckOptions {
+            matrix,
+            ..Default::default()
+        },
+    )
+}
+
+/// One planned cell: its source, its destination and their addresses.
+struct Planned {
+    src: usize,
+    dst: usize,
+    family: u8,
+    addrs: Vec<IpAddr>,
+}
+
+/// The cells of the matrix: per family, the places that have it; then the
+/// `from`/`to` restriction and the `pairs` sample. Returns the cells and the
+/// number of pairs of the whole matrix.
+fn plan_cells(
+    model: &Lab,
+    ps: &[Place],
+    fams: &[u8],
+    o: &CheckOptions,
+) -> Result<(Vec<Planned>, usize, Vec<FamilyPlaces>)> {
+    let from = o
+        .from
+        .as_ref()
+        .map(|v| {
+            v.iter()
+                .map(|s| select_places(model, s))
+                .collect::<Result<Vec<_>>>()
+        })
+        .transpose()?
+        .map(|v| v.concat());
+    let to =
+        o.to.as_ref()
+            .map(|v| {
+                v.iter()
+                    .map(|s| select_places(model, s))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .transpose()?
+            .map(|v| v.concat());
+    let names: Vec<String> = ps.iter().map(|p| p.to_string()).collect();
+    let mut cells = Vec::new();
+    let mut fps = Vec::new();
+    let mut total = 0;
+    for &f in fams {
+        let has: Vec<Vec<IpAddr>> = ps.iter().map(|p| place_addrs(model, p, f)).collect();
+        let rows: Vec<usize> = (0..ps.len())
+            .filter(|&i| !has[i].is_empty())
+            .filter(|&i| from.as_ref().is_none_or(|v| v.contains(&names[i])))
+            .collect();
+        let cols: Vec<usize> = (0..ps.len())
+            .filter(|&i| !has[i].is_empty())
+            .filter(|&i| to.as_ref().is_none_or(|v| v.contains(&names[i])))
+            .collect();
+        let n = (0..ps.len()).filter(|&i| !has[i].is_empty()).count();
+        total += n * n.saturating_sub(1);
+        fps.push(FamilyPlaces {
+            family: f,
+            rows: rows.iter().map(|&i| names[i].clone()).collect(),
+            columns: cols.iter().map(|&i| names[i].clone()).collect(),
+        });
+        for &s in &rows {
+            for &d in &cols {
+                if s != d {
+                    cells.push(Planned {
+                        src: s,
+                        dst: d,
+                        family: f,
+                        addrs: has[d].clone(),
+                    });
+                }
+            }
+        }
+    }
+    if let Some(n) = o.pairs {
+        // Sample (source, destination) pairs; a chosen pair is probed in every family.
+        let mut pairs: Vec<(usize, usize)> = cells.iter().map(|c| (c.src, c.dst)).collect();
+        pairs.sort_unstable();
+        pairs.dedup();
+        let keep: std::collections::HashSet<(usize, usize)> = sample(pairs.len(), n, o.seed)
+            .into_iter()
+            .map(|i| pairs[i])
+            .collect();
+        cells.retain(|c| keep.contains(&(c.src, c.dst)));
+    }
+    Ok((cells, total, fps))
+}
+
+/// Run the matrix (as `opts` says) and the expectations.
+pub fn check_with(rec: &Record, model: &Lab, opts: &CheckOptions) -> Result<Report> {
     let ps = places(model);
     let fams = families(model);
     let files: Vec<std::fs::File> = ps
         .iter()
         .map(|p| lab::place_file(rec, p))
         .collect::<Result<_>>()?;
-    let mut cells = Vec::new();
-    if matrix {
-        for f in &fams {
-            for (i, s) in ps.iter().enumerate() {
-                for d in &ps {
-                    if s == d {
-                        continue;
-                    }
-                    let addr = resolve(model, &d.to_string(), *f).ok();
-                    cells.push((
-                        i,
-                        Cell {
-                            src: s.to_string(),
-                            dst: d.to_string(),
-                            family: *f,
-                            address: addr,
-                            reach: None,
-                            why: None,
-                        },
-                    ));
-                }
+    let (planned, pairs_total, family_places) = plan_cells(model, &ps, &fams, opts)?;
+    let mut notes = Vec::new();
+    let mut cells: Vec<Cell> = planned
+        .iter()
+        .map(|c| Cell {
+            src: ps[c.src].to_string(),
+            dst: ps[c.dst].to_string(),
+            family: c.family,
+            address: c.addrs.first().copied(),
+            reach: None,
+            why: None,
+            addresses: c.addrs.clone(),
+            unreachable: Vec::new(),
+            error: None,
+        })
+        .collect();
+    crate::timing::mark("start");
+    if opts.matrix && !planned.is_empty() {
+        let before = [neigh_stat(false), neigh_stat(true)];
+        let outcomes = run_matrix(rec, model, &ps, &files, &planned, opts.progress);
+        for (c, o) in cells.iter_mut().zip(outcomes) {
+            let errs: Vec<&String> = o
+                .iter()
+                .filter_map(|(_, x)| match x {
+                    Outcome::Error(e) => Some(e),
+                    _ => None,
+                })
+                .collect();
+            if let Some(e) = errs.first() {
+                c.error = Some((*e).clone());
+                continue;
+            }
+            c.unreachable = o
+                .iter()
+                .filter(|(_, x)| *x == Outcome::NoReply)
+                .map(|(a, _)| *a)
+                .collect();
+            c.reach = Some(c.unreachable.is_empty());
+        }
+        for (v6, b) in [false, true].into_iter().zip(before) {
+            if let (Some(b), Some(a)) = (b, neigh_stat(v6))
+                && a.table_fulls > b.table_fulls
+            {
+                notes.push(format!(
+                    "the kernel's {} neighbour table overflowed {} times during the check (it is shared by every namespace of the machine; gc_thresh3 = {}): pairs marked NO may be its doing",
+                    if v6 { "IPv6" } else { "IPv4" },
+                    a.table_fulls - b.table_fulls,
+                    gc_thresh3(v6)
+                ));
             }
         }
-        // Pings in parallel: each on its own thread in its source's namespace;
-        // raw sockets filter replies by identifier, so they do not mix.
-        std::thread::scope(|sc| {
-            for chunk in cells.chunks_mut(16) {
-                let hs: Vec<_> = chunk
-                    .iter_mut()
-                    .map(|(i, c)| {
-                        let f = &files[*i];
-                        sc.spawn(move || {
-                            if let Some(a) = c.address {
-                                c.reach = Some(reaches(f, a));
-                            }
-                        })
-                    })
-                    .collect();
-                for h in hs {
-                    let _ = h.join();
-                }
-            }
-        });
     }
+    if let Some(n) = opts.pairs {
+        notes.push(format!(
+            "{} of {pairs_total} pairs probed (--pairs {n} --seed {})",
+            cells.len(),
+            opts.seed
+        ));
+    }
+    if !opts.matrix {
+        cells.clear();
+    }
+    crate::timing::mark("matrix");
     let mut cx = None;
     let mut results = Vec::new();
     for e in &model.expect {
         results.push(run_expect(rec, model, e, &ps, &files, &mut cx)?);
     }
-    let mut cells: Vec<Cell> = cells.into_iter().map(|x| x.1).collect();
+    crate::timing::mark("expectations");
     for c in cells.iter_mut().filter(|c| c.reach == Some(false)) {
         if cx.is_none() {
             cx = Some(ctx(rec, model)?);
@@ -197,13 +579,18 @@ pub fn check(rec: &Record, model: &Lab, matrix: bool) -> Result<Report> {
             .find(|p| p.to_string() == c.src)
             .cloned()
             .expect("known place");
-        c.why = Some(
-            cx.as_mut()
-                .expect("opened")
-                .why_not(&src, c.address.expect("probed")),
-        );
+        let a = c
+            .unreachable
+            .first()
+            .copied()
+            .or(c.address)
+            .expect("probed");
+        c.why = Some(cx.as_mut().expect("opened").why_not(&src, a));
     }
+    crate::timing::mark("why not");
     let ok = results.iter().all(|r| r.ok);
+    let probe_errors = cells.iter().filter(|c| c.error.is_some()).count()
+        + results.iter().filter(|r| r.error.is_some()).count();
     Ok(Report {
         lab: rec.lab.clone(),
         families: fams,
@@ -211,7 +598,183 @@ pub fn check(rec: &Record, model: &Lab, matrix: bool) -> Result<Report> {
         matrix: cells,
         expectations: results,
         ok,
+        family_places,
+        probe_errors,
+        pairs_total,
+        notes,
     })
+}
+
+/// Probe the planned cells: a few sources at once (each on a thread in its
+/// namespace), each probing a bounded group of addresses at once, waiting while
+/// the neighbour table is nearly full, and deleting the entries its probes made
+/// (at both ends) when a group is done. Returns per cell (address, outcome).
+fn run_matrix(
+    rec: &Record,
+    model: &Lab,
+    ps: &[Place],
+    files: &[std::fs::File],
+    planned: &[Planned],
+    progress: Option<&(dyn Fn(usize, usize) + Sync)>,
+) -> Vec<Vec<(IpAddr, Outcome)>> {
+    // Waiting for replies costs no CPU: many sources at once, each with a small
+    // window, so unreachable addresses (retried) do not hold the rest up.
+    let workers = 64usize.min(ps.len()).max(1);
+    let thresh = [gc_thresh3(false), gc_thresh3(true)];
+    let budget = Budget {
+        in_flight: AtomicUsize::new(0),
+        limit: budget_of(thresh[0].min(thresh[1])),
+    };
+    let group = 64;
+    // Per source: (address, family) to probe, deduplicated.
+    let mut per_src: Vec<Vec<IpAddr>> = vec![Vec::new(); ps.len()];
+    for c in planned {
+        for a in &c.addrs {
+            if !per_src[c.src].contains(a) {
+                per_src[c.src].push(*a);
+            }
+        }
+    }
+    let owner: HashMap<IpAddr, usize> = ps
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| {
+            model
+                .addresses_of(p)
+                .into_iter()
+                .map(move |(_, a)| (a.addr(), i))
+        })
+        .rev()
+        .collect();
+    let cleaners: Vec<Mutex<Option<Cleaner>>> = ps
+        .iter()
+        .zip(files)
+        .map(|(p, f)| Mutex::new(cleaner(rec, model, f, p)))
+        .collect();
+    crate::timing::mark("neighbour cleaners");
+    let total: usize = per_src.iter().map(Vec::len).sum();
+    let done = AtomicUsize::new(0);
+    let next = AtomicUsize::new(0);
+    let results: Vec<Mutex<HashMap<IpAddr, Outcome>>> =
+        (0..ps.len()).map(|_| Mutex::new(HashMap::new())).collect();
+    std::thread::scope(|sc| {
+        for _ in 0..workers {
+            sc.spawn(|| {
+                loop {
+                    let s = next.fetch_add(1, Ordering::Relaxed);
+                    if s >= ps.len() {
+                        break;
+                    }
+                    let dsts = &per_src[s];
+                    if dsts.is_empty() {
+                        continue;
+                    }
+                    let mine: Vec<IpAddr> = model
+                        .addresses_of(&ps[s])
+                        .into_iter()
+                        .map(|(_, a)| a.addr())
+                        .collect();
+                    let sopts = SweepOptions::default();
+                    let out = crate::kernel::netns::run_in(&files[s], || {
+                        sweep_window(
+                            dsts,
+                            &sopts,
+                            group,
+                            &mut |n, idle| admit(n, idle, &budget, &thresh),
+                            &mut |fin| {
+                                // Forget what the probes taught the neighbour
+                                // tables, at both ends.
+                                let addrs: Vec<IpAddr> = fin.iter().map(|&i| dsts[i]).collect();
+                                forget(&cleaners[s], &addrs);
+                                let mut ds: Vec<usize> =
+                                    addrs.iter().filter_map(|a| owner.get(a).copied()).collect();
+                                ds.sort_unstable();
+                                ds.dedup();
+                                for d in ds {
+                                    forget(&cleaners[d], &mine);
+                                }
+                                budget.in_flight.fetch_sub(fin.len(), Ordering::Relaxed);
+                                let n = done.fetch_add(fin.len(), Ordering::Relaxed) + fin.len();
+                                if let Some(p) = progress {
+                                    p(n, total);
+                                }
+                            },
+                        )
+                    })
+                    .unwrap_or_else(|e| {
+                        vec![Outcome::Error(format!("enter the namespace: {e}")); dsts.len()]
+                    });
+                    let mut r = results[s].lock().unwrap_or_else(|e| e.into_inner());
+                    r.extend(dsts.iter().copied().zip(out));
+                }
+            });
+        }
+    });
+    let results: Vec<HashMap<IpAddr, Outcome>> = results
+        .into_iter()
+        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .collect();
+    planned
+        .iter()
+        .map(|c| {
+            c.addrs
+                .iter()
+                .map(|a| {
+                    (
+                        *a,
+                        results[c.src]
+                            .get(a)
+                            .cloned()
+                            .unwrap_or(Outcome::Error("not probed".into())),
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Addresses in flight across all sources of a matrix.
+struct Budget {
+    in_flight: AtomicUsize,
+    limit: usize,
+}
+
+/// How many addresses the matrix probes at once: each makes up to two
+/// neighbour entries (one at each end), kept under half the table.
+pub fn budget_of(thresh3: usize) -> usize {
+    (thresh3 / 4).max(4)
+}
+
+/// Grant up to `n` addresses from the budget; wait (up to a second) while the
+/// neighbour tables are too full for them, whoever filled them (other labs
+/// probe too). An idle sweep always gets one, so every source makes progress.
+fn admit(n: usize, idle: bool, b: &Budget, thresh: &[usize; 2]) -> usize {
+    let t0 = std::time::Instant::now();
+    loop {
+        let cur = b.in_flight.load(Ordering::Relaxed);
+        let free = b.limit.saturating_sub(cur);
+        let want = n.min(free).max(usize::from(idle));
+        let full = [false, true].iter().any(|&v6| {
+            neigh_stat(v6).is_some_and(|s| s.entries + 2 * want > thresh[usize::from(v6)] * 3 / 4)
+        });
+        let waited = t0.elapsed() > Duration::from_secs(1);
+        if want > 0 && (!full || waited) {
+            if b.in_flight
+                .compare_exchange(cur, cur + want, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                return want;
+            }
+            continue;
+        }
+        if !idle {
+            // A sweep with probes in flight goes back to its replies; it asks
+            // again when some finish.
+            return 0;
+        }
+        // The table has no event to wait on; its count is read again shortly.
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// A server started by `up` (`run:`) may need a moment: retry a refused
@@ -258,6 +821,7 @@ fn run_expect<'a>(
         skipped: false,
         detail: String::new(),
         why: None,
+        error: None,
     };
     let names_internet = match &e.kind {
         ExpectKind::Reach { src, dst, .. } | ExpectKind::Tcp { src, dst, .. } => {
@@ -278,20 +842,53 @@ fn run_expect<'a>(
             family,
             reach,
         } => {
-            let fam = family.unwrap_or(if dst.parse::<IpAddr>().is_ok_and(|a| a.is_ipv6()) {
-                6
-            } else {
-                4
-            });
+            let fam = crate::topology::expect::expect_family(model, src, dst, *family)
+                .map_err(|m| Error::Usage(format!("expectation on line {}: {m}", e.line)))?;
             let (p, f) = src_file(src)?;
-            let addr = resolve(model, dst, fam)?;
-            let got = reaches(f, addr);
-            res.ok = got == *reach;
-            res.detail = format!(
-                "{src} -> {dst} ({addr}): {}",
-                if got { "replies" } else { "no reply" }
-            );
-            if !got {
+            let addrs = resolve_all(model, dst, fam)?;
+            let out = probe_from(f, &addrs);
+            if let Some(err) = out.iter().find_map(|o| match o {
+                Outcome::Error(e) => Some(e.clone()),
+                _ => None,
+            }) {
+                res.ok = false;
+                res.detail = format!("{src} -> {dst}: the probe could not run: {err}");
+                res.error = Some(err);
+                return Ok(res);
+            }
+            let missing: Vec<IpAddr> = addrs
+                .iter()
+                .zip(&out)
+                .filter(|(_, o)| **o == Outcome::NoReply)
+                .map(|(a, _)| *a)
+                .collect();
+            let answered = addrs.len() - missing.len();
+            // reach: every address answers; no_reach: none does.
+            res.ok = if *reach {
+                missing.is_empty()
+            } else {
+                answered == 0
+            };
+            let list = |v: &[IpAddr]| {
+                v.iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            res.detail = if missing.is_empty() {
+                format!("{src} -> {dst} ({}): replies", list(&addrs))
+            } else if answered == 0 {
+                format!("{src} -> {dst} ({}): no reply", list(&addrs))
+            } else {
+                format!(
+                    "{src} -> {dst} ({}): no reply from {}",
+                    list(&addrs),
+                    list(&missing)
+                )
+            };
+            if let Some(addr) = missing.first().copied()
+                && (*reach || answered == 0)
+            {
                 if cx.is_none() {
                     *cx = Some(ctx(rec, model)?);
                 }
@@ -356,50 +953,90 @@ fn run_expect<'a>(
     Ok(res)
 }
 
-/// The matrix as text: one table per family, `ok` / `--` / ` .` (no address).
+/// The matrix as text: one table per family (rows and columns: the places
+/// with an address of it), `ok` / `NO` / `ERR` (the probe could not run).
 pub fn render(r: &Report) -> String {
     let mut out = String::new();
-    for f in &r.families {
+    for fp in &r.family_places {
+        let f = fp.family;
+        let cells: HashMap<(&str, &str), &Cell> = r
+            .matrix
+            .iter()
+            .filter(|c| c.family == f)
+            .map(|c| ((c.src.as_str(), c.dst.as_str()), c))
+            .collect();
+        if cells.is_empty() {
+            continue;
+        }
         let mut rows = vec![{
             let mut h = vec![format!("IPv{f}: from \\ to")];
-            h.extend(r.places.iter().cloned());
+            h.extend(fp.columns.iter().cloned());
             h
         }];
-        for s in &r.places {
+        for s in &fp.rows {
             let mut row = vec![s.clone()];
-            for d in &r.places {
-                let c = r
-                    .matrix
-                    .iter()
-                    .find(|c| &c.src == s && &c.dst == d && c.family == *f);
-                row.push(match c.and_then(|c| c.reach) {
+            for d in &fp.columns {
+                let c = cells.get(&(s.as_str(), d.as_str()));
+                row.push(match c {
                     _ if s == d => "-".into(),
-                    Some(true) => "ok".into(),
-                    Some(false) => "NO".into(),
-                    None if c.is_some() => ".".into(),
+                    Some(c) if c.error.is_some() => "ERR".into(),
+                    Some(c) => match c.reach {
+                        Some(true) => "ok".into(),
+                        Some(false) => "NO".into(),
+                        None => ".".into(),
+                    },
                     None => "".into(),
                 });
             }
             rows.push(row);
         }
-        if !r.matrix.is_empty() {
-            out.push_str(&crate::util::table(&rows));
-            out.push('\n');
+        out.push_str(&crate::util::table(&rows));
+        out.push('\n');
+    }
+    let errs: Vec<&Cell> = r.matrix.iter().filter(|c| c.error.is_some()).collect();
+    if !errs.is_empty() {
+        out.push_str(
+            "probe errors (the probe could not run; nothing is known about these pairs):\n",
+        );
+        for c in errs {
+            out.push_str(&format!(
+                "  {} -> {} (IPv{}): {}\n",
+                c.src,
+                c.dst,
+                c.family,
+                c.error.as_deref().unwrap_or_default()
+            ));
         }
+        out.push('\n');
     }
     let fails: Vec<&Cell> = r.matrix.iter().filter(|c| c.reach == Some(false)).collect();
     if !fails.is_empty() {
         out.push_str("why not:\n");
         for c in fails {
+            let partial = c.unreachable.len() < c.addresses.len();
+            let addrs = c
+                .unreachable
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
             out.push_str(&format!(
-                "  {} -> {} ({}): {}\n",
+                "  {} -> {} ({}{}): {}\n",
                 c.src,
                 c.dst,
-                c.address.map(|a| a.to_string()).unwrap_or_default(),
+                addrs,
+                if partial {
+                    "; its other addresses answer"
+                } else {
+                    ""
+                },
                 c.why.as_ref().map(|w| w.to_string()).unwrap_or_default()
             ));
         }
         out.push('\n');
+    }
+    for n in &r.notes {
+        out.push_str(&format!("note: {n}\n"));
     }
     if !r.expectations.is_empty() {
         out.push_str("expectations:\n");
@@ -410,6 +1047,8 @@ pub fn render(r: &Report) -> String {
                     "SKIP"
                 } else if e.ok {
                     "PASS"
+                } else if e.error.is_some() {
+                    "ERR "
                 } else {
                     "FAIL"
                 },
@@ -430,9 +1069,14 @@ pub fn render(r: &Report) -> String {
 
 /// JUnit XML: one test case per expectation.
 pub fn junit(r: &Report) -> String {
-    let failures = r.expectations.iter().filter(|e| !e.ok).count();
+    let failures = r
+        .expectations
+        .iter()
+        .filter(|e| !e.ok && e.error.is_none())
+        .count();
+    let errors = r.expectations.iter().filter(|e| e.error.is_some()).count();
     let mut s = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n  <testsuite name=\"nslab check {}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\">\n",
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n  <testsuite name=\"nslab check {}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\">\n",
         xml(&r.lab),
         r.expectations.len()
     );
@@ -449,6 +1093,13 @@ pub fn junit(r: &Report) -> String {
             ));
         } else if e.ok {
             s.push_str("</testcase>\n");
+        } else if e.error.is_some() {
+            s.push_str(&format!(
+                "\n      <error message=\"{}\">line {}: {}</error>\n    </testcase>\n",
+                xml(&e.detail),
+                e.line,
+                xml(&e.detail)
+            ));
         } else {
             s.push_str(&format!(
                 "\n      <failure message=\"{}\">line {}: {}</failure>\n    </testcase>\n",
@@ -460,4 +1111,44 @@ pub fn junit(r: &Report) -> String {
     }
     s.push_str("  </testsuite>\n</testsuites>\n");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_are_deterministic_sorted_and_bounded() {
+        let a = sample(100, 10, 42);
+        assert_eq!(a, sample(100, 10, 42));
+        assert_eq!(a.len(), 10);
+        assert!(a.windows(2).all(|w| w[0] < w[1]));
+        assert!(a.iter().all(|&i| i < 100));
+        assert_ne!(a, sample(100, 10, 43));
+        assert_eq!(sample(5, 10, 1), vec![0, 1, 2, 3, 4]);
+        assert!(sample(0, 3, 1).is_empty());
+    }
+
+    #[test]
+    fn the_budget_keeps_entries_under_half_the_table() {
+        // Two entries per address in flight (one at each end).
+        assert_eq!(budget_of(1024), 256);
+        assert!(2 * budget_of(1024) <= 1024 / 2);
+        assert_eq!(budget_of(8), 4);
+    }
+
+    #[test]
+    fn neighbour_stats_read_entries_and_overflows() {
+        let text = "entries  allocs   destroys hash_grows lookups  hits     res_failed rcv_probes_mcast rcv_probes_ucast periodic_gc_runs forced_gc_runs unresolved_discards table_fulls\n\
+00000065 0000639d 00006395 00000002   0014a129 00017318 00000125   00000000         00000000         000000cb         00000000       00000000            00000003\n\
+00000065 000047ed 00004790 00000004   000ea8b1 0000ff15 000000f4   00000000         00000000         00000000         00000000       00000000            0000000a\n";
+        assert_eq!(
+            parse_neigh_stat(text),
+            Some(NeighStat {
+                entries: 0x65,
+                table_fulls: 13
+            })
+        );
+        assert_eq!(parse_neigh_stat("garbage"), None);
+    }
 }

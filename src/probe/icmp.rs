@@ -563,7 +563,7 @@ fn strip_os_error(e: &io::Error) -> String {
 
 /// Identifier for one call: pid mixed with a per-process counter and the clock,
 /// so concurrent pings in one process or in several processes rarely collide.
-fn next_ident() -> u16 {
+pub(super) fn next_ident() -> u16 {
     static COUNTER: AtomicU16 = AtomicU16::new(0);
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = SystemTime::now()
@@ -575,7 +575,7 @@ fn next_ident() -> u16 {
 }
 
 /// Payload that depends on the identifier, so a reply is checked byte for byte.
-fn make_payload(ident: u16, size: usize) -> Vec<u8> {
+pub(super) fn make_payload(ident: u16, size: usize) -> Vec<u8> {
     let [hi, lo] = ident.to_be_bytes();
     (0..size)
         .map(|i| (i as u8).wrapping_add(lo).wrapping_mul(1 | hi))
@@ -623,7 +623,7 @@ pub fn build_echo_request(v6: bool, ident: u16, seq: u16, payload: &[u8]) -> Vec
 
 /// An ICMP packet of interest, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Parsed<'a> {
+pub(super) enum Parsed<'a> {
     EchoReply {
         from: IpAddr,
         ident: u16,
@@ -651,7 +651,7 @@ fn word(b: &[u8], at: usize) -> Option<[u8; 4]> {
 }
 
 /// Decode what a raw IPv4 ICMP socket delivers: the IP header, then ICMP.
-fn parse_v4(packet: &[u8]) -> Option<Parsed<'_>> {
+pub(super) fn parse_v4(packet: &[u8]) -> Option<Parsed<'_>> {
     let (ip, icmp) = split_ipv4(packet)?;
     if ip[9] != libc::IPPROTO_ICMP as u8 || icmp.len() < ECHO_HEADER || checksum(icmp) != 0 {
         return None;
@@ -709,7 +709,7 @@ fn split_ipv4(packet: &[u8]) -> Option<(&[u8], &[u8])> {
 
 /// Decode what a raw ICMPv6 socket delivers: the ICMPv6 message alone. The
 /// kernel has already verified its checksum (it does for ICMPv6 raw sockets).
-fn parse_v6(icmp: &[u8], from: Ipv6Addr, hlim: Option<u8>) -> Option<Parsed<'_>> {
+pub(super) fn parse_v6(icmp: &[u8], from: Ipv6Addr, hlim: Option<u8>) -> Option<Parsed<'_>> {
     if icmp.len() < ECHO_HEADER {
         return None;
     }
@@ -750,7 +750,7 @@ fn parse_v6(icmp: &[u8], from: Ipv6Addr, hlim: Option<u8>) -> Option<Parsed<'_>>
     }
 }
 
-fn open_socket(dst: IpAddr, opts: &PingOptions) -> io::Result<OwnedFd> {
+pub(super) fn open_socket(dst: IpAddr, opts: &PingOptions) -> io::Result<OwnedFd> {
     let flags = SockFlag::SOCK_CLOEXEC;
     let sock = match dst {
         IpAddr::V4(_) => {
@@ -837,7 +837,7 @@ fn set_raw_opt<T>(
     }
 }
 
-fn send_echo(fd: BorrowedFd<'_>, dst: IpAddr, packet: &[u8]) -> io::Result<()> {
+pub(super) fn send_echo(fd: BorrowedFd<'_>, dst: IpAddr, packet: &[u8]) -> io::Result<()> {
     // An ICMP error for an earlier request leaves a pending socket error that
     // the next send would report as its own; reading SO_ERROR clears it.
     let _ = socket::getsockopt(&fd, sockopt::SocketError);
@@ -890,16 +890,20 @@ fn is_async_icmp_errno(e: Errno) -> bool {
 }
 
 /// A datagram read into the caller's buffer.
-struct Received {
-    len: usize,
-    from: Option<IpAddr>,
+pub(super) struct Received {
+    pub(super) len: usize,
+    pub(super) from: Option<IpAddr>,
     /// IPv6 only: from the IPV6_HOPLIMIT control message.
-    hop_limit: Option<u8>,
+    pub(super) hop_limit: Option<u8>,
 }
 
 /// One datagram without blocking, or `None` when the queue is empty.
 /// Truncated datagrams are dropped.
-fn receive(fd: BorrowedFd<'_>, buf: &mut [u8], v6: bool) -> io::Result<Option<Received>> {
+pub(super) fn receive(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    v6: bool,
+) -> io::Result<Option<Received>> {
     let mut cmsg = nix::cmsg_space!(libc::c_int);
     loop {
         let mut iov = [IoSliceMut::new(buf)];
@@ -943,7 +947,7 @@ fn receive(fd: BorrowedFd<'_>, buf: &mut [u8], v6: bool) -> io::Result<Option<Re
 }
 
 /// Wait until `fd` is readable (or has a pending error) for at most `timeout`.
-fn poll_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
+pub(super) fn poll_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
     let ms = timeout.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int;
     let mut pfd = libc::pollfd {
         fd: fd.as_raw_fd(),

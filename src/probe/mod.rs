@@ -10,4 +10,5 @@ pub mod tcp;
 
 pub use tcp::ProbeError;
 pub mod check;
+pub mod sweep;
 pub mod why;

@@ -87,6 +87,76 @@ pub fn source_problem(lab: &Lab, s: &str) -> Option<String> {
     }
 }
 
+/// The families (4, 6) a place or target has addresses of, as the lab's file
+/// says; `None` when not known from the file (`host` without addresses in the
+/// file uses the machine's; the `internet` in host mode).
+pub fn families_of(lab: &Lab, s: &str) -> Option<Vec<u8>> {
+    if let Ok(a) = s.parse::<std::net::IpAddr>() {
+        return Some(vec![if a.is_ipv6() { 6 } else { 4 }]);
+    }
+    let (place, ifname) = match s.split_once(':') {
+        Some((p, i)) => (p, Some(i)),
+        None => (s, None),
+    };
+    let addrs: Vec<(String, ipnet::IpNet)> = if let Some(b) = lab.bridge(place) {
+        b.addresses.iter().map(|a| (b.name.clone(), *a)).collect()
+    } else {
+        let pl = match place {
+            "host" => Place::Host,
+            "internet" if lab.sandbox => Place::Internet,
+            "internet" => return None,
+            n if lab.node(n).is_some() => Place::Node(n.into()),
+            _ => return None,
+        };
+        lab.addresses_of(&pl)
+    };
+    let v: Vec<u8> = [4u8, 6]
+        .into_iter()
+        .filter(|f| {
+            addrs
+                .iter()
+                .filter(|(i, _)| ifname.is_none_or(|x| x == i))
+                .any(|(_, a)| a.addr().is_ipv6() == (*f == 6))
+        })
+        .collect();
+    if v.is_empty() && place == "host" {
+        return None;
+    }
+    Some(v)
+}
+
+/// The family a `reach`/`no_reach` expectation probes: the one given, else the
+/// one both ends have (IPv4 when both have both). An error when the ends have
+/// no family in common (or the given one is missing at an end).
+pub fn expect_family(lab: &Lab, src: &str, dst: &str, family: Option<u8>) -> Result<u8, String> {
+    let s = families_of(lab, src);
+    let d = families_of(lab, dst);
+    let has = |v: &Option<Vec<u8>>, f: u8| v.as_ref().is_none_or(|v| v.contains(&f));
+    let names = |v: &Option<Vec<u8>>| match v.as_deref() {
+        Some([]) => "no address".to_string(),
+        Some([f]) => format!("IPv{f} only"),
+        _ => "IPv4 and IPv6".to_string(),
+    };
+    if let Some(f) = family {
+        for (end, v) in [(src, &s), (dst, &d)] {
+            if !has(v, f) {
+                return Err(format!("{end} has no IPv{f} address ({})", names(v)));
+            }
+        }
+        return Ok(f);
+    }
+    for f in [4, 6] {
+        if has(&s, f) && has(&d, f) {
+            return Ok(f);
+        }
+    }
+    Err(format!(
+        "{src} ({}) and {dst} ({}) have no address family in common",
+        names(&s),
+        names(&d)
+    ))
+}
+
 fn split_arrow(s: &str) -> Option<(String, String)> {
     let (a, b) = s.split_once("->")?;
     let a = a.trim().trim_end_matches('!').trim();
@@ -154,6 +224,10 @@ pub fn parse_expects(report: &mut Report, raw: &[S<RawExpect>], lab: &Lab) -> Ve
         let k = match kind {
             "reach" | "no_reach" => {
                 if let Some(p) = target_problem(lab, &dst) {
+                    report(&text.referenced, f, p);
+                    continue;
+                }
+                if let Err(p) = expect_family(lab, &src, &dst, family) {
                     report(&text.referenced, f, p);
                     continue;
                 }

@@ -686,3 +686,41 @@ fn long_lines_are_cut_around_the_column() {
     let (s, c) = excerpt(&"é".repeat(300), 150, 120);
     assert_eq!((s.chars().count(), c), (122, 61));
 }
+
+mod expect_family {
+    use crate::topology::expect::expect_family;
+
+    fn lab() -> crate::topology::Lab {
+        let y = "name: f
+bridges:
+  br0: { addresses: [ 10.1.0.1/24, fd00::1/64 ] }
+nodes:
+  both:
+    interfaces: { e: { addresses: [ 10.1.0.2/24, fd00::2/64 ] } }
+  v6:
+    interfaces: { e: { address: fd00::6/64 } }
+  v4:
+    interfaces: { e: { address: 10.1.0.4/24 } }
+links:
+  - [ both:e, br0:p1 ]
+  - [ v6:e, br0:p2 ]
+  - [ v4:e, br0:p3 ]
+";
+        crate::topology::parse_str(y, "f.yaml", &crate::topology::Options::default()).unwrap()
+    }
+
+    #[test]
+    fn the_family_both_ends_have() {
+        let l = lab();
+        assert_eq!(expect_family(&l, "both", "both", None), Ok(4));
+        assert_eq!(expect_family(&l, "both", "v6", None), Ok(6));
+        assert_eq!(expect_family(&l, "v6", "both", None), Ok(6));
+        assert_eq!(expect_family(&l, "v4", "both", None), Ok(4));
+        assert_eq!(expect_family(&l, "both", "fd00::6", None), Ok(6));
+        assert_eq!(expect_family(&l, "both", "v6", Some(6)), Ok(6));
+        assert_eq!(expect_family(&l, "host", "v6", None), Ok(6));
+        let e = expect_family(&l, "v4", "v6", None).unwrap_err();
+        assert!(e.contains("no address family in common"), "{e}");
+        assert!(expect_family(&l, "both", "v6", Some(4)).is_err());
+    }
+}

@@ -1,0 +1,608 @@
+//! Waiting until a lab passes traffic: every interface that should carry
+//! traffic has operstate UP and every bridge port it plugs into forwards.
+//!
+//! Why operstate: when a link gets its carrier, the kernel's link-watch work
+//! (run up to ~1 s later) sets the RFC 2863 operstate (`rfc2863_policy`),
+//! activates the device's queue (until then sends fail with ENOBUFS) and only
+//! then announces the change; a bridge enables a port (and, without STP, makes it
+//! forwarding) on that announcement. So "operstate UP on both veth ends, bridge
+//! ports forwarding, the bridge itself UP" is what "passes traffic" looks like
+//! from netlink.
+//!
+//! How: one netlink socket per namespace subscribed to RTNLGRP_LINK, made on a
+//! short-lived thread inside the namespace; subscribe first, then dump (links,
+//! and the AF_BRIDGE view that carries each port's state), so no change is
+//! missed; then wait on the events. A namespace whose socket overflowed, or that
+//! stays not ready without any event for a second, is dumped again (a change
+//! racing the dump can reach us before the dump's older view of it).
+//!
+//! Not waited for: interfaces down (administratively), veths without carrier
+//! (the other end is down, by the file or at runtime), ports that STP holds
+//! blocking, and `lo`.
+
+use super::observe::{attrs, c_str, u32_of};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::{Duration, Instant};
+
+const RTNLGRP_LINK_MASK: u32 = 1;
+const RTM_NEWLINK: u16 = 16;
+const RTM_DELLINK: u16 = 17;
+const RTM_GETLINK: u16 = 18;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const AF_BRIDGE: u8 = 7;
+const IFF_UP: u32 = 1;
+const IFF_LOWER_UP: u32 = 1 << 16;
+const IF_OPER_UNKNOWN: u8 = 0;
+const IF_OPER_UP: u8 = 6;
+const BR_STATE_FORWARDING: u8 = 3;
+const BR_STATE_BLOCKING: u8 = 4;
+
+/// One namespace to watch: a label for notes, its file, and (host mode) the
+/// only interfaces of the lab in it; `None` means every interface but `lo`.
+pub struct Space {
+    pub label: String,
+    pub file: File,
+    pub only: Option<BTreeSet<String>>,
+}
+
+/// What the kernel says about one interface, from link messages.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkState {
+    pub index: u32,
+    pub name: String,
+    pub kind: Option<String>,
+    pub flags: u32,
+    pub operstate: u8,
+    pub master: Option<u32>,
+    /// The bridge port state (IFLA_PROTINFO / IFLA_BRPORT_STATE), from AF_BRIDGE messages.
+    pub port_state: Option<u8>,
+}
+
+/// The links of one namespace by index, updated by dumps and events.
+#[derive(Debug, Clone, Default)]
+pub struct NsLinks {
+    pub links: BTreeMap<u32, LinkState>,
+}
+
+impl NsLinks {
+    /// Apply one netlink message (dump reply or event); others are ignored.
+    pub fn apply(&mut self, m: &[u8]) {
+        if m.len() < 32 {
+            return;
+        }
+        let ty = u16::from_ne_bytes([m[4], m[5]]);
+        if ty != RTM_NEWLINK && ty != RTM_DELLINK {
+            return;
+        }
+        let family = m[16];
+        let index = u32::from_ne_bytes([m[20], m[21], m[22], m[23]]);
+        let flags = u32::from_ne_bytes([m[24], m[25], m[26], m[27]]);
+        if ty == RTM_DELLINK {
+            if family == AF_BRIDGE {
+                // The port left its bridge; the interface is still there.
+                if let Some(l) = self.links.get_mut(&index) {
+                    l.port_state = None;
+                    l.master = None;
+                }
+            } else {
+                self.links.remove(&index);
+            }
+            return;
+        }
+        let l = self.links.entry(index).or_insert_with(|| LinkState {
+            index,
+            ..Default::default()
+        });
+        l.flags = flags;
+        let mut master = None;
+        for (t, v) in attrs(&m[32..]) {
+            match t {
+                3 => l.name = c_str(v),                              // IFLA_IFNAME
+                10 => master = u32_of(v),                            // IFLA_MASTER
+                16 => l.operstate = v.first().copied().unwrap_or(0), // IFLA_OPERSTATE
+                18 => {
+                    // IFLA_LINKINFO / IFLA_INFO_KIND
+                    if let Some((_, k)) = attrs(v).find(|(t, _)| *t == 1) {
+                        l.kind = Some(c_str(k));
+                    }
+                }
+                12 if family == AF_BRIDGE => {
+                    // IFLA_PROTINFO / IFLA_BRPORT_STATE
+                    if let Some((_, s)) = attrs(v).find(|(t, _)| *t == 1) {
+                        l.port_state = s.first().copied();
+                    }
+                }
+                _ => {}
+            }
+        }
+        l.master = master;
+        if family != AF_BRIDGE && master.is_none() {
+            l.port_state = None;
+        }
+    }
+
+    /// What keeps this namespace from passing traffic (empty: ready).
+    pub fn not_ready(&self, only: Option<&BTreeSet<String>>) -> Vec<String> {
+        let mut out = Vec::new();
+        let ours = |l: &LinkState| l.name != "lo" && only.is_none_or(|o| o.contains(&l.name));
+        let up = |l: &LinkState| l.flags & IFF_UP != 0;
+        let carrier = |l: &LinkState| l.flags & IFF_LOWER_UP != 0;
+        let strict = |l: &LinkState| matches!(l.kind.as_deref(), Some("veth") | Some("bridge"));
+        for l in self.links.values().filter(|l| ours(l) && up(l)) {
+            let is_bridge = l.kind.as_deref() == Some("bridge");
+            if is_bridge {
+                // A bridge has carrier once a port forwards; wait for it then.
+                let forwarding = self.links.values().any(|p| {
+                    p.master == Some(l.index) && p.port_state == Some(BR_STATE_FORWARDING)
+                });
+                if forwarding && (!carrier(l) || l.operstate != IF_OPER_UP) {
+                    out.push(format!("{} (bridge not up yet)", l.name));
+                }
+                continue;
+            }
+            if !carrier(l) {
+                continue; // the other end is down: not expected to pass traffic
+            }
+            let oper_ok =
+                l.operstate == IF_OPER_UP || (!strict(l) && l.operstate == IF_OPER_UNKNOWN);
+            if !oper_ok {
+                out.push(format!("{} (operstate {})", l.name, oper_name(l.operstate)));
+                continue;
+            }
+            let port_of_bridge = l.master.is_some_and(|m| {
+                self.links
+                    .get(&m)
+                    .is_some_and(|b| b.kind.as_deref() == Some("bridge"))
+            });
+            if port_of_bridge {
+                match l.port_state {
+                    Some(BR_STATE_FORWARDING) | Some(BR_STATE_BLOCKING) => {}
+                    Some(s) => out.push(format!("{} (bridge port {})", l.name, port_name(s))),
+                    None => out.push(format!("{} (bridge port state unknown)", l.name)),
+                }
+            }
+        }
+        out
+    }
+}
+
+fn oper_name(s: u8) -> &'static str {
+    match s {
+        0 => "unknown",
+        1 => "notpresent",
+        2 => "down",
+        3 => "lowerlayerdown",
+        4 => "testing",
+        5 => "dormant",
+        6 => "up",
+        _ => "?",
+    }
+}
+
+fn port_name(s: u8) -> &'static str {
+    match s {
+        0 => "disabled",
+        1 => "listening",
+        2 => "learning",
+        3 => "forwarding",
+        4 => "blocking",
+        _ => "in an unknown state",
+    }
+}
+
+/// A GETLINK dump request of a family, with IFLA_EXT_MASK skipping statistics.
+fn dump_request(family: u8, seq: u32) -> Vec<u8> {
+    let mut b = Vec::with_capacity(40);
+    b.extend_from_slice(&40u32.to_ne_bytes());
+    b.extend_from_slice(&RTM_GETLINK.to_ne_bytes());
+    b.extend_from_slice(&(0x1u16 | 0x300).to_ne_bytes()); // NLM_F_REQUEST | NLM_F_DUMP
+    b.extend_from_slice(&seq.to_ne_bytes());
+    b.extend_from_slice(&0u32.to_ne_bytes());
+    b.extend_from_slice(&[family, 0, 0, 0]);
+    b.extend_from_slice(&[0; 12]); // index, flags, change
+    b.extend_from_slice(&8u16.to_ne_bytes()); // IFLA_EXT_MASK
+    b.extend_from_slice(&29u16.to_ne_bytes());
+    let mask: u32 = if family == AF_BRIDGE { 0 } else { 1 << 3 }; // RTEXT_FILTER_SKIP_STATS
+    b.extend_from_slice(&mask.to_ne_bytes());
+    b
+}
+
+struct Watched {
+    label: String,
+    only: Option<BTreeSet<String>>,
+    sock: Socket,
+    links: NsLinks,
+    seq: u32,
+    ready: bool,
+    last_event: Instant,
+}
+
+fn subscribe() -> io::Result<Socket> {
+    let mut sock = Socket::new(NETLINK_ROUTE)?;
+    let _ = sock.set_rx_buf_sz(4 << 20);
+    sock.bind(&SocketAddr::new(0, RTNLGRP_LINK_MASK))?;
+    Ok(sock)
+}
+
+fn recv(sock: &Socket, buf: &mut [u8], block: bool) -> io::Result<Option<usize>> {
+    loop {
+        // SAFETY: recv into our own buffer of the given length.
+        let n = unsafe {
+            libc::recv(
+                sock.as_raw_fd(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+                if block { 0 } else { libc::MSG_DONTWAIT },
+            )
+        };
+        if n >= 0 {
+            return Ok(Some(n as usize));
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock => return Ok(None),
+            _ => return Err(e),
+        }
+    }
+}
+
+fn poll_in(fd: i32, ms: i32) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
+}
+
+impl Watched {
+    /// Dump links and bridge ports, applying events that arrive meanwhile too.
+    fn dump(&mut self, buf: &mut [u8], until: Instant) -> io::Result<()> {
+        for family in [0u8, AF_BRIDGE] {
+            self.seq = self.seq.wrapping_add(1);
+            let req = dump_request(family, self.seq);
+            self.sock.send(&req, 0)?;
+            'reply: loop {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "link dump"));
+                }
+                if !poll_in(self.sock.as_raw_fd(), left.as_millis().min(1000) as i32 + 1) {
+                    continue;
+                }
+                let n = match recv(&self.sock, buf, false) {
+                    Ok(Some(n)) => n,
+                    Ok(None) => continue,
+                    // Events overflowed the socket; the dump itself goes on.
+                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => continue,
+                    Err(e) => return Err(e),
+                };
+                for (ty, seq, m) in super::netlink::messages(&buf[..n]) {
+                    match ty {
+                        NLMSG_DONE if seq == self.seq => break 'reply,
+                        NLMSG_ERROR if seq == self.seq => break 'reply,
+                        _ => self.links.apply(m),
+                    }
+                }
+            }
+        }
+        self.last_event = Instant::now();
+        Ok(())
+    }
+
+    fn update(&mut self) {
+        self.ready = self.links.not_ready(self.only.as_ref()).is_empty();
+    }
+}
+
+/// Wait until every space passes traffic, or `limit` passed. Returns a note per
+/// namespace that is not ready then (empty: all ready). Failing to watch a
+/// namespace is a note too: the lab is up, only the wait could not be done.
+pub fn wait_for_traffic(spaces: Vec<Space>, limit: Duration) -> Vec<String> {
+    let until = Instant::now() + limit;
+    let mut notes = Vec::new();
+    // Sockets made inside each namespace, on a few short-lived threads.
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 4)
+        .min(spaces.len().max(1));
+    let chunk = spaces.len().div_ceil(workers).max(1);
+    let mut parts: Vec<Vec<Space>> = Vec::new();
+    let mut it = spaces.into_iter().peekable();
+    while it.peek().is_some() {
+        parts.push(it.by_ref().take(chunk).collect());
+    }
+    let made: Vec<(String, io::Result<Watched>)> = std::thread::scope(|s| {
+        let hs: Vec<_> = parts
+            .into_iter()
+            .map(|part| {
+                s.spawn(move || {
+                    let mut buf = vec![0u8; 1 << 16];
+                    part.into_iter()
+                        .map(|sp| {
+                            let r = (|| {
+                                nix::sched::setns(
+                                    sp.file.as_fd(),
+                                    nix::sched::CloneFlags::CLONE_NEWNET,
+                                )?;
+                                let mut w = Watched {
+                                    label: sp.label.clone(),
+                                    only: sp.only,
+                                    sock: subscribe()?,
+                                    links: NsLinks::default(),
+                                    seq: 0,
+                                    ready: false,
+                                    last_event: Instant::now(),
+                                };
+                                w.dump(&mut buf, until)?;
+                                w.update();
+                                Ok(w)
+                            })();
+                            (sp.label, r)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let mut ws = Vec::new();
+    for (label, r) in made {
+        match r {
+            Ok(w) => ws.push(w),
+            Err(e) => notes.push(format!("could not watch the links of {label}: {e}")),
+        }
+    }
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        if ws.iter().all(|w| w.ready) {
+            break;
+        }
+        let now = Instant::now();
+        if now >= until {
+            break;
+        }
+        let mut pfds: Vec<libc::pollfd> = ws
+            .iter()
+            .map(|w| libc::pollfd {
+                fd: if w.ready { -1 } else { w.sock.as_raw_fd() },
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let left = until.saturating_duration_since(now).as_millis().min(250) as i32 + 1;
+        // SAFETY: pfds is a valid array of pollfd for the call.
+        let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, left) };
+        if r < 0 {
+            continue;
+        }
+        for (w, p) in ws.iter_mut().zip(&pfds) {
+            if w.ready {
+                continue;
+            }
+            let mut redump = false;
+            if p.revents != 0 {
+                loop {
+                    match recv(&w.sock, &mut buf, false) {
+                        Ok(Some(n)) => {
+                            for (_, _, m) in super::netlink::messages(&buf[..n]) {
+                                w.links.apply(m);
+                            }
+                            w.last_event = Instant::now();
+                        }
+                        Ok(None) => break,
+                        Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                            redump = true;
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            // A change racing the first dump can be overtaken by the dump's
+            // older view; a quiet namespace that is still not ready is read again.
+            if w.last_event.elapsed() >= Duration::from_secs(1) {
+                redump = true;
+            }
+            if redump && let Err(e) = w.dump(&mut buf, until) {
+                notes.push(format!("could not read the links of {}: {e}", w.label));
+                w.ready = true;
+                continue;
+            }
+            w.update();
+        }
+    }
+    for w in &ws {
+        let nr = w.links.not_ready(w.only.as_ref());
+        if !nr.is_empty() {
+            let shown: Vec<&str> = nr.iter().take(5).map(String::as_str).collect();
+            let more = if nr.len() > 5 {
+                format!(" and {} more", nr.len() - 5)
+            } else {
+                String::new()
+            };
+            notes.push(format!(
+                "not passing traffic yet after {:.0} s in {}: {}{more}",
+                limit.as_secs_f64(),
+                w.label,
+                shown.join(", ")
+            ));
+        }
+    }
+    notes
+}
+
+/// How long `up` waits for its lab to pass traffic before it says what is not ready.
+pub const LIMIT: Duration = Duration::from_secs(10);
+
+/// The wait of `up`: the lab's namespaces, and in host mode the lab's links in
+/// the namespace nslab runs in. Returns notes naming what is not ready.
+pub fn wait_lab(
+    namespaces: &BTreeSet<String>,
+    sandbox: bool,
+    host_links: &BTreeSet<String>,
+) -> Vec<String> {
+    let mut spaces = Vec::new();
+    let mut notes = Vec::new();
+    for ns in namespaces {
+        match super::netns::open(ns) {
+            Ok(file) => spaces.push(Space {
+                label: ns.clone(),
+                file,
+                only: None,
+            }),
+            Err(e) => notes.push(format!(
+                "could not open namespace {ns} to wait for its links: {e}"
+            )),
+        }
+    }
+    if !sandbox && !host_links.is_empty() {
+        match super::netns::current() {
+            Ok(file) => spaces.push(Space {
+                label: "the host".into(),
+                file,
+                only: Some(host_links.clone()),
+            }),
+            Err(e) => notes.push(format!("could not watch the host's links: {e}")),
+        }
+    }
+    notes.extend(wait_for_traffic(spaces, LIMIT));
+    notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(family: u8, ty: u16, index: u32, flags: u32, attrs: &[(u16, Vec<u8>)]) -> Vec<u8> {
+        let mut b = vec![0u8; 32];
+        b[4..6].copy_from_slice(&ty.to_ne_bytes());
+        b[16] = family;
+        b[20..24].copy_from_slice(&index.to_ne_bytes());
+        b[24..28].copy_from_slice(&flags.to_ne_bytes());
+        for (t, v) in attrs {
+            let len = 4 + v.len();
+            b.extend_from_slice(&(len as u16).to_ne_bytes());
+            b.extend_from_slice(&t.to_ne_bytes());
+            b.extend_from_slice(v);
+            while !b.len().is_multiple_of(4) {
+                b.push(0);
+            }
+        }
+        let l = b.len() as u32;
+        b[0..4].copy_from_slice(&l.to_ne_bytes());
+        b
+    }
+
+    fn name(s: &str) -> Vec<u8> {
+        let mut v = s.as_bytes().to_vec();
+        v.push(0);
+        v
+    }
+
+    fn kind(k: &str) -> Vec<u8> {
+        let n = name(k);
+        let mut v = ((4 + n.len()) as u16).to_ne_bytes().to_vec();
+        v.extend_from_slice(&1u16.to_ne_bytes());
+        v.extend_from_slice(&n);
+        while !v.len().is_multiple_of(4) {
+            v.push(0);
+        }
+        v
+    }
+
+    fn link(index: u32, n: &str, k: &str, flags: u32, oper: u8, master: Option<u32>) -> Vec<u8> {
+        let mut a = vec![(3, name(n)), (16, vec![oper]), (18, kind(k))];
+        if let Some(m) = master {
+            a.push((10, m.to_ne_bytes().to_vec()));
+        }
+        msg(0, RTM_NEWLINK, index, flags, &a)
+    }
+
+    fn port(index: u32, state: u8, master: u32) -> Vec<u8> {
+        let protinfo = vec![5u8, 0, 1, 0, state, 0, 0, 0];
+        msg(
+            AF_BRIDGE,
+            RTM_NEWLINK,
+            index,
+            IFF_UP | IFF_LOWER_UP,
+            &[(10, master.to_ne_bytes().to_vec()), (12, protinfo)],
+        )
+    }
+
+    const UP: u32 = IFF_UP | IFF_LOWER_UP;
+
+    #[test]
+    fn veth_waits_for_operstate_up() {
+        let mut s = NsLinks::default();
+        s.apply(&link(1, "lo", "", IFF_UP, 0, None));
+        s.apply(&link(2, "bveth", "veth", UP, 2, None));
+        assert_eq!(s.not_ready(None), vec!["bveth (operstate down)"]);
+        s.apply(&link(2, "bveth", "veth", UP, IF_OPER_UP, None));
+        assert!(s.not_ready(None).is_empty());
+    }
+
+    #[test]
+    fn down_or_carrierless_links_are_not_waited_for() {
+        let mut s = NsLinks::default();
+        s.apply(&link(2, "a", "veth", 0, 2, None));
+        s.apply(&link(3, "b", "veth", IFF_UP, 3, None));
+        assert!(s.not_ready(None).is_empty());
+    }
+
+    #[test]
+    fn bridge_ports_must_forward_and_the_bridge_be_up() {
+        let mut s = NsLinks::default();
+        s.apply(&link(5, "bri0", "bridge", IFF_UP, 2, None));
+        s.apply(&link(6, "p1", "veth", UP, IF_OPER_UP, Some(5)));
+        assert_eq!(s.not_ready(None), vec!["p1 (bridge port state unknown)"]);
+        s.apply(&port(6, 2, 5));
+        assert_eq!(s.not_ready(None), vec!["p1 (bridge port learning)"]);
+        s.apply(&port(6, BR_STATE_FORWARDING, 5));
+        assert_eq!(s.not_ready(None), vec!["bri0 (bridge not up yet)"]);
+        s.apply(&link(5, "bri0", "bridge", UP, IF_OPER_UP, None));
+        assert!(s.not_ready(None).is_empty());
+        // A port STP holds blocking is not waited for.
+        s.apply(&port(6, BR_STATE_BLOCKING, 5));
+        assert!(s.not_ready(None).is_empty());
+        // A link event for the port keeps the state the bridge reported.
+        s.apply(&link(6, "p1", "veth", UP, IF_OPER_UP, Some(5)));
+        assert_eq!(s.links[&6].port_state, Some(BR_STATE_BLOCKING));
+    }
+
+    #[test]
+    fn host_mode_only_looks_at_the_labs_links() {
+        let mut s = NsLinks::default();
+        s.apply(&link(2, "eth0", "veth", UP, 2, None));
+        s.apply(&link(3, "labp", "veth", UP, IF_OPER_UP, None));
+        let only: BTreeSet<String> = ["labp".to_string()].into();
+        assert!(s.not_ready(Some(&only)).is_empty());
+        assert_eq!(s.not_ready(None).len(), 1);
+    }
+
+    #[test]
+    fn deleted_links_are_forgotten() {
+        let mut s = NsLinks::default();
+        s.apply(&link(2, "a", "veth", UP, 2, None));
+        s.apply(&msg(0, RTM_DELLINK, 2, 0, &[]));
+        assert!(s.not_ready(None).is_empty());
+    }
+
+    #[test]
+    fn dump_request_is_well_formed() {
+        let r = dump_request(AF_BRIDGE, 7);
+        assert_eq!(r.len(), 40);
+        assert_eq!(u32::from_ne_bytes(r[0..4].try_into().unwrap()), 40);
+        assert_eq!(r[16], AF_BRIDGE);
+    }
+}

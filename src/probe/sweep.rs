@@ -1,0 +1,263 @@
+//! Many echo requests from one namespace at once: one raw socket per family,
+//! every destination pinged together, those without a reply tried again (up to
+//! `attempts` times, with growing timeouts) before they count as unreachable.
+//! A probe that cannot run (no socket, EPERM, ENOBUFS that persists) is an
+//! error, never an unreachable destination.
+
+use super::icmp::{
+    Parsed, PingOptions, build_echo_request, make_payload, next_ident, open_socket, parse_v4,
+    parse_v6, receive, send_echo,
+};
+use serde::Serialize;
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+/// What probing one address found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Outcome {
+    Reply,
+    NoReply,
+    /// The probe itself failed: says nothing about the network.
+    Error(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct SweepOptions {
+    /// Tries before an address is unreachable.
+    pub attempts: u32,
+    /// Wait for replies of the first try; each retry waits twice as long.
+    pub timeout: Duration,
+}
+
+impl Default for SweepOptions {
+    fn default() -> Self {
+        SweepOptions {
+            attempts: 3,
+            timeout: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Errors of a send that describe the network (no route, a router said no),
+/// not the probe.
+fn network_errno(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENETUNREACH)
+            | Some(libc::EHOSTUNREACH)
+            | Some(libc::EHOSTDOWN)
+            | Some(libc::ECONNREFUSED)
+            | Some(libc::ENONET)
+            | Some(libc::EADDRNOTAVAIL)
+    )
+}
+
+/// Ping every address of `dsts` from the namespace of the calling thread.
+/// One outcome per address, in order. See [`sweep_window`].
+pub fn sweep(dsts: &[IpAddr], opts: &SweepOptions) -> Vec<Outcome> {
+    sweep_window(dsts, opts, usize::MAX, &mut |n, _| n, &mut |_| {})
+}
+
+/// Wait for a try: the first `timeout`, each retry twice as long.
+pub fn attempt_timeout(opts: &SweepOptions, attempt: u32) -> Duration {
+    opts.timeout.saturating_mul(1 << attempt.min(8))
+}
+
+/// How soon a try whose send found no route is repeated.
+const NO_ROUTE_RETRY: Duration = Duration::from_millis(50);
+
+struct Active {
+    idx: usize,
+    /// Tries sent (or failed to send) so far.
+    tries: u32,
+    deadline: Instant,
+    /// Sequence numbers of the tries sent: a late reply to an earlier try counts.
+    seqs: Vec<u16>,
+}
+
+/// [`sweep`] with at most `window` addresses in flight: `before_start(n, idle)`
+/// is asked before up to `n` addresses start and says how many may (to pace
+/// them against a budget shared with other sweeps; when `idle`, nothing of this
+/// sweep is in flight and it must grant at least one), and `done(indexes)` gets
+/// addresses that are finished (to forget what they taught the neighbour table
+/// and give their budget back).
+pub fn sweep_window(
+    dsts: &[IpAddr],
+    opts: &SweepOptions,
+    window: usize,
+    before_start: &mut dyn FnMut(usize, bool) -> usize,
+    done: &mut dyn FnMut(&[usize]),
+) -> Vec<Outcome> {
+    let attempts = opts.attempts.max(1);
+    let window = window.max(1);
+    let mut out = vec![Outcome::NoReply; dsts.len()];
+    let mut socks: [Option<io::Result<OwnedFd>>; 2] = [None, None];
+    let ident = next_ident();
+    let payload = make_payload(ident, 56);
+    let mut seq: u16 = 0;
+    let mut buf = vec![0u8; 4096];
+    let mut last_err: Vec<Option<String>> = vec![None; dsts.len()];
+    let mut next = 0usize;
+    let mut active: Vec<Active> = Vec::new();
+    let mut finished: Vec<usize> = Vec::new();
+    // Send one try for `a`; false when the address is finished already (no socket).
+    let mut send = |a: &mut Active,
+                    socks: &mut [Option<io::Result<OwnedFd>>; 2],
+                    out: &mut Vec<Outcome>,
+                    last_err: &mut Vec<Option<String>>| {
+        let dst = dsts[a.idx];
+        let fam = usize::from(dst.is_ipv6());
+        let sock = socks[fam].get_or_insert_with(|| open_socket(dst, &PingOptions::default()));
+        let fd = match sock {
+            Ok(fd) => fd,
+            Err(e) => {
+                out[a.idx] = Outcome::Error(format!("open a raw ICMP socket: {e}"));
+                return false;
+            }
+        };
+        seq = seq.wrapping_add(1);
+        let packet = build_echo_request(dst.is_ipv6(), ident, seq, &payload);
+        match send_echo(fd.as_fd(), dst, &packet) {
+            Ok(()) => {
+                a.seqs.push(seq);
+                last_err[a.idx] = None;
+            }
+            Err(e) if network_errno(&e) => {
+                // No route: no reply can come, and no neighbour entry was
+                // made; the next try need not wait long.
+                last_err[a.idx] = None;
+                a.deadline = Instant::now() + NO_ROUTE_RETRY;
+                a.tries += 1;
+                return true;
+            }
+            // ENOBUFS (a queue not active yet), EPERM...: tried again; an error
+            // only if it persists.
+            Err(e) => last_err[a.idx] = Some(format!("send to {dst}: {e}")),
+        }
+        a.deadline = Instant::now() + attempt_timeout(opts, a.tries);
+        a.tries += 1;
+        true
+    };
+    loop {
+        // Fill the window.
+        let room = window.saturating_sub(active.len()).min(dsts.len() - next);
+        let room = if room > 0 {
+            before_start(room, active.is_empty()).min(room)
+        } else {
+            0
+        };
+        if room > 0 {
+            for _ in 0..room {
+                let mut a = Active {
+                    idx: next,
+                    tries: 0,
+                    deadline: Instant::now(),
+                    seqs: Vec::new(),
+                };
+                next += 1;
+                if send(&mut a, &mut socks, &mut out, &mut last_err) {
+                    active.push(a);
+                } else {
+                    finished.push(a.idx);
+                }
+            }
+        }
+        if active.is_empty() {
+            if !finished.is_empty() {
+                done(&finished);
+                finished.clear();
+            }
+            if next >= dsts.len() {
+                break;
+            }
+            continue;
+        }
+        // Wait for replies until the earliest deadline.
+        let until = active.iter().map(|a| a.deadline).min().expect("active");
+        let left = until.saturating_duration_since(Instant::now());
+        let open: Vec<(bool, &OwnedFd)> = socks
+            .iter()
+            .enumerate()
+            .filter_map(|(f, s)| match s {
+                Some(Ok(fd)) => Some((f == 1, fd)),
+                _ => None,
+            })
+            .collect();
+        let mut pfds: Vec<libc::pollfd> = open
+            .iter()
+            .map(|(_, fd)| libc::pollfd {
+                fd: std::os::fd::AsRawFd::as_raw_fd(*fd),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let ms = left.as_millis().min(i32::MAX as u128) as i32 + 1;
+        // SAFETY: a valid array of pollfd for the call.
+        let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+        if r > 0 {
+            for ((v6, fd), p) in open.iter().zip(&pfds) {
+                if p.revents == 0 {
+                    continue;
+                }
+                while let Ok(Some(got)) = receive(fd.as_fd(), &mut buf, *v6) {
+                    let packet = &buf[..got.len];
+                    let parsed = match (*v6, got.from) {
+                        (false, _) => parse_v4(packet),
+                        (true, Some(IpAddr::V6(src))) => parse_v6(packet, src, got.hop_limit),
+                        _ => None,
+                    };
+                    // ICMP errors (a router or the destination said no) are
+                    // no reply: the try times out and is retried.
+                    let s = match parsed {
+                        Some(Parsed::EchoReply {
+                            ident: id,
+                            seq: s,
+                            data,
+                            ..
+                        }) if id == ident && data == payload.as_slice() => s,
+                        _ => continue,
+                    };
+                    if let Some(a) = active
+                        .iter_mut()
+                        .find(|a| a.seqs.contains(&s) && dsts[a.idx].is_ipv6() == *v6)
+                    {
+                        out[a.idx] = Outcome::Reply;
+                    }
+                }
+            }
+        }
+        // Finish or retry what is answered or past its deadline.
+        let now = Instant::now();
+        let mut i = 0;
+        while i < active.len() {
+            let a = &mut active[i];
+            let answered = out[a.idx] == Outcome::Reply;
+            if !answered && now < a.deadline {
+                i += 1;
+                continue;
+            }
+            if !answered && a.tries < attempts {
+                if !send(a, &mut socks, &mut out, &mut last_err) {
+                    finished.push(active.swap_remove(i).idx);
+                    continue;
+                }
+                i += 1;
+                continue;
+            }
+            let a = active.swap_remove(i);
+            if out[a.idx] == Outcome::NoReply
+                && let Some(e) = last_err[a.idx].take()
+            {
+                out[a.idx] = Outcome::Error(e);
+            }
+            finished.push(a.idx);
+        }
+        if finished.len() >= window.min(8) {
+            done(&finished);
+            finished.clear();
+        }
+    }
+    out
+}
