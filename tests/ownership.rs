@@ -10,15 +10,7 @@ use std::time::{Duration, Instant};
 
 /// `nslab up` started with a pause hook; returns once it has stopped there.
 fn up_paused(args: &[&str], point: &str, host: Option<&str>) -> Child {
-    let mut c = match host {
-        Some(ns) => {
-            let mut c = Command::new("nsenter");
-            c.arg(format!("--net=/run/netns/{ns}")).arg(bin());
-            c
-        }
-        None => Command::new(bin()),
-    };
-    let mut child = c
+    let mut child = nslab_cmd(host)
         .args(args)
         .env("NSLAB_TEST_PAUSE_AT", point)
         .stdin(Stdio::null())

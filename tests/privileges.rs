@@ -3,21 +3,6 @@
 
 mod common;
 use common::*;
-use std::process::Command;
-
-fn as_nobody(args: &[&str]) -> std::process::Output {
-    Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            bin(),
-        ])
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 #[test]
 fn every_command_without_privileges_names_the_capability_and_changes_nothing() {

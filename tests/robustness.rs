@@ -289,21 +289,13 @@ fn a_kernel_refusal_midway_rolls_back_and_quotes_the_reason() {
 #[test]
 fn not_root_is_refused_with_the_missing_capability() {
     let p = prefix("user");
-    let o = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            bin(),
-            "up",
-            s(&example("objective1-veth.yaml")),
-            "--sandbox",
-            "--prefix",
-            &p,
-        ])
-        .output()
-        .unwrap();
+    let o = as_nobody(&[
+        "up",
+        s(&example("objective1-veth.yaml")),
+        "--sandbox",
+        "--prefix",
+        &p,
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let msg = text(&o);
     assert!(

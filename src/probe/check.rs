@@ -19,35 +19,7 @@ use std::time::Duration;
 /// Resolve a destination of the endpoint grammar to an address of a family
 /// (4 or 6): `NODE`, `NODE:IF`, `host`, `host:IF`, `internet`, `BRIDGE`, or an IP.
 pub fn resolve(model: &Lab, spec: &str, family: u8) -> Result<IpAddr> {
-    if let Ok(a) = spec.parse::<IpAddr>() {
-        return Ok(a);
-    }
-    let want6 = family == 6;
-    let (left, ifname) = match spec.split_once(':') {
-        Some((l, i)) => (l, Some(i)),
-        None => (spec, None),
-    };
-    let addrs: Vec<(String, ipnet::IpNet)> = if let Some(b) = model.bridge(left) {
-        b.addresses.iter().map(|a| (b.name.clone(), *a)).collect()
-    } else if left == "internet" && ifname.is_none() && model.sandbox {
-        vec![("lo".into(), crate::topology::sandbox_inet_service_addr())]
-    } else {
-        match lab::parse_place(model, left) {
-            Some(p) => model.addresses_of(&p),
-            None => {
-                return Err(Error::Usage(format!(
-                    "{spec:?} is not a node, bridge, endpoint, `host`, `internet` or IP address of lab {}",
-                    model.name
-                )));
-            }
-        }
-    };
-    addrs
-        .iter()
-        .filter(|(i, _)| ifname.is_none_or(|x| x == i))
-        .map(|(_, a)| a.addr())
-        .find(|a| a.is_ipv6() == want6)
-        .ok_or_else(|| Error::Usage(format!("{spec} has no IPv{family} address")))
+    Ok(resolve_all(model, spec, family)?[0])
 }
 
 /// The places a probe can be sent from, in display order.

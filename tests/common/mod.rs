@@ -36,37 +36,47 @@ pub fn prefix(tag: &str) -> String {
     format!("t{tag}{}-", std::process::id() % 10000)
 }
 
-/// Run nslab; `host` = Some(ns) runs it inside that namespace (host-mode tests).
-pub fn nslab_in(host: Option<&str>, args: &[&str]) -> Output {
-    let mut c = match host {
+/// The nslab command; `host` = Some(ns) runs it inside that namespace (host-mode
+/// tests: nsenter execs nslab, so the child's pid is nslab's).
+pub fn nslab_cmd(host: Option<&str>) -> Command {
+    match host {
         Some(ns) => {
             let mut c = Command::new("nsenter");
             c.arg(format!("--net=/run/netns/{ns}")).arg(bin());
             c
         }
         None => Command::new(bin()),
-    };
-    c.args(args)
+    }
+}
+
+/// Run nslab, in `host` if given.
+pub fn nslab_in(host: Option<&str>, args: &[&str]) -> Output {
+    nslab_env(host, args, &[])
+}
+
+/// `nslab_in` with extra environment (the test hooks).
+pub fn nslab_env(host: Option<&str>, args: &[&str], env: &[(&str, String)]) -> Output {
+    nslab_cmd(host)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .output()
         .expect("run nslab")
 }
 
-/// `nslab_in` with extra environment (the test hooks).
-pub fn nslab_env(host: Option<&str>, args: &[&str], env: &[(&str, String)]) -> Output {
-    let mut c = match host {
-        Some(ns) => {
-            let mut c = Command::new("nsenter");
-            c.arg(format!("--net=/run/netns/{ns}")).arg(bin());
-            c
-        }
-        None => Command::new(bin()),
-    };
-    c.args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
+/// Run nslab as nobody, without capabilities.
+pub fn as_nobody(args: &[&str]) -> Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            bin(),
+        ])
+        .args(args)
         .output()
-        .expect("run nslab")
+        .unwrap()
 }
 
 pub fn nslab(args: &[&str]) -> Output {
