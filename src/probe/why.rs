@@ -13,51 +13,151 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-/// The first obstacle found on the path.
+/// The first obstacle found on the path. In JSON the variant is the `reason`
+/// field (`"no_route"`, `"firewall_drop"`, ...) and `at` names the place (a node,
+/// `host` or `internet`) where the obstacle is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum Reason {
-    NoRoute {
-        at: String,
-        dst: IpAddr,
-    },
-    InterfaceDown {
-        at: String,
-        interface: String,
-    },
+    /// The route lookup in `at` finds nothing for `dst`.
+    NoRoute { at: String, dst: IpAddr },
+    /// The interface the packet must leave (or enter) by is administratively down.
+    InterfaceDown { at: String, interface: String },
+    /// `interface` in `at` has no carrier because the far end of its cable,
+    /// `far_interface` in `far_at`, is down.
     PeerDown {
         at: String,
         interface: String,
+        far_at: String,
+        far_interface: String,
     },
+    /// The bridge the path crosses is down (`at` is the place holding it).
+    BridgeDown { at: String, bridge: String },
+    /// A port of the bridge is down, or not in the forwarding state.
+    BridgePortDown {
+        at: String,
+        bridge: String,
+        port: String,
+        state: String,
+    },
+    /// The interface has no address of the probe's family, so the packet leaves
+    /// with another interface's address (or none).
+    NoAddress {
+        at: String,
+        interface: String,
+        family: u8,
+    },
+    /// Nothing on the link answers for the next hop.
     NoNeighbour {
         at: String,
         next_hop: IpAddr,
         interface: String,
     },
-    NotForwarding {
-        at: String,
-    },
+    /// A hop that must forward does not.
+    NotForwarding { at: String, kind: PlaceKind },
+    /// An nftables rule (or a chain's policy) drops the probe; seen in a trace.
     FirewallDrop {
         at: String,
+        family: String,
+        table: String,
         chain: String,
+        /// The rule's handle; None when the chain's policy dropped it.
+        handle: Option<u64>,
+        /// The rule as `nft list` prints it, when it could be read.
+        rule: Option<String>,
     },
+    /// The probe leaves `host` untranslated and nothing outside routes back.
     NoNat {
         host: String,
         src: IpAddr,
         out: String,
+        /// The nat entry that exists but does not apply to `out`.
+        excluded_by: Option<String>,
     },
-    NoRouteBack {
-        at: String,
-        to: IpAddr,
-    },
-    Unreachable {
+    /// On the way back, `at` has no route to the probe's source.
+    NoRouteBack { at: String, to: IpAddr },
+    /// A blackhole, unreachable, prohibit or throw route in `at` covers `dst`.
+    BlockingRoute {
         at: String,
         dst: IpAddr,
         kind: String,
+        route: String,
     },
+    /// Reverse-path filtering in `at` drops the packet from `src` arriving on
+    /// `interface`.
+    RpFilter {
+        at: String,
+        interface: String,
+        src: IpAddr,
+        mode: String,
+    },
+    /// The packet (`size` bytes on the wire) does not fit the MTU of `interface`.
+    Mtu {
+        at: String,
+        interface: String,
+        mtu: u32,
+        size: usize,
+    },
+    /// The packet goes round in circles; `path` is the loop.
+    RoutingLoop { at: String, path: Vec<String> },
+    /// Another interface answers for the destination's address.
+    DuplicateAddress {
+        at: String,
+        address: IpAddr,
+        answered_mac: String,
+        expected_mac: String,
+        /// The place and interface that has the answering MAC, when in the lab.
+        impostor: Option<String>,
+    },
+    /// Nothing on the path explains it; `checked` lists what was looked at.
     Unknown {
         detail: String,
+        checked: Vec<String>,
     },
+}
+
+/// What a place is, for advice: only nodes are the user's to reconfigure freely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlaceKind {
+    Node,
+    Host,
+    Internet,
+}
+
+impl PlaceKind {
+    pub fn of(p: &Place) -> PlaceKind {
+        match p {
+            Place::Node(_) => PlaceKind::Node,
+            Place::Host => PlaceKind::Host,
+            Place::Internet => PlaceKind::Internet,
+        }
+    }
+}
+
+impl Reason {
+    /// The JSON name of the reason (`no_route`, ...).
+    pub fn class(&self) -> &'static str {
+        match self {
+            Reason::NoRoute { .. } => "no_route",
+            Reason::InterfaceDown { .. } => "interface_down",
+            Reason::PeerDown { .. } => "peer_down",
+            Reason::BridgeDown { .. } => "bridge_down",
+            Reason::BridgePortDown { .. } => "bridge_port_down",
+            Reason::NoAddress { .. } => "no_address",
+            Reason::NoNeighbour { .. } => "no_neighbour",
+            Reason::NotForwarding { .. } => "not_forwarding",
+            Reason::FirewallDrop { .. } => "firewall_drop",
+            Reason::NoNat { .. } => "no_nat",
+            Reason::NoRouteBack { .. } => "no_route_back",
+            Reason::BlockingRoute { .. } => "blocking_route",
+            Reason::RpFilter { .. } => "rp_filter",
+            Reason::Mtu { .. } => "mtu",
+            Reason::RoutingLoop { .. } => "routing_loop",
+            Reason::DuplicateAddress { .. } => "duplicate_address",
+            Reason::Unknown { .. } => "unknown",
+        }
+    }
 }
 
 impl std::fmt::Display for Reason {
@@ -70,9 +170,31 @@ impl std::fmt::Display for Reason {
             Reason::InterfaceDown { at, interface } => {
                 write!(f, "interface {interface} in {at} is down")
             }
-            Reason::PeerDown { at, interface } => write!(
+            Reason::PeerDown {
+                at,
+                interface,
+                far_at,
+                far_interface,
+            } => write!(
                 f,
-                "interface {interface} in {at} has no carrier: the other end of its cable is down"
+                "interface {interface} in {at} has no carrier: the far end of its cable, {far_interface} in {far_at}, is down"
+            ),
+            Reason::BridgeDown { at, bridge } => {
+                write!(f, "bridge {bridge} in {at} is down")
+            }
+            Reason::BridgePortDown {
+                at,
+                bridge,
+                port,
+                state,
+            } => write!(f, "port {port} of bridge {bridge} in {at} is {state}"),
+            Reason::NoAddress {
+                at,
+                interface,
+                family,
+            } => write!(
+                f,
+                "interface {interface} in {at} has no IPv{family} address: packets leave it with another interface's address, or none"
             ),
             Reason::NoNeighbour {
                 at,
@@ -82,24 +204,120 @@ impl std::fmt::Display for Reason {
                 f,
                 "no neighbour answers for {next_hop} on {interface} in {at}: nothing on that link has this address (a wrong gateway?)"
             ),
-            Reason::NotForwarding { at } => write!(
-                f,
-                "{at} does not forward packets (net.ipv4.ip_forward=0): give it `forward: true`"
-            ),
-            Reason::FirewallDrop { at, chain } => {
-                write!(f, "a firewall in {at} drops forwarded traffic ({chain})")
+            Reason::NotForwarding { at, kind } => match kind {
+                PlaceKind::Node => write!(
+                    f,
+                    "{at} does not forward packets (net.ipv4.ip_forward=0): give it `forward: true`"
+                ),
+                PlaceKind::Host => write!(
+                    f,
+                    "host does not forward packets (net.ipv4.ip_forward=0): nslab turns it on when the file has a `nat` entry"
+                ),
+                PlaceKind::Internet => write!(
+                    f,
+                    "internet stands for the outside world and does not forward packets: the lab cannot be reached through it"
+                ),
+            },
+            Reason::FirewallDrop {
+                at,
+                family,
+                table,
+                chain,
+                handle,
+                rule,
+            } => {
+                match handle {
+                    Some(h) => write!(
+                        f,
+                        "a firewall rule in {at} drops the probe: table {family} {table}, chain {chain}, rule handle {h}"
+                    )?,
+                    None => write!(
+                        f,
+                        "a firewall in {at} drops the probe: the policy of chain {chain} in table {family} {table}"
+                    )?,
+                }
+                if let Some(r) = rule {
+                    write!(f, " ({r})")?;
+                }
+                Ok(())
             }
-            Reason::NoNat { host, src, out } => write!(
-                f,
-                "{src} leaves {host} by {out} without NAT, and nothing on the other side has a route back to {src}: add a `nat` entry (masquerade)"
-            ),
+            Reason::NoNat {
+                host,
+                src,
+                out,
+                excluded_by,
+            } => match excluded_by {
+                Some(n) => write!(
+                    f,
+                    "{src} leaves {host} by {out} without NAT: the nat entry `{n}` does not apply to {out}, and nothing on the other side has a route back to {src}"
+                ),
+                None => write!(
+                    f,
+                    "{src} leaves {host} by {out} without NAT, and nothing on the other side has a route back to {src}: add a `nat` entry (masquerade)"
+                ),
+            },
             Reason::NoRouteBack { at, to } => write!(f, "no route back: {at} has no route to {to}"),
-            Reason::Unreachable { at, dst, kind } => {
-                write!(f, "{at} has a route of type {kind} to {dst}")
+            Reason::BlockingRoute {
+                at,
+                dst,
+                kind,
+                route,
+            } => write!(f, "{at} has a {kind} route for {dst}: `{route}`"),
+            Reason::RpFilter {
+                at,
+                interface,
+                src,
+                mode,
+            } => write!(
+                f,
+                "reverse-path filtering ({mode}) in {at} drops packets from {src} arriving on {interface}: the way back to {src} leaves by another interface"
+            ),
+            Reason::Mtu {
+                at,
+                interface,
+                mtu,
+                size,
+            } => write!(
+                f,
+                "a {size}-byte packet does not fit {interface} in {at} (MTU {mtu}) and may not be fragmented"
+            ),
+            Reason::RoutingLoop { at, path } => write!(
+                f,
+                "routing loop through {at}: {} (the TTL runs out)",
+                path.join(" -> ")
+            ),
+            Reason::DuplicateAddress {
+                at,
+                address,
+                answered_mac,
+                expected_mac,
+                impostor,
+            } => {
+                write!(
+                    f,
+                    "duplicate address: {address} answers from {answered_mac}, but {at} has it on {expected_mac}"
+                )?;
+                if let Some(i) = impostor {
+                    write!(f, " ({answered_mac} is {i})")?;
+                }
+                Ok(())
             }
-            Reason::Unknown { detail } => write!(f, "{detail}"),
+            Reason::Unknown { detail, checked } => {
+                write!(f, "{detail}")?;
+                if !checked.is_empty() {
+                    write!(f, "; checked: {}", checked.join("; "))?;
+                }
+                Ok(())
+            }
         }
     }
+}
+
+/// What the failed probe was, as far as the walk cares.
+#[derive(Debug, Clone, Default)]
+pub struct WhyOpts {
+    /// ICMP payload bytes of a probe sent with DF set (`reach: size:`, `ping -s`).
+    pub size: Option<usize>,
 }
 
 /// What the walk needs to know of one place.
@@ -262,11 +480,18 @@ impl<'a> Ctx<'a> {
             .unwrap_or_else(|| format!("if{index}"))
     }
 
-    /// Why does `src` not reach `dst`? None if the kernel's state says it should.
+    /// Why does `src` not reach `dst` with a default-size ping?
     pub fn why_not(&mut self, src: &Place, dst: IpAddr) -> Reason {
+        self.why_not_with(src, dst, &WhyOpts::default())
+    }
+
+    /// Why does `src` not reach `dst` with the probe `opts` describes?
+    pub fn why_not_with(&mut self, src: &Place, dst: IpAddr, opts: &WhyOpts) -> Reason {
+        let _ = opts;
         let Some(mut here) = self.idx(src) else {
             return Reason::Unknown {
                 detail: format!("{src} is not open"),
+                checked: vec![],
             };
         };
         let segs = self.segments();
@@ -296,6 +521,7 @@ impl<'a> Ctx<'a> {
                             self.name(here),
                             crate::kernel::netlink::errno_text(e)
                         ),
+                        checked: vec![],
                     };
                 }
             };
@@ -303,16 +529,18 @@ impl<'a> Ctx<'a> {
                 RouteType::Local => break,
                 RouteType::Unicast => {}
                 k => {
-                    return Reason::Unreachable {
+                    return Reason::BlockingRoute {
                         at: self.name(here),
                         dst,
                         kind: format!("{k:?}").to_lowercase(),
+                        route: String::new(),
                     };
                 }
             }
             let Some(oif) = look.oif else {
                 return Reason::Unknown {
                     detail: format!("route in {} to {dst} has no device", self.name(here)),
+                    checked: vec![],
                 };
             };
             let ifname = self.ifname(here, oif);
@@ -336,6 +564,8 @@ impl<'a> Ctx<'a> {
                     return Reason::PeerDown {
                         at: self.name(here),
                         interface: ifname,
+                        far_at: String::new(),
+                        far_interface: String::new(),
                     };
                 }
             }
@@ -412,12 +642,17 @@ impl<'a> Ctx<'a> {
             if !fwd {
                 return Reason::NotForwarding {
                     at: self.name(owner),
+                    kind: PlaceKind::of(&self.places[owner].place),
                 };
             }
             if let Some(c) = &self.places[owner].forward_drop {
                 return Reason::FirewallDrop {
                     at: self.name(owner),
+                    family: String::new(),
+                    table: String::new(),
                     chain: c.clone(),
+                    handle: None,
+                    rule: None,
                 };
             }
             here = owner;
@@ -426,15 +661,17 @@ impl<'a> Ctx<'a> {
         let Some(back) = src_addr else {
             return Reason::Unknown {
                 detail: "no source address for the probe".into(),
+                checked: vec![],
             };
         };
         match route_get(&mut self.places[here].conn, back) {
             Ok(l) if l.kind == RouteType::Unicast || l.kind == RouteType::Local => {}
             Ok(l) => {
-                return Reason::Unreachable {
+                return Reason::BlockingRoute {
                     at: self.name(here),
                     dst: back,
                     kind: format!("{:?}", l.kind).to_lowercase(),
+                    route: String::new(),
                 };
             }
             Err(_) => {
@@ -454,6 +691,7 @@ impl<'a> Ctx<'a> {
                         host: self.name(h),
                         src: back,
                         out,
+                        excluded_by: None,
                     };
                 }
                 return Reason::NoRouteBack {
@@ -466,6 +704,7 @@ impl<'a> Ctx<'a> {
             detail: format!(
                 "the routes, links and forwarding on the path look right; a firewall inside a node, or a neighbour that did not answer in time? (source {back})"
             ),
+            checked: vec![],
         }
     }
 }
