@@ -193,7 +193,11 @@ fn broken_variants_get_the_right_reason() {
             sh(&format!("ip -n {p}objective2-host link set gbrveth down"));
         },
     );
-    assert!(r.starts_with("peer_down |"), "{r}");
+    assert!(
+        r.starts_with("bridge_port_down |")
+            && r.contains("port gbrveth of bridge bri0 in host is down"),
+        "{r}"
+    );
 
     // 4. A router that does not forward.
     let r = reason_of("w4", CHAIN, "chain", "reach: a -> b", &none);
@@ -234,7 +238,10 @@ fn broken_variants_get_the_right_reason() {
         },
     );
     assert!(
-        r.starts_with("firewall_drop |") && r.contains("drops forwarded traffic"),
+        r.starts_with("firewall_drop |")
+            && r.contains(
+                "a firewall in host drops the probe: the policy of chain forward in table ip fw"
+            ),
         "{r}"
     );
 }

@@ -280,11 +280,26 @@ pub fn get_routes(v6: bool) -> M {
 
 /// `ip route get DST` from this namespace: the kernel's route lookup.
 pub fn route_get(dst: IpAddr) -> M {
+    route_lookup(dst, None, None)
+}
+
+/// `ip route get DST [from SRC] [iif IF]`: with `iif`, the kernel does the input
+/// lookup a packet from SRC arriving on IF gets, forwarding checks and reverse-path
+/// filtering included (EXDEV when rp_filter drops it).
+pub fn route_lookup(dst: IpAddr, src: Option<IpAddr>, iif: Option<u32>) -> M {
     let mut m = RouteMessage::default();
     m.header.address_family = family(dst);
     m.header.destination_prefix_length = if dst.is_ipv4() { 32 } else { 128 };
     m.attributes
         .push(RouteAttribute::Destination(RouteAddress::from(dst)));
+    if let Some(s) = src {
+        m.header.source_prefix_length = if s.is_ipv4() { 32 } else { 128 };
+        m.attributes
+            .push(RouteAttribute::Source(RouteAddress::from(s)));
+    }
+    if let Some(i) = iif {
+        m.attributes.push(RouteAttribute::Iif(i));
+    }
     M::GetRoute(m)
 }
 

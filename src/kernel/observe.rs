@@ -33,6 +33,10 @@ pub struct ObsLink {
     /// with the links instead of through /proc/sys in every namespace.
     #[serde(skip)]
     pub forwarding: (Option<bool>, Option<bool>),
+    /// For a bridge port: its STP state (BR_STATE_DISABLED 0 .. FORWARDING 3,
+    /// BLOCKING 4), from IFLA_INFO_SLAVE_DATA.
+    #[serde(skip)]
+    pub port_state: Option<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -126,6 +130,8 @@ pub fn parse_link(m: &[u8]) -> Option<ObsLink> {
     const IFLA_IFALIAS: u16 = 20;
     const IFLA_AF_SPEC: u16 = 26;
     const IFLA_INFO_KIND: u16 = 1;
+    const IFLA_INFO_SLAVE_DATA: u16 = 5;
+    const IFLA_BRPORT_STATE: u16 = 1;
     if m.len() < 32 || u16::from_ne_bytes([m[4], m[5]]) != RTM_NEWLINK {
         return None;
     }
@@ -142,6 +148,7 @@ pub fn parse_link(m: &[u8]) -> Option<ObsLink> {
         mac: None,
         peer_index: None,
         forwarding: (None, None),
+        port_state: None,
     };
     for (ty, v) in attrs(&m[32..]) {
         match ty {
@@ -152,9 +159,17 @@ pub fn parse_link(m: &[u8]) -> Option<ObsLink> {
             IFLA_LINK => o.peer_index = u32_of(v),
             IFLA_ADDRESS if v.len() == 6 => o.mac = v.try_into().ok(),
             IFLA_LINKINFO => {
-                o.kind = attrs(v)
-                    .find(|(t, _)| *t == IFLA_INFO_KIND)
-                    .map(|(_, k)| c_str(k));
+                for (t, x) in attrs(v) {
+                    match t {
+                        IFLA_INFO_KIND => o.kind = Some(c_str(x)),
+                        IFLA_INFO_SLAVE_DATA => {
+                            o.port_state = attrs(x)
+                                .find(|(t, _)| *t == IFLA_BRPORT_STATE)
+                                .and_then(|(_, s)| s.first().copied());
+                        }
+                        _ => {}
+                    }
+                }
             }
             IFLA_AF_SPEC => o.forwarding = forwarding(v),
             _ => {}
@@ -356,6 +371,7 @@ mod tests {
                 mac: Some([2, 0, 0, 0, 0, 7]),
                 peer_index: Some(9),
                 forwarding: (None, None),
+                port_state: None,
             }
         );
     }

@@ -249,6 +249,7 @@ fn link(index: u32, name: &str, kind: Option<&str>) -> ObsLink {
         mac: None,
         peer_index: None,
         forwarding: (None, None),
+        port_state: None,
     }
 }
 

@@ -1,0 +1,344 @@
+//! "Why not": walk the path a probe takes through the lab and the reply's way
+//! back, asking each namespace's kernel (route lookups like `ip route get`, with
+//! the arrival interface after the first hop so forwarding and rp_filter are the
+//! kernel's verdicts; links and their far ends, bridges and ports, MTUs), then,
+//! when all that says the probe should pass, trace a probe through nftables.
+//! The first obstacle is named with its place; advice only for what the file
+//! controls (nodes), never for `internet`, which stands for the outside world.
+
+mod trace;
+mod walk;
+
+pub use walk::{Ctx, PlaceView, WhyOpts};
+
+use crate::topology::Place;
+use serde::Serialize;
+use std::net::IpAddr;
+
+/// The first obstacle found on the path. In JSON the variant is the `reason`
+/// field (`"no_route"`, `"firewall_drop"`, ...) and `at` names the place (a node,
+/// `host` or `internet`) where the obstacle is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Reason {
+    /// The route lookup in `at` finds nothing for `dst`.
+    NoRoute { at: String, dst: IpAddr },
+    /// The interface the packet must leave (or enter) by is administratively down.
+    InterfaceDown { at: String, interface: String },
+    /// `interface` in `at` has no carrier because the far end of its cable,
+    /// `far_interface` in `far_at`, is down.
+    PeerDown {
+        at: String,
+        interface: String,
+        far_at: String,
+        far_interface: String,
+    },
+    /// The bridge the path crosses is down (`at` is the place holding it).
+    BridgeDown { at: String, bridge: String },
+    /// A port of the bridge is down, or not in the forwarding state.
+    BridgePortDown {
+        at: String,
+        bridge: String,
+        port: String,
+        state: String,
+    },
+    /// The interface has no address of the probe's family, so the packet leaves
+    /// with another interface's address (or none).
+    NoAddress {
+        at: String,
+        interface: String,
+        family: u8,
+    },
+    /// Nothing on the link answers for the next hop.
+    NoNeighbour {
+        at: String,
+        next_hop: IpAddr,
+        interface: String,
+    },
+    /// A hop that must forward does not.
+    NotForwarding { at: String, kind: PlaceKind },
+    /// An nftables rule (or a chain's policy) drops the probe; seen in a trace.
+    FirewallDrop {
+        at: String,
+        family: String,
+        table: String,
+        chain: String,
+        /// The rule's handle; None when the chain's policy dropped it.
+        handle: Option<u64>,
+        /// The rule as `nft list` prints it, when it could be read.
+        rule: Option<String>,
+    },
+    /// The probe leaves `host` untranslated and nothing outside routes back.
+    NoNat {
+        host: String,
+        src: IpAddr,
+        out: String,
+        /// The nat entry that exists but does not apply to `out`.
+        excluded_by: Option<String>,
+    },
+    /// On the way back, `at` has no route to the probe's source.
+    NoRouteBack { at: String, to: IpAddr },
+    /// A blackhole, unreachable, prohibit or throw route in `at` covers `dst`.
+    BlockingRoute {
+        at: String,
+        dst: IpAddr,
+        kind: String,
+        route: String,
+    },
+    /// Reverse-path filtering in `at` drops the packet from `src` arriving on
+    /// `interface`.
+    RpFilter {
+        at: String,
+        interface: String,
+        src: IpAddr,
+        mode: String,
+    },
+    /// The packet (`size` bytes on the wire) does not fit the MTU of `interface`.
+    Mtu {
+        at: String,
+        interface: String,
+        mtu: u32,
+        size: usize,
+    },
+    /// The packet goes round in circles; `path` is the loop.
+    RoutingLoop { at: String, path: Vec<String> },
+    /// Another interface answers for the destination's address.
+    DuplicateAddress {
+        at: String,
+        address: IpAddr,
+        answered_mac: String,
+        expected_mac: String,
+        /// The place and interface that has the answering MAC, when in the lab.
+        impostor: Option<String>,
+    },
+    /// Nothing on the path explains it; `checked` lists what was looked at.
+    Unknown {
+        detail: String,
+        checked: Vec<String>,
+    },
+}
+
+/// What a place is, for advice: only nodes are the user's to reconfigure freely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlaceKind {
+    Node,
+    Host,
+    Internet,
+}
+
+impl PlaceKind {
+    pub fn of(p: &Place) -> PlaceKind {
+        match p {
+            Place::Node(_) => PlaceKind::Node,
+            Place::Host => PlaceKind::Host,
+            Place::Internet => PlaceKind::Internet,
+        }
+    }
+}
+
+impl Reason {
+    /// The JSON name of the reason (`no_route`, ...).
+    pub fn class(&self) -> &'static str {
+        match self {
+            Reason::NoRoute { .. } => "no_route",
+            Reason::InterfaceDown { .. } => "interface_down",
+            Reason::PeerDown { .. } => "peer_down",
+            Reason::BridgeDown { .. } => "bridge_down",
+            Reason::BridgePortDown { .. } => "bridge_port_down",
+            Reason::NoAddress { .. } => "no_address",
+            Reason::NoNeighbour { .. } => "no_neighbour",
+            Reason::NotForwarding { .. } => "not_forwarding",
+            Reason::FirewallDrop { .. } => "firewall_drop",
+            Reason::NoNat { .. } => "no_nat",
+            Reason::NoRouteBack { .. } => "no_route_back",
+            Reason::BlockingRoute { .. } => "blocking_route",
+            Reason::RpFilter { .. } => "rp_filter",
+            Reason::Mtu { .. } => "mtu",
+            Reason::RoutingLoop { .. } => "routing_loop",
+            Reason::DuplicateAddress { .. } => "duplicate_address",
+            Reason::Unknown { .. } => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Reason::NoRoute { at, dst } => match at.as_str() {
+                "internet" => write!(
+                    f,
+                    "no route in internet to {dst}: internet stands for the outside world, which has no route to the lab's private addresses"
+                ),
+                "host" => write!(
+                    f,
+                    "no route in host to {dst} (`ip route get {dst}` fails there): add one under `host: routes:` in the file"
+                ),
+                _ => write!(
+                    f,
+                    "no route in {at} to {dst} (`ip route get {dst}` fails there): add a route or a default route"
+                ),
+            },
+            Reason::InterfaceDown { at, interface } => {
+                write!(f, "interface {interface} in {at} is down")
+            }
+            Reason::PeerDown {
+                at,
+                interface,
+                far_at,
+                far_interface,
+            } => write!(
+                f,
+                "interface {interface} in {at} has no carrier: the far end of its cable, {far_interface} in {far_at}, is down"
+            ),
+            Reason::BridgeDown { at, bridge } => {
+                write!(f, "bridge {bridge} in {at} is down")
+            }
+            Reason::BridgePortDown {
+                at,
+                bridge,
+                port,
+                state,
+            } => write!(f, "port {port} of bridge {bridge} in {at} is {state}"),
+            Reason::NoAddress {
+                at,
+                interface,
+                family,
+            } => write!(
+                f,
+                "interface {interface} in {at} has no IPv{family} address: packets leave it with another interface's address, or none"
+            ),
+            Reason::NoNeighbour {
+                at,
+                next_hop,
+                interface,
+            } => write!(
+                f,
+                "no neighbour answers for {next_hop} on {interface} in {at}: nothing on that link has this address (a wrong gateway?)"
+            ),
+            Reason::NotForwarding { at, kind } => match kind {
+                PlaceKind::Node => write!(
+                    f,
+                    "{at} does not forward packets (net.ipv4.ip_forward=0): give it `forward: true`"
+                ),
+                PlaceKind::Host => write!(
+                    f,
+                    "host does not forward packets (net.ipv4.ip_forward=0): nslab turns it on when the file has a `nat` entry"
+                ),
+                PlaceKind::Internet => write!(
+                    f,
+                    "internet stands for the outside world and does not forward packets: the lab cannot be reached through it"
+                ),
+            },
+            Reason::FirewallDrop {
+                at,
+                family,
+                table,
+                chain,
+                handle,
+                rule,
+            } => {
+                match handle {
+                    Some(h) => write!(
+                        f,
+                        "a firewall rule in {at} drops the probe: table {family} {table}, chain {chain}, rule handle {h}"
+                    )?,
+                    None => write!(
+                        f,
+                        "a firewall in {at} drops the probe: the policy of chain {chain} in table {family} {table}"
+                    )?,
+                }
+                if let Some(r) = rule {
+                    write!(f, " ({r})")?;
+                }
+                Ok(())
+            }
+            Reason::NoNat {
+                host,
+                src,
+                out,
+                excluded_by,
+            } => match excluded_by {
+                Some(n) => write!(
+                    f,
+                    "{src} leaves {host} by {out} without NAT: the nat entry `{n}` does not apply to {out}, and nothing on the other side has a route back to {src}"
+                ),
+                None => write!(
+                    f,
+                    "{src} leaves {host} by {out} without NAT, and nothing on the other side has a route back to {src}: add a `nat` entry (masquerade)"
+                ),
+            },
+            Reason::NoRouteBack { at, to } => match at.as_str() {
+                "internet" => write!(
+                    f,
+                    "no route back: internet has no route to {to} (it stands for the outside world: a private source needs NAT on the way out)"
+                ),
+                _ => write!(f, "no route back: {at} has no route to {to}"),
+            },
+            Reason::BlockingRoute {
+                at,
+                dst,
+                kind,
+                route,
+            } => {
+                let what = match kind.as_str() {
+                    "blackhole" => "drops the packet silently",
+                    "unreachable" => "answers host unreachable",
+                    "prohibit" => "answers administratively prohibited",
+                    "throw" => "ends the lookup in this table",
+                    _ => "does not forward it",
+                };
+                write!(
+                    f,
+                    "the route for {dst} in {at} is `{route}`: the kernel {what}"
+                )
+            }
+            Reason::RpFilter {
+                at,
+                interface,
+                src,
+                mode,
+            } => write!(
+                f,
+                "reverse-path filtering ({mode}) in {at} drops packets from {src} arriving on {interface}: the way back to {src} leaves by another interface"
+            ),
+            Reason::Mtu {
+                at,
+                interface,
+                mtu,
+                size,
+            } => write!(
+                f,
+                "a {size}-byte packet does not fit {interface} in {at} (MTU {mtu}) and may not be fragmented"
+            ),
+            Reason::RoutingLoop { at, path } => write!(
+                f,
+                "routing loop through {at}: {} (the TTL runs out)",
+                path.join(" -> ")
+            ),
+            Reason::DuplicateAddress {
+                at,
+                address,
+                answered_mac,
+                expected_mac,
+                impostor,
+            } => {
+                write!(
+                    f,
+                    "duplicate address: {address} answers from {answered_mac}, but {at} has it on {expected_mac}"
+                )?;
+                if let Some(i) = impostor {
+                    write!(f, " ({answered_mac} is {i})")?;
+                }
+                Ok(())
+            }
+            Reason::Unknown { detail, checked } => {
+                write!(f, "{detail}")?;
+                if !checked.is_empty() {
+                    write!(f, "; checked: {}", checked.join("; "))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,922 @@
+//! The static walk: follow the probe hop by hop from its source to its
+//! destination and the reply back, asking each namespace's kernel what it would
+//! do with the packet (`ip route get`, with the arrival interface for every hop
+//! after the first, so forwarding and reverse-path filtering are the kernel's own
+//! verdicts), and checking the links, bridges and MTUs on the way.
+
+use super::{PlaceKind, Reason};
+use crate::kernel::conn::Conn;
+use crate::kernel::msg;
+use crate::kernel::netns;
+use crate::kernel::observe::{NsState, ObsLink};
+use crate::topology::{End, Lab, NatOut, Place};
+use ipnet::IpNet;
+use netlink_packet_route::RouteNetlinkMessage as M;
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteType};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// What the failed probe was, as far as the walk cares.
+#[derive(Debug, Clone, Default)]
+pub struct WhyOpts {
+    /// ICMP payload bytes of a probe sent with DF set (`reach: size:`, `ping -s`).
+    pub size: Option<usize>,
+    /// Do not send a traced probe to look for firewall drops.
+    pub no_trace: bool,
+}
+
+/// What the walk needs to know of one place.
+pub struct PlaceView {
+    pub place: Place,
+    pub conn: Conn,
+    pub state: NsState,
+    /// IPv4 and IPv6 forwarding of the namespace.
+    pub forwarding: (bool, bool),
+    /// Blackhole, unreachable, prohibit and throw routes of the main table.
+    pub(super) blocking: Vec<(IpNet, RouteType)>,
+}
+
+pub struct Ctx<'a> {
+    pub lab: &'a Lab,
+    pub places: Vec<PlaceView>,
+    /// Layer-2 segment of each (place, interface): veth peers and bridge ports share one.
+    segs: BTreeMap<(Place, String), usize>,
+    /// The far end of each cable end, from the lab's file.
+    far: BTreeMap<(Place, String), End>,
+    /// Traced probes this context may still send (each takes up to a second).
+    traces_left: usize,
+}
+
+/// Traced probes per context: a check of a lab where many pairs are cut by a
+/// firewall explains the first ones and lists what it checked for the rest.
+const TRACES: usize = 16;
+
+/// Result of `ip route get`.
+pub(super) struct Lookup {
+    kind: RouteType,
+    oif: Option<u32>,
+    gateway: Option<IpAddr>,
+    prefsrc: Option<IpAddr>,
+}
+
+fn ip_of(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v) => Some(IpAddr::V4(*v)),
+        RouteAddress::Inet6(v) => Some(IpAddr::V6(*v)),
+        _ => None,
+    }
+}
+
+fn route_get(
+    c: &mut Conn,
+    dst: IpAddr,
+    src: Option<IpAddr>,
+    iif: Option<u32>,
+) -> Result<Lookup, i32> {
+    match c.nl.query(msg::route_lookup(dst, src, iif), "route get") {
+        Ok(M::NewRoute(r)) => {
+            let mut l = Lookup {
+                kind: r.header.kind,
+                oif: None,
+                gateway: None,
+                prefsrc: None,
+            };
+            for a in &r.attributes {
+                match a {
+                    RouteAttribute::Oif(o) => l.oif = Some(*o),
+                    RouteAttribute::Gateway(g) => l.gateway = ip_of(g),
+                    RouteAttribute::PrefSource(p) => l.prefsrc = ip_of(p),
+                    _ => {}
+                }
+            }
+            Ok(l)
+        }
+        Ok(_) => Err(libc::EIO),
+        Err(e) => Err(e.errno),
+    }
+}
+
+fn kind_name(k: RouteType) -> String {
+    format!("{k:?}").to_lowercase()
+}
+
+fn blocking_routes(c: &mut Conn) -> Vec<(IpNet, RouteType)> {
+    let mut out = Vec::new();
+    for v6 in [false, true] {
+        let Ok(msgs) = c.nl.dump(msg::get_routes(v6), "list routes") else {
+            continue;
+        };
+        for m in msgs {
+            let M::NewRoute(r) = m else { continue };
+            if !matches!(
+                r.header.kind,
+                RouteType::BlackHole
+                    | RouteType::Unreachable
+                    | RouteType::Prohibit
+                    | RouteType::Throw
+            ) {
+                continue;
+            }
+            let dst = r.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Destination(d) => ip_of(d),
+                _ => None,
+            });
+            let dst = dst.unwrap_or(if v6 {
+                IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+            } else {
+                IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+            });
+            if let Ok(n) = IpNet::new(dst, r.header.destination_prefix_length) {
+                out.push((n, r.header.kind));
+            }
+        }
+    }
+    out
+}
+
+/// Where a leg of the walk ended.
+pub(super) struct Arrival {
+    pub at: usize,
+    pub iif: Option<u32>,
+    /// The source address the packet carried when it arrived.
+    pub src: Option<IpAddr>,
+    /// Where NAT rewrote the source on the way, and the source before.
+    pub nat: Option<(usize, IpAddr)>,
+    /// The places crossed, in order (start and end included).
+    pub path: Vec<usize>,
+    /// The interface the packet was sent by, when it has no address of the
+    /// family (the kernel then takes the source from another interface).
+    pub bare_out: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Dir {
+    Forward,
+    Return,
+}
+
+impl<'a> Ctx<'a> {
+    /// Open every place of the lab and read what the walk needs.
+    pub fn open(lab: &'a Lab, files: Vec<(Place, std::fs::File)>) -> std::io::Result<Ctx<'a>> {
+        let mut places = Vec::new();
+        for (place, file) in files {
+            let nl = netns::run_in(&file, crate::kernel::netlink::Rtnl::new)??;
+            let mut conn = Conn::new(file, nl);
+            let state = conn
+                .observe()
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let fwd = netns::run_in(&conn.file, || {
+                let on = |k: &str| netns::sysctl_get(k).map(|v| v == "1").unwrap_or(false);
+                (
+                    on("net.ipv4.ip_forward"),
+                    on("net.ipv6.conf.all.forwarding"),
+                )
+            })?;
+            let blocking = blocking_routes(&mut conn);
+            places.push(PlaceView {
+                place,
+                conn,
+                state,
+                forwarding: fwd,
+                blocking,
+            });
+        }
+        let mut segs: BTreeMap<(Place, String), usize> = BTreeMap::new();
+        let mut far = BTreeMap::new();
+        let mut next = 0;
+        for l in crate::plan::all_links(lab) {
+            let key = |e: &End| {
+                (
+                    e.place.clone(),
+                    e.bridge.clone().unwrap_or(e.ifname.clone()),
+                )
+            };
+            let (ka, kb) = (key(&l.a), key(&l.b));
+            let id = segs.get(&ka).or(segs.get(&kb)).copied().unwrap_or_else(|| {
+                next += 1;
+                next
+            });
+            // Two bridges joined by a cable: both keep one segment id.
+            let old: Vec<usize> = [segs.get(&ka), segs.get(&kb)]
+                .into_iter()
+                .flatten()
+                .copied()
+                .filter(|o| *o != id)
+                .collect();
+            for v in segs.values_mut() {
+                if old.contains(v) {
+                    *v = id;
+                }
+            }
+            for k in [
+                ka,
+                kb,
+                (l.a.place.clone(), l.a.ifname.clone()),
+                (l.b.place.clone(), l.b.ifname.clone()),
+            ] {
+                segs.insert(k, id);
+            }
+            far.insert((l.a.place.clone(), l.a.ifname.clone()), l.b.clone());
+            far.insert((l.b.place.clone(), l.b.ifname.clone()), l.a.clone());
+        }
+        Ok(Ctx {
+            lab,
+            places,
+            segs,
+            far,
+            traces_left: TRACES,
+        })
+    }
+
+    pub(super) fn idx(&self, p: &Place) -> Option<usize> {
+        self.places.iter().position(|v| &v.place == p)
+    }
+
+    pub(super) fn name(&self, i: usize) -> String {
+        self.places[i].place.to_string()
+    }
+
+    fn ifname(&self, i: usize, index: u32) -> String {
+        self.places[i]
+            .state
+            .link_by_index(index)
+            .map(|l| l.name.clone())
+            .unwrap_or_else(|| format!("if{index}"))
+    }
+
+    fn has_addr(&self, i: usize, a: IpAddr) -> bool {
+        self.places[i]
+            .state
+            .addrs
+            .iter()
+            .any(|x| x.addr.addr() == a)
+    }
+
+    fn forwards(&self, i: usize, v6: bool) -> bool {
+        let f = self.places[i].forwarding;
+        if v6 { f.1 } else { f.0 }
+    }
+
+    /// Interfaces and routes the file gives a place (bridges count as the host's).
+    fn declared(&self, i: usize) -> (Vec<(String, Vec<IpNet>)>, Vec<crate::topology::Route>) {
+        let node = match &self.places[i].place {
+            Place::Node(n) => self.lab.node(n),
+            Place::Host => Some(&self.lab.host),
+            Place::Internet => None,
+        };
+        let mut ifs: Vec<(String, Vec<IpNet>)> = node
+            .map(|n| {
+                n.interfaces
+                    .iter()
+                    .map(|f| (f.name.clone(), f.addresses.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if self.places[i].place == Place::Host {
+            ifs.extend(
+                self.lab
+                    .bridges
+                    .iter()
+                    .map(|b| (b.name.clone(), b.addresses.clone())),
+            );
+        }
+        (ifs, node.map(|n| n.routes.clone()).unwrap_or_default())
+    }
+
+    /// A declared address of `ifname` in the family of `v6` that the kernel lacks.
+    fn missing_address(&self, i: usize, ifname: &str, v6: bool) -> bool {
+        let (ifs, _) = self.declared(i);
+        let Some((_, want)) = ifs.iter().find(|(n, _)| n == ifname) else {
+            return false;
+        };
+        let st = &self.places[i].state;
+        let Some(l) = st.link(ifname) else {
+            return false;
+        };
+        want.iter()
+            .filter(|a| a.addr().is_ipv6() == v6)
+            .any(|a| !st.addrs_of(l.index).any(|x| x.addr() == a.addr()))
+    }
+
+    /// No route in `i` to `dst`: an interface the file routes `dst` through that
+    /// is down, or lost its address, took the route with it.
+    fn lost_route(&self, i: usize, dst: IpAddr) -> Option<Reason> {
+        let (ifs, routes) = self.declared(i);
+        let st = &self.places[i].state;
+        let v6 = dst.is_ipv6();
+        // Interfaces whose own network holds dst or the gateway of a route to dst.
+        let mut targets: Vec<IpAddr> = vec![dst];
+        targets.extend(
+            routes
+                .iter()
+                .filter(|r| r.dst.contains(&dst))
+                .filter_map(|r| r.via),
+        );
+        let mut through: Vec<String> = routes
+            .iter()
+            .filter(|r| r.dst.contains(&dst))
+            .filter_map(|r| r.dev.clone())
+            .collect();
+        for (name, addrs) in &ifs {
+            if addrs
+                .iter()
+                .any(|a| targets.iter().any(|t| a.trunc().contains(t)))
+            {
+                through.push(name.clone());
+            }
+        }
+        for name in through {
+            let Some(l) = st.link(&name) else { continue };
+            if !l.up {
+                return Some(Reason::InterfaceDown {
+                    at: self.name(i),
+                    interface: name,
+                });
+            }
+            if self.missing_address(i, &name, v6) {
+                return Some(Reason::NoAddress {
+                    at: self.name(i),
+                    interface: name,
+                    family: if v6 { 6 } else { 4 },
+                });
+            }
+        }
+        None
+    }
+
+    fn rp_mode(&self, i: usize, ifname: &str) -> String {
+        let file = &self.places[i].conn.file;
+        let get = |k: String| {
+            netns::run_in(file, move || netns::sysctl_get(&k))
+                .ok()
+                .and_then(|r| r.ok())
+                .and_then(|v| v.trim().parse::<u8>().ok())
+                .unwrap_or(0)
+        };
+        // The kernel applies the larger of `all` and the interface's value.
+        let m = get("net.ipv4.conf.all.rp_filter".into())
+            .max(get(format!("net.ipv4.conf.{ifname}.rp_filter")));
+        match m {
+            1 => "strict".into(),
+            2 => "loose".into(),
+            _ => format!("rp_filter={m}"),
+        }
+    }
+
+    /// Why a route lookup failed with `errno`.
+    fn lookup_failure(
+        &self,
+        i: usize,
+        dst: IpAddr,
+        src: Option<IpAddr>,
+        iif: Option<u32>,
+        errno: i32,
+        dir: Dir,
+    ) -> Reason {
+        let at = self.name(i);
+        if errno == libc::EXDEV
+            && let (Some(iif), Some(src)) = (iif, src)
+        {
+            let interface = self.ifname(i, iif);
+            return Reason::RpFilter {
+                mode: self.rp_mode(i, &interface),
+                at,
+                interface,
+                src,
+            };
+        }
+        // The most specific blackhole/unreachable/prohibit route covering dst.
+        if let Some((net, kind)) = self.places[i]
+            .blocking
+            .iter()
+            .filter(|(n, _)| n.contains(&dst))
+            .max_by_key(|(n, _)| n.prefix_len())
+        {
+            return Reason::BlockingRoute {
+                at,
+                dst,
+                kind: kind_name(*kind),
+                route: format!("{} {net}", kind_name(*kind)),
+            };
+        }
+        if errno == libc::ENETUNREACH || errno == libc::EHOSTUNREACH {
+            if let Some(r) = self.lost_route(i, dst) {
+                return r;
+            }
+            return match dir {
+                Dir::Forward => Reason::NoRoute { at, dst },
+                Dir::Return => Reason::NoRouteBack { at, to: dst },
+            };
+        }
+        Reason::Unknown {
+            detail: format!(
+                "route lookup in {at} for {dst} failed: {}",
+                crate::kernel::netlink::errno_text(errno)
+            ),
+            checked: vec![],
+        }
+    }
+
+    fn link(&self, i: usize, name: &str) -> Option<&ObsLink> {
+        self.places[i].state.link(name)
+    }
+
+    fn host_idx(&self) -> Option<usize> {
+        self.idx(&Place::Host)
+    }
+
+    fn state_name(s: u8) -> String {
+        match s {
+            0 => "disabled",
+            1 => "listening",
+            2 => "learning",
+            3 => "forwarding",
+            4 => "blocking",
+            _ => "in an unknown state",
+        }
+        .to_string()
+    }
+
+    /// `ifname` in `i` has no carrier: name the far end of its cable.
+    fn far_end_down(&self, i: usize, ifname: &str) -> Reason {
+        if let Some(f) = self
+            .far
+            .get(&(self.places[i].place.clone(), ifname.to_string()))
+        {
+            if let Some(b) = &f.bridge {
+                return Reason::BridgePortDown {
+                    at: f.place.to_string(),
+                    bridge: b.clone(),
+                    port: f.ifname.clone(),
+                    state: "down".into(),
+                };
+            }
+            return Reason::PeerDown {
+                at: self.name(i),
+                interface: ifname.to_string(),
+                far_at: f.place.to_string(),
+                far_interface: f.ifname.clone(),
+            };
+        }
+        Reason::PeerDown {
+            at: self.name(i),
+            interface: ifname.to_string(),
+            far_at: "?".into(),
+            far_interface: "?".into(),
+        }
+    }
+
+    /// The place across the link from (`i`, `ifname`) that takes packets for
+    /// `next_hop`, and its interface on that link.
+    fn across(&self, i: usize, ifname: &str, next_hop: IpAddr) -> Option<(usize, String)> {
+        let seg = self
+            .segs
+            .get(&(self.places[i].place.clone(), ifname.to_string()));
+        let Some(seg) = seg else {
+            // A link the file does not have (the real uplink in host mode): the
+            // place holding the address, on the interface holding it.
+            let o = (0..self.places.len()).find(|&o| o != i && self.has_addr(o, next_hop))?;
+            let st = &self.places[o].state;
+            let a = st.addrs.iter().find(|a| a.addr.addr() == next_hop)?;
+            return Some((o, st.link_by_index(a.index)?.name.clone()));
+        };
+        for (o, v) in self.places.iter().enumerate() {
+            if o == i || !self.has_addr(o, next_hop) {
+                continue;
+            }
+            // ARP/ND answers for any address of the place, on the interface the
+            // question came in by; bridge ports hand packets to their bridge.
+            let mut on_seg: Vec<&ObsLink> = v
+                .state
+                .links
+                .iter()
+                .filter(|l| self.segs.get(&(v.place.clone(), l.name.clone())) == Some(seg))
+                .filter(|l| l.master.is_none())
+                .collect();
+            on_seg.sort_by_key(|l| !v.state.addrs_of(l.index).any(|a| a.addr() == next_hop));
+            if let Some(l) = on_seg.first() {
+                return Some((o, l.name.clone()));
+            }
+        }
+        None
+    }
+
+    fn wire_size(&self, opts: &WhyOpts, v6: bool) -> Option<usize> {
+        opts.size.map(|s| s + 8 + if v6 { 40 } else { 20 })
+    }
+
+    fn mtu_check(&self, i: usize, ifname: &str, size: Option<usize>) -> Result<(), Reason> {
+        if let (Some(size), Some(mtu)) = (size, self.link(i, ifname).and_then(|l| l.mtu))
+            && (mtu as usize) < size
+        {
+            return Err(Reason::Mtu {
+                at: self.name(i),
+                interface: ifname.to_string(),
+                mtu,
+                size,
+            });
+        }
+        Ok(())
+    }
+
+    /// A bridge port on the way: up, forwarding, big enough.
+    fn port_check(&self, end: &End, size: Option<usize>) -> Result<(), Reason> {
+        let (Some(b), Some(h)) = (&end.bridge, self.idx(&end.place)) else {
+            return Ok(());
+        };
+        let at = self.name(h);
+        match self.link(h, b) {
+            Some(l) if !l.up => {
+                return Err(Reason::BridgeDown {
+                    at,
+                    bridge: b.clone(),
+                });
+            }
+            _ => {}
+        }
+        if let Some(p) = self.link(h, &end.ifname) {
+            if !p.up {
+                return Err(Reason::BridgePortDown {
+                    at,
+                    bridge: b.clone(),
+                    port: end.ifname.clone(),
+                    state: "down".into(),
+                });
+            }
+            if let Some(s) = p.port_state
+                && s != 3
+            {
+                return Err(Reason::BridgePortDown {
+                    at,
+                    bridge: b.clone(),
+                    port: end.ifname.clone(),
+                    state: Self::state_name(s),
+                });
+            }
+        }
+        self.mtu_check(h, &end.ifname, size)
+    }
+
+    /// Crossing the link from (`i`, `out`) to (`o`, `inn`): the bridge and its
+    /// ports between, the receiving interface, the MTU at each step.
+    fn cross(
+        &self,
+        i: usize,
+        out: &str,
+        o: usize,
+        inn: &str,
+        size: Option<usize>,
+    ) -> Result<(), Reason> {
+        let far_out = self
+            .far
+            .get(&(self.places[i].place.clone(), out.to_string()));
+        if let Some(f) = far_out {
+            self.port_check(f, size)?;
+        }
+        let far_in = self
+            .far
+            .get(&(self.places[o].place.clone(), inn.to_string()));
+        if let Some(f) = far_in {
+            self.port_check(f, size)?;
+        }
+        if let Some(l) = self.link(o, inn) {
+            if !l.up {
+                return Err(Reason::InterfaceDown {
+                    at: self.name(o),
+                    interface: inn.to_string(),
+                });
+            }
+            if !l.lower_up && l.kind.as_deref() == Some("veth") {
+                return Err(self.far_end_down(o, inn));
+            }
+        }
+        self.mtu_check(o, inn, size)
+    }
+
+    /// The nat entry that covers `src` but not `out`, as the file writes it.
+    fn excluded_nat(&self, src: IpAddr, out: &str) -> Option<String> {
+        let IpAddr::V4(s4) = src else { return None };
+        self.lab
+            .nat
+            .iter()
+            .filter(|n| n.source.contains(&s4))
+            .find_map(|n| match &n.out {
+                NatOut::NotOut(x) if x == out => {
+                    Some(format!("{{ source: {}, not_out: {x} }}", n.source))
+                }
+                NatOut::Out(x) if x != out => Some(format!("{{ source: {}, out: {x} }}", n.source)),
+                _ => None,
+            })
+    }
+
+    fn nat_applies(&self, src: IpAddr, out: &str) -> bool {
+        let IpAddr::V4(s4) = src else { return false };
+        self.lab.nat.iter().any(|n| {
+            n.source.contains(&s4)
+                && match &n.out {
+                    NatOut::NotOut(x) => x != out,
+                    NatOut::Out(x) => x == out,
+                }
+        })
+    }
+
+    /// Follow one direction from `from` to `dst`. `iif` is None where the packet
+    /// is sent (an output lookup) and the arrival interface where it is forwarded.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn leg(
+        &mut self,
+        from: usize,
+        iif: Option<u32>,
+        src: Option<IpAddr>,
+        dst: IpAddr,
+        dir: Dir,
+        opts: &WhyOpts,
+        checked: &mut Vec<String>,
+    ) -> Result<Arrival, Reason> {
+        let v6 = dst.is_ipv6();
+        let size = self.wire_size(opts, v6);
+        let (mut here, mut iif, mut src) = (from, iif, src);
+        let mut nat = None;
+        let mut bare_out = None;
+        let mut seen: Vec<(usize, Option<u32>)> = Vec::new();
+        let mut path: Vec<usize> = Vec::new();
+        let hops = 2 * self.places.len() + 2;
+        for _ in 0..hops {
+            if let Some(k) = seen.iter().position(|s| *s == (here, iif)) {
+                let mut names: Vec<String> = path[k..].iter().map(|&p| self.name(p)).collect();
+                names.push(self.name(here));
+                return Err(Reason::RoutingLoop {
+                    at: self.name(here),
+                    path: names,
+                });
+            }
+            seen.push((here, iif));
+            path.push(here);
+            let local = self.has_addr(here, dst);
+            if iif.is_some() && !local && !self.forwards(here, v6) {
+                return Err(Reason::NotForwarding {
+                    at: self.name(here),
+                    kind: PlaceKind::of(&self.places[here].place),
+                });
+            }
+            let look = match route_get(&mut self.places[here].conn, dst, src, iif) {
+                Ok(l) => l,
+                Err(e) => return Err(self.lookup_failure(here, dst, src, iif, e, dir)),
+            };
+            match look.kind {
+                RouteType::Local => {
+                    checked.push(format!("{}: {dst} is local", self.name(here)));
+                    return Ok(Arrival {
+                        at: here,
+                        iif,
+                        src,
+                        nat,
+                        path,
+                        bare_out,
+                    });
+                }
+                RouteType::Unicast => {}
+                k => {
+                    return Err(match self.lookup_failure(here, dst, src, iif, -1, dir) {
+                        Reason::Unknown { .. } => Reason::BlockingRoute {
+                            at: self.name(here),
+                            dst,
+                            kind: kind_name(k),
+                            route: kind_name(k),
+                        },
+                        r => r,
+                    });
+                }
+            }
+            let Some(oif) = look.oif else {
+                return Err(Reason::Unknown {
+                    detail: format!("the route in {} to {dst} has no device", self.name(here)),
+                    checked: checked.clone(),
+                });
+            };
+            let ifname = self.ifname(here, oif);
+            if iif.is_none() {
+                if self.missing_address(here, &ifname, v6) {
+                    return Err(Reason::NoAddress {
+                        at: self.name(here),
+                        interface: ifname,
+                        family: if v6 { 6 } else { 4 },
+                    });
+                }
+                if !self.places[here]
+                    .state
+                    .addrs_of(oif)
+                    .any(|a| a.addr().is_ipv6() == v6)
+                {
+                    bare_out = Some(ifname.clone());
+                }
+                if src.is_none() {
+                    src = look.prefsrc.or_else(|| {
+                        self.places[here]
+                            .state
+                            .addrs
+                            .iter()
+                            .map(|a| a.addr.addr())
+                            .find(|a| a.is_ipv6() == v6 && !a.is_loopback())
+                    });
+                }
+                if src.is_none() {
+                    return Err(Reason::NoAddress {
+                        at: self.name(here),
+                        interface: ifname,
+                        family: if v6 { 6 } else { 4 },
+                    });
+                }
+            }
+            let l = self.link(here, &ifname).cloned();
+            if let Some(l) = &l {
+                if !l.up {
+                    return Err(Reason::InterfaceDown {
+                        at: self.name(here),
+                        interface: ifname,
+                    });
+                }
+                if !l.lower_up {
+                    return Err(self.far_end_down(here, &ifname));
+                }
+            }
+            self.mtu_check(here, &ifname, size)?;
+            // NAT on the way out of the host: the source becomes the host's address.
+            if self.places[here].place == Place::Host
+                && let Some(s) = src
+                && self.nat_applies(s, &ifname)
+            {
+                let new = look.prefsrc.or_else(|| {
+                    self.places[here]
+                        .state
+                        .addrs_of(oif)
+                        .map(|a| a.addr())
+                        .find(|a| a.is_ipv4())
+                });
+                if let Some(n) = new {
+                    nat = Some((here, s));
+                    src = Some(n);
+                }
+            }
+            let next_hop = look.gateway.unwrap_or(dst);
+            checked.push(match look.gateway {
+                Some(g) => format!("{}: {dst} via {g} on {ifname}", self.name(here)),
+                None => format!("{}: {dst} on {ifname}", self.name(here)),
+            });
+            let Some((o, inn)) = self.across(here, &ifname, next_hop) else {
+                return Err(Reason::NoNeighbour {
+                    at: self.name(here),
+                    next_hop,
+                    interface: ifname,
+                });
+            };
+            self.cross(here, &ifname, o, &inn, size)?;
+            iif = self.link(o, &inn).map(|l| l.index);
+            here = o;
+        }
+        let names: Vec<String> = path.iter().map(|&p| self.name(p)).collect();
+        Err(Reason::RoutingLoop {
+            at: self.name(here),
+            path: names,
+        })
+    }
+}
+
+impl Ctx<'_> {
+    /// Why does `src` not reach `dst` with a default-size ping?
+    pub fn why_not(&mut self, src: &Place, dst: IpAddr) -> Reason {
+        self.why_not_with(src, dst, &WhyOpts::default())
+    }
+
+    /// Why does `src` not reach `dst` with the probe `opts` describes? The walk
+    /// there and back first; then, when the kernel's routes and links say the
+    /// probe should pass, a traced probe to catch a firewall drop.
+    pub fn why_not_with(&mut self, src: &Place, dst: IpAddr, opts: &WhyOpts) -> Reason {
+        let Some(start) = self.idx(src) else {
+            return Reason::Unknown {
+                detail: format!("{src} is not open"),
+                checked: vec![],
+            };
+        };
+        let mut checked = Vec::new();
+        let there = match self.leg(start, None, None, dst, Dir::Forward, opts, &mut checked) {
+            Ok(a) => a,
+            Err(r) => return r,
+        };
+        let Some(back_to) = there.src else {
+            return Reason::Unknown {
+                detail: "no source address for the probe".into(),
+                checked,
+            };
+        };
+        // The reply: from the address probed, to the source as it arrived.
+        let back = self.leg(
+            there.at,
+            None,
+            Some(dst),
+            back_to,
+            Dir::Return,
+            opts,
+            &mut checked,
+        );
+        let back = match back {
+            Ok(a) => a,
+            // The reply went to an address of another interface: the bare one is
+            // the fault (the kernel picked `back_to` because it had none).
+            Err(_) if there.bare_out.is_some() => {
+                return Reason::NoAddress {
+                    at: self.name(start),
+                    interface: there.bare_out.clone().unwrap_or_default(),
+                    family: if dst.is_ipv6() { 6 } else { 4 },
+                };
+            }
+            Err(r) => return self.explain_return_failure(r, &there, back_to, start),
+        };
+        // Undone NAT: the host hands the reply on to the original source.
+        let back = match there.nat {
+            Some((h, orig)) if back.at == h => {
+                match self.leg(
+                    h,
+                    back.iif,
+                    Some(dst),
+                    orig,
+                    Dir::Return,
+                    opts,
+                    &mut checked,
+                ) {
+                    Ok(a) => a,
+                    Err(r) => return r,
+                }
+            }
+            _ => back,
+        };
+        if back.at != start {
+            return Reason::Unknown {
+                detail: format!(
+                    "the reply to {back_to} goes to {} instead of {}",
+                    self.name(back.at),
+                    self.name(start)
+                ),
+                checked,
+            };
+        }
+        // Routes and links are fine: ask the firewalls on the way.
+        if !opts.no_trace && self.traces_left == 0 {
+            checked.push(format!(
+                "no nftables trace: at most {TRACES} probes are traced per run"
+            ));
+        } else if !opts.no_trace {
+            self.traces_left -= 1;
+            let mut on_path: Vec<usize> = there.path.clone();
+            on_path.extend(back.path.iter().copied());
+            match self.trace(start, dst, &on_path) {
+                Ok(Some(r)) => return r,
+                Ok(None) => checked.push(format!(
+                    "nftables trace in {}: no rule dropped the probe",
+                    super::trace::names(self, &on_path)
+                )),
+                Err(e) => checked.push(format!("nftables trace: {e}")),
+            }
+        }
+        Reason::Unknown {
+            detail: "the routes, links, bridges and firewalls on the way there and back let the probe through"
+                .into(),
+            checked,
+        }
+    }
+
+    /// The reply could not get back: an untranslated private source that left
+    /// the host for the outside is a missing NAT; a source taken from another
+    /// interface is that interface's missing address.
+    fn explain_return_failure(
+        &self,
+        r: Reason,
+        there: &Arrival,
+        back_to: IpAddr,
+        start: usize,
+    ) -> Reason {
+        let Reason::NoRouteBack { at, to } = r else {
+            return r;
+        };
+        if there.nat.is_none()
+            && self.places[there.at].place == Place::Internet
+            && let Some(h) = self.host_idx()
+        {
+            let out = self.places[h]
+                .state
+                .links
+                .iter()
+                .find(|l| l.name == crate::topology::UPLINK_IF)
+                .map(|l| l.name.clone())
+                .unwrap_or_else(|| "its uplink".into());
+            return Reason::NoNat {
+                host: self.name(h),
+                src: back_to,
+                excluded_by: self.excluded_nat(back_to, &out),
+                out,
+            };
+        }
+        let _ = start;
+        Reason::NoRouteBack { at, to }
+    }
+}
