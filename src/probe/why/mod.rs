@@ -313,7 +313,7 @@ impl std::fmt::Display for Reason {
             ),
             Reason::RoutingLoop { at, path } => write!(
                 f,
-                "routing loop through {at}: {} (the TTL runs out)",
+                "routing loop through {at}: {} (the packet goes round until its TTL runs out or a hop drops it)",
                 path.join(" -> ")
             ),
             Reason::DuplicateAddress {

@@ -298,6 +298,16 @@ impl<'a> Ctx<'a> {
             .any(|a| !st.addrs_of(l.index).any(|x| x.addr() == a.addr()))
     }
 
+    /// The place and interface the file gives address `a` to.
+    fn declared_holder(&self, a: IpAddr) -> Option<(usize, String)> {
+        (0..self.places.len()).find_map(|i| {
+            let (ifs, _) = self.declared(i);
+            ifs.into_iter()
+                .find(|(_, addrs)| addrs.iter().any(|x| x.addr() == a))
+                .map(|(n, _)| (i, n))
+        })
+    }
+
     /// No route in `i` to `dst`: an interface the file routes `dst` through that
     /// is down, or lost its address, took the route with it.
     fn lost_route(&self, i: usize, dst: IpAddr) -> Option<Reason> {
@@ -363,9 +373,31 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Would rp_filter in `i` drop a packet from `src` arriving on `iif`? Strict
+    /// mode wants the route back to `src` to leave by `iif`; loose mode any route.
+    fn rp_filtered(&mut self, i: usize, iif: u32, src: IpAddr) -> Option<Reason> {
+        if src.is_ipv6() {
+            return None;
+        }
+        let interface = self.ifname(i, iif);
+        let mode = self.rp_mode(i, &interface);
+        let back = route_get(&mut self.places[i].conn, src, None, None);
+        let dropped = match (mode.as_str(), back) {
+            ("strict", Ok(l)) => l.oif != Some(iif),
+            ("strict" | "loose", Err(_)) => true,
+            _ => false,
+        };
+        dropped.then(|| Reason::RpFilter {
+            at: self.name(i),
+            interface,
+            src,
+            mode,
+        })
+    }
+
     /// Why a route lookup failed with `errno`.
     fn lookup_failure(
-        &self,
+        &mut self,
         i: usize,
         dst: IpAddr,
         src: Option<IpAddr>,
@@ -374,16 +406,13 @@ impl<'a> Ctx<'a> {
         dir: Dir,
     ) -> Reason {
         let at = self.name(i);
-        if errno == libc::EXDEV
+        // Reverse-path filtering refuses the packet: EXDEV on a forwarded packet,
+        // EINVAL ("martian source") on one for a local address.
+        if (errno == libc::EXDEV || errno == libc::EINVAL)
             && let (Some(iif), Some(src)) = (iif, src)
+            && let Some(r) = self.rp_filtered(i, iif, src)
         {
-            let interface = self.ifname(i, iif);
-            return Reason::RpFilter {
-                mode: self.rp_mode(i, &interface),
-                at,
-                interface,
-                src,
-            };
+            return r;
         }
         // The most specific blackhole/unreachable/prohibit route covering dst.
         if let Some((net, kind)) = self.places[i]
@@ -642,7 +671,8 @@ impl<'a> Ctx<'a> {
         let mut path: Vec<usize> = Vec::new();
         let hops = 2 * self.places.len() + 2;
         for _ in 0..hops {
-            if let Some(k) = seen.iter().position(|s| *s == (here, iif)) {
+            // A packet that comes back to a namespace it went through goes round.
+            if let Some(k) = seen.iter().position(|s| s.0 == here) {
                 let mut names: Vec<String> = path[k..].iter().map(|&p| self.name(p)).collect();
                 names.push(self.name(here));
                 return Err(Reason::RoutingLoop {
@@ -764,6 +794,17 @@ impl<'a> Ctx<'a> {
                 None => format!("{}: {dst} on {ifname}", self.name(here)),
             });
             let Some((o, inn)) = self.across(here, &ifname, next_hop) else {
+                // The file gives the next hop's address to an interface that
+                // lost it: that is the fault, not the gateway.
+                if let Some((o, name)) = self.declared_holder(next_hop)
+                    && self.missing_address(o, &name, v6)
+                {
+                    return Err(Reason::NoAddress {
+                        at: self.name(o),
+                        interface: name,
+                        family: if v6 { 6 } else { 4 },
+                    });
+                }
                 return Err(Reason::NoNeighbour {
                     at: self.name(here),
                     next_hop,
