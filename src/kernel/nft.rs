@@ -2784,6 +2784,54 @@ mod tests {
         assert!(validate_all("t", &"m".repeat(127), &[]).is_ok());
     }
 
+    /// A trace event as the kernel sends it (nf_tables_trace.c): nlmsghdr,
+    /// nfgenmsg, then big-endian attributes; the verdict nested.
+    #[test]
+    fn trace_events_decode() {
+        fn nla(ty: u16, v: &[u8]) -> Vec<u8> {
+            let mut b = Vec::new();
+            b.extend(((4 + v.len()) as u16).to_ne_bytes());
+            b.extend(ty.to_ne_bytes());
+            b.extend(v);
+            while b.len() % 4 != 0 {
+                b.push(0);
+            }
+            b
+        }
+        let mut attrs = Vec::new();
+        attrs.extend(nla(1, b"fw\0"));
+        attrs.extend(nla(2, b"forward\0"));
+        attrs.extend(nla(3, &7u64.to_be_bytes()));
+        attrs.extend(nla(4, &3u32.to_be_bytes()));
+        attrs.extend(nla(0x8000 | 5, &nla(1, &0u32.to_be_bytes())));
+        attrs.extend(nla(6, &0xabcdu32.to_be_bytes()));
+        attrs.extend(nla(9, &[8, 0, 0, 0, 0x12, 0x34, 0, 1]));
+        let mut m = Vec::new();
+        m.extend(((16 + 4 + attrs.len()) as u32).to_ne_bytes());
+        m.extend(((NFNL_SUBSYS_NFTABLES << 8) | u16::from(NFT_MSG_TRACE)).to_ne_bytes());
+        m.extend(0u16.to_ne_bytes());
+        m.extend(0u32.to_ne_bytes());
+        m.extend(0u32.to_ne_bytes());
+        m.extend([2u8, 0, 0, 0]);
+        m.extend(attrs);
+        let ev = parse_trace_events(&m);
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        let e = &ev[0];
+        assert_eq!(
+            (e.family.as_str(), e.table.as_str(), e.chain.as_str()),
+            ("ip", "fw", "forward")
+        );
+        assert_eq!(
+            (e.kind, e.handle, e.verdict, e.id),
+            (3, Some(7), Some(0), 0xabcd)
+        );
+        assert!(e.is_drop());
+        assert_eq!(e.echo_ident(), Some(0x1234));
+        // Garbage is skipped, never a panic.
+        assert!(parse_trace_events(&m[..30]).is_empty());
+        assert!(parse_trace_events(&[0xff; 64]).is_empty());
+    }
+
     #[test]
     fn mask_prefix_lengths() {
         assert_eq!(mask_prefix_len([0, 0, 0, 0]), Some(0));

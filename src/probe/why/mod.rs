@@ -223,7 +223,7 @@ impl std::fmt::Display for Reason {
                 ),
                 PlaceKind::Host => write!(
                     f,
-                    "host does not forward packets (net.ipv4.ip_forward=0): nslab turns it on when the file has a `nat` entry"
+                    "host does not forward packets (net.ipv4.ip_forward=0): nslab turns it on when a lab needs it (NAT, or nodes routing through the host), so something turned it off since `up`"
                 ),
                 PlaceKind::Internet => write!(
                     f,
@@ -340,5 +340,67 @@ impl std::fmt::Display for Reason {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Advice is for what the file controls: never "give internet `forward:
+    /// true`" or "add a route" in internet, which stands for the outside world.
+    #[test]
+    fn advice_never_asks_to_change_internet_or_host_as_a_node() {
+        let dst: IpAddr = "192.168.3.1".parse().unwrap();
+        for (at, kind) in [("internet", PlaceKind::Internet), ("host", PlaceKind::Host)] {
+            let reasons = [
+                Reason::NotForwarding {
+                    at: at.into(),
+                    kind,
+                },
+                Reason::NoRoute { at: at.into(), dst },
+                Reason::NoRouteBack {
+                    at: at.into(),
+                    to: dst,
+                },
+            ];
+            for r in reasons {
+                let t = r.to_string();
+                assert!(!t.contains("forward: true"), "{t}");
+                assert!(!t.contains("add a route or a default route"), "{t}");
+                assert!(t.contains(at), "{t}");
+            }
+        }
+        let node = Reason::NotForwarding {
+            at: "r".into(),
+            kind: PlaceKind::Node,
+        };
+        assert!(node.to_string().contains("give it `forward: true`"));
+    }
+
+    #[test]
+    fn json_has_the_class_and_the_place() {
+        let r = Reason::PeerDown {
+            at: "a".into(),
+            interface: "e".into(),
+            far_at: "r".into(),
+            far_interface: "left".into(),
+        };
+        let j = serde_json::to_value(&r).unwrap();
+        assert_eq!(j["reason"], r.class());
+        assert_eq!(j["at"], "a");
+        assert_eq!(j["far_interface"], "left");
+        assert!(r.to_string().contains("left in r"));
+        let nat = Reason::NoNat {
+            host: "host".into(),
+            src: "192.168.3.1".parse().unwrap(),
+            out: "uplink".into(),
+            excluded_by: Some("{ source: 192.168.0.0/16, not_out: uplink }".into()),
+        };
+        let t = nat.to_string();
+        assert!(
+            t.contains("not_out: uplink") && !t.contains("add a `nat` entry"),
+            "{t}"
+        );
     }
 }
