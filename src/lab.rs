@@ -1028,6 +1028,14 @@ pub fn down_locked(lab: &str, kill: bool, _lock: Option<&record::LabLock>) -> Re
                     rep.warnings.push(format!("delete nftables table {t}: {e}"));
                 }
             }
+            // A why-not trace cut short (a crash, kill -9) leaves its marked tables.
+            let trace = crate::probe::why::TRACE_TABLE;
+            if let Err(e) =
+                crate::kernel::nft::socket_in(&h.file).and_then(|mut s| s.stop_trace(trace, &mark))
+            {
+                rep.warnings
+                    .push(format!("delete nftables table {trace}: {e}"));
+            }
         }
         for n in &rec.host_links {
             if !rep.host_links.contains(n) {

@@ -9,6 +9,7 @@
 mod trace;
 mod walk;
 
+pub use trace::TRACE_TABLE;
 pub use walk::{Ctx, PlaceView, WhyOpts};
 
 use crate::topology::Place;
