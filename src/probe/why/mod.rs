@@ -66,8 +66,10 @@ pub enum Reason {
         chain: String,
         /// The rule's handle; None when the chain's policy dropped it.
         handle: Option<u64>,
-        /// The rule as `nft list` prints it, when it could be read.
-        rule: Option<String>,
+        /// The probe was bridged, not routed, in `at`: br_netfilter
+        /// (net.bridge.bridge-nf-call-iptables) hands bridged IP packets to
+        /// the IP chains there, as Docker's FORWARD policy shows.
+        bridged: bool,
     },
     /// The probe leaves `host` untranslated and nothing outside routes back.
     NoNat {
@@ -237,20 +239,23 @@ impl std::fmt::Display for Reason {
                 table,
                 chain,
                 handle,
-                rule,
+                bridged,
             } => {
                 match handle {
                     Some(h) => write!(
                         f,
-                        "a firewall rule in {at} drops the probe: table {family} {table}, chain {chain}, rule handle {h}"
+                        "a firewall rule in {at} drops the probe: table {family} {table}, chain {chain}, rule handle {h} (`nft -a list table {family} {table}`)"
                     )?,
                     None => write!(
                         f,
                         "a firewall in {at} drops the probe: the policy of chain {chain} in table {family} {table}"
                     )?,
                 }
-                if let Some(r) = rule {
-                    write!(f, " ({r})")?;
+                if *bridged {
+                    write!(
+                        f,
+                        "; the probe is bridged there, and br_netfilter (net.bridge.bridge-nf-call-iptables=1) passes bridged traffic through the IP chains"
+                    )?;
                 }
                 Ok(())
             }

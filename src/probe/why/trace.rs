@@ -81,7 +81,7 @@ impl Ctx<'_> {
                 }
             }
         }
-        let outcome = result.and_then(|()| self.traced_probe(src, dst, &traced));
+        let outcome = result.and_then(|()| self.traced_probe(src, dst, &traced, places));
         // Remove the tables whatever happened; a leftover is ours and marked.
         for t in &mut traced {
             let _ = t.nft.stop_trace(TRACE_TABLE, &mark);
@@ -94,6 +94,7 @@ impl Ctx<'_> {
         src: usize,
         dst: IpAddr,
         traced: &[Traced],
+        routed: &[usize],
     ) -> Result<Option<Reason>, String> {
         let opts = PingOptions {
             count: 1,
@@ -116,7 +117,7 @@ impl Ctx<'_> {
                     table: e.table.clone(),
                     chain: e.chain.clone(),
                     handle: if e.kind == 3 { e.handle } else { None },
-                    rule: None,
+                    bridged: !routed.contains(&t.place),
                 }));
             }
         }
