@@ -1901,6 +1901,7 @@ const NFNLGRP_NFTRACE: u32 = 9;
 const NFT_MSG_TRACE: u8 = 17;
 const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_ICMPV6: u8 = 58;
+const IPPROTO_TCP: u8 = 6;
 
 /// One trace event (NFT_MSG_TRACE): a packet marked with `meta nftrace` went
 /// through a rule, or a chain's policy decided it.
@@ -1932,13 +1933,38 @@ impl TraceEvent {
         }
     }
 
+    /// The transport protocol, from the network header (IPv4's protocol,
+    /// IPv6's first next header).
+    pub fn l4proto(&self) -> Option<u8> {
+        match self.network.first().map(|b| b >> 4) {
+            Some(4) => self.network.get(9).copied(),
+            Some(6) => self.network.get(6).copied(),
+            _ => None,
+        }
+    }
+
     /// The ICMP or ICMPv6 echo identifier of the traced packet, if it is an echo.
     pub fn echo_ident(&self) -> Option<u16> {
         let t = &self.transport;
+        if matches!(self.l4proto(), Some(p) if p != IPPROTO_ICMP && p != IPPROTO_ICMPV6) {
+            return None;
+        }
         if t.len() < 6 || !matches!(t[0], 0 | 8 | 128 | 129) {
             return None;
         }
         Some(u16::from_be_bytes([t[4], t[5]]))
+    }
+
+    /// Source and destination port of a traced TCP segment.
+    pub fn tcp_ports(&self) -> Option<(u16, u16)> {
+        let t = &self.transport;
+        if self.l4proto() != Some(IPPROTO_TCP) || t.len() < 4 {
+            return None;
+        }
+        Some((
+            u16::from_be_bytes([t[0], t[1]]),
+            u16::from_be_bytes([t[2], t[3]]),
+        ))
     }
 }
 
@@ -2042,7 +2068,7 @@ fn trace_rule(family: NetfilterProtoFamily, table: &str, chain: &str, proto: u8)
 }
 
 /// `table inet NAME` and `table bridge NAME`, marked, whose chains (before all
-/// others, at prerouting and output) set `meta nftrace` on ICMP and ICMPv6. The
+/// others, at prerouting and output) set `meta nftrace` on ICMP, ICMPv6 and TCP. The
 /// bridge table marks bridged packets before bridge-family chains see them; the
 /// inet one everything routed, and bridged IPv4/IPv6 when br_netfilter is on.
 fn trace_table_steps(name: &str, mark: &str) -> Vec<Step> {
@@ -2092,7 +2118,7 @@ fn trace_table_steps(name: &str, mark: &str) -> Vec<Step> {
                 ),
                 kind: StepKind::Other,
             });
-            for proto in [IPPROTO_ICMP, IPPROTO_ICMPV6] {
+            for proto in [IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP] {
                 steps.push(trace_rule(family, name, chain, proto));
             }
         }
