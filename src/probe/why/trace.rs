@@ -42,6 +42,7 @@ impl Ctx<'_> {
         &mut self,
         src: usize,
         dst: IpAddr,
+        tcp_port: Option<u16>,
         places: &[usize],
     ) -> Result<Option<Reason>, String> {
         let mark = self.lab.mark();
@@ -81,7 +82,7 @@ impl Ctx<'_> {
                 }
             }
         }
-        let outcome = result.and_then(|()| self.traced_probe(src, dst, &traced, places));
+        let outcome = result.and_then(|()| self.traced_probe(src, dst, tcp_port, &traced, places));
         // Remove the tables whatever happened; a leftover is ours and marked.
         for t in &mut traced {
             let _ = t.nft.stop_trace(TRACE_TABLE, &mark);
@@ -93,24 +94,39 @@ impl Ctx<'_> {
         &self,
         src: usize,
         dst: IpAddr,
+        tcp_port: Option<u16>,
         traced: &[Traced],
         routed: &[usize],
     ) -> Result<Option<Reason>, String> {
-        let opts = PingOptions {
-            count: 1,
-            timeout: Duration::from_millis(700),
-            ..Default::default()
-        };
         let file = &self.places[src].conn.file;
-        let report = netns::run_in(file, || icmp::ping(dst, &opts, &mut |_| {}))
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("the traced probe: {e}"))?;
+        let wait = Duration::from_millis(700);
+        let probe = match tcp_port {
+            Some(port) => {
+                let sa = std::net::SocketAddr::new(dst, port);
+                // Refused or timed out alike: the trace says what happened.
+                netns::run_in(file, || crate::probe::tcp::tcp_connect(sa, wait))
+                    .map_err(|e| e.to_string())?
+                    .ok();
+                Probe::Tcp(dst, port)
+            }
+            None => {
+                let opts = PingOptions {
+                    count: 1,
+                    timeout: wait,
+                    ..Default::default()
+                };
+                let report = netns::run_in(file, || icmp::ping(dst, &opts, &mut |_| {}))
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("the traced probe: {e}"))?;
+                Probe::Echo(report.ident)
+            }
+        };
         // Events are queued by the time the reply (or the timeout) came; a
         // moment more for a drop on the far side of a slow hop.
         std::thread::sleep(Duration::from_millis(30));
         for t in traced {
             let events = nft::read_trace_events(&t.events);
-            if let Some(e) = first_drop(&events, report.ident) {
+            if let Some(e) = first_drop(&events, &probe) {
                 return Ok(Some(Reason::FirewallDrop {
                     at: self.name(t.place),
                     family: e.family.clone(),
@@ -125,13 +141,47 @@ impl Ctx<'_> {
     }
 }
 
-/// The first event that drops an echo (or echo reply) with identifier `ident`.
-/// Only the first event of a pass through a hook carries the headers: the
-/// others are tied to it by the trace id.
-fn first_drop(events: &[TraceEvent], ident: u16) -> Option<&TraceEvent> {
+/// What the traced probe was, to pick its packets out of the trace.
+enum Probe {
+    /// An echo with this identifier (and its reply).
+    Echo(u16),
+    /// A connection to this address and port (and the answers from it).
+    Tcp(IpAddr, u16),
+}
+
+/// The destination (or, for an answer, source) address in a network header.
+fn addr_at(net: &[u8], v4_off: usize, v6_off: usize) -> Option<IpAddr> {
+    match net.first().map(|b| b >> 4) {
+        Some(4) => <[u8; 4]>::try_from(net.get(v4_off..v4_off + 4)?)
+            .ok()
+            .map(IpAddr::from),
+        Some(6) => <[u8; 16]>::try_from(net.get(v6_off..v6_off + 16)?)
+            .ok()
+            .map(IpAddr::from),
+        _ => None,
+    }
+}
+
+impl Probe {
+    fn matches(&self, e: &TraceEvent) -> bool {
+        match *self {
+            Probe::Echo(ident) => e.echo_ident() == Some(ident),
+            Probe::Tcp(dst, port) => match e.tcp_ports() {
+                Some((_, dport)) if dport == port => addr_at(&e.network, 16, 24) == Some(dst),
+                Some((sport, _)) if sport == port => addr_at(&e.network, 12, 8) == Some(dst),
+                _ => false,
+            },
+        }
+    }
+}
+
+/// The first event that drops the probe or its answer. Only the first event
+/// of a pass through a hook carries the headers: the others are tied to it by
+/// the trace id.
+fn first_drop<'e>(events: &'e [TraceEvent], probe: &Probe) -> Option<&'e TraceEvent> {
     let ours: std::collections::HashSet<u32> = events
         .iter()
-        .filter(|e| e.echo_ident() == Some(ident))
+        .filter(|e| probe.matches(e))
         .map(|e| e.id)
         .collect();
     events
@@ -175,14 +225,37 @@ mod tests {
             ev("other", 3, Some(0), None, 8),
             ev("f", 1, None, Some(0), 7),
         ];
-        let d = first_drop(&events, 7).expect("a drop");
+        let d = first_drop(&events, &Probe::Echo(7)).expect("a drop");
         assert_eq!((d.table.as_str(), d.kind), ("f", 1));
-        assert!(first_drop(&events[..3], 7).is_none());
-        assert!(first_drop(&events, 9).is_none());
+        assert!(first_drop(&events[..3], &Probe::Echo(7)).is_none());
+        assert!(first_drop(&events, &Probe::Echo(9)).is_none());
         // The drop itself carries no headers: its trace id ties it to the echo.
         let mut bare = ev("fw", 1, None, Some(0), 7);
         bare.transport.clear();
         let tied = vec![ev("fw", 3, Some(-1), None, 7), bare];
-        assert_eq!(first_drop(&tied, 7).map(|d| d.table.as_str()), Some("fw"));
+        assert_eq!(
+            first_drop(&tied, &Probe::Echo(7)).map(|d| d.table.as_str()),
+            Some("fw")
+        );
+    }
+
+    #[test]
+    fn tcp_probes_match_by_port_and_address() {
+        // IPv4 header (protocol 6, 10.0.0.1 -> 10.0.0.2), then TCP 40000 -> 80.
+        let mut net = vec![0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0];
+        net.extend([10, 0, 0, 1, 10, 0, 0, 2]);
+        let syn = TraceEvent {
+            table: "f".into(),
+            kind: 3,
+            verdict: Some(0),
+            network: net.clone(),
+            transport: vec![0x9c, 0x40, 0, 80],
+            ..Default::default()
+        };
+        let dst: IpAddr = "10.0.0.2".parse().unwrap();
+        assert!(Probe::Tcp(dst, 80).matches(&syn));
+        assert!(!Probe::Tcp(dst, 81).matches(&syn));
+        assert!(!Probe::Tcp("10.0.0.3".parse().unwrap(), 80).matches(&syn));
+        assert!(!Probe::Echo(0x9c40).matches(&syn));
     }
 }

@@ -23,6 +23,9 @@ pub struct WhyOpts {
     pub size: Option<usize>,
     /// Do not send a traced probe to look for firewall drops.
     pub no_trace: bool,
+    /// The probe was a TCP connection to this port (a `tcp:` or `http:`
+    /// expectation): the traced probe is one too.
+    pub tcp_port: Option<u16>,
 }
 
 /// What the walk needs to know of one place.
@@ -910,7 +913,7 @@ impl Ctx<'_> {
             self.traces_left -= 1;
             let mut on_path: Vec<usize> = there.path.clone();
             on_path.extend(back.path.iter().copied());
-            match self.trace(start, dst, &on_path) {
+            match self.trace(start, dst, opts.tcp_port, &on_path) {
                 Ok(Some(r)) => return r,
                 Ok(None) => checked.push(format!(
                     "nftables trace in {}: no rule dropped the probe",
