@@ -796,7 +796,19 @@ impl<'a> Ctx<'a> {
                 Some(g) => format!("{}: {dst} via {g} on {ifname}", self.name(here)),
                 None => format!("{}: {dst} on {ifname}", self.name(here)),
             });
+            let modelled = self
+                .segs
+                .contains_key(&(self.places[here].place.clone(), ifname.clone()));
             let Some((o, inn)) = self.across(here, &ifname, next_hop) else {
+                if !modelled && self.places[here].place == Place::Host && !self.lab.sandbox {
+                    // Host mode: the real uplink. What is beyond is not the lab's.
+                    return Err(Reason::Unknown {
+                        detail: format!(
+                            "the probe leaves the lab by {ifname} in host (next hop {next_hop}); nslab cannot follow it beyond"
+                        ),
+                        checked: checked.clone(),
+                    });
+                }
                 // The file gives the next hop's address to an interface that
                 // lost it: that is the fault, not the gateway.
                 if let Some((o, name)) = self.declared_holder(next_hop)
