@@ -89,6 +89,14 @@ impl Lab {
         })
     }
 
+    /// One system ping from node `n`: (replied, what ping printed).
+    fn ping_once(&self, n: &str, addr: &str) -> (bool, String) {
+        sh_status(&format!(
+            "ip netns exec {} ping -4 -n -c 1 -W 1 {addr}",
+            self.ns(n)
+        ))
+    }
+
     #[track_caller]
     fn assert_reaches(&self, n: &str, addr: &str, extra: &str, when: &str) {
         assert!(
@@ -414,6 +422,8 @@ fn return_path_through_a_router_without_a_route() {
         l.ns("bob")
     ));
     l.assert_fails("ann", BOB, "", "with bob's way back via r2");
+    let (found, out) = sh_status(&format!("ip -n {} route get 10.0.1.2", l.ns("r2")));
+    assert!(!found, "r2 has no route to ann: {out}");
     let e = l.check_fails();
     assert_reason(&e, "no_route_back", "r2");
     assert_eq!(e["why"]["to"], "10.0.1.2", "{e:#}");
@@ -469,6 +479,14 @@ fn rp_filter_drops_an_asymmetric_reply() {
     // Fault: strict reverse-path filtering in ann.
     l.exec("ann", "sysctl -qw net.ipv4.conf.all.rp_filter=1");
     l.assert_fails("ann", BOB, "", "with rp_filter in ann");
+    // The reply does arrive, on ae2 (tcpdump sees it before rp_filter drops it).
+    let td = Tcpdump::start(&l.ns("ann"), "ae2", "icmp");
+    assert!(!l.ping_once("ann", BOB).0);
+    let seen = td.stop();
+    assert!(
+        seen.contains(&format!("{BOB} > 10.0.1.2: ICMP echo reply")),
+        "the reply arrives on ae2: {seen}"
+    );
     let e = l.check_fails();
     assert_reason(&e, "rp_filter", "ann");
     let w = &e["why"];
@@ -631,6 +649,8 @@ fn routing_loop_between_two_routers() {
         l.ns("r2")
     ));
     l.assert_fails("ann", BOB, "", "with r2 sending bob back to r1");
+    let (_, out) = l.ping_once("ann", BOB);
+    assert!(out.contains("Time to live exceeded"), "{out}");
     let e = l.check_fails();
     let w = &e["why"];
     assert_eq!(w["reason"], "routing_loop", "{e:#}");
@@ -757,6 +777,12 @@ fn reply_leaves_by_the_wrong_interface() {
         l.ns("bob")
     ));
     l.assert_fails("ann", BOB, "", "with the reply leaving by bw");
+    // bob asked for ann's address on bw, and nobody answered.
+    let n = sh(&format!("ip -n {} neigh show 10.0.1.2 dev bw", l.ns("bob")));
+    assert!(
+        n.contains("INCOMPLETE") || n.contains("FAILED"),
+        "bob's neighbour entry for ann on bw: {n:?}"
+    );
     let e = l.check_fails();
     assert_reason(&e, "no_neighbour", "bob");
     assert_eq!(e["why"]["interface"], "bw", "{e:#}");
@@ -779,6 +805,14 @@ fn nat_entry_that_excludes_the_uplink() {
     );
     let l = Lab::up("wn13", "objective3", &t, "reach: green -> internet");
     l.assert_fails("green", "198.51.100.8", "", "without NAT on the uplink");
+    // The request reaches the internet untranslated.
+    let td = Tcpdump::start(&format!("{}objective3-inet", l.p), "isp", "icmp");
+    assert!(!l.ping_once("green", "198.51.100.8").0);
+    let seen = td.stop();
+    assert!(
+        seen.contains("192.168.3.1 > 198.51.100.8: ICMP echo request"),
+        "untranslated at the internet: {seen}"
+    );
     l.assert_reaches("green", "192.168.1.1", "", "inside the lab");
     let e = l.check_fails();
     let w = &e["why"];
