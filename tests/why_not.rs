@@ -11,6 +11,7 @@
 
 mod common;
 use common::*;
+use nslab::probe::why::Reason;
 use serde_json::Value;
 
 /// Replace the `expect` section of a file by one expectation (YAML lines after
@@ -247,10 +248,14 @@ fn interface_down_at_the_source() {
     sh(&format!("ip -n {} link set ae down", l.ns("ann")));
     l.assert_fails("ann", BOB, "", "with ann's ae down");
     let e = l.check_fails();
-    assert_reason(&e, "interface_down", "ann");
+    judge_interface_down(&e);
+}
+
+fn judge_interface_down(e: &Value) {
+    assert_reason(e, "interface_down", "ann");
     assert_eq!(e["why"]["interface"], "ae", "{e:#}");
-    assert_detail_names(&e, "ae");
-    assert_control_not_named(&e, &["cy", "ce", "r1c"]);
+    assert_detail_names(e, "ae");
+    assert_control_not_named(e, &["cy", "ce", "r1c"]);
 }
 
 // 2. ------------------------------------------------------------------------
@@ -265,14 +270,18 @@ fn far_end_of_a_cable_down() {
     sh(&format!("ip -n {} link set r1a down", l.ns("r1")));
     l.assert_fails("ann", BOB, "", "with r1's r1a down");
     let e = l.check_fails();
-    assert_reason(&e, "peer_down", "ann");
+    judge_peer_down(&e);
+}
+
+fn judge_peer_down(e: &Value) {
+    assert_reason(e, "peer_down", "ann");
     let w = &e["why"];
     assert_eq!(w["interface"], "ae", "{e:#}");
     assert_eq!(w["far_at"], "r1", "{e:#}");
     assert_eq!(w["far_interface"], "r1a", "{e:#}");
-    assert_detail_names(&e, "r1");
-    assert_detail_names(&e, "r1a");
-    assert_control_not_named(&e, &["cy", "ce", "r1c"]);
+    assert_detail_names(e, "r1");
+    assert_detail_names(e, "r1a");
+    assert_control_not_named(e, &["cy", "ce", "r1c"]);
 }
 
 // 3. ------------------------------------------------------------------------
@@ -307,13 +316,17 @@ fn bridge_port_down_on_the_destination_side() {
     let state = port_state(&h, "bbrveth");
     assert_ne!(state, "forwarding");
     let e = l.check_fails();
-    assert_reason(&e, "bridge_port_down", "host");
+    judge_bridge_port_down(&e, &state);
+}
+
+fn judge_bridge_port_down(e: &Value, state: &str) {
+    assert_reason(e, "bridge_port_down", "host");
     let w = &e["why"];
     assert_eq!(w["bridge"], "bri0", "{e:#}");
     assert_eq!(w["port"], "bbrveth", "{e:#}");
-    assert_eq!(w["state"], state.as_str(), "as `bridge link` says: {e:#}");
-    assert_detail_names(&e, "bbrveth");
-    assert_control_not_named(&e, &["white", "wveth", "wbrveth"]);
+    assert_eq!(w["state"], state, "as `bridge link` says: {e:#}");
+    assert_detail_names(e, "bbrveth");
+    assert_control_not_named(e, &["white", "wveth", "wbrveth"]);
 }
 
 #[test]
@@ -328,10 +341,14 @@ fn bridge_down() {
     sh(&format!("ip -n {h} link set bri0 down"));
     l.assert_fails("green", BLACK, "", "with bri0 down");
     let e = l.check_fails();
-    assert_reason(&e, "bridge_down", "host");
+    judge_bridge_down(&e);
+}
+
+fn judge_bridge_down(e: &Value) {
+    assert_reason(e, "bridge_down", "host");
     assert_eq!(e["why"]["bridge"], "bri0", "{e:#}");
-    assert_detail_names(&e, "bri0");
-    assert_control_not_named(&e, &["white", "wveth", "wbrveth"]);
+    assert_detail_names(e, "bri0");
+    assert_control_not_named(e, &["white", "wveth", "wbrveth"]);
 }
 
 // 4. ------------------------------------------------------------------------
@@ -370,14 +387,18 @@ fn nftables_rule_in_the_destination_drops_echo_requests() {
     l.assert_fails("ann", BOB, "", "with bob dropping echo requests");
     let handle = rule_handle(&l, "bob", "inet", "f", "input");
     let e = l.check_fails();
-    assert_reason(&e, "firewall_drop", "bob");
+    judge_nft_rule(&e, handle);
+}
+
+fn judge_nft_rule(e: &Value, handle: u64) {
+    assert_reason(e, "firewall_drop", "bob");
     let w = &e["why"];
     assert_eq!(w["family"], "inet", "{e:#}");
     assert_eq!(w["table"], "f", "{e:#}");
     assert_eq!(w["chain"], "input", "{e:#}");
     assert_eq!(w["handle"], handle, "the handle `nft -a` shows: {e:#}");
-    assert_detail_names(&e, "input");
-    assert_control_not_named(&e, &["ctl", "ctlfwd", "r1"]);
+    assert_detail_names(e, "input");
+    assert_control_not_named(e, &["ctl", "ctlfwd", "r1"]);
 }
 
 // 5. ------------------------------------------------------------------------
@@ -425,9 +446,13 @@ fn return_path_through_a_router_without_a_route() {
     let (found, out) = sh_status(&format!("ip -n {} route get 10.0.1.2", l.ns("r2")));
     assert!(!found, "r2 has no route to ann: {out}");
     let e = l.check_fails();
-    assert_reason(&e, "no_route_back", "r2");
+    judge_no_route_back(&e);
+}
+
+fn judge_no_route_back(e: &Value) {
+    assert_reason(e, "no_route_back", "r2");
     assert_eq!(e["why"]["to"], "10.0.1.2", "{e:#}");
-    assert_control_not_named(&e, &["cy", "ce"]);
+    assert_control_not_named(e, &["cy", "ce"]);
 }
 
 // 6. ------------------------------------------------------------------------
@@ -488,13 +513,17 @@ fn rp_filter_drops_an_asymmetric_reply() {
         "the reply arrives on ae2: {seen}"
     );
     let e = l.check_fails();
-    assert_reason(&e, "rp_filter", "ann");
+    judge_rp_filter(&e);
+}
+
+fn judge_rp_filter(e: &Value) {
+    assert_reason(e, "rp_filter", "ann");
     let w = &e["why"];
     assert_eq!(w["interface"], "ae2", "the reply arrives on ae2: {e:#}");
     assert_eq!(w["mode"], "strict", "{e:#}");
     assert_eq!(w["src"], BOB, "{e:#}");
-    assert_detail_names(&e, "ae2");
-    assert_control_not_named(&e, &["cy", "ce", "r1c"]);
+    assert_detail_names(e, "ae2");
+    assert_control_not_named(e, &["cy", "ce", "r1c"]);
 }
 
 // 7. ------------------------------------------------------------------------
@@ -545,9 +574,13 @@ fn mtu_mismatch_check_with_size() {
     let l = Lab::up("wn7", "y", &mtu_lab(), "reach: ann -> bob\n    size: 1400");
     mtu_witness(&l);
     let e = l.check_fails();
-    assert_mtu_reason(&e["why"], &why_text(&e));
-    assert_detail_names(&e, "bob");
-    assert_detail_names(&e, "be");
+    judge_mtu(&e);
+}
+
+fn judge_mtu(e: &Value) {
+    assert_mtu_reason(&e["why"], &why_text(e));
+    assert_detail_names(e, "bob");
+    assert_detail_names(e, "be");
 }
 
 #[test]
@@ -582,7 +615,11 @@ fn blocking(tag: &str, kind: &str, node: &str) {
     sh(&format!("ip -n {ns} route add {kind} {BOB}/32"));
     l.assert_fails("ann", BOB, "", &format!("with {kind} {BOB} in {node}"));
     let e = l.check_fails();
-    assert_reason(&e, "blocking_route", node);
+    judge_blocking(&e, kind, node);
+}
+
+fn judge_blocking(e: &Value, kind: &str, node: &str) {
+    assert_reason(e, "blocking_route", node);
     let w = &e["why"];
     assert_eq!(w["kind"], kind, "{e:#}");
     assert_eq!(w["dst"], BOB, "{e:#}");
@@ -591,8 +628,8 @@ fn blocking(tag: &str, kind: &str, node: &str) {
         route.contains(BOB) && route.contains(kind),
         "the route as `ip route` shows it: {e:#}"
     );
-    assert_detail_names(&e, kind);
-    assert_control_not_named(&e, &["10.9.9.0/24", "10.9.9.0"]);
+    assert_detail_names(e, kind);
+    assert_control_not_named(e, &["10.9.9.0/24", "10.9.9.0"]);
 }
 
 #[test]
@@ -652,11 +689,15 @@ fn routing_loop_between_two_routers() {
     let (_, out) = l.ping_once("ann", BOB);
     assert!(out.contains("Time to live exceeded"), "{out}");
     let e = l.check_fails();
+    judge_loop(&e);
+}
+
+fn judge_loop(e: &Value) {
     let w = &e["why"];
     assert_eq!(w["reason"], "routing_loop", "{e:#}");
     let at = w["at"].as_str().unwrap_or("");
     assert!(at == "r1" || at == "r2", "{e:#}");
-    assert_detail_names(&e, at);
+    assert_detail_names(e, at);
     let path: Vec<&str> = w["path"]
         .as_array()
         .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
@@ -665,9 +706,9 @@ fn routing_loop_between_two_routers() {
         path.contains(&"r1") && path.contains(&"r2"),
         "both routers in the path: {e:#}"
     );
-    assert_detail_names(&e, "r1");
-    assert_detail_names(&e, "r2");
-    assert_control_not_named(&e, &["10.7.7.0/24", "10.7.7.0"]);
+    assert_detail_names(e, "r1");
+    assert_detail_names(e, "r2");
+    assert_control_not_named(e, &["10.7.7.0/24", "10.7.7.0"]);
 }
 
 // 10. -----------------------------------------------------------------------
@@ -688,11 +729,15 @@ fn no_address_on_the_source_interface() {
     ));
     l.assert_fails("ann", BOB, "", "with ann without an address");
     let e = l.check_fails();
-    assert_reason(&e, "no_address", "ann");
+    judge_no_address(&e);
+}
+
+fn judge_no_address(e: &Value) {
+    assert_reason(e, "no_address", "ann");
     assert_eq!(e["why"]["interface"], "ae", "{e:#}");
     assert_eq!(e["why"]["family"], 4, "{e:#}");
-    assert_detail_names(&e, "ae");
-    assert_control_not_named(&e, &["cy", "ce"]);
+    assert_detail_names(e, "ae");
+    assert_control_not_named(e, &["cy", "ce"]);
 }
 
 // 11. -----------------------------------------------------------------------
@@ -729,14 +774,18 @@ fn docker_style_forward_policy_drops_bridged_traffic() {
     );
     l.assert_fails("green", BLACK, "", "with the host's FORWARD policy drop");
     let e = l.check_fails();
-    assert_reason(&e, "firewall_drop", "host");
+    judge_docker(&e);
+}
+
+fn judge_docker(e: &Value) {
+    assert_reason(e, "firewall_drop", "host");
     let w = &e["why"];
     assert_eq!(w["family"], "ip", "{e:#}");
     assert_eq!(w["table"], "filter", "{e:#}");
     assert_eq!(w["chain"], "FORWARD", "{e:#}");
     assert!(w["handle"].is_null(), "the policy, not a rule: {e:#}");
-    assert_detail_names(&e, "FORWARD");
-    assert_control_not_named(&e, &["white", "ctl"]);
+    assert_detail_names(e, "FORWARD");
+    assert_control_not_named(e, &["white", "ctl"]);
 }
 
 // 12. -----------------------------------------------------------------------
@@ -784,11 +833,15 @@ fn reply_leaves_by_the_wrong_interface() {
         "bob's neighbour entry for ann on bw: {n:?}"
     );
     let e = l.check_fails();
-    assert_reason(&e, "no_neighbour", "bob");
+    judge_wrong_interface(&e);
+}
+
+fn judge_wrong_interface(e: &Value) {
+    assert_reason(e, "no_neighbour", "bob");
     assert_eq!(e["why"]["interface"], "bw", "{e:#}");
     assert_eq!(e["why"]["next_hop"], "10.0.1.2", "{e:#}");
-    assert_detail_names(&e, "bw");
-    assert_control_not_named(&e, &["10.0.8.0/24", "10.0.8.0"]);
+    assert_detail_names(e, "bw");
+    assert_control_not_named(e, &["10.0.8.0/24", "10.0.8.0"]);
 }
 
 // 13. -----------------------------------------------------------------------
@@ -815,6 +868,10 @@ fn nat_entry_that_excludes_the_uplink() {
     );
     l.assert_reaches("green", "192.168.1.1", "", "inside the lab");
     let e = l.check_fails();
+    judge_nat(&e);
+}
+
+fn judge_nat(e: &Value) {
     let w = &e["why"];
     assert_eq!(w["reason"], "no_nat", "{e:#}");
     assert_eq!(w["host"], "host", "{e:#}");
@@ -826,14 +883,14 @@ fn nat_entry_that_excludes_the_uplink() {
         "names the entry that exists: {e:#}"
     );
     assert!(!by.contains("10.99"), "not the control's entry: {e:#}");
-    let t = why_text(&e);
+    let t = why_text(e);
     assert!(
         !t.contains("add a `nat` entry"),
         "an entry exists, it does not apply: {t}"
     );
-    assert_detail_names(&e, "host");
-    assert_detail_names(&e, "uplink");
-    assert_control_not_named(&e, &["10.99.0.0/16"]);
+    assert_detail_names(e, "host");
+    assert_detail_names(e, "uplink");
+    assert_control_not_named(e, &["10.99.0.0/16"]);
 }
 
 // 14. -----------------------------------------------------------------------
@@ -1001,4 +1058,299 @@ fn healthy_probe_has_no_why() {
     let j: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(o.status.code(), Some(0), "{j:#}");
     assert!(j["why_not"].is_null(), "{j:#}");
+}
+
+// The assertions themselves ----------------------------------------------------
+
+/// An expectation as `check --json` prints it when the walk finds `r`.
+fn answer(ends: &str, r: &Reason) -> Value {
+    serde_json::json!({
+        "ok": false,
+        "error": null,
+        "detail": format!("{ends}: no reply: {r}"),
+        "why": serde_json::to_value(r).unwrap(),
+    })
+}
+
+fn ip(a: &str) -> std::net::IpAddr {
+    a.parse().unwrap()
+}
+
+fn st(a: &str) -> String {
+    a.to_string()
+}
+
+/// Each fault's assertions accept the answer the contract describes (built
+/// from the library's own `Reason`, printed by its own `Display`), so the
+/// tests above can pass; and they reject today's answers and ones naming the
+/// control.
+#[test]
+fn the_assertions_accept_the_right_answers_and_reject_wrong_ones() {
+    let ab = "ann -> bob (10.0.2.2)";
+    let gb = "green -> black (192.168.1.1)";
+    judge_interface_down(&answer(
+        ab,
+        &Reason::InterfaceDown {
+            at: st("ann"),
+            interface: st("ae"),
+        },
+    ));
+    judge_peer_down(&answer(
+        ab,
+        &Reason::PeerDown {
+            at: st("ann"),
+            interface: st("ae"),
+            far_at: st("r1"),
+            far_interface: st("r1a"),
+        },
+    ));
+    judge_bridge_port_down(
+        &answer(
+            gb,
+            &Reason::BridgePortDown {
+                at: st("host"),
+                bridge: st("bri0"),
+                port: st("bbrveth"),
+                state: st("disabled"),
+            },
+        ),
+        "disabled",
+    );
+    judge_bridge_down(&answer(
+        gb,
+        &Reason::BridgeDown {
+            at: st("host"),
+            bridge: st("bri0"),
+        },
+    ));
+    judge_nft_rule(
+        &answer(
+            ab,
+            &Reason::FirewallDrop {
+                at: st("bob"),
+                family: st("inet"),
+                table: st("f"),
+                chain: st("input"),
+                handle: Some(2),
+                rule: Some(st("icmp type echo-request drop")),
+            },
+        ),
+        2,
+    );
+    judge_no_route_back(&answer(
+        ab,
+        &Reason::NoRouteBack {
+            at: st("r2"),
+            to: ip("10.0.1.2"),
+        },
+    ));
+    judge_rp_filter(&answer(
+        ab,
+        &Reason::RpFilter {
+            at: st("ann"),
+            interface: st("ae2"),
+            src: ip(BOB),
+            mode: st("strict"),
+        },
+    ));
+    judge_mtu(&answer(
+        ab,
+        &Reason::Mtu {
+            at: st("bob"),
+            interface: st("be"),
+            mtu: 1280,
+            size: 1428,
+        },
+    ));
+    for (kind, node) in [
+        ("blackhole", "r1"),
+        ("unreachable", "ann"),
+        ("prohibit", "r1"),
+    ] {
+        judge_blocking(
+            &answer(
+                ab,
+                &Reason::BlockingRoute {
+                    at: st(node),
+                    dst: ip(BOB),
+                    kind: st(kind),
+                    route: format!("{kind} {BOB}"),
+                },
+            ),
+            kind,
+            node,
+        );
+    }
+    judge_loop(&answer(
+        ab,
+        &Reason::RoutingLoop {
+            at: st("r2"),
+            path: vec![st("r1"), st("r2"), st("r1")],
+        },
+    ));
+    judge_no_address(&answer(
+        ab,
+        &Reason::NoAddress {
+            at: st("ann"),
+            interface: st("ae"),
+            family: 4,
+        },
+    ));
+    judge_docker(&answer(
+        gb,
+        &Reason::FirewallDrop {
+            at: st("host"),
+            family: st("ip"),
+            table: st("filter"),
+            chain: st("FORWARD"),
+            handle: None,
+            rule: None,
+        },
+    ));
+    judge_wrong_interface(&answer(
+        ab,
+        &Reason::NoNeighbour {
+            at: st("bob"),
+            next_hop: ip("10.0.1.2"),
+            interface: st("bw"),
+        },
+    ));
+    judge_nat(&answer(
+        "green -> internet (198.51.100.8)",
+        &Reason::NoNat {
+            host: st("host"),
+            src: ip("192.168.3.1"),
+            out: st("uplink"),
+            excluded_by: Some(st("{ source: 192.168.0.0/16, not_out: uplink }")),
+        },
+    ));
+
+    // Wrong answers are rejected: today's, and ones naming the control.
+    let rejects = |what: &str, f: &dyn Fn()| {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        assert!(r.is_err(), "accepted a wrong answer: {what}");
+    };
+    rejects("no_route for a down interface", &|| {
+        judge_interface_down(&answer(
+            ab,
+            &Reason::NoRoute {
+                at: st("ann"),
+                dst: ip(BOB),
+            },
+        ))
+    });
+    rejects("the control's interface", &|| {
+        judge_interface_down(&answer(
+            ab,
+            &Reason::InterfaceDown {
+                at: st("cy"),
+                interface: st("ce"),
+            },
+        ))
+    });
+    rejects("a far end without a name", &|| {
+        judge_peer_down(&answer(
+            ab,
+            &Reason::PeerDown {
+                at: st("ann"),
+                interface: st("ae"),
+                far_at: String::new(),
+                far_interface: String::new(),
+            },
+        ))
+    });
+    rejects("the control's port", &|| {
+        judge_bridge_port_down(
+            &answer(
+                gb,
+                &Reason::BridgePortDown {
+                    at: st("host"),
+                    bridge: st("bri0"),
+                    port: st("wbrveth"),
+                    state: st("disabled"),
+                },
+            ),
+            "disabled",
+        )
+    });
+    rejects("the control's rule", &|| {
+        judge_nft_rule(
+            &answer(
+                ab,
+                &Reason::FirewallDrop {
+                    at: st("r1"),
+                    family: st("inet"),
+                    table: st("ctl"),
+                    chain: st("ctlfwd"),
+                    handle: Some(2),
+                    rule: None,
+                },
+            ),
+            2,
+        )
+    });
+    rejects("another rule's handle", &|| {
+        judge_nft_rule(
+            &answer(
+                ab,
+                &Reason::FirewallDrop {
+                    at: st("bob"),
+                    family: st("inet"),
+                    table: st("f"),
+                    chain: st("input"),
+                    handle: Some(3),
+                    rule: None,
+                },
+            ),
+            2,
+        )
+    });
+    rejects("the control's blackhole", &|| {
+        judge_blocking(
+            &answer(
+                ab,
+                &Reason::BlockingRoute {
+                    at: st("r1"),
+                    dst: ip(BOB),
+                    kind: st("blackhole"),
+                    route: st("blackhole 10.9.9.0/24"),
+                },
+            ),
+            "blackhole",
+            "r1",
+        )
+    });
+    rejects("rp_filter in the control router", &|| {
+        judge_rp_filter(&answer(
+            ab,
+            &Reason::RpFilter {
+                at: st("cy"),
+                interface: st("ce"),
+                src: ip(BOB),
+                mode: st("strict"),
+            },
+        ))
+    });
+    rejects("a nat answer that advises adding an entry", &|| {
+        judge_nat(&answer(
+            "green -> internet (198.51.100.8)",
+            &Reason::NoNat {
+                host: st("host"),
+                src: ip("192.168.3.1"),
+                out: st("uplink"),
+                excluded_by: None,
+            },
+        ))
+    });
+    rejects("the control's nat entry", &|| {
+        judge_nat(&answer(
+            "green -> internet (198.51.100.8)",
+            &Reason::NoNat {
+                host: st("host"),
+                src: ip("192.168.3.1"),
+                out: st("uplink"),
+                excluded_by: Some(st("{ source: 10.99.0.0/16, out: uplink }")),
+            },
+        ))
+    });
 }
