@@ -313,18 +313,26 @@ fn bridge_port_down_on_the_destination_side() {
     // Fault: black's port.
     sh(&format!("ip -n {h} link set bbrveth down"));
     l.assert_fails("green", BLACK, "", "with black's port down");
-    let state = port_state(&h, "bbrveth");
-    assert_ne!(state, "forwarding");
+    // The witness: the kernel's bridge no longer forwards on that port.
+    let stp = port_state(&h, "bbrveth");
+    assert_ne!(stp, "forwarding");
     let e = l.check_fails();
-    judge_bridge_port_down(&e, &state);
+    judge_bridge_port_down(&e);
 }
 
-fn judge_bridge_port_down(e: &Value, state: &str) {
+/// `state` says why the port does not forward; the contract does not fix its
+/// words (the port's link is "down", its STP state "disabled"), only that it
+/// is not "forwarding".
+fn judge_bridge_port_down(e: &Value) {
     assert_reason(e, "bridge_port_down", "host");
     let w = &e["why"];
     assert_eq!(w["bridge"], "bri0", "{e:#}");
     assert_eq!(w["port"], "bbrveth", "{e:#}");
-    assert_eq!(w["state"], state, "as `bridge link` says: {e:#}");
+    let state = w["state"].as_str().unwrap_or("");
+    assert!(
+        !state.is_empty() && state != "forwarding",
+        "why the port does not forward: {e:#}"
+    );
     assert_detail_names(e, "bbrveth");
     assert_control_not_named(e, &["white", "wveth", "wbrveth"]);
 }
@@ -1147,18 +1155,15 @@ fn the_assertions_accept_the_right_answers_and_reject_wrong_ones() {
             far_interface: st("r1a"),
         },
     ));
-    judge_bridge_port_down(
-        &answer(
-            gb,
-            &Reason::BridgePortDown {
-                at: st("host"),
-                bridge: st("bri0"),
-                port: st("bbrveth"),
-                state: st("disabled"),
-            },
-        ),
-        "disabled",
-    );
+    judge_bridge_port_down(&answer(
+        gb,
+        &Reason::BridgePortDown {
+            at: st("host"),
+            bridge: st("bri0"),
+            port: st("bbrveth"),
+            state: st("disabled"),
+        },
+    ));
     judge_bridge_down(&answer(
         gb,
         &Reason::BridgeDown {
@@ -1280,18 +1285,15 @@ fn the_assertions_accept_the_right_answers_and_reject_wrong_ones() {
         ))
     });
     rejects("the control's port", &|| {
-        judge_bridge_port_down(
-            &answer(
-                gb,
-                &Reason::BridgePortDown {
-                    at: st("host"),
-                    bridge: st("bri0"),
-                    port: st("wbrveth"),
-                    state: st("disabled"),
-                },
-            ),
-            "disabled",
-        )
+        judge_bridge_port_down(&answer(
+            gb,
+            &Reason::BridgePortDown {
+                at: st("host"),
+                bridge: st("bri0"),
+                port: st("wbrveth"),
+                state: st("disabled"),
+            },
+        ))
     });
     rejects("the control's rule", &|| {
         judge_nft_rule(&answer(ab, &fw("r1", "inet", "ctl", "ctlfwd", Some(2))), 2)
