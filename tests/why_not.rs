@@ -875,6 +875,13 @@ fn nat_entry_that_excludes_the_uplink() {
         "untranslated at the internet: {seen}"
     );
     l.assert_reaches("green", "192.168.1.1", "", "inside the lab");
+    // Both entries are in the host's ruleset: the control is there, and it
+    // does not translate green's 192.168.3.1.
+    let rules = l.exec_host("nft list ruleset");
+    assert!(
+        rules.contains("10.99.0.0/16") && rules.contains("192.168.0.0/16"),
+        "{rules}"
+    );
     let e = l.check_fails();
     judge_nat(&e);
 }
