@@ -22,8 +22,8 @@ fn mac_of(ns: &str, ifname: &str) -> String {
 /// a:eth0 (MTU 9000) is cabled to b:eth0 (MTU 1500): a sends what b's end
 /// drops (the veth refuses it, and the send says "No buffer space
 /// available"). a:eth1 (MTU 1500) is cabled to c: a sends nothing bigger than
-/// 1500 with DF set ("Message too long").
-const MTU_LAB: &str = "name: mtu\nnodes:\n  a:\n    interfaces:\n      eth0: { address: 10.0.0.1/24, mtu: 9000 }\n      eth1: { address: 10.0.1.1/24 }\n  b:\n    interfaces:\n      eth0: { address: 10.0.0.2/24, mtu: 1500 }\n  c:\n    interfaces:\n      eth0: { address: 10.0.1.2/24 }\nlinks:\n  - [ a:eth0, b:eth0 ]\n  - [ a:eth1, c:eth0 ]\nexpect:\n  - reach: a -> b\n    size: 8000\n  - reach: a -> b\n    size: 1000\n  - reach: a -> c\n    size: 8000\n  - reach: a -> c\n    size: 1400\n  - reach: a -> c\n";
+/// 1500 with DF set ("Message too long"), over IPv4 or IPv6.
+const MTU_LAB: &str = "name: mtu\nnodes:\n  a:\n    interfaces:\n      eth0: { address: 10.0.0.1/24, mtu: 9000 }\n      eth1: { addresses: [10.0.1.1/24, \"fd01::1/64\"] }\n  b:\n    interfaces:\n      eth0: { address: 10.0.0.2/24, mtu: 1500 }\n  c:\n    interfaces:\n      eth0: { addresses: [10.0.1.2/24, \"fd01::2/64\"] }\nlinks:\n  - [ a:eth0, b:eth0 ]\n  - [ a:eth1, c:eth0 ]\nexpect:\n  - reach: a -> b\n    size: 8000\n  - reach: a -> b\n    size: 1000\n  - reach: a -> c\n    size: 8000\n  - reach: a -> c\n    size: 1400\n  - reach: a -> c\n  - reach: a -> c\n    family: 6\n    size: 8000\n";
 
 #[test]
 fn size_makes_mtu_faults_testable_and_shows_the_send_error() {
@@ -47,13 +47,14 @@ fn size_makes_mtu_faults_testable_and_shows_the_send_error() {
         8000.into(),
         1400.into(),
         Value::Null,
+        8000.into(),
     ];
     assert_eq!(sizes, want, "{summary}");
     assert_eq!(ex[0]["name"], "reach: a -> b (size 8000)");
     let oks: Vec<bool> = ex.iter().map(|e| e["ok"] == true).collect();
-    assert_eq!(oks, [false, true, false, true, true], "{summary}");
+    assert_eq!(oks, [false, true, false, true, true, false], "{summary}");
     // Failures of the network, not of the probe: no `error`, a `why`.
-    for e in [&ex[0], &ex[2]] {
+    for e in [&ex[0], &ex[2], &ex[5]] {
         assert!(e["error"].is_null(), "{summary}");
         assert!(e["why"].is_object(), "{summary}");
     }
@@ -65,6 +66,11 @@ fn size_makes_mtu_faults_testable_and_shows_the_send_error() {
     );
     let d2 = ex[2]["detail"].as_str().unwrap();
     assert!(d2.contains("sendmsg: Message too long"), "{d2}");
+    let d5 = ex[5]["detail"].as_str().unwrap();
+    assert!(
+        d5.contains("fd01::2, 8000 bytes, DF") && d5.contains("sendmsg: Message too long"),
+        "{d5}"
+    );
 
     // ping -s: DF set, the send error printed as ping prints it, exit 1.
     let o = nslab(&[
