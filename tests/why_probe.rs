@@ -232,6 +232,29 @@ fn a_duplicate_address_made_at_run_time_is_named_with_its_impostor() {
     // Other destinations are not affected.
     assert_eq!(ex[2]["ok"], true, "{j:#}");
     assert!(ex[2]["why"].is_null(), "{j:#}");
+
+    // An impostor that answers ARP but drops pings: no reply, and the reason
+    // is still the duplicate (not a walk along a path that looks right).
+    sh(&format!(
+        "ip netns exec {white} sysctl -qw net.ipv4.icmp_echo_ignore_all=1"
+    ));
+    flush();
+    let o = nslab(&[
+        "ping", "--lab", &lab, "green", "black", "-c", "1", "-W", "1", "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let j = json(&o);
+    assert_eq!(j["report"]["received"], 0, "{j:#}");
+    assert_eq!(j["why_not"]["reason"], "duplicate_address", "{j:#}");
+    assert_eq!(j["why_not"]["impostor"], "white:wveth", "{j:#}");
+    flush();
+    let o = nslab(&["check", "--lab", &lab, "--json", "--no-matrix"]);
+    let j = json(&o);
+    assert_eq!(j["expectations"][1]["ok"], false, "{j:#}");
+    assert_eq!(
+        j["expectations"][1]["why"]["reason"], "duplicate_address",
+        "{j:#}"
+    );
 }
 
 #[test]

@@ -153,7 +153,14 @@ pub fn run(a: Args) -> Result<i32> {
             (Some(r), why)
         }
         Ok(r) if r.received == 0 => {
-            let why = why_not(&model, places, &src, dst, &why_opts);
+            // Something else may have answered for the address (ARP/NDP)
+            // and dropped the pings; else walk the path.
+            let refs: Vec<(Place, &std::fs::File)> =
+                places.iter().map(|(p, f)| (p.clone(), f)).collect();
+            let why = match nslab::probe::dup::after_probe(&model, &refs, &src, dst) {
+                Some(d) => Some(d),
+                None => why_not(&model, places, &src, dst, &why_opts),
+            };
             (Some(r), why)
         }
         Ok(r) => {

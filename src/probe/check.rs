@@ -162,7 +162,6 @@ pub struct ExpectResult {
     /// The probe itself failed.
     pub error: Option<String>,
     /// `reach`/`no_reach` with `size`: the ICMP payload bytes sent (DF set).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<usize>,
 }
 
@@ -924,11 +923,21 @@ fn run_expect<'a>(
                 }
             }
             // A reply from an on-link destination may come from another
-            // interface that answers for its address: compare the MAC.
-            let dup = addrs
+            // interface that answers for its address (and an address that
+            // stays silent may have been answered for, at the ARP/NDP level,
+            // by one that drops pings): compare the MAC.
+            let replied = addrs
                 .iter()
                 .zip(&out)
-                .filter(|(_, o)| **o == Outcome::Reply)
+                .filter(|(_, o)| **o == Outcome::Reply);
+            let silent = addrs
+                .iter()
+                .zip(&out)
+                .zip(&sends)
+                .filter(|((_, o), m)| *reach && **o == Outcome::NoReply && m.is_none())
+                .map(|(x, _)| x);
+            let dup = replied
+                .chain(silent)
                 .find_map(|(a, _)| super::dup::after_probe(model, &places, &p, *a));
             if let Some(d) = dup {
                 if *reach {

@@ -155,10 +155,13 @@ pub fn expected(model: &Lab, places: &[(Place, &File)], dst: IpAddr) -> Option<E
     })
 }
 
-/// The lab interface (`PLACE:IFNAME`) whose MAC is `mac`, if any.
+/// The lab interface (`PLACE:IFNAME`) whose MAC is `mac`, if any (the
+/// places' links are read a few namespaces at once).
 pub fn impostor(places: &[(Place, &File)], mac: &[u8; 6]) -> Option<String> {
-    places.iter().find_map(|(p, f)| {
-        let l = links_of(f)?
+    let files: Vec<&File> = places.iter().map(|(_, f)| *f).collect();
+    let links = crate::kernel::conn::links_in(&files);
+    places.iter().zip(links).find_map(|((p, _), ls)| {
+        let l = ls?
             .into_iter()
             .find(|l| l.mac.as_ref() == Some(mac) && l.name != "lo")?;
         Some(format!("{p}:{}", l.name))
