@@ -115,34 +115,35 @@ pub fn parse_neigh(m: &[u8]) -> Option<ObsNeigh> {
 mod tests {
     use super::*;
 
-    /// RTM_NEWNEIGH messages laid out byte for byte as the kernel sends them
-    /// in a dump (x86-64, little-endian), for what `ip neigh` shows as:
-    /// `192.168.1.1 dev if7 lladdr 02:4e:53:00:00:01 REACHABLE`,
-    /// `fe80::1 dev if7 lladdr 02:4e:53:00:00:02 STALE` and
-    /// `192.168.1.9 dev if7 FAILED` (no lladdr).
-    const RECORDED: [&[u8]; 3] = [
+    /// RTM_NEWNEIGH messages of a real dump (kernel 6.18, x86-64), recorded
+    /// in a namespace where `ip neigh` showed:
+    /// `192.168.1.1 dev d0 lladdr 02:4e:53:00:00:01 REACHABLE`,
+    /// `192.168.1.9 dev d0 FAILED`, `fe80::1 dev d0 lladdr 02:4e:53:00:00:02
+    /// STALE`, and the NOARP entry the kernel keeps for a multicast group
+    /// (`ff02::1:ffdc:c9ef`). Each is nlmsghdr, ndmsg, then NDA_DST,
+    /// NDA_LLADDR, NDA_PROBES and NDA_CACHEINFO.
+    const RECORDED: [&[u8]; 4] = [
         &[
-            // nlmsghdr: len 56, type 28, flags NLM_F_MULTI, seq 2, pid 0
-            56, 0, 0, 0, 28, 0, 2, 0, 2, 0, 0, 0, 0, 0, 0, 0, //
-            // ndmsg: AF_INET, pads, ifindex 7, REACHABLE, flags 0, type RTN_UNICAST
-            2, 0, 0, 0, 7, 0, 0, 0, 2, 0, 0, 1, //
-            // NDA_DST 192.168.1.1
-            8, 0, 1, 0, 192, 168, 1, 1, //
-            // NDA_LLADDR 02:4e:53:00:00:01 (padded)
-            10, 0, 2, 0, 0x02, 0x4e, 0x53, 0, 0, 1, 0, 0, //
-            // NDA_PROBES 0
-            8, 0, 4, 0, 0, 0, 0, 0,
+            76, 0, 0, 0, 28, 0, 2, 0, 2, 0, 0, 0, 147, 73, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0,
+            1, 8, 0, 1, 0, 192, 168, 1, 1, 10, 0, 2, 0, 2, 78, 83, 0, 0, 1, 0, 0, 8, 0, 4, 0, 0, 0,
+            0, 0, 20, 0, 3, 0, 39, 0, 0, 0, 39, 0, 0, 0, 39, 0, 0, 0, 1, 0, 0, 0,
         ],
         &[
-            60, 0, 0, 0, 28, 0, 2, 0, 2, 0, 0, 0, 0, 0, 0, 0, //
-            10, 0, 0, 0, 7, 0, 0, 0, 4, 0, 0, 1, //
-            20, 0, 1, 0, 0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, //
-            10, 0, 2, 0, 0x02, 0x4e, 0x53, 0, 0, 2, 0, 0,
+            64, 0, 0, 0, 28, 0, 2, 0, 2, 0, 0, 0, 147, 73, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 32, 0, 0,
+            1, 8, 0, 1, 0, 192, 168, 1, 9, 8, 0, 4, 0, 0, 0, 0, 0, 20, 0, 3, 0, 150, 23, 0, 0, 38,
+            0, 0, 0, 38, 0, 0, 0, 0, 0, 0, 0,
         ],
         &[
-            36, 0, 0, 0, 28, 0, 2, 0, 2, 0, 0, 0, 0, 0, 0, 0, //
-            2, 0, 0, 0, 7, 0, 0, 0, 0x20, 0, 0, 1, //
-            8, 0, 1, 0, 192, 168, 1, 9,
+            88, 0, 0, 0, 28, 0, 2, 0, 2, 0, 0, 0, 147, 73, 0, 0, 10, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0,
+            1, 20, 0, 1, 0, 254, 128, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 10, 0, 2, 0, 2, 78,
+            83, 0, 0, 2, 0, 0, 8, 0, 4, 0, 0, 0, 0, 0, 20, 0, 3, 0, 151, 23, 0, 0, 39, 0, 0, 0, 39,
+            0, 0, 0, 0, 0, 0, 0,
+        ],
+        &[
+            88, 0, 0, 0, 28, 0, 2, 0, 2, 0, 0, 0, 147, 73, 0, 0, 10, 0, 0, 0, 3, 0, 0, 0, 64, 0, 0,
+            5, 20, 0, 1, 0, 255, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 255, 220, 201, 239, 10, 0, 2, 0,
+            51, 51, 255, 220, 201, 239, 0, 0, 8, 0, 4, 0, 0, 0, 0, 0, 20, 0, 3, 0, 145, 23, 0, 0,
+            33, 0, 0, 0, 33, 0, 0, 0, 0, 0, 0, 0,
         ],
     ];
 
@@ -153,29 +154,35 @@ mod tests {
             v,
             vec![
                 ObsNeigh {
-                    index: 7,
+                    index: 3,
                     dst: "192.168.1.1".parse().unwrap(),
                     lladdr: Some([0x02, 0x4e, 0x53, 0, 0, 1]),
                     state: NUD_REACHABLE,
                 },
                 ObsNeigh {
-                    index: 7,
+                    index: 3,
+                    dst: "192.168.1.9".parse().unwrap(),
+                    lladdr: None,
+                    state: NUD_FAILED,
+                },
+                ObsNeigh {
+                    index: 3,
                     dst: "fe80::1".parse().unwrap(),
                     lladdr: Some([0x02, 0x4e, 0x53, 0, 0, 2]),
                     state: NUD_STALE,
                 },
                 ObsNeigh {
-                    index: 7,
-                    dst: "192.168.1.9".parse().unwrap(),
-                    lladdr: None,
-                    state: NUD_FAILED,
+                    index: 3,
+                    dst: "ff02::1:ffdc:c9ef".parse().unwrap(),
+                    lladdr: Some([0x33, 0x33, 0xff, 0xdc, 0xc9, 0xef]),
+                    state: NUD_NOARP,
                 },
             ]
         );
-        assert!(v[0].valid() && v[1].valid() && !v[2].valid());
+        assert!(v[0].valid() && !v[1].valid() && v[2].valid() && v[3].valid());
         assert_eq!(
-            [v[0].state_name(), v[1].state_name(), v[2].state_name()],
-            ["REACHABLE", "STALE", "FAILED"]
+            v.iter().map(ObsNeigh::state_name).collect::<Vec<_>>(),
+            ["REACHABLE", "FAILED", "STALE", "NOARP"]
         );
         assert_eq!(state_name(0), "NONE");
     }
