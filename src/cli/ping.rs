@@ -1,6 +1,8 @@
 use super::{LabSel, print_json};
 use nslab::error::{Error, Result};
 use nslab::probe::icmp::{self, PingOptions};
+use nslab::probe::why::{Reason, WhyOpts};
+use nslab::topology::Place;
 use std::time::Duration;
 
 /// Ping from inside a node, and say why when no reply comes.
@@ -32,9 +34,10 @@ pub struct Args {
     /// Seconds to wait for each reply.
     #[arg(short = 'W', long, default_value_t = 2.0)]
     pub timeout: f64,
-    /// Payload bytes.
-    #[arg(short = 's', long, default_value_t = 56)]
-    pub size: usize,
+    /// Payload bytes (default 56), sent with DF set: a request larger than the
+    /// path's MTU is not fragmented, and the kernel's refusal is printed.
+    #[arg(short = 's', long)]
+    pub size: Option<usize>,
     /// Print each reply and the statistics as JSON.
     #[arg(long)]
     pub json: bool,
@@ -94,11 +97,30 @@ pub fn run(a: Args) -> Result<i32> {
         Ok((rec, model, src, dst))
     })()
     .map_err(|e: Error| with_namespace_hint(e, &[&a.src, &a.dst]))?;
+    if let Some(n) = a.size {
+        let (max, fam) = if dst.is_ipv6() {
+            (nslab::topology::expect::MAX_SIZE_V6, 6)
+        } else {
+            (nslab::topology::expect::MAX_SIZE_V4, 4)
+        };
+        if n > max {
+            return Err(Error::Usage(format!(
+                "--size {n} is too large: an IPv{fam} echo request carries at most {max} bytes"
+            )));
+        }
+    }
     let file = nslab::lab::place_file(&rec, &src)?;
     let opts = PingOptions {
         count: a.count,
         interval: secs(a.interval, "--interval")?,
         timeout: secs(a.timeout, "--timeout")?,
+        size: a.size.unwrap_or(56),
+        // `-s` tests the path's MTU, as `ping -M do -s N`; without it, ping
+        // behaves as it always did (the kernel may fragment).
+        dont_fragment: a.size.is_some(),
+        ..Default::default()
+    };
+    let why_opts = WhyOpts {
         size: a.size,
         ..Default::default()
     };
@@ -107,8 +129,14 @@ pub fn run(a: Args) -> Result<i32> {
         println!("{}", icmp::format_header(dst, &opts));
     }
     let mut events = Vec::new();
+    let mut local_errors = 0u32;
     let report = nslab::kernel::netns::run_in(&file, || {
         icmp::ping(dst, &opts, &mut |e| {
+            if let icmp::PingEvent::SendError { errno, .. } = e
+                && (*errno == libc::EMSGSIZE || *errno == libc::ENOBUFS)
+            {
+                local_errors += 1;
+            }
             if json {
                 events.push(e.clone());
             } else {
@@ -117,13 +145,34 @@ pub fn run(a: Args) -> Result<i32> {
         })
     })
     .map_err(Error::io("enter the namespace"))?;
+    let places = place_files(&rec, &model);
+    let mut duplicate = false;
     let (report, why) = match report {
-        Ok(r) => {
-            let why = if r.received == 0 {
-                why_not(&rec, &model, &src, dst)
-            } else {
-                None
+        Ok(r) if r.received == 0 && local_errors > 0 => {
+            // The kernel refused to send (printed above, as it said it): only
+            // the MTU explains that; any other reason of the walk would be
+            // about a packet that never left.
+            let why = why_not(&model, places, &src, dst, &why_opts).filter(|w| w.class() == "mtu");
+            (Some(r), why)
+        }
+        Ok(r) if r.received == 0 => {
+            // Something else may have answered for the address (ARP/NDP)
+            // and dropped the pings; else walk the path.
+            let refs: Vec<(Place, &std::fs::File)> =
+                places.iter().map(|(p, f)| (p.clone(), f)).collect();
+            let why = match nslab::probe::dup::after_probe(&model, &refs, &src, dst) {
+                Some(d) => Some(d),
+                None => why_not(&model, places, &src, dst, &why_opts),
             };
+            (Some(r), why)
+        }
+        Ok(r) => {
+            // Replies came; from the destination, or from another interface
+            // that answers for its address?
+            let refs: Vec<(Place, &std::fs::File)> =
+                places.iter().map(|(p, f)| (p.clone(), f)).collect();
+            let why = nslab::probe::dup::after_probe(&model, &refs, &src, dst);
+            duplicate = why.is_some();
             (Some(r), why)
         }
         Err(e) => {
@@ -136,13 +185,13 @@ pub fn run(a: Args) -> Result<i32> {
                     )
                 );
             }
-            (None, why_not(&rec, &model, &src, dst))
+            (None, why_not(&model, places, &src, dst, &why_opts))
         }
     };
-    let ok = report.as_ref().is_some_and(|r| r.received > 0);
+    let ok = report.as_ref().is_some_and(|r| r.received > 0) && !duplicate;
     if json {
         print_json(
-            &serde_json::json!({ "src": a.src, "dst": a.dst, "address": dst, "events": events, "report": report, "why_not": why }),
+            &serde_json::json!({ "src": a.src, "dst": a.dst, "address": dst, "size": opts.size, "dont_fragment": opts.dont_fragment, "events": events, "report": report, "why_not": why }),
         );
     } else {
         if let Some(r) = &report {
@@ -155,16 +204,24 @@ pub fn run(a: Args) -> Result<i32> {
     Ok(if ok { 0 } else { 1 })
 }
 
-fn why_not(
+/// The lab's places and their namespaces (those that can be opened).
+fn place_files(
     rec: &nslab::record::Record,
     model: &nslab::topology::Lab,
-    src: &nslab::topology::Place,
-    dst: std::net::IpAddr,
-) -> Option<nslab::probe::why::Reason> {
-    let files = nslab::probe::check::places(model)
+) -> Vec<(Place, std::fs::File)> {
+    nslab::probe::check::places(model)
         .into_iter()
         .filter_map(|p| nslab::lab::place_file(rec, &p).ok().map(|f| (p, f)))
-        .collect();
+        .collect()
+}
+
+fn why_not(
+    model: &nslab::topology::Lab,
+    files: Vec<(Place, std::fs::File)>,
+    src: &Place,
+    dst: std::net::IpAddr,
+    opts: &WhyOpts,
+) -> Option<Reason> {
     let mut cx = nslab::probe::why::Ctx::open(model, files).ok()?;
-    Some(cx.why_not(src, dst))
+    Some(cx.why_not_with(src, dst, opts))
 }

@@ -4,6 +4,7 @@ pub mod cgroup;
 pub mod conn;
 pub mod exec;
 pub mod msg;
+pub mod neigh;
 pub mod netlink;
 pub mod netns;
 pub mod nft;

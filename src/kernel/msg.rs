@@ -313,3 +313,11 @@ pub fn del_neigh(index: u32, addr: IpAddr) -> M {
         .push(NeighbourAttribute::Destination(addr.into()));
     M::DelNeighbour(m)
 }
+
+/// Dump every neighbour (ARP and NDP) entry of the namespace, like `ip neigh`.
+pub fn get_neighbours() -> M {
+    use netlink_packet_route::neighbour::NeighbourMessage;
+    // Family unspecified: the kernel dumps both tables. Strict checking wants
+    // every other header field zero, which the default is.
+    M::GetNeighbour(NeighbourMessage::default())
+}

@@ -2,8 +2,8 @@
 //! family), the file's expectations, and for every failure the reason the kernel
 //! gives along the path.
 
-use super::sweep::{Outcome, SweepOptions, sweep, sweep_window};
-use super::why::{Ctx, Reason};
+use super::sweep::{Outcome, SweepOptions, sweep, sweep_detailed, sweep_window};
+use super::why::{Ctx, Reason, WhyOpts};
 use crate::error::{Error, Result};
 use crate::lab;
 use crate::record::Record;
@@ -106,6 +106,23 @@ fn probe_from(file: &std::fs::File, dsts: &[IpAddr]) -> Vec<Outcome> {
     }
 }
 
+/// [`probe_from`] with `size` payload bytes sent with DF set (None: the
+/// default probe), and per address the send error that stood for a reply.
+fn probe_sized(
+    file: &std::fs::File,
+    dsts: &[IpAddr],
+    size: Option<usize>,
+) -> Vec<(Outcome, Option<String>)> {
+    let opts = SweepOptions {
+        size,
+        ..SweepOptions::default()
+    };
+    match crate::kernel::netns::run_in(file, || sweep_detailed(dsts, &opts)) {
+        Ok(v) => v,
+        Err(e) => vec![(Outcome::Error(format!("enter the namespace: {e}")), None); dsts.len()],
+    }
+}
+
 /// Send up to three echo requests (with growing timeouts) from a place; true
 /// if a reply came. A probe that could not run counts as no reply here; the
 /// matrix and expectations report those as errors.
@@ -144,6 +161,8 @@ pub struct ExpectResult {
     pub why: Option<Reason>,
     /// The probe itself failed.
     pub error: Option<String>,
+    /// `reach`/`no_reach` with `size`: the ICMP payload bytes sent (DF set).
+    pub size: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -750,21 +769,53 @@ fn admit(n: usize, idle: bool, b: &Budget, thresh: &[usize; 2]) -> usize {
 }
 
 /// A server started by `up` (`run:`) may need a moment: retry a refused
-/// connection for up to 3 seconds.
+/// connection for up to 3 seconds. Runs in the source's namespace. A refusal
+/// (or reset) from an on-link destination whose MAC in the neighbour table is
+/// not `expected`'s comes from another interface answering for its address:
+/// no retry helps, and the answering entry is returned beside the result.
 fn retry_refused<T>(
+    expected: Option<&super::dup::Expected>,
     mut f: impl FnMut() -> std::result::Result<T, super::ProbeError>,
-) -> std::result::Result<T, super::ProbeError> {
+) -> (
+    std::result::Result<T, super::ProbeError>,
+    Option<super::dup::Answered>,
+) {
     let t0 = std::time::Instant::now();
     loop {
-        match f() {
+        let r = f();
+        let refused = matches!(&r, Err(e) if matches!(e.errno(), Some(libc::ECONNREFUSED) | Some(libc::ECONNRESET)));
+        if refused
+            && let Some(exp) = expected
+            && let Some(a) = super::dup::answered_here(exp.address)
+            && a.mac != exp.mac
+        {
+            return (r, Some(a));
+        }
+        match r {
             Err(e)
                 if e.errno() == Some(libc::ECONNREFUSED)
                     && t0.elapsed() < Duration::from_secs(3) =>
             {
                 std::thread::sleep(Duration::from_millis(50))
             }
-            r => return r,
+            r => return (r, None),
         }
+    }
+}
+
+/// The duplicate-address reason for an answering neighbour entry.
+fn duplicate_of(
+    exp: Option<&super::dup::Expected>,
+    a: &super::dup::Answered,
+    places: &[(Place, &std::fs::File)],
+) -> Reason {
+    let imp = super::dup::impostor(places, &a.mac);
+    match exp.and_then(|e| super::dup::compare(e, a, imp)) {
+        Some(r) => r,
+        None => Reason::Unknown {
+            detail: "the destination's MAC changed while probing".into(),
+            checked: vec![],
+        },
     }
 }
 
@@ -794,7 +845,9 @@ fn run_expect<'a>(
         detail: String::new(),
         why: None,
         error: None,
+        size: None,
     };
+    let places: Vec<(Place, &std::fs::File)> = ps.iter().cloned().zip(files.iter()).collect();
     let names_internet = match &e.kind {
         ExpectKind::Reach { src, dst, .. } | ExpectKind::Tcp { src, dst, .. } => {
             src == "internet" || dst.split(':').next() == Some("internet")
@@ -813,12 +866,16 @@ fn run_expect<'a>(
             dst,
             family,
             reach,
+            size,
         } => {
             let fam = crate::topology::expect::expect_family(model, src, dst, *family)
                 .map_err(|m| Error::Usage(format!("expectation on line {}: {m}", e.line)))?;
             let (p, f) = src_file(src)?;
             let addrs = resolve_all(model, dst, fam)?;
-            let out = probe_from(f, &addrs);
+            res.size = *size;
+            let detailed = probe_sized(f, &addrs, *size);
+            let sends: Vec<Option<String>> = detailed.iter().map(|(_, s)| s.clone()).collect();
+            let out: Vec<Outcome> = detailed.into_iter().map(|(o, _)| o).collect();
             if let Some(err) = out.iter().find_map(|o| match o {
                 Outcome::Error(e) => Some(e.clone()),
                 _ => None,
@@ -847,24 +904,61 @@ fn run_expect<'a>(
                     .collect::<Vec<_>>()
                     .join(", ")
             };
+            let sized = size.map(|n| format!(", {n} bytes, DF")).unwrap_or_default();
             res.detail = if missing.is_empty() {
-                format!("{src} -> {dst} ({}): replies", list(&addrs))
+                format!("{src} -> {dst} ({}{sized}): replies", list(&addrs))
             } else if answered == 0 {
-                format!("{src} -> {dst} ({}): no reply", list(&addrs))
+                format!("{src} -> {dst} ({}{sized}): no reply", list(&addrs))
             } else {
                 format!(
-                    "{src} -> {dst} ({}): no reply from {}",
+                    "{src} -> {dst} ({}{sized}): no reply from {}",
                     list(&addrs),
                     list(&missing)
                 )
             };
-            if let Some(addr) = missing.first().copied()
+            // What the kernel said when it refused to send (the MTU), as it said it.
+            for (a, m) in addrs.iter().zip(&sends) {
+                if let Some(m) = m {
+                    res.detail.push_str(&format!(" ({a}: {m})"));
+                }
+            }
+            // A reply from an on-link destination may come from another
+            // interface that answers for its address (and an address that
+            // stays silent may have been answered for, at the ARP/NDP level,
+            // by one that drops pings): compare the MAC.
+            let replied = addrs
+                .iter()
+                .zip(&out)
+                .filter(|(_, o)| **o == Outcome::Reply);
+            let silent = addrs
+                .iter()
+                .zip(&out)
+                .zip(&sends)
+                .filter(|((_, o), m)| *reach && **o == Outcome::NoReply && m.is_none())
+                .map(|(x, _)| x);
+            let dup = replied
+                .chain(silent)
+                .find_map(|(a, _)| super::dup::after_probe(model, &places, &p, *a));
+            if let Some(d) = dup {
+                if *reach {
+                    res.ok = false;
+                }
+                res.detail.push_str(&format!(": {d}"));
+                res.why = Some(d);
+            } else if let Some(addr) = missing.first().copied()
                 && (*reach || answered == 0)
             {
                 if cx.is_none() {
                     *cx = Some(ctx(rec, model)?);
                 }
-                let why = cx.as_mut().expect("opened").why_not(&p, addr);
+                let why = cx.as_mut().expect("opened").why_not_with(
+                    &p,
+                    addr,
+                    &WhyOpts {
+                        size: *size,
+                        ..Default::default()
+                    },
+                );
                 res.detail.push_str(&format!(": {why}"));
                 res.why = Some(why);
             }
@@ -878,11 +972,14 @@ fn run_expect<'a>(
             let (_, f) = src_file(src)?;
             let addr = resolve(model, dst, 4).or_else(|_| resolve(model, dst, 6))?;
             let sa = SocketAddr::new(addr, *port);
-            let r = crate::kernel::netns::run_in(f, || {
-                retry_refused(|| super::tcp::tcp_connect(sa, Duration::from_secs(2)))
+            let exp = super::dup::expected(model, &places, addr);
+            let (r, dup) = crate::kernel::netns::run_in(f, || {
+                retry_refused(exp.as_ref(), || {
+                    super::tcp::tcp_connect(sa, Duration::from_secs(2))
+                })
             })
             .map_err(Error::io("enter namespace"))?;
-            res.ok = r.is_ok() == *open;
+            res.ok = r.is_ok() == *open && dup.is_none();
             res.detail = match r {
                 Ok(t) => format!(
                     "{src} -> {sa}: connected in {:.1} ms",
@@ -890,6 +987,11 @@ fn run_expect<'a>(
                 ),
                 Err(e) => format!("{src} -> {sa}: {e}"),
             };
+            if let Some(a) = dup {
+                let d = duplicate_of(exp.as_ref(), &a, &places);
+                res.detail.push_str(&format!(": {d}"));
+                res.why = Some(d);
+            }
         }
         ExpectKind::Http { src, url, status } => {
             let (_, f) = src_file(src)?;
@@ -909,8 +1011,12 @@ fn run_expect<'a>(
             let addr = resolve(model, host, 4).or_else(|_| resolve(model, host, 6))?;
             let sa = SocketAddr::new(addr, port);
             let (h, p) = (host.to_string(), path.to_string());
-            let r = crate::kernel::netns::run_in(f, move || {
-                retry_refused(|| super::http::http_get(sa, &h, &p, Duration::from_secs(5)))
+            let exp = super::dup::expected(model, &places, addr);
+            let e2 = exp.clone();
+            let (r, dup) = crate::kernel::netns::run_in(f, move || {
+                retry_refused(e2.as_ref(), || {
+                    super::http::http_get(sa, &h, &p, Duration::from_secs(5))
+                })
             })
             .map_err(Error::io("enter namespace"))?;
             match r {
@@ -919,6 +1025,12 @@ fn run_expect<'a>(
                     res.detail = format!("GET {url} from {src}: {} {}", resp.status, resp.reason);
                 }
                 Err(e) => res.detail = format!("GET {url} from {src}: {e}"),
+            }
+            if let Some(a) = dup {
+                let d = duplicate_of(exp.as_ref(), &a, &places);
+                res.ok = false;
+                res.detail.push_str(&format!(": {d}"));
+                res.why = Some(d);
             }
         }
     }

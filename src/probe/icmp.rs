@@ -61,6 +61,11 @@ pub struct PingOptions {
     pub source: Option<IpAddr>,
     /// TTL (IPv4) or unicast hop limit (IPv6), 1..=255.
     pub ttl: Option<u32>,
+    /// Never fragment (IP_PMTUDISC_DO / IPV6_DONTFRAG, as `ping -M do`): a
+    /// request larger than the path's MTU fails to send with "Message too
+    /// long", or draws "Frag needed" / "Packet too big" from a router. Off, the
+    /// kernel fragments what does not fit (its default).
+    pub dont_fragment: bool,
 }
 
 impl Default for PingOptions {
@@ -72,6 +77,7 @@ impl Default for PingOptions {
             size: 56,
             source: None,
             ttl: None,
+            dont_fragment: false,
         }
     }
 }
@@ -377,7 +383,12 @@ pub fn ping(
                     run.pending.insert(seq, sent_at);
                     run.order.push_back((seq, sent_at));
                 }
-                Err(e) if transmitted == 0 => return Err(e),
+                // The first send failing for want of a route is ping's
+                // "connect: Network is unreachable"; a packet the kernel will
+                // not send (too big for the MTU with DF set, a full or
+                // refusing queue) fails every request in turn, as iputils
+                // reports them.
+                Err(e) if transmitted == 0 && !is_local_send_error(&e) => return Err(e),
                 Err(e) => {
                     run.errors += 1;
                     on_event(&PingEvent::SendError {
@@ -552,8 +563,15 @@ fn check_options(dst: IpAddr, opts: &PingOptions) -> io::Result<()> {
     Ok(())
 }
 
+/// A send the local kernel refused for the packet itself rather than for want
+/// of a route: EMSGSIZE (larger than the MTU with DF set) and ENOBUFS (a queue
+/// that is full, or a veth whose far end's MTU is smaller drops it).
+pub fn is_local_send_error(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMSGSIZE) | Some(libc::ENOBUFS))
+}
+
 /// The io::Error text without the " (os error N)" suffix, as ping prints it.
-fn strip_os_error(e: &io::Error) -> String {
+pub(super) fn strip_os_error(e: &io::Error) -> String {
     let text = e.to_string();
     match text.find(" (os error") {
         Some(i) => text[..i].to_string(),
@@ -770,6 +788,15 @@ pub(super) fn open_socket(dst: IpAddr, opts: &PingOptions) -> io::Result<OwnedFd
             ];
             let mask: u32 = !pass.iter().fold(0u32, |m, &t| m | (1 << t));
             set_raw_opt(fd.as_fd(), libc::SOL_RAW, ICMP_FILTER, &mask)?;
+            if opts.dont_fragment {
+                let v: libc::c_int = libc::IP_PMTUDISC_DO;
+                set_raw_opt(fd.as_fd(), libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, &v)?;
+                // Without IP_RECVERR a raw socket's send hides ENOBUFS (the
+                // kernel returns 0: raw_sendmsg), which is how a veth whose
+                // far end has a smaller MTU drops the packet. iputils sets it
+                // too; `receive` empties the error queue it fills.
+                set_raw_opt(fd.as_fd(), libc::IPPROTO_IP, libc::IP_RECVERR, &1)?;
+            }
             if let Some(ttl) = opts.ttl {
                 socket::setsockopt(&fd, sockopt::Ipv4Ttl, &(ttl as libc::c_int))?;
             }
@@ -798,6 +825,12 @@ pub(super) fn open_socket(dst: IpAddr, opts: &PingOptions) -> io::Result<OwnedFd
                 filter[usize::from(t >> 5)] &= !(1u32 << (t & 31));
             }
             set_raw_opt(fd.as_fd(), libc::IPPROTO_ICMPV6, ICMP6_FILTER, &filter)?;
+            if opts.dont_fragment {
+                let v: libc::c_int = 1;
+                set_raw_opt(fd.as_fd(), libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, &v)?;
+                // As for IPv4: ENOBUFS is only reported with IPV6_RECVERR.
+                set_raw_opt(fd.as_fd(), libc::IPPROTO_IPV6, libc::IPV6_RECVERR, &v)?;
+            }
             // The hop limit of a reply is only known through a control message.
             socket::setsockopt(&fd, sockopt::Ipv6RecvHopLimit, &true)?;
             if let Some(ttl) = opts.ttl {
@@ -915,6 +948,11 @@ pub(super) fn receive(
         );
         let msg = match res {
             Ok(msg) => msg,
+            // With IP_RECVERR the kernel also queues each ICMP error (and
+            // each local "message too long") on the error queue, which keeps
+            // poll() reporting POLLERR until it is read. The ICMP packets
+            // themselves arrive on the socket as well, so the copies go.
+            Err(Errno::EAGAIN) if discard_error_queue(fd) => continue,
             Err(Errno::EAGAIN) => return Ok(None),
             Err(Errno::EINTR) => continue,
             Err(e) if is_async_icmp_errno(e) => continue,
@@ -943,6 +981,37 @@ pub(super) fn receive(
             from,
             hop_limit: hlim,
         }));
+    }
+}
+
+/// Read and drop what the socket's error queue holds; true if it held anything.
+fn discard_error_queue(fd: BorrowedFd<'_>) -> bool {
+    let mut any = false;
+    let mut buf = [0u8; 512];
+    let mut cmsg = [0u8; 256];
+    loop {
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: a zeroed msghdr is valid; it points at our live buffers.
+        let mut mh: libc::msghdr = unsafe { std::mem::zeroed() };
+        mh.msg_iov = &mut iov;
+        mh.msg_iovlen = 1;
+        mh.msg_control = cmsg.as_mut_ptr().cast();
+        mh.msg_controllen = cmsg.len() as _;
+        // SAFETY: recvmsg on our own fd with buffers that outlive the call.
+        let n = unsafe {
+            libc::recvmsg(
+                fd.as_raw_fd(),
+                &mut mh,
+                libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            return any;
+        }
+        any = true;
     }
 }
 

@@ -10,5 +10,6 @@ pub mod tcp;
 
 pub use tcp::ProbeError;
 pub mod check;
+pub mod dup;
 pub mod sweep;
 pub mod why;

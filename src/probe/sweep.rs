@@ -6,7 +6,7 @@
 
 use super::icmp::{
     Parsed, PingOptions, build_echo_request, make_payload, next_ident, open_socket, parse_v4,
-    parse_v6, receive, send_echo,
+    parse_v6, receive, send_echo, strip_os_error,
 };
 use serde::Serialize;
 use std::io;
@@ -29,6 +29,9 @@ pub struct SweepOptions {
     pub attempts: u32,
     /// Wait for replies of the first try; each retry waits twice as long.
     pub timeout: Duration,
+    /// ICMP payload bytes, sent with DF set (`reach: size:`); None: 56 bytes,
+    /// and the kernel may fragment.
+    pub size: Option<usize>,
 }
 
 impl Default for SweepOptions {
@@ -36,9 +39,13 @@ impl Default for SweepOptions {
         SweepOptions {
             attempts: 3,
             timeout: Duration::from_millis(250),
+            size: None,
         }
     }
 }
+
+/// Payload bytes of a probe without `size`.
+pub const DEFAULT_SIZE: usize = 56;
 
 /// Errors of a send that describe the network (no route, a router said no),
 /// not the probe.
@@ -58,6 +65,14 @@ fn network_errno(e: &io::Error) -> bool {
 /// One outcome per address, in order. See [`sweep_window`].
 pub fn sweep(dsts: &[IpAddr], opts: &SweepOptions) -> Vec<Outcome> {
     sweep_window(dsts, opts, usize::MAX, &mut |n, _| n, &mut |_| {})
+}
+
+/// [`sweep`], and per address the kernel's words for the last send that
+/// failed when the outcome is [`Outcome::NoReply`] (e.g. `sendmsg: Message
+/// too long` for a probe with `size` larger than the MTU).
+pub fn sweep_detailed(dsts: &[IpAddr], opts: &SweepOptions) -> Vec<(Outcome, Option<String>)> {
+    let (out, sends) = sweep_inner(dsts, opts, usize::MAX, &mut |n, _| n, &mut |_| {});
+    out.into_iter().zip(sends).collect()
 }
 
 /// Wait for a try: the first `timeout`, each retry twice as long.
@@ -90,15 +105,36 @@ pub fn sweep_window(
     before_start: &mut dyn FnMut(usize, bool) -> usize,
     done: &mut dyn FnMut(&[usize]),
 ) -> Vec<Outcome> {
+    sweep_inner(dsts, opts, window, before_start, done).0
+}
+
+fn sweep_inner(
+    dsts: &[IpAddr],
+    opts: &SweepOptions,
+    window: usize,
+    before_start: &mut dyn FnMut(usize, bool) -> usize,
+    done: &mut dyn FnMut(&[usize]),
+) -> (Vec<Outcome>, Vec<Option<String>>) {
     let attempts = opts.attempts.max(1);
     let window = window.max(1);
     let mut out = vec![Outcome::NoReply; dsts.len()];
     let mut socks: [Option<io::Result<OwnedFd>>; 2] = [None, None];
     let ident = next_ident();
-    let payload = make_payload(ident, 56);
+    let sized = opts.size.is_some();
+    let size = opts.size.unwrap_or(DEFAULT_SIZE);
+    let payload = make_payload(ident, size);
+    let ping_opts = PingOptions {
+        dont_fragment: sized,
+        ..PingOptions::default()
+    };
     let mut seq: u16 = 0;
-    let mut buf = vec![0u8; 4096];
+    // A reply carries the whole payload (and IPv4 its header); a bigger
+    // datagram than the buffer would be dropped as truncated.
+    let mut buf = vec![0u8; (size + 128).max(4096)];
     let mut last_err: Vec<Option<String>> = vec![None; dsts.len()];
+    // With `size`, a send the kernel refuses for the packet's size is the
+    // answer, not a broken probe: kept to be shown as it is.
+    let mut send_err: Vec<Option<String>> = vec![None; dsts.len()];
     let mut next = 0usize;
     let mut active: Vec<Active> = Vec::new();
     let mut finished: Vec<usize> = Vec::new();
@@ -106,10 +142,11 @@ pub fn sweep_window(
     let mut send = |a: &mut Active,
                     socks: &mut [Option<io::Result<OwnedFd>>; 2],
                     out: &mut Vec<Outcome>,
-                    last_err: &mut Vec<Option<String>>| {
+                    last_err: &mut Vec<Option<String>>,
+                    send_err: &mut Vec<Option<String>>| {
         let dst = dsts[a.idx];
         let fam = usize::from(dst.is_ipv6());
-        let sock = socks[fam].get_or_insert_with(|| open_socket(dst, &PingOptions::default()));
+        let sock = socks[fam].get_or_insert_with(|| open_socket(dst, &ping_opts));
         let fd = match sock {
             Ok(fd) => fd,
             Err(e) => {
@@ -123,6 +160,22 @@ pub fn sweep_window(
             Ok(()) => {
                 a.seqs.push(seq);
                 last_err[a.idx] = None;
+                send_err[a.idx] = None;
+            }
+            Err(e) if sized && e.raw_os_error() == Some(libc::EMSGSIZE) => {
+                // Larger than the MTU on the way out, DF set: no reply can
+                // come, and the next try fails alike.
+                last_err[a.idx] = None;
+                send_err[a.idx] = Some(format!("sendmsg: {}", strip_os_error(&e)));
+                a.deadline = Instant::now() + NO_ROUTE_RETRY;
+                a.tries += 1;
+                return true;
+            }
+            Err(e) if sized && e.raw_os_error() == Some(libc::ENOBUFS) => {
+                // A veth drops what does not fit its far end's MTU and the
+                // send reports ENOBUFS; tried again like any ENOBUFS, but if
+                // it persists it is the size's doing, not the probe's.
+                send_err[a.idx] = Some(format!("sendmsg: {}", strip_os_error(&e)));
             }
             Err(e) if network_errno(&e) => {
                 // No route: no reply can come, and no neighbour entry was
@@ -157,7 +210,7 @@ pub fn sweep_window(
                     seqs: Vec::new(),
                 };
                 next += 1;
-                if send(&mut a, &mut socks, &mut out, &mut last_err) {
+                if send(&mut a, &mut socks, &mut out, &mut last_err, &mut send_err) {
                     active.push(a);
                 } else {
                     finished.push(a.idx);
@@ -239,7 +292,7 @@ pub fn sweep_window(
                 continue;
             }
             if !answered && a.tries < attempts {
-                if !send(a, &mut socks, &mut out, &mut last_err) {
+                if !send(a, &mut socks, &mut out, &mut last_err, &mut send_err) {
                     finished.push(active.swap_remove(i).idx);
                     continue;
                 }
@@ -259,5 +312,10 @@ pub fn sweep_window(
             finished.clear();
         }
     }
-    out
+    for (o, e) in out.iter().zip(send_err.iter_mut()) {
+        if *o != Outcome::NoReply {
+            *e = None;
+        }
+    }
+    (out, send_err)
 }

@@ -3,6 +3,8 @@
 //! ```yaml
 //! expect:
 //!   - reach: green -> black          # ping (IPv4 unless `family: 6`)
+//!   - reach: green -> black
+//!     size: 1472                     # ICMP payload bytes (ping -s), DF set
 //!   - no_reach: green -> internet
 //!   - tcp: white -> black:800        # a TCP port accepts connections
 //!   - http: white -> http://black:800/
@@ -10,7 +12,7 @@
 //! ```
 
 use super::model::{Expect, ExpectKind, Lab, Place};
-use super::raw::{RawExpect, S};
+use super::raw::{RawExpect, S, Scalar};
 use serde_saphyr::Location;
 
 type Report<'a> = dyn FnMut(&Location, String, String) + 'a;
@@ -157,6 +159,31 @@ pub fn expect_family(lab: &Lab, src: &str, dst: &str, family: Option<u8>) -> Res
     ))
 }
 
+/// Largest ICMP payload of one IPv4 datagram (65535 - 20 - 8), as `ping -s`.
+pub const MAX_SIZE_V4: usize = 65507;
+/// Largest ICMPv6 payload of one IPv6 packet without jumbograms (65535 - 8).
+pub const MAX_SIZE_V6: usize = 65527;
+
+/// The `size:` of a reach expectation of family `family`, or what is wrong with it.
+pub fn parse_size(v: &Scalar, family: u8) -> Result<usize, String> {
+    let max = if family == 6 {
+        MAX_SIZE_V6
+    } else {
+        MAX_SIZE_V4
+    };
+    let range = format!(
+        "ICMP payload bytes (as `ping -s`) from 0 to {max} for IPv{family}, without quotes"
+    );
+    match v {
+        Scalar::Unsigned(n) if *n <= max as u64 => Ok(*n as usize),
+        Scalar::Unsigned(n) => Err(format!("size {n} is out of range: give {range}")),
+        Scalar::Signed(n) => Err(format!("size {n} is out of range: give {range}")),
+        Scalar::Float(x) => Err(format!("size {x} is not a whole number: give {range}")),
+        Scalar::Bool(b) => Err(format!("size {b} is not a number: give {range}")),
+        Scalar::Text(t) => Err(format!("size {t:?} is not a number: give {range}")),
+    }
+}
+
 fn split_arrow(s: &str) -> Option<(String, String)> {
     let (a, b) = s.split_once("->")?;
     let a = a.trim().trim_end_matches('!').trim();
@@ -227,16 +254,46 @@ pub fn parse_expects(report: &mut Report, raw: &[S<RawExpect>], lab: &Lab) -> Ve
                     report(&text.referenced, f, p);
                     continue;
                 }
-                if let Err(p) = expect_family(lab, &src, &dst, family) {
-                    report(&text.referenced, f, p);
-                    continue;
-                }
+                let fam = match expect_family(lab, &src, &dst, family) {
+                    Ok(f) => f,
+                    Err(p) => {
+                        report(&text.referenced, f, p);
+                        continue;
+                    }
+                };
+                let size = match &r.size {
+                    None => None,
+                    Some(s) => match parse_size(&s.value, fam) {
+                        Ok(n) => Some(n),
+                        Err(m) => {
+                            report(
+                                &s.referenced,
+                                format!("{field}.size"),
+                                format!("{kind}: {}: {m}", text.value.trim()),
+                            );
+                            continue;
+                        }
+                    },
+                };
                 ExpectKind::Reach {
                     src: src.clone(),
                     dst: dst.clone(),
                     family,
                     reach: kind == "reach",
+                    size,
                 }
+            }
+            "tcp" | "http" if r.size.is_some() => {
+                let at = r.size.as_ref().map(|s| &s.referenced).unwrap_or(l);
+                report(
+                    at,
+                    format!("{field}.size"),
+                    format!(
+                        "{kind}: {}: `size` applies to `reach` and `no_reach` (ping) only",
+                        text.value.trim()
+                    ),
+                );
+                continue;
             }
             "tcp" => {
                 let Some((host, port)) = dst
@@ -278,10 +335,12 @@ pub fn parse_expects(report: &mut Report, raw: &[S<RawExpect>], lab: &Lab) -> Ve
                 }
             }
         };
-        let name = r
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("{kind}: {}", text.value.trim()));
+        let name = r.name.clone().unwrap_or_else(|| match &k {
+            ExpectKind::Reach { size: Some(n), .. } => {
+                format!("{kind}: {} (size {n})", text.value.trim())
+            }
+            _ => format!("{kind}: {}", text.value.trim()),
+        });
         out.push(Expect {
             name,
             kind: k,

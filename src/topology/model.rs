@@ -193,6 +193,10 @@ pub enum ExpectKind {
         dst: String,
         family: Option<u8>,
         reach: bool,
+        /// ICMP payload bytes (as `ping -s`), sent with DF set; None: the
+        /// default 56 bytes, fragmentation allowed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size: Option<usize>,
     },
     Tcp {
         src: String,

@@ -149,6 +149,50 @@ pub struct RawExpect {
     pub family: Option<S<String>>,
     #[serde(default)]
     pub name: Option<String>,
+    /// `reach`/`no_reach`: ICMP payload bytes (as `ping -s`), sent with DF set.
+    /// Any scalar is taken here and judged by validation, so the error names
+    /// the expectation.
+    #[serde(default)]
+    pub size: Option<S<Scalar>>,
+}
+
+/// A YAML scalar as it was typed, for fields whose mistakes validation words
+/// itself (a number out of range, a quoted number, text).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar {
+    Unsigned(u64),
+    Signed(i64),
+    Float(f64),
+    Bool(bool),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar::Unsigned(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar::Signed(v))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar::Float(v))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar::Bool(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A number or boolean exactly as YAML types it: `mtu: "1500"` or

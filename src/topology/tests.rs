@@ -357,6 +357,73 @@ fn expectations_parse_and_check_names() {
     assert!(parse(&format!("{base}expect:\n  - reach: internet -> a\n")).is_ok());
 }
 
+#[test]
+fn reach_size_is_parsed_and_checked_against_the_family() {
+    let base = "name: x\nnodes:\n  a: { interfaces: { e: { address: 10.0.0.1/24 } } }\n  b: { interfaces: { e: { address: 10.0.0.2/24 } } }\nlinks: [[a:e, b:e]]\n";
+    let lab = parse(&format!(
+        "{base}expect:\n  - reach: a -> b\n    size: 8000\n  - no_reach: a -> b\n    size: 0\n  - reach: a -> b\n"
+    ))
+    .unwrap();
+    assert!(matches!(
+        &lab.expect[0].kind,
+        ExpectKind::Reach {
+            size: Some(8000),
+            reach: true,
+            ..
+        }
+    ));
+    assert_eq!(lab.expect[0].name, "reach: a -> b (size 8000)");
+    assert!(matches!(
+        &lab.expect[1].kind,
+        ExpectKind::Reach { size: Some(0), .. }
+    ));
+    assert!(matches!(
+        &lab.expect[2].kind,
+        ExpectKind::Reach { size: None, .. }
+    ));
+    assert_eq!(lab.expect[2].name, "reach: a -> b");
+    // Out of range, negative, fractional, quoted, text: each names the expectation.
+    for (v, words) in [
+        ("65508", "size 65508 is out of range"),
+        ("-1", "size -1 is out of range"),
+        ("1.5", "size 1.5 is not a whole number"),
+        ("\"8000\"", "size \"8000\" is not a number"),
+        ("big", "size \"big\" is not a number"),
+        ("true", "size true is not a number"),
+    ] {
+        let (line, field, msg) = issue(&format!(
+            "{base}expect:\n  - reach: a -> b\n  - reach: b -> a\n    size: {v}\n"
+        ));
+        assert_eq!((line, field.as_str()), (9, "expect[1].size"), "{v}: {msg}");
+        assert!(msg.starts_with("reach: b -> a: "), "{v}: {msg}");
+        assert!(
+            msg.contains(words) && msg.contains("0 to 65507"),
+            "{v}: {msg}"
+        );
+    }
+    // The IPv6 limit is the IPv6 one.
+    let v6 = "name: x\nnodes:\n  a: { interfaces: { e: { address: fd00::1/64 } } }\n  b: { interfaces: { e: { address: fd00::2/64 } } }\nlinks: [[a:e, b:e]]\n";
+    assert!(
+        parse(&format!(
+            "{v6}expect:\n  - reach: a -> b\n    size: 65527\n"
+        ))
+        .is_ok()
+    );
+    let (_, _, msg) = issue(&format!(
+        "{v6}expect:\n  - reach: a -> b\n    size: 65528\n"
+    ));
+    assert!(msg.contains("0 to 65527 for IPv6"), "{msg}");
+    // Only pings have a size.
+    let (_, field, msg) = issue(&format!(
+        "{base}expect:\n  - tcp: a -> b:80\n    size: 100\n"
+    ));
+    assert_eq!(field, "expect[0].size");
+    assert!(
+        msg.contains("`size` applies to `reach` and `no_reach`"),
+        "{msg}"
+    );
+}
+
 mod hardening {
     use super::*;
     use proptest::prelude::*;
