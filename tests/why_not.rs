@@ -409,6 +409,26 @@ fn judge_nft_rule(e: &Value, handle: u64) {
     assert_control_not_named(e, &["ctl", "ctlfwd", "r1"]);
 }
 
+/// 4b. A firewall that drops only TCP: ping gets through, so only a traced
+/// connection finds the rule. Control: a rule dropping another port on r1.
+#[test]
+fn nftables_rule_dropping_only_tcp_is_found_by_a_traced_connection() {
+    let l = Lab::up("wn4t", "y", Y, "tcp: ann -> bob:9");
+    l.exec(
+        "r1",
+        "nft add table inet ctl \\; add chain inet ctl ctlfwd '{ type filter hook forward priority 0; }' \\; add rule inet ctl ctlfwd tcp dport 7 drop",
+    );
+    l.exec(
+        "bob",
+        "nft add table inet f \\; add chain inet f input '{ type filter hook input priority 0; }' \\; add rule inet f input tcp dport 9 drop",
+    );
+    // Witness: ICMP still passes, so the walk alone finds nothing wrong.
+    l.assert_reaches("ann", BOB, "", "with bob dropping tcp port 9");
+    let handle = rule_handle(&l, "bob", "inet", "f", "input");
+    let e = l.check_fails();
+    judge_nft_rule(&e, handle);
+}
+
 // 5. ------------------------------------------------------------------------
 
 /// ann - r1 - bob; bob also on a cable to r2; cy off r1 with no routes at all.

@@ -969,7 +969,7 @@ fn run_expect<'a>(
             port,
             open,
         } => {
-            let (_, f) = src_file(src)?;
+            let (p, f) = src_file(src)?;
             let addr = resolve(model, dst, 4).or_else(|_| resolve(model, dst, 6))?;
             let sa = SocketAddr::new(addr, *port);
             let exp = super::dup::expected(model, &places, addr);
@@ -980,7 +980,7 @@ fn run_expect<'a>(
             })
             .map_err(Error::io("enter namespace"))?;
             res.ok = r.is_ok() == *open && dup.is_none();
-            res.detail = match r {
+            res.detail = match &r {
                 Ok(t) => format!(
                     "{src} -> {sa}: connected in {:.1} ms",
                     t.as_secs_f64() * 1000.0
@@ -991,6 +991,22 @@ fn run_expect<'a>(
                 let d = duplicate_of(exp.as_ref(), &a, &places);
                 res.detail.push_str(&format!(": {d}"));
                 res.why = Some(d);
+            } else if let Err(e) = &r
+                && *open
+                && e.kind() != "refused"
+            {
+                // Nothing answered: the same walk as for ping, and a traced
+                // connection to find a firewall that drops only TCP.
+                if cx.is_none() {
+                    *cx = Some(ctx(rec, model)?);
+                }
+                let opts = WhyOpts {
+                    tcp_port: Some(*port),
+                    ..Default::default()
+                };
+                let why = cx.as_mut().expect("opened").why_not_with(&p, addr, &opts);
+                res.detail.push_str(&format!(": {why}"));
+                res.why = Some(why);
             }
         }
         ExpectKind::Http { src, url, status } => {
