@@ -320,6 +320,29 @@ fn bridge_port_down_on_the_destination_side() {
     judge_bridge_port_down(&e);
 }
 
+/// A neighbour that has the address but does not answer ARP (arp_ignore=8:
+/// never reply for local addresses): the failed probe leaves green's entry
+/// unresolved, and the walk names black as the silent holder. Control: white
+/// does not answer ARP either, off the path.
+#[test]
+fn a_holder_that_does_not_answer_arp() {
+    let text = example_text("objective2-bridge.yaml");
+    let l = Lab::up("wn3n", "objective2", &text, "reach: green -> black");
+    l.exec("white", "sysctl -qw net.ipv4.conf.wveth.arp_ignore=8");
+    l.assert_reaches("green", BLACK, "", "with white silent on ARP");
+    l.exec("black", "sysctl -qw net.ipv4.conf.bveth.arp_ignore=8");
+    l.exec("green", "ip neigh flush dev gveth");
+    l.assert_fails("green", BLACK, "", "with black silent on ARP");
+    let e = l.check_fails();
+    assert_reason(&e, "no_neighbour", "green");
+    assert_eq!(e["why"]["holder"], "black:bveth", "{e:#}");
+    assert!(
+        ["incomplete", "failed"].contains(&e["why"]["state"].as_str().unwrap_or("")),
+        "{e:#}"
+    );
+    assert_control_not_named(&e, &["white", "wveth"]);
+}
+
 /// `state` says why the port does not forward; the contract does not fix its
 /// words (the port's link is "down", its STP state "disabled"), only that it
 /// is not "forwarding".
@@ -1265,6 +1288,8 @@ fn the_assertions_accept_the_right_answers_and_reject_wrong_ones() {
             at: st("bob"),
             next_hop: ip("10.0.1.2"),
             interface: st("bw"),
+            holder: None,
+            state: None,
         },
     ));
     judge_nat(&answer(

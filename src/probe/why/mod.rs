@@ -55,6 +55,10 @@ pub enum Reason {
         at: String,
         next_hop: IpAddr,
         interface: String,
+        /// When a place on the link has the address but its ARP/ND answer
+        /// never came: that place and interface, and the neighbour entry's state.
+        holder: Option<String>,
+        state: Option<String>,
     },
     /// A hop that must forward does not.
     NotForwarding { at: String, kind: PlaceKind },
@@ -215,10 +219,19 @@ impl std::fmt::Display for Reason {
                 at,
                 next_hop,
                 interface,
-            } => write!(
-                f,
-                "no neighbour answers for {next_hop} on {interface} in {at}: nothing on that link has this address (a wrong gateway?)"
-            ),
+                holder,
+                state,
+            } => match holder {
+                Some(h) => write!(
+                    f,
+                    "no neighbour answers for {next_hop} on {interface} in {at}: {h} has the address but does not answer ARP/ND (the neighbour entry is {})",
+                    state.as_deref().unwrap_or("unresolved")
+                ),
+                None => write!(
+                    f,
+                    "no neighbour answers for {next_hop} on {interface} in {at}: nothing on that link has this address (a wrong gateway?)"
+                ),
+            },
             Reason::NotForwarding { at, kind } => match kind {
                 PlaceKind::Node => write!(
                     f,

@@ -301,6 +301,16 @@ impl<'a> Ctx<'a> {
             .any(|a| !st.addrs_of(l.index).any(|x| x.addr() == a.addr()))
     }
 
+    /// The state of the neighbour entry of `next_hop` on `oif` in `i` when
+    /// resolution is failing (INCOMPLETE or FAILED).
+    fn unresolved(&mut self, i: usize, oif: u32, next_hop: IpAddr) -> Option<String> {
+        use crate::kernel::neigh;
+        let all = neigh::neighbours(&mut self.places[i].conn.nl).ok()?;
+        let e = all.iter().find(|n| n.index == oif && n.dst == next_hop)?;
+        (e.state & (neigh::NUD_INCOMPLETE | neigh::NUD_FAILED) != 0)
+            .then(|| e.state_name().to_lowercase())
+    }
+
     /// The place and interface the file gives address `a` to.
     fn declared_holder(&self, a: IpAddr) -> Option<(usize, String)> {
         (0..self.places.len()).find_map(|i| {
@@ -824,9 +834,22 @@ impl<'a> Ctx<'a> {
                     at: self.name(here),
                     next_hop,
                     interface: ifname,
+                    holder: None,
+                    state: None,
                 });
             };
             self.cross(here, &ifname, o, &inn, size)?;
+            // The holder is there, but did it answer? The entry the failed probe
+            // left says (the matrix flushes its entries; then there is none).
+            if let Some(state) = self.unresolved(here, oif, next_hop) {
+                return Err(Reason::NoNeighbour {
+                    at: self.name(here),
+                    next_hop,
+                    interface: ifname,
+                    holder: Some(format!("{}:{inn}", self.name(o))),
+                    state: Some(state),
+                });
+            }
             iif = self.link(o, &inn).map(|l| l.index);
             here = o;
         }
