@@ -4,8 +4,9 @@
 use crate::capture::engine::{self, Options as CapOpts};
 use crate::error::{Error, Result};
 use crate::lab;
-use crate::probe::http::{self, Content, Server};
+use crate::probe::http;
 use crate::probe::icmp::{self, PingOptions};
+use crate::serve::{Content, Server};
 use crate::topology::{self, Place};
 use serde::Serialize;
 use std::net::{IpAddr, SocketAddr};

@@ -18,6 +18,7 @@ pub mod plan;
 pub mod probe;
 pub mod programs;
 pub mod record;
+pub mod serve;
 pub mod signals;
 pub mod status;
 pub mod timing;

@@ -13,9 +13,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sched::{CloneFlags, setns};
-use nslab::probe::http::{self, Content, Server};
+use nslab::probe::http;
 use nslab::probe::icmp::{self, IcmpErrorKind, PingEvent, PingOptions};
 use nslab::probe::tcp;
+use nslab::serve::{Content, Server};
 
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()

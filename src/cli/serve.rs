@@ -1,6 +1,6 @@
 use super::LabSel;
 use nslab::error::{Error, Result};
-use nslab::probe::http::{Content, Server};
+use nslab::serve::{Content, Server};
 use std::net::{IpAddr, SocketAddr};
 
 /// Run a small web server inside a node.

@@ -601,8 +601,8 @@ fn write_pictures() {
 #[test]
 fn html_label_text_escapes_and_breaks_lines() {
     assert_eq!(
-        super::html("a'b\"<&>\r\nc"),
+        super::dot::html("a'b\"<&>\r\nc"),
         "a&apos;b&quot;&lt;&amp;&gt;<BR/>c"
     );
-    assert_eq!(super::html(""), "");
+    assert_eq!(super::dot::html(""), "");
 }

@@ -158,7 +158,7 @@ pub fn commands(op: &Op) -> Vec<String> {
                 .map(crate::kernel::nft::Masquerade::from)
                 .collect();
             let mark = crate::topology::mark_for(table.strip_prefix("nslab-").unwrap_or(table));
-            let cmds = crate::kernel::nft::explain_nat_table(table, &mark, &rules);
+            let cmds = super::nft_text::explain_nat_table(table, &mark, &rules);
             cmds.into_iter()
                 .map(|c| {
                     if ns == HOST {
@@ -170,7 +170,7 @@ pub fn commands(op: &Op) -> Vec<String> {
                 .collect()
         }
         Op::DeleteNat { ns, table } => {
-            let c = crate::kernel::nft::explain_delete_table(table);
+            let c = super::nft_text::explain_delete_table(table);
             vec![if ns == HOST {
                 c
             } else {

@@ -2,6 +2,7 @@
 //! an ordered list of [`Op`]. Pure: no syscalls, so it is unit-tested without root.
 
 pub mod explain;
+pub mod nft_text;
 
 use crate::kernel::observe::{NsState, ObsLink};
 use crate::topology::*;
