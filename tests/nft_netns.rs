@@ -16,8 +16,8 @@ use std::process::Command;
 use ipnet::Ipv4Net;
 use nslab::kernel::nft::{
     BaseChainInfo, Family, Hook, Masquerade, NftError, NftSocket, OutMatch, TableInfo,
-    explain_delete_table, explain_nat_table,
 };
+use nslab::plan::nft_text::{explain_delete_table, explain_nat_table};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------

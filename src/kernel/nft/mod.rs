@@ -35,7 +35,6 @@ pub use socket::{NftSocket, socket_in};
 pub use trace::{TraceEvent, parse_trace_events, read_trace_events, trace_listener};
 // The `nft` command text of `plan --explain` lives with the planner; these are
 // its old paths.
-pub use crate::plan::nft_text::{explain_delete_table, explain_nat_table};
 
 /// Name of the one chain of a NAT table.
 pub const NAT_CHAIN: &str = "postrouting";
