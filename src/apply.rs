@@ -131,22 +131,47 @@ fn phase(op: &Op) -> &'static str {
         o if o.is_file_op() => "files",
         o if nl_op(o) && o.ns() == HOST => "netlink in the host",
         o if nl_op(o) => "netlink in the lab's namespaces",
-        _ => "nat and sysctls",
+        Op::Sysctl { .. }
+        | Op::SetNat { .. }
+        | Op::DeleteNat { .. }
+        | Op::CreateBridge { .. }
+        | Op::CreateVeth { .. }
+        | Op::DeleteLink { .. }
+        | Op::SetLink { .. }
+        | Op::AddAddr { .. }
+        | Op::DelAddr { .. }
+        | Op::AddRoute { .. }
+        | Op::DelRoute { .. }
+        | Op::WriteLabHosts { .. }
+        | Op::LinkHosts { .. }
+        | Op::RemoveEtc { .. }
+        | Op::WriteLabResolv { .. }
+        | Op::LinkResolv { .. } => "nat and sysctls",
     }
 }
 
+/// An op sent as an rtnetlink request (batched per namespace).
 fn nl_op(op: &Op) -> bool {
-    matches!(
-        op,
+    match op {
         Op::CreateBridge { .. }
-            | Op::CreateVeth { .. }
-            | Op::DeleteLink { .. }
-            | Op::SetLink { .. }
-            | Op::AddAddr { .. }
-            | Op::DelAddr { .. }
-            | Op::AddRoute { .. }
-            | Op::DelRoute { .. }
-    )
+        | Op::CreateVeth { .. }
+        | Op::DeleteLink { .. }
+        | Op::SetLink { .. }
+        | Op::AddAddr { .. }
+        | Op::DelAddr { .. }
+        | Op::AddRoute { .. }
+        | Op::DelRoute { .. } => true,
+        Op::CreateNs { .. }
+        | Op::DeleteNs { .. }
+        | Op::Sysctl { .. }
+        | Op::SetNat { .. }
+        | Op::DeleteNat { .. }
+        | Op::WriteLabHosts { .. }
+        | Op::LinkHosts { .. }
+        | Op::RemoveEtc { .. }
+        | Op::WriteLabResolv { .. }
+        | Op::LinkResolv { .. } => false,
+    }
 }
 
 pub fn apply(
@@ -205,7 +230,22 @@ fn hosts_op(op: &Op) -> Result<(), ApplyError> {
             let dir = std::path::Path::new("/etc/netns").join(ns);
             std::fs::create_dir_all(&dir).and_then(|_| link_etc(&dir.join("hosts"), target))
         }
-        _ => Ok(()),
+        Op::CreateNs { .. }
+        | Op::DeleteNs { .. }
+        | Op::Sysctl { .. }
+        | Op::CreateBridge { .. }
+        | Op::CreateVeth { .. }
+        | Op::DeleteLink { .. }
+        | Op::SetLink { .. }
+        | Op::AddAddr { .. }
+        | Op::DelAddr { .. }
+        | Op::AddRoute { .. }
+        | Op::DelRoute { .. }
+        | Op::SetNat { .. }
+        | Op::DeleteNat { .. }
+        | Op::RemoveEtc { .. }
+        | Op::WriteLabResolv { .. }
+        | Op::LinkResolv { .. } => Ok(()),
     };
     r.map_err(|e| ApplyError::Io {
         step: op.to_string(),
@@ -228,7 +268,22 @@ fn resolv_op(op: &Op) -> Result<(), ApplyError> {
             let dir = std::path::Path::new("/etc/netns").join(ns);
             std::fs::create_dir_all(&dir).and_then(|_| link_etc(&dir.join("resolv.conf"), target))
         }
-        _ => Ok(()),
+        Op::CreateNs { .. }
+        | Op::DeleteNs { .. }
+        | Op::Sysctl { .. }
+        | Op::CreateBridge { .. }
+        | Op::CreateVeth { .. }
+        | Op::DeleteLink { .. }
+        | Op::SetLink { .. }
+        | Op::AddAddr { .. }
+        | Op::DelAddr { .. }
+        | Op::AddRoute { .. }
+        | Op::DelRoute { .. }
+        | Op::SetNat { .. }
+        | Op::DeleteNat { .. }
+        | Op::RemoveEtc { .. }
+        | Op::WriteLabHosts { .. }
+        | Op::LinkHosts { .. } => Ok(()),
     };
     r.map_err(|e| ApplyError::Io {
         step: op.to_string(),
@@ -392,7 +447,16 @@ fn apply_ops(
                 })?;
                 i += 1;
             }
-            _ if !k.hooked() && nl_op(op) && op.ns() != HOST && local(op) => {
+            Op::CreateBridge { .. }
+            | Op::CreateVeth { .. }
+            | Op::DeleteLink { .. }
+            | Op::SetLink { .. }
+            | Op::AddAddr { .. }
+            | Op::DelAddr { .. }
+            | Op::AddRoute { .. }
+            | Op::DelRoute { .. }
+                if !k.hooked() && op.ns() != HOST && local(op) =>
+            {
                 // A run of namespaces that each need only themselves (their links
                 // exist): configure them side by side on a few threads.
                 let mut j = i;
@@ -402,7 +466,14 @@ fn apply_ops(
                 run_parallel(k, &ops[i..j])?;
                 i = j;
             }
-            _ => {
+            Op::CreateBridge { .. }
+            | Op::CreateVeth { .. }
+            | Op::DeleteLink { .. }
+            | Op::SetLink { .. }
+            | Op::AddAddr { .. }
+            | Op::DelAddr { .. }
+            | Op::AddRoute { .. }
+            | Op::DelRoute { .. } => {
                 let ns = op.ns().to_string();
                 let mut j = i;
                 while j < ops.len() && nl_op(&ops[j]) && ops[j].ns() == ns {
@@ -414,7 +485,22 @@ fn apply_ops(
                         .filter_map(|o| match o {
                             Op::CreateBridge { name, mac, .. } => Some((name.clone(), Some(*mac))),
                             Op::CreateVeth { a, .. } => Some((a.name.clone(), None)),
-                            _ => None,
+                            Op::CreateNs { .. }
+                            | Op::DeleteNs { .. }
+                            | Op::Sysctl { .. }
+                            | Op::DeleteLink { .. }
+                            | Op::SetLink { .. }
+                            | Op::AddAddr { .. }
+                            | Op::DelAddr { .. }
+                            | Op::AddRoute { .. }
+                            | Op::DelRoute { .. }
+                            | Op::SetNat { .. }
+                            | Op::DeleteNat { .. }
+                            | Op::WriteLabHosts { .. }
+                            | Op::LinkHosts { .. }
+                            | Op::RemoveEtc { .. }
+                            | Op::WriteLabResolv { .. }
+                            | Op::LinkResolv { .. } => None,
                         })
                         .collect();
                     if !names.is_empty() {
@@ -439,7 +525,21 @@ fn already_gone(op: &Op, e: &NlError) -> bool {
         Op::DeleteLink { .. } => e.errno == libc::ENODEV,
         Op::DelAddr { .. } => matches!(e.errno, libc::EADDRNOTAVAIL | libc::ENODEV),
         Op::DelRoute { .. } => matches!(e.errno, libc::ESRCH | libc::ENODEV),
-        _ => false,
+        Op::CreateNs { .. }
+        | Op::DeleteNs { .. }
+        | Op::Sysctl { .. }
+        | Op::CreateBridge { .. }
+        | Op::CreateVeth { .. }
+        | Op::SetLink { .. }
+        | Op::AddAddr { .. }
+        | Op::AddRoute { .. }
+        | Op::SetNat { .. }
+        | Op::DeleteNat { .. }
+        | Op::WriteLabHosts { .. }
+        | Op::LinkHosts { .. }
+        | Op::RemoveEtc { .. }
+        | Op::WriteLabResolv { .. }
+        | Op::LinkResolv { .. } => false,
     }
 }
 
@@ -733,7 +833,23 @@ fn build(k: &mut Kernel, ns: &str, op: &Op) -> Result<Option<Req>, ApplyError> {
                 what,
             }
         }
-        _ => return build_local(k.conn(ns)?, op),
+        Op::CreateBridge { .. }
+        | Op::DeleteLink { .. }
+        | Op::SetLink { .. }
+        | Op::AddAddr { .. }
+        | Op::DelAddr { .. }
+        | Op::AddRoute { .. }
+        | Op::DelRoute { .. }
+        | Op::CreateNs { .. }
+        | Op::DeleteNs { .. }
+        | Op::Sysctl { .. }
+        | Op::SetNat { .. }
+        | Op::DeleteNat { .. }
+        | Op::WriteLabHosts { .. }
+        | Op::LinkHosts { .. }
+        | Op::RemoveEtc { .. }
+        | Op::WriteLabResolv { .. }
+        | Op::LinkResolv { .. } => return build_local(k.conn(ns)?, op),
     }))
 }
 
@@ -829,6 +945,18 @@ fn build_local(c: &mut Conn, op: &Op) -> Result<Option<Req>, ApplyError> {
                 }
             }
         }
-        _ => return Ok(None),
+        // Not rtnetlink requests built here (apply_ops routes them elsewhere;
+        // CreateVeth needs the peer's namespace and goes through `build`).
+        Op::CreateVeth { .. }
+        | Op::CreateNs { .. }
+        | Op::DeleteNs { .. }
+        | Op::Sysctl { .. }
+        | Op::SetNat { .. }
+        | Op::DeleteNat { .. }
+        | Op::WriteLabHosts { .. }
+        | Op::LinkHosts { .. }
+        | Op::RemoveEtc { .. }
+        | Op::WriteLabResolv { .. }
+        | Op::LinkResolv { .. } => return Ok(None),
     }))
 }

@@ -157,14 +157,26 @@ impl Op {
 
     /// Ops that only touch files, not the kernel's network state.
     pub fn is_file_op(&self) -> bool {
-        matches!(
-            self,
+        match self {
             Op::WriteLabHosts { .. }
-                | Op::LinkHosts { .. }
-                | Op::RemoveEtc { .. }
-                | Op::WriteLabResolv { .. }
-                | Op::LinkResolv { .. }
-        )
+            | Op::LinkHosts { .. }
+            | Op::RemoveEtc { .. }
+            | Op::WriteLabResolv { .. }
+            | Op::LinkResolv { .. } => true,
+            Op::CreateNs { .. }
+            | Op::DeleteNs { .. }
+            | Op::Sysctl { .. }
+            | Op::CreateBridge { .. }
+            | Op::CreateVeth { .. }
+            | Op::DeleteLink { .. }
+            | Op::SetLink { .. }
+            | Op::AddAddr { .. }
+            | Op::DelAddr { .. }
+            | Op::AddRoute { .. }
+            | Op::DelRoute { .. }
+            | Op::SetNat { .. }
+            | Op::DeleteNat { .. } => false,
+        }
     }
 }
 
@@ -1028,7 +1040,20 @@ pub fn plan_up(
         Op::DelAddr { .. } => 1,
         Op::DeleteLink { .. } => 2,
         Op::DeleteNat { .. } => 3,
-        _ => 4,
+        Op::CreateNs { .. }
+        | Op::DeleteNs { .. }
+        | Op::Sysctl { .. }
+        | Op::CreateBridge { .. }
+        | Op::CreateVeth { .. }
+        | Op::SetLink { .. }
+        | Op::AddAddr { .. }
+        | Op::AddRoute { .. }
+        | Op::SetNat { .. }
+        | Op::WriteLabHosts { .. }
+        | Op::LinkHosts { .. }
+        | Op::RemoveEtc { .. }
+        | Op::WriteLabResolv { .. }
+        | Op::LinkResolv { .. } => 4,
     };
     dels.sort_by_key(rank);
     dels.dedup();
