@@ -64,12 +64,7 @@ pub fn place(
     model: &nslab::topology::Lab,
     name: &str,
 ) -> nslab::error::Result<nslab::topology::Place> {
-    nslab::lab::parse_place(model, name).ok_or_else(|| {
-        nslab::error::Error::Usage(format!(
-            "{name:?} is not a node, `host` or `internet` of lab {}",
-            model.name
-        ))
-    })
+    nslab::lab::places::place(model, name)
 }
 
 impl LabSel {

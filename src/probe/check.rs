@@ -5,7 +5,7 @@
 use super::sweep::{Outcome, SweepOptions, sweep, sweep_detailed, sweep_window};
 use super::why::{Ctx, Reason, WhyOpts};
 use crate::error::{Error, Result};
-use crate::lab;
+use crate::lab::{self, places, places::Endpoint};
 use crate::record::Record;
 use crate::topology::{Expect, ExpectKind, Lab, Place};
 use crate::util::xml;
@@ -36,39 +36,34 @@ pub fn places(model: &Lab) -> Vec<Place> {
 /// addresses of a node (or of `NODE:IF`), of `host`, of the `internet`, of a
 /// bridge, or the IP given.
 pub fn resolve_all(model: &Lab, spec: &str, family: u8) -> Result<Vec<IpAddr>> {
-    if let Ok(a) = spec.parse::<IpAddr>() {
-        return Ok(vec![a]);
-    }
-    let (left, ifname) = match spec.split_once(':') {
-        Some((l, i)) => (l, Some(i)),
-        None => (spec, None),
-    };
-    let addrs: Vec<(String, ipnet::IpNet)> = if let Some(b) = model.bridge(left) {
+    let bridge_addrs = |b: &str| -> Vec<(String, ipnet::IpNet)> {
+        let b = model.bridge(b).expect("a parsed bridge is the lab's");
         b.addresses.iter().map(|a| (b.name.clone(), *a)).collect()
-    } else if left == "internet" && ifname.is_none() && model.sandbox {
-        // The emulated outside is its service address (as in the tutorial's
-        // 8.8.8.8), not the end of the host's uplink.
-        vec![("lo".into(), crate::topology::sandbox_inet_service_addr())]
-    } else {
-        match lab::parse_place(model, left) {
-            Some(p) => model.addresses_of(&p),
-            None => {
-                return Err(Error::Usage(format!(
-                    "{spec:?} is not a node, bridge, endpoint, `host`, `internet` or IP address of lab {}",
-                    model.name
-                )));
-            }
-        }
     };
+    let (addrs, ifname): (Vec<(String, ipnet::IpNet)>, Option<String>) =
+        match places::parse(model, spec) {
+            Some(Endpoint::Addr(a)) => return Ok(vec![a]),
+            Some(Endpoint::Bridge(b)) => (bridge_addrs(&b), None),
+            Some(Endpoint::Port(b, p)) => (bridge_addrs(&b), Some(p)),
+            // The emulated outside is its service address (as in the tutorial's
+            // 8.8.8.8), not the end of the host's uplink.
+            Some(Endpoint::Place(Place::Internet)) => (
+                vec![("lo".into(), crate::topology::sandbox_inet_service_addr())],
+                None,
+            ),
+            Some(Endpoint::Place(p)) => (model.addresses_of(&p), None),
+            Some(Endpoint::Iface(p, i)) => (model.addresses_of(&p), Some(i)),
+            None => return Err(places::not_a_destination(model, spec)),
+        };
     let mut v: Vec<IpAddr> = addrs
         .iter()
-        .filter(|(i, _)| ifname.is_none_or(|x| x == i))
+        .filter(|(i, _)| ifname.as_ref().is_none_or(|x| x == i))
         .map(|(_, a)| a.addr())
         .filter(|a| a.is_ipv6() == (family == 6))
         .collect();
     v.dedup();
     if v.is_empty() {
-        return Err(Error::Usage(format!("{spec} has no IPv{family} address")));
+        return Err(places::no_address(spec, family));
     }
     Ok(v)
 }

@@ -17,6 +17,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+pub mod places;
+use places::CaptureSpec;
+pub use places::parse_place;
+
 #[derive(Debug, Clone, Default)]
 pub struct UpOptions {
     pub prefix: String,
@@ -1231,28 +1235,7 @@ pub fn place_ns(rec: &Record, place: &str) -> Result<(Place, String)> {
             rec.lab
         ))
     })?;
-    let p = match place {
-        "host" => Place::Host,
-        "internet" => Place::Internet,
-        n => Place::Node(n.to_string()),
-    };
-    match &p {
-        Place::Node(n) if model.node(n).is_none() => {
-            let names: Vec<&str> = model.nodes.iter().map(|n| n.name.as_str()).collect();
-            return Err(Error::Usage(format!(
-                "lab {} has no node {n:?} (nodes: {})",
-                rec.lab,
-                names.join(", ")
-            )));
-        }
-        Place::Internet if !model.sandbox => {
-            return Err(Error::Usage(format!(
-                "lab {} is not sandboxed: it has no emulated internet",
-                rec.lab
-            )));
-        }
-        _ => {}
-    }
+    let p = places::place_of_lab(model, &rec.lab, place)?;
     Ok((p.clone(), plan::ns_of(model, &p)))
 }
 
@@ -1278,16 +1261,6 @@ pub fn place_file(rec: &Record, place: &Place) -> Result<std::fs::File> {
         };
     }
     netns::open(&ns).map_err(Error::io(format!("open namespace {ns}")))
-}
-
-/// Parse a place name of the endpoint grammar.
-pub fn parse_place(model: &Lab, s: &str) -> Option<Place> {
-    match s {
-        "host" => Some(Place::Host),
-        "internet" if model.sandbox => Some(Place::Internet),
-        n if model.node(n).is_some() => Some(Place::Node(n.to_string())),
-        _ => None,
-    }
 }
 
 /// Capture targets: `NODE:IF`, `host:IF`, `internet:IF`, `BRIDGE:PORT`, `BRIDGE`
@@ -1317,58 +1290,37 @@ pub fn capture_targets(
     };
     let mut want: Vec<(Place, String, String)> = Vec::new();
     for spec in specs {
-        if spec == "all" {
-            let mut places = vec![Place::Host];
-            if model.sandbox {
-                places.push(Place::Internet);
-            }
-            places.extend(model.nodes.iter().map(|n| Place::Node(n.name.clone())));
-            for p in places {
-                for i in ifaces_of(&p) {
-                    want.push((p.clone(), i.clone(), format!("{p}:{i}")));
+        match places::capture_spec(model, &rec.lab, spec)? {
+            CaptureSpec::All => {
+                let mut all = vec![Place::Host];
+                if model.sandbox {
+                    all.push(Place::Internet);
                 }
-            }
-            continue;
-        }
-        match spec.split_once(':') {
-            Some((left, ifname)) => {
-                if let Some(b) = model.bridge(left) {
-                    if !b.ports.iter().any(|p| p == ifname) {
-                        return Err(Error::Usage(format!(
-                            "{ifname:?} is not a port of bridge {left} (ports: {})",
-                            b.ports.join(", ")
-                        )));
-                    }
-                    want.push((Place::Host, ifname.to_string(), spec.clone()));
-                } else if let Some(p) = parse_place(model, left) {
-                    want.push((p, ifname.to_string(), spec.clone()));
-                } else {
-                    return Err(Error::Usage(format!(
-                        "{left:?} in {spec:?} is not a node, bridge, `host` or `internet` of lab {}",
-                        rec.lab
-                    )));
-                }
-            }
-            None => {
-                if let Some(b) = model.bridge(spec) {
-                    for p in &b.ports {
-                        want.push((Place::Host, p.clone(), format!("host:{p}")));
-                    }
-                } else if let Some(p) = parse_place(model, spec) {
-                    let ifs = ifaces_of(&p);
-                    if ifs.is_empty() {
-                        return Err(Error::Usage(format!(
-                            "{spec} has no interfaces to capture on"
-                        )));
-                    }
-                    for i in ifs {
+                all.extend(model.nodes.iter().map(|n| Place::Node(n.name.clone())));
+                for p in all {
+                    for i in ifaces_of(&p) {
                         want.push((p.clone(), i.clone(), format!("{p}:{i}")));
                     }
-                } else {
-                    return Err(Error::Usage(format!(
-                        "{spec:?} is not a node, bridge, endpoint (NODE:IF, host:IF, BRIDGE:PORT) or `all` of lab {}",
-                        rec.lab
-                    )));
+                }
+            }
+            CaptureSpec::Port(_, port) => want.push((Place::Host, port, spec.clone())),
+            CaptureSpec::Iface(p, ifname) => want.push((p, ifname, spec.clone())),
+            CaptureSpec::Bridge(b) => {
+                for p in model
+                    .bridge(&b)
+                    .map(|b| b.ports.as_slice())
+                    .unwrap_or_default()
+                {
+                    want.push((Place::Host, p.clone(), format!("host:{p}")));
+                }
+            }
+            CaptureSpec::Place(p) => {
+                let ifs = ifaces_of(&p);
+                if ifs.is_empty() {
+                    return Err(places::nothing_to_capture(spec));
+                }
+                for i in ifs {
+                    want.push((p.clone(), i.clone(), format!("{p}:{i}")));
                 }
             }
         }
