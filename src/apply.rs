@@ -7,7 +7,7 @@ use crate::kernel::conn::{self, Conn};
 use crate::kernel::msg::{self, CREATE, KRoute, SetLink, VethEnd};
 use crate::kernel::netlink::{NlError, Req};
 use crate::kernel::netns;
-use crate::plan::{HOST, Op};
+use crate::plan::{Ns, Op};
 use std::collections::HashMap;
 use std::io;
 
@@ -38,10 +38,10 @@ pub enum ApplyError {
     TestAbort(usize),
 }
 
-/// Open namespaces by name; `HOST` is the namespace nslab runs in (or the lab's
+/// Open namespaces by name; `Ns::HOST` is the namespace nslab runs in (or the lab's
 /// recorded host).
 pub struct Kernel {
-    pub conns: HashMap<String, Conn>,
+    pub conns: HashMap<Ns, Conn>,
     /// The ifalias new interfaces carry: the lab's ownership mark.
     pub mark: String,
     /// The lab being applied (host forwarding is shared between labs by name).
@@ -62,7 +62,7 @@ impl Kernel {
     pub fn new(host: Conn, lab: &str) -> Kernel {
         let mark = crate::topology::mark_for(lab);
         let mut conns = HashMap::new();
-        conns.insert(HOST.to_string(), host);
+        conns.insert(Ns::HOST, host);
         Kernel {
             conns,
             mark,
@@ -75,13 +75,13 @@ impl Kernel {
         }
     }
 
-    pub fn conn(&mut self, ns: &str) -> Result<&mut Conn, ApplyError> {
+    pub fn conn(&mut self, ns: &Ns) -> Result<&mut Conn, ApplyError> {
         if !self.conns.contains_key(ns) {
-            let c = conn::open(ns).map_err(|e| ApplyError::Io {
+            let c = conn::open(ns.as_str()).map_err(|e| ApplyError::Io {
                 step: format!("open namespace {ns}"),
                 source: e,
             })?;
-            self.conns.insert(ns.to_string(), c);
+            self.conns.insert(ns.clone(), c);
         }
         Ok(self.conns.get_mut(ns).expect("just inserted"))
     }
@@ -129,7 +129,7 @@ fn phase(op: &Op) -> &'static str {
         Op::CreateNs { .. } => "create namespaces",
         Op::DeleteNs { .. } => "delete namespaces",
         o if o.is_file_op() => "files",
-        o if nl_op(o) && o.ns() == HOST => "netlink in the host",
+        o if nl_op(o) && o.ns().is_host() => "netlink in the host",
         o if nl_op(o) => "netlink in the lab's namespaces",
         Op::Sysctl { .. }
         | Op::SetNat { .. }
@@ -309,7 +309,7 @@ fn apply_ops(
                 let mut j = i;
                 let mut items = Vec::new();
                 while let Some(Op::CreateNs { ns, sysctls, .. }) = ops.get(j) {
-                    items.push((ns.clone(), sysctls.clone()));
+                    items.push((ns.to_string(), sysctls.clone()));
                     j += 1;
                 }
                 let allowed = k.budget(items.len());
@@ -335,7 +335,7 @@ fn apply_ops(
                                 if let Ok(id) = netns::id_of(&c.file) {
                                     k.created_ns.insert(name.clone(), id);
                                 }
-                                k.conns.insert(name, c);
+                                k.conns.insert(Ns::named(name), c);
                             }
                             Err(e) => {
                                 first_err.get_or_insert(ApplyError::Io {
@@ -358,14 +358,14 @@ fn apply_ops(
             }
             Op::DeleteNs { ns } => {
                 k.conns.remove(ns);
-                netns::delete(ns).map_err(|e| ApplyError::Io {
+                netns::delete(ns.as_str()).map_err(|e| ApplyError::Io {
                     step: op.to_string(),
                     source: e,
                 })?;
                 k.spend(1)?;
                 i += 1;
             }
-            Op::Sysctl { ns, key, value } if ns == HOST && key == "net.ipv4.ip_forward" => {
+            Op::Sysctl { ns, key, value } if ns.is_host() && key == "net.ipv4.ip_forward" => {
                 // The real host's forwarding is shared by labs: restored by the last one.
                 let lab = k.lab.clone();
                 let c = k.conn(ns)?;
@@ -405,7 +405,7 @@ fn apply_ops(
                 i += 1;
             }
             Op::SetNat { ns, table, rules } => {
-                if ns == HOST {
+                if ns.is_host() {
                     intent(Intent::NftTable(table.clone())).map_err(|e| ApplyError::Io {
                         step: "write the lab's record".into(),
                         source: e,
@@ -441,7 +441,7 @@ fn apply_ops(
                 i += 1;
             }
             Op::RemoveEtc { ns } => {
-                remove_etc(ns).map_err(|e| ApplyError::Io {
+                remove_etc(ns.as_str()).map_err(|e| ApplyError::Io {
                     step: op.to_string(),
                     source: e,
                 })?;
@@ -455,12 +455,12 @@ fn apply_ops(
             | Op::DelAddr { .. }
             | Op::AddRoute { .. }
             | Op::DelRoute { .. }
-                if !k.hooked() && op.ns() != HOST && local(op) =>
+                if !k.hooked() && !op.ns().is_host() && local(op) =>
             {
                 // A run of namespaces that each need only themselves (their links
                 // exist): configure them side by side on a few threads.
                 let mut j = i;
-                while j < ops.len() && nl_op(&ops[j]) && ops[j].ns() != HOST && local(&ops[j]) {
+                while j < ops.len() && nl_op(&ops[j]) && !ops[j].ns().is_host() && local(&ops[j]) {
                     j += 1;
                 }
                 run_parallel(k, &ops[i..j])?;
@@ -474,12 +474,12 @@ fn apply_ops(
             | Op::DelAddr { .. }
             | Op::AddRoute { .. }
             | Op::DelRoute { .. } => {
-                let ns = op.ns().to_string();
+                let ns = op.ns().clone();
                 let mut j = i;
-                while j < ops.len() && nl_op(&ops[j]) && ops[j].ns() == ns {
+                while j < ops.len() && nl_op(&ops[j]) && *ops[j].ns() == ns {
                     j += 1;
                 }
-                if ns == HOST {
+                if ns.is_host() {
                     let names: Vec<(String, Option<[u8; 6]>)> = ops[i..j]
                         .iter()
                         .filter_map(|o| match o {
@@ -556,16 +556,16 @@ fn local(op: &Op) -> bool {
 /// Run the ops of several namespaces at once: each namespace's ops stay in order
 /// on one thread, with that namespace's own socket.
 fn run_parallel(k: &mut Kernel, ops: &[Op]) -> Result<(), ApplyError> {
-    let mut order: Vec<String> = Vec::new();
-    let mut by_ns: HashMap<String, Vec<&Op>> = HashMap::new();
+    let mut order: Vec<Ns> = Vec::new();
+    let mut by_ns: HashMap<Ns, Vec<&Op>> = HashMap::new();
     for op in ops {
-        let e = by_ns.entry(op.ns().to_string()).or_insert_with(|| {
-            order.push(op.ns().to_string());
+        let e = by_ns.entry(op.ns().clone()).or_insert_with(|| {
+            order.push(op.ns().clone());
             Vec::new()
         });
         e.push(op);
     }
-    let mut work: Vec<(String, Conn, Vec<&Op>)> = Vec::with_capacity(order.len());
+    let mut work: Vec<(Ns, Conn, Vec<&Op>)> = Vec::with_capacity(order.len());
     for ns in order {
         k.conn(&ns)?;
         let c = k.conns.remove(&ns).expect("just opened");
@@ -713,7 +713,7 @@ pub fn remove_etc(ns: &str) -> io::Result<()> {
 /// Build and send the requests of consecutive ops of one namespace. When an op
 /// needs an interface index not yet known (a link made earlier in this group),
 /// what is built so far is sent first and the namespace's links re-read.
-fn run_group(k: &mut Kernel, ns: &str, ops: &[Op]) -> Result<(), ApplyError> {
+fn run_group(k: &mut Kernel, ns: &Ns, ops: &[Op]) -> Result<(), ApplyError> {
     let mut pending: Vec<(Req, &Op)> = Vec::new();
     let mut idx = 0;
     while idx < ops.len() {
@@ -753,7 +753,7 @@ fn run_group(k: &mut Kernel, ns: &str, ops: &[Op]) -> Result<(), ApplyError> {
     flush(k, ns, &mut pending)
 }
 
-fn flush(k: &mut Kernel, ns: &str, pending: &mut Vec<(Req, &Op)>) -> Result<(), ApplyError> {
+fn flush(k: &mut Kernel, ns: &Ns, pending: &mut Vec<(Req, &Op)>) -> Result<(), ApplyError> {
     if pending.is_empty() {
         return Ok(());
     }
@@ -785,7 +785,7 @@ fn flush(k: &mut Kernel, ns: &str, pending: &mut Vec<(Req, &Op)>) -> Result<(), 
     k.spend(n)
 }
 
-fn index(k: &mut Kernel, ns: &str, name: &str) -> Result<Option<u32>, ApplyError> {
+fn index(k: &mut Kernel, ns: &Ns, name: &str) -> Result<Option<u32>, ApplyError> {
     index_in(k.conn(ns)?, name)
 }
 
@@ -797,7 +797,7 @@ fn index_in(c: &mut Conn, name: &str) -> Result<Option<u32>, ApplyError> {
 }
 
 /// The request for one op, or None when it needs an index that is not known yet.
-fn build(k: &mut Kernel, ns: &str, op: &Op) -> Result<Option<Req>, ApplyError> {
+fn build(k: &mut Kernel, ns: &Ns, op: &Op) -> Result<Option<Req>, ApplyError> {
     let what = op.to_string();
     Ok(Some(match op {
         Op::CreateVeth { a, b } => {

@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use crate::kernel::netns;
 use crate::kernel::observe::NsState;
 use crate::lab;
-use crate::plan::{self, HOST};
+use crate::plan::{self, Ns};
 use crate::record::Record;
 use crate::topology::{Lab, Place};
 use serde::Serialize;
@@ -82,14 +82,14 @@ pub struct Status {
     pub ok: bool,
 }
 
-fn observe_ns(ns: &str, host_conn: Option<&mut crate::kernel::conn::Conn>) -> Option<NsState> {
-    if ns == HOST {
+fn observe_ns(ns: &Ns, host_conn: Option<&mut crate::kernel::conn::Conn>) -> Option<NsState> {
+    let Some(name) = ns.name() else {
         return host_conn.and_then(|c| c.observe().ok());
-    }
-    if !netns::exists(ns) {
+    };
+    if !netns::exists(name) {
         return None;
     }
-    crate::kernel::conn::open(ns)
+    crate::kernel::conn::open(name)
         .ok()
         .and_then(|mut c| c.observe().ok())
 }
@@ -126,7 +126,7 @@ pub fn status(rec: &Record, model: &Lab, compared_with: String) -> Result<Status
         let bridge_names: Vec<&str> = model.bridges.iter().map(|b| b.name.as_str()).collect();
         if let Some(w) = want {
             // lo first in nodes, as `ip addr` shows it.
-            if ns != HOST
+            if !ns.is_host()
                 && let Some(lo) = s.link("lo")
             {
                 ifs.push(if_status(s, "lo", lo.up, &[], None, &mark, true));
@@ -143,7 +143,7 @@ pub fn status(rec: &Record, model: &Lab, compared_with: String) -> Result<Status
                     &wi.addrs,
                     wi.master.as_deref(),
                     &mark,
-                    ns != HOST,
+                    !ns.is_host(),
                 );
                 if st.is_none() {
                     x.status = State::Missing;
@@ -209,7 +209,7 @@ pub fn status(rec: &Record, model: &Lab, compared_with: String) -> Result<Status
                     .and_then(|i| s.link_by_index(i))
                     .map(|l| l.name.clone());
                 // In host mode only routes through the lab's own interfaces are shown.
-                if ns == HOST
+                if ns.is_host()
                     && !dev
                         .as_ref()
                         .is_some_and(|d| w.ifaces.iter().any(|i| &i.name == d))
@@ -237,7 +237,7 @@ pub fn status(rec: &Record, model: &Lab, compared_with: String) -> Result<Status
                 });
             }
         }
-        let status = if st.is_none() && ns != HOST {
+        let status = if st.is_none() && !ns.is_host() {
             State::Missing
         } else if ifs.iter().all(|i| i.status == State::Ok)
             && routes.iter().all(|r| r.status == State::Ok)
@@ -248,7 +248,7 @@ pub fn status(rec: &Record, model: &Lab, compared_with: String) -> Result<Status
         };
         places.push(PlaceStatus {
             place: p.to_string(),
-            namespace: ns,
+            namespace: ns.to_string(),
             status,
             interfaces: ifs,
             routes,

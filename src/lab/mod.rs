@@ -7,7 +7,7 @@ use crate::kernel::msg;
 use crate::kernel::netns;
 use crate::kernel::observe::{self, NsState, ObsLink};
 use crate::kernel::procs;
-use crate::plan::{self, HOST, NsObs, Observed, Op};
+use crate::plan::{self, Ns, NsObs, Observed, Op};
 use crate::record::{self, Record};
 use crate::topology::{self, Lab, Place};
 use ipnet::IpNet;
@@ -124,19 +124,21 @@ fn observe(k: &mut Kernel, lab: &Lab, names: &BTreeSet<String>) -> Result<Observ
         obs.resolv.insert(n.ns.clone(), found);
     }
     let host_ns = plan::ns_of(lab, &Place::Host);
-    let mut all: Vec<&String> = names.iter().collect();
+    let mut all: Vec<Ns> = names.iter().map(Ns::named).collect();
     if !lab.sandbox {
-        all.insert(0, &host_ns);
+        all.insert(0, host_ns.clone());
     }
-    for ns in all {
-        if !ns.is_empty() && !netns::exists(ns) {
+    for ns in &all {
+        if let Some(name) = ns.name()
+            && !netns::exists(name)
+        {
             continue;
         }
         let c = k.conn(ns)?;
         let st = c.observe().map_err(|e| {
             Error::Failed(format!(
                 "read {}: {e}",
-                if ns.is_empty() {
+                if ns.is_host() {
                     "the host's interfaces".into()
                 } else {
                     format!("namespace {ns}")
@@ -303,7 +305,7 @@ pub fn up_lab_with(
     let obs = observe(&mut k, &lab, &names)?;
     crate::timing::mark("observe");
     if !lab.sandbox && !force {
-        let o = overlaps(&lab, &obs.ns[HOST].state);
+        let o = overlaps(&lab, &obs.ns[&Ns::HOST].state);
         if !o.is_empty() {
             return Err(Error::Refused(format!(
                 "{}\nA lab in host mode must not take over a network the host already uses. Change the lab's addresses, use --sandbox (the lab gets its own host namespace), or --force if you mean it. Nothing was changed.",
@@ -339,9 +341,9 @@ pub fn up_lab_with(
     // anyone else's is in the way.
     for op in &ops {
         if let Op::CreateNs { ns, .. } = op {
-            let p = netns::path(ns);
+            let p = netns::path(ns.as_str());
             if p.exists() && !netns::is_nsfs(&p) {
-                if rec.namespaces.contains(ns) && netns::is_stale_file(ns) {
+                if rec.namespaces.contains(ns.as_str()) && netns::is_stale_file(ns.as_str()) {
                     std::fs::remove_file(&p)
                         .map_err(Error::io(format!("remove stale {}", p.display())))?;
                 } else {
@@ -399,7 +401,7 @@ pub fn up_lab_with(
             None => {
                 let existed: BTreeSet<String> = obs
                     .ns
-                    .get(HOST)
+                    .get(&Ns::HOST)
                     .map(|o| o.state.links.iter().map(|l| l.name.clone()).collect())
                     .unwrap_or_default();
                 let undone = rollback(&mut k, &lab, &created, &existed);
@@ -407,7 +409,7 @@ pub fn up_lab_with(
                 // where a namespace turned out not to be ours: only our links go.
                 for op in &ops {
                     if let Op::LinkHosts { ns, .. } | Op::LinkResolv { ns, .. } = op {
-                        let _ = apply::remove_etc(ns);
+                        let _ = apply::remove_etc(ns.as_str());
                     }
                 }
                 let _ = std::fs::remove_file(record::hosts_path(&lab.name));
@@ -496,7 +498,7 @@ fn finish(k: &mut Kernel, lab: &Lab, rec: &mut Record, here: netns::NsId) -> Res
         crate::hostfwd::join_if_tracked(&lab.name, here)
             .map_err(Error::io("record host forwarding"))?;
     } else if !lab.sandbox {
-        let c = k.conn(HOST)?;
+        let c = k.conn(&Ns::HOST)?;
         crate::hostfwd::release(&lab.name, here, &crate::hostfwd::setter(&c.file))
             .map_err(Error::io("restore host forwarding"))?;
     }
@@ -561,18 +563,18 @@ fn rollback(k: &mut Kernel, lab: &Lab, created: &[Intent], existed: &BTreeSet<St
                         && netns::open(ns)
                             .and_then(|f| netns::id_of(&f))
                             .is_ok_and(|id| Some(id) == made);
-                    k.conns.remove(ns);
+                    k.conns.remove(ns.as_str());
                     if same {
                         match netns::delete(ns) {
                             Ok(()) => gone.push(format!("namespace {ns}")),
                             Err(e) => failed.push(format!("namespace {ns}: {e}")),
                         }
-                        let _ = apply::remove_etc(ns);
+                        let _ = apply::remove_etc(ns.as_str());
                     }
                 }
             }
             Intent::HostLinks(v) => {
-                let Ok(c) = k.conn(HOST) else { continue };
+                let Ok(c) = k.conn(&Ns::HOST) else { continue };
                 let Ok(links) = crate::kernel::observe::links(&mut c.nl) else {
                     continue;
                 };
@@ -601,7 +603,7 @@ fn rollback(k: &mut Kernel, lab: &Lab, created: &[Intent], existed: &BTreeSet<St
                 }
             }
             Intent::NftTable(t) => {
-                if let Ok(c) = k.conn(HOST) {
+                if let Ok(c) = k.conn(&Ns::HOST) {
                     let r = crate::kernel::nft::socket_in(&c.file)
                         .and_then(|mut s| s.delete_table_if_marked(t, &mark));
                     if let Ok(true) = r {
@@ -731,7 +733,7 @@ pub fn down_locked(lab: &str, kill: bool, _lock: Option<&record::LabLock>) -> Re
             ));
             // The lab's own links under /etc/netns/NS go (only links into nslab's
             // state directory; anything else there is kept).
-            let _ = apply::remove_etc(ns);
+            let _ = apply::remove_etc(ns.as_str());
             foreign.insert(ns);
         }
     }
@@ -1236,7 +1238,7 @@ pub fn place_ns(rec: &Record, place: &str) -> Result<(Place, String)> {
         ))
     })?;
     let p = places::place_of_lab(model, &rec.lab, place)?;
-    Ok((p.clone(), plan::ns_of(model, &p)))
+    Ok((p.clone(), plan::ns_of(model, &p).to_string()))
 }
 
 /// The namespace of a place of a lab that is up, as an open file (host mode's host
@@ -1249,7 +1251,7 @@ pub fn place_file(rec: &Record, place: &Place) -> Result<std::fs::File> {
         ))
     })?;
     let ns = plan::ns_of(model, place);
-    if ns.is_empty() {
+    if ns.is_host() {
         return match conn::find_by_id(rec.host_ns)
             .map_err(Error::io("find the lab's host namespace"))?
         {
@@ -1260,7 +1262,7 @@ pub fn place_file(rec: &Record, place: &Place) -> Result<std::fs::File> {
             ))),
         };
     }
-    netns::open(&ns).map_err(Error::io(format!("open namespace {ns}")))
+    netns::open(ns.as_str()).map_err(Error::io(format!("open namespace {ns}")))
 }
 
 /// Capture targets: `NODE:IF`, `host:IF`, `internet:IF`, `BRIDGE:PORT`, `BRIDGE`
@@ -1459,7 +1461,7 @@ pub fn plan_with_record(lab: &Lab, rec: Option<&Record>) -> Result<PlanReport> {
     let overlaps = if lab.sandbox {
         vec![]
     } else {
-        overlaps(lab, &obs.ns[HOST].state)
+        overlaps(lab, &obs.ns[&Ns::HOST].state)
     };
     let owned = rec
         .as_ref()

@@ -1,12 +1,12 @@
 //! Render ops as the iproute2 / shell commands a person would type for them, so a
 //! plan reads like the tutorial (`nslab plan --explain`).
 
-use super::{HOST, Op};
+use super::{Ns, Op};
 use crate::util::shell_quote;
 use ipnet::IpNet;
 
-fn ip(ns: &str) -> String {
-    if ns == HOST {
+fn ip(ns: &Ns) -> String {
+    if ns.is_host() {
         "ip".into()
     } else {
         format!("ip -n {ns}")
@@ -37,7 +37,7 @@ pub fn commands(op: &Op) -> Vec<String> {
             v
         }
         Op::DeleteNs { ns } => vec![format!("ip netns del {ns}")],
-        Op::Sysctl { ns, key, value } => vec![if ns == HOST {
+        Op::Sysctl { ns, key, value } => vec![if ns.is_host() {
             format!("sysctl -qw {key}={value}")
         } else {
             format!("ip netns exec {ns} sysctl -qw {key}={value}")
@@ -70,10 +70,10 @@ pub fn commands(op: &Op) -> Vec<String> {
             if b.ns != a.ns {
                 s.push_str(&format!(
                     " netns {}",
-                    if b.ns == HOST {
+                    if b.ns.is_host() {
                         "1".to_string()
                     } else {
-                        b.ns.clone()
+                        b.ns.to_string()
                     }
                 ));
             }
@@ -161,7 +161,7 @@ pub fn commands(op: &Op) -> Vec<String> {
             let cmds = super::nft_text::explain_nat_table(table, &mark, &rules);
             cmds.into_iter()
                 .map(|c| {
-                    if ns == HOST {
+                    if ns.is_host() {
                         c
                     } else {
                         format!("ip netns exec {ns} {c}")
@@ -171,7 +171,7 @@ pub fn commands(op: &Op) -> Vec<String> {
         }
         Op::DeleteNat { ns, table } => {
             let c = super::nft_text::explain_delete_table(table);
-            vec![if ns == HOST {
+            vec![if ns.is_host() {
                 c
             } else {
                 format!("ip netns exec {ns} {c}")

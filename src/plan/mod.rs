@@ -3,6 +3,9 @@
 
 pub mod explain;
 pub mod nft_text;
+pub mod ns;
+
+pub use ns::Ns;
 
 use crate::kernel::observe::{NsState, ObsLink};
 use crate::topology::*;
@@ -14,14 +17,10 @@ use std::fmt;
 /// The MTU the kernel gives a new veth or bridge.
 pub const DEFAULT_MTU: u32 = 1500;
 
-/// The namespace an op works in. `HOST` (empty) is the namespace nslab was
-/// started in (host mode); every other value is a name under /run/netns.
-pub const HOST: &str = "";
-
 /// One end of a veth to create.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VEnd {
-    pub ns: String,
+    pub ns: Ns,
     pub name: String,
     pub mtu: Option<u32>,
     pub mac: Option<[u8; 6]>,
@@ -35,22 +34,22 @@ pub enum Op {
     /// Create a named namespace, with sysctls set before any interface exists
     /// (so new interfaces inherit them).
     CreateNs {
-        ns: String,
+        ns: Ns,
         sysctls: Vec<(String, String)>,
         /// The lab's mark, put on `lo` (which goes up) before the namespace gets
         /// its name.
         mark: String,
     },
     DeleteNs {
-        ns: String,
+        ns: Ns,
     },
     Sysctl {
-        ns: String,
+        ns: Ns,
         key: String,
         value: String,
     },
     CreateBridge {
-        ns: String,
+        ns: Ns,
         name: String,
         mac: [u8; 6],
         mtu: Option<u32>,
@@ -61,11 +60,11 @@ pub enum Op {
         b: VEnd,
     },
     DeleteLink {
-        ns: String,
+        ns: Ns,
         name: String,
     },
     SetLink {
-        ns: String,
+        ns: Ns,
         name: String,
         /// Turn off IPv6 link-local addresses (before the link goes up).
         no_link_local: bool,
@@ -78,31 +77,31 @@ pub enum Op {
         up: bool,
     },
     AddAddr {
-        ns: String,
+        ns: Ns,
         dev: String,
         addr: IpNet,
     },
     DelAddr {
-        ns: String,
+        ns: Ns,
         dev: String,
         addr: IpNet,
     },
     AddRoute {
-        ns: String,
+        ns: Ns,
         route: Route,
     },
     DelRoute {
-        ns: String,
+        ns: Ns,
         route: Route,
     },
     /// The lab's nftables table (masquerade), created or replaced in one batch.
     SetNat {
-        ns: String,
+        ns: Ns,
         table: String,
         rules: Vec<Nat>,
     },
     DeleteNat {
-        ns: String,
+        ns: Ns,
         table: String,
     },
     /// The lab's hosts file (one per lab, naming every node's addresses).
@@ -113,11 +112,11 @@ pub enum Op {
     /// /etc/netns/NS/hosts as a link to the lab's hosts file, so the lab's names
     /// resolve inside the node (`ip netns exec` binds it over /etc/hosts).
     LinkHosts {
-        ns: String,
+        ns: Ns,
         target: String,
     },
     RemoveEtc {
-        ns: String,
+        ns: Ns,
     },
     /// The lab's resolv.conf (one per lab): no resolver, on 127.0.0.1, so a name
     /// lookup in a node fails at once instead of waiting for one that is not there.
@@ -127,13 +126,16 @@ pub enum Op {
     },
     /// /etc/netns/NS/resolv.conf as a link to the lab's resolv.conf.
     LinkResolv {
-        ns: String,
+        ns: Ns,
         target: String,
     },
 }
 
+/// The host, borrowed for as long as anyone likes.
+static HOST_NS: Ns = Ns::HOST;
+
 impl Op {
-    pub fn ns(&self) -> &str {
+    pub fn ns(&self) -> &Ns {
         match self {
             Op::CreateNs { ns, .. }
             | Op::DeleteNs { ns }
@@ -151,7 +153,7 @@ impl Op {
             | Op::RemoveEtc { ns }
             | Op::LinkResolv { ns, .. } => ns,
             Op::CreateVeth { a, .. } => &a.ns,
-            Op::WriteLabHosts { .. } | Op::WriteLabResolv { .. } => HOST,
+            Op::WriteLabHosts { .. } | Op::WriteLabResolv { .. } => &HOST_NS,
         }
     }
 
@@ -180,8 +182,8 @@ impl Op {
     }
 }
 
-fn at(ns: &str) -> String {
-    if ns.is_empty() {
+fn at(ns: &Ns) -> String {
+    if ns.is_host() {
         "the host".into()
     } else {
         ns.to_string()
@@ -339,7 +341,7 @@ pub fn host_forwarding_needed(lab: &Lab) -> bool {
 /// The kernel as observed before planning. A namespace absent from `ns` does not exist.
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
-    pub ns: BTreeMap<String, NsObs>,
+    pub ns: BTreeMap<Ns, NsObs>,
     /// Content of the lab's hosts file, if present.
     pub lab_hosts: Option<String>,
     /// Namespaces whose /etc/netns/NS/hosts is there and not nslab's (a file, or
@@ -384,14 +386,16 @@ pub struct WIf {
 }
 
 /// The namespace name of a place, given the lab.
-pub fn ns_of(lab: &Lab, p: &Place) -> String {
+pub fn ns_of(lab: &Lab, p: &Place) -> Ns {
     match p {
-        Place::Host => lab.host_ns().unwrap_or_default(),
-        Place::Internet => lab.internet_ns().unwrap_or_default(),
-        Place::Node(n) => lab
-            .node(n)
-            .map(|x| x.ns.clone())
-            .unwrap_or_else(|| format!("{}{n}", lab.prefix)),
+        // Host mode: the namespace nslab was started in.
+        Place::Host => lab.host_ns().map(Ns::named).unwrap_or(Ns::HOST),
+        Place::Internet => lab.internet_ns().map(Ns::named).unwrap_or(Ns::HOST),
+        Place::Node(n) => Ns::named(
+            lab.node(n)
+                .map(|x| x.ns.clone())
+                .unwrap_or_else(|| format!("{}{n}", lab.prefix)),
+        ),
     }
 }
 
@@ -424,8 +428,8 @@ fn iface_of<'a>(lab: &'a Lab, p: &Place, name: &str) -> Option<&'a Iface> {
 }
 
 /// What each namespace of the lab should hold, by namespace name.
-pub fn wants(lab: &Lab) -> BTreeMap<String, Want> {
-    let mut m: BTreeMap<String, Want> = BTreeMap::new();
+pub fn wants(lab: &Lab) -> BTreeMap<Ns, Want> {
+    let mut m: BTreeMap<Ns, Want> = BTreeMap::new();
     let mut places = vec![Place::Host];
     if lab.sandbox {
         places.push(Place::Internet);
@@ -469,7 +473,7 @@ pub fn wants(lab: &Lab) -> BTreeMap<String, Want> {
         }
     }
     for n in &lab.nodes {
-        m.entry(n.ns.clone()).or_default().routes = n.routes.clone();
+        m.entry(Ns::named(n.ns.clone())).or_default().routes = n.routes.clone();
     }
     let hw = m.get_mut(&host).expect("host");
     hw.routes = lab.host.routes.clone();
@@ -483,7 +487,7 @@ pub fn wants(lab: &Lab) -> BTreeMap<String, Want> {
         });
         if let Some(inet) = lab.internet_ns() {
             // The stand-in for the outside world's well-known address lives on lo.
-            m.get_mut(&inet).expect("inet").ifaces.push(WIf {
+            m.get_mut(inet.as_str()).expect("inet").ifaces.push(WIf {
                 name: "lo".into(),
                 addrs: vec![sandbox_inet_service_addr()],
                 mtu: None,
@@ -593,7 +597,7 @@ pub fn plan_up(
     // A namespace is the lab's when its `lo` carries the mark (set before the
     // namespace got its name), never by name alone: one re-made by hand under a
     // node's name is someone else's.
-    let ns_ours = |ns: &str| {
+    let ns_ours = |ns: &Ns| {
         obs.ns
             .get(ns)
             .and_then(|o| o.state.link("lo"))
@@ -601,10 +605,10 @@ pub fn plan_up(
     };
     // A host bridge made just before a crash, not yet marked: recorded, and with
     // the MAC it was made with.
-    let adopt = |ns: &str, l: &ObsLink| {
+    let adopt = |ns: &Ns, l: &ObsLink| {
         is_ours(l, &mark)
-            || (!ns.is_empty() && ns_ours(ns))
-            || (ns.is_empty()
+            || (!ns.is_host() && ns_ours(ns))
+            || (ns.is_host()
                 && owned.host_links.contains(&l.name)
                 && l.kind.as_deref() == Some("bridge")
                 && l.mac.is_some()
@@ -612,11 +616,11 @@ pub fn plan_up(
     };
     // A host veth end made just before a crash, not yet marked: recorded, and
     // the peer of the other end of the cable, which is in a namespace of ours.
-    let cable_of_ours = |ns: &str, l: &ObsLink, other_ns: &str, other: Option<&ObsLink>| {
-        ns.is_empty()
+    let cable_of_ours = |ns: &Ns, l: &ObsLink, other_ns: &Ns, other: Option<&ObsLink>| {
+        ns.is_host()
             && owned.host_links.contains(&l.name)
             && l.kind.as_deref() == Some("veth")
-            && !other_ns.is_empty()
+            && !other_ns.is_host()
             && ns_ours(other_ns)
             && other.is_some_and(|p| p.peer_index == Some(l.index) && l.peer_index == Some(p.index))
     };
@@ -635,12 +639,12 @@ pub fn plan_up(
     let mut dels = Vec::new();
     let mut creates_ns = Vec::new();
     let mut creates_link = Vec::new();
-    let mut config: BTreeMap<String, Vec<Op>> = BTreeMap::new();
+    let mut config: BTreeMap<Ns, Vec<Op>> = BTreeMap::new();
     let mut files = Vec::new();
 
     // Namespaces the lab had and no longer wants.
     if let Some(p) = prev {
-        for ns in p.namespaces() {
+        for ns in p.namespaces().into_iter().map(Ns::named) {
             if !want.contains_key(&ns) && obs.ns.contains_key(&ns) {
                 if ns_ours(&ns) {
                     dels.push(Op::DeleteNs { ns: ns.clone() });
@@ -654,10 +658,10 @@ pub fn plan_up(
 
     // Ownership of existing namespaces: lo marked by us. Recorded but unmarked
     // means the lab's namespace went and someone made another under its name.
-    for ns in want.keys().filter(|n| !n.is_empty()) {
+    for ns in want.keys().filter(|n| !n.is_host()) {
         if obs.ns.contains_key(ns) {
             if !ns_ours(ns) {
-                let why = if owned_ns.contains(ns) {
+                let why = if owned_ns.contains(ns.as_str()) {
                     "was the lab's, but the one there now is not (its lo does not carry the mark; re-made by someone else?)"
                 } else {
                     "already exists and does not belong to the lab"
@@ -667,18 +671,18 @@ pub fn plan_up(
         } else {
             creates_ns.push(Op::CreateNs {
                 ns: ns.clone(),
-                sysctls: creation_sysctls(lab, ns),
+                sysctls: creation_sysctls(lab, ns.as_str()),
                 mark: mark.clone(),
             });
         }
     }
 
     let empty = NsState::default();
-    let state = |ns: &str| obs.ns.get(ns).map(|o| &o.state).unwrap_or(&empty);
+    let state = |ns: &Ns| obs.ns.get(ns).map(|o| &o.state).unwrap_or(&empty);
 
     // Cables: a veth whose ends are both there and ours stays; otherwise (re)create.
     let host_ns = ns_of(lab, &Place::Host);
-    let mut fresh: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut fresh: BTreeSet<(Ns, String)> = BTreeSet::new();
     for b in &lab.bridges {
         match state(&host_ns).link(&b.name) {
             Some(l) if adopt(&host_ns, l) => {}
@@ -770,10 +774,10 @@ pub fn plan_up(
     for (ns, w) in &want {
         let st = state(ns);
         let ops = config.entry(ns.clone()).or_default();
-        let new_ns = !obs.ns.contains_key(ns) && !ns.is_empty();
+        let new_ns = !obs.ns.contains_key(ns) && !ns.is_host();
         let lo = st.link("lo");
         // A new namespace gets lo up (and marked) as it is made.
-        if !ns.is_empty() && !new_ns && lo.is_some_and(|l| !l.up) {
+        if !ns.is_host() && !new_ns && lo.is_some_and(|l| !l.up) {
             ops.push(Op::SetLink {
                 ns: ns.clone(),
                 name: "lo".into(),
@@ -787,12 +791,16 @@ pub fn plan_up(
         }
         // Forwarding of an existing namespace, as the kernel has it (on lo: see
         // ObsLink::forwarding), or as the previous model had it.
-        if !new_ns && !ns.is_empty() {
-            let fw = forward_sysctls(lab, ns);
+        if !new_ns && !ns.is_host() {
+            let fw = forward_sysctls(lab, ns.as_str());
             let want = !fw.is_empty();
             let differs = match lo.map(|l| l.forwarding) {
                 Some((Some(v4), v6)) => v4 != want || v6.is_some_and(|v6| v6 != want),
-                _ => fw != prev.map(|p| forward_sysctls(p, ns)).unwrap_or_default(),
+                _ => {
+                    fw != prev
+                        .map(|p| forward_sysctls(p, ns.as_str()))
+                        .unwrap_or_default()
+                }
             };
             if differs {
                 let v = if want { "1" } else { "0" };
@@ -962,7 +970,7 @@ pub fn plan_up(
             }
         }
         // Unmarked extra interfaces are reported, never removed.
-        if !ns.is_empty() {
+        if !ns.is_host() {
             for l in &st.links {
                 if l.name != "lo"
                     && !w.ifaces.iter().any(|i| i.name == l.name)
@@ -977,7 +985,7 @@ pub fn plan_up(
             }
         }
         // Node namespaces link the lab's hosts file, unless someone else's is there.
-        if node_ns.contains(ns.as_str()) && obs.foreign_hosts.contains(ns) {
+        if node_ns.contains(ns.as_str()) && obs.foreign_hosts.contains(ns.as_str()) {
             notes.push(format!("/etc/netns/{ns}/hosts is not nslab's: kept as it is (the lab's names do not resolve in {ns})"));
         } else if node_ns.contains(ns.as_str())
             && obs.ns.get(ns).and_then(|o| o.hosts.as_deref()) != Some(hosts_target.as_str())
@@ -989,7 +997,7 @@ pub fn plan_up(
         }
         // Node namespaces link the lab's resolv.conf, unless someone else's file is there.
         if node_ns.contains(ns.as_str()) {
-            match obs.resolv.get(ns) {
+            match obs.resolv.get(ns.as_str()) {
                 Some(EtcFile::Foreign) => notes.push(format!(
                     "/etc/netns/{ns}/resolv.conf is not nslab's: kept (name lookups in {ns} use it)"
                 )),
@@ -1022,9 +1030,11 @@ pub fn plan_up(
         }),
         (None, true) => {}
     }
-    if host_forwarding_needed(lab) && obs.ns.get(HOST).and_then(|o| o.ip_forward) == Some(false) {
+    if host_forwarding_needed(lab)
+        && obs.ns.get(&Ns::HOST).and_then(|o| o.ip_forward) == Some(false)
+    {
         nat_ops.push(Op::Sysctl {
-            ns: HOST.into(),
+            ns: Ns::HOST,
             key: "net.ipv4.ip_forward".into(),
             value: "1".into(),
         });

@@ -35,7 +35,7 @@ impl Fake {
             st.links.push(link(1, "lo", None));
             st.links.push(link(2, "eth0", None));
             obs.ns.insert(
-                HOST.into(),
+                Ns::HOST,
                 NsObs {
                     state: st,
                     ..Default::default()
@@ -101,14 +101,14 @@ impl Fake {
                     self.obs.ns.remove(ns);
                 }
                 Op::CreateBridge { ns, name, mac, .. } => {
-                    self.add_link(ns, name, "bridge", None, Some(*mac))
+                    self.add_link(ns.as_str(), name, "bridge", None, Some(*mac))
                 }
                 Op::CreateVeth { a, b } => {
-                    self.add_link(&a.ns, &a.name, "veth", a.master.as_deref(), a.mac);
-                    self.add_link(&b.ns, &b.name, "veth", b.master.as_deref(), b.mac);
+                    self.add_link(a.ns.as_str(), &a.name, "veth", a.master.as_deref(), a.mac);
+                    self.add_link(b.ns.as_str(), &b.name, "veth", b.master.as_deref(), b.mac);
                 }
                 Op::DeleteLink { ns, name } => {
-                    let st = self.st(ns);
+                    let st = self.st(ns.as_str());
                     let i = st.link(name).expect("link to delete").index;
                     st.links.retain(|l| l.index != i);
                     st.addrs.retain(|a| a.index != i);
@@ -126,8 +126,8 @@ impl Fake {
                 } => {
                     let m = master
                         .as_ref()
-                        .map(|m| self.st(ns).link(m).expect("master").index);
-                    let st = self.st(ns);
+                        .map(|m| self.st(ns.as_str()).link(m).expect("master").index);
+                    let st = self.st(ns.as_str());
                     let l = st
                         .links
                         .iter_mut()
@@ -150,7 +150,7 @@ impl Fake {
                     }
                 }
                 Op::AddAddr { ns, dev, addr } => {
-                    let st = self.st(ns);
+                    let st = self.st(ns.as_str());
                     let i = st.link(dev).expect("dev").index;
                     assert!(
                         !st.addrs.iter().any(|a| a.index == i && &a.addr == addr),
@@ -171,12 +171,12 @@ impl Fake {
                     });
                 }
                 Op::DelAddr { ns, dev, addr } => {
-                    let st = self.st(ns);
+                    let st = self.st(ns.as_str());
                     let i = st.link(dev).expect("dev").index;
                     st.addrs.retain(|a| !(a.index == i && &a.addr == addr));
                 }
                 Op::AddRoute { ns, route } => {
-                    let st = self.st(ns);
+                    let st = self.st(ns.as_str());
                     let oif = route
                         .dev
                         .as_ref()
@@ -192,15 +192,15 @@ impl Fake {
                     });
                 }
                 Op::DelRoute { ns, route } => {
-                    let st = self.st(ns);
+                    let st = self.st(ns.as_str());
                     st.routes.retain(|r| {
                         !(r.dst == route.dst && r.via == route.via && r.protocol == "static")
                     });
                 }
-                Op::Sysctl { ns, key, value } if key.contains("forward") && !ns.is_empty() => {
+                Op::Sysctl { ns, key, value } if key.contains("forward") && !ns.is_host() => {
                     let on = value == "1";
                     let lo = self
-                        .st(ns)
+                        .st(ns.as_str())
                         .links
                         .iter_mut()
                         .find(|l| l.name == "lo")
@@ -229,7 +229,7 @@ impl Fake {
                 Op::LinkResolv { ns, target } => {
                     self.obs
                         .resolv
-                        .insert(ns.clone(), EtcFile::Ours(target.clone()));
+                        .insert(ns.to_string(), EtcFile::Ours(target.clone()));
                 }
             }
         }
@@ -475,7 +475,9 @@ fn foreign_objects_are_conflicts() {
     );
     // An interface in the host with a bridge's name.
     let mut f = Fake::new(true);
-    f.st(HOST).links.push(link(9, "bri0", Some("bridge")));
+    f.st(Ns::HOST.as_str())
+        .links
+        .push(link(9, "bri0", Some("bridge")));
     let err = plan_up(&l, &f.obs, None, &Owned::default()).unwrap_err();
     assert!(
         err[0].0.contains("bri0") && err[0].0.contains("not nslab's"),
