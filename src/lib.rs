@@ -14,6 +14,7 @@ pub mod hostfwd;
 pub mod kernel;
 pub mod lab;
 pub mod maint;
+pub mod model;
 pub mod plan;
 pub mod probe;
 pub mod programs;

@@ -1,5 +1,6 @@
 //! What the kernel has in one namespace: links, addresses and routes, read by one
-//! dump each and reduced to the fields nslab plans with.
+//! dump each and reduced to the fields nslab plans with (the types of
+//! [`crate::model::observed`], which the planner reads).
 
 use super::msg;
 use super::netlink::{NlError, Rtnl};
@@ -10,74 +11,9 @@ use netlink_packet_route::link::{InfoKind, LinkFlags};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteProtocol, RouteScope, RouteType,
 };
-use serde::Serialize;
 use std::net::IpAddr;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ObsLink {
-    pub index: u32,
-    pub name: String,
-    pub kind: Option<String>,
-    pub alias: Option<String>,
-    pub up: bool,
-    /// Carrier: the other end of a veth is up too.
-    pub lower_up: bool,
-    pub master: Option<u32>,
-    pub mtu: Option<u32>,
-    pub mac: Option<[u8; 6]>,
-    /// For a veth: the peer's index (in the peer's namespace).
-    pub peer_index: Option<u32>,
-    /// IPv4 and IPv6 forwarding of the interface (IFLA_AF_SPEC). On `lo` they
-    /// are the namespace's `net.ipv4.ip_forward` and `net.ipv6.conf.all.forwarding`:
-    /// the kernel sets every interface when those change, so they are read here
-    /// with the links instead of through /proc/sys in every namespace.
-    #[serde(skip)]
-    pub forwarding: (Option<bool>, Option<bool>),
-    /// For a bridge port: its STP state (BR_STATE_DISABLED 0 .. FORWARDING 3,
-    /// BLOCKING 4), from IFLA_INFO_SLAVE_DATA.
-    #[serde(skip)]
-    pub port_state: Option<u8>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ObsAddr {
-    pub index: u32,
-    pub addr: IpNet,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ObsRoute {
-    pub dst: IpNet,
-    pub via: Option<IpAddr>,
-    pub oif: Option<u32>,
-    pub metric: Option<u32>,
-    pub onlink: bool,
-    /// "kernel", "static", "boot", ...
-    pub protocol: String,
-    pub scope_link: bool,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct NsState {
-    pub links: Vec<ObsLink>,
-    pub addrs: Vec<ObsAddr>,
-    pub routes: Vec<ObsRoute>,
-}
-
-impl NsState {
-    pub fn link(&self, name: &str) -> Option<&ObsLink> {
-        self.links.iter().find(|l| l.name == name)
-    }
-    pub fn link_by_index(&self, i: u32) -> Option<&ObsLink> {
-        self.links.iter().find(|l| l.index == i)
-    }
-    pub fn addrs_of(&self, index: u32) -> impl Iterator<Item = &IpNet> {
-        self.addrs
-            .iter()
-            .filter(move |a| a.index == index)
-            .map(|a| &a.addr)
-    }
-}
+pub use crate::model::observed::{NsState, ObsAddr, ObsLink, ObsRoute};
 
 pub fn links(nl: &mut Rtnl) -> Result<Vec<ObsLink>, NlError> {
     nl.dump_raw(msg::get_links(), "list interfaces", parse_link)

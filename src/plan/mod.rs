@@ -7,7 +7,7 @@ pub mod ns;
 
 pub use ns::Ns;
 
-use crate::kernel::observe::{NsState, ObsLink};
+use crate::model::observed::{NsState, ObsLink, ObsRoute};
 use crate::topology::*;
 use ipnet::IpNet;
 use serde::Serialize;
@@ -568,11 +568,7 @@ fn is_ours(l: &ObsLink, mark: &str) -> bool {
 }
 
 /// Does an observed route equal a wanted one (device resolved by `idx`)?
-pub fn route_matches(
-    o: &crate::kernel::observe::ObsRoute,
-    r: &Route,
-    idx: &dyn Fn(&str) -> Option<u32>,
-) -> bool {
+pub fn route_matches(o: &ObsRoute, r: &Route, idx: &dyn Fn(&str) -> Option<u32>) -> bool {
     o.dst == r.dst
         && o.via == r.via
         && o.metric == r.metric

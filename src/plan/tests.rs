@@ -2,7 +2,7 @@
 //! plan -> apply -> plan again must be empty (idempotency), and drift is repaired.
 
 use super::*;
-use crate::kernel::observe::{ObsAddr, ObsLink, ObsRoute};
+use crate::model::observed::{ObsAddr, ObsLink, ObsRoute};
 use crate::topology::{Options, parse_str};
 
 fn lab(text: &str, sandbox: bool) -> Lab {
