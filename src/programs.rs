@@ -40,6 +40,11 @@ pub fn stop(p: &Proc, grace: std::time::Duration) -> Result<Vec<i32>> {
     }
 }
 
+/// Remove a cgroup made by [`new_cgroup`] (and any below it).
+pub fn remove_cgroup(c: &std::path::Path) -> std::io::Result<()> {
+    cgroup::remove(c)
+}
+
 /// A fresh cgroup for a program of `lab` (None: no writable cgroup v2 here).
 pub fn new_cgroup(lab: &str, origin: &str) -> Result<Option<std::path::PathBuf>> {
     cgroup::create_program(lab, origin).map_err(Error::io(format!("create a cgroup for lab {lab}")))

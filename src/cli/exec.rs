@@ -1,6 +1,4 @@
 use super::LabSel;
-use nslab::kernel::{exec::Entry, netns};
-use std::os::unix::process::CommandExt;
 
 /// Run a program inside a node, like `ip netns exec`.
 ///
@@ -37,28 +35,11 @@ pub fn run(a: Args) -> i32 {
         Ok(r) => r,
         Err(e) => return fail(e.to_string()),
     };
-    let (_, ns) = match nslab::lab::place_ns(&rec, &a.node) {
-        Ok(x) => x,
-        Err(e) => return fail(e.to_string()),
+    // nslab is single-threaded here, so the whole process can move.
+    let err = match nslab::lab::exec_in(&rec, &a.node, &a.cmd) {
+        nslab::lab::ExecError::Setup(m) => return fail(m),
+        nslab::lab::ExecError::Exec(e) => e,
     };
-    // Host mode's host is the namespace we run in: nothing to enter.
-    if !ns.is_empty() {
-        let f = match netns::open(&ns) {
-            Ok(f) => f,
-            Err(e) => return fail(format!("open namespace {ns}: {e}")),
-        };
-        let entry = match Entry::new(&ns, f) {
-            Ok(e) => e,
-            Err(e) => return fail(format!("prepare namespace {ns}: {e}")),
-        };
-        // nslab is single-threaded here, so the whole process can move.
-        if let Err(e) = entry.enter() {
-            return fail(format!("enter namespace {ns}: {e}"));
-        }
-    }
-    let err = std::process::Command::new(&a.cmd[0])
-        .args(&a.cmd[1..])
-        .exec();
     let prog = a.cmd[0].to_string_lossy();
     match err.kind() {
         std::io::ErrorKind::NotFound => {

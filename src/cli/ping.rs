@@ -130,7 +130,7 @@ pub fn run(a: Args) -> Result<i32> {
     }
     let mut events = Vec::new();
     let mut local_errors = 0u32;
-    let report = nslab::kernel::netns::run_in(&file, || {
+    let report = nslab::lab::run_in(&file, || {
         icmp::ping(dst, &opts, &mut |e| {
             if let icmp::PingEvent::SendError { errno, .. } = e
                 && (*errno == libc::EMSGSIZE || *errno == libc::ENOBUFS)
@@ -143,8 +143,7 @@ pub fn run(a: Args) -> Result<i32> {
                 println!("{}", icmp::format_event(dst, e));
             }
         })
-    })
-    .map_err(Error::io("enter the namespace"))?;
+    })?;
     let places = place_files(&rec, &model);
     let mut duplicate = false;
     let (report, why) = match report {

@@ -58,8 +58,7 @@ pub fn run(a: Args) -> Result<i32> {
         },
     };
     // The listening socket is made inside the node and keeps its namespace.
-    let server = nslab::kernel::netns::run_in(&file, move || Server::bind(bind, content))
-        .map_err(Error::io("enter the namespace"))?
+    let server = nslab::lab::run_in(&file, move || Server::bind(bind, content))?
         .map_err(|e| Error::Failed(format!("listen on {bind} in {}: {e}", a.node)))?;
     println!("serving HTTP in {} on {bind} (Ctrl-C to stop)", a.node);
     let stop = nslab::signals::stop_flag();
@@ -101,7 +100,7 @@ fn detach(a: &Args, lab: &str, place: &nslab::topology::Place, bind: SocketAddr)
         Ok(x) => x,
         Err(e) => {
             if let Some(c) = &cg {
-                let _ = nslab::kernel::cgroup::remove(c);
+                let _ = nslab::programs::remove_cgroup(c);
             }
             return Err(e);
         }
@@ -120,7 +119,7 @@ fn detach(a: &Args, lab: &str, place: &nslab::topology::Place, bind: SocketAddr)
     );
     let t0 = std::time::Instant::now();
     loop {
-        let up = nslab::kernel::netns::run_in(&file, || {
+        let up = nslab::lab::run_in(&file, || {
             std::net::TcpStream::connect_timeout(&probe, std::time::Duration::from_millis(200))
                 .is_ok()
         })
