@@ -1,0 +1,483 @@
+//! `down`: take a lab down, everything its record owns and nothing else.
+
+use super::*;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DownReport {
+    pub lab: String,
+    pub was_up: bool,
+    pub namespaces: Vec<String>,
+    pub host_links: Vec<String>,
+    pub stopped: Vec<procs::ProcInfo>,
+    pub killed: Vec<procs::ProcInfo>,
+    pub warnings: Vec<String>,
+    pub seconds: f64,
+}
+
+/// How long `down` waits for the kernel to finish removing the lab's interfaces.
+const DOWN_WAIT: Duration = Duration::from_secs(60);
+
+/// Take a lab down: everything its record owns, nothing else.
+pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
+    if let Some(p) = topology::validate::name_problem(lab) {
+        return Err(Error::Usage(format!("--lab {lab:?}: lab name {p}")));
+    }
+    require_caps("down")?;
+    // A lab that is not up: nothing to lock (no lock file for a typo).
+    let lock = if Record::load(lab)
+        .map_err(Error::io(format!("read the record of lab {lab}")))?
+        .is_some()
+    {
+        Some(lock_lab(lab)?)
+    } else {
+        None
+    };
+    down_locked(lab, kill, lock.as_ref())
+}
+
+/// `down` for a caller that holds the lab's lock already (`clean`).
+pub fn down_locked(lab: &str, kill: bool, _lock: Option<&record::LabLock>) -> Result<DownReport> {
+    crate::timing::mark("start");
+    let t0 = Instant::now();
+    let mut rep = DownReport {
+        lab: lab.into(),
+        was_up: false,
+        namespaces: vec![],
+        host_links: vec![],
+        stopped: vec![],
+        killed: vec![],
+        warnings: vec![],
+        seconds: 0.0,
+    };
+    let Some(rec) =
+        Record::load(lab).map_err(Error::io(format!("read the record of lab {lab}")))?
+    else {
+        rep.seconds = t0.elapsed().as_secs_f64();
+        return Ok(rep);
+    };
+    rep.was_up = true;
+
+    // Open every node namespace once: its inode finds the processes in it, and the
+    // fd keeps it alive until all of them are let go together (see below).
+    let mark = topology::mark_for(lab);
+    let sandbox_host = rec.sandbox.then(|| topology::sandbox_host_ns(lab, ""));
+    let opened: Vec<(&String, std::fs::File)> = rec
+        .namespaces
+        .iter()
+        .filter_map(|ns| netns::open(ns).ok().map(|f| (ns, f)))
+        .collect();
+    // Ours only if lo carries the mark (checked on the object, not the name): a
+    // namespace re-made by hand under a node's name is left alone.
+    let listed = conn::links_in(&opened.iter().map(|(_, f)| f).collect::<Vec<_>>());
+    let mut held: Vec<(&String, std::fs::File)> = Vec::new();
+    let mut foreign: BTreeSet<&String> = BTreeSet::new();
+    // (index, peer index) of the veths in our namespaces: a recorded host end
+    // not yet marked (a crash right after its creation) is ours if it is the peer
+    // of one of them.
+    let mut our_veths: BTreeSet<(u32, u32)> = BTreeSet::new();
+    for ((ns, f), links) in opened.into_iter().zip(listed) {
+        let links = links.unwrap_or_default();
+        let alias = links
+            .iter()
+            .find(|l| l.name == "lo")
+            .and_then(|l| l.alias.as_deref());
+        if alias == Some(mark.as_str()) {
+            our_veths.extend(
+                links
+                    .iter()
+                    .filter(|l| l.kind.as_deref() == Some("veth"))
+                    .filter_map(|l| l.peer_index.map(|p| (l.index, p))),
+            );
+            held.push((ns, f));
+        } else {
+            rep.warnings.push(format!(
+                "namespace {ns} is not lab {lab}'s (its lo does not carry the mark {mark}; re-made by someone else?): left alone"
+            ));
+            // The lab's own links under /etc/netns/NS go (only links into nslab's
+            // state directory; anything else there is kept).
+            let _ = apply::remove_etc(ns.as_str());
+            foreign.insert(ns);
+        }
+    }
+    // The node namespaces to remove: ours, and stale files of ours (empty, never
+    // mounted: an `up` killed between making the file and mounting it).
+    let nodes: Vec<&String> = rec
+        .namespaces
+        .iter()
+        .filter(|n| Some(*n) != sandbox_host.as_ref() && !foreign.contains(n))
+        .filter(|n| held.iter().any(|(h, _)| h == n) || netns::is_stale_file(n))
+        .collect();
+    let inos: HashMap<u64, String> = held
+        .iter()
+        .filter_map(|(ns, f)| {
+            use std::os::unix::fs::MetadataExt;
+            f.metadata().ok().map(|m| (m.ino(), (*ns).clone()))
+        })
+        .collect();
+
+    // Processes in the lab's namespaces: ours are stopped, others block `down`.
+    let found = procs::in_namespaces(&inos).map_err(Error::io("list processes"))?;
+    // Ours: anything in the lab's cgroup (programs nslab started and whatever
+    // they started, recorded or not), or, without cgroups, a program nslab
+    // started or one of its children (same session).
+    let lab_cg = crate::kernel::cgroup::lab_dir(lab).filter(|d| d.exists());
+    let (ours, mut others): (Vec<_>, Vec<_>) = found.into_iter().partition(|(_, p)| {
+        lab_cg
+            .as_ref()
+            .is_some_and(|d| crate::kernel::cgroup::contains(d, p.pid))
+            || rec.processes.iter().any(|r| {
+                r.pid > 0
+                    && ((r.pid == p.pid && (r.start_time == p.start_time || r.start_time == 0))
+                        || (p.session == r.pid && crate::programs::alive(r)))
+            })
+    });
+    // One that exited while we looked (its cgroup could not be read any more) is
+    // nobody's problem.
+    others.retain(|(_, p)| {
+        procs::stat(p.pid).is_some_and(|s| s.start_time == p.start_time && !s.gone())
+    });
+    if !others.is_empty() && !kill {
+        let list: Vec<String> = others
+            .iter()
+            .map(|(ns, p)| format!("  pid {} in {ns}: {}", p.pid, p.command))
+            .collect();
+        return Err(Error::Failed(format!(
+            "lab {lab} has processes that nslab did not start:\n{}\nStop them, or run `nslab down --kill` to kill them. Nothing was changed.",
+            list.join("\n")
+        )));
+    }
+    // Recorded programs may live outside the lab's namespaces and still hold
+    // sockets in them (`serve --detach`): stop every one of them, with what it
+    // started (its cgroup).
+    let grace = Duration::from_secs(3);
+    let mut reported: std::collections::HashSet<i32> = std::collections::HashSet::new();
+    for r in &rec.processes {
+        let running = crate::programs::alive(r);
+        // A program whose pid was never recorded (`up` killed right after
+        // starting it): the first process of its cgroup.
+        let pid = match (&r.cgroup, r.pid) {
+            (Some(cg), 0) => crate::kernel::cgroup::pids(Path::new(cg))
+                .first()
+                .copied()
+                .unwrap_or(0),
+            _ => r.pid,
+        };
+        match crate::programs::stop(r, grace) {
+            Ok(_) if running => {
+                reported.insert(pid);
+                rep.stopped.push(procs::ProcInfo {
+                    pid,
+                    start_time: r.start_time,
+                    command: r.command.clone(),
+                    session: r.pid,
+                });
+            }
+            Ok(_) => {}
+            Err(e) => rep.warnings.push(e.to_string()),
+        }
+    }
+    // Whatever else is in the lab's cgroup (a program an `up` started and was
+    // killed before recording).
+    if let Some(d) = &lab_cg {
+        match crate::kernel::cgroup::stop(d, grace) {
+            Ok(pids) => {
+                for pid in pids {
+                    if !reported.contains(&pid) && !ours.iter().any(|(_, p)| p.pid == pid) {
+                        reported.insert(pid);
+                        rep.stopped.push(procs::ProcInfo {
+                            pid,
+                            start_time: 0,
+                            command: "(in the lab's cgroup)".into(),
+                            session: 0,
+                        });
+                    }
+                }
+            }
+            Err(e) => rep.warnings.push(format!("stop the lab's cgroup: {e}")),
+        }
+    }
+    for (_, p) in &ours {
+        if !reported.insert(p.pid) {
+            continue; // stopped above, as a recorded program
+        }
+        procs::stop(p.pid, p.start_time, grace);
+        rep.stopped.push(p.clone());
+    }
+    for (_, p) in &others {
+        procs::stop(p.pid, p.start_time, grace);
+        rep.killed.push(p.clone());
+    }
+
+    crate::timing::mark("processes");
+    // The namespace that played the host: in host mode it holds bridges and veth ends.
+    let mut host: Option<Conn> = None;
+    if !rec.sandbox {
+        match conn::find_by_id(rec.host_ns) {
+            Ok(Some((_, c))) => host = Some(c),
+            Ok(None) => rep.warnings.push(format!("the network namespace lab {lab} was brought up in is gone; its interfaces went with it")),
+            Err(e) => rep.warnings.push(format!("cannot open the lab's host namespace: {e}")),
+        }
+    }
+    if let Some(h) = sandbox_host
+        .as_ref()
+        .filter(|h| netns::exists(h) && !foreign.contains(h))
+    {
+        // Keep the sandbox host open while the nodes go: their veth peers live in
+        // it, so we can see when the kernel has really finished.
+        host = conn::open(h).ok();
+    }
+
+    // The host's forwarding first, while the kernel is not busy tearing down (a
+    // write to ip_forward waits for the lock the teardown holds).
+    if !rec.sandbox
+        && let Some(h) = host.as_ref()
+        && let Err(e) = crate::hostfwd::release(lab, rec.host_ns, &crate::hostfwd::setter(&h.file))
+    {
+        rep.warnings
+            .push(format!("restore the host's IPv4 forwarding: {e}"));
+    }
+    // Subscribe to link events before deleting anything, so none is missed.
+    let mut watch = host.as_ref().and_then(|h| {
+        netns::run_in(&h.file, crate::kernel::watch::LinkWatch::new)
+            .ok()
+            .and_then(|r| r.ok())
+    });
+    let lab_bridges: Vec<String> = host
+        .as_mut()
+        .and_then(|h| observe::links_of_kind(&mut h.nl, InfoKind::Bridge).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|l| {
+            l.alias.as_deref() == Some(mark.as_str())
+                || (rec.host_links.contains(&l.name)
+                    && l.mac.is_some()
+                    && rec.bridge_macs.get(&l.name) == l.mac.as_ref())
+        })
+        .map(|l| l.name)
+        .collect();
+    // Each port leaving a bridge makes the kernel walk every other port and, with
+    // multicast snooping on, re-arm each one's multicast timers: quadratic, and at
+    // 1000 ports the biggest (and most variable) part of the teardown. The
+    // bridges go anyway, so snooping goes off first (one cheap request each).
+    if let Some(h) = host.as_mut() {
+        for b in &lab_bridges {
+            let _ = h.nl.request(
+                msg::bridge_snooping(b, false),
+                0,
+                format!("turn off multicast snooping on {b}"),
+            );
+        }
+    }
+    // Bridges of the sandbox die with its host namespace.
+    let bridges: Vec<String> = if rec.sandbox { vec![] } else { lab_bridges };
+    let bridge_sock = match (&host, bridges.is_empty()) {
+        (Some(h), false) => netns::run_in(&h.file, crate::kernel::netlink::Rtnl::new)
+            .ok()
+            .and_then(|r| r.ok()),
+        _ => None,
+    };
+    let delete_bridges = |mut nl: crate::kernel::netlink::Rtnl| -> Vec<(String, Option<String>)> {
+        bridges
+            .iter()
+            .filter_map(
+                |b| match nl.request(msg::del_link(b), 0, format!("delete bridge {b}")) {
+                    Ok(()) => Some((b.clone(), None)),
+                    Err(e) if e.errno == libc::ENODEV => None,
+                    Err(e) => Some((b.clone(), Some(e.to_string()))),
+                },
+            )
+            .collect()
+    };
+    let ours = |l: &ObsLink| {
+        let peer_of_ours = l
+            .peer_index
+            .is_some_and(|p| our_veths.contains(&(p, l.index)));
+        (l.alias.as_deref() == Some(mark.as_str()) || peer_of_ours)
+            && (rec.sandbox || rec.host_links.contains(&l.name))
+    };
+    let host_veths = |h: &mut Conn| -> BTreeSet<String> {
+        observe::links_of_kind(&mut h.nl, InfoKind::Veth)
+            .map(|ls| ls.into_iter().filter(|l| ours(l)).map(|l| l.name).collect())
+            .unwrap_or_default()
+    };
+    crate::timing::mark("prepare");
+
+    // What to wait for: the lab's veth ends in the host. Nothing is gone yet,
+    // and the watch will see each removal after this.
+    let mut left: BTreeSet<String> = host.as_mut().map(host_veths).unwrap_or_default();
+    crate::timing::mark("list veths");
+    let deleted_bridges = std::thread::scope(|s| -> Result<Vec<(String, Option<String>)>> {
+        // Unmount every node namespace first (the fds keep them alive), then let
+        // go of all at once (release_at_once). The unmounts come first and
+        // alone: each waits for an RCU grace period after dropping the mount
+        // lock, and those grow long while the kernel is busy elsewhere; from a
+        // few threads the waits overlap.
+        let chunk = nodes.len().div_ceil(4).max(1);
+        let detached: Vec<Result<()>> = nodes
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || -> Result<()> {
+                    for ns in part {
+                        netns::detach(ns).map_err(Error::io(format!("delete namespace {ns}")))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Failed("unmount thread panicked".into())))
+            })
+            .collect();
+        detached.into_iter().collect::<Result<()>>()?;
+        rep.namespaces.extend(nodes.iter().map(|n| (*n).clone()));
+        release_at_once(held);
+        crate::timing::mark("release namespaces");
+        // A bridge has no namespace to die with; it goes alongside.
+        let bridge_thread = bridge_sock.map(|nl| s.spawn(|| delete_bridges(nl)));
+        // The files go meanwhile (file system work; the kernel's is elsewhere).
+        let files = s.spawn(|| {
+            let mut errs = vec![];
+            for ns in &nodes {
+                if let Err(e) = netns::remove_file(ns) {
+                    errs.push(format!("remove {}: {e}", netns::path(ns).display()));
+                }
+                if let Err(e) = apply::remove_etc(ns) {
+                    errs.push(format!("remove /etc/netns/{ns}: {e}"));
+                }
+            }
+            errs
+        });
+        if let Some(h) = host.as_mut() {
+            if let Some(w) = watch.as_mut() {
+                match w.wait_gone(left.clone(), DOWN_WAIT) {
+                    crate::kernel::watch::Waited::AllGone => left.clear(),
+                    crate::kernel::watch::Waited::Overflow(l)
+                    | crate::kernel::watch::Waited::TimedOut(l) => left = l,
+                }
+            }
+            // Without events (or after losing some), look until they are gone.
+            let until = Instant::now() + DOWN_WAIT;
+            while !left.is_empty() {
+                let now = host_veths(h);
+                left.retain(|n| now.contains(n));
+                if left.is_empty() {
+                    break;
+                }
+                if Instant::now() > until {
+                    rep.warnings.push(format!(
+                        "the kernel had not finished removing {} after {DOWN_WAIT:?}",
+                        left.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ));
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        rep.warnings.extend(files.join().unwrap_or_default());
+        Ok(bridge_thread
+            .map(|t| t.join().unwrap_or_default())
+            .unwrap_or_default())
+    })?;
+    crate::timing::mark("wait for the kernel");
+    for (b, err) in deleted_bridges {
+        match err {
+            None => rep.host_links.push(b),
+            Some(e) => rep.warnings.push(e),
+        }
+    }
+    if let Some(h) = host.as_mut() {
+        if !rec.sandbox {
+            for t in &rec.nft_tables {
+                if let Err(e) = crate::kernel::nft::socket_in(&h.file)
+                    .and_then(|mut s| s.delete_table_if_marked(t, &mark))
+                {
+                    rep.warnings.push(format!("delete nftables table {t}: {e}"));
+                }
+            }
+            // A why-not trace cut short (a crash, kill -9) leaves its marked tables.
+            let trace = crate::probe::why::TRACE_TABLE;
+            if let Err(e) =
+                crate::kernel::nft::socket_in(&h.file).and_then(|mut s| s.stop_trace(trace, &mark))
+            {
+                rep.warnings
+                    .push(format!("delete nftables table {trace}: {e}"));
+            }
+        }
+        for n in &rec.host_links {
+            if !rep.host_links.contains(n) {
+                rep.host_links.push(n.clone());
+            }
+        }
+    }
+    crate::timing::mark("bridges and nft");
+    drop(watch);
+    drop(host);
+    if let Some(h) = sandbox_host.filter(|h| rec.namespaces.contains(h) && !foreign.contains(h)) {
+        netns::delete(&h).map_err(Error::io(format!("delete namespace {h}")))?;
+        apply::remove_etc(&h).map_err(Error::io(format!("remove /etc/netns/{h}")))?;
+        rep.namespaces.push(h);
+    }
+    let _ = std::fs::remove_dir_all(crate::programs::log_dir(lab));
+    let _ = std::fs::remove_file(record::hosts_path(lab));
+    let _ = std::fs::remove_file(record::resolv_path(lab));
+    rec.remove().map_err(Error::io("remove the lab's record"))?;
+    rep.seconds = t0.elapsed().as_secs_f64();
+    Ok(rep)
+}
+
+/// Let go of the namespaces (drop their fds) so that the kernel frees them in one
+/// cleanup_net run. The cleanup worker starts as soon as the first namespace is
+/// queued, and a run takes only what was queued when it started: closing 1000 fds
+/// takes ~1 ms, enough for the worker to start on the other CPU with a few, and
+/// the rest then waits for that run to end (its RCU waits included, ~40 ms). So
+/// for that millisecond every CPU runs a real-time (SCHED_FIFO) thread of ours,
+/// which the worker cannot preempt. Measured (interleaved runs, 8 each): `down`
+/// at N=100 0.108 s -> 0.068 s, at N=1000 0.63 s -> 0.57 s. Without the right to
+/// real-time scheduling, or with more CPUs than spinners, the fds just close.
+fn release_at_once<T: Send>(held: Vec<T>) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    // SAFETY (both): sched_setscheduler on the calling thread, with a valid param.
+    let fifo = || unsafe {
+        let p = libc::sched_param { sched_priority: 1 };
+        libc::sched_setscheduler(0, libc::SCHED_FIFO, &p) == 0
+    };
+    let normal = || unsafe {
+        let p = libc::sched_param { sched_priority: 0 };
+        libc::sched_setscheduler(0, libc::SCHED_OTHER, &p);
+    };
+    const SPIN_LIMIT: Duration = Duration::from_millis(50);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(16);
+    let done = AtomicBool::new(false);
+    let ready = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 1..cpus {
+            s.spawn(|| {
+                let rt = fifo();
+                ready.fetch_add(1, Ordering::SeqCst);
+                // Bounded: a real-time thread must never spin for long.
+                let t = Instant::now();
+                while rt && !done.load(Ordering::Relaxed) && t.elapsed() < SPIN_LIMIT {
+                    std::hint::spin_loop();
+                }
+                if rt {
+                    normal();
+                }
+            });
+        }
+        let t = Instant::now();
+        while ready.load(Ordering::SeqCst) < cpus - 1 && t.elapsed() < SPIN_LIMIT {
+            std::hint::spin_loop();
+        }
+        let rt = fifo();
+        drop(held);
+        done.store(true, Ordering::Relaxed);
+        if rt {
+            normal();
+        }
+    });
+}

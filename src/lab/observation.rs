@@ -1,0 +1,151 @@
+//! Reading what the kernel has for a lab: its namespaces, the host's NAT table
+//! and forwarding, and what in the host overlaps the lab.
+
+use super::*;
+
+/// Observe every namespace in `names` that exists, plus the host in host mode;
+/// in the lab's host namespace also its nftables table and forwarding.
+pub(super) fn observe(k: &mut Kernel, lab: &Lab, names: &BTreeSet<String>) -> Result<Observed> {
+    let mut obs = Observed {
+        lab_hosts: std::fs::read_to_string(record::hosts_path(&lab.name)).ok(),
+        lab_resolv: std::fs::read_to_string(record::resolv_path(&lab.name)).ok(),
+        ..Default::default()
+    };
+    // Files under /etc/netns that someone else put there, also for namespaces
+    // that do not exist yet.
+    obs.foreign_hosts = lab
+        .nodes
+        .iter()
+        .map(|n| &n.ns)
+        .filter(|ns| {
+            let f = Path::new("/etc/netns").join(ns).join("hosts");
+            std::fs::symlink_metadata(&f).is_ok() && !apply::is_our_link(&f)
+        })
+        .cloned()
+        .collect();
+    // Each node's resolv.conf, also before its namespace exists.
+    for n in &lab.nodes {
+        let link = Path::new("/etc/netns").join(&n.ns).join("resolv.conf");
+        let found = if link.symlink_metadata().is_err() {
+            plan::EtcFile::Absent
+        } else if record::resolv_link_is_ours(&link) {
+            plan::EtcFile::Ours(
+                std::fs::read_link(&link)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            )
+        } else {
+            plan::EtcFile::Foreign
+        };
+        obs.resolv.insert(n.ns.clone(), found);
+    }
+    let host_ns = plan::ns_of(lab, &Place::Host);
+    let mut all: Vec<Ns> = names.iter().map(Ns::named).collect();
+    if !lab.sandbox {
+        all.insert(0, host_ns.clone());
+    }
+    for ns in &all {
+        if let Some(name) = ns.name()
+            && !netns::exists(name)
+        {
+            continue;
+        }
+        let c = k.conn(ns)?;
+        let st = c.observe().map_err(|e| {
+            Error::Failed(format!(
+                "read {}: {e}",
+                if ns.is_host() {
+                    "the host's interfaces".into()
+                } else {
+                    format!("namespace {ns}")
+                }
+            ))
+        })?;
+        let hosts = std::fs::read_link(Path::new("/etc/netns").join(ns).join("hosts"))
+            .ok()
+            .map(|p| p.display().to_string());
+        let (mut nat, mut ip_forward) = (None, None);
+        if *ns == host_ns {
+            nat = read_nat(&c.file, &plan::nat_table(&lab.name))?;
+            ip_forward = netns::run_in(&c.file, || netns::sysctl_get("net.ipv4.ip_forward"))
+                .ok()
+                .and_then(|r| r.ok())
+                .map(|v| v == "1");
+        }
+        obs.ns.insert(
+            ns.clone(),
+            NsObs {
+                state: st,
+                hosts,
+                nat,
+                ip_forward,
+            },
+        );
+    }
+    Ok(obs)
+}
+
+/// The lab's nftables table in a namespace, as the planner sees it.
+fn read_nat(ns: &std::fs::File, table: &str) -> Result<Option<plan::NatObs>> {
+    let found = crate::kernel::nft::socket_in(ns)
+        .and_then(|mut s| s.read_nat_rules(table))
+        .map_err(|e| Error::Failed(format!("read nftables table {table}: {e}")))?;
+    Ok(found.map(|r| {
+        let rules: Vec<_> = r.masquerades.iter().filter_map(|m| m.to_nat()).collect();
+        let exact = r.chain_ok
+            && r.other_chains.is_empty()
+            && r.unknown_rules == 0
+            && rules.len() == r.masquerades.len();
+        plan::NatObs {
+            comment: r.comment,
+            rules,
+            exact,
+        }
+    }))
+}
+
+/// Host mode: refuse lab addresses and routes in the host that overlap a route of an
+/// interface nslab does not own, so a lab never hijacks a real network.
+pub fn overlaps(lab: &Lab, host: &NsState) -> Vec<String> {
+    let mut mine: Vec<(String, IpNet)> = lab
+        .addresses_of(&Place::Host)
+        .into_iter()
+        .map(|(i, a)| (format!("address {a} on {i}"), a.trunc()))
+        .collect();
+    mine.extend(
+        lab.host
+            .routes
+            .iter()
+            .filter(|r| !r.is_default())
+            .map(|r| (format!("route {r}"), r.dst)),
+    );
+    let mark = lab.mark();
+    let mut out = Vec::new();
+    for r in &host.routes {
+        if r.dst.prefix_len() == 0 {
+            continue;
+        }
+        let Some(dev) = r.oif.and_then(|i| host.link_by_index(i)) else {
+            continue;
+        };
+        if dev.alias.as_deref().is_some_and(|a| a == mark) || dev.name == "lo" {
+            continue;
+        }
+        for (what, net) in &mine {
+            if net.contains(&r.dst.addr()) || r.dst.contains(&net.addr()) {
+                out.push(format!(
+                    "lab {what} overlaps the host's route {} dev {}",
+                    r.dst, dev.name
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// What the lab owns in its host namespace (host mode): bridges and veth ends.
+pub(super) fn host_link_names(lab: &Lab) -> BTreeSet<String> {
+    let mut s: BTreeSet<String> = lab.bridges.iter().map(|b| b.name.clone()).collect();
+    s.extend(lab.host.interfaces.iter().map(|i| i.name.clone()));
+    s
+}
