@@ -99,12 +99,70 @@ pub fn up_lab_with(
     opts: &UpOptions,
     progress: Option<Box<dyn FnMut(usize, usize)>>,
 ) -> Result<UpReport> {
-    let force = opts.force;
     require_caps("up")?;
     crate::timing::mark("start");
     let t0 = Instant::now();
     netns::raise_nofile_limit();
     let _lock = lock_lab(&lab.name)?;
+    let (mut rec, here) = open_record(&lab)?;
+    let mut k = Kernel::new(
+        conn::open_current().map_err(Error::io("open a netlink socket"))?,
+        &lab.name,
+    );
+    k.progress = progress;
+    k.fail_after = opts.hooks.fail_after;
+    k.refuse_after = opts.hooks.refuse_after;
+    let mut names: BTreeSet<String> = lab.namespaces().into_iter().collect();
+    names.extend(rec.namespaces.iter().cloned());
+    let obs = observe(&mut k, &lab, &names)?;
+    crate::timing::mark("observe");
+    if !lab.sandbox && !opts.force {
+        refuse_overlaps(&lab, &obs)?;
+    }
+    let (ops, notes) = plan_ops(&lab, &obs, &rec)?;
+    rec.file = file.map(|f| {
+        std::fs::canonicalize(f)
+            .unwrap_or(f.to_path_buf())
+            .display()
+            .to_string()
+    });
+    crate::timing::mark("plan");
+    clear_stale_ns_files(&lab, &ops, &rec)?;
+    opts.hooks.pause("planned");
+    let before = rec.clone();
+    // What this run is about to create (an intent may not have happened yet).
+    let mut created: Vec<Intent> = Vec::new();
+    let result = apply_recorded(&mut k, &ops, &mut rec, &mut created).and_then(|()| {
+        crate::timing::mark("apply (last ops)");
+        opts.hooks.pause("applied");
+        finish(&mut k, &lab, &mut rec, here)
+    });
+    if let Err(e) = result {
+        return Err(undo(&mut k, e, &lab, rec, before, &obs, &created, &ops));
+    }
+    // Up means passing traffic: wait for the kernel's link-watch work and the
+    // bridge ports before programs start and before `up` returns.
+    let not_ready = crate::kernel::ready::wait_lab(&rec.namespaces, lab.sandbox, &rec.host_links);
+    crate::timing::mark("wait for traffic");
+    let started = start_programs(&mut k, &mut rec, &lab)?;
+    rec.save().map_err(Error::io("write the lab's record"))?;
+    let changed_programs = !started.is_empty();
+    let mut notes = notes;
+    notes.extend(not_ready);
+    notes.extend(started);
+    Ok(UpReport {
+        lab: lab.name,
+        sandbox: lab.sandbox,
+        changed: !ops.is_empty() || changed_programs,
+        ops,
+        notes,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// The lab's record (a new one if it has none), and the namespace nslab runs in;
+/// refused when the lab is up in the other mode or from another namespace.
+fn open_record(lab: &Lab) -> Result<(Record, netns::NsId)> {
     let here = netns::current_id().map_err(Error::io("identify the current network namespace"))?;
     let mut rec = Record::load(&lab.name)
         .map_err(Error::io(format!("read the record of lab {}", lab.name)))?
@@ -127,29 +185,27 @@ pub fn up_lab_with(
         )));
     }
     rec.sandbox = lab.sandbox;
-    let mut k = Kernel::new(
-        conn::open_current().map_err(Error::io("open a netlink socket"))?,
-        &lab.name,
-    );
-    k.progress = progress;
-    k.fail_after = opts.hooks.fail_after;
-    k.refuse_after = opts.hooks.refuse_after;
-    let mut names: BTreeSet<String> = lab.namespaces().into_iter().collect();
-    names.extend(rec.namespaces.iter().cloned());
-    let obs = observe(&mut k, &lab, &names)?;
-    crate::timing::mark("observe");
-    if !lab.sandbox && !force {
-        let o = overlaps(&lab, &obs.ns[&Ns::HOST].state);
-        if !o.is_empty() {
-            return Err(Error::Refused(format!(
-                "{}\nA lab in host mode must not take over a network the host already uses. Change the lab's addresses, use --sandbox (the lab gets its own host namespace), or --force if you mean it. Nothing was changed.",
-                o.join("\n")
-            )));
-        }
+    Ok((rec, here))
+}
+
+/// Host mode: refuse a lab whose networks the host already uses.
+fn refuse_overlaps(lab: &Lab, obs: &Observed) -> Result<()> {
+    let o = overlaps(lab, &obs.ns[&Ns::HOST].state);
+    if !o.is_empty() {
+        return Err(Error::Refused(format!(
+            "{}\nA lab in host mode must not take over a network the host already uses. Change the lab's addresses, use --sandbox (the lab gets its own host namespace), or --force if you mean it. Nothing was changed.",
+            o.join("\n")
+        )));
     }
-    let (ops, notes) = plan::plan_up(
-        &lab,
-        &obs,
+    Ok(())
+}
+
+/// The ops that bring the kernel in line with the lab, and notes; refused on
+/// conflicts (nothing changed).
+fn plan_ops(lab: &Lab, obs: &Observed, rec: &Record) -> Result<(Vec<Op>, Vec<String>)> {
+    plan::plan_up(
+        lab,
+        obs,
         rec.model.as_ref(),
         &plan::Owned {
             namespaces: rec.namespaces.clone(),
@@ -162,18 +218,14 @@ pub fn up_lab_with(
             "{}\nNothing was changed.",
             c.iter().map(|x| x.0.clone()).collect::<Vec<_>>().join("\n")
         ))
-    })?;
-    rec.file = file.map(|f| {
-        std::fs::canonicalize(f)
-            .unwrap_or(f.to_path_buf())
-            .display()
-            .to_string()
-    });
-    crate::timing::mark("plan");
-    // A namespace file that is not a mounted namespace (a crash between creating
-    // the file and mounting it, or a reboot with /run on disk): ours is replaced,
-    // anyone else's is in the way.
-    for op in &ops {
+    })
+}
+
+/// A namespace file that is not a mounted namespace (a crash between creating
+/// the file and mounting it, or a reboot with /run on disk): ours is replaced,
+/// anyone else's is in the way.
+fn clear_stale_ns_files(lab: &Lab, ops: &[Op], rec: &Record) -> Result<()> {
+    for op in ops {
         if let Op::CreateNs { ns, .. } = op {
             let p = netns::path(ns.as_str());
             if p.exists() && !netns::is_nsfs(&p) {
@@ -190,90 +242,101 @@ pub fn up_lab_with(
             }
         }
     }
-    opts.hooks.pause("planned");
-    let before = rec.clone();
-    // What this run is about to create (an intent may not have happened yet).
-    let mut created: Vec<Intent> = Vec::new();
-    let result = {
-        let rec_ref = &mut rec;
-        apply::apply(&mut k, &ops, &mut |i| {
-            match &i {
-                Intent::Namespaces(v) => rec_ref.namespaces.extend(v.iter().cloned()),
-                Intent::HostLinks(v) => {
-                    for (name, mac) in v {
-                        rec_ref.host_links.insert(name.clone());
-                        if let Some(m) = mac {
-                            rec_ref.bridge_macs.insert(name.clone(), *m);
-                        }
+    Ok(())
+}
+
+/// Apply the ops, writing each intent into the record before it is carried out
+/// (and into `created`, for rollback).
+fn apply_recorded(
+    k: &mut Kernel,
+    ops: &[Op],
+    rec: &mut Record,
+    created: &mut Vec<Intent>,
+) -> Result<()> {
+    apply::apply(k, ops, &mut |i| {
+        match &i {
+            Intent::Namespaces(v) => rec.namespaces.extend(v.iter().cloned()),
+            Intent::HostLinks(v) => {
+                for (name, mac) in v {
+                    rec.host_links.insert(name.clone());
+                    if let Some(m) = mac {
+                        rec.bridge_macs.insert(name.clone(), *m);
                     }
                 }
-                Intent::NftTable(t) => {
-                    rec_ref.nft_tables.insert(t.clone());
+            }
+            Intent::NftTable(t) => {
+                rec.nft_tables.insert(t.clone());
+            }
+        }
+        created.push(i);
+        rec.save()
+    })
+    .map_err(Error::Apply)
+}
+
+/// After a failed apply: restore the model the lab had (or remove what this run
+/// made), put the record back as it was, and say what happened.
+#[allow(clippy::too_many_arguments)]
+fn undo(
+    k: &mut Kernel,
+    e: Error,
+    lab: &Lab,
+    rec: Record,
+    before: Record,
+    obs: &Observed,
+    created: &[Intent],
+    ops: &[Op],
+) -> Error {
+    // The test switch plays a crash: leave everything as a killed process would.
+    if matches!(e, Error::Apply(apply::ApplyError::TestAbort(_))) {
+        let _ = rec.save();
+        return e;
+    }
+    k.fail_after = None;
+    k.refuse_after = None;
+    let undone = match before.model.clone() {
+        // A running lab: bring it back to the model it had.
+        Some(prev) => restore(k, &prev, lab, &before),
+        None => {
+            let existed: BTreeSet<String> = obs
+                .ns
+                .get(&Ns::HOST)
+                .map(|o| o.state.links.iter().map(|l| l.name.clone()).collect())
+                .unwrap_or_default();
+            let undone = rollback(k, lab, created, &existed);
+            // Hosts links written (on their own thread) for every node, also
+            // where a namespace turned out not to be ours: only our links go.
+            for op in ops {
+                if let Op::LinkHosts { ns, .. } | Op::LinkResolv { ns, .. } = op {
+                    let _ = apply::remove_etc(ns.as_str());
                 }
             }
-            created.push(i);
-            rec_ref.save()
-        })
-        .map_err(Error::Apply)
-    }
-    .and_then(|()| {
-        crate::timing::mark("apply (last ops)");
-        opts.hooks.pause("applied");
-        finish(&mut k, &lab, &mut rec, here)
-    });
-    if let Err(e) = result {
-        // The test switch plays a crash: leave everything as a killed process would.
-        if matches!(e, Error::Apply(apply::ApplyError::TestAbort(_))) {
-            let _ = rec.save();
-            return Err(e);
+            let _ = std::fs::remove_file(record::hosts_path(&lab.name));
+            let _ = std::fs::remove_file(record::resolv_path(&lab.name));
+            undone
         }
-        k.fail_after = None;
-        k.refuse_after = None;
-        let undone = match before.model.clone() {
-            // A running lab: bring it back to the model it had.
-            Some(prev) => restore(&mut k, &prev, &lab, &before),
-            None => {
-                let existed: BTreeSet<String> = obs
-                    .ns
-                    .get(&Ns::HOST)
-                    .map(|o| o.state.links.iter().map(|l| l.name.clone()).collect())
-                    .unwrap_or_default();
-                let undone = rollback(&mut k, &lab, &created, &existed);
-                // Hosts links written (on their own thread) for every node, also
-                // where a namespace turned out not to be ours: only our links go.
-                for op in &ops {
-                    if let Op::LinkHosts { ns, .. } | Op::LinkResolv { ns, .. } = op {
-                        let _ = apply::remove_etc(ns.as_str());
-                    }
-                }
-                let _ = std::fs::remove_file(record::hosts_path(&lab.name));
-                let _ = std::fs::remove_file(record::resolv_path(&lab.name));
-                undone
-            }
-        };
-        rec = before;
-        let r = if rec.model.is_none() && rec.namespaces.is_empty() && rec.host_links.is_empty() {
-            rec.remove()
-        } else {
-            rec.save()
-        };
-        let mut msg = format!("{e}\n{undone}");
-        if let Err(re) = r {
-            msg.push_str(&format!("\nRestoring the lab's record failed too: {re}"));
-        }
-        return Err(Error::Failed(msg));
+    };
+    let rec = before;
+    let r = if rec.model.is_none() && rec.namespaces.is_empty() && rec.host_links.is_empty() {
+        rec.remove()
+    } else {
+        rec.save()
+    };
+    let mut msg = format!("{e}\n{undone}");
+    if let Err(re) = r {
+        msg.push_str(&format!("\nRestoring the lab's record failed too: {re}"));
     }
-    // Up means passing traffic: wait for the kernel's link-watch work and the
-    // bridge ports before programs start and before `up` returns.
-    let not_ready = crate::kernel::ready::wait_lab(&rec.namespaces, lab.sandbox, &rec.host_links);
-    crate::timing::mark("wait for traffic");
-    // Programs last: the network they talk over is ready now.
-    let started = crate::programs::reconcile(&mut rec, &lab, &mut || {
+    Error::Failed(msg)
+}
+
+/// Programs last: the network they talk over is ready now.
+fn start_programs(k: &mut Kernel, rec: &mut Record, lab: &Lab) -> Result<Vec<String>> {
+    let started = crate::programs::reconcile(rec, lab, &mut || {
         // The test switch (NSLAB_TEST_FAIL_AFTER) counts starting a program as
         // one more step: a crash between starting it and recording its pid.
         k.spend(1).map_err(Error::Apply)
-    })
-    .map_err(|e| {
+    });
+    started.map_err(|e| {
         if matches!(e, Error::Apply(apply::ApplyError::TestAbort(_))) {
             return e;
         }
@@ -282,19 +345,6 @@ pub fn up_lab_with(
             "{e}\nThe network of lab {} is up; the program above did not start. Fix it and run `nslab up` again (it starts only what is not running).",
             lab.name
         ))
-    })?;
-    rec.save().map_err(Error::io("write the lab's record"))?;
-    let changed_programs = !started.is_empty();
-    let mut notes = notes;
-    notes.extend(not_ready);
-    notes.extend(started);
-    Ok(UpReport {
-        lab: lab.name,
-        sandbox: lab.sandbox,
-        changed: !ops.is_empty() || changed_programs,
-        ops,
-        notes,
-        seconds: t0.elapsed().as_secs_f64(),
     })
 }
 
