@@ -305,57 +305,7 @@ fn apply_ops(
             crate::timing::mark(phase(&ops[i - 1]));
         }
         match op {
-            Op::CreateNs { .. } => {
-                let mut j = i;
-                let mut items = Vec::new();
-                while let Some(Op::CreateNs { ns, sysctls, .. }) = ops.get(j) {
-                    items.push((ns.to_string(), sysctls.clone()));
-                    j += 1;
-                }
-                let allowed = k.budget(items.len());
-                items.truncate(allowed);
-                intent(Intent::Namespaces(
-                    items.iter().map(|x| x.0.clone()).collect(),
-                ))
-                .map_err(|e| ApplyError::Io {
-                    step: "write the lab's record".into(),
-                    source: e,
-                })?;
-                netns::ensure_dir().map_err(|e| ApplyError::Io {
-                    step: format!("prepare {}", netns::netns_dir().display()),
-                    source: e,
-                })?;
-                let mut first_err = None;
-                // In chunks, so progress can be shown between them.
-                for (n, chunk) in items.chunks(128).enumerate() {
-                    for (name, r) in conn::create_many(chunk, &k.mark) {
-                        match r {
-                            Ok(c) => {
-                                // The object this run made: rollback deletes only these.
-                                if let Ok(id) = netns::id_of(&c.file) {
-                                    k.created_ns.insert(name.clone(), id);
-                                }
-                                k.conns.insert(Ns::named(name), c);
-                            }
-                            Err(e) => {
-                                first_err.get_or_insert(ApplyError::Io {
-                                    step: format!("create namespace {name}"),
-                                    source: e,
-                                });
-                            }
-                        }
-                    }
-                    k.report(i + n * 128 + chunk.len(), ops.len());
-                    if first_err.is_some() {
-                        break;
-                    }
-                }
-                if let Some(e) = first_err {
-                    return Err(e);
-                }
-                k.spend(items.len())?;
-                i = j;
-            }
+            Op::CreateNs { .. } => i = create_namespaces(k, ops, i, intent)?,
             Op::DeleteNs { ns } => {
                 k.conns.remove(ns);
                 netns::delete(ns.as_str()).map_err(|e| ApplyError::Io {
@@ -366,22 +316,7 @@ fn apply_ops(
                 i += 1;
             }
             Op::Sysctl { ns, key, value } if ns.is_host() && key == "net.ipv4.ip_forward" => {
-                // The real host's forwarding is shared by labs: restored by the last one.
-                let lab = k.lab.clone();
-                let c = k.conn(ns)?;
-                let id = netns::id_of(&c.file).map_err(|e| ApplyError::Io {
-                    step: op.to_string(),
-                    source: e,
-                })?;
-                debug_assert_eq!(value, "1");
-                {
-                    let set = crate::hostfwd::setter(&c.file);
-                    crate::hostfwd::acquire(&lab, id, &set).map_err(|e| ApplyError::Io {
-                        step: op.to_string(),
-                        source: e,
-                    })?;
-                }
-                k.spend(1)?;
+                host_forwarding(k, op, ns, value)?;
                 i += 1;
             }
             Op::Sysctl { ns, key, value } => {
@@ -404,40 +339,8 @@ fn apply_ops(
                 }
                 i += 1;
             }
-            Op::SetNat { ns, table, rules } => {
-                if ns.is_host() {
-                    intent(Intent::NftTable(table.clone())).map_err(|e| ApplyError::Io {
-                        step: "write the lab's record".into(),
-                        source: e,
-                    })?;
-                }
-                let mark = k.mark.clone();
-                let rules: Vec<_> = rules
-                    .iter()
-                    .map(crate::kernel::nft::Masquerade::from)
-                    .collect();
-                let c = k.conn(ns)?;
-                let nft_err = |e| ApplyError::Nft {
-                    step: op.to_string(),
-                    source: e,
-                };
-                crate::kernel::nft::socket_in(&c.file)
-                    .and_then(|mut s| s.replace_nat_table(table, &mark, &rules))
-                    .map_err(nft_err)?;
-                k.spend(1)?;
-                i += 1;
-            }
-            Op::DeleteNat { ns, table } => {
-                let mark = k.mark.clone();
-                let c = k.conn(ns)?;
-                let nft_err = |e| ApplyError::Nft {
-                    step: op.to_string(),
-                    source: e,
-                };
-                crate::kernel::nft::socket_in(&c.file)
-                    .and_then(|mut s| s.delete_table_if_marked(table, &mark))
-                    .map_err(nft_err)?;
-                k.spend(1)?;
+            Op::SetNat { .. } | Op::DeleteNat { .. } => {
+                nat_op(k, op, intent)?;
                 i += 1;
             }
             Op::RemoveEtc { ns } => {
@@ -474,48 +377,192 @@ fn apply_ops(
             | Op::DelAddr { .. }
             | Op::AddRoute { .. }
             | Op::DelRoute { .. } => {
-                let ns = op.ns().clone();
-                let mut j = i;
-                while j < ops.len() && nl_op(&ops[j]) && *ops[j].ns() == ns {
-                    j += 1;
-                }
-                if ns.is_host() {
-                    let names: Vec<(String, Option<[u8; 6]>)> = ops[i..j]
-                        .iter()
-                        .filter_map(|o| match o {
-                            Op::CreateBridge { name, mac, .. } => Some((name.clone(), Some(*mac))),
-                            Op::CreateVeth { a, .. } => Some((a.name.clone(), None)),
-                            Op::CreateNs { .. }
-                            | Op::DeleteNs { .. }
-                            | Op::Sysctl { .. }
-                            | Op::DeleteLink { .. }
-                            | Op::SetLink { .. }
-                            | Op::AddAddr { .. }
-                            | Op::DelAddr { .. }
-                            | Op::AddRoute { .. }
-                            | Op::DelRoute { .. }
-                            | Op::SetNat { .. }
-                            | Op::DeleteNat { .. }
-                            | Op::WriteLabHosts { .. }
-                            | Op::LinkHosts { .. }
-                            | Op::RemoveEtc { .. }
-                            | Op::WriteLabResolv { .. }
-                            | Op::LinkResolv { .. } => None,
-                        })
-                        .collect();
-                    if !names.is_empty() {
-                        intent(Intent::HostLinks(names)).map_err(|e| ApplyError::Io {
-                            step: "write the lab's record".into(),
-                            source: e,
-                        })?;
-                    }
-                }
-                run_group(k, &ns, &ops[i..j])?;
-                i = j;
+                i = netlink_run(k, ops, i, intent)?;
             }
         }
     }
     Ok(())
+}
+
+/// The lab's nftables table, created or replaced (recorded first when in the
+/// host), or deleted when it carries the lab's mark.
+fn nat_op(
+    k: &mut Kernel,
+    op: &Op,
+    intent: &mut dyn FnMut(Intent) -> io::Result<()>,
+) -> Result<(), ApplyError> {
+    let nft_err = |e| ApplyError::Nft {
+        step: op.to_string(),
+        source: e,
+    };
+    let mark = k.mark.clone();
+    match op {
+        Op::SetNat { ns, table, rules } => {
+            if ns.is_host() {
+                intent(Intent::NftTable(table.clone())).map_err(|e| ApplyError::Io {
+                    step: "write the lab's record".into(),
+                    source: e,
+                })?;
+            }
+            let rules: Vec<_> = rules
+                .iter()
+                .map(crate::kernel::nft::Masquerade::from)
+                .collect();
+            let c = k.conn(ns)?;
+            crate::kernel::nft::socket_in(&c.file)
+                .and_then(|mut s| s.replace_nat_table(table, &mark, &rules))
+                .map_err(nft_err)?;
+        }
+        Op::DeleteNat { ns, table } => {
+            let c = k.conn(ns)?;
+            crate::kernel::nft::socket_in(&c.file)
+                .and_then(|mut s| s.delete_table_if_marked(table, &mark))
+                .map_err(nft_err)?;
+        }
+        Op::CreateNs { .. }
+        | Op::DeleteNs { .. }
+        | Op::Sysctl { .. }
+        | Op::CreateBridge { .. }
+        | Op::CreateVeth { .. }
+        | Op::DeleteLink { .. }
+        | Op::SetLink { .. }
+        | Op::AddAddr { .. }
+        | Op::DelAddr { .. }
+        | Op::AddRoute { .. }
+        | Op::DelRoute { .. }
+        | Op::WriteLabHosts { .. }
+        | Op::LinkHosts { .. }
+        | Op::RemoveEtc { .. }
+        | Op::WriteLabResolv { .. }
+        | Op::LinkResolv { .. } => return Ok(()),
+    }
+    k.spend(1)
+}
+
+/// A run of netlink ops of one namespace from `i` on, batched (host links are
+/// recorded first). Returns the index after the run.
+fn netlink_run(
+    k: &mut Kernel,
+    ops: &[Op],
+    i: usize,
+    intent: &mut dyn FnMut(Intent) -> io::Result<()>,
+) -> Result<usize, ApplyError> {
+    let ns = ops[i].ns().clone();
+    let mut j = i;
+    while j < ops.len() && nl_op(&ops[j]) && *ops[j].ns() == ns {
+        j += 1;
+    }
+    if ns.is_host() {
+        let names: Vec<(String, Option<[u8; 6]>)> = ops[i..j]
+            .iter()
+            .filter_map(|o| match o {
+                Op::CreateBridge { name, mac, .. } => Some((name.clone(), Some(*mac))),
+                Op::CreateVeth { a, .. } => Some((a.name.clone(), None)),
+                Op::CreateNs { .. }
+                | Op::DeleteNs { .. }
+                | Op::Sysctl { .. }
+                | Op::DeleteLink { .. }
+                | Op::SetLink { .. }
+                | Op::AddAddr { .. }
+                | Op::DelAddr { .. }
+                | Op::AddRoute { .. }
+                | Op::DelRoute { .. }
+                | Op::SetNat { .. }
+                | Op::DeleteNat { .. }
+                | Op::WriteLabHosts { .. }
+                | Op::LinkHosts { .. }
+                | Op::RemoveEtc { .. }
+                | Op::WriteLabResolv { .. }
+                | Op::LinkResolv { .. } => None,
+            })
+            .collect();
+        if !names.is_empty() {
+            intent(Intent::HostLinks(names)).map_err(|e| ApplyError::Io {
+                step: "write the lab's record".into(),
+                source: e,
+            })?;
+        }
+    }
+    run_group(k, &ns, &ops[i..j])?;
+    Ok(j)
+}
+
+/// A run of CreateNs from `i` on, made together (in chunks): each namespace is
+/// recorded before it is made. Returns the index after the run.
+fn create_namespaces(
+    k: &mut Kernel,
+    ops: &[Op],
+    i: usize,
+    intent: &mut dyn FnMut(Intent) -> io::Result<()>,
+) -> Result<usize, ApplyError> {
+    let mut j = i;
+    let mut items = Vec::new();
+    while let Some(Op::CreateNs { ns, sysctls, .. }) = ops.get(j) {
+        items.push((ns.to_string(), sysctls.clone()));
+        j += 1;
+    }
+    let allowed = k.budget(items.len());
+    items.truncate(allowed);
+    intent(Intent::Namespaces(
+        items.iter().map(|x| x.0.clone()).collect(),
+    ))
+    .map_err(|e| ApplyError::Io {
+        step: "write the lab's record".into(),
+        source: e,
+    })?;
+    netns::ensure_dir().map_err(|e| ApplyError::Io {
+        step: format!("prepare {}", netns::netns_dir().display()),
+        source: e,
+    })?;
+    let mut first_err = None;
+    // In chunks, so progress can be shown between them.
+    for (n, chunk) in items.chunks(128).enumerate() {
+        for (name, r) in conn::create_many(chunk, &k.mark) {
+            match r {
+                Ok(c) => {
+                    // The object this run made: rollback deletes only these.
+                    if let Ok(id) = netns::id_of(&c.file) {
+                        k.created_ns.insert(name.clone(), id);
+                    }
+                    k.conns.insert(Ns::named(name), c);
+                }
+                Err(e) => {
+                    first_err.get_or_insert(ApplyError::Io {
+                        step: format!("create namespace {name}"),
+                        source: e,
+                    });
+                }
+            }
+        }
+        k.report(i + n * 128 + chunk.len(), ops.len());
+        if first_err.is_some() {
+            break;
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    k.spend(items.len())?;
+    Ok(j)
+}
+
+/// The real host's forwarding is shared by labs: restored by the last one.
+fn host_forwarding(k: &mut Kernel, op: &Op, ns: &Ns, value: &str) -> Result<(), ApplyError> {
+    let lab = k.lab.clone();
+    let c = k.conn(ns)?;
+    let id = netns::id_of(&c.file).map_err(|e| ApplyError::Io {
+        step: op.to_string(),
+        source: e,
+    })?;
+    debug_assert_eq!(value, "1");
+    {
+        let set = crate::hostfwd::setter(&c.file);
+        crate::hostfwd::acquire(&lab, id, &set).map_err(|e| ApplyError::Io {
+            step: op.to_string(),
+            source: e,
+        })?;
+    }
+    k.spend(1)
 }
 
 /// Deleting what is already gone is success: deleting one end of a veth takes
