@@ -61,44 +61,7 @@ pub fn down_locked(lab: &str, kill: bool, _lock: Option<&record::LabLock>) -> Re
     // fd keeps it alive until all of them are let go together (see below).
     let mark = topology::mark_for(lab);
     let sandbox_host = rec.sandbox.then(|| topology::sandbox_host_ns(lab, ""));
-    let opened: Vec<(&String, std::fs::File)> = rec
-        .namespaces
-        .iter()
-        .filter_map(|ns| netns::open(ns).ok().map(|f| (ns, f)))
-        .collect();
-    // Ours only if lo carries the mark (checked on the object, not the name): a
-    // namespace re-made by hand under a node's name is left alone.
-    let listed = conn::links_in(&opened.iter().map(|(_, f)| f).collect::<Vec<_>>());
-    let mut held: Vec<(&String, std::fs::File)> = Vec::new();
-    let mut foreign: BTreeSet<&String> = BTreeSet::new();
-    // (index, peer index) of the veths in our namespaces: a recorded host end
-    // not yet marked (a crash right after its creation) is ours if it is the peer
-    // of one of them.
-    let mut our_veths: BTreeSet<(u32, u32)> = BTreeSet::new();
-    for ((ns, f), links) in opened.into_iter().zip(listed) {
-        let links = links.unwrap_or_default();
-        let alias = links
-            .iter()
-            .find(|l| l.name == "lo")
-            .and_then(|l| l.alias.as_deref());
-        if alias == Some(mark.as_str()) {
-            our_veths.extend(
-                links
-                    .iter()
-                    .filter(|l| l.kind.as_deref() == Some("veth"))
-                    .filter_map(|l| l.peer_index.map(|p| (l.index, p))),
-            );
-            held.push((ns, f));
-        } else {
-            rep.warnings.push(format!(
-                "namespace {ns} is not lab {lab}'s (its lo does not carry the mark {mark}; re-made by someone else?): left alone"
-            ));
-            // The lab's own links under /etc/netns/NS go (only links into nslab's
-            // state directory; anything else there is kept).
-            let _ = apply::remove_etc(ns.as_str());
-            foreign.insert(ns);
-        }
-    }
+    let (held, foreign, our_veths) = sort_namespaces(&rec, lab, &mark, &mut rep);
     // The node namespaces to remove: ours, and stale files of ours (empty, never
     // mounted: an `up` killed between making the file and mounting it).
     let nodes: Vec<&String> = rec
@@ -115,98 +78,7 @@ pub fn down_locked(lab: &str, kill: bool, _lock: Option<&record::LabLock>) -> Re
         })
         .collect();
 
-    // Processes in the lab's namespaces: ours are stopped, others block `down`.
-    let found = procs::in_namespaces(&inos).map_err(Error::io("list processes"))?;
-    // Ours: anything in the lab's cgroup (programs nslab started and whatever
-    // they started, recorded or not), or, without cgroups, a program nslab
-    // started or one of its children (same session).
-    let lab_cg = crate::kernel::cgroup::lab_dir(lab).filter(|d| d.exists());
-    let (ours, mut others): (Vec<_>, Vec<_>) = found.into_iter().partition(|(_, p)| {
-        lab_cg
-            .as_ref()
-            .is_some_and(|d| crate::kernel::cgroup::contains(d, p.pid))
-            || rec.processes.iter().any(|r| {
-                r.pid > 0
-                    && ((r.pid == p.pid && (r.start_time == p.start_time || r.start_time == 0))
-                        || (p.session == r.pid && crate::programs::alive(r)))
-            })
-    });
-    // One that exited while we looked (its cgroup could not be read any more) is
-    // nobody's problem.
-    others.retain(|(_, p)| {
-        procs::stat(p.pid).is_some_and(|s| s.start_time == p.start_time && !s.gone())
-    });
-    if !others.is_empty() && !kill {
-        let list: Vec<String> = others
-            .iter()
-            .map(|(ns, p)| format!("  pid {} in {ns}: {}", p.pid, p.command))
-            .collect();
-        return Err(Error::Failed(format!(
-            "lab {lab} has processes that nslab did not start:\n{}\nStop them, or run `nslab down --kill` to kill them. Nothing was changed.",
-            list.join("\n")
-        )));
-    }
-    // Recorded programs may live outside the lab's namespaces and still hold
-    // sockets in them (`serve --detach`): stop every one of them, with what it
-    // started (its cgroup).
-    let grace = Duration::from_secs(3);
-    let mut reported: std::collections::HashSet<i32> = std::collections::HashSet::new();
-    for r in &rec.processes {
-        let running = crate::programs::alive(r);
-        // A program whose pid was never recorded (`up` killed right after
-        // starting it): the first process of its cgroup.
-        let pid = match (&r.cgroup, r.pid) {
-            (Some(cg), 0) => crate::kernel::cgroup::pids(Path::new(cg))
-                .first()
-                .copied()
-                .unwrap_or(0),
-            _ => r.pid,
-        };
-        match crate::programs::stop(r, grace) {
-            Ok(_) if running => {
-                reported.insert(pid);
-                rep.stopped.push(procs::ProcInfo {
-                    pid,
-                    start_time: r.start_time,
-                    command: r.command.clone(),
-                    session: r.pid,
-                });
-            }
-            Ok(_) => {}
-            Err(e) => rep.warnings.push(e.to_string()),
-        }
-    }
-    // Whatever else is in the lab's cgroup (a program an `up` started and was
-    // killed before recording).
-    if let Some(d) = &lab_cg {
-        match crate::kernel::cgroup::stop(d, grace) {
-            Ok(pids) => {
-                for pid in pids {
-                    if !reported.contains(&pid) && !ours.iter().any(|(_, p)| p.pid == pid) {
-                        reported.insert(pid);
-                        rep.stopped.push(procs::ProcInfo {
-                            pid,
-                            start_time: 0,
-                            command: "(in the lab's cgroup)".into(),
-                            session: 0,
-                        });
-                    }
-                }
-            }
-            Err(e) => rep.warnings.push(format!("stop the lab's cgroup: {e}")),
-        }
-    }
-    for (_, p) in &ours {
-        if !reported.insert(p.pid) {
-            continue; // stopped above, as a recorded program
-        }
-        procs::stop(p.pid, p.start_time, grace);
-        rep.stopped.push(p.clone());
-    }
-    for (_, p) in &others {
-        procs::stop(p.pid, p.start_time, grace);
-        rep.killed.push(p.clone());
-    }
+    stop_processes(&rec, lab, kill, &inos, &mut rep)?;
 
     crate::timing::mark("processes");
     // The namespace that played the host: in host mode it holds bridges and veth ends.
@@ -389,21 +261,7 @@ pub fn down_locked(lab: &str, kill: bool, _lock: Option<&record::LabLock>) -> Re
     }
     if let Some(h) = host.as_mut() {
         if !rec.sandbox {
-            for t in &rec.nft_tables {
-                if let Err(e) = crate::kernel::nft::socket_in(&h.file)
-                    .and_then(|mut s| s.delete_table_if_marked(t, &mark))
-                {
-                    rep.warnings.push(format!("delete nftables table {t}: {e}"));
-                }
-            }
-            // A why-not trace cut short (a crash, kill -9) leaves its marked tables.
-            let trace = crate::probe::why::TRACE_TABLE;
-            if let Err(e) =
-                crate::kernel::nft::socket_in(&h.file).and_then(|mut s| s.stop_trace(trace, &mark))
-            {
-                rep.warnings
-                    .push(format!("delete nftables table {trace}: {e}"));
-            }
+            delete_nft_tables(h, &rec, &mark, &mut rep);
         }
         for n in &rec.host_links {
             if !rep.host_links.contains(n) {
@@ -480,4 +338,183 @@ fn release_at_once<T: Send>(held: Vec<T>) {
             normal();
         }
     });
+}
+
+/// The lab's recorded namespaces, opened: those whose lo carries the mark
+/// (held open), the others (left alone, with a warning), and the (index, peer
+/// index) of the veths in ours.
+#[allow(clippy::type_complexity)]
+fn sort_namespaces<'a>(
+    rec: &'a Record,
+    lab: &str,
+    mark: &str,
+    rep: &mut DownReport,
+) -> (
+    Vec<(&'a String, std::fs::File)>,
+    BTreeSet<&'a String>,
+    BTreeSet<(u32, u32)>,
+) {
+    let opened: Vec<(&String, std::fs::File)> = rec
+        .namespaces
+        .iter()
+        .filter_map(|ns| netns::open(ns).ok().map(|f| (ns, f)))
+        .collect();
+    // Ours only if lo carries the mark (checked on the object, not the name): a
+    // namespace re-made by hand under a node's name is left alone.
+    let listed = conn::links_in(&opened.iter().map(|(_, f)| f).collect::<Vec<_>>());
+    let mut held: Vec<(&String, std::fs::File)> = Vec::new();
+    let mut foreign: BTreeSet<&String> = BTreeSet::new();
+    // (index, peer index) of the veths in our namespaces: a recorded host end
+    // not yet marked (a crash right after its creation) is ours if it is the peer
+    // of one of them.
+    let mut our_veths: BTreeSet<(u32, u32)> = BTreeSet::new();
+    for ((ns, f), links) in opened.into_iter().zip(listed) {
+        let links = links.unwrap_or_default();
+        let alias = links
+            .iter()
+            .find(|l| l.name == "lo")
+            .and_then(|l| l.alias.as_deref());
+        if alias == Some(mark) {
+            our_veths.extend(
+                links
+                    .iter()
+                    .filter(|l| l.kind.as_deref() == Some("veth"))
+                    .filter_map(|l| l.peer_index.map(|p| (l.index, p))),
+            );
+            held.push((ns, f));
+        } else {
+            rep.warnings.push(format!(
+                "namespace {ns} is not lab {lab}'s (its lo does not carry the mark {mark}; re-made by someone else?): left alone"
+            ));
+            // The lab's own links under /etc/netns/NS go (only links into nslab's
+            // state directory; anything else there is kept).
+            let _ = apply::remove_etc(ns.as_str());
+            foreign.insert(ns);
+        }
+    }
+    (held, foreign, our_veths)
+}
+
+/// Processes in the lab's namespaces: ours are stopped, others block `down`
+/// (or are killed with `kill`); recorded programs are stopped wherever they run.
+fn stop_processes(
+    rec: &Record,
+    lab: &str,
+    kill: bool,
+    inos: &HashMap<u64, String>,
+    rep: &mut DownReport,
+) -> Result<()> {
+    // Processes in the lab's namespaces: ours are stopped, others block `down`.
+    let found = procs::in_namespaces(inos).map_err(Error::io("list processes"))?;
+    // Ours: anything in the lab's cgroup (programs nslab started and whatever
+    // they started, recorded or not), or, without cgroups, a program nslab
+    // started or one of its children (same session).
+    let lab_cg = crate::kernel::cgroup::lab_dir(lab).filter(|d| d.exists());
+    let (ours, mut others): (Vec<_>, Vec<_>) = found.into_iter().partition(|(_, p)| {
+        lab_cg
+            .as_ref()
+            .is_some_and(|d| crate::kernel::cgroup::contains(d, p.pid))
+            || rec.processes.iter().any(|r| {
+                r.pid > 0
+                    && ((r.pid == p.pid && (r.start_time == p.start_time || r.start_time == 0))
+                        || (p.session == r.pid && crate::programs::alive(r)))
+            })
+    });
+    // One that exited while we looked (its cgroup could not be read any more) is
+    // nobody's problem.
+    others.retain(|(_, p)| {
+        procs::stat(p.pid).is_some_and(|s| s.start_time == p.start_time && !s.gone())
+    });
+    if !others.is_empty() && !kill {
+        let list: Vec<String> = others
+            .iter()
+            .map(|(ns, p)| format!("  pid {} in {ns}: {}", p.pid, p.command))
+            .collect();
+        return Err(Error::Failed(format!(
+            "lab {lab} has processes that nslab did not start:\n{}\nStop them, or run `nslab down --kill` to kill them. Nothing was changed.",
+            list.join("\n")
+        )));
+    }
+    // Recorded programs may live outside the lab's namespaces and still hold
+    // sockets in them (`serve --detach`): stop every one of them, with what it
+    // started (its cgroup).
+    let grace = Duration::from_secs(3);
+    let mut reported: std::collections::HashSet<i32> = std::collections::HashSet::new();
+    for r in &rec.processes {
+        let running = crate::programs::alive(r);
+        // A program whose pid was never recorded (`up` killed right after
+        // starting it): the first process of its cgroup.
+        let pid = match (&r.cgroup, r.pid) {
+            (Some(cg), 0) => crate::kernel::cgroup::pids(Path::new(cg))
+                .first()
+                .copied()
+                .unwrap_or(0),
+            _ => r.pid,
+        };
+        match crate::programs::stop(r, grace) {
+            Ok(_) if running => {
+                reported.insert(pid);
+                rep.stopped.push(procs::ProcInfo {
+                    pid,
+                    start_time: r.start_time,
+                    command: r.command.clone(),
+                    session: r.pid,
+                });
+            }
+            Ok(_) => {}
+            Err(e) => rep.warnings.push(e.to_string()),
+        }
+    }
+    // Whatever else is in the lab's cgroup (a program an `up` started and was
+    // killed before recording).
+    if let Some(d) = &lab_cg {
+        match crate::kernel::cgroup::stop(d, grace) {
+            Ok(pids) => {
+                for pid in pids {
+                    if !reported.contains(&pid) && !ours.iter().any(|(_, p)| p.pid == pid) {
+                        reported.insert(pid);
+                        rep.stopped.push(procs::ProcInfo {
+                            pid,
+                            start_time: 0,
+                            command: "(in the lab's cgroup)".into(),
+                            session: 0,
+                        });
+                    }
+                }
+            }
+            Err(e) => rep.warnings.push(format!("stop the lab's cgroup: {e}")),
+        }
+    }
+    for (_, p) in &ours {
+        if !reported.insert(p.pid) {
+            continue; // stopped above, as a recorded program
+        }
+        procs::stop(p.pid, p.start_time, grace);
+        rep.stopped.push(p.clone());
+    }
+    for (_, p) in &others {
+        procs::stop(p.pid, p.start_time, grace);
+        rep.killed.push(p.clone());
+    }
+    Ok(())
+}
+
+/// The lab's nftables tables in the host, and a why-not trace table left behind
+/// (a crash, kill -9).
+fn delete_nft_tables(h: &Conn, rec: &Record, mark: &str, rep: &mut DownReport) {
+    for t in &rec.nft_tables {
+        if let Err(e) = crate::kernel::nft::socket_in(&h.file)
+            .and_then(|mut s| s.delete_table_if_marked(t, mark))
+        {
+            rep.warnings.push(format!("delete nftables table {t}: {e}"));
+        }
+    }
+    // A why-not trace cut short (a crash, kill -9) leaves its marked tables.
+    let trace = crate::probe::why::TRACE_TABLE;
+    if let Err(e) =
+        crate::kernel::nft::socket_in(&h.file).and_then(|mut s| s.stop_trace(trace, mark))
+    {
+        rep.warnings
+            .push(format!("delete nftables table {trace}: {e}"));
+    }
 }
