@@ -82,22 +82,7 @@ pub fn down_locked(lab: &str, kill: bool, _lock: Option<&record::LabLock>) -> Re
 
     crate::timing::mark("processes");
     // The namespace that played the host: in host mode it holds bridges and veth ends.
-    let mut host: Option<Conn> = None;
-    if !rec.sandbox {
-        match conn::find_by_id(rec.host_ns) {
-            Ok(Some((_, c))) => host = Some(c),
-            Ok(None) => rep.warnings.push(format!("the network namespace lab {lab} was brought up in is gone; its interfaces went with it")),
-            Err(e) => rep.warnings.push(format!("cannot open the lab's host namespace: {e}")),
-        }
-    }
-    if let Some(h) = sandbox_host
-        .as_ref()
-        .filter(|h| netns::exists(h) && !foreign.contains(h))
-    {
-        // Keep the sandbox host open while the nodes go: their veth peers live in
-        // it, so we can see when the kernel has really finished.
-        host = conn::open(h).ok();
-    }
+    let mut host = open_host(&rec, lab, sandbox_host.as_ref(), &foreign, &mut rep);
 
     // The host's forwarding first, while the kernel is not busy tearing down (a
     // write to ip_forward waits for the lock the teardown holds).
@@ -116,17 +101,8 @@ pub fn down_locked(lab: &str, kill: bool, _lock: Option<&record::LabLock>) -> Re
     });
     let lab_bridges: Vec<String> = host
         .as_mut()
-        .and_then(|h| observe::links_of_kind(&mut h.nl, InfoKind::Bridge).ok())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|l| {
-            l.alias.as_deref() == Some(mark.as_str())
-                || (rec.host_links.contains(&l.name)
-                    && l.mac.is_some()
-                    && rec.bridge_macs.get(&l.name) == l.mac.as_ref())
-        })
-        .map(|l| l.name)
-        .collect();
+        .map(|h| bridges_of_lab(h, &rec, &mark))
+        .unwrap_or_default();
     // Each port leaving a bridge makes the kernel walk every other port and, with
     // multicast snooping on, re-arm each one's multicast timers: quadratic, and at
     // 1000 ports the biggest (and most variable) part of the teardown. The
@@ -517,4 +493,46 @@ fn delete_nft_tables(h: &Conn, rec: &Record, mark: &str, rep: &mut DownReport) {
         rep.warnings
             .push(format!("delete nftables table {trace}: {e}"));
     }
+}
+
+/// The namespace that played the host: in host mode it holds bridges and veth
+/// ends; a sandbox's host is kept open while the nodes go (their veth peers live
+/// in it, so `down` can see when the kernel has really finished).
+fn open_host(
+    rec: &Record,
+    lab: &str,
+    sandbox_host: Option<&String>,
+    foreign: &BTreeSet<&String>,
+    rep: &mut DownReport,
+) -> Option<Conn> {
+    let mut host: Option<Conn> = None;
+    if !rec.sandbox {
+        match conn::find_by_id(rec.host_ns) {
+            Ok(Some((_, c))) => host = Some(c),
+            Ok(None) => rep.warnings.push(format!("the network namespace lab {lab} was brought up in is gone; its interfaces went with it")),
+            Err(e) => rep.warnings.push(format!("cannot open the lab's host namespace: {e}")),
+        }
+    }
+    if let Some(h) = sandbox_host.filter(|h| netns::exists(h) && !foreign.contains(*h)) {
+        // Keep the sandbox host open while the nodes go: their veth peers live in
+        // it, so we can see when the kernel has really finished.
+        host = conn::open(h).ok();
+    }
+    host
+}
+
+/// The lab's bridges in the host: marked, or recorded with the MAC they were
+/// made with (a crash before the mark was set).
+fn bridges_of_lab(h: &mut Conn, rec: &Record, mark: &str) -> Vec<String> {
+    observe::links_of_kind(&mut h.nl, InfoKind::Bridge)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|l| {
+            l.alias.as_deref() == Some(mark)
+                || (rec.host_links.contains(&l.name)
+                    && l.mac.is_some()
+                    && rec.bridge_macs.get(&l.name) == l.mac.as_ref())
+        })
+        .map(|l| l.name)
+        .collect()
 }
