@@ -333,12 +333,8 @@ impl<'a> Demo<'a> {
     fn identify(&mut self, objective: u8, lab: &topology::Lab, node: &str) -> Result<()> {
         let ns = crate::plan::ns_of(lab, &Place::Node(node.into()));
         let log = crate::programs::log_dir(&lab.name).join("demo-sleep.log");
-        let (pid, start) = crate::programs::spawn(
-            ns.as_str(),
-            &["sleep".to_string(), "30".to_string()],
-            &log,
-            None,
-        )?;
+        let (pid, start) =
+            crate::programs::spawn(&ns, &["sleep".to_string(), "30".to_string()], &log, None)?;
         let ids = lab::identify(pid).unwrap_or_default();
         crate::kernel::procs::stop(pid, start, Duration::from_secs(1));
         let ok = ids.iter().any(|i| ns == i.namespace);

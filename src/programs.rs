@@ -61,7 +61,7 @@ pub fn tracking(lab: &str) -> String {
 /// Start `argv` in namespace `ns` like `nslab exec` would, detached (own session),
 /// output to `log`; in cgroup `cg` (if any) before it runs any of its own code.
 pub fn spawn(
-    ns: &str,
+    ns: &crate::plan::Ns,
     argv: &[String],
     log: &std::path::Path,
     cg: Option<&std::path::Path>,
@@ -83,11 +83,12 @@ pub fn spawn(
     let joiner = cg
         .map(|c| cgroup::Joiner::open(c).map_err(Error::io(format!("open cgroup {}", c.display()))))
         .transpose()?;
-    let entry = if ns.is_empty() {
-        None
-    } else {
-        let f = netns::open(ns).map_err(Error::io(format!("open namespace {ns}")))?;
-        Some(Entry::new(ns, f).map_err(Error::io(format!("prepare namespace {ns}")))?)
+    let entry = match ns.name() {
+        None => None,
+        Some(ns) => {
+            let f = netns::open(ns).map_err(Error::io(format!("open namespace {ns}")))?;
+            Some(Entry::new(ns, f).map_err(Error::io(format!("prepare namespace {ns}")))?)
+        }
     };
     // SAFETY: between fork and exec the child only makes syscalls (write to
     // cgroup.procs, setns, unshare, mount, setsid); everything they need was
@@ -225,7 +226,12 @@ pub fn reconcile(
             cgroup: cg.as_ref().map(|c| c.display().to_string()),
         });
         rec.save().map_err(Error::io("write the lab's record"))?;
-        let (pid, start_time) = match spawn(ns, &argv, &log, cg.as_deref()) {
+        let (pid, start_time) = match spawn(
+            &crate::plan::Ns::named(ns.as_str()),
+            &argv,
+            &log,
+            cg.as_deref(),
+        ) {
             Ok(x) => x,
             Err(e) => {
                 rec.processes.pop();
@@ -261,7 +267,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("p.log");
         let argv = ["sleep".to_string(), "300".to_string()];
-        let (pid, start_time) = spawn("", &argv, &log, None).unwrap();
+        let (pid, start_time) = spawn(&crate::plan::Ns::HOST, &argv, &log, None).unwrap();
         let p = Proc {
             pid,
             start_time,

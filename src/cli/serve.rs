@@ -96,15 +96,16 @@ fn detach(a: &Args, lab: &str, place: &nslab::topology::Place, bind: SocketAddr)
     // process dies before recording it.
     let cg = nslab::programs::new_cgroup(lab, "serve")?;
     let cgroup = cg.as_ref().map(|c| c.display().to_string());
-    let (pid, start_time) = match nslab::programs::spawn("", &argv, &log, cg.as_deref()) {
-        Ok(x) => x,
-        Err(e) => {
-            if let Some(c) = &cg {
-                let _ = nslab::programs::remove_cgroup(c);
+    let (pid, start_time) =
+        match nslab::programs::spawn(&nslab::plan::Ns::HOST, &argv, &log, cg.as_deref()) {
+            Ok(x) => x,
+            Err(e) => {
+                if let Some(c) = &cg {
+                    let _ = nslab::programs::remove_cgroup(c);
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
-    };
+        };
     let command = format!("nslab serve {} --port {}", a.node, a.port);
     // Ready when it answers (or gone, with its log saying why).
     let rec = nslab::lab::record_of(lab)?;
