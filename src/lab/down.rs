@@ -160,25 +160,7 @@ pub fn down_locked(lab: &str, kill: bool, _lock: Option<&record::LabLock>) -> Re
         // alone: each waits for an RCU grace period after dropping the mount
         // lock, and those grow long while the kernel is busy elsewhere; from a
         // few threads the waits overlap.
-        let chunk = nodes.len().div_ceil(4).max(1);
-        let detached: Vec<Result<()>> = nodes
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || -> Result<()> {
-                    for ns in part {
-                        netns::detach(ns).map_err(Error::io(format!("delete namespace {ns}")))?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect::<Vec<_>>()
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::Failed("unmount thread panicked".into())))
-            })
-            .collect();
-        detached.into_iter().collect::<Result<()>>()?;
+        unmount_nodes(&nodes)?;
         rep.namespaces.extend(nodes.iter().map(|n| (*n).clone()));
         release_at_once(held);
         crate::timing::mark("release namespaces");
@@ -198,30 +180,7 @@ pub fn down_locked(lab: &str, kill: bool, _lock: Option<&record::LabLock>) -> Re
             errs
         });
         if let Some(h) = host.as_mut() {
-            if let Some(w) = watch.as_mut() {
-                match w.wait_gone(left.clone(), DOWN_WAIT) {
-                    crate::kernel::watch::Waited::AllGone => left.clear(),
-                    crate::kernel::watch::Waited::Overflow(l)
-                    | crate::kernel::watch::Waited::TimedOut(l) => left = l,
-                }
-            }
-            // Without events (or after losing some), look until they are gone.
-            let until = Instant::now() + DOWN_WAIT;
-            while !left.is_empty() {
-                let now = host_veths(h);
-                left.retain(|n| now.contains(n));
-                if left.is_empty() {
-                    break;
-                }
-                if Instant::now() > until {
-                    rep.warnings.push(format!(
-                        "the kernel had not finished removing {} after {DOWN_WAIT:?}",
-                        left.iter().cloned().collect::<Vec<_>>().join(", ")
-                    ));
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            wait_veths_gone(h, watch.as_mut(), &mut left, &host_veths, &mut rep);
         }
         rep.warnings.extend(files.join().unwrap_or_default());
         Ok(bridge_thread
@@ -535,4 +494,66 @@ fn bridges_of_lab(h: &mut Conn, rec: &Record, mark: &str) -> Vec<String> {
         })
         .map(|l| l.name)
         .collect()
+}
+
+/// Unmount every node namespace (the fds in `held` keep them alive), from a few
+/// threads: each unmount waits for an RCU grace period after dropping the mount
+/// lock, and those grow long while the kernel is busy elsewhere; on several
+/// threads the waits overlap.
+fn unmount_nodes(nodes: &[&String]) -> Result<()> {
+    std::thread::scope(|s| {
+        let chunk = nodes.len().div_ceil(4).max(1);
+        let detached: Vec<Result<()>> = nodes
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || -> Result<()> {
+                    for ns in part {
+                        netns::detach(ns).map_err(Error::io(format!("delete namespace {ns}")))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Failed("unmount thread panicked".into())))
+            })
+            .collect();
+        detached.into_iter().collect::<Result<()>>()
+    })
+}
+
+/// Wait until the lab's veth ends in the host (`left`) are gone: on the link
+/// events of `watch`, else (or after losing some) by looking, up to DOWN_WAIT.
+fn wait_veths_gone(
+    h: &mut Conn,
+    watch: Option<&mut crate::kernel::watch::LinkWatch>,
+    left: &mut BTreeSet<String>,
+    host_veths: &dyn Fn(&mut Conn) -> BTreeSet<String>,
+    rep: &mut DownReport,
+) {
+    if let Some(w) = watch {
+        match w.wait_gone(left.clone(), DOWN_WAIT) {
+            crate::kernel::watch::Waited::AllGone => left.clear(),
+            crate::kernel::watch::Waited::Overflow(l)
+            | crate::kernel::watch::Waited::TimedOut(l) => *left = l,
+        }
+    }
+    let until = Instant::now() + DOWN_WAIT;
+    while !left.is_empty() {
+        let now = host_veths(h);
+        left.retain(|n| now.contains(n));
+        if left.is_empty() {
+            break;
+        }
+        if Instant::now() > until {
+            rep.warnings.push(format!(
+                "the kernel had not finished removing {} after {DOWN_WAIT:?}",
+                left.iter().cloned().collect::<Vec<_>>().join(", ")
+            ));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

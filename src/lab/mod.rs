@@ -150,7 +150,7 @@ pub fn record_of(lab: &str) -> Result<Record> {
 }
 
 /// The namespace of a place of a lab that is up: `host`, `internet` or a node name.
-pub fn place_ns(rec: &Record, place: &str) -> Result<(Place, String)> {
+pub fn place_ns(rec: &Record, place: &str) -> Result<(Place, Ns)> {
     let model = rec.model.as_ref().ok_or_else(|| {
         Error::Failed(format!(
             "lab {} is not completely up; run `nslab up` again",
@@ -158,7 +158,7 @@ pub fn place_ns(rec: &Record, place: &str) -> Result<(Place, String)> {
         ))
     })?;
     let p = places::place_of_lab(model, &rec.lab, place)?;
-    Ok((p.clone(), plan::ns_of(model, &p).to_string()))
+    Ok((p.clone(), plan::ns_of(model, &p)))
 }
 
 /// The namespace of a place of a lab that is up, as an open file (host mode's host
@@ -208,7 +208,7 @@ pub enum ExecError {
 pub fn exec_in(rec: &Record, place: &str, cmd: &[std::ffi::OsString]) -> ExecError {
     use std::os::unix::process::CommandExt;
     let ns = match place_ns(rec, place) {
-        Ok((_, ns)) => Ns::named(ns),
+        Ok((_, ns)) => ns,
         Err(e) => return ExecError::Setup(e.to_string()),
     };
     if let Some(ns) = ns.name() {
