@@ -39,16 +39,7 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
 pub fn down_locked(lab: &str, kill: bool, _lock: Option<&record::LabLock>) -> Result<DownReport> {
     crate::timing::mark("start");
     let t0 = Instant::now();
-    let mut rep = DownReport {
-        lab: lab.into(),
-        was_up: false,
-        namespaces: vec![],
-        host_links: vec![],
-        stopped: vec![],
-        killed: vec![],
-        warnings: vec![],
-        seconds: 0.0,
-    };
+    let mut rep = DownReport::nothing(lab);
     let Some(rec) =
         Record::load(lab).map_err(Error::io(format!("read the record of lab {lab}")))?
     else {
@@ -88,10 +79,8 @@ pub fn down_locked(lab: &str, kill: bool, _lock: Option<&record::LabLock>) -> Re
     // write to ip_forward waits for the lock the teardown holds).
     if !rec.sandbox
         && let Some(h) = host.as_ref()
-        && let Err(e) = crate::hostfwd::release(lab, rec.host_ns, &crate::hostfwd::setter(&h.file))
     {
-        rep.warnings
-            .push(format!("restore the host's IPv4 forwarding: {e}"));
+        release_forwarding(h, lab, &rec, &mut rep);
     }
     // Subscribe to link events before deleting anything, so none is missed.
     let mut watch = host.as_ref().and_then(|h| {
@@ -108,13 +97,7 @@ pub fn down_locked(lab: &str, kill: bool, _lock: Option<&record::LabLock>) -> Re
     // 1000 ports the biggest (and most variable) part of the teardown. The
     // bridges go anyway, so snooping goes off first (one cheap request each).
     if let Some(h) = host.as_mut() {
-        for b in &lab_bridges {
-            let _ = h.nl.request(
-                msg::bridge_snooping(b, false),
-                0,
-                format!("turn off multicast snooping on {b}"),
-            );
-        }
+        snooping_off(h, &lab_bridges);
     }
     // Bridges of the sandbox die with its host namespace.
     let bridges: Vec<String> = if rec.sandbox { vec![] } else { lab_bridges };
@@ -555,5 +538,40 @@ fn wait_veths_gone(
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl DownReport {
+    /// The report of a lab that was not up.
+    fn nothing(lab: &str) -> DownReport {
+        DownReport {
+            lab: lab.into(),
+            was_up: false,
+            namespaces: vec![],
+            host_links: vec![],
+            stopped: vec![],
+            killed: vec![],
+            warnings: vec![],
+            seconds: 0.0,
+        }
+    }
+}
+
+/// Host mode: the host's forwarding, shared by labs, restored by the last one.
+fn release_forwarding(h: &Conn, lab: &str, rec: &Record, rep: &mut DownReport) {
+    if let Err(e) = crate::hostfwd::release(lab, rec.host_ns, &crate::hostfwd::setter(&h.file)) {
+        rep.warnings
+            .push(format!("restore the host's IPv4 forwarding: {e}"));
+    }
+}
+
+/// Multicast snooping off on the lab's bridges (one cheap request each).
+fn snooping_off(h: &mut Conn, bridges: &[String]) {
+    for b in bridges {
+        let _ = h.nl.request(
+            msg::bridge_snooping(b, false),
+            0,
+            format!("turn off multicast snooping on {b}"),
+        );
     }
 }
