@@ -107,18 +107,6 @@ pub fn down_locked(lab: &str, kill: bool, _lock: Option<&record::LabLock>) -> Re
             .and_then(|r| r.ok()),
         _ => None,
     };
-    let delete_bridges = |mut nl: crate::kernel::netlink::Rtnl| -> Vec<(String, Option<String>)> {
-        bridges
-            .iter()
-            .filter_map(
-                |b| match nl.request(msg::del_link(b), 0, format!("delete bridge {b}")) {
-                    Ok(()) => Some((b.clone(), None)),
-                    Err(e) if e.errno == libc::ENODEV => None,
-                    Err(e) => Some((b.clone(), Some(e.to_string()))),
-                },
-            )
-            .collect()
-    };
     let ours = |l: &ObsLink| {
         let peer_of_ours = l
             .peer_index
@@ -148,20 +136,9 @@ pub fn down_locked(lab: &str, kill: bool, _lock: Option<&record::LabLock>) -> Re
         release_at_once(held);
         crate::timing::mark("release namespaces");
         // A bridge has no namespace to die with; it goes alongside.
-        let bridge_thread = bridge_sock.map(|nl| s.spawn(|| delete_bridges(nl)));
+        let bridge_thread = bridge_sock.map(|nl| s.spawn(|| delete_bridges(nl, &bridges)));
         // The files go meanwhile (file system work; the kernel's is elsewhere).
-        let files = s.spawn(|| {
-            let mut errs = vec![];
-            for ns in &nodes {
-                if let Err(e) = netns::remove_file(ns) {
-                    errs.push(format!("remove {}: {e}", netns::path(ns).display()));
-                }
-                if let Err(e) = apply::remove_etc(ns) {
-                    errs.push(format!("remove /etc/netns/{ns}: {e}"));
-                }
-            }
-            errs
-        });
+        let files = s.spawn(|| remove_node_files(&nodes));
         if let Some(h) = host.as_mut() {
             wait_veths_gone(h, watch.as_mut(), &mut left, &host_veths, &mut rep);
         }
@@ -574,4 +551,37 @@ fn snooping_off(h: &mut Conn, bridges: &[String]) {
             format!("turn off multicast snooping on {b}"),
         );
     }
+}
+
+/// Delete the lab's bridges in the host (one already gone is no error): each
+/// deleted bridge, with the error if it could not be.
+fn delete_bridges(
+    mut nl: crate::kernel::netlink::Rtnl,
+    bridges: &[String],
+) -> Vec<(String, Option<String>)> {
+    bridges
+        .iter()
+        .filter_map(
+            |b| match nl.request(msg::del_link(b), 0, format!("delete bridge {b}")) {
+                Ok(()) => Some((b.clone(), None)),
+                Err(e) if e.errno == libc::ENODEV => None,
+                Err(e) => Some((b.clone(), Some(e.to_string()))),
+            },
+        )
+        .collect()
+}
+
+/// The node namespaces' files (/run/netns/NS, /etc/netns/NS): what could not be
+/// removed.
+fn remove_node_files(nodes: &[&String]) -> Vec<String> {
+    let mut errs = vec![];
+    for ns in nodes {
+        if let Err(e) = netns::remove_file(ns) {
+            errs.push(format!("remove {}: {e}", netns::path(ns).display()));
+        }
+        if let Err(e) = apply::remove_etc(ns) {
+            errs.push(format!("remove /etc/netns/{ns}: {e}"));
+        }
+    }
+    errs
 }
