@@ -8,6 +8,7 @@ pub mod neigh;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
+pub mod nlsock;
 pub mod observe;
 pub mod procs;
 pub mod ready;
