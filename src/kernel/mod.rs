@@ -10,6 +10,7 @@ pub mod netns;
 pub mod nft;
 pub mod nlsock;
 pub mod observe;
+pub mod poll;
 pub mod procs;
 pub mod ready;
 pub mod watch;
