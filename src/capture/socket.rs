@@ -120,10 +120,14 @@ impl PacketSocket {
 
         // SO_RCVBUFFORCE passes rmem_max (needs CAP_NET_ADMIN); else take
         // what SO_RCVBUF allows.
-        if setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, RCVBUF_BYTES).is_err() {
-            setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, RCVBUF_BYTES)?;
+        {
+            use nix::sys::socket::{setsockopt, sockopt};
+            let size = RCVBUF_BYTES as usize;
+            if setsockopt(&fd, sockopt::RcvBufForce, &size).is_err() {
+                setsockopt(&fd, sockopt::RcvBuf, &size)?;
+            }
+            setsockopt(&fd, sockopt::ReceiveTimestampns, &true)?;
         }
-        setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
         // Optional: recovers VLAN tags the NIC/veth stripped (tx offload).
         let _ = setsockopt_int(&fd, libc::SOL_PACKET, libc::PACKET_AUXDATA, 1);
 
