@@ -16,6 +16,7 @@ use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction
 use nslab::kernel::msg::{self, SetLink};
 use nslab::kernel::netlink::{Req, Rtnl};
 use nslab::kernel::nft::{Masquerade, NftSocket, OutMatch};
+use nslab::kernel::nlsock::NlSocket;
 use nslab::kernel::{netns, observe};
 
 static SIGNALS: AtomicU64 = AtomicU64::new(0);
@@ -24,13 +25,8 @@ extern "C" fn count_signal(_: libc::c_int) {
     SIGNALS.fetch_add(1, Ordering::Relaxed);
 }
 
-#[test]
-fn signals_do_not_break_requests() {
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
-    let ns = common::TestNs::new(&format!("{}eintr", common::prefix("nl")));
+/// A no-op SIGUSR1 handler without SA_RESTART: blocking calls return EINTR.
+fn install_handler() {
     // SAFETY: the handler only bumps an atomic counter.
     unsafe {
         sigaction(
@@ -43,6 +39,16 @@ fn signals_do_not_break_requests() {
         )
         .unwrap();
     }
+}
+
+#[test]
+fn signals_do_not_break_requests() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let ns = common::TestNs::new(&format!("{}eintr", common::prefix("nl")));
+    install_handler();
     let file = netns::open(&ns.name).unwrap();
     let (mut nl, mut nft) =
         netns::run_in(&file, || (Rtnl::new().unwrap(), NftSocket::new().unwrap())).unwrap();
@@ -131,5 +137,54 @@ fn signals_do_not_break_requests() {
         SIGNALS.load(Ordering::Relaxed) > 100,
         "the worker got {} of {sent} signals",
         SIGNALS.load(Ordering::Relaxed)
+    );
+}
+
+/// The kernel answers route and nftables requests while they are sent, so the
+/// requests above rarely find `recv` blocked. Here `recv` waits for a reply that
+/// never comes while signals keep arriving: it must end with the timeout (not
+/// EINTR as an error, and not never).
+#[test]
+fn an_interrupted_wait_ends_at_its_timeout() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    install_handler();
+    let ns = common::TestNs::new(&format!("{}wait", common::prefix("nl")));
+    let file = netns::open(&ns.name).unwrap();
+    let timeout = Duration::from_millis(300);
+    let mut sock = netns::run_in(&file, move || {
+        NlSocket::open(netlink_sys::protocols::NETLINK_ROUTE, timeout).unwrap()
+    })
+    .unwrap();
+    let before = SIGNALS.load(Ordering::Relaxed);
+    let (tx, rx) = std::sync::mpsc::channel::<libc::pthread_t>();
+    let done = Arc::new(AtomicBool::new(false));
+    let waiter = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            // SAFETY: pthread_self has no preconditions.
+            tx.send(unsafe { libc::pthread_self() }).unwrap();
+            let t = std::time::Instant::now();
+            let r = sock.recv(false).map(|d| d.map(<[u8]>::len));
+            done.store(true, Ordering::Relaxed);
+            (r, t.elapsed())
+        })
+    };
+    let target = rx.recv().unwrap();
+    while !done.load(Ordering::Relaxed) {
+        // SAFETY: the waiter is not joined yet, so its pthread_t is valid.
+        unsafe { libc::pthread_kill(target, libc::SIGUSR1) };
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (r, took) = waiter.join().unwrap();
+    let e = r.expect_err("no reply was due");
+    assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+    assert!(took >= timeout, "ended after {took:?}");
+    assert!(took < timeout * 4, "ended after {took:?}");
+    assert!(
+        SIGNALS.load(Ordering::Relaxed) > before + 10,
+        "signals did not arrive"
     );
 }

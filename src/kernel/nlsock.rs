@@ -8,7 +8,7 @@
 
 use std::io;
 use std::os::fd::AsRawFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use netlink_sys::{Socket, SocketAddr};
 use nix::sys::socket::{setsockopt, sockopt};
@@ -158,6 +158,18 @@ impl NlSocket {
                 .unwrap_or_else(|| vec![0u8; RECV_BUF]);
         }
         let flags = libc::MSG_TRUNC | if nowait { libc::MSG_DONTWAIT } else { 0 };
+        // Each retry restarts the kernel's SO_RCVTIMEO: the first signal starts a
+        // clock of our own, so a stream of signals cannot make the wait endless.
+        let mut interrupted_at: Option<Instant> = None;
+        let timed_out = |timeout| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "no answer from the kernel within {}",
+                    duration_text(timeout)
+                ),
+            )
+        };
         loop {
             match self.sock.recv(&mut &mut self.buf[..], flags) {
                 Ok(n) if n > self.buf.len() => {
@@ -167,18 +179,17 @@ impl NlSocket {
                     )));
                 }
                 Ok(n) => return Ok(Some(&self.buf[..n])),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    let t = *interrupted_at.get_or_insert_with(Instant::now);
+                    if t.elapsed() >= self.timeout {
+                        return Err(timed_out(self.timeout));
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if nowait {
                         return Ok(None);
                     }
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!(
-                            "no answer from the kernel within {}",
-                            duration_text(self.timeout)
-                        ),
-                    ));
+                    return Err(timed_out(self.timeout));
                 }
                 Err(e) => return Err(e),
             }
