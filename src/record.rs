@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 pub const VERSION: u32 = 1;
@@ -238,7 +237,7 @@ pub fn list() -> io::Result<Vec<String>> {
 /// An exclusive lock on one lab, held until dropped: two `up`s of one lab never
 /// interleave. `wait` = block until free; otherwise fail at once if taken.
 pub struct LabLock {
-    _f: File,
+    _f: nix::fcntl::Flock<File>,
 }
 
 pub fn lock(lab: &str, wait: bool) -> io::Result<Option<LabLock>> {
@@ -254,20 +253,17 @@ fn lock_file(name: &str, wait: bool) -> io::Result<Option<LabLock>> {
         .truncate(false)
         .write(true)
         .open(dir.join(name))?;
+    use nix::fcntl::{Flock, FlockArg};
     let op = if wait {
-        libc::LOCK_EX
+        FlockArg::LockExclusive
     } else {
-        libc::LOCK_EX | libc::LOCK_NB
+        FlockArg::LockExclusiveNonblock
     };
-    // SAFETY: flock on our own open fd.
-    if unsafe { libc::flock(f.as_raw_fd(), op) } != 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::WouldBlock {
-            return Ok(None);
-        }
-        return Err(e);
+    match Flock::lock(f, op) {
+        Ok(f) => Ok(Some(LabLock { _f: f })),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(e.into()),
     }
-    Ok(Some(LabLock { _f: f }))
 }
 
 /// A lock over host-wide settings shared by labs (forwarding), held while one lab

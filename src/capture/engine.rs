@@ -11,7 +11,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::{self, BufWriter};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -168,32 +168,18 @@ pub fn run(
     let mut emitted = 0u64;
     let mut captured = vec![0u64; targets.len()];
     let mut buf = vec![0u8; MAX_FRAME_LEN];
-    let mut pfds: Vec<libc::pollfd> = socks
-        .iter()
-        .map(|s| libc::pollfd {
-            fd: s.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
     let done = |emitted: u64| opts.count.is_some_and(|c| emitted >= c);
     loop {
         let finishing =
             stop.load(Ordering::SeqCst) || opts.duration.is_some_and(|d| t0.elapsed() >= d);
         if !finishing {
-            // SAFETY: valid pollfd array of the given length.
-            let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 20) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
-            for (i, p) in pfds.iter_mut().enumerate() {
-                if p.revents & libc::POLLIN == 0 {
+            let fds: Vec<BorrowedFd<'_>> = socks.iter().map(|s| s.as_fd()).collect();
+            let ready = crate::kernel::poll::wait_readable(&fds, Duration::from_millis(20))?;
+            drop(fds);
+            for (i, r) in ready.into_iter().enumerate() {
+                if !r {
                     continue;
                 }
-                p.revents = 0;
                 while let Some(pkt) = socks[i].recv(&mut buf, Duration::ZERO)? {
                     let summary = summarize(pkt.data);
                     if opts.filter.as_ref().is_some_and(|f| !summary.matches(f)) {

@@ -120,10 +120,14 @@ impl PacketSocket {
 
         // SO_RCVBUFFORCE passes rmem_max (needs CAP_NET_ADMIN); else take
         // what SO_RCVBUF allows.
-        if setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, RCVBUF_BYTES).is_err() {
-            setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, RCVBUF_BYTES)?;
+        {
+            use nix::sys::socket::{setsockopt, sockopt};
+            let size = RCVBUF_BYTES as usize;
+            if setsockopt(&fd, sockopt::RcvBufForce, &size).is_err() {
+                setsockopt(&fd, sockopt::RcvBuf, &size)?;
+            }
+            setsockopt(&fd, sockopt::ReceiveTimestampns, &true)?;
         }
-        setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
         // Optional: recovers VLAN tags the NIC/veth stripped (tx offload).
         let _ = setsockopt_int(&fd, libc::SOL_PACKET, libc::PACKET_AUXDATA, 1);
 
@@ -154,27 +158,15 @@ impl PacketSocket {
 
     /// Waits up to `timeout` for a frame and copies it into `buf`. A frame
     /// longer than `buf` is cut, `orig_len` keeps its real length; see
-    /// [`MAX_FRAME_LEN`]. `Ok(None)` on timeout or when a signal interrupted
-    /// the wait, so a caller's loop can check whether to stop.
+    /// [`MAX_FRAME_LEN`]. `Ok(None)` on timeout (a signal does not end the wait
+    /// early: keep timeouts short where a caller's loop checks whether to stop).
     pub fn recv<'b>(
         &mut self,
         buf: &'b mut [u8],
         timeout: Duration,
     ) -> io::Result<Option<Packet<'b>>> {
-        // Round up so a sub-millisecond timeout does not become a busy loop.
-        let ms = timeout.as_nanos().div_ceil(1_000_000);
-        let ms = libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX);
-        let mut pfd = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, count 1.
-        match cvt(unsafe { libc::poll(&raw mut pfd, 1, ms) }) {
-            Ok(0) => return Ok(None),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(None),
-            Err(e) => return Err(e),
+        if !crate::kernel::poll::poll_readable(self.fd.as_fd(), timeout)? {
+            return Ok(None);
         }
 
         // SAFETY: all-zero is a valid sockaddr_ll.

@@ -25,7 +25,7 @@ use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 const RTNLGRP_LINK_MASK: u32 = 1;
@@ -231,35 +231,17 @@ fn subscribe() -> io::Result<Socket> {
 
 fn recv(sock: &Socket, buf: &mut [u8], block: bool) -> io::Result<Option<usize>> {
     loop {
-        // SAFETY: recv into our own buffer of the given length.
-        let n = unsafe {
-            libc::recv(
-                sock.as_raw_fd(),
-                buf.as_mut_ptr() as *mut libc::c_void,
-                buf.len(),
-                if block { 0 } else { libc::MSG_DONTWAIT },
-            )
+        let flags = if block { 0 } else { libc::MSG_DONTWAIT };
+        let e = match sock.recv(&mut &mut buf[..], flags) {
+            Ok(n) => return Ok(Some(n.min(buf.len()))),
+            Err(e) => e,
         };
-        if n >= 0 {
-            return Ok(Some(n as usize));
-        }
-        let e = io::Error::last_os_error();
         match e.kind() {
             io::ErrorKind::Interrupted => continue,
             io::ErrorKind::WouldBlock => return Ok(None),
             _ => return Err(e),
         }
     }
-}
-
-fn poll_in(fd: i32, ms: i32) -> bool {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
 }
 
 impl Watched {
@@ -274,7 +256,8 @@ impl Watched {
                 if left.is_zero() {
                     return Err(io::Error::new(io::ErrorKind::TimedOut, "link dump"));
                 }
-                if !poll_in(self.sock.as_raw_fd(), left.as_millis().min(1000) as i32 + 1) {
+                let wait = left.min(Duration::from_secs(1));
+                if !super::poll::poll_readable(self.sock.as_fd(), wait).unwrap_or(false) {
                     continue;
                 }
                 let n = match recv(&self.sock, buf, false) {
@@ -372,26 +355,25 @@ pub fn wait_for_traffic(spaces: Vec<Space>, limit: Duration) -> Vec<String> {
         if now >= until {
             break;
         }
-        let mut pfds: Vec<libc::pollfd> = ws
-            .iter()
-            .map(|w| libc::pollfd {
-                fd: if w.ready { -1 } else { w.sock.as_raw_fd() },
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
-        let left = until.saturating_duration_since(now).as_millis().min(250) as i32 + 1;
-        // SAFETY: pfds is a valid array of pollfd for the call.
-        let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, left) };
-        if r < 0 {
+        let left = until
+            .saturating_duration_since(now)
+            .min(Duration::from_millis(250));
+        let waiting: Vec<usize> = (0..ws.len()).filter(|&i| !ws[i].ready).collect();
+        let fds: Vec<BorrowedFd<'_>> = waiting.iter().map(|&i| ws[i].sock.as_fd()).collect();
+        let Ok(polled) = super::poll::wait_readable(&fds, left) else {
             continue;
+        };
+        drop(fds);
+        let mut readable = vec![false; ws.len()];
+        for (&i, r) in waiting.iter().zip(polled) {
+            readable[i] = r;
         }
-        for (w, p) in ws.iter_mut().zip(&pfds) {
+        for (w, readable) in ws.iter_mut().zip(readable) {
             if w.ready {
                 continue;
             }
             let mut redump = false;
-            if p.revents != 0 {
+            if readable {
                 loop {
                     match recv(&w.sock, &mut buf, false) {
                         Ok(Some(n)) => {

@@ -7,7 +7,7 @@ use netlink_packet_route::link::LinkAttribute;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use std::collections::BTreeSet;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
 const RTNLGRP_LINK_MASK: u32 = 1;
@@ -87,32 +87,18 @@ impl LinkWatch {
             if left.is_zero() {
                 return Waited::TimedOut(names);
             }
-            let mut pfd = libc::pollfd {
-                fd: self.sock.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd.
-            let r = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(1000) as i32) };
-            if r <= 0 {
+            let wait = left.min(Duration::from_secs(1));
+            if !super::poll::poll_readable(self.sock.as_fd(), wait).unwrap_or(false) {
                 continue;
             }
-            // SAFETY: recv into our own buffer.
-            let n = unsafe {
-                libc::recv(
-                    self.sock.as_raw_fd(),
-                    buf.as_mut_ptr() as *mut libc::c_void,
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if n < 0 {
-                if io::Error::last_os_error().raw_os_error() == Some(libc::ENOBUFS) {
+            let n = match self.sock.recv(&mut &mut buf[..], libc::MSG_DONTWAIT) {
+                Ok(n) => n.min(buf.len()),
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                     return Waited::Overflow(names);
                 }
-                continue;
-            }
-            for (_, _, m) in super::netlink::messages(&buf[..n as usize]) {
+                Err(_) => continue,
+            };
+            for (_, _, m) in super::netlink::messages(&buf[..n]) {
                 // Only interfaces gone get here (the socket filter drops the
                 // AF_BRIDGE RTM_DELLINK of a port leaving its bridge, and the rest).
                 if let Ok(NetlinkMessage {

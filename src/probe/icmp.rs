@@ -1016,25 +1016,7 @@ fn discard_error_queue(fd: BorrowedFd<'_>) -> bool {
 }
 
 /// Wait until `fd` is readable (or has a pending error) for at most `timeout`.
-pub(super) fn poll_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
-    let ms = timeout.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int;
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    loop {
-        // SAFETY: one valid pollfd for the duration of the call.
-        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if rc >= 0 {
-            return Ok(rc > 0);
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    }
-}
+pub(super) use crate::kernel::poll::poll_readable;
 
 fn rtt_stats(rtts: &[Duration]) -> Option<RttStats> {
     let min = *rtts.iter().min()?;

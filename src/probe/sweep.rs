@@ -11,7 +11,7 @@ use super::icmp::{
 use serde::Serialize;
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// What probing one address found.
@@ -238,20 +238,11 @@ fn sweep_inner(
                 _ => None,
             })
             .collect();
-        let mut pfds: Vec<libc::pollfd> = open
-            .iter()
-            .map(|(_, fd)| libc::pollfd {
-                fd: std::os::fd::AsRawFd::as_raw_fd(*fd),
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
-        let ms = left.as_millis().min(i32::MAX as u128) as i32 + 1;
-        // SAFETY: a valid array of pollfd for the call.
-        let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
-        if r > 0 {
-            for ((v6, fd), p) in open.iter().zip(&pfds) {
-                if p.revents == 0 {
+        let fds: Vec<BorrowedFd<'_>> = open.iter().map(|(_, fd)| fd.as_fd()).collect();
+        let ready = crate::kernel::poll::wait_readable(&fds, left).unwrap_or_default();
+        if ready.contains(&true) {
+            for ((v6, fd), r) in open.iter().zip(&ready) {
+                if !r {
                     continue;
                 }
                 while let Ok(Some(got)) = receive(fd.as_fd(), &mut buf, *v6) {

@@ -12,7 +12,7 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -228,26 +228,7 @@ fn is_resource_error(e: &io::Error) -> bool {
     )
 }
 
-/// Wait until `fd` is readable for at most `timeout`.
-fn poll_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
-    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd for the duration of the call.
-    let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
-    if rc >= 0 {
-        return Ok(rc > 0);
-    }
-    let err = io::Error::last_os_error();
-    if err.kind() == io::ErrorKind::Interrupted {
-        Ok(false)
-    } else {
-        Err(err)
-    }
-}
+use crate::kernel::poll::poll_readable;
 
 fn serve_connection(stream: TcpStream, peer: SocketAddr, served: &Served, tx: &mpsc::Sender<Msg>) {
     let info = ConnInfo {

@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
-use netlink_packet_core::{NetlinkBuffer, NetlinkPayload, NlaBuffer, NlasIterator};
+use netlink_packet_core::NetlinkPayload;
 use netlink_packet_netfilter::nftables::{
     Bitwise, ChainAttribute, ChainMessage, Cmp, DataAttribute, ExpressionAttribute, Expressions,
     Hook as NlHook, ListAttribute, Meta, MetaKey, NfTablesMessage, Operator, Payload,
@@ -15,9 +15,10 @@ use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterMessa
 use super::wire::NlMsg;
 use super::{
     BaseChainInfo, Family, Hook, IFNAMSIZ, IPV4_SADDR_OFFSET, Masquerade, NAT_CHAIN, NF_DROP,
-    NFT_BITWISE_MASK_XOR, NFT_PAYLOAD_NETWORK_HEADER, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLMSG_HDRLEN,
-    NLMSGERR_ATTR_MSG, OutMatch, SRCNAT_PRIORITY, TableInfo, UDATA_TABLE_COMMENT,
+    NFT_BITWISE_MASK_XOR, NFT_PAYLOAD_NETWORK_HEADER, OutMatch, SRCNAT_PRIORITY, TableInfo,
+    UDATA_TABLE_COMMENT,
 };
+use crate::kernel::nlsock;
 
 fn decode_comment_udata(udata: &[u8]) -> Option<String> {
     let mut rest = udata;
@@ -33,24 +34,10 @@ fn decode_comment_udata(udata: &[u8]) -> Option<String> {
     None
 }
 
-/// Split a datagram into its netlink messages.
+/// Split a datagram into its netlink messages (the shared splitter, strict: a
+/// malformed length is an error).
 pub(super) fn split_messages(buf: &[u8]) -> Result<Vec<&[u8]>, String> {
-    let mut out = Vec::new();
-    let mut off = 0;
-    while off < buf.len() {
-        let rest = &buf[off..];
-        let nl = NetlinkBuffer::new_checked(rest).map_err(|e| e.to_string())?;
-        let len = nl.length() as usize;
-        if len < NLMSG_HDRLEN || len > rest.len() {
-            return Err(format!(
-                "netlink message length {len} with {} bytes left",
-                rest.len()
-            ));
-        }
-        out.push(&rest[..len]);
-        off += (len + 3) & !3;
-    }
-    Ok(out)
+    nlsock::split(buf).map(|m| m.map(|m| m.bytes)).collect()
 }
 
 /// Parse one message with the crate. Its attribute parsers index nested buffers
@@ -63,35 +50,6 @@ pub(super) fn parse_message(bytes: &[u8]) -> Result<NlMsg, String> {
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("the message could not be decoded".to_string()),
     }
-}
-
-/// The extended-ack text (NLMSGERR_ATTR_MSG) of an error reply. `after_code` is what
-/// follows the error code: the request's header, its payload unless NLM_F_CAPPED, then
-/// the TLVs if NLM_F_ACK_TLVS.
-pub(super) fn ext_ack_message(flags: u16, after_code: &[u8]) -> Option<String> {
-    if flags & NLM_F_ACK_TLVS == 0 {
-        return None;
-    }
-    let tlvs_at = if flags & NLM_F_CAPPED != 0 {
-        NLMSG_HDRLEN
-    } else {
-        let orig = after_code.get(..4)?;
-        let len = u32::from_ne_bytes([orig[0], orig[1], orig[2], orig[3]]) as usize;
-        (len + 3) & !3
-    };
-    find_msg_tlv(after_code.get(tlvs_at..)?)
-}
-
-pub(super) fn find_msg_tlv(tlvs: &[u8]) -> Option<String> {
-    for nla in NlasIterator::new(tlvs) {
-        let nla: NlaBuffer<&[u8]> = nla.ok()?;
-        if nla.kind() == NLMSGERR_ATTR_MSG {
-            let text = nla.value().split(|b| *b == 0).next().unwrap_or_default();
-            let text = String::from_utf8_lossy(text).trim().to_string();
-            return (!text.is_empty()).then_some(text);
-        }
-    }
-    None
 }
 
 /// Everything nslab decodes from an nftables reply datagram, as its dump and
@@ -108,10 +66,10 @@ pub fn fuzz_reply(buf: &[u8]) {
         };
         match &msg.payload {
             NetlinkPayload::Error(err) => {
-                let _ = ext_ack_message(msg.header.flags, &err.header);
+                let _ = nlsock::ext_ack_text(msg.header.flags, &err.header);
             }
             NetlinkPayload::Done(done) => {
-                let _ = find_msg_tlv(&done.extended_ack);
+                let _ = nlsock::msg_tlv_text(&done.extended_ack);
             }
             NetlinkPayload::InnerMessage(NetfilterMessage {
                 header,
@@ -470,6 +428,7 @@ mod tests {
     use crate::kernel::nft::wire::{
         encode_comment_udata, masquerade_expressions, nat_table_steps, serialize_messages,
     };
+    use crate::kernel::nlsock::{NLM_F_ACK_TLVS, NLM_F_CAPPED, NLMSGERR_ATTR_MSG};
     use netlink_packet_core::NetlinkMessage;
     use netlink_packet_netfilter::NetfilterProtoFamily;
     use netlink_packet_netfilter::nftables::{HookNumber, InetHookNumber};
@@ -812,13 +771,13 @@ mod tests {
         };
         assert_eq!(e.code.map(|c| c.get()), Some(-17));
         assert_eq!(
-            ext_ack_message(parsed.header.flags, &e.header).as_deref(),
+            nlsock::ext_ack_text(parsed.header.flags, &e.header).as_deref(),
             Some("Table exists")
         );
         // Without CAPPED the TLVs follow the whole original request (here 200 bytes,
         // absent): no text rather than a bad read.
-        assert_eq!(ext_ack_message(NLM_F_ACK_TLVS, &e.header), None);
-        assert_eq!(ext_ack_message(0, &e.header), None);
+        assert_eq!(nlsock::ext_ack_text(NLM_F_ACK_TLVS, &e.header), None);
+        assert_eq!(nlsock::ext_ack_text(0, &e.header), None);
         let err = NftError::Kernel {
             op: "create".into(),
             errno: 17,
@@ -865,8 +824,8 @@ mod tests {
         m.extend_from_slice(&[0; 10]);
         m.extend_from_slice(&rule_payload);
         assert!(parse_message(&m).is_err());
-        assert!(ext_ack_message(NLM_F_ACK_TLVS | NLM_F_CAPPED, &[1, 2]).is_none());
-        assert!(find_msg_tlv(&[255, 255, 1, 0]).is_none());
+        assert!(nlsock::ext_ack_text(NLM_F_ACK_TLVS | NLM_F_CAPPED, &[1, 2]).is_none());
+        assert!(nlsock::msg_tlv_text(&[255, 255, 1, 0]).is_none());
     }
 
     #[test]

@@ -59,11 +59,7 @@ const UDATA_TABLE_COMMENT: u8 = 0;
 const COMMENT_MAXLEN: usize = 127;
 const NFT_NAME_MAXLEN: usize = 255;
 // include/uapi/linux/netlink.h
-const NLM_F_DUMP_INTR: u16 = 0x10;
-const NLM_F_CAPPED: u16 = 0x100;
-const NLM_F_ACK_TLVS: u16 = 0x200;
-const NLMSGERR_ATTR_MSG: u16 = 1;
-const NLMSG_HDRLEN: usize = 16;
+use super::nlsock::NLMSG_HDRLEN;
 /// How often a read-check-write is redone when another process commits in between.
 const GENERATION_ATTEMPTS: u32 = 5;
 

@@ -1,9 +1,8 @@
 //! [`NftSocket`]: the NETLINK_NETFILTER socket, its batches, dumps and
 //! generation-checked changes.
 
-use std::os::fd::AsRawFd;
+use std::io;
 use std::time::Duration;
-use std::{fmt, io};
 
 use netlink_packet_core::{NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkPayload};
 use netlink_packet_netfilter::nftables::{
@@ -13,38 +12,26 @@ use netlink_packet_netfilter::nftables::{
 use netlink_packet_netfilter::{
     NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
 };
-use netlink_sys::Socket;
 use netlink_sys::protocols::NETLINK_NETFILTER;
 
 use super::decode::{
-    chain_info, decode_rule_attributes, ext_ack_message, find_msg_tlv, is_our_nat_chain,
-    parse_message, split_messages, table_info,
+    chain_info, decode_rule_attributes, is_our_nat_chain, parse_message, split_messages, table_info,
 };
 use super::wire::{
     NlMsg, Step, StepKind, batch_begin, batch_end, delete_table_step, nat_table_steps, nf_message,
     serialize_messages,
 };
 use super::{
-    BaseChainInfo, DEFAULT_TIMEOUT, Family, GENERATION_ATTEMPTS, Masquerade, NAT_CHAIN,
-    NLM_F_DUMP_INTR, NatRules, NftError, TableInfo, io_err, protocol, validate_all, validate_mark,
-    validate_table_name,
+    BaseChainInfo, DEFAULT_TIMEOUT, Family, GENERATION_ATTEMPTS, Masquerade, NAT_CHAIN, NatRules,
+    NftError, TableInfo, io_err, protocol, validate_all, validate_mark, validate_table_name,
 };
+use crate::kernel::nlsock::{self, NlSocket, ext_ack_text, msg_tlv_text};
 
 /// A NETLINK_NETFILTER socket, bound to the network namespace of the thread that
 /// created it.
+#[derive(Debug)]
 pub struct NftSocket {
-    sock: Socket,
-    seq: u32,
-    timeout: Duration,
-}
-
-impl fmt::Debug for NftSocket {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NftSocket")
-            .field("fd", &self.sock.as_raw_fd())
-            .field("seq", &self.seq)
-            .finish()
-    }
+    sock: NlSocket,
 }
 
 /// What the receive loop should do after a message.
@@ -60,157 +47,65 @@ impl NftSocket {
     /// Open the socket in the calling thread's network namespace, with extended ACKs
     /// and a receive timeout of [`DEFAULT_TIMEOUT`].
     pub fn new() -> Result<Self, NftError> {
-        let op = "open NETLINK_NETFILTER socket";
-        let mut sock = Socket::new(NETLINK_NETFILTER).map_err(|e| io_err(op, e))?;
-        sock.bind_auto().map_err(|e| io_err(op, e))?;
-        sock.set_ext_ack(true).map_err(|e| io_err(op, e))?;
-        // Errors then carry only the request's header, not its whole payload.
-        sock.set_cap_ack(true).map_err(|e| io_err(op, e))?;
-        let mut s = NftSocket {
-            sock,
-            // Replies come only to this socket; numbers only tell its own requests
-            // apart (and skip the late replies of one that timed out).
-            seq: 1,
-            timeout: DEFAULT_TIMEOUT,
-        };
-        s.set_timeout(DEFAULT_TIMEOUT)?;
-        Ok(s)
+        let sock = NlSocket::open(NETLINK_NETFILTER, DEFAULT_TIMEOUT)
+            .map_err(|e| io_err("open NETLINK_NETFILTER socket", e))?;
+        Ok(NftSocket { sock })
     }
 
     /// Set the receive timeout (at least one millisecond).
     pub fn set_timeout(&mut self, timeout: Duration) -> Result<(), NftError> {
-        let timeout = timeout.max(Duration::from_millis(1));
-        let tv = libc::timeval {
-            tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
-            tv_usec: timeout.subsec_micros() as libc::suseconds_t,
-        };
-        // SAFETY: setsockopt reads a timeval of the given size from a valid pointer.
-        let rc = unsafe {
-            libc::setsockopt(
-                self.sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io_err("set receive timeout", io::Error::last_os_error()));
-        }
-        self.timeout = timeout;
-        Ok(())
+        self.sock
+            .set_timeout(timeout)
+            .map_err(|e| io_err("set receive timeout", e))
     }
 
     fn take_seqs(&mut self, n: usize) -> u32 {
-        let first = self.seq;
-        self.seq = self.seq.wrapping_add(n as u32);
-        first
-    }
-
-    /// Make room for a batch of `len` bytes: netlink refuses a datagram larger than
-    /// the send buffer (EMSGSIZE).
-    fn ensure_sndbuf(&self, len: usize) {
-        let want = len.saturating_add(4096).min(256 << 20);
-        self.force_buffer(libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, want);
-    }
-
-    /// Make room for `n` replies: each ACK costs about a page of receive buffer, and
-    /// a reply the kernel cannot queue is lost (ENOBUFS).
-    fn ensure_rcvbuf(&self, n: usize) {
-        let want = (n + 8).saturating_mul(4096).min(64 << 20);
-        if self.sock.get_rx_buf_sz().is_ok_and(|cur| cur >= want) {
-            return;
-        }
-        self.force_buffer(libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, want);
-    }
-
-    /// Set a socket buffer size. The FORCE option needs CAP_NET_ADMIN, which changing
-    /// nftables needs anyway; the plain one is capped by net.core.[rw]mem_max. A
-    /// buffer still too small shows up as EMSGSIZE or ENOBUFS, both reported.
-    fn force_buffer(&self, force: libc::c_int, plain: libc::c_int, size: usize) {
-        let v = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
-        for opt in [force, plain] {
-            // SAFETY: setsockopt reads a c_int from a valid pointer.
-            let rc = unsafe {
-                libc::setsockopt(
-                    self.sock.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    opt,
-                    (&v as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            if rc == 0 {
-                return;
-            }
-        }
+        self.sock.take_seqs(n)
     }
 
     fn send(&self, op: &str, buf: &[u8]) -> Result<(), NftError> {
-        loop {
-            match self.sock.send(buf, 0) {
-                Ok(n) if n == buf.len() => return Ok(()),
-                Ok(n) => {
-                    return Err(protocol(op, format!("sent {n} of {} bytes", buf.len())));
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(io_err(op, e)),
-            }
-        }
-    }
-
-    /// Receive one datagram whole. `Ok(None)` when `nowait` and nothing is queued.
-    fn recv_datagram(&self, op: &str, nowait: bool) -> Result<Option<Vec<u8>>, NftError> {
-        let wait_flag = if nowait { libc::MSG_DONTWAIT } else { 0 };
-        loop {
-            // Peek the size first so a large dump part is never truncated.
-            let mut probe: Vec<u8> = Vec::with_capacity(64);
-            let size = match self
-                .sock
-                .recv(&mut probe, libc::MSG_PEEK | libc::MSG_TRUNC | wait_flag)
-            {
-                Ok(n) => n,
-                Err(e) => match e.raw_os_error() {
-                    Some(libc::EINTR) => continue,
-                    Some(libc::EAGAIN) if nowait => return Ok(None),
-                    Some(libc::EAGAIN) => {
-                        return Err(NftError::Timeout {
-                            op: op.to_string(),
-                            timeout: self.timeout,
-                        });
-                    }
-                    _ => return Err(io_err(op, e)),
-                },
-            };
-            let mut buf: Vec<u8> = Vec::with_capacity(size.max(1));
-            match self.sock.recv(&mut buf, libc::MSG_DONTWAIT) {
-                Ok(n) if n == buf.len() => return Ok(Some(buf)),
-                Ok(n) => {
-                    return Err(protocol(
-                        op,
-                        format!("datagram of {n} bytes truncated to {}", buf.len()),
-                    ));
-                }
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-                Err(e) => return Err(io_err(op, e)),
-            }
-        }
+        self.sock.send(buf).map_err(|e| io_err(op, e))
     }
 
     /// Feed every reply whose sequence number is in `seqs` to `handle` until it says
-    /// stop. Replies to earlier requests (a timed-out one) are skipped.
+    /// stop (or, with `nowait`, until nothing is queued). Replies to earlier requests
+    /// (a timed-out one) are skipped.
     fn receive(
-        &self,
+        &mut self,
+        op: &str,
+        seqs: &[u32],
+        nowait: bool,
+        handle: impl FnMut(NlMsg) -> Result<Flow, NftError>,
+    ) -> Result<(), NftError> {
+        let r = self.receive_inner(op, seqs, nowait, handle);
+        self.sock.release();
+        r
+    }
+
+    fn receive_inner(
+        &mut self,
         op: &str,
         seqs: &[u32],
         nowait: bool,
         mut handle: impl FnMut(NlMsg) -> Result<Flow, NftError>,
     ) -> Result<(), NftError> {
+        let timeout = self.sock.timeout();
         loop {
-            let Some(dgram) = self.recv_datagram(op, nowait)? else {
-                return Ok(());
+            let dgram = match self.sock.recv(nowait) {
+                Ok(Some(d)) => d,
+                Ok(None) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    return Err(NftError::Timeout {
+                        op: op.to_string(),
+                        timeout,
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::Other => {
+                    return Err(protocol(op, e.to_string()));
+                }
+                Err(e) => return Err(io_err(op, e)),
             };
-            for raw in split_messages(&dgram).map_err(|r| protocol(op, r))? {
+            for raw in split_messages(dgram).map_err(|r| protocol(op, r))? {
                 let msg = parse_message(raw).map_err(|r| protocol(op, r))?;
                 if !seqs.contains(&msg.header.sequence_number) {
                     continue;
@@ -238,8 +133,8 @@ impl NftSocket {
         msgs.push(batch_end());
         let first = self.take_seqs(msgs.len());
         let (buf, seqs) = serialize_messages(&mut msgs, first);
-        self.ensure_sndbuf(buf.len());
-        self.ensure_rcvbuf(steps.len());
+        self.sock.ensure_sndbuf(buf.len());
+        self.sock.ensure_rcvbuf(steps.len());
         self.send(op, &buf)?;
 
         let begin_seq = seqs[0];
@@ -255,7 +150,7 @@ impl NftSocket {
             let seq = msg.header.sequence_number;
             if let Some(code) = err.code {
                 let errno = -code.get();
-                let text = ext_ack_message(msg.header.flags, &err.header);
+                let text = ext_ack_text(msg.header.flags, &err.header);
                 let step = step_seqs
                     .iter()
                     .position(|s| *s == seq)
@@ -340,7 +235,7 @@ impl NftSocket {
         let mut out = Vec::new();
         let mut interrupted = false;
         self.receive(op, &seqs, false, |msg| {
-            if msg.header.flags & NLM_F_DUMP_INTR != 0 {
+            if nlsock::dump_interrupted(msg.header.flags) {
                 interrupted = true;
             }
             match msg.payload {
@@ -349,7 +244,7 @@ impl NftSocket {
                         return Err(NftError::Kernel {
                             op: op.to_string(),
                             errno: -done.code,
-                            msg: find_msg_tlv(&done.extended_ack),
+                            msg: msg_tlv_text(&done.extended_ack),
                         });
                     }
                     Ok(Flow::Stop)
@@ -358,7 +253,7 @@ impl NftSocket {
                     Some(code) => Err(NftError::Kernel {
                         op: op.to_string(),
                         errno: -code.get(),
-                        msg: ext_ack_message(msg.header.flags, &err.header),
+                        msg: ext_ack_text(msg.header.flags, &err.header),
                     }),
                     None => Ok(Flow::Stop),
                 },
@@ -407,7 +302,7 @@ impl NftSocket {
                 Some(code) => Err(NftError::Kernel {
                     op: format!("{op}: read generation id"),
                     errno: -code.get(),
-                    msg: ext_ack_message(msg.header.flags, &err.header),
+                    msg: ext_ack_text(msg.header.flags, &err.header),
                 }),
                 None => Ok(Flow::Stop),
             },
