@@ -184,7 +184,8 @@ fn oper_name(s: u8) -> &'static str {
     }
 }
 
-fn port_name(s: u8) -> &'static str {
+/// A bridge port's STP state as `bridge link` names it.
+pub(crate) fn port_name(s: u8) -> &'static str {
     match s {
         0 => "disabled",
         1 => "listening",

@@ -294,11 +294,9 @@ impl NftSocket {
         Ok(ours)
     }
 
-    /// Create the trace tables (replacing leftovers of ours) in one batch.
-    pub fn start_trace(&mut self, name: &str, mark: &str) -> Result<(), NftError> {
-        validate_table_name(name)?;
-        validate_mark(mark)?;
-        let mut steps: Vec<Step> = self
+    /// Steps deleting the trace tables of ours that exist.
+    fn delete_trace_steps(&mut self, name: &str, mark: &str) -> Result<Vec<Step>, NftError> {
+        Ok(self
             .our_trace_tables(name, mark)?
             .into_iter()
             .map(|f| {
@@ -309,25 +307,21 @@ impl NftSocket {
                 };
                 delete_family_table_step(nf, name)
             })
-            .collect();
+            .collect())
+    }
+
+    /// Create the trace tables (replacing leftovers of ours) in one batch.
+    pub fn start_trace(&mut self, name: &str, mark: &str) -> Result<(), NftError> {
+        validate_table_name(name)?;
+        validate_mark(mark)?;
+        let mut steps = self.delete_trace_steps(name, mark)?;
         steps.extend(trace_table_steps(name, mark));
         self.run_batch(&format!("create trace tables {name}"), None, steps)
     }
 
     /// Delete the trace tables named `name` that carry `mark`.
     pub fn stop_trace(&mut self, name: &str, mark: &str) -> Result<(), NftError> {
-        let steps: Vec<Step> = self
-            .our_trace_tables(name, mark)?
-            .into_iter()
-            .map(|f| {
-                let nf = if f == Family::Bridge {
-                    NetfilterProtoFamily::Bridge
-                } else {
-                    NetfilterProtoFamily::Inet
-                };
-                delete_family_table_step(nf, name)
-            })
-            .collect();
+        let steps = self.delete_trace_steps(name, mark)?;
         if steps.is_empty() {
             return Ok(());
         }

@@ -467,18 +467,6 @@ impl<'a> Ctx<'a> {
         self.idx(&Place::Host)
     }
 
-    fn state_name(s: u8) -> String {
-        match s {
-            0 => "disabled",
-            1 => "listening",
-            2 => "learning",
-            3 => "forwarding",
-            4 => "blocking",
-            _ => "in an unknown state",
-        }
-        .to_string()
-    }
-
     /// `ifname` in `i` has no carrier: name the far end of its cable.
     fn far_end_down(&self, i: usize, ifname: &str) -> Reason {
         if let Some(f) = self
@@ -592,7 +580,7 @@ impl<'a> Ctx<'a> {
                     at,
                     bridge: b.clone(),
                     port: end.ifname.clone(),
-                    state: Self::state_name(s),
+                    state: crate::kernel::ready::port_name(s).to_string(),
                 });
             }
         }
