@@ -194,8 +194,7 @@ pub fn apply(
                             | Op::LinkResolv { .. }
                     )
                 }) {
-                    hosts_op(op)?;
-                    resolv_op(op)?;
+                    etc_op(op)?;
                 }
                 Ok(())
             })
@@ -214,60 +213,25 @@ pub fn apply(
     })
 }
 
-/// The lab's hosts file, or a node's link to it.
-fn hosts_op(op: &Op) -> Result<(), ApplyError> {
-    let r = match op {
-        Op::WriteLabHosts { path, content } => {
-            let p = std::path::Path::new(path);
-            // Written in place (same inode): programs already running in the
-            // nodes have it bound over their /etc/hosts and see the update.
-            p.parent()
-                .map(std::fs::create_dir_all)
-                .transpose()
-                .and_then(|_| std::fs::write(p, content))
-        }
-        Op::LinkHosts { ns, target } => {
-            let dir = std::path::Path::new("/etc/netns").join(ns);
-            std::fs::create_dir_all(&dir).and_then(|_| link_etc(&dir.join("hosts"), target))
-        }
-        Op::CreateNs { .. }
-        | Op::DeleteNs { .. }
-        | Op::Sysctl { .. }
-        | Op::CreateBridge { .. }
-        | Op::CreateVeth { .. }
-        | Op::DeleteLink { .. }
-        | Op::SetLink { .. }
-        | Op::AddAddr { .. }
-        | Op::DelAddr { .. }
-        | Op::AddRoute { .. }
-        | Op::DelRoute { .. }
-        | Op::SetNat { .. }
-        | Op::DeleteNat { .. }
-        | Op::RemoveEtc { .. }
-        | Op::WriteLabResolv { .. }
-        | Op::LinkResolv { .. } => Ok(()),
+/// The lab's hosts file or resolv.conf, or a node's link to one. Files are
+/// written in place (same inode): programs already running in the nodes have
+/// them bound over /etc and see the update. Whatever is at a link's place and
+/// is not nslab's own link (a file someone wrote) is kept.
+fn etc_op(op: &Op) -> Result<(), ApplyError> {
+    let link = |ns: &crate::plan::Ns, name: &str, target: &str| {
+        let dir = std::path::Path::new("/etc/netns").join(ns);
+        std::fs::create_dir_all(&dir).and_then(|_| link_etc(&dir.join(name), target))
     };
-    r.map_err(|e| ApplyError::Io {
-        step: op.to_string(),
-        source: e,
-    })
-}
-
-/// The lab's resolv.conf, or a node's link to it. Whatever is at the link's
-/// place and is not nslab's own link (a file someone wrote) is kept.
-fn resolv_op(op: &Op) -> Result<(), ApplyError> {
     let r = match op {
-        Op::WriteLabResolv { path, content } => {
+        Op::WriteLabHosts { path, content } | Op::WriteLabResolv { path, content } => {
             let p = std::path::Path::new(path);
             p.parent()
                 .map(std::fs::create_dir_all)
                 .transpose()
                 .and_then(|_| std::fs::write(p, content))
         }
-        Op::LinkResolv { ns, target } => {
-            let dir = std::path::Path::new("/etc/netns").join(ns);
-            std::fs::create_dir_all(&dir).and_then(|_| link_etc(&dir.join("resolv.conf"), target))
-        }
+        Op::LinkHosts { ns, target } => link(ns, "hosts", target),
+        Op::LinkResolv { ns, target } => link(ns, "resolv.conf", target),
         Op::CreateNs { .. }
         | Op::DeleteNs { .. }
         | Op::Sysctl { .. }
@@ -281,9 +245,7 @@ fn resolv_op(op: &Op) -> Result<(), ApplyError> {
         | Op::DelRoute { .. }
         | Op::SetNat { .. }
         | Op::DeleteNat { .. }
-        | Op::RemoveEtc { .. }
-        | Op::WriteLabHosts { .. }
-        | Op::LinkHosts { .. } => Ok(()),
+        | Op::RemoveEtc { .. } => Ok(()),
     };
     r.map_err(|e| ApplyError::Io {
         step: op.to_string(),
@@ -334,8 +296,7 @@ fn apply_ops(
             | Op::WriteLabResolv { .. }
             | Op::LinkResolv { .. } => {
                 if !files_in_background {
-                    hosts_op(op)?;
-                    resolv_op(op)?;
+                    etc_op(op)?;
                 }
                 i += 1;
             }

@@ -3,23 +3,22 @@
 
 use std::io;
 
-use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NlasIterator,
-};
+use netlink_packet_core::{NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST, NlasIterator};
 use netlink_packet_netfilter::NetfilterProtoFamily;
 use netlink_packet_netfilter::nftables::{
-    ChainAttribute, ChainMessage, Cmp, DataAttribute, Expressions, Hook as NlHook, HookNumber,
-    InetHookNumber, Meta, MetaKey, NfTablesMessage, Operator, Register, RuleAttribute, RuleMessage,
-    TableAttribute, TableFlags, TableMessage,
+    Cmp, DataAttribute, Expressions, InetHookNumber, Meta, MetaKey, NfTablesMessage, Operator,
+    Register, RuleAttribute, RuleMessage,
 };
 use netlink_sys::Socket;
 use netlink_sys::protocols::NETLINK_NETFILTER;
 
 use super::decode::split_messages;
 use super::socket::NftSocket;
-use super::wire::{Step, StepKind, encode_comment_udata, expr, nf_message};
+use super::wire::{
+    Step, StepKind, base_chain_step, delete_family_table_step, expr, new_table_step, nf_message,
+};
 use super::{
-    Family, NF_ACCEPT, NF_DROP, NFNL_SUBSYS_NFTABLES, NLMSG_HDRLEN, NftError, validate_mark,
+    Family, NF_DROP, NFNL_SUBSYS_NFTABLES, NLMSG_HDRLEN, NftError, validate_mark,
     validate_table_name,
 };
 
@@ -202,73 +201,27 @@ fn trace_rule(family: NetfilterProtoFamily, table: &str, chain: &str, proto: u8)
 /// bridge table marks bridged packets before bridge-family chains see them; the
 /// inet one everything routed, and bridged IPv4/IPv6 when br_netfilter is on.
 fn trace_table_steps(name: &str, mark: &str) -> Vec<Step> {
-    let ack = NLM_F_REQUEST | NLM_F_ACK;
     let mut steps = Vec::new();
     for family in [NetfilterProtoFamily::Inet, NetfilterProtoFamily::Bridge] {
-        steps.push(Step {
-            label: format!("create table {} {name}", Family::from(family)),
-            msg: nf_message(
-                family,
-                0,
-                NfTablesMessage::NewTable(TableMessage {
-                    attributes: vec![
-                        TableAttribute::Name(name.to_string()),
-                        TableAttribute::Flags(TableFlags::empty()),
-                        TableAttribute::UserData(encode_comment_udata(mark)),
-                    ],
-                }),
-                ack | NLM_F_CREATE | NLM_F_EXCL,
-            ),
-            kind: StepKind::NewTable {
-                name: name.to_string(),
-            },
-        });
+        steps.push(new_table_step(family, name, mark));
         for (chain, hook) in [
             ("pre", InetHookNumber::PreRouting),
             ("out", InetHookNumber::LocalOut),
         ] {
-            steps.push(Step {
-                label: format!("create chain {} {name} {chain}", Family::from(family)),
-                msg: nf_message(
-                    family,
-                    0,
-                    NfTablesMessage::NewChain(ChainMessage {
-                        attributes: vec![
-                            ChainAttribute::Table(name.to_string()),
-                            ChainAttribute::Name(chain.to_string()),
-                            ChainAttribute::Hook(vec![
-                                NlHook::Number(HookNumber::Inet(hook)),
-                                NlHook::Priority(TRACE_PRIORITY as u32),
-                            ]),
-                            ChainAttribute::Type("filter".to_string()),
-                            ChainAttribute::Policy(NF_ACCEPT),
-                        ],
-                    }),
-                    ack | NLM_F_CREATE,
-                ),
-                kind: StepKind::Other,
-            });
+            steps.push(base_chain_step(
+                family,
+                name,
+                chain,
+                hook,
+                TRACE_PRIORITY,
+                "filter",
+            ));
             for proto in [IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP] {
                 steps.push(trace_rule(family, name, chain, proto));
             }
         }
     }
     steps
-}
-
-fn delete_family_table_step(family: NetfilterProtoFamily, name: &str) -> Step {
-    Step {
-        label: format!("delete table {} {name}", Family::from(family)),
-        msg: nf_message(
-            family,
-            0,
-            NfTablesMessage::DeleteTable(TableMessage {
-                attributes: vec![TableAttribute::Name(name.to_string())],
-            }),
-            NLM_F_REQUEST | NLM_F_ACK,
-        ),
-        kind: StepKind::Other,
-    }
 }
 
 impl NftSocket {

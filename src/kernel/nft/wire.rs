@@ -16,7 +16,7 @@ use netlink_packet_netfilter::{
 };
 
 use super::{
-    IFNAMSIZ, IPV4_SADDR_OFFSET, Masquerade, NAT_CHAIN, NF_ACCEPT, NFNL_BATCH_GENID,
+    Family, IFNAMSIZ, IPV4_SADDR_OFFSET, Masquerade, NAT_CHAIN, NF_ACCEPT, NFNL_BATCH_GENID,
     NFNL_MSG_BATCH_BEGIN, NFNL_SUBSYS_NFTABLES, NFT_PAYLOAD_NETWORK_HEADER, OutMatch,
     SRCNAT_PRIORITY, UDATA_TABLE_COMMENT,
 };
@@ -134,48 +134,15 @@ pub(super) fn nat_table_steps(name: &str, mark: &str, rules: &[Masquerade]) -> V
     let ack = NLM_F_REQUEST | NLM_F_ACK;
     let ipv4 = NetfilterProtoFamily::IPv4;
     let mut steps = vec![
-        Step {
-            label: format!("create table ip {name}"),
-            msg: nf_message(
-                ipv4,
-                0,
-                NfTablesMessage::NewTable(TableMessage {
-                    attributes: vec![
-                        TableAttribute::Name(name.to_string()),
-                        TableAttribute::Flags(TableFlags::empty()),
-                        TableAttribute::UserData(encode_comment_udata(mark)),
-                    ],
-                }),
-                // EXCL: without it an existing table is silently reused, keeping its
-                // old comment and gaining duplicate rules.
-                ack | NLM_F_CREATE | NLM_F_EXCL,
-            ),
-            kind: StepKind::NewTable {
-                name: name.to_string(),
-            },
-        },
-        Step {
-            label: format!("create chain ip {name} {NAT_CHAIN}"),
-            msg: nf_message(
-                ipv4,
-                0,
-                NfTablesMessage::NewChain(ChainMessage {
-                    attributes: vec![
-                        ChainAttribute::Table(name.to_string()),
-                        ChainAttribute::Name(NAT_CHAIN.to_string()),
-                        ChainAttribute::Hook(vec![
-                            NlHook::Number(HookNumber::Inet(InetHookNumber::PostRouting)),
-                            // The attribute is a u32 carrying an s32.
-                            NlHook::Priority(SRCNAT_PRIORITY as u32),
-                        ]),
-                        ChainAttribute::Type("nat".to_string()),
-                        ChainAttribute::Policy(NF_ACCEPT),
-                    ],
-                }),
-                ack | NLM_F_CREATE,
-            ),
-            kind: StepKind::Other,
-        },
+        new_table_step(ipv4, name, mark),
+        base_chain_step(
+            ipv4,
+            name,
+            NAT_CHAIN,
+            InetHookNumber::PostRouting,
+            SRCNAT_PRIORITY,
+            "nat",
+        ),
     ];
     for (i, rule) in rules.iter().enumerate() {
         steps.push(Step {
@@ -199,15 +166,76 @@ pub(super) fn nat_table_steps(name: &str, mark: &str, rules: &[Masquerade]) -> V
 }
 
 pub(super) fn delete_table_step(name: &str) -> Step {
+    delete_family_table_step(NetfilterProtoFamily::IPv4, name)
+}
+
+/// `delete table FAMILY NAME`.
+pub(super) fn delete_family_table_step(family: NetfilterProtoFamily, name: &str) -> Step {
     Step {
-        label: format!("delete table ip {name}"),
+        label: format!("delete table {} {name}", Family::from(family)),
         msg: nf_message(
-            NetfilterProtoFamily::IPv4,
+            family,
             0,
             NfTablesMessage::DeleteTable(TableMessage {
                 attributes: vec![TableAttribute::Name(name.to_string())],
             }),
             NLM_F_REQUEST | NLM_F_ACK,
+        ),
+        kind: StepKind::Other,
+    }
+}
+
+/// `add table FAMILY NAME { comment MARK }`, EXCL: without it an existing table
+/// is silently reused, keeping its old comment and gaining duplicate rules.
+pub(super) fn new_table_step(family: NetfilterProtoFamily, name: &str, mark: &str) -> Step {
+    Step {
+        label: format!("create table {} {name}", Family::from(family)),
+        msg: nf_message(
+            family,
+            0,
+            NfTablesMessage::NewTable(TableMessage {
+                attributes: vec![
+                    TableAttribute::Name(name.to_string()),
+                    TableAttribute::Flags(TableFlags::empty()),
+                    TableAttribute::UserData(encode_comment_udata(mark)),
+                ],
+            }),
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        ),
+        kind: StepKind::NewTable {
+            name: name.to_string(),
+        },
+    }
+}
+
+/// A base chain with policy accept.
+pub(super) fn base_chain_step(
+    family: NetfilterProtoFamily,
+    table: &str,
+    chain: &str,
+    hook: InetHookNumber,
+    priority: i32,
+    chain_type: &str,
+) -> Step {
+    Step {
+        label: format!("create chain {} {table} {chain}", Family::from(family)),
+        msg: nf_message(
+            family,
+            0,
+            NfTablesMessage::NewChain(ChainMessage {
+                attributes: vec![
+                    ChainAttribute::Table(table.to_string()),
+                    ChainAttribute::Name(chain.to_string()),
+                    ChainAttribute::Hook(vec![
+                        NlHook::Number(HookNumber::Inet(hook)),
+                        // The attribute is a u32 carrying an s32.
+                        NlHook::Priority(priority as u32),
+                    ]),
+                    ChainAttribute::Type(chain_type.to_string()),
+                    ChainAttribute::Policy(NF_ACCEPT),
+                ],
+            }),
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE,
         ),
         kind: StepKind::Other,
     }

@@ -35,8 +35,9 @@ pub struct PlaceView {
     pub state: NsState,
     /// IPv4 and IPv6 forwarding of the namespace.
     pub forwarding: (bool, bool),
-    /// Blackhole, unreachable, prohibit and throw routes of the main table.
-    pub(super) blocking: Vec<(IpNet, RouteType)>,
+    /// Blackhole, unreachable, prohibit and throw routes, read when a lookup
+    /// there first fails (most walks never need them).
+    pub(super) blocking: Option<Vec<(IpNet, RouteType)>>,
 }
 
 pub struct Ctx<'a> {
@@ -175,13 +176,12 @@ impl<'a> Ctx<'a> {
                     on("net.ipv6.conf.all.forwarding"),
                 )
             })?;
-            let blocking = blocking_routes(&mut conn);
             places.push(PlaceView {
                 place,
                 conn,
                 state,
                 forwarding: fwd,
-                blocking,
+                blocking: None,
             });
         }
         let mut segs: BTreeMap<(Place, String), usize> = BTreeMap::new();
@@ -428,8 +428,11 @@ impl<'a> Ctx<'a> {
             return r;
         }
         // The most specific blackhole/unreachable/prohibit route covering dst.
-        if let Some((net, kind)) = self.places[i]
+        let v = &mut self.places[i];
+        let blocking = v
             .blocking
+            .get_or_insert_with(|| blocking_routes(&mut v.conn));
+        if let Some((net, kind)) = blocking
             .iter()
             .filter(|(n, _)| n.contains(&dst))
             .max_by_key(|(n, _)| n.prefix_len())
