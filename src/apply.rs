@@ -3,10 +3,11 @@
 //! creation runs on worker threads. Before anything is created, the caller's
 //! `intent` hook records it, so a crash never leaves an unknown object behind.
 
-use crate::kernel::conn::{self, Conn};
-use crate::kernel::msg::{self, CREATE, KRoute, SetLink, VethEnd};
-use crate::kernel::netlink::{NlError, Req};
+use crate::kernel::conn::Conn;
+use crate::kernel::msg::KRoute;
+use crate::kernel::netlink::NlError;
 use crate::kernel::netns;
+use crate::kernel::seam::{Files, LinkReq, NsHandle, PeerNs, Real, System, VethSpec};
 use crate::plan::{Ns, Op};
 use std::collections::HashMap;
 use std::io;
@@ -38,69 +39,26 @@ pub enum ApplyError {
     TestAbort(usize),
 }
 
-/// Open namespaces by name; `Ns::HOST` is the namespace nslab runs in (or the lab's
-/// recorded host).
-pub struct Kernel {
-    pub conns: HashMap<Ns, Conn>,
-    /// The ifalias new interfaces carry: the lab's ownership mark.
-    pub mark: String,
-    /// The lab being applied (host forwarding is shared between labs by name).
-    pub lab: String,
-    /// Called with (ops done, ops in all) as the plan advances.
-    pub progress: Option<Box<dyn FnMut(usize, usize)>>,
+/// The test hooks: how many kernel operations ran, and when to stop.
+#[derive(Debug, Default, Clone)]
+pub struct Hooks {
     /// Test-only: stop after this many kernel operations, as if killed.
     pub fail_after: Option<usize>,
     /// Test-only: after this many kernel operations, fail as if the kernel refused.
     pub refuse_after: Option<usize>,
     pub done: usize,
-    /// Namespaces this run created, by identity (their fds stay open in `conns`,
-    /// so the identity cannot be reused while the run lasts).
-    pub created_ns: HashMap<String, netns::NsId>,
 }
 
-impl Kernel {
-    pub fn new(host: Conn, lab: &str) -> Kernel {
-        let mark = crate::topology::mark_for(lab);
-        let mut conns = HashMap::new();
-        conns.insert(Ns::HOST, host);
-        Kernel {
-            conns,
-            mark,
-            lab: lab.to_string(),
-            progress: None,
-            fail_after: None,
-            refuse_after: None,
-            done: 0,
-            created_ns: HashMap::new(),
-        }
-    }
-
-    pub fn conn(&mut self, ns: &Ns) -> Result<&mut Conn, ApplyError> {
-        if !self.conns.contains_key(ns) {
-            let c = conn::open(ns.as_str()).map_err(|e| ApplyError::Io {
-                step: format!("open namespace {ns}"),
-                source: e,
-            })?;
-            self.conns.insert(ns.clone(), c);
-        }
-        Ok(self.conns.get_mut(ns).expect("just inserted"))
-    }
-
-    fn report(&mut self, done: usize, total: usize) {
-        if let Some(p) = self.progress.as_mut() {
-            p(done, total);
-        }
-    }
-
-    /// Count `n` operations; fail when the test switch says so. Returns how many of
-    /// the `n` may still run.
-    fn budget(&mut self, n: usize) -> usize {
+impl Hooks {
+    /// How many of `n` operations may still run.
+    fn budget(&self, n: usize) -> usize {
         match self.fail_after.or(self.refuse_after) {
             Some(k) => k.saturating_sub(self.done).min(n),
             None => n,
         }
     }
 
+    /// Count `n` operations; fail when the test switch says so.
     pub(crate) fn spend(&mut self, n: usize) -> Result<(), ApplyError> {
         self.done += n;
         match (self.fail_after, self.refuse_after) {
@@ -120,6 +78,72 @@ impl Kernel {
     /// A test hook decides how many operations run: one at a time, in order.
     pub fn hooked(&self) -> bool {
         self.fail_after.is_some() || self.refuse_after.is_some()
+    }
+}
+
+/// Open namespaces by name; `Ns::HOST` is the namespace nslab runs in (or the lab's
+/// recorded host). `S` is the kernel: the real one, or a fake in unit tests.
+pub struct Kernel<S: System = Real> {
+    pub sys: S,
+    pub conns: HashMap<Ns, S::Handle>,
+    /// The ifalias new interfaces carry: the lab's ownership mark.
+    pub mark: String,
+    /// The lab being applied (host forwarding is shared between labs by name).
+    pub lab: String,
+    /// Called with (ops done, ops in all) as the plan advances.
+    pub progress: Option<Box<dyn FnMut(usize, usize)>>,
+    pub hooks: Hooks,
+    /// Namespaces this run created, by identity (their fds stay open in `conns`,
+    /// so the identity cannot be reused while the run lasts).
+    pub created_ns: HashMap<String, netns::NsId>,
+}
+
+impl Kernel<Real> {
+    pub fn new(host: Conn, lab: &str) -> Kernel {
+        Kernel::with(Real, host, lab)
+    }
+}
+
+impl<S: System> Kernel<S> {
+    pub fn with(sys: S, host: S::Handle, lab: &str) -> Kernel<S> {
+        let mark = crate::topology::mark_for(lab);
+        let mut conns = HashMap::new();
+        conns.insert(Ns::HOST, host);
+        Kernel {
+            sys,
+            conns,
+            mark,
+            lab: lab.to_string(),
+            progress: None,
+            hooks: Hooks::default(),
+            created_ns: HashMap::new(),
+        }
+    }
+
+    pub fn conn(&mut self, ns: &Ns) -> Result<&mut S::Handle, ApplyError> {
+        if !self.conns.contains_key(ns) {
+            let c = self.sys.open(ns.as_str()).map_err(|e| ApplyError::Io {
+                step: format!("open namespace {ns}"),
+                source: e,
+            })?;
+            self.conns.insert(ns.clone(), c);
+        }
+        Ok(self.conns.get_mut(ns).expect("just inserted"))
+    }
+
+    fn report(&mut self, done: usize, total: usize) {
+        if let Some(p) = self.progress.as_mut() {
+            p(done, total);
+        }
+    }
+
+    pub(crate) fn spend(&mut self, n: usize) -> Result<(), ApplyError> {
+        self.hooks.spend(n)
+    }
+
+    /// A test hook decides how many operations run: one at a time, in order.
+    pub fn hooked(&self) -> bool {
+        self.hooks.hooked()
     }
 }
 
@@ -174,33 +198,27 @@ fn nl_op(op: &Op) -> bool {
     }
 }
 
-pub fn apply(
-    k: &mut Kernel,
+pub fn apply<S: System>(
+    k: &mut Kernel<S>,
     ops: &[Op],
     intent: &mut dyn FnMut(Intent) -> io::Result<()>,
 ) -> Result<(), ApplyError> {
     // Hosts files need nothing of the kernel: write them on another thread while
     // the kernel works (in test-abort mode everything stays in order).
     let background = !k.hooked();
+    let files = k.sys.files();
     std::thread::scope(|s| {
-        let files = background.then(|| {
-            s.spawn(|| -> Result<(), ApplyError> {
-                for op in ops.iter().filter(|o| {
-                    matches!(
-                        o,
-                        Op::WriteLabHosts { .. }
-                            | Op::LinkHosts { .. }
-                            | Op::WriteLabResolv { .. }
-                            | Op::LinkResolv { .. }
-                    )
-                }) {
-                    etc_op(op)?;
+        let writer = background.then(|| {
+            let files = &*files;
+            s.spawn(move || -> Result<(), ApplyError> {
+                for op in ops.iter().filter(|o| is_etc_write(o)) {
+                    etc_op(files, op)?;
                 }
                 Ok(())
             })
         });
-        let r = apply_ops(k, ops, intent, background);
-        let f = files.map(|h| {
+        let r = apply_ops(k, &*files, ops, intent, background);
+        let f = writer.map(|h| {
             h.join().unwrap_or_else(|_| {
                 Err(ApplyError::Io {
                     step: "write hosts files".into(),
@@ -213,25 +231,30 @@ pub fn apply(
     })
 }
 
+/// A file op that needs nothing of the kernel (written beside it).
+fn is_etc_write(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::WriteLabHosts { .. }
+            | Op::LinkHosts { .. }
+            | Op::WriteLabResolv { .. }
+            | Op::LinkResolv { .. }
+    )
+}
+
 /// The lab's hosts file or resolv.conf, or a node's link to one. Files are
 /// written in place (same inode): programs already running in the nodes have
 /// them bound over /etc and see the update. Whatever is at a link's place and
 /// is not nslab's own link (a file someone wrote) is kept.
-fn etc_op(op: &Op) -> Result<(), ApplyError> {
-    let link = |ns: &crate::plan::Ns, name: &str, target: &str| {
-        let dir = std::path::Path::new("/etc/netns").join(ns);
-        std::fs::create_dir_all(&dir).and_then(|_| link_etc(&dir.join(name), target))
-    };
+fn etc_op(files: &dyn Files, op: &Op) -> Result<(), ApplyError> {
+    let etc = |ns: &Ns, name: &str| std::path::Path::new("/etc/netns").join(ns).join(name);
     let r = match op {
         Op::WriteLabHosts { path, content } | Op::WriteLabResolv { path, content } => {
-            let p = std::path::Path::new(path);
-            p.parent()
-                .map(std::fs::create_dir_all)
-                .transpose()
-                .and_then(|_| std::fs::write(p, content))
+            files.write(std::path::Path::new(path), content)
         }
-        Op::LinkHosts { ns, target } => link(ns, "hosts", target),
-        Op::LinkResolv { ns, target } => link(ns, "resolv.conf", target),
+        Op::LinkHosts { ns, target } => files.link_etc(&etc(ns, "hosts"), target),
+        Op::LinkResolv { ns, target } => files.link_etc(&etc(ns, "resolv.conf"), target),
+        Op::RemoveEtc { ns } => files.remove_etc(ns.as_str()),
         Op::CreateNs { .. }
         | Op::DeleteNs { .. }
         | Op::Sysctl { .. }
@@ -244,8 +267,7 @@ fn etc_op(op: &Op) -> Result<(), ApplyError> {
         | Op::AddRoute { .. }
         | Op::DelRoute { .. }
         | Op::SetNat { .. }
-        | Op::DeleteNat { .. }
-        | Op::RemoveEtc { .. } => Ok(()),
+        | Op::DeleteNat { .. } => Ok(()),
     };
     r.map_err(|e| ApplyError::Io {
         step: op.to_string(),
@@ -253,8 +275,9 @@ fn etc_op(op: &Op) -> Result<(), ApplyError> {
     })
 }
 
-fn apply_ops(
-    k: &mut Kernel,
+fn apply_ops<S: System>(
+    k: &mut Kernel<S>,
+    files: &dyn Files,
     ops: &[Op],
     intent: &mut dyn FnMut(Intent) -> io::Result<()>,
     files_in_background: bool,
@@ -266,14 +289,15 @@ fn apply_ops(
         if i > 0 && phase(op) != phase(&ops[i - 1]) {
             crate::timing::mark(phase(&ops[i - 1]));
         }
+        let io_err = |e| ApplyError::Io {
+            step: op.to_string(),
+            source: e,
+        };
         match op {
             Op::CreateNs { .. } => i = create_namespaces(k, ops, i, intent)?,
             Op::DeleteNs { ns } => {
                 k.conns.remove(ns);
-                netns::delete(ns.as_str()).map_err(|e| ApplyError::Io {
-                    step: op.to_string(),
-                    source: e,
-                })?;
+                k.sys.delete(ns.as_str()).map_err(io_err)?;
                 k.spend(1)?;
                 i += 1;
             }
@@ -282,33 +306,22 @@ fn apply_ops(
                 i += 1;
             }
             Op::Sysctl { ns, key, value } => {
-                let c = k.conn(ns)?;
-                let r = netns::run_in(&c.file, || netns::sysctl_set(key, value)).and_then(|r| r);
-                r.map_err(|e| ApplyError::Io {
-                    step: op.to_string(),
-                    source: e,
-                })?;
+                k.conn(ns)?.sysctl_set(key, value).map_err(io_err)?;
                 k.spend(1)?;
                 i += 1;
             }
             Op::WriteLabHosts { .. }
             | Op::LinkHosts { .. }
             | Op::WriteLabResolv { .. }
-            | Op::LinkResolv { .. } => {
-                if !files_in_background {
-                    etc_op(op)?;
+            | Op::LinkResolv { .. }
+            | Op::RemoveEtc { .. } => {
+                if !files_in_background || !is_etc_write(op) {
+                    etc_op(files, op)?;
                 }
                 i += 1;
             }
             Op::SetNat { .. } | Op::DeleteNat { .. } => {
                 nat_op(k, op, intent)?;
-                i += 1;
-            }
-            Op::RemoveEtc { ns } => {
-                remove_etc(ns.as_str()).map_err(|e| ApplyError::Io {
-                    step: op.to_string(),
-                    source: e,
-                })?;
                 i += 1;
             }
             Op::CreateBridge { .. }
@@ -347,8 +360,8 @@ fn apply_ops(
 
 /// The lab's nftables table, created or replaced (recorded first when in the
 /// host), or deleted when it carries the lab's mark.
-fn nat_op(
-    k: &mut Kernel,
+fn nat_op<S: System>(
+    k: &mut Kernel<S>,
     op: &Op,
     intent: &mut dyn FnMut(Intent) -> io::Result<()>,
 ) -> Result<(), ApplyError> {
@@ -360,24 +373,19 @@ fn nat_op(
     match op {
         Op::SetNat { ns, table, rules } => {
             if ns.is_host() {
-                intent(Intent::NftTable(table.clone())).map_err(|e| ApplyError::Io {
-                    step: "write the lab's record".into(),
-                    source: e,
-                })?;
+                intent(Intent::NftTable(table.clone())).map_err(record_err)?;
             }
             let rules: Vec<_> = rules
                 .iter()
                 .map(crate::kernel::nft::Masquerade::from)
                 .collect();
-            let c = k.conn(ns)?;
-            crate::kernel::nft::socket_in(&c.file)
-                .and_then(|mut s| s.replace_nat_table(table, &mark, &rules))
+            k.conn(ns)?
+                .nat_replace(table, &mark, &rules)
                 .map_err(nft_err)?;
         }
         Op::DeleteNat { ns, table } => {
-            let c = k.conn(ns)?;
-            crate::kernel::nft::socket_in(&c.file)
-                .and_then(|mut s| s.delete_table_if_marked(table, &mark))
+            k.conn(ns)?
+                .nat_delete_if_marked(table, &mark)
                 .map_err(nft_err)?;
         }
         Op::CreateNs { .. }
@@ -400,10 +408,17 @@ fn nat_op(
     k.spend(1)
 }
 
+fn record_err(e: io::Error) -> ApplyError {
+    ApplyError::Io {
+        step: "write the lab's record".into(),
+        source: e,
+    }
+}
+
 /// A run of netlink ops of one namespace from `i` on, batched (host links are
 /// recorded first). Returns the index after the run.
-fn netlink_run(
-    k: &mut Kernel,
+fn netlink_run<S: System>(
+    k: &mut Kernel<S>,
     ops: &[Op],
     i: usize,
     intent: &mut dyn FnMut(Intent) -> io::Result<()>,
@@ -438,20 +453,37 @@ fn netlink_run(
             })
             .collect();
         if !names.is_empty() {
-            intent(Intent::HostLinks(names)).map_err(|e| ApplyError::Io {
-                step: "write the lab's record".into(),
-                source: e,
-            })?;
+            intent(Intent::HostLinks(names)).map_err(record_err)?;
         }
     }
-    run_group(k, &ns, &ops[i..j])?;
-    Ok(j)
+    // The far ends' namespaces, opened first: a veth's request carries them.
+    let mut peers = HashMap::new();
+    for op in &ops[i..j] {
+        if let Op::CreateVeth { b, .. } = op
+            && b.ns != ns
+            && !peers.contains_key(&b.ns)
+        {
+            let p = k.conn(&b.ns)?.as_peer(&b.ns);
+            peers.insert(b.ns.clone(), p);
+        }
+    }
+    k.conn(&ns)?;
+    let group: Vec<&Op> = ops[i..j].iter().collect();
+    let h = k.conns.get_mut(&ns).expect("just opened");
+    let r = run_batched(h, &group, &peers, Some(&mut k.hooks));
+    // A veth end created in another namespace changes its indexes.
+    for p in peers.keys() {
+        if let Some(c) = k.conns.get_mut(p) {
+            c.mark_stale();
+        }
+    }
+    r.map(|_| j)
 }
 
 /// A run of CreateNs from `i` on, made together (in chunks): each namespace is
 /// recorded before it is made. Returns the index after the run.
-fn create_namespaces(
-    k: &mut Kernel,
+fn create_namespaces<S: System>(
+    k: &mut Kernel<S>,
     ops: &[Op],
     i: usize,
     intent: &mut dyn FnMut(Intent) -> io::Result<()>,
@@ -462,27 +494,25 @@ fn create_namespaces(
         items.push((ns.to_string(), sysctls.clone()));
         j += 1;
     }
-    let allowed = k.budget(items.len());
+    let allowed = k.hooks.budget(items.len());
     items.truncate(allowed);
     intent(Intent::Namespaces(
         items.iter().map(|x| x.0.clone()).collect(),
     ))
-    .map_err(|e| ApplyError::Io {
-        step: "write the lab's record".into(),
-        source: e,
-    })?;
-    netns::ensure_dir().map_err(|e| ApplyError::Io {
+    .map_err(record_err)?;
+    k.sys.prepare().map_err(|e| ApplyError::Io {
         step: format!("prepare {}", netns::netns_dir().display()),
         source: e,
     })?;
     let mut first_err = None;
     // In chunks, so progress can be shown between them.
     for (n, chunk) in items.chunks(128).enumerate() {
-        for (name, r) in conn::create_many(chunk, &k.mark) {
+        let mark = k.mark.clone();
+        for (name, r) in k.sys.create_many(chunk, &mark) {
             match r {
                 Ok(c) => {
                     // The object this run made: rollback deletes only these.
-                    if let Ok(id) = netns::id_of(&c.file) {
+                    if let Ok(id) = c.id() {
                         k.created_ns.insert(name.clone(), id);
                     }
                     k.conns.insert(Ns::named(name), c);
@@ -508,20 +538,31 @@ fn create_namespaces(
 }
 
 /// The real host's forwarding is shared by labs: restored by the last one.
-fn host_forwarding(k: &mut Kernel, op: &Op, ns: &Ns, value: &str) -> Result<(), ApplyError> {
-    let lab = k.lab.clone();
-    let c = k.conn(ns)?;
-    let id = netns::id_of(&c.file).map_err(|e| ApplyError::Io {
+fn host_forwarding<S: System>(
+    k: &mut Kernel<S>,
+    op: &Op,
+    ns: &Ns,
+    value: &str,
+) -> Result<(), ApplyError> {
+    let io_err = |e| ApplyError::Io {
         step: op.to_string(),
         source: e,
-    })?;
+    };
+    let lab = k.lab.clone();
+    let store = crate::hostfwd::Store::at(k.sys.forwarding_dir());
+    let c = k.conn(ns)?;
+    let id = c.id().map_err(io_err)?;
     debug_assert_eq!(value, "1");
     {
-        let set = crate::hostfwd::setter(&c.file);
-        crate::hostfwd::acquire(&lab, id, &set).map_err(|e| ApplyError::Io {
-            step: op.to_string(),
-            source: e,
-        })?;
+        let c = std::cell::RefCell::new(c);
+        let set = |v: Option<&str>| -> io::Result<String> {
+            let mut c = c.borrow_mut();
+            match v {
+                Some(v) => c.sysctl_set(crate::hostfwd::KEY, v),
+                None => c.sysctl_get(crate::hostfwd::KEY),
+            }
+        };
+        store.acquire(&lab, id, &set).map_err(io_err)?;
     }
     k.spend(1)
 }
@@ -563,7 +604,7 @@ fn local(op: &Op) -> bool {
 
 /// Run the ops of several namespaces at once: each namespace's ops stay in order
 /// on one thread, with that namespace's own socket.
-fn run_parallel(k: &mut Kernel, ops: &[Op]) -> Result<(), ApplyError> {
+fn run_parallel<S: System>(k: &mut Kernel<S>, ops: &[Op]) -> Result<(), ApplyError> {
     let mut order: Vec<Ns> = Vec::new();
     let mut by_ns: HashMap<Ns, Vec<&Op>> = HashMap::new();
     for op in ops {
@@ -573,7 +614,7 @@ fn run_parallel(k: &mut Kernel, ops: &[Op]) -> Result<(), ApplyError> {
         });
         e.push(op);
     }
-    let mut work: Vec<(Ns, Conn, Vec<&Op>)> = Vec::with_capacity(order.len());
+    let mut work: Vec<(Ns, S::Handle, Vec<&Op>)> = Vec::with_capacity(order.len());
     for ns in order {
         k.conn(&ns)?;
         let c = k.conns.remove(&ns).expect("just opened");
@@ -586,13 +627,15 @@ fn run_parallel(k: &mut Kernel, ops: &[Op]) -> Result<(), ApplyError> {
         .clamp(1, 4)
         .min(work.len().max(1));
     let chunk = work.len().div_ceil(workers).max(1);
+    let no_peers = HashMap::new();
     let results: Vec<Result<(), ApplyError>> = std::thread::scope(|s| {
         let hs: Vec<_> = work
             .chunks_mut(chunk)
             .map(|part| {
+                let no_peers = &no_peers;
                 s.spawn(move || {
                     for (_, c, v) in part.iter_mut() {
-                        run_local(c, v)?;
+                        run_batched(c, v, no_peers, None)?;
                     }
                     Ok(())
                 })
@@ -614,43 +657,45 @@ fn run_parallel(k: &mut Kernel, ops: &[Op]) -> Result<(), ApplyError> {
         k.conns.insert(ns, c);
     }
     results.into_iter().collect::<Result<Vec<()>, _>>()?;
-    k.done += n;
+    k.hooks.done += n;
     Ok(())
 }
 
-/// `run_group` for one namespace's own socket (no budget: not in test-abort mode).
-fn run_local(c: &mut Conn, ops: &[&Op]) -> Result<(), ApplyError> {
-    let mut pending: Vec<(Req, &Op)> = Vec::new();
+/// The files nslab links under /etc/netns/NS (`ip netns exec` binds them over /etc).
+pub const ETC_FILES: &[&str] = &["hosts", "resolv.conf"];
+
+/// Is `p` a link nslab made (one pointing into its state directory)? Files under
+/// /etc/netns that are anything else are someone else's: never replaced or removed.
+pub fn is_our_link(p: &std::path::Path) -> bool {
+    crate::kernel::seam::Disk.is_our_link(p)
+}
+
+/// Remove /etc/netns/NS: the files nslab linked there (only links of ours), then
+/// the directory if nothing else is in it.
+pub fn remove_etc(ns: &str) -> io::Result<()> {
+    crate::kernel::seam::Disk.remove_etc(ns)
+}
+
+/// The one batch path: build and send the requests of consecutive ops of one
+/// namespace, several per send. When an op needs an interface index not yet
+/// known (a link made earlier in this run), what is built so far is sent first
+/// and the namespace's links re-read. `hooks` (test mode) limits how many go out.
+fn run_batched<H: NsHandle>(
+    h: &mut H,
+    ops: &[&Op],
+    peers: &HashMap<Ns, PeerNs>,
+    mut hooks: Option<&mut Hooks>,
+) -> Result<(), ApplyError> {
+    let mut pending: Vec<(LinkReq, &Op)> = Vec::new();
     let mut idx = 0;
-    let send = |c: &mut Conn, pending: &mut Vec<(Req, &Op)>| -> Result<(), ApplyError> {
-        let (reqs, ops): (Vec<Req>, Vec<&Op>) = pending.drain(..).unzip();
-        let changes = ops
-            .iter()
-            .any(|o| matches!(o, Op::CreateBridge { .. } | Op::DeleteLink { .. }));
-        let results = c.nl.batch(reqs);
-        if changes {
-            c.mark_stale();
-        }
-        for (r, op) in results.into_iter().zip(ops) {
-            match r {
-                Err(e) if !already_gone(op, &e) => {
-                    return Err(ApplyError::Kernel {
-                        step: op.to_string(),
-                        source: e,
-                    });
-                }
-                _ => {}
-            }
-        }
-        Ok(())
-    };
     while idx < ops.len() {
         let op = ops[idx];
-        match build_local(c, op)? {
+        match build(h, peers, op)? {
             Some(req) => {
                 pending.push((req, op));
                 idx += 1;
             }
+            // A delete whose interface is not there: nothing left to delete.
             None if pending.is_empty() && delete_without_dev(op) => idx += 1,
             None if pending.is_empty() => {
                 return Err(ApplyError::Kernel {
@@ -662,123 +707,40 @@ fn run_local(c: &mut Conn, ops: &[&Op]) -> Result<(), ApplyError> {
                     },
                 });
             }
+            // Unknown index: send what is built, re-read the links, retry once.
             None => {
-                send(c, &mut pending)?;
-                c.mark_stale();
+                send(h, &mut pending, hooks.as_deref_mut())?;
+                h.mark_stale();
             }
         }
     }
-    if !pending.is_empty() {
-        send(c, &mut pending)?;
-    }
-    Ok(())
+    send(h, &mut pending, hooks)
 }
 
-/// The files nslab links under /etc/netns/NS (`ip netns exec` binds them over /etc).
-pub const ETC_FILES: &[&str] = &["hosts", "resolv.conf"];
-
-/// Is `p` a link nslab made (one pointing into its state directory)? Files under
-/// /etc/netns that are anything else are someone else's: never replaced or removed.
-pub fn is_our_link(p: &std::path::Path) -> bool {
-    std::fs::read_link(p).is_ok_and(|t| t.starts_with(crate::record::state_dir()))
-}
-
-/// Make `link` point to `target`, replacing only a link of ours. A file someone
-/// else put there (even one that appeared since the plan was made) is kept.
-fn link_etc(link: &std::path::Path, target: &str) -> io::Result<()> {
-    if is_our_link(link) {
-        std::fs::remove_file(link)?;
-    }
-    match std::os::unix::fs::symlink(target, link) {
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        r => r,
-    }
-}
-
-/// Remove /etc/netns/NS: the files nslab linked there (only links of ours), then
-/// the directory if nothing else is in it.
-pub fn remove_etc(ns: &str) -> io::Result<()> {
-    let dir = std::path::Path::new("/etc/netns").join(ns);
-    for f in ETC_FILES {
-        let p = dir.join(f);
-        if is_our_link(&p) {
-            match std::fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    match std::fs::remove_dir(&dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        // Someone put other files there: leave them.
-        Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// Build and send the requests of consecutive ops of one namespace. When an op
-/// needs an interface index not yet known (a link made earlier in this group),
-/// what is built so far is sent first and the namespace's links re-read.
-fn run_group(k: &mut Kernel, ns: &Ns, ops: &[Op]) -> Result<(), ApplyError> {
-    let mut pending: Vec<(Req, &Op)> = Vec::new();
-    let mut idx = 0;
-    while idx < ops.len() {
-        let op = &ops[idx];
-        match build(k, ns, op)? {
-            Some(req) => {
-                pending.push((req, op));
-                // A veth end created in another namespace changes its indexes.
-                if let Op::CreateVeth { b, .. } = op
-                    && let Some(c) = k.conns.get_mut(&b.ns)
-                {
-                    c.mark_stale();
-                }
-                idx += 1;
-            }
-            None => {
-                // Unknown index: flush and retry once after the namespace is re-read.
-                if pending.is_empty() && delete_without_dev(op) {
-                    idx += 1;
-                    continue;
-                }
-                if pending.is_empty() {
-                    return Err(ApplyError::Kernel {
-                        step: op.to_string(),
-                        source: NlError {
-                            what: format!("{op}"),
-                            errno: libc::ENODEV,
-                            ext: Some("interface not found".into()),
-                        },
-                    });
-                }
-                flush(k, ns, &mut pending)?;
-                k.conn(ns)?.mark_stale();
-            }
-        }
-    }
-    flush(k, ns, &mut pending)
-}
-
-fn flush(k: &mut Kernel, ns: &Ns, pending: &mut Vec<(Req, &Op)>) -> Result<(), ApplyError> {
+/// Send the pending requests in one batch; deletes of what is already gone pass.
+fn send<H: NsHandle>(
+    h: &mut H,
+    pending: &mut Vec<(LinkReq, &Op)>,
+    hooks: Option<&mut Hooks>,
+) -> Result<(), ApplyError> {
     if pending.is_empty() {
         return Ok(());
     }
-    let allowed = k.budget(pending.len());
-    let batch: Vec<(Req, &Op)> = pending.drain(..).take(allowed).collect();
-    let (reqs, ops): (Vec<Req>, Vec<&Op>) = batch.into_iter().unzip();
-    let n = reqs.len();
-    let changes_links = ops.iter().any(|o| {
+    let allowed = hooks
+        .as_ref()
+        .map_or(pending.len(), |k| k.budget(pending.len()));
+    let batch: Vec<(LinkReq, &Op)> = pending.drain(..).take(allowed).collect();
+    let changes_links = batch.iter().any(|(_, o)| {
         matches!(
             o,
             Op::CreateBridge { .. } | Op::CreateVeth { .. } | Op::DeleteLink { .. }
         )
     });
-    let c = k.conn(ns)?;
-    let results = c.nl.batch(reqs);
+    let n = batch.len();
+    let ops: Vec<&Op> = batch.iter().map(|(_, o)| *o).collect();
+    let results = h.batch(batch.into_iter().map(|(r, o)| (r, o.to_string())).collect());
     if changes_links {
-        c.mark_stale();
+        h.mark_stale();
     }
     for (r, op) in results.into_iter().zip(ops) {
         if let Err(e) = r
@@ -790,91 +752,59 @@ fn flush(k: &mut Kernel, ns: &Ns, pending: &mut Vec<(Req, &Op)>) -> Result<(), A
             });
         }
     }
-    k.spend(n)
+    match hooks {
+        Some(k) => k.spend(n),
+        None => Ok(()),
+    }
 }
 
-fn index(k: &mut Kernel, ns: &Ns, name: &str) -> Result<Option<u32>, ApplyError> {
-    index_in(k.conn(ns)?, name)
-}
-
-fn index_in(c: &mut Conn, name: &str) -> Result<Option<u32>, ApplyError> {
-    c.index(name).map_err(|e| ApplyError::Kernel {
+fn index_of<H: NsHandle>(h: &mut H, name: &str) -> Result<Option<u32>, ApplyError> {
+    h.index(name).map_err(|e| ApplyError::Kernel {
         step: format!("find {name}"),
         source: e,
     })
 }
 
-/// The request for one op, or None when it needs an index that is not known yet.
-fn build(k: &mut Kernel, ns: &Ns, op: &Op) -> Result<Option<Req>, ApplyError> {
-    let what = op.to_string();
-    Ok(Some(match op {
-        Op::CreateVeth { a, b } => {
-            let master = match &a.master {
-                Some(m) => match index(k, ns, m)? {
-                    Some(i) => Some(i),
-                    None => return Ok(None),
-                },
-                None => None,
-            };
-            let b_fd = if b.ns == a.ns {
-                None
-            } else {
-                Some(netns::raw(&k.conn(&b.ns)?.file))
-            };
-            let ea = VethEnd {
-                name: &a.name,
-                ns_fd: None,
-                mtu: a.mtu,
-                mac: a.mac,
-                master,
-            };
-            let eb = VethEnd {
-                name: &b.name,
-                ns_fd: b_fd,
-                mtu: b.mtu,
-                mac: b.mac,
-                master: None,
-            };
-            Req {
-                msg: msg::new_veth(&ea, &eb),
-                flags: CREATE,
-                what,
-            }
-        }
-        Op::CreateBridge { .. }
-        | Op::DeleteLink { .. }
-        | Op::SetLink { .. }
-        | Op::AddAddr { .. }
-        | Op::DelAddr { .. }
-        | Op::AddRoute { .. }
-        | Op::DelRoute { .. }
-        | Op::CreateNs { .. }
-        | Op::DeleteNs { .. }
-        | Op::Sysctl { .. }
-        | Op::SetNat { .. }
-        | Op::DeleteNat { .. }
-        | Op::WriteLabHosts { .. }
-        | Op::LinkHosts { .. }
-        | Op::RemoveEtc { .. }
-        | Op::WriteLabResolv { .. }
-        | Op::LinkResolv { .. } => return build_local(k.conn(ns)?, op),
-    }))
+/// The index of an optional device; Err(None) when the device is not known yet.
+fn dev_index<H: NsHandle>(
+    h: &mut H,
+    dev: Option<&str>,
+) -> Result<Result<Option<u32>, ()>, ApplyError> {
+    Ok(match dev {
+        Some(d) => index_of(h, d)?.map(Some).ok_or(()),
+        None => Ok(None),
+    })
 }
 
-/// The request for an op that needs only its own namespace (all but CreateVeth).
-fn build_local(c: &mut Conn, op: &Op) -> Result<Option<Req>, ApplyError> {
-    let what = op.to_string();
+/// The change for one op, or None when it needs an index that is not known yet.
+fn build<H: NsHandle>(
+    h: &mut H,
+    peers: &HashMap<Ns, PeerNs>,
+    op: &Op,
+) -> Result<Option<LinkReq>, ApplyError> {
     Ok(Some(match op {
-        Op::CreateBridge { name, mac, mtu, .. } => Req {
-            msg: msg::new_bridge(name, *mac, *mtu),
-            flags: CREATE,
-            what,
+        Op::CreateVeth { a, b } => {
+            let Ok(master) = dev_index(h, a.master.as_deref())? else {
+                return Ok(None);
+            };
+            let end = |e: &crate::plan::VEnd, master| VethSpec {
+                name: e.name.clone(),
+                mtu: e.mtu,
+                mac: e.mac,
+                master,
+            };
+            LinkReq::NewVeth {
+                a: end(a, master),
+                b: end(b, None),
+                b_ns: peers.get(&b.ns).cloned(),
+            }
+        }
+        Op::CreateBridge { name, mac, mtu, .. } => LinkReq::NewBridge {
+            name: name.clone(),
+            mac: *mac,
+            mtu: *mtu,
         },
-        Op::DeleteLink { name, .. } => Req {
-            msg: msg::del_link(name),
-            flags: 0,
-            what,
-        },
+        Op::DeleteLink { name, .. } => LinkReq::DelLink { name: name.clone() },
         Op::SetLink {
             name,
             no_link_local,
@@ -885,52 +815,33 @@ fn build_local(c: &mut Conn, op: &Op) -> Result<Option<Req>, ApplyError> {
             up,
             ..
         } => {
-            let m = match master {
-                Some(m) => match index_in(c, m)? {
-                    Some(i) => Some(i),
-                    None => return Ok(None),
-                },
-                None => None,
+            let Ok(master) = dev_index(h, master.as_deref())? else {
+                return Ok(None);
             };
-            let s = SetLink {
-                up: up.then_some(true),
-                master: m,
-                alias: alias.as_deref(),
+            LinkReq::SetLink {
+                name: name.clone(),
+                up: *up,
+                master,
+                alias: alias.clone(),
                 mtu: *mtu,
                 mac: *mac,
                 no_link_local: *no_link_local,
-            };
-            Req {
-                msg: msg::set_link(name, &s),
-                flags: 0,
-                what,
             }
         }
         Op::AddAddr { dev, addr, .. } | Op::DelAddr { dev, addr, .. } => {
-            let Some(i) = index_in(c, dev)? else {
+            let Some(index) = index_of(h, dev)? else {
                 return Ok(None);
             };
+            let addr = *addr;
             if matches!(op, Op::AddAddr { .. }) {
-                Req {
-                    msg: msg::new_addr(i, addr),
-                    flags: CREATE,
-                    what,
-                }
+                LinkReq::NewAddr { index, addr }
             } else {
-                Req {
-                    msg: msg::del_addr(i, addr),
-                    flags: 0,
-                    what,
-                }
+                LinkReq::DelAddr { index, addr }
             }
         }
         Op::AddRoute { route, .. } | Op::DelRoute { route, .. } => {
-            let oif = match &route.dev {
-                Some(d) => match index_in(c, d)? {
-                    Some(i) => Some(i),
-                    None => return Ok(None),
-                },
-                None => None,
+            let Ok(oif) = dev_index(h, route.dev.as_deref())? else {
+                return Ok(None);
             };
             let kr = KRoute {
                 dst: route.dst,
@@ -940,23 +851,13 @@ fn build_local(c: &mut Conn, op: &Op) -> Result<Option<Req>, ApplyError> {
                 metric: route.metric,
             };
             if matches!(op, Op::AddRoute { .. }) {
-                Req {
-                    msg: msg::new_route(&kr),
-                    flags: CREATE,
-                    what,
-                }
+                LinkReq::NewRoute(kr)
             } else {
-                Req {
-                    msg: msg::del_route(&kr),
-                    flags: 0,
-                    what,
-                }
+                LinkReq::DelRoute(kr)
             }
         }
-        // Not rtnetlink requests built here (apply_ops routes them elsewhere;
-        // CreateVeth needs the peer's namespace and goes through `build`).
-        Op::CreateVeth { .. }
-        | Op::CreateNs { .. }
+        // Not rtnetlink requests (apply_ops routes them elsewhere).
+        Op::CreateNs { .. }
         | Op::DeleteNs { .. }
         | Op::Sysctl { .. }
         | Op::SetNat { .. }
@@ -968,3 +869,6 @@ fn build_local(c: &mut Conn, op: &Op) -> Result<Option<Req>, ApplyError> {
         | Op::LinkResolv { .. } => return Ok(None),
     }))
 }
+
+#[cfg(test)]
+mod tests;

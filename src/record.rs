@@ -31,12 +31,20 @@ fn labs_dir() -> PathBuf {
 
 /// The lab's hosts file; each node's /etc/netns/NS/hosts links to it.
 pub fn hosts_path(lab: &str) -> PathBuf {
-    state_dir().join("hosts").join(lab)
+    hosts_path_in(&state_dir(), lab)
+}
+
+pub fn hosts_path_in(state: &Path, lab: &str) -> PathBuf {
+    state.join("hosts").join(lab)
 }
 
 /// The lab's resolv.conf; each node's /etc/netns/NS/resolv.conf links to it.
 pub fn resolv_path(lab: &str) -> PathBuf {
-    state_dir().join("resolv").join(lab)
+    resolv_path_in(&state_dir(), lab)
+}
+
+pub fn resolv_path_in(state: &Path, lab: &str) -> PathBuf {
+    state.join("resolv").join(lab)
 }
 
 /// Is `link` a symlink into nslab's resolv.conf directory (nslab's own)?
@@ -246,7 +254,12 @@ pub fn lock(lab: &str, wait: bool) -> io::Result<Option<LabLock>> {
 }
 
 fn lock_file(name: &str, wait: bool) -> io::Result<Option<LabLock>> {
-    let dir = state_dir().join("locks");
+    lock_in(&state_dir(), name, wait)
+}
+
+/// A lock file `name` under `state/locks`, taken exclusively (waiting, or not).
+pub(crate) fn lock_in(state: &Path, name: &str, wait: bool) -> io::Result<Option<LabLock>> {
+    let dir = state.join("locks");
     std::fs::create_dir_all(&dir)?;
     let f = OpenOptions::new()
         .create(true)
@@ -264,12 +277,4 @@ fn lock_file(name: &str, wait: bool) -> io::Result<Option<LabLock>> {
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
         Err((_, e)) => Err(e.into()),
     }
-}
-
-/// A lock over host-wide settings shared by labs (forwarding), held while one lab
-/// changes or restores them.
-pub fn lock_global() -> io::Result<LabLock> {
-    // A name no lab can have (lab names never start with `.`): a lab called
-    // `_host` once shared this lock and deadlocked.
-    lock_file(".host.lock", true)?.ok_or_else(|| io::Error::other("lock not taken"))
 }

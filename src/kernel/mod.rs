@@ -3,6 +3,8 @@
 pub mod cgroup;
 pub mod conn;
 pub mod exec;
+#[cfg(test)]
+pub mod fake;
 pub mod msg;
 pub mod neigh;
 pub mod netlink;
@@ -13,4 +15,5 @@ pub mod observe;
 pub mod poll;
 pub mod procs;
 pub mod ready;
+pub mod seam;
 pub mod watch;

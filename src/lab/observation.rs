@@ -2,40 +2,45 @@
 //! and forwarding, and what in the host overlaps the lab.
 
 use super::*;
+use crate::kernel::seam::{NsHandle, System};
 
 /// Observe every namespace in `names` that exists, plus the host in host mode;
 /// in the lab's host namespace also its nftables table and forwarding.
-pub(super) fn observe(k: &mut Kernel, lab: &Lab, names: &BTreeSet<String>) -> Result<Observed> {
+pub(crate) fn observe<S: System>(
+    k: &mut Kernel<S>,
+    lab: &Lab,
+    names: &BTreeSet<String>,
+) -> Result<Observed> {
+    let files = k.sys.files();
+    let state = files.state_dir();
     let mut obs = Observed {
-        lab_hosts: std::fs::read_to_string(record::hosts_path(&lab.name)).ok(),
-        lab_resolv: std::fs::read_to_string(record::resolv_path(&lab.name)).ok(),
+        lab_hosts: files.read(&record::hosts_path_in(&state, &lab.name)),
+        lab_resolv: files.read(&record::resolv_path_in(&state, &lab.name)),
         ..Default::default()
     };
     // Files under /etc/netns that someone else put there, also for namespaces
     // that do not exist yet.
+    let etc = |ns: &str, f: &str| Path::new("/etc/netns").join(ns).join(f);
     obs.foreign_hosts = lab
         .nodes
         .iter()
         .map(|n| &n.ns)
         .filter(|ns| {
-            let f = Path::new("/etc/netns").join(ns).join("hosts");
-            std::fs::symlink_metadata(&f).is_ok() && !apply::is_our_link(&f)
+            let f = etc(ns, "hosts");
+            files.present(&f) && !files.is_our_link(&f)
         })
         .cloned()
         .collect();
     // Each node's resolv.conf, also before its namespace exists.
+    let resolv_dir = state.join("resolv");
     for n in &lab.nodes {
-        let link = Path::new("/etc/netns").join(&n.ns).join("resolv.conf");
-        let found = if link.symlink_metadata().is_err() {
-            plan::EtcFile::Absent
-        } else if record::resolv_link_is_ours(&link) {
-            plan::EtcFile::Ours(
-                std::fs::read_link(&link)
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-            )
-        } else {
-            plan::EtcFile::Foreign
+        let link = etc(&n.ns, "resolv.conf");
+        let found = match files.read_link(&link) {
+            _ if !files.present(&link) => plan::EtcFile::Absent,
+            Some(t) if t.parent() == Some(resolv_dir.as_path()) => {
+                plan::EtcFile::Ours(t.display().to_string())
+            }
+            _ => plan::EtcFile::Foreign,
         };
         obs.resolv.insert(n.ns.clone(), found);
     }
@@ -46,7 +51,7 @@ pub(super) fn observe(k: &mut Kernel, lab: &Lab, names: &BTreeSet<String>) -> Re
     }
     for ns in &all {
         if let Some(name) = ns.name()
-            && !netns::exists(name)
+            && !k.sys.exists(name)
         {
             continue;
         }
@@ -61,16 +66,13 @@ pub(super) fn observe(k: &mut Kernel, lab: &Lab, names: &BTreeSet<String>) -> Re
                 }
             ))
         })?;
-        let hosts = std::fs::read_link(Path::new("/etc/netns").join(ns).join("hosts"))
-            .ok()
+        let hosts = files
+            .read_link(&etc(ns.as_str(), "hosts"))
             .map(|p| p.display().to_string());
         let (mut nat, mut ip_forward) = (None, None);
         if *ns == host_ns {
-            nat = read_nat(&c.file, &plan::nat_table(&lab.name))?;
-            ip_forward = netns::run_in(&c.file, || netns::sysctl_get("net.ipv4.ip_forward"))
-                .ok()
-                .and_then(|r| r.ok())
-                .map(|v| v == "1");
+            nat = read_nat(c, &plan::nat_table(&lab.name))?;
+            ip_forward = c.sysctl_get("net.ipv4.ip_forward").ok().map(|v| v == "1");
         }
         obs.ns.insert(
             ns.clone(),
@@ -86,9 +88,9 @@ pub(super) fn observe(k: &mut Kernel, lab: &Lab, names: &BTreeSet<String>) -> Re
 }
 
 /// The lab's nftables table in a namespace, as the planner sees it.
-fn read_nat(ns: &std::fs::File, table: &str) -> Result<Option<plan::NatObs>> {
-    let found = crate::kernel::nft::socket_in(ns)
-        .and_then(|mut s| s.read_nat_rules(table))
+fn read_nat<H: NsHandle>(ns: &mut H, table: &str) -> Result<Option<plan::NatObs>> {
+    let found = ns
+        .nat_read(table)
         .map_err(|e| Error::Failed(format!("read nftables table {table}: {e}")))?;
     Ok(found.map(|r| {
         let rules: Vec<_> = r.masquerades.iter().filter_map(|m| m.to_nat()).collect();

@@ -110,8 +110,8 @@ pub fn up_lab_with(
         &lab.name,
     );
     k.progress = progress;
-    k.fail_after = opts.hooks.fail_after;
-    k.refuse_after = opts.hooks.refuse_after;
+    k.hooks.fail_after = opts.hooks.fail_after;
+    k.hooks.refuse_after = opts.hooks.refuse_after;
     let mut names: BTreeSet<String> = lab.namespaces().into_iter().collect();
     names.extend(rec.namespaces.iter().cloned());
     let obs = observe(&mut k, &lab, &names)?;
@@ -292,8 +292,8 @@ fn undo(
         let _ = rec.save();
         return e;
     }
-    k.fail_after = None;
-    k.refuse_after = None;
+    k.hooks.fail_after = None;
+    k.hooks.refuse_after = None;
     let undone = match before.model.clone() {
         // A running lab: bring it back to the model it had.
         Some(prev) => restore(k, &prev, lab, &before),

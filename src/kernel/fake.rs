@@ -1,0 +1,738 @@
+//! A fake kernel for unit tests: namespaces, links, addresses, routes, sysctls,
+//! NAT tables and the files under /etc/netns, with the side effects the real
+//! kernel has and the executor relies on (or once tripped over):
+//! - deleting one end of a veth deletes its peer, wherever the peer is;
+//! - deleting a link drops its addresses and the routes through it, and frees
+//!   its bridge ports;
+//! - deleting a namespace deletes everything in it, and the far ends of its veths;
+//! - an IPv4/IPv6 address on an up link brings its prefix route (proto kernel);
+//! - a route through a gateway needs a connected route to it (ENETUNREACH);
+//! - creating what exists is EEXIST, deleting what is not there ENODEV/ESRCH/
+//!   EADDRNOTAVAIL.
+//!
+//! Every request is logged, so tests can see what went out in which batch.
+
+use super::conn::NewNs;
+use super::netlink::NlError;
+use super::netns::NsId;
+use super::nft::{Masquerade, NatRules, NftError};
+use super::seam::{Files, LinkReq, NsHandle, PeerNs, System, VethSpec};
+use crate::model::observed::{NsState, ObsAddr, ObsLink, ObsRoute};
+use crate::plan::Ns;
+use ipnet::IpNet;
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// One namespace of the fake kernel.
+#[derive(Debug, Clone, Default)]
+pub struct FakeNs {
+    pub id: u64,
+    pub links: Vec<ObsLink>,
+    pub addrs: Vec<ObsAddr>,
+    /// Routes added by request (the kernel's own prefix routes are derived).
+    pub routes: Vec<ObsRoute>,
+    pub sysctls: BTreeMap<String, String>,
+    pub nat: BTreeMap<String, NatRules>,
+}
+
+impl FakeNs {
+    fn link_mut(&mut self, name: &str) -> Option<&mut ObsLink> {
+        self.links.iter_mut().find(|l| l.name == name)
+    }
+
+    /// Prefix routes the kernel adds for addresses on up links.
+    fn connected(&self) -> Vec<ObsRoute> {
+        self.addrs
+            .iter()
+            .filter(|a| self.links.iter().any(|l| l.index == a.index && l.up))
+            .filter(|a| a.addr.prefix_len() < a.addr.max_prefix_len())
+            .map(|a| ObsRoute {
+                dst: a.addr.trunc(),
+                via: None,
+                oif: Some(a.index),
+                metric: matches!(a.addr, IpNet::V6(_)).then_some(256),
+                onlink: false,
+                protocol: "kernel".into(),
+                scope_link: true,
+            })
+            .collect()
+    }
+
+    /// What a dump shows: links (forwarding as the kernel shows it on every
+    /// link), addresses, and the routes of the main table.
+    pub fn state(&self) -> NsState {
+        let on = |k: &str| self.sysctls.get(k).is_some_and(|v| v == "1");
+        let fw = (
+            Some(on("net.ipv4.ip_forward")),
+            Some(on("net.ipv6.conf.all.forwarding")),
+        );
+        let mut routes = self.connected();
+        routes.extend(self.routes.iter().cloned());
+        NsState {
+            links: self
+                .links
+                .iter()
+                .cloned()
+                .map(|mut l| {
+                    l.forwarding = fw;
+                    l
+                })
+                .collect(),
+            addrs: self.addrs.clone(),
+            routes,
+        }
+    }
+}
+
+/// A file-system entry under the fake's files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    File(String),
+    Link(PathBuf),
+}
+
+/// The whole fake machine.
+#[derive(Debug, Default)]
+pub struct World {
+    /// By name; the host is "".
+    pub ns: BTreeMap<String, FakeNs>,
+    pub files: BTreeMap<PathBuf, Entry>,
+    /// Every kernel call, in order: `batch NS [what, ...]`, `create [..]`, ...
+    pub log: Vec<String>,
+    /// Requests refused with this errno, by the `what` of the op.
+    pub refuse: BTreeMap<String, i32>,
+    next_index: u32,
+    next_id: u64,
+}
+
+fn nl(errno: i32, what: &str) -> NlError {
+    NlError {
+        what: what.to_string(),
+        errno,
+        ext: None,
+    }
+}
+
+impl World {
+    fn index(&mut self) -> u32 {
+        self.next_index += 1;
+        self.next_index + 1
+    }
+
+    fn new_ns(&mut self) -> FakeNs {
+        self.next_id += 1;
+        let mut n = FakeNs {
+            id: self.next_id,
+            ..Default::default()
+        };
+        n.links.push(ObsLink {
+            index: 1,
+            name: "lo".into(),
+            kind: None,
+            alias: None,
+            up: false,
+            lower_up: false,
+            master: None,
+            mtu: Some(65536),
+            mac: Some([0; 6]),
+            peer_index: None,
+            forwarding: (None, None),
+            port_state: None,
+        });
+        n
+    }
+
+    fn ns_mut(&mut self, ns: &str) -> Result<&mut FakeNs, NlError> {
+        self.ns
+            .get_mut(ns)
+            .ok_or_else(|| nl(libc::ENOENT, &format!("namespace {ns:?} is gone")))
+    }
+
+    fn new_link(&mut self, ns: &str, spec: &VethSpec, kind: &str) -> Result<u32, NlError> {
+        let index = self.index();
+        let n = self.ns_mut(ns)?;
+        if n.links.iter().any(|l| l.name == spec.name) {
+            return Err(nl(libc::EEXIST, &spec.name));
+        }
+        if let Some(m) = spec.master
+            && !n.links.iter().any(|l| l.index == m)
+        {
+            return Err(nl(libc::ENODEV, &spec.name));
+        }
+        n.links.push(ObsLink {
+            index,
+            name: spec.name.clone(),
+            kind: Some(kind.into()),
+            alias: None,
+            up: false,
+            lower_up: false,
+            master: spec.master,
+            mtu: Some(spec.mtu.unwrap_or(1500)),
+            mac: Some(
+                spec.mac
+                    .unwrap_or([0x0a, 0x5a, 0, 0, (index >> 8) as u8, index as u8]),
+            ),
+            peer_index: None,
+            forwarding: (None, None),
+            port_state: None,
+        });
+        Ok(index)
+    }
+
+    /// Delete a link and what goes with it: its addresses, its routes, its
+    /// ports' master, and a veth's peer.
+    fn del_link(&mut self, ns: &str, name: &str) -> Result<(), NlError> {
+        let n = self.ns_mut(ns)?;
+        let Some(l) = n.links.iter().find(|l| l.name == name).cloned() else {
+            return Err(nl(libc::ENODEV, name));
+        };
+        drop_link(n, l.index);
+        if let Some(p) = l.peer_index {
+            for other in self.ns.values_mut() {
+                if other
+                    .links
+                    .iter()
+                    .any(|x| x.index == p && x.peer_index == Some(l.index))
+                {
+                    drop_link(other, p);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, ns: &str, req: &LinkReq, what: &str) -> Result<(), NlError> {
+        if let Some(e) = self.refuse.get(what) {
+            return Err(nl(*e, what));
+        }
+        match req {
+            LinkReq::NewVeth { a, b, b_ns } => {
+                let b_ns = b_ns.as_ref().map_or(ns.to_string(), |p| p.ns.to_string());
+                if !self.ns.contains_key(&b_ns) {
+                    return Err(nl(libc::EBADF, what));
+                }
+                if self.ns[&b_ns].links.iter().any(|l| l.name == b.name) {
+                    return Err(nl(libc::EEXIST, what));
+                }
+                let ia = self.new_link(ns, a, "veth")?;
+                let ib = self.new_link(&b_ns, b, "veth")?;
+                self.ns_mut(ns)?.link_mut(&a.name).expect("made").peer_index = Some(ib);
+                self.ns_mut(&b_ns)?
+                    .link_mut(&b.name)
+                    .expect("made")
+                    .peer_index = Some(ia);
+            }
+            LinkReq::NewBridge { name, mac, mtu } => {
+                let spec = VethSpec {
+                    name: name.clone(),
+                    mtu: *mtu,
+                    mac: Some(*mac),
+                    master: None,
+                };
+                self.new_link(ns, &spec, "bridge")?;
+            }
+            LinkReq::DelLink { name } => self.del_link(ns, name)?,
+            LinkReq::SetLink {
+                name,
+                up,
+                master,
+                alias,
+                mtu,
+                mac,
+                no_link_local: _,
+            } => {
+                let n = self.ns_mut(ns)?;
+                if let Some(m) = master
+                    && !n
+                        .links
+                        .iter()
+                        .any(|l| l.index == *m && l.kind.as_deref() == Some("bridge"))
+                {
+                    return Err(nl(libc::EINVAL, what));
+                }
+                let l = n.link_mut(name).ok_or_else(|| nl(libc::ENODEV, what))?;
+                if *up {
+                    l.up = true;
+                }
+                if master.is_some() {
+                    l.master = *master;
+                }
+                if let Some(a) = alias {
+                    l.alias = Some(a.clone());
+                }
+                if mtu.is_some() {
+                    l.mtu = *mtu;
+                }
+                if mac.is_some() {
+                    l.mac = *mac;
+                }
+                self.carrier();
+            }
+            LinkReq::NewAddr { index, addr } => {
+                let n = self.ns_mut(ns)?;
+                if !n.links.iter().any(|l| l.index == *index) {
+                    return Err(nl(libc::ENODEV, what));
+                }
+                if n.addrs.iter().any(|a| a.index == *index && a.addr == *addr) {
+                    return Err(nl(libc::EEXIST, what));
+                }
+                n.addrs.push(ObsAddr {
+                    index: *index,
+                    addr: *addr,
+                });
+            }
+            LinkReq::DelAddr { index, addr } => {
+                let n = self.ns_mut(ns)?;
+                if !n.links.iter().any(|l| l.index == *index) {
+                    return Err(nl(libc::ENODEV, what));
+                }
+                let before = n.addrs.len();
+                n.addrs.retain(|a| !(a.index == *index && a.addr == *addr));
+                if n.addrs.len() == before {
+                    return Err(nl(libc::EADDRNOTAVAIL, what));
+                }
+            }
+            LinkReq::NewRoute(r) => {
+                let n = self.ns_mut(ns)?;
+                if let Some(o) = r.oif
+                    && !n.links.iter().any(|l| l.index == o)
+                {
+                    return Err(nl(libc::ENODEV, what));
+                }
+                if n.routes
+                    .iter()
+                    .any(|x| x.dst == r.dst && x.metric == r.metric)
+                {
+                    return Err(nl(libc::EEXIST, what));
+                }
+                let oif = match (r.via, r.onlink) {
+                    (Some(g), false) => {
+                        // The gateway must be on a connected network (of `oif`, if given).
+                        // (An address's prefix, or a device route: scope link.)
+                        let mut on_link = n.connected();
+                        on_link.extend(n.routes.iter().filter(|x| x.via.is_none()).cloned());
+                        let on = on_link
+                            .into_iter()
+                            .find(|c| c.dst.contains(&g) && (r.oif.is_none() || c.oif == r.oif));
+                        match on {
+                            Some(c) => c.oif,
+                            None => return Err(nl(libc::ENETUNREACH, what)),
+                        }
+                    }
+                    _ => r.oif,
+                };
+                n.routes.push(ObsRoute {
+                    dst: r.dst,
+                    via: r.via,
+                    oif,
+                    // As the observer reports it: IPv6's default metric is no metric.
+                    metric: r.metric,
+                    onlink: r.onlink,
+                    protocol: "static".into(),
+                    scope_link: r.via.is_none(),
+                });
+            }
+            LinkReq::DelRoute(r) => {
+                let n = self.ns_mut(ns)?;
+                let at = n.routes.iter().position(|x| {
+                    x.dst == r.dst
+                        && x.metric == r.metric
+                        && (r.via.is_none() || x.via == r.via)
+                        && (r.oif.is_none() || x.oif == r.oif)
+                });
+                match at {
+                    Some(i) => {
+                        n.routes.remove(i);
+                    }
+                    None => return Err(nl(libc::ESRCH, what)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A veth has carrier when both ends are up; a bridge when it is up.
+    fn carrier(&mut self) {
+        let up: HashMap<u32, bool> = self
+            .ns
+            .values()
+            .flat_map(|n| n.links.iter().map(|l| (l.index, l.up)))
+            .collect();
+        for n in self.ns.values_mut() {
+            for l in &mut n.links {
+                l.lower_up = l.up
+                    && match l.peer_index {
+                        Some(p) => up.get(&p).copied().unwrap_or(false),
+                        None => true,
+                    };
+            }
+        }
+    }
+
+    fn delete_ns(&mut self, name: &str) -> io::Result<()> {
+        let Some(n) = self.ns.remove(name) else {
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        };
+        // The far ends of its veths die with it.
+        let peers: Vec<u32> = n.links.iter().filter_map(|l| l.peer_index).collect();
+        for other in self.ns.values_mut() {
+            for p in &peers {
+                if other.links.iter().any(|l| l.index == *p) {
+                    drop_link(other, *p);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn drop_link(n: &mut FakeNs, index: u32) {
+    n.links.retain(|l| l.index != index);
+    n.addrs.retain(|a| a.index != index);
+    n.routes.retain(|r| r.oif != Some(index));
+    for l in &mut n.links {
+        if l.master == Some(index) {
+            l.master = None;
+        }
+    }
+}
+
+/// The fake machine, shared by its handles.
+#[derive(Debug, Clone)]
+pub struct Fake {
+    pub world: Arc<Mutex<World>>,
+    /// The state directory the planner's paths point into (links under
+    /// /etc/netns that point there are nslab's).
+    state_dir: PathBuf,
+    /// Host forwarding's bookkeeping is a real file: kept in a temporary
+    /// directory that goes with the last clone.
+    fwd: Arc<tempfile::TempDir>,
+}
+
+impl Fake {
+    /// A machine whose host namespace has `lo` and `eth0` (up, 192.0.2.10/24).
+    pub fn new() -> Fake {
+        let mut w = World::default();
+        let mut host = w.new_ns();
+        host.links[0].up = true;
+        let eth0 = w.index();
+        host.links.push(ObsLink {
+            index: eth0,
+            name: "eth0".into(),
+            kind: None,
+            alias: None,
+            up: true,
+            lower_up: true,
+            master: None,
+            mtu: Some(1500),
+            mac: Some([2, 0, 0, 0, 0, 1]),
+            peer_index: None,
+            forwarding: (None, None),
+            port_state: None,
+        });
+        host.addrs.push(ObsAddr {
+            index: eth0,
+            addr: "192.0.2.10/24".parse().expect("valid"),
+        });
+        host.sysctls
+            .insert("net.ipv4.ip_forward".into(), "0".into());
+        w.ns.insert(String::new(), host);
+        Fake {
+            world: Arc::new(Mutex::new(w)),
+            state_dir: crate::record::state_dir(),
+            fwd: Arc::new(tempfile::tempdir().expect("a temporary directory")),
+        }
+    }
+
+    pub fn w(&self) -> MutexGuard<'_, World> {
+        self.world.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A handle on the host namespace.
+    pub fn host(&self) -> FakeHandle {
+        self.handle("")
+    }
+
+    fn handle(&self, ns: &str) -> FakeHandle {
+        FakeHandle {
+            fake: self.clone(),
+            ns: ns.to_string(),
+            idx: HashMap::new(),
+            stale: true,
+        }
+    }
+
+    /// The state of one namespace, as a dump shows it.
+    pub fn state(&self, ns: &str) -> Option<NsState> {
+        self.w().ns.get(ns).map(FakeNs::state)
+    }
+}
+
+/// One open namespace of the fake, with an index cache like the real one (so a
+/// stale cache shows up in tests as it would against the kernel).
+#[derive(Debug)]
+pub struct FakeHandle {
+    fake: Fake,
+    ns: String,
+    idx: HashMap<String, u32>,
+    stale: bool,
+}
+
+fn nft_gone(ns: &str) -> NftError {
+    NftError::Io {
+        op: format!("open namespace {ns:?}"),
+        source: io::Error::from_raw_os_error(libc::ENOENT),
+    }
+}
+
+impl NsHandle for FakeHandle {
+    fn index(&mut self, name: &str) -> Result<Option<u32>, NlError> {
+        if self.stale || !self.idx.contains_key(name) {
+            let w = self.fake.w();
+            let n =
+                w.ns.get(&self.ns)
+                    .ok_or_else(|| nl(libc::ENOENT, "list links"))?;
+            self.idx = n.links.iter().map(|l| (l.name.clone(), l.index)).collect();
+            self.stale = false;
+        }
+        Ok(self.idx.get(name).copied())
+    }
+
+    fn mark_stale(&mut self) {
+        self.stale = true;
+    }
+
+    fn batch(&mut self, reqs: Vec<(LinkReq, String)>) -> Vec<Result<(), NlError>> {
+        let mut w = self.fake.w();
+        let whats: Vec<&str> = reqs.iter().map(|(_, w)| w.as_str()).collect();
+        let line = format!("batch {:?} {:?}", self.ns, whats);
+        w.log.push(line);
+        let results: Vec<_> = reqs
+            .iter()
+            .map(|(r, what)| w.apply(&self.ns, r, what))
+            .collect();
+        for (e, (_, what)) in results.iter().zip(&reqs) {
+            if let Err(e) = e {
+                let line = format!("  {what}: errno {}", e.errno);
+                w.log.push(line);
+            }
+        }
+        results
+    }
+
+    fn observe(&mut self) -> Result<NsState, NlError> {
+        let st = self
+            .fake
+            .state(&self.ns)
+            .ok_or_else(|| nl(libc::ENOENT, "list links"))?;
+        self.idx = st.links.iter().map(|l| (l.name.clone(), l.index)).collect();
+        self.stale = false;
+        Ok(st)
+    }
+
+    fn sysctl_set(&mut self, key: &str, value: &str) -> io::Result<String> {
+        let mut w = self.fake.w();
+        w.log.push(format!("sysctl {:?} {key}={value}", self.ns));
+        let n = w.ns.get_mut(&self.ns).ok_or(io::ErrorKind::NotFound)?;
+        Ok(n.sysctls
+            .insert(key.into(), value.into())
+            .unwrap_or_else(|| "0".into()))
+    }
+
+    fn sysctl_get(&mut self, key: &str) -> io::Result<String> {
+        let w = self.fake.w();
+        let n = w.ns.get(&self.ns).ok_or(io::ErrorKind::NotFound)?;
+        Ok(n.sysctls.get(key).cloned().unwrap_or_else(|| "0".into()))
+    }
+
+    fn nat_replace(
+        &mut self,
+        table: &str,
+        mark: &str,
+        rules: &[Masquerade],
+    ) -> Result<(), NftError> {
+        let mut w = self.fake.w();
+        w.log.push(format!("nat {:?} replace {table}", self.ns));
+        let n = w.ns.get_mut(&self.ns).ok_or_else(|| nft_gone(&self.ns))?;
+        n.nat.insert(
+            table.into(),
+            NatRules {
+                comment: Some(mark.into()),
+                chain_ok: true,
+                other_chains: vec![],
+                masquerades: rules.to_vec(),
+                unknown_rules: 0,
+            },
+        );
+        Ok(())
+    }
+
+    fn nat_delete_if_marked(&mut self, table: &str, mark: &str) -> Result<bool, NftError> {
+        let mut w = self.fake.w();
+        w.log.push(format!("nat {:?} delete {table}", self.ns));
+        let n = w.ns.get_mut(&self.ns).ok_or_else(|| nft_gone(&self.ns))?;
+        if n.nat
+            .get(table)
+            .is_some_and(|t| t.comment.as_deref() == Some(mark))
+        {
+            n.nat.remove(table);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn nat_read(&mut self, table: &str) -> Result<Option<NatRules>, NftError> {
+        let w = self.fake.w();
+        let n = w.ns.get(&self.ns).ok_or_else(|| nft_gone(&self.ns))?;
+        Ok(n.nat.get(table).cloned())
+    }
+
+    fn id(&self) -> io::Result<NsId> {
+        let w = self.fake.w();
+        let n = w.ns.get(&self.ns).ok_or(io::ErrorKind::NotFound)?;
+        Ok(NsId { dev: 4, ino: n.id })
+    }
+
+    fn as_peer(&self, ns: &Ns) -> PeerNs {
+        PeerNs {
+            ns: ns.clone(),
+            fd: -1,
+        }
+    }
+}
+
+impl System for Fake {
+    type Handle = FakeHandle;
+
+    fn open(&mut self, name: &str) -> io::Result<FakeHandle> {
+        if !self.exists(name) {
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        }
+        Ok(self.handle(name))
+    }
+
+    fn exists(&self, name: &str) -> bool {
+        self.w().ns.contains_key(name)
+    }
+
+    fn prepare(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn create_many(
+        &mut self,
+        items: &[NewNs],
+        mark: &str,
+    ) -> Vec<(String, io::Result<FakeHandle>)> {
+        let names: Vec<&str> = items.iter().map(|(n, _)| n.as_str()).collect();
+        self.w().log.push(format!("create {names:?}"));
+        items
+            .iter()
+            .map(|(name, sysctls)| {
+                let mut w = self.w();
+                let r = if w.ns.contains_key(name) {
+                    Err(io::Error::from_raw_os_error(libc::EEXIST))
+                } else {
+                    let mut n = w.new_ns();
+                    n.links[0].up = true;
+                    n.links[0].alias = Some(mark.into());
+                    n.sysctls.extend(sysctls.iter().cloned());
+                    w.ns.insert(name.clone(), n);
+                    Ok(())
+                };
+                drop(w);
+                (name.clone(), r.map(|_| self.handle(name)))
+            })
+            .collect()
+    }
+
+    fn delete(&mut self, name: &str) -> io::Result<()> {
+        let mut w = self.w();
+        w.log.push(format!("delete {name:?}"));
+        w.delete_ns(name)
+    }
+
+    fn forwarding_dir(&self) -> PathBuf {
+        self.fwd.path().to_path_buf()
+    }
+
+    fn files(&self) -> Arc<dyn Files> {
+        Arc::new(FakeFiles {
+            world: self.world.clone(),
+            state_dir: self.state_dir.clone(),
+        })
+    }
+}
+
+impl Default for Fake {
+    fn default() -> Fake {
+        Fake::new()
+    }
+}
+
+/// The fake's files, in its world.
+struct FakeFiles {
+    world: Arc<Mutex<World>>,
+    state_dir: PathBuf,
+}
+
+impl FakeFiles {
+    fn w(&self) -> MutexGuard<'_, World> {
+        self.world.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Files for FakeFiles {
+    fn state_dir(&self) -> PathBuf {
+        self.state_dir.clone()
+    }
+
+    fn read(&self, p: &Path) -> Option<String> {
+        match self.w().files.get(p) {
+            Some(Entry::File(s)) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    fn read_link(&self, p: &Path) -> Option<PathBuf> {
+        match self.w().files.get(p) {
+            Some(Entry::Link(t)) => Some(t.clone()),
+            _ => None,
+        }
+    }
+
+    fn present(&self, p: &Path) -> bool {
+        self.w().files.contains_key(p)
+    }
+
+    fn write(&self, p: &Path, content: &str) -> io::Result<()> {
+        self.w()
+            .files
+            .insert(p.to_path_buf(), Entry::File(content.into()));
+        Ok(())
+    }
+
+    fn link_etc(&self, link: &Path, target: &str) -> io::Result<()> {
+        let ours = self.is_our_link(link);
+        let mut w = self.w();
+        if ours || !w.files.contains_key(link) {
+            w.files
+                .insert(link.to_path_buf(), Entry::Link(PathBuf::from(target)));
+        }
+        Ok(())
+    }
+
+    fn remove_etc(&self, ns: &str) -> io::Result<()> {
+        let dir = Path::new("/etc/netns").join(ns);
+        for f in crate::apply::ETC_FILES {
+            let p = dir.join(f);
+            if self.is_our_link(&p) {
+                self.w().files.remove(&p);
+            }
+        }
+        Ok(())
+    }
+}

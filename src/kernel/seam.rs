@@ -1,0 +1,352 @@
+//! The seam between the core and the kernel: what the executor (and the code that
+//! observes a lab) asks of the kernel, as two traits. [`Real`] and [`Conn`] are the
+//! kernel; the fake in `kernel/fake.rs` models its side effects (a veth dies with
+//! its peer, a link takes its addresses and routes along, a namespace takes
+//! everything in it), so the executor is unit-tested without root.
+
+use super::conn::{self, Conn, NewNs};
+use super::msg::{self, CREATE, KRoute, SetLink, VethEnd};
+use super::netlink::{NlError, Req};
+use super::netns::{self, NsId};
+use super::nft::{Masquerade, NatRules, NftError};
+use crate::model::observed::NsState;
+use crate::plan::Ns;
+use ipnet::IpNet;
+use std::io;
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
+
+/// One end of a veth pair to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VethSpec {
+    pub name: String,
+    pub mtu: Option<u32>,
+    pub mac: Option<[u8; 6]>,
+    pub master: Option<u32>,
+}
+
+/// Where the far end of a new veth goes: the kernel needs the namespace's fd, a
+/// fake its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerNs {
+    pub ns: Ns,
+    pub fd: RawFd,
+}
+
+/// One rtnetlink change, typed: the kernel turns it into a message, a fake
+/// applies it to its model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkReq {
+    NewVeth {
+        a: VethSpec,
+        b: VethSpec,
+        /// None: the same namespace as `a`.
+        b_ns: Option<PeerNs>,
+    },
+    NewBridge {
+        name: String,
+        mac: [u8; 6],
+        mtu: Option<u32>,
+    },
+    DelLink {
+        name: String,
+    },
+    SetLink {
+        name: String,
+        up: bool,
+        master: Option<u32>,
+        alias: Option<String>,
+        mtu: Option<u32>,
+        mac: Option<[u8; 6]>,
+        no_link_local: bool,
+    },
+    NewAddr {
+        index: u32,
+        addr: IpNet,
+    },
+    DelAddr {
+        index: u32,
+        addr: IpNet,
+    },
+    NewRoute(KRoute),
+    DelRoute(KRoute),
+}
+
+impl LinkReq {
+    /// The rtnetlink request for this change.
+    pub fn to_req(&self, what: String) -> Req {
+        let (msg, flags) = match self {
+            LinkReq::NewVeth { a, b, b_ns } => {
+                let ea = VethEnd {
+                    name: &a.name,
+                    ns_fd: None,
+                    mtu: a.mtu,
+                    mac: a.mac,
+                    master: a.master,
+                };
+                let eb = VethEnd {
+                    name: &b.name,
+                    ns_fd: b_ns.as_ref().map(|p| p.fd),
+                    mtu: b.mtu,
+                    mac: b.mac,
+                    master: b.master,
+                };
+                (msg::new_veth(&ea, &eb), CREATE)
+            }
+            LinkReq::NewBridge { name, mac, mtu } => (msg::new_bridge(name, *mac, *mtu), CREATE),
+            LinkReq::DelLink { name } => (msg::del_link(name), 0),
+            LinkReq::SetLink {
+                name,
+                up,
+                master,
+                alias,
+                mtu,
+                mac,
+                no_link_local,
+            } => {
+                let s = SetLink {
+                    up: up.then_some(true),
+                    master: *master,
+                    alias: alias.as_deref(),
+                    mtu: *mtu,
+                    mac: *mac,
+                    no_link_local: *no_link_local,
+                };
+                (msg::set_link(name, &s), 0)
+            }
+            LinkReq::NewAddr { index, addr } => (msg::new_addr(*index, addr), CREATE),
+            LinkReq::DelAddr { index, addr } => (msg::del_addr(*index, addr), 0),
+            LinkReq::NewRoute(r) => (msg::new_route(r), CREATE),
+            LinkReq::DelRoute(r) => (msg::del_route(r), 0),
+        };
+        Req { msg, flags, what }
+    }
+}
+
+/// One open namespace, as the core uses it.
+pub trait NsHandle: Send {
+    /// The index of an interface (None: no such interface).
+    fn index(&mut self, name: &str) -> Result<Option<u32>, NlError>;
+    /// Interfaces were created or deleted: re-read before the next index.
+    fn mark_stale(&mut self);
+    /// Several changes in one send; one result each, in order.
+    fn batch(&mut self, reqs: Vec<(LinkReq, String)>) -> Vec<Result<(), NlError>>;
+    /// Links, addresses and routes.
+    fn observe(&mut self) -> Result<NsState, NlError>;
+    /// Set a sysctl; returns the old value.
+    fn sysctl_set(&mut self, key: &str, value: &str) -> io::Result<String>;
+    fn sysctl_get(&mut self, key: &str) -> io::Result<String>;
+    /// Create or replace the lab's NAT table.
+    fn nat_replace(
+        &mut self,
+        table: &str,
+        mark: &str,
+        rules: &[Masquerade],
+    ) -> Result<(), NftError>;
+    /// Delete the table if it carries `mark`; true when it was deleted.
+    fn nat_delete_if_marked(&mut self, table: &str, mark: &str) -> Result<bool, NftError>;
+    fn nat_read(&mut self, table: &str) -> Result<Option<NatRules>, NftError>;
+    /// The namespace's identity (stable while the handle is open).
+    fn id(&self) -> io::Result<NsId>;
+    /// How the far end of a veth is sent here.
+    fn as_peer(&self, ns: &Ns) -> PeerNs;
+}
+
+/// The files nslab keeps outside the kernel: the lab's hosts file and resolv.conf
+/// in the state directory, and the links to them under /etc/netns. Sync: the
+/// executor writes them on another thread while the kernel works.
+pub trait Files: Send + Sync {
+    fn state_dir(&self) -> PathBuf;
+    fn read(&self, p: &Path) -> Option<String>;
+    fn read_link(&self, p: &Path) -> Option<PathBuf>;
+    /// Is something (file, link, dangling link) at `p`?
+    fn present(&self, p: &Path) -> bool;
+    /// Write `content` at `p` in place (same inode), making its directory.
+    fn write(&self, p: &Path, content: &str) -> io::Result<()>;
+    /// Make `link` point to `target`, replacing only a link of ours; keep
+    /// whatever else is there.
+    fn link_etc(&self, link: &Path, target: &str) -> io::Result<()>;
+    /// Remove /etc/netns/NS: our links, then the directory if it is empty.
+    fn remove_etc(&self, ns: &str) -> io::Result<()>;
+
+    /// Is `p` a link nslab made (one pointing into its state directory)?
+    fn is_our_link(&self, p: &Path) -> bool {
+        self.read_link(p)
+            .is_some_and(|t| t.starts_with(self.state_dir()))
+    }
+}
+
+/// The namespaces of the machine, and the files.
+pub trait System {
+    type Handle: NsHandle;
+    /// Open an existing named namespace.
+    fn open(&mut self, name: &str) -> io::Result<Self::Handle>;
+    fn exists(&self, name: &str) -> bool;
+    /// Make the place namespaces are named in ready.
+    fn prepare(&mut self) -> io::Result<()>;
+    /// Create namespaces, each marked (lo up with `mark` as its alias) and with
+    /// its sysctls set before it gets its name.
+    fn create_many(
+        &mut self,
+        items: &[NewNs],
+        mark: &str,
+    ) -> Vec<(String, io::Result<Self::Handle>)>;
+    fn delete(&mut self, name: &str) -> io::Result<()>;
+    /// Where host forwarding's shared state is kept (see `hostfwd`).
+    fn forwarding_dir(&self) -> PathBuf;
+    fn files(&self) -> std::sync::Arc<dyn Files>;
+}
+
+/// The kernel of this machine.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Real;
+
+/// Files on this machine's disk.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Disk;
+
+impl Files for Disk {
+    fn state_dir(&self) -> PathBuf {
+        crate::record::state_dir()
+    }
+
+    fn read(&self, p: &Path) -> Option<String> {
+        std::fs::read_to_string(p).ok()
+    }
+
+    fn read_link(&self, p: &Path) -> Option<PathBuf> {
+        std::fs::read_link(p).ok()
+    }
+
+    fn present(&self, p: &Path) -> bool {
+        p.symlink_metadata().is_ok()
+    }
+
+    fn write(&self, p: &Path, content: &str) -> io::Result<()> {
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        std::fs::write(p, content)
+    }
+
+    fn link_etc(&self, link: &Path, target: &str) -> io::Result<()> {
+        if let Some(d) = link.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        if self.is_our_link(link) {
+            std::fs::remove_file(link)?;
+        }
+        match std::os::unix::fs::symlink(target, link) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            r => r,
+        }
+    }
+
+    fn remove_etc(&self, ns: &str) -> io::Result<()> {
+        let dir = Path::new("/etc/netns").join(ns);
+        for f in crate::apply::ETC_FILES {
+            let p = dir.join(f);
+            if self.is_our_link(&p) {
+                match std::fs::remove_file(&p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        match std::fs::remove_dir(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            // Someone put other files there: leave them.
+            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl System for Real {
+    type Handle = Conn;
+
+    fn open(&mut self, name: &str) -> io::Result<Conn> {
+        conn::open(name)
+    }
+
+    fn exists(&self, name: &str) -> bool {
+        netns::exists(name)
+    }
+
+    fn prepare(&mut self) -> io::Result<()> {
+        netns::ensure_dir()
+    }
+
+    fn create_many(&mut self, items: &[NewNs], mark: &str) -> Vec<(String, io::Result<Conn>)> {
+        conn::create_many(items, mark)
+    }
+
+    fn delete(&mut self, name: &str) -> io::Result<()> {
+        netns::delete(name)
+    }
+
+    fn forwarding_dir(&self) -> PathBuf {
+        crate::record::state_dir()
+    }
+
+    fn files(&self) -> std::sync::Arc<dyn Files> {
+        std::sync::Arc::new(Disk)
+    }
+}
+
+impl NsHandle for Conn {
+    fn index(&mut self, name: &str) -> Result<Option<u32>, NlError> {
+        Conn::index(self, name)
+    }
+
+    fn mark_stale(&mut self) {
+        Conn::mark_stale(self)
+    }
+
+    fn batch(&mut self, reqs: Vec<(LinkReq, String)>) -> Vec<Result<(), NlError>> {
+        self.nl
+            .batch(reqs.into_iter().map(|(r, what)| r.to_req(what)).collect())
+    }
+
+    fn observe(&mut self) -> Result<NsState, NlError> {
+        Conn::observe(self)
+    }
+
+    fn sysctl_set(&mut self, key: &str, value: &str) -> io::Result<String> {
+        netns::run_in(&self.file, || netns::sysctl_set(key, value)).and_then(|r| r)
+    }
+
+    fn sysctl_get(&mut self, key: &str) -> io::Result<String> {
+        netns::run_in(&self.file, || netns::sysctl_get(key)).and_then(|r| r)
+    }
+
+    fn nat_replace(
+        &mut self,
+        table: &str,
+        mark: &str,
+        rules: &[Masquerade],
+    ) -> Result<(), NftError> {
+        super::nft::socket_in(&self.file).and_then(|mut s| s.replace_nat_table(table, mark, rules))
+    }
+
+    fn nat_delete_if_marked(&mut self, table: &str, mark: &str) -> Result<bool, NftError> {
+        super::nft::socket_in(&self.file).and_then(|mut s| s.delete_table_if_marked(table, mark))
+    }
+
+    fn nat_read(&mut self, table: &str) -> Result<Option<NatRules>, NftError> {
+        super::nft::socket_in(&self.file).and_then(|mut s| s.read_nat_rules(table))
+    }
+
+    fn id(&self) -> io::Result<NsId> {
+        netns::id_of(&self.file)
+    }
+
+    fn as_peer(&self, ns: &Ns) -> PeerNs {
+        PeerNs {
+            ns: ns.clone(),
+            fd: netns::raw(&self.file),
+        }
+    }
+}
