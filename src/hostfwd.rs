@@ -207,3 +207,110 @@ pub fn prune(prefix: &str) -> io::Result<Vec<String>> {
     store.save(&st)?;
     Ok(forgotten)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    const NS: NsId = NsId { dev: 4, ino: 42 };
+
+    /// A sysctl in memory, as the setter sees it, with every write logged.
+    fn sysctl(start: &str) -> (RefCell<String>, RefCell<Vec<String>>) {
+        (RefCell::new(start.into()), RefCell::new(Vec::new()))
+    }
+
+    fn setter<'a>(
+        v: &'a RefCell<String>,
+        log: &'a RefCell<Vec<String>>,
+    ) -> impl Fn(Option<&str>) -> io::Result<String> + 'a {
+        move |new: Option<&str>| {
+            let old = v.borrow().clone();
+            if let Some(n) = new {
+                *v.borrow_mut() = n.into();
+                log.borrow_mut().push(n.into());
+            }
+            Ok(old)
+        }
+    }
+
+    #[test]
+    fn the_last_lab_puts_the_old_value_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::at(dir.path());
+        let (v, log) = sysctl("0");
+        let set = setter(&v, &log);
+        store.acquire("a", NS, &set).unwrap();
+        assert_eq!(*v.borrow(), "1");
+        // Recorded before the write: the file holds the old value.
+        let file = std::fs::read_to_string(dir.path().join("host-forwarding.json")).unwrap();
+        assert!(file.contains("\"old\": \"0\""), "{file}");
+        // A second lab re-asserts the value (someone may have turned it off)
+        // but the old value stays the first one's.
+        *v.borrow_mut() = "0".into();
+        store.acquire("b", NS, &set).unwrap();
+        assert_eq!(*v.borrow(), "1");
+        assert!(!store.release("a", NS, &set).unwrap());
+        assert_eq!(*v.borrow(), "1", "b still needs it");
+        assert!(store.release("b", NS, &set).unwrap());
+        assert_eq!(*v.borrow(), "0");
+        assert!(!dir.path().join("host-forwarding.json").exists());
+        // Releasing again changes nothing.
+        assert!(!store.release("b", NS, &set).unwrap());
+        assert_eq!(*log.borrow(), ["1", "1", "0"]);
+    }
+
+    #[test]
+    fn forwarding_already_on_is_not_ours_to_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::at(dir.path());
+        let (v, log) = sysctl("1");
+        let set = setter(&v, &log);
+        store.acquire("a", NS, &set).unwrap();
+        assert!(log.borrow().is_empty());
+        assert!(!store.release("a", NS, &set).unwrap());
+        assert_eq!(*v.borrow(), "1");
+        // A lab joining forwarding nobody tracks is not tracked either.
+        store.join_if_tracked("c", NS).unwrap();
+        assert!(!dir.path().join("host-forwarding.json").exists());
+    }
+
+    #[test]
+    fn a_lab_that_joins_keeps_forwarding_on_until_it_leaves() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::at(dir.path());
+        let (v, log) = sysctl("0");
+        let set = setter(&v, &log);
+        store.acquire("a", NS, &set).unwrap();
+        store.join_if_tracked("c", NS).unwrap();
+        assert!(!store.release("a", NS, &set).unwrap());
+        assert_eq!(*v.borrow(), "1");
+        assert!(store.release("c", NS, &set).unwrap());
+        assert_eq!(*v.borrow(), "0");
+    }
+
+    #[test]
+    fn another_namespace_is_kept_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::at(dir.path());
+        let (v1, l1) = sysctl("0");
+        let (v2, l2) = sysctl("0");
+        let other = NsId { dev: 4, ino: 43 };
+        store.acquire("a", NS, &setter(&v1, &l1)).unwrap();
+        store.acquire("a", other, &setter(&v2, &l2)).unwrap();
+        assert!(store.release("a", NS, &setter(&v1, &l1)).unwrap());
+        assert_eq!((v1.borrow().as_str(), v2.borrow().as_str()), ("0", "1"));
+    }
+
+    #[test]
+    fn a_damaged_file_is_refused_with_its_name_and_nothing_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::at(dir.path());
+        std::fs::write(dir.path().join("host-forwarding.json"), "{not json").unwrap();
+        let (v, log) = sysctl("0");
+        let e = store.acquire("a", NS, &setter(&v, &log)).unwrap_err();
+        assert!(e.to_string().contains("host-forwarding.json"), "{e}");
+        assert!(e.to_string().contains("net.ipv4.ip_forward"), "{e}");
+        assert!(log.borrow().is_empty());
+    }
+}

@@ -25,3 +25,6 @@ pub mod status;
 pub mod timing;
 pub mod topology;
 pub mod util;
+
+#[cfg(test)]
+mod testkit;

@@ -114,6 +114,25 @@ pub struct Record {
 }
 
 impl Record {
+    /// Take in what the executor is about to create.
+    pub fn note(&mut self, i: &crate::apply::Intent) {
+        use crate::apply::Intent;
+        match i {
+            Intent::Namespaces(v) => self.namespaces.extend(v.iter().cloned()),
+            Intent::HostLinks(v) => {
+                for (name, mac) in v {
+                    self.host_links.insert(name.clone());
+                    if let Some(m) = mac {
+                        self.bridge_macs.insert(name.clone(), *m);
+                    }
+                }
+            }
+            Intent::NftTable(t) => {
+                self.nft_tables.insert(t.clone());
+            }
+        }
+    }
+
     pub fn new(lab: &str, sandbox: bool, host_ns: NsId) -> Record {
         Record {
             version: VERSION,

@@ -1,13 +1,15 @@
 //! `nslab status`: each object of a lab compared with what the kernel has.
 
+use crate::apply::Kernel;
 use crate::error::{Error, Result};
-use crate::kernel::netns;
-use crate::kernel::observe::NsState;
+use crate::kernel::seam::{NsHandle, System};
 use crate::lab;
+use crate::model::observed::NsState;
 use crate::plan::{self, Ns};
 use crate::record::Record;
 use crate::topology::{Lab, Place};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -82,226 +84,84 @@ pub struct Status {
     pub ok: bool,
 }
 
-fn observe_ns(ns: &Ns, host_conn: Option<&mut crate::kernel::conn::Conn>) -> Option<NsState> {
-    let Some(name) = ns.name() else {
-        return host_conn.and_then(|c| c.observe().ok());
-    };
-    if !netns::exists(name) {
-        return None;
-    }
-    crate::kernel::conn::open(name)
-        .ok()
-        .and_then(|mut c| c.observe().ok())
-}
-
 /// Compare the kernel with `model` (the record's, or a file's).
 pub fn status(rec: &Record, model: &Lab, compared_with: String) -> Result<Status> {
-    let wants = plan::wants(model);
-    let mark = model.mark();
-    let mut host_conn = if model.sandbox {
+    // In host mode the host is the namespace the lab was brought up in.
+    let host = if model.sandbox {
         None
     } else {
         crate::kernel::conn::find_by_id(rec.host_ns)
             .map_err(Error::io("open the lab's host namespace"))?
             .map(|(_, c)| c)
     };
-    let mut places = Vec::new();
-    let mut order: Vec<Place> = vec![Place::Host];
-    if model.sandbox {
-        order.push(Place::Internet);
-    }
-    order.extend(model.nodes.iter().map(|n| Place::Node(n.name.clone())));
-    let mut host_state = None;
-    for p in &order {
-        let ns = plan::ns_of(model, p);
-        let st = observe_ns(&ns, host_conn.as_mut());
-        if *p == Place::Host {
-            host_state = st.clone();
-        }
-        let want = wants.get(&ns);
-        let mut ifs = Vec::new();
-        let mut routes = Vec::new();
-        let empty = NsState::default();
-        let s = st.as_ref().unwrap_or(&empty);
-        let bridge_names: Vec<&str> = model.bridges.iter().map(|b| b.name.as_str()).collect();
-        if let Some(w) = want {
-            // lo first in nodes, as `ip addr` shows it.
-            if !ns.is_host()
-                && let Some(lo) = s.link("lo")
-            {
-                ifs.push(if_status(s, "lo", lo.up, &[], None, &mark, true));
-            }
-            for wi in w
-                .ifaces
-                .iter()
-                .filter(|i| i.name != "lo" && !bridge_names.contains(&i.name.as_str()))
-            {
-                let mut x = if_status(
-                    s,
-                    &wi.name,
-                    true,
-                    &wi.addrs,
-                    wi.master.as_deref(),
-                    &mark,
-                    !ns.is_host(),
-                );
-                if st.is_none() {
-                    x.status = State::Missing;
-                }
-                // MTU and MAC the file sets: both values when they differ.
-                if let Some(l) = s.link(&wi.name) {
-                    let hex = |m: &[u8; 6]| {
-                        m.iter()
-                            .map(|b| format!("{b:02x}"))
-                            .collect::<Vec<_>>()
-                            .join(":")
-                    };
-                    if let Some(want) = wi.mtu.filter(|m| l.mtu != Some(*m)) {
-                        x.detail.push(format!(
-                            "mtu {} (the lab says {want})",
-                            l.mtu.map(|m| m.to_string()).unwrap_or("?".into())
-                        ));
-                    }
-                    if let Some(want) = wi.mac.filter(|m| l.mac != Some(*m)) {
-                        x.detail.push(format!(
-                            "MAC {} (the lab says {})",
-                            l.mac.as_ref().map(hex).unwrap_or("?".into()),
-                            hex(&want)
-                        ));
-                    }
-                    if !x.detail.is_empty() {
-                        x.status = State::Different;
-                    }
-                }
-                ifs.push(x);
-            }
-            // Forwarding, as the kernel shows it on lo, against the lab's node.
-            if let Place::Node(n) = p
-                && let Some(node) = model.node(n)
-                && let Some((Some(v4), _)) = s.link("lo").map(|l| l.forwarding)
-                && v4 != node.forward
-            {
-                routes.push(RouteStatus {
-                    route: format!(
-                        "forwarding is {} (the lab says forward: {})",
-                        if v4 { "on" } else { "off" },
-                        node.forward
-                    ),
-                    declared: true,
-                    status: State::Different,
-                });
-            }
-            let idx = |d: &str| s.link(d).map(|l| l.index);
-            for r in &w.routes {
-                let ok = s.routes.iter().any(|o| plan::route_matches(o, r, &idx));
-                routes.push(RouteStatus {
-                    route: r.to_string(),
-                    declared: true,
-                    status: if ok { State::Ok } else { State::Missing },
-                });
-            }
-            for o in &s.routes {
-                if w.routes.iter().any(|r| plan::route_matches(o, r, &idx)) {
-                    continue;
-                }
-                let dev = o
-                    .oif
-                    .and_then(|i| s.link_by_index(i))
-                    .map(|l| l.name.clone());
-                // In host mode only routes through the lab's own interfaces are shown.
-                if ns.is_host()
-                    && !dev
-                        .as_ref()
-                        .is_some_and(|d| w.ifaces.iter().any(|i| &i.name == d))
-                {
-                    continue;
-                }
-                let r = crate::topology::Route {
-                    dst: o.dst,
-                    via: o.via,
-                    dev,
-                    onlink: o.onlink,
-                    metric: o.metric,
-                };
-                routes.push(RouteStatus {
-                    route: format!(
-                        "{r}{}",
-                        if o.protocol == "kernel" {
-                            " proto kernel"
-                        } else {
-                            ""
-                        }
-                    ),
-                    declared: false,
-                    status: State::Ok,
-                });
-            }
-        }
-        let status = if st.is_none() && !ns.is_host() {
-            State::Missing
-        } else if ifs.iter().all(|i| i.status == State::Ok)
-            && routes.iter().all(|r| r.status == State::Ok)
-        {
-            State::Ok
-        } else {
-            State::Different
-        };
-        places.push(PlaceStatus {
-            place: p.to_string(),
-            namespace: ns.to_string(),
-            status,
-            interfaces: ifs,
-            routes,
-        });
-    }
-    let mut bridges = Vec::new();
-    for b in &model.bridges {
-        let empty = NsState::default();
-        let s = host_state.as_ref().unwrap_or(&empty);
-        let o = s.link(&b.name);
-        let ports: Vec<(String, State)> = b
-            .ports
-            .iter()
-            .map(|p| {
-                let st = match (s.link(p), o) {
-                    (None, _) => State::Missing,
-                    (Some(pl), Some(bl)) if pl.master == Some(bl.index) && pl.up => State::Ok,
-                    _ => State::Different,
-                };
-                (p.clone(), st)
-            })
-            .collect();
-        let addrs: Vec<String> = o
-            .map(|l| s.addrs_of(l.index).map(|a| a.to_string()).collect())
-            .unwrap_or_default();
-        let status = match o {
-            None => State::Missing,
-            Some(l)
-                if l.up
-                    && l.alias.as_deref() == Some(mark.as_str())
-                    && b.addresses.iter().all(|a| addrs.contains(&a.to_string()))
-                    && ports.iter().all(|p| p.1 == State::Ok) =>
-            {
-                State::Ok
-            }
-            Some(_) => State::Different,
-        };
-        bridges.push(BridgeStatus {
-            name: b.name.clone(),
-            addresses: addrs,
-            ports,
-            status,
-        });
+    // A host namespace that is gone shows as such, not as the one we run in.
+    let host_lost = !model.sandbox && host.is_none();
+    let host = match host {
+        Some(c) => c,
+        None => crate::kernel::conn::open_current().map_err(Error::io("open a netlink socket"))?,
+    };
+    let mut k = Kernel::new(host, &model.name);
+    status_in(&mut k, rec, model, compared_with, host_lost)
+}
+
+/// [`status`] on a kernel already open (the real one, or a fake).
+pub(crate) fn status_in<S: System>(
+    k: &mut Kernel<S>,
+    rec: &Record,
+    model: &Lab,
+    compared_with: String,
+    host_lost: bool,
+) -> Result<Status> {
+    let mut observed = observe_places(k, model);
+    if host_lost {
+        observed.insert(Ns::HOST, None);
     }
     // The planner's comparison decides: what `plan` lists and `up` repairs is
     // exactly what status calls different.
-    let mut drift: Vec<String> = match lab::plan_with_record(model, Some(rec)) {
+    let mut drift: Vec<String> = match lab::plan_in(k, model, Some(rec)) {
         Ok(p) => p.ops.iter().map(|o| o.to_string()).collect(),
         // Something in the way that `up` would refuse to touch: that is drift too.
         Err(Error::Refused(m)) => m.lines().map(|l| format!("in the way: {l}")).collect(),
         Err(e) => return Err(e),
     };
-    // Programs: `up` starts each `run:` program that is not running.
+    drift.extend(programs_not_running(rec, model));
+    let mut st = compare(model, &observed, drift);
+    st.lab = rec.lab.clone();
+    st.file = rec.file.clone();
+    st.compared_with = compared_with;
+    Ok(st)
+}
+
+/// The places of the lab in the order `status` shows them.
+fn places(model: &Lab) -> Vec<Place> {
+    let mut order: Vec<Place> = vec![Place::Host];
+    if model.sandbox {
+        order.push(Place::Internet);
+    }
+    order.extend(model.nodes.iter().map(|n| Place::Node(n.name.clone())));
+    order
+}
+
+/// What the kernel has in each place's namespace (None: it does not exist or
+/// cannot be read).
+fn observe_places<S: System>(k: &mut Kernel<S>, model: &Lab) -> BTreeMap<Ns, Option<NsState>> {
+    let mut out = BTreeMap::new();
+    for p in places(model) {
+        let ns = plan::ns_of(model, &p);
+        let exists = ns.name().is_none_or(|n| k.sys.exists(n));
+        let st = if exists {
+            k.conn(&ns).ok().and_then(|c| c.observe().ok())
+        } else {
+            None
+        };
+        out.insert(ns, st);
+    }
+    out
+}
+
+/// `up` starts each `run:` program that is not running.
+fn programs_not_running(rec: &Record, model: &Lab) -> Vec<String> {
+    let mut out = Vec::new();
     for n in &model.nodes {
         for c in &n.run {
             let running = rec.processes.iter().any(|p| {
@@ -311,23 +171,259 @@ pub fn status(rec: &Record, model: &Lab, compared_with: String) -> Result<Status
                     && crate::programs::alive(p)
             });
             if !running {
-                drift.push(format!("start `{c}` in {} (not running)", n.name));
+                out.push(format!("start `{c}` in {} (not running)", n.name));
             }
         }
     }
-    let ok = places.iter().all(|p| p.status == State::Ok)
+    out
+}
+
+/// The comparison itself, from what was observed (pure: no kernel). `drift` is
+/// the planner's verdict; the caller fills in lab, file and compared_with.
+pub fn compare(
+    model: &Lab,
+    observed: &BTreeMap<Ns, Option<NsState>>,
+    drift: Vec<String>,
+) -> Status {
+    let wants = plan::wants(model);
+    let empty = NsState::default();
+    let mut places_out = Vec::new();
+    for p in places(model) {
+        let ns = plan::ns_of(model, &p);
+        let st = observed.get(&ns).and_then(|o| o.as_ref());
+        places_out.push(place_status(model, &p, &ns, wants.get(&ns), st));
+    }
+    let host = observed
+        .get(&plan::ns_of(model, &Place::Host))
+        .and_then(|o| o.as_ref())
+        .unwrap_or(&empty);
+    let bridges: Vec<BridgeStatus> = model
+        .bridges
+        .iter()
+        .map(|b| bridge_status(b, host, &model.mark()))
+        .collect();
+    let ok = places_out.iter().all(|p| p.status == State::Ok)
         && bridges.iter().all(|b| b.status == State::Ok)
         && drift.is_empty();
-    Ok(Status {
-        lab: rec.lab.clone(),
+    Status {
+        lab: model.name.clone(),
         mode: if model.sandbox { "sandbox" } else { "host" },
-        file: rec.file.clone(),
-        compared_with,
-        places,
+        file: None,
+        compared_with: String::new(),
+        places: places_out,
         bridges,
         drift,
         ok,
-    })
+    }
+}
+
+/// One place: its interfaces and routes against what the lab wants there.
+fn place_status(
+    model: &Lab,
+    p: &Place,
+    ns: &Ns,
+    want: Option<&plan::Want>,
+    st: Option<&NsState>,
+) -> PlaceStatus {
+    let empty = NsState::default();
+    let s = st.unwrap_or(&empty);
+    let (mut ifs, mut routes) = (Vec::new(), Vec::new());
+    if let Some(w) = want {
+        ifs = iface_statuses(model, ns, w, s, st.is_some());
+        routes = forwarding_status(model, p, s);
+        routes.extend(route_statuses(ns, w, s));
+    }
+    let status = if st.is_none() && !ns.is_host() {
+        State::Missing
+    } else if ifs.iter().all(|i| i.status == State::Ok)
+        && routes.iter().all(|r| r.status == State::Ok)
+    {
+        State::Ok
+    } else {
+        State::Different
+    };
+    PlaceStatus {
+        place: p.to_string(),
+        namespace: ns.to_string(),
+        status,
+        interfaces: ifs,
+        routes,
+    }
+}
+
+/// The interfaces the lab wants in one namespace (bridges are shown apart).
+fn iface_statuses(
+    model: &Lab,
+    ns: &Ns,
+    w: &plan::Want,
+    s: &NsState,
+    exists: bool,
+) -> Vec<IfStatus> {
+    let mark = model.mark();
+    let bridge_names: Vec<&str> = model.bridges.iter().map(|b| b.name.as_str()).collect();
+    let mut ifs = Vec::new();
+    // lo first in nodes, as `ip addr` shows it.
+    if !ns.is_host()
+        && let Some(lo) = s.link("lo")
+    {
+        ifs.push(if_status(s, "lo", lo.up, &[], None, &mark, true));
+    }
+    for wi in w
+        .ifaces
+        .iter()
+        .filter(|i| i.name != "lo" && !bridge_names.contains(&i.name.as_str()))
+    {
+        let mut x = if_status(
+            s,
+            &wi.name,
+            true,
+            &wi.addrs,
+            wi.master.as_deref(),
+            &mark,
+            !ns.is_host(),
+        );
+        if !exists {
+            x.status = State::Missing;
+        }
+        if let Some(l) = s.link(&wi.name) {
+            set_details(&mut x, wi, l);
+        }
+        ifs.push(x);
+    }
+    ifs
+}
+
+/// MTU and MAC the file sets: both values when they differ.
+fn set_details(x: &mut IfStatus, wi: &plan::WIf, l: &crate::model::observed::ObsLink) {
+    let hex = |m: &[u8; 6]| {
+        m.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    if let Some(want) = wi.mtu.filter(|m| l.mtu != Some(*m)) {
+        x.detail.push(format!(
+            "mtu {} (the lab says {want})",
+            l.mtu.map(|m| m.to_string()).unwrap_or("?".into())
+        ));
+    }
+    if let Some(want) = wi.mac.filter(|m| l.mac != Some(*m)) {
+        x.detail.push(format!(
+            "MAC {} (the lab says {})",
+            l.mac.as_ref().map(hex).unwrap_or("?".into()),
+            hex(&want)
+        ));
+    }
+    if !x.detail.is_empty() {
+        x.status = State::Different;
+    }
+}
+
+/// Forwarding, as the kernel shows it on lo, against the lab's node.
+fn forwarding_status(model: &Lab, p: &Place, s: &NsState) -> Vec<RouteStatus> {
+    if let Place::Node(n) = p
+        && let Some(node) = model.node(n)
+        && let Some((Some(v4), _)) = s.link("lo").map(|l| l.forwarding)
+        && v4 != node.forward
+    {
+        return vec![RouteStatus {
+            route: format!(
+                "forwarding is {} (the lab says forward: {})",
+                if v4 { "on" } else { "off" },
+                node.forward
+            ),
+            declared: true,
+            status: State::Different,
+        }];
+    }
+    vec![]
+}
+
+/// The declared routes (ok or missing), then the others the kernel has.
+fn route_statuses(ns: &Ns, w: &plan::Want, s: &NsState) -> Vec<RouteStatus> {
+    let idx = |d: &str| s.link(d).map(|l| l.index);
+    let mut routes = Vec::new();
+    for r in &w.routes {
+        let ok = s.routes.iter().any(|o| plan::route_matches(o, r, &idx));
+        routes.push(RouteStatus {
+            route: r.to_string(),
+            declared: true,
+            status: if ok { State::Ok } else { State::Missing },
+        });
+    }
+    for o in &s.routes {
+        if w.routes.iter().any(|r| plan::route_matches(o, r, &idx)) {
+            continue;
+        }
+        let dev = o
+            .oif
+            .and_then(|i| s.link_by_index(i))
+            .map(|l| l.name.clone());
+        // In host mode only routes through the lab's own interfaces are shown.
+        if ns.is_host()
+            && !dev
+                .as_ref()
+                .is_some_and(|d| w.ifaces.iter().any(|i| &i.name == d))
+        {
+            continue;
+        }
+        let r = crate::topology::Route {
+            dst: o.dst,
+            via: o.via,
+            dev,
+            onlink: o.onlink,
+            metric: o.metric,
+        };
+        let kernel = if o.protocol == "kernel" {
+            " proto kernel"
+        } else {
+            ""
+        };
+        routes.push(RouteStatus {
+            route: format!("{r}{kernel}"),
+            declared: false,
+            status: State::Ok,
+        });
+    }
+    routes
+}
+
+/// A bridge in the host namespace, its ports and addresses.
+fn bridge_status(b: &crate::topology::Bridge, s: &NsState, mark: &str) -> BridgeStatus {
+    let o = s.link(&b.name);
+    let ports: Vec<(String, State)> = b
+        .ports
+        .iter()
+        .map(|p| {
+            let st = match (s.link(p), o) {
+                (None, _) => State::Missing,
+                (Some(pl), Some(bl)) if pl.master == Some(bl.index) && pl.up => State::Ok,
+                _ => State::Different,
+            };
+            (p.clone(), st)
+        })
+        .collect();
+    let addrs: Vec<String> = o
+        .map(|l| s.addrs_of(l.index).map(|a| a.to_string()).collect())
+        .unwrap_or_default();
+    let status = match o {
+        None => State::Missing,
+        Some(l)
+            if l.up
+                && l.alias.as_deref() == Some(mark)
+                && b.addresses.iter().all(|a| addrs.contains(&a.to_string()))
+                && ports.iter().all(|p| p.1 == State::Ok) =>
+        {
+            State::Ok
+        }
+        Some(_) => State::Different,
+    };
+    BridgeStatus {
+        name: b.name.clone(),
+        addresses: addrs,
+        ports,
+        status,
+    }
 }
 
 fn if_status(
@@ -535,3 +631,6 @@ pub fn for_lab(lab_name: &str, file: Option<&std::path::Path>, prefix: &str) -> 
     };
     status(&rec, &model, with)
 }
+
+#[cfg(test)]
+mod tests;

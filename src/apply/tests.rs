@@ -3,120 +3,8 @@
 
 use super::*;
 use crate::kernel::fake::{Entry, Fake};
-use crate::plan::{Observed, Owned, plan_up};
+use crate::testkit::*;
 use crate::topology::{Lab, Options, parse_str};
-use std::collections::BTreeSet;
-
-fn lab(text: &str, sandbox: bool) -> Lab {
-    parse_str(
-        text,
-        "t.yaml",
-        &Options {
-            prefix: "t-".into(),
-            sandbox,
-            check_programs: false,
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}\n{text}"))
-}
-
-const OBJ1: &str = include_str!("../../examples/objective1-veth.yaml");
-const OBJ2: &str = include_str!("../../examples/objective2-bridge.yaml");
-const OBJ3: &str = include_str!("../../examples/objective3-nat.yaml");
-
-/// A lab brought up on the fake machine, with what its record would hold.
-struct Run {
-    fake: Fake,
-    k: Kernel<Fake>,
-    owned: Owned,
-    /// Every intent, in order, with what the fake had when it was recorded.
-    intents: Vec<(Intent, BTreeSet<String>)>,
-}
-
-impl Run {
-    fn new(fake: &Fake, lab: &Lab) -> Run {
-        Run {
-            fake: fake.clone(),
-            k: Kernel::with(fake.clone(), fake.host(), &lab.name),
-            owned: Owned::default(),
-            intents: Vec::new(),
-        }
-    }
-
-    fn observe(&mut self, lab: &Lab) -> Observed {
-        let mut names: BTreeSet<String> = lab.namespaces().into_iter().collect();
-        names.extend(self.owned.namespaces.iter().cloned());
-        crate::lab::observe(&mut self.k, lab, &names).expect("observe")
-    }
-
-    fn plan(&mut self, lab: &Lab, prev: Option<&Lab>) -> Vec<Op> {
-        let obs = self.observe(lab);
-        plan_up(lab, &obs, prev, &self.owned)
-            .unwrap_or_else(|c| panic!("conflicts: {c:?}"))
-            .0
-    }
-
-    fn apply(&mut self, ops: &[Op]) -> Result<(), ApplyError> {
-        let fake = self.fake.clone();
-        let owned = &mut self.owned;
-        let intents = &mut self.intents;
-        apply(&mut self.k, ops, &mut |i: Intent| {
-            match &i {
-                Intent::Namespaces(v) => owned.namespaces.extend(v.iter().cloned()),
-                Intent::HostLinks(v) => {
-                    for (name, mac) in v {
-                        owned.host_links.insert(name.clone());
-                        if let Some(m) = mac {
-                            owned.bridge_macs.insert(name.clone(), *m);
-                        }
-                    }
-                }
-                Intent::NftTable(_) => {}
-            }
-            intents.push((i, objects(&fake)));
-            Ok(())
-        })
-    }
-
-    /// Plan and apply until the plan is empty; returns the first plan.
-    fn up(&mut self, lab: &Lab, prev: Option<&Lab>) -> Vec<Op> {
-        let ops = self.plan(lab, prev);
-        self.apply(&ops)
-            .unwrap_or_else(|e| panic!("apply: {e}\nplan:\n{}", listing(&ops)));
-        ops
-    }
-}
-
-fn listing(ops: &[Op]) -> String {
-    ops.iter().map(|o| format!("  {o}\n")).collect()
-}
-
-/// Every namespace, link and NAT table of the fake, by name.
-fn objects(f: &Fake) -> BTreeSet<String> {
-    let w = f.w();
-    let mut s = BTreeSet::new();
-    for (name, n) in &w.ns {
-        s.insert(format!("ns {name}"));
-        for l in &n.links {
-            s.insert(format!("link {name}/{}", l.name));
-        }
-        for t in n.nat.keys() {
-            s.insert(format!("nat {name}/{t}"));
-        }
-    }
-    s
-}
-
-/// Bring `lab` up from nothing; a second plan must be empty.
-fn up_from_nothing(text: &str, sandbox: bool) -> (Run, Lab) {
-    let fake = Fake::new();
-    let l = lab(text, sandbox);
-    let mut r = Run::new(&fake, &l);
-    r.up(&l, None);
-    let again = r.plan(&l, Some(&l));
-    assert!(again.is_empty(), "second plan:\n{}", listing(&again));
-    (r, l)
-}
 
 #[test]
 fn objective1_comes_up_and_a_second_plan_is_empty() {
@@ -162,7 +50,7 @@ fn objective2_host_mode_records_host_links_before_making_them() {
             Intent::NftTable(_) => {}
         }
     }
-    assert!(r.owned.host_links.contains("bri0"));
+    assert!(r.rec.host_links.contains("bri0"));
 }
 
 #[test]
@@ -177,8 +65,7 @@ fn objective3_host_mode_turns_forwarding_on_and_writes_nat() {
     assert_eq!(nat.masquerades.len(), 1);
     drop(w);
     // The old value is recorded where host forwarding keeps it.
-    let state = std::fs::read_to_string(r.k.sys.forwarding_dir().join("host-forwarding.json"))
-        .expect("host forwarding recorded");
+    let state = std::fs::read_to_string(r.forwarding_file()).expect("host forwarding recorded");
     assert!(state.contains("\"old\": \"0\""), "{state}");
     assert!(state.contains(&l.name), "{state}");
     // The hosts file and the links to it.
@@ -186,7 +73,7 @@ fn objective3_host_mode_turns_forwarding_on_and_writes_nat() {
     assert!(hosts.is_some_and(|h| h.contains("192.168.1.1\tblack")));
     let link = std::path::Path::new("/etc/netns/t-black/hosts");
     assert!(r.k.sys.files().is_our_link(link));
-    assert!(r.plan(&l, Some(&l)).is_empty());
+    assert!(r.plan(&l).is_empty());
 }
 
 #[test]
@@ -218,10 +105,10 @@ fn requests_go_out_in_few_batches() {
 /// does that too, and the executor counts "already gone" as done.
 #[test]
 fn rewiring_one_end_deletes_the_pair_once() {
-    let (mut r, before) = up_from_nothing(OBJ1, true);
+    let (mut r, _) = up_from_nothing(OBJ1, true);
     let renamed = OBJ1.replace("veth-green", "vg2");
     let after = lab(&renamed, true);
-    let ops = r.plan(&after, Some(&before));
+    let ops = r.plan(&after);
     let deletes: Vec<String> = ops
         .iter()
         .filter(|o| matches!(o, Op::DeleteLink { .. }))
@@ -236,6 +123,7 @@ fn rewiring_one_end_deletes_the_pair_once() {
     );
     r.apply(&ops)
         .unwrap_or_else(|e| panic!("rewiring failed: {e}\n{}", listing(&ops)));
+    r.rec.model = Some(after.clone());
     assert!(
         r.fake
             .state("t-green")
@@ -250,7 +138,7 @@ fn rewiring_one_end_deletes_the_pair_once() {
         let w = r.fake.w();
         assert!(w.log.iter().any(|l| l.contains("errno 19")), "{:#?}", w.log);
     }
-    assert!(r.plan(&after, Some(&after)).is_empty());
+    assert!(r.plan(&after).is_empty());
 }
 
 #[test]
@@ -305,7 +193,7 @@ fn a_refused_request_stops_the_run_with_the_kernels_words() {
     let fake = Fake::new();
     let l = lab(OBJ1, true);
     let mut r = Run::new(&fake, &l);
-    let ops = r.plan(&l, None);
+    let ops = r.plan(&l);
     let victim = ops
         .iter()
         .find(|o| matches!(o, Op::AddAddr { .. }))
@@ -322,7 +210,7 @@ fn fail_after_k_stops_after_k_operations_and_everything_made_was_recorded() {
     let total = {
         let fake = Fake::new();
         let mut r = Run::new(&fake, &l);
-        let ops = r.plan(&l, None);
+        let ops = r.plan(&l);
         r.apply(&ops).unwrap();
         r.k.hooks.done
     };
@@ -332,7 +220,7 @@ fn fail_after_k_stops_after_k_operations_and_everything_made_was_recorded() {
         let before = objects(&fake);
         let mut r = Run::new(&fake, &l);
         r.k.hooks.fail_after = Some(k);
-        let ops = r.plan(&l, None);
+        let ops = r.plan(&l);
         match r.apply(&ops) {
             Err(ApplyError::TestAbort(n)) => assert_eq!(n, k),
             other => panic!("fail_after {k}: {other:?}"),
@@ -341,10 +229,10 @@ fn fail_after_k_stops_after_k_operations_and_everything_made_was_recorded() {
         // What exists now that did not before is the record's.
         for o in objects(&fake).difference(&before) {
             let recorded = match o.split_once(' ') {
-                Some(("ns", n)) => r.owned.namespaces.contains(n),
+                Some(("ns", n)) => r.rec.namespaces.contains(n),
                 Some(("link", p)) => match p.split_once('/') {
-                    Some(("", name)) => r.owned.host_links.contains(name),
-                    Some((ns, _)) => r.owned.namespaces.contains(ns),
+                    Some(("", name)) => r.rec.host_links.contains(name),
+                    Some((ns, _)) => r.rec.namespaces.contains(ns),
                     None => false,
                 },
                 Some(("nat", _)) => r
@@ -357,11 +245,8 @@ fn fail_after_k_stops_after_k_operations_and_everything_made_was_recorded() {
         }
         // And a repair `up` finishes the job.
         r.k.hooks.fail_after = None;
-        r.up(&l, Some(&l));
-        assert!(
-            r.plan(&l, Some(&l)).is_empty(),
-            "repair after fail_after {k}"
-        );
+        r.up(&l);
+        assert!(r.plan(&l).is_empty(), "repair after fail_after {k}");
     }
 }
 
@@ -371,7 +256,7 @@ fn refuse_after_fails_as_the_kernel_would() {
     let l = lab(OBJ2, true);
     let mut r = Run::new(&fake, &l);
     r.k.hooks.refuse_after = Some(3);
-    let ops = r.plan(&l, None);
+    let ops = r.plan(&l);
     let e = r.apply(&ops).expect_err("refused");
     assert!(e.to_string().contains("refused by the test hook"), "{e}");
 }
@@ -388,9 +273,9 @@ fn drift_made_behind_nslabs_back_is_repaired() {
         black.routes.clear();
         w.ns.get_mut("").unwrap().nat.clear();
     }
-    let ops = r.up(&l, Some(&l));
+    let ops = r.up(&l);
     assert!(!ops.is_empty());
-    assert!(r.plan(&l, Some(&l)).is_empty());
+    assert!(r.plan(&l).is_empty());
     assert!(r.fake.state("t-green").is_some());
 }
 
@@ -403,9 +288,9 @@ fn a_foreign_file_under_etc_netns_is_kept() {
         .files
         .insert(p.clone(), Entry::File("mine\n".into()));
     let mut r = Run::new(&fake, &l);
-    r.up(&l, None);
+    r.up(&l);
     assert_eq!(fake.w().files.get(&p), Some(&Entry::File("mine\n".into())));
-    assert!(r.plan(&l, Some(&l)).is_empty());
+    assert!(r.plan(&l).is_empty());
 }
 
 // ---- the property: plan -> apply -> plan is empty, over random labs ----
@@ -543,14 +428,14 @@ proptest::proptest! {
         };
         let fake = Fake::new();
         let mut r = Run::new(&fake, &l);
-        r.up(&l, None);
-        let again = r.plan(&l, Some(&l));
+        r.up(&l);
+        let again = r.plan(&l);
         proptest::prop_assert!(again.is_empty(), "lab:\n{text}\nsecond plan:\n{}", listing(&again));
 
         let text2 = random_lab(next).replace(&format!("name: r{next}"), &format!("name: r{seed}"));
         if let Ok(l2) = parse_str(&text2, "t.yaml", &Options { prefix: "t-".into(), sandbox: !host, check_programs: false }) {
-            r.up(&l2, Some(&l));
-            let again = r.plan(&l2, Some(&l2));
+            r.up(&l2);
+            let again = r.plan(&l2);
             proptest::prop_assert!(again.is_empty(), "from:\n{text}\nto:\n{text2}\nplan:\n{}", listing(&again));
         }
     }

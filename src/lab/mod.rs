@@ -415,31 +415,36 @@ pub fn plan_with_record(lab: &Lab, rec: Option<&Record>) -> Result<PlanReport> {
         None => conn::open_current().map_err(Error::io("open a netlink socket"))?,
     };
     let mut k = Kernel::new(host, &lab.name);
+    plan_in(&mut k, lab, rec.as_ref())
+}
+
+/// [`plan_with_record`] on a kernel already open (the real one, or a fake).
+pub(crate) fn plan_in<S: crate::kernel::seam::System>(
+    k: &mut Kernel<S>,
+    lab: &Lab,
+    rec: Option<&Record>,
+) -> Result<PlanReport> {
     let mut names: BTreeSet<String> = lab.namespaces().into_iter().collect();
-    if let Some(r) = &rec {
+    if let Some(r) = rec {
         names.extend(r.namespaces.iter().cloned());
     }
-    let obs = observe(&mut k, lab, &names)?;
+    let obs = observe(k, lab, &names)?;
     let overlaps = if lab.sandbox {
         vec![]
     } else {
         overlaps(lab, &obs.ns[&Ns::HOST].state)
     };
     let owned = rec
-        .as_ref()
         .map(|r| plan::Owned {
             namespaces: r.namespaces.clone(),
             host_links: r.host_links.clone(),
             bridge_macs: r.bridge_macs.clone(),
         })
         .unwrap_or_default();
-    let (ops, notes) = plan::plan_up(
-        lab,
-        &obs,
-        rec.as_ref().and_then(|r| r.model.as_ref()),
-        &owned,
-    )
-    .map_err(|c| Error::Refused(c.iter().map(|x| x.0.clone()).collect::<Vec<_>>().join("\n")))?;
+    let (ops, notes) = plan::plan_up(lab, &obs, rec.and_then(|r| r.model.as_ref()), &owned)
+        .map_err(|c| {
+            Error::Refused(c.iter().map(|x| x.0.clone()).collect::<Vec<_>>().join("\n"))
+        })?;
     let commands = plan::explain::script(&ops);
     Ok(PlanReport {
         lab: lab.name.clone(),

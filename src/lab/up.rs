@@ -254,20 +254,7 @@ fn apply_recorded(
     created: &mut Vec<Intent>,
 ) -> Result<()> {
     apply::apply(k, ops, &mut |i| {
-        match &i {
-            Intent::Namespaces(v) => rec.namespaces.extend(v.iter().cloned()),
-            Intent::HostLinks(v) => {
-                for (name, mac) in v {
-                    rec.host_links.insert(name.clone());
-                    if let Some(m) = mac {
-                        rec.bridge_macs.insert(name.clone(), *m);
-                    }
-                }
-            }
-            Intent::NftTable(t) => {
-                rec.nft_tables.insert(t.clone());
-            }
-        }
+        rec.note(&i);
         created.push(i);
         rec.save()
     })
