@@ -13,15 +13,17 @@
 //! Every request is logged, so tests can see what went out in which batch.
 
 use super::conn::NewNs;
+use super::neigh::ObsNeigh;
 use super::netlink::NlError;
 use super::netns::NsId;
 use super::nft::{Masquerade, NatRules, NftError};
 use super::seam::{Files, LinkReq, NsHandle, PeerNs, System, VethSpec};
-use crate::model::observed::{NsState, ObsAddr, ObsLink, ObsRoute};
+use crate::model::observed::{Lookup, NsState, ObsAddr, ObsLink, ObsRoute};
 use crate::plan::Ns;
 use ipnet::IpNet;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -36,10 +38,14 @@ pub struct FakeNs {
     pub routes: Vec<ObsRoute>,
     pub sysctls: BTreeMap<String, String>,
     pub nat: BTreeMap<String, NatRules>,
+    /// Blackhole, unreachable, prohibit and throw routes, by type name.
+    pub blocking: Vec<(IpNet, String)>,
+    /// ARP/NDP entries (the fake resolves nothing by itself).
+    pub neigh: Vec<ObsNeigh>,
 }
 
 impl FakeNs {
-    fn link_mut(&mut self, name: &str) -> Option<&mut ObsLink> {
+    pub fn link_mut(&mut self, name: &str) -> Option<&mut ObsLink> {
         self.links.iter_mut().find(|l| l.name == name)
     }
 
@@ -61,6 +67,113 @@ impl FakeNs {
             .collect()
     }
 
+    fn is_up(&self, index: u32) -> bool {
+        self.links.iter().any(|l| l.index == index && l.up)
+    }
+
+    fn sysctl_num(&self, k: &str) -> u8 {
+        self.sysctls
+            .get(k)
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn is_local(&self, a: IpAddr) -> bool {
+        a.is_loopback() || self.addrs.iter().any(|x| x.addr.addr() == a)
+    }
+
+    /// The output route lookup, as the kernel does it: the longest prefix among
+    /// the prefix routes of up links, the routes through up links and the
+    /// blocking routes; then the lowest metric.
+    fn output_route(&self, dst: IpAddr) -> Result<Lookup, i32> {
+        let mut cands: Vec<(IpNet, u32, Result<ObsRoute, String>)> = self
+            .connected()
+            .into_iter()
+            .chain(
+                self.routes
+                    .iter()
+                    .filter(|r| r.oif.is_none_or(|o| self.is_up(o)))
+                    .cloned(),
+            )
+            .map(|r| (r.dst, r.metric.unwrap_or(0), Ok(r)))
+            .collect();
+        cands.extend(self.blocking.iter().map(|(n, k)| (*n, 0, Err(k.clone()))));
+        let best = cands
+            .into_iter()
+            .filter(|(n, _, _)| n.contains(&dst))
+            // Longest prefix first, then the lowest metric.
+            .min_by_key(|(n, m, _)| (std::cmp::Reverse(n.prefix_len()), *m));
+        match best {
+            None => Err(libc::ENETUNREACH),
+            Some((_, _, Err(kind))) => Err(match kind.as_str() {
+                "unreachable" => libc::EHOSTUNREACH,
+                "prohibit" => libc::EACCES,
+                "blackhole" => libc::EINVAL,
+                _ => libc::ENETUNREACH,
+            }),
+            Some((_, _, Ok(r))) => {
+                let v6 = dst.is_ipv6();
+                let of_family = |a: &&ObsAddr| a.addr.addr().is_ipv6() == v6;
+                let prefsrc = self
+                    .addrs
+                    .iter()
+                    .filter(of_family)
+                    .find(|a| Some(a.index) == r.oif)
+                    .or_else(|| {
+                        self.addrs
+                            .iter()
+                            .filter(of_family)
+                            .find(|a| !a.addr.addr().is_loopback())
+                    })
+                    .map(|a| a.addr.addr());
+                Ok(Lookup {
+                    kind: "unicast".into(),
+                    oif: r.oif,
+                    gateway: r.via,
+                    prefsrc,
+                })
+            }
+        }
+    }
+
+    /// `ip route get DST [from SRC] [iif IIF]`. With an arrival interface the
+    /// source passes reverse-path filtering first (EXDEV when it fails):
+    /// strict (1) wants the route back to leave by `iif`, loose (2) any route.
+    fn route_get(&self, dst: IpAddr, src: Option<IpAddr>, iif: Option<u32>) -> Result<Lookup, i32> {
+        if let (Some(iif), Some(src)) = (iif, src)
+            && src.is_ipv4()
+            && !self.is_local(src)
+        {
+            let name = self
+                .links
+                .iter()
+                .find(|l| l.index == iif)
+                .map(|l| l.name.clone())
+                .unwrap_or_default();
+            let mode = self
+                .sysctl_num("net.ipv4.conf.all.rp_filter")
+                .max(self.sysctl_num(&format!("net.ipv4.conf.{name}.rp_filter")));
+            let back = self.output_route(src);
+            let refused = match (mode, back) {
+                (1, Ok(b)) => b.oif != Some(iif),
+                (1 | 2, Err(_)) => true,
+                _ => false,
+            };
+            if refused {
+                return Err(libc::EXDEV);
+            }
+        }
+        if self.is_local(dst) {
+            return Ok(Lookup {
+                kind: "local".into(),
+                oif: Some(1),
+                gateway: None,
+                prefsrc: Some(dst),
+            });
+        }
+        self.output_route(dst)
+    }
+
     /// What a dump shows: links (forwarding as the kernel shows it on every
     /// link), addresses, and the routes of the main table.
     pub fn state(&self) -> NsState {
@@ -71,6 +184,12 @@ impl FakeNs {
         );
         let mut routes = self.connected();
         routes.extend(self.routes.iter().cloned());
+        let bridges: Vec<u32> = self
+            .links
+            .iter()
+            .filter(|l| l.kind.as_deref() == Some("bridge"))
+            .map(|l| l.index)
+            .collect();
         NsState {
             links: self
                 .links
@@ -78,6 +197,10 @@ impl FakeNs {
                 .cloned()
                 .map(|mut l| {
                     l.forwarding = fw;
+                    // A bridge port forwards when it is up (no STP here).
+                    if l.master.is_some_and(|m| bridges.contains(&m)) {
+                        l.port_state = Some(if l.up && l.lower_up { 3 } else { 0 });
+                    }
                     l
                 })
                 .collect(),
@@ -355,7 +478,7 @@ impl World {
     }
 
     /// A veth has carrier when both ends are up; a bridge when it is up.
-    fn carrier(&mut self) {
+    pub fn carrier(&mut self) {
         let up: HashMap<u32, bool> = self
             .ns
             .values()
@@ -463,6 +586,29 @@ impl Fake {
             idx: HashMap::new(),
             stale: true,
         }
+    }
+
+    /// `ip link set NAME up|down` in `ns`. Down, like the kernel, takes the
+    /// IPv4 routes through the link with it.
+    pub fn set_up(&self, ns: &str, name: &str, up: bool) {
+        let mut w = self.w();
+        let n = w.ns.get_mut(ns).expect("namespace");
+        let l = n.link_mut(name).expect("link");
+        l.up = up;
+        let i = l.index;
+        if !up {
+            n.routes
+                .retain(|r| !(r.oif == Some(i) && r.dst.addr().is_ipv4()));
+        }
+        w.carrier();
+    }
+
+    /// Run `f` on one namespace of the fake (to break something by hand).
+    pub fn edit<T>(&self, ns: &str, f: impl FnOnce(&mut FakeNs) -> T) -> T {
+        let mut w = self.w();
+        let t = f(w.ns.get_mut(ns).expect("namespace"));
+        w.carrier();
+        t
     }
 
     /// The state of one namespace, as a dump shows it.
@@ -601,6 +747,36 @@ impl NsHandle for FakeHandle {
             ns: ns.clone(),
             fd: -1,
         }
+    }
+
+    fn route_get(
+        &mut self,
+        dst: IpAddr,
+        src: Option<IpAddr>,
+        iif: Option<u32>,
+    ) -> Result<Lookup, i32> {
+        let w = self.fake.w();
+        let n = w.ns.get(&self.ns).ok_or(libc::ENOENT)?;
+        n.route_get(dst, src, iif)
+    }
+
+    fn blocking_routes(&mut self) -> Vec<(IpNet, String)> {
+        let w = self.fake.w();
+        w.ns.get(&self.ns)
+            .map(|n| n.blocking.clone())
+            .unwrap_or_default()
+    }
+
+    fn neighbours(&mut self) -> Result<Vec<ObsNeigh>, NlError> {
+        let w = self.fake.w();
+        let n =
+            w.ns.get(&self.ns)
+                .ok_or_else(|| nl(libc::ENOENT, "list neighbours"))?;
+        Ok(n.neigh.clone())
+    }
+
+    fn ns_file(&self) -> Option<&std::fs::File> {
+        None
     }
 }
 

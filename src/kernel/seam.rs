@@ -6,13 +6,17 @@
 
 use super::conn::{self, Conn, NewNs};
 use super::msg::{self, CREATE, KRoute, SetLink, VethEnd};
+use super::neigh::ObsNeigh;
 use super::netlink::{NlError, Req};
 use super::netns::{self, NsId};
 use super::nft::{Masquerade, NatRules, NftError};
-use crate::model::observed::NsState;
+use crate::model::observed::{Lookup, NsState};
 use crate::plan::Ns;
 use ipnet::IpNet;
+use netlink_packet_route::RouteNetlinkMessage as M;
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteType};
 use std::io;
+use std::net::IpAddr;
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 
@@ -150,6 +154,20 @@ pub trait NsHandle: Send {
     fn id(&self) -> io::Result<NsId>;
     /// How the far end of a veth is sent here.
     fn as_peer(&self, ns: &Ns) -> PeerNs;
+    /// `ip route get DST [from SRC] [iif IIF]`: Err is the kernel's errno
+    /// (EXDEV/EINVAL when reverse-path filtering refuses a forwarded packet).
+    fn route_get(
+        &mut self,
+        dst: IpAddr,
+        src: Option<IpAddr>,
+        iif: Option<u32>,
+    ) -> Result<Lookup, i32>;
+    /// Blackhole, unreachable, prohibit and throw routes, with their type.
+    fn blocking_routes(&mut self) -> Vec<(IpNet, String)>;
+    /// Every ARP and NDP entry.
+    fn neighbours(&mut self) -> Result<Vec<ObsNeigh>, NlError>;
+    /// The namespace file, to enter the namespace (None for a fake).
+    fn ns_file(&self) -> Option<&std::fs::File>;
 }
 
 /// The files nslab keeps outside the kernel: the lab's hosts file and resolv.conf
@@ -348,5 +366,89 @@ impl NsHandle for Conn {
             ns: ns.clone(),
             fd: netns::raw(&self.file),
         }
+    }
+
+    fn route_get(
+        &mut self,
+        dst: IpAddr,
+        src: Option<IpAddr>,
+        iif: Option<u32>,
+    ) -> Result<Lookup, i32> {
+        match self.nl.query(msg::route_lookup(dst, src, iif), "route get") {
+            Ok(M::NewRoute(r)) => {
+                let mut l = Lookup {
+                    kind: kind_name(r.header.kind),
+                    oif: None,
+                    gateway: None,
+                    prefsrc: None,
+                };
+                for a in &r.attributes {
+                    match a {
+                        RouteAttribute::Oif(o) => l.oif = Some(*o),
+                        RouteAttribute::Gateway(g) => l.gateway = ip_of(g),
+                        RouteAttribute::PrefSource(p) => l.prefsrc = ip_of(p),
+                        _ => {}
+                    }
+                }
+                Ok(l)
+            }
+            Ok(_) => Err(libc::EIO),
+            Err(e) => Err(e.errno),
+        }
+    }
+
+    fn blocking_routes(&mut self) -> Vec<(IpNet, String)> {
+        let mut out = Vec::new();
+        for v6 in [false, true] {
+            let Ok(msgs) = self.nl.dump(msg::get_routes(v6), "list routes") else {
+                continue;
+            };
+            for m in msgs {
+                let M::NewRoute(r) = m else { continue };
+                if !matches!(
+                    r.header.kind,
+                    RouteType::BlackHole
+                        | RouteType::Unreachable
+                        | RouteType::Prohibit
+                        | RouteType::Throw
+                ) {
+                    continue;
+                }
+                let dst = r.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Destination(d) => ip_of(d),
+                    _ => None,
+                });
+                let dst = dst.unwrap_or(if v6 {
+                    IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+                } else {
+                    IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+                });
+                if let Ok(n) = IpNet::new(dst, r.header.destination_prefix_length) {
+                    out.push((n, kind_name(r.header.kind)));
+                }
+            }
+        }
+        out
+    }
+
+    fn neighbours(&mut self) -> Result<Vec<ObsNeigh>, NlError> {
+        super::neigh::neighbours(&mut self.nl)
+    }
+
+    fn ns_file(&self) -> Option<&std::fs::File> {
+        Some(&self.file)
+    }
+}
+
+/// A route type as `ip route` names it.
+fn kind_name(k: RouteType) -> String {
+    format!("{k:?}").to_lowercase()
+}
+
+fn ip_of(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v) => Some(IpAddr::V4(*v)),
+        RouteAddress::Inet6(v) => Some(IpAddr::V6(*v)),
+        _ => None,
     }
 }

@@ -70,3 +70,14 @@ impl NsState {
             .map(|a| &a.addr)
     }
 }
+
+/// The kernel's answer to `ip route get`: the route type as `ip route` names it
+/// ("unicast", "local", "blackhole", "unreachable", "prohibit", "throw", ...),
+/// the interface and gateway it leaves by, and the source it would pick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    pub kind: String,
+    pub oif: Option<u32>,
+    pub gateway: Option<IpAddr>,
+    pub prefsrc: Option<IpAddr>,
+}

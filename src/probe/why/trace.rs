@@ -8,6 +8,7 @@ use super::Reason;
 use super::walk::Ctx;
 use crate::kernel::netns;
 use crate::kernel::nft::{self, NftSocket, TraceEvent};
+use crate::kernel::seam::NsHandle;
 use crate::probe::icmp::{self, PingOptions};
 use std::net::IpAddr;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use std::time::Duration;
 /// Name of the trace tables (families inet and bridge) in each namespace.
 pub const TRACE_TABLE: &str = "nslab-trace";
 
-pub(super) fn names(cx: &Ctx, places: &[usize]) -> String {
+pub(super) fn names<H: NsHandle>(cx: &Ctx<'_, H>, places: &[usize]) -> String {
     let mut v: Vec<String> = Vec::new();
     for &p in places {
         let n = cx.name(p);
@@ -34,7 +35,7 @@ struct Traced {
     events: netlink_sys::Socket,
 }
 
-impl Ctx<'_> {
+impl<H: NsHandle> Ctx<'_, H> {
     /// Send one echo from `src` to `dst` with tracing on at `places` (and the
     /// host, where bridges live). The first drop of that echo (or its reply)
     /// that the kernel reports becomes a [`Reason::FirewallDrop`].
@@ -58,7 +59,10 @@ impl Ctx<'_> {
         let mut traced: Vec<Traced> = Vec::new();
         let mut result = Ok(());
         for &p in &on {
-            let file = &self.places[p].conn.file;
+            let Some(file) = self.places[p].conn.ns_file() else {
+                result = Err(format!("{} has no namespace to trace in", self.name(p)));
+                break;
+            };
             let opened = netns::run_in(file, || -> Result<Traced, String> {
                 let events = nft::trace_listener().map_err(|e| e.to_string())?;
                 let nft = NftSocket::new().map_err(|e| e.to_string())?;
@@ -98,7 +102,10 @@ impl Ctx<'_> {
         traced: &[Traced],
         routed: &[usize],
     ) -> Result<Option<Reason>, String> {
-        let file = &self.places[src].conn.file;
+        let file = self.places[src]
+            .conn
+            .ns_file()
+            .ok_or_else(|| format!("{} has no namespace to send from", self.name(src)))?;
         let wait = Duration::from_millis(700);
         let probe = match tcp_port {
             Some(port) => {

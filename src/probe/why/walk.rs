@@ -6,13 +6,11 @@
 
 use super::{PlaceKind, Reason};
 use crate::kernel::conn::Conn;
-use crate::kernel::msg;
 use crate::kernel::netns;
-use crate::kernel::observe::{NsState, ObsLink};
+use crate::kernel::seam::NsHandle;
+use crate::model::observed::{NsState, ObsLink};
 use crate::topology::{End, Lab, NatOut, Place};
 use ipnet::IpNet;
-use netlink_packet_route::RouteNetlinkMessage as M;
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteType};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -28,21 +26,22 @@ pub struct WhyOpts {
     pub tcp_port: Option<u16>,
 }
 
-/// What the walk needs to know of one place.
-pub struct PlaceView {
+/// What the walk needs to know of one place. `H` is its namespace: the
+/// kernel's, or a fake's in unit tests.
+pub struct PlaceView<H: NsHandle = Conn> {
     pub place: Place,
-    pub conn: Conn,
+    pub conn: H,
     pub state: NsState,
     /// IPv4 and IPv6 forwarding of the namespace.
     pub forwarding: (bool, bool),
     /// Blackhole, unreachable, prohibit and throw routes, read when a lookup
     /// there first fails (most walks never need them).
-    pub(super) blocking: Option<Vec<(IpNet, RouteType)>>,
+    pub(super) blocking: Option<Vec<(IpNet, String)>>,
 }
 
-pub struct Ctx<'a> {
+pub struct Ctx<'a, H: NsHandle = Conn> {
     pub lab: &'a Lab,
-    pub places: Vec<PlaceView>,
+    pub places: Vec<PlaceView<H>>,
     /// Layer-2 segment of each (place, interface): veth peers and bridge ports share one.
     segs: BTreeMap<(Place, String), usize>,
     /// The far end of each cable end, from the lab's file.
@@ -54,89 +53,6 @@ pub struct Ctx<'a> {
 /// Traced probes per context: a check of a lab where many pairs are cut by a
 /// firewall explains the first ones and lists what it checked for the rest.
 const TRACES: usize = 16;
-
-/// Result of `ip route get`.
-pub(super) struct Lookup {
-    kind: RouteType,
-    oif: Option<u32>,
-    gateway: Option<IpAddr>,
-    prefsrc: Option<IpAddr>,
-}
-
-fn ip_of(a: &RouteAddress) -> Option<IpAddr> {
-    match a {
-        RouteAddress::Inet(v) => Some(IpAddr::V4(*v)),
-        RouteAddress::Inet6(v) => Some(IpAddr::V6(*v)),
-        _ => None,
-    }
-}
-
-fn route_get(
-    c: &mut Conn,
-    dst: IpAddr,
-    src: Option<IpAddr>,
-    iif: Option<u32>,
-) -> Result<Lookup, i32> {
-    match c.nl.query(msg::route_lookup(dst, src, iif), "route get") {
-        Ok(M::NewRoute(r)) => {
-            let mut l = Lookup {
-                kind: r.header.kind,
-                oif: None,
-                gateway: None,
-                prefsrc: None,
-            };
-            for a in &r.attributes {
-                match a {
-                    RouteAttribute::Oif(o) => l.oif = Some(*o),
-                    RouteAttribute::Gateway(g) => l.gateway = ip_of(g),
-                    RouteAttribute::PrefSource(p) => l.prefsrc = ip_of(p),
-                    _ => {}
-                }
-            }
-            Ok(l)
-        }
-        Ok(_) => Err(libc::EIO),
-        Err(e) => Err(e.errno),
-    }
-}
-
-fn kind_name(k: RouteType) -> String {
-    format!("{k:?}").to_lowercase()
-}
-
-fn blocking_routes(c: &mut Conn) -> Vec<(IpNet, RouteType)> {
-    let mut out = Vec::new();
-    for v6 in [false, true] {
-        let Ok(msgs) = c.nl.dump(msg::get_routes(v6), "list routes") else {
-            continue;
-        };
-        for m in msgs {
-            let M::NewRoute(r) = m else { continue };
-            if !matches!(
-                r.header.kind,
-                RouteType::BlackHole
-                    | RouteType::Unreachable
-                    | RouteType::Prohibit
-                    | RouteType::Throw
-            ) {
-                continue;
-            }
-            let dst = r.attributes.iter().find_map(|a| match a {
-                RouteAttribute::Destination(d) => ip_of(d),
-                _ => None,
-            });
-            let dst = dst.unwrap_or(if v6 {
-                IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
-            } else {
-                IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
-            });
-            if let Ok(n) = IpNet::new(dst, r.header.destination_prefix_length) {
-                out.push((n, r.header.kind));
-            }
-        }
-    }
-    out
-}
 
 /// Where a leg of the walk ended.
 pub(super) struct Arrival {
@@ -162,20 +78,28 @@ pub(super) enum Dir {
 impl<'a> Ctx<'a> {
     /// Open every place of the lab and read what the walk needs.
     pub fn open(lab: &'a Lab, files: Vec<(Place, std::fs::File)>) -> std::io::Result<Ctx<'a>> {
-        let mut places = Vec::new();
+        let mut conns = Vec::new();
         for (place, file) in files {
             let nl = netns::run_in(&file, crate::kernel::netlink::Rtnl::new)??;
-            let mut conn = Conn::new(file, nl);
+            conns.push((place, Conn::new(file, nl)));
+        }
+        Ctx::with_places(lab, conns)
+    }
+}
+
+impl<'a, H: NsHandle> Ctx<'a, H> {
+    /// Read what the walk needs of every place of the lab, already open.
+    pub fn with_places(lab: &'a Lab, open: Vec<(Place, H)>) -> std::io::Result<Ctx<'a, H>> {
+        let mut places = Vec::new();
+        for (place, mut conn) in open {
             let state = conn
                 .observe()
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
-            let fwd = netns::run_in(&conn.file, || {
-                let on = |k: &str| netns::sysctl_get(k).map(|v| v == "1").unwrap_or(false);
-                (
-                    on("net.ipv4.ip_forward"),
-                    on("net.ipv6.conf.all.forwarding"),
-                )
-            })?;
+            let mut on = |k: &str| conn.sysctl_get(k).is_ok_and(|v| v.trim() == "1");
+            let fwd = (
+                on("net.ipv4.ip_forward"),
+                on("net.ipv6.conf.all.forwarding"),
+            );
             places.push(PlaceView {
                 place,
                 conn,
@@ -305,7 +229,7 @@ impl<'a> Ctx<'a> {
     /// resolution is failing (INCOMPLETE or FAILED).
     fn unresolved(&mut self, i: usize, oif: u32, next_hop: IpAddr) -> Option<String> {
         use crate::kernel::neigh;
-        let all = neigh::neighbours(&mut self.places[i].conn.nl).ok()?;
+        let all = self.places[i].conn.neighbours().ok()?;
         let e = all.iter().find(|n| n.index == oif && n.dst == next_hop)?;
         (e.state & (neigh::NUD_INCOMPLETE | neigh::NUD_FAILED) != 0)
             .then(|| e.state_name().to_lowercase())
@@ -367,12 +291,11 @@ impl<'a> Ctx<'a> {
         None
     }
 
-    fn rp_mode(&self, i: usize, ifname: &str) -> String {
-        let file = &self.places[i].conn.file;
-        let get = |k: String| {
-            netns::run_in(file, move || netns::sysctl_get(&k))
+    fn rp_mode(&mut self, i: usize, ifname: &str) -> String {
+        let conn = &mut self.places[i].conn;
+        let mut get = |k: String| {
+            conn.sysctl_get(&k)
                 .ok()
-                .and_then(|r| r.ok())
                 .and_then(|v| v.trim().parse::<u8>().ok())
                 .unwrap_or(0)
         };
@@ -394,7 +317,7 @@ impl<'a> Ctx<'a> {
         }
         let interface = self.ifname(i, iif);
         let mode = self.rp_mode(i, &interface);
-        let back = route_get(&mut self.places[i].conn, src, None, None);
+        let back = self.places[i].conn.route_get(src, None, None);
         let dropped = match (mode.as_str(), back) {
             ("strict", Ok(l)) => l.oif != Some(iif),
             ("strict" | "loose", Err(_)) => true,
@@ -429,9 +352,7 @@ impl<'a> Ctx<'a> {
         }
         // The most specific blackhole/unreachable/prohibit route covering dst.
         let v = &mut self.places[i];
-        let blocking = v
-            .blocking
-            .get_or_insert_with(|| blocking_routes(&mut v.conn));
+        let blocking = v.blocking.get_or_insert_with(|| v.conn.blocking_routes());
         if let Some((net, kind)) = blocking
             .iter()
             .filter(|(n, _)| n.contains(&dst))
@@ -440,8 +361,8 @@ impl<'a> Ctx<'a> {
             return Reason::BlockingRoute {
                 at,
                 dst,
-                kind: kind_name(*kind),
-                route: format!("{} {net}", kind_name(*kind)),
+                kind: kind.clone(),
+                route: format!("{kind} {net}"),
             };
         }
         if errno == libc::ENETUNREACH || errno == libc::EHOSTUNREACH {
@@ -693,12 +614,12 @@ impl<'a> Ctx<'a> {
                     kind: PlaceKind::of(&self.places[here].place),
                 });
             }
-            let look = match route_get(&mut self.places[here].conn, dst, src, iif) {
+            let look = match self.places[here].conn.route_get(dst, src, iif) {
                 Ok(l) => l,
                 Err(e) => return Err(self.lookup_failure(here, dst, src, iif, e, dir)),
             };
-            match look.kind {
-                RouteType::Local => {
+            match look.kind.as_str() {
+                "local" => {
                     checked.push(format!("{}: {dst} is local", self.name(here)));
                     return Ok(Arrival {
                         at: here,
@@ -709,14 +630,15 @@ impl<'a> Ctx<'a> {
                         bare_out,
                     });
                 }
-                RouteType::Unicast => {}
+                "unicast" => {}
                 k => {
+                    let k = k.to_string();
                     return Err(match self.lookup_failure(here, dst, src, iif, -1, dir) {
                         Reason::Unknown { .. } => Reason::BlockingRoute {
                             at: self.name(here),
                             dst,
-                            kind: kind_name(k),
-                            route: kind_name(k),
+                            kind: k.clone(),
+                            route: k,
                         },
                         r => r,
                     });
@@ -852,7 +774,7 @@ impl<'a> Ctx<'a> {
     }
 }
 
-impl Ctx<'_> {
+impl<H: NsHandle> Ctx<'_, H> {
     /// Why does `src` not reach `dst` with a default-size ping?
     pub fn why_not(&mut self, src: &Place, dst: IpAddr) -> Reason {
         self.why_not_with(src, dst, &WhyOpts::default())

@@ -1,0 +1,346 @@
+//! The why-not walk on the fake kernel: one test per fault of tests/why_not.rs
+//! (which breaks real namespaces as root), here without root and in
+//! milliseconds. Each names the place and the object; a healthy lab names none.
+
+use super::walk::{Ctx, WhyOpts};
+use super::{PlaceKind, Reason};
+use crate::kernel::fake::FakeHandle;
+use crate::kernel::neigh::{NUD_INCOMPLETE, ObsNeigh};
+use crate::kernel::seam::System;
+use crate::testkit::*;
+use crate::topology::{Lab, Place};
+use std::net::IpAddr;
+
+const CHAIN3: &str = include_str!("../../../tests/data/chain3.yaml");
+
+fn ctx<'a>(r: &Run, l: &'a Lab) -> Ctx<'a, FakeHandle> {
+    let open = crate::probe::check::places(l)
+        .into_iter()
+        .map(|p| {
+            let ns = crate::plan::ns_of(l, &p);
+            let h = match ns.name() {
+                None => r.fake.host(),
+                Some(n) => r.fake.clone().open(n).expect("namespace"),
+            };
+            (p, h)
+        })
+        .collect();
+    Ctx::with_places(l, open).expect("read the places")
+}
+
+fn node(n: &str) -> Place {
+    Place::Node(n.into())
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// Why `from` does not reach `to`, by the walk alone (no traced probe: the
+/// fake has no firewall).
+fn why(r: &Run, l: &Lab, from: &str, to: &str) -> Reason {
+    why_with(r, l, from, to, None)
+}
+
+fn why_with(r: &Run, l: &Lab, from: &str, to: &str, size: Option<usize>) -> Reason {
+    let from = match from {
+        "host" => Place::Host,
+        n => node(n),
+    };
+    let opts = WhyOpts {
+        size,
+        no_trace: true,
+        tcp_port: None,
+    };
+    ctx(r, l).why_not_with(&from, ip(to), &opts)
+}
+
+/// A healthy walk ends in "let the probe through" and names the hops it checked.
+fn assert_clear(reason: Reason, hops: &[&str]) {
+    let Reason::Unknown { detail, checked } = &reason else {
+        panic!("a healthy lab was given a fault: {reason}");
+    };
+    assert!(detail.contains("let the probe through"), "{reason}");
+    for h in hops {
+        assert!(
+            checked.iter().any(|c| c.starts_with(h)),
+            "{h} not in {checked:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_healthy_lab_has_no_fault() {
+    let (r, l) = up_from_nothing(CHAIN3, true);
+    assert_clear(
+        why(&r, &l, "a", "10.70.4.2"),
+        &["a:", "r1:", "r2:", "r3:", "b:"],
+    );
+    assert_clear(why(&r, &l, "b", "10.70.1.1"), &["b:", "r3:", "r2:", "r1:"]);
+    let (r, l) = up_from_nothing(OBJ3, true);
+    assert_clear(why(&r, &l, "black", "198.51.100.8"), &["black:", "host:"]);
+    assert_clear(why(&r, &l, "green", "192.168.1.1"), &["green:"]);
+}
+
+#[test]
+fn interface_down_at_the_source() {
+    let (r, l) = up_from_nothing(CHAIN3, true);
+    r.fake.set_up("t-a", "e", false);
+    let w = why(&r, &l, "a", "10.70.4.2");
+    assert!(
+        matches!(&w, Reason::InterfaceDown { at, interface } if at == "a" && interface == "e"),
+        "{w}"
+    );
+}
+
+#[test]
+fn far_end_of_a_cable_down() {
+    let (r, l) = up_from_nothing(CHAIN3, true);
+    r.fake.set_up("t-r1", "l", false);
+    let w = why(&r, &l, "a", "10.70.4.2");
+    assert!(
+        matches!(&w, Reason::PeerDown { at, interface, far_at, far_interface }
+            if at == "a" && interface == "e" && far_at == "r1" && far_interface == "l"),
+        "{w}"
+    );
+}
+
+#[test]
+fn a_router_that_does_not_forward() {
+    let (r, l) = up_from_nothing(CHAIN3, true);
+    r.fake.edit("t-r2", |n| {
+        n.sysctls.insert("net.ipv4.ip_forward".into(), "0".into())
+    });
+    let w = why(&r, &l, "a", "10.70.4.2");
+    assert!(
+        matches!(&w, Reason::NotForwarding { at, kind: PlaceKind::Node } if at == "r2"),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn no_route_on_the_way_there() {
+    let (r, l) = up_from_nothing(CHAIN3, true);
+    r.fake.edit("t-r2", |n| {
+        n.routes.retain(|x| x.dst.to_string() != "10.70.4.0/24")
+    });
+    let w = why(&r, &l, "a", "10.70.4.2");
+    assert!(
+        matches!(&w, Reason::NoRoute { at, dst } if at == "r2" && *dst == ip("10.70.4.2")),
+        "{w}"
+    );
+}
+
+#[test]
+fn no_route_on_the_way_back() {
+    let (r, l) = up_from_nothing(CHAIN3, true);
+    r.fake.edit("t-r2", |n| {
+        n.routes.retain(|x| x.dst.to_string() != "10.70.1.0/24")
+    });
+    let w = why(&r, &l, "a", "10.70.4.2");
+    assert!(
+        matches!(&w, Reason::NoRouteBack { at, to } if at == "r2" && *to == ip("10.70.1.2")),
+        "{w}"
+    );
+}
+
+#[test]
+fn a_blackhole_route_in_a_router() {
+    let (r, l) = up_from_nothing(CHAIN3, true);
+    r.fake.edit("t-r2", |n| {
+        n.blocking
+            .push(("10.70.4.0/25".parse().unwrap(), "blackhole".into()))
+    });
+    let w = why(&r, &l, "a", "10.70.4.2");
+    assert!(
+        matches!(&w, Reason::BlockingRoute { at, kind, route, .. }
+            if at == "r2" && kind == "blackhole" && route == "blackhole 10.70.4.0/25"),
+        "{w}"
+    );
+}
+
+#[test]
+fn an_mtu_too_small_for_the_probe() {
+    let (r, l) = up_from_nothing(CHAIN3, true);
+    r.fake
+        .edit("t-r2", |n| n.link_mut("r").unwrap().mtu = Some(1300));
+    // Default-size pings pass; 1400 bytes with DF do not.
+    assert_clear(why(&r, &l, "a", "10.70.4.2"), &["r2:"]);
+    let w = why_with(&r, &l, "a", "10.70.4.2", Some(1400));
+    assert!(
+        matches!(&w, Reason::Mtu { at, interface, mtu: 1300, size: 1428 } if at == "r2" && interface == "r"),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn a_holder_that_does_not_answer_arp() {
+    let (r, l) = up_from_nothing(CHAIN3, true);
+    let e = r.fake.state("t-a").unwrap().link("e").unwrap().index;
+    r.fake.edit("t-a", |n| {
+        n.neigh.push(ObsNeigh {
+            index: e,
+            dst: ip("10.70.1.1"),
+            lladdr: None,
+            state: NUD_INCOMPLETE,
+        })
+    });
+    let w = why(&r, &l, "a", "10.70.4.2");
+    assert!(
+        matches!(&w, Reason::NoNeighbour { at, holder: Some(h), state: Some(s), .. }
+            if at == "a" && h == "r1:l" && s == "incomplete"),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn a_lost_address_is_named_not_the_route_it_took_along() {
+    let (r, l) = up_from_nothing(CHAIN3, true);
+    // `ip addr flush dev e` in a: the kernel drops the routes through e too.
+    r.fake.edit("t-a", |n| {
+        let e = n.link_mut("e").unwrap().index;
+        n.addrs.retain(|a| a.index != e);
+        n.routes.retain(|x| x.oif != Some(e));
+    });
+    let w = why(&r, &l, "a", "10.70.4.2");
+    assert!(
+        matches!(&w, Reason::NoAddress { at, interface, family: 4 } if at == "a" && interface == "e"),
+        "{w}"
+    );
+}
+
+#[test]
+fn a_bridge_port_down_and_a_bridge_down() {
+    let (r, l) = up_from_nothing(OBJ2, true);
+    assert_clear(why(&r, &l, "green", "192.168.1.1"), &["green:"]);
+    let host = crate::plan::ns_of(&l, &Place::Host);
+    r.fake.set_up(host.as_str(), "bbrveth", false);
+    let w = why(&r, &l, "green", "192.168.1.1");
+    assert!(
+        matches!(&w, Reason::BridgePortDown { bridge, port, .. } if bridge == "bri0" && port == "bbrveth"),
+        "{w}"
+    );
+    r.fake.set_up(host.as_str(), "bbrveth", true);
+    r.fake.set_up(host.as_str(), "bri0", false);
+    let w = why(&r, &l, "green", "192.168.1.1");
+    assert!(
+        matches!(&w, Reason::BridgeDown { bridge, .. } if bridge == "bri0"),
+        "{w}"
+    );
+}
+
+#[test]
+fn a_private_source_without_nat_is_a_missing_nat() {
+    let text = OBJ3.replace("nat:\n  - { source: 192.168.0.0/16, not_out: bri0 }\n", "");
+    assert!(!text.contains("nat:"), "the example changed: {text}");
+    let (r, l) = up_from_nothing(&text, true);
+    let w = why(&r, &l, "black", "198.51.100.8");
+    assert!(
+        matches!(&w, Reason::NoNat { src, .. } if *src == ip("192.168.1.1")),
+        "{w}"
+    );
+}
+
+/// Two ways between ann and bob: out by r1, back by r2 onto ann's ae2.
+const ASYM: &str = "name: asym
+nodes:
+  ann:
+    interfaces:
+      ae1: { address: 10.0.1.2/24 }
+      ae2: { address: 10.0.5.2/24 }
+    routes: [\"default via 10.0.1.1\"]
+  r1:
+    forward: true
+    interfaces:
+      r1a: { address: 10.0.1.1/24 }
+      r1b: { address: 10.0.2.1/24 }
+  r2:
+    forward: true
+    interfaces:
+      r2a: { address: 10.0.5.1/24 }
+      r2b: { address: 10.0.6.1/24 }
+    routes: [\"10.0.1.0/24 via 10.0.5.2\", \"10.0.2.0/24 via 10.0.6.2\"]
+  bob:
+    interfaces:
+      be: { address: 10.0.2.2/24 }
+      be2: { address: 10.0.6.2/24 }
+    routes: [\"default via 10.0.2.1\", \"10.0.1.0/24 via 10.0.6.1\"]
+links:
+  - [ann:ae1, r1:r1a]
+  - [ann:ae2, r2:r2a]
+  - [r1:r1b, bob:be]
+  - [r2:r2b, bob:be2]
+";
+
+#[test]
+fn strict_reverse_path_filtering_drops_an_asymmetric_reply() {
+    let (r, l) = up_from_nothing(ASYM, true);
+    assert_clear(
+        why(&r, &l, "ann", "10.0.2.2"),
+        &["ann:", "r1:", "bob:", "r2:"],
+    );
+    r.fake.edit("t-ann", |n| {
+        n.sysctls
+            .insert("net.ipv4.conf.all.rp_filter".into(), "1".into())
+    });
+    let w = why(&r, &l, "ann", "10.0.2.2");
+    assert!(
+        matches!(&w, Reason::RpFilter { at, interface, mode, .. }
+            if at == "ann" && interface == "ae2" && mode == "strict"),
+        "{w}"
+    );
+}
+
+const LOOP: &str = "name: loop
+nodes:
+  ann:
+    interfaces: { ae: { address: 10.0.1.2/24 } }
+    routes: [\"default via 10.0.1.1\"]
+  r1:
+    forward: true
+    interfaces:
+      r1a: { address: 10.0.1.1/24 }
+      r1x: { address: 10.0.9.1/24 }
+    routes: [\"10.0.2.0/24 via 10.0.9.2\"]
+  r2:
+    forward: true
+    interfaces:
+      r2x: { address: 10.0.9.2/24 }
+      r2b: { address: 10.0.2.1/24 }
+    routes: [\"10.0.1.0/24 via 10.0.9.1\"]
+  bob:
+    interfaces: { be: { address: 10.0.2.2/24 } }
+    routes: [\"default via 10.0.2.1\"]
+links:
+  - [ann:ae, r1:r1a]
+  - [r1:r1x, r2:r2x]
+  - [r2:r2b, bob:be]
+";
+
+#[test]
+fn a_routing_loop_between_two_routers() {
+    let (r, l) = up_from_nothing(LOOP, true);
+    assert_clear(why(&r, &l, "ann", "10.0.2.2"), &["r1:", "r2:"]);
+    // r2 sends bob's address back to r1.
+    let x = r.fake.state("t-r2").unwrap().link("r2x").unwrap().index;
+    r.fake.edit("t-r2", |n| {
+        n.routes.push(crate::model::observed::ObsRoute {
+            dst: "10.0.2.2/32".parse().unwrap(),
+            via: Some(ip("10.0.9.1")),
+            oif: Some(x),
+            metric: None,
+            onlink: false,
+            protocol: "static".into(),
+            scope_link: false,
+        })
+    });
+    let w = why(&r, &l, "ann", "10.0.2.2");
+    let Reason::RoutingLoop { path, .. } = &w else {
+        panic!("{w}");
+    };
+    assert!(
+        path.iter().any(|p| p == "r1") && path.iter().any(|p| p == "r2"),
+        "{w}"
+    );
+    assert!(!path.iter().any(|p| p == "bob"), "{w}");
+}
