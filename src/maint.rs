@@ -160,20 +160,7 @@ pub fn clean(prefix: &str, kill: bool, dry_run: bool) -> Result<CleanReport> {
             continue;
         }
         record::remove_temporaries(&l);
-        // Stale files of a recorded lab (a reboot with /run on disk): unmounted,
-        // empty files under /run/netns that the record names.
-        if let Ok(Some(r)) = Record::load(&l) {
-            for ns in &r.namespaces {
-                let p = netns::path(ns);
-                if p.exists()
-                    && !netns::is_nsfs(&p)
-                    && std::fs::metadata(&p).map(|m| m.len() == 0).unwrap_or(false)
-                    && std::fs::remove_file(&p).is_ok()
-                {
-                    rep.stale_files.push(p.display().to_string());
-                }
-            }
-        }
+        remove_stale_ns_files(&l, &mut rep);
         match lab::down_locked(&l, kill, locks.held.get(&l)) {
             Ok(_) => rep.labs_down.push(l),
             Err(e) => rep.errors.push(format!("lab {l}: {e}")),
@@ -192,30 +179,89 @@ pub fn clean(prefix: &str, kill: bool, dry_run: bool) -> Result<CleanReport> {
         .map_err(Error::io("list labs"))?
         .into_iter()
         .collect();
-    let mut orphan =
-        |lab: &str| lab.starts_with(prefix) && !recorded.contains(lab) && locks.take(lab);
-
-    // Programs of labs whose record was lost: everything in the lab's cgroup,
-    // first, while their namespaces still have names.
-    for labname in crate::kernel::cgroup::labs() {
-        if !orphan(&labname) {
-            continue;
-        }
-        let Some(dir) = crate::kernel::cgroup::lab_dir(&labname) else {
-            continue;
-        };
-        let pids = crate::kernel::cgroup::pids(&dir);
-        if !dry_run
-            && let Err(e) = crate::kernel::cgroup::stop(&dir, std::time::Duration::from_secs(3))
-        {
-            rep.errors.push(format!("programs of lab {labname}: {e}"));
-            continue;
-        }
-        rep.orphan_processes
-            .extend(pids.iter().map(|p| format!("{p} (lab {labname})")));
+    let mut o = Orphans {
+        prefix,
+        dry_run,
+        recorded,
+        locks,
+        rep,
+    };
+    o.stop_programs();
+    o.delete_namespaces();
+    // Interfaces and nft tables in this namespace.
+    if let Ok(mut c) = conn::open_current() {
+        o.delete_host_links(&mut c);
+        o.delete_nft_tables();
     }
-    // Namespaces marked by lo's alias.
-    if let Ok(rd) = std::fs::read_dir(netns::netns_dir()) {
+    o.remove_lab_files();
+    o.remove_etc_links();
+    o.rep.busy = o.locks.busy.into_iter().collect();
+    Ok(o.rep)
+}
+
+/// Stale files of a recorded lab (a reboot with /run on disk): unmounted,
+/// empty files under /run/netns that the record names.
+fn remove_stale_ns_files(lab: &str, rep: &mut CleanReport) {
+    if let Ok(Some(r)) = Record::load(lab) {
+        for ns in &r.namespaces {
+            let p = netns::path(ns);
+            if p.exists()
+                && !netns::is_nsfs(&p)
+                && std::fs::metadata(&p).map(|m| m.len() == 0).unwrap_or(false)
+                && std::fs::remove_file(&p).is_ok()
+            {
+                rep.stale_files.push(p.display().to_string());
+            }
+        }
+    }
+}
+
+/// Removing what labs without a record left behind.
+struct Orphans<'a> {
+    prefix: &'a str,
+    dry_run: bool,
+    recorded: BTreeSet<String>,
+    locks: Locks,
+    rep: CleanReport,
+}
+
+impl Orphans<'_> {
+    /// Is this lab's leftover to remove: ours by prefix, without a record, and
+    /// locked by us?
+    fn orphan(&mut self, lab: &str) -> bool {
+        lab.starts_with(self.prefix) && !self.recorded.contains(lab) && self.locks.take(lab)
+    }
+
+    /// Programs of labs whose record was lost: everything in the lab's cgroup,
+    /// first, while their namespaces still have names.
+    fn stop_programs(&mut self) {
+        for labname in crate::kernel::cgroup::labs() {
+            if !self.orphan(&labname) {
+                continue;
+            }
+            let Some(dir) = crate::kernel::cgroup::lab_dir(&labname) else {
+                continue;
+            };
+            let pids = crate::kernel::cgroup::pids(&dir);
+            if !self.dry_run
+                && let Err(e) = crate::kernel::cgroup::stop(&dir, std::time::Duration::from_secs(3))
+            {
+                self.rep
+                    .errors
+                    .push(format!("programs of lab {labname}: {e}"));
+                continue;
+            }
+            self.rep
+                .orphan_processes
+                .extend(pids.iter().map(|p| format!("{p} (lab {labname})")));
+        }
+    }
+
+    /// Namespaces marked by lo's alias.
+    fn delete_namespaces(&mut self) {
+        let Ok(rd) = std::fs::read_dir(netns::netns_dir()) else {
+            return;
+        };
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if !netns::exists(&name) {
@@ -232,95 +278,116 @@ pub fn clean(prefix: &str, kill: bool, dry_run: bool) -> Result<CleanReport> {
                 .iter()
                 .find(|l| l.name == "lo")
                 .and_then(|l| lab_of_mark(l.alias.as_deref()).map(String::from));
-            if let Some(labname) = mark.filter(|l| orphan(l)) {
-                if !dry_run {
+            if let Some(labname) = mark.filter(|l| self.orphan(l)) {
+                if !self.dry_run {
                     if let Err(e) = netns::delete(&name) {
-                        rep.errors.push(format!("namespace {name}: {e}"));
+                        self.rep.errors.push(format!("namespace {name}: {e}"));
                         continue;
                     }
                     let _ = crate::apply::remove_etc(&name);
                 }
-                rep.orphan_namespaces
+                self.rep
+                    .orphan_namespaces
                     .push(format!("{name} (lab {labname})"));
             }
         }
     }
-    // Interfaces and nft tables in this namespace.
-    if let Ok(mut c) = conn::open_current() {
-        if let Ok(links) = observe::links(&mut c.nl) {
-            // Bridges first; veth ends whose peer died with a namespace are gone already.
-            let mut v: Vec<_> = links
-                .iter()
-                .filter(|l| lab_of_mark(l.alias.as_deref()).is_some_and(&mut orphan))
-                .collect();
-            v.sort_by_key(|l| l.kind.as_deref() != Some("bridge"));
-            for l in v {
-                if !dry_run {
-                    match c.nl.request(
-                        crate::kernel::msg::del_link(&l.name),
-                        0,
-                        format!("delete {}", l.name),
-                    ) {
-                        Ok(()) => {}
-                        Err(e) if e.errno == libc::ENODEV => {}
-                        Err(e) => {
-                            rep.errors.push(e.to_string());
-                            continue;
-                        }
+
+    /// Marked interfaces in this namespace.
+    fn delete_host_links(&mut self, c: &mut conn::Conn) {
+        let Ok(links) = observe::links(&mut c.nl) else {
+            return;
+        };
+        // Bridges first; veth ends whose peer died with a namespace are gone already.
+        let mut v: Vec<_> = links
+            .iter()
+            .filter(|l| lab_of_mark(l.alias.as_deref()).is_some_and(|lab| self.orphan(lab)))
+            .collect();
+        v.sort_by_key(|l| l.kind.as_deref() != Some("bridge"));
+        for l in v {
+            if !self.dry_run {
+                match c.nl.request(
+                    crate::kernel::msg::del_link(&l.name),
+                    0,
+                    format!("delete {}", l.name),
+                ) {
+                    Ok(()) => {}
+                    Err(e) if e.errno == libc::ENODEV => {}
+                    Err(e) => {
+                        self.rep.errors.push(e.to_string());
+                        continue;
                     }
                 }
-                rep.orphan_interfaces.push(format!(
-                    "{} (lab {})",
-                    l.name,
-                    lab_of_mark(l.alias.as_deref()).unwrap_or("")
-                ));
             }
-        }
-        if let Ok(mut s) = nft::NftSocket::new()
-            && let Ok(tables) = s.list_tables()
-        {
-            for t in tables {
-                let Some(labname) = lab_of_mark(t.comment.as_deref()).map(String::from) else {
-                    continue;
-                };
-                if !orphan(&labname) || t.family != nft::Family::Ip {
-                    continue;
-                }
-                let mark = crate::topology::mark_for(&labname);
-                if !dry_run && let Err(e) = s.delete_table_if_marked(&t.name, &mark) {
-                    rep.errors.push(format!("nftables table {}: {e}", t.name));
-                    continue;
-                }
-                rep.orphan_nft_tables
-                    .push(format!("{} (lab {labname})", t.name));
-            }
+            self.rep.orphan_interfaces.push(format!(
+                "{} (lab {})",
+                l.name,
+                lab_of_mark(l.alias.as_deref()).unwrap_or("")
+            ));
         }
     }
-    // The lab files (hosts, resolv.conf) and program logs of labs whose record
-    // was lost: one file, or for logs one folder, per lab, named after it.
-    for sub in ["hosts", "resolv", "logs"] {
-        let Ok(rd) = std::fs::read_dir(record::state_dir().join(sub)) else {
-            continue;
+
+    /// Marked nftables tables in this namespace.
+    fn delete_nft_tables(&mut self) {
+        let Ok(mut s) = nft::NftSocket::new() else {
+            return;
         };
-        for e in rd.flatten() {
-            let labname = e.file_name().to_string_lossy().into_owned();
-            if !orphan(&labname) {
+        let Ok(tables) = s.list_tables() else {
+            return;
+        };
+        for t in tables {
+            let Some(labname) = lab_of_mark(t.comment.as_deref()).map(String::from) else {
+                continue;
+            };
+            if !self.orphan(&labname) || t.family != nft::Family::Ip {
                 continue;
             }
-            if !dry_run {
-                let _ = if sub == "logs" {
-                    std::fs::remove_dir_all(e.path())
-                } else {
-                    std::fs::remove_file(e.path())
-                };
+            let mark = crate::topology::mark_for(&labname);
+            if !self.dry_run
+                && let Err(e) = s.delete_table_if_marked(&t.name, &mark)
+            {
+                self.rep
+                    .errors
+                    .push(format!("nftables table {}: {e}", t.name));
+                continue;
             }
-            if sub != "logs" {
-                rep.etc_netns.push(e.path().display().to_string());
+            self.rep
+                .orphan_nft_tables
+                .push(format!("{} (lab {labname})", t.name));
+        }
+    }
+
+    /// The lab files (hosts, resolv.conf) and program logs of labs whose record
+    /// was lost: one file, or for logs one folder, per lab, named after it.
+    fn remove_lab_files(&mut self) {
+        for sub in ["hosts", "resolv", "logs"] {
+            let Ok(rd) = std::fs::read_dir(record::state_dir().join(sub)) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let labname = e.file_name().to_string_lossy().into_owned();
+                if !self.orphan(&labname) {
+                    continue;
+                }
+                if !self.dry_run {
+                    let _ = if sub == "logs" {
+                        std::fs::remove_dir_all(e.path())
+                    } else {
+                        std::fs::remove_file(e.path())
+                    };
+                }
+                if sub != "logs" {
+                    self.rep.etc_netns.push(e.path().display().to_string());
+                }
             }
         }
     }
-    // Hosts links nslab wrote for namespaces that are gone.
-    if let Ok(rd) = std::fs::read_dir("/etc/netns") {
+
+    /// Hosts links nslab wrote for namespaces that are gone.
+    fn remove_etc_links(&mut self) {
+        let Ok(rd) = std::fs::read_dir("/etc/netns") else {
+            return;
+        };
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             // nslab's: a link into its hosts directory (named after the lab).
@@ -338,15 +405,12 @@ pub fn clean(prefix: &str, kill: bool, dry_run: bool) -> Result<CleanReport> {
             else {
                 continue;
             };
-            let labname = labname.as_str();
-            if orphan(labname) && !netns::exists(&name) {
-                if !dry_run {
+            if self.orphan(&labname) && !netns::exists(&name) {
+                if !self.dry_run {
                     let _ = crate::apply::remove_etc(&name);
                 }
-                rep.etc_netns.push(format!("/etc/netns/{name}"));
+                self.rep.etc_netns.push(format!("/etc/netns/{name}"));
             }
         }
     }
-    rep.busy = locks.busy.into_iter().collect();
-    Ok(rep)
 }

@@ -139,6 +139,45 @@ pub fn reconcile(
         })
         .collect();
     let grace = std::time::Duration::from_secs(3);
+    stop_unwanted(rec, &wanted, grace, &mut said)?;
+    stop_unrecorded_cgroups(rec, &lab.name, grace, &mut said)?;
+    let mut told = false;
+    for (i, (node, ns, command)) in wanted.iter().enumerate() {
+        if rec
+            .processes
+            .iter()
+            .any(|p| p.origin == "run" && &p.node == node && &p.command == command)
+        {
+            continue;
+        }
+        if !told {
+            said.push(tracking(&lab.name));
+            told = true;
+        }
+        let log = log_dir(&lab.name).join(format!("{node}-{i}.log"));
+        let (pid, start_time) = start_recorded(rec, &lab.name, node, ns, command, &log)?;
+        after_spawn()?;
+        said.push(format!(
+            "started `{command}` in {node} (pid {pid}, log {})",
+            log.display()
+        ));
+        if let Some(p) = rec.processes.last_mut() {
+            p.pid = pid;
+            p.start_time = start_time;
+        }
+        rec.save().map_err(Error::io("write the lab's record"))?;
+    }
+    Ok(said)
+}
+
+/// Stop recorded `run:` programs the model no longer wants (or that died), and
+/// keep the rest.
+fn stop_unwanted(
+    rec: &mut Record,
+    wanted: &[(String, String, String)],
+    grace: std::time::Duration,
+    said: &mut Vec<String>,
+) -> Result<()> {
     let mut keep = Vec::new();
     for mut p in std::mem::take(&mut rec.processes) {
         let still = p.origin != "run"
@@ -168,9 +207,18 @@ pub fn reconcile(
         }
     }
     rec.processes = keep;
-    // Program cgroups of this lab that no record names (its record was lost and
-    // the lab brought up again): ours by their mark, and in the way of the new ones.
-    if let Some(dir) = cgroup::lab_dir(&lab.name)
+    Ok(())
+}
+
+/// Program cgroups of this lab that no record names (its record was lost and
+/// the lab brought up again): ours by their mark, and in the way of the new ones.
+fn stop_unrecorded_cgroups(
+    rec: &Record,
+    lab: &str,
+    grace: std::time::Duration,
+    said: &mut Vec<String>,
+) -> Result<()> {
+    if let Some(dir) = cgroup::lab_dir(lab)
         && let Ok(rd) = std::fs::read_dir(&dir)
     {
         for e in rd.flatten() {
@@ -199,61 +247,43 @@ pub fn reconcile(
             }
         }
     }
-    let mut told = false;
-    for (i, (node, ns, command)) in wanted.iter().enumerate() {
-        if rec
-            .processes
-            .iter()
-            .any(|p| p.origin == "run" && &p.node == node && &p.command == command)
-        {
-            continue;
-        }
-        if !told {
-            said.push(tracking(&lab.name));
-            told = true;
-        }
-        let argv = crate::util::split_command(command).map_err(Error::Usage)?;
-        let log = log_dir(&lab.name).join(format!("{node}-{i}.log"));
-        // Record first (with its cgroup), then start.
-        let cg = new_cgroup(&lab.name, "run")?;
-        rec.processes.push(Proc {
-            pid: 0,
-            start_time: 0,
-            node: node.clone(),
-            command: command.clone(),
-            log: Some(log.display().to_string()),
-            origin: "run".into(),
-            cgroup: cg.as_ref().map(|c| c.display().to_string()),
-        });
-        rec.save().map_err(Error::io("write the lab's record"))?;
-        let (pid, start_time) = match spawn(
-            &crate::plan::Ns::named(ns.as_str()),
-            &argv,
-            &log,
-            cg.as_deref(),
-        ) {
-            Ok(x) => x,
-            Err(e) => {
-                rec.processes.pop();
-                if let Some(c) = &cg {
-                    let _ = cgroup::remove(c);
-                }
-                rec.save().map_err(Error::io("write the lab's record"))?;
-                return Err(e);
+    Ok(())
+}
+
+/// Record a `run:` program (with its cgroup, pid still 0), then start it: its
+/// pid and start time. A program that fails to start is taken out of the record.
+fn start_recorded(
+    rec: &mut Record,
+    lab: &str,
+    node: &str,
+    ns: &str,
+    command: &str,
+    log: &std::path::Path,
+) -> Result<(i32, u64)> {
+    let argv = crate::util::split_command(command).map_err(Error::Usage)?;
+    // Record first (with its cgroup), then start.
+    let cg = new_cgroup(lab, "run")?;
+    rec.processes.push(Proc {
+        pid: 0,
+        start_time: 0,
+        node: node.to_string(),
+        command: command.to_string(),
+        log: Some(log.display().to_string()),
+        origin: "run".into(),
+        cgroup: cg.as_ref().map(|c| c.display().to_string()),
+    });
+    rec.save().map_err(Error::io("write the lab's record"))?;
+    match spawn(&crate::plan::Ns::named(ns), &argv, log, cg.as_deref()) {
+        Ok(x) => Ok(x),
+        Err(e) => {
+            rec.processes.pop();
+            if let Some(c) = &cg {
+                let _ = cgroup::remove(c);
             }
-        };
-        after_spawn()?;
-        said.push(format!(
-            "started `{command}` in {node} (pid {pid}, log {})",
-            log.display()
-        ));
-        if let Some(p) = rec.processes.last_mut() {
-            p.pid = pid;
-            p.start_time = start_time;
+            rec.save().map_err(Error::io("write the lab's record"))?;
+            Err(e)
         }
-        rec.save().map_err(Error::io("write the lab's record"))?;
     }
-    Ok(said)
 }
 
 #[cfg(test)]

@@ -98,16 +98,7 @@ pub fn run(a: Args) -> Result<i32> {
     })()
     .map_err(|e: Error| with_namespace_hint(e, &[&a.src, &a.dst]))?;
     if let Some(n) = a.size {
-        let (max, fam) = if dst.is_ipv6() {
-            (nslab::topology::expect::MAX_SIZE_V6, 6)
-        } else {
-            (nslab::topology::expect::MAX_SIZE_V4, 4)
-        };
-        if n > max {
-            return Err(Error::Usage(format!(
-                "--size {n} is too large: an IPv{fam} echo request carries at most {max} bytes"
-            )));
-        }
+        check_size(n, dst)?;
     }
     let file = nslab::lab::place_file(&rec, &src)?;
     let opts = PingOptions {
@@ -145,48 +136,14 @@ pub fn run(a: Args) -> Result<i32> {
         })
     })?;
     let places = place_files(&rec, &model);
-    let mut duplicate = false;
-    let (report, why) = match report {
-        Ok(r) if r.received == 0 && local_errors > 0 => {
-            // The kernel refused to send (printed above, as it said it): only
-            // the MTU explains that; any other reason of the walk would be
-            // about a packet that never left.
-            let why = why_not(&model, places, &src, dst, &why_opts).filter(|w| w.class() == "mtu");
-            (Some(r), why)
-        }
-        Ok(r) if r.received == 0 => {
-            // Something else may have answered for the address (ARP/NDP)
-            // and dropped the pings; else walk the path.
-            let refs: Vec<(Place, &std::fs::File)> =
-                places.iter().map(|(p, f)| (p.clone(), f)).collect();
-            let why = match nslab::probe::dup::after_probe(&model, &refs, &src, dst) {
-                Some(d) => Some(d),
-                None => why_not(&model, places, &src, dst, &why_opts),
-            };
-            (Some(r), why)
-        }
-        Ok(r) => {
-            // Replies came; from the destination, or from another interface
-            // that answers for its address?
-            let refs: Vec<(Place, &std::fs::File)> =
-                places.iter().map(|(p, f)| (p.clone(), f)).collect();
-            let why = nslab::probe::dup::after_probe(&model, &refs, &src, dst);
-            duplicate = why.is_some();
-            (Some(r), why)
-        }
-        Err(e) => {
-            if !json {
-                println!(
-                    "ping: connect: {}",
-                    e.to_string().replace(
-                        &format!(" (os error {})", e.raw_os_error().unwrap_or(0)),
-                        ""
-                    )
-                );
-            }
-            (None, why_not(&model, places, &src, dst, &why_opts))
-        }
+    let pinged = Pinged {
+        model: &model,
+        places,
+        src: &src,
+        dst,
+        why_opts: &why_opts,
     };
+    let (report, why, duplicate) = pinged.explain(report, local_errors, json);
     let ok = report.as_ref().is_some_and(|r| r.received > 0) && !duplicate;
     if json {
         print_json(
@@ -201,6 +158,92 @@ pub fn run(a: Args) -> Result<i32> {
         }
     }
     Ok(if ok { 0 } else { 1 })
+}
+
+/// `--size` must fit an echo request of the destination's family.
+fn check_size(n: usize, dst: std::net::IpAddr) -> Result<()> {
+    let (max, fam) = if dst.is_ipv6() {
+        (nslab::topology::expect::MAX_SIZE_V6, 6)
+    } else {
+        (nslab::topology::expect::MAX_SIZE_V4, 4)
+    };
+    if n > max {
+        return Err(Error::Usage(format!(
+            "--size {n} is too large: an IPv{fam} echo request carries at most {max} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// A ping that ran, and what it takes to say why no reply came.
+struct Pinged<'a> {
+    model: &'a nslab::topology::Lab,
+    places: Vec<(Place, std::fs::File)>,
+    src: &'a Place,
+    dst: std::net::IpAddr,
+    why_opts: &'a WhyOpts,
+}
+
+impl Pinged<'_> {
+    /// The report, why no reply came (or who else answered), and whether the
+    /// replies came from an impostor.
+    fn explain(
+        self,
+        report: std::io::Result<icmp::PingReport>,
+        local_errors: u32,
+        json: bool,
+    ) -> (Option<icmp::PingReport>, Option<Reason>, bool) {
+        let Pinged {
+            model,
+            places,
+            src,
+            dst,
+            why_opts,
+        } = self;
+        let mut duplicate = false;
+        let (report, why) = match report {
+            Ok(r) if r.received == 0 && local_errors > 0 => {
+                // The kernel refused to send (printed above, as it said it): only
+                // the MTU explains that; any other reason of the walk would be
+                // about a packet that never left.
+                let why = why_not(model, places, src, dst, why_opts).filter(|w| w.class() == "mtu");
+                (Some(r), why)
+            }
+            Ok(r) if r.received == 0 => {
+                // Something else may have answered for the address (ARP/NDP)
+                // and dropped the pings; else walk the path.
+                let refs: Vec<(Place, &std::fs::File)> =
+                    places.iter().map(|(p, f)| (p.clone(), f)).collect();
+                let why = match nslab::probe::dup::after_probe(model, &refs, src, dst) {
+                    Some(d) => Some(d),
+                    None => why_not(model, places, src, dst, why_opts),
+                };
+                (Some(r), why)
+            }
+            Ok(r) => {
+                // Replies came; from the destination, or from another interface
+                // that answers for its address?
+                let refs: Vec<(Place, &std::fs::File)> =
+                    places.iter().map(|(p, f)| (p.clone(), f)).collect();
+                let why = nslab::probe::dup::after_probe(model, &refs, src, dst);
+                duplicate = why.is_some();
+                (Some(r), why)
+            }
+            Err(e) => {
+                if !json {
+                    println!(
+                        "ping: connect: {}",
+                        e.to_string().replace(
+                            &format!(" (os error {})", e.raw_os_error().unwrap_or(0)),
+                            ""
+                        )
+                    );
+                }
+                (None, why_not(model, places, src, dst, why_opts))
+            }
+        };
+        (report, why, duplicate)
+    }
 }
 
 /// The lab's places and their namespaces (those that can be opened).

@@ -241,33 +241,8 @@ impl Scene {
             .nodes
             .iter()
             .enumerate()
-            .map(|(k, n)| {
-                let mut badges = Vec::new();
-                if !n.ns.is_empty() && n.ns != n.name {
-                    badges.push(format!("netns {}", clean(&n.ns)));
-                }
-                if n.forward {
-                    badges.push("router (forwarding on)".to_string());
-                }
-                Panel {
-                    key: Key::Node(k),
-                    title: clean(&n.name),
-                    badges,
-                    router: n.forward,
-                    ifaces: n
-                        .interfaces
-                        .iter()
-                        .map(|i| IfRow {
-                            name: clean(&i.name),
-                            addresses: addrs(&i.addresses),
-                        })
-                        .collect(),
-                    routes: n.routes.iter().map(|r| clean(&r.to_string())).collect(),
-                    nat: Vec::new(),
-                }
-            })
+            .map(|(k, n)| node_panel(k, n))
             .collect();
-
         let bridges: Vec<BridgeBox> = lab
             .bridges
             .iter()
@@ -277,140 +252,11 @@ impl Scene {
                 ports: b.ports.len(),
             })
             .collect();
-
-        // The host box lists what is in the host besides bridges and their
-        // ports: the host ends of cables, the uplink, routes and NAT.
-        let is_port = |name: &str| {
-            lab.bridges
-                .iter()
-                .any(|b| b.ports.iter().any(|p| p == name))
-        };
-        let mut host_ifaces: Vec<IfRow> = lab
-            .host
-            .interfaces
-            .iter()
-            .filter(|i| !is_port(&i.name))
-            .map(|i| IfRow {
-                name: clean(&i.name),
-                addresses: addrs(&i.addresses),
-            })
-            .collect();
-        if lab.sandbox {
-            host_ifaces.push(IfRow {
-                name: UPLINK_IF.to_string(),
-                addresses: vec![sandbox_uplink_host_addr().to_string()],
-            });
-        }
-        let host_title = match lab.host_ns() {
-            Some(ns) => format!("host ({})", clean(&ns)),
-            None => "host (this namespace)".to_string(),
-        };
-        let host_panel = Panel {
-            key: Key::Host,
-            title: host_title,
-            badges: Vec::new(),
-            router: false,
-            ifaces: host_ifaces,
-            routes: lab
-                .host
-                .routes
-                .iter()
-                .map(|r| clean(&r.to_string()))
-                .collect(),
-            nat: lab.nat.iter().map(|n| clean(&nat_text(n))).collect(),
-        };
+        let host_panel = host_panel(lab);
         let host =
             (lab.sandbox || !bridges.is_empty() || host_panel.has_rows()).then_some(host_panel);
-
-        let internet = lab.internet_ns().map(|ns| Panel {
-            key: Key::Internet,
-            title: format!("internet ({})", clean(&ns)),
-            badges: Vec::new(),
-            router: false,
-            ifaces: vec![
-                IfRow {
-                    name: INET_IF.to_string(),
-                    addresses: vec![sandbox_uplink_inet_addr().to_string()],
-                },
-                IfRow {
-                    name: "lo".to_string(),
-                    addresses: vec![sandbox_inet_service_addr().to_string()],
-                },
-            ],
-            routes: Vec::new(),
-            nat: Vec::new(),
-        });
-
-        let anchor = |e: &End| -> Anchor {
-            match (&e.place, &e.bridge) {
-                (_, Some(b)) => match lab.bridges.iter().position(|x| &x.name == b) {
-                    Some(k) => Anchor {
-                        key: Key::Bridge(k),
-                        row: None,
-                    },
-                    // A valid lab has the bridge; draw the port on the host otherwise.
-                    None => host_anchor(&host, &e.ifname),
-                },
-                (Place::Node(n), None) => match lab.nodes.iter().position(|x| &x.name == n) {
-                    Some(k) => Anchor {
-                        key: Key::Node(k),
-                        row: nodes[k]
-                            .ifaces
-                            .iter()
-                            .position(|i| i.name == clean(&e.ifname)),
-                    },
-                    None => host_anchor(&host, &e.ifname),
-                },
-                (Place::Host, None) => host_anchor(&host, &e.ifname),
-                (Place::Internet, None) => Anchor {
-                    key: Key::Internet,
-                    row: internet
-                        .as_ref()
-                        .and_then(|p| p.ifaces.iter().position(|i| i.name == clean(&e.ifname))),
-                },
-            }
-        };
-        let outer = |e: &End| -> u8 {
-            match (&e.place, &e.bridge) {
-                (Place::Node(_), None) => 0,
-                (Place::Internet, None) => 2,
-                _ => 1,
-            }
-        };
-
-        let mut edges = Vec::new();
-        for l in &lab.links {
-            // Nodes on the left, the host in the middle, the internet on the right.
-            let (a, b) = if outer(&l.a) > outer(&l.b) {
-                (&l.b, &l.a)
-            } else {
-                (&l.a, &l.b)
-            };
-            let (from, to) = (anchor(a), anchor(b));
-            // An end that points at nothing drawn (impossible in a valid lab) is skipped.
-            if !exists(&from, &nodes, &host, &internet) || !exists(&to, &nodes, &host, &internet) {
-                continue;
-            }
-            edges.push(Edge {
-                from,
-                to,
-                label: clean(&format!("{} {DASH} {}", a.ifname, b.ifname)),
-            });
-        }
-        if let (Some(h), Some(i)) = (&host, &internet) {
-            edges.push(Edge {
-                from: Anchor {
-                    key: Key::Host,
-                    row: h.ifaces.iter().position(|r| r.name == UPLINK_IF),
-                },
-                to: Anchor {
-                    key: Key::Internet,
-                    row: i.ifaces.iter().position(|r| r.name == INET_IF),
-                },
-                label: format!("{UPLINK_IF} {DASH} {INET_IF}"),
-            });
-        }
-
+        let internet = internet_panel(lab);
+        let edges = edges(lab, &nodes, &host, &internet);
         Scene {
             lab: clean(&lab.name),
             sandbox: lab.sandbox,
@@ -425,6 +271,171 @@ impl Scene {
     fn mode(&self) -> &'static str {
         if self.sandbox { "sandbox" } else { "host mode" }
     }
+}
+
+fn node_panel(k: usize, n: &crate::topology::Node) -> Panel {
+    let mut badges = Vec::new();
+    if !n.ns.is_empty() && n.ns != n.name {
+        badges.push(format!("netns {}", clean(&n.ns)));
+    }
+    if n.forward {
+        badges.push("router (forwarding on)".to_string());
+    }
+    Panel {
+        key: Key::Node(k),
+        title: clean(&n.name),
+        badges,
+        router: n.forward,
+        ifaces: n
+            .interfaces
+            .iter()
+            .map(|i| IfRow {
+                name: clean(&i.name),
+                addresses: addrs(&i.addresses),
+            })
+            .collect(),
+        routes: n.routes.iter().map(|r| clean(&r.to_string())).collect(),
+        nat: Vec::new(),
+    }
+}
+
+/// The host box lists what is in the host besides bridges and their
+/// ports: the host ends of cables, the uplink, routes and NAT.
+fn host_panel(lab: &Lab) -> Panel {
+    let is_port = |name: &str| {
+        lab.bridges
+            .iter()
+            .any(|b| b.ports.iter().any(|p| p == name))
+    };
+    let mut host_ifaces: Vec<IfRow> = lab
+        .host
+        .interfaces
+        .iter()
+        .filter(|i| !is_port(&i.name))
+        .map(|i| IfRow {
+            name: clean(&i.name),
+            addresses: addrs(&i.addresses),
+        })
+        .collect();
+    if lab.sandbox {
+        host_ifaces.push(IfRow {
+            name: UPLINK_IF.to_string(),
+            addresses: vec![sandbox_uplink_host_addr().to_string()],
+        });
+    }
+    let host_title = match lab.host_ns() {
+        Some(ns) => format!("host ({})", clean(&ns)),
+        None => "host (this namespace)".to_string(),
+    };
+    Panel {
+        key: Key::Host,
+        title: host_title,
+        badges: Vec::new(),
+        router: false,
+        ifaces: host_ifaces,
+        routes: lab
+            .host
+            .routes
+            .iter()
+            .map(|r| clean(&r.to_string()))
+            .collect(),
+        nat: lab.nat.iter().map(|n| clean(&nat_text(n))).collect(),
+    }
+}
+
+fn internet_panel(lab: &Lab) -> Option<Panel> {
+    lab.internet_ns().map(|ns| Panel {
+        key: Key::Internet,
+        title: format!("internet ({})", clean(&ns)),
+        badges: Vec::new(),
+        router: false,
+        ifaces: vec![
+            IfRow {
+                name: INET_IF.to_string(),
+                addresses: vec![sandbox_uplink_inet_addr().to_string()],
+            },
+            IfRow {
+                name: "lo".to_string(),
+                addresses: vec![sandbox_inet_service_addr().to_string()],
+            },
+        ],
+        routes: Vec::new(),
+        nat: Vec::new(),
+    })
+}
+
+/// The cables, and the sandbox's uplink, between the panels drawn.
+fn edges(lab: &Lab, nodes: &[Panel], host: &Option<Panel>, internet: &Option<Panel>) -> Vec<Edge> {
+    let anchor = |e: &End| -> Anchor {
+        match (&e.place, &e.bridge) {
+            (_, Some(b)) => match lab.bridges.iter().position(|x| &x.name == b) {
+                Some(k) => Anchor {
+                    key: Key::Bridge(k),
+                    row: None,
+                },
+                // A valid lab has the bridge; draw the port on the host otherwise.
+                None => host_anchor(host, &e.ifname),
+            },
+            (Place::Node(n), None) => match lab.nodes.iter().position(|x| &x.name == n) {
+                Some(k) => Anchor {
+                    key: Key::Node(k),
+                    row: nodes[k]
+                        .ifaces
+                        .iter()
+                        .position(|i| i.name == clean(&e.ifname)),
+                },
+                None => host_anchor(host, &e.ifname),
+            },
+            (Place::Host, None) => host_anchor(host, &e.ifname),
+            (Place::Internet, None) => Anchor {
+                key: Key::Internet,
+                row: internet
+                    .as_ref()
+                    .and_then(|p| p.ifaces.iter().position(|i| i.name == clean(&e.ifname))),
+            },
+        }
+    };
+    let outer = |e: &End| -> u8 {
+        match (&e.place, &e.bridge) {
+            (Place::Node(_), None) => 0,
+            (Place::Internet, None) => 2,
+            _ => 1,
+        }
+    };
+
+    let mut edges = Vec::new();
+    for l in &lab.links {
+        // Nodes on the left, the host in the middle, the internet on the right.
+        let (a, b) = if outer(&l.a) > outer(&l.b) {
+            (&l.b, &l.a)
+        } else {
+            (&l.a, &l.b)
+        };
+        let (from, to) = (anchor(a), anchor(b));
+        // An end that points at nothing drawn (impossible in a valid lab) is skipped.
+        if !exists(&from, nodes, host, internet) || !exists(&to, nodes, host, internet) {
+            continue;
+        }
+        edges.push(Edge {
+            from,
+            to,
+            label: clean(&format!("{} {DASH} {}", a.ifname, b.ifname)),
+        });
+    }
+    if let (Some(h), Some(i)) = (host, internet) {
+        edges.push(Edge {
+            from: Anchor {
+                key: Key::Host,
+                row: h.ifaces.iter().position(|r| r.name == UPLINK_IF),
+            },
+            to: Anchor {
+                key: Key::Internet,
+                row: i.ifaces.iter().position(|r| r.name == INET_IF),
+            },
+            label: format!("{UPLINK_IF} {DASH} {INET_IF}"),
+        });
+    }
+    edges
 }
 
 /// Control characters (a valid interface name may hold some) would make the

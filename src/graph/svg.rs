@@ -2,6 +2,14 @@
 
 use super::{BRIDGE_FILL, GraphError, HOST_FILL, INET_FILL, Key, NODE_FILL, ROUTER_FILL, Scene};
 use crate::util::xml;
+use layout::adt::dag::NodeHandle;
+use layout::backends::svg::SVGWriter;
+use layout::core::base::Orientation;
+use layout::core::color::Color;
+use layout::core::geometry::Point;
+use layout::core::style::{LineStyleKind, StyleAttr};
+use layout::std_shapes::shapes::{Arrow, Element, LineEndKind, ShapeKind};
+use layout::topo::layout::VisualGraph;
 
 pub(super) fn svg(sc: &Scene) -> Result<String, GraphError> {
     // layout-rs asserts its own invariants; a failed one must not take nslab down.
@@ -21,16 +29,45 @@ const BOX_FONT: usize = 13;
 const EDGE_FONT: usize = 12;
 
 fn svg_layout(sc: &Scene) -> String {
-    use layout::backends::svg::SVGWriter;
-    use layout::core::base::Orientation;
-    use layout::core::color::Color;
-    use layout::core::geometry::Point;
-    use layout::core::style::{LineStyleKind, StyleAttr};
-    use layout::std_shapes::shapes::{Arrow, Element, LineEndKind, ShapeKind};
-    use layout::topo::layout::VisualGraph;
+    let mut vg = VisualGraph::new(DIR);
+    let boxes = add_boxes(&mut vg, sc);
+    add_cables(&mut vg, sc, &boxes);
 
+    let mut w = SVGWriter::new();
+    // Without layout-rs's crossing optimizer (the second flag): with it, some
+    // small valid labs trip its internal assertions (see the test
+    // `layout_rs_assertion_case`) and 1000 nodes on a bridge take minutes
+    // instead of under a second.
+    vg.do_it(false, true, false, &mut w);
+    let head = svg_head(sc, &vg);
+    touch_up(&replace_head_and_style(&w.finalize(), &head))
+}
+
+const DIR: Orientation = Orientation::LeftToRight;
+
+/// The laid-out graph's handles of the scene's boxes.
+struct Boxes {
+    nodes: Vec<NodeHandle>,
+    bridges: Vec<NodeHandle>,
+    host: Option<NodeHandle>,
+    internet: Option<NodeHandle>,
+}
+
+impl Boxes {
+    fn handle(&self, k: Key) -> Option<NodeHandle> {
+        match k {
+            Key::Node(i) => self.nodes.get(i).copied(),
+            Key::Bridge(i) => self.bridges.get(i).copied(),
+            Key::Host => self.host,
+            Key::Internet => self.internet,
+        }
+    }
+}
+
+/// A box for each panel of the scene (or one saying there is nothing, as
+/// layout-rs cannot lay out an empty graph).
+fn add_boxes(vg: &mut VisualGraph, sc: &Scene) -> Boxes {
     const FONT: usize = BOX_FONT;
-    let dir = Orientation::LeftToRight;
     let look = |fill: &str, rounded: usize| {
         StyleAttr::new(
             Color::fast("#333333"),
@@ -54,13 +91,12 @@ fn svg_layout(sc: &Scene) -> String {
             h as f64 * FONT as f64 * 1.25 + 14.0,
         )
     };
-    let mut vg = VisualGraph::new(dir);
     let add = |vg: &mut VisualGraph, lines: Vec<String>, fill: &str, rounded: usize| {
         let text = lines.join("\n");
         vg.add_node(Element::create(
             ShapeKind::new_box(&text),
             look(fill, rounded),
-            dir,
+            DIR,
             size(&lines),
         ))
     };
@@ -70,7 +106,7 @@ fn svg_layout(sc: &Scene) -> String {
         .iter()
         .map(|p| {
             add(
-                &mut vg,
+                vg,
                 p.lines(true),
                 if p.router { ROUTER_FILL } else { NODE_FILL },
                 0,
@@ -80,31 +116,35 @@ fn svg_layout(sc: &Scene) -> String {
     let bridges: Vec<_> = sc
         .bridges
         .iter()
-        .map(|b| add(&mut vg, b.lines(), BRIDGE_FILL, 12))
+        .map(|b| add(vg, b.lines(), BRIDGE_FILL, 12))
         .collect();
     let host = sc
         .host
         .as_ref()
-        .map(|h| add(&mut vg, h.lines(true), HOST_FILL, 0));
+        .map(|h| add(vg, h.lines(true), HOST_FILL, 0));
     let internet = sc
         .internet
         .as_ref()
-        .map(|i| add(&mut vg, i.lines(true), INET_FILL, 0));
+        .map(|i| add(vg, i.lines(true), INET_FILL, 0));
     if nodes.is_empty() && host.is_none() && internet.is_none() {
         // layout-rs cannot lay out an empty graph.
         add(
-            &mut vg,
+            vg,
             vec![format!("lab {}", sc.lab), "(no nodes)".to_string()],
             HOST_FILL,
             0,
         );
     }
-    let handle = |k: Key| match k {
-        Key::Node(i) => nodes.get(i).copied(),
-        Key::Bridge(i) => bridges.get(i).copied(),
-        Key::Host => host,
-        Key::Internet => internet,
-    };
+    Boxes {
+        nodes,
+        bridges,
+        host,
+        internet,
+    }
+}
+
+/// The cables between boxes, and a dotted line from each bridge to the host.
+fn add_cables(vg: &mut VisualGraph, sc: &Scene, boxes: &Boxes) {
     let cable = |label: &str, style: LineStyleKind| {
         let mut look = StyleAttr::simple();
         look.font_size = EDGE_FONT;
@@ -121,7 +161,7 @@ fn svg_layout(sc: &Scene) -> String {
         )
     };
     for e in &sc.edges {
-        if let (Some(a), Some(b)) = (handle(e.from.key), handle(e.to.key)) {
+        if let (Some(a), Some(b)) = (boxes.handle(e.from.key), boxes.handle(e.to.key)) {
             // Two blank lines under the label lift it above the line through
             // the middle of its connector.
             let label = format!("{}\n \n ", e.label);
@@ -129,19 +169,16 @@ fn svg_layout(sc: &Scene) -> String {
         }
     }
     // Bridges live in the host: a dotted line, so they sit between nodes and host.
-    if let Some(h) = host {
-        for b in &bridges {
+    if let Some(h) = boxes.host {
+        for b in &boxes.bridges {
             vg.add_edge(cable("", LineStyleKind::Dashed), *b, h);
         }
     }
+}
 
-    let mut w = SVGWriter::new();
-    // Without layout-rs's crossing optimizer (the second flag): with it, some
-    // small valid labs trip its internal assertions (see the test
-    // `layout_rs_assertion_case`) and 1000 nodes on a bridge take minutes
-    // instead of under a second.
-    vg.do_it(false, true, false, &mut w);
-
+/// The SVG's opening: our own canvas (from the boxes' extents), title and
+/// white background.
+fn svg_head(sc: &Scene, vg: &VisualGraph) -> String {
     // layout-rs sizes the canvas from a rough guess at text extents (far too
     // tall) and lists its font classes from a hash map (in random order): put
     // our own canvas size and style sheet in instead.
@@ -160,22 +197,25 @@ fn svg_layout(sc: &Scene) -> String {
     let margin = 20.0;
     let (x0, y0) = ((lo.x - margin).floor(), (lo.y - margin).floor());
     let (wd, ht) = ((hi.x + margin).ceil() - x0, (hi.y + margin).ceil() - y0);
-    let head = format!(
+    format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{wd}\" height=\"{ht}\" viewBox=\"{x0} {y0} {wd} {ht}\">\n<title>{}</title>\n<rect x=\"{x0}\" y=\"{y0}\" width=\"{wd}\" height=\"{ht}\" fill=\"#ffffff\"/>\n",
         xml(&format!("nslab lab {} ({})", sc.lab, sc.mode()))
-    );
+    )
+}
+
+/// layout-rs's SVG with our opening (`head`) and style sheet in place of its own.
+fn replace_head_and_style(raw: &str, head: &str) -> String {
     let style = format!(
         "<style>\n.a{BOX_FONT} {{ font-size: {BOX_FONT}px; font-family: Helvetica, Arial, sans-serif; }}\n.a{EDGE_FONT} {{ font-size: {EDGE_FONT}px; font-family: Helvetica, Arial, sans-serif; paint-order: stroke; stroke: #ffffff; stroke-width: 4px; stroke-linejoin: round; }}\n</style>\n"
     );
-    let raw = w.finalize();
     let mut out = String::with_capacity(raw.len() + 512);
     let body = match (raw.find("<svg "), raw.find("<defs>")) {
         (Some(a), Some(b)) if a < b => {
             out.push_str(&raw[..a]);
-            out.push_str(&head);
+            out.push_str(head);
             &raw[b..]
         }
-        _ => raw.as_str(),
+        _ => raw,
     };
     match (body.find("<style>"), body.find("</style>\n")) {
         (Some(a), Some(b)) if a < b => {
@@ -185,7 +225,7 @@ fn svg_layout(sc: &Scene) -> String {
         }
         _ => out.push_str(body),
     }
-    touch_up(&out)
+    out
 }
 
 /// Box titles in bold. And layout-rs draws cable labels before the cables, so

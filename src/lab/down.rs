@@ -53,21 +53,8 @@ pub fn down_locked(lab: &str, kill: bool, _lock: Option<&record::LabLock>) -> Re
     let mark = topology::mark_for(lab);
     let sandbox_host = rec.sandbox.then(|| topology::sandbox_host_ns(lab, ""));
     let (held, foreign, our_veths) = sort_namespaces(&rec, lab, &mark, &mut rep);
-    // The node namespaces to remove: ours, and stale files of ours (empty, never
-    // mounted: an `up` killed between making the file and mounting it).
-    let nodes: Vec<&String> = rec
-        .namespaces
-        .iter()
-        .filter(|n| Some(*n) != sandbox_host.as_ref() && !foreign.contains(n))
-        .filter(|n| held.iter().any(|(h, _)| h == n) || netns::is_stale_file(n))
-        .collect();
-    let inos: HashMap<u64, String> = held
-        .iter()
-        .filter_map(|(ns, f)| {
-            use std::os::unix::fs::MetadataExt;
-            f.metadata().ok().map(|m| (m.ino(), (*ns).clone()))
-        })
-        .collect();
+    let nodes = nodes_to_remove(&rec, sandbox_host.as_ref(), &foreign, &held);
+    let inos = inodes(&held);
 
     stop_processes(&rec, lab, kill, &inos, &mut rep)?;
 
@@ -88,25 +75,7 @@ pub fn down_locked(lab: &str, kill: bool, _lock: Option<&record::LabLock>) -> Re
             .ok()
             .and_then(|r| r.ok())
     });
-    let lab_bridges: Vec<String> = host
-        .as_mut()
-        .map(|h| bridges_of_lab(h, &rec, &mark))
-        .unwrap_or_default();
-    // Each port leaving a bridge makes the kernel walk every other port and, with
-    // multicast snooping on, re-arm each one's multicast timers: quadratic, and at
-    // 1000 ports the biggest (and most variable) part of the teardown. The
-    // bridges go anyway, so snooping goes off first (one cheap request each).
-    if let Some(h) = host.as_mut() {
-        snooping_off(h, &lab_bridges);
-    }
-    // Bridges of the sandbox die with its host namespace.
-    let bridges: Vec<String> = if rec.sandbox { vec![] } else { lab_bridges };
-    let bridge_sock = match (&host, bridges.is_empty()) {
-        (Some(h), false) => netns::run_in(&h.file, crate::kernel::netlink::Rtnl::new)
-            .ok()
-            .and_then(|r| r.ok()),
-        _ => None,
-    };
+    let (bridges, bridge_sock) = prepare_bridges(host.as_mut(), &rec, &mark);
     let ours = |l: &ObsLink| {
         let peer_of_ours = l
             .peer_index
@@ -148,22 +117,7 @@ pub fn down_locked(lab: &str, kill: bool, _lock: Option<&record::LabLock>) -> Re
             .unwrap_or_default())
     })?;
     crate::timing::mark("wait for the kernel");
-    for (b, err) in deleted_bridges {
-        match err {
-            None => rep.host_links.push(b),
-            Some(e) => rep.warnings.push(e),
-        }
-    }
-    if let Some(h) = host.as_mut() {
-        if !rec.sandbox {
-            delete_nft_tables(h, &rec, &mark, &mut rep);
-        }
-        for n in &rec.host_links {
-            if !rep.host_links.contains(n) {
-                rep.host_links.push(n.clone());
-            }
-        }
-    }
+    finish_host(host.as_ref(), &rec, &mark, deleted_bridges, &mut rep);
     crate::timing::mark("bridges and nft");
     drop(watch);
     drop(host);
@@ -172,12 +126,97 @@ pub fn down_locked(lab: &str, kill: bool, _lock: Option<&record::LabLock>) -> Re
         apply::remove_etc(&h).map_err(Error::io(format!("remove /etc/netns/{h}")))?;
         rep.namespaces.push(h);
     }
+    remove_lab_files(lab, &rec)?;
+    rep.seconds = t0.elapsed().as_secs_f64();
+    Ok(rep)
+}
+
+/// Report the bridges deleted (or why not), delete the lab's nftables tables,
+/// and report the recorded host links as gone.
+fn finish_host(
+    host: Option<&Conn>,
+    rec: &Record,
+    mark: &str,
+    deleted_bridges: Vec<(String, Option<String>)>,
+    rep: &mut DownReport,
+) {
+    for (b, err) in deleted_bridges {
+        match err {
+            None => rep.host_links.push(b),
+            Some(e) => rep.warnings.push(e),
+        }
+    }
+    if let Some(h) = host {
+        if !rec.sandbox {
+            delete_nft_tables(h, rec, mark, rep);
+        }
+        for n in &rec.host_links {
+            if !rep.host_links.contains(n) {
+                rep.host_links.push(n.clone());
+            }
+        }
+    }
+}
+
+/// The node namespaces to remove: ours, and stale files of ours (empty, never
+/// mounted: an `up` killed between making the file and mounting it).
+fn nodes_to_remove<'a>(
+    rec: &'a Record,
+    sandbox_host: Option<&String>,
+    foreign: &BTreeSet<&'a String>,
+    held: &[(&'a String, std::fs::File)],
+) -> Vec<&'a String> {
+    rec.namespaces
+        .iter()
+        .filter(|n| Some(*n) != sandbox_host && !foreign.contains(n))
+        .filter(|n| held.iter().any(|(h, _)| h == n) || netns::is_stale_file(n))
+        .collect()
+}
+
+/// The inode of each namespace held open, which finds the processes in it.
+fn inodes(held: &[(&String, std::fs::File)]) -> HashMap<u64, String> {
+    held.iter()
+        .filter_map(|(ns, f)| {
+            use std::os::unix::fs::MetadataExt;
+            f.metadata().ok().map(|m| (m.ino(), (*ns).clone()))
+        })
+        .collect()
+}
+
+/// The lab's bridges to delete (none in a sandbox: they die with its host
+/// namespace), with snooping off, and a socket in the host to delete them by.
+fn prepare_bridges(
+    host: Option<&mut Conn>,
+    rec: &Record,
+    mark: &str,
+) -> (Vec<String>, Option<crate::kernel::netlink::Rtnl>) {
+    let Some(h) = host else {
+        return (Vec::new(), None);
+    };
+    let lab_bridges = bridges_of_lab(h, rec, mark);
+    // Each port leaving a bridge makes the kernel walk every other port and, with
+    // multicast snooping on, re-arm each one's multicast timers: quadratic, and at
+    // 1000 ports the biggest (and most variable) part of the teardown. The
+    // bridges go anyway, so snooping goes off first (one cheap request each).
+    snooping_off(h, &lab_bridges);
+    // Bridges of the sandbox die with its host namespace.
+    let bridges: Vec<String> = if rec.sandbox { vec![] } else { lab_bridges };
+    let bridge_sock = if bridges.is_empty() {
+        None
+    } else {
+        netns::run_in(&h.file, crate::kernel::netlink::Rtnl::new)
+            .ok()
+            .and_then(|r| r.ok())
+    };
+    (bridges, bridge_sock)
+}
+
+/// The lab's files (program logs, hosts, resolv.conf), then its record.
+fn remove_lab_files(lab: &str, rec: &Record) -> Result<()> {
     let _ = std::fs::remove_dir_all(crate::programs::log_dir(lab));
     let _ = std::fs::remove_file(record::hosts_path(lab));
     let _ = std::fs::remove_file(record::resolv_path(lab));
-    rec.remove().map_err(Error::io("remove the lab's record"))?;
-    rep.seconds = t0.elapsed().as_secs_f64();
-    Ok(rep)
+    rec.remove().map_err(Error::io("remove the lab's record"))
 }
 
 /// Let go of the namespaces (drop their fds) so that the kernel frees them in one
@@ -330,36 +369,8 @@ fn stop_processes(
             list.join("\n")
         )));
     }
-    // Recorded programs may live outside the lab's namespaces and still hold
-    // sockets in them (`serve --detach`): stop every one of them, with what it
-    // started (its cgroup).
     let grace = Duration::from_secs(3);
-    let mut reported: std::collections::HashSet<i32> = std::collections::HashSet::new();
-    for r in &rec.processes {
-        let running = crate::programs::alive(r);
-        // A program whose pid was never recorded (`up` killed right after
-        // starting it): the first process of its cgroup.
-        let pid = match (&r.cgroup, r.pid) {
-            (Some(cg), 0) => crate::kernel::cgroup::pids(Path::new(cg))
-                .first()
-                .copied()
-                .unwrap_or(0),
-            _ => r.pid,
-        };
-        match crate::programs::stop(r, grace) {
-            Ok(_) if running => {
-                reported.insert(pid);
-                rep.stopped.push(procs::ProcInfo {
-                    pid,
-                    start_time: r.start_time,
-                    command: r.command.clone(),
-                    session: r.pid,
-                });
-            }
-            Ok(_) => {}
-            Err(e) => rep.warnings.push(e.to_string()),
-        }
-    }
+    let mut reported = stop_recorded(rec, grace, rep);
     // Whatever else is in the lab's cgroup (a program an `up` started and was
     // killed before recording).
     if let Some(d) = &lab_cg {
@@ -392,6 +403,43 @@ fn stop_processes(
         rep.killed.push(p.clone());
     }
     Ok(())
+}
+
+/// Recorded programs may live outside the lab's namespaces and still hold
+/// sockets in them (`serve --detach`): stop every one of them, with what it
+/// started (its cgroup). Returns the pids reported as stopped.
+fn stop_recorded(
+    rec: &Record,
+    grace: Duration,
+    rep: &mut DownReport,
+) -> std::collections::HashSet<i32> {
+    let mut reported: std::collections::HashSet<i32> = std::collections::HashSet::new();
+    for r in &rec.processes {
+        let running = crate::programs::alive(r);
+        // A program whose pid was never recorded (`up` killed right after
+        // starting it): the first process of its cgroup.
+        let pid = match (&r.cgroup, r.pid) {
+            (Some(cg), 0) => crate::kernel::cgroup::pids(Path::new(cg))
+                .first()
+                .copied()
+                .unwrap_or(0),
+            _ => r.pid,
+        };
+        match crate::programs::stop(r, grace) {
+            Ok(_) if running => {
+                reported.insert(pid);
+                rep.stopped.push(procs::ProcInfo {
+                    pid,
+                    start_time: r.start_time,
+                    command: r.command.clone(),
+                    session: r.pid,
+                });
+            }
+            Ok(_) => {}
+            Err(e) => rep.warnings.push(e.to_string()),
+        }
+    }
+    reported
 }
 
 /// The lab's nftables tables in the host, and a why-not trace table left behind

@@ -1,7 +1,7 @@
 //! Render ops as the iproute2 / shell commands a person would type for them, so a
 //! plan reads like the tutorial (`nslab plan --explain`).
 
-use super::{Ns, Op};
+use super::{Ns, Op, VEnd};
 use crate::util::shell_quote;
 use ipnet::IpNet;
 
@@ -55,36 +55,7 @@ pub fn commands(op: &Op) -> Vec<String> {
                 mac(m)
             )]
         }
-        Op::CreateVeth { a, b } => {
-            let mut s = format!("{} link add {}", ip(&a.ns), a.name);
-            if let Some(m) = &a.master {
-                s.push_str(&format!(" master {m}"));
-            }
-            if let Some(m) = a.mtu {
-                s.push_str(&format!(" mtu {m}"));
-            }
-            if let Some(m) = &a.mac {
-                s.push_str(&format!(" address {}", mac(m)));
-            }
-            s.push_str(&format!(" type veth peer name {}", b.name));
-            if b.ns != a.ns {
-                s.push_str(&format!(
-                    " netns {}",
-                    if b.ns.is_host() {
-                        "1".to_string()
-                    } else {
-                        b.ns.to_string()
-                    }
-                ));
-            }
-            if let Some(m) = b.mtu {
-                s.push_str(&format!(" mtu {m}"));
-            }
-            if let Some(m) = &b.mac {
-                s.push_str(&format!(" address {}", mac(m)));
-            }
-            vec![s]
-        }
+        Op::CreateVeth { a, b } => vec![veth(a, b)],
         Op::DeleteLink { ns, name } => vec![format!("{} link del {name}", ip(ns))],
         Op::SetLink {
             ns,
@@ -100,22 +71,7 @@ pub fn commands(op: &Op) -> Vec<String> {
             if *no_link_local {
                 v.push(format!("{} link set {name} addrgenmode none", ip(ns)));
             }
-            let mut s = String::new();
-            if let Some(m) = master {
-                s.push_str(&format!(" master {m}"));
-            }
-            if let Some(m) = mtu {
-                s.push_str(&format!(" mtu {m}"));
-            }
-            if let Some(m) = new_mac {
-                s.push_str(&format!(" address {}", mac(m)));
-            }
-            if let Some(a) = alias {
-                s.push_str(&format!(" alias {}", q(a)));
-            }
-            if *up {
-                s.push_str(" up");
-            }
+            let s = link_set_args(master, mtu, new_mac, alias, *up);
             if !s.is_empty() {
                 v.push(format!("{} link set {name}{s}", ip(ns)));
             }
@@ -133,15 +89,7 @@ pub fn commands(op: &Op) -> Vec<String> {
         Op::AddRoute { ns, route } => vec![format!("{} route add {route} proto static", ip(ns))],
         Op::DelRoute { ns, route } => vec![format!("{} route del {route}", ip(ns))],
         Op::WriteLabHosts { path, content } | Op::WriteLabResolv { path, content } => {
-            let lines: Vec<String> = content.lines().map(q).collect();
-            let dir = std::path::Path::new(path)
-                .parent()
-                .map(|d| d.display().to_string())
-                .unwrap_or_else(|| ".".into());
-            vec![
-                format!("mkdir -p {dir}"),
-                format!("printf '%s\\n' {} > {path}", lines.join(" ")),
-            ]
+            write_file(path, content)
         }
         Op::LinkHosts { ns, target } => vec![
             format!("mkdir -p /etc/netns/{ns}"),
@@ -152,23 +100,7 @@ pub fn commands(op: &Op) -> Vec<String> {
             format!("mkdir -p /etc/netns/{ns}"),
             format!("ln -sfn {target} /etc/netns/{ns}/resolv.conf"),
         ],
-        Op::SetNat { ns, table, rules } => {
-            let rules: Vec<_> = rules
-                .iter()
-                .map(crate::kernel::nft::Masquerade::from)
-                .collect();
-            let mark = crate::topology::mark_for(table.strip_prefix("nslab-").unwrap_or(table));
-            let cmds = super::nft_text::explain_nat_table(table, &mark, &rules);
-            cmds.into_iter()
-                .map(|c| {
-                    if ns.is_host() {
-                        c
-                    } else {
-                        format!("ip netns exec {ns} {c}")
-                    }
-                })
-                .collect()
-        }
+        Op::SetNat { ns, table, rules } => set_nat(ns, table, rules),
         Op::DeleteNat { ns, table } => {
             let c = super::nft_text::explain_delete_table(table);
             vec![if ns.is_host() {
@@ -178,6 +110,97 @@ pub fn commands(op: &Op) -> Vec<String> {
             }]
         }
     }
+}
+
+/// `ip link add` for a veth pair, its far end perhaps in another namespace.
+fn veth(a: &VEnd, b: &VEnd) -> String {
+    let mut s = format!("{} link add {}", ip(&a.ns), a.name);
+    if let Some(m) = &a.master {
+        s.push_str(&format!(" master {m}"));
+    }
+    if let Some(m) = a.mtu {
+        s.push_str(&format!(" mtu {m}"));
+    }
+    if let Some(m) = &a.mac {
+        s.push_str(&format!(" address {}", mac(m)));
+    }
+    s.push_str(&format!(" type veth peer name {}", b.name));
+    if b.ns != a.ns {
+        s.push_str(&format!(
+            " netns {}",
+            if b.ns.is_host() {
+                "1".to_string()
+            } else {
+                b.ns.to_string()
+            }
+        ));
+    }
+    if let Some(m) = b.mtu {
+        s.push_str(&format!(" mtu {m}"));
+    }
+    if let Some(m) = &b.mac {
+        s.push_str(&format!(" address {}", mac(m)));
+    }
+    s
+}
+
+/// The arguments of `ip link set NAME...` (empty when there is nothing to set).
+fn link_set_args(
+    master: &Option<String>,
+    mtu: &Option<u32>,
+    new_mac: &Option<[u8; 6]>,
+    alias: &Option<String>,
+    up: bool,
+) -> String {
+    let mut s = String::new();
+    if let Some(m) = master {
+        s.push_str(&format!(" master {m}"));
+    }
+    if let Some(m) = mtu {
+        s.push_str(&format!(" mtu {m}"));
+    }
+    if let Some(m) = new_mac {
+        s.push_str(&format!(" address {}", mac(m)));
+    }
+    if let Some(a) = alias {
+        s.push_str(&format!(" alias {}", shell_quote(a)));
+    }
+    if up {
+        s.push_str(" up");
+    }
+    s
+}
+
+/// Write a lab file (hosts, resolv.conf) line by line.
+fn write_file(path: &str, content: &str) -> Vec<String> {
+    let lines: Vec<String> = content.lines().map(shell_quote).collect();
+    let dir = std::path::Path::new(path)
+        .parent()
+        .map(|d| d.display().to_string())
+        .unwrap_or_else(|| ".".into());
+    vec![
+        format!("mkdir -p {dir}"),
+        format!("printf '%s\\n' {} > {path}", lines.join(" ")),
+    ]
+}
+
+/// The nft commands that write the lab's NAT table, run in its namespace.
+fn set_nat(ns: &Ns, table: &str, rules: &[crate::topology::Nat]) -> Vec<String> {
+    let rules: Vec<_> = rules
+        .iter()
+        .map(crate::kernel::nft::Masquerade::from)
+        .collect();
+    let mark = crate::topology::mark_for(table.strip_prefix("nslab-").unwrap_or(table));
+    let cmds = super::nft_text::explain_nat_table(table, &mark, &rules);
+    cmds.into_iter()
+        .map(|c| {
+            if ns.is_host() {
+                c
+            } else {
+                format!("ip netns exec {ns} {c}")
+            }
+        })
+        .collect()
 }
 
 /// The whole plan as a shell script body.

@@ -586,192 +586,262 @@ pub fn plan_up(
     prev: Option<&Lab>,
     owned: &Owned,
 ) -> Result<(Vec<Op>, Vec<String>), Vec<Conflict>> {
-    let owned_ns = &owned.namespaces;
-    let mark = lab.mark();
+    let cx = UpCx::new(lab, obs, prev, owned);
+    let mut up = UpOps::default();
+    up.namespaces_gone(&cx);
+    up.namespaces(&cx);
+    up.bridges(&cx);
+    up.cables(&cx);
+    up.links_gone(&cx);
+    for (ns, w) in &cx.want {
+        up.configure_ns(&cx, ns, w);
+    }
+    up.nat(&cx);
+    up.finish(&cx)
+}
+
+/// What `plan_up` reads: the lab wanted, what is there, and what the record
+/// says was there.
+struct UpCx<'a> {
+    lab: &'a Lab,
+    obs: &'a Observed,
+    prev: Option<&'a Lab>,
+    owned: &'a Owned,
+    mark: String,
+    want: BTreeMap<Ns, Want>,
+    prev_want: BTreeMap<Ns, Want>,
+    host_ns: Ns,
+    /// One hosts file for the whole lab, linked from each node's /etc/netns.
+    hosts_target: String,
+    /// Likewise one resolv.conf.
+    resolv_target: String,
+    node_ns: BTreeSet<&'a str>,
+    /// The state of a namespace that is not there.
+    empty: NsState,
+}
+
+impl<'a> UpCx<'a> {
+    fn new(lab: &'a Lab, obs: &'a Observed, prev: Option<&'a Lab>, owned: &'a Owned) -> Self {
+        UpCx {
+            lab,
+            obs,
+            prev,
+            owned,
+            mark: lab.mark(),
+            want: wants(lab),
+            prev_want: prev.map(wants).unwrap_or_default(),
+            host_ns: ns_of(lab, &Place::Host),
+            hosts_target: crate::record::hosts_path(&lab.name).display().to_string(),
+            resolv_target: crate::record::resolv_path(&lab.name).display().to_string(),
+            node_ns: lab.nodes.iter().map(|n| n.ns.as_str()).collect(),
+            empty: NsState::default(),
+        }
+    }
+
     // Ours: carries the mark, or sits in a namespace the lab owns, or is a host
     // interface the record owns (made just before a crash, not yet marked).
     // A namespace is the lab's when its `lo` carries the mark (set before the
     // namespace got its name), never by name alone: one re-made by hand under a
     // node's name is someone else's.
-    let ns_ours = |ns: &Ns| {
-        obs.ns
+    fn ns_ours(&self, ns: &Ns) -> bool {
+        self.obs
+            .ns
             .get(ns)
             .and_then(|o| o.state.link("lo"))
-            .is_some_and(|l| is_ours(l, &mark))
-    };
+            .is_some_and(|l| is_ours(l, &self.mark))
+    }
+
     // A host bridge made just before a crash, not yet marked: recorded, and with
     // the MAC it was made with.
-    let adopt = |ns: &Ns, l: &ObsLink| {
-        is_ours(l, &mark)
-            || (!ns.is_host() && ns_ours(ns))
+    fn adopt(&self, ns: &Ns, l: &ObsLink) -> bool {
+        is_ours(l, &self.mark)
+            || (!ns.is_host() && self.ns_ours(ns))
             || (ns.is_host()
-                && owned.host_links.contains(&l.name)
+                && self.owned.host_links.contains(&l.name)
                 && l.kind.as_deref() == Some("bridge")
                 && l.mac.is_some()
-                && owned.bridge_macs.get(&l.name) == l.mac.as_ref())
-    };
+                && self.owned.bridge_macs.get(&l.name) == l.mac.as_ref())
+    }
+
     // A host veth end made just before a crash, not yet marked: recorded, and
     // the peer of the other end of the cable, which is in a namespace of ours.
-    let cable_of_ours = |ns: &Ns, l: &ObsLink, other_ns: &Ns, other: Option<&ObsLink>| {
+    fn cable_of_ours(&self, ns: &Ns, l: &ObsLink, other_ns: &Ns, other: Option<&ObsLink>) -> bool {
         ns.is_host()
-            && owned.host_links.contains(&l.name)
+            && self.owned.host_links.contains(&l.name)
             && l.kind.as_deref() == Some("veth")
             && !other_ns.is_host()
-            && ns_ours(other_ns)
+            && self.ns_ours(other_ns)
             && other.is_some_and(|p| p.peer_index == Some(l.index) && l.peer_index == Some(p.index))
-    };
-    let mut conflicts = Vec::new();
-    let mut notes = Vec::new();
-    let want = wants(lab);
-    let prev_want = prev.map(wants).unwrap_or_default();
+    }
 
-    // One hosts file for the whole lab, linked from each node's /etc/netns.
-    let hosts_target = crate::record::hosts_path(&lab.name).display().to_string();
-    let hosts_content = hosts_file(lab);
-    let node_ns: BTreeSet<&str> = lab.nodes.iter().map(|n| n.ns.as_str()).collect();
-    // Likewise one resolv.conf.
-    let resolv_target = crate::record::resolv_path(&lab.name).display().to_string();
-    let resolv_content = resolv_file(lab);
-    let mut dels = Vec::new();
-    let mut creates_ns = Vec::new();
-    let mut creates_link = Vec::new();
-    let mut config: BTreeMap<Ns, Vec<Op>> = BTreeMap::new();
-    let mut files = Vec::new();
+    fn state(&self, ns: &Ns) -> &NsState {
+        self.obs.ns.get(ns).map(|o| &o.state).unwrap_or(&self.empty)
+    }
 
-    // Namespaces the lab had and no longer wants.
-    if let Some(p) = prev {
+    /// The interface as the previous model wanted it.
+    fn prev_iface(&self, ns: &Ns, name: &str) -> Option<&WIf> {
+        self.prev_want
+            .get(ns)
+            .and_then(|pw| pw.ifaces.iter().find(|x| x.name == name))
+    }
+}
+
+/// The plan for `up` as it is built, by kind of step.
+#[derive(Default)]
+struct UpOps {
+    conflicts: Vec<Conflict>,
+    notes: Vec<String>,
+    dels: Vec<Op>,
+    creates_ns: Vec<Op>,
+    creates_link: Vec<Op>,
+    config: BTreeMap<Ns, Vec<Op>>,
+    nat_ops: Vec<Op>,
+    files: Vec<Op>,
+    /// Links this plan (re)creates: what the kernel had of them does not count.
+    fresh: BTreeSet<(Ns, String)>,
+}
+
+impl UpOps {
+    /// Namespaces the lab had and no longer wants.
+    fn namespaces_gone(&mut self, cx: &UpCx) {
+        let Some(p) = cx.prev else { return };
         for ns in p.namespaces().into_iter().map(Ns::named) {
-            if !want.contains_key(&ns) && obs.ns.contains_key(&ns) {
-                if ns_ours(&ns) {
-                    dels.push(Op::DeleteNs { ns: ns.clone() });
-                    files.push(Op::RemoveEtc { ns });
+            if !cx.want.contains_key(&ns) && cx.obs.ns.contains_key(&ns) {
+                if cx.ns_ours(&ns) {
+                    self.dels.push(Op::DeleteNs { ns: ns.clone() });
+                    self.files.push(Op::RemoveEtc { ns });
                 } else {
-                    notes.push(format!("namespace {ns} is no longer the lab's: its lo does not carry the mark {mark} (re-made by someone else?); left alone"));
+                    self.notes.push(format!("namespace {ns} is no longer the lab's: its lo does not carry the mark {} (re-made by someone else?); left alone", cx.mark));
                 }
             }
         }
     }
 
-    // Ownership of existing namespaces: lo marked by us. Recorded but unmarked
-    // means the lab's namespace went and someone made another under its name.
-    for ns in want.keys().filter(|n| !n.is_host()) {
-        if obs.ns.contains_key(ns) {
-            if !ns_ours(ns) {
-                let why = if owned_ns.contains(ns.as_str()) {
-                    "was the lab's, but the one there now is not (its lo does not carry the mark; re-made by someone else?)"
-                } else {
-                    "already exists and does not belong to the lab"
-                };
-                conflicts.push(Conflict(format!("namespace {ns} {why}; nslab will not touch it. Remove it (`ip netns del {ns}`) or use --prefix to pick other names (lab {})", lab.name)));
+    /// Ownership of existing namespaces: lo marked by us. Recorded but unmarked
+    /// means the lab's namespace went and someone made another under its name.
+    fn namespaces(&mut self, cx: &UpCx) {
+        for ns in cx.want.keys().filter(|n| !n.is_host()) {
+            if cx.obs.ns.contains_key(ns) {
+                if !cx.ns_ours(ns) {
+                    let why = if cx.owned.namespaces.contains(ns.as_str()) {
+                        "was the lab's, but the one there now is not (its lo does not carry the mark; re-made by someone else?)"
+                    } else {
+                        "already exists and does not belong to the lab"
+                    };
+                    self.conflicts.push(Conflict(format!("namespace {ns} {why}; nslab will not touch it. Remove it (`ip netns del {ns}`) or use --prefix to pick other names (lab {})", cx.lab.name)));
+                }
+            } else {
+                self.creates_ns.push(Op::CreateNs {
+                    ns: ns.clone(),
+                    sysctls: creation_sysctls(cx.lab, ns.as_str()),
+                    mark: cx.mark.clone(),
+                });
             }
-        } else {
-            creates_ns.push(Op::CreateNs {
-                ns: ns.clone(),
-                sysctls: creation_sysctls(lab, ns.as_str()),
-                mark: mark.clone(),
+        }
+    }
+
+    fn bridges(&mut self, cx: &UpCx) {
+        let (host_ns, mark) = (&cx.host_ns, &cx.mark);
+        for b in &cx.lab.bridges {
+            match cx.state(host_ns).link(&b.name) {
+                Some(l) if cx.adopt(host_ns, l) => {}
+                Some(_) => self.conflicts.push(Conflict(format!("interface {} in {} exists and is not nslab's (no mark {mark}); nslab will not take it over", b.name, at(host_ns)))),
+                None => {
+                    self.creates_link.push(Op::CreateBridge { ns: host_ns.clone(), name: b.name.clone(), mac: b.mac, mtu: b.mtu });
+                    self.fresh.insert((host_ns.clone(), b.name.clone()));
+                }
+            }
+        }
+    }
+
+    /// Cables: a veth whose ends are both there and ours stays; otherwise (re)create.
+    fn cables(&mut self, cx: &UpCx) {
+        let lab = cx.lab;
+        for l in all_links(lab) {
+            // Create from the host side (or the first node): its socket does the work.
+            let (a, b) = if l.b.place == Place::Host {
+                (&l.b, &l.a)
+            } else {
+                (&l.a, &l.b)
+            };
+            let (na, nb) = (ns_of(lab, &a.place), ns_of(lab, &b.place));
+            let (oa, ob) = (cx.state(&na).link(&a.ifname), cx.state(&nb).link(&b.ifname));
+            let mut ok = true;
+            for (o, ns, name, other_ns, other) in
+                [(oa, &na, &a.ifname, &nb, ob), (ob, &nb, &b.ifname, &na, oa)]
+            {
+                if let Some(o) = o
+                    && !cx.adopt(ns, o)
+                    && !cx.cable_of_ours(ns, o, other_ns, other)
+                {
+                    self.conflicts.push(Conflict(format!("interface {name} in {} exists and is not nslab's (no mark {}); nslab will not take it over", at(ns), cx.mark)));
+                    ok = false;
+                }
+            }
+            if !ok {
+                continue;
+            }
+            let intact = oa.is_some_and(|o| o.kind.as_deref() == Some("veth"))
+                && ob.is_some_and(|o| o.kind.as_deref() == Some("veth"));
+            if intact {
+                continue;
+            }
+            for (o, ns, name) in [(oa, &na, &a.ifname), (ob, &nb, &b.ifname)] {
+                if o.is_some() {
+                    self.dels.push(Op::DeleteLink {
+                        ns: ns.clone(),
+                        name: name.clone(),
+                    });
+                }
+            }
+            let ia = iface_of(lab, &a.place, &a.ifname);
+            let ib = iface_of(lab, &b.place, &b.ifname);
+            self.creates_link.push(Op::CreateVeth {
+                a: VEnd {
+                    ns: na.clone(),
+                    name: a.ifname.clone(),
+                    mtu: ia.and_then(|i| i.mtu),
+                    mac: ia.and_then(|i| i.mac),
+                    master: a.bridge.clone(),
+                },
+                b: VEnd {
+                    ns: nb.clone(),
+                    name: b.ifname.clone(),
+                    mtu: ib.and_then(|i| i.mtu),
+                    mac: ib.and_then(|i| i.mac),
+                    master: b.bridge.clone(),
+                },
             });
+            self.fresh.insert((na, a.ifname.clone()));
+            self.fresh.insert((nb, b.ifname.clone()));
         }
     }
 
-    let empty = NsState::default();
-    let state = |ns: &Ns| obs.ns.get(ns).map(|o| &o.state).unwrap_or(&empty);
-
-    // Cables: a veth whose ends are both there and ours stays; otherwise (re)create.
-    let host_ns = ns_of(lab, &Place::Host);
-    let mut fresh: BTreeSet<(Ns, String)> = BTreeSet::new();
-    for b in &lab.bridges {
-        match state(&host_ns).link(&b.name) {
-            Some(l) if adopt(&host_ns, l) => {}
-            Some(_) => conflicts.push(Conflict(format!("interface {} in {} exists and is not nslab's (no mark {mark}); nslab will not take it over", b.name, at(&host_ns)))),
-            None => {
-                creates_link.push(Op::CreateBridge { ns: host_ns.clone(), name: b.name.clone(), mac: b.mac, mtu: b.mtu });
-                fresh.insert((host_ns.clone(), b.name.clone()));
-            }
-        }
-    }
-    for l in all_links(lab) {
-        // Create from the host side (or the first node): its socket does the work.
-        let (a, b) = if l.b.place == Place::Host {
-            (&l.b, &l.a)
-        } else {
-            (&l.a, &l.b)
-        };
-        let (na, nb) = (ns_of(lab, &a.place), ns_of(lab, &b.place));
-        let (oa, ob) = (state(&na).link(&a.ifname), state(&nb).link(&b.ifname));
-        let mut ok = true;
-        for (o, ns, name, other_ns, other) in
-            [(oa, &na, &a.ifname, &nb, ob), (ob, &nb, &b.ifname, &na, oa)]
-        {
-            if let Some(o) = o
-                && !adopt(ns, o)
-                && !cable_of_ours(ns, o, other_ns, other)
-            {
-                conflicts.push(Conflict(format!("interface {name} in {} exists and is not nslab's (no mark {mark}); nslab will not take it over", at(ns))));
-                ok = false;
-            }
-        }
-        if !ok {
-            continue;
-        }
-        let intact = oa.is_some_and(|o| o.kind.as_deref() == Some("veth"))
-            && ob.is_some_and(|o| o.kind.as_deref() == Some("veth"));
-        if intact {
-            continue;
-        }
-        for (o, ns, name) in [(oa, &na, &a.ifname), (ob, &nb, &b.ifname)] {
-            if o.is_some() {
-                dels.push(Op::DeleteLink {
-                    ns: ns.clone(),
-                    name: name.clone(),
-                });
-            }
-        }
-        let ia = iface_of(lab, &a.place, &a.ifname);
-        let ib = iface_of(lab, &b.place, &b.ifname);
-        creates_link.push(Op::CreateVeth {
-            a: VEnd {
-                ns: na.clone(),
-                name: a.ifname.clone(),
-                mtu: ia.and_then(|i| i.mtu),
-                mac: ia.and_then(|i| i.mac),
-                master: a.bridge.clone(),
-            },
-            b: VEnd {
-                ns: nb.clone(),
-                name: b.ifname.clone(),
-                mtu: ib.and_then(|i| i.mtu),
-                mac: ib.and_then(|i| i.mac),
-                master: b.bridge.clone(),
-            },
-        });
-        fresh.insert((na, a.ifname.clone()));
-        fresh.insert((nb, b.ifname.clone()));
-    }
-
-    // Links the previous model had that are gone now (host side; node namespaces
-    // that stay keep only what is wanted).
-    for (ns, pw) in &prev_want {
-        let Some(w) = want.get(ns) else { continue };
-        for pi in &pw.ifaces {
-            if pi.name != "lo"
-                && !w.ifaces.iter().any(|i| i.name == pi.name)
-                && let Some(o) = state(ns).link(&pi.name)
-                && adopt(ns, o)
-            {
-                dels.push(Op::DeleteLink {
-                    ns: ns.clone(),
-                    name: pi.name.clone(),
-                });
+    /// Links the previous model had that are gone now (host side; node namespaces
+    /// that stay keep only what is wanted).
+    fn links_gone(&mut self, cx: &UpCx) {
+        for (ns, pw) in &cx.prev_want {
+            let Some(w) = cx.want.get(ns) else { continue };
+            for pi in &pw.ifaces {
+                if pi.name != "lo"
+                    && !w.ifaces.iter().any(|i| i.name == pi.name)
+                    && let Some(o) = cx.state(ns).link(&pi.name)
+                    && cx.adopt(ns, o)
+                {
+                    self.dels.push(Op::DeleteLink {
+                        ns: ns.clone(),
+                        name: pi.name.clone(),
+                    });
+                }
             }
         }
     }
 
-    // Per namespace: links up (and configured), addresses, routes.
-    for (ns, w) in &want {
-        let st = state(ns);
-        let ops = config.entry(ns.clone()).or_default();
-        let new_ns = !obs.ns.contains_key(ns) && !ns.is_host();
-        let lo = st.link("lo");
+    /// Per namespace: links up (and configured), addresses, routes, files.
+    fn configure_ns(&mut self, cx: &UpCx, ns: &Ns, w: &Want) {
+        let mut ops = Vec::new();
+        let new_ns = !cx.obs.ns.contains_key(ns) && !ns.is_host();
+        let lo = cx.state(ns).link("lo");
         // A new namespace gets lo up (and marked) as it is made.
         if !ns.is_host() && !new_ns && lo.is_some_and(|l| !l.up) {
             ops.push(Op::SetLink {
@@ -785,132 +855,76 @@ pub fn plan_up(
                 up: true,
             });
         }
-        // Forwarding of an existing namespace, as the kernel has it (on lo: see
-        // ObsLink::forwarding), or as the previous model had it.
         if !new_ns && !ns.is_host() {
-            let fw = forward_sysctls(lab, ns.as_str());
-            let want = !fw.is_empty();
-            let differs = match lo.map(|l| l.forwarding) {
-                Some((Some(v4), v6)) => v4 != want || v6.is_some_and(|v6| v6 != want),
-                _ => {
-                    fw != prev
-                        .map(|p| forward_sysctls(p, ns.as_str()))
-                        .unwrap_or_default()
-                }
-            };
-            if differs {
-                let v = if want { "1" } else { "0" };
-                for k in ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"] {
-                    ops.push(Op::Sysctl {
-                        ns: ns.clone(),
-                        key: k.into(),
-                        value: v.into(),
-                    });
-                }
-            }
+            forwarding(cx, ns, lo, &mut ops);
         }
         for i in &w.ifaces {
-            let is_fresh = fresh.contains(&(ns.clone(), i.name.clone()));
-            let o = if is_fresh { None } else { st.link(&i.name) };
+            let is_fresh = self.fresh.contains(&(ns.clone(), i.name.clone()));
+            let o = if is_fresh {
+                None
+            } else {
+                cx.state(ns).link(&i.name)
+            };
             if i.name != "lo" {
-                let master_idx = i.master.as_ref().and_then(|m| st.link(m).map(|l| l.index));
-                let master_ok = i.master.is_none()
-                    || (o.is_some()
-                        && o.and_then(|l| l.master) == master_idx
-                        && master_idx.is_some());
-                let up_ok = o.is_some_and(|l| l.up);
-                // An MTU the file no longer sets goes back to the kernel's default.
-                let prev_mtu = prev_want
-                    .get(ns)
-                    .and_then(|pw| pw.ifaces.iter().find(|x| x.name == i.name))
-                    .and_then(|pi| pi.mtu);
-                let want_mtu = i.mtu.or(prev_mtu.map(|_| DEFAULT_MTU));
-                let mtu_ok = want_mtu.is_none() || o.and_then(|l| l.mtu) == want_mtu;
-                // Below 1280 the kernel gives a link no IPv6 at all (and refuses
-                // its IPv6 settings with EAFNOSUPPORT).
-                let nll = is_fresh && !lab.ipv6_link_local && i.mtu.is_none_or(|m| m >= 1280);
-                if nll {
-                    // A request of its own, before the one that brings the link up.
-                    ops.push(Op::SetLink {
-                        ns: ns.clone(),
-                        name: i.name.clone(),
-                        no_link_local: true,
-                        master: None,
-                        mtu: None,
-                        mac: None,
-                        alias: None,
-                        up: false,
-                    });
-                }
-                // A new link gets its MAC in the create request.
-                let mac_ok = i.mac.is_none() || is_fresh || o.and_then(|l| l.mac) == i.mac;
-                let marked = o.is_some_and(|l| is_ours(l, &mark));
-                if !(master_ok && up_ok && mtu_ok && mac_ok && marked) || is_fresh {
-                    ops.push(Op::SetLink {
-                        ns: ns.clone(),
-                        name: i.name.clone(),
-                        no_link_local: false,
-                        // A fresh veth gets its master at creation.
-                        master: if master_ok || is_fresh {
-                            None
-                        } else {
-                            i.master.clone()
-                        },
-                        mtu: if mtu_ok { None } else { want_mtu },
-                        mac: if mac_ok { None } else { i.mac },
-                        // The kernel ignores IFLA_IFALIAS in a create request: mark it here.
-                        alias: (is_fresh || !marked).then(|| mark.clone()),
-                        up: true,
-                    });
-                }
+                link_settings(cx, ns, i, o, is_fresh, &mut ops);
             }
-            let have: Vec<IpNet> = o
-                .map(|l| st.addrs_of(l.index).cloned().collect())
-                .unwrap_or_default();
-            for a in &i.addrs {
-                if !have.contains(a) {
-                    ops.push(Op::AddAddr {
+            self.addresses(cx, ns, i, o, &mut ops);
+        }
+        self.routes(cx, ns, w, &mut ops);
+        self.extra_links(cx, ns, w);
+        self.etc_links(cx, ns);
+        self.config.entry(ns.clone()).or_default().extend(ops);
+    }
+
+    /// Addresses to add, the previous model's to remove, and others to report.
+    fn addresses(&mut self, cx: &UpCx, ns: &Ns, i: &WIf, o: Option<&ObsLink>, ops: &mut Vec<Op>) {
+        let st = cx.state(ns);
+        let have: Vec<IpNet> = o
+            .map(|l| st.addrs_of(l.index).cloned().collect())
+            .unwrap_or_default();
+        for a in &i.addrs {
+            if !have.contains(a) {
+                ops.push(Op::AddAddr {
+                    ns: ns.clone(),
+                    dev: i.name.clone(),
+                    addr: *a,
+                });
+            }
+        }
+        // Addresses the previous model put here and the new one does not want.
+        if let Some(pi) = cx.prev_iface(ns, &i.name) {
+            for a in &pi.addrs {
+                if !i.addrs.contains(a) && have.contains(a) {
+                    self.dels.push(Op::DelAddr {
                         ns: ns.clone(),
                         dev: i.name.clone(),
                         addr: *a,
                     });
                 }
             }
-            // Addresses the previous model put here and the new one does not want.
-            if let Some(pi) = prev_want
-                .get(ns)
-                .and_then(|pw| pw.ifaces.iter().find(|x| x.name == i.name))
-            {
-                for a in &pi.addrs {
-                    if !i.addrs.contains(a) && have.contains(a) {
-                        dels.push(Op::DelAddr {
-                            ns: ns.clone(),
-                            dev: i.name.clone(),
-                            addr: *a,
-                        });
-                    }
-                }
-            }
-            if let Some(l) = o {
-                for a in &have {
-                    let expected = i.addrs.contains(a)
-                        || prev_want
-                            .get(ns)
-                            .and_then(|pw| pw.ifaces.iter().find(|x| x.name == i.name))
-                            .is_some_and(|pi| pi.addrs.contains(a));
-                    let auto = matches!(a, IpNet::V6(v) if v.addr().segments()[0] & 0xffc0 == 0xfe80)
-                        || (i.name == "lo" && a.addr().is_loopback());
-                    if !expected && !auto {
-                        notes.push(format!(
-                            "{} in {} has address {a} that the lab does not declare (left alone)",
-                            l.name,
-                            at(ns)
-                        ));
-                    }
+        }
+        if let Some(l) = o {
+            for a in &have {
+                let expected = i.addrs.contains(a)
+                    || cx
+                        .prev_iface(ns, &i.name)
+                        .is_some_and(|pi| pi.addrs.contains(a));
+                let auto = matches!(a, IpNet::V6(v) if v.addr().segments()[0] & 0xffc0 == 0xfe80)
+                    || (i.name == "lo" && a.addr().is_loopback());
+                if !expected && !auto {
+                    self.notes.push(format!(
+                        "{} in {} has address {a} that the lab does not declare (left alone)",
+                        l.name,
+                        at(ns)
+                    ));
                 }
             }
         }
-        // Routes: the kernel ones come with addresses; static ones are ours.
+    }
+
+    /// Routes: the kernel ones come with addresses; static ones are ours.
+    fn routes(&mut self, cx: &UpCx, ns: &Ns, w: &Want, ops: &mut Vec<Op>) {
+        let st = cx.state(ns);
         let idx = |d: &str| st.link(d).map(|l| l.index);
         // On-link routes first: a gateway must be reachable when its route is added.
         let mut wr: Vec<&Route> = w.routes.iter().collect();
@@ -919,7 +933,7 @@ pub fn plan_up(
             let dev_fresh = r
                 .dev
                 .as_ref()
-                .is_some_and(|d| fresh.contains(&(ns.clone(), d.clone())));
+                .is_some_and(|d| self.fresh.contains(&(ns.clone(), d.clone())));
             let present = !dev_fresh && st.routes.iter().any(|o| route_matches(o, r, &idx));
             if !present {
                 // Same destination with other details: replace it.
@@ -939,7 +953,7 @@ pub fn plan_up(
                         onlink: o.onlink,
                         metric: o.metric,
                     };
-                    dels.push(Op::DelRoute {
+                    self.dels.push(Op::DelRoute {
                         ns: ns.clone(),
                         route: old,
                     });
@@ -950,7 +964,7 @@ pub fn plan_up(
                 });
             }
         }
-        if let Some(pw) = prev_want.get(ns) {
+        if let Some(pw) = cx.prev_want.get(ns) {
             for r in &pw.routes {
                 if !w
                     .routes
@@ -958,90 +972,221 @@ pub fn plan_up(
                     .any(|x| x.dst == r.dst && x.metric == r.metric)
                     && st.routes.iter().any(|o| route_matches(o, r, &idx))
                 {
-                    dels.push(Op::DelRoute {
+                    self.dels.push(Op::DelRoute {
                         ns: ns.clone(),
                         route: r.clone(),
                     });
                 }
             }
         }
-        // Unmarked extra interfaces are reported, never removed.
-        if !ns.is_host() {
-            for l in &st.links {
-                if l.name != "lo"
-                    && !w.ifaces.iter().any(|i| i.name == l.name)
-                    && !is_ours(l, &mark)
-                {
-                    notes.push(format!(
-                        "{} has interface {} that the lab does not declare (left alone)",
-                        at(ns),
-                        l.name
-                    ));
-                }
+    }
+
+    /// Unmarked extra interfaces are reported, never removed.
+    fn extra_links(&mut self, cx: &UpCx, ns: &Ns, w: &Want) {
+        if ns.is_host() {
+            return;
+        }
+        for l in &cx.state(ns).links {
+            if l.name != "lo" && !w.ifaces.iter().any(|i| i.name == l.name) && !is_ours(l, &cx.mark)
+            {
+                self.notes.push(format!(
+                    "{} has interface {} that the lab does not declare (left alone)",
+                    at(ns),
+                    l.name
+                ));
             }
         }
-        // Node namespaces link the lab's hosts file, unless someone else's is there.
-        if node_ns.contains(ns.as_str()) && obs.foreign_hosts.contains(ns.as_str()) {
-            notes.push(format!("/etc/netns/{ns}/hosts is not nslab's: kept as it is (the lab's names do not resolve in {ns})"));
-        } else if node_ns.contains(ns.as_str())
-            && obs.ns.get(ns).and_then(|o| o.hosts.as_deref()) != Some(hosts_target.as_str())
+    }
+
+    /// Node namespaces link the lab's hosts file and resolv.conf, unless
+    /// someone else's is there.
+    fn etc_links(&mut self, cx: &UpCx, ns: &Ns) {
+        let node = cx.node_ns.contains(ns.as_str());
+        if node && cx.obs.foreign_hosts.contains(ns.as_str()) {
+            self.notes.push(format!("/etc/netns/{ns}/hosts is not nslab's: kept as it is (the lab's names do not resolve in {ns})"));
+        } else if node
+            && cx.obs.ns.get(ns).and_then(|o| o.hosts.as_deref()) != Some(cx.hosts_target.as_str())
         {
-            files.push(Op::LinkHosts {
+            self.files.push(Op::LinkHosts {
                 ns: ns.clone(),
-                target: hosts_target.clone(),
+                target: cx.hosts_target.clone(),
             });
         }
-        // Node namespaces link the lab's resolv.conf, unless someone else's file is there.
-        if node_ns.contains(ns.as_str()) {
-            match obs.resolv.get(ns.as_str()) {
-                Some(EtcFile::Foreign) => notes.push(format!(
+        if node {
+            match cx.obs.resolv.get(ns.as_str()) {
+                Some(EtcFile::Foreign) => self.notes.push(format!(
                     "/etc/netns/{ns}/resolv.conf is not nslab's: kept (name lookups in {ns} use it)"
                 )),
-                Some(EtcFile::Ours(t)) if *t == resolv_target => {}
-                _ => files.push(Op::LinkResolv {
+                Some(EtcFile::Ours(t)) if *t == cx.resolv_target => {}
+                _ => self.files.push(Op::LinkResolv {
                     ns: ns.clone(),
-                    target: resolv_target.clone(),
+                    target: cx.resolv_target.clone(),
                 }),
             }
         }
     }
 
-    // NAT: one table per lab in its host namespace, replaced whole when it differs.
-    let table = nat_table(&lab.name);
-    let found = obs.ns.get(&host_ns).and_then(|o| o.nat.clone());
-    let mut nat_ops = Vec::new();
-    match (&found, lab.nat.is_empty()) {
-        (Some(f), _) if f.comment.as_deref() != Some(mark.as_str()) => {
-            conflicts.push(Conflict(format!("nftables table ip {table} in {} exists and is not nslab's (its comment is not {mark}); nslab will not touch it", at(&host_ns))));
+    /// NAT: one table per lab in its host namespace, replaced whole when it
+    /// differs; and the host's forwarding when the lab needs it.
+    fn nat(&mut self, cx: &UpCx) {
+        let (lab, host_ns, mark) = (cx.lab, &cx.host_ns, &cx.mark);
+        let table = nat_table(&lab.name);
+        let found = cx.obs.ns.get(host_ns).and_then(|o| o.nat.clone());
+        match (&found, lab.nat.is_empty()) {
+            (Some(f), _) if f.comment.as_deref() != Some(mark.as_str()) => {
+                self.conflicts.push(Conflict(format!("nftables table ip {table} in {} exists and is not nslab's (its comment is not {mark}); nslab will not touch it", at(host_ns))));
+            }
+            (Some(f), false) if f.exact && f.rules == lab.nat => {}
+            (_, false) => self.nat_ops.push(Op::SetNat {
+                ns: host_ns.clone(),
+                table: table.clone(),
+                rules: lab.nat.clone(),
+            }),
+            (Some(_), true) => self.dels.push(Op::DeleteNat {
+                ns: host_ns.clone(),
+                table: table.clone(),
+            }),
+            (None, true) => {}
         }
-        (Some(f), false) if f.exact && f.rules == lab.nat => {}
-        (_, false) => nat_ops.push(Op::SetNat {
-            ns: host_ns.clone(),
-            table: table.clone(),
-            rules: lab.nat.clone(),
-        }),
-        (Some(_), true) => dels.push(Op::DeleteNat {
-            ns: host_ns.clone(),
-            table: table.clone(),
-        }),
-        (None, true) => {}
-    }
-    if host_forwarding_needed(lab)
-        && obs.ns.get(&Ns::HOST).and_then(|o| o.ip_forward) == Some(false)
-    {
-        nat_ops.push(Op::Sysctl {
-            ns: Ns::HOST,
-            key: "net.ipv4.ip_forward".into(),
-            value: "1".into(),
-        });
+        if host_forwarding_needed(lab)
+            && cx.obs.ns.get(&Ns::HOST).and_then(|o| o.ip_forward) == Some(false)
+        {
+            self.nat_ops.push(Op::Sysctl {
+                ns: Ns::HOST,
+                key: "net.ipv4.ip_forward".into(),
+                value: "1".into(),
+            });
+        }
     }
 
-    if !conflicts.is_empty() {
-        return Err(conflicts);
+    /// The steps in order, or the conflicts that refuse the plan.
+    fn finish(mut self, cx: &UpCx) -> Result<(Vec<Op>, Vec<String>), Vec<Conflict>> {
+        if !self.conflicts.is_empty() {
+            return Err(self.conflicts);
+        }
+        let lab = cx.lab;
+        // Order: deletions (routes, addresses, links, namespaces), namespaces, links,
+        // then per namespace its configuration, then files.
+        self.dels.sort_by_key(deletion_rank);
+        self.dels.dedup();
+        let mut ops = self.dels;
+        ops.extend(self.creates_ns);
+        ops.extend(self.creates_link);
+        // The host first: bridge ports must be up before nodes talk through them.
+        if let Some(h) = self.config.remove(&cx.host_ns) {
+            ops.extend(h);
+        }
+        for (_, v) in self.config {
+            ops.extend(v);
+        }
+        ops.extend(self.nat_ops);
+        let hosts_content = hosts_file(lab);
+        if !lab.nodes.is_empty() && cx.obs.lab_hosts.as_deref() != Some(hosts_content.as_str()) {
+            ops.push(Op::WriteLabHosts {
+                path: cx.hosts_target.clone(),
+                content: hosts_content,
+            });
+        }
+        let resolv_content = resolv_file(lab);
+        if !lab.nodes.is_empty() && cx.obs.lab_resolv.as_deref() != Some(resolv_content.as_str()) {
+            ops.push(Op::WriteLabResolv {
+                path: cx.resolv_target.clone(),
+                content: resolv_content,
+            });
+        }
+        ops.extend(self.files);
+        Ok((ops, self.notes))
     }
-    // Order: deletions (routes, addresses, links, namespaces), namespaces, links,
-    // then per namespace its configuration, then files.
-    let rank = |o: &Op| match o {
+}
+
+/// Forwarding of an existing namespace, as the kernel has it (on lo: see
+/// ObsLink::forwarding), or as the previous model had it.
+fn forwarding(cx: &UpCx, ns: &Ns, lo: Option<&ObsLink>, ops: &mut Vec<Op>) {
+    let fw = forward_sysctls(cx.lab, ns.as_str());
+    let want = !fw.is_empty();
+    let differs = match lo.map(|l| l.forwarding) {
+        Some((Some(v4), v6)) => v4 != want || v6.is_some_and(|v6| v6 != want),
+        _ => {
+            fw != cx
+                .prev
+                .map(|p| forward_sysctls(p, ns.as_str()))
+                .unwrap_or_default()
+        }
+    };
+    if differs {
+        let v = if want { "1" } else { "0" };
+        for k in ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"] {
+            ops.push(Op::Sysctl {
+                ns: ns.clone(),
+                key: k.into(),
+                value: v.into(),
+            });
+        }
+    }
+}
+
+/// Bring a link to what the lab wants (master, MTU, MAC, mark, up), if it
+/// differs or was just made.
+fn link_settings(
+    cx: &UpCx,
+    ns: &Ns,
+    i: &WIf,
+    o: Option<&ObsLink>,
+    is_fresh: bool,
+    ops: &mut Vec<Op>,
+) {
+    let st = cx.state(ns);
+    let master_idx = i.master.as_ref().and_then(|m| st.link(m).map(|l| l.index));
+    let master_ok = i.master.is_none()
+        || (o.is_some() && o.and_then(|l| l.master) == master_idx && master_idx.is_some());
+    let up_ok = o.is_some_and(|l| l.up);
+    // An MTU the file no longer sets goes back to the kernel's default.
+    let prev_mtu = cx.prev_iface(ns, &i.name).and_then(|pi| pi.mtu);
+    let want_mtu = i.mtu.or(prev_mtu.map(|_| DEFAULT_MTU));
+    let mtu_ok = want_mtu.is_none() || o.and_then(|l| l.mtu) == want_mtu;
+    // Below 1280 the kernel gives a link no IPv6 at all (and refuses
+    // its IPv6 settings with EAFNOSUPPORT).
+    let nll = is_fresh && !cx.lab.ipv6_link_local && i.mtu.is_none_or(|m| m >= 1280);
+    if nll {
+        // A request of its own, before the one that brings the link up.
+        ops.push(Op::SetLink {
+            ns: ns.clone(),
+            name: i.name.clone(),
+            no_link_local: true,
+            master: None,
+            mtu: None,
+            mac: None,
+            alias: None,
+            up: false,
+        });
+    }
+    // A new link gets its MAC in the create request.
+    let mac_ok = i.mac.is_none() || is_fresh || o.and_then(|l| l.mac) == i.mac;
+    let marked = o.is_some_and(|l| is_ours(l, &cx.mark));
+    if !(master_ok && up_ok && mtu_ok && mac_ok && marked) || is_fresh {
+        ops.push(Op::SetLink {
+            ns: ns.clone(),
+            name: i.name.clone(),
+            no_link_local: false,
+            // A fresh veth gets its master at creation.
+            master: if master_ok || is_fresh {
+                None
+            } else {
+                i.master.clone()
+            },
+            mtu: if mtu_ok { None } else { want_mtu },
+            mac: if mac_ok { None } else { i.mac },
+            // The kernel ignores IFLA_IFALIAS in a create request: mark it here.
+            alias: (is_fresh || !marked).then(|| cx.mark.clone()),
+            up: true,
+        });
+    }
+}
+
+/// Deletions run first, in this order: routes, addresses, links, NAT, then
+/// namespaces (and anything else).
+fn deletion_rank(o: &Op) -> u8 {
+    match o {
         Op::DelRoute { .. } => 0,
         Op::DelAddr { .. } => 1,
         Op::DeleteLink { .. } => 2,
@@ -1060,34 +1205,7 @@ pub fn plan_up(
         | Op::RemoveEtc { .. }
         | Op::WriteLabResolv { .. }
         | Op::LinkResolv { .. } => 4,
-    };
-    dels.sort_by_key(rank);
-    dels.dedup();
-    let mut ops = dels;
-    ops.extend(creates_ns);
-    ops.extend(creates_link);
-    // The host first: bridge ports must be up before nodes talk through them.
-    if let Some(h) = config.remove(&host_ns) {
-        ops.extend(h);
     }
-    for (_, v) in config {
-        ops.extend(v);
-    }
-    ops.extend(nat_ops);
-    if !lab.nodes.is_empty() && obs.lab_hosts.as_deref() != Some(hosts_content.as_str()) {
-        ops.push(Op::WriteLabHosts {
-            path: hosts_target,
-            content: hosts_content,
-        });
-    }
-    if !lab.nodes.is_empty() && obs.lab_resolv.as_deref() != Some(resolv_content.as_str()) {
-        ops.push(Op::WriteLabResolv {
-            path: resolv_target,
-            content: resolv_content,
-        });
-    }
-    ops.extend(files);
-    Ok((ops, notes))
 }
 
 #[cfg(test)]

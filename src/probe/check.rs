@@ -508,36 +508,9 @@ pub fn check_with(rec: &Record, model: &Lab, opts: &CheckOptions) -> Result<Repo
         let before = [neigh_stat(false), neigh_stat(true)];
         let outcomes = run_matrix(rec, model, &ps, &files, &planned, opts.progress);
         for (c, o) in cells.iter_mut().zip(outcomes) {
-            let errs: Vec<&String> = o
-                .iter()
-                .filter_map(|(_, x)| match x {
-                    Outcome::Error(e) => Some(e),
-                    _ => None,
-                })
-                .collect();
-            if let Some(e) = errs.first() {
-                c.error = Some((*e).clone());
-                continue;
-            }
-            c.unreachable = o
-                .iter()
-                .filter(|(_, x)| *x == Outcome::NoReply)
-                .map(|(a, _)| *a)
-                .collect();
-            c.reach = Some(c.unreachable.is_empty());
+            fill_cell(c, &o);
         }
-        for (v6, b) in [false, true].into_iter().zip(before) {
-            if let (Some(b), Some(a)) = (b, neigh_stat(v6))
-                && a.table_fulls > b.table_fulls
-            {
-                notes.push(format!(
-                    "the kernel's {} neighbour table overflowed {} times during the check (it is shared by every namespace of the machine; gc_thresh3 = {}): pairs marked NO may be its doing",
-                    if v6 { "IPv6" } else { "IPv4" },
-                    a.table_fulls - b.table_fulls,
-                    gc_thresh3(v6)
-                ));
-            }
-        }
+        neigh_overflow_notes(before, &mut notes);
     }
     if let Some(n) = opts.pairs {
         notes.push(format!(
@@ -556,23 +529,7 @@ pub fn check_with(rec: &Record, model: &Lab, opts: &CheckOptions) -> Result<Repo
         results.push(run_expect(rec, model, e, &ps, &files, &mut cx)?);
     }
     crate::timing::mark("expectations");
-    for c in cells.iter_mut().filter(|c| c.reach == Some(false)) {
-        if cx.is_none() {
-            cx = Some(ctx(rec, model)?);
-        }
-        let src = ps
-            .iter()
-            .find(|p| p.to_string() == c.src)
-            .cloned()
-            .expect("known place");
-        let a = c
-            .unreachable
-            .first()
-            .copied()
-            .or(c.address)
-            .expect("probed");
-        c.why = Some(cx.as_mut().expect("opened").why_not(&src, a));
-    }
+    explain_failed_cells(rec, model, &ps, &mut cells, &mut cx)?;
     crate::timing::mark("why not");
     let ok = results.iter().all(|r| r.ok);
     let probe_errors = cells.iter().filter(|c| c.error.is_some()).count()
@@ -589,6 +546,72 @@ pub fn check_with(rec: &Record, model: &Lab, opts: &CheckOptions) -> Result<Repo
         pairs_total,
         notes,
     })
+}
+
+/// A matrix cell from its probes' outcomes: the first error, or which
+/// addresses did not reply.
+fn fill_cell(c: &mut Cell, o: &[(IpAddr, Outcome)]) {
+    let errs: Vec<&String> = o
+        .iter()
+        .filter_map(|(_, x)| match x {
+            Outcome::Error(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    if let Some(e) = errs.first() {
+        c.error = Some((*e).clone());
+        return;
+    }
+    c.unreachable = o
+        .iter()
+        .filter(|(_, x)| *x == Outcome::NoReply)
+        .map(|(a, _)| *a)
+        .collect();
+    c.reach = Some(c.unreachable.is_empty());
+}
+
+/// A note for each neighbour table (IPv4, IPv6) that overflowed since `before`.
+fn neigh_overflow_notes(before: [Option<NeighStat>; 2], notes: &mut Vec<String>) {
+    for (v6, b) in [false, true].into_iter().zip(before) {
+        if let (Some(b), Some(a)) = (b, neigh_stat(v6))
+            && a.table_fulls > b.table_fulls
+        {
+            notes.push(format!(
+                "the kernel's {} neighbour table overflowed {} times during the check (it is shared by every namespace of the machine; gc_thresh3 = {}): pairs marked NO may be its doing",
+                if v6 { "IPv6" } else { "IPv4" },
+                a.table_fulls - b.table_fulls,
+                gc_thresh3(v6)
+            ));
+        }
+    }
+}
+
+/// Why not, for each cell that got no reply (at its first silent address).
+fn explain_failed_cells<'a>(
+    rec: &Record,
+    model: &'a Lab,
+    ps: &[Place],
+    cells: &mut [Cell],
+    cx: &mut Option<Ctx<'a>>,
+) -> Result<()> {
+    for c in cells.iter_mut().filter(|c| c.reach == Some(false)) {
+        if cx.is_none() {
+            *cx = Some(ctx(rec, model)?);
+        }
+        let src = ps
+            .iter()
+            .find(|p| p.to_string() == c.src)
+            .cloned()
+            .expect("known place");
+        let a = c
+            .unreachable
+            .first()
+            .copied()
+            .or(c.address)
+            .expect("probed");
+        c.why = Some(cx.as_mut().expect("opened").why_not(&src, a));
+    }
+    Ok(())
 }
 
 /// Probe the planned cells: a few sources at once (each on a thread in its
@@ -612,26 +635,8 @@ fn run_matrix(
         limit: budget_of(thresh[0].min(thresh[1])),
     };
     let group = 64;
-    // Per source: (address, family) to probe, deduplicated.
-    let mut per_src: Vec<Vec<IpAddr>> = vec![Vec::new(); ps.len()];
-    for c in planned {
-        for a in &c.addrs {
-            if !per_src[c.src].contains(a) {
-                per_src[c.src].push(*a);
-            }
-        }
-    }
-    let owner: HashMap<IpAddr, usize> = ps
-        .iter()
-        .enumerate()
-        .flat_map(|(i, p)| {
-            model
-                .addresses_of(p)
-                .into_iter()
-                .map(move |(_, a)| (a.addr(), i))
-        })
-        .rev()
-        .collect();
+    let per_src = addresses_per_source(planned, ps.len());
+    let owner = address_owners(model, ps);
     let cleaners: Vec<Mutex<Option<Cleaner>>> = ps
         .iter()
         .zip(files)
@@ -700,6 +705,42 @@ fn run_matrix(
         .into_iter()
         .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
         .collect();
+    outcomes_per_cell(planned, &results)
+}
+
+/// Per source: the addresses to probe, deduplicated.
+fn addresses_per_source(planned: &[Planned], sources: usize) -> Vec<Vec<IpAddr>> {
+    let mut per_src: Vec<Vec<IpAddr>> = vec![Vec::new(); sources];
+    for c in planned {
+        for a in &c.addrs {
+            if !per_src[c.src].contains(a) {
+                per_src[c.src].push(*a);
+            }
+        }
+    }
+    per_src
+}
+
+/// Which place (by index) has each address; the first one listed, if several.
+fn address_owners(model: &Lab, ps: &[Place]) -> HashMap<IpAddr, usize> {
+    ps.iter()
+        .enumerate()
+        .flat_map(|(i, p)| {
+            model
+                .addresses_of(p)
+                .into_iter()
+                .map(move |(_, a)| (a.addr(), i))
+        })
+        .rev()
+        .collect()
+}
+
+/// Per planned cell, the outcome for each of its addresses (from its source's
+/// results).
+fn outcomes_per_cell(
+    planned: &[Planned],
+    results: &[HashMap<IpAddr, Outcome>],
+) -> Vec<Vec<(IpAddr, Outcome)>> {
     planned
         .iter()
         .map(|c| {
@@ -826,12 +867,6 @@ fn run_expect<'a>(
     files: &[std::fs::File],
     cx: &mut Option<Ctx<'a>>,
 ) -> Result<ExpectResult> {
-    let src_file = |s: &str| -> Result<(Place, &std::fs::File)> {
-        let p = place_of(model, s)
-            .ok_or_else(|| Error::Usage(format!("{s} is not a place of lab {}", model.name)))?;
-        let i = ps.iter().position(|x| *x == p).expect("place listed");
-        Ok((p, &files[i]))
-    };
     let mut res = ExpectResult {
         name: e.name.clone(),
         line: e.line,
@@ -842,19 +877,18 @@ fn run_expect<'a>(
         error: None,
         size: None,
     };
-    let places: Vec<(Place, &std::fs::File)> = ps.iter().cloned().zip(files.iter()).collect();
-    let names_internet = match &e.kind {
-        ExpectKind::Reach { src, dst, .. } | ExpectKind::Tcp { src, dst, .. } => {
-            src == "internet" || dst.split(':').next() == Some("internet")
-        }
-        ExpectKind::Http { src, url, .. } => src == "internet" || url.contains("//internet"),
-    };
-    if names_internet && !model.sandbox {
+    if names_internet(&e.kind) && !model.sandbox {
         res.ok = true;
         res.skipped = true;
         res.detail = "skipped: the emulated internet exists only in a sandboxed lab".into();
         return Ok(res);
     }
+    let mut run = ExpectRun {
+        rec,
+        model,
+        places: ps.iter().cloned().zip(files.iter()).collect(),
+        cx,
+    };
     match &e.kind {
         ExpectKind::Reach {
             src,
@@ -865,193 +899,287 @@ fn run_expect<'a>(
         } => {
             let fam = crate::topology::expect::expect_family(model, src, dst, *family)
                 .map_err(|m| Error::Usage(format!("expectation on line {}: {m}", e.line)))?;
-            let (p, f) = src_file(src)?;
-            let addrs = resolve_all(model, dst, fam)?;
-            res.size = *size;
-            let detailed = probe_sized(f, &addrs, *size);
-            let sends: Vec<Option<String>> = detailed.iter().map(|(_, s)| s.clone()).collect();
-            let out: Vec<Outcome> = detailed.into_iter().map(|(o, _)| o).collect();
-            if let Some(err) = out.iter().find_map(|o| match o {
-                Outcome::Error(e) => Some(e.clone()),
-                _ => None,
-            }) {
-                res.ok = false;
-                res.detail = format!("{src} -> {dst}: the probe could not run: {err}");
-                res.error = Some(err);
-                return Ok(res);
-            }
-            let missing: Vec<IpAddr> = addrs
-                .iter()
-                .zip(&out)
-                .filter(|(_, o)| **o == Outcome::NoReply)
-                .map(|(a, _)| *a)
-                .collect();
-            let answered = addrs.len() - missing.len();
-            // reach: every address answers; no_reach: none does.
-            res.ok = if *reach {
-                missing.is_empty()
-            } else {
-                answered == 0
-            };
-            let list = |v: &[IpAddr]| {
-                v.iter()
-                    .map(|a| a.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            let sized = size.map(|n| format!(", {n} bytes, DF")).unwrap_or_default();
-            res.detail = if missing.is_empty() {
-                format!("{src} -> {dst} ({}{sized}): replies", list(&addrs))
-            } else if answered == 0 {
-                format!("{src} -> {dst} ({}{sized}): no reply", list(&addrs))
-            } else {
-                format!(
-                    "{src} -> {dst} ({}{sized}): no reply from {}",
-                    list(&addrs),
-                    list(&missing)
-                )
-            };
-            // What the kernel said when it refused to send (the MTU), as it said it.
-            for (a, m) in addrs.iter().zip(&sends) {
-                if let Some(m) = m {
-                    res.detail.push_str(&format!(" ({a}: {m})"));
-                }
-            }
-            // A reply from an on-link destination may come from another
-            // interface that answers for its address (and an address that
-            // stays silent may have been answered for, at the ARP/NDP level,
-            // by one that drops pings): compare the MAC.
-            let replied = addrs
-                .iter()
-                .zip(&out)
-                .filter(|(_, o)| **o == Outcome::Reply);
-            let silent = addrs
-                .iter()
-                .zip(&out)
-                .zip(&sends)
-                .filter(|((_, o), m)| *reach && **o == Outcome::NoReply && m.is_none())
-                .map(|(x, _)| x);
-            let dup = replied
-                .chain(silent)
-                .find_map(|(a, _)| super::dup::after_probe(model, &places, &p, *a));
-            if let Some(d) = dup {
-                if *reach {
-                    res.ok = false;
-                }
-                res.detail.push_str(&format!(": {d}"));
-                res.why = Some(d);
-            } else if let Some(addr) = missing.first().copied()
-                && (*reach || answered == 0)
-            {
-                if cx.is_none() {
-                    *cx = Some(ctx(rec, model)?);
-                }
-                let why = cx.as_mut().expect("opened").why_not_with(
-                    &p,
-                    addr,
-                    &WhyOpts {
-                        size: *size,
-                        ..Default::default()
-                    },
-                );
-                res.detail.push_str(&format!(": {why}"));
-                res.why = Some(why);
-            }
+            run.reach(&mut res, src, dst, fam, *reach, *size)?;
         }
         ExpectKind::Tcp {
             src,
             dst,
             port,
             open,
-        } => {
-            let (p, f) = src_file(src)?;
-            let addr = resolve(model, dst, 4).or_else(|_| resolve(model, dst, 6))?;
-            let sa = SocketAddr::new(addr, *port);
-            let exp = super::dup::expected(model, &places, addr);
-            let (r, dup) = crate::kernel::netns::run_in(f, || {
-                retry_refused(exp.as_ref(), || {
-                    super::tcp::tcp_connect(sa, Duration::from_secs(2))
-                })
-            })
-            .map_err(Error::io("enter namespace"))?;
-            res.ok = r.is_ok() == *open && dup.is_none();
-            res.detail = match &r {
-                Ok(t) => format!(
-                    "{src} -> {sa}: connected in {:.1} ms",
-                    t.as_secs_f64() * 1000.0
-                ),
-                Err(e) => format!("{src} -> {sa}: {e}"),
-            };
-            if let Some(a) = dup {
-                let d = duplicate_of(exp.as_ref(), &a, &places);
-                res.detail.push_str(&format!(": {d}"));
-                res.why = Some(d);
-            } else if let Err(e) = &r
-                && *open
-                && e.kind() != "refused"
-            {
-                // Nothing answered: the same walk as for ping, and a traced
-                // connection to find a firewall that drops only TCP.
-                if cx.is_none() {
-                    *cx = Some(ctx(rec, model)?);
-                }
-                let opts = WhyOpts {
-                    tcp_port: Some(*port),
-                    ..Default::default()
-                };
-                let why = cx.as_mut().expect("opened").why_not_with(&p, addr, &opts);
-                res.detail.push_str(&format!(": {why}"));
-                res.why = Some(why);
-            }
-        }
-        ExpectKind::Http { src, url, status } => {
-            let (_, f) = src_file(src)?;
-            let rest = url.strip_prefix("http://").unwrap_or(url);
-            let (hostport, path) = match rest.find('/') {
-                Some(i) => (&rest[..i], &rest[i..]),
-                None => (rest, "/"),
-            };
-            let (host, port) = match hostport.rsplit_once(':') {
-                Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
-                    h.trim_matches(|c| c == '[' || c == ']'),
-                    p.parse::<u16>()
-                        .map_err(|_| Error::Usage(format!("bad port in {url}")))?,
-                ),
-                _ => (hostport, 80),
-            };
-            let addr = resolve(model, host, 4).or_else(|_| resolve(model, host, 6))?;
-            let sa = SocketAddr::new(addr, port);
-            let (h, p) = (host.to_string(), path.to_string());
-            let exp = super::dup::expected(model, &places, addr);
-            let e2 = exp.clone();
-            let (r, dup) = crate::kernel::netns::run_in(f, move || {
-                retry_refused(e2.as_ref(), || {
-                    super::http::http_get(sa, &h, &p, Duration::from_secs(5))
-                })
-            })
-            .map_err(Error::io("enter namespace"))?;
-            match r {
-                Ok(resp) => {
-                    res.ok = resp.status == *status;
-                    res.detail = format!("GET {url} from {src}: {} {}", resp.status, resp.reason);
-                }
-                Err(e) => res.detail = format!("GET {url} from {src}: {e}"),
-            }
-            if let Some(a) = dup {
-                let d = duplicate_of(exp.as_ref(), &a, &places);
-                res.ok = false;
-                res.detail.push_str(&format!(": {d}"));
-                res.why = Some(d);
-            }
-        }
+        } => run.tcp(&mut res, src, dst, *port, *open)?,
+        ExpectKind::Http { src, url, status } => run.http(&mut res, src, url, *status)?,
     }
     Ok(res)
+}
+
+/// Does the expectation name the emulated internet (as its source or destination)?
+fn names_internet(kind: &ExpectKind) -> bool {
+    match kind {
+        ExpectKind::Reach { src, dst, .. } | ExpectKind::Tcp { src, dst, .. } => {
+            src == "internet" || dst.split(':').next() == Some("internet")
+        }
+        ExpectKind::Http { src, url, .. } => src == "internet" || url.contains("//internet"),
+    }
+}
+
+/// What checking one expectation needs: the lab, its places with their
+/// namespaces open, and the why-not context (opened on first need).
+struct ExpectRun<'a, 'b> {
+    rec: &'b Record,
+    model: &'a Lab,
+    places: Vec<(Place, &'b std::fs::File)>,
+    cx: &'b mut Option<Ctx<'a>>,
+}
+
+impl<'a, 'b> ExpectRun<'a, 'b> {
+    fn src_file(&self, s: &str) -> Result<(Place, &'b std::fs::File)> {
+        let p = place_of(self.model, s).ok_or_else(|| {
+            Error::Usage(format!("{s} is not a place of lab {}", self.model.name))
+        })?;
+        let f = self
+            .places
+            .iter()
+            .find(|x| x.0 == p)
+            .map(|x| x.1)
+            .expect("place listed");
+        Ok((p, f))
+    }
+
+    /// The why-not context, opened the first time it is needed.
+    fn why_ctx(&mut self) -> Result<&mut Ctx<'a>> {
+        if self.cx.is_none() {
+            *self.cx = Some(ctx(self.rec, self.model)?);
+        }
+        Ok(self.cx.as_mut().expect("opened"))
+    }
+
+    /// `reach` / `no_reach`: ping every address of the destination.
+    fn reach(
+        &mut self,
+        res: &mut ExpectResult,
+        src: &str,
+        dst: &str,
+        fam: u8,
+        reach: bool,
+        size: Option<usize>,
+    ) -> Result<()> {
+        let (p, f) = self.src_file(src)?;
+        let addrs = resolve_all(self.model, dst, fam)?;
+        res.size = size;
+        let detailed = probe_sized(f, &addrs, size);
+        let sends: Vec<Option<String>> = detailed.iter().map(|(_, s)| s.clone()).collect();
+        let out: Vec<Outcome> = detailed.into_iter().map(|(o, _)| o).collect();
+        if let Some(err) = out.iter().find_map(|o| match o {
+            Outcome::Error(e) => Some(e.clone()),
+            _ => None,
+        }) {
+            res.ok = false;
+            res.detail = format!("{src} -> {dst}: the probe could not run: {err}");
+            res.error = Some(err);
+            return Ok(());
+        }
+        let missing: Vec<IpAddr> = addrs
+            .iter()
+            .zip(&out)
+            .filter(|(_, o)| **o == Outcome::NoReply)
+            .map(|(a, _)| *a)
+            .collect();
+        let answered = addrs.len() - missing.len();
+        // reach: every address answers; no_reach: none does.
+        res.ok = if reach {
+            missing.is_empty()
+        } else {
+            answered == 0
+        };
+        res.detail = reach_detail(src, dst, &addrs, &missing, size, &sends);
+        // A reply from an on-link destination may come from another
+        // interface that answers for its address (and an address that
+        // stays silent may have been answered for, at the ARP/NDP level,
+        // by one that drops pings): compare the MAC.
+        let replied = addrs
+            .iter()
+            .zip(&out)
+            .filter(|(_, o)| **o == Outcome::Reply);
+        let silent = addrs
+            .iter()
+            .zip(&out)
+            .zip(&sends)
+            .filter(|((_, o), m)| reach && **o == Outcome::NoReply && m.is_none())
+            .map(|(x, _)| x);
+        let dup = replied
+            .chain(silent)
+            .find_map(|(a, _)| super::dup::after_probe(self.model, &self.places, &p, *a));
+        if let Some(d) = dup {
+            if reach {
+                res.ok = false;
+            }
+            res.detail.push_str(&format!(": {d}"));
+            res.why = Some(d);
+        } else if let Some(addr) = missing.first().copied()
+            && (reach || answered == 0)
+        {
+            let why = self.why_ctx()?.why_not_with(
+                &p,
+                addr,
+                &WhyOpts {
+                    size,
+                    ..Default::default()
+                },
+            );
+            res.detail.push_str(&format!(": {why}"));
+            res.why = Some(why);
+        }
+        Ok(())
+    }
+
+    /// `tcp`: connect to the destination's port.
+    fn tcp(
+        &mut self,
+        res: &mut ExpectResult,
+        src: &str,
+        dst: &str,
+        port: u16,
+        open: bool,
+    ) -> Result<()> {
+        let model = self.model;
+        let (p, f) = self.src_file(src)?;
+        let addr = resolve(model, dst, 4).or_else(|_| resolve(model, dst, 6))?;
+        let sa = SocketAddr::new(addr, port);
+        let exp = super::dup::expected(model, &self.places, addr);
+        let (r, dup) = crate::kernel::netns::run_in(f, || {
+            retry_refused(exp.as_ref(), || {
+                super::tcp::tcp_connect(sa, Duration::from_secs(2))
+            })
+        })
+        .map_err(Error::io("enter namespace"))?;
+        res.ok = r.is_ok() == open && dup.is_none();
+        res.detail = match &r {
+            Ok(t) => format!(
+                "{src} -> {sa}: connected in {:.1} ms",
+                t.as_secs_f64() * 1000.0
+            ),
+            Err(e) => format!("{src} -> {sa}: {e}"),
+        };
+        if let Some(a) = dup {
+            let d = duplicate_of(exp.as_ref(), &a, &self.places);
+            res.detail.push_str(&format!(": {d}"));
+            res.why = Some(d);
+        } else if let Err(e) = &r
+            && open
+            && e.kind() != "refused"
+        {
+            // Nothing answered: the same walk as for ping, and a traced
+            // connection to find a firewall that drops only TCP.
+            let opts = WhyOpts {
+                tcp_port: Some(port),
+                ..Default::default()
+            };
+            let why = self.why_ctx()?.why_not_with(&p, addr, &opts);
+            res.detail.push_str(&format!(": {why}"));
+            res.why = Some(why);
+        }
+        Ok(())
+    }
+
+    /// `http`: GET the URL and compare the status.
+    fn http(&mut self, res: &mut ExpectResult, src: &str, url: &str, status: u16) -> Result<()> {
+        let model = self.model;
+        let (_, f) = self.src_file(src)?;
+        let rest = url.strip_prefix("http://").unwrap_or(url);
+        let (hostport, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
+                h.trim_matches(|c| c == '[' || c == ']'),
+                p.parse::<u16>()
+                    .map_err(|_| Error::Usage(format!("bad port in {url}")))?,
+            ),
+            _ => (hostport, 80),
+        };
+        let addr = resolve(model, host, 4).or_else(|_| resolve(model, host, 6))?;
+        let sa = SocketAddr::new(addr, port);
+        let (h, p) = (host.to_string(), path.to_string());
+        let exp = super::dup::expected(model, &self.places, addr);
+        let e2 = exp.clone();
+        let (r, dup) = crate::kernel::netns::run_in(f, move || {
+            retry_refused(e2.as_ref(), || {
+                super::http::http_get(sa, &h, &p, Duration::from_secs(5))
+            })
+        })
+        .map_err(Error::io("enter namespace"))?;
+        match r {
+            Ok(resp) => {
+                res.ok = resp.status == status;
+                res.detail = format!("GET {url} from {src}: {} {}", resp.status, resp.reason);
+            }
+            Err(e) => res.detail = format!("GET {url} from {src}: {e}"),
+        }
+        if let Some(a) = dup {
+            let d = duplicate_of(exp.as_ref(), &a, &self.places);
+            res.ok = false;
+            res.detail.push_str(&format!(": {d}"));
+            res.why = Some(d);
+        }
+        Ok(())
+    }
+}
+
+/// The text of a reach result: which addresses replied, and what the kernel
+/// said when it refused to send.
+fn reach_detail(
+    src: &str,
+    dst: &str,
+    addrs: &[IpAddr],
+    missing: &[IpAddr],
+    size: Option<usize>,
+    sends: &[Option<String>],
+) -> String {
+    let list = |v: &[IpAddr]| {
+        v.iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let answered = addrs.len() - missing.len();
+    let sized = size.map(|n| format!(", {n} bytes, DF")).unwrap_or_default();
+    let mut detail = if missing.is_empty() {
+        format!("{src} -> {dst} ({}{sized}): replies", list(addrs))
+    } else if answered == 0 {
+        format!("{src} -> {dst} ({}{sized}): no reply", list(addrs))
+    } else {
+        format!(
+            "{src} -> {dst} ({}{sized}): no reply from {}",
+            list(addrs),
+            list(missing)
+        )
+    };
+    // What the kernel said when it refused to send (the MTU), as it said it.
+    for (a, m) in addrs.iter().zip(sends) {
+        if let Some(m) = m {
+            detail.push_str(&format!(" ({a}: {m})"));
+        }
+    }
+    detail
 }
 
 /// The matrix as text: one table per family (rows and columns: the places
 /// with an address of it), `ok` / `NO` / `ERR` (the probe could not run).
 pub fn render(r: &Report) -> String {
     let mut out = String::new();
+    render_tables(r, &mut out);
+    render_probe_errors(r, &mut out);
+    render_why_not(r, &mut out);
+    for n in &r.notes {
+        out.push_str(&format!("note: {n}\n"));
+    }
+    render_expectations(r, &mut out);
+    out
+}
+
+/// One table per family.
+fn render_tables(r: &Report, out: &mut String) {
     for fp in &r.family_places {
         let f = fp.family;
         let cells: HashMap<(&str, &str), &Cell> = r
@@ -1088,6 +1216,9 @@ pub fn render(r: &Report) -> String {
         out.push_str(&crate::util::table(&rows));
         out.push('\n');
     }
+}
+
+fn render_probe_errors(r: &Report, out: &mut String) {
     let errs: Vec<&Cell> = r.matrix.iter().filter(|c| c.error.is_some()).collect();
     if !errs.is_empty() {
         out.push_str(
@@ -1104,6 +1235,9 @@ pub fn render(r: &Report) -> String {
         }
         out.push('\n');
     }
+}
+
+fn render_why_not(r: &Report, out: &mut String) {
     let fails: Vec<&Cell> = r.matrix.iter().filter(|c| c.reach == Some(false)).collect();
     if !fails.is_empty() {
         out.push_str("why not:\n");
@@ -1130,9 +1264,9 @@ pub fn render(r: &Report) -> String {
         }
         out.push('\n');
     }
-    for n in &r.notes {
-        out.push_str(&format!("note: {n}\n"));
-    }
+}
+
+fn render_expectations(r: &Report, out: &mut String) {
     if !r.expectations.is_empty() {
         out.push_str("expectations:\n");
         for e in &r.expectations {
@@ -1159,7 +1293,6 @@ pub fn render(r: &Report) -> String {
             r.expectations.len()
         ));
     }
-    out
 }
 
 /// JUnit XML: one test case per expectation.

@@ -117,82 +117,10 @@ fn sweep_inner(
 ) -> (Vec<Outcome>, Vec<Option<String>>) {
     let attempts = opts.attempts.max(1);
     let window = window.max(1);
-    let mut out = vec![Outcome::NoReply; dsts.len()];
-    let mut socks: [Option<io::Result<OwnedFd>>; 2] = [None, None];
-    let ident = next_ident();
-    let sized = opts.size.is_some();
-    let size = opts.size.unwrap_or(DEFAULT_SIZE);
-    let payload = make_payload(ident, size);
-    let ping_opts = PingOptions {
-        dont_fragment: sized,
-        ..PingOptions::default()
-    };
-    let mut seq: u16 = 0;
-    // A reply carries the whole payload (and IPv4 its header); a bigger
-    // datagram than the buffer would be dropped as truncated.
-    let mut buf = vec![0u8; (size + 128).max(4096)];
-    let mut last_err: Vec<Option<String>> = vec![None; dsts.len()];
-    // With `size`, a send the kernel refuses for the packet's size is the
-    // answer, not a broken probe: kept to be shown as it is.
-    let mut send_err: Vec<Option<String>> = vec![None; dsts.len()];
+    let mut sw = Sweep::new(dsts, opts);
     let mut next = 0usize;
     let mut active: Vec<Active> = Vec::new();
     let mut finished: Vec<usize> = Vec::new();
-    // Send one try for `a`; false when the address is finished already (no socket).
-    let mut send = |a: &mut Active,
-                    socks: &mut [Option<io::Result<OwnedFd>>; 2],
-                    out: &mut Vec<Outcome>,
-                    last_err: &mut Vec<Option<String>>,
-                    send_err: &mut Vec<Option<String>>| {
-        let dst = dsts[a.idx];
-        let fam = usize::from(dst.is_ipv6());
-        let sock = socks[fam].get_or_insert_with(|| open_socket(dst, &ping_opts));
-        let fd = match sock {
-            Ok(fd) => fd,
-            Err(e) => {
-                out[a.idx] = Outcome::Error(format!("open a raw ICMP socket: {e}"));
-                return false;
-            }
-        };
-        seq = seq.wrapping_add(1);
-        let packet = build_echo_request(dst.is_ipv6(), ident, seq, &payload);
-        match send_echo(fd.as_fd(), dst, &packet) {
-            Ok(()) => {
-                a.seqs.push(seq);
-                last_err[a.idx] = None;
-                send_err[a.idx] = None;
-            }
-            Err(e) if sized && e.raw_os_error() == Some(libc::EMSGSIZE) => {
-                // Larger than the MTU on the way out, DF set: no reply can
-                // come, and the next try fails alike.
-                last_err[a.idx] = None;
-                send_err[a.idx] = Some(format!("sendmsg: {}", strip_os_error(&e)));
-                a.deadline = Instant::now() + NO_ROUTE_RETRY;
-                a.tries += 1;
-                return true;
-            }
-            Err(e) if sized && e.raw_os_error() == Some(libc::ENOBUFS) => {
-                // A veth drops what does not fit its far end's MTU and the
-                // send reports ENOBUFS; tried again like any ENOBUFS, but if
-                // it persists it is the size's doing, not the probe's.
-                send_err[a.idx] = Some(format!("sendmsg: {}", strip_os_error(&e)));
-            }
-            Err(e) if network_errno(&e) => {
-                // No route: no reply can come, and no neighbour entry was
-                // made; the next try need not wait long.
-                last_err[a.idx] = None;
-                a.deadline = Instant::now() + NO_ROUTE_RETRY;
-                a.tries += 1;
-                return true;
-            }
-            // ENOBUFS (a queue not active yet), EPERM...: tried again; an error
-            // only if it persists.
-            Err(e) => last_err[a.idx] = Some(format!("send to {dst}: {e}")),
-        }
-        a.deadline = Instant::now() + attempt_timeout(opts, a.tries);
-        a.tries += 1;
-        true
-    };
     loop {
         // Fill the window.
         let room = window.saturating_sub(active.len()).min(dsts.len() - next);
@@ -210,7 +138,7 @@ fn sweep_inner(
                     seqs: Vec::new(),
                 };
                 next += 1;
-                if send(&mut a, &mut socks, &mut out, &mut last_err, &mut send_err) {
+                if sw.send(&mut a) {
                     active.push(a);
                 } else {
                     finished.push(a.idx);
@@ -229,8 +157,126 @@ fn sweep_inner(
         }
         // Wait for replies until the earliest deadline.
         let until = active.iter().map(|a| a.deadline).min().expect("active");
+        sw.receive_replies(&active, until);
+        sw.finish_or_retry(&mut active, &mut finished, attempts);
+        if finished.len() >= window.min(8) {
+            done(&finished);
+            finished.clear();
+        }
+    }
+    let mut out = sw.out;
+    let mut send_err = sw.send_err;
+    for (o, e) in out.iter_mut().zip(send_err.iter_mut()) {
+        if *o != Outcome::NoReply {
+            *e = None;
+        }
+    }
+    (out, send_err)
+}
+
+/// One sweep's sockets, probe identity and what it found so far.
+struct Sweep<'a> {
+    dsts: &'a [IpAddr],
+    opts: &'a SweepOptions,
+    socks: [Option<io::Result<OwnedFd>>; 2],
+    ident: u16,
+    sized: bool,
+    payload: Vec<u8>,
+    ping_opts: PingOptions,
+    seq: u16,
+    buf: Vec<u8>,
+    out: Vec<Outcome>,
+    last_err: Vec<Option<String>>,
+    // With `size`, a send the kernel refuses for the packet's size is the
+    // answer, not a broken probe: kept to be shown as it is.
+    send_err: Vec<Option<String>>,
+}
+
+impl<'a> Sweep<'a> {
+    fn new(dsts: &'a [IpAddr], opts: &'a SweepOptions) -> Self {
+        let ident = next_ident();
+        let sized = opts.size.is_some();
+        let size = opts.size.unwrap_or(DEFAULT_SIZE);
+        Sweep {
+            dsts,
+            opts,
+            socks: [None, None],
+            ident,
+            sized,
+            payload: make_payload(ident, size),
+            ping_opts: PingOptions {
+                dont_fragment: sized,
+                ..PingOptions::default()
+            },
+            seq: 0,
+            // A reply carries the whole payload (and IPv4 its header); a bigger
+            // datagram than the buffer would be dropped as truncated.
+            buf: vec![0u8; (size + 128).max(4096)],
+            out: vec![Outcome::NoReply; dsts.len()],
+            last_err: vec![None; dsts.len()],
+            send_err: vec![None; dsts.len()],
+        }
+    }
+
+    /// Send one try for `a`; false when the address is finished already (no socket).
+    fn send(&mut self, a: &mut Active) -> bool {
+        let dst = self.dsts[a.idx];
+        let fam = usize::from(dst.is_ipv6());
+        let ping_opts = &self.ping_opts;
+        let sock = self.socks[fam].get_or_insert_with(|| open_socket(dst, ping_opts));
+        let fd = match sock {
+            Ok(fd) => fd,
+            Err(e) => {
+                self.out[a.idx] = Outcome::Error(format!("open a raw ICMP socket: {e}"));
+                return false;
+            }
+        };
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let packet = build_echo_request(dst.is_ipv6(), self.ident, seq, &self.payload);
+        match send_echo(fd.as_fd(), dst, &packet) {
+            Ok(()) => {
+                a.seqs.push(seq);
+                self.last_err[a.idx] = None;
+                self.send_err[a.idx] = None;
+            }
+            Err(e) if self.sized && e.raw_os_error() == Some(libc::EMSGSIZE) => {
+                // Larger than the MTU on the way out, DF set: no reply can
+                // come, and the next try fails alike.
+                self.last_err[a.idx] = None;
+                self.send_err[a.idx] = Some(format!("sendmsg: {}", strip_os_error(&e)));
+                a.deadline = Instant::now() + NO_ROUTE_RETRY;
+                a.tries += 1;
+                return true;
+            }
+            Err(e) if self.sized && e.raw_os_error() == Some(libc::ENOBUFS) => {
+                // A veth drops what does not fit its far end's MTU and the
+                // send reports ENOBUFS; tried again like any ENOBUFS, but if
+                // it persists it is the size's doing, not the probe's.
+                self.send_err[a.idx] = Some(format!("sendmsg: {}", strip_os_error(&e)));
+            }
+            Err(e) if network_errno(&e) => {
+                // No route: no reply can come, and no neighbour entry was
+                // made; the next try need not wait long.
+                self.last_err[a.idx] = None;
+                a.deadline = Instant::now() + NO_ROUTE_RETRY;
+                a.tries += 1;
+                return true;
+            }
+            // ENOBUFS (a queue not active yet), EPERM...: tried again; an error
+            // only if it persists.
+            Err(e) => self.last_err[a.idx] = Some(format!("send to {dst}: {e}")),
+        }
+        a.deadline = Instant::now() + attempt_timeout(self.opts, a.tries);
+        a.tries += 1;
+        true
+    }
+
+    /// Wait for replies until `until`, and mark the addresses that answered.
+    fn receive_replies(&mut self, active: &[Active], until: Instant) {
         let left = until.saturating_duration_since(Instant::now());
-        let open: Vec<(bool, &OwnedFd)> = socks
+        let open: Vec<(bool, &OwnedFd)> = self
+            .socks
             .iter()
             .enumerate()
             .filter_map(|(f, s)| match s {
@@ -240,50 +286,59 @@ fn sweep_inner(
             .collect();
         let fds: Vec<BorrowedFd<'_>> = open.iter().map(|(_, fd)| fd.as_fd()).collect();
         let ready = crate::kernel::poll::wait_readable(&fds, left).unwrap_or_default();
-        if ready.contains(&true) {
-            for ((v6, fd), r) in open.iter().zip(&ready) {
-                if !r {
-                    continue;
-                }
-                while let Ok(Some(got)) = receive(fd.as_fd(), &mut buf, *v6) {
-                    let packet = &buf[..got.len];
-                    let parsed = match (*v6, got.from) {
-                        (false, _) => parse_v4(packet),
-                        (true, Some(IpAddr::V6(src))) => parse_v6(packet, src, got.hop_limit),
-                        _ => None,
-                    };
-                    // ICMP errors (a router or the destination said no) are
-                    // no reply: the try times out and is retried.
-                    let s = match parsed {
-                        Some(Parsed::EchoReply {
-                            ident: id,
-                            seq: s,
-                            data,
-                            ..
-                        }) if id == ident && data == payload.as_slice() => s,
-                        _ => continue,
-                    };
-                    if let Some(a) = active
-                        .iter_mut()
-                        .find(|a| a.seqs.contains(&s) && dsts[a.idx].is_ipv6() == *v6)
-                    {
-                        out[a.idx] = Outcome::Reply;
-                    }
+        if !ready.contains(&true) {
+            return;
+        }
+        for ((v6, fd), r) in open.iter().zip(&ready) {
+            if !r {
+                continue;
+            }
+            while let Ok(Some(got)) = receive(fd.as_fd(), &mut self.buf, *v6) {
+                let packet = &self.buf[..got.len];
+                let parsed = match (*v6, got.from) {
+                    (false, _) => parse_v4(packet),
+                    (true, Some(IpAddr::V6(src))) => parse_v6(packet, src, got.hop_limit),
+                    _ => None,
+                };
+                // ICMP errors (a router or the destination said no) are
+                // no reply: the try times out and is retried.
+                let s = match parsed {
+                    Some(Parsed::EchoReply {
+                        ident: id,
+                        seq: s,
+                        data,
+                        ..
+                    }) if id == self.ident && data == self.payload.as_slice() => s,
+                    _ => continue,
+                };
+                if let Some(a) = active
+                    .iter()
+                    .find(|a| a.seqs.contains(&s) && self.dsts[a.idx].is_ipv6() == *v6)
+                {
+                    self.out[a.idx] = Outcome::Reply;
                 }
             }
         }
-        // Finish or retry what is answered or past its deadline.
+    }
+
+    /// Finish or retry what is answered or past its deadline.
+    fn finish_or_retry(
+        &mut self,
+        active: &mut Vec<Active>,
+        finished: &mut Vec<usize>,
+        attempts: u32,
+    ) {
         let now = Instant::now();
         let mut i = 0;
         while i < active.len() {
             let a = &mut active[i];
-            let answered = out[a.idx] == Outcome::Reply;
+            let answered = self.out[a.idx] == Outcome::Reply;
             if !answered && now < a.deadline {
                 i += 1;
                 continue;
             }
             if !answered && a.tries < attempts {
-                if !send(a, &mut socks, &mut out, &mut last_err, &mut send_err) {
+                if !self.send(a) {
                     finished.push(active.swap_remove(i).idx);
                     continue;
                 }
@@ -291,22 +346,12 @@ fn sweep_inner(
                 continue;
             }
             let a = active.swap_remove(i);
-            if out[a.idx] == Outcome::NoReply
-                && let Some(e) = last_err[a.idx].take()
+            if self.out[a.idx] == Outcome::NoReply
+                && let Some(e) = self.last_err[a.idx].take()
             {
-                out[a.idx] = Outcome::Error(e);
+                self.out[a.idx] = Outcome::Error(e);
             }
             finished.push(a.idx);
         }
-        if finished.len() >= window.min(8) {
-            done(&finished);
-            finished.clear();
-        }
     }
-    for (o, e) in out.iter().zip(send_err.iter_mut()) {
-        if *o != Outcome::NoReply {
-            *e = None;
-        }
-    }
-    (out, send_err)
 }

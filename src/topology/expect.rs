@@ -193,159 +193,203 @@ fn split_arrow(s: &str) -> Option<(String, String)> {
 pub fn parse_expects(report: &mut Report, raw: &[S<RawExpect>], lab: &Lab) -> Vec<Expect> {
     let mut out = Vec::new();
     for (i, e) in raw.iter().enumerate() {
-        let field = format!("expect[{i}]");
-        let l = &e.referenced;
-        let r = &e.value;
-        let given = [
-            r.reach.is_some(),
-            r.no_reach.is_some(),
-            r.tcp.is_some(),
-            r.http.is_some(),
-        ]
-        .iter()
-        .filter(|x| **x)
-        .count();
-        if given != 1 {
-            report(
-                l,
-                field,
-                "give exactly one of `reach`, `no_reach`, `tcp` or `http`".into(),
-            );
-            continue;
+        if let Some(x) = parse_expect(report, &format!("expect[{i}]"), e, lab) {
+            out.push(x);
         }
-        let family = match r.family.as_ref().map(|f| f.value.as_str()) {
-            None => None,
-            Some("4") | Some("ipv4") => Some(4),
-            Some("6") | Some("ipv6") => Some(6),
-            Some(f) => {
-                report(
-                    l,
-                    format!("{field}.family"),
-                    format!("family {f:?} is not 4 or 6"),
-                );
-                continue;
-            }
-        };
-        let (text, kind): (&S<String>, &str) = if let Some(x) = &r.reach {
-            (x, "reach")
-        } else if let Some(x) = &r.no_reach {
-            (x, "no_reach")
-        } else if let Some(x) = &r.tcp {
-            (x, "tcp")
-        } else {
-            (r.http.as_ref().expect("one is given"), "http")
-        };
-        let f = format!("{field}.{kind}");
-        let Some((src, dst)) = split_arrow(&text.value) else {
-            report(
-                &text.referenced,
-                f,
-                format!("{:?} needs the form `SOURCE -> DESTINATION`", text.value),
-            );
-            continue;
-        };
-        if let Some(p) = source_problem(lab, &src) {
-            report(&text.referenced, f, p);
-            continue;
-        }
-        let k = match kind {
-            "reach" | "no_reach" => {
-                if let Some(p) = target_problem(lab, &dst) {
-                    report(&text.referenced, f, p);
-                    continue;
-                }
-                let fam = match expect_family(lab, &src, &dst, family) {
-                    Ok(f) => f,
-                    Err(p) => {
-                        report(&text.referenced, f, p);
-                        continue;
-                    }
-                };
-                let size = match &r.size {
-                    None => None,
-                    Some(s) => match parse_size(&s.value, fam) {
-                        Ok(n) => Some(n),
-                        Err(m) => {
-                            report(
-                                &s.referenced,
-                                format!("{field}.size"),
-                                format!("{kind}: {}: {m}", text.value.trim()),
-                            );
-                            continue;
-                        }
-                    },
-                };
-                ExpectKind::Reach {
-                    src: src.clone(),
-                    dst: dst.clone(),
-                    family,
-                    reach: kind == "reach",
-                    size,
-                }
-            }
-            "tcp" | "http" if r.size.is_some() => {
-                let at = r.size.as_ref().map(|s| &s.referenced).unwrap_or(l);
-                report(
-                    at,
-                    format!("{field}.size"),
-                    format!(
-                        "{kind}: {}: `size` applies to `reach` and `no_reach` (ping) only",
-                        text.value.trim()
-                    ),
-                );
-                continue;
-            }
-            "tcp" => {
-                let Some((host, port)) = dst
-                    .rsplit_once(':')
-                    .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
-                else {
-                    report(
-                        &text.referenced,
-                        f,
-                        format!("{dst:?} needs the form TARGET:PORT"),
-                    );
-                    continue;
-                };
-                if let Some(p) = target_problem(lab, &host) {
-                    report(&text.referenced, f, p);
-                    continue;
-                }
-                ExpectKind::Tcp {
-                    src: src.clone(),
-                    dst: host,
-                    port,
-                    open: true,
-                }
-            }
-            _ => {
-                if !dst.starts_with("http://") {
-                    report(
-                        &text.referenced,
-                        f,
-                        format!("{dst:?} must start with http://"),
-                    );
-                    continue;
-                }
-                let status = r.status.as_ref().map(|s| s.value).unwrap_or(200);
-                ExpectKind::Http {
-                    src: src.clone(),
-                    url: dst.clone(),
-                    status,
-                }
-            }
-        };
-        let name = r.name.clone().unwrap_or_else(|| match &k {
-            ExpectKind::Reach { size: Some(n), .. } => {
-                format!("{kind}: {} (size {n})", text.value.trim())
-            }
-            _ => format!("{kind}: {}", text.value.trim()),
-        });
-        out.push(Expect {
-            name,
-            kind: k,
-            line: l.line(),
-        });
     }
     out
+}
+
+/// One expectation's text, split at its arrow.
+struct ExpectText<'a> {
+    /// `expect[i]`
+    field: &'a str,
+    /// `expect[i].KIND`
+    f: String,
+    text: &'a S<String>,
+    /// `reach`, `no_reach`, `tcp` or `http`.
+    kind: &'static str,
+    src: String,
+    dst: String,
+}
+
+fn parse_expect(report: &mut Report, field: &str, e: &S<RawExpect>, lab: &Lab) -> Option<Expect> {
+    let l = &e.referenced;
+    let r = &e.value;
+    let given = [
+        r.reach.is_some(),
+        r.no_reach.is_some(),
+        r.tcp.is_some(),
+        r.http.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
+    if given != 1 {
+        report(
+            l,
+            field.to_string(),
+            "give exactly one of `reach`, `no_reach`, `tcp` or `http`".into(),
+        );
+        return None;
+    }
+    let family = match r.family.as_ref().map(|f| f.value.as_str()) {
+        None => None,
+        Some("4") | Some("ipv4") => Some(4),
+        Some("6") | Some("ipv6") => Some(6),
+        Some(f) => {
+            report(
+                l,
+                format!("{field}.family"),
+                format!("family {f:?} is not 4 or 6"),
+            );
+            return None;
+        }
+    };
+    let (text, kind): (&S<String>, &'static str) = if let Some(x) = &r.reach {
+        (x, "reach")
+    } else if let Some(x) = &r.no_reach {
+        (x, "no_reach")
+    } else if let Some(x) = &r.tcp {
+        (x, "tcp")
+    } else {
+        (r.http.as_ref().expect("one is given"), "http")
+    };
+    let f = format!("{field}.{kind}");
+    let Some((src, dst)) = split_arrow(&text.value) else {
+        report(
+            &text.referenced,
+            f,
+            format!("{:?} needs the form `SOURCE -> DESTINATION`", text.value),
+        );
+        return None;
+    };
+    if let Some(p) = source_problem(lab, &src) {
+        report(&text.referenced, f, p);
+        return None;
+    }
+    let c = ExpectText {
+        field,
+        f,
+        text,
+        kind,
+        src,
+        dst,
+    };
+    let k = match kind {
+        "reach" | "no_reach" => reach_kind(report, &c, r, family, lab)?,
+        "tcp" | "http" if r.size.is_some() => {
+            let at = r.size.as_ref().map(|s| &s.referenced).unwrap_or(l);
+            report(
+                at,
+                format!("{field}.size"),
+                format!(
+                    "{kind}: {}: `size` applies to `reach` and `no_reach` (ping) only",
+                    text.value.trim()
+                ),
+            );
+            return None;
+        }
+        "tcp" => tcp_kind(report, &c, lab)?,
+        _ => http_kind(report, &c, r)?,
+    };
+    let name = r.name.clone().unwrap_or_else(|| match &k {
+        ExpectKind::Reach { size: Some(n), .. } => {
+            format!("{kind}: {} (size {n})", text.value.trim())
+        }
+        _ => format!("{kind}: {}", text.value.trim()),
+    });
+    Some(Expect {
+        name,
+        kind: k,
+        line: l.line(),
+    })
+}
+
+/// `reach` / `no_reach`: a target, a family both ends have, and a size that fits it.
+fn reach_kind(
+    report: &mut Report,
+    c: &ExpectText,
+    r: &RawExpect,
+    family: Option<u8>,
+    lab: &Lab,
+) -> Option<ExpectKind> {
+    let (text, f) = (c.text, &c.f);
+    if let Some(p) = target_problem(lab, &c.dst) {
+        report(&text.referenced, f.clone(), p);
+        return None;
+    }
+    let fam = match expect_family(lab, &c.src, &c.dst, family) {
+        Ok(f) => f,
+        Err(p) => {
+            report(&text.referenced, f.clone(), p);
+            return None;
+        }
+    };
+    let size = match &r.size {
+        None => None,
+        Some(s) => match parse_size(&s.value, fam) {
+            Ok(n) => Some(n),
+            Err(m) => {
+                report(
+                    &s.referenced,
+                    format!("{}.size", c.field),
+                    format!("{}: {}: {m}", c.kind, text.value.trim()),
+                );
+                return None;
+            }
+        },
+    };
+    Some(ExpectKind::Reach {
+        src: c.src.clone(),
+        dst: c.dst.clone(),
+        family,
+        reach: c.kind == "reach",
+        size,
+    })
+}
+
+/// `tcp`: TARGET:PORT.
+fn tcp_kind(report: &mut Report, c: &ExpectText, lab: &Lab) -> Option<ExpectKind> {
+    let (text, f, dst) = (c.text, &c.f, &c.dst);
+    let Some((host, port)) = dst
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+    else {
+        report(
+            &text.referenced,
+            f.clone(),
+            format!("{dst:?} needs the form TARGET:PORT"),
+        );
+        return None;
+    };
+    if let Some(p) = target_problem(lab, &host) {
+        report(&text.referenced, f.clone(), p);
+        return None;
+    }
+    Some(ExpectKind::Tcp {
+        src: c.src.clone(),
+        dst: host,
+        port,
+        open: true,
+    })
+}
+
+/// `http`: a URL, and the status wanted (200 unless given).
+fn http_kind(report: &mut Report, c: &ExpectText, r: &RawExpect) -> Option<ExpectKind> {
+    let dst = &c.dst;
+    if !dst.starts_with("http://") {
+        report(
+            &c.text.referenced,
+            c.f.clone(),
+            format!("{dst:?} must start with http://"),
+        );
+        return None;
+    }
+    let status = r.status.as_ref().map(|s| s.value).unwrap_or(200);
+    Some(ExpectKind::Http {
+        src: c.src.clone(),
+        url: dst.clone(),
+        status,
+    })
 }

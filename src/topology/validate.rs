@@ -430,73 +430,15 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
     };
     let top = Location::UNKNOWN;
 
-    if !opts.prefix.is_empty() {
-        let p = Spanned::new(opts.prefix.clone(), top, top);
-        check_name(&mut cx, &p, "--prefix", "prefix");
-    }
-    let base_name = match &raw.name {
-        Some(n) => {
-            check_name(&mut cx, n, "name", "lab name");
-            n.value.clone()
-        }
-        None => {
-            cx.issues.push(Issue {
-                line: 1,
-                column: 1,
-                field: "name".into(),
-                message: "missing: every lab needs a `name:`".into(),
-            });
-            String::new()
-        }
-    };
+    let base_name = check_lab_name(&mut cx, raw.name.as_ref(), opts);
     let lab_name = format!("{}{}", opts.prefix, base_name);
 
     // Names of nodes and bridges share one space: `X:IF` must mean one thing.
     let mut names: HashMap<String, &'static str> = HashMap::new();
-    let mut nodes: Vec<NodeDraft> = Vec::new();
-    for (k, n) in &raw.nodes.0 {
-        let field = format!("nodes.{}", k.value);
-        if !check_name(&mut cx, k, &field, "node name") {
-            continue;
-        }
-        if RESERVED.contains(&k.value.as_str()) {
-            cx.at(loc(k), &field, format!("{:?} is a reserved word (it names the lab's host, internet or every node); pick another node name", k.value));
-            continue;
-        }
-        let ns = format!("{}{}", opts.prefix, k.value);
-        if ns.len() > 200 {
-            cx.at(loc(k), &field, "namespace name (prefix + node) is too long");
-        } else if let Some(p) = ns_name_problem(&ns) {
-            cx.at(loc(k), &field, p);
-        }
-        if opts.sandbox
-            && (ns == sandbox_host_ns(&opts.prefix, &base_name)
-                || ns == sandbox_inet_ns(&opts.prefix, &base_name))
-        {
-            cx.at(
-                loc(k),
-                &field,
-                format!(
-                    "node {:?} would have the same namespace as the sandbox's host or internet",
-                    k.value
-                ),
-            );
-        }
-        names.insert(k.value.clone(), "node");
-        nodes.push(node_draft(
-            &mut cx,
-            &field,
-            k,
-            &n.interfaces,
-            &n.routes,
-            n.forward.as_ref().map(|f| f.value).unwrap_or(false),
-            &n.run,
-            opts.check_programs,
-        ));
-    }
+    let nodes = node_drafts(&mut cx, &raw.nodes, opts, &base_name, &mut names);
     let host_raw = raw.host.unwrap_or_default();
     let hostk = Spanned::new("host".to_string(), top, top);
-    let mut host = node_draft(
+    let host = node_draft(
         &mut cx,
         "host",
         &hostk,
@@ -506,420 +448,26 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
         &[],
         false,
     );
-
-    let mut bridges: Vec<Bridge> = Vec::new();
-    let mut bridge_locs: Vec<Location> = Vec::new();
-    for (k, b) in &raw.bridges.0 {
-        let field = format!("bridges.{}", k.value);
-        if !check_ifname(&mut cx, k, &field) {
-            continue;
-        }
-        if RESERVED.contains(&k.value.as_str()) {
-            cx.at(
-                loc(k),
-                &field,
-                format!("{:?} is a reserved word; pick another bridge name", k.value),
-            );
-            continue;
-        }
-        if names.contains_key(&k.value) {
-            cx.at(
-                loc(k),
-                &field,
-                format!(
-                    "{:?} is already the name of a node; nodes and bridges need different names",
-                    k.value
-                ),
-            );
-            continue;
-        }
-        names.insert(k.value.clone(), "bridge");
-        let addrs = addresses(&mut cx, &b.address, &b.addresses, &field);
-        let mac = match &b.mac {
-            Some(m) => parse_mac(&mut cx, m, &format!("{field}.mac")).unwrap_or([2, 0, 0, 0, 0, 1]),
-            None => stable_mac(&lab_name, &k.value),
-        };
-        host.ifaces
-            .push((k.value.clone(), *loc(k), addrs.clone(), None, None));
-        bridges.push(Bridge {
-            name: k.value.clone(),
-            addresses: addrs.iter().map(|a| a.0).collect(),
-            mtu: check_mtu(&mut cx, &b.mtu, &format!("{field}.mtu")),
-            mac,
-            ports: Vec::new(),
-        });
-        bridge_locs.push(*loc(k));
-    }
-
-    // Links: each end used once; ports and host ends become host interfaces.
-    let mut links = Vec::new();
-    let mut used: HashMap<(String, String), Location> = HashMap::new();
-    for (i, l) in raw.links.iter().enumerate() {
-        let field = format!("links[{i}]");
-        if l.value.len() != 2 {
-            cx.at(loc(l), &field, format!("a link is a cable with two ends, like [black:bveth, bri0:bbrveth]; this one has {}", l.value.len()));
-            continue;
-        }
-        let mut ends = Vec::new();
-        for (j, e) in l.value.iter().enumerate() {
-            let f = format!("{field}[{j}]");
-            let Some((left, right)) = e.value.split_once(':') else {
-                cx.at(loc(e), &f, format!("{:?} is not an endpoint; write NODE:INTERFACE, BRIDGE:PORT or host:INTERFACE", e.value));
-                continue;
-            };
-            let ifs = Spanned::new(right.to_string(), *loc(e), *loc(e));
-            if !check_ifname(&mut cx, &ifs, &f) {
-                continue;
-            }
-            let r = if left == "host" {
-                EndRef::Host(right.into())
-            } else {
-                match names.get(left) {
-                    Some(&"node") => EndRef::Node(left.into(), right.into()),
-                    Some(_) => EndRef::Bridge(left.into(), right.into()),
-                    None => {
-                        let known: Vec<&str> = names
-                            .keys()
-                            .map(|s| s.as_str())
-                            .collect::<BTreeSet<_>>()
-                            .into_iter()
-                            .collect();
-                        cx.at(
-                            loc(e),
-                            &f,
-                            format!(
-                                "{left:?} is not a node or bridge of this lab (known: {})",
-                                if known.is_empty() {
-                                    "none".into()
-                                } else {
-                                    known.join(", ")
-                                }
-                            ),
-                        );
-                        continue;
-                    }
-                }
-            };
-            // Bridge ports and host ends all live in the host namespace.
-            let key = match &r {
-                EndRef::Node(n, i) => (n.clone(), i.clone()),
-                EndRef::Bridge(_, i) | EndRef::Host(i) => ("host".to_string(), i.clone()),
-            };
-            if let Some(prev) = used.get(&key) {
-                let what = match &r {
-                    EndRef::Bridge(b, p) => format!(
-                        "bridge port {b}:{p} is used twice (first at line {})",
-                        prev.line()
-                    ),
-                    EndRef::Node(n, i) => format!(
-                        "interface {n}:{i} is used by two links (first at line {})",
-                        prev.line()
-                    ),
-                    EndRef::Host(i) => format!(
-                        "host interface {i} is used twice (first at line {})",
-                        prev.line()
-                    ),
-                };
-                cx.at(loc(e), &f, what);
-                continue;
-            }
-            used.insert(key, *loc(e));
-            ends.push((r, *loc(e)));
-        }
-        if ends.len() != 2 {
-            continue;
-        }
-        let mk = |r: &EndRef| match r {
-            EndRef::Node(n, i) => End {
-                place: Place::Node(n.clone()),
-                ifname: i.clone(),
-                bridge: None,
-            },
-            EndRef::Bridge(b, p) => End {
-                place: Place::Host,
-                ifname: p.clone(),
-                bridge: Some(b.clone()),
-            },
-            EndRef::Host(i) => End {
-                place: Place::Host,
-                ifname: i.clone(),
-                bridge: None,
-            },
-        };
-        let (a, b) = (mk(&ends[0].0), mk(&ends[1].0));
-        if a.bridge.is_some() && b.bridge.is_some() {
-            cx.at(loc(l), &field, "both ends are bridge ports; connect bridges to nodes, or give one bridge a node in between");
-            continue;
-        }
-        if a.place == Place::Host && b.place == Place::Host {
-            cx.at(
-                loc(l),
-                &field,
-                "both ends are in the host; a link needs at least one node",
-            );
-            continue;
-        }
-        for (end, l2) in [(&a, &ends[0].1), (&b, &ends[1].1)] {
-            match (&end.place, &end.bridge) {
-                (Place::Node(n), _) => {
-                    let d = nodes.iter_mut().find(|d| &d.name == n).expect("known node");
-                    if !d.ifaces.iter().any(|x| x.0 == end.ifname) {
-                        d.ifaces
-                            .push((end.ifname.clone(), *l2, Vec::new(), None, None));
-                    }
-                }
-                (Place::Host, Some(b)) => {
-                    let br = bridges
-                        .iter_mut()
-                        .find(|x| &x.name == b)
-                        .expect("known bridge");
-                    br.ports.push(end.ifname.clone());
-                    if host.ifaces.iter().any(|x| x.0 == end.ifname) {
-                        cx.at(l2, &field, format!("{:?} is already the name of a host interface or bridge; names in the host must differ", end.ifname));
-                    } else {
-                        host.ifaces
-                            .push((end.ifname.clone(), *l2, Vec::new(), None, None));
-                    }
-                }
-                (Place::Host, None) => {
-                    if !host.ifaces.iter().any(|x| x.0 == end.ifname) {
-                        host.ifaces
-                            .push((end.ifname.clone(), *l2, Vec::new(), None, None));
-                    } else if bridges.iter().any(|b| b.name == end.ifname) {
-                        cx.at(
-                            l2,
-                            &field,
-                            format!(
-                                "{:?} is a bridge; use {0}:PORT to plug a cable into it",
-                                end.ifname
-                            ),
-                        );
-                    }
-                }
-                (Place::Internet, _) => {}
-            }
-        }
-        links.push(Link { a, b });
-    }
-    for (b, l) in bridges.iter().zip(&bridge_locs) {
-        if b.ports.len() > MAX_BRIDGE_PORTS {
-            cx.at(
-                l,
-                format!("bridges.{}", b.name),
-                format!(
-                    "{} ports; a Linux bridge holds at most {MAX_BRIDGE_PORTS}",
-                    b.ports.len()
-                ),
-            );
-        }
-    }
-    if opts.sandbox && host.ifaces.iter().any(|i| i.0 == UPLINK_IF) {
+    let mut d = Drafts {
+        names,
+        nodes,
+        host,
+        bridges: Vec::new(),
+        bridge_locs: Vec::new(),
+        links: Vec::new(),
+        used: HashMap::new(),
+    };
+    d.add_bridges(&mut cx, &raw.bridges, &lab_name);
+    d.add_links(&mut cx, &raw.links);
+    d.check_bridge_ports(&mut cx);
+    if opts.sandbox && d.host.ifaces.iter().any(|i| i.0 == UPLINK_IF) {
         cx.at(&top, "host", format!("{UPLINK_IF:?} is the sandbox host's uplink to the emulated internet; pick another name"));
     }
-
-    // IPv6 needs an MTU of at least 1280: the kernel turns IPv6 off on a smaller
-    // link, so it can carry no IPv6 address, link-local included. Other links
-    // may go down to 68.
-    let any_v6 = nodes
-        .iter()
-        .chain(std::iter::once(&host))
-        .flat_map(|d| d.ifaces.iter())
-        .any(|(_, _, addrs, ..)| addrs.iter().any(|(a, _)| a.addr().is_ipv6()));
-    let link_local = raw.ipv6_link_local.unwrap_or(any_v6);
-    for d in nodes.iter().chain(std::iter::once(&host)) {
-        for (name, l, addrs, mtu, _) in &d.ifaces {
-            let Some(m) = mtu.filter(|m| *m < 1280) else {
-                continue;
-            };
-            let why = if addrs.iter().any(|(a, _)| a.addr().is_ipv6()) {
-                "it has an IPv6 address"
-            } else if link_local {
-                "the lab uses IPv6 link-local addresses (`ipv6_link_local`, on when any interface has an IPv6 address)"
-            } else {
-                continue;
-            };
-            cx.at(
-                l,
-                format!("{}.interfaces.{name}.mtu", place_field(&d.name)),
-                format!("mtu {m} is below 1280, the least IPv6 allows, and {why}; raise the MTU or use IPv4 only"),
-            );
-        }
-    }
-
-    // Declared interfaces must be plugged into something.
-    let connected: BTreeSet<(String, String)> = used.keys().cloned().collect();
-    for d in nodes.iter().chain(std::iter::once(&host)) {
-        for (name, l, ..) in &d.ifaces {
-            let is_bridge = d.name == "host" && bridges.iter().any(|b| &b.name == name);
-            if !is_bridge && !connected.contains(&(d.name.clone(), name.clone())) {
-                cx.at(
-                    l,
-                    format!(
-                        "{}.interfaces.{name}",
-                        if d.name == "host" {
-                            "host".into()
-                        } else {
-                            format!("nodes.{}", d.name)
-                        }
-                    ),
-                    format!(
-                        "interface {name} of {} is not the end of any link; add it to `links`",
-                        d.name
-                    ),
-                );
-            }
-        }
-    }
-
-    // One address once in the whole lab.
-    let mut seen_addr: BTreeMap<IpAddr, (String, u64)> = BTreeMap::new();
-    for d in nodes.iter().chain(std::iter::once(&host)) {
-        for (ifn, _, addrs, ..) in &d.ifaces {
-            for (a, l) in addrs {
-                let who = format!("{}:{ifn}", d.name);
-                if let Some((prev, pl)) = seen_addr.get(&a.addr()) {
-                    cx.at(l, format!("{}.interfaces.{ifn}", place_field(&d.name)), format!("address {} is already on {prev} (line {pl}); one address can be in a lab only once", a.addr()));
-                } else {
-                    seen_addr.insert(a.addr(), (who, l.line()));
-                }
-                if sandbox_reserved(a) && opts.sandbox {
-                    cx.at(l, format!("{}.interfaces.{ifn}", place_field(&d.name)), format!("{a} overlaps 203.0.113.0/24 or 198.51.100.0/24, which the sandbox's emulated internet uses"));
-                }
-            }
-        }
-    }
-
-    // Routes: parse, check the device, check the gateway can be reached.
-    let mut out_nodes = Vec::new();
-    let mut host_node = None;
-    for d in nodes.iter().chain(std::iter::once(&host)) {
-        let pf = place_field(&d.name);
-        let mut routes = Vec::new();
-        for (r, i) in &d.routes {
-            let field = format!("{pf}.routes[{i}]");
-            let route = match parse_route(&r.value) {
-                Ok(x) => x,
-                Err(e) => {
-                    cx.at(loc(r), &field, format!("{:?}: {e}", r.value));
-                    continue;
-                }
-            };
-            if let Some(dev) = &route.dev
-                && !d.ifaces.iter().any(|x| &x.0 == dev)
-            {
-                let have: Vec<&str> = d.ifaces.iter().map(|x| x.0.as_str()).collect();
-                cx.at(
-                    loc(r),
-                    &field,
-                    format!(
-                        "route device {dev:?} is not an interface of {} (it has: {})",
-                        d.name,
-                        if have.is_empty() {
-                            "none".to_string()
-                        } else {
-                            have.join(", ")
-                        }
-                    ),
-                );
-                continue;
-            }
-            if let Some(gw) = route.via
-                && let Some((ifn, ..)) = d
-                    .ifaces
-                    .iter()
-                    .find(|x| x.2.iter().any(|(a, _)| a.addr() == gw))
-            {
-                cx.at(loc(r), &field, format!("gateway {gw} is the address of {}:{ifn} itself; a gateway is the next router's address (another node's or the bridge's), or leave out `via` for `PREFIX dev IF`", d.name));
-                continue;
-            }
-            if let Some(gw) = route.via
-                && !route.onlink
-                && !gateway_reachable(gw, route.dev.as_deref(), d, &d.routes)
-            {
-                cx.at(loc(r), &field, format!("gateway {gw} is not reachable: no address of {} has a prefix containing it and no on-link route (`PREFIX dev IF`) covers it; add such a route before this one, or `onlink`", d.name));
-                continue;
-            }
-            if routes
-                .iter()
-                .any(|x: &Route| x.dst == route.dst && x.metric == route.metric)
-            {
-                cx.at(
-                    loc(r),
-                    &field,
-                    format!(
-                        "a route to {} is already declared",
-                        r.value.split_whitespace().next().unwrap_or("")
-                    ),
-                );
-                continue;
-            }
-            routes.push(route);
-        }
-        let node = Node {
-            name: d.name.clone(),
-            ns: if d.name == "host" {
-                String::new()
-            } else {
-                format!("{}{}", opts.prefix, d.name)
-            },
-            interfaces: d
-                .ifaces
-                .iter()
-                .filter(|x| !(d.name == "host" && bridges.iter().any(|b| b.name == x.0)))
-                .map(|(n, _, a, mtu, mac)| Iface {
-                    name: n.clone(),
-                    addresses: a.iter().map(|x| x.0).collect(),
-                    mtu: *mtu,
-                    mac: *mac,
-                })
-                .collect(),
-            routes,
-            forward: d.forward,
-            run: d.run.clone(),
-        };
-        if d.name == "host" {
-            host_node = Some(node);
-        } else {
-            out_nodes.push(node);
-        }
-    }
-
-    // NAT
-    let mut nat = Vec::new();
-    for (i, n) in raw.nat.iter().enumerate() {
-        let field = format!("nat[{i}]");
-        let src = match parse_cidr(&mut cx, &n.value.source, &format!("{field}.source")) {
-            Some(IpNet::V4(s)) => s.trunc(),
-            Some(IpNet::V6(_)) => {
-                cx.at(
-                    loc(&n.value.source),
-                    format!("{field}.source"),
-                    "masquerade is IPv4 only (IPv6 labs use routable addresses)",
-                );
-                continue;
-            }
-            None => continue,
-        };
-        let out = match (&n.value.not_out, &n.value.out) {
-            (Some(x), None) => {
-                if !check_ifname(&mut cx, x, &format!("{field}.not_out")) {
-                    continue;
-                }
-                NatOut::NotOut(x.value.clone())
-            }
-            (None, Some(x)) => {
-                if !check_ifname(&mut cx, x, &format!("{field}.out")) {
-                    continue;
-                }
-                NatOut::Out(x.value.clone())
-            }
-            _ => {
-                cx.at(loc(n), &field, "give exactly one of `not_out: BRIDGE` (any interface but the bridge, like `! -o bri0`) or `out: UPLINK`");
-                continue;
-            }
-        };
-        nat.push(Nat { source: src, out });
-    }
+    d.check_ipv6_mtus(&mut cx, raw.ipv6_link_local);
+    d.check_unplugged(&mut cx);
+    d.check_duplicate_addresses(&mut cx, opts.sandbox);
+    let (out_nodes, host_node) = d.nodes_with_routes(&mut cx, &opts.prefix);
+    let nat = parse_nat(&mut cx, &raw.nat);
 
     let mut lab = Lab {
         name: lab_name,
@@ -927,9 +475,9 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
         prefix: opts.prefix.clone(),
         sandbox: opts.sandbox,
         nodes: out_nodes,
-        bridges,
-        links,
-        host: host_node.expect("host draft"),
+        bridges: d.bridges,
+        links: d.links,
+        host: host_node,
         nat,
         ipv6_link_local: false,
         expect: Vec::new(),
@@ -944,6 +492,566 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
         cx.issues.sort_by_key(|i| (i.line, i.column));
         Err(cx.issues)
     }
+}
+
+/// Check `--prefix` and the lab's `name:`; the name, or "" when it is missing.
+fn check_lab_name(cx: &mut Ctx, name: Option<&S<String>>, opts: &Options) -> String {
+    let top = Location::UNKNOWN;
+    if !opts.prefix.is_empty() {
+        let p = Spanned::new(opts.prefix.clone(), top, top);
+        check_name(cx, &p, "--prefix", "prefix");
+    }
+    match name {
+        Some(n) => {
+            check_name(cx, n, "name", "lab name");
+            n.value.clone()
+        }
+        None => {
+            cx.issues.push(Issue {
+                line: 1,
+                column: 1,
+                field: "name".into(),
+                message: "missing: every lab needs a `name:`".into(),
+            });
+            String::new()
+        }
+    }
+}
+
+/// Drafts of the file's nodes, each name checked and recorded in `names`.
+fn node_drafts(
+    cx: &mut Ctx,
+    raw: &OrderedMap<RawNode>,
+    opts: &Options,
+    base_name: &str,
+    names: &mut HashMap<String, &'static str>,
+) -> Vec<NodeDraft> {
+    let mut nodes = Vec::new();
+    for (k, n) in &raw.0 {
+        let field = format!("nodes.{}", k.value);
+        if !check_name(cx, k, &field, "node name") {
+            continue;
+        }
+        if RESERVED.contains(&k.value.as_str()) {
+            cx.at(loc(k), &field, format!("{:?} is a reserved word (it names the lab's host, internet or every node); pick another node name", k.value));
+            continue;
+        }
+        let ns = format!("{}{}", opts.prefix, k.value);
+        if ns.len() > 200 {
+            cx.at(loc(k), &field, "namespace name (prefix + node) is too long");
+        } else if let Some(p) = ns_name_problem(&ns) {
+            cx.at(loc(k), &field, p);
+        }
+        if opts.sandbox
+            && (ns == sandbox_host_ns(&opts.prefix, base_name)
+                || ns == sandbox_inet_ns(&opts.prefix, base_name))
+        {
+            cx.at(
+                loc(k),
+                &field,
+                format!(
+                    "node {:?} would have the same namespace as the sandbox's host or internet",
+                    k.value
+                ),
+            );
+        }
+        names.insert(k.value.clone(), "node");
+        nodes.push(node_draft(
+            cx,
+            &field,
+            k,
+            &n.interfaces,
+            &n.routes,
+            n.forward.as_ref().map(|f| f.value).unwrap_or(false),
+            &n.run,
+            opts.check_programs,
+        ));
+    }
+    nodes
+}
+
+/// The lab as validation builds it: drafts of the nodes, the host and the
+/// bridges, and the links between them.
+struct Drafts {
+    /// Names of nodes ("node") and bridges ("bridge").
+    names: HashMap<String, &'static str>,
+    nodes: Vec<NodeDraft>,
+    host: NodeDraft,
+    bridges: Vec<Bridge>,
+    bridge_locs: Vec<Location>,
+    links: Vec<Link>,
+    /// Link ends taken so far, as (namespace owner, interface), with where.
+    used: HashMap<(String, String), Location>,
+}
+
+impl Drafts {
+    /// Every node draft, the host last.
+    fn all(&self) -> impl Iterator<Item = &NodeDraft> {
+        self.nodes.iter().chain(std::iter::once(&self.host))
+    }
+
+    fn add_bridges(&mut self, cx: &mut Ctx, raw: &OrderedMap<RawBridge>, lab_name: &str) {
+        for (k, b) in &raw.0 {
+            let field = format!("bridges.{}", k.value);
+            if !check_ifname(cx, k, &field) {
+                continue;
+            }
+            if RESERVED.contains(&k.value.as_str()) {
+                cx.at(
+                    loc(k),
+                    &field,
+                    format!("{:?} is a reserved word; pick another bridge name", k.value),
+                );
+                continue;
+            }
+            if self.names.contains_key(&k.value) {
+                cx.at(
+                    loc(k),
+                    &field,
+                    format!(
+                        "{:?} is already the name of a node; nodes and bridges need different names",
+                        k.value
+                    ),
+                );
+                continue;
+            }
+            self.names.insert(k.value.clone(), "bridge");
+            let addrs = addresses(cx, &b.address, &b.addresses, &field);
+            let mac = match &b.mac {
+                Some(m) => parse_mac(cx, m, &format!("{field}.mac")).unwrap_or([2, 0, 0, 0, 0, 1]),
+                None => stable_mac(lab_name, &k.value),
+            };
+            self.host
+                .ifaces
+                .push((k.value.clone(), *loc(k), addrs.clone(), None, None));
+            self.bridges.push(Bridge {
+                name: k.value.clone(),
+                addresses: addrs.iter().map(|a| a.0).collect(),
+                mtu: check_mtu(cx, &b.mtu, &format!("{field}.mtu")),
+                mac,
+                ports: Vec::new(),
+            });
+            self.bridge_locs.push(*loc(k));
+        }
+    }
+
+    /// Links: each end used once; ports and host ends become host interfaces.
+    fn add_links(&mut self, cx: &mut Ctx, raw: &[S<Vec<S<String>>>]) {
+        for (i, l) in raw.iter().enumerate() {
+            let field = format!("links[{i}]");
+            if l.value.len() != 2 {
+                cx.at(loc(l), &field, format!("a link is a cable with two ends, like [black:bveth, bri0:bbrveth]; this one has {}", l.value.len()));
+                continue;
+            }
+            let mut ends = Vec::new();
+            for (j, e) in l.value.iter().enumerate() {
+                if let Some(r) = self.claim_end(cx, e, &format!("{field}[{j}]")) {
+                    ends.push((r, *loc(e)));
+                }
+            }
+            if ends.len() != 2 {
+                continue;
+            }
+            let (a, b) = (end_of(&ends[0].0), end_of(&ends[1].0));
+            if a.bridge.is_some() && b.bridge.is_some() {
+                cx.at(loc(l), &field, "both ends are bridge ports; connect bridges to nodes, or give one bridge a node in between");
+                continue;
+            }
+            if a.place == Place::Host && b.place == Place::Host {
+                cx.at(
+                    loc(l),
+                    &field,
+                    "both ends are in the host; a link needs at least one node",
+                );
+                continue;
+            }
+            self.plug(cx, &field, &a, &ends[0].1);
+            self.plug(cx, &field, &b, &ends[1].1);
+            self.links.push(Link { a, b });
+        }
+    }
+
+    /// Parse one endpoint of a link and take it, unless it is unknown or
+    /// already taken.
+    fn claim_end(&mut self, cx: &mut Ctx, e: &S<String>, f: &str) -> Option<EndRef> {
+        let Some((left, right)) = e.value.split_once(':') else {
+            cx.at(
+                loc(e),
+                f,
+                format!(
+                    "{:?} is not an endpoint; write NODE:INTERFACE, BRIDGE:PORT or host:INTERFACE",
+                    e.value
+                ),
+            );
+            return None;
+        };
+        let ifs = Spanned::new(right.to_string(), *loc(e), *loc(e));
+        if !check_ifname(cx, &ifs, f) {
+            return None;
+        }
+        let r = if left == "host" {
+            EndRef::Host(right.into())
+        } else {
+            match self.names.get(left) {
+                Some(&"node") => EndRef::Node(left.into(), right.into()),
+                Some(_) => EndRef::Bridge(left.into(), right.into()),
+                None => {
+                    let known: Vec<&str> = self
+                        .names
+                        .keys()
+                        .map(|s| s.as_str())
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .collect();
+                    cx.at(
+                        loc(e),
+                        f,
+                        format!(
+                            "{left:?} is not a node or bridge of this lab (known: {})",
+                            if known.is_empty() {
+                                "none".into()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    );
+                    return None;
+                }
+            }
+        };
+        // Bridge ports and host ends all live in the host namespace.
+        let key = match &r {
+            EndRef::Node(n, i) => (n.clone(), i.clone()),
+            EndRef::Bridge(_, i) | EndRef::Host(i) => ("host".to_string(), i.clone()),
+        };
+        if let Some(prev) = self.used.get(&key) {
+            let what = match &r {
+                EndRef::Bridge(b, p) => format!(
+                    "bridge port {b}:{p} is used twice (first at line {})",
+                    prev.line()
+                ),
+                EndRef::Node(n, i) => format!(
+                    "interface {n}:{i} is used by two links (first at line {})",
+                    prev.line()
+                ),
+                EndRef::Host(i) => format!(
+                    "host interface {i} is used twice (first at line {})",
+                    prev.line()
+                ),
+            };
+            cx.at(loc(e), f, what);
+            return None;
+        }
+        self.used.insert(key, *loc(e));
+        Some(r)
+    }
+
+    /// Give a link's end its interface: on its node, or in the host (as a
+    /// bridge port or a plain host interface).
+    fn plug(&mut self, cx: &mut Ctx, field: &str, end: &End, l2: &Location) {
+        match (&end.place, &end.bridge) {
+            (Place::Node(n), _) => {
+                let d = self
+                    .nodes
+                    .iter_mut()
+                    .find(|d| &d.name == n)
+                    .expect("known node");
+                if !d.ifaces.iter().any(|x| x.0 == end.ifname) {
+                    d.ifaces
+                        .push((end.ifname.clone(), *l2, Vec::new(), None, None));
+                }
+            }
+            (Place::Host, Some(b)) => {
+                let br = self
+                    .bridges
+                    .iter_mut()
+                    .find(|x| &x.name == b)
+                    .expect("known bridge");
+                br.ports.push(end.ifname.clone());
+                if self.host.ifaces.iter().any(|x| x.0 == end.ifname) {
+                    cx.at(l2, field, format!("{:?} is already the name of a host interface or bridge; names in the host must differ", end.ifname));
+                } else {
+                    self.host
+                        .ifaces
+                        .push((end.ifname.clone(), *l2, Vec::new(), None, None));
+                }
+            }
+            (Place::Host, None) => {
+                if !self.host.ifaces.iter().any(|x| x.0 == end.ifname) {
+                    self.host
+                        .ifaces
+                        .push((end.ifname.clone(), *l2, Vec::new(), None, None));
+                } else if self.bridges.iter().any(|b| b.name == end.ifname) {
+                    cx.at(
+                        l2,
+                        field,
+                        format!(
+                            "{:?} is a bridge; use {0}:PORT to plug a cable into it",
+                            end.ifname
+                        ),
+                    );
+                }
+            }
+            (Place::Internet, _) => {}
+        }
+    }
+
+    fn check_bridge_ports(&self, cx: &mut Ctx) {
+        for (b, l) in self.bridges.iter().zip(&self.bridge_locs) {
+            if b.ports.len() > MAX_BRIDGE_PORTS {
+                cx.at(
+                    l,
+                    format!("bridges.{}", b.name),
+                    format!(
+                        "{} ports; a Linux bridge holds at most {MAX_BRIDGE_PORTS}",
+                        b.ports.len()
+                    ),
+                );
+            }
+        }
+    }
+
+    /// IPv6 needs an MTU of at least 1280: the kernel turns IPv6 off on a smaller
+    /// link, so it can carry no IPv6 address, link-local included. Other links
+    /// may go down to 68.
+    fn check_ipv6_mtus(&self, cx: &mut Ctx, ipv6_link_local: Option<bool>) {
+        let any_v6 = self
+            .all()
+            .flat_map(|d| d.ifaces.iter())
+            .any(|(_, _, addrs, ..)| addrs.iter().any(|(a, _)| a.addr().is_ipv6()));
+        let link_local = ipv6_link_local.unwrap_or(any_v6);
+        for d in self.all() {
+            for (name, l, addrs, mtu, _) in &d.ifaces {
+                let Some(m) = mtu.filter(|m| *m < 1280) else {
+                    continue;
+                };
+                let why = if addrs.iter().any(|(a, _)| a.addr().is_ipv6()) {
+                    "it has an IPv6 address"
+                } else if link_local {
+                    "the lab uses IPv6 link-local addresses (`ipv6_link_local`, on when any interface has an IPv6 address)"
+                } else {
+                    continue;
+                };
+                cx.at(
+                    l,
+                    format!("{}.interfaces.{name}.mtu", place_field(&d.name)),
+                    format!("mtu {m} is below 1280, the least IPv6 allows, and {why}; raise the MTU or use IPv4 only"),
+                );
+            }
+        }
+    }
+
+    /// Declared interfaces must be plugged into something.
+    fn check_unplugged(&self, cx: &mut Ctx) {
+        let connected: BTreeSet<(String, String)> = self.used.keys().cloned().collect();
+        for d in self.all() {
+            for (name, l, ..) in &d.ifaces {
+                let is_bridge = d.name == "host" && self.bridges.iter().any(|b| &b.name == name);
+                if !is_bridge && !connected.contains(&(d.name.clone(), name.clone())) {
+                    cx.at(
+                        l,
+                        format!(
+                            "{}.interfaces.{name}",
+                            if d.name == "host" {
+                                "host".into()
+                            } else {
+                                format!("nodes.{}", d.name)
+                            }
+                        ),
+                        format!(
+                            "interface {name} of {} is not the end of any link; add it to `links`",
+                            d.name
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// One address once in the whole lab.
+    fn check_duplicate_addresses(&self, cx: &mut Ctx, sandbox: bool) {
+        let mut seen_addr: BTreeMap<IpAddr, (String, u64)> = BTreeMap::new();
+        for d in self.all() {
+            for (ifn, _, addrs, ..) in &d.ifaces {
+                for (a, l) in addrs {
+                    let who = format!("{}:{ifn}", d.name);
+                    if let Some((prev, pl)) = seen_addr.get(&a.addr()) {
+                        cx.at(l, format!("{}.interfaces.{ifn}", place_field(&d.name)), format!("address {} is already on {prev} (line {pl}); one address can be in a lab only once", a.addr()));
+                    } else {
+                        seen_addr.insert(a.addr(), (who, l.line()));
+                    }
+                    if sandbox_reserved(a) && sandbox {
+                        cx.at(l, format!("{}.interfaces.{ifn}", place_field(&d.name)), format!("{a} overlaps 203.0.113.0/24 or 198.51.100.0/24, which the sandbox's emulated internet uses"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The finished nodes, each with its checked routes, and the host.
+    fn nodes_with_routes(&self, cx: &mut Ctx, prefix: &str) -> (Vec<Node>, Node) {
+        let mut out_nodes = Vec::new();
+        let mut host_node = None;
+        for d in self.all() {
+            let node = Node {
+                name: d.name.clone(),
+                ns: if d.name == "host" {
+                    String::new()
+                } else {
+                    format!("{}{}", prefix, d.name)
+                },
+                interfaces: d
+                    .ifaces
+                    .iter()
+                    .filter(|x| !(d.name == "host" && self.bridges.iter().any(|b| b.name == x.0)))
+                    .map(|(n, _, a, mtu, mac)| Iface {
+                        name: n.clone(),
+                        addresses: a.iter().map(|x| x.0).collect(),
+                        mtu: *mtu,
+                        mac: *mac,
+                    })
+                    .collect(),
+                routes: checked_routes(cx, d),
+                forward: d.forward,
+                run: d.run.clone(),
+            };
+            if d.name == "host" {
+                host_node = Some(node);
+            } else {
+                out_nodes.push(node);
+            }
+        }
+        (out_nodes, host_node.expect("host draft"))
+    }
+}
+
+/// The model's end for a resolved endpoint.
+fn end_of(r: &EndRef) -> End {
+    match r {
+        EndRef::Node(n, i) => End {
+            place: Place::Node(n.clone()),
+            ifname: i.clone(),
+            bridge: None,
+        },
+        EndRef::Bridge(b, p) => End {
+            place: Place::Host,
+            ifname: p.clone(),
+            bridge: Some(b.clone()),
+        },
+        EndRef::Host(i) => End {
+            place: Place::Host,
+            ifname: i.clone(),
+            bridge: None,
+        },
+    }
+}
+
+/// Routes: parse, check the device, check the gateway can be reached.
+fn checked_routes(cx: &mut Ctx, d: &NodeDraft) -> Vec<Route> {
+    let pf = place_field(&d.name);
+    let mut routes = Vec::new();
+    for (r, i) in &d.routes {
+        let field = format!("{pf}.routes[{i}]");
+        let route = match parse_route(&r.value) {
+            Ok(x) => x,
+            Err(e) => {
+                cx.at(loc(r), &field, format!("{:?}: {e}", r.value));
+                continue;
+            }
+        };
+        if let Some(dev) = &route.dev
+            && !d.ifaces.iter().any(|x| &x.0 == dev)
+        {
+            let have: Vec<&str> = d.ifaces.iter().map(|x| x.0.as_str()).collect();
+            cx.at(
+                loc(r),
+                &field,
+                format!(
+                    "route device {dev:?} is not an interface of {} (it has: {})",
+                    d.name,
+                    if have.is_empty() {
+                        "none".to_string()
+                    } else {
+                        have.join(", ")
+                    }
+                ),
+            );
+            continue;
+        }
+        if let Some(gw) = route.via
+            && let Some((ifn, ..)) = d
+                .ifaces
+                .iter()
+                .find(|x| x.2.iter().any(|(a, _)| a.addr() == gw))
+        {
+            cx.at(loc(r), &field, format!("gateway {gw} is the address of {}:{ifn} itself; a gateway is the next router's address (another node's or the bridge's), or leave out `via` for `PREFIX dev IF`", d.name));
+            continue;
+        }
+        if let Some(gw) = route.via
+            && !route.onlink
+            && !gateway_reachable(gw, route.dev.as_deref(), d, &d.routes)
+        {
+            cx.at(loc(r), &field, format!("gateway {gw} is not reachable: no address of {} has a prefix containing it and no on-link route (`PREFIX dev IF`) covers it; add such a route before this one, or `onlink`", d.name));
+            continue;
+        }
+        if routes
+            .iter()
+            .any(|x: &Route| x.dst == route.dst && x.metric == route.metric)
+        {
+            cx.at(
+                loc(r),
+                &field,
+                format!(
+                    "a route to {} is already declared",
+                    r.value.split_whitespace().next().unwrap_or("")
+                ),
+            );
+            continue;
+        }
+        routes.push(route);
+    }
+    routes
+}
+
+/// The `nat:` list: masquerades of an IPv4 source, out of (or not out of) an
+/// interface.
+fn parse_nat(cx: &mut Ctx, raw: &[S<RawNat>]) -> Vec<Nat> {
+    let mut nat = Vec::new();
+    for (i, n) in raw.iter().enumerate() {
+        let field = format!("nat[{i}]");
+        let src = match parse_cidr(cx, &n.value.source, &format!("{field}.source")) {
+            Some(IpNet::V4(s)) => s.trunc(),
+            Some(IpNet::V6(_)) => {
+                cx.at(
+                    loc(&n.value.source),
+                    format!("{field}.source"),
+                    "masquerade is IPv4 only (IPv6 labs use routable addresses)",
+                );
+                continue;
+            }
+            None => continue,
+        };
+        let out = match (&n.value.not_out, &n.value.out) {
+            (Some(x), None) => {
+                if !check_ifname(cx, x, &format!("{field}.not_out")) {
+                    continue;
+                }
+                NatOut::NotOut(x.value.clone())
+            }
+            (None, Some(x)) => {
+                if !check_ifname(cx, x, &format!("{field}.out")) {
+                    continue;
+                }
+                NatOut::Out(x.value.clone())
+            }
+            _ => {
+                cx.at(loc(n), &field, "give exactly one of `not_out: BRIDGE` (any interface but the bridge, like `! -o bri0`) or `out: UPLINK`");
+                continue;
+            }
+        };
+        nat.push(Nat { source: src, out });
+    }
+    nat
 }
 
 fn place_field(name: &str) -> String {

@@ -242,10 +242,18 @@ fn mask_prefix_len(mask: [u8; 4]) -> Option<u8> {
 /// Read back a rule written by this module, or by `nft` from the same text. `None`
 /// for anything else (other matches, statements, counters, wildcards, ...).
 fn decode_masquerade(exprs: &[Expr]) -> Option<Masquerade> {
-    let mut rest = exprs;
-    let mut source = Ipv4Net::default(); // 0.0.0.0/0
+    let (source, rest) = decode_source_match(exprs)?;
+    let (out, rest) = decode_out_match(rest)?;
+    match rest {
+        [Expr::Masq { plain: true }] => Some(Masquerade { source, out }),
+        _ => None,
+    }
+}
 
-    if let [
+/// The source prefix match at the start of a rule (0.0.0.0/0 when there is
+/// none), and the expressions after it. `None`: a source match of another shape.
+fn decode_source_match(exprs: &[Expr]) -> Option<(Ipv4Net, &[Expr])> {
+    let [
         Expr::Payload {
             dreg,
             base: NFT_PAYLOAD_NETWORK_HEADER,
@@ -253,96 +261,95 @@ fn decode_masquerade(exprs: &[Expr]) -> Option<Masquerade> {
             len,
         },
         tail @ ..,
-    ] = rest
-    {
-        let len = *len as usize;
-        if !(1..=4).contains(&len) {
-            return None;
-        }
-        // Without a bitwise, the loaded bytes are compared whole.
-        let mut mask = [0u8; 4];
-        mask[..len].fill(0xff);
-        let mut tail = tail;
-        if let [
-            Expr::Bitwise {
-                sreg,
-                dreg: bdreg,
-                len: blen,
-                mask: m,
-                xor,
-                plain: true,
-            },
-            t @ ..,
-        ] = tail
-        {
-            if sreg != dreg || bdreg != dreg || *blen as usize != len || m.len() != len {
-                return None;
-            }
-            if xor.len() != len || xor.iter().any(|b| *b != 0) {
-                return None;
-            }
-            mask = [0; 4];
-            mask[..len].copy_from_slice(m);
-            tail = t;
-        }
-        let [
-            Expr::Cmp {
-                sreg,
-                op: Operator::Equal,
-                data,
-            },
-            t @ ..,
-        ] = tail
-        else {
-            return None;
-        };
-        if sreg != dreg || data.len() != len {
-            return None;
-        }
-        let mut addr = [0u8; 4];
-        addr[..len].copy_from_slice(data);
-        let plen = mask_prefix_len(mask)?;
-        let net = Ipv4Net::new(Ipv4Addr::from(addr), plen).ok()?;
-        // A compare against host bits never matches: not a prefix match.
-        if net != net.trunc() {
-            return None;
-        }
-        source = net;
-        rest = t;
+    ] = exprs
+    else {
+        return Some((Ipv4Net::default(), exprs)); // 0.0.0.0/0
+    };
+    let len = *len as usize;
+    if !(1..=4).contains(&len) {
+        return None;
     }
-
-    let mut out = OutMatch::Any;
+    // Without a bitwise, the loaded bytes are compared whole.
+    let mut mask = [0u8; 4];
+    mask[..len].fill(0xff);
+    let mut tail = tail;
     if let [
+        Expr::Bitwise {
+            sreg,
+            dreg: bdreg,
+            len: blen,
+            mask: m,
+            xor,
+            plain: true,
+        },
+        t @ ..,
+    ] = tail
+    {
+        if sreg != dreg || bdreg != dreg || *blen as usize != len || m.len() != len {
+            return None;
+        }
+        if xor.len() != len || xor.iter().any(|b| *b != 0) {
+            return None;
+        }
+        mask = [0; 4];
+        mask[..len].copy_from_slice(m);
+        tail = t;
+    }
+    let [
+        Expr::Cmp {
+            sreg,
+            op: Operator::Equal,
+            data,
+        },
+        t @ ..,
+    ] = tail
+    else {
+        return None;
+    };
+    if sreg != dreg || data.len() != len {
+        return None;
+    }
+    let mut addr = [0u8; 4];
+    addr[..len].copy_from_slice(data);
+    let plen = mask_prefix_len(mask)?;
+    let net = Ipv4Net::new(Ipv4Addr::from(addr), plen).ok()?;
+    // A compare against host bits never matches: not a prefix match.
+    if net != net.trunc() {
+        return None;
+    }
+    Some((net, t))
+}
+
+/// The output interface match (any when there is none), and the expressions
+/// after it. `None`: an interface match of another shape (a wildcard...).
+fn decode_out_match(exprs: &[Expr]) -> Option<(OutMatch, &[Expr])> {
+    let [
         Expr::Meta {
             dreg,
             key: MetaKey::Oifname,
         },
         Expr::Cmp { sreg, op, data },
         tail @ ..,
-    ] = rest
-    {
-        if sreg != dreg {
-            return None;
-        }
-        // An exact name ends in a NUL (nft pads to IFNAMSIZ); without one it is a
-        // wildcard prefix like `br*`.
-        let end = data.iter().position(|b| *b == 0)?;
-        if end == 0 || data.len() > IFNAMSIZ || data[end..].iter().any(|b| *b != 0) {
-            return None;
-        }
-        let name = std::str::from_utf8(&data[..end]).ok()?.to_string();
-        out = match op {
-            Operator::Equal => OutMatch::Out(name),
-            Operator::NotEqual => OutMatch::NotOut(name),
-            _ => return None,
-        };
-        rest = tail;
+    ] = exprs
+    else {
+        return Some((OutMatch::Any, exprs));
+    };
+    if sreg != dreg {
+        return None;
     }
-
-    match rest {
-        [Expr::Masq { plain: true }] => Some(Masquerade { source, out }),
-        _ => None,
+    // An exact name ends in a NUL (nft pads to IFNAMSIZ); without one it is a
+    // wildcard prefix like `br*`.
+    let end = data.iter().position(|b| *b == 0)?;
+    if end == 0 || data.len() > IFNAMSIZ || data[end..].iter().any(|b| *b != 0) {
+        return None;
     }
+    let name = std::str::from_utf8(&data[..end]).ok()?.to_string();
+    let out = match op {
+        Operator::Equal => OutMatch::Out(name),
+        Operator::NotEqual => OutMatch::NotOut(name),
+        _ => return None,
+    };
+    Some((out, tail))
 }
 
 pub(super) fn decode_rule_attributes(attrs: &[RuleAttribute]) -> Option<Masquerade> {
