@@ -31,7 +31,7 @@ pub(super) fn names(cx: &Ctx, places: &[usize]) -> String {
 struct Traced {
     place: usize,
     nft: NftSocket,
-    events: netlink_sys::Socket,
+    events: crate::kernel::nlsock::NlListener,
 }
 
 impl Ctx<'_> {
