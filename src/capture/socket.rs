@@ -263,7 +263,7 @@ impl PacketSocket {
         for c in msg.cmsgs().into_iter().flatten() {
             match c {
                 ControlMessageOwned::ScmTimestampns(t) => {
-                    frame.ts = Some((t.tv_sec() as i64, t.tv_nsec() as u32));
+                    frame.ts = Some((t.tv_sec(), t.tv_nsec() as u32));
                 }
                 ControlMessageOwned::Unknown(u)
                     if u.cmsg_header.cmsg_level == libc::SOL_PACKET
