@@ -131,11 +131,7 @@ pub fn open(targets: &[Target]) -> io::Result<Vec<PacketSocket>> {
         .map(|t| {
             let name = std::ffi::CString::new(t.ifname.as_str()).map_err(io::Error::other)?;
             netns::run_in(&t.ns, move || {
-                // SAFETY: if_nametoindex reads a valid NUL-terminated string.
-                let idx = unsafe { libc::if_nametoindex(name.as_ptr()) };
-                if idx == 0 {
-                    return Err(io::Error::last_os_error());
-                }
+                let idx = nix::net::if_::if_nametoindex(name.as_c_str())?;
                 PacketSocket::open(idx)
             })?
             .map_err(|e| io::Error::new(e.kind(), format!("capture on {}: {e}", t.label)))

@@ -6,7 +6,7 @@
 
 use std::io;
 use std::mem;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -33,6 +33,31 @@ struct AuxData {
     tp_vlan_tci: u16,
     tp_vlan_tpid: u16,
 }
+impl AuxData {
+    /// From a PACKET_AUXDATA control message's bytes (host order), if long enough.
+    fn parse(b: &[u8]) -> Option<AuxData> {
+        let u32_at = |i: usize| Some(u32::from_ne_bytes(b.get(i..i + 4)?.try_into().ok()?));
+        let u16_at = |i: usize| Some(u16::from_ne_bytes(b.get(i..i + 2)?.try_into().ok()?));
+        Some(AuxData {
+            tp_status: u32_at(0)?,
+            tp_len: u32_at(4)?,
+            tp_snaplen: u32_at(8)?,
+            tp_mac: u16_at(12)?,
+            tp_net: u16_at(14)?,
+            tp_vlan_tci: u16_at(16)?,
+            tp_vlan_tpid: u16_at(18)?,
+        })
+    }
+}
+
+/// What one recvmsg returned besides the bytes.
+struct Frame {
+    wire_len: usize,
+    pkttype: u8,
+    ts: Option<(i64, u32)>,
+    aux: Option<AuxData>,
+}
+
 const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
 const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
 
@@ -65,6 +90,9 @@ pub struct PacketSocket {
     // totals since `open` are kept here.
     received: AtomicU64,
     dropped: AtomicU64,
+    /// Control-message buffer of `recv`: room for a timespec and a
+    /// tpacket_auxdata with their headers (as nix's `cmsg_space!` sizes it).
+    control: Vec<u8>,
 }
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -75,6 +103,7 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// setsockopt of an int option nix 0.32 does not wrap (PACKET_AUXDATA): the raw call.
 fn setsockopt_int(
     fd: &OwnedFd,
     level: libc::c_int,
@@ -112,11 +141,12 @@ impl PacketSocket {
         // Protocol 0: the socket receives nothing until bind() sets both the
         // protocol and the interface, so frames of other interfaces never
         // queue up in between.
-        // SAFETY: plain syscall without pointers.
-        let raw =
-            cvt(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) })?;
-        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = nix::sys::socket::socket(
+            nix::sys::socket::AddressFamily::Packet,
+            nix::sys::socket::SockType::Raw,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
 
         // SO_RCVBUFFORCE passes rmem_max (needs CAP_NET_ADMIN); else take
         // what SO_RCVBUF allows.
@@ -136,6 +166,7 @@ impl PacketSocket {
         addr.sll_family = libc::AF_PACKET as libc::c_ushort;
         addr.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
         addr.sll_ifindex = sll_ifindex;
+        // nix 0.32 cannot make a LinkAddr (sockaddr_ll) safely: the raw bind.
         // SAFETY: the pointer and length describe `addr`, alive for the call.
         cvt(unsafe {
             libc::bind(
@@ -149,6 +180,7 @@ impl PacketSocket {
             ifindex,
             received: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            control: nix::cmsg_space!(libc::timespec, AuxData),
         })
     }
 
@@ -168,78 +200,12 @@ impl PacketSocket {
         if !crate::kernel::poll::poll_readable(self.fd.as_fd(), timeout)? {
             return Ok(None);
         }
-
-        // SAFETY: all-zero is a valid sockaddr_ll.
-        let mut addr: libc::sockaddr_ll = unsafe { mem::zeroed() };
-        // u64 words keep the control buffer aligned for cmsghdr. Room for
-        // a timespec and a tpacket_auxdata with their headers.
-        let mut control = [0u64; 16];
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
+        let Some(got) = self.recv_frame(buf)? else {
+            return Ok(None);
         };
-        // SAFETY: all-zero is a valid msghdr; the fields are set below.
-        let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-        msg.msg_name = (&raw mut addr).cast();
-        msg.msg_namelen = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-        msg.msg_iov = &raw mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = mem::size_of_val(&control) as _;
-
-        // MSG_TRUNC: packet sockets then return the frame's real length even
-        // when `buf` is shorter. MSG_DONTWAIT: poll said ready, but never
-        // block if another reader took the frame.
-        // SAFETY: msg points at addr, iov (over buf) and control, all alive
-        // and exclusively borrowed for the call.
-        let n = unsafe {
-            libc::recvmsg(
-                self.fd.as_raw_fd(),
-                &raw mut msg,
-                libc::MSG_TRUNC | libc::MSG_DONTWAIT,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
-                _ => Err(e),
-            };
-        }
-        let wire_len = usize::try_from(n).unwrap_or(0);
-        let mut captured = wire_len.min(buf.len());
-        let mut orig_len = u32::try_from(wire_len).unwrap_or(u32::MAX);
-
-        let mut ts = None;
-        let mut aux = None;
-        // SAFETY: the kernel filled msg_control/msg_controllen; the CMSG
-        // macros walk within them, and each payload is read unaligned with
-        // the size its (level, type) defines.
-        unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(&raw const msg);
-            while !c.is_null() {
-                let data = libc::CMSG_DATA(c);
-                let len =
-                    ((*c).cmsg_len as usize).saturating_sub(data.offset_from(c.cast()) as usize);
-                match ((*c).cmsg_level, (*c).cmsg_type) {
-                    (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS)
-                        if len >= mem::size_of::<libc::timespec>() =>
-                    {
-                        let t: libc::timespec = data.cast::<libc::timespec>().read_unaligned();
-                        ts = Some((t.tv_sec as i64, t.tv_nsec as u32));
-                    }
-                    (libc::SOL_PACKET, libc::PACKET_AUXDATA)
-                        if len >= mem::size_of::<AuxData>() =>
-                    {
-                        aux = Some(data.cast::<AuxData>().read_unaligned());
-                    }
-                    _ => {}
-                }
-                c = libc::CMSG_NXTHDR(&raw const msg, c);
-            }
-        }
-
-        if let Some(aux) = aux.filter(|a| a.tp_status & TP_STATUS_VLAN_VALID != 0) {
+        let mut captured = got.wire_len.min(buf.len());
+        let mut orig_len = u32::try_from(got.wire_len).unwrap_or(u32::MAX);
+        if let Some(aux) = got.aux.filter(|a| a.tp_status & TP_STATUS_VLAN_VALID != 0) {
             let tpid = if aux.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 {
                 aux.tp_vlan_tpid
             } else {
@@ -248,13 +214,12 @@ impl PacketSocket {
             captured = insert_vlan_tag(buf, captured, tpid, aux.tp_vlan_tci);
             orig_len = orig_len.saturating_add(4);
         }
-
-        let direction = if addr.sll_pkttype == libc::PACKET_OUTGOING {
+        let direction = if got.pkttype == libc::PACKET_OUTGOING {
             Direction::Out
         } else {
             Direction::In
         };
-        let ts = ts.unwrap_or_else(|| {
+        let ts = got.ts.unwrap_or_else(|| {
             let d = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default();
@@ -269,12 +234,56 @@ impl PacketSocket {
         }))
     }
 
+    /// One recvmsg into `buf`, never blocking: the frame's length on the wire,
+    /// its packet type and control messages. `None` if nothing was there.
+    fn recv_frame(&mut self, buf: &mut [u8]) -> io::Result<Option<Frame>> {
+        use nix::sys::socket::{ControlMessageOwned, LinkAddr, MsgFlags, recvmsg};
+        let mut iov = [io::IoSliceMut::new(buf)];
+        // MSG_TRUNC: packet sockets then return the frame's real length even
+        // when `buf` is shorter. MSG_DONTWAIT: poll said ready, but never
+        // block if another reader took the frame.
+        let msg = match recvmsg::<LinkAddr>(
+            self.fd.as_raw_fd(),
+            &mut iov,
+            Some(&mut self.control[..]),
+            MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT,
+        ) {
+            Ok(m) => m,
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut frame = Frame {
+            wire_len: msg.bytes,
+            // nix's LinkAddr wants a whole sockaddr_ll, which packet_recvmsg
+            // pads a short one to. No address: as a zeroed one reads, PACKET_HOST.
+            pkttype: msg.address.map_or(libc::PACKET_HOST, |a| a.pkttype()),
+            ts: None,
+            aux: None,
+        };
+        for c in msg.cmsgs().into_iter().flatten() {
+            match c {
+                ControlMessageOwned::ScmTimestampns(t) => {
+                    frame.ts = Some((t.tv_sec(), t.tv_nsec() as u32));
+                }
+                ControlMessageOwned::Unknown(u)
+                    if u.cmsg_header.cmsg_level == libc::SOL_PACKET
+                        && u.cmsg_header.cmsg_type == libc::PACKET_AUXDATA =>
+                {
+                    frame.aux = AuxData::parse(&u.data_bytes);
+                }
+                _ => {}
+            }
+        }
+        Ok(Some(frame))
+    }
+
     /// Packets since `open`: `(received, dropped)`. As in libpcap,
     /// `received` counts every frame that reached the socket, including the
     /// `dropped` ones that found its buffer full.
     pub fn stats(&self) -> io::Result<(u64, u64)> {
         let mut st = TpacketStats::default();
         let mut len = mem::size_of::<TpacketStats>() as libc::socklen_t;
+        // nix 0.32 has no PACKET_STATISTICS option: the raw getsockopt.
         // SAFETY: the pointer and length describe `st`, alive for the call.
         cvt(unsafe {
             libc::getsockopt(

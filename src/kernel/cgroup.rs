@@ -8,7 +8,7 @@
 //! stop them with `cgroup.kill`, also when the lab's record is lost.
 
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -127,12 +127,11 @@ impl Joiner {
 
     /// In the child, before exec: move the calling process into the cgroup.
     pub fn join(&self) -> io::Result<()> {
-        // SAFETY: write(2) of a static buffer on our own open fd.
-        let r = unsafe { libc::write(self.fd.as_raw_fd(), b"0".as_ptr().cast(), 1) };
-        if r == 1 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
+        // write(2) only: safe between fork and exec.
+        match nix::unistd::write(&self.fd, b"0") {
+            Ok(1) => Ok(()),
+            Ok(_) => Err(io::Error::last_os_error()),
+            Err(e) => Err(e.into()),
         }
     }
 }

@@ -7,7 +7,7 @@
 //! The families own their message types; this file owns the bytes.
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use netlink_sys::{Socket, SocketAddr};
@@ -202,6 +202,86 @@ impl NlSocket {
             let b = std::mem::take(&mut self.buf);
             BUF.with(|c| c.set(Some(b)));
         }
+    }
+}
+
+/// A netlink socket that listens: subscribed to multicast groups (link events,
+/// nftables trace events, ...), with a receive buffer set up front, and reads
+/// that never block longer than asked. It may also send requests (a dump whose
+/// replies arrive among the events). Reads go into the caller's buffer, so many
+/// listeners (one per namespace) can share one.
+pub struct NlListener {
+    sock: Socket,
+}
+
+impl std::fmt::Debug for NlListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NlListener")
+            .field("fd", &self.sock.as_raw_fd())
+            .finish()
+    }
+}
+
+impl NlListener {
+    /// A socket of `protocol` in the calling thread's namespace, bound but in no
+    /// group yet, its receive buffer asked to be `rcvbuf` bytes (capped by
+    /// net.core.rmem_max; a short buffer shows as ENOBUFS, which reads report).
+    /// Join groups with [`Self::join`] once any filter is attached.
+    pub fn open(protocol: isize, rcvbuf: usize) -> io::Result<NlListener> {
+        let mut sock = Socket::new(protocol)?;
+        let _ = sock.set_rx_buf_sz(rcvbuf);
+        sock.bind_auto()?;
+        Ok(NlListener { sock })
+    }
+
+    /// Subscribe to multicast group `group` (a group number, not a mask).
+    pub fn join(&self, group: u32) -> io::Result<()> {
+        self.sock.add_membership(group)
+    }
+
+    /// The socket, for options this type does not wrap (a socket filter).
+    pub fn socket(&self) -> &Socket {
+        &self.sock
+    }
+
+    /// Send one request (a dump) to the kernel, retrying on EINTR.
+    pub fn send(&self, buf: &[u8]) -> io::Result<()> {
+        loop {
+            match self.sock.send(buf, 0) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Read one queued datagram into `buf` without waiting, retrying on EINTR:
+    /// its length (cut to `buf`), or `None` when nothing is queued. Errors are the
+    /// socket's, ENOBUFS (events were lost) among them.
+    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        loop {
+            match self.sock.recv(&mut &mut buf[..], libc::MSG_DONTWAIT) {
+                Ok(n) => return Ok(Some(n.min(buf.len()))),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Wait at most `timeout` for a datagram, then read it as [`Self::try_recv`]
+    /// does: `None` when none came in time.
+    pub fn recv_timeout(&self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<usize>> {
+        if !super::poll::poll_readable(self.as_fd(), timeout)? {
+            return Ok(None);
+        }
+        self.try_recv(buf)
+    }
+}
+
+impl AsFd for NlListener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
     }
 }
 
@@ -522,6 +602,42 @@ pub(crate) mod tests {
         assert_eq!(seq_index(10, 3, 13), None);
         assert_eq!(seq_index(10, 3, 9), None);
         assert_eq!(seq_index(10, 0, 10), None);
+    }
+
+    /// A link dump request (RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP).
+    fn getlink_dump(seq: u32) -> Vec<u8> {
+        let mut m = msg(18, 0x301, seq, &[0u8; 16]);
+        m[0..4].copy_from_slice(&32u32.to_ne_bytes());
+        m
+    }
+
+    #[test]
+    fn a_listener_waits_no_longer_than_asked_and_reads_what_comes() {
+        // No group joined: nothing arrives but the replies to our own request.
+        let l = match NlListener::open(0, 1 << 20) {
+            Ok(l) => l,
+            Err(e) => return eprintln!("no netlink here ({e}); skipped"),
+        };
+        let mut buf = vec![0u8; 1 << 16];
+        assert_eq!(l.try_recv(&mut buf).unwrap(), None);
+        let t = Instant::now();
+        assert_eq!(
+            l.recv_timeout(&mut buf, Duration::from_millis(20)).unwrap(),
+            None
+        );
+        assert!(t.elapsed() >= Duration::from_millis(20));
+        l.send(&getlink_dump(42)).unwrap();
+        let n = l
+            .recv_timeout(&mut buf, Duration::from_secs(5))
+            .unwrap()
+            .expect("the dump's first part");
+        let first = split(&buf[..n]).next().unwrap().unwrap();
+        assert_eq!(first.seq, 42);
+        // A buffer too small for the datagram gets what fits, never more.
+        l.send(&getlink_dump(43)).unwrap();
+        let mut small = [0u8; 8];
+        let n = l.recv_timeout(&mut small, Duration::from_secs(5)).unwrap();
+        assert!(n.is_some_and(|n| n <= 8));
     }
 
     #[test]

@@ -20,15 +20,16 @@
 //! (the other end is down, by the file or at runtime), ports that STP holds
 //! blocking, and `lo`.
 
+use super::nlsock::NlListener;
 use super::observe::{attrs, c_str, u32_of};
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use netlink_sys::protocols::NETLINK_ROUTE;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
-const RTNLGRP_LINK_MASK: u32 = 1;
+const RTNLGRP_LINK: u32 = 1;
 const RTM_NEWLINK: u16 = 16;
 const RTM_DELLINK: u16 = 17;
 const RTM_GETLINK: u16 = 18;
@@ -216,52 +217,55 @@ fn dump_request(family: u8, seq: u32) -> Vec<u8> {
 struct Watched {
     label: String,
     only: Option<BTreeSet<String>>,
-    sock: Socket,
+    sock: NlListener,
     links: NsLinks,
     seq: u32,
     ready: bool,
     last_event: Instant,
 }
 
-fn subscribe() -> io::Result<Socket> {
-    let mut sock = Socket::new(NETLINK_ROUTE)?;
-    let _ = sock.set_rx_buf_sz(4 << 20);
-    sock.bind(&SocketAddr::new(0, RTNLGRP_LINK_MASK))?;
+fn subscribe() -> io::Result<NlListener> {
+    let sock = NlListener::open(NETLINK_ROUTE, 4 << 20)?;
+    sock.join(RTNLGRP_LINK)?;
     Ok(sock)
 }
 
-fn recv(sock: &Socket, buf: &mut [u8], block: bool) -> io::Result<Option<usize>> {
-    loop {
-        let flags = if block { 0 } else { libc::MSG_DONTWAIT };
-        let e = match sock.recv(&mut &mut buf[..], flags) {
-            Ok(n) => return Ok(Some(n.min(buf.len()))),
-            Err(e) => e,
-        };
-        match e.kind() {
-            io::ErrorKind::Interrupted => continue,
-            io::ErrorKind::WouldBlock => return Ok(None),
-            _ => return Err(e),
-        }
-    }
-}
-
 impl Watched {
+    /// Subscribe in the namespace of `sp` (the calling thread moves there), then
+    /// dump its links.
+    fn open(sp: Space, buf: &mut [u8], until: Instant) -> io::Result<Watched> {
+        nix::sched::setns(sp.file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)?;
+        let mut w = Watched {
+            label: sp.label,
+            only: sp.only,
+            sock: subscribe()?,
+            links: NsLinks::default(),
+            seq: 0,
+            ready: false,
+            last_event: Instant::now(),
+        };
+        w.dump(buf, until)?;
+        w.update();
+        Ok(w)
+    }
+
     /// Dump links and bridge ports, applying events that arrive meanwhile too.
     fn dump(&mut self, buf: &mut [u8], until: Instant) -> io::Result<()> {
         for family in [0u8, AF_BRIDGE] {
             self.seq = self.seq.wrapping_add(1);
             let req = dump_request(family, self.seq);
-            self.sock.send(&req, 0)?;
+            self.sock.send(&req)?;
             'reply: loop {
                 let left = until.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     return Err(io::Error::new(io::ErrorKind::TimedOut, "link dump"));
                 }
                 let wait = left.min(Duration::from_secs(1));
+                // A failed wait is waited again, as a quiet one is.
                 if !super::poll::poll_readable(self.sock.as_fd(), wait).unwrap_or(false) {
                     continue;
                 }
-                let n = match recv(&self.sock, buf, false) {
+                let n = match self.sock.try_recv(buf) {
                     Ok(Some(n)) => n,
                     Ok(None) => continue,
                     // Events overflowed the socket; the dump itself goes on.
@@ -281,18 +285,68 @@ impl Watched {
         Ok(())
     }
 
+    /// Apply the events queued; whether they overflowed (a dump is needed).
+    fn read_events(&mut self, buf: &mut [u8]) -> bool {
+        loop {
+            match self.sock.try_recv(buf) {
+                Ok(Some(n)) => {
+                    for (_, _, m) in super::netlink::messages(&buf[..n]) {
+                        self.links.apply(m);
+                    }
+                    self.last_event = Instant::now();
+                }
+                Ok(None) => return false,
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Bring one not-ready namespace up to date after a wait; a note if it can
+    /// no longer be read (it is then left alone).
+    fn refresh(&mut self, readable: bool, buf: &mut [u8], until: Instant) -> Option<String> {
+        let mut redump = readable && self.read_events(buf);
+        // A change racing the first dump can be overtaken by the dump's
+        // older view; a quiet namespace that is still not ready is read again.
+        if self.last_event.elapsed() >= Duration::from_secs(1) {
+            redump = true;
+        }
+        if redump && let Err(e) = self.dump(buf, until) {
+            self.ready = true;
+            return Some(format!("could not read the links of {}: {e}", self.label));
+        }
+        self.update();
+        None
+    }
+
     fn update(&mut self) {
         self.ready = self.links.not_ready(self.only.as_ref()).is_empty();
     }
+
+    /// The note saying what is not ready, if anything.
+    fn not_ready_note(&self, limit: Duration) -> Option<String> {
+        let nr = self.links.not_ready(self.only.as_ref());
+        if nr.is_empty() {
+            return None;
+        }
+        let shown: Vec<&str> = nr.iter().take(5).map(String::as_str).collect();
+        let more = if nr.len() > 5 {
+            format!(" and {} more", nr.len() - 5)
+        } else {
+            String::new()
+        };
+        Some(format!(
+            "not passing traffic yet after {:.0} s in {}: {}{more}",
+            limit.as_secs_f64(),
+            self.label,
+            shown.join(", ")
+        ))
+    }
 }
 
-/// Wait until every space passes traffic, or `limit` passed. Returns a note per
-/// namespace that is not ready then (empty: all ready). Failing to watch a
-/// namespace is a note too: the lab is up, only the wait could not be done.
-pub fn wait_for_traffic(spaces: Vec<Space>, limit: Duration) -> Vec<String> {
-    let until = Instant::now() + limit;
-    let mut notes = Vec::new();
-    // Sockets made inside each namespace, on a few short-lived threads.
+/// Subscribe in every space and dump it, on a few short-lived threads (each
+/// moves into the namespaces it opens): the label and outcome of each.
+fn open_all(spaces: Vec<Space>, until: Instant) -> Vec<(String, io::Result<Watched>)> {
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
@@ -304,34 +358,14 @@ pub fn wait_for_traffic(spaces: Vec<Space>, limit: Duration) -> Vec<String> {
     while it.peek().is_some() {
         parts.push(it.by_ref().take(chunk).collect());
     }
-    let made: Vec<(String, io::Result<Watched>)> = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         let hs: Vec<_> = parts
             .into_iter()
             .map(|part| {
                 s.spawn(move || {
                     let mut buf = vec![0u8; 1 << 16];
                     part.into_iter()
-                        .map(|sp| {
-                            let r = (|| {
-                                nix::sched::setns(
-                                    sp.file.as_fd(),
-                                    nix::sched::CloneFlags::CLONE_NEWNET,
-                                )?;
-                                let mut w = Watched {
-                                    label: sp.label.clone(),
-                                    only: sp.only,
-                                    sock: subscribe()?,
-                                    links: NsLinks::default(),
-                                    seq: 0,
-                                    ready: false,
-                                    last_event: Instant::now(),
-                                };
-                                w.dump(&mut buf, until)?;
-                                w.update();
-                                Ok(w)
-                            })();
-                            (sp.label, r)
-                        })
+                        .map(|sp| (sp.label.clone(), Watched::open(sp, &mut buf, until)))
                         .collect::<Vec<_>>()
                 })
             })
@@ -339,14 +373,11 @@ pub fn wait_for_traffic(spaces: Vec<Space>, limit: Duration) -> Vec<String> {
         hs.into_iter()
             .flat_map(|h| h.join().unwrap_or_default())
             .collect()
-    });
-    let mut ws = Vec::new();
-    for (label, r) in made {
-        match r {
-            Ok(w) => ws.push(w),
-            Err(e) => notes.push(format!("could not watch the links of {label}: {e}")),
-        }
-    }
+    })
+}
+
+/// Wait on the events of the namespaces not ready yet until all are, or `until`.
+fn watch_until_ready(ws: &mut [Watched], until: Instant, notes: &mut Vec<String>) {
     let mut buf = vec![0u8; 1 << 16];
     loop {
         if ws.iter().all(|w| w.ready) {
@@ -370,58 +401,28 @@ pub fn wait_for_traffic(spaces: Vec<Space>, limit: Duration) -> Vec<String> {
             readable[i] = r;
         }
         for (w, readable) in ws.iter_mut().zip(readable) {
-            if w.ready {
-                continue;
+            if !w.ready {
+                notes.extend(w.refresh(readable, &mut buf, until));
             }
-            let mut redump = false;
-            if readable {
-                loop {
-                    match recv(&w.sock, &mut buf, false) {
-                        Ok(Some(n)) => {
-                            for (_, _, m) in super::netlink::messages(&buf[..n]) {
-                                w.links.apply(m);
-                            }
-                            w.last_event = Instant::now();
-                        }
-                        Ok(None) => break,
-                        Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                            redump = true;
-                            break;
-                        }
-                        Err(_) => break,
-                    }
-                }
-            }
-            // A change racing the first dump can be overtaken by the dump's
-            // older view; a quiet namespace that is still not ready is read again.
-            if w.last_event.elapsed() >= Duration::from_secs(1) {
-                redump = true;
-            }
-            if redump && let Err(e) = w.dump(&mut buf, until) {
-                notes.push(format!("could not read the links of {}: {e}", w.label));
-                w.ready = true;
-                continue;
-            }
-            w.update();
         }
     }
-    for w in &ws {
-        let nr = w.links.not_ready(w.only.as_ref());
-        if !nr.is_empty() {
-            let shown: Vec<&str> = nr.iter().take(5).map(String::as_str).collect();
-            let more = if nr.len() > 5 {
-                format!(" and {} more", nr.len() - 5)
-            } else {
-                String::new()
-            };
-            notes.push(format!(
-                "not passing traffic yet after {:.0} s in {}: {}{more}",
-                limit.as_secs_f64(),
-                w.label,
-                shown.join(", ")
-            ));
+}
+
+/// Wait until every space passes traffic, or `limit` passed. Returns a note per
+/// namespace that is not ready then (empty: all ready). Failing to watch a
+/// namespace is a note too: the lab is up, only the wait could not be done.
+pub fn wait_for_traffic(spaces: Vec<Space>, limit: Duration) -> Vec<String> {
+    let until = Instant::now() + limit;
+    let mut notes = Vec::new();
+    let mut ws = Vec::new();
+    for (label, r) in open_all(spaces, until) {
+        match r {
+            Ok(w) => ws.push(w),
+            Err(e) => notes.push(format!("could not watch the links of {label}: {e}")),
         }
     }
+    watch_until_ready(&mut ws, until, &mut notes);
+    notes.extend(ws.iter().filter_map(|w| w.not_ready_note(limit)));
     notes
 }
 

@@ -1,16 +1,17 @@
 //! Watching a namespace's links go away: a netlink socket subscribed to link
 //! events (RTNLGRP_LINK), so `down` waits for the kernel without polling dumps.
 
+use super::nlsock::NlListener;
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::LinkAttribute;
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use netlink_sys::{Socket, protocols::NETLINK_ROUTE};
 use std::collections::BTreeSet;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-const RTNLGRP_LINK_MASK: u32 = 1;
+const RTNLGRP_LINK: u32 = 1;
 const RTM_DELLINK: u16 = 17;
 
 /// A socket filter (classic BPF, run by the kernel before queueing) that keeps
@@ -39,6 +40,7 @@ fn only_interface_removals(sock: &Socket) -> io::Result<()> {
         len: prog.len() as u16,
         filter: prog.as_ptr() as *mut libc::sock_filter,
     };
+    // nix 0.32 has no SO_ATTACH_FILTER option, hence the raw call.
     // SAFETY: fprog points at `prog`, alive for the call; the kernel copies it.
     let r = unsafe {
         libc::setsockopt(
@@ -56,7 +58,7 @@ fn only_interface_removals(sock: &Socket) -> io::Result<()> {
 }
 
 pub struct LinkWatch {
-    sock: Socket,
+    sock: NlListener,
 }
 
 /// What waiting ended with.
@@ -71,10 +73,10 @@ impl LinkWatch {
     /// Subscribe in the namespace of the calling thread. Subscribe before the
     /// deletions start, so no event is missed.
     pub fn new() -> io::Result<LinkWatch> {
-        let mut sock = Socket::new(NETLINK_ROUTE)?;
-        let _ = sock.set_rx_buf_sz(8 << 20);
-        only_interface_removals(&sock)?;
-        sock.bind(&SocketAddr::new(0, RTNLGRP_LINK_MASK))?;
+        let sock = NlListener::open(NETLINK_ROUTE, 8 << 20)?;
+        // The filter first: no unfiltered event gets queued.
+        only_interface_removals(sock.socket())?;
+        sock.join(RTNLGRP_LINK)?;
         Ok(LinkWatch { sock })
     }
 
@@ -88,11 +90,9 @@ impl LinkWatch {
                 return Waited::TimedOut(names);
             }
             let wait = left.min(Duration::from_secs(1));
-            if !super::poll::poll_readable(self.sock.as_fd(), wait).unwrap_or(false) {
-                continue;
-            }
-            let n = match self.sock.recv(&mut &mut buf[..], libc::MSG_DONTWAIT) {
-                Ok(n) => n.min(buf.len()),
+            let n = match self.sock.recv_timeout(&mut buf, wait) {
+                Ok(Some(n)) => n,
+                Ok(None) => continue,
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                     return Waited::Overflow(names);
                 }

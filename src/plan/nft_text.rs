@@ -1,8 +1,8 @@
 //! The `nft` commands a person would type for a lab's NAT table, for
 //! `plan --explain` (the kernel side, which builds the same table over netlink,
-//! is `crate::kernel::nft`).
+//! is the kernel layer's nft module; the rules are `crate::model::nat`).
 
-use crate::kernel::nft::{Masquerade, NAT_CHAIN, OutMatch};
+use crate::model::nat::{Masquerade, NAT_CHAIN, OutMatch};
 
 /// Quote a word for a POSIX shell, only when needed.
 fn shell_word(s: &str) -> String {
@@ -55,11 +55,9 @@ fn explain_rule(rule: &Masquerade) -> String {
 }
 
 /// The `nft` commands a person would type to build the same table as
-/// [`NftSocket::create_nat_table`]. Table names must be nft identifiers (letters,
+/// the kernel layer's `NftSocket::create_nat_table`. Table names must be nft identifiers (letters,
 /// digits, `-_./`, not starting with a digit, not an nft keyword) for the commands
 /// to parse; interface names and marks are quoted as nft needs.
-///
-/// [`NftSocket::create_nat_table`]: crate::kernel::nft::NftSocket::create_nat_table
 pub fn explain_nat_table(name: &str, mark: &str, rules: &[Masquerade]) -> Vec<String> {
     let table = shell_word(name);
     let mut out = vec![
@@ -84,7 +82,7 @@ pub fn explain_delete_table(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::nft::tests::{masq, tutorial_rule};
+    use crate::model::nat::tests::{masq, tutorial_rule};
 
     #[test]
     fn explain_renders_the_tutorial_table() {

@@ -795,7 +795,7 @@ pub(super) fn open_socket(dst: IpAddr, opts: &PingOptions) -> io::Result<OwnedFd
                 // kernel returns 0: raw_sendmsg), which is how a veth whose
                 // far end has a smaller MTU drops the packet. iputils sets it
                 // too; `receive` empties the error queue it fills.
-                set_raw_opt(fd.as_fd(), libc::IPPROTO_IP, libc::IP_RECVERR, &1)?;
+                socket::setsockopt(&fd, sockopt::Ipv4RecvErr, &true)?;
             }
             if let Some(ttl) = opts.ttl {
                 socket::setsockopt(&fd, sockopt::Ipv4Ttl, &(ttl as libc::c_int))?;
@@ -826,10 +826,9 @@ pub(super) fn open_socket(dst: IpAddr, opts: &PingOptions) -> io::Result<OwnedFd
             }
             set_raw_opt(fd.as_fd(), libc::IPPROTO_ICMPV6, ICMP6_FILTER, &filter)?;
             if opts.dont_fragment {
-                let v: libc::c_int = 1;
-                set_raw_opt(fd.as_fd(), libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, &v)?;
+                socket::setsockopt(&fd, sockopt::Ipv6DontFrag, &true)?;
                 // As for IPv4: ENOBUFS is only reported with IPV6_RECVERR.
-                set_raw_opt(fd.as_fd(), libc::IPPROTO_IPV6, libc::IPV6_RECVERR, &v)?;
+                socket::setsockopt(&fd, sockopt::Ipv6RecvErr, &true)?;
             }
             // The hop limit of a reply is only known through a control message.
             socket::setsockopt(&fd, sockopt::Ipv6RecvHopLimit, &true)?;
@@ -846,7 +845,8 @@ pub(super) fn open_socket(dst: IpAddr, opts: &PingOptions) -> io::Result<OwnedFd
     Ok(sock)
 }
 
-/// setsockopt for options nix does not wrap (the ICMP filters).
+/// setsockopt for options nix 0.32 does not wrap (the ICMP filters,
+/// IP_MTU_DISCOVER): the raw call.
 fn set_raw_opt<T>(
     fd: BorrowedFd<'_>,
     level: libc::c_int,
@@ -990,25 +990,14 @@ fn discard_error_queue(fd: BorrowedFd<'_>) -> bool {
     let mut buf = [0u8; 512];
     let mut cmsg = [0u8; 256];
     loop {
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        // SAFETY: a zeroed msghdr is valid; it points at our live buffers.
-        let mut mh: libc::msghdr = unsafe { std::mem::zeroed() };
-        mh.msg_iov = &mut iov;
-        mh.msg_iovlen = 1;
-        mh.msg_control = cmsg.as_mut_ptr().cast();
-        mh.msg_controllen = cmsg.len() as _;
-        // SAFETY: recvmsg on our own fd with buffers that outlive the call.
-        let n = unsafe {
-            libc::recvmsg(
-                fd.as_raw_fd(),
-                &mut mh,
-                libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
-            )
-        };
-        if n < 0 {
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let r = socket::recvmsg::<()>(
+            fd.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg[..]),
+            MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT,
+        );
+        if r.is_err() {
             return any;
         }
         any = true;

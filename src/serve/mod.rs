@@ -982,6 +982,7 @@ fn log_date_time(t: SystemTime) -> String {
     let secs = t
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as libc::time_t);
+    // nix has no localtime_r (nor any local-time call), hence the raw one.
     // SAFETY: localtime_r writes only into the tm we own; a zeroed tm is valid.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     let ok = !unsafe { libc::localtime_r(&secs, &mut tm) }.is_null();

@@ -3,9 +3,13 @@
 //! and `--json`.
 //!
 //! etherparse slices Ethernet, VLAN tags and IPv4/IPv6 with extension headers,
-//! leniently, so snaplen-cut frames still decode. ARP, ICMP, TCP and UDP are
-//! read by hand from what follows: their fixed parts are small, and reading
-//! them here lets a cut-off header still yield ports and a "truncated" line.
+//! leniently, so snaplen-cut frames still decode, and whole ARP packets. ICMP,
+//! TCP and UDP are read by hand from what follows: their fixed parts are small,
+//! and reading them here lets a cut-off header still yield ports and a
+//! "truncated" line (etherparse's TCP slice wants every option byte). So are TCP
+//! options (etherparse's iterator stops at an unknown option and hides EOL) and
+//! the packet quoted in an ICMP error (its header may be cut anywhere and
+//! still names the addresses; a later fragment names protocol 44).
 //! Every read is bounds-checked (`get`), so no input can panic.
 //!
 //! Parsing is here; the tcpdump text is in `display`, the filter language in
@@ -17,7 +21,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use etherparse::err::Layer as EpLayer;
 use etherparse::err::packet::SliceError;
 use etherparse::{
-    EtherPayloadSlice, LaxIpPayloadSlice, LaxLinkExtSlice, LaxNetSlice, LaxSlicedPacket, LinkSlice,
+    ArpPacketSlice, EtherPayloadSlice, LaxIpPayloadSlice, LaxLinkExtSlice, LaxNetSlice,
+    LaxSlicedPacket, LinkSlice,
 };
 use serde::{Serialize, Serializer};
 
@@ -435,45 +440,75 @@ fn offset_in(outer: &[u8], inner: &[u8]) -> usize {
 
 fn decode_arp(s: &mut Summary, b: &[u8]) {
     s.proto = Protocol::Arp;
-    let (Some(htype), Some(ptype), Some(&hlen), Some(&plen), Some(op)) =
-        (be16(b, 0), be16(b, 2), b.get(4), b.get(5), be16(b, 6))
-    else {
-        s.detail = Detail::Truncated {
-            layer: Layer::Arp,
-            length: b.len(),
-        };
-        return;
+    let length = b.len();
+    let truncated = Detail::Truncated {
+        layer: Layer::Arp,
+        length,
+    };
+    let arp = match ArpPacketSlice::from_slice(b) {
+        Ok(arp) => arp,
+        // The fixed part is there but the addresses it announces are cut: an
+        // Ethernet/IPv4 one is truncated, another shows its fixed part.
+        Err(e) if e.required_len > 8 => {
+            let fixed = (be16(b, 0), be16(b, 2), b.get(4), b.get(5), be16(b, 6));
+            s.detail = match fixed {
+                (Some(htype), Some(ptype), Some(&hlen), Some(&plen), Some(op))
+                    if !is_eth_ipv4(htype, ptype, hlen, plen) =>
+                {
+                    Detail::Arp(ArpInfo {
+                        op,
+                        htype,
+                        ptype,
+                        sender_mac: None,
+                        sender_ip: None,
+                        target_mac: None,
+                        target_ip: None,
+                        length,
+                    })
+                }
+                _ => truncated,
+            };
+            return;
+        }
+        Err(_) => {
+            s.detail = truncated;
+            return;
+        }
     };
     let mut info = ArpInfo {
-        op,
-        htype,
-        ptype,
+        op: arp.operation().0,
+        htype: arp.hw_addr_type().0,
+        ptype: arp.proto_addr_type().0,
         sender_mac: None,
         sender_ip: None,
         target_mac: None,
         target_ip: None,
-        length: b.len(),
+        length,
     };
-    if htype == 1 && ptype == ETHERTYPE_IPV4 && hlen == 6 && plen == 4 {
-        match (mac_at(b, 8), ipv4_at(b, 14), mac_at(b, 18), ipv4_at(b, 24)) {
-            (Some(sha), Some(spa), Some(tha), Some(tpa)) => {
-                info.sender_mac = Some(sha);
-                info.sender_ip = Some(spa);
-                info.target_mac = Some(tha);
-                info.target_ip = Some(tpa);
-                s.src = Some(spa.into());
-                s.dst = Some(tpa.into());
-            }
-            _ => {
-                s.detail = Detail::Truncated {
-                    layer: Layer::Arp,
-                    length: b.len(),
-                };
-                return;
-            }
-        }
+    let (hlen, plen) = (arp.hw_addr_size(), arp.proto_addr_size());
+    if is_eth_ipv4(info.htype, info.ptype, hlen, plen) {
+        // etherparse checked that the addresses fit, with the sizes just matched.
+        let (sha, spa) = (
+            mac_at(arp.sender_hw_addr(), 0),
+            ipv4_at(arp.sender_protocol_addr(), 0),
+        );
+        let (tha, tpa) = (
+            mac_at(arp.target_hw_addr(), 0),
+            ipv4_at(arp.target_protocol_addr(), 0),
+        );
+        info.sender_mac = sha;
+        info.sender_ip = spa;
+        info.target_mac = tha;
+        info.target_ip = tpa;
+        s.src = spa.map(IpAddr::from);
+        s.dst = tpa.map(IpAddr::from);
     }
     s.detail = Detail::Arp(info);
+}
+
+/// ARP of Ethernet addresses for IPv4, the one kind whose addresses are shown.
+fn is_eth_ipv4(htype: u16, ptype: u16, hlen: u8, plen: u8) -> bool {
+    htype == 1 && ptype == ETHERTYPE_IPV4 && hlen == 6 && plen == 4
 }
 
 /// Transport-layer errors of etherparse are ignored: this module reads the
@@ -1123,6 +1158,13 @@ pub(super) mod tests {
         other[14..16].copy_from_slice(&6u16.to_be_bytes());
         assert_eq!(line(&other), "ARP, hardware 6 proto 0x0800 op 1, length 28");
         assert_eq!(summarize(&other).src, None);
+        // Cut inside its addresses, it still shows its fixed part; cut inside
+        // that, it is truncated.
+        assert_eq!(
+            line(&other[..14 + 20]),
+            "ARP, hardware 6 proto 0x0800 op 1, length 20"
+        );
+        assert_eq!(line(&other[..14 + 7]), "ARP truncated, length 7");
     }
 
     #[test]

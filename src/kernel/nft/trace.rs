@@ -3,13 +3,13 @@
 
 use std::io;
 
+use crate::kernel::nlsock::NlListener;
 use netlink_packet_core::{NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST, NlasIterator};
 use netlink_packet_netfilter::NetfilterProtoFamily;
 use netlink_packet_netfilter::nftables::{
     Cmp, DataAttribute, Expressions, InetHookNumber, Meta, MetaKey, NfTablesMessage, Operator,
     Register, RuleAttribute, RuleMessage,
 };
-use netlink_sys::Socket;
 use netlink_sys::protocols::NETLINK_NETFILTER;
 
 use super::decode::split_messages;
@@ -282,28 +282,24 @@ impl NftSocket {
     }
 }
 
-/// A socket that receives the trace events of the calling thread's namespace,
-/// non-blocking. Events are only generated while someone listens.
-pub fn trace_listener() -> io::Result<Socket> {
-    let mut s = Socket::new(NETLINK_NETFILTER)?;
-    s.bind_auto()?;
-    s.add_membership(NFNLGRP_NFTRACE)?;
-    s.set_non_blocking(true)?;
+/// A socket that receives the trace events of the calling thread's namespace;
+/// reading it never waits. Events are only generated while someone listens.
+pub fn trace_listener() -> io::Result<NlListener> {
     // Every traced packet makes one event per chain it crosses.
-    let _ = s.set_rx_buf_sz(4 << 20);
+    let s = NlListener::open(NETLINK_NETFILTER, 4 << 20)?;
+    s.join(NFNLGRP_NFTRACE)?;
     Ok(s)
 }
 
 /// Drain what the listener has queued.
-pub fn read_trace_events(s: &Socket) -> Vec<TraceEvent> {
+pub fn read_trace_events(s: &NlListener) -> Vec<TraceEvent> {
     let mut out = Vec::new();
     let mut buf = vec![0u8; 65536];
     loop {
-        match s.recv(&mut &mut buf[..], 0) {
-            Ok(0) => break,
-            Ok(n) => out.extend(parse_trace_events(&buf[..n])),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            // WouldBlock: drained. ENOBUFS: events were lost; keep what came.
+        match s.try_recv(&mut buf) {
+            Ok(Some(0)) | Ok(None) => break,
+            Ok(Some(n)) => out.extend(parse_trace_events(&buf[..n])),
+            // ENOBUFS: events were lost; keep what came.
             Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => continue,
             Err(_) => break,
         }

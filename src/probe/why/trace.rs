@@ -32,7 +32,7 @@ pub(super) fn names<H: NsHandle>(cx: &Ctx<'_, H>, places: &[usize]) -> String {
 struct Traced {
     place: usize,
     nft: NftSocket,
-    events: netlink_sys::Socket,
+    events: crate::kernel::nlsock::NlListener,
 }
 
 impl<H: NsHandle> Ctx<'_, H> {
