@@ -188,7 +188,7 @@ fn write_file(path: &str, content: &str) -> Vec<String> {
 fn set_nat(ns: &Ns, table: &str, rules: &[crate::topology::Nat]) -> Vec<String> {
     let rules: Vec<_> = rules
         .iter()
-        .map(crate::kernel::nft::Masquerade::from)
+        .map(crate::model::nat::Masquerade::from)
         .collect();
     let mark = crate::topology::mark_for(table.strip_prefix("nslab-").unwrap_or(table));
     let cmds = super::nft_text::explain_nat_table(table, &mark, &rules);
