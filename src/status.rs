@@ -497,6 +497,44 @@ pub fn render(s: &Status) -> String {
             .unwrap_or_default(),
         s.compared_with
     );
+    o.push_str(&crate::util::table(&interface_rows(s)));
+    let routes = route_rows(s);
+    if routes.len() > 1 {
+        o.push('\n');
+        o.push_str(&crate::util::table(&routes));
+    }
+    if !s.bridges.is_empty() {
+        o.push('\n');
+        o.push_str(&crate::util::table(&bridge_rows(s)));
+    }
+    if !s.drift.is_empty() {
+        let _ = write!(o, "\nwhat differs (what `nslab up` would do about it):\n");
+        for d in &s.drift {
+            let _ = writeln!(o, "  {d}");
+        }
+    }
+    let _ = write!(
+        o,
+        "\n{}",
+        if s.ok {
+            "everything matches"
+        } else {
+            "some objects are missing or different: run `nslab up` to repair"
+        }
+    );
+    o
+}
+
+fn words_or_dash(v: &[String]) -> String {
+    if v.is_empty() {
+        "-".into()
+    } else {
+        v.join(" ")
+    }
+}
+
+/// One row per interface of each place (or one for a place without any).
+fn interface_rows(s: &Status) -> Vec<Vec<String>> {
     let mut rows = vec![vec![
         "NODE".to_string(),
         "NAMESPACE".into(),
@@ -536,16 +574,15 @@ pub fn render(s: &Status) -> String {
                 ns.clone(),
                 name,
                 i.link.clone(),
-                if i.addresses.is_empty() {
-                    "-".into()
-                } else {
-                    i.addresses.join(" ")
-                },
+                words_or_dash(&i.addresses),
                 st,
             ]);
         }
     }
-    o.push_str(&crate::util::table(&rows));
+    rows
+}
+
+fn route_rows(s: &Status) -> Vec<Vec<String>> {
     let mut rr = vec![vec!["NODE".to_string(), "ROUTE".into(), "STATUS".into()]];
     for p in &s.places {
         for r in &p.routes {
@@ -560,59 +597,36 @@ pub fn render(s: &Status) -> String {
             ]);
         }
     }
-    if rr.len() > 1 {
-        o.push('\n');
-        o.push_str(&crate::util::table(&rr));
-    }
-    if !s.bridges.is_empty() {
-        o.push('\n');
-        let mut br = vec![vec![
-            "BRIDGE".to_string(),
-            "ADDRESSES".into(),
-            "PORTS".into(),
-            "STATUS".into(),
-        ]];
-        for b in &s.bridges {
-            let ports: Vec<String> = b
-                .ports
-                .iter()
-                .map(|(p, st)| {
-                    if *st == State::Ok {
-                        p.clone()
-                    } else {
-                        format!("{p} ({})", st.word())
-                    }
-                })
-                .collect();
-            br.push(vec![
-                b.name.clone(),
-                if b.addresses.is_empty() {
-                    "-".into()
+    rr
+}
+
+fn bridge_rows(s: &Status) -> Vec<Vec<String>> {
+    let mut br = vec![vec![
+        "BRIDGE".to_string(),
+        "ADDRESSES".into(),
+        "PORTS".into(),
+        "STATUS".into(),
+    ]];
+    for b in &s.bridges {
+        let ports: Vec<String> = b
+            .ports
+            .iter()
+            .map(|(p, st)| {
+                if *st == State::Ok {
+                    p.clone()
                 } else {
-                    b.addresses.join(" ")
-                },
-                ports.join(" "),
-                b.status.word().into(),
-            ]);
-        }
-        o.push_str(&crate::util::table(&br));
+                    format!("{p} ({})", st.word())
+                }
+            })
+            .collect();
+        br.push(vec![
+            b.name.clone(),
+            words_or_dash(&b.addresses),
+            ports.join(" "),
+            b.status.word().into(),
+        ]);
     }
-    if !s.drift.is_empty() {
-        let _ = write!(o, "\nwhat differs (what `nslab up` would do about it):\n");
-        for d in &s.drift {
-            let _ = writeln!(o, "  {d}");
-        }
-    }
-    let _ = write!(
-        o,
-        "\n{}",
-        if s.ok {
-            "everything matches"
-        } else {
-            "some objects are missing or different: run `nslab up` to repair"
-        }
-    );
-    o
+    br
 }
 
 /// Status of a lab that is up, against its record or a file.

@@ -14,6 +14,7 @@
 
 use super::conn::NewNs;
 use super::neigh::ObsNeigh;
+use super::msg::KRoute;
 use super::netlink::NlError;
 use super::netns::NsId;
 use super::nft::{Masquerade, NatRules, NftError};
@@ -65,6 +66,112 @@ impl FakeNs {
                 scope_link: true,
             })
             .collect()
+    }
+
+    /// RTM_NEWLINK on an existing link: only what the request carries changes.
+    fn set_link(&mut self, req: &LinkReq) -> Result<(), i32> {
+        let LinkReq::SetLink {
+            name,
+            up,
+            master,
+            alias,
+            mtu,
+            mac,
+            no_link_local: _,
+        } = req
+        else {
+            return Err(libc::EINVAL);
+        };
+        if let Some(m) = master
+            && !self
+                .links
+                .iter()
+                .any(|l| l.index == *m && l.kind.as_deref() == Some("bridge"))
+        {
+            return Err(libc::EINVAL);
+        }
+        let l = self.link_mut(name).ok_or(libc::ENODEV)?;
+        l.up |= *up;
+        l.master = master.or(l.master);
+        l.alias = alias.clone().or(l.alias.take());
+        l.mtu = mtu.or(l.mtu);
+        l.mac = mac.or(l.mac);
+        Ok(())
+    }
+
+    fn has_link(&self, index: u32) -> bool {
+        self.links.iter().any(|l| l.index == index)
+    }
+
+    fn add_addr(&mut self, index: u32, addr: IpNet) -> Result<(), i32> {
+        if !self.has_link(index) {
+            return Err(libc::ENODEV);
+        }
+        if self.addrs.iter().any(|a| a.index == index && a.addr == addr) {
+            return Err(libc::EEXIST);
+        }
+        self.addrs.push(ObsAddr { index, addr });
+        Ok(())
+    }
+
+    fn del_addr(&mut self, index: u32, addr: IpNet) -> Result<(), i32> {
+        if !self.has_link(index) {
+            return Err(libc::ENODEV);
+        }
+        let before = self.addrs.len();
+        self.addrs.retain(|a| !(a.index == index && a.addr == addr));
+        if self.addrs.len() == before {
+            return Err(libc::EADDRNOTAVAIL);
+        }
+        Ok(())
+    }
+
+    fn add_route(&mut self, r: &KRoute) -> Result<(), i32> {
+        if r.oif.is_some_and(|o| !self.has_link(o)) {
+            return Err(libc::ENODEV);
+        }
+        if self
+            .routes
+            .iter()
+            .any(|x| x.dst == r.dst && x.metric == r.metric)
+        {
+            return Err(libc::EEXIST);
+        }
+        let oif = match (r.via, r.onlink) {
+            (Some(g), false) => {
+                // The gateway must be on a connected network (of `oif`, if
+                // given): an address's prefix, or a device route (scope link).
+                let mut on_link = self.connected();
+                on_link.extend(self.routes.iter().filter(|x| x.via.is_none()).cloned());
+                let on = on_link
+                    .into_iter()
+                    .find(|c| c.dst.contains(&g) && (r.oif.is_none() || c.oif == r.oif));
+                on.ok_or(libc::ENETUNREACH)?.oif
+            }
+            _ => r.oif,
+        };
+        self.routes.push(ObsRoute {
+            dst: r.dst,
+            via: r.via,
+            oif,
+            // As the observer reports it: IPv6's default metric is no metric.
+            metric: r.metric,
+            onlink: r.onlink,
+            protocol: "static".into(),
+            scope_link: r.via.is_none(),
+        });
+        Ok(())
+    }
+
+    fn del_route(&mut self, r: &KRoute) -> Result<(), i32> {
+        let at = self.routes.iter().position(|x| {
+            x.dst == r.dst
+                && x.metric == r.metric
+                && (r.via.is_none() || x.via == r.via)
+                && (r.oif.is_none() || x.oif == r.oif)
+        });
+        self.routes.remove(at.ok_or(libc::ESRCH)?);
+        Ok(())
     }
 
     fn is_up(&self, index: u32) -> bool {
@@ -331,22 +438,11 @@ impl World {
         if let Some(e) = self.refuse.get(what) {
             return Err(nl(*e, what));
         }
+        let errno = |e: i32| nl(e, what);
         match req {
             LinkReq::NewVeth { a, b, b_ns } => {
                 let b_ns = b_ns.as_ref().map_or(ns.to_string(), |p| p.ns.to_string());
-                if !self.ns.contains_key(&b_ns) {
-                    return Err(nl(libc::EBADF, what));
-                }
-                if self.ns[&b_ns].links.iter().any(|l| l.name == b.name) {
-                    return Err(nl(libc::EEXIST, what));
-                }
-                let ia = self.new_link(ns, a, "veth")?;
-                let ib = self.new_link(&b_ns, b, "veth")?;
-                self.ns_mut(ns)?.link_mut(&a.name).expect("made").peer_index = Some(ib);
-                self.ns_mut(&b_ns)?
-                    .link_mut(&b.name)
-                    .expect("made")
-                    .peer_index = Some(ia);
+                self.new_veth(ns, a, &b_ns, b).map_err(errno)?;
             }
             LinkReq::NewBridge { name, mac, mtu } => {
                 let spec = VethSpec {
@@ -358,122 +454,39 @@ impl World {
                 self.new_link(ns, &spec, "bridge")?;
             }
             LinkReq::DelLink { name } => self.del_link(ns, name)?,
-            LinkReq::SetLink {
-                name,
-                up,
-                master,
-                alias,
-                mtu,
-                mac,
-                no_link_local: _,
-            } => {
-                let n = self.ns_mut(ns)?;
-                if let Some(m) = master
-                    && !n
-                        .links
-                        .iter()
-                        .any(|l| l.index == *m && l.kind.as_deref() == Some("bridge"))
-                {
-                    return Err(nl(libc::EINVAL, what));
-                }
-                let l = n.link_mut(name).ok_or_else(|| nl(libc::ENODEV, what))?;
-                if *up {
-                    l.up = true;
-                }
-                if master.is_some() {
-                    l.master = *master;
-                }
-                if let Some(a) = alias {
-                    l.alias = Some(a.clone());
-                }
-                if mtu.is_some() {
-                    l.mtu = *mtu;
-                }
-                if mac.is_some() {
-                    l.mac = *mac;
-                }
+            LinkReq::SetLink { .. } => {
+                self.ns_mut(ns)?.set_link(req).map_err(errno)?;
                 self.carrier();
             }
             LinkReq::NewAddr { index, addr } => {
-                let n = self.ns_mut(ns)?;
-                if !n.links.iter().any(|l| l.index == *index) {
-                    return Err(nl(libc::ENODEV, what));
-                }
-                if n.addrs.iter().any(|a| a.index == *index && a.addr == *addr) {
-                    return Err(nl(libc::EEXIST, what));
-                }
-                n.addrs.push(ObsAddr {
-                    index: *index,
-                    addr: *addr,
-                });
+                self.ns_mut(ns)?.add_addr(*index, *addr).map_err(errno)?
             }
             LinkReq::DelAddr { index, addr } => {
-                let n = self.ns_mut(ns)?;
-                if !n.links.iter().any(|l| l.index == *index) {
-                    return Err(nl(libc::ENODEV, what));
-                }
-                let before = n.addrs.len();
-                n.addrs.retain(|a| !(a.index == *index && a.addr == *addr));
-                if n.addrs.len() == before {
-                    return Err(nl(libc::EADDRNOTAVAIL, what));
-                }
+                self.ns_mut(ns)?.del_addr(*index, *addr).map_err(errno)?
             }
-            LinkReq::NewRoute(r) => {
-                let n = self.ns_mut(ns)?;
-                if let Some(o) = r.oif
-                    && !n.links.iter().any(|l| l.index == o)
-                {
-                    return Err(nl(libc::ENODEV, what));
-                }
-                if n.routes
-                    .iter()
-                    .any(|x| x.dst == r.dst && x.metric == r.metric)
-                {
-                    return Err(nl(libc::EEXIST, what));
-                }
-                let oif = match (r.via, r.onlink) {
-                    (Some(g), false) => {
-                        // The gateway must be on a connected network (of `oif`, if given).
-                        // (An address's prefix, or a device route: scope link.)
-                        let mut on_link = n.connected();
-                        on_link.extend(n.routes.iter().filter(|x| x.via.is_none()).cloned());
-                        let on = on_link
-                            .into_iter()
-                            .find(|c| c.dst.contains(&g) && (r.oif.is_none() || c.oif == r.oif));
-                        match on {
-                            Some(c) => c.oif,
-                            None => return Err(nl(libc::ENETUNREACH, what)),
-                        }
-                    }
-                    _ => r.oif,
-                };
-                n.routes.push(ObsRoute {
-                    dst: r.dst,
-                    via: r.via,
-                    oif,
-                    // As the observer reports it: IPv6's default metric is no metric.
-                    metric: r.metric,
-                    onlink: r.onlink,
-                    protocol: "static".into(),
-                    scope_link: r.via.is_none(),
-                });
-            }
-            LinkReq::DelRoute(r) => {
-                let n = self.ns_mut(ns)?;
-                let at = n.routes.iter().position(|x| {
-                    x.dst == r.dst
-                        && x.metric == r.metric
-                        && (r.via.is_none() || x.via == r.via)
-                        && (r.oif.is_none() || x.oif == r.oif)
-                });
-                match at {
-                    Some(i) => {
-                        n.routes.remove(i);
-                    }
-                    None => return Err(nl(libc::ESRCH, what)),
-                }
-            }
+            LinkReq::NewRoute(r) => self.ns_mut(ns)?.add_route(r).map_err(errno)?,
+            LinkReq::DelRoute(r) => self.ns_mut(ns)?.del_route(r).map_err(errno)?,
         }
+        Ok(())
+    }
+
+    /// A veth pair: `a` in `ns`, `b` in `b_ns`, each the other's peer.
+    fn new_veth(&mut self, ns: &str, a: &VethSpec, b_ns: &str, b: &VethSpec) -> Result<(), i32> {
+        let Some(far) = self.ns.get(b_ns) else {
+            return Err(libc::EBADF);
+        };
+        if far.links.iter().any(|l| l.name == b.name) {
+            return Err(libc::EEXIST);
+        }
+        let ia = self.new_link(ns, a, "veth").map_err(|e| e.errno)?;
+        let ib = self.new_link(b_ns, b, "veth").map_err(|e| e.errno)?;
+        let set_peer = |w: &mut World, ns: &str, name: &str, peer: u32| {
+            if let Some(l) = w.ns.get_mut(ns).and_then(|n| n.link_mut(name)) {
+                l.peer_index = Some(peer);
+            }
+        };
+        set_peer(self, ns, &a.name, ib);
+        set_peer(self, b_ns, &b.name, ia);
         Ok(())
     }
 

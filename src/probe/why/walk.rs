@@ -8,7 +8,7 @@ use super::{PlaceKind, Reason};
 use crate::kernel::conn::Conn;
 use crate::kernel::netns;
 use crate::kernel::seam::NsHandle;
-use crate::model::observed::{NsState, ObsLink};
+use crate::model::observed::{Lookup, NsState, ObsLink};
 use crate::topology::{End, Lab, NatOut, Place};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
@@ -587,191 +587,251 @@ impl<'a, H: NsHandle> Ctx<'a, H> {
         opts: &WhyOpts,
         checked: &mut Vec<String>,
     ) -> Result<Arrival, Reason> {
-        let v6 = dst.is_ipv6();
-        let size = self.wire_size(opts, v6);
-        let (mut here, mut iif, mut src) = (from, iif, src);
-        let mut nat = None;
-        let mut bare_out = None;
-        let mut seen: Vec<(usize, Option<u32>)> = Vec::new();
-        let mut path: Vec<usize> = Vec::new();
-        let hops = 2 * self.places.len() + 2;
-        for _ in 0..hops {
-            // A packet that comes back to a namespace it went through goes round.
-            if let Some(k) = seen.iter().position(|s| s.0 == here) {
-                let mut names: Vec<String> = path[k..].iter().map(|&p| self.name(p)).collect();
-                names.push(self.name(here));
-                return Err(Reason::RoutingLoop {
-                    at: self.name(here),
-                    path: names,
-                });
+        let size = self.wire_size(opts, dst.is_ipv6());
+        let mut w = Walk {
+            here: from,
+            iif,
+            src,
+            dst,
+            dir,
+            size,
+            nat: None,
+            bare_out: None,
+            seen: Vec::new(),
+            path: Vec::new(),
+        };
+        for _ in 0..2 * self.places.len() + 2 {
+            if let Some(arrived) = self.hop(&mut w, checked)? {
+                return Ok(arrived);
             }
-            seen.push((here, iif));
-            path.push(here);
-            let local = self.has_addr(here, dst);
-            if iif.is_some() && !local && !self.forwards(here, v6) {
-                return Err(Reason::NotForwarding {
-                    at: self.name(here),
-                    kind: PlaceKind::of(&self.places[here].place),
-                });
-            }
-            let look = match self.places[here].conn.route_get(dst, src, iif) {
-                Ok(l) => l,
-                Err(e) => return Err(self.lookup_failure(here, dst, src, iif, e, dir)),
-            };
-            match look.kind.as_str() {
-                "local" => {
-                    checked.push(format!("{}: {dst} is local", self.name(here)));
-                    return Ok(Arrival {
-                        at: here,
-                        iif,
-                        src,
-                        nat,
-                        path,
-                        bare_out,
-                    });
-                }
-                "unicast" => {}
-                k => {
-                    let k = k.to_string();
-                    return Err(match self.lookup_failure(here, dst, src, iif, -1, dir) {
-                        Reason::Unknown { .. } => Reason::BlockingRoute {
-                            at: self.name(here),
-                            dst,
-                            kind: k.clone(),
-                            route: k,
-                        },
-                        r => r,
-                    });
-                }
-            }
-            let Some(oif) = look.oif else {
-                return Err(Reason::Unknown {
-                    detail: format!("the route in {} to {dst} has no device", self.name(here)),
-                    checked: checked.clone(),
-                });
-            };
-            let ifname = self.ifname(here, oif);
-            if iif.is_none() {
-                if self.missing_address(here, &ifname, v6) {
-                    return Err(Reason::NoAddress {
-                        at: self.name(here),
-                        interface: ifname,
-                        family: if v6 { 6 } else { 4 },
-                    });
-                }
-                if !self.places[here]
-                    .state
-                    .addrs_of(oif)
-                    .any(|a| a.addr().is_ipv6() == v6)
-                {
-                    bare_out = Some(ifname.clone());
-                }
-                if src.is_none() {
-                    src = look.prefsrc.or_else(|| {
-                        self.places[here]
-                            .state
-                            .addrs
-                            .iter()
-                            .map(|a| a.addr.addr())
-                            .find(|a| a.is_ipv6() == v6 && !a.is_loopback())
-                    });
-                }
-                if src.is_none() {
-                    return Err(Reason::NoAddress {
-                        at: self.name(here),
-                        interface: ifname,
-                        family: if v6 { 6 } else { 4 },
-                    });
-                }
-            }
-            let l = self.link(here, &ifname).cloned();
-            if let Some(l) = &l {
-                if !l.up {
-                    return Err(Reason::InterfaceDown {
-                        at: self.name(here),
-                        interface: ifname,
-                    });
-                }
-                if !l.lower_up {
-                    return Err(self.far_end_down(here, &ifname));
-                }
-            }
-            self.mtu_check(here, &ifname, size)?;
-            // NAT on the way out of the host: the source becomes the host's address.
-            if self.places[here].place == Place::Host
-                && let Some(s) = src
-                && self.nat_applies(s, &ifname)
-            {
-                let new = look.prefsrc.or_else(|| {
-                    self.places[here]
-                        .state
-                        .addrs_of(oif)
-                        .map(|a| a.addr())
-                        .find(|a| a.is_ipv4())
-                });
-                if let Some(n) = new {
-                    nat = Some((here, s));
-                    src = Some(n);
-                }
-            }
-            let next_hop = look.gateway.unwrap_or(dst);
-            checked.push(match look.gateway {
-                Some(g) => format!("{}: {dst} via {g} on {ifname}", self.name(here)),
-                None => format!("{}: {dst} on {ifname}", self.name(here)),
-            });
-            let modelled = self
-                .segs
-                .contains_key(&(self.places[here].place.clone(), ifname.clone()));
-            let Some((o, inn)) = self.across(here, &ifname, next_hop) else {
-                if !modelled && self.places[here].place == Place::Host && !self.lab.sandbox {
-                    // Host mode: the real uplink. What is beyond is not the lab's.
-                    return Err(Reason::Unknown {
-                        detail: format!(
-                            "the probe leaves the lab by {ifname} in host (next hop {next_hop}); nslab cannot follow it beyond"
-                        ),
-                        checked: checked.clone(),
-                    });
-                }
-                // The file gives the next hop's address to an interface that
-                // lost it: that is the fault, not the gateway.
-                if let Some((o, name)) = self.declared_holder(next_hop)
-                    && self.missing_address(o, &name, v6)
-                {
-                    return Err(Reason::NoAddress {
-                        at: self.name(o),
-                        interface: name,
-                        family: if v6 { 6 } else { 4 },
-                    });
-                }
-                return Err(Reason::NoNeighbour {
-                    at: self.name(here),
-                    next_hop,
-                    interface: ifname,
-                    holder: None,
-                    state: None,
-                });
-            };
-            self.cross(here, &ifname, o, &inn, size)?;
-            // The holder is there, but did it answer? The entry the failed probe
-            // left says (the matrix flushes its entries; then there is none).
-            if let Some(state) = self.unresolved(here, oif, next_hop) {
-                return Err(Reason::NoNeighbour {
-                    at: self.name(here),
-                    next_hop,
-                    interface: ifname,
-                    holder: Some(format!("{}:{inn}", self.name(o))),
-                    state: Some(state),
-                });
-            }
-            iif = self.link(o, &inn).map(|l| l.index);
-            here = o;
         }
-        let names: Vec<String> = path.iter().map(|&p| self.name(p)).collect();
+        let names: Vec<String> = w.path.iter().map(|&p| self.name(p)).collect();
         Err(Reason::RoutingLoop {
-            at: self.name(here),
+            at: self.name(w.here),
             path: names,
         })
     }
+
+    /// One hop of a leg: arrive at `w.here`, look the destination up, leave
+    /// (or arrive for good: Some).
+    fn hop(&mut self, w: &mut Walk, checked: &mut Vec<String>) -> Result<Option<Arrival>, Reason> {
+        let (here, dst) = (w.here, w.dst);
+        let v6 = dst.is_ipv6();
+        // A packet that comes back to a namespace it went through goes round.
+        if let Some(k) = w.seen.iter().position(|s| s.0 == here) {
+            let mut names: Vec<String> = w.path[k..].iter().map(|&p| self.name(p)).collect();
+            names.push(self.name(here));
+            return Err(Reason::RoutingLoop {
+                at: self.name(here),
+                path: names,
+            });
+        }
+        w.seen.push((here, w.iif));
+        w.path.push(here);
+        if w.iif.is_some() && !self.has_addr(here, dst) && !self.forwards(here, v6) {
+            return Err(Reason::NotForwarding {
+                at: self.name(here),
+                kind: PlaceKind::of(&self.places[here].place),
+            });
+        }
+        let look = self.lookup(w)?;
+        if look.kind == "local" {
+            checked.push(format!("{}: {dst} is local", self.name(here)));
+            return Ok(Some(Arrival {
+                at: here,
+                iif: w.iif,
+                src: w.src,
+                nat: w.nat,
+                path: w.path.clone(),
+                bare_out: w.bare_out.clone(),
+            }));
+        }
+        let Some(oif) = look.oif else {
+            return Err(Reason::Unknown {
+                detail: format!("the route in {} to {dst} has no device", self.name(here)),
+                checked: checked.clone(),
+            });
+        };
+        let ifname = self.ifname(here, oif);
+        if w.iif.is_none() {
+            self.sending(w, &look, oif, &ifname)?;
+        }
+        self.leaving(here, &ifname, w.size)?;
+        self.masquerade(w, &look, oif, &ifname);
+        let next_hop = look.gateway.unwrap_or(dst);
+        checked.push(match look.gateway {
+            Some(g) => format!("{}: {dst} via {g} on {ifname}", self.name(here)),
+            None => format!("{}: {dst} on {ifname}", self.name(here)),
+        });
+        let (o, inn) = self.next_place(here, &ifname, next_hop, v6, checked)?;
+        self.cross(here, &ifname, o, &inn, w.size)?;
+        // The holder is there, but did it answer? The entry the failed probe
+        // left says (the matrix flushes its entries; then there is none).
+        if let Some(state) = self.unresolved(here, oif, next_hop) {
+            return Err(Reason::NoNeighbour {
+                at: self.name(here),
+                next_hop,
+                interface: ifname,
+                holder: Some(format!("{}:{inn}", self.name(o))),
+                state: Some(state),
+            });
+        }
+        w.iif = self.link(o, &inn).map(|l| l.index);
+        w.here = o;
+        Ok(None)
+    }
+
+    /// The kernel's route lookup at `w.here`; a failure, or a route that is not
+    /// unicast or local, is explained.
+    fn lookup(&mut self, w: &Walk) -> Result<Lookup, Reason> {
+        let here = w.here;
+        let look = match self.places[here].conn.route_get(w.dst, w.src, w.iif) {
+            Ok(l) => l,
+            Err(e) => return Err(self.lookup_failure(here, w.dst, w.src, w.iif, e, w.dir)),
+        };
+        if look.kind == "local" || look.kind == "unicast" {
+            return Ok(look);
+        }
+        let k = look.kind.clone();
+        Err(
+            match self.lookup_failure(here, w.dst, w.src, w.iif, -1, w.dir) {
+                Reason::Unknown { .. } => Reason::BlockingRoute {
+                    at: self.name(here),
+                    dst: w.dst,
+                    kind: k.clone(),
+                    route: k,
+                },
+                r => r,
+            },
+        )
+    }
+
+    /// Where the probe starts: the interface it leaves by has an address of the
+    /// family (or the source comes from another one), and there is a source.
+    fn sending(&self, w: &mut Walk, look: &Lookup, oif: u32, ifname: &str) -> Result<(), Reason> {
+        let here = w.here;
+        let v6 = w.dst.is_ipv6();
+        let no_address = || Reason::NoAddress {
+            at: self.name(here),
+            interface: ifname.to_string(),
+            family: if v6 { 6 } else { 4 },
+        };
+        if self.missing_address(here, ifname, v6) {
+            return Err(no_address());
+        }
+        let st = &self.places[here].state;
+        if !st.addrs_of(oif).any(|a| a.addr().is_ipv6() == v6) {
+            w.bare_out = Some(ifname.to_string());
+        }
+        if w.src.is_none() {
+            w.src = look.prefsrc.or_else(|| {
+                st.addrs
+                    .iter()
+                    .map(|a| a.addr.addr())
+                    .find(|a| a.is_ipv6() == v6 && !a.is_loopback())
+            });
+        }
+        if w.src.is_none() {
+            return Err(no_address());
+        }
+        Ok(())
+    }
+
+    /// The interface the packet leaves by: up, with carrier, big enough.
+    fn leaving(&self, here: usize, ifname: &str, size: Option<usize>) -> Result<(), Reason> {
+        if let Some(l) = self.link(here, ifname) {
+            if !l.up {
+                return Err(Reason::InterfaceDown {
+                    at: self.name(here),
+                    interface: ifname.to_string(),
+                });
+            }
+            if !l.lower_up {
+                return Err(self.far_end_down(here, ifname));
+            }
+        }
+        self.mtu_check(here, ifname, size)
+    }
+
+    /// NAT on the way out of the host: the source becomes the host's address.
+    fn masquerade(&self, w: &mut Walk, look: &Lookup, oif: u32, ifname: &str) {
+        let here = w.here;
+        if self.places[here].place == Place::Host
+            && let Some(s) = w.src
+            && self.nat_applies(s, ifname)
+        {
+            let new = look.prefsrc.or_else(|| {
+                self.places[here]
+                    .state
+                    .addrs_of(oif)
+                    .map(|a| a.addr())
+                    .find(|a| a.is_ipv4())
+            });
+            if let Some(n) = new {
+                w.nat = Some((here, s));
+                w.src = Some(n);
+            }
+        }
+    }
+
+    /// The place and interface across the link that take packets for
+    /// `next_hop`, or why there is none.
+    fn next_place(
+        &self,
+        here: usize,
+        ifname: &str,
+        next_hop: IpAddr,
+        v6: bool,
+        checked: &[String],
+    ) -> Result<(usize, String), Reason> {
+        if let Some(found) = self.across(here, ifname, next_hop) {
+            return Ok(found);
+        }
+        let modelled = self
+            .segs
+            .contains_key(&(self.places[here].place.clone(), ifname.to_string()));
+        if !modelled && self.places[here].place == Place::Host && !self.lab.sandbox {
+            // Host mode: the real uplink. What is beyond is not the lab's.
+            return Err(Reason::Unknown {
+                detail: format!(
+                    "the probe leaves the lab by {ifname} in host (next hop {next_hop}); nslab cannot follow it beyond"
+                ),
+                checked: checked.to_vec(),
+            });
+        }
+        // The file gives the next hop's address to an interface that lost it:
+        // that is the fault, not the gateway.
+        if let Some((o, name)) = self.declared_holder(next_hop)
+            && self.missing_address(o, &name, v6)
+        {
+            return Err(Reason::NoAddress {
+                at: self.name(o),
+                interface: name,
+                family: if v6 { 6 } else { 4 },
+            });
+        }
+        Err(Reason::NoNeighbour {
+            at: self.name(here),
+            next_hop,
+            interface: ifname.to_string(),
+            holder: None,
+            state: None,
+        })
+    }
+}
+
+/// Where a leg is, hop by hop.
+struct Walk {
+    here: usize,
+    iif: Option<u32>,
+    src: Option<IpAddr>,
+    dst: IpAddr,
+    dir: Dir,
+    size: Option<usize>,
+    nat: Option<(usize, IpAddr)>,
+    bare_out: Option<String>,
+    seen: Vec<(usize, Option<u32>)>,
+    path: Vec<usize>,
 }
 
 impl<H: NsHandle> Ctx<'_, H> {
