@@ -510,41 +510,7 @@ fn judge_no_route_back(e: &Value) {
 
 /// Two ways between ann and bob: out by r1 (ann's default route), back by r2
 /// (bob's route to ann's network), arriving on ann's ae2. cy is a router off r1.
-const ASYM: &str = "name: asym
-nodes:
-  ann:
-    interfaces:
-      ae1: { address: 10.0.1.2/24 }
-      ae2: { address: 10.0.5.2/24 }
-    routes: [\"default via 10.0.1.1\"]
-  r1:
-    forward: true
-    interfaces:
-      r1a: { address: 10.0.1.1/24 }
-      r1b: { address: 10.0.2.1/24 }
-      r1c: { address: 10.0.3.1/24 }
-  r2:
-    forward: true
-    interfaces:
-      r2a: { address: 10.0.5.1/24 }
-      r2b: { address: 10.0.6.1/24 }
-    routes: [\"10.0.1.0/24 via 10.0.5.2\", \"10.0.2.0/24 via 10.0.6.2\"]
-  bob:
-    interfaces:
-      be: { address: 10.0.2.2/24 }
-      be2: { address: 10.0.6.2/24 }
-    routes: [\"default via 10.0.2.1\", \"10.0.1.0/24 via 10.0.6.1\"]
-  cy:
-    forward: true
-    interfaces: { ce: { address: 10.0.3.2/24 } }
-    routes: [\"default via 10.0.3.1\"]
-links:
-  - [ann:ae1, r1:r1a]
-  - [ann:ae2, r2:r2a]
-  - [r1:r1b, bob:be]
-  - [r2:r2b, bob:be2]
-  - [r1:r1c, cy:ce]
-";
+const ASYM: &str = include_str!("data/asym.yaml");
 
 #[test]
 fn rp_filter_drops_an_asymmetric_reply() {
@@ -701,31 +667,7 @@ fn prohibit_route_in_a_router() {
 // 9. ------------------------------------------------------------------------
 
 /// ann - r1 - r2 - bob; the control: r1 and r2 send 10.7.7.0/24 to each other.
-const LOOP: &str = "name: loop
-nodes:
-  ann:
-    interfaces: { ae: { address: 10.0.1.2/24 } }
-    routes: [\"default via 10.0.1.1\"]
-  r1:
-    forward: true
-    interfaces:
-      r1a: { address: 10.0.1.1/24 }
-      r1x: { address: 10.0.9.1/24 }
-    routes: [\"10.0.2.0/24 via 10.0.9.2\", \"10.7.7.0/24 via 10.0.9.2\"]
-  r2:
-    forward: true
-    interfaces:
-      r2x: { address: 10.0.9.2/24 }
-      r2b: { address: 10.0.2.1/24 }
-    routes: [\"10.0.1.0/24 via 10.0.9.1\", \"10.7.7.0/24 via 10.0.9.1\"]
-  bob:
-    interfaces: { be: { address: 10.0.2.2/24 } }
-    routes: [\"default via 10.0.2.1\"]
-links:
-  - [ann:ae, r1:r1a]
-  - [r1:r1x, r2:r2x]
-  - [r2:r2b, bob:be]
-";
+const LOOP: &str = include_str!("data/loop.yaml");
 
 #[test]
 fn routing_loop_between_two_routers() {

@@ -13,8 +13,8 @@
 //! Every request is logged, so tests can see what went out in which batch.
 
 use super::conn::NewNs;
-use super::neigh::ObsNeigh;
 use super::msg::KRoute;
+use super::neigh::ObsNeigh;
 use super::netlink::NlError;
 use super::netns::NsId;
 use super::nft::{Masquerade, NatRules, NftError};
@@ -107,7 +107,11 @@ impl FakeNs {
         if !self.has_link(index) {
             return Err(libc::ENODEV);
         }
-        if self.addrs.iter().any(|a| a.index == index && a.addr == addr) {
+        if self
+            .addrs
+            .iter()
+            .any(|a| a.index == index && a.addr == addr)
+        {
             return Err(libc::EEXIST);
         }
         self.addrs.push(ObsAddr { index, addr });

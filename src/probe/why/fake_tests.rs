@@ -241,40 +241,18 @@ fn a_private_source_without_nat_is_a_missing_nat() {
     );
 }
 
-/// Two ways between ann and bob: out by r1, back by r2 onto ann's ae2.
-const ASYM: &str = "name: asym
-nodes:
-  ann:
-    interfaces:
-      ae1: { address: 10.0.1.2/24 }
-      ae2: { address: 10.0.5.2/24 }
-    routes: [\"default via 10.0.1.1\"]
-  r1:
-    forward: true
-    interfaces:
-      r1a: { address: 10.0.1.1/24 }
-      r1b: { address: 10.0.2.1/24 }
-  r2:
-    forward: true
-    interfaces:
-      r2a: { address: 10.0.5.1/24 }
-      r2b: { address: 10.0.6.1/24 }
-    routes: [\"10.0.1.0/24 via 10.0.5.2\", \"10.0.2.0/24 via 10.0.6.2\"]
-  bob:
-    interfaces:
-      be: { address: 10.0.2.2/24 }
-      be2: { address: 10.0.6.2/24 }
-    routes: [\"default via 10.0.2.1\", \"10.0.1.0/24 via 10.0.6.1\"]
-links:
-  - [ann:ae1, r1:r1a]
-  - [ann:ae2, r2:r2a]
-  - [r1:r1b, bob:be]
-  - [r2:r2b, bob:be2]
-";
+/// Two ways between ann and bob: out by r1, back by r2 onto ann's ae2 (cy is
+/// a router off the path).
+const ASYM: &str = include_str!("../../../tests/data/asym.yaml");
 
 #[test]
 fn strict_reverse_path_filtering_drops_an_asymmetric_reply() {
     let (r, l) = up_from_nothing(ASYM, true);
+    // Control: strict filtering in cy, a router the probe does not cross.
+    r.fake.edit("t-cy", |n| {
+        n.sysctls
+            .insert("net.ipv4.conf.all.rp_filter".into(), "1".into())
+    });
     assert_clear(
         why(&r, &l, "ann", "10.0.2.2"),
         &["ann:", "r1:", "bob:", "r2:"],
@@ -291,31 +269,8 @@ fn strict_reverse_path_filtering_drops_an_asymmetric_reply() {
     );
 }
 
-const LOOP: &str = "name: loop
-nodes:
-  ann:
-    interfaces: { ae: { address: 10.0.1.2/24 } }
-    routes: [\"default via 10.0.1.1\"]
-  r1:
-    forward: true
-    interfaces:
-      r1a: { address: 10.0.1.1/24 }
-      r1x: { address: 10.0.9.1/24 }
-    routes: [\"10.0.2.0/24 via 10.0.9.2\"]
-  r2:
-    forward: true
-    interfaces:
-      r2x: { address: 10.0.9.2/24 }
-      r2b: { address: 10.0.2.1/24 }
-    routes: [\"10.0.1.0/24 via 10.0.9.1\"]
-  bob:
-    interfaces: { be: { address: 10.0.2.2/24 } }
-    routes: [\"default via 10.0.2.1\"]
-links:
-  - [ann:ae, r1:r1a]
-  - [r1:r1x, r2:r2x]
-  - [r2:r2b, bob:be]
-";
+/// ann - r1 - r2 - bob; r1 and r2 send 10.7.7.0/24 to each other (off the path).
+const LOOP: &str = include_str!("../../../tests/data/loop.yaml");
 
 #[test]
 fn a_routing_loop_between_two_routers() {
