@@ -5,14 +5,14 @@
 /// A small deterministic generator (xorshift), so a failing seed can be rerun.
 pub struct Rng(pub u64);
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn step(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.step() % n
     }
     pub fn chance(&mut self, pct: u64) -> bool {
         self.below(100) < pct
