@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod capture;
+pub mod config;
 pub mod demo;
 pub mod error;
 pub mod graph;

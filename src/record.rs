@@ -12,17 +12,9 @@ use std::path::{Path, PathBuf};
 
 pub const VERSION: u32 = 1;
 
+/// The state directory (see [`crate::config`]).
 pub fn state_dir() -> PathBuf {
-    let d = std::env::var_os("NSLAB_STATE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/run/nslab"));
-    // Absolute, so links made to files in it (/etc/netns/NS/hosts) resolve.
-    if d.is_relative()
-        && let Ok(cwd) = std::env::current_dir()
-    {
-        return cwd.join(d);
-    }
-    d
+    crate::config::get().state_dir.clone()
 }
 
 fn labs_dir() -> PathBuf {

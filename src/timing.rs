@@ -1,4 +1,4 @@
-//! `NSLAB_TIMING=1`: print how long each phase of a command took, to stderr.
+//! Timing (`NSLAB_TIMING=1` in the CLI): print how long each phase of a command took, to stderr.
 //! For benchmarks and profiling; silent otherwise.
 
 use std::sync::Mutex;
@@ -7,7 +7,7 @@ use std::time::Instant;
 static LAST: Mutex<Option<Instant>> = Mutex::new(None);
 
 pub fn enabled() -> bool {
-    std::env::var_os("NSLAB_TIMING").is_some()
+    crate::config::get().timing
 }
 
 /// Print the time since the previous mark, naming the phase that just ended.

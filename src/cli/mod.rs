@@ -93,7 +93,21 @@ pub enum Cmd {
     Man(completions::ManArgs),
 }
 
+/// The library reads no environment: the CLI maps its variables onto the
+/// library's settings once, first thing.
+fn config_from_env() {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    let d = nslab::config::Config::default();
+    nslab::config::set(nslab::config::Config {
+        state_dir: var("NSLAB_STATE_DIR").map(Into::into).unwrap_or(d.state_dir),
+        netns_dir: var("NSLAB_NETNS_DIR").map(Into::into).unwrap_or(d.netns_dir),
+        ns_workers: var("NSLAB_NS_WORKERS").and_then(|v| v.to_str()?.parse().ok()),
+        timing: var("NSLAB_TIMING").is_some(),
+    });
+}
+
 pub fn main() -> i32 {
+    config_from_env();
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let is_exec = argv.get(1).is_some_and(|a| a == "exec");
     let cli = match Cli::try_parse_from(&argv) {

@@ -113,9 +113,8 @@ pub fn create_many(items: &[NewNs], mark: &str) -> Vec<(String, io::Result<Conn>
     if items.is_empty() {
         return Vec::new();
     }
-    let workers = std::env::var("NSLAB_NS_WORKERS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
+    let workers = crate::config::get()
+        .ns_workers
         .unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())

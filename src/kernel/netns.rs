@@ -8,16 +8,11 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
-/// Where named namespaces live (`NSLAB_NETNS_DIR` overrides, for tests in user namespaces).
-pub fn netns_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        std::env::var_os("NSLAB_NETNS_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/run/netns"))
-    })
+/// Where named namespaces live (see [`crate::config`]; tests in user
+/// namespaces point it elsewhere).
+pub fn netns_dir() -> PathBuf {
+    crate::config::get().netns_dir.clone()
 }
 
 pub fn path(name: &str) -> PathBuf {
@@ -51,7 +46,7 @@ pub fn current_id() -> io::Result<NsId> {
 /// Make the namespace directory exist and be a shared mount point, as iproute2 does,
 /// so namespaces made here are seen from other mount namespaces too.
 pub fn ensure_dir() -> io::Result<()> {
-    let dir = netns_dir();
+    let dir = &netns_dir();
     std::fs::create_dir_all(dir)?;
     let shared = || {
         mount(
