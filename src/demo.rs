@@ -42,7 +42,7 @@ pub struct Demo<'a> {
     pub say: &'a mut dyn FnMut(&Step),
     pub narrate: &'a mut dyn FnMut(&str),
     labs: Vec<String>,
-    stop: &'static AtomicBool,
+    stop: &'a AtomicBool,
 }
 
 fn strip_for_demo(text: &str) -> String {
@@ -60,10 +60,13 @@ fn strip_for_demo(text: &str) -> String {
 }
 
 impl<'a> Demo<'a> {
+    /// `stop` is polled between steps: set it (from a Ctrl-C handler the caller
+    /// installs, say) and the demo stops, taking down what it made.
     pub fn new(
         prefix: &str,
         say: &'a mut dyn FnMut(&Step),
         narrate: &'a mut dyn FnMut(&str),
+        stop: &'a AtomicBool,
     ) -> Demo<'a> {
         Demo {
             prefix: prefix.into(),
@@ -71,7 +74,7 @@ impl<'a> Demo<'a> {
             say,
             narrate,
             labs: Vec::new(),
-            stop: crate::signals::stop_flag(),
+            stop,
         }
     }
 

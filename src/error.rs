@@ -1,5 +1,5 @@
-//! nslab's top-level error and its exit codes: 1 = what was asked failed,
-//! 2 = bad usage or input (nothing was changed).
+//! nslab's top-level error. Which exit code each kind means is the CLI's
+//! business (`cli::exit_code`), not the library's.
 
 use crate::apply::ApplyError;
 use crate::topology::TopologyError;
@@ -12,26 +12,19 @@ pub enum Error {
     /// Bad command-line use.
     #[error("{0}")]
     Usage(String),
-    /// The request is understood but refused, to protect something (exit 2).
+    /// The request is understood but refused, to protect something (nothing was changed).
     #[error("{0}")]
     Refused(String),
     #[error("{0}")]
     Apply(#[from] ApplyError),
     #[error("{what}: {source}")]
     Io { what: String, source: io::Error },
-    /// The operation ran and failed (exit 1).
+    /// The operation ran and failed.
     #[error("{0}")]
     Failed(String),
 }
 
 impl Error {
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Error::Topology(_) | Error::Usage(_) | Error::Refused(_) => 2,
-            _ => 1,
-        }
-    }
-
     pub fn io(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
         let what = what.into();
         move |source| Error::Io { what, source }

@@ -21,7 +21,6 @@ pub mod probe;
 pub mod programs;
 pub mod record;
 pub mod serve;
-pub mod signals;
 pub mod status;
 pub mod timing;
 pub mod topology;

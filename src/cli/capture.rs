@@ -82,7 +82,7 @@ pub fn run(a: Args) -> Result<i32> {
         ),
         _ => None,
     };
-    let stop = nslab::signals::stop_flag();
+    let stop = super::signals::stop_flag();
     let labels: Vec<&str> = targets.iter().map(|t| t.label.as_str()).collect();
     eprintln!("nslab: listening on {} (Ctrl-C to stop)", labels.join(", "));
     let opts = Options {

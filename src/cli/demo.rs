@@ -35,7 +35,12 @@ pub fn run(a: Args) -> Result<i32> {
             println!("\n== {m}");
         }
     };
-    let mut d = nslab::demo::Demo::new(&a.prefix, &mut say, &mut narrate);
+    let mut d = nslab::demo::Demo::new(
+        &a.prefix,
+        &mut say,
+        &mut narrate,
+        super::signals::stop_flag(),
+    );
     let r = d.run();
     let steps = std::mem::take(&mut d.steps);
     drop(d);
@@ -56,7 +61,7 @@ pub fn run(a: Args) -> Result<i32> {
             }
         }
     }
-    if nslab::signals::stopped() {
+    if super::signals::stopped() {
         return Ok(130);
     }
     r?;

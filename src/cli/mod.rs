@@ -13,6 +13,7 @@ mod ls;
 mod ping;
 mod plan;
 mod serve;
+mod signals;
 mod status;
 mod up;
 
@@ -99,8 +100,12 @@ fn config_from_env() {
     let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
     let d = nslab::config::Config::default();
     nslab::config::set(nslab::config::Config {
-        state_dir: var("NSLAB_STATE_DIR").map(Into::into).unwrap_or(d.state_dir),
-        netns_dir: var("NSLAB_NETNS_DIR").map(Into::into).unwrap_or(d.netns_dir),
+        state_dir: var("NSLAB_STATE_DIR")
+            .map(Into::into)
+            .unwrap_or(d.state_dir),
+        netns_dir: var("NSLAB_NETNS_DIR")
+            .map(Into::into)
+            .unwrap_or(d.netns_dir),
         ns_workers: var("NSLAB_NS_WORKERS").and_then(|v| v.to_str()?.parse().ok()),
         timing: var("NSLAB_TIMING").is_some(),
     });
@@ -108,6 +113,9 @@ fn config_from_env() {
 
 pub fn main() -> i32 {
     config_from_env();
+    nslab::lab::on_lock_wait(|lab| {
+        eprintln!("nslab: waiting for another nslab working on lab {lab}...")
+    });
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let is_exec = argv.get(1).is_some_and(|a| a == "exec");
     let cli = match Cli::try_parse_from(&argv) {
@@ -126,7 +134,7 @@ pub fn main() -> i32 {
     };
     if let Err(e) = privileges(&cli.cmd) {
         eprintln!("nslab: {e}");
-        return if is_exec { 125 } else { e.exit_code() };
+        return if is_exec { 125 } else { exit_code(&e) };
     }
     let r = match cli.cmd {
         Cmd::Up(a) => up::run(a),
@@ -150,8 +158,18 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(e) => {
             eprintln!("nslab: {e}");
-            e.exit_code()
+            exit_code(&e)
         }
+    }
+}
+
+/// The exit code of a failed command: 2 = bad usage or input, or refused
+/// (nothing was changed); 1 = what was asked failed.
+pub fn exit_code(e: &nslab::error::Error) -> i32 {
+    use nslab::error::Error;
+    match e {
+        Error::Topology(_) | Error::Usage(_) | Error::Refused(_) => 2,
+        _ => 1,
     }
 }
 

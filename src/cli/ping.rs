@@ -73,7 +73,7 @@ fn with_namespace_hint(e: Error, names: &[&str]) -> Error {
     if hints.is_empty() {
         return e;
     }
-    let code = e.exit_code();
+    let code = super::exit_code(&e);
     let msg = format!("{e}\n{}", hints.join("\n"));
     if code == 2 {
         Error::Usage(msg)

@@ -61,7 +61,7 @@ pub fn run(a: Args) -> Result<i32> {
     let server = nslab::lab::run_in(&file, move || Server::bind(bind, content))?
         .map_err(|e| Error::Failed(format!("listen on {bind} in {}: {e}", a.node)))?;
     println!("serving HTTP in {} on {bind} (Ctrl-C to stop)", a.node);
-    let stop = nslab::signals::stop_flag();
+    let stop = super::signals::stop_flag();
     server
         .serve(stop, &mut |line| println!("{line}"))
         .map_err(|e| Error::Failed(format!("serve: {e}")))?;

@@ -28,11 +28,24 @@ use places::CaptureSpec;
 pub use places::parse_place;
 pub use up::*;
 
+/// Called with the lab's name when an operation has to wait for another nslab
+/// working on the same lab (set by [`on_lock_wait`]; nothing by default).
+static LOCK_WAIT: std::sync::RwLock<Option<fn(&str)>> = std::sync::RwLock::new(None);
+
+/// Have `f` told (with the lab's name) when an operation is about to wait for
+/// another nslab working on the same lab, before it blocks. The library itself
+/// prints nothing; the CLI passes a function that says so on stderr.
+pub fn on_lock_wait(f: fn(&str)) {
+    *LOCK_WAIT.write().unwrap_or_else(|e| e.into_inner()) = Some(f);
+}
+
 fn lock_lab(lab: &str) -> Result<record::LabLock> {
     match record::lock(lab, false).map_err(Error::io("lock the lab"))? {
         Some(l) => Ok(l),
         None => {
-            eprintln!("nslab: waiting for another nslab working on lab {lab}...");
+            if let Some(f) = *LOCK_WAIT.read().unwrap_or_else(|e| e.into_inner()) {
+                f(lab);
+            }
             Ok(record::lock(lab, true)
                 .map_err(Error::io("lock the lab"))?
                 .expect("blocking lock"))

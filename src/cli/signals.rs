@@ -1,5 +1,6 @@
 //! Ctrl-C (SIGINT) and SIGTERM as a flag long operations poll, so they stop cleanly
-//! and clean up after themselves instead of dying midway.
+//! and clean up after themselves instead of dying midway. The CLI installs the
+//! handler; the library only takes the flag (it installs no signal handlers).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
