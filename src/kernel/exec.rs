@@ -42,8 +42,9 @@ impl Entry {
         })
     }
 
-    /// Move the calling (single-threaded, or just forked) process into the node.
-    pub fn enter(&self) -> io::Result<()> {
+    /// Move the calling (single-threaded, or just forked) process into the node,
+    /// for good.
+    pub(crate) fn enter(&self) -> io::Result<()> {
         setns(self.ns.as_fd(), CloneFlags::CLONE_NEWNET)?;
         unshare(CloneFlags::CLONE_NEWNS)?;
         // Nothing mounted below propagates back to the host.

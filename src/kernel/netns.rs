@@ -120,37 +120,18 @@ pub fn open(name: &str) -> io::Result<File> {
     }
 }
 
-/// Create a namespace on the calling thread: make the file, move the thread into a
-/// new netns, bind-mount it onto the file. The caller must be a throwaway thread
-/// (it stays in the new namespace). Rolls back on error.
-pub fn create_here(name: &str) -> io::Result<()> {
-    new_file(&path(name))?;
-    mount_here(name)
-}
-
-/// The second half of [`create_here`], for a file made by [`create_files`]:
-/// move the thread into a new netns and bind-mount it onto the file. Removes
-/// the file on error.
-pub fn mount_here(name: &str) -> io::Result<()> {
-    if let Err(e) = unshare(CloneFlags::CLONE_NEWNET) {
-        let _ = std::fs::remove_file(path(name));
-        return Err(e.into());
-    }
-    publish_here(name)
-}
-
 /// Move the calling (throwaway) thread into a new, still nameless network
 /// namespace. Whatever is done to it before [`publish_here`] happens before
 /// anyone else can see it: nslab marks a namespace there, so a named namespace
 /// without the mark was never nslab's.
-pub fn enter_new() -> io::Result<()> {
+pub(crate) fn enter_new() -> io::Result<()> {
     unshare(CloneFlags::CLONE_NEWNET)?;
     Ok(())
 }
 
 /// Bind-mount the calling thread's namespace onto the (empty) file of `name`,
 /// which gives it its name. Removes the file on error.
-pub fn publish_here(name: &str) -> io::Result<()> {
+pub(crate) fn publish_here(name: &str) -> io::Result<()> {
     let p = path(name);
     let r = mount(
         Some("/proc/thread-self/ns/net"),

@@ -218,6 +218,10 @@ pub enum ExecError {
 /// in its network namespace, with its /etc/netns files bound over /etc. Host
 /// mode's host is the namespace nslab runs in: nothing is entered. Returns only
 /// if that failed.
+///
+/// It moves the calling process into the place's namespaces for good (even when
+/// it returns an error): only for a process about to become `cmd`, as `nslab exec`.
+#[doc(hidden)]
 pub fn exec_in(rec: &Record, place: &str, cmd: &[std::ffi::OsString]) -> ExecError {
     use std::os::unix::process::CommandExt;
     let ns = match place_ns(rec, place) {
