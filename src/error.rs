@@ -40,13 +40,18 @@ const CAP_SYS_ADMIN: u32 = 21;
 const CAP_NET_RAW: u32 = 13;
 
 /// A capability a command needs: its number and name.
+#[doc(hidden)]
 pub type Cap = (u32, &'static str);
+#[doc(hidden)]
 pub const NET_ADMIN: Cap = (CAP_NET_ADMIN, "CAP_NET_ADMIN");
+#[doc(hidden)]
 pub const SYS_ADMIN: Cap = (CAP_SYS_ADMIN, "CAP_SYS_ADMIN");
+#[doc(hidden)]
 pub const NET_RAW: Cap = (CAP_NET_RAW, "CAP_NET_RAW");
 
 /// Refuse early, before anything is touched, when the caller lacks the
 /// capabilities (not root): namespaces need CAP_SYS_ADMIN, interfaces CAP_NET_ADMIN.
+#[doc(hidden)]
 pub fn require_caps(what: &str) -> Result<()> {
     require(
         what,
@@ -58,6 +63,7 @@ pub fn require_caps(what: &str) -> Result<()> {
 
 /// Refuse early when the caller lacks `caps`, naming them and `why` they are
 /// needed; `changes` says whether the command would have changed anything.
+#[doc(hidden)]
 pub fn require(what: &str, caps: &[Cap], why: &str, changes: bool) -> Result<()> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let eff = status

@@ -85,6 +85,7 @@ pub struct Status {
 }
 
 /// Compare the kernel with `model` (the record's, or a file's).
+#[doc(hidden)]
 pub fn status(rec: &Record, model: &Lab, compared_with: String) -> Result<Status> {
     // In host mode the host is the namespace the lab was brought up in.
     let host = if model.sandbox {
@@ -180,6 +181,7 @@ fn programs_not_running(rec: &Record, model: &Lab) -> Vec<String> {
 
 /// The comparison itself, from what was observed (pure: no kernel). `drift` is
 /// the planner's verdict; the caller fills in lab, file and compared_with.
+#[doc(hidden)]
 pub fn compare(
     model: &Lab,
     observed: &BTreeMap<Ns, Option<NsState>>,

@@ -22,7 +22,7 @@ fn dot_quote(s: &str) -> String {
 }
 
 /// Text inside a DOT HTML-like label: XML escapes (Graphviz knows &apos;), a
-/// line break as <BR/>.
+/// line break as `<BR/>`.
 pub(super) fn html(s: &str) -> String {
     s.split('\n')
         .map(|l| xml(&l.replace('\r', "")))

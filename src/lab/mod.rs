@@ -417,7 +417,7 @@ pub fn plan(lab: &Lab) -> Result<PlanReport> {
     plan_with_record(lab, rec.as_ref())
 }
 
-/// [`plan`] against a record already read (`status`). In host mode the host is
+/// `plan` against a record already read (`status`). In host mode the host is
 /// the namespace the lab was brought up in.
 pub fn plan_with_record(lab: &Lab, rec: Option<&Record>) -> Result<PlanReport> {
     let rec = rec.cloned();
