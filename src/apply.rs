@@ -664,12 +664,6 @@ fn run_parallel<S: System>(k: &mut Kernel<S>, ops: &[Op]) -> Result<(), ApplyErr
 /// The files nslab links under /etc/netns/NS (`ip netns exec` binds them over /etc).
 pub const ETC_FILES: &[&str] = &["hosts", "resolv.conf"];
 
-/// Is `p` a link nslab made (one pointing into its state directory)? Files under
-/// /etc/netns that are anything else are someone else's: never replaced or removed.
-pub fn is_our_link(p: &std::path::Path) -> bool {
-    crate::kernel::seam::Disk.is_our_link(p)
-}
-
 /// Remove /etc/netns/NS: the files nslab linked there (only links of ours), then
 /// the directory if nothing else is in it.
 pub fn remove_etc(ns: &str) -> io::Result<()> {

@@ -146,11 +146,6 @@ impl Store {
     }
 }
 
-/// [`Store::acquire`] in the state directory.
-pub fn acquire(lab: &str, ns: NsId, set: &Setter<'_>) -> io::Result<()> {
-    Store::default().acquire(lab, ns, set)
-}
-
 /// [`Store::join_if_tracked`] in the state directory.
 pub fn join_if_tracked(lab: &str, ns: NsId) -> io::Result<()> {
     Store::default().join_if_tracked(lab, ns)

@@ -5,8 +5,7 @@
 //! [`plan::Op`]; the kernel layer applies the ops over netlink and records what the
 //! lab owns, so `down` removes exactly that.
 
-#[doc(hidden)]
-pub mod apply;
+pub(crate) mod apply;
 #[doc(hidden)]
 pub mod capture;
 pub mod config;
@@ -15,16 +14,14 @@ pub mod demo;
 pub mod error;
 #[doc(hidden)]
 pub mod graph;
-#[doc(hidden)]
-pub mod hostfwd;
+pub(crate) mod hostfwd;
 #[doc(hidden)]
 pub mod kernel;
 #[doc(hidden)]
 pub mod lab;
 #[doc(hidden)]
 pub mod maint;
-#[doc(hidden)]
-pub mod model;
+pub(crate) mod model;
 #[doc(hidden)]
 pub mod plan;
 #[doc(hidden)]
@@ -36,8 +33,7 @@ pub mod record;
 #[doc(hidden)]
 pub mod serve;
 pub mod status;
-#[doc(hidden)]
-pub mod timing;
+pub(crate) mod timing;
 #[doc(hidden)]
 pub mod topology;
 #[doc(hidden)]
