@@ -7,7 +7,7 @@ use nix::sched::{CloneFlags, setns, unshare};
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 
 /// Everything prepared before fork, so the child only makes syscalls.
@@ -83,9 +83,5 @@ impl Entry {
             )?;
         }
         Ok(())
-    }
-
-    pub fn ns_fd(&self) -> i32 {
-        self.ns.as_raw_fd()
     }
 }

@@ -1,19 +1,19 @@
 //! The only layer that makes syscalls: namespaces, netlink, sysctl, processes.
 
-pub mod cgroup;
+pub(crate) mod cgroup;
 pub mod conn;
-pub mod exec;
+pub(crate) mod exec;
 #[cfg(test)]
 pub mod fake;
 pub mod msg;
-pub mod neigh;
+pub(crate) mod neigh;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
 pub mod nlsock;
 pub mod observe;
-pub mod poll;
+pub(crate) mod poll;
 pub mod procs;
 pub mod ready;
-pub mod seam;
+pub(crate) mod seam;
 pub mod watch;

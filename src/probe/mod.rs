@@ -11,5 +11,5 @@ pub mod tcp;
 pub use tcp::ProbeError;
 pub mod check;
 pub mod dup;
-pub mod sweep;
+pub(crate) mod sweep;
 pub mod why;
