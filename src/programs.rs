@@ -1,6 +1,6 @@
 //! Programs nslab starts inside nodes: the file's `run:` lists (started by `up`
 //! once the network is ready) and `serve --detach`. Each runs in a cgroup of its
-//! own under the lab's (see [`crate::kernel::cgroup`]), recorded before it starts,
+//! own under the lab's (see `crate::kernel::cgroup`), recorded before it starts,
 //! logs to a file, and is stopped by `down` with everything it started. Without a
 //! writable cgroup v2 they are known by pid, start time and session.
 

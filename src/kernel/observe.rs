@@ -1,6 +1,6 @@
 //! What the kernel has in one namespace: links, addresses and routes, read by one
 //! dump each and reduced to the fields nslab plans with (the types of
-//! [`crate::model::observed`], which the planner reads).
+//! `crate::model::observed`, which the planner reads).
 
 use super::msg;
 use super::netlink::{NlError, Rtnl};
