@@ -337,6 +337,14 @@ links: [[a:e, br0:pa], [r:e, br0:pr]]
             }),
         ),
     ];
+    // Repaired means the fake is as the first `up` left it, not only that the
+    // planner sees nothing more to do.
+    let before = machine(&r.fake);
+    for (name, d) in &drifts {
+        d(&r.fake);
+        assert!(!r.up(&l).is_empty(), "{name} alone is not planned");
+        assert_eq!(machine(&r.fake), before, "{name} alone is not repaired");
+    }
     // A deterministic walk through subsets of drifts.
     let mut seed = 0x2545_f491_u64;
     for round in 0..40 {
@@ -362,5 +370,49 @@ links: [[a:e, br0:pa], [r:e, br0:pr]]
             r.plan(&l).is_empty(),
             "round {round}: {picked:?} not repaired"
         );
+        assert_eq!(
+            machine(&r.fake),
+            before,
+            "round {round}: {picked:?} not repaired"
+        );
     }
+}
+
+/// What a drift can change, by name: sysctls, links, addresses and routes.
+fn machine(f: &Fake) -> BTreeSet<String> {
+    let w = f.w();
+    let mut s = BTreeSet::new();
+    for (ns, n) in &w.ns {
+        let name = |i: Option<u32>| {
+            i.and_then(|i| n.links.iter().find(|l| l.index == i))
+                .map(|l| l.name.clone())
+        };
+        // A sysctl never set reads 0, as one set to 0 does.
+        s.extend(
+            n.sysctls
+                .iter()
+                .filter(|(_, v)| v.as_str() != "0")
+                .map(|(k, v)| format!("{ns}: {k}={v}")),
+        );
+        let st = n.state();
+        for l in &st.links {
+            let master = name(l.master);
+            s.insert(format!(
+                "{ns}: link {} up={} mac={:?} mtu={:?} master={master:?}",
+                l.name, l.up, l.mac, l.mtu
+            ));
+        }
+        for a in &st.addrs {
+            s.insert(format!("{ns}: addr {} on {:?}", a.addr, name(Some(a.index))));
+        }
+        for r in &st.routes {
+            s.insert(format!(
+                "{ns}: route {} via {:?} dev {:?}",
+                r.dst,
+                r.via,
+                name(r.oif)
+            ));
+        }
+    }
+    s
 }
