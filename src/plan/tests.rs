@@ -403,7 +403,11 @@ fn machine(f: &Fake) -> BTreeSet<String> {
             ));
         }
         for a in &st.addrs {
-            s.insert(format!("{ns}: addr {} on {:?}", a.addr, name(Some(a.index))));
+            s.insert(format!(
+                "{ns}: addr {} on {:?}",
+                a.addr,
+                name(Some(a.index))
+            ));
         }
         for r in &st.routes {
             s.insert(format!(
