@@ -99,8 +99,12 @@ fn config_from_env() {
     let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
     let d = nslab::config::Config::default();
     nslab::config::set(nslab::config::Config {
-        state_dir: var("NSLAB_STATE_DIR").map(Into::into).unwrap_or(d.state_dir),
-        netns_dir: var("NSLAB_NETNS_DIR").map(Into::into).unwrap_or(d.netns_dir),
+        state_dir: var("NSLAB_STATE_DIR")
+            .map(Into::into)
+            .unwrap_or(d.state_dir),
+        netns_dir: var("NSLAB_NETNS_DIR")
+            .map(Into::into)
+            .unwrap_or(d.netns_dir),
         ns_workers: var("NSLAB_NS_WORKERS").and_then(|v| v.to_str()?.parse().ok()),
         timing: var("NSLAB_TIMING").is_some(),
     });

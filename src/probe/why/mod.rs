@@ -251,7 +251,8 @@ impl Reason {
                 "routing loop through {at}: {} (the packet goes round until its TTL runs out or a hop drops it)",
                 path.join(" -> ")
             ),
-            _ => unreachable!("route_text is called for its own reasons only"),
+            // `fmt` routes only its own reasons here.
+            _ => Err(std::fmt::Error),
         }
     }
 
@@ -288,7 +289,8 @@ impl Reason {
                 f,
                 "a {size}-byte packet does not fit {interface} in {at} (MTU {mtu}) and may not be fragmented"
             ),
-            _ => unreachable!("link_text is called for its own reasons only"),
+            // `fmt` routes only its own reasons here.
+            _ => Err(std::fmt::Error),
         }
     }
 
@@ -336,7 +338,8 @@ impl Reason {
                 }
                 Ok(())
             }
-            _ => unreachable!("address_text is called for its own reasons only"),
+            // `fmt` routes only its own reasons here.
+            _ => Err(std::fmt::Error),
         }
     }
 
@@ -405,7 +408,8 @@ impl Reason {
                 }
                 Ok(())
             }
-            _ => unreachable!("other_text is called for its own reasons only"),
+            // `fmt` routes only its own reasons here.
+            _ => Err(std::fmt::Error),
         }
     }
 }
