@@ -5,6 +5,7 @@
 //! [`plan::Op`]; the kernel layer applies the ops over netlink and records what the
 //! lab owns, so `down` removes exactly that.
 
+pub mod api;
 pub mod apply;
 pub mod capture;
 pub mod config;
@@ -26,6 +27,12 @@ pub mod status;
 pub mod timing;
 pub mod topology;
 pub mod util;
+
+pub use api::{
+    Builder, Capture, CaptureOptions, CheckReport, DownReport, Error, HttpResponse, Lab, Node,
+    NodeSpec, Options, Packet, PingOptions, PingReport, PlanReport, Process, Result, Status,
+    TestHooks, Topology,
+};
 
 #[cfg(test)]
 mod testkit;
