@@ -892,3 +892,56 @@ impl Process {
         crate::programs::stop(&self.proc_, Duration::from_secs(1)).map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builder_writes_a_file_that_validates() {
+        let t = Topology::builder("b1")
+            .bridge("br0", &["10.9.0.1/24"])
+            .node("a", |n| {
+                n.interface("eth0", &["10.9.0.2/24", "2001:db8::2/64"])
+                    .route("default via 10.9.0.1")
+                    .run("sleep 1")
+            })
+            .node("r", |n| n.interface("eth0", &["10.9.0.3/24"]).forward(true))
+            .link("a:eth0", "br0:pa")
+            .link("r:eth0", "br0:pr")
+            .nat("10.9.0.0/24", Some("br0"))
+            .expect_reach("a", "r")
+            .expect_no_reach("a", "192.0.2.1")
+            .expect_tcp("a", "r", 80)
+            .build();
+        let opts = Options {
+            prefix: "p-".into(),
+            sandbox: true,
+            ..Options::default()
+        };
+        let m = t
+            .model(&opts, false)
+            .unwrap_or_else(|e| panic!("{e}\n{}", t.yaml()));
+        assert_eq!(m.name, "p-b1");
+        assert_eq!(m.nodes.len(), 2);
+        assert_eq!(m.expect.len(), 3);
+        assert_eq!(t.lab_name(&opts).unwrap(), "p-b1");
+    }
+
+    #[test]
+    fn names_with_yaml_characters_are_quoted() {
+        let t = Topology::builder("x: y").build();
+        let e = t.validate(&Options::default()).unwrap_err().to_string();
+        assert!(e.contains("<builder x: y>"), "{e}");
+    }
+
+    #[test]
+    fn errors_say_where() {
+        let t = Topology::from_yaml(
+            "name: e\nnodes:\n  a:\n    interfaces: { eth0: { address: nope } }\n",
+        );
+        let e = t.validate(&Options::default()).unwrap_err();
+        assert!(matches!(e, Error::Topology(_)));
+        assert!(e.to_string().starts_with("<yaml>:4:"), "{e}");
+    }
+}
