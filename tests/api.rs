@@ -165,3 +165,38 @@ fn errors_name_the_problem() {
     assert!(e.contains("<yaml>:3"), "{e}");
     assert!(Topology::from_file("/nonexistent/lab.yaml").is_err());
 }
+
+#[test]
+fn http_get_and_capture() {
+    let p = prefix("h");
+    let lab = Lab::up(&routed("lab"), &opts(&p)).expect("up");
+    let cap = lab
+        .capture(&["b:eth0"], &nslab::CaptureOptions::default())
+        .unwrap();
+    let listener = lab
+        .node("b")
+        .unwrap()
+        .with(|| std::net::TcpListener::bind("0.0.0.0:8080").unwrap())
+        .unwrap();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf).unwrap();
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            .unwrap();
+    });
+    let r = lab.http_get("a", "http://b:8080/x").unwrap();
+    server.join().unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "ok");
+    assert!(lab.http_get("a", "ftp://b/").is_err());
+    let packets = cap.stop().unwrap();
+    assert!(
+        packets.iter().any(|p| p.text.contains("8080")),
+        "{:?}",
+        packets.iter().map(|p| &p.text).collect::<Vec<_>>()
+    );
+    drop(lab);
+    assert_eq!(leftovers(&p), Vec::<String>::new());
+}
