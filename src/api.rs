@@ -124,6 +124,9 @@ impl Topology {
     }
 
     fn model(&self, opts: &Options, check_programs: bool) -> Result<topology::Lab> {
+        if let Some(p) = topology::validate::prefix_problem(&opts.prefix) {
+            return Err(Error::Usage(format!("prefix {:?} {p}", opts.prefix)));
+        }
         Ok(topology::parse_str(
             &self.text,
             &self.origin,
@@ -467,6 +470,14 @@ impl Lab {
     pub fn check(&self) -> Result<CheckReport> {
         let rec = self.record()?;
         crate::probe::check::check(&rec, &self.model, false)
+    }
+
+    /// Probe every place of the lab from every other (the reachability matrix
+    /// of `nslab check --matrix`, like Mininet's `pingAll`), and the file's
+    /// expectations. Each cell of `matrix` says whether the pair reached.
+    pub fn ping_all(&self) -> Result<CheckReport> {
+        let rec = self.record()?;
+        crate::probe::check::check(&rec, &self.model, true)
     }
 
     /// One echo request from `from` to `to` (as `nslab ping FROM TO -c 1`):
@@ -933,6 +944,17 @@ mod tests {
         let t = Topology::builder("x: y").build();
         let e = t.validate(&Options::default()).unwrap_err().to_string();
         assert!(e.contains("<builder x: y>"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_prefix_is_named() {
+        let t = Topology::builder("ok").build();
+        let o = Options {
+            prefix: "a/b".into(),
+            ..Options::default()
+        };
+        let e = t.validate(&o).unwrap_err().to_string();
+        assert!(e.starts_with("prefix \"a/b\""), "{e}");
     }
 
     #[test]

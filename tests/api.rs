@@ -109,6 +109,12 @@ fn up_run_with_ping_status_down() {
     let proc_ = b.spawn(["sleep", "300"]).unwrap();
     assert!(proc_.alive());
 
+    let all = lab.ping_all().unwrap();
+    assert!(
+        all.matrix
+            .iter()
+            .any(|c| c.src == "a" && c.dst == "b" && c.reach == Some(true))
+    );
     assert!(lab.status().unwrap().ok);
     assert!(lab.check().unwrap().ok);
     assert!(lab.plan().unwrap().ops.is_empty());
