@@ -578,7 +578,16 @@ impl Lab {
         let engine_opts = crate::capture::engine::Options {
             count: opts.count,
             duration: opts.duration,
-            filter: None,
+            filter: {
+                let f = crate::capture::decode::Filter {
+                    proto: opts.proto.as_deref().map(str::parse).transpose().map_err(
+                        |e: crate::capture::decode::FilterError| Error::Usage(e.to_string()),
+                    )?,
+                    host: opts.host,
+                    port: opts.port,
+                };
+                (!f.is_empty()).then_some(f)
+            },
         };
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -663,6 +672,12 @@ pub struct CaptureOptions {
     pub count: Option<u64>,
     /// Stop after this long.
     pub duration: Option<Duration>,
+    /// Only this protocol: `arp`, `icmp`, `icmp6`, `tcp`, `udp`, `ip`, `ip6`.
+    pub proto: Option<String>,
+    /// Only packets from or to this address.
+    pub host: Option<IpAddr>,
+    /// Only TCP or UDP packets from or to this port.
+    pub port: Option<u16>,
     /// Also write the packets to this file: pcap for one interface (or a
     /// `.pcap` name), pcapng (one interface block each) for several.
     pub pcap: Option<PathBuf>,
