@@ -55,6 +55,16 @@ echo "== cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo test"
 cargo test --all-targets --quiet -- --test-threads "${NSLAB_TEST_THREADS:-4}"
+echo "== cargo test --doc"
+# --all-targets leaves out the doctests.
+cargo test --doc --quiet
+echo "== examples"
+# The library's examples, as a user runs them (root; each cleans up after itself,
+# which the leak check below verifies).
+for example in client_server capture check; do
+  echo "== example $example"
+  cargo run --quiet --example "$example"
+done
 echo "== fuzzing (${NSLAB_FUZZ_SECONDS:-60} s per target)"
 # cargo-fuzz needs nightly flags (-Z sanitizer=address); RUSTC_BOOTSTRAP=1 lets the
 # stable toolchain take them. The corpus in the repo is only read: what libFuzzer

@@ -56,6 +56,11 @@ impl Run {
             .ops
     }
 
+    /// The planner as `plan_in` runs it, its refusal kept (conflicts).
+    pub fn try_plan(&mut self, lab: &Lab) -> crate::error::Result<Vec<Op>> {
+        crate::lab::plan_in(&mut self.k, lab, Some(&self.rec)).map(|p| p.ops)
+    }
+
     /// The executor, recording each intent as `up` does.
     pub fn apply(&mut self, ops: &[Op]) -> Result<(), crate::apply::ApplyError> {
         let fake = self.fake.clone();

@@ -632,6 +632,39 @@ impl Fake {
     pub fn state(&self, ns: &str) -> Option<NsState> {
         self.w().ns.get(ns).map(FakeNs::state)
     }
+
+    /// A namespace made by someone else: `lo` only (down, no mark).
+    pub fn add_foreign_ns(&self, name: &str) {
+        let mut w = self.w();
+        let n = w.new_ns();
+        w.ns.insert(name.into(), n);
+    }
+
+    /// A link made by someone else, down, of `kind` (None: a device); its index.
+    pub fn add_foreign_link(&self, ns: &str, name: &str, kind: Option<&str>) -> u32 {
+        let mut w = self.w();
+        let index = w.index();
+        let n = w.ns.get_mut(ns).expect("namespace");
+        assert!(
+            n.link_mut(name).is_none(),
+            "{name} exists already in {ns:?}"
+        );
+        n.links.push(ObsLink {
+            index,
+            name: name.into(),
+            kind: kind.map(String::from),
+            alias: None,
+            up: false,
+            lower_up: false,
+            master: None,
+            mtu: Some(1500),
+            mac: Some([0x0a, 0x5b, 0, 0, (index >> 8) as u8, index as u8]),
+            peer_index: None,
+            forwarding: (None, None),
+            port_state: None,
+        });
+        index
+    }
 }
 
 /// One open namespace of the fake, with an index cache like the real one (so a

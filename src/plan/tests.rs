@@ -1,269 +1,18 @@
-//! Planner tests without root: a fake kernel applies ops to an `Observed`, so
-//! plan -> apply -> plan again must be empty (idempotency), and drift is repaired.
+//! Planner tests without root: labs brought up on the fake kernel through the
+//! real planner, executor and observation (`testkit::Run`), so plan -> apply ->
+//! plan again must be empty (idempotency), and drift is repaired.
 
 use super::*;
-use crate::model::observed::{ObsAddr, ObsLink, ObsRoute};
+use crate::kernel::fake::Fake;
+use crate::kernel::seam::{LinkReq, NsHandle, System};
+use crate::testkit::{OBJ1, OBJ2, OBJ3, Run, lab, listing};
 use crate::topology::{Options, parse_str};
 
-fn lab(text: &str, sandbox: bool) -> Lab {
-    parse_str(
-        text,
-        "t.yaml",
-        &Options {
-            prefix: "t-".into(),
-            sandbox,
-            check_programs: false,
-        },
-    )
-    .unwrap()
-}
-
-const OBJ1: &str = include_str!("../../examples/objective1-veth.yaml");
-const OBJ2: &str = include_str!("../../examples/objective2-bridge.yaml");
-
-/// A tiny model of the kernel: enough to apply what the planner emits.
-struct Fake {
-    obs: Observed,
-    next: u32,
-}
-
-impl Fake {
-    fn new(host_mode: bool) -> Fake {
-        let mut obs = Observed::default();
-        if host_mode {
-            let mut st = NsState::default();
-            st.links.push(link(1, "lo", None));
-            st.links.push(link(2, "eth0", None));
-            obs.ns.insert(
-                Ns::HOST,
-                NsObs {
-                    state: st,
-                    ..Default::default()
-                },
-            );
-        }
-        Fake { obs, next: 100 }
-    }
-
-    fn st(&mut self, ns: &str) -> &mut NsState {
-        &mut self
-            .obs
-            .ns
-            .get_mut(ns)
-            .unwrap_or_else(|| panic!("namespace {ns:?} does not exist"))
-            .state
-    }
-
-    fn add_link(
-        &mut self,
-        ns: &str,
-        name: &str,
-        kind: &str,
-        master: Option<&str>,
-        mac: Option<[u8; 6]>,
-    ) {
-        self.next += 1;
-        let idx = self.next;
-        let m = master.map(|m| self.st(ns).link(m).expect("master exists").index);
-        let st = self.st(ns);
-        assert!(st.link(name).is_none(), "{name} exists already in {ns:?}");
-        let mut l = link(idx, name, Some(kind));
-        l.master = m;
-        // A MAC of the kernel's choosing unless the request gives one.
-        l.mac = Some(mac.unwrap_or([0x0a, 0, 0, 0, (idx >> 8) as u8, idx as u8]));
-        st.links.push(l);
-    }
-
-    fn apply(&mut self, ops: &[Op]) {
-        for op in ops {
-            match op {
-                Op::CreateNs { ns, mark, sysctls } => {
-                    assert!(!self.obs.ns.contains_key(ns));
-                    let mut st = NsState::default();
-                    let mut lo = link(1, "lo", None);
-                    lo.up = true;
-                    lo.alias = Some(mark.clone());
-                    // The kernel shows the namespace's forwarding on every link.
-                    let fw = sysctls
-                        .iter()
-                        .any(|(k, v)| k == "net.ipv4.ip_forward" && v == "1");
-                    lo.forwarding = (Some(fw), Some(fw));
-                    st.links.push(lo);
-                    self.obs.ns.insert(
-                        ns.clone(),
-                        NsObs {
-                            state: st,
-                            ..Default::default()
-                        },
-                    );
-                }
-                Op::DeleteNs { ns } => {
-                    self.obs.ns.remove(ns);
-                }
-                Op::CreateBridge { ns, name, mac, .. } => {
-                    self.add_link(ns.as_str(), name, "bridge", None, Some(*mac))
-                }
-                Op::CreateVeth { a, b } => {
-                    self.add_link(a.ns.as_str(), &a.name, "veth", a.master.as_deref(), a.mac);
-                    self.add_link(b.ns.as_str(), &b.name, "veth", b.master.as_deref(), b.mac);
-                }
-                Op::DeleteLink { ns, name } => {
-                    let st = self.st(ns.as_str());
-                    let i = st.link(name).expect("link to delete").index;
-                    st.links.retain(|l| l.index != i);
-                    st.addrs.retain(|a| a.index != i);
-                    st.routes.retain(|r| r.oif != Some(i));
-                }
-                Op::SetLink {
-                    ns,
-                    name,
-                    master,
-                    alias,
-                    mac,
-                    mtu,
-                    up,
-                    ..
-                } => {
-                    let m = master
-                        .as_ref()
-                        .map(|m| self.st(ns.as_str()).link(m).expect("master").index);
-                    let st = self.st(ns.as_str());
-                    let l = st
-                        .links
-                        .iter_mut()
-                        .find(|l| &l.name == name)
-                        .expect("link to set");
-                    if *up {
-                        l.up = true;
-                    }
-                    if m.is_some() {
-                        l.master = m;
-                    }
-                    if alias.is_some() {
-                        l.alias = alias.clone();
-                    }
-                    if mac.is_some() {
-                        l.mac = *mac;
-                    }
-                    if mtu.is_some() {
-                        l.mtu = *mtu;
-                    }
-                }
-                Op::AddAddr { ns, dev, addr } => {
-                    let st = self.st(ns.as_str());
-                    let i = st.link(dev).expect("dev").index;
-                    assert!(
-                        !st.addrs.iter().any(|a| a.index == i && &a.addr == addr),
-                        "address added twice"
-                    );
-                    st.addrs.push(ObsAddr {
-                        index: i,
-                        addr: *addr,
-                    });
-                    st.routes.push(ObsRoute {
-                        dst: addr.trunc(),
-                        via: None,
-                        oif: Some(i),
-                        metric: None,
-                        onlink: false,
-                        protocol: "kernel".into(),
-                        scope_link: true,
-                    });
-                }
-                Op::DelAddr { ns, dev, addr } => {
-                    let st = self.st(ns.as_str());
-                    let i = st.link(dev).expect("dev").index;
-                    st.addrs.retain(|a| !(a.index == i && &a.addr == addr));
-                }
-                Op::AddRoute { ns, route } => {
-                    let st = self.st(ns.as_str());
-                    let oif = route
-                        .dev
-                        .as_ref()
-                        .map(|d| st.link(d).expect("route dev").index);
-                    st.routes.push(ObsRoute {
-                        dst: route.dst,
-                        via: route.via,
-                        oif,
-                        metric: route.metric,
-                        onlink: route.onlink,
-                        protocol: "static".into(),
-                        scope_link: route.via.is_none(),
-                    });
-                }
-                Op::DelRoute { ns, route } => {
-                    let st = self.st(ns.as_str());
-                    st.routes.retain(|r| {
-                        !(r.dst == route.dst && r.via == route.via && r.protocol == "static")
-                    });
-                }
-                Op::Sysctl { ns, key, value } if key.contains("forward") && !ns.is_host() => {
-                    let on = value == "1";
-                    let lo = self
-                        .st(ns.as_str())
-                        .links
-                        .iter_mut()
-                        .find(|l| l.name == "lo")
-                        .expect("lo");
-                    if key == "net.ipv4.ip_forward" {
-                        lo.forwarding.0 = Some(on);
-                    } else {
-                        lo.forwarding.1 = Some(on);
-                    }
-                }
-                Op::Sysctl { .. } => {}
-                Op::SetNat { ns, rules, .. } => {
-                    self.obs.ns.get_mut(ns).unwrap().nat = Some(NatObs {
-                        comment: Some("nslab:t-objective3".into()),
-                        rules: rules.clone(),
-                        exact: true,
-                    })
-                }
-                Op::DeleteNat { ns, .. } => self.obs.ns.get_mut(ns).unwrap().nat = None,
-                Op::WriteLabHosts { content, .. } => self.obs.lab_hosts = Some(content.clone()),
-                Op::LinkHosts { ns, target } => {
-                    self.obs.ns.get_mut(ns).unwrap().hosts = Some(target.clone())
-                }
-                Op::RemoveEtc { .. } => {}
-                Op::WriteLabResolv { content, .. } => self.obs.lab_resolv = Some(content.clone()),
-                Op::LinkResolv { ns, target } => {
-                    self.obs
-                        .resolv
-                        .insert(ns.to_string(), EtcFile::Ours(target.clone()));
-                }
-            }
-        }
-    }
-}
-
-fn link(index: u32, name: &str, kind: Option<&str>) -> ObsLink {
-    ObsLink {
-        index,
-        name: name.into(),
-        kind: kind.map(String::from),
-        alias: None,
-        up: false,
-        lower_up: false,
-        master: None,
-        mtu: None,
-        mac: None,
-        peer_index: None,
-        forwarding: (None, None),
-        port_state: None,
-    }
-}
-
-fn up(f: &mut Fake, l: &Lab, prev: Option<&Lab>) -> Vec<Op> {
-    let owned = Owned {
-        namespaces: prev
-            .map(|p| p.namespaces().into_iter().collect())
-            .unwrap_or_default(),
-        host_links: BTreeSet::new(),
-        bridge_macs: Default::default(),
-    };
-    let (ops, _) = plan_up(l, &f.obs, prev, &owned).expect("no conflicts");
-    f.apply(&ops);
-    ops
+/// A lab brought up on a new fake machine: the run, and the plan it applied.
+fn fresh(l: &Lab) -> (Run, Vec<Op>) {
+    let mut r = Run::new(&Fake::new(), l);
+    let ops = r.up(l);
+    (r, ops)
 }
 
 fn pos(ops: &[Op], f: impl Fn(&Op) -> bool) -> usize {
@@ -273,8 +22,7 @@ fn pos(ops: &[Op], f: impl Fn(&Op) -> bool) -> usize {
 #[test]
 fn objective2_sandbox_from_nothing() {
     let l = lab(OBJ2, true);
-    let mut f = Fake::new(false);
-    let ops = up(&mut f, &l, None);
+    let (_, ops) = fresh(&l);
     let count = |p: fn(&Op) -> bool| ops.iter().filter(|o| p(o)).count();
     assert_eq!(
         count(|o| matches!(o, Op::CreateNs { .. })),
@@ -328,20 +76,26 @@ fn objective2_sandbox_from_nothing() {
 
 #[test]
 fn second_plan_is_empty() {
-    for (text, sandbox) in [(OBJ1, true), (OBJ1, false), (OBJ2, true), (OBJ2, false)] {
-        let l = lab(text, sandbox);
-        let mut f = Fake::new(!sandbox);
-        assert!(!up(&mut f, &l, None).is_empty());
-        let again = up(&mut f, &l, Some(&l));
-        assert!(again.is_empty(), "{} sandbox={sandbox}: {again:#?}", l.name);
+    for text in [OBJ1, OBJ2, OBJ3] {
+        for sandbox in [true, false] {
+            let l = lab(text, sandbox);
+            let (mut r, ops) = fresh(&l);
+            assert!(!ops.is_empty());
+            let again = r.plan(&l);
+            assert!(
+                again.is_empty(),
+                "{} sandbox={sandbox}:\n{}",
+                l.name,
+                listing(&again)
+            );
+        }
     }
 }
 
 #[test]
 fn host_mode_turns_link_local_off_per_interface_before_up() {
     let l = lab(OBJ2, false);
-    let mut f = Fake::new(true);
-    let ops = up(&mut f, &l, None);
+    let (_, ops) = fresh(&l);
     let nll = pos(
         &ops,
         |o| matches!(o, Op::SetLink { name, no_link_local: true, .. } if name == "bri0"),
@@ -371,20 +125,25 @@ fn host_mode_turns_link_local_off_per_interface_before_up() {
 #[test]
 fn repairs_what_was_removed_by_hand() {
     let l = lab(OBJ2, true);
-    let mut f = Fake::new(false);
-    up(&mut f, &l, None);
-    // Someone deletes black's cable end, and takes white's address and route.
-    f.apply(&[Op::DeleteLink {
-        ns: "t-black".into(),
-        name: "bveth".into(),
-    }]);
-    f.st("t-objective2-host")
-        .links
-        .retain(|x| x.name != "bbrveth");
-    let wi = f.st("t-white").link("wveth").unwrap().index;
-    f.st("t-white").addrs.retain(|a| a.index != wi);
-    f.st("t-white").routes.clear();
-    let ops = up(&mut f, &l, Some(&l));
+    let (mut r, _) = fresh(&l);
+    // Someone deletes black's cable end (the kernel takes its peer on the
+    // bridge along), and takes white's address and route.
+    let mut black = r.fake.clone().open("t-black").unwrap();
+    let res = black.batch(vec![(
+        LinkReq::DelLink {
+            name: "bveth".into(),
+        },
+        "delete bveth".into(),
+    )]);
+    assert!(res[0].is_ok(), "{res:?}");
+    let host = r.fake.state("t-objective2-host").unwrap();
+    assert!(host.link("bbrveth").is_none());
+    r.fake.edit("t-white", |n| {
+        let wi = n.link_mut("wveth").unwrap().index;
+        n.addrs.retain(|a| a.index != wi);
+        n.routes.clear();
+    });
+    let ops = r.up(&l);
     assert!(
         ops.iter()
             .any(|o| matches!(o, Op::CreateVeth { a, .. } if a.name == "bbrveth"))
@@ -401,19 +160,18 @@ fn repairs_what_was_removed_by_hand() {
         !ops.iter()
             .any(|o| matches!(o, Op::CreateNs { .. } | Op::CreateBridge { .. }))
     );
-    assert!(up(&mut f, &l, Some(&l)).is_empty());
+    assert!(r.plan(&l).is_empty());
 }
 
 #[test]
 fn a_node_dropped_from_the_file_is_removed() {
     let l = lab(OBJ2, true);
-    let mut f = Fake::new(false);
-    up(&mut f, &l, None);
+    let (mut r, _) = fresh(&l);
     let smaller = OBJ2[..OBJ2.find("expect:").unwrap()]
         .to_string().replace("  green:\n    interfaces:\n      gveth: { address: 192.168.3.1/24 }\n    routes: [ \"default dev gveth\" ]\n", "").replace("  - [ green:gveth, bri0:gbrveth ]\n", "");
     let l2 = lab(&smaller, true);
     assert!(l2.node("green").is_none());
-    let ops = up(&mut f, &l2, Some(&l));
+    let ops = r.up(&l2);
     assert!(
         ops.iter()
             .any(|o| matches!(o, Op::DeleteNs { ns } if ns == "t-green"))
@@ -423,19 +181,18 @@ fn a_node_dropped_from_the_file_is_removed() {
             .any(|o| matches!(o, Op::DeleteLink { name, .. } if name == "gbrveth")),
         "{ops:#?}"
     );
-    assert!(up(&mut f, &l2, Some(&l2)).is_empty());
+    assert!(r.plan(&l2).is_empty());
 }
 
 #[test]
 fn changed_address_and_route_are_replaced() {
     let l = lab(OBJ2, true);
-    let mut f = Fake::new(false);
-    up(&mut f, &l, None);
+    let (mut r, _) = fresh(&l);
     let edited = OBJ2
         .replace("192.168.1.1/24", "192.168.1.9/24")
         .replace("\"default dev bveth\"", "\"10.0.0.0/8 dev bveth\"");
     let l2 = lab(&edited, true);
-    let ops = up(&mut f, &l2, Some(&l));
+    let ops = r.up(&l2);
     assert!(
         ops.iter()
             .any(|o| matches!(o, Op::DelAddr { addr, .. } if addr.to_string() == "192.168.1.1/24"))
@@ -448,48 +205,31 @@ fn changed_address_and_route_are_replaced() {
         ops.iter()
             .any(|o| matches!(o, Op::DelRoute { route, .. } if route.is_default()))
     );
-    assert!(up(&mut f, &l2, Some(&l2)).is_empty());
+    assert!(r.plan(&l2).is_empty());
 }
 
 #[test]
 fn foreign_objects_are_conflicts() {
     let l = lab(OBJ2, false);
     // A namespace with a lab node's name that is not the lab's.
-    let mut f = Fake::new(true);
-    f.obs.ns.insert(
-        "t-black".into(),
-        NsObs {
-            state: NsState {
-                links: vec![link(1, "lo", None)],
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-    );
-    let err = plan_up(&l, &f.obs, None, &Owned::default()).unwrap_err();
+    let f = Fake::new();
+    f.add_foreign_ns("t-black");
+    let err = Run::new(&f, &l).try_plan(&l).unwrap_err().to_string();
     assert!(
-        err[0]
-            .0
-            .contains("namespace t-black already exists and does not belong"),
-        "{err:?}"
+        err.contains("namespace t-black already exists and does not belong"),
+        "{err}"
     );
     // An interface in the host with a bridge's name.
-    let mut f = Fake::new(true);
-    f.st(Ns::HOST.as_str())
-        .links
-        .push(link(9, "bri0", Some("bridge")));
-    let err = plan_up(&l, &f.obs, None, &Owned::default()).unwrap_err();
-    assert!(
-        err[0].0.contains("bri0") && err[0].0.contains("not nslab's"),
-        "{err:?}"
-    );
+    let f = Fake::new();
+    f.add_foreign_link(Ns::HOST.as_str(), "bri0", Some("bridge"));
+    let err = Run::new(&f, &l).try_plan(&l).unwrap_err().to_string();
+    assert!(err.contains("bri0") && err.contains("not nslab's"), "{err}");
 }
 
 #[test]
 fn explain_reads_like_the_tutorial() {
     let l = lab(OBJ2, false);
-    let mut f = Fake::new(true);
-    let ops = up(&mut f, &l, None);
+    let (_, ops) = fresh(&l);
     let s = explain::script(&ops).join("\n");
     assert!(s.contains("ip netns add t-black"), "{s}");
     assert!(
@@ -514,10 +254,7 @@ fn explain_snapshots() {
     for (name, text) in [
         ("objective1", OBJ1),
         ("objective2", OBJ2),
-        (
-            "objective3",
-            include_str!("../../examples/objective3-nat.yaml"),
-        ),
+        ("objective3", OBJ3),
     ] {
         for sandbox in [false, true] {
             let l = parse_str(
@@ -530,8 +267,7 @@ fn explain_snapshots() {
                 },
             )
             .unwrap();
-            let mut f = Fake::new(!sandbox);
-            let ops = up(&mut f, &l, None);
+            let (_, ops) = fresh(&l);
             // The snapshots show the default state directory, whatever
             // NSLAB_STATE_DIR the suite runs with.
             let script = explain::script(&ops)
@@ -560,87 +296,55 @@ links: [[a:e, br0:pa], [r:e, br0:pr]]
 ",
         true,
     );
-    let mut f = Fake::new(false);
-    up(&mut f, &l, None);
-    assert!(up(&mut f, &l, Some(&l)).is_empty());
-    type Drift = Box<dyn Fn(&mut Fake)>;
+    let (mut r, _) = fresh(&l);
+    assert!(r.plan(&l).is_empty());
+    type Drift = Box<dyn Fn(&Fake)>;
+    let sysctl = |ns: &'static str, k: &'static str, v: &'static str| -> Drift {
+        Box::new(move |f: &Fake| {
+            f.edit(ns, |n| n.sysctls.insert(k.into(), v.into()));
+        })
+    };
+    let link = |ns: &'static str, name: &'static str, set: fn(&mut ObsLink)| -> Drift {
+        Box::new(move |f: &Fake| f.edit(ns, |n| set(n.link_mut(name).unwrap())))
+    };
     let drifts: Vec<(&str, Drift)> = vec![
+        ("forwarding off", sysctl("t-r", "net.ipv4.ip_forward", "0")),
         (
-            "forwarding off",
-            Box::new(|f: &mut Fake| {
-                let lo = f
-                    .st("t-r")
-                    .links
-                    .iter_mut()
-                    .find(|x| x.name == "lo")
-                    .unwrap();
-                lo.forwarding = (Some(false), Some(false));
-            }),
+            "IPv6 forwarding off",
+            sysctl("t-r", "net.ipv6.conf.all.forwarding", "0"),
         ),
-        (
-            "forwarding on",
-            Box::new(|f: &mut Fake| {
-                let lo = f
-                    .st("t-a")
-                    .links
-                    .iter_mut()
-                    .find(|x| x.name == "lo")
-                    .unwrap();
-                lo.forwarding.0 = Some(true);
-            }),
-        ),
+        ("forwarding on", sysctl("t-a", "net.ipv4.ip_forward", "1")),
         (
             "MAC",
-            Box::new(|f: &mut Fake| {
-                f.st("t-a")
-                    .links
-                    .iter_mut()
-                    .find(|x| x.name == "e")
-                    .unwrap()
-                    .mac = Some([2, 0, 0, 0, 5, 0x99]);
-            }),
+            link("t-a", "e", |l| l.mac = Some([2, 0, 0, 0, 5, 0x99])),
         ),
         (
             "bridge MAC",
-            Box::new(|f: &mut Fake| {
-                f.st("t-d-host")
-                    .links
-                    .iter_mut()
-                    .find(|x| x.name == "br0")
-                    .unwrap()
-                    .mac = Some([2, 0, 0, 0, 0, 0x42]);
-            }),
+            link("t-d-host", "br0", |l| l.mac = Some([2, 0, 0, 0, 0, 0x42])),
         ),
-        (
-            "MTU",
-            Box::new(|f: &mut Fake| {
-                f.st("t-a")
-                    .links
-                    .iter_mut()
-                    .find(|x| x.name == "e")
-                    .unwrap()
-                    .mtu = Some(1300);
-            }),
-        ),
+        ("MTU", link("t-a", "e", |l| l.mtu = Some(1300))),
         (
             "link down",
-            Box::new(|f: &mut Fake| {
-                f.st("t-r")
-                    .links
-                    .iter_mut()
-                    .find(|x| x.name == "e")
-                    .unwrap()
-                    .up = false;
-            }),
+            Box::new(|f: &Fake| f.set_up("t-r", "e", false)),
         ),
         (
             "address gone",
-            Box::new(|f: &mut Fake| {
-                let i = f.st("t-r").link("e").unwrap().index;
-                f.st("t-r").addrs.retain(|a| a.index != i);
+            Box::new(|f: &Fake| {
+                f.edit("t-r", |n| {
+                    let i = n.link_mut("e").unwrap().index;
+                    n.addrs.retain(|a| a.index != i);
+                })
             }),
         ),
     ];
+    // Repaired means the fake is as the first `up` left it, not only that the
+    // planner sees nothing more to do.
+    let before = machine(&r.fake);
+    for (name, d) in &drifts {
+        d(&r.fake);
+        assert!(!r.up(&l).is_empty(), "{name} alone is not planned");
+        assert_eq!(machine(&r.fake), before, "{name} alone is not repaired");
+    }
     // A deterministic walk through subsets of drifts.
     let mut seed = 0x2545_f491_u64;
     for round in 0..40 {
@@ -652,19 +356,67 @@ links: [[a:e, br0:pa], [r:e, br0:pr]]
             .enumerate()
             .filter(|(i, _)| seed >> i & 1 == 1)
             .map(|(_, (n, d))| {
-                d(&mut f);
+                d(&r.fake);
                 *n
             })
             .collect();
-        let ops = up(&mut f, &l, Some(&l));
+        let ops = r.up(&l);
         assert_eq!(
             ops.is_empty(),
             picked.is_empty(),
             "round {round}: {picked:?} planned as {ops:?}"
         );
         assert!(
-            up(&mut f, &l, Some(&l)).is_empty(),
+            r.plan(&l).is_empty(),
+            "round {round}: {picked:?} not repaired"
+        );
+        assert_eq!(
+            machine(&r.fake),
+            before,
             "round {round}: {picked:?} not repaired"
         );
     }
+}
+
+/// What a drift can change, by name: sysctls, links, addresses and routes.
+fn machine(f: &Fake) -> BTreeSet<String> {
+    let w = f.w();
+    let mut s = BTreeSet::new();
+    for (ns, n) in &w.ns {
+        let name = |i: Option<u32>| {
+            i.and_then(|i| n.links.iter().find(|l| l.index == i))
+                .map(|l| l.name.clone())
+        };
+        // A sysctl never set reads 0, as one set to 0 does.
+        s.extend(
+            n.sysctls
+                .iter()
+                .filter(|(_, v)| v.as_str() != "0")
+                .map(|(k, v)| format!("{ns}: {k}={v}")),
+        );
+        let st = n.state();
+        for l in &st.links {
+            let master = name(l.master);
+            s.insert(format!(
+                "{ns}: link {} up={} mac={:?} mtu={:?} master={master:?}",
+                l.name, l.up, l.mac, l.mtu
+            ));
+        }
+        for a in &st.addrs {
+            s.insert(format!(
+                "{ns}: addr {} on {:?}",
+                a.addr,
+                name(Some(a.index))
+            ));
+        }
+        for r in &st.routes {
+            s.insert(format!(
+                "{ns}: route {} via {:?} dev {:?}",
+                r.dst,
+                r.via,
+                name(r.oif)
+            ));
+        }
+    }
+    s
 }

@@ -172,6 +172,32 @@ impl Reason {
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         match self {
+            Reason::NoRoute { .. }
+            | Reason::NoRouteBack { .. }
+            | Reason::BlockingRoute { .. }
+            | Reason::RpFilter { .. }
+            | Reason::RoutingLoop { .. } => self.route_text(f),
+            Reason::InterfaceDown { .. }
+            | Reason::PeerDown { .. }
+            | Reason::BridgeDown { .. }
+            | Reason::BridgePortDown { .. }
+            | Reason::Mtu { .. } => self.link_text(f),
+            Reason::NoAddress { .. }
+            | Reason::NoNeighbour { .. }
+            | Reason::DuplicateAddress { .. } => self.address_text(f),
+            Reason::NotForwarding { .. }
+            | Reason::FirewallDrop { .. }
+            | Reason::NoNat { .. }
+            | Reason::Unknown { .. } => self.other_text(f),
+        }
+    }
+}
+
+impl Reason {
+    /// What a routing reason says: no route (there or back), a blocking route,
+    /// reverse-path filtering, a loop.
+    fn route_text(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
             Reason::NoRoute { at, dst } => match at.as_str() {
                 "internet" => write!(
                     f,
@@ -186,6 +212,53 @@ impl std::fmt::Display for Reason {
                     "no route in {at} to {dst} (`ip route get {dst}` fails there): add a route or a default route"
                 ),
             },
+            Reason::NoRouteBack { at, to } => match at.as_str() {
+                "internet" => write!(
+                    f,
+                    "no route back: internet has no route to {to} (it stands for the outside world: a private source needs NAT on the way out)"
+                ),
+                _ => write!(f, "no route back: {at} has no route to {to}"),
+            },
+            Reason::BlockingRoute {
+                at,
+                dst,
+                kind,
+                route,
+            } => {
+                let what = match kind.as_str() {
+                    "blackhole" => "drops the packet silently",
+                    "unreachable" => "answers host unreachable",
+                    "prohibit" => "answers administratively prohibited",
+                    "throw" => "ends the lookup in this table",
+                    _ => "does not forward it",
+                };
+                write!(
+                    f,
+                    "the route for {dst} in {at} is `{route}`: the kernel {what}"
+                )
+            }
+            Reason::RpFilter {
+                at,
+                interface,
+                src,
+                mode,
+            } => write!(
+                f,
+                "reverse-path filtering ({mode}) in {at} drops packets from {src} arriving on {interface}: the way back to {src} leaves by another interface"
+            ),
+            Reason::RoutingLoop { at, path } => write!(
+                f,
+                "routing loop through {at}: {} (the packet goes round until its TTL runs out or a hop drops it)",
+                path.join(" -> ")
+            ),
+            // `fmt` routes only its own reasons here.
+            _ => Err(std::fmt::Error),
+        }
+    }
+
+    /// What a link or bridge reason says: down, no carrier, too small an MTU.
+    fn link_text(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
             Reason::InterfaceDown { at, interface } => {
                 write!(f, "interface {interface} in {at} is down")
             }
@@ -207,6 +280,23 @@ impl std::fmt::Display for Reason {
                 port,
                 state,
             } => write!(f, "port {port} of bridge {bridge} in {at} is {state}"),
+            Reason::Mtu {
+                at,
+                interface,
+                mtu,
+                size,
+            } => write!(
+                f,
+                "a {size}-byte packet does not fit {interface} in {at} (MTU {mtu}) and may not be fragmented"
+            ),
+            // `fmt` routes only its own reasons here.
+            _ => Err(std::fmt::Error),
+        }
+    }
+
+    /// What an address or neighbour reason says.
+    fn address_text(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
             Reason::NoAddress {
                 at,
                 interface,
@@ -232,6 +322,30 @@ impl std::fmt::Display for Reason {
                     "no neighbour answers for {next_hop} on {interface} in {at}: nothing on that link has this address (a wrong gateway?)"
                 ),
             },
+            Reason::DuplicateAddress {
+                at,
+                address,
+                answered_mac,
+                expected_mac,
+                impostor,
+            } => {
+                write!(
+                    f,
+                    "duplicate address: {address} answers from {answered_mac}, but {at} has it on {expected_mac}"
+                )?;
+                if let Some(i) = impostor {
+                    write!(f, " ({answered_mac} is {i})")?;
+                }
+                Ok(())
+            }
+            // `fmt` routes only its own reasons here.
+            _ => Err(std::fmt::Error),
+        }
+    }
+
+    /// What the rest say: forwarding, firewall, NAT, and what nothing explains.
+    fn other_text(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
             Reason::NotForwarding { at, kind } => match kind {
                 PlaceKind::Node => write!(
                     f,
@@ -287,70 +401,6 @@ impl std::fmt::Display for Reason {
                     "{src} leaves {host} by {out} without NAT, and nothing on the other side has a route back to {src}: add a `nat` entry (masquerade)"
                 ),
             },
-            Reason::NoRouteBack { at, to } => match at.as_str() {
-                "internet" => write!(
-                    f,
-                    "no route back: internet has no route to {to} (it stands for the outside world: a private source needs NAT on the way out)"
-                ),
-                _ => write!(f, "no route back: {at} has no route to {to}"),
-            },
-            Reason::BlockingRoute {
-                at,
-                dst,
-                kind,
-                route,
-            } => {
-                let what = match kind.as_str() {
-                    "blackhole" => "drops the packet silently",
-                    "unreachable" => "answers host unreachable",
-                    "prohibit" => "answers administratively prohibited",
-                    "throw" => "ends the lookup in this table",
-                    _ => "does not forward it",
-                };
-                write!(
-                    f,
-                    "the route for {dst} in {at} is `{route}`: the kernel {what}"
-                )
-            }
-            Reason::RpFilter {
-                at,
-                interface,
-                src,
-                mode,
-            } => write!(
-                f,
-                "reverse-path filtering ({mode}) in {at} drops packets from {src} arriving on {interface}: the way back to {src} leaves by another interface"
-            ),
-            Reason::Mtu {
-                at,
-                interface,
-                mtu,
-                size,
-            } => write!(
-                f,
-                "a {size}-byte packet does not fit {interface} in {at} (MTU {mtu}) and may not be fragmented"
-            ),
-            Reason::RoutingLoop { at, path } => write!(
-                f,
-                "routing loop through {at}: {} (the packet goes round until its TTL runs out or a hop drops it)",
-                path.join(" -> ")
-            ),
-            Reason::DuplicateAddress {
-                at,
-                address,
-                answered_mac,
-                expected_mac,
-                impostor,
-            } => {
-                write!(
-                    f,
-                    "duplicate address: {address} answers from {answered_mac}, but {at} has it on {expected_mac}"
-                )?;
-                if let Some(i) = impostor {
-                    write!(f, " ({answered_mac} is {i})")?;
-                }
-                Ok(())
-            }
             Reason::Unknown { detail, checked } => {
                 write!(f, "{detail}")?;
                 if !checked.is_empty() {
@@ -358,6 +408,8 @@ impl std::fmt::Display for Reason {
                 }
                 Ok(())
             }
+            // `fmt` routes only its own reasons here.
+            _ => Err(std::fmt::Error),
         }
     }
 }

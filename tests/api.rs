@@ -1,0 +1,214 @@
+//! The library API as another crate uses it: only what the crate root exports.
+//! Root: each test brings up sandboxed labs under a prefix of its own and
+//! checks that nothing of that prefix is left in the kernel.
+
+use nslab::{Lab, Options, Topology};
+use std::process::Command;
+
+/// The suite's state directory (scripts/test.sh sets NSLAB_STATE_DIR): the
+/// library reads no environment, so the test passes it on.
+fn opts(prefix: &str) -> Options {
+    Options {
+        prefix: prefix.into(),
+        sandbox: true,
+        state_dir: std::env::var_os("NSLAB_STATE_DIR").map(Into::into),
+        ..Options::default()
+    }
+}
+
+fn prefix(tag: &str) -> String {
+    format!("ta{tag}{}-", std::process::id() % 10000)
+}
+
+/// Namespaces and interfaces whose name starts with `prefix`.
+fn leftovers(prefix: &str) -> Vec<String> {
+    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let links = Command::new("ip").args(["-j", "link"]).output().unwrap();
+    let mut out: Vec<String> = String::from_utf8_lossy(&ns.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(prefix))
+        .map(|n| format!("netns {n}"))
+        .collect();
+    let v: serde_json::Value = serde_json::from_slice(&links.stdout).unwrap();
+    for l in v.as_array().unwrap() {
+        let name = l["ifname"].as_str().unwrap_or_default();
+        if name.starts_with(prefix) {
+            out.push(format!("link {name}"));
+        }
+    }
+    out
+}
+
+/// a - r - b, r forwards; b's name resolves in a through the lab's hosts file.
+fn routed(name: &str) -> Topology {
+    Topology::builder(name)
+        .node("a", |n| {
+            n.interface("eth0", &["10.70.1.2/24"])
+                .route("default via 10.70.1.1")
+        })
+        .node("r", |n| {
+            n.interface("left", &["10.70.1.1/24"])
+                .interface("right", &["10.70.2.1/24"])
+                .forward(true)
+        })
+        .node("b", |n| {
+            n.interface("eth0", &["10.70.2.2/24"])
+                .route("default via 10.70.2.1")
+        })
+        .link("a:eth0", "r:left")
+        .link("r:right", "b:eth0")
+        .expect_reach("a", "b")
+        .build()
+}
+
+#[test]
+fn up_run_with_ping_status_down() {
+    let p = prefix("u");
+    let lab = Lab::up(&routed("lab"), &opts(&p)).expect("up");
+    assert_eq!(lab.name(), format!("{p}lab"));
+    assert_eq!(lab.nodes(), ["a", "r", "b"]);
+    let b = lab.node("b").unwrap();
+    assert_eq!(b.namespace(), Some(format!("{p}b").as_str()));
+    let out = b.run(["ip", "-br", "addr", "show", "eth0"]).unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("10.70.2.2"));
+    assert!(lab.ping("a", "b").unwrap().all_received());
+    assert!(lab.ping("a", "10.70.2.2").unwrap().all_received());
+    assert!(lab.node("x").is_err());
+
+    // A server thread in b, a client thread in a that connects by name.
+    let server = b
+        .with(|| std::net::TcpListener::bind("0.0.0.0:7070").unwrap())
+        .unwrap();
+    let accept = std::thread::spawn(move || {
+        use std::io::Write;
+        let (mut s, _) = server.accept().unwrap();
+        s.write_all(b"hi").unwrap();
+    });
+    let got = lab
+        .node("a")
+        .unwrap()
+        .with(|| {
+            use std::io::Read;
+            let mut s = std::net::TcpStream::connect("b:7070").unwrap();
+            let mut buf = String::new();
+            s.read_to_string(&mut buf).unwrap();
+            buf
+        })
+        .unwrap();
+    assert_eq!(got, "hi");
+    accept.join().unwrap();
+    assert!(lab.tcp_connect("a", "b", 7071).is_err());
+
+    // A panic in the closure is an error, not a hang.
+    let e = b.with(|| panic!("on purpose")).unwrap_err();
+    assert!(e.to_string().contains("on purpose"), "{e}");
+
+    // A lab-owned program: down stops it.
+    let proc_ = b.spawn(["sleep", "300"]).unwrap();
+    assert!(proc_.alive());
+
+    let all = lab.ping_all().unwrap();
+    assert!(
+        all.matrix
+            .iter()
+            .any(|c| c.src == "a" && c.dst == "b" && c.reach == Some(true))
+    );
+    assert!(lab.status().unwrap().ok);
+    assert!(lab.check().unwrap().ok);
+    assert!(lab.plan().unwrap().ops.is_empty());
+    let rep = lab.down().unwrap();
+    assert!(rep.was_up);
+    assert!(!proc_.alive());
+    assert_eq!(leftovers(&p), Vec::<String>::new());
+}
+
+#[test]
+fn panic_with_a_lab_up_leaves_nothing() {
+    let p = prefix("p");
+    let o = opts(&p);
+    let r = std::panic::catch_unwind(|| {
+        let lab = Lab::up(&routed("lab"), &o).expect("up");
+        assert!(!leftovers(&p).is_empty());
+        lab.node("b").unwrap().spawn(["sleep", "300"]).unwrap();
+        panic!("the test failed");
+    });
+    assert!(r.is_err());
+    assert_eq!(leftovers(&p), Vec::<String>::new());
+}
+
+#[test]
+fn detach_keeps_the_lab_attach_downs_it() {
+    let p = prefix("d");
+    let o = opts(&p);
+    let name = Lab::up(&routed("lab"), &o).expect("up").detach();
+    // Cleans up even if an assertion below fails.
+    struct Guard(String, Options);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            if let Ok(l) = Lab::attach(&self.0, &self.1) {
+                let _ = l.down();
+            }
+        }
+    }
+    let _g = Guard(name.clone(), o.clone());
+    assert!(!leftovers(&p).is_empty());
+    let lab = Lab::attach(&name, &o).unwrap();
+    assert!(lab.ping("b", "a").unwrap().all_received());
+    let rep = lab.down().unwrap();
+    assert!(rep.was_up);
+    assert_eq!(leftovers(&p), Vec::<String>::new());
+    assert!(Lab::attach(&name, &o).is_err());
+}
+
+#[test]
+fn errors_name_the_problem() {
+    let bad = Topology::from_yaml(
+        "name: x\nnodes:\n  a: { interfaces: { eth0: { address: 10.0.0.300/24 } } }\n",
+    );
+    let e = bad.validate(&opts("te-")).unwrap_err().to_string();
+    assert!(e.contains("<yaml>:3"), "{e}");
+    assert!(Topology::from_file("/nonexistent/lab.yaml").is_err());
+}
+
+#[test]
+fn http_get_and_capture() {
+    let p = prefix("h");
+    let lab = Lab::up(&routed("lab"), &opts(&p)).expect("up");
+    let cap = lab
+        .capture(
+            &["b:eth0"],
+            &nslab::CaptureOptions {
+                proto: Some("tcp".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let listener = lab
+        .node("b")
+        .unwrap()
+        .with(|| std::net::TcpListener::bind("0.0.0.0:8080").unwrap())
+        .unwrap();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf).unwrap();
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            .unwrap();
+    });
+    let r = lab.http_get("a", "http://b:8080/x").unwrap();
+    server.join().unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "ok");
+    assert!(lab.http_get("a", "ftp://b/").is_err());
+    let packets = cap.stop().unwrap();
+    assert!(
+        !packets.is_empty() && packets.iter().all(|p| p.text.contains("8080")),
+        "{:?}",
+        packets.iter().map(|p| &p.text).collect::<Vec<_>>()
+    );
+    drop(lab);
+    assert_eq!(leftovers(&p), Vec::<String>::new());
+}
