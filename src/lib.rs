@@ -131,9 +131,9 @@
 //!
 //! # Inside
 //!
-//! The data flow: a topology file is parsed and validated into a [`topology::Lab`];
+//! The data flow: a topology file is parsed and validated into a `topology::Lab`;
 //! the planner diffs it against what the kernel has and yields a list of
-//! [`plan::Op`]; the kernel layer applies the ops over netlink and records what the
+//! `plan::Op`; the kernel layer applies the ops over netlink and records what the
 //! lab owns, so `down` removes exactly that.
 
 pub mod api;
