@@ -163,6 +163,8 @@ pub mod programs;
 #[doc(hidden)]
 pub mod record;
 #[doc(hidden)]
+pub mod runtime;
+#[doc(hidden)]
 pub mod serve;
 pub mod status;
 pub(crate) mod timing;

@@ -103,6 +103,9 @@ pub struct Record {
     /// a recorded bridge is the one this lab made.
     #[serde(default)]
     pub bridge_macs: BTreeMap<String, [u8; 6]>,
+    /// What `nslab link`, `partition` and `shape` changed since `up`.
+    #[serde(default, skip_serializing_if = "crate::runtime::State::is_empty")]
+    pub runtime: crate::runtime::State,
 }
 
 impl Record {
@@ -139,6 +142,7 @@ impl Record {
             processes: Vec::new(),
             nft_tables: BTreeSet::new(),
             bridge_macs: BTreeMap::new(),
+            runtime: Default::default(),
         }
     }
 
