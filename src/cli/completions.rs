@@ -44,3 +44,19 @@ pub fn man(_: ManArgs) -> Result<i32> {
         .map_err(nslab::error::Error::io("write"))?;
     Ok(0)
 }
+
+/// Print the JSON Schema of the topology file.
+///
+/// Editors with a YAML language server (VS Code's YAML extension, Neovim's
+/// yamlls, JetBrains IDEs) complete keys and flag unknown keys and wrong types
+/// as you type: put `# yaml-language-server: $schema=PATH/nslab.schema.json`
+/// as the first line of a lab file, after `nslab schema > nslab.schema.json`.
+/// The schema catches structural mistakes; `nslab plan FILE` checks the rest
+/// (addresses, names, cables, routes).
+#[derive(clap::Args, Debug)]
+pub struct SchemaArgs {}
+
+pub fn schema(_: SchemaArgs) -> Result<i32> {
+    print!("{}", nslab::topology::raw::schema());
+    Ok(0)
+}

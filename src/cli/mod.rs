@@ -92,6 +92,7 @@ pub enum Cmd {
     Clean(clean::Args),
     Completions(completions::Args),
     Man(completions::ManArgs),
+    Schema(completions::SchemaArgs),
 }
 
 /// The library reads no environment: the CLI maps its variables onto the
@@ -152,6 +153,7 @@ pub fn main() -> i32 {
         Cmd::Clean(a) => clean::run(a),
         Cmd::Completions(a) => completions::run(a),
         Cmd::Man(a) => completions::man(a),
+        Cmd::Schema(a) => completions::schema(a),
         Cmd::Exec(a) => return exec::run(a),
     };
     match r {
@@ -202,7 +204,12 @@ fn privileges(cmd: &Cmd) -> nslab::error::Result<()> {
             "to run a server inside a lab's namespace",
             false,
         ),
-        Cmd::Graph(_) | Cmd::Identify(_) | Cmd::Ls(_) | Cmd::Completions(_) | Cmd::Man(_) => Ok(()),
+        Cmd::Graph(_)
+        | Cmd::Identify(_)
+        | Cmd::Ls(_)
+        | Cmd::Completions(_)
+        | Cmd::Man(_)
+        | Cmd::Schema(_) => Ok(()),
     }
 }
 

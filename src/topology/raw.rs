@@ -2,9 +2,16 @@
 //! locations kept (`Spanned`) so validation can point at the line of a mistake.
 //! Maps keep their order (nodes are created and listed in file order).
 
+//!
+//! The JSON Schema of the file (`nslab schema`, schema/nslab.schema.json) is
+//! derived from these types, so a key added here is in the schema too. Field
+//! docs become the descriptions editors show.
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_saphyr::Spanned;
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -44,22 +51,52 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for OrderedMap<V> {
     }
 }
 
-/// One address or a list of addresses.
-#[derive(Debug, Deserialize)]
+// A mapping of names to V (`nodes: { black: ... }`); empty (null) allowed.
+impl<V: JsonSchema> JsonSchema for OrderedMap<V> {
+    fn schema_name() -> Cow<'static, str> {
+        format!("MapOf{}", V::schema_name()).into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(g: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": ["object", "null"],
+            "additionalProperties": g.subschema_for::<V>(),
+        })
+    }
+}
+
+/// A lab: nodes (network namespaces), bridges (switches), links (veth
+/// cables), NAT and expectations. See the README for every key.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "nslab topology file")]
 pub struct RawFile {
+    /// The lab's name (letters, digits, `-`, `_`); namespaces are named after
+    /// their nodes, with `--prefix` in front.
+    #[schemars(with = "Option<String>")]
     pub name: Option<S<String>>,
+    /// Free text for people.
     #[serde(default)]
     pub description: Option<String>,
+    /// Nodes by name: each one a network namespace.
     #[serde(default)]
     pub nodes: OrderedMap<RawNode>,
+    /// Bridges (switches) by name, in the host (or the sandbox's host).
     #[serde(default)]
     pub bridges: OrderedMap<RawBridge>,
+    /// Cables: each a veth pair with two ends, `node:iface` or `bridge:port`.
     #[serde(default)]
+    #[schemars(with = "Vec<Cable>")]
     pub links: Vec<S<Vec<S<String>>>>,
+    /// The host's own interfaces and routes (host mode).
     #[serde(default)]
     pub host: Option<RawHost>,
+    /// Masquerade of a source prefix leaving the host (the tutorial's
+    /// `iptables -t nat -A POSTROUTING -s SRC ! -o bri0 -j MASQUERADE`).
     #[serde(default)]
+    #[schemars(with = "Vec<RawNat>")]
     pub nat: Vec<S<RawNat>>,
     /// Give every interface an IPv6 link-local address even when the lab has no
     /// IPv6 address (default: only labs that use IPv6 get them).
@@ -67,93 +104,179 @@ pub struct RawFile {
     pub ipv6_link_local: Option<bool>,
     /// Expectations checked by `nslab check`.
     #[serde(default)]
+    #[schemars(with = "Vec<RawExpect>")]
     pub expect: Vec<S<RawExpect>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `4` or `6`, with or without quotes.
+#[allow(dead_code)] // only its schema is used
+struct FamilySchema;
+
+impl JsonSchema for FamilySchema {
+    fn schema_name() -> Cow<'static, str> {
+        "Family".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "enum": [4, 6, "4", "6"] })
+    }
+}
+
+/// A cable's two ends, `node:iface` or `bridge:port`.
+#[derive(JsonSchema)]
+#[schemars(transparent)]
+#[allow(dead_code)] // only its schema is used
+struct Cable(#[schemars(length(min = 2, max = 2))] Vec<String>);
+
+/// A node: one network namespace.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Node")]
 pub struct RawNode {
+    /// Its interfaces by name (the node's end of a cable).
     #[serde(default)]
     pub interfaces: OrderedMap<RawIface>,
+    /// Routes in iproute2's words: `default dev bveth`, `10.0.2.0/24 via 10.0.1.1`.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub routes: Vec<S<String>>,
+    /// Forward packets between its interfaces (a router): net.ipv4.ip_forward
+    /// and IPv6 forwarding in the node.
     #[serde(default, deserialize_with = "strict_opt_spanned")]
+    #[schemars(with = "Option<bool>")]
     pub forward: Option<S<bool>>,
+    /// Programs started in the node by `up` and stopped by `down`, each a
+    /// command line (`python3 -m http.server 800`).
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub run: Vec<S<String>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The host's part of the lab (host mode): its ends of cables and routes.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Host")]
 pub struct RawHost {
+    /// Interfaces of the host by name (the host's end of a cable).
     #[serde(default)]
     pub interfaces: OrderedMap<RawIface>,
+    /// Routes in the host, in iproute2's words.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub routes: Vec<S<String>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// An interface: addresses, MTU, MAC.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Interface")]
 pub struct RawIface {
+    /// One address with its prefix length: `192.168.1.1/24`, `fd00::1/64`.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub address: Option<S<String>>,
+    /// Several addresses (with `address`, or instead of it).
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub addresses: Vec<S<String>>,
+    /// The MTU in bytes (68 to 65535).
     #[serde(default, deserialize_with = "strict_opt_spanned")]
+    #[schemars(with = "Option<u32>")]
     pub mtu: Option<S<u32>>,
+    /// The MAC address, `02:00:00:00:00:01` (unicast).
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub mac: Option<S<String>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// A bridge (switch); with an address it is also the nodes' gateway.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Bridge")]
 pub struct RawBridge {
+    /// One address with its prefix length: `192.168.1.1/24`, `fd00::1/64`.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub address: Option<S<String>>,
+    /// Several addresses (with `address`, or instead of it).
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub addresses: Vec<S<String>>,
+    /// The MTU in bytes (68 to 65535).
     #[serde(default, deserialize_with = "strict_opt_spanned")]
+    #[schemars(with = "Option<u32>")]
     pub mtu: Option<S<u32>>,
+    /// The MAC address, `02:00:00:00:00:01` (unicast).
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub mac: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Masquerade traffic from `source` leaving the host.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Nat")]
 pub struct RawNat {
+    /// The source prefix, `192.168.0.0/16`.
+    #[schemars(with = "String")]
     pub source: S<String>,
+    /// Not when leaving by this interface (`! -o bri0`).
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub not_out: Option<S<String>>,
+    /// Only when leaving by this interface (`-o eth0`).
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub out: Option<S<String>>,
 }
 
 /// One expectation: exactly one of the probe kinds.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Expect")]
 pub struct RawExpect {
-    /// `SRC -> DST` (reach) or `SRC !-> DST` (no reach)
+    /// `SRC -> DST` (reach) or `SRC !-> DST` (no reach): ping.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub reach: Option<S<String>>,
+    /// `SRC -> DST`: ping must fail.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub no_reach: Option<S<String>>,
-    /// `SRC -> DST:PORT`
+    /// `SRC -> DST:PORT`: a TCP port accepts connections.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub tcp: Option<S<String>>,
-    /// `SRC -> http://DST:PORT/PATH`
+    /// `SRC -> http://DST:PORT/PATH`: an HTTP GET answers `status`.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub http: Option<S<String>>,
+    /// The HTTP status `http` expects (default 200).
     #[serde(default, deserialize_with = "strict_opt_spanned")]
+    #[schemars(with = "Option<u16>")]
     pub status: Option<S<u16>>,
+    /// `4` or `6`: the address family `reach`/`no_reach` probe (default 4).
     #[serde(default)]
+    #[schemars(with = "Option<FamilySchema>")]
     pub family: Option<S<String>>,
+    /// A name for reports (default: the expectation's text).
     #[serde(default)]
     pub name: Option<String>,
     /// `reach`/`no_reach`: ICMP payload bytes (as `ping -s`), sent with DF set.
     /// Any scalar is taken here and judged by validation, so the error names
     /// the expectation.
     #[serde(default)]
+    #[schemars(with = "Option<u32>")]
     pub size: Option<S<Scalar>>,
+}
+
+/// The JSON Schema of the topology file, as `nslab schema` prints it.
+pub fn schema() -> String {
+    let s = schemars::generate::SchemaSettings::draft07()
+        .into_generator()
+        .into_root_schema_for::<RawFile>();
+    let mut out = serde_json::to_string_pretty(&s).expect("a schema is JSON");
+    out.push('\n');
+    out
 }
 
 /// A YAML scalar as it was typed, for fields whose mistakes validation words
