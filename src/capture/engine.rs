@@ -33,7 +33,20 @@ pub struct Options {
     pub filter: Option<Filter>,
 }
 
-/// One captured packet.
+/// One captured packet ([`nslab::Packet`](crate::Packet)): where and when it
+/// was seen, which way it went, the frame and its decode.
+///
+/// ```no_run
+/// # fn main() -> nslab::Result<()> {
+/// # let lab: nslab::Lab = todo!();
+/// let opts = nslab::CaptureOptions { count: Some(1), ..Default::default() };
+/// for p in lab.capture(&["b:eth0"], &opts)? {
+///     let p: nslab::Packet = p;
+///     println!("{} {:?} {} bytes: {}", p.label, p.direction, p.orig_len, p.text);
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct Seen {
     pub ts: (i64, u32),

@@ -338,6 +338,15 @@ pub fn add_process(lab: &str, p: crate::record::Proc) -> Result<()> {
     rec.save().map_err(Error::io("write the lab's record"))
 }
 
+/// Forget a program of the lab's record (it was stopped); under the lab's lock.
+pub fn remove_process(lab: &str, p: &crate::record::Proc) -> Result<()> {
+    let _lock = lock_lab(lab)?;
+    let mut rec = record_of(lab)?;
+    rec.processes
+        .retain(|q| !(q.pid == p.pid && q.start_time == p.start_time));
+    rec.save().map_err(Error::io("write the lab's record"))
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Identity {
     pub namespace: String,
@@ -396,6 +405,19 @@ pub fn identify(pid: i32) -> std::io::Result<Vec<Identity>> {
     Ok(out)
 }
 
+/// What `up` would change (as `nslab plan`): the steps and the commands a
+/// person would type for them.
+///
+/// ```no_run
+/// # fn main() -> nslab::Result<()> {
+/// let topo = nslab::Topology::from_file("examples/objective1-veth.yaml")?;
+/// let r: nslab::PlanReport = nslab::Lab::plan_for(&topo, &nslab::Options::default())?;
+/// for c in &r.commands {
+///     println!("{c}");
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanReport {
     pub lab: String,
@@ -408,6 +430,11 @@ pub struct PlanReport {
     pub notes: Vec<String>,
     /// Host mode: addresses that `up` would refuse without --force.
     pub overlaps: Vec<String>,
+    /// The `run:` programs `up` would start, as the commands a person would
+    /// type (`# then, in NODE: ip netns exec NS CMD &`), for `plan --explain`
+    /// of a lab that is not up (not in the JSON).
+    #[serde(skip)]
+    pub programs: Vec<String>,
 }
 
 /// What `up` would do now, without doing it.
@@ -471,5 +498,14 @@ pub(crate) fn plan_in<S: crate::kernel::seam::System>(
         commands,
         notes,
         overlaps,
+        programs: lab
+            .nodes
+            .iter()
+            .flat_map(|n| {
+                n.run
+                    .iter()
+                    .map(|cmd| format!("# then, in {}: ip netns exec {} {cmd} &", n.name, n.ns))
+            })
+            .collect(),
     })
 }
