@@ -27,8 +27,8 @@
 //! does. Nothing here prints, exits or installs signal handlers; errors are
 //! [`Error`]s whose source chain keeps the kernel's errno.
 
-pub use crate::error::{Error, Result};
 use crate::config::Config;
+pub use crate::error::{Error, Result};
 use crate::kernel::{exec::Entry, netns};
 use crate::lab as core;
 use crate::plan::Ns;
@@ -865,16 +865,14 @@ pub struct CaptureOptions {
 
 impl CaptureOptions {
     fn filter(&self) -> Result<Option<crate::capture::decode::Filter>> {
-        let f = crate::capture::decode::Filter {
-            proto: self
-                .proto
-                .as_deref()
-                .map(str::parse)
-                .transpose()
-                .map_err(|e: crate::capture::decode::FilterError| Error::Usage(e.to_string()))?,
-            host: self.host,
-            port: self.port,
-        };
+        let f =
+            crate::capture::decode::Filter {
+                proto: self.proto.as_deref().map(str::parse).transpose().map_err(
+                    |e: crate::capture::decode::FilterError| Error::Usage(e.to_string()),
+                )?,
+                host: self.host,
+                port: self.port,
+            };
         Ok((!f.is_empty()).then_some(f))
     }
 }
@@ -1216,7 +1214,10 @@ mod tests {
         let e = t.validate(&o).unwrap_err();
         assert!(matches!(e, Error::Topology(_)), "{e:?}");
         let e = e.to_string();
-        assert!(e.contains("--prefix: prefix \"a/b\" must not contain"), "{e}");
+        assert!(
+            e.contains("--prefix: prefix \"a/b\" must not contain"),
+            "{e}"
+        );
     }
 
     #[test]

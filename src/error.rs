@@ -95,7 +95,8 @@ fn errno_of(e: &DynError) -> Option<i32> {
     if let Some(p) = e.downcast_ref::<crate::probe::tcp::ProbeError>() {
         return p.errno();
     }
-    e.downcast_ref::<io::Error>().and_then(io::Error::raw_os_error)
+    e.downcast_ref::<io::Error>()
+        .and_then(io::Error::raw_os_error)
 }
 
 /// The library's result: an [`Error`] on failure.

@@ -255,7 +255,11 @@ fn two_labs_two_state_dirs_at_once() {
                     if mine.iter().any(|n| !n.starts_with(p)) {
                         return Err(format!("{p}: a foreign record in its dir: {mine:?}"));
                     }
-                    if !lab.ping("a", "b").map_err(|e| e.to_string())?.all_received() {
+                    if !lab
+                        .ping("a", "b")
+                        .map_err(|e| e.to_string())?
+                        .all_received()
+                    {
                         return Err(format!("{p}: ping a -> b failed"));
                     }
                     let proc_ = lab.node("b").and_then(|b| b.spawn(["sleep", "300"]));
@@ -323,8 +327,14 @@ fn kill_forgets_and_bounded_capture_ends() {
     gone.kill().unwrap();
     assert!(!gone.alive());
     let text = std::fs::read_to_string(&record).unwrap();
-    assert!(!text.contains("sleep 301"), "the record still lists it: {text}");
-    assert!(text.contains("sleep 300"), "the record lost the other one: {text}");
+    assert!(
+        !text.contains("sleep 301"),
+        "the record still lists it: {text}"
+    );
+    assert!(
+        text.contains("sleep 300"),
+        "the record lost the other one: {text}"
+    );
     assert!(keep.alive());
     assert!(lab.status().unwrap().ok);
 
@@ -342,7 +352,12 @@ fn kill_forgets_and_bounded_capture_ends() {
     assert!(lab.ping("a", "b").unwrap().all_received());
     let t = std::time::Instant::now();
     let got: Vec<_> = cap.collect();
-    assert_eq!(got.len(), 2, "{:?}", got.iter().map(|p| &p.text).collect::<Vec<_>>());
+    assert_eq!(
+        got.len(),
+        2,
+        "{:?}",
+        got.iter().map(|p| &p.text).collect::<Vec<_>>()
+    );
     assert!(t.elapsed() < std::time::Duration::from_secs(5));
     // duration: no traffic, the iterator ends after about that long.
     let t = std::time::Instant::now();

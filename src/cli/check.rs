@@ -55,7 +55,11 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<i32> {
     let lab = a.sel.open(a.file.as_deref())?;
-    let topo = a.file.as_deref().map(nslab::Topology::from_file).transpose()?;
+    let topo = a
+        .file
+        .as_deref()
+        .map(nslab::Topology::from_file)
+        .transpose()?;
     let tty = std::io::stderr().is_terminal();
     let progress = |done: usize, total: usize| {
         let mut e = std::io::stderr().lock();

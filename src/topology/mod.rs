@@ -96,7 +96,14 @@ fn excerpt(line: &str, col: usize, width: usize) -> (String, usize) {
 }
 
 impl TopologyError {
-    pub(crate) fn one(file: &str, text: &str, line: u64, column: u64, field: String, message: String) -> Self {
+    pub(crate) fn one(
+        file: &str,
+        text: &str,
+        line: u64,
+        column: u64,
+        field: String,
+        message: String,
+    ) -> Self {
         TopologyError {
             file: file.into(),
             issues: vec![Issue {
