@@ -423,7 +423,7 @@ impl Lab {
         Self::up_with(topo, opts, None).map(|(lab, _)| lab)
     }
 
-    /// [`Lab::up`], also returning what it did (the [`UpReport`]: the steps,
+    /// [`Lab::up`], also returning what it did (the [`UpReport`](crate::UpReport): the steps,
     /// notes on what the lab found and left alone) and telling `progress`
     /// (steps done, steps in all) as it goes.
     ///

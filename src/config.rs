@@ -101,7 +101,7 @@ impl Drop for Guard {
 
 /// The calling thread's override, to hand to a thread it spawns:
 ///
-/// ```ignore
+/// ```text
 /// let cfg = config::inherit();
 /// s.spawn(move || { let _cfg = cfg.enter(); work() });
 /// ```
