@@ -42,6 +42,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub use crate::capture::engine::Seen as Packet;
+pub use crate::capture::engine::Stats as CaptureStats;
 pub use crate::lab::{DownReport, PlanReport, TestHooks};
 pub use crate::probe::check::CheckOptions;
 pub use crate::probe::check::Report as CheckReport;
@@ -738,6 +739,7 @@ impl Lab {
             duration: opts.duration,
             filter: opts.filter()?,
         };
+        let labels = targets.iter().map(|t| t.label.clone()).collect();
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = std::sync::mpsc::channel();
         let stop2 = stop.clone();
@@ -762,6 +764,7 @@ impl Lab {
             rx,
             stop,
             thread: Some(thread),
+            labels,
         })
     }
 
@@ -898,7 +901,8 @@ impl CaptureOptions {
 pub struct Capture {
     rx: std::sync::mpsc::Receiver<Packet>,
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<std::io::Result<Vec<crate::capture::engine::Stats>>>>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<Vec<CaptureStats>>>>,
+    labels: Vec<String>,
 }
 
 impl Capture {
@@ -914,14 +918,42 @@ impl Capture {
         Ok(self.rx.try_iter().collect())
     }
 
-    fn finish(&mut self) -> Result<()> {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            t.join()
-                .map_err(|_| Error::Failed("the capture thread panicked".into()))?
-                .map_err(Error::io("capture"))?;
+    /// Where it captures: one label per interface (`b:eth0`, `br0:p1`, ...).
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// The next packet, waiting until one comes, the capture ends (None), or
+    /// `stop` is set (None; checked every 100 ms), e.g. by a signal handler.
+    pub fn next_until(&mut self, stop: &AtomicBool) -> Option<Packet> {
+        use std::sync::mpsc::RecvTimeoutError;
+        loop {
+            match self.rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(p) => return Some(p),
+                Err(RecvTimeoutError::Disconnected) => return None,
+                Err(RecvTimeoutError::Timeout) if stop.load(Ordering::SeqCst) => return None,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
         }
-        Ok(())
+    }
+
+    /// Stop capturing (as [`Capture::stop`]) and return, with the packets
+    /// not taken yet, what each interface saw: captured, received and
+    /// dropped by the kernel.
+    pub fn stop_with_stats(mut self) -> Result<(Vec<Packet>, Vec<CaptureStats>)> {
+        let stats = self.finish()?;
+        Ok((self.rx.try_iter().collect(), stats))
+    }
+
+    fn finish(&mut self) -> Result<Vec<CaptureStats>> {
+        self.stop.store(true, Ordering::SeqCst);
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| Error::Failed("the capture thread panicked".into()))?
+                .map_err(|e| Error::Failed(format!("capture: {e}"))),
+            None => Ok(Vec::new()),
+        }
     }
 }
 

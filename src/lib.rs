@@ -184,9 +184,9 @@ pub mod topology;
 pub mod util;
 
 pub use api::{
-    Builder, Capture, CaptureOptions, CheckOptions, CheckReport, DownReport, Error, HttpResponse,
-    Lab, Node, NodeSpec, Options, Packet, PingOptions, PingReport, PlanReport, Process, Result,
-    Status, TestHooks, Topology,
+    Builder, Capture, CaptureOptions, CaptureStats, CheckOptions, CheckReport, DownReport, Error,
+    HttpResponse, Lab, Node, NodeSpec, Options, Packet, PingOptions, PingReport, PlanReport,
+    Process, Result, Status, TestHooks, Topology,
 };
 
 #[cfg(test)]

@@ -64,6 +64,19 @@ pub struct Seen {
     pub text: String,
 }
 
+/// What one interface of a capture saw ([`nslab::CaptureStats`](crate::CaptureStats)).
+///
+/// ```no_run
+/// # fn main() -> nslab::Result<()> {
+/// # let lab: nslab::Lab = todo!();
+/// let cap = lab.capture(&["b:eth0"], &nslab::CaptureOptions::default())?;
+/// let (_, stats) = cap.stop_with_stats()?;
+/// for s in &stats {
+///     println!("{}: {} captured, {} dropped", s.label, s.captured, s.dropped_by_kernel);
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct Stats {
     #[serde(rename = "where")]
