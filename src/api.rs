@@ -1029,6 +1029,35 @@ impl Node {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        let mut cmd = self.command(argv)?;
+        cmd.stdin(std::process::Stdio::null());
+        cmd.output().map_err(Error::io(format!(
+            "run `{}` in {}",
+            cmd.get_program().to_string_lossy(),
+            self.place
+        )))
+    }
+
+    /// A [`std::process::Command`] for `argv` that runs in the node as
+    /// `nslab exec` does (its network namespace, its `/etc/netns` files over
+    /// `/etc`, `/sys` showing its interfaces), entered in the child between
+    /// fork and exec; the caller sets stdio and spawns it. (`exec()` on it
+    /// replaces the calling process, which must be single-threaded, as the
+    /// CLI's `exec` does.)
+    ///
+    /// ```no_run
+    /// # fn main() -> nslab::Result<()> {
+    /// # let lab: nslab::Lab = todo!();
+    /// let mut child = lab.node("b")?.command(["ping", "-c", "1", "a"])?.spawn().unwrap();
+    /// assert!(child.wait().unwrap().success());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn command<I, S>(&self, argv: I) -> Result<std::process::Command>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         use std::os::unix::process::CommandExt;
         let argv: Vec<std::ffi::OsString> =
             argv.into_iter().map(|s| s.as_ref().to_owned()).collect();
@@ -1036,7 +1065,7 @@ impl Node {
             .split_first()
             .ok_or_else(|| Error::Usage("empty command".into()))?;
         let mut cmd = std::process::Command::new(prog);
-        cmd.args(args).stdin(std::process::Stdio::null());
+        cmd.args(args);
         if let Some(e) = self.scoped(|| self.entry())? {
             // SAFETY: the child only makes syscalls (setns, unshare, mount)
             // with what was prepared before the fork.
@@ -1044,11 +1073,7 @@ impl Node {
                 cmd.pre_exec(move || e.enter());
             }
         }
-        cmd.output().map_err(Error::io(format!(
-            "run `{}` in {}",
-            prog.to_string_lossy(),
-            self.place
-        )))
+        Ok(cmd)
     }
 
     /// Start a program in the node that the lab owns, like the file's `run:`

@@ -204,46 +204,6 @@ pub fn run_in<T: Send>(ns: &std::fs::File, f: impl FnOnce() -> T + Send) -> Resu
     netns::run_in(ns, f).map_err(Error::io("enter the namespace"))
 }
 
-/// Why [`exec_in`] did not replace the process.
-#[derive(Debug)]
-pub enum ExecError {
-    /// Before the program: no such place, or its namespace cannot be entered.
-    Setup(String),
-    /// exec itself failed (the program is not there, not executable, ...).
-    Exec(std::io::Error),
-}
-
-/// Replace this process, which must be single-threaded, by `cmd` run in a place
-/// of a lab that is up (`host`, `internet` or a node), as `ip netns exec` does:
-/// in its network namespace, with its /etc/netns files bound over /etc. Host
-/// mode's host is the namespace nslab runs in: nothing is entered. Returns only
-/// if that failed.
-///
-/// It moves the calling process into the place's namespaces for good (even when
-/// it returns an error): only for a process about to become `cmd`, as `nslab exec`.
-#[doc(hidden)]
-pub fn exec_in(rec: &Record, place: &str, cmd: &[std::ffi::OsString]) -> ExecError {
-    use std::os::unix::process::CommandExt;
-    let ns = match place_ns(rec, place) {
-        Ok((_, ns)) => ns,
-        Err(e) => return ExecError::Setup(e.to_string()),
-    };
-    if let Some(ns) = ns.name() {
-        let f = match netns::open(ns) {
-            Ok(f) => f,
-            Err(e) => return ExecError::Setup(format!("open namespace {ns}: {e}")),
-        };
-        let entry = match crate::kernel::exec::Entry::new(ns, f) {
-            Ok(e) => e,
-            Err(e) => return ExecError::Setup(format!("prepare namespace {ns}: {e}")),
-        };
-        if let Err(e) = entry.enter() {
-            return ExecError::Setup(format!("enter namespace {ns}: {e}"));
-        }
-    }
-    ExecError::Exec(std::process::Command::new(&cmd[0]).args(&cmd[1..]).exec())
-}
-
 /// Capture targets: `NODE:IF`, `host:IF`, `internet:IF`, `BRIDGE:PORT`, `BRIDGE`
 /// (its ports), `NODE` (its interfaces) or `all`.
 pub fn capture_targets(
