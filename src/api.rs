@@ -27,6 +27,7 @@
 //! does. Nothing here prints, exits or installs signal handlers; errors are
 //! [`Error`]s whose source chain keeps the kernel's errno.
 
+use crate::config::Config;
 pub use crate::error::{Error, Result};
 use crate::kernel::{exec::Entry, netns};
 use crate::lab as core;
@@ -41,7 +42,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub use crate::capture::engine::Seen as Packet;
+pub use crate::capture::engine::Stats as CaptureStats;
 pub use crate::lab::{DownReport, PlanReport, TestHooks};
+pub use crate::probe::check::CheckOptions;
 pub use crate::probe::check::Report as CheckReport;
 pub use crate::probe::http::HttpResponse;
 pub use crate::probe::icmp::{PingOptions, PingReport};
@@ -77,11 +80,12 @@ impl Topology {
     /// Read a topology file (validated at [`Lab::up`]).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Topology> {
         let path = path.as_ref();
+        let origin = path.display().to_string();
         let text = topology::read_text(path)
-            .map_err(|m| Error::Usage(format!("{}: {m}", path.display())))?;
+            .map_err(|m| topology::TopologyError::one(&origin, "", 0, 0, String::new(), m))?;
         Ok(Topology {
             text,
-            origin: path.display().to_string(),
+            origin,
             file: Some(path.to_path_buf()),
         })
     }
@@ -124,9 +128,6 @@ impl Topology {
     }
 
     fn model(&self, opts: &Options, check_programs: bool) -> Result<topology::Lab> {
-        if let Some(p) = topology::validate::prefix_problem(&opts.prefix) {
-            return Err(Error::Usage(format!("prefix {:?} {p}", opts.prefix)));
-        }
         Ok(topology::parse_str(
             &self.text,
             &self.origin,
@@ -170,7 +171,19 @@ pub struct Builder {
     expect: Vec<(&'static str, String)>,
 }
 
-/// One node of a [`Builder`].
+/// One node of a [`Builder`]: its interfaces, routes, forwarding and the
+/// programs `up` starts in it.
+///
+/// ```
+/// let t = nslab::Topology::builder("n")
+///     .node("web", |n: nslab::NodeSpec| {
+///         n.interface("eth0", &["10.0.0.2/24", "2001:db8::2/64"])
+///             .route("default via 10.0.0.1")
+///             .run("python3 -m http.server 8000")
+///     })
+///     .build();
+/// assert!(t.yaml().contains("python3 -m http.server 8000"));
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct NodeSpec {
     name: String,
@@ -328,10 +341,12 @@ impl Builder {
 /// How a lab is brought up (the CLI's flags and `NSLAB_*` variables). The
 /// library reads no environment: everything is here.
 ///
-/// `state_dir`, `netns_dir` and `ns_workers` are **process-wide**: [`Lab::up`]
-/// and [`Lab::attach`] put them in force (see [`crate::config::set`]) for every
-/// lab of the process; `None` keeps what is in force (by default `/run/nslab`,
-/// `/run/netns`, and one namespace worker per CPU, 1 to 4).
+/// `state_dir`, `netns_dir` and `ns_workers` belong to the lab: the [`Lab`]
+/// (and its [`Node`]s, [`Process`]es and [`Capture`]s) keeps them and uses
+/// them for everything it does, on every thread, so labs with different
+/// settings live side by side in one process (parallel tests). `None` takes
+/// the default (`/run/nslab`, `/run/netns`, one namespace worker per CPU, 1
+/// to 4; for the CLI, what its `NSLAB_*` variables say).
 ///
 /// ```
 /// let opts = nslab::Options { prefix: "mytest-".into(), sandbox: true, ..Default::default() };
@@ -345,21 +360,20 @@ pub struct Options {
     pub sandbox: bool,
     /// Host mode: allow addresses that overlap the host's routes (`--force`).
     pub force: bool,
-    /// Records, locks, logs, hosts files (process-wide).
+    /// Records, locks, logs, hosts files of the lab.
     pub state_dir: Option<PathBuf>,
-    /// Where named namespaces are mounted (process-wide).
+    /// Where the lab's named namespaces are mounted.
     pub netns_dir: Option<PathBuf>,
-    /// Threads that create namespaces (process-wide).
+    /// Threads that create namespaces.
     pub ns_workers: Option<usize>,
     /// Crash, refusal and pause points, for tests of nslab itself.
     pub hooks: TestHooks,
 }
 
 impl Options {
-    fn apply_config(&self) {
-        if self.state_dir.is_none() && self.netns_dir.is_none() && self.ns_workers.is_none() {
-            return;
-        }
+    /// The settings of a lab opened with these options: what is in force on
+    /// this thread, with what the options say over it.
+    fn config(&self) -> Arc<Config> {
         let mut c = (*crate::config::get()).clone();
         if let Some(d) = &self.state_dir {
             c.state_dir = d.clone();
@@ -370,7 +384,7 @@ impl Options {
         if self.ns_workers.is_some() {
             c.ns_workers = self.ns_workers;
         }
-        crate::config::set(c);
+        Arc::new(c.absolute())
     }
 }
 
@@ -392,8 +406,13 @@ impl Options {
 #[derive(Debug)]
 pub struct Lab {
     name: String,
-    model: topology::Lab,
+    /// What it was built from (None: its record has none, it never finished
+    /// coming up; only `status` against a file and `down` work then).
+    model: Option<topology::Lab>,
+    /// The prefix it was opened with (for a topology compared with it).
+    prefix: String,
     armed: bool,
+    config: Arc<Config>,
 }
 
 impl Lab {
@@ -402,35 +421,105 @@ impl Lab {
     /// traffic. A lab that is up already is brought in line with `topo`. On
     /// failure, what this call made is rolled back.
     pub fn up(topo: &Topology, opts: &Options) -> Result<Lab> {
-        opts.apply_config();
-        let model = topo.model(opts, true)?;
-        let up_opts = core::UpOptions {
-            prefix: opts.prefix.clone(),
-            sandbox: opts.sandbox,
-            force: opts.force,
-            hooks: opts.hooks.clone(),
-        };
-        let rep = core::up_lab_with(model, topo.file.as_deref(), &up_opts, None)?;
-        Self::attach(&rep.lab, opts)
+        Self::up_with(topo, opts, None).map(|(lab, _)| lab)
+    }
+
+    /// [`Lab::up`], also returning what it did (the [`UpReport`](crate::UpReport): the steps,
+    /// notes on what the lab found and left alone) and telling `progress`
+    /// (steps done, steps in all) as it goes.
+    ///
+    /// ```no_run
+    /// # fn main() -> nslab::Result<()> {
+    /// let topo = nslab::Topology::from_file("examples/objective1-veth.yaml")?;
+    /// let opts = nslab::Options { prefix: "doc-".into(), sandbox: true, ..Default::default() };
+    /// let (lab, report) = nslab::Lab::up_with(&topo, &opts, None)?;
+    /// println!("{} steps in {:.2} s", report.ops.len(), report.seconds);
+    /// # drop(lab);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn up_with(
+        topo: &Topology,
+        opts: &Options,
+        progress: Option<Box<dyn FnMut(usize, usize)>>,
+    ) -> Result<(Lab, crate::lab::UpReport)> {
+        let config = opts.config();
+        crate::config::scoped(config.clone(), || {
+            let model = topo.model(opts, true)?;
+            let up_opts = core::UpOptions {
+                prefix: opts.prefix.clone(),
+                sandbox: opts.sandbox,
+                force: opts.force,
+                hooks: opts.hooks.clone(),
+            };
+            let rep = core::up_lab_with(model.clone(), topo.file.as_deref(), &up_opts, progress)?;
+            let lab = Lab {
+                name: rep.lab.clone(),
+                model: Some(model),
+                prefix: opts.prefix.clone(),
+                armed: true,
+                config,
+            };
+            Ok((lab, rep))
+        })
     }
 
     /// A handle on a lab that is up already (brought up by `nslab up`, or
     /// [`Lab::detach`]ed). Dropping it takes the lab down, as for [`Lab::up`].
     pub fn attach(name: &str, opts: &Options) -> Result<Lab> {
-        opts.apply_config();
+        let mut lab = Self::open(name, opts)?;
+        lab.model()?;
+        lab.armed = true;
+        Ok(lab)
+    }
+
+    /// A handle on a lab that has a record, that leaves the lab as it is when
+    /// dropped (as the CLI's commands do: `status`, `check`, ...). Unlike
+    /// [`Lab::attach`] it also opens a lab that never finished coming up, for
+    /// [`Lab::status_against`] and [`Lab::down`].
+    ///
+    /// ```no_run
+    /// # fn main() -> nslab::Result<()> {
+    /// let lab = nslab::Lab::open("mylab", &nslab::Options::default())?;
+    /// println!("{}", if lab.status()?.ok { "as its file says" } else { "drifted" });
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn open(name: &str, opts: &Options) -> Result<Lab> {
         if let Some(p) = topology::validate::name_problem(name) {
             return Err(Error::Usage(format!("lab name {name:?} {p}")));
         }
-        let rec = core::record_of(name)?;
-        let model = rec.model.ok_or_else(|| {
-            Error::Failed(format!(
-                "lab {name} is not completely up; run `nslab up` again"
-            ))
-        })?;
+        let config = opts.config();
+        let rec = crate::config::scoped(config.clone(), || core::record_of(name))?;
         Ok(Lab {
             name: name.into(),
-            model,
-            armed: true,
+            model: rec.model,
+            prefix: opts.prefix.clone(),
+            armed: false,
+            config,
+        })
+    }
+
+    /// The names of the labs that have a record (up, or half up after a
+    /// crash) in the state directory of `opts`, sorted.
+    pub fn list(opts: &Options) -> Result<Vec<String>> {
+        crate::config::scoped(opts.config(), || {
+            crate::record::list().map_err(Error::io("list labs"))
+        })
+    }
+
+    /// Run `f` with the lab's settings in force (on this thread and the
+    /// library's threads it starts).
+    fn scoped<T>(&self, f: impl FnOnce() -> T) -> T {
+        crate::config::scoped(self.config.clone(), f)
+    }
+
+    fn model(&self) -> Result<&topology::Lab> {
+        self.model.as_ref().ok_or_else(|| {
+            Error::Failed(format!(
+                "lab {} is not completely up; run `nslab up` again",
+                self.name
+            ))
         })
     }
 
@@ -441,43 +530,93 @@ impl Lab {
 
     /// A node (or `host`, `internet`), to run things in.
     pub fn node(&self, name: &str) -> Result<Node> {
-        let place = core::places::place_of_lab(&self.model, &self.name, name)?;
-        let ns = crate::plan::ns_of(&self.model, &place);
+        let model = self.model()?;
+        let place = core::places::place_of_lab(model, &self.name, name)?;
+        let ns = crate::plan::ns_of(model, &place);
         Ok(Node {
             lab: self.name.clone(),
             place,
             ns,
+            config: self.config.clone(),
         })
     }
 
     /// The names of the lab's nodes, in file order.
     pub fn nodes(&self) -> Vec<String> {
-        self.model.nodes.iter().map(|n| n.name.clone()).collect()
+        self.model
+            .iter()
+            .flat_map(|m| m.nodes.iter().map(|n| n.name.clone()))
+            .collect()
     }
 
     /// The lab compared with the kernel, as `nslab status` (`ok` when nothing drifted).
     pub fn status(&self) -> Result<Status> {
-        crate::status::for_lab(&self.name, None, "")
+        self.scoped(|| crate::status::for_lab(&self.name, None, ""))
+    }
+
+    /// The lab compared with `topo` (validated with the lab's prefix and
+    /// sandbox mode) instead of what it was built from, as `nslab status FILE`.
+    pub fn status_against(&self, topo: &Topology) -> Result<Status> {
+        self.scoped(|| {
+            let rec = self.record()?;
+            let model = topo.model(&self.options_of(&rec), false)?;
+            crate::status::status(&rec, &model, topo.origin.clone())
+        })
+    }
+
+    fn options_of(&self, rec: &Record) -> Options {
+        Options {
+            prefix: self.prefix.clone(),
+            sandbox: rec.sandbox,
+            ..Options::default()
+        }
     }
 
     /// What `up` would change now (nothing, when the lab is as its file says).
     pub fn plan(&self) -> Result<PlanReport> {
-        core::plan(&self.model)
+        self.scoped(|| core::plan(self.model()?))
     }
 
-    /// Check the file's `expect:` list, as `nslab check` does. The report says
-    /// which held (`ok`: all of them) and why the others did not.
+    /// What [`Lab::up`] would do with `topo` and `opts`, without doing it (as
+    /// `nslab plan`): for a lab that is up, only the difference.
+    pub fn plan_for(topo: &Topology, opts: &Options) -> Result<PlanReport> {
+        crate::config::scoped(opts.config(), || core::plan(&topo.model(opts, true)?))
+    }
+
+    /// Check the file's `expect:` list, as `nslab check --no-matrix` does.
+    /// The report says which held (`ok`: all of them) and why the others did
+    /// not.
     pub fn check(&self) -> Result<CheckReport> {
-        let rec = self.record()?;
-        crate::probe::check::check(&rec, &self.model, false)
+        self.check_with(&CheckOptions::default())
     }
 
     /// Probe every place of the lab from every other (the reachability matrix
-    /// of `nslab check --matrix`, like Mininet's `pingAll`), and the file's
+    /// of `nslab check`, like Mininet's `pingAll`), and the file's
     /// expectations. Each cell of `matrix` says whether the pair reached.
     pub fn ping_all(&self) -> Result<CheckReport> {
-        let rec = self.record()?;
-        crate::probe::check::check(&rec, &self.model, true)
+        self.check_with(&CheckOptions {
+            matrix: true,
+            ..CheckOptions::default()
+        })
+    }
+
+    /// [`Lab::check`] with the matrix, its rows and columns, a sample of its
+    /// pairs and a progress callback as `opts` says (`nslab check`'s options).
+    pub fn check_with(&self, opts: &CheckOptions) -> Result<CheckReport> {
+        self.scoped(|| {
+            let rec = self.record()?;
+            crate::probe::check::check_with(&rec, self.model()?, opts)
+        })
+    }
+
+    /// [`Lab::check_with`], the expectations taken from `topo` (validated with
+    /// the lab's prefix and sandbox mode), as `nslab check FILE`.
+    pub fn check_against(&self, topo: &Topology, opts: &CheckOptions) -> Result<CheckReport> {
+        self.scoped(|| {
+            let rec = self.record()?;
+            let model = topo.model(&self.options_of(&rec), false)?;
+            crate::probe::check::check_with(&rec, &model, opts)
+        })
     }
 
     /// One echo request from `from` to `to` (as `nslab ping FROM TO -c 1`):
@@ -497,28 +636,31 @@ impl Lab {
 
     /// [`Lab::ping`] with the count, interval, timeout, size... of `opts`.
     pub fn ping_with(&self, from: &str, to: &str, opts: &PingOptions) -> Result<PingReport> {
-        let file = self.file_of(from)?;
-        let dst = self.resolve(to)?;
-        core::run_in(&file, || crate::probe::icmp::ping(dst, opts, &mut |_| {}))?
-            .map_err(Error::io(format!("ping {to} ({dst}) from {from}")))
+        self.scoped(|| {
+            let file = self.file_of(from)?;
+            let dst = self.resolve(to)?;
+            core::run_in(&file, || crate::probe::icmp::ping(dst, opts, &mut |_| {}))?
+                .map_err(Error::io(format!("ping {to} ({dst}) from {from}")))
+        })
     }
 
     /// Open a TCP connection from `from` to `to` (as for [`Lab::ping`]) on
     /// `port`, then close it; returns how long the handshake took. Refused,
     /// unreachable and timed out (2 s) are errors whose source says which.
     pub fn tcp_connect(&self, from: &str, to: &str, port: u16) -> Result<Duration> {
-        let file = self.file_of(from)?;
-        let sa = SocketAddr::new(self.resolve(to)?, port);
-        core::run_in(&file, || {
-            crate::probe::tcp::tcp_connect(sa, Duration::from_secs(2))
-        })?
-        .map_err(|e| probe_error(format!("tcp connect from {from} to {to}:{port}"), e))
+        self.scoped(|| {
+            let file = self.file_of(from)?;
+            let sa = SocketAddr::new(self.resolve(to)?, port);
+            core::run_in(&file, || {
+                crate::probe::tcp::tcp_connect(sa, Duration::from_secs(2))
+            })?
+            .map_err(|e| probe_error(format!("tcp connect from {from} to {to}:{port}"), e))
+        })
     }
 
     /// `GET` a URL from `from`: `http://DST[:PORT][/PATH]`, DST as for
     /// [`Lab::ping`] (the `Host:` header says DST). Any HTTP status is a response.
     pub fn http_get(&self, from: &str, url: &str) -> Result<HttpResponse> {
-        let file = self.file_of(from)?;
         let rest = url
             .strip_prefix("http://")
             .ok_or_else(|| Error::Usage(format!("{url}: only http:// URLs")))?;
@@ -534,18 +676,22 @@ impl Lab {
             ),
             _ => (hostport.trim_matches(|c| c == '[' || c == ']'), 80),
         };
-        let sa = SocketAddr::new(self.resolve(host)?, port);
-        core::run_in(&file, || {
-            crate::probe::http::http_get(sa, host, path, Duration::from_secs(5))
-        })?
-        .map_err(|e| probe_error(format!("GET {url} from {from}"), e))
+        self.scoped(|| {
+            let file = self.file_of(from)?;
+            let sa = SocketAddr::new(self.resolve(host)?, port);
+            core::run_in(&file, || {
+                crate::probe::http::http_get(sa, host, path, Duration::from_secs(5))
+            })?
+            .map_err(|e| probe_error(format!("GET {url} from {from}"), e))
+        })
     }
 
     /// Capture packets, as `nslab capture`: `targets` are `node:if`,
     /// `host:if`, `bridge:port`, a bridge (its ports), a node (its
     /// interfaces) or `all`. The sockets are open when this returns; packets
     /// come in time order from the [`Capture`] (an iterator) until it is
-    /// stopped, or `opts.count` / `opts.duration` ends it.
+    /// stopped, or `opts.count` / `opts.duration` ends it (then the iterator
+    /// ends by itself).
     ///
     /// ```no_run
     /// # fn main() -> nslab::Result<()> {
@@ -555,10 +701,23 @@ impl Lab {
     /// for p in cap.stop()? {
     ///     println!("{} {}", p.label, p.text);
     /// }
+    /// // Bounded: the loop ends after 4 packets or 2 seconds.
+    /// let opts = nslab::CaptureOptions {
+    ///     count: Some(4),
+    ///     duration: Some(std::time::Duration::from_secs(2)),
+    ///     ..Default::default()
+    /// };
+    /// for p in lab.capture(&["b:eth0"], &opts)? {
+    ///     println!("{}", p.text);
+    /// }
     /// # Ok(())
     /// # }
     /// ```
     pub fn capture(&self, targets: &[&str], opts: &CaptureOptions) -> Result<Capture> {
+        self.scoped(|| self.capture_in_scope(targets, opts))
+    }
+
+    fn capture_in_scope(&self, targets: &[&str], opts: &CaptureOptions) -> Result<Capture> {
         let rec = self.record()?;
         let specs: Vec<String> = targets.iter().map(|s| s.to_string()).collect();
         let targets = core::capture_targets(&rec, &specs)?;
@@ -578,23 +737,17 @@ impl Lab {
         let engine_opts = crate::capture::engine::Options {
             count: opts.count,
             duration: opts.duration,
-            filter: {
-                let f = crate::capture::decode::Filter {
-                    proto: opts.proto.as_deref().map(str::parse).transpose().map_err(
-                        |e: crate::capture::decode::FilterError| Error::Usage(e.to_string()),
-                    )?,
-                    host: opts.host,
-                    port: opts.port,
-                };
-                (!f.is_empty()).then_some(f)
-            },
+            filter: opts.filter()?,
         };
+        let labels = targets.iter().map(|t| t.label.clone()).collect();
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = std::sync::mpsc::channel();
         let stop2 = stop.clone();
+        let cfg = crate::config::inherit();
         let thread = std::thread::Builder::new()
             .name("nslab-capture".into())
             .spawn(move || {
+                let _cfg = cfg.enter();
                 crate::capture::engine::run(
                     &targets,
                     socks,
@@ -611,6 +764,7 @@ impl Lab {
             rx,
             stop,
             thread: Some(thread),
+            labels,
         })
     }
 
@@ -618,7 +772,24 @@ impl Lab {
     /// processes left in its namespaces are stopped) and say what was removed.
     pub fn down(mut self) -> Result<DownReport> {
         self.armed = false;
-        core::down(&self.name, true)
+        self.scoped(|| core::down(&self.name, true))
+    }
+
+    /// Take the lab `name` down, whatever state it is in (also half up after
+    /// a crash), as `nslab down --lab NAME`: what its record owns is removed,
+    /// programs it started are stopped. Other processes still in its
+    /// namespaces are killed with `kill`, else they make it fail (listed). A
+    /// lab that is not up is no error (`was_up` is false).
+    ///
+    /// ```no_run
+    /// # fn main() -> nslab::Result<()> {
+    /// let r = nslab::Lab::down_named("t-lab", &nslab::Options::default(), true)?;
+    /// assert!(!r.was_up || !r.namespaces.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn down_named(name: &str, opts: &Options, kill: bool) -> Result<DownReport> {
+        crate::config::scoped(opts.config(), || core::down(name, kill))
     }
 
     /// Keep the lab up when the handle goes; returns its name (for
@@ -633,14 +804,15 @@ impl Lab {
     }
 
     fn file_of(&self, place: &str) -> Result<std::fs::File> {
-        let p = core::places::place_of_lab(&self.model, &self.name, place)?;
+        let p = core::places::place_of_lab(self.model()?, &self.name, place)?;
         core::place_file(&self.record()?, &p)
     }
 
     fn resolve(&self, to: &str) -> Result<IpAddr> {
         use crate::probe::check::resolve;
-        match resolve(&self.model, to, 4) {
-            Err(e) => resolve(&self.model, to, 6).map_err(|_| e),
+        let model = self.model()?;
+        match resolve(model, to, 4) {
+            Err(e) => resolve(model, to, 6).map_err(|_| e),
             r => r,
         }
     }
@@ -649,7 +821,7 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         if self.armed {
-            let _ = core::down(&self.name, true);
+            let _ = self.scoped(|| core::down(&self.name, true));
         }
     }
 }
@@ -666,6 +838,17 @@ fn probe_error(what: String, e: crate::probe::tcp::ProbeError) -> Error {
 }
 
 /// What [`Lab::capture`] captures, and where it also writes it.
+///
+/// ```
+/// let o = nslab::CaptureOptions {
+///     proto: Some("tcp".into()),
+///     port: Some(8000),
+///     count: Some(10),
+///     pcap: Some("web.pcap".into()),
+///     ..Default::default()
+/// };
+/// assert!(o.duration.is_none());
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct CaptureOptions {
     /// Stop after this many packets.
@@ -683,15 +866,43 @@ pub struct CaptureOptions {
     pub pcap: Option<PathBuf>,
 }
 
+impl CaptureOptions {
+    fn filter(&self) -> Result<Option<crate::capture::decode::Filter>> {
+        let f =
+            crate::capture::decode::Filter {
+                proto: self.proto.as_deref().map(str::parse).transpose().map_err(
+                    |e: crate::capture::decode::FilterError| Error::Usage(e.to_string()),
+                )?,
+                host: self.host,
+                port: self.port,
+            };
+        Ok((!f.is_empty()).then_some(f))
+    }
+}
+
 /// A capture running on its own thread: an iterator over the packets seen
 /// ([`Packet`]: where, when, direction, the frame and its decode). `next()`
 /// waits for the next packet and ends when the capture has ended; dropping
 /// the capture stops it.
+///
+/// ```no_run
+/// # fn main() -> nslab::Result<()> {
+/// # let lab: nslab::Lab = todo!();
+/// let mut cap = lab.capture(&["all"], &nslab::CaptureOptions::default())?;
+/// lab.ping("a", "b")?;
+/// while let Some(p) = cap.next_timeout(std::time::Duration::from_millis(500)) {
+///     println!("{} {}", p.label, p.text);
+/// }
+/// cap.stop()?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Capture {
     rx: std::sync::mpsc::Receiver<Packet>,
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<std::io::Result<Vec<crate::capture::engine::Stats>>>>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<Vec<CaptureStats>>>>,
+    labels: Vec<String>,
 }
 
 impl Capture {
@@ -707,14 +918,42 @@ impl Capture {
         Ok(self.rx.try_iter().collect())
     }
 
-    fn finish(&mut self) -> Result<()> {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            t.join()
-                .map_err(|_| Error::Failed("the capture thread panicked".into()))?
-                .map_err(Error::io("capture"))?;
+    /// Where it captures: one label per interface (`b:eth0`, `br0:p1`, ...).
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// The next packet, waiting until one comes, the capture ends (None), or
+    /// `stop` is set (None; checked every 100 ms), e.g. by a signal handler.
+    pub fn next_until(&mut self, stop: &AtomicBool) -> Option<Packet> {
+        use std::sync::mpsc::RecvTimeoutError;
+        loop {
+            match self.rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(p) => return Some(p),
+                Err(RecvTimeoutError::Disconnected) => return None,
+                Err(RecvTimeoutError::Timeout) if stop.load(Ordering::SeqCst) => return None,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
         }
-        Ok(())
+    }
+
+    /// Stop capturing (as [`Capture::stop`]) and return, with the packets
+    /// not taken yet, what each interface saw: captured, received and
+    /// dropped by the kernel.
+    pub fn stop_with_stats(mut self) -> Result<(Vec<Packet>, Vec<CaptureStats>)> {
+        let stats = self.finish()?;
+        Ok((self.rx.try_iter().collect(), stats))
+    }
+
+    fn finish(&mut self) -> Result<Vec<CaptureStats>> {
+        self.stop.store(true, Ordering::SeqCst);
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| Error::Failed("the capture thread panicked".into()))?
+                .map_err(|e| Error::Failed(format!("capture: {e}"))),
+            None => Ok(Vec::new()),
+        }
     }
 }
 
@@ -751,6 +990,7 @@ pub struct Node {
     lab: String,
     place: Place,
     ns: Ns,
+    config: Arc<Config>,
 }
 
 impl Node {
@@ -763,6 +1003,10 @@ impl Node {
     /// was brought up from).
     pub fn namespace(&self) -> Option<&str> {
         self.ns.name()
+    }
+
+    fn scoped<T>(&self, f: impl FnOnce() -> T) -> T {
+        crate::config::scoped(self.config.clone(), f)
     }
 
     fn entry(&self) -> Result<Option<Entry>> {
@@ -785,6 +1029,35 @@ impl Node {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        let mut cmd = self.command(argv)?;
+        cmd.stdin(std::process::Stdio::null());
+        cmd.output().map_err(Error::io(format!(
+            "run `{}` in {}",
+            cmd.get_program().to_string_lossy(),
+            self.place
+        )))
+    }
+
+    /// A [`std::process::Command`] for `argv` that runs in the node as
+    /// `nslab exec` does (its network namespace, its `/etc/netns` files over
+    /// `/etc`, `/sys` showing its interfaces), entered in the child between
+    /// fork and exec; the caller sets stdio and spawns it. (`exec()` on it
+    /// replaces the calling process, which must be single-threaded, as the
+    /// CLI's `exec` does.)
+    ///
+    /// ```no_run
+    /// # fn main() -> nslab::Result<()> {
+    /// # let lab: nslab::Lab = todo!();
+    /// let mut child = lab.node("b")?.command(["ping", "-c", "1", "a"])?.spawn().unwrap();
+    /// assert!(child.wait().unwrap().success());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn command<I, S>(&self, argv: I) -> Result<std::process::Command>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         use std::os::unix::process::CommandExt;
         let argv: Vec<std::ffi::OsString> =
             argv.into_iter().map(|s| s.as_ref().to_owned()).collect();
@@ -792,19 +1065,15 @@ impl Node {
             .split_first()
             .ok_or_else(|| Error::Usage("empty command".into()))?;
         let mut cmd = std::process::Command::new(prog);
-        cmd.args(args).stdin(std::process::Stdio::null());
-        if let Some(e) = self.entry()? {
+        cmd.args(args);
+        if let Some(e) = self.scoped(|| self.entry())? {
             // SAFETY: the child only makes syscalls (setns, unshare, mount)
             // with what was prepared before the fork.
             unsafe {
                 cmd.pre_exec(move || e.enter());
             }
         }
-        cmd.output().map_err(Error::io(format!(
-            "run `{}` in {}",
-            prog.to_string_lossy(),
-            self.place
-        )))
+        Ok(cmd)
     }
 
     /// Start a program in the node that the lab owns, like the file's `run:`
@@ -820,6 +1089,10 @@ impl Node {
         if argv.is_empty() {
             return Err(Error::Usage("empty command".into()));
         }
+        self.scoped(|| self.spawn_in_scope(argv))
+    }
+
+    fn spawn_in_scope(&self, argv: Vec<String>) -> Result<Process> {
         let node = self.place.to_string();
         let n = core::record_of(&self.lab)?.processes.len();
         let log = crate::programs::log_dir(&self.lab).join(format!("api-{node}-{n}.log"));
@@ -846,7 +1119,11 @@ impl Node {
             let _ = crate::programs::stop(&proc_, Duration::from_secs(1));
             return Err(e);
         }
-        Ok(Process { proc_ })
+        Ok(Process {
+            proc_,
+            lab: self.lab.clone(),
+            config: self.config.clone(),
+        })
     }
 
     /// Run `f` in the node on a new (scoped) thread: in the node's network
@@ -859,10 +1136,12 @@ impl Node {
         F: FnOnce() -> T + Send,
         T: Send,
     {
-        let entry = self.entry()?;
+        let entry = self.scoped(|| self.entry())?;
         let place = &self.place;
+        let cfg = &self.config;
         std::thread::scope(|s| {
             let h = s.spawn(move || -> Result<T> {
+                let _cfg = crate::config::inherit_from(cfg).enter();
                 if let Some(e) = &entry {
                     e.enter()
                         .map_err(Error::io(format!("enter node {place}")))?;
@@ -892,9 +1171,22 @@ fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
 
 /// A program started by [`Node::spawn`]. It belongs to the lab, not to this
 /// value: dropping it does not stop it, the lab's `down` does.
+///
+/// ```no_run
+/// # fn main() -> nslab::Result<()> {
+/// # let lab: nslab::Lab = todo!();
+/// let p: nslab::Process = lab.node("b")?.spawn(["sleep", "100"])?;
+/// println!("pid {}, output in {:?}", p.pid(), p.log());
+/// assert!(p.alive());
+/// p.kill()?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Process {
     proc_: crate::record::Proc,
+    lab: String,
+    config: Arc<Config>,
 }
 
 impl Process {
@@ -913,9 +1205,17 @@ impl Process {
         crate::programs::alive(&self.proc_)
     }
 
-    /// Stop it and everything it started (SIGTERM, then SIGKILL after 1 s).
+    /// Stop it and everything it started (SIGTERM, then SIGKILL after 1 s),
+    /// and take it off the lab's record (`status` no longer lists it).
     pub fn kill(&self) -> Result<()> {
-        crate::programs::stop(&self.proc_, Duration::from_secs(1)).map(|_| ())
+        crate::config::scoped(self.config.clone(), || {
+            crate::programs::stop(&self.proc_, Duration::from_secs(1))?;
+            if let Some(cg) = &self.proc_.cgroup {
+                crate::programs::remove_cgroup(Path::new(cg))
+                    .map_err(Error::io(format!("remove cgroup {cg}")))?;
+            }
+            core::remove_process(&self.lab, &self.proc_)
+        })
     }
 }
 
@@ -968,8 +1268,13 @@ mod tests {
             prefix: "a/b".into(),
             ..Options::default()
         };
-        let e = t.validate(&o).unwrap_err().to_string();
-        assert!(e.starts_with("prefix \"a/b\""), "{e}");
+        let e = t.validate(&o).unwrap_err();
+        assert!(matches!(e, Error::Topology(_)), "{e:?}");
+        let e = e.to_string();
+        assert!(
+            e.contains("--prefix: prefix \"a/b\" must not contain"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -23,6 +23,14 @@ pub enum Intent {
     NftTable(String),
 }
 
+/// A step of bringing a lab up that failed: the kernel's refusal (its errno
+/// and extended-ack text), a file, or an nftables request.
+///
+/// ```
+/// let e = nslab::Error::Apply(nslab::ApplyError::TestAbort(3));
+/// assert!(e.to_string().contains("after 3 operations"));
+/// assert_eq!(e.errno(), None);
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     /// `source` names the step already.
@@ -207,10 +215,12 @@ pub fn apply<S: System>(
     // the kernel works (in test-abort mode everything stays in order).
     let background = !k.hooked();
     let files = k.sys.files();
+    let cfg = &crate::config::inherit();
     std::thread::scope(|s| {
         let writer = background.then(|| {
             let files = &*files;
             s.spawn(move || -> Result<(), ApplyError> {
+                let _cfg = cfg.enter();
                 for op in ops.iter().filter(|o| is_etc_write(o)) {
                     etc_op(files, op)?;
                 }
@@ -628,12 +638,14 @@ fn run_parallel<S: System>(k: &mut Kernel<S>, ops: &[Op]) -> Result<(), ApplyErr
         .min(work.len().max(1));
     let chunk = work.len().div_ceil(workers).max(1);
     let no_peers = HashMap::new();
+    let cfg = &crate::config::inherit();
     let results: Vec<Result<(), ApplyError>> = std::thread::scope(|s| {
         let hs: Vec<_> = work
             .chunks_mut(chunk)
             .map(|part| {
                 let no_peers = &no_peers;
                 s.spawn(move || {
+                    let _cfg = cfg.enter();
                     for (_, c, v) in part.iter_mut() {
                         run_batched(c, v, no_peers, None)?;
                     }

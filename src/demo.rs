@@ -219,8 +219,12 @@ impl<'a> Demo<'a> {
             .map_err(|e| Error::Failed(format!("serve in {node}: {e}")))?;
         let stop = AtomicBool::new(false);
         let log = std::sync::Mutex::new(Vec::new());
+        let cfg = crate::config::inherit();
         std::thread::scope(|s| {
-            s.spawn(|| server.serve(&stop, &mut |l| log.lock().expect("log").push(l.to_string())));
+            s.spawn(|| {
+                let _cfg = cfg.enter();
+                server.serve(&stop, &mut |l| log.lock().expect("log").push(l.to_string()))
+            });
             let r = f(self);
             stop.store(true, Ordering::SeqCst);
             r
@@ -307,8 +311,10 @@ impl<'a> Demo<'a> {
             filter: Some(filter),
         };
         let stop = AtomicBool::new(false);
+        let cfg = crate::config::inherit();
         let lines = std::thread::scope(|s| -> Result<Vec<String>> {
             let h = s.spawn(|| {
+                let _cfg = cfg.enter();
                 let mut lines = Vec::new();
                 let r = engine::run(&t, socks, &opts, &stop, None, &mut |p| {
                     lines.push(engine::line(p))

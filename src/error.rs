@@ -5,6 +5,9 @@ use crate::apply::ApplyError;
 use crate::topology::TopologyError;
 use std::io;
 
+/// What went wrong, worded as the CLI words it. A kernel's refusal keeps its
+/// errno and extended-ack text in the source chain ([`Error::errno`],
+/// [`Error::kernel_message`]); a bad topology keeps file, line and column.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
@@ -25,12 +28,88 @@ pub enum Error {
 }
 
 impl Error {
+    #[doc(hidden)]
     pub fn io(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
         let what = what.into();
         move |source| Error::Io { what, source }
     }
+
+    /// The errno behind the error, when a system call or the kernel gave one
+    /// (`EEXIST`, `EPERM`, ...): found by walking the source chain
+    /// (`std::error::Error::source`, and the error inside an `io::Error`).
+    ///
+    /// ```
+    /// use std::error::Error as _;
+    /// let e = nslab::Error::Io {
+    ///     what: "open namespace t-a".into(),
+    ///     source: std::io::Error::from_raw_os_error(2),
+    /// };
+    /// assert_eq!(e.errno(), Some(2)); // ENOENT
+    /// assert!(e.source().is_some());
+    /// assert_eq!(e.kernel_message(), None);
+    /// assert_eq!(nslab::Error::Usage("bad".into()).errno(), None);
+    /// ```
+    pub fn errno(&self) -> Option<i32> {
+        chain(self).find_map(errno_of)
+    }
+
+    /// The kernel's own words about a refused request (netlink's extended
+    /// acknowledgement, e.g. "Nexthop has invalid gateway"), when it gave any.
+    pub fn kernel_message(&self) -> Option<&str> {
+        chain(self).find_map(|e| {
+            if let Some(nl) = e.downcast_ref::<crate::kernel::netlink::NlError>() {
+                return nl.ext.as_deref();
+            }
+            match e.downcast_ref::<crate::kernel::nft::NftError>() {
+                Some(crate::kernel::nft::NftError::Kernel { msg, .. }) => msg.as_deref(),
+                _ => None,
+            }
+        })
+    }
 }
 
+type DynError = dyn std::error::Error + 'static;
+
+/// `e` and its sources, looking inside `io::Error`s that wrap another error
+/// (their `source()` skips the wrapped error itself).
+fn chain(e: &Error) -> impl Iterator<Item = &DynError> {
+    let mut next: Option<&DynError> = Some(e);
+    std::iter::from_fn(move || {
+        let cur = next?;
+        next = match cur.downcast_ref::<io::Error>() {
+            Some(io) => io.get_ref().map(|i| i as &DynError),
+            None => cur.source(),
+        };
+        Some(cur)
+    })
+}
+
+fn errno_of(e: &DynError) -> Option<i32> {
+    use crate::kernel::nft::NftError;
+    if let Some(nl) = e.downcast_ref::<crate::kernel::netlink::NlError>() {
+        return Some(nl.errno);
+    }
+    if let Some(NftError::Kernel { errno, .. }) = e.downcast_ref::<NftError>() {
+        return Some(*errno);
+    }
+    if let Some(p) = e.downcast_ref::<crate::probe::tcp::ProbeError>() {
+        return p.errno();
+    }
+    e.downcast_ref::<io::Error>()
+        .and_then(io::Error::raw_os_error)
+}
+
+/// The library's result: an [`Error`] on failure.
+///
+/// ```
+/// fn name(t: &nslab::Topology) -> nslab::Result<String> {
+///     t.lab_name(&nslab::Options { prefix: "x-".into(), ..Default::default() })
+/// }
+/// # fn main() -> nslab::Result<()> {
+/// assert_eq!(name(&nslab::Topology::from_yaml("name: lab\nnodes:\n  a: {}\n"))?, "x-lab");
+/// # Ok(())
+/// # }
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Linux capability numbers nslab needs.
@@ -88,5 +167,69 @@ pub fn require(what: &str, caps: &[Cap], why: &str, changes: bool) -> Result<()>
                 " It could not look, so it tells nothing about the lab."
             }
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::ApplyError;
+    use crate::kernel::netlink::NlError;
+    use std::error::Error as _;
+
+    fn kernel_error() -> Error {
+        Error::Apply(ApplyError::Kernel {
+            step: "add route".into(),
+            source: NlError {
+                what: "add route default via 10.0.0.9 in t-a".into(),
+                errno: libc::ENETUNREACH,
+                ext: Some("Nexthop has invalid gateway".into()),
+            },
+        })
+    }
+
+    #[test]
+    fn the_source_chain_reaches_the_kernels_errno() {
+        let e = kernel_error();
+        let apply = e.source().expect("Error::Apply has a source");
+        assert!(apply.downcast_ref::<ApplyError>().is_some());
+        let nl = apply.source().expect("ApplyError::Kernel has a source");
+        assert_eq!(
+            nl.downcast_ref::<NlError>().map(|n| n.errno),
+            Some(libc::ENETUNREACH)
+        );
+        assert_eq!(e.errno(), Some(libc::ENETUNREACH));
+        assert_eq!(e.kernel_message(), Some("Nexthop has invalid gateway"));
+    }
+
+    #[test]
+    fn errno_inside_io_errors_and_nft() {
+        let wrapped = Error::Io {
+            what: "x".into(),
+            source: io::Error::other(NlError {
+                what: "y".into(),
+                errno: libc::EEXIST,
+                ext: None,
+            }),
+        };
+        assert_eq!(wrapped.errno(), Some(libc::EEXIST));
+        assert_eq!(wrapped.kernel_message(), None);
+        let nft = Error::Apply(ApplyError::Nft {
+            step: "nat".into(),
+            source: crate::kernel::nft::NftError::Kernel {
+                op: "add table".into(),
+                errno: libc::EPERM,
+                msg: Some("no".into()),
+            },
+        });
+        assert_eq!(nft.errno(), Some(libc::EPERM));
+        assert_eq!(nft.kernel_message(), Some("no"));
+        let plain = Error::Io {
+            what: "z".into(),
+            source: io::Error::other("no errno"),
+        };
+        assert_eq!(plain.errno(), None);
+        assert_eq!(Error::Failed("f".into()).errno(), None);
+        assert_eq!(Error::Apply(ApplyError::TestAbort(3)).errno(), None);
     }
 }

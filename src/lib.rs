@@ -125,9 +125,18 @@
 //! ```
 //!
 //! The library reads no environment: [`Options`] holds what the CLI takes
-//! from `NSLAB_*` variables (the state and namespace directories are
-//! process-wide, see [`config`]). The examples (`cargo run --example
-//! client_server`, `capture`, `check`, as root) show it all at work.
+//! from `NSLAB_*` variables. They belong to the lab: each [`Lab`] (and the
+//! [`Node`]s, [`Process`]es and [`Capture`]s it gives) keeps its own state
+//! and namespace directories, so tests running side by side in one process
+//! may each have their own. [`Lab::open`] gives a handle on a lab that is up
+//! and leaves it up when dropped (the CLI's commands use it).
+//!
+//! Errors are [`Error`]s: worded as the CLI words them, with the kernel's
+//! errno and extended-ack text kept in their source chain
+//! ([`Error::errno`], [`Error::kernel_message`]).
+//!
+//! The examples (`cargo run --example client_server`, `capture`, `check`, as
+//! root) show it all at work.
 //!
 //! # Inside
 //!
@@ -140,6 +149,7 @@ pub mod api;
 pub(crate) mod apply;
 #[doc(hidden)]
 pub mod capture;
+#[doc(hidden)]
 pub mod config;
 #[doc(hidden)]
 pub mod demo;
@@ -174,9 +184,9 @@ pub mod topology;
 pub mod util;
 
 pub use api::{
-    Builder, Capture, CaptureOptions, CheckReport, DownReport, Error, HttpResponse, Lab, Node,
-    NodeSpec, Options, Packet, PingOptions, PingReport, PlanReport, Process, Result, Status,
-    TestHooks, Topology,
+    Builder, Capture, CaptureOptions, CaptureStats, CheckOptions, CheckReport, DownReport, Error,
+    HttpResponse, Lab, Node, NodeSpec, Options, Packet, PingOptions, PingReport, PlanReport,
+    Process, Result, Status, TestHooks, Topology,
 };
 
 #[cfg(test)]

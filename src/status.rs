@@ -12,6 +12,13 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+/// How an object of the lab compares with the kernel.
+///
+/// ```
+/// use nslab::status::State;
+/// assert_eq!(serde_json::to_string(&State::Missing).unwrap(), "\"missing\"");
+/// assert_ne!(State::Ok, State::Different);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
@@ -30,6 +37,18 @@ impl State {
     }
 }
 
+/// An interface of a place: its link state, addresses, bridge, and how it
+/// compares.
+///
+/// ```no_run
+/// # fn main() -> nslab::Result<()> {
+/// # let lab: nslab::Lab = todo!();
+/// for i in lab.status()?.places.iter().flat_map(|p| &p.interfaces) {
+///     println!("{} {} {:?} {:?}", i.name, i.link, i.addresses, i.status);
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct IfStatus {
     pub name: String,
@@ -42,6 +61,19 @@ pub struct IfStatus {
     pub detail: Vec<String>,
 }
 
+/// A route of a place, declared or found.
+///
+/// ```no_run
+/// # fn main() -> nslab::Result<()> {
+/// # let lab: nslab::Lab = todo!();
+/// let s = lab.status()?;
+/// let extra = s.places.iter().flat_map(|p| &p.routes).filter(|r| !r.declared);
+/// for r in extra {
+///     println!("not declared: {}", r.route);
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct RouteStatus {
     pub route: String,
@@ -50,6 +82,17 @@ pub struct RouteStatus {
     pub status: State,
 }
 
+/// A node (or `host`, `internet`) as the kernel has it.
+///
+/// ```no_run
+/// # fn main() -> nslab::Result<()> {
+/// # let lab: nslab::Lab = todo!();
+/// for p in &lab.status()?.places {
+///     println!("{} in namespace {:?}: {:?}", p.place, p.namespace, p.status);
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct PlaceStatus {
     /// Node name, `host` or `internet`.
@@ -61,6 +104,17 @@ pub struct PlaceStatus {
     pub routes: Vec<RouteStatus>,
 }
 
+/// A bridge of the lab, its addresses and ports.
+///
+/// ```no_run
+/// # fn main() -> nslab::Result<()> {
+/// # let lab: nslab::Lab = todo!();
+/// for b in &lab.status()?.bridges {
+///     println!("{}: {} ports, {:?}", b.name, b.ports.len(), b.status);
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct BridgeStatus {
     pub name: String,
@@ -69,6 +123,21 @@ pub struct BridgeStatus {
     pub status: State,
 }
 
+/// A lab compared with the kernel (as `nslab status`): every place,
+/// interface, route and bridge, and the drift `up` would repair.
+///
+/// ```no_run
+/// # fn main() -> nslab::Result<()> {
+/// # let lab: nslab::Lab = todo!();
+/// let s: nslab::Status = lab.status()?;
+/// if !s.ok {
+///     for d in &s.drift {
+///         println!("drift: {d}");
+///     }
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
     pub lab: String,
@@ -486,6 +555,7 @@ fn if_status(
 }
 
 /// The human table.
+#[doc(hidden)]
 pub fn render(s: &Status) -> String {
     let mut o = String::new();
     let _ = writeln!(
@@ -632,6 +702,7 @@ fn bridge_rows(s: &Status) -> Vec<Vec<String>> {
 }
 
 /// Status of a lab that is up, against its record or a file.
+#[doc(hidden)]
 pub fn for_lab(lab_name: &str, file: Option<&std::path::Path>, prefix: &str) -> Result<Status> {
     let rec = lab::record_of(lab_name)?;
     let (model, with) = match file {

@@ -212,3 +212,172 @@ fn http_get_and_capture() {
     drop(lab);
     assert_eq!(leftovers(&p), Vec::<String>::new());
 }
+
+/// The labs' records, by file name, in a state directory.
+fn records_in(state: &std::path::Path) -> Vec<String> {
+    match std::fs::read_dir(state.join("labs")) {
+        Ok(d) => d
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".lock"))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Two labs in one process, each with a state directory of its own, brought
+/// up, used and taken down at the same time from two threads: the settings are
+/// the lab's, not the process's.
+#[test]
+fn two_labs_two_state_dirs_at_once() {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let prefixes = ["t19a-", "t19b-"];
+    let barrier = std::sync::Barrier::new(2);
+    let results: Vec<Result<(), String>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..2)
+            .map(|i| {
+                let (dir, p, barrier) = (dirs[i].path(), prefixes[i], &barrier);
+                s.spawn(move || -> Result<(), String> {
+                    let o = Options {
+                        prefix: p.into(),
+                        sandbox: true,
+                        state_dir: Some(dir.to_path_buf()),
+                        ..Options::default()
+                    };
+                    barrier.wait();
+                    let lab = Lab::up(&routed("two"), &o).map_err(|e| format!("up {p}: {e}"))?;
+                    barrier.wait();
+                    // Each record is in its own directory, and only there.
+                    let mine = records_in(dir);
+                    if !mine.iter().any(|n| n.starts_with(&format!("{p}two"))) {
+                        return Err(format!("{p}: no record in {}: {mine:?}", dir.display()));
+                    }
+                    if mine.iter().any(|n| !n.starts_with(p)) {
+                        return Err(format!("{p}: a foreign record in its dir: {mine:?}"));
+                    }
+                    if !lab
+                        .ping("a", "b")
+                        .map_err(|e| e.to_string())?
+                        .all_received()
+                    {
+                        return Err(format!("{p}: ping a -> b failed"));
+                    }
+                    let proc_ = lab.node("b").and_then(|b| b.spawn(["sleep", "300"]));
+                    let proc_ = proc_.map_err(|e| format!("{p}: spawn: {e}"))?;
+                    if !proc_.log().is_some_and(|l| l.starts_with(dir)) {
+                        return Err(format!("{p}: log outside its state dir: {:?}", proc_.log()));
+                    }
+                    let st = lab.status().map_err(|e| e.to_string())?;
+                    if !st.ok {
+                        return Err(format!("{p}: status not ok"));
+                    }
+                    barrier.wait();
+                    let rep = lab.down().map_err(|e| format!("down {p}: {e}"))?;
+                    if !rep.was_up || proc_.alive() {
+                        return Err(format!("{p}: down did not take it all: {rep:?}"));
+                    }
+                    if !records_in(dir).is_empty() {
+                        return Err(format!("{p}: records left: {:?}", records_in(dir)));
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("panicked".into())))
+            .collect()
+    });
+    for p in prefixes {
+        // Whatever failed above, nothing is left.
+        for d in &dirs {
+            let o = Options {
+                state_dir: Some(d.path().to_path_buf()),
+                ..Options::default()
+            };
+            let _ = Lab::down_named(&format!("{p}two"), &o, true);
+        }
+    }
+    assert_eq!(results, [Ok(()), Ok(())]);
+    for p in prefixes {
+        assert_eq!(leftovers(p), Vec::<String>::new());
+    }
+    // Nothing went to the process-wide state directory.
+    let default = Options::default();
+    let listed = Lab::list(&default).unwrap_or_default();
+    assert!(!listed.iter().any(|l| l.starts_with("t19")), "{listed:?}");
+}
+
+/// A killed process leaves the lab's record; a bounded capture ends by itself.
+#[test]
+fn kill_forgets_and_bounded_capture_ends() {
+    let p = "t19k-";
+    let state = tempfile::tempdir().unwrap();
+    let o = Options {
+        state_dir: Some(state.path().to_path_buf()),
+        ..opts(p)
+    };
+    let lab = Lab::up(&routed("kc"), &o).expect("up");
+    let record = state.path().join("labs").join(format!("{p}kc.json"));
+    let b = lab.node("b").unwrap();
+    let keep = b.spawn(["sleep", "300"]).unwrap();
+    let gone = b.spawn(["sleep", "301"]).unwrap();
+    assert!(gone.alive());
+    let text = std::fs::read_to_string(&record).unwrap();
+    assert!(text.contains("sleep 301"), "{text}");
+    gone.kill().unwrap();
+    assert!(!gone.alive());
+    let text = std::fs::read_to_string(&record).unwrap();
+    assert!(
+        !text.contains("sleep 301"),
+        "the record still lists it: {text}"
+    );
+    assert!(
+        text.contains("sleep 300"),
+        "the record lost the other one: {text}"
+    );
+    assert!(keep.alive());
+    assert!(lab.status().unwrap().ok);
+
+    // count: 2 ICMP packets on b:eth0 (the request in, the reply out).
+    let cap = lab
+        .capture(
+            &["b:eth0"],
+            &nslab::CaptureOptions {
+                count: Some(2),
+                proto: Some("icmp".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(lab.ping("a", "b").unwrap().all_received());
+    let t = std::time::Instant::now();
+    let got: Vec<_> = cap.collect();
+    assert_eq!(
+        got.len(),
+        2,
+        "{:?}",
+        got.iter().map(|p| &p.text).collect::<Vec<_>>()
+    );
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    // duration: no traffic, the iterator ends after about that long.
+    let t = std::time::Instant::now();
+    let cap = lab
+        .capture(
+            &["b:eth0"],
+            &nslab::CaptureOptions {
+                duration: Some(std::time::Duration::from_millis(300)),
+                proto: Some("tcp".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(cap.count(), 0);
+    let took = t.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(250) && took < std::time::Duration::from_secs(5),
+        "{took:?}"
+    );
+    drop(lab);
+    assert!(!keep.alive());
+    assert_eq!(leftovers(p), Vec::<String>::new());
+}

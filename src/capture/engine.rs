@@ -33,7 +33,20 @@ pub struct Options {
     pub filter: Option<Filter>,
 }
 
-/// One captured packet.
+/// One captured packet ([`nslab::Packet`](crate::Packet)): where and when it
+/// was seen, which way it went, the frame and its decode.
+///
+/// ```no_run
+/// # fn main() -> nslab::Result<()> {
+/// # let lab: nslab::Lab = todo!();
+/// let opts = nslab::CaptureOptions { count: Some(1), ..Default::default() };
+/// for p in lab.capture(&["b:eth0"], &opts)? {
+///     let p: nslab::Packet = p;
+///     println!("{} {:?} {} bytes: {}", p.label, p.direction, p.orig_len, p.text);
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct Seen {
     pub ts: (i64, u32),
@@ -51,6 +64,19 @@ pub struct Seen {
     pub text: String,
 }
 
+/// What one interface of a capture saw ([`nslab::CaptureStats`](crate::CaptureStats)).
+///
+/// ```no_run
+/// # fn main() -> nslab::Result<()> {
+/// # let lab: nslab::Lab = todo!();
+/// let cap = lab.capture(&["b:eth0"], &nslab::CaptureOptions::default())?;
+/// let (_, stats) = cap.stop_with_stats()?;
+/// for s in &stats {
+///     println!("{}: {} captured, {} dropped", s.label, s.captured, s.dropped_by_kernel);
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct Stats {
     #[serde(rename = "where")]

@@ -1,6 +1,6 @@
 use super::LabSel;
 use nslab::capture::decode::Filter;
-use nslab::capture::engine::{self, Options, Sink};
+use nslab::capture::engine;
 use nslab::error::{Error, Result};
 use std::io::Write;
 use std::time::Duration;
@@ -57,6 +57,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<i32> {
+    // Checked before the lab is looked at, with the CLI's words.
     let filter = Filter::new(a.proto.as_deref(), a.host.as_deref(), a.port.as_deref())
         .map_err(|e| Error::Usage(e.to_string()))?;
     if let Some(d) = a.duration
@@ -66,60 +67,61 @@ pub fn run(a: Args) -> Result<i32> {
             "--duration must be a positive number of seconds".into(),
         ));
     }
-    let lab = a.sel.resolve(a.file.as_deref())?;
-    let rec = nslab::lab::record_of(&lab)?;
-    let targets = nslab::lab::capture_targets(&rec, &a.targets)?;
-    let format = a
-        .write
-        .as_deref()
-        .map(|p| engine::file_format(p, targets.len()))
-        .transpose()
-        .map_err(Error::Usage)?;
-    let socks = engine::open(&targets).map_err(|e| Error::Failed(e.to_string()))?;
-    let mut sink = match (&a.write, format) {
-        (Some(p), Some(f)) => Some(
-            Sink::create(p, &targets, f).map_err(Error::io(format!("create {}", p.display())))?,
-        ),
-        _ => None,
-    };
-    let stop = super::signals::stop_flag();
-    let labels: Vec<&str> = targets.iter().map(|t| t.label.as_str()).collect();
-    eprintln!("nslab: listening on {} (Ctrl-C to stop)", labels.join(", "));
-    let opts = Options {
+    let lab = a.sel.open(a.file.as_deref())?;
+    let opts = nslab::CaptureOptions {
         count: a.count,
         duration: a.duration.map(Duration::from_secs_f64),
-        filter: (!filter.is_empty()).then_some(filter),
+        proto: a.proto.clone(),
+        host: filter.host,
+        port: filter.port,
+        pcap: a.write.clone(),
     };
+    let targets: Vec<&str> = a.targets.iter().map(String::as_str).collect();
+    let mut cap = lab.capture(&targets, &opts)?;
+    let stop = super::signals::stop_flag();
+    eprintln!(
+        "nslab: listening on {} (Ctrl-C to stop)",
+        cap.labels().join(", ")
+    );
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let stats = engine::run(&targets, socks, &opts, stop, sink.as_mut(), &mut |s| {
+    let mut print = |s: &nslab::Packet| {
         if a.json {
             let _ = writeln!(out, "{}", serde_json::to_string(s).unwrap_or_default());
         } else if !a.quiet {
             let _ = writeln!(out, "{}", engine::line(s));
         }
         let _ = out.flush();
-    })
-    .map_err(|e| Error::Failed(format!("capture: {e}")))?;
+    };
+    while let Some(p) = cap.next_until(stop) {
+        print(&p);
+    }
+    let (rest, stats) = cap.stop_with_stats()?;
+    rest.iter().for_each(&mut print);
     drop(out);
+    report(&a, &stats);
+    Ok(0)
+}
+
+/// The statistics: the last JSON line, or lines on stderr.
+fn report(a: &Args, stats: &[nslab::CaptureStats]) {
     if a.json {
         // JSON lines: the statistics are the last line.
         println!("{}", serde_json::json!({ "stats": stats }));
-    } else {
-        let total: u64 = stats.iter().map(|s| s.captured).sum();
-        eprintln!(
-            "{total} packet{} captured",
-            if total == 1 { "" } else { "s" }
-        );
-        for s in &stats {
-            eprintln!(
-                "  {}: {} captured, {} received by the kernel, {} dropped by the kernel",
-                s.label, s.captured, s.received_by_kernel, s.dropped_by_kernel
-            );
-        }
-        if let Some(p) = &a.write {
-            eprintln!("written to {}", p.display());
-        }
+        return;
     }
-    Ok(0)
+    let total: u64 = stats.iter().map(|s| s.captured).sum();
+    eprintln!(
+        "{total} packet{} captured",
+        if total == 1 { "" } else { "s" }
+    );
+    for s in stats {
+        eprintln!(
+            "  {}: {} captured, {} received by the kernel, {} dropped by the kernel",
+            s.label, s.captured, s.received_by_kernel, s.dropped_by_kernel
+        );
+    }
+    if let Some(p) = &a.write {
+        eprintln!("written to {}", p.display());
+    }
 }

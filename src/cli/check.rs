@@ -54,22 +54,19 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<i32> {
-    let lab = a.sel.resolve(a.file.as_deref())?;
-    let rec = nslab::lab::record_of(&lab)?;
-    let model = match &a.file {
-        Some(f) => nslab::lab::load(f, &a.sel.prefix, rec.sandbox)?,
-        None => rec
-            .model
-            .clone()
-            .ok_or_else(|| Error::Failed(format!("lab {lab} is not completely up")))?,
-    };
+    let lab = a.sel.open(a.file.as_deref())?;
+    let topo = a
+        .file
+        .as_deref()
+        .map(nslab::Topology::from_file)
+        .transpose()?;
     let tty = std::io::stderr().is_terminal();
     let progress = |done: usize, total: usize| {
         let mut e = std::io::stderr().lock();
         let _ = write!(e, "\r\x1b[Kprobing: {done} of {total} addresses");
         let _ = e.flush();
     };
-    let opts = nslab::probe::check::CheckOptions {
+    let opts = nslab::CheckOptions {
         matrix: !a.no_matrix,
         from: (!a.from.is_empty()).then(|| a.from.clone()),
         to: (!a.to.is_empty()).then(|| a.to.clone()),
@@ -77,7 +74,10 @@ pub fn run(a: Args) -> Result<i32> {
         seed: a.seed,
         progress: if tty { Some(&progress) } else { None },
     };
-    let r = nslab::probe::check::check_with(&rec, &model, &opts);
+    let r = match &topo {
+        Some(t) => lab.check_against(t, &opts),
+        None => lab.check_with(&opts),
+    };
     if tty && !a.no_matrix {
         eprint!("\r\x1b[K");
     }

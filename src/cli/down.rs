@@ -41,7 +41,7 @@ fn target(a: &Args) -> Result<std::result::Result<String, String>> {
         return Ok(Ok(l.clone()));
     }
     let Some(f) = a.file.as_deref() else {
-        let labs = nslab::record::list().map_err(Error::io("list labs"))?;
+        let labs = nslab::Lab::list(&nslab::Options::default())?;
         return match labs.len() {
             0 => Ok(Err("no lab is up: nothing to do".into())),
             1 => Ok(Ok(labs[0].clone())),
@@ -94,12 +94,15 @@ fn target(a: &Args) -> Result<std::result::Result<String, String>> {
 }
 
 pub fn run(a: Args) -> Result<i32> {
+    let opts = nslab::Options::default();
     if a.all {
-        let labs = nslab::maint::labs_with_prefix(a.prefix.as_deref().unwrap_or(""))?;
+        let prefix = a.prefix.as_deref().unwrap_or("");
+        let mut labs = nslab::Lab::list(&opts)?;
+        labs.retain(|l| l.starts_with(prefix));
         let mut reports = Vec::new();
         let mut failed = 0;
         for l in &labs {
-            match nslab::lab::down(l, a.kill) {
+            match nslab::Lab::down_named(l, &opts, a.kill) {
                 Ok(r) => reports.push(r),
                 Err(e) => {
                     eprintln!("nslab: lab {l}: {e}");
@@ -137,7 +140,7 @@ pub fn run(a: Args) -> Result<i32> {
             "lab {lab} is up in host mode, not sandboxed: drop --sandbox. Nothing was changed."
         )));
     }
-    let r = nslab::lab::down(&lab, a.kill)?;
+    let r = nslab::Lab::down_named(&lab, &opts, a.kill)?;
     if a.json {
         print_json(&r);
         return Ok(0);

@@ -27,19 +27,18 @@ pub fn run(a: Args) -> i32 {
         eprintln!("nslab: {m}");
         125
     };
-    let lab = match a.sel.resolve(a.file.as_deref()) {
-        Ok(l) => l,
+    use std::os::unix::process::CommandExt;
+    let cmd = a
+        .sel
+        .open(a.file.as_deref())
+        .and_then(|lab| lab.node(&a.node))
+        .and_then(|node| node.command(&a.cmd));
+    let mut cmd = match cmd {
+        Ok(c) => c,
         Err(e) => return fail(e.to_string()),
     };
-    let rec = match nslab::lab::record_of(&lab) {
-        Ok(r) => r,
-        Err(e) => return fail(e.to_string()),
-    };
-    // nslab is single-threaded here, so the whole process can move.
-    let err = match nslab::lab::exec_in(&rec, &a.node, &a.cmd) {
-        nslab::lab::ExecError::Setup(m) => return fail(m),
-        nslab::lab::ExecError::Exec(e) => e,
-    };
+    // nslab is single-threaded here, so the whole process can become CMD.
+    let err = cmd.exec();
     let prog = a.cmd[0].to_string_lossy();
     match err.kind() {
         std::io::ErrorKind::NotFound => {

@@ -72,6 +72,21 @@ impl LabSel {
     pub fn resolve(&self, file: Option<&std::path::Path>) -> nslab::error::Result<String> {
         nslab::lab::select(self.lab.as_deref(), file, &self.prefix)
     }
+
+    /// A handle on the lab meant, that leaves it up.
+    pub fn open(&self, file: Option<&std::path::Path>) -> nslab::error::Result<nslab::Lab> {
+        let name = self.resolve(file)?;
+        nslab::Lab::open(&name, &self.options())
+    }
+
+    /// The library's options for a lab found this way (the settings are the
+    /// ones `config_from_env` put in force).
+    pub fn options(&self) -> nslab::Options {
+        nslab::Options {
+            prefix: self.prefix.clone(),
+            ..nslab::Options::default()
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]

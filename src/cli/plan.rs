@@ -27,8 +27,12 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<i32> {
-    let lab = nslab::lab::load_to_run(&a.file, &a.prefix, a.sandbox)?;
-    let r = nslab::lab::plan(&lab)?;
+    let opts = nslab::Options {
+        prefix: a.prefix,
+        sandbox: a.sandbox,
+        ..nslab::Options::default()
+    };
+    let r = nslab::Lab::plan_for(&nslab::Topology::from_file(&a.file)?, &opts)?;
     if a.json {
         print_json(&r);
         return Ok(0);
@@ -55,10 +59,8 @@ pub fn run(a: Args) -> Result<i32> {
             println!("{c}");
         }
         if !r.up {
-            for n in &lab.nodes {
-                for cmd in &n.run {
-                    println!("# then, in {}: ip netns exec {} {cmd} &", n.name, n.ns);
-                }
+            for p in &r.programs {
+                println!("{p}");
             }
         }
     } else {

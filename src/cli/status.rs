@@ -19,8 +19,11 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<i32> {
-    let lab = a.sel.resolve(a.file.as_deref())?;
-    let s = nslab::status::for_lab(&lab, a.file.as_deref(), &a.sel.prefix)?;
+    let lab = a.sel.open(a.file.as_deref())?;
+    let s = match &a.file {
+        Some(f) => lab.status_against(&nslab::Topology::from_file(f)?)?,
+        None => lab.status()?,
+    };
     if a.json {
         print_json(&s);
     } else {

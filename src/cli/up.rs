@@ -1,6 +1,6 @@
 use super::{FilePath, print_json};
 use nslab::error::Result;
-use nslab::lab::{self, UpOptions};
+use nslab::{Lab, Options, TestHooks, Topology};
 
 /// Build a lab from a topology file, or bring it in line with the file.
 ///
@@ -37,9 +37,9 @@ pub struct Args {
 }
 
 /// Test hooks from the environment (see the README's Tests section).
-fn test_hooks() -> lab::TestHooks {
+fn test_hooks() -> TestHooks {
     let num = |k: &str| std::env::var(k).ok().and_then(|v| v.parse().ok());
-    lab::TestHooks {
+    TestHooks {
         fail_after: num("NSLAB_TEST_FAIL_AFTER"),
         refuse_after: num("NSLAB_TEST_REFUSE_AFTER"),
         pause_at: std::env::var("NSLAB_TEST_PAUSE_AT").ok(),
@@ -48,17 +48,20 @@ fn test_hooks() -> lab::TestHooks {
 
 pub fn run(a: Args) -> Result<i32> {
     let progress = (!a.json && super::stderr_is_tty()).then(|| super::progress_line("up"));
-    let opts = UpOptions {
+    let opts = Options {
         prefix: a.prefix,
         sandbox: a.sandbox,
         force: a.force,
         hooks: test_hooks(),
+        ..Options::default()
     };
-    let r = lab::up_with(&a.file, &opts, progress);
+    let r = Topology::from_file(&a.file).and_then(|t| Lab::up_with(&t, &opts, progress));
     if progress_shown(a.json) {
         super::clear_progress();
     }
-    let r = r?;
+    let (lab, r) = r?;
+    // The lab stays up: `nslab down` takes it down.
+    lab.detach();
     if a.json {
         print_json(&r);
         return Ok(0);

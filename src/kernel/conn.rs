@@ -128,11 +128,13 @@ pub fn create_many(items: &[NewNs], mark: &str) -> Vec<(String, io::Result<Conn>
     let files: Vec<io::Result<()>> = netns::create_files(&names);
     let items: Vec<(&NewNs, io::Result<()>)> = items.iter().zip(files).collect();
     let chunk = items.len().div_ceil(workers);
+    let cfg = &crate::config::inherit();
     std::thread::scope(|s| {
         let handles: Vec<_> = items
             .chunks(chunk)
             .map(|part| {
                 s.spawn(move || {
+                    let _cfg = cfg.enter();
                     part.iter()
                         .map(|((name, sysctls), file)| {
                             let r = (|| -> io::Result<Conn> {
@@ -195,12 +197,14 @@ pub fn links_in(files: &[&File]) -> Vec<Option<Vec<observe::ObsLink>>> {
         .clamp(1, 4)
         .min(files.len());
     let chunk = files.len().div_ceil(workers);
+    let cfg = &crate::config::inherit();
     std::thread::scope(|s| {
         let hs: Vec<_> = files
             .chunks(chunk)
             .map(|part| {
                 let n = part.len();
                 let h = s.spawn(move || {
+                    let _cfg = cfg.enter();
                     part.iter()
                         .map(|f| {
                             use std::os::fd::AsFd;

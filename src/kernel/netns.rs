@@ -222,8 +222,10 @@ where
     F: FnOnce() -> T + Send,
     T: Send,
 {
+    let cfg = crate::config::inherit();
     std::thread::scope(|s| {
-        s.spawn(|| {
+        s.spawn(move || {
+            let _cfg = cfg.enter();
             setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)?;
             Ok(f())
         })

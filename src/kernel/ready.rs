@@ -358,11 +358,13 @@ fn open_all(spaces: Vec<Space>, until: Instant) -> Vec<(String, io::Result<Watch
     while it.peek().is_some() {
         parts.push(it.by_ref().take(chunk).collect());
     }
+    let cfg = &crate::config::inherit();
     std::thread::scope(|s| {
         let hs: Vec<_> = parts
             .into_iter()
             .map(|part| {
                 s.spawn(move || {
+                    let _cfg = cfg.enter();
                     let mut buf = vec![0u8; 1 << 16];
                     part.into_iter()
                         .map(|sp| (sp.label.clone(), Watched::open(sp, &mut buf, until)))

@@ -2,6 +2,19 @@
 
 use super::*;
 
+/// What `down` removed and stopped.
+///
+/// ```no_run
+/// # fn main() -> nslab::Result<()> {
+/// # let lab: nslab::Lab = todo!();
+/// let r: nslab::DownReport = lab.down()?;
+/// println!("{} namespaces removed in {:.2} s", r.namespaces.len(), r.seconds);
+/// for w in &r.warnings {
+///     eprintln!("warning: {w}");
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct DownReport {
     pub lab: String,
@@ -94,6 +107,7 @@ pub fn down_locked(lab: &str, kill: bool, _lock: Option<&record::LabLock>) -> Re
     // and the watch will see each removal after this.
     let mut left: BTreeSet<String> = host.as_mut().map(host_veths).unwrap_or_default();
     crate::timing::mark("list veths");
+    let cfg = &crate::config::inherit();
     let deleted_bridges = std::thread::scope(|s| -> Result<Vec<(String, Option<String>)>> {
         // Unmount every node namespace first (the fds keep them alive), then let
         // go of all at once (release_at_once). The unmounts come first and
@@ -105,9 +119,17 @@ pub fn down_locked(lab: &str, kill: bool, _lock: Option<&record::LabLock>) -> Re
         release_at_once(held);
         crate::timing::mark("release namespaces");
         // A bridge has no namespace to die with; it goes alongside.
-        let bridge_thread = bridge_sock.map(|nl| s.spawn(|| delete_bridges(nl, &bridges)));
+        let bridge_thread = bridge_sock.map(|nl| {
+            s.spawn(|| {
+                let _cfg = cfg.enter();
+                delete_bridges(nl, &bridges)
+            })
+        });
         // The files go meanwhile (file system work; the kernel's is elsewhere).
-        let files = s.spawn(|| remove_node_files(&nodes));
+        let files = s.spawn(|| {
+            let _cfg = cfg.enter();
+            remove_node_files(&nodes)
+        });
         if let Some(h) = host.as_mut() {
             wait_veths_gone(h, watch.as_mut(), &mut left, &host_veths, &mut rep);
         }
@@ -246,9 +268,11 @@ fn release_at_once<T: Send>(held: Vec<T>) {
         .min(16);
     let done = AtomicBool::new(false);
     let ready = AtomicUsize::new(0);
+    let cfg = &crate::config::inherit();
     std::thread::scope(|s| {
         for _ in 1..cpus {
             s.spawn(|| {
+                let _cfg = cfg.enter();
                 let rt = fifo();
                 ready.fetch_add(1, Ordering::SeqCst);
                 // Bounded: a real-time thread must never spin for long.
@@ -509,12 +533,14 @@ fn bridges_of_lab(h: &mut Conn, rec: &Record, mark: &str) -> Vec<String> {
 /// lock, and those grow long while the kernel is busy elsewhere; on several
 /// threads the waits overlap.
 fn unmount_nodes(nodes: &[&String]) -> Result<()> {
+    let cfg = &crate::config::inherit();
     std::thread::scope(|s| {
         let chunk = nodes.len().div_ceil(4).max(1);
         let detached: Vec<Result<()>> = nodes
             .chunks(chunk)
             .map(|part| {
                 s.spawn(move || -> Result<()> {
+                    let _cfg = cfg.enter();
                     for ns in part {
                         netns::detach(ns).map_err(Error::io(format!("delete namespace {ns}")))?;
                     }

@@ -204,46 +204,6 @@ pub fn run_in<T: Send>(ns: &std::fs::File, f: impl FnOnce() -> T + Send) -> Resu
     netns::run_in(ns, f).map_err(Error::io("enter the namespace"))
 }
 
-/// Why [`exec_in`] did not replace the process.
-#[derive(Debug)]
-pub enum ExecError {
-    /// Before the program: no such place, or its namespace cannot be entered.
-    Setup(String),
-    /// exec itself failed (the program is not there, not executable, ...).
-    Exec(std::io::Error),
-}
-
-/// Replace this process, which must be single-threaded, by `cmd` run in a place
-/// of a lab that is up (`host`, `internet` or a node), as `ip netns exec` does:
-/// in its network namespace, with its /etc/netns files bound over /etc. Host
-/// mode's host is the namespace nslab runs in: nothing is entered. Returns only
-/// if that failed.
-///
-/// It moves the calling process into the place's namespaces for good (even when
-/// it returns an error): only for a process about to become `cmd`, as `nslab exec`.
-#[doc(hidden)]
-pub fn exec_in(rec: &Record, place: &str, cmd: &[std::ffi::OsString]) -> ExecError {
-    use std::os::unix::process::CommandExt;
-    let ns = match place_ns(rec, place) {
-        Ok((_, ns)) => ns,
-        Err(e) => return ExecError::Setup(e.to_string()),
-    };
-    if let Some(ns) = ns.name() {
-        let f = match netns::open(ns) {
-            Ok(f) => f,
-            Err(e) => return ExecError::Setup(format!("open namespace {ns}: {e}")),
-        };
-        let entry = match crate::kernel::exec::Entry::new(ns, f) {
-            Ok(e) => e,
-            Err(e) => return ExecError::Setup(format!("prepare namespace {ns}: {e}")),
-        };
-        if let Err(e) = entry.enter() {
-            return ExecError::Setup(format!("enter namespace {ns}: {e}"));
-        }
-    }
-    ExecError::Exec(std::process::Command::new(&cmd[0]).args(&cmd[1..]).exec())
-}
-
 /// Capture targets: `NODE:IF`, `host:IF`, `internet:IF`, `BRIDGE:PORT`, `BRIDGE`
 /// (its ports), `NODE` (its interfaces) or `all`.
 pub fn capture_targets(
@@ -338,6 +298,15 @@ pub fn add_process(lab: &str, p: crate::record::Proc) -> Result<()> {
     rec.save().map_err(Error::io("write the lab's record"))
 }
 
+/// Forget a program of the lab's record (it was stopped); under the lab's lock.
+pub fn remove_process(lab: &str, p: &crate::record::Proc) -> Result<()> {
+    let _lock = lock_lab(lab)?;
+    let mut rec = record_of(lab)?;
+    rec.processes
+        .retain(|q| !(q.pid == p.pid && q.start_time == p.start_time));
+    rec.save().map_err(Error::io("write the lab's record"))
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Identity {
     pub namespace: String,
@@ -396,6 +365,19 @@ pub fn identify(pid: i32) -> std::io::Result<Vec<Identity>> {
     Ok(out)
 }
 
+/// What `up` would change (as `nslab plan`): the steps and the commands a
+/// person would type for them.
+///
+/// ```no_run
+/// # fn main() -> nslab::Result<()> {
+/// let topo = nslab::Topology::from_file("examples/objective1-veth.yaml")?;
+/// let r: nslab::PlanReport = nslab::Lab::plan_for(&topo, &nslab::Options::default())?;
+/// for c in &r.commands {
+///     println!("{c}");
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanReport {
     pub lab: String,
@@ -408,6 +390,11 @@ pub struct PlanReport {
     pub notes: Vec<String>,
     /// Host mode: addresses that `up` would refuse without --force.
     pub overlaps: Vec<String>,
+    /// The `run:` programs `up` would start, as the commands a person would
+    /// type (`# then, in NODE: ip netns exec NS CMD &`), for `plan --explain`
+    /// of a lab that is not up (not in the JSON).
+    #[serde(skip)]
+    pub programs: Vec<String>,
 }
 
 /// What `up` would do now, without doing it.
@@ -471,5 +458,14 @@ pub(crate) fn plan_in<S: crate::kernel::seam::System>(
         commands,
         notes,
         overlaps,
+        programs: lab
+            .nodes
+            .iter()
+            .flat_map(|n| {
+                n.run
+                    .iter()
+                    .map(|cmd| format!("# then, in {}: ip netns exec {} {cmd} &", n.name, n.ns))
+            })
+            .collect(),
     })
 }

@@ -15,6 +15,12 @@ pub struct UpOptions {
 /// Points where tests make `up` stop, fail or wait, so crashes and races are
 /// deterministic. The CLI sets them from `NSLAB_TEST_*`; the library reads no
 /// environment.
+///
+/// ```
+/// let hooks = nslab::TestHooks { refuse_after: Some(4), ..Default::default() };
+/// let opts = nslab::Options { hooks, sandbox: true, ..Default::default() };
+/// assert_eq!(opts.hooks.fail_after, None);
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct TestHooks {
     /// Stop after this many kernel operations, as if killed: nothing is rolled back.
@@ -36,6 +42,19 @@ impl TestHooks {
     }
 }
 
+/// What `up` did: the steps (ops), whether anything changed, notes on
+/// things found and left alone.
+///
+/// ```no_run
+/// # fn main() -> nslab::Result<()> {
+/// let topo = nslab::Topology::from_file("examples/objective1-veth.yaml")?;
+/// let opts = nslab::Options { prefix: "doc-".into(), sandbox: true, ..Default::default() };
+/// let (lab, r): (nslab::Lab, nslab::UpReport) = nslab::Lab::up_with(&topo, &opts, None)?;
+/// assert!(r.changed);
+/// # drop(lab);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct UpReport {
     pub lab: String,

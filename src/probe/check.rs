@@ -169,6 +169,20 @@ pub struct FamilyPlaces {
     pub columns: Vec<String>,
 }
 
+/// What [`Lab::check`](crate::Lab::check) found: the matrix (who reaches
+/// whom, when asked), each expectation and why it failed.
+///
+/// ```no_run
+/// # fn main() -> nslab::Result<()> {
+/// # let lab: nslab::Lab = todo!();
+/// let r: nslab::CheckReport = lab.ping_all()?;
+/// for c in r.matrix.iter().filter(|c| c.reach == Some(false)) {
+///     println!("{} does not reach {}", c.src, c.dst);
+/// }
+/// assert!(r.ok && r.probe_errors == 0);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub lab: String,
@@ -188,7 +202,22 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
-/// What `check` does besides the expectations.
+/// What [`Lab::check_with`](crate::Lab::check_with) does besides the
+/// expectations (`nslab check`'s options): the reachability matrix, its rows
+/// and columns, a sample of its pairs, and who is told of progress.
+///
+/// ```
+/// let progress = |done: usize, total: usize| eprintln!("{done}/{total}");
+/// let opts = nslab::CheckOptions {
+///     matrix: true,
+///     from: Some(vec!["@br0".into()]),
+///     pairs: Some(100),
+///     seed: 7,
+///     progress: Some(&progress),
+///     ..Default::default()
+/// };
+/// assert!(opts.to.is_none());
+/// ```
 #[derive(Default)]
 pub struct CheckOptions<'a> {
     /// Probe the reachability matrix.
@@ -199,6 +228,7 @@ pub struct CheckOptions<'a> {
     pub to: Option<Vec<String>>,
     /// Probe only this many (source, destination) pairs, sampled with `seed`.
     pub pairs: Option<usize>,
+    /// The seed of the `pairs` sample (the same seed, the same pairs).
     pub seed: u64,
     /// Called with (probes done, probes in all) as the matrix progresses.
     pub progress: Option<&'a (dyn Fn(usize, usize) + Sync)>,
@@ -648,9 +678,11 @@ fn run_matrix(
     let next = AtomicUsize::new(0);
     let results: Vec<Mutex<HashMap<IpAddr, Outcome>>> =
         (0..ps.len()).map(|_| Mutex::new(HashMap::new())).collect();
+    let cfg = &crate::config::inherit();
     std::thread::scope(|sc| {
         for _ in 0..workers {
             sc.spawn(|| {
+                let _cfg = cfg.enter();
                 loop {
                     let s = next.fetch_add(1, Ordering::Relaxed);
                     if s >= ps.len() {

@@ -18,7 +18,17 @@ const MAX_HEAD: usize = 64 << 10;
 pub(crate) const MAX_LINE: usize = 65536;
 pub(crate) const SERVER_NAME: &str = concat!("nslab/", env!("CARGO_PKG_VERSION"));
 
-/// A parsed HTTP response.
+/// A parsed HTTP response ([`Lab::http_get`](crate::Lab::http_get)).
+///
+/// ```no_run
+/// # fn main() -> nslab::Result<()> {
+/// # let lab: nslab::Lab = todo!();
+/// let r: nslab::HttpResponse = lab.http_get("a", "http://b:8000/")?;
+/// assert_eq!(r.status, 200);
+/// println!("{} {}", r.reason, r.text());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HttpResponse {
     /// e.g. `HTTP/1.0`.

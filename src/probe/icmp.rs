@@ -47,6 +47,12 @@ const MAX_PAYLOAD_V4: usize = 65535 - IPV4_HEADER - ECHO_HEADER;
 const MAX_PAYLOAD_V6: usize = 65535 - ECHO_HEADER;
 
 /// What `ping` sends and how long it waits.
+///
+/// ```
+/// use std::time::Duration;
+/// let o = nslab::PingOptions { count: 5, interval: Duration::from_millis(200), ..Default::default() };
+/// assert_eq!(o.size, 56); // 64-byte packets, as ping's default
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PingOptions {
     /// Echo requests to send (at least 1).
@@ -301,6 +307,16 @@ pub struct RttStats {
 }
 
 /// Summary of a ping, like the last lines of `ping`.
+///
+/// ```no_run
+/// # fn main() -> nslab::Result<()> {
+/// # let lab: nslab::Lab = todo!();
+/// let r: nslab::PingReport = lab.ping("a", "b")?;
+/// println!("{} of {} ({}% loss)", r.received, r.transmitted, r.loss_percent());
+/// assert!(r.all_received());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PingReport {
     pub destination: IpAddr,

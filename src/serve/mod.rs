@@ -136,6 +136,7 @@ impl Server {
             Msg::Log(line) => log(&line),
             Msg::Done => *active = active.saturating_sub(1),
         };
+        let cfg = &crate::config::inherit();
         thread::scope(|scope| {
             let (tx, rx) = mpsc::channel::<Msg>();
             let result = loop {
@@ -163,6 +164,7 @@ impl Server {
                         let spawned = thread::Builder::new()
                             .name("nslab-http".into())
                             .spawn_scoped(scope, move || {
+                                let _cfg = cfg.enter();
                                 let done = DoneOnDrop(tx);
                                 serve_connection(stream, peer, served, &done.0);
                             });

@@ -20,6 +20,14 @@ use std::path::Path;
 pub const MAX_FILE_BYTES: usize = 16 << 20;
 
 /// A topology file that cannot become a lab: every mistake with its place.
+///
+/// ```
+/// let t = nslab::Topology::from_yaml("name: x\nnodes:\n  a: { interfaces: { e: { address: nope } } }\n");
+/// match t.validate(&nslab::Options::default()) {
+///     Err(nslab::Error::Topology(e)) => assert!(e.to_string().starts_with("<yaml>:3:")),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
 #[derive(Debug, Clone)]
 pub struct TopologyError {
     pub file: String,
@@ -90,7 +98,14 @@ fn excerpt(line: &str, col: usize, width: usize) -> (String, usize) {
 }
 
 impl TopologyError {
-    fn one(file: &str, text: &str, line: u64, column: u64, field: String, message: String) -> Self {
+    pub(crate) fn one(
+        file: &str,
+        text: &str,
+        line: u64,
+        column: u64,
+        field: String,
+        message: String,
+    ) -> Self {
         TopologyError {
             file: file.into(),
             issues: vec![Issue {

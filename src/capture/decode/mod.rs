@@ -315,6 +315,15 @@ pub enum Detail {
 }
 
 /// Everything known about one frame. `Display` gives the tcpdump-style line.
+///
+/// ```
+/// // An ARP request, who-has 10.0.0.2 tell 10.0.0.1.
+/// let mut f = vec![0xff; 6];
+/// f.extend([2, 0, 0, 0, 0, 1, 0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+/// f.extend([2, 0, 0, 0, 0, 1, 10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 10, 0, 0, 2]);
+/// let s: nslab::Summary = nslab::capture::decode::summarize(&f);
+/// assert_eq!(s.dst, Some("10.0.0.2".parse().unwrap()));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Summary {
     /// Bytes in the frame as given (the captured part).
