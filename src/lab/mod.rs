@@ -39,7 +39,7 @@ pub fn on_lock_wait(f: fn(&str)) {
     *LOCK_WAIT.write().unwrap_or_else(|e| e.into_inner()) = Some(f);
 }
 
-fn lock_lab(lab: &str) -> Result<record::LabLock> {
+pub(crate) fn lock_lab(lab: &str) -> Result<record::LabLock> {
     match record::lock(lab, false).map_err(Error::io("lock the lab"))? {
         Some(l) => Ok(l),
         None => {
@@ -408,6 +408,10 @@ pub struct PlanReport {
     pub notes: Vec<String>,
     /// Host mode: addresses that `up` would refuse without --force.
     pub overlaps: Vec<String>,
+    /// The shapings recorded by `nslab shape`, as the tc/nft commands a person
+    /// would type (kept by `up`; not part of the plan's steps).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shaping: Vec<String>,
 }
 
 /// What `up` would do now, without doing it.
@@ -432,7 +436,11 @@ pub fn plan_with_record(lab: &Lab, rec: Option<&Record>) -> Result<PlanReport> {
         None => conn::open_current().map_err(Error::io("open a netlink socket"))?,
     };
     let mut k = Kernel::new(host, &lab.name);
-    plan_in(&mut k, lab, rec.as_ref())
+    let mut r = plan_in(&mut k, lab, rec.as_ref())?;
+    if let Some(rec) = rec.as_ref() {
+        r.shaping = crate::runtime::shape::explain_recorded(lab, rec);
+    }
+    Ok(r)
 }
 
 /// [`plan_with_record`] on a kernel already open (the real one, or a fake).
@@ -471,5 +479,6 @@ pub(crate) fn plan_in<S: crate::kernel::seam::System>(
         commands,
         notes,
         overlaps,
+        shaping: Vec::new(),
     })
 }
