@@ -82,7 +82,7 @@ fn shape(l: &Lab2, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn rate_shapes_one_direction_is_kept_by_up_and_cleared() {
-    let l = lab2("20s", 61);
+    let l = lab2("20sr", 61);
     ok(shape(&l, &["a:ea", "--rate", "10mbit"]));
     let q = root_qdisc(&l.a, "ea");
     assert_eq!(q["kind"], "tbf", "{q}");
@@ -131,7 +131,7 @@ fn rate_shapes_one_direction_is_kept_by_up_and_cleared() {
 
 #[test]
 fn loss_drops_about_the_share_asked_and_clear_restores() {
-    let l = lab2("20s", 62);
+    let l = lab2("20sl", 62);
     ok(shape(&l, &["a:ea", "--loss", "20%"]));
     let table = format!("nslab-{}-loss", l.lab);
     let rules = sh(&format!(
@@ -171,7 +171,7 @@ fn kernel_has_netem() -> bool {
 
 #[test]
 fn delay_without_netem_and_bad_input_exit_2_and_change_nothing() {
-    let l = lab2("20s", 63);
+    let l = lab2("20sd", 63);
     ok(shape(&l, &["a:ea", "--rate", "5mbit"]));
     let before = (
         root_qdisc(&l.a, "ea"),

@@ -31,6 +31,12 @@ const NFTA_NG_TYPE: u16 = 3;
 const NFTA_NG_OFFSET: u16 = 4;
 const NFT_NG_RANDOM: u32 = 1;
 const NFT_REG_1: u32 = 1;
+const NFTA_BYTEORDER_SREG: u16 = 1;
+const NFTA_BYTEORDER_DREG: u16 = 2;
+const NFTA_BYTEORDER_OP: u16 = 3;
+const NFTA_BYTEORDER_LEN: u16 = 4;
+const NFTA_BYTEORDER_SIZE: u16 = 5;
+const NFT_BYTEORDER_HTON: u32 = 1;
 
 /// Drop `loss` hundredths of a percent of what leaves `ifname`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,11 +73,23 @@ pub(super) fn loss_expressions(
                 DefaultNla::new(NFTA_NG_OFFSET, be(0)),
             ],
         }),
-        // numgen's result is a host-order integer; nft compares it as such.
+        // numgen's result is a host-order integer, and cmp's `<` compares bytes
+        // (memcmp): as nft does, turn it big-endian first and compare with a
+        // big-endian constant.
+        expr(Expressions::Other {
+            expression_type: "byteorder".to_string(),
+            attributes: vec![
+                DefaultNla::new(NFTA_BYTEORDER_SREG, be(NFT_REG_1)),
+                DefaultNla::new(NFTA_BYTEORDER_DREG, be(NFT_REG_1)),
+                DefaultNla::new(NFTA_BYTEORDER_OP, be(NFT_BYTEORDER_HTON)),
+                DefaultNla::new(NFTA_BYTEORDER_LEN, be(4)),
+                DefaultNla::new(NFTA_BYTEORDER_SIZE, be(4)),
+            ],
+        }),
         expr(Expressions::Cmp(vec![
             Cmp::SourceRegister(Register::Reg1),
             Cmp::Op(Operator::LessThan),
-            Cmp::Data(DataAttribute::Value(r.loss.to_ne_bytes().to_vec())),
+            Cmp::Data(DataAttribute::Value(be(r.loss))),
         ])),
         expr(Expressions::Immediate(vec![
             Immediate::DestinationRegister(Register::Verdict),
@@ -184,11 +202,13 @@ mod tests {
         let mut msgs: Vec<_> = steps.into_iter().map(|s| s.msg).collect();
         let (buf, _) = serialize_messages(&mut msgs, 1);
         // The rule carries the numgen expression with a big-endian modulus of
-        // 10000 and the threshold in host order, and the interface name padded.
+        // 10000, a byteorder to big endian, the threshold big-endian (cmp's `<`
+        // compares bytes), and the interface name padded.
         let find = |needle: &[u8]| buf.windows(needle.len()).any(|w| w == needle);
         assert!(find(b"numgen\0"));
+        assert!(find(b"byteorder\0"));
         assert!(find(&10_000u32.to_be_bytes()));
-        assert!(find(&2000u32.to_ne_bytes()));
+        assert!(find(&[8, 0, 1, 0, 0, 0, 7, 208]), "cmp data: 2000 big-endian");
         assert!(find(b"eth1\0\0\0\0\0\0\0\0\0\0\0\0"));
         let parts = crate::kernel::nft::decode::split_messages(&buf).expect("splits");
         assert_eq!(parts.len(), 4);
