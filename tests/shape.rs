@@ -49,7 +49,9 @@ fn lab2(tag: &str, net: u8) -> Lab2 {
 
 /// The root qdisc of `dev` in `ns`, from `tc -j qdisc show` (an independent witness).
 fn root_qdisc(ns: &str, dev: &str) -> serde_json::Value {
-    let out = sh(&format!("ip netns exec {ns} tc -j qdisc show dev {dev} root"));
+    let out = sh(&format!(
+        "ip netns exec {ns} tc -j qdisc show dev {dev} root"
+    ));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     v.as_array()
         .and_then(|a| a.first().cloned())
@@ -96,7 +98,11 @@ fn rate_shapes_one_direction_is_kept_by_up_and_cleared() {
 
     // status shows it, and it is not drift.
     let st = ok(nslab(&["status", "--lab", &l.lab]));
-    assert!(stdout(&st).contains("a:ea") && stdout(&st).contains("rate 10Mbit"), "{}", stdout(&st));
+    assert!(
+        stdout(&st).contains("a:ea") && stdout(&st).contains("rate 10Mbit"),
+        "{}",
+        stdout(&st)
+    );
     let j = ok(nslab(&["status", "--lab", &l.lab, "--json"]));
     let j: serde_json::Value = serde_json::from_slice(&j.stdout).unwrap();
     assert_eq!(j["shaping"][0]["rate_bits_per_second"], 10_000_000, "{j}");
@@ -142,7 +148,10 @@ fn loss_drops_about_the_share_asked_and_clear_restores() {
         rules.contains("oifname \"ea\"") && rules.contains("numgen random mod 10000 < 2000 drop"),
         "{rules}"
     );
-    assert!(rules.contains(&format!("nslab:{}", l.lab)), "marked: {rules}");
+    assert!(
+        rules.contains(&format!("nslab:{}", l.lab)),
+        "marked: {rules}"
+    );
     let out = sh_status(&format!(
         "ip netns exec {} ping -i 0.002 -c 500 -q -W 1 10.62.0.2",
         l.a
@@ -163,9 +172,7 @@ fn loss_drops_about_the_share_asked_and_clear_restores() {
 }
 
 fn kernel_has_netem() -> bool {
-    sh("zcat /proc/config.gz 2>/dev/null | grep -c '^CONFIG_NET_SCH_NETEM=' || true")
-        .trim()
-        != "0"
+    sh("zcat /proc/config.gz 2>/dev/null | grep -c '^CONFIG_NET_SCH_NETEM=' || true").trim() != "0"
         || std::path::Path::new("/sys/module/sch_netem").exists()
 }
 
@@ -199,7 +206,11 @@ fn delay_without_netem_and_bad_input_exit_2_and_change_nothing() {
     for (args, why) in bad {
         let o = shape(&l, &args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
-        assert!(text(&o).contains(why), "{args:?} says {why:?}: {}", text(&o));
+        assert!(
+            text(&o).contains(why),
+            "{args:?} says {why:?}: {}",
+            text(&o)
+        );
         let after = (
             root_qdisc(&l.a, "ea"),
             nft_tables(&l.a),
@@ -208,7 +219,14 @@ fn delay_without_netem_and_bad_input_exit_2_and_change_nothing() {
         assert_eq!(after, before, "{args:?} changed nothing");
     }
     // `plan --explain` shows the recorded shaping as the tc command.
-    let o = ok(nslab(&["plan", &l.file, "--sandbox", "--prefix", &l.p, "--explain"]));
+    let o = ok(nslab(&[
+        "plan",
+        &l.file,
+        "--sandbox",
+        "--prefix",
+        &l.p,
+        "--explain",
+    ]));
     assert!(
         stdout(&o).contains(&format!(
             "ip netns exec {} tc qdisc replace dev ea root tbf rate 5Mbit",
@@ -217,4 +235,50 @@ fn delay_without_netem_and_bad_input_exit_2_and_change_nothing() {
         "{}",
         stdout(&o)
     );
+}
+
+/// Host mode (inside a namespace of the test playing the host): a bridge port
+/// is shaped in the host, its loss table lives there, and `down` removes it.
+#[test]
+fn a_bridge_port_in_host_mode_is_shaped_in_the_host_and_down_leaves_nothing() {
+    let p = prefix("20sh");
+    let host = TestNs::new(&format!("{p}h"));
+    let lab = format!("{p}shb");
+    let _g = LabGuard::new(&lab, Some(&host.name));
+    let dir = tempfile::tempdir().unwrap();
+    let f = write_file(
+        &dir,
+        "shb.yaml",
+        "name: shb
+bridges: { br0: { address: 10.65.0.254/24 } }
+nodes:
+  a: { interfaces: { ea: { address: 10.65.0.1/24 } } }
+links: [[a:ea, br0:pa]]
+",
+    );
+    let h = Some(host.name.as_str());
+    ok(nslab_in(h, &["up", f.to_str().unwrap(), "--prefix", &p]));
+    let run = |args: &[&str]| {
+        let mut v = vec!["shape", "--lab", lab.as_str()];
+        v.extend_from_slice(args);
+        nslab_in(h, &v)
+    };
+    let o = run(&["br0:nope", "--rate", "1mbit"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("no port"), "{}", text(&o));
+    ok(run(&["br0:pa", "--rate", "20mbit", "--loss", "10%"]));
+    let q = root_qdisc(&host.name, "pa");
+    assert_eq!(q["options"]["rate"], 2_500_000, "{q}");
+    let table = format!("nslab-{lab}-loss");
+    let tables = nft_tables(&host.name);
+    assert!(tables.contains(&table), "{tables}");
+    // The node's end is not shaped.
+    assert_ne!(root_qdisc(&format!("{p}a"), "ea")["kind"], "tbf");
+    ok(nslab_in(h, &["down", "--lab", &lab]));
+    let tables = nft_tables(&host.name);
+    assert!(
+        !tables.contains(&table),
+        "down removed the loss table: {tables}"
+    );
+    assert_gone(&format!("{p}a"), &lab);
 }

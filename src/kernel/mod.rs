@@ -14,7 +14,7 @@ pub mod nlsock;
 pub mod observe;
 pub(crate) mod poll;
 pub mod procs;
-pub mod tc;
 pub mod ready;
 pub(crate) mod seam;
+pub mod tc;
 pub mod watch;

@@ -134,7 +134,12 @@ pub fn no_netem(what: &str) -> String {
 impl Shaping {
     /// Parse the values of a request for `endpoint` (in `place`, interface
     /// `ifname`): every value checked, combinations too, before the kernel is touched.
-    pub fn parse(endpoint: &str, place: &str, ifname: &str, r: &Request) -> Result<Shaping, String> {
+    pub fn parse(
+        endpoint: &str,
+        place: &str,
+        ifname: &str,
+        r: &Request,
+    ) -> Result<Shaping, String> {
         let s = Shaping {
             endpoint: endpoint.to_string(),
             place: place.to_string(),
@@ -153,11 +158,13 @@ impl Shaping {
             loss: r.loss.as_deref().map(units::parse_loss).transpose()?,
             limit: r.limit.as_deref().map(units::parse_limit).transpose()?,
         };
-        if s.rate.is_none() && s.delay_us.is_none() && s.jitter_us.is_none() && s.loss.is_none()
-        {
+        if s.rate.is_none() && s.delay_us.is_none() && s.jitter_us.is_none() && s.loss.is_none() {
             return Err(match s.limit {
                 Some(_) => "--limit sets the queue of a --rate or --delay; give one of them".into(),
-                None => "nothing to do: give --rate, --delay, --jitter, --loss or --limit, or --clear".into(),
+                None => {
+                    "nothing to do: give --rate, --delay, --jitter, --loss or --limit, or --clear"
+                        .into()
+                }
             });
         }
         if s.jitter_us.is_some() && s.delay_us.is_none() {
@@ -190,7 +197,11 @@ impl Shaping {
             });
         }
         if self.needs_netem() {
-            let what = if self.delay_us.is_some() { "--delay" } else { "--jitter" };
+            let what = if self.delay_us.is_some() {
+                "--delay"
+            } else {
+                "--jitter"
+            };
             return Err(no_netem(what));
         }
         let qdisc = match self.rate {
@@ -288,7 +299,12 @@ pub fn explain(lab: &Lab, shapes: &[Shaping], netem: bool) -> Vec<String> {
     let mut tables: Vec<&str> = Vec::new();
     for s in shapes {
         let Ok(m) = s.mechanism(netem) else {
-            out.push(format!("# {}: {}: {}", s.endpoint, s.text(), no_netem("delay")));
+            out.push(format!(
+                "# {}: {}: {}",
+                s.endpoint,
+                s.text(),
+                no_netem("delay")
+            ));
             continue;
         };
         let pre = exec_prefix(lab, &s.place);
@@ -300,7 +316,10 @@ pub fn explain(lab: &Lab, shapes: &[Shaping], netem: bool) -> Vec<String> {
                 t.burst,
                 t.limit
             )),
-            Qdisc::Netem(_) => out.push(format!("{pre}tc qdisc replace dev {dev} root netem {}", netem_words(s))),
+            Qdisc::Netem(_) => out.push(format!(
+                "{pre}tc qdisc replace dev {dev} root netem {}",
+                netem_words(s)
+            )),
             Qdisc::None => {}
         }
         if let Some(l) = m.nft_loss {
@@ -391,7 +410,13 @@ pub fn resolve(lab: &Lab, endpoint: &str) -> Result<(Place, String)> {
     let ns = crate::plan::ns_of(lab, &place);
     let ifaces: Vec<String> = crate::plan::wants(lab)
         .get(&ns)
-        .map(|w| w.ifaces.iter().map(|i| i.name.clone()).filter(|n| n != "lo").collect())
+        .map(|w| {
+            w.ifaces
+                .iter()
+                .map(|i| i.name.clone())
+                .filter(|n| n != "lo")
+                .collect()
+        })
         .unwrap_or_default();
     if !ifaces.contains(&ifname) {
         return Err(bad(format!(
@@ -437,7 +462,9 @@ fn sync_iface(rec: &Record, place: &str, ifname: &str, netem: bool) -> Result<()
         .find(|l| l.name == ifname)
         .map(|l| l.index)
         .ok_or_else(|| Error::Failed(format!("{place} has no interface {ifname} now")))?;
-    let this = shapes.iter().find(|x| x.place == place && x.ifname == ifname);
+    let this = shapes
+        .iter()
+        .find(|x| x.place == place && x.ifname == ifname);
     let mech = match this {
         Some(x) => Some(x.mechanism(netem).map_err(Error::Refused)?),
         None => None,
@@ -454,7 +481,11 @@ fn sync_iface(rec: &Record, place: &str, ifname: &str, netem: bool) -> Result<()
                 .into_iter()
                 .any(|(i, k)| i == idx && (k == "tbf" || k == "netem"));
             if ours {
-                tc::delete_root(&mut s.nl, idx, &format!("remove the root qdisc of {place}:{ifname}"))
+                tc::delete_root(
+                    &mut s.nl,
+                    idx,
+                    &format!("remove the root qdisc of {place}:{ifname}"),
+                )
             } else {
                 Ok(())
             }
@@ -463,7 +494,11 @@ fn sync_iface(rec: &Record, place: &str, ifname: &str, netem: bool) -> Result<()
     .map_err(failed)?;
     let lab = &rec.lab;
     s.nft
-        .set_loss_table(&loss_table(lab), &crate::topology::model::mark_for(lab), &loss_rules(shapes, place, netem))
+        .set_loss_table(
+            &loss_table(lab),
+            &crate::topology::model::mark_for(lab),
+            &loss_rules(shapes, place, netem),
+        )
         .map_err(|e| Error::Failed(e.to_string()))
 }
 
@@ -474,10 +509,11 @@ pub fn shape(lab: &str, endpoint: &str, req: Option<&Request>) -> Result<ShapeRe
     crate::error::require_caps("shape")?;
     let _lock = crate::lab::lock_lab(lab)?;
     let mut rec = crate::lab::record_of(lab)?;
-    let model = rec
-        .model
-        .clone()
-        .ok_or_else(|| Error::Failed(format!("lab {lab} is not completely up; run `nslab up` again")))?;
+    let model = rec.model.clone().ok_or_else(|| {
+        Error::Failed(format!(
+            "lab {lab} is not completely up; run `nslab up` again"
+        ))
+    })?;
     let (place, ifname) = resolve(&model, endpoint)?;
     let place = place.to_string();
     let new = match req {
@@ -499,12 +535,17 @@ pub fn shape(lab: &str, endpoint: &str, req: Option<&Request>) -> Result<ShapeRe
     rec.runtime.shapes.extend(new.clone());
     rec.save().map_err(Error::io("write the lab's record"))?;
     if let Err(e) = sync_iface(&rec, &place, &ifname, netem) {
-        let undo = before.save().map_err(|e| e.to_string()).and_then(|()| {
-            sync_iface(&before, &place, &ifname, netem).map_err(|e| e.to_string())
-        });
+        let undo = before
+            .save()
+            .map_err(|e| e.to_string())
+            .and_then(|()| sync_iface(&before, &place, &ifname, netem).map_err(|e| e.to_string()));
         return Err(match undo {
-            Ok(()) => Error::Failed(format!("shape {endpoint}: {e}; the previous shaping was put back")),
-            Err(u) => Error::Failed(format!("shape {endpoint}: {e}; putting back the previous shaping failed too: {u}")),
+            Ok(()) => Error::Failed(format!(
+                "shape {endpoint}: {e}; the previous shaping was put back"
+            )),
+            Err(u) => Error::Failed(format!(
+                "shape {endpoint}: {e}; putting back the previous shaping failed too: {u}"
+            )),
         });
     }
     Ok(ShapeReport {
@@ -528,7 +569,11 @@ pub fn reapply(rec: &Record) -> Vec<String> {
             sync_iface(rec, &s.place, &s.ifname, netem)
         });
         if let Err(e) = r {
-            notes.push(format!("shaping of {} ({}) not applied: {e}", s.endpoint, s.text()));
+            notes.push(format!(
+                "shaping of {} ({}) not applied: {e}",
+                s.endpoint,
+                s.text()
+            ));
         }
     }
     notes
@@ -556,12 +601,19 @@ pub fn remove_host_table(rec: &Record) -> Vec<String> {
     }
     let r = open_place(rec, "host").and_then(|mut s| {
         s.nft
-            .set_loss_table(&loss_table(&rec.lab), &crate::topology::model::mark_for(&rec.lab), &[])
+            .set_loss_table(
+                &loss_table(&rec.lab),
+                &crate::topology::model::mark_for(&rec.lab),
+                &[],
+            )
             .map_err(|e| Error::Failed(e.to_string()))
     });
     match r {
         Ok(()) => Vec::new(),
-        Err(e) => vec![format!("delete nftables table inet {}: {e}", loss_table(&rec.lab))],
+        Err(e) => vec![format!(
+            "delete nftables table inet {}: {e}",
+            loss_table(&rec.lab)
+        )],
     }
 }
 
@@ -572,7 +624,12 @@ pub fn status_lines(views: &[ShapeView]) -> Vec<String> {
     }
     let mut out = vec!["shaped (nslab shape; runtime state, not drift):".to_string()];
     for v in views {
-        out.push(format!("  {:<20} {} ({})", v.endpoint, v.text(), v.mechanism));
+        out.push(format!(
+            "  {:<20} {} ({})",
+            v.endpoint,
+            v.text(),
+            v.mechanism
+        ));
     }
     out
 }
@@ -653,14 +710,24 @@ mod tests {
 
     #[test]
     fn bad_combinations_are_refused() {
-        assert!(parse(&Request::default()).unwrap_err().contains("nothing to do"));
-        let mut r = Request::default();
-        r.jitter = Some("2ms".into());
+        assert!(
+            parse(&Request::default())
+                .unwrap_err()
+                .contains("nothing to do")
+        );
+        let r = Request {
+            jitter: Some("2ms".into()),
+            ..Default::default()
+        };
         assert!(parse(&r).unwrap_err().contains("--delay"));
         let mut r = req(None, None, Some("5%"));
         r.limit = Some("10".into());
         assert!(parse(&r).unwrap_err().contains("--limit"));
-        assert!(parse(&req(Some("10mbps"), None, None)).unwrap_err().contains("ambiguous"));
+        assert!(
+            parse(&req(Some("10mbps"), None, None))
+                .unwrap_err()
+                .contains("ambiguous")
+        );
         assert!(parse(&req(None, None, Some("5"))).is_err());
     }
 

@@ -29,7 +29,9 @@ fn millionths(num: &str, what: &str, input: &str) -> Result<u128, String> {
         return Err(bad());
     }
     if frac.len() > 6 || frac.contains('.') {
-        return Err(format!("{what} {input:?}: at most 6 digits after the point"));
+        return Err(format!(
+            "{what} {input:?}: at most 6 digits after the point"
+        ));
     }
     let int: u128 = if int.is_empty() {
         0
@@ -223,7 +225,11 @@ mod tests {
         assert_eq!(parse_time("jitter", "0ms"), Ok(0));
         let e = parse_time("delay", "50").unwrap_err();
         assert!(e.starts_with("delay \"50\"") && e.contains("unit"), "{e}");
-        assert!(parse_time("jitter", "5m").unwrap_err().starts_with("jitter"));
+        assert!(
+            parse_time("jitter", "5m")
+                .unwrap_err()
+                .starts_with("jitter")
+        );
         assert!(parse_time("delay", "61s").unwrap_err().contains("at most"));
         assert!(parse_time("delay", "ms").is_err());
     }

@@ -48,8 +48,11 @@ pub struct LossRule {
 /// The expressions of one loss rule, as nft encodes the same text.
 pub(super) fn loss_expressions(
     r: &LossRule,
-) -> Vec<netlink_packet_netfilter::nftables::ListAttribute<netlink_packet_netfilter::nftables::ExpressionAttribute>>
-{
+) -> Vec<
+    netlink_packet_netfilter::nftables::ListAttribute<
+        netlink_packet_netfilter::nftables::ExpressionAttribute,
+    >,
+> {
     let mut name = [0u8; IFNAMSIZ];
     let n = r.ifname.len().min(IFNAMSIZ - 1);
     name[..n].copy_from_slice(&r.ifname.as_bytes()[..n]);
@@ -208,7 +211,10 @@ mod tests {
         assert!(find(b"numgen\0"));
         assert!(find(b"byteorder\0"));
         assert!(find(&10_000u32.to_be_bytes()));
-        assert!(find(&[8, 0, 1, 0, 0, 0, 7, 208]), "cmp data: 2000 big-endian");
+        assert!(
+            find(&[8, 0, 1, 0, 0, 0, 7, 208]),
+            "cmp data: 2000 big-endian"
+        );
         assert!(find(b"eth1\0\0\0\0\0\0\0\0\0\0\0\0"));
         let parts = crate::kernel::nft::decode::split_messages(&buf).expect("splits");
         assert_eq!(parts.len(), 4);
