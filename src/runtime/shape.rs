@@ -749,4 +749,77 @@ mod tests {
         // With netem the loss is netem's, not a rule's.
         assert!(loss_rules(&shapes, "a", true).is_empty());
     }
+
+    fn lab(sandbox: bool) -> Lab {
+        let text = "name: x
+bridges: { br0: { address: 10.9.0.254/24 } }
+nodes:
+  a: { interfaces: { ea: { address: 10.9.0.1/24 } } }
+  b: { interfaces: { eb: { address: 10.9.1.2/24 } } }
+links: [[a:ea, br0:pa], [b:eb, br0:pb]]
+";
+        let opts = crate::topology::Options {
+            prefix: "p-".into(),
+            sandbox,
+            check_programs: false,
+        };
+        crate::topology::parse_str(text, "x.yaml", &opts).unwrap()
+    }
+
+    #[test]
+    fn endpoints_are_cable_ends_or_bridge_ports() {
+        let l = lab(true);
+        assert_eq!(
+            resolve(&l, "a:ea").unwrap(),
+            (Place::Node("a".into()), "ea".into())
+        );
+        assert_eq!(resolve(&l, "br0:pb").unwrap(), (Place::Host, "pb".into()));
+        for (bad, why) in [
+            ("a:eb", "no interface"),
+            ("br0:px", "no port"),
+            ("a", "not an endpoint"),
+            ("br0", "not an endpoint"),
+            ("zz:ea", "not an endpoint"),
+            ("10.9.0.1", "not an endpoint"),
+        ] {
+            let e = resolve(&l, bad).unwrap_err().to_string();
+            assert!(e.contains(why) && e.contains(bad), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn explain_prints_the_tc_and_nft_commands() {
+        let l = lab(true);
+        let a = Shaping::parse("a:ea", "a", "ea", &req(Some("10mbit"), None, Some("20%"))).unwrap();
+        let p = Shaping::parse("br0:pa", "host", "pa", &req(None, None, Some("1%"))).unwrap();
+        let lines = explain(&l, &[a.clone(), p], false);
+        assert_eq!(
+            lines[0],
+            "ip netns exec p-a tc qdisc replace dev ea root tbf rate 10Mbit burst 6056b limit 68556"
+        );
+        assert!(lines[1].starts_with("ip netns exec p-a nft 'add table inet nslab-p-x-loss"));
+        assert_eq!(
+            lines[2],
+            "ip netns exec p-a nft add rule inet nslab-p-x-loss egress oifname ea numgen random mod 10000 '<' 2000 drop"
+        );
+        assert!(
+            lines[3].starts_with("ip netns exec p-x-host nft 'add table"),
+            "{lines:?}"
+        );
+        assert!(lines[4].ends_with("oifname pa numgen random mod 10000 '<' 100 drop"));
+        assert_eq!(lines.len(), 5);
+        // With netem one qdisc does everything; in host mode the host's
+        // commands have no `ip netns exec`.
+        let port = Shaping::parse("br0:pa", "host", "pa", &req(Some("1mbit"), None, None)).unwrap();
+        let lines = explain(&lab(false), &[a.clone(), port], true);
+        assert_eq!(
+            lines,
+            vec![
+                "ip netns exec p-a tc qdisc replace dev ea root netem loss 20% rate 10Mbit limit 1000",
+                "tc qdisc replace dev pa root netem rate 1Mbit limit 1000",
+            ]
+        );
+        let d = Shaping::parse("a:ea", "a", "ea", &req(None, Some("5ms"), None)).unwrap();
+        assert!(explain(&l, &[d], false)[0].contains("sch_netem"));
+    }
 }
