@@ -68,12 +68,21 @@ fn iperf(from: &str, to: &str, to_addr: &str, reverse: bool) -> f64 {
     wait_listen(to, 5201);
     let r = if reverse { "-R" } else { "" };
     let out = sh(&format!(
-        "ip netns exec {from} iperf3 -c {to_addr} -p 5201 -t 3 -O 1 -J {r}"
+        "ip netns exec {from} iperf3 -c {to_addr} -p 5201 -t 4 -J {r}"
     ));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .unwrap_or_else(|| panic!("no result from iperf3: {out}"))
+    // Bytes received over the longer of the two ends' clocks: on a busy machine
+    // a receiver that starts its clock late would otherwise overstate the rate.
+    let end = &v["end"];
+    let bytes = end["sum_received"]["bytes"].as_f64();
+    let secs = [&end["sum_received"], &end["sum_sent"]]
+        .iter()
+        .filter_map(|x| x["seconds"].as_f64())
+        .fold(0.0, f64::max);
+    match bytes {
+        Some(b) if secs > 0.0 => b * 8.0 / secs,
+        _ => panic!("no result from iperf3: {out}"),
+    }
 }
 
 fn shape(l: &Lab2, args: &[&str]) -> std::process::Output {
@@ -107,6 +116,7 @@ fn rate_shapes_one_direction_is_kept_by_up_and_cleared() {
     let j: serde_json::Value = serde_json::from_slice(&j.stdout).unwrap();
     assert_eq!(j["shaping"][0]["rate_bits_per_second"], 10_000_000, "{j}");
     assert_eq!(j["shaping"][0]["mechanism"], "tbf", "{j}");
+    assert_eq!(j["shaping"][0]["in_kernel"], true, "{j}");
 
     // 50mbit, within 15%.
     let o = ok(shape(&l, &["a:ea", "--rate", "50mbit", "--json"]));
@@ -119,6 +129,15 @@ fn rate_shapes_one_direction_is_kept_by_up_and_cleared() {
     // `up` puts a shaping back that was removed by hand.
     sh(&format!("ip netns exec {} tc qdisc del dev ea root", l.a));
     assert_ne!(root_qdisc(&l.a, "ea")["kind"], "tbf");
+    let st = nslab(&["status", "--lab", &l.lab]);
+    assert!(
+        stdout(&st).contains("missing in the kernel"),
+        "{}",
+        stdout(&st)
+    );
+    let j = nslab(&["status", "--lab", &l.lab, "--json"]);
+    let j: serde_json::Value = serde_json::from_slice(&j.stdout).unwrap();
+    assert_eq!(j["shaping"][0]["in_kernel"], false, "{j}");
     ok(nslab(&["up", &l.file, "--sandbox", "--prefix", &l.p]));
     assert_eq!(root_qdisc(&l.a, "ea")["options"]["rate"], 6_250_000);
 

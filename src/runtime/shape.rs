@@ -84,6 +84,10 @@ pub struct ShapeView {
     pub limit_packets: Option<u32>,
     /// How the kernel does it: `tbf`, `netem`, `nft` (loss rule), joined by `+`.
     pub mechanism: String,
+    /// Whether the kernel has it (its root qdisc, its loss rule's table); None
+    /// when it could not be read. `up` puts a missing one back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_kernel: Option<bool>,
 }
 
 impl ShapeView {
@@ -247,6 +251,7 @@ impl Shaping {
             loss: self.loss.map(loss_text),
             limit_packets: self.limit,
             mechanism: mech,
+            in_kernel: None,
         }
     }
 
@@ -625,10 +630,15 @@ pub fn status_lines(views: &[ShapeView]) -> Vec<String> {
     let mut out = vec!["shaped (nslab shape; runtime state, not drift):".to_string()];
     for v in views {
         out.push(format!(
-            "  {:<20} {} ({})",
+            "  {:<20} {} ({}){}",
             v.endpoint,
             v.text(),
-            v.mechanism
+            v.mechanism,
+            if v.in_kernel == Some(false) {
+                "; missing in the kernel: `nslab up` puts it back"
+            } else {
+                ""
+            }
         ));
     }
     out
@@ -642,7 +652,46 @@ pub fn status_views(rec: &Record) -> Vec<ShapeView> {
         .first()
         .map(|s| kernel_has_netem(rec, &s.place).unwrap_or(false))
         .unwrap_or(false);
-    rec.runtime.shapes.iter().map(|s| s.view(netem)).collect()
+    rec.runtime
+        .shapes
+        .iter()
+        .map(|s| ShapeView {
+            in_kernel: in_kernel(rec, s, netem),
+            ..s.view(netem)
+        })
+        .collect()
+}
+
+/// Whether the kernel has a recorded shaping: the root qdisc of its kind on
+/// the interface, and the loss table when it needs one. None if unreadable.
+fn in_kernel(rec: &Record, s: &Shaping, netem: bool) -> Option<bool> {
+    let m = s.mechanism(netem).ok()?;
+    let mut socks = open_place(rec, &s.place).ok()?;
+    let idx = crate::kernel::observe::links(&mut socks.nl)
+        .ok()?
+        .into_iter()
+        .find(|l| l.name == s.ifname)?
+        .index;
+    let kind = tc::root_kinds(&mut socks.nl)
+        .ok()?
+        .into_iter()
+        .find(|(i, _)| *i == idx)
+        .map(|(_, k)| k);
+    let qdisc_ok = match m.qdisc {
+        Qdisc::Tbf(_) => kind.as_deref() == Some("tbf"),
+        Qdisc::Netem(_) => kind.as_deref() == Some("netem"),
+        Qdisc::None => true,
+    };
+    let table_ok = m.nft_loss.is_none() || {
+        let name = loss_table(&rec.lab);
+        socks
+            .nft
+            .list_tables()
+            .ok()?
+            .iter()
+            .any(|t| t.family == crate::kernel::nft::Family::Inet && t.name == name)
+    };
+    Some(qdisc_ok && table_ok)
 }
 
 #[cfg(test)]
