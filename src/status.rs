@@ -151,6 +151,9 @@ pub struct Status {
     /// comparison `plan` and `up` make (MTU, MAC, forwarding, NAT contents, ...).
     pub drift: Vec<String>,
     pub ok: bool,
+    /// Egress shaping made by `nslab shape` (runtime state: not drift).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shaping: Vec<crate::runtime::shape::ShapeView>,
 }
 
 /// Compare the kernel with `model` (the record's, or a file's).
@@ -171,7 +174,9 @@ pub fn status(rec: &Record, model: &Lab, compared_with: String) -> Result<Status
         None => crate::kernel::conn::open_current().map_err(Error::io("open a netlink socket"))?,
     };
     let mut k = Kernel::new(host, &model.name);
-    status_in(&mut k, rec, model, compared_with, host_lost)
+    let mut s = status_in(&mut k, rec, model, compared_with, host_lost)?;
+    s.shaping = crate::runtime::shape::status_views(rec);
+    Ok(s)
 }
 
 /// [`status`] on a kernel already open (the real one, or a fake).
@@ -285,6 +290,7 @@ pub fn compare(
         bridges,
         drift,
         ok,
+        shaping: Vec::new(),
     }
 }
 
@@ -578,6 +584,9 @@ pub fn render(s: &Status) -> String {
     if !s.bridges.is_empty() {
         o.push('\n');
         o.push_str(&crate::util::table(&bridge_rows(s)));
+    }
+    for line in crate::runtime::shape::status_lines(&s.shaping) {
+        let _ = write!(o, "\n{line}");
     }
     if !s.drift.is_empty() {
         let _ = write!(o, "\nwhat differs (what `nslab up` would do about it):\n");

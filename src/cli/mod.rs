@@ -13,6 +13,7 @@ mod ls;
 mod ping;
 mod plan;
 mod serve;
+mod shape;
 mod signals;
 mod status;
 mod up;
@@ -101,6 +102,7 @@ pub enum Cmd {
     Ping(ping::Args),
     Check(check::Args),
     Serve(serve::Args),
+    Shape(shape::Args),
     Identify(identify::Args),
     Demo(demo::Args),
     Ls(ls::Args),
@@ -162,6 +164,7 @@ pub fn main() -> i32 {
         Cmd::Ping(a) => ping::run(a),
         Cmd::Check(a) => check::run(a),
         Cmd::Serve(a) => serve::run(a),
+        Cmd::Shape(a) => shape::run(a),
         Cmd::Identify(a) => identify::run(a),
         Cmd::Demo(a) => demo::run(a),
         Cmd::Ls(a) => ls::run(a),
@@ -202,6 +205,7 @@ fn privileges(cmd: &Cmd) -> nslab::error::Result<()> {
         Cmd::Down(_) => require_caps("down"),
         Cmd::Clean(_) => require_caps("clean"),
         Cmd::Demo(_) => require_caps("demo"),
+        Cmd::Shape(_) => require_caps("shape"),
         Cmd::Status(_) => require("status", &[SYS_ADMIN, NET_ADMIN], LOOK, false),
         Cmd::Plan(_) => require("plan", &[SYS_ADMIN, NET_ADMIN], LOOK, false),
         Cmd::Ping(_) => require("ping", &[SYS_ADMIN, NET_RAW], PROBE, false),

@@ -42,6 +42,7 @@ pub fn run(a: Args) -> Result<i32> {
     }
     if r.ops.is_empty() {
         println!("# lab {} is up to date: nothing to do", r.lab);
+        print_shaping(&r, a.explain);
         return Ok(0);
     }
     if a.explain {
@@ -68,5 +69,16 @@ pub fn run(a: Args) -> Result<i32> {
             println!("{op}");
         }
     }
+    print_shaping(&r, a.explain);
     Ok(0)
+}
+
+/// The recorded shapings (`nslab shape`), which `up` keeps.
+fn print_shaping(r: &nslab::lab::PlanReport, explain: bool) {
+    if explain && !r.shaping.is_empty() {
+        println!("# shaping recorded by `nslab shape` (kept by `up`):");
+        for c in &r.shaping {
+            println!("{c}");
+        }
+    }
 }

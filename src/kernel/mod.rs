@@ -16,4 +16,5 @@ pub(crate) mod poll;
 pub mod procs;
 pub mod ready;
 pub(crate) mod seam;
+pub mod tc;
 pub mod watch;

@@ -171,6 +171,8 @@ fn finish_host(
     if let Some(h) = host {
         if !rec.sandbox {
             delete_nft_tables(h, rec, mark, rep);
+            rep.warnings
+                .extend(crate::runtime::shape::remove_host_table(rec));
         }
         for n in &rec.host_links {
             if !rep.host_links.contains(n) {

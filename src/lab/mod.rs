@@ -39,7 +39,7 @@ pub fn on_lock_wait(f: fn(&str)) {
     *LOCK_WAIT.write().unwrap_or_else(|e| e.into_inner()) = Some(f);
 }
 
-fn lock_lab(lab: &str) -> Result<record::LabLock> {
+pub(crate) fn lock_lab(lab: &str) -> Result<record::LabLock> {
     match record::lock(lab, false).map_err(Error::io("lock the lab"))? {
         Some(l) => Ok(l),
         None => {
@@ -395,6 +395,10 @@ pub struct PlanReport {
     /// of a lab that is not up (not in the JSON).
     #[serde(skip)]
     pub programs: Vec<String>,
+    /// The shapings recorded by `nslab shape`, as the tc/nft commands a person
+    /// would type (kept by `up`; not part of the plan's steps).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shaping: Vec<String>,
 }
 
 /// What `up` would do now, without doing it.
@@ -419,7 +423,11 @@ pub fn plan_with_record(lab: &Lab, rec: Option<&Record>) -> Result<PlanReport> {
         None => conn::open_current().map_err(Error::io("open a netlink socket"))?,
     };
     let mut k = Kernel::new(host, &lab.name);
-    plan_in(&mut k, lab, rec.as_ref())
+    let mut r = plan_in(&mut k, lab, rec.as_ref())?;
+    if let Some(rec) = rec.as_ref() {
+        r.shaping = crate::runtime::shape::explain_recorded(lab, rec);
+    }
+    Ok(r)
 }
 
 /// [`plan_with_record`] on a kernel already open (the real one, or a fake).
@@ -467,5 +475,6 @@ pub(crate) fn plan_in<S: crate::kernel::seam::System>(
                     .map(|cmd| format!("# then, in {}: ip netns exec {} {cmd} &", n.name, n.ns))
             })
             .collect(),
+        shaping: Vec::new(),
     })
 }

@@ -169,6 +169,7 @@ pub fn up_lab_with(
     let mut notes = notes;
     notes.extend(not_ready);
     notes.extend(started);
+    notes.extend(crate::runtime::shape::reapply(&rec));
     Ok(UpReport {
         lab: lab.name,
         sandbox: lab.sandbox,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod link;
 pub mod shape;
+pub mod units;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {

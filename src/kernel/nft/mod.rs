@@ -24,12 +24,14 @@ use std::time::Duration;
 use netlink_packet_netfilter::NetfilterProtoFamily;
 
 mod decode;
+mod loss;
 mod socket;
 mod trace;
 mod wire;
 
 #[doc(hidden)]
 pub use decode::fuzz_reply;
+pub use loss::{LOSS_CHAIN, LOSS_MODULUS, LossRule};
 pub use socket::{NftSocket, socket_in};
 pub use trace::{TraceEvent, parse_trace_events, read_trace_events, trace_listener};
 // The `nft` command text of `plan --explain` lives with the planner; these are

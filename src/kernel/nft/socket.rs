@@ -523,7 +523,7 @@ impl NftSocket {
     ) -> Result<(), NftError> {
         validate_all(name, mark, rules)?;
         let op = format!("replace nftables table ip {name}");
-        self.checked_batch(&op, at, name, mark, |exists| {
+        self.checked_batch(&op, at, Family::Ip, name, mark, |exists| {
             let mut steps = Vec::new();
             if exists {
                 steps.push(delete_table_step(name));
@@ -561,7 +561,7 @@ impl NftSocket {
         validate_table_name(name)?;
         validate_mark(mark)?;
         let op = format!("delete nftables table ip {name}");
-        self.checked_batch(&op, at, name, mark, |exists| {
+        self.checked_batch(&op, at, Family::Ip, name, mark, |exists| {
             exists.then(|| vec![delete_table_step(name)])
         })
     }
@@ -576,10 +576,11 @@ impl NftSocket {
     /// from `plan(exists)` in a batch tied to that generation. With `at`, the state
     /// must still be at that generation and there is one attempt; without, a batch
     /// refused with ERESTART is re-checked and retried. Returns whether a batch was sent.
-    fn checked_batch(
+    pub(super) fn checked_batch(
         &mut self,
         op: &str,
         at: Option<u32>,
+        family: Family,
         name: &str,
         mark: &str,
         plan: impl Fn(bool) -> Option<Vec<Step>>,
@@ -596,7 +597,7 @@ impl NftSocket {
             let genid = at.unwrap_or(current);
             let existing = tables
                 .into_iter()
-                .find(|t| t.family == Family::Ip && t.name == name);
+                .find(|t| t.family == family && t.name == name);
             if let Some(t) = &existing
                 && t.comment.as_deref() != Some(mark)
             {
