@@ -64,7 +64,8 @@ impl Lab {
 }
 
 fn num(v: &Value, k: &str) -> f64 {
-    v[k].as_f64().unwrap_or_else(|| panic!("no number {k} in {v:#}"))
+    v[k].as_f64()
+        .unwrap_or_else(|| panic!("no number {k} in {v:#}"))
 }
 
 #[test]
@@ -96,7 +97,10 @@ fn tcp_on_an_unshaped_veth_is_fast_and_reported_per_stream() {
     let o = ok(lab.perf(&["a", "10.20.0.2", "-t", "1"]));
     let t = stdout(&o);
     assert!(t.contains("Connecting to host 10.20.0.2, port 5201"), "{t}");
-    assert!(t.contains("[ ID] Interval           Transfer     Bitrate"), "{t}");
+    assert!(
+        t.contains("[ ID] Interval           Transfer     Bitrate"),
+        "{t}"
+    );
     assert!(t.contains("[  1]   0.00-1.00   sec"), "{t}");
     assert!(t.lines().last().unwrap().ends_with("receiver"), "{t}");
     assert!(t.contains("bits/sec"), "{t}");
@@ -148,7 +152,9 @@ fn iperf3(src_ns: &str, dst_ns: &str, addr: &str, secs: u32) -> f64 {
     let t0 = Instant::now();
     loop {
         let o = Command::new("ip")
-            .args(["netns", "exec", src_ns, "iperf3", "-c", addr, "-p", "5301", "-J"])
+            .args([
+                "netns", "exec", src_ns, "iperf3", "-c", addr, "-p", "5301", "-J",
+            ])
             .args(["-t", &secs.to_string()])
             .output()
             .unwrap();
@@ -157,7 +163,11 @@ fn iperf3(src_ns: &str, dst_ns: &str, addr: &str, secs: u32) -> f64 {
             return b;
         }
         // The server may not listen yet.
-        assert!(t0.elapsed() < Duration::from_secs(10), "iperf3: {}", text(&o));
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "iperf3: {}",
+            text(&o)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -217,7 +227,8 @@ fn throughput_and_loss_expectations_pass_and_fail_in_check() {
     let lab = up("exp", holds);
     lab.shape_10mbit();
     let o = nslab(&["check", "--lab", &lab.name, "--no-matrix", "--json"]);
-    let j: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    let j: Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
     assert_eq!(o.status.code(), Some(0), "{j:#}");
     let ex = j["expectations"].as_array().unwrap();
     assert_eq!(ex.len(), 2, "{j:#}");
@@ -238,7 +249,14 @@ fn throughput_and_loss_expectations_pass_and_fail_in_check() {
     );
     assert!(t.contains("wanted at least 50.0 Mbits/sec"), "{t}");
     let junit = lab.dir.path().join("junit.xml");
-    let o = nslab(&["check", "--lab", &lab.name, "--no-matrix", "--junit", s(&junit)]);
+    let o = nslab(&[
+        "check",
+        "--lab",
+        &lab.name,
+        "--no-matrix",
+        "--junit",
+        s(&junit),
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let x = std::fs::read_to_string(&junit).unwrap();
     assert!(

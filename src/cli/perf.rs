@@ -34,10 +34,20 @@ pub struct Args {
     #[arg(short = 'b', long, value_name = "RATE")]
     pub rate: Option<String>,
     /// Seconds to send for.
-    #[arg(short = 't', long = "time", value_name = "SECONDS", default_value_t = 10.0)]
+    #[arg(
+        short = 't',
+        long = "time",
+        value_name = "SECONDS",
+        default_value_t = 10.0
+    )]
     pub seconds: f64,
     /// Parallel TCP streams.
-    #[arg(short = 'P', long = "parallel", value_name = "STREAMS", default_value_t = 1)]
+    #[arg(
+        short = 'P',
+        long = "parallel",
+        value_name = "STREAMS",
+        default_value_t = 1
+    )]
     pub streams: u32,
     /// The receiver's port (0: any free port).
     #[arg(short = 'p', long, default_value_t = perf::DEFAULT_PORT)]

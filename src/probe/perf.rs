@@ -72,11 +72,13 @@ pub fn parse_rate(s: &str) -> std::result::Result<u64, String> {
             .find(|(u, _)| *u == unit_l)
             .map(|(_, k)| *k)
             .ok_or_else(|| {
-                format!("rate {s:?} has an unknown unit {unit:?}: use bit, kbit, mbit, gbit or tbit")
+                format!(
+                    "rate {s:?} has an unknown unit {unit:?}: use bit, kbit, mbit, gbit or tbit"
+                )
             })?
     };
     let bits = value * scale;
-    if !bits.is_finite() || bits < 1.0 || bits > 1e15 {
+    if !bits.is_finite() || !(1.0..=1e15).contains(&bits) {
         return Err(format!(
             "rate {s:?} is out of range: give from 1bit to 1000tbit"
         ));
@@ -340,7 +342,15 @@ pub fn format_interval(iv: &Interval) -> Vec<String> {
     let mut v: Vec<String> = iv
         .streams
         .iter()
-        .map(|s| interval_text(&s.id.to_string(), iv.start, iv.end, s.bytes, s.bits_per_second))
+        .map(|s| {
+            interval_text(
+                &s.id.to_string(),
+                iv.start,
+                iv.end,
+                s.bytes,
+                s.bits_per_second,
+            )
+        })
         .collect();
     if iv.streams.len() > 1 {
         v.push(interval_text(
@@ -1081,7 +1091,11 @@ fn tcp_sender(
     while Instant::now() < end {
         match c.write(&buf) {
             Ok(n) => sent += n as u64,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             // The receiver closes at the end; a write racing it fails.
             Err(_) if Instant::now() + TICK / 5 >= end => break,
@@ -1224,8 +1238,7 @@ fn udp_sender(
         "0.0.0.0:0".parse().expect("address")
     };
     let s = UdpSocket::bind(any).map_err(|e| format!("open a UDP socket: {e}"))?;
-    s.connect(to)
-        .map_err(|e| format!("UDP to {to}: {e}"))?;
+    s.connect(to).map_err(|e| format!("UDP to {to}: {e}"))?;
     let len = udp_length(&s, to.is_ipv6());
     let _ = ready.send(len);
     let Some(start) = gate.wait() else {
@@ -1404,11 +1417,7 @@ fn udp_receiver(
     let sent = count.sent.load(Ordering::Acquire);
     let gap = t.seqs.take_gap_losses() + sent.saturating_sub(t.seqs.next) as i64;
     let _ = tx.send(Msg::Interval(udp_interval(
-        k as f64,
-        t.secs,
-        &cur,
-        gap,
-        &t.jitter,
+        k as f64, t.secs, &cur, gap, &t.jitter,
     )));
     Ok(t)
 }
@@ -1434,16 +1443,27 @@ mod tests {
     fn bytes_per_second_and_nonsense_are_refused_with_the_reason() {
         for s in ["10mbps", "10MBps", "1bps", "5kbps"] {
             let e = parse_rate(s).unwrap_err();
-            assert!(e.contains("ambiguous") && e.contains("bytes per second"), "{s}: {e}");
+            assert!(
+                e.contains("ambiguous") && e.contains("bytes per second"),
+                "{s}: {e}"
+            );
         }
         assert!(parse_rate("10mbps").unwrap_err().contains("80mbit"));
-        assert!(parse_rate("10M").unwrap_err().contains("unknown unit \"M\""));
+        assert!(
+            parse_rate("10M")
+                .unwrap_err()
+                .contains("unknown unit \"M\"")
+        );
         assert!(parse_rate("fast").unwrap_err().contains("not a number"));
         assert!(parse_rate("").unwrap_err().contains("not a number"));
         assert!(parse_rate("-5mbit").unwrap_err().contains("not a number"));
         assert!(parse_rate("0mbit").unwrap_err().contains("out of range"));
         assert!(parse_rate("0.1bit").unwrap_err().contains("out of range"));
-        assert!(parse_rate("1.2.3mbit").unwrap_err().contains("not a number"));
+        assert!(
+            parse_rate("1.2.3mbit")
+                .unwrap_err()
+                .contains("not a number")
+        );
         assert!(parse_rate("9999tbit").unwrap_err().contains("out of range"));
     }
 
@@ -1455,7 +1475,11 @@ mod tests {
         assert!(parse_percent("5").unwrap_err().contains("with `%`"));
         assert!(parse_percent("101%").unwrap_err().contains("out of range"));
         assert!(parse_percent("-1%").unwrap_err().contains("out of range"));
-        assert!(parse_percent("x%").unwrap_err().contains("not a percentage"));
+        assert!(
+            parse_percent("x%")
+                .unwrap_err()
+                .contains("not a percentage")
+        );
     }
 
     #[test]
@@ -1510,7 +1534,10 @@ mod tests {
         assert_eq!(s.take_gap_losses(), 0);
         assert!(s.on_packet(200), "far ahead grows the set");
         assert_eq!(s.take_gap_losses(), 200 - 7);
-        assert_eq!(loss(201, s.received), (201 - 7, (201 - 7) as f64 * 100.0 / 201.0));
+        assert_eq!(
+            loss(201, s.received),
+            (201 - 7, (201 - 7) as f64 * 100.0 / 201.0)
+        );
         assert_eq!(loss(0, 0), (0, 0.0));
         assert_eq!(loss(5, 9), (0, 0.0), "duplicates never make loss negative");
     }
@@ -1534,7 +1561,10 @@ mod tests {
         );
         let l = format_interval(&iv(&[1000, 3000], false));
         assert_eq!(l.len(), 3);
-        assert!(l[2].starts_with("[SUM]   0.00-1.00   sec  3.91 KBytes"), "{l:?}");
+        assert!(
+            l[2].starts_with("[SUM]   0.00-1.00   sec  3.91 KBytes"),
+            "{l:?}"
+        );
         assert!(l[2].ends_with("32.0 Kbits/sec"), "{l:?}");
         let l = format_interval(&iv(&[131_400], true));
         assert!(l[0].ends_with("  0.012 ms  9/90 (10%)"), "{l:?}");

@@ -235,8 +235,7 @@ fn parse_expect(report: &mut Report, field: &str, e: &S<RawExpect>, lab: &Lab) -
         report(
             l,
             field.to_string(),
-            "give exactly one of `reach`, `no_reach`, `tcp`, `http`, `throughput` or `loss`"
-                .into(),
+            "give exactly one of `reach`, `no_reach`, `tcp`, `http`, `throughput` or `loss`".into(),
         );
         return None;
     }
@@ -480,17 +479,22 @@ fn perf_kind(report: &mut Report, c: &ExpectText, r: &RawExpect, lab: &Lab) -> O
     }
     let what = format!("{}: {}", c.kind, c.text.value.trim());
     let mut bad = false;
-    let mut field = |name: &str, v: &Option<S<Scalar>>, parse: &dyn Fn(&str) -> Result<f64, String>| {
-        let x = v.as_ref()?;
-        match parse(&scalar_text(&x.value)) {
-            Ok(n) => Some(n),
-            Err(m) => {
-                report(&x.referenced, format!("{}.{name}", c.field), format!("{what}: {m}"));
-                bad = true;
-                None
+    let mut field =
+        |name: &str, v: &Option<S<Scalar>>, parse: &dyn Fn(&str) -> Result<f64, String>| {
+            let x = v.as_ref()?;
+            match parse(&scalar_text(&x.value)) {
+                Ok(n) => Some(n),
+                Err(m) => {
+                    report(
+                        &x.referenced,
+                        format!("{}.{name}", c.field),
+                        format!("{what}: {m}"),
+                    );
+                    bad = true;
+                    None
+                }
             }
-        }
-    };
+        };
     let rate_f = |s: &str| parse_rate(s).map(|n| n as f64);
     let secs_f = |s: &str| match s.parse::<f64>() {
         Ok(x) if (0.1..=3600.0).contains(&x) => Ok(x),
@@ -506,7 +510,11 @@ fn perf_kind(report: &mut Report, c: &ExpectText, r: &RawExpect, lab: &Lab) -> O
         return None;
     }
     if at_least.is_none() && at_most.is_none() {
-        let eg = if loss { "at_most: 5%" } else { "at_least: 50mbit" };
+        let eg = if loss {
+            "at_most: 5%"
+        } else {
+            "at_least: 50mbit"
+        };
         report(
             &c.text.referenced,
             c.f.clone(),
@@ -524,7 +532,10 @@ fn perf_kind(report: &mut Report, c: &ExpectText, r: &RawExpect, lab: &Lab) -> O
         );
         return None;
     }
-    if !loss && !udp && let Some(x) = &r.rate {
+    if !loss
+        && !udp
+        && let Some(x) = &r.rate
+    {
         report(
             &x.referenced,
             format!("{}.rate", c.field),

@@ -835,7 +835,10 @@ fn throughput_and_loss_expectations_parse_with_units() {
             at_most_ppm: Some(50_000),
         }
     );
-    assert_eq!(lab.expect[2].name, "loss: a -> b (at most 5%, at rate 5mbit)");
+    assert_eq!(
+        lab.expect[2].name,
+        "loss: a -> b (at most 5%, at rate 5mbit)"
+    );
     assert!(matches!(
         lab.expect[3].kind,
         ExpectKind::Loss {
