@@ -49,10 +49,10 @@ for i in $(seq "$RUNS"); do
   server=""
   [ -n "$t" ] || { echo "iperf3 did not run" >&2; exit 1; }
   ours+=("$n"); theirs+=("$t")
-  printf 'run %d  nslab perf %8.2f Gbit/s  iperf3 %8.2f Gbit/s\n' "$i" \
-    "$(echo "$n / 1e9" | bc -l)" "$(echo "$t / 1e9" | bc -l)"
+  awk -v i="$i" -v n="$n" -v t="$t" \
+    'BEGIN { printf "run %d  nslab perf %8.2f Gbit/s  iperf3 %8.2f Gbit/s\n", i, n / 1e9, t / 1e9 }'
 done
 mo=$(printf '%s\n' "${ours[@]}" | median)
 mt=$(printf '%s\n' "${theirs[@]}" | median)
-printf 'median      nslab perf %8.2f Gbit/s  iperf3 %8.2f Gbit/s  ratio %.3f\n' \
-  "$(echo "$mo / 1e9" | bc -l)" "$(echo "$mt / 1e9" | bc -l)" "$(echo "$mo / $mt" | bc -l)"
+awk -v n="$mo" -v t="$mt" \
+  'BEGIN { printf "median      nslab perf %8.2f Gbit/s  iperf3 %8.2f Gbit/s  ratio %.3f\n", n / 1e9, t / 1e9, n / t }'
