@@ -252,19 +252,7 @@ fn parse_expect(report: &mut Report, field: &str, e: &S<RawExpect>, lab: &Lab) -
             return None;
         }
     };
-    let (text, kind): (&S<String>, &'static str) = if let Some(x) = &r.reach {
-        (x, "reach")
-    } else if let Some(x) = &r.no_reach {
-        (x, "no_reach")
-    } else if let Some(x) = &r.tcp {
-        (x, "tcp")
-    } else if let Some(x) = &r.http {
-        (x, "http")
-    } else if let Some(x) = &r.throughput {
-        (x, "throughput")
-    } else {
-        (r.loss.as_ref().expect("one is given"), "loss")
-    };
+    let (text, kind) = kind_of(r);
     let f = format!("{field}.{kind}");
     let Some((src, dst)) = split_arrow(&text.value) else {
         report(
@@ -329,6 +317,21 @@ fn parse_expect(report: &mut Report, field: &str, e: &S<RawExpect>, lab: &Lab) -
         kind: k,
         line: l.line(),
     })
+}
+
+/// The one kind given (checked before) and its `SOURCE -> DESTINATION` text.
+fn kind_of(r: &RawExpect) -> (&S<String>, &'static str) {
+    [
+        (&r.reach, "reach"),
+        (&r.no_reach, "no_reach"),
+        (&r.tcp, "tcp"),
+        (&r.http, "http"),
+        (&r.throughput, "throughput"),
+        (&r.loss, "loss"),
+    ]
+    .into_iter()
+    .find_map(|(x, k)| x.as_ref().map(|x| (x, k)))
+    .expect("one kind is given")
 }
 
 /// `reach` / `no_reach`: a target, a family both ends have, and a size that fits it.
