@@ -10,6 +10,7 @@ mod exec;
 mod graph;
 mod identify;
 mod ls;
+mod perf;
 mod ping;
 mod plan;
 mod serve;
@@ -100,6 +101,7 @@ pub enum Cmd {
     Exec(exec::Args),
     Capture(capture::Args),
     Ping(ping::Args),
+    Perf(perf::Args),
     Check(check::Args),
     Serve(serve::Args),
     Shape(shape::Args),
@@ -162,6 +164,7 @@ pub fn main() -> i32 {
         Cmd::Status(a) => status::run(a),
         Cmd::Capture(a) => capture::run(a),
         Cmd::Ping(a) => ping::run(a),
+        Cmd::Perf(a) => perf::run(a),
         Cmd::Check(a) => check::run(a),
         Cmd::Serve(a) => serve::run(a),
         Cmd::Shape(a) => shape::run(a),
@@ -210,6 +213,12 @@ fn privileges(cmd: &Cmd) -> nslab::error::Result<()> {
         Cmd::Plan(_) => require("plan", &[SYS_ADMIN, NET_ADMIN], LOOK, false),
         Cmd::Ping(_) => require("ping", &[SYS_ADMIN, NET_RAW], PROBE, false),
         Cmd::Check(_) => require("check", &[SYS_ADMIN, NET_RAW], PROBE, false),
+        Cmd::Perf(_) => require(
+            "perf",
+            &[SYS_ADMIN],
+            "to run a receiver and senders inside the lab's namespaces",
+            false,
+        ),
         Cmd::Capture(_) => require("capture", &[SYS_ADMIN, NET_RAW], PROBE, false),
         Cmd::Exec(_) => require(
             "exec",

@@ -234,6 +234,24 @@ where
     })
 }
 
+/// Spawn `f` on a fresh scoped thread that enters the namespace of `ns` first,
+/// for probes whose ends run at the same time in different namespaces (the
+/// caller's thread stays where it is; the thread dies with its work).
+pub fn spawn_in<'scope, 'env, F, T>(
+    s: &'scope std::thread::Scope<'scope, 'env>,
+    ns: &'env File,
+    f: F,
+) -> std::thread::ScopedJoinHandle<'scope, io::Result<T>>
+where
+    F: FnOnce() -> T + Send + 'scope,
+    T: Send + 'scope,
+{
+    s.spawn(move || {
+        setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)?;
+        Ok(f())
+    })
+}
+
 /// The raw fd, for netlink attributes that take a namespace fd.
 pub fn raw(f: &File) -> i32 {
     f.as_raw_fd()

@@ -158,6 +158,12 @@ pub struct ExpectResult {
     pub error: Option<String>,
     /// `reach`/`no_reach` with `size`: the ICMP payload bytes sent (DF set).
     pub size: Option<usize>,
+    /// `throughput`/`loss`: the goodput measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bits_per_second: Option<f64>,
+    /// `loss` (and UDP `throughput`): the datagrams lost, percent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost_percent: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -908,6 +914,8 @@ fn run_expect<'a>(
         why: None,
         error: None,
         size: None,
+        bits_per_second: None,
+        lost_percent: None,
     };
     if names_internet(&e.kind) && !model.sandbox {
         res.ok = true;
@@ -940,6 +948,7 @@ fn run_expect<'a>(
             open,
         } => run.tcp(&mut res, src, dst, *port, *open)?,
         ExpectKind::Http { src, url, status } => run.http(&mut res, src, url, *status)?,
+        ExpectKind::Throughput { .. } | ExpectKind::Loss { .. } => run.perf(&mut res, &e.kind)?,
     }
     Ok(res)
 }
@@ -947,7 +956,10 @@ fn run_expect<'a>(
 /// Does the expectation name the emulated internet (as its source or destination)?
 fn names_internet(kind: &ExpectKind) -> bool {
     match kind {
-        ExpectKind::Reach { src, dst, .. } | ExpectKind::Tcp { src, dst, .. } => {
+        ExpectKind::Reach { src, dst, .. }
+        | ExpectKind::Tcp { src, dst, .. }
+        | ExpectKind::Throughput { src, dst, .. }
+        | ExpectKind::Loss { src, dst, .. } => {
             src == "internet" || dst.split(':').next() == Some("internet")
         }
         ExpectKind::Http { src, url, .. } => src == "internet" || url.contains("//internet"),
@@ -1109,6 +1121,35 @@ impl<'a, 'b> ExpectRun<'a, 'b> {
             let why = self.why_ctx()?.why_not_with(&p, addr, &opts);
             res.detail.push_str(&format!(": {why}"));
             res.why = Some(why);
+        }
+        Ok(())
+    }
+
+    /// `throughput` / `loss`: run the throughput probe and compare with the bounds.
+    fn perf(&mut self, res: &mut ExpectResult, kind: &ExpectKind) -> Result<()> {
+        let (src, dst, t) = super::perf::expectation(kind).expect("a perf expectation");
+        let ends = super::perf::ends(self.model, src, dst)?;
+        let file = |p: &Place| {
+            self.places
+                .iter()
+                .find(|x| x.0 == *p)
+                .map(|x| x.1)
+                .expect("place listed")
+        };
+        let (sf, df) = (file(&ends.src), file(&ends.dst));
+        match super::perf::run(sf, df, ends.address, &t.options, &mut |_| {}) {
+            Ok(r) => {
+                res.bits_per_second = Some(r.bits_per_second);
+                res.lost_percent = r.lost_percent;
+                let (ok, detail) = t.judge(&r);
+                res.ok = ok;
+                res.detail = format!("{src} -> {dst} ({}): {detail}", ends.address);
+            }
+            // No connection is no throughput: a failure, not a probe error.
+            Err(e) => {
+                res.ok = false;
+                res.detail = format!("{src} -> {dst} ({}): nothing measured: {e}", ends.address);
+            }
         }
         Ok(())
     }

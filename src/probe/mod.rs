@@ -11,5 +11,6 @@ pub mod tcp;
 pub use tcp::ProbeError;
 pub mod check;
 pub mod dup;
+pub mod perf;
 pub(crate) mod sweep;
 pub mod why;

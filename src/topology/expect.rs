@@ -9,6 +9,10 @@
 //!   - tcp: white -> black:800        # a TCP port accepts connections
 //!   - http: white -> http://black:800/
 //!     status: 200                    # default 200
+//!   - throughput: a -> b             # TCP goodput for 2 s (`seconds: N`)
+//!     at_least: 50mbit               # and/or at_most:, tc's units
+//!   - loss: a -> b                   # UDP at `rate:` (default 1mbit)
+//!     at_most: 5%
 //! ```
 
 use super::model::{Expect, ExpectKind, Lab, Place};
@@ -221,6 +225,8 @@ fn parse_expect(report: &mut Report, field: &str, e: &S<RawExpect>, lab: &Lab) -
         r.no_reach.is_some(),
         r.tcp.is_some(),
         r.http.is_some(),
+        r.throughput.is_some(),
+        r.loss.is_some(),
     ]
     .iter()
     .filter(|x| **x)
@@ -229,7 +235,7 @@ fn parse_expect(report: &mut Report, field: &str, e: &S<RawExpect>, lab: &Lab) -
         report(
             l,
             field.to_string(),
-            "give exactly one of `reach`, `no_reach`, `tcp` or `http`".into(),
+            "give exactly one of `reach`, `no_reach`, `tcp`, `http`, `throughput` or `loss`".into(),
         );
         return None;
     }
@@ -246,15 +252,7 @@ fn parse_expect(report: &mut Report, field: &str, e: &S<RawExpect>, lab: &Lab) -
             return None;
         }
     };
-    let (text, kind): (&S<String>, &'static str) = if let Some(x) = &r.reach {
-        (x, "reach")
-    } else if let Some(x) = &r.no_reach {
-        (x, "no_reach")
-    } else if let Some(x) = &r.tcp {
-        (x, "tcp")
-    } else {
-        (r.http.as_ref().expect("one is given"), "http")
-    };
+    let (text, kind) = kind_of(r);
     let f = format!("{field}.{kind}");
     let Some((src, dst)) = split_arrow(&text.value) else {
         report(
@@ -276,9 +274,20 @@ fn parse_expect(report: &mut Report, field: &str, e: &S<RawExpect>, lab: &Lab) -
         src,
         dst,
     };
+    if let Some((name, at)) = perf_field_misplaced(r, kind) {
+        report(
+            at,
+            format!("{field}.{name}"),
+            format!(
+                "{kind}: {}: `{name}` applies to `throughput` and `loss` only",
+                text.value.trim()
+            ),
+        );
+        return None;
+    }
     let k = match kind {
         "reach" | "no_reach" => reach_kind(report, &c, r, family, lab)?,
-        "tcp" | "http" if r.size.is_some() => {
+        "tcp" | "http" | "throughput" | "loss" if r.size.is_some() => {
             let at = r.size.as_ref().map(|s| &s.referenced).unwrap_or(l);
             report(
                 at,
@@ -291,11 +300,15 @@ fn parse_expect(report: &mut Report, field: &str, e: &S<RawExpect>, lab: &Lab) -
             return None;
         }
         "tcp" => tcp_kind(report, &c, lab)?,
-        _ => http_kind(report, &c, r)?,
+        "http" => http_kind(report, &c, r)?,
+        _ => perf_kind(report, &c, r, lab)?,
     };
     let name = r.name.clone().unwrap_or_else(|| match &k {
         ExpectKind::Reach { size: Some(n), .. } => {
             format!("{kind}: {} (size {n})", text.value.trim())
+        }
+        ExpectKind::Throughput { .. } | ExpectKind::Loss { .. } => {
+            format!("{kind}: {}{}", text.value.trim(), bounds_text(r))
         }
         _ => format!("{kind}: {}", text.value.trim()),
     });
@@ -304,6 +317,21 @@ fn parse_expect(report: &mut Report, field: &str, e: &S<RawExpect>, lab: &Lab) -
         kind: k,
         line: l.line(),
     })
+}
+
+/// The one kind given (checked before) and its `SOURCE -> DESTINATION` text.
+fn kind_of(r: &RawExpect) -> (&S<String>, &'static str) {
+    [
+        (&r.reach, "reach"),
+        (&r.no_reach, "no_reach"),
+        (&r.tcp, "tcp"),
+        (&r.http, "http"),
+        (&r.throughput, "throughput"),
+        (&r.loss, "loss"),
+    ]
+    .into_iter()
+    .find_map(|(x, k)| x.as_ref().map(|x| (x, k)))
+    .expect("one kind is given")
 }
 
 /// `reach` / `no_reach`: a target, a family both ends have, and a size that fits it.
@@ -391,5 +419,153 @@ fn http_kind(report: &mut Report, c: &ExpectText, r: &RawExpect) -> Option<Expec
         src: c.src.clone(),
         url: dst.clone(),
         status,
+    })
+}
+
+/// A field only `throughput` and `loss` take, given to another kind: its name
+/// and where it is.
+fn perf_field_misplaced<'a>(r: &'a RawExpect, kind: &str) -> Option<(&'static str, &'a Location)> {
+    if matches!(kind, "throughput" | "loss") {
+        return None;
+    }
+    [
+        ("at_least", r.at_least.as_ref().map(|x| &x.referenced)),
+        ("at_most", r.at_most.as_ref().map(|x| &x.referenced)),
+        ("seconds", r.seconds.as_ref().map(|x| &x.referenced)),
+        ("rate", r.rate.as_ref().map(|x| &x.referenced)),
+        ("udp", r.udp.as_ref().map(|x| &x.referenced)),
+    ]
+    .into_iter()
+    .find_map(|(n, at)| at.map(|a| (n, a)))
+}
+
+/// A scalar as the text it was typed as (numbers without quotes included).
+fn scalar_text(v: &Scalar) -> String {
+    match v {
+        Scalar::Unsigned(n) => n.to_string(),
+        Scalar::Signed(n) => n.to_string(),
+        Scalar::Float(x) => x.to_string(),
+        Scalar::Bool(b) => b.to_string(),
+        Scalar::Text(t) => t.clone(),
+    }
+}
+
+/// ` (at least 50mbit, at most 80mbit)`, as written.
+fn bounds_text(r: &RawExpect) -> String {
+    let mut v = Vec::new();
+    if let Some(x) = &r.at_least {
+        v.push(format!("at least {}", scalar_text(&x.value)));
+    }
+    if let Some(x) = &r.at_most {
+        v.push(format!("at most {}", scalar_text(&x.value)));
+    }
+    if let Some(x) = &r.rate {
+        v.push(format!("at rate {}", scalar_text(&x.value)));
+    }
+    if v.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", v.join(", "))
+    }
+}
+
+/// Default seconds of a throughput or loss expectation.
+pub const PERF_SECONDS: f64 = 2.0;
+
+/// `throughput` / `loss`: a source, a destination, bounds (rates, or
+/// percentages for loss), and how long and how fast to send.
+fn perf_kind(report: &mut Report, c: &ExpectText, r: &RawExpect, lab: &Lab) -> Option<ExpectKind> {
+    use crate::probe::perf::{parse_percent, parse_rate};
+    if let Some(p) = target_problem(lab, &c.dst) {
+        report(&c.text.referenced, c.f.clone(), p);
+        return None;
+    }
+    let what = format!("{}: {}", c.kind, c.text.value.trim());
+    let mut bad = false;
+    let mut field =
+        |name: &str, v: &Option<S<Scalar>>, parse: &dyn Fn(&str) -> Result<f64, String>| {
+            let x = v.as_ref()?;
+            match parse(&scalar_text(&x.value)) {
+                Ok(n) => Some(n),
+                Err(m) => {
+                    report(
+                        &x.referenced,
+                        format!("{}.{name}", c.field),
+                        format!("{what}: {m}"),
+                    );
+                    bad = true;
+                    None
+                }
+            }
+        };
+    let rate_f = |s: &str| parse_rate(s).map(|n| n as f64);
+    let secs_f = |s: &str| match s.parse::<f64>() {
+        Ok(x) if (0.1..=3600.0).contains(&x) => Ok(x),
+        _ => Err(format!("seconds {s:?} is not a number from 0.1 to 3600")),
+    };
+    let loss = c.kind == "loss";
+    let bound: &dyn Fn(&str) -> Result<f64, String> = if loss { &parse_percent } else { &rate_f };
+    let at_least = field("at_least", &r.at_least, bound);
+    let at_most = field("at_most", &r.at_most, bound);
+    let rate = field("rate", &r.rate, &rate_f).map(|x| x as u64);
+    let secs = field("seconds", &r.seconds, &secs_f).unwrap_or(PERF_SECONDS);
+    if bad {
+        return None;
+    }
+    if at_least.is_none() && at_most.is_none() {
+        let eg = if loss {
+            "at_most: 5%"
+        } else {
+            "at_least: 50mbit"
+        };
+        report(
+            &c.text.referenced,
+            c.f.clone(),
+            format!("{what}: give `at_least` or `at_most` (e.g. `{eg}`)"),
+        );
+        return None;
+    }
+    let millis = (secs * 1000.0).round() as u64;
+    let udp = r.udp.as_ref().is_some_and(|u| u.value);
+    if loss && let Some(u) = &r.udp {
+        report(
+            &u.referenced,
+            format!("{}.udp", c.field),
+            format!("{what}: `loss` is always measured over UDP; `udp` applies to `throughput`"),
+        );
+        return None;
+    }
+    if !loss
+        && !udp
+        && let Some(x) = &r.rate
+    {
+        report(
+            &x.referenced,
+            format!("{}.rate", c.field),
+            format!("{what}: `rate` paces UDP: add `udp: true` (TCP sends as fast as it can)"),
+        );
+        return None;
+    }
+    let (src, dst) = (c.src.clone(), c.dst.clone());
+    Some(if loss {
+        let ppm = |p: f64| (p * 10_000.0).round() as u32;
+        ExpectKind::Loss {
+            src,
+            dst,
+            rate,
+            millis,
+            at_least_ppm: at_least.map(ppm),
+            at_most_ppm: at_most.map(ppm),
+        }
+    } else {
+        ExpectKind::Throughput {
+            src,
+            dst,
+            udp,
+            rate,
+            millis,
+            at_least: at_least.map(|x| x as u64),
+            at_most: at_most.map(|x| x as u64),
+        }
     })
 }

@@ -209,6 +209,27 @@ pub enum ExpectKind {
         url: String,
         status: u16,
     },
+    /// Goodput from `src` to `dst` (bits per second) within bounds.
+    Throughput {
+        src: String,
+        dst: String,
+        udp: bool,
+        /// UDP's pace (bits per second); None: 1 Mbit/s.
+        rate: Option<u64>,
+        /// How long to send, milliseconds.
+        millis: u64,
+        at_least: Option<u64>,
+        at_most: Option<u64>,
+    },
+    /// UDP loss from `src` to `dst` at `rate`, in parts per million.
+    Loss {
+        src: String,
+        dst: String,
+        rate: Option<u64>,
+        millis: u64,
+        at_least_ppm: Option<u32>,
+        at_most_ppm: Option<u32>,
+    },
 }
 
 impl Lab {

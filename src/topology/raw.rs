@@ -267,6 +267,26 @@ pub struct RawExpect {
     #[serde(default)]
     #[schemars(with = "Option<u32>")]
     pub size: Option<S<Scalar>>,
+    /// `SRC -> DST`: goodput measured (TCP unless `udp: true`).
+    #[serde(default)]
+    pub throughput: Option<S<String>>,
+    /// `SRC -> DST`: UDP datagrams lost at `rate`.
+    #[serde(default)]
+    pub loss: Option<S<String>>,
+    /// `throughput`: a rate (`50mbit`); `loss`: a percentage (`5%`).
+    #[serde(default)]
+    pub at_least: Option<S<Scalar>>,
+    #[serde(default)]
+    pub at_most: Option<S<Scalar>>,
+    /// `throughput`: measure UDP (at `rate`) instead of TCP.
+    #[serde(default, deserialize_with = "strict_opt_spanned")]
+    pub udp: Option<S<bool>>,
+    /// `throughput`/`loss`: how long to send (default 2 seconds).
+    #[serde(default)]
+    pub seconds: Option<S<Scalar>>,
+    /// `loss` and UDP `throughput`: the rate to send at (default 1mbit).
+    #[serde(default)]
+    pub rate: Option<S<Scalar>>,
 }
 
 /// The JSON Schema of the topology file, as `nslab schema` prints it.

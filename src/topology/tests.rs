@@ -791,3 +791,159 @@ links:
         assert!(expect_family(&l, "both", "v6", Some(4)).is_err());
     }
 }
+
+#[test]
+fn throughput_and_loss_expectations_parse_with_units() {
+    let base = "name: x\nnodes:\n  a: { interfaces: { e: { address: 10.0.0.1/24 } } }\n  b: { interfaces: { e: { address: 10.0.0.2/24 } } }\nlinks: [[a:e, b:e]]\n";
+    let lab = parse(&format!(
+        "{base}expect:\n  - throughput: a -> b\n    at_least: 50mbit\n  - throughput: a -> b\n    at_most: 12Mbit\n    udp: true\n    rate: 20mbit\n    seconds: 3\n  - loss: a -> b\n    at_most: 5%\n    rate: 5mbit\n  - loss: a -> b\n    at_least: 0.5%\n    seconds: 0.5\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        lab.expect[0].kind,
+        ExpectKind::Throughput {
+            src: "a".into(),
+            dst: "b".into(),
+            udp: false,
+            rate: None,
+            millis: 2000,
+            at_least: Some(50_000_000),
+            at_most: None,
+        }
+    );
+    assert_eq!(lab.expect[0].name, "throughput: a -> b (at least 50mbit)");
+    assert_eq!(
+        lab.expect[1].kind,
+        ExpectKind::Throughput {
+            src: "a".into(),
+            dst: "b".into(),
+            udp: true,
+            rate: Some(20_000_000),
+            millis: 3000,
+            at_least: None,
+            at_most: Some(12_000_000),
+        }
+    );
+    assert_eq!(
+        lab.expect[2].kind,
+        ExpectKind::Loss {
+            src: "a".into(),
+            dst: "b".into(),
+            rate: Some(5_000_000),
+            millis: 2000,
+            at_least_ppm: None,
+            at_most_ppm: Some(50_000),
+        }
+    );
+    assert_eq!(
+        lab.expect[2].name,
+        "loss: a -> b (at most 5%, at rate 5mbit)"
+    );
+    assert!(matches!(
+        lab.expect[3].kind,
+        ExpectKind::Loss {
+            at_least_ppm: Some(5_000),
+            millis: 500,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn throughput_and_loss_mistakes_keep_line_and_field() {
+    let base = "name: x\nnodes:\n  a: { interfaces: { e: { address: 10.0.0.1/24 } } }\n  b: { interfaces: { e: { address: 10.0.0.2/24 } } }\nlinks: [[a:e, b:e]]\n";
+    // (the expectation's lines after `expect:`, line, field, words)
+    for (body, line, field, words) in [
+        (
+            "  - throughput: a -> b\n    at_least: 50mbps\n",
+            8,
+            "expect[0].at_least",
+            "ambiguous",
+        ),
+        (
+            "  - throughput: a -> b\n    at_most: fast\n",
+            8,
+            "expect[0].at_most",
+            "not a number",
+        ),
+        (
+            "  - throughput: a -> b\n",
+            7,
+            "expect[0].throughput",
+            "give `at_least` or `at_most`",
+        ),
+        (
+            "  - loss: a -> b\n    at_most: 5\n",
+            8,
+            "expect[0].at_most",
+            "with `%`",
+        ),
+        (
+            "  - loss: a -> b\n    at_most: 150%\n",
+            8,
+            "expect[0].at_most",
+            "out of range",
+        ),
+        (
+            "  - loss: a -> b\n    at_most: 5%\n    udp: true\n",
+            9,
+            "expect[0].udp",
+            "always measured over UDP",
+        ),
+        (
+            "  - throughput: a -> b\n    at_least: 1mbit\n    rate: 5mbit\n",
+            9,
+            "expect[0].rate",
+            "add `udp: true`",
+        ),
+        (
+            "  - throughput: a -> b\n    at_least: 1mbit\n    seconds: 0\n",
+            9,
+            "expect[0].seconds",
+            "0.1 to 3600",
+        ),
+        (
+            "  - throughput: a -> c\n    at_least: 1mbit\n",
+            7,
+            "expect[0].throughput",
+            "\"c\" is not a node",
+        ),
+        (
+            "  - throughput: z -> b\n    at_least: 1mbit\n",
+            7,
+            "expect[0].throughput",
+            "\"z\" is not a node",
+        ),
+        (
+            "  - reach: a -> b\n    at_least: 1mbit\n",
+            8,
+            "expect[0].at_least",
+            "applies to `throughput` and `loss` only",
+        ),
+        (
+            "  - throughput: a -> b\n    at_least: 1mbit\n    size: 100\n",
+            9,
+            "expect[0].size",
+            "`size` applies to `reach`",
+        ),
+        (
+            "  - throughput: a -> b\n    loss: a -> b\n    at_most: 5%\n",
+            7,
+            "expect[0]",
+            "exactly one of",
+        ),
+        (
+            "  - throughput: a -> b\n    at_least: 1mbit\n    udp: \"yes\"\n",
+            9,
+            "",
+            "expected a boolean",
+        ),
+    ] {
+        let (l, f, msg) = issue(&format!("{base}expect:\n{body}"));
+        assert_eq!(l, line, "{body}: {f}: {msg}");
+        if !field.is_empty() {
+            assert_eq!(f, field, "{body}: {msg}");
+        }
+        assert!(msg.contains(words), "{body}: {msg}");
+    }
+}
