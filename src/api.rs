@@ -408,6 +408,7 @@ impl Lab {
             prefix: opts.prefix.clone(),
             sandbox: opts.sandbox,
             force: opts.force,
+            reset: false,
             hooks: opts.hooks.clone(),
         };
         let rep = core::up_lab_with(model, topo.file.as_deref(), &up_opts, None)?;

@@ -9,6 +9,7 @@ mod down;
 mod exec;
 mod graph;
 mod identify;
+mod link;
 mod ls;
 mod ping;
 mod plan;
@@ -87,6 +88,9 @@ pub enum Cmd {
     Check(check::Args),
     Serve(serve::Args),
     Identify(identify::Args),
+    Link(link::LinkArgs),
+    Partition(link::PartitionArgs),
+    Heal(link::HealArgs),
     Demo(demo::Args),
     Ls(ls::Args),
     Clean(clean::Args),
@@ -147,6 +151,9 @@ pub fn main() -> i32 {
         Cmd::Check(a) => check::run(a),
         Cmd::Serve(a) => serve::run(a),
         Cmd::Identify(a) => identify::run(a),
+        Cmd::Link(a) => link::link(a),
+        Cmd::Partition(a) => link::partition(a),
+        Cmd::Heal(a) => link::heal(a),
         Cmd::Demo(a) => demo::run(a),
         Cmd::Ls(a) => ls::run(a),
         Cmd::Clean(a) => clean::run(a),
@@ -183,6 +190,9 @@ fn privileges(cmd: &Cmd) -> nslab::error::Result<()> {
     match cmd {
         Cmd::Up(_) => require_caps("up"),
         Cmd::Down(_) => require_caps("down"),
+        Cmd::Link(_) => require_caps("link"),
+        Cmd::Partition(_) => require_caps("partition"),
+        Cmd::Heal(_) => require_caps("heal"),
         Cmd::Clean(_) => require_caps("clean"),
         Cmd::Demo(_) => require_caps("demo"),
         Cmd::Status(_) => require("status", &[SYS_ADMIN, NET_ADMIN], LOOK, false),

@@ -39,7 +39,7 @@ pub fn on_lock_wait(f: fn(&str)) {
     *LOCK_WAIT.write().unwrap_or_else(|e| e.into_inner()) = Some(f);
 }
 
-fn lock_lab(lab: &str) -> Result<record::LabLock> {
+pub(crate) fn lock_lab(lab: &str) -> Result<record::LabLock> {
     match record::lock(lab, false).map_err(Error::io("lock the lab"))? {
         Some(l) => Ok(l),
         None => {
@@ -456,6 +456,7 @@ pub(crate) fn plan_in<S: crate::kernel::seam::System>(
             namespaces: r.namespaces.clone(),
             host_links: r.host_links.clone(),
             bridge_macs: r.bridge_macs.clone(),
+            links_down: crate::runtime::down_set(&r.runtime, lab),
         })
         .unwrap_or_default();
     let (ops, notes) = plan::plan_up(lab, &obs, rec.and_then(|r| r.model.as_ref()), &owned)

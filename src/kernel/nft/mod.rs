@@ -24,6 +24,7 @@ use std::time::Duration;
 use netlink_packet_netfilter::NetfilterProtoFamily;
 
 mod decode;
+pub mod filter;
 mod socket;
 mod trace;
 mod wire;
