@@ -40,6 +40,11 @@ pub struct HealReport {
 /// of `check --from`), one or more words (a shell splits `[a, b]` in two).
 /// `host` and `internet` are not nodes: a partition is between nodes.
 pub fn group(model: &Lab, words: &[String], which: &str) -> Result<Vec<String>> {
+    if let Some(w) = words.iter().find(|w| w.starts_with('-')) {
+        return Err(Error::Usage(format!(
+            "{which} group: {w:?} is not a node (options go before `--`: `nslab partition --json A -- B`)"
+        )));
+    }
     let joined = words
         .iter()
         .map(|w| w.trim().trim_start_matches('[').trim_end_matches(']'))
