@@ -84,11 +84,7 @@ fn cut(ns: &str, dst: &str) -> bool {
 /// Is interface `dev` administratively up in `ns` (`ip -j link`)?
 fn admin_up(ns: &str, dev: &str) -> bool {
     let v = ip_json(Some(ns), &format!("link show dev {dev}"));
-    v[0]["flags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|f| f == "UP")
+    v[0]["flags"].as_array().unwrap().iter().any(|f| f == "UP")
 }
 
 /// Names of the nftables tables in a namespace (`nft -j list tables`).
@@ -146,7 +142,10 @@ fn link_down_up_kept_by_up_dropped_by_reset_and_down() {
     // Twice is fine, and says so.
     let o = ok(l.run(&["link", "a:eth0", "down", "--json"]));
     let r: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!((r["state"].as_str(), r["changed"].as_bool()), (Some("down"), Some(false)));
+    assert_eq!(
+        (r["state"].as_str(), r["changed"].as_bool()),
+        (Some("down"), Some(false))
+    );
 
     // `up` keeps it: nothing to change, still down.
     let o = ok(l.up(&[]));
@@ -195,15 +194,24 @@ fn bad_endpoints_and_groups_exit_2_and_change_nothing() {
     let before = l.record();
     for (args, want) in [
         (vec!["link", "a:eth9", "down"], "\"a:eth9\""),
-        (vec!["link", "zed:eth0", "down"], "valid endpoints: a:eth0, bri0:abr"),
+        (
+            vec!["link", "zed:eth0", "down"],
+            "valid endpoints: a:eth0, bri0:abr",
+        ),
         (vec!["link", "bri0", "down"], "\"bri0\""),
         (vec!["link", "a:eth0", "sideways"], "\"sideways\""),
         (vec!["partition", "a", "--", "a"], "a is in both groups"),
         (vec!["partition", "a", "--", "nope"], "\"nope\""),
-        (vec!["partition", "host", "--", "b"], "\"host\" is not a node"),
+        (
+            vec!["partition", "host", "--", "b"],
+            "\"host\" is not a node",
+        ),
         (vec!["partition", "@br7", "--", "b"], "br7"),
         (vec!["heal", "7"], "no partition 7"),
-        (vec!["partition", "a", "--", "b", "--json"], "options go before `--`"),
+        (
+            vec!["partition", "a", "--", "b", "--json"],
+            "options go before `--`",
+        ),
     ] {
         let o = l.run(&args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
@@ -265,10 +273,21 @@ fn a_partition_of_a_star_cuts_across_and_heal_restores() {
     let m = matrix(&l);
     assert!(m.iter().all(|x| x.1), "all pairs reach before: {m:?}");
 
-    let o = ok(l.run(&["partition", "--json", "n1,n2,n3", "--", "[n4,", "n5,", "n6]"]));
+    let o = ok(l.run(&[
+        "partition",
+        "--json",
+        "n1,n2,n3",
+        "--",
+        "[n4,",
+        "n5,",
+        "n6]",
+    ]));
     let r: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(r["partition"]["id"], 1, "{r}");
-    assert_eq!(r["partition"]["right"], serde_json::json!(["n4", "n5", "n6"]));
+    assert_eq!(
+        r["partition"]["right"],
+        serde_json::json!(["n4", "n5", "n6"])
+    );
     for ((i, j), reached) in matrix(&l) {
         assert_eq!(reached, side(i) == side(j), "n{i} -> n{j}: {reached}");
     }
@@ -310,7 +329,10 @@ fn a_partition_of_a_star_cuts_across_and_heal_restores() {
     assert!(m.iter().all(|x| x.1), "all pairs reach after heal: {m:?}");
     for i in 1..=6 {
         let t = nft_tables(&l.ns(&format!("n{i}")));
-        assert!(!t.iter().any(|t| t.starts_with("nslab-part")), "n{i}: {t:?}");
+        assert!(
+            !t.iter().any(|t| t.starts_with("nslab-part")),
+            "n{i}: {t:?}"
+        );
     }
     assert!(!l.record().contains("partitions"));
 }

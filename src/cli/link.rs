@@ -38,7 +38,10 @@ pub fn link(a: LinkArgs) -> Result<i32> {
     } else if r.changed {
         println!("link {} is {} (lab {})", r.endpoint, r.state, r.lab);
     } else {
-        println!("link {} was {} already (lab {})", r.endpoint, r.state, r.lab);
+        println!(
+            "link {} was {} already (lab {})",
+            r.endpoint, r.state, r.lab
+        );
     }
     Ok(0)
 }

@@ -241,7 +241,8 @@ links:
   - [ b:eth0, bri0:bbr ]
   - [ c:e1, d:e1 ]
 "#;
-        crate::topology::parse_str(y, "t.yaml", &crate::topology::Options::default()).expect("valid")
+        crate::topology::parse_str(y, "t.yaml", &crate::topology::Options::default())
+            .expect("valid")
     }
 
     #[test]
@@ -261,12 +262,23 @@ links:
     #[test]
     fn unknown_endpoints_are_named_with_the_valid_ones() {
         let m = lab();
-        for bad in ["a:eth9", "zz:eth0", "a", "bri0", "bri0:nope", "", "a:eth0:x"] {
+        for bad in [
+            "a:eth9",
+            "zz:eth0",
+            "a",
+            "bri0",
+            "bri0:nope",
+            "",
+            "a:eth0:x",
+        ] {
             let e = resolve(&m, bad).unwrap_err();
             assert!(matches!(e, Error::Usage(_)), "{bad}: {e}");
             let t = e.to_string();
             assert!(t.contains(&format!("{bad:?}")), "{t}");
-            assert!(t.contains("a:eth0") && t.contains("bri0:bbr") && t.contains("d:e1"), "{t}");
+            assert!(
+                t.contains("a:eth0") && t.contains("bri0:bbr") && t.contains("d:e1"),
+                "{t}"
+            );
         }
     }
 

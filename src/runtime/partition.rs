@@ -75,7 +75,11 @@ pub fn group(model: &Lab, words: &[String], which: &str) -> Result<Vec<String>> 
 }
 
 /// Both groups, checked: each names at least one node, and no node is in both.
-pub fn groups(model: &Lab, left: &[String], right: &[String]) -> Result<(Vec<String>, Vec<String>)> {
+pub fn groups(
+    model: &Lab,
+    left: &[String],
+    right: &[String],
+) -> Result<(Vec<String>, Vec<String>)> {
     let l = group(model, left, "first")?;
     let r = group(model, right, "second")?;
     let both: Vec<&String> = l.iter().filter(|n| r.contains(n)).collect();
@@ -236,7 +240,10 @@ pub(crate) fn reapply(rec: &mut Record, model: &Lab) -> Result<Vec<String>> {
             notes.push(format!(
                 "partition {} is healed: {} no longer in the file",
                 p.id,
-                gone.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                gone.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
             remove(rec, model, &p)?;
             rec.runtime.partitions.retain(|x| x.id != p.id);

@@ -109,7 +109,9 @@ fn drop_table_steps(name: &str, mark: &str, addrs: &[IpAddr]) -> Vec<Step> {
 
 /// The `nft` commands that make the same table (for people, and `--explain`).
 pub fn drop_table_commands(name: &str, mark: &str, addrs: &[IpAddr]) -> Vec<String> {
-    let mut out = vec![format!("nft add table inet {name} '{{ comment \"{mark}\"; }}'")];
+    let mut out = vec![format!(
+        "nft add table inet {name} '{{ comment \"{mark}\"; }}'"
+    )];
     for (chain, hook) in DROP_CHAINS {
         let h = if hook == Hook::Out { "output" } else { "input" };
         out.push(format!(
@@ -122,7 +124,9 @@ pub fn drop_table_commands(name: &str, mark: &str, addrs: &[IpAddr]) -> Vec<Stri
                 (IpAddr::V6(_), Hook::Out) => ("ip6", "daddr"),
                 (IpAddr::V6(_), Hook::In) => ("ip6", "saddr"),
             };
-            out.push(format!("nft add rule inet {name} {chain} {fam} {word} {a} drop"));
+            out.push(format!(
+                "nft add rule inet {name} {chain} {fam} {word} {a} drop"
+            ));
         }
     }
     out
@@ -173,12 +177,20 @@ impl NftSocket {
             return Ok(false);
         }
         let step = delete_family_table_step(NetfilterProtoFamily::Inet, name);
-        self.run_batch(&format!("delete nftables table inet {name}"), None, vec![step])?;
+        self.run_batch(
+            &format!("delete nftables table inet {name}"),
+            None,
+            vec![step],
+        )?;
         Ok(true)
     }
 
     /// The names of the `inet` tables that carry `mark` and start with `prefix`.
-    pub fn marked_inet_tables(&mut self, prefix: &str, mark: &str) -> Result<Vec<String>, NftError> {
+    pub fn marked_inet_tables(
+        &mut self,
+        prefix: &str,
+        mark: &str,
+    ) -> Result<Vec<String>, NftError> {
         let op = "list nftables tables";
         let (tables, _) = self.consistent(op, |s| s.dump_tables_once(op))?;
         Ok(tables
