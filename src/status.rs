@@ -258,7 +258,7 @@ fn place_status(
     if let Some(w) = want {
         ifs = iface_statuses(model, p, ns, w, s, st.is_some(), held);
         routes = forwarding_status(model, p, s);
-        routes.extend(route_statuses(ns, w, s));
+        routes.extend(route_statuses(p, ns, w, s, held));
     }
     let status = if st.is_none() && !ns.is_host() {
         State::Missing
@@ -369,11 +369,19 @@ fn forwarding_status(model: &Lab, p: &Place, s: &NsState) -> Vec<RouteStatus> {
 }
 
 /// The declared routes (ok or missing), then the others the kernel has.
-fn route_statuses(ns: &Ns, w: &plan::Want, s: &NsState) -> Vec<RouteStatus> {
+fn route_statuses(
+    p: &Place,
+    ns: &Ns,
+    w: &plan::Want,
+    s: &NsState,
+    held: &Held,
+) -> Vec<RouteStatus> {
     let idx = |d: &str| s.link(d).map(|l| l.index);
     let mut routes = Vec::new();
     for r in &w.routes {
-        let ok = s.routes.iter().any(|o| plan::route_matches(o, r, &idx));
+        // A route through a link down on purpose went with it: not missing.
+        let ok = s.routes.iter().any(|o| plan::route_matches(o, r, &idx))
+            || plan::route_uses(w, r, |d| held.contains(&(p.clone(), d.to_string())));
         routes.push(RouteStatus {
             route: r.to_string(),
             declared: true,

@@ -101,9 +101,11 @@ fn nft_tables(ns: &str) -> Vec<String> {
 
 const PAIR: &str = "name: ln
 bridges:
-  bri0: { address: 10.20.0.254/24 }
+  bri0: { addresses: [10.20.0.254/24, 10.20.9.254/24] }
 nodes:
-  a: { interfaces: { eth0: { address: 10.20.0.1/24 } } }
+  a:
+    interfaces: { eth0: { address: 10.20.0.1/24 } }
+    routes: [ 10.20.9.0/24 via 10.20.0.254 ]
   b: { interfaces: { eth0: { address: 10.20.0.2/24 } } }
 links:
   - [ a:eth0, bri0:abr ]
@@ -117,6 +119,7 @@ fn link_down_up_kept_by_up_dropped_by_reset_and_down() {
     let l = Lab::start("l", "ln", PAIR);
     let (a, b, host) = (l.ns("a"), l.ns("b"), l.host("ln"));
     assert!(reaches_within(&a, "10.20.0.2", 5), "the lab works first");
+    assert!(reaches_within(&a, "10.20.9.254", 5), "and its route");
 
     // Down: the interface is down in the kernel, ping fails, why-not names it.
     let o = ok(l.run(&["link", "a:eth0", "down"]));
@@ -153,10 +156,15 @@ fn link_down_up_kept_by_up_dropped_by_reset_and_down() {
     assert!(!admin_up(&a, "eth0"));
     assert!(cut(&a, "10.20.0.2"));
 
-    // Up again: restored.
+    // Up again: restored, with the route the kernel dropped with the link.
     ok(l.run(&["link", "a:eth0", "up"]));
     assert!(admin_up(&a, "eth0"));
     assert!(reaches_within(&a, "10.20.0.2", 5));
+    assert!(
+        reaches_within(&a, "10.20.9.254", 5),
+        "the file's route is back"
+    );
+    assert_eq!(l.run(&["status"]).status.code(), Some(0));
     assert!(l.status_json().1["runtime"]["links_down"].is_null());
 
     // A bridge port: the far side of b's cable, in the lab's host.

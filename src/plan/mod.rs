@@ -933,6 +933,10 @@ impl UpOps {
         let mut wr: Vec<&Route> = w.routes.iter().collect();
         wr.sort_by_key(|r| r.via.is_some());
         for r in wr {
+            // A link down on purpose took its routes along; they come back with it.
+            if route_held(cx, ns, w, r) {
+                continue;
+            }
             let dev_fresh = r
                 .dev
                 .as_ref()
@@ -1186,6 +1190,25 @@ fn link_settings(
             up: !held_down,
         });
     }
+}
+
+/// A route the kernel cannot hold while an interface it uses is down on
+/// purpose (`nslab link`): by its device, or by a gateway on that interface.
+fn route_held(cx: &UpCx, ns: &Ns, w: &Want, r: &Route) -> bool {
+    route_uses(w, r, |d| {
+        cx.owned.links_down.contains(&(ns.clone(), d.to_string()))
+    })
+}
+
+/// Does route `r` of `w` use an interface for which `held` is true (as its
+/// device, or by a gateway in one of its subnets)?
+pub fn route_uses(w: &Want, r: &Route, held: impl Fn(&str) -> bool) -> bool {
+    r.dev.as_deref().is_some_and(&held)
+        || r.via.is_some_and(|v| {
+            w.ifaces
+                .iter()
+                .any(|i| held(&i.name) && i.addrs.iter().any(|a| a.trunc().contains(&v)))
+        })
 }
 
 /// Deletions run first, in this order: routes, addresses, links, NAT, then

@@ -133,6 +133,10 @@ pub fn set(lab: &str, spec: &str, up: bool) -> Result<LinkReport> {
         rec.runtime.links_down.retain(|d| d.endpoint != ld.endpoint);
         save(&rec)?;
     }
+    if up {
+        // The kernel dropped the routes that used the link: the file's come back.
+        restore_routes(&rec, &model, &crate::plan::ns_of(&model, &ld.place))?;
+    }
     Ok(LinkReport {
         lab: lab.to_string(),
         endpoint: ld.endpoint,
@@ -180,6 +184,30 @@ pub(crate) fn reset(rec: &mut Record) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Add the routes of the file that namespace `ns` lacks (as `up` would), and
+/// nothing else.
+fn restore_routes(rec: &Record, model: &Lab, ns: &crate::plan::Ns) -> Result<()> {
+    use crate::kernel::conn;
+    let host = match model.sandbox {
+        false => conn::find_by_id(rec.host_ns)
+            .map_err(Error::io("find the lab's host namespace"))?
+            .map(|(_, c)| c),
+        true => None,
+    };
+    let host = match host {
+        Some(c) => c,
+        None => conn::open_current().map_err(Error::io("open a netlink socket"))?,
+    };
+    let mut k = crate::apply::Kernel::new(host, &model.name);
+    let plan = crate::lab::plan_in(&mut k, model, Some(rec))?;
+    let ops: Vec<crate::plan::Op> = plan
+        .ops
+        .into_iter()
+        .filter(|o| matches!(o, crate::plan::Op::AddRoute { ns: n, .. } if n == ns))
+        .collect();
+    crate::apply::apply(&mut k, &ops, &mut |_| Ok(())).map_err(Error::Apply)
 }
 
 pub(crate) fn model_of(rec: &Record) -> Result<Lab> {

@@ -339,7 +339,7 @@ fn a_link_set_down_with_nslab_link_is_named_as_such() {
     // Down by hand, not by nslab: the kernel's symptom, as before.
     let w = why_rt(&r, &l, "a", "10.70.4.2", &held(&l, &["r3:r"]));
     assert!(matches!(&w, Reason::InterfaceDown { .. }), "{w:?}");
-    r.fake.set_up("t-a", "e", true);
+    let (r, l) = up_from_nothing(CHAIN3, true);
     r.fake.set_up("t-r1", "l", false);
     let w = why_rt(&r, &l, "a", "10.70.4.2", &held(&l, &["r1:l"]));
     assert_eq!(w.to_string(), "link r1:l is down (nslab link)");
@@ -351,7 +351,11 @@ fn a_bridge_port_set_down_with_nslab_link_is_named() {
     let host = crate::plan::ns_of(&l, &Place::Host);
     r.fake.set_up(host.as_str(), "bbrveth", false);
     let w = why_rt(&r, &l, "green", "192.168.1.1", &held(&l, &["bri0:bbrveth"]));
-    assert_eq!(w.to_string(), "link bri0:bbrveth is down (nslab link)", "{w:?}");
+    assert_eq!(
+        w.to_string(),
+        "link bri0:bbrveth is down (nslab link)",
+        "{w:?}"
+    );
 }
 
 #[test]
