@@ -344,3 +344,34 @@ fn a_partition_of_a_star_cuts_across_and_heal_restores() {
     }
     assert!(!l.record().contains("partitions"));
 }
+
+/// Host mode (inside a namespace the test made, playing the host): a bridge
+/// port set down lives in the host; `down` leaves nothing of it behind, and
+/// a partition's tables go with the nodes' namespaces.
+#[test]
+fn host_mode_down_clears_runtime_state_and_leaves_nothing() {
+    let p = "t20l-h-".to_string();
+    let lab = format!("{p}ln");
+    let t = TestNs::new("t20l-hT");
+    let g = LabGuard::new(&lab, Some(&t.name));
+    let dir = tempfile::tempdir().unwrap();
+    let f = write_file(&dir, "lab.yaml", PAIR);
+    let run = |args: &[&str]| nslab_in(Some(&t.name), args);
+    ok(run(&["up", s(&f), "--prefix", &p]));
+    let before: Vec<String> = link_names(Some(&t.name));
+    assert!(before.contains(&"abr".to_string()), "{before:?}");
+    ok(run(&["link", "--lab", &lab, "bri0:abr", "down"]));
+    assert!(!admin_up(&t.name, "abr"));
+    assert!(cut(&format!("{p}a"), "10.20.0.2"));
+    ok(run(&["partition", "--lab", &lab, "a", "--", "b"]));
+    assert_eq!(run(&["status", "--lab", &lab]).status.code(), Some(0));
+    ok(run(&["down", "--lab", &lab]));
+    assert_gone(&p, &lab);
+    let left: Vec<String> = link_names(Some(&t.name));
+    assert_eq!(
+        left,
+        vec!["lo".to_string()],
+        "host interfaces left: {left:?}"
+    );
+    drop(g);
+}
