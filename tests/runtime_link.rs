@@ -296,6 +296,17 @@ fn a_partition_of_a_star_cuts_across_and_heal_restores() {
         r["partition"]["right"],
         serde_json::json!(["n4", "n5", "n6"])
     );
+    let cmds: Vec<&str> = r["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    let want = format!(
+        "ip netns exec {} nft add rule inet nslab-part-1 output ip daddr 10.21.2.4 drop",
+        l.ns("n1")
+    );
+    assert!(cmds.contains(&want.as_str()), "{cmds:?}");
     for ((i, j), reached) in matrix(&l) {
         assert_eq!(reached, side(i) == side(j), "n{i} -> n{j}: {reached}");
     }

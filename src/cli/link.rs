@@ -71,6 +71,9 @@ pub struct PartitionArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also print the `nft` commands that make the same tables by hand.
+    #[arg(long)]
+    pub explain: bool,
     #[command(flatten)]
     pub sel: LabSel,
 }
@@ -89,6 +92,11 @@ pub fn partition(a: PartitionArgs) -> Result<i32> {
             r.lab,
             r.partition.id
         );
+        if a.explain {
+            for c in &r.commands {
+                println!("  {c}");
+            }
+        }
     }
     Ok(0)
 }

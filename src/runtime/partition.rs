@@ -26,6 +26,8 @@ pub struct PartitionReport {
     pub partition: Partition,
     /// The nftables table in each node's namespace.
     pub table: String,
+    /// The same tables as the `nft` commands a person would type.
+    pub commands: Vec<String>,
 }
 
 /// What `nslab heal` did.
@@ -176,10 +178,24 @@ pub fn partition(lab: &str, left: &[String], right: &[String]) -> Result<Partiti
         let _ = rec.save();
         return Err(e);
     }
+    let commands = tables_of(&model, &p)
+        .into_iter()
+        .flat_map(|(node, addrs)| {
+            let ns = crate::plan::ns_of(&model, &Place::Node(node));
+            crate::kernel::nft::filter::drop_table_commands(
+                &table_name(p.id),
+                &model.mark(),
+                &addrs,
+            )
+            .into_iter()
+            .map(move |c| format!("ip netns exec {ns} {c}"))
+        })
+        .collect();
     Ok(PartitionReport {
         lab: lab.to_string(),
         table: table_name(p.id),
         partition: p,
+        commands,
     })
 }
 
