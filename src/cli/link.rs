@@ -37,10 +37,15 @@ pub fn link(a: LinkArgs) -> Result<i32> {
         print_json(&r);
     } else if r.changed {
         println!("link {} is {} (lab {})", r.endpoint, r.state, r.lab);
+    } else if up {
+        println!(
+            "link {} is up (lab {}; nslab had not set it down)",
+            r.endpoint, r.lab
+        );
     } else {
         println!(
-            "link {} was {} already (lab {})",
-            r.endpoint, r.state, r.lab
+            "link {} is down (lab {}; it was already)",
+            r.endpoint, r.lab
         );
     }
     Ok(0)
