@@ -360,6 +360,9 @@ pub struct Options {
     pub sandbox: bool,
     /// Host mode: allow addresses that overlap the host's routes (`--force`).
     pub force: bool,
+    /// `up` drops the lab's runtime state (links set down, partitions, shaping)
+    /// instead of keeping it (`--reset`).
+    pub reset: bool,
     /// Records, locks, logs, hosts files of the lab.
     pub state_dir: Option<PathBuf>,
     /// Where the lab's named namespaces are mounted.
@@ -450,6 +453,7 @@ impl Lab {
                 prefix: opts.prefix.clone(),
                 sandbox: opts.sandbox,
                 force: opts.force,
+                reset: opts.reset,
                 hooks: opts.hooks.clone(),
             };
             let rep = core::up_lab_with(model.clone(), topo.file.as_deref(), &up_opts, progress)?;

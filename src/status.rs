@@ -154,6 +154,9 @@ pub struct Status {
     /// Egress shaping made by `nslab shape` (runtime state: not drift).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub shaping: Vec<crate::runtime::shape::ShapeView>,
+    /// Runtime state (`nslab link`, `partition`): shown, never drift.
+    #[serde(default)]
+    pub runtime: crate::runtime::State,
 }
 
 /// Compare the kernel with `model` (the record's, or a file's).
@@ -200,12 +203,15 @@ pub(crate) fn status_in<S: System>(
         Err(e) => return Err(e),
     };
     drift.extend(programs_not_running(rec, model));
-    let mut st = compare(model, &observed, drift);
+    let mut st = compare_held(model, &observed, drift, &rec.runtime);
     st.lab = rec.lab.clone();
     st.file = rec.file.clone();
     st.compared_with = compared_with;
     Ok(st)
 }
+
+/// Interfaces set down on purpose (`nslab link`), by place.
+type Held = std::collections::BTreeSet<(Place, String)>;
 
 /// The places of the lab in the order `status` shows them.
 fn places(model: &Lab) -> Vec<Place> {
@@ -261,13 +267,30 @@ pub fn compare(
     observed: &BTreeMap<Ns, Option<NsState>>,
     drift: Vec<String>,
 ) -> Status {
+    compare_held(model, observed, drift, &Default::default())
+}
+
+/// [`compare`], with the lab's runtime state: interfaces and bridge ports set
+/// down with `nslab link` are down on purpose (ok, not different).
+#[doc(hidden)]
+pub fn compare_held(
+    model: &Lab,
+    observed: &BTreeMap<Ns, Option<NsState>>,
+    drift: Vec<String>,
+    rt: &crate::runtime::State,
+) -> Status {
+    let held: Held = rt
+        .links_down
+        .iter()
+        .map(|d| (d.place.clone(), d.interface.clone()))
+        .collect();
     let wants = plan::wants(model);
     let empty = NsState::default();
     let mut places_out = Vec::new();
     for p in places(model) {
         let ns = plan::ns_of(model, &p);
         let st = observed.get(&ns).and_then(|o| o.as_ref());
-        places_out.push(place_status(model, &p, &ns, wants.get(&ns), st));
+        places_out.push(place_status(model, &p, &ns, wants.get(&ns), st, &held));
     }
     let host = observed
         .get(&plan::ns_of(model, &Place::Host))
@@ -276,7 +299,7 @@ pub fn compare(
     let bridges: Vec<BridgeStatus> = model
         .bridges
         .iter()
-        .map(|b| bridge_status(b, host, &model.mark()))
+        .map(|b| bridge_status(b, host, &model.mark(), &held))
         .collect();
     let ok = places_out.iter().all(|p| p.status == State::Ok)
         && bridges.iter().all(|b| b.status == State::Ok)
@@ -291,6 +314,7 @@ pub fn compare(
         drift,
         ok,
         shaping: Vec::new(),
+        runtime: rt.clone(),
     }
 }
 
@@ -301,14 +325,15 @@ fn place_status(
     ns: &Ns,
     want: Option<&plan::Want>,
     st: Option<&NsState>,
+    held: &Held,
 ) -> PlaceStatus {
     let empty = NsState::default();
     let s = st.unwrap_or(&empty);
     let (mut ifs, mut routes) = (Vec::new(), Vec::new());
     if let Some(w) = want {
-        ifs = iface_statuses(model, ns, w, s, st.is_some());
+        ifs = iface_statuses(model, p, ns, w, s, st.is_some(), held);
         routes = forwarding_status(model, p, s);
-        routes.extend(route_statuses(ns, w, s));
+        routes.extend(route_statuses(p, ns, w, s, held));
     }
     let status = if st.is_none() && !ns.is_host() {
         State::Missing
@@ -331,10 +356,12 @@ fn place_status(
 /// The interfaces the lab wants in one namespace (bridges are shown apart).
 fn iface_statuses(
     model: &Lab,
+    p: &Place,
     ns: &Ns,
     w: &plan::Want,
     s: &NsState,
     exists: bool,
+    held: &Held,
 ) -> Vec<IfStatus> {
     let mark = model.mark();
     let bridge_names: Vec<&str> = model.bridges.iter().map(|b| b.name.as_str()).collect();
@@ -353,7 +380,7 @@ fn iface_statuses(
         let mut x = if_status(
             s,
             &wi.name,
-            true,
+            !held.contains(&(p.clone(), wi.name.clone())),
             &wi.addrs,
             wi.master.as_deref(),
             &mark,
@@ -417,11 +444,19 @@ fn forwarding_status(model: &Lab, p: &Place, s: &NsState) -> Vec<RouteStatus> {
 }
 
 /// The declared routes (ok or missing), then the others the kernel has.
-fn route_statuses(ns: &Ns, w: &plan::Want, s: &NsState) -> Vec<RouteStatus> {
+fn route_statuses(
+    p: &Place,
+    ns: &Ns,
+    w: &plan::Want,
+    s: &NsState,
+    held: &Held,
+) -> Vec<RouteStatus> {
     let idx = |d: &str| s.link(d).map(|l| l.index);
     let mut routes = Vec::new();
     for r in &w.routes {
-        let ok = s.routes.iter().any(|o| plan::route_matches(o, r, &idx));
+        // A route through a link down on purpose went with it: not missing.
+        let ok = s.routes.iter().any(|o| plan::route_matches(o, r, &idx))
+            || plan::route_uses(w, r, |d| held.contains(&(p.clone(), d.to_string())));
         routes.push(RouteStatus {
             route: r.to_string(),
             declared: true,
@@ -466,7 +501,12 @@ fn route_statuses(ns: &Ns, w: &plan::Want, s: &NsState) -> Vec<RouteStatus> {
 }
 
 /// A bridge in the host namespace, its ports and addresses.
-fn bridge_status(b: &crate::topology::Bridge, s: &NsState, mark: &str) -> BridgeStatus {
+fn bridge_status(
+    b: &crate::topology::Bridge,
+    s: &NsState,
+    mark: &str,
+    held: &Held,
+) -> BridgeStatus {
     let o = s.link(&b.name);
     let ports: Vec<(String, State)> = b
         .ports
@@ -474,7 +514,12 @@ fn bridge_status(b: &crate::topology::Bridge, s: &NsState, mark: &str) -> Bridge
         .map(|p| {
             let st = match (s.link(p), o) {
                 (None, _) => State::Missing,
-                (Some(pl), Some(bl)) if pl.master == Some(bl.index) && pl.up => State::Ok,
+                (Some(pl), Some(bl))
+                    if pl.master == Some(bl.index)
+                        && (pl.up || held.contains(&(Place::Host, p.clone()))) =>
+                {
+                    State::Ok
+                }
                 _ => State::Different,
             };
             (p.clone(), st)
@@ -587,6 +632,16 @@ pub fn render(s: &Status) -> String {
     }
     for line in crate::runtime::shape::status_lines(&s.shaping) {
         let _ = write!(o, "\n{line}");
+    }
+    let runtime = crate::runtime::describe(&s.runtime);
+    if !runtime.is_empty() {
+        let _ = write!(
+            o,
+            "\nruntime state (kept by `nslab up`, dropped by `up --reset`; not drift):\n"
+        );
+        for r in &runtime {
+            let _ = writeln!(o, "  {r}");
+        }
     }
     if !s.drift.is_empty() {
         let _ = write!(o, "\nwhat differs (what `nslab up` would do about it):\n");

@@ -9,6 +9,7 @@ mod down;
 mod exec;
 mod graph;
 mod identify;
+mod link;
 mod ls;
 mod perf;
 mod ping;
@@ -106,6 +107,9 @@ pub enum Cmd {
     Serve(serve::Args),
     Shape(shape::Args),
     Identify(identify::Args),
+    Link(link::LinkArgs),
+    Partition(link::PartitionArgs),
+    Heal(link::HealArgs),
     Demo(demo::Args),
     Ls(ls::Args),
     Clean(clean::Args),
@@ -169,6 +173,9 @@ pub fn main() -> i32 {
         Cmd::Serve(a) => serve::run(a),
         Cmd::Shape(a) => shape::run(a),
         Cmd::Identify(a) => identify::run(a),
+        Cmd::Link(a) => link::link(a),
+        Cmd::Partition(a) => link::partition(a),
+        Cmd::Heal(a) => link::heal(a),
         Cmd::Demo(a) => demo::run(a),
         Cmd::Ls(a) => ls::run(a),
         Cmd::Clean(a) => clean::run(a),
@@ -206,6 +213,9 @@ fn privileges(cmd: &Cmd) -> nslab::error::Result<()> {
     match cmd {
         Cmd::Up(_) => require_caps("up"),
         Cmd::Down(_) => require_caps("down"),
+        Cmd::Link(_) => require_caps("link"),
+        Cmd::Partition(_) => require_caps("partition"),
+        Cmd::Heal(_) => require_caps("heal"),
         Cmd::Clean(_) => require_caps("clean"),
         Cmd::Demo(_) => require_caps("demo"),
         Cmd::Shape(_) => require_caps("shape"),

@@ -28,6 +28,11 @@ pub struct Args {
     /// interfaces.
     #[arg(long)]
     pub force: bool,
+    /// Drop the lab's runtime state (links set down with `nslab link`,
+    /// partitions): bring the lab back exactly as its file says. Without it,
+    /// `up` keeps that state.
+    #[arg(long)]
+    pub reset: bool,
     /// Print every step.
     #[arg(short, long)]
     pub verbose: bool,
@@ -52,6 +57,7 @@ pub fn run(a: Args) -> Result<i32> {
         prefix: a.prefix,
         sandbox: a.sandbox,
         force: a.force,
+        reset: a.reset,
         hooks: test_hooks(),
         ..Options::default()
     };

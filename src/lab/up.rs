@@ -8,6 +8,9 @@ pub struct UpOptions {
     pub sandbox: bool,
     /// Allow host-mode addresses that overlap routes of interfaces nslab does not own.
     pub force: bool,
+    /// Drop the lab's runtime state (`nslab link` downs, partitions) instead
+    /// of keeping it: the lab comes back exactly as its file says.
+    pub reset: bool,
     /// Crash, refusal and pause points for tests.
     pub hooks: TestHooks,
 }
@@ -111,7 +114,7 @@ pub fn up_lab(lab: Lab, file: Option<&Path>, force: bool) -> Result<UpReport> {
 }
 
 /// `up_lab`, reporting progress (ops done, ops in all) to `progress`. Of `opts`,
-/// only `force` and `hooks` are used (the lab is made already).
+/// only `force`, `reset` and `hooks` are used (the lab is made already).
 pub fn up_lab_with(
     lab: Lab,
     file: Option<&Path>,
@@ -124,6 +127,12 @@ pub fn up_lab_with(
     netns::raise_nofile_limit();
     let _lock = lock_lab(&lab.name)?;
     let (mut rec, here) = open_record(&lab)?;
+    // `--reset` drops runtime state first, so the plan brings those links up.
+    let mut runtime_notes = if opts.reset {
+        crate::runtime::after_up(&mut rec, &lab, true)?
+    } else {
+        Vec::new()
+    };
     let mut k = Kernel::new(
         conn::open_current().map_err(Error::io("open a netlink socket"))?,
         &lab.name,
@@ -159,6 +168,10 @@ pub fn up_lab_with(
     if let Err(e) = result {
         return Err(undo(&mut k, e, &lab, rec, before, &obs, &created, &ops));
     }
+    // Runtime state is kept: links set down stay down, partitions stay.
+    if !opts.reset {
+        runtime_notes = crate::runtime::after_up(&mut rec, &lab, false)?;
+    }
     // Up means passing traffic: wait for the kernel's link-watch work and the
     // bridge ports before programs start and before `up` returns.
     let not_ready = crate::kernel::ready::wait_lab(&rec.namespaces, lab.sandbox, &rec.host_links);
@@ -168,6 +181,7 @@ pub fn up_lab_with(
     let changed_programs = !started.is_empty();
     let mut notes = notes;
     notes.extend(not_ready);
+    notes.extend(runtime_notes);
     notes.extend(started);
     notes.extend(crate::runtime::shape::reapply(&rec));
     Ok(UpReport {
@@ -231,6 +245,7 @@ fn plan_ops(lab: &Lab, obs: &Observed, rec: &Record) -> Result<(Vec<Op>, Vec<Str
             namespaces: rec.namespaces.clone(),
             host_links: rec.host_links.clone(),
             bridge_macs: rec.bridge_macs.clone(),
+            links_down: crate::runtime::down_set(&rec.runtime, lab),
         },
     )
     .map_err(|c| {
@@ -417,6 +432,7 @@ fn restore(k: &mut Kernel, prev: &Lab, failed: &Lab, before: &Record) -> String 
                 namespaces: names.clone(),
                 host_links,
                 bridge_macs: before.bridge_macs.clone(),
+                links_down: crate::runtime::down_set(&before.runtime, prev),
             },
         )
         .map_err(|c| Error::Failed(c.iter().map(|x| x.0.clone()).collect::<Vec<_>>().join("; ")))?;

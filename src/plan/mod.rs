@@ -362,6 +362,9 @@ pub struct Owned {
     pub host_links: BTreeSet<String>,
     /// The MAC each recorded host bridge was created with.
     pub bridge_macs: BTreeMap<String, [u8; 6]>,
+    /// Interfaces set down on purpose (`nslab link ENDPOINT down`): runtime
+    /// state, not drift, so `up` leaves them down and `status` does not flag them.
+    pub links_down: BTreeSet<(Ns, String)>,
 }
 
 /// Something in the way that nslab must not touch: the plan is refused.
@@ -930,6 +933,10 @@ impl UpOps {
         let mut wr: Vec<&Route> = w.routes.iter().collect();
         wr.sort_by_key(|r| r.via.is_some());
         for r in wr {
+            // A link down on purpose took its routes along; they come back with it.
+            if route_held(cx, ns, w, r) {
+                continue;
+            }
             let dev_fresh = r
                 .dev
                 .as_ref()
@@ -1139,7 +1146,9 @@ fn link_settings(
     let master_idx = i.master.as_ref().and_then(|m| st.link(m).map(|l| l.index));
     let master_ok = i.master.is_none()
         || (o.is_some() && o.and_then(|l| l.master) == master_idx && master_idx.is_some());
-    let up_ok = o.is_some_and(|l| l.up);
+    // A link set down on purpose stays down: not drift, not repaired.
+    let held_down = cx.owned.links_down.contains(&(ns.clone(), i.name.clone()));
+    let up_ok = held_down || o.is_some_and(|l| l.up);
     // An MTU the file no longer sets goes back to the kernel's default.
     let prev_mtu = cx.prev_iface(ns, &i.name).and_then(|pi| pi.mtu);
     let want_mtu = i.mtu.or(prev_mtu.map(|_| DEFAULT_MTU));
@@ -1178,9 +1187,28 @@ fn link_settings(
             mac: if mac_ok { None } else { i.mac },
             // The kernel ignores IFLA_IFALIAS in a create request: mark it here.
             alias: (is_fresh || !marked).then(|| cx.mark.clone()),
-            up: true,
+            up: !held_down,
         });
     }
+}
+
+/// A route the kernel cannot hold while an interface it uses is down on
+/// purpose (`nslab link`): by its device, or by a gateway on that interface.
+fn route_held(cx: &UpCx, ns: &Ns, w: &Want, r: &Route) -> bool {
+    route_uses(w, r, |d| {
+        cx.owned.links_down.contains(&(ns.clone(), d.to_string()))
+    })
+}
+
+/// Does route `r` of `w` use an interface for which `held` is true (as its
+/// device, or by a gateway in one of its subnets)?
+pub fn route_uses(w: &Want, r: &Route, held: impl Fn(&str) -> bool) -> bool {
+    r.dev.as_deref().is_some_and(&held)
+        || r.via.is_some_and(|v| {
+            w.ifaces
+                .iter()
+                .any(|i| held(&i.name) && i.addrs.iter().any(|a| a.trunc().contains(&v)))
+        })
 }
 
 /// Deletions run first, in this order: routes, addresses, links, NAT, then

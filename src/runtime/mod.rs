@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 pub mod link;
+pub mod partition;
 pub mod shape;
 pub mod units;
 
@@ -26,4 +27,64 @@ impl State {
     pub fn is_empty(&self) -> bool {
         self.links_down.is_empty() && self.partitions.is_empty() && self.shapes.is_empty()
     }
+}
+
+/// The interfaces held down on purpose, by namespace, for the planner: `up`
+/// leaves them down and `status` does not call them drift.
+pub fn down_set(
+    st: &State,
+    model: &crate::topology::Lab,
+) -> std::collections::BTreeSet<(crate::plan::Ns, String)> {
+    st.links_down
+        .iter()
+        .map(|d| (crate::plan::ns_of(model, &d.place), d.interface.clone()))
+        .collect()
+}
+
+/// After `up` brought the lab in line with its file: put the runtime state
+/// back (links down, partitions), or, with `reset`, drop it. Notes say what
+/// no longer applies.
+pub(crate) fn after_up(
+    rec: &mut crate::record::Record,
+    model: &crate::topology::Lab,
+    reset: bool,
+) -> crate::error::Result<Vec<String>> {
+    if reset {
+        let had =
+            rec.runtime.links_down.len() + rec.runtime.partitions.len() + rec.runtime.shapes.len();
+        link::reset(rec)?;
+        partition::reset(rec, model)?;
+        // Shaping lives on interfaces `up` does not recreate: remove it here.
+        let mut notes = shape::remove_all(rec);
+        rec.runtime.shapes.clear();
+        if had > 0 {
+            notes.push(format!(
+                "--reset: dropped the lab's runtime state ({had} link{s} down, partition{s} or shaping{s})",
+                s = if had == 1 { "" } else { "s" },
+            ));
+        }
+        return Ok(notes);
+    }
+    let mut notes = link::reapply(rec, model)?;
+    notes.extend(partition::reapply(rec, model)?);
+    Ok(notes)
+}
+
+/// One line per piece of runtime state, as `status` shows it.
+pub fn describe(st: &State) -> Vec<String> {
+    let mut out: Vec<String> = st
+        .links_down
+        .iter()
+        .map(|d| format!("link {} is down (nslab link)", d.endpoint))
+        .collect();
+    out.extend(st.partitions.iter().map(|p| {
+        format!(
+            "partition {}: [{}] -- [{}] (nslab heal {})",
+            p.id,
+            p.left.join(", "),
+            p.right.join(", "),
+            p.id
+        )
+    }));
+    out
 }

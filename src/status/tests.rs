@@ -167,3 +167,53 @@ fn a_lost_host_namespace_shows_its_interfaces_missing() {
     assert!(host.interfaces.iter().all(|i| i.status == State::Missing));
     assert_eq!(host.status, State::Different);
 }
+
+#[test]
+fn a_link_down_on_purpose_is_runtime_state_not_drift() {
+    let (mut r, l) = up_from_nothing(OBJ2, true);
+    let host = crate::plan::ns_of(&l, &Place::Host);
+    r.fake.set_up("t-black", "bveth", false);
+    r.fake.set_up(host.as_str(), "wbrveth", false);
+    let not_programs = |s: &Status| {
+        s.drift
+            .iter()
+            .filter(|d| !d.ends_with("(not running)"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    // Down by hand: different, and `up` would bring both up (and put back
+    // the route the kernel dropped with bveth).
+    let s = status_of(&mut r, &l);
+    assert_eq!(place(&s, "black").status, State::Different);
+    assert_eq!(not_programs(&s).len(), 3, "{}", render(&s));
+    assert_eq!(r.plan(&l).len(), 3);
+    // Down by `nslab link`: ok, no drift, shown as runtime state; `up` keeps it.
+    r.rec.runtime.links_down = ["black:bveth", "bri0:wbrveth"]
+        .iter()
+        .map(|e| crate::runtime::link::resolve(&l, e).unwrap())
+        .collect();
+    let s = status_of(&mut r, &l);
+    assert!(not_programs(&s).is_empty(), "{}", render(&s));
+    assert!(
+        s.places.iter().all(|p| p.status == State::Ok),
+        "{}",
+        render(&s)
+    );
+    assert!(
+        s.bridges.iter().all(|b| b.status == State::Ok),
+        "{}",
+        render(&s)
+    );
+    let text = render(&s);
+    assert!(
+        text.contains("link black:bveth is down (nslab link)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("link bri0:wbrveth is down (nslab link)"),
+        "{text}"
+    );
+    assert!(r.plan(&l).is_empty(), "{}", listing(&r.plan(&l)));
+    let j = serde_json::to_value(&s).unwrap();
+    assert_eq!(j["runtime"]["links_down"][1]["endpoint"], "bri0:wbrveth");
+}

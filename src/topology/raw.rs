@@ -121,6 +121,19 @@ impl JsonSchema for FamilySchema {
     }
 }
 
+/// A value validation words itself: a rate, a percentage, a duration.
+#[allow(dead_code)] // only its schema is used
+struct TextOrNumber;
+
+impl JsonSchema for TextOrNumber {
+    fn schema_name() -> Cow<'static, str> {
+        "TextOrNumber".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": ["string", "number"] })
+    }
+}
+
 /// A cable's two ends, `node:iface` or `bridge:port`.
 #[derive(JsonSchema)]
 #[schemars(transparent)]
@@ -269,23 +282,31 @@ pub struct RawExpect {
     pub size: Option<S<Scalar>>,
     /// `SRC -> DST`: goodput measured (TCP unless `udp: true`).
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub throughput: Option<S<String>>,
     /// `SRC -> DST`: UDP datagrams lost at `rate`.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub loss: Option<S<String>>,
     /// `throughput`: a rate (`50mbit`); `loss`: a percentage (`5%`).
     #[serde(default)]
+    #[schemars(with = "Option<TextOrNumber>")]
     pub at_least: Option<S<Scalar>>,
+    /// `throughput`: a rate (`12mbit`); `loss`: a percentage (`5%`).
     #[serde(default)]
+    #[schemars(with = "Option<TextOrNumber>")]
     pub at_most: Option<S<Scalar>>,
     /// `throughput`: measure UDP (at `rate`) instead of TCP.
     #[serde(default, deserialize_with = "strict_opt_spanned")]
+    #[schemars(with = "Option<bool>")]
     pub udp: Option<S<bool>>,
     /// `throughput`/`loss`: how long to send (default 2 seconds).
     #[serde(default)]
+    #[schemars(with = "Option<TextOrNumber>")]
     pub seconds: Option<S<Scalar>>,
     /// `loss` and UDP `throughput`: the rate to send at (default 1mbit).
     #[serde(default)]
+    #[schemars(with = "Option<TextOrNumber>")]
     pub rate: Option<S<Scalar>>,
 }
 

@@ -25,6 +25,7 @@ use netlink_packet_netfilter::NetfilterProtoFamily;
 
 mod decode;
 mod loss;
+pub mod filter;
 mod socket;
 mod trace;
 mod wire;

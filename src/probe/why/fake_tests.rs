@@ -299,3 +299,84 @@ fn a_routing_loop_between_two_routers() {
     );
     assert!(!path.iter().any(|p| p == "bob"), "{w}");
 }
+
+/// Why-not with the lab's runtime state (what `nslab link` and `partition`
+/// recorded): a walk in the fake kernel, `runtime` set as the record has it.
+fn why_rt(r: &Run, l: &Lab, from: &str, to: &str, rt: &crate::runtime::State) -> Reason {
+    let opts = WhyOpts {
+        size: None,
+        no_trace: true,
+        tcp_port: None,
+    };
+    let mut cx = ctx(r, l);
+    cx.runtime = rt.clone();
+    cx.why_not_with(&node(from), ip(to), &opts)
+}
+
+fn held(l: &Lab, endpoints: &[&str]) -> crate::runtime::State {
+    crate::runtime::State {
+        links_down: endpoints
+            .iter()
+            .map(|e| crate::runtime::link::resolve(l, e).expect("endpoint"))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_link_set_down_with_nslab_link_is_named_as_such() {
+    let (r, l) = up_from_nothing(CHAIN3, true);
+    // At the source, and as the far end of the source's cable.
+    r.fake.set_up("t-a", "e", false);
+    let w = why_rt(&r, &l, "a", "10.70.4.2", &held(&l, &["a:e"]));
+    assert!(
+        matches!(&w, Reason::LinkDown { at, interface, endpoint }
+            if at == "a" && interface == "e" && endpoint == "a:e"),
+        "{w:?}"
+    );
+    assert_eq!(w.to_string(), "link a:e is down (nslab link)");
+    assert_eq!(w.class(), "link_down");
+    // Down by hand, not by nslab: the kernel's symptom, as before.
+    let w = why_rt(&r, &l, "a", "10.70.4.2", &held(&l, &["r3:r"]));
+    assert!(matches!(&w, Reason::InterfaceDown { .. }), "{w:?}");
+    let (r, l) = up_from_nothing(CHAIN3, true);
+    r.fake.set_up("t-r1", "l", false);
+    let w = why_rt(&r, &l, "a", "10.70.4.2", &held(&l, &["r1:l"]));
+    assert_eq!(w.to_string(), "link r1:l is down (nslab link)");
+}
+
+#[test]
+fn a_bridge_port_set_down_with_nslab_link_is_named() {
+    let (r, l) = up_from_nothing(OBJ2, true);
+    let host = crate::plan::ns_of(&l, &Place::Host);
+    r.fake.set_up(host.as_str(), "bbrveth", false);
+    let w = why_rt(&r, &l, "green", "192.168.1.1", &held(&l, &["bri0:bbrveth"]));
+    assert_eq!(
+        w.to_string(),
+        "link bri0:bbrveth is down (nslab link)",
+        "{w:?}"
+    );
+}
+
+#[test]
+fn a_partition_is_named_in_both_directions_and_only_across() {
+    let (r, l) = up_from_nothing(CHAIN3, true);
+    let rt = crate::runtime::State {
+        partitions: vec![crate::runtime::link::Partition {
+            id: 2,
+            left: vec!["a".into()],
+            right: vec!["b".into(), "r3".into()],
+        }],
+        ..Default::default()
+    };
+    let w = why_rt(&r, &l, "a", "10.70.4.2", &rt);
+    assert_eq!(w.to_string(), "a and b are partitioned (nslab partition 2)");
+    assert_eq!(w.class(), "partitioned");
+    let w = why_rt(&r, &l, "b", "10.70.1.2", &rt);
+    assert!(
+        matches!(&w, Reason::Partitioned { at, peer, id: 2 } if at == "b" && peer == "a"),
+        "{w:?}"
+    );
+    // a and r1 are not on opposite sides: the walk goes on, and finds no fault.
+    assert_clear(why_rt(&r, &l, "a", "10.70.2.1", &rt), &["a:"]);
+}

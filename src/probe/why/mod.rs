@@ -6,6 +6,7 @@
 //! The first obstacle is named with its place; advice only for what the file
 //! controls (nodes), never for `internet`, which stands for the outside world.
 
+mod runtime;
 mod trace;
 mod walk;
 
@@ -118,6 +119,15 @@ pub enum Reason {
         /// The place and interface that has the answering MAC, when in the lab.
         impostor: Option<String>,
     },
+    /// A cable end or bridge port on the way was set down on purpose with
+    /// `nslab link ENDPOINT down` (`at` holds the interface).
+    LinkDown {
+        at: String,
+        interface: String,
+        endpoint: String,
+    },
+    /// `at` and `peer` are on opposite sides of partition `id` (`nslab partition`).
+    Partitioned { at: String, peer: String, id: u32 },
     /// Nothing on the path explains it; `checked` lists what was looked at.
     Unknown {
         detail: String,
@@ -164,6 +174,8 @@ impl Reason {
             Reason::Mtu { .. } => "mtu",
             Reason::RoutingLoop { .. } => "routing_loop",
             Reason::DuplicateAddress { .. } => "duplicate_address",
+            Reason::LinkDown { .. } => "link_down",
+            Reason::Partitioned { .. } => "partitioned",
             Reason::Unknown { .. } => "unknown",
         }
     }
@@ -188,6 +200,8 @@ impl std::fmt::Display for Reason {
             Reason::NotForwarding { .. }
             | Reason::FirewallDrop { .. }
             | Reason::NoNat { .. }
+            | Reason::LinkDown { .. }
+            | Reason::Partitioned { .. }
             | Reason::Unknown { .. } => self.other_text(f),
         }
     }
@@ -401,6 +415,12 @@ impl Reason {
                     "{src} leaves {host} by {out} without NAT, and nothing on the other side has a route back to {src}: add a `nat` entry (masquerade)"
                 ),
             },
+            Reason::LinkDown { endpoint, .. } => {
+                write!(f, "link {endpoint} is down (nslab link)")
+            }
+            Reason::Partitioned { at, peer, id } => {
+                write!(f, "{at} and {peer} are partitioned (nslab partition {id})")
+            }
             Reason::Unknown { detail, checked } => {
                 write!(f, "{detail}")?;
                 if !checked.is_empty() {

@@ -43,11 +43,13 @@ pub struct Ctx<'a, H: NsHandle = Conn> {
     pub lab: &'a Lab,
     pub places: Vec<PlaceView<H>>,
     /// Layer-2 segment of each (place, interface): veth peers and bridge ports share one.
-    segs: BTreeMap<(Place, String), usize>,
+    pub(super) segs: BTreeMap<(Place, String), usize>,
     /// The far end of each cable end, from the lab's file.
     far: BTreeMap<(Place, String), End>,
     /// Traced probes this context may still send (each takes up to a second).
     traces_left: usize,
+    /// The lab's runtime state (links set down, partitions), to name it.
+    pub runtime: crate::runtime::State,
 }
 
 /// Traced probes per context: a check of a lab where many pairs are cut by a
@@ -83,7 +85,11 @@ impl<'a> Ctx<'a> {
             let nl = netns::run_in(&file, crate::kernel::netlink::Rtnl::new)??;
             conns.push((place, Conn::new(file, nl)));
         }
-        Ctx::with_places(lab, conns)
+        let mut cx = Ctx::with_places(lab, conns)?;
+        if let Ok(Some(rec)) = crate::record::Record::load(&lab.name) {
+            cx.runtime = rec.runtime;
+        }
+        Ok(cx)
     }
 }
 
@@ -152,6 +158,7 @@ impl<'a, H: NsHandle> Ctx<'a, H> {
             segs,
             far,
             traces_left: TRACES,
+            runtime: Default::default(),
         })
     }
 
@@ -840,10 +847,20 @@ impl<H: NsHandle> Ctx<'_, H> {
         self.why_not_with(src, dst, &WhyOpts::default())
     }
 
-    /// Why does `src` not reach `dst` with the probe `opts` describes? The walk
-    /// there and back first; then, when the kernel's routes and links say the
-    /// probe should pass, a traced probe to catch a firewall drop.
+    /// Why does `src` not reach `dst` with the probe `opts` describes? A
+    /// partition between them first; then the walk there and back; then, when
+    /// the kernel's routes and links say the probe should pass, a traced probe
+    /// to catch a firewall drop. A link on the way that `nslab link` set down
+    /// is named as such.
     pub fn why_not_with(&mut self, src: &Place, dst: IpAddr, opts: &WhyOpts) -> Reason {
+        if let Some(r) = self.partitioned(src, dst) {
+            return r;
+        }
+        let r = self.walk_why(src, dst, opts);
+        self.held_down(r, dst)
+    }
+
+    fn walk_why(&mut self, src: &Place, dst: IpAddr, opts: &WhyOpts) -> Reason {
         let Some(start) = self.idx(src) else {
             return Reason::Unknown {
                 detail: format!("{src} is not open"),
