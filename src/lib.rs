@@ -181,6 +181,8 @@ pub(crate) mod timing;
 #[doc(hidden)]
 pub mod topology;
 #[doc(hidden)]
+pub mod units;
+#[doc(hidden)]
 pub mod util;
 
 pub use api::{

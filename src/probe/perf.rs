@@ -32,76 +32,7 @@ pub const MAX_STREAMS: u32 = 128;
 
 // ----------------------------------------------------------------- rates ---
 
-/// tc's rate units (case-insensitive, as tc reads them), in bits per second.
-const UNITS: [(&str, f64); 9] = [
-    ("bit", 1.0),
-    ("kbit", 1e3),
-    ("mbit", 1e6),
-    ("gbit", 1e9),
-    ("tbit", 1e12),
-    ("kibit", 1024.0),
-    ("mibit", 1_048_576.0),
-    ("gibit", 1_073_741_824.0),
-    ("tibit", 1_099_511_627_776.0),
-];
-
-/// A rate in tc's units (`10mbit`, `500kbit`, `1.5gbit`, a bare number of bits
-/// per second), as bits per second. `*bps`, which tc reads as bytes per
-/// second, is refused as ambiguous.
-pub fn parse_rate(s: &str) -> std::result::Result<u64, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let unit_l = unit.to_ascii_lowercase();
-    if unit_l.ends_with("bps") {
-        return Err(format!(
-            "rate {s:?} is ambiguous: tc reads `{unit}` as bytes per second; write bits, e.g. `{num}mbit` (or `{}mbit` for {num} megabytes per second)",
-            num.parse::<f64>().map(|n| n * 8.0).unwrap_or(8.0)
-        ));
-    }
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("rate {s:?} is not a number with a unit (e.g. 10mbit)"))?;
-    let scale = if unit.is_empty() {
-        1.0
-    } else {
-        UNITS
-            .iter()
-            .find(|(u, _)| *u == unit_l)
-            .map(|(_, k)| *k)
-            .ok_or_else(|| {
-                format!(
-                    "rate {s:?} has an unknown unit {unit:?}: use bit, kbit, mbit, gbit or tbit"
-                )
-            })?
-    };
-    let bits = value * scale;
-    if !bits.is_finite() || !(1.0..=1e15).contains(&bits) {
-        return Err(format!(
-            "rate {s:?} is out of range: give from 1bit to 1000tbit"
-        ));
-    }
-    Ok(bits.round() as u64)
-}
-
-/// A percentage as written in a file, `5%` or `0.5%`, from 0 to 100.
-pub fn parse_percent(s: &str) -> std::result::Result<f64, String> {
-    let t = s.trim();
-    let Some(num) = t.strip_suffix('%') else {
-        return Err(format!(
-            "{s:?} is not a percentage: write it with `%`, e.g. 5%"
-        ));
-    };
-    match num.trim().parse::<f64>() {
-        Ok(v) if (0.0..=100.0).contains(&v) => Ok(v),
-        Ok(_) => Err(format!("{s:?} is out of range: give 0% to 100%")),
-        Err(_) => Err(format!(
-            "{s:?} is not a percentage: write a number and `%`, e.g. 5%"
-        )),
-    }
-}
+pub use crate::units::{parse_percent, parse_rate};
 
 // ------------------------------------------------------------ formatting ---
 
@@ -1425,62 +1356,6 @@ fn udp_receiver(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rates_are_read_as_tc_reads_them() {
-        assert_eq!(parse_rate("10mbit"), Ok(10_000_000));
-        assert_eq!(parse_rate("10Mbit"), Ok(10_000_000));
-        assert_eq!(parse_rate("1.5gbit"), Ok(1_500_000_000));
-        assert_eq!(parse_rate("500kbit"), Ok(500_000));
-        assert_eq!(parse_rate("1kibit"), Ok(1024));
-        assert_eq!(parse_rate("2mibit"), Ok(2 * 1_048_576));
-        assert_eq!(parse_rate("8000"), Ok(8000));
-        assert_eq!(parse_rate(" 12mbit "), Ok(12_000_000));
-        assert_eq!(parse_rate("100bit"), Ok(100));
-    }
-
-    #[test]
-    fn bytes_per_second_and_nonsense_are_refused_with_the_reason() {
-        for s in ["10mbps", "10MBps", "1bps", "5kbps"] {
-            let e = parse_rate(s).unwrap_err();
-            assert!(
-                e.contains("ambiguous") && e.contains("bytes per second"),
-                "{s}: {e}"
-            );
-        }
-        assert!(parse_rate("10mbps").unwrap_err().contains("80mbit"));
-        assert!(
-            parse_rate("10M")
-                .unwrap_err()
-                .contains("unknown unit \"M\"")
-        );
-        assert!(parse_rate("fast").unwrap_err().contains("not a number"));
-        assert!(parse_rate("").unwrap_err().contains("not a number"));
-        assert!(parse_rate("-5mbit").unwrap_err().contains("not a number"));
-        assert!(parse_rate("0mbit").unwrap_err().contains("out of range"));
-        assert!(parse_rate("0.1bit").unwrap_err().contains("out of range"));
-        assert!(
-            parse_rate("1.2.3mbit")
-                .unwrap_err()
-                .contains("not a number")
-        );
-        assert!(parse_rate("9999tbit").unwrap_err().contains("out of range"));
-    }
-
-    #[test]
-    fn percentages_need_their_sign_and_range() {
-        assert_eq!(parse_percent("5%"), Ok(5.0));
-        assert_eq!(parse_percent("0.5 %"), Ok(0.5));
-        assert_eq!(parse_percent("100%"), Ok(100.0));
-        assert!(parse_percent("5").unwrap_err().contains("with `%`"));
-        assert!(parse_percent("101%").unwrap_err().contains("out of range"));
-        assert!(parse_percent("-1%").unwrap_err().contains("out of range"));
-        assert!(
-            parse_percent("x%")
-                .unwrap_err()
-                .contains("not a percentage")
-        );
-    }
 
     #[test]
     fn units_are_printed_as_iperf3_prints_them() {

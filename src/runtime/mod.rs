@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 pub mod link;
 pub mod partition;
 pub mod shape;
-pub mod units;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {

@@ -11,13 +11,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::units::{self, loss_text, rate_text, time_text};
 use crate::error::{Error, Result};
 use crate::kernel::netlink::Rtnl;
 use crate::kernel::nft::{LOSS_CHAIN, LOSS_MODULUS, LossRule, NftSocket};
 use crate::kernel::tc::{self, Netem, Tbf};
 use crate::record::Record;
 use crate::topology::{Lab, Place};
+use crate::units::{self, loss_text, rate_text, time_text};
 
 /// The impairment of one endpoint's egress.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -475,7 +475,7 @@ pub const PERF_SECONDS: f64 = 2.0;
 /// `throughput` / `loss`: a source, a destination, bounds (rates, or
 /// percentages for loss), and how long and how fast to send.
 fn perf_kind(report: &mut Report, c: &ExpectText, r: &RawExpect, lab: &Lab) -> Option<ExpectKind> {
-    use crate::probe::perf::{parse_percent, parse_rate};
+    use crate::units::{parse_percent, parse_rate};
     if let Some(p) = target_problem(lab, &c.dst) {
         report(&c.text.referenced, c.f.clone(), p);
         return None;

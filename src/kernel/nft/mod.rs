@@ -24,8 +24,8 @@ use std::time::Duration;
 use netlink_packet_netfilter::NetfilterProtoFamily;
 
 mod decode;
-mod loss;
 pub mod filter;
+mod loss;
 mod socket;
 mod trace;
 mod wire;

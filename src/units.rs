@@ -1,5 +1,6 @@
-//! The units of `nslab shape`, read as `tc` reads them: rates in bits per
-//! second (`bit`, `kbit`, `mbit`, `gbit`, also `tbit`; SI multipliers), times
+//! Units read as `tc` reads them, for `nslab shape`, `nslab perf` and the
+//! file's expectations: rates in bits per second (`bit`, `kbit`, `mbit`,
+//! `gbit`, `tbit`; IEC `kibit` to `tibit`), times
 //! (`s`, `ms`, `us`), loss as a percentage and a queue limit in packets. `tc`
 //! reads `*bps` as *bytes* per second, which people often take for bits: those
 //! suffixes are refused as ambiguous rather than guessed. Pure, no syscalls.
@@ -22,7 +23,7 @@ fn split_number(s: &str) -> (&str, &str) {
 fn millionths(num: &str, what: &str, input: &str) -> Result<u128, String> {
     let bad = || format!("{what} {input:?}: {num:?} is not a number");
     if num.is_empty() {
-        return Err(format!("{what} {input:?}: no number"));
+        return Err(format!("{what} {input:?}: not a number"));
     }
     let (int, frac) = num.split_once('.').unwrap_or((num, ""));
     if int.is_empty() && frac.is_empty() {
@@ -51,12 +52,21 @@ fn millionths(num: &str, what: &str, input: &str) -> Result<u128, String> {
 pub fn parse_rate(input: &str) -> Result<u64, String> {
     let s = input.trim().to_ascii_lowercase();
     let (num, unit) = split_number(&s);
+    if num.is_empty() {
+        return Err(format!(
+            "rate {input:?}: not a number with a unit (e.g. 10mbit)"
+        ));
+    }
     let mult: u128 = match unit {
         "bit" => 1,
         "kbit" => 1_000,
         "mbit" => 1_000_000,
         "gbit" => 1_000_000_000,
         "tbit" => 1_000_000_000_000,
+        "kibit" => 1 << 10,
+        "mibit" => 1 << 20,
+        "gibit" => 1 << 30,
+        "tibit" => 1 << 40,
         "bps" | "kbps" | "mbps" | "gbps" | "tbps" => {
             return Err(format!(
                 "rate {input:?}: `{unit}` is ambiguous (tc reads it as bytes per second, \
@@ -185,6 +195,23 @@ fn trim(v: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
+/// A percentage as written in a file, `5%` or `0.5%`, from 0 to 100.
+pub fn parse_percent(s: &str) -> std::result::Result<f64, String> {
+    let t = s.trim();
+    let Some(num) = t.strip_suffix('%') else {
+        return Err(format!(
+            "{s:?} is not a percentage: write it with `%`, e.g. 5%"
+        ));
+    };
+    match num.trim().parse::<f64>() {
+        Ok(v) if (0.0..=100.0).contains(&v) => Ok(v),
+        Ok(_) => Err(format!("{s:?} is out of range: give 0% to 100%")),
+        Err(_) => Err(format!(
+            "{s:?} is not a percentage: write a number and `%`, e.g. 5%"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +225,9 @@ mod tests {
         assert_eq!(parse_rate("64000bit"), Ok(64_000));
         assert_eq!(parse_rate(".5mbit"), Ok(500_000));
         assert_eq!(parse_rate("100gbit"), Ok(MAX_RATE));
+        assert_eq!(parse_rate("1kibit"), Ok(1024));
+        assert_eq!(parse_rate("2mibit"), Ok(2 * 1_048_576));
+        assert_eq!(parse_rate(" 12mbit "), Ok(12_000_000));
     }
 
     #[test]
@@ -208,7 +238,8 @@ mod tests {
         assert!(parse_rate("10bps").unwrap_err().contains("ambiguous"));
         assert!(parse_rate("10").unwrap_err().contains("give a unit"));
         assert!(parse_rate("10mb").unwrap_err().contains("unknown unit"));
-        assert!(parse_rate("mbit").unwrap_err().contains("no number"));
+        assert!(parse_rate("mbit").unwrap_err().contains("not a number"));
+        assert!(parse_rate("fast").unwrap_err().contains("not a number"));
         assert!(parse_rate("1.2.3mbit").is_err());
         assert!(parse_rate("-1mbit").is_err());
         assert!(parse_rate("0mbit").unwrap_err().contains("at least"));
@@ -266,5 +297,20 @@ mod tests {
         assert_eq!(time_text(1_500_000), "1.5s");
         assert_eq!(loss_text(2000), "20%");
         assert_eq!(loss_text(5), "0.05%");
+    }
+
+    #[test]
+    fn percentages_need_their_sign_and_range() {
+        assert_eq!(parse_percent("5%"), Ok(5.0));
+        assert_eq!(parse_percent("0.5 %"), Ok(0.5));
+        assert_eq!(parse_percent("100%"), Ok(100.0));
+        assert!(parse_percent("5").unwrap_err().contains("with `%`"));
+        assert!(parse_percent("101%").unwrap_err().contains("out of range"));
+        assert!(parse_percent("-1%").unwrap_err().contains("out of range"));
+        assert!(
+            parse_percent("x%")
+                .unwrap_err()
+                .contains("not a percentage")
+        );
     }
 }
