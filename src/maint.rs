@@ -339,12 +339,18 @@ impl Orphans<'_> {
             let Some(labname) = lab_of_mark(t.comment.as_deref()).map(String::from) else {
                 continue;
             };
-            if !self.orphan(&labname) || t.family != nft::Family::Ip {
+            if !self.orphan(&labname) {
                 continue;
             }
             let mark = crate::topology::mark_for(&labname);
+            // ip: the NAT table; inet: a host-mode loss table of `nslab shape`.
+            let delete = match t.family {
+                nft::Family::Ip => nft::NftSocket::delete_table_if_marked,
+                nft::Family::Inet => nft::NftSocket::delete_drop_table,
+                _ => continue,
+            };
             if !self.dry_run
-                && let Err(e) = s.delete_table_if_marked(&t.name, &mark)
+                && let Err(e) = delete(&mut s, &t.name, &mark)
             {
                 self.rep
                     .errors

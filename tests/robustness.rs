@@ -146,6 +146,15 @@ fn clean_removes_orphans_whose_record_was_lost() {
         Some(&t.name),
         &["up", s(&example("objective3-nat.yaml")), "--prefix", &p],
     ));
+    // A shaped bridge port puts a loss table (inet) in the host namespace too.
+    ok(nslab_in(
+        Some(&t.name),
+        &["shape", "bri0:bbrveth", "--loss", "10%", "--lab", &lab],
+    ));
+    assert!(
+        sh(&format!("ip netns exec {} nft list tables", t.name))
+            .contains(&format!("table inet nslab-{lab}-loss"))
+    );
     // The record is lost (say /run/nslab was wiped).
     std::fs::remove_file(common::state(&format!("labs/{lab}.json"))).unwrap();
     let o = ok(nslab_in(
@@ -158,7 +167,13 @@ fn clean_removes_orphans_whose_record_was_lost() {
     assert!(
         j["orphan_nft_tables"]
             .to_string()
-            .contains(&format!("nslab-{lab}")),
+            .contains(&format!("nslab-{lab} ")),
+        "{j}"
+    );
+    assert!(
+        j["orphan_nft_tables"]
+            .to_string()
+            .contains(&format!("nslab-{lab}-loss")),
         "{j}"
     );
     assert!(
