@@ -187,8 +187,9 @@ pub mod util;
 
 pub use api::{
     Builder, Capture, CaptureOptions, CaptureStats, CheckOptions, CheckReport, DownReport, Error,
-    HttpResponse, Lab, Node, NodeSpec, Options, Packet, PingOptions, PingReport, PlanReport,
-    Process, Result, Status, TestHooks, Topology,
+    HealReport, HttpResponse, Lab, LinkReport, Node, NodeSpec, Options, Packet, PartitionReport,
+    PerfInterval, PerfOptions, PerfReport, PingEvent, PingOptions, PingOutcome, PingReport,
+    PlanReport, Process, Result, Shape, ShapeReport, Status, TestHooks, Topology, WhyNot,
 };
 
 #[cfg(test)]
