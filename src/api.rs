@@ -50,8 +50,8 @@ pub use crate::probe::http::HttpResponse;
 pub use crate::probe::icmp::{PingOptions, PingReport};
 pub use crate::status::Status;
 pub use control::{
-    HealReport, LinkReport, PartitionReport, PerfInterval, PerfOptions, PerfReport, Shape,
-    ShapeReport,
+    HealReport, LinkReport, Partition, PartitionReport, PerfInterval, PerfOptions, PerfReport,
+    Shape, ShapeReport, ShapeView,
 };
 pub use ping::{PingEvent, PingOutcome, WhyNot};
 

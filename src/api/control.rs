@@ -6,9 +6,9 @@ use crate::runtime::{link, partition, shape};
 use std::time::Duration;
 
 pub use crate::probe::perf::{Interval as PerfInterval, PerfOptions, PerfReport};
-pub use crate::runtime::link::LinkReport;
+pub use crate::runtime::link::{LinkReport, Partition};
 pub use crate::runtime::partition::{HealReport, PartitionReport};
-pub use crate::runtime::shape::ShapeReport;
+pub use crate::runtime::shape::{ShapeReport, ShapeView};
 
 /// An impairment of what leaves one end of a cable (its egress), for
 /// [`Lab::shape`]: a rate, a delay with its jitter, a share of packets lost
