@@ -45,7 +45,7 @@ impl Shape {
     /// checked, and worded when wrong, exactly as the command line's.
     fn request(&self) -> std::result::Result<shape::Request, String> {
         let time = |what: &str, d: Duration| {
-            if d.subsec_nanos() % 1000 != 0 {
+            if !d.subsec_nanos().is_multiple_of(1000) {
                 return Err(format!("{what} {d:?}: give whole microseconds"));
             }
             Ok(format!("{}us", d.as_micros()))
