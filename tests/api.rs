@@ -399,9 +399,12 @@ fn reaches(lab: &Lab, from: &str, to: &str) -> (bool, String) {
         timeout: std::time::Duration::from_millis(500),
         ..Default::default()
     };
+    let mut events = 0;
     let out = lab
-        .ping_explained(from, to, &opts, &mut |_| {})
+        .ping_explained(from, to, &opts, &mut |_| events += 1)
         .expect("ping");
+    // Each request ends in a reply, a timeout or an error, told as it comes.
+    assert!(events >= 4 || out.send_error.is_some(), "{events}: {out:?}");
     let why = out.why_not.as_ref().map(|w| w.to_string());
     (out.ok(), why.unwrap_or_default())
 }
@@ -418,6 +421,7 @@ fn link_controls_partition_shape_and_perf() {
     let (ok, why) = reaches(&lab, "a", "b");
     assert!(!ok);
     assert!(why.contains("a:eth0") && why.contains("down"), "{why}");
+    assert!(!lab.ping("a", "b").is_ok_and(|r| r.all_received()));
     assert!(!lab.link_down("a:eth0").expect("again").changed);
     lab.link_up("a:eth0").expect("link up");
     assert!(reaches(&lab, "a", "b").0);
