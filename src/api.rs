@@ -49,6 +49,14 @@ pub use crate::probe::check::Report as CheckReport;
 pub use crate::probe::http::HttpResponse;
 pub use crate::probe::icmp::{PingOptions, PingReport};
 pub use crate::status::Status;
+pub use control::{
+    HealReport, LinkReport, Partition, PartitionReport, PerfInterval, PerfOptions, PerfReport,
+    Shape, ShapeReport, ShapeView,
+};
+pub use ping::{PingEvent, PingOutcome, WhyNot};
+
+mod control;
+mod ping;
 
 /// A topology: the text of a topology file (YAML, as `nslab up FILE` reads),
 /// not validated yet. It is validated by [`Lab::up`] (or

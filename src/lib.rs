@@ -108,6 +108,30 @@
 //! # }
 //! ```
 //!
+//! # Break and bend links
+//!
+//! [`Lab::link_down`] and [`Lab::link_up`] pull a cable out and plug it back
+//! in; [`Lab::partition`] cuts every path between two groups of nodes until
+//! [`Lab::heal`]; [`Lab::shape`] slows, delays or drops what leaves one end
+//! of a cable (a [`Shape`]), and [`Lab::perf`] measures the throughput that
+//! is left. [`Lab::ping_explained`] says why a ping got no reply (a
+//! [`WhyNot`]: the link that is down, the partition, the route...).
+//!
+//! ```no_run
+//! # fn main() -> nslab::Result<()> {
+//! # let lab: nslab::Lab = todo!();
+//! lab.link_down("client:eth0")?;
+//! let p = lab.ping_explained("client", "server", &Default::default(), &mut |_| {})?;
+//! assert!(!p.ok());
+//! lab.link_up("client:eth0")?;
+//! let ten = nslab::Shape { rate: Some(10_000_000), ..Default::default() };
+//! lab.shape("server:eth0", &ten)?; // server's egress: 10 Mbit/s
+//! let r = lab.perf("server", "client", &nslab::PerfOptions::default())?;
+//! assert!(r.bits_per_second < 10.5e6);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Drop
 //!
 //! Dropping the [`Lab`] takes the lab down (also while a panic unwinds;
@@ -187,8 +211,10 @@ pub mod util;
 
 pub use api::{
     Builder, Capture, CaptureOptions, CaptureStats, CheckOptions, CheckReport, DownReport, Error,
-    HttpResponse, Lab, Node, NodeSpec, Options, Packet, PingOptions, PingReport, PlanReport,
-    Process, Result, Status, TestHooks, Topology,
+    HealReport, HttpResponse, Lab, LinkReport, Node, NodeSpec, Options, Packet, Partition,
+    PartitionReport, PerfInterval, PerfOptions, PerfReport, PingEvent, PingOptions, PingOutcome,
+    PingReport, PlanReport, Process, Result, Shape, ShapeReport, ShapeView, Status, TestHooks,
+    Topology, WhyNot,
 };
 
 #[cfg(test)]

@@ -381,3 +381,96 @@ fn kill_forgets_and_bounded_capture_ends() {
     assert!(!keep.alive());
     assert_eq!(leftovers(p), Vec::<String>::new());
 }
+
+/// Two nodes on one cable, for the link controls.
+fn pair(name: &str) -> Topology {
+    Topology::builder(name)
+        .node("a", |n| n.interface("eth0", &["10.71.0.1/24"]))
+        .node("b", |n| n.interface("eth0", &["10.71.0.2/24"]))
+        .link("a:eth0", "b:eth0")
+        .build()
+}
+
+/// Some of a few pings from `from` to `to` came back, and why not when none did.
+fn reaches(lab: &Lab, from: &str, to: &str) -> (bool, String) {
+    let opts = nslab::PingOptions {
+        count: 4,
+        interval: std::time::Duration::from_millis(250),
+        timeout: std::time::Duration::from_millis(500),
+        ..Default::default()
+    };
+    let mut events = 0;
+    let out = lab
+        .ping_explained(from, to, &opts, &mut |_| events += 1)
+        .expect("ping");
+    // Each request ends in a reply, a timeout or an error, told as it comes.
+    assert!(events >= 4 || out.send_error.is_some(), "{events}: {out:?}");
+    let why = out.why_not.as_ref().map(|w| w.to_string());
+    (out.ok(), why.unwrap_or_default())
+}
+
+#[test]
+fn link_controls_partition_shape_and_perf() {
+    let p = "t20a-c-";
+    let lab = Lab::up(&pair("lc"), &opts(p)).expect("up");
+    assert!(reaches(&lab, "a", "b").0);
+
+    // A link down: no ping, and why-not names the link; up: pings again.
+    let r = lab.link_down("a:eth0").expect("link down");
+    assert!(r.changed && r.state == "down", "{r:?}");
+    let (ok, why) = reaches(&lab, "a", "b");
+    assert!(!ok);
+    assert!(why.contains("a:eth0") && why.contains("down"), "{why}");
+    assert!(!lab.ping("a", "b").is_ok_and(|r| r.all_received()));
+    assert!(!lab.link_down("a:eth0").expect("again").changed);
+    lab.link_up("a:eth0").expect("link up");
+    assert!(reaches(&lab, "a", "b").0);
+    let e = lab.link_down("a:nope").unwrap_err().to_string();
+    assert!(e.contains("\"a:nope\"") && e.contains("a:eth0"), "{e}");
+
+    // A partition: no ping either way, why-not names it; heal: pings again.
+    let part = lab.partition(&["a"], &["b"]).expect("partition");
+    let id = part.partition.id;
+    let (ok, why) = reaches(&lab, "b", "a");
+    assert!(!ok);
+    assert!(why.contains(&format!("nslab partition {id}")), "{why}");
+    assert!(lab.heal(Some(id + 1)).is_err());
+    assert!(!reaches(&lab, "a", "b").0, "a wrong id heals nothing");
+    assert_eq!(lab.heal(Some(id)).expect("heal").healed.len(), 1);
+    assert!(reaches(&lab, "a", "b").0);
+
+    // Shaping: a bad value is refused naming it and changes nothing; a rate
+    // of 10 Mbit/s on a's egress is what perf measures from a to b.
+    let bad = nslab::Shape {
+        loss: Some(150.0),
+        ..Default::default()
+    };
+    let e = lab.shape("a:eth0", &bad).unwrap_err().to_string();
+    assert!(e.contains("a:eth0") && e.contains("loss"), "{e}");
+    assert!(lab.status().expect("status").shaping.is_empty());
+    let ten = nslab::Shape {
+        rate: Some(10_000_000),
+        ..Default::default()
+    };
+    let r = lab.shape("a:eth0", &ten).expect("shape");
+    assert_eq!(
+        r.shaping.as_ref().and_then(|s| s.rate_bits_per_second),
+        Some(10_000_000)
+    );
+    let popts = nslab::PerfOptions {
+        duration: std::time::Duration::from_secs(3),
+        ..Default::default()
+    };
+    let mut intervals = 0;
+    let m = lab
+        .perf_with("a", "b", &popts, &mut |_| intervals += 1)
+        .expect("perf");
+    assert!((8.5e6..=10.5e6).contains(&m.bits_per_second), "{m:?}");
+    assert!(intervals >= 2, "{intervals} intervals");
+    assert!(lab.clear_shape("a:eth0").expect("clear").shaping.is_none());
+    assert!(lab.status().expect("status").shaping.is_empty());
+
+    // The lab dropped: nothing of it is left.
+    drop(lab);
+    assert_eq!(leftovers(p), Vec::<String>::new());
+}

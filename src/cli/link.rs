@@ -2,7 +2,7 @@
 
 use super::{LabSel, print_json};
 use nslab::error::Result;
-use nslab::runtime::{link, partition};
+use nslab::runtime::link;
 
 /// Set one end of a cable, or a bridge port, down or up.
 ///
@@ -31,8 +31,12 @@ pub struct LinkArgs {
 
 pub fn link(a: LinkArgs) -> Result<i32> {
     let up = link::parse_state(&a.state)?;
-    let lab = a.sel.resolve(None)?;
-    let r = link::set(&lab, &a.endpoint, up)?;
+    let lab = a.sel.open(None)?;
+    let r = if up {
+        lab.link_up(&a.endpoint)?
+    } else {
+        lab.link_down(&a.endpoint)?
+    };
     if a.json {
         print_json(&r);
     } else if r.changed {
@@ -84,8 +88,10 @@ pub struct PartitionArgs {
 }
 
 pub fn partition(a: PartitionArgs) -> Result<i32> {
-    let lab = a.sel.resolve(None)?;
-    let r = partition::partition(&lab, &a.left, &a.right)?;
+    let lab = a.sel.open(None)?;
+    let left: Vec<&str> = a.left.iter().map(String::as_str).collect();
+    let right: Vec<&str> = a.right.iter().map(String::as_str).collect();
+    let r = lab.partition(&left, &right)?;
     if a.json {
         print_json(&r);
     } else {
@@ -119,8 +125,8 @@ pub struct HealArgs {
 }
 
 pub fn heal(a: HealArgs) -> Result<i32> {
-    let lab = a.sel.resolve(None)?;
-    let r = partition::heal(&lab, a.id)?;
+    let lab = a.sel.open(None)?;
+    let r = lab.heal(a.id)?;
     if a.json {
         print_json(&r);
     } else if r.healed.is_empty() {

@@ -92,19 +92,19 @@ fn options(a: &Args) -> Result<PerfOptions> {
 
 pub fn run(a: Args) -> Result<i32> {
     let o = options(&a)?;
-    let (rec, model) = super::lab_up(&a.sel, a.file.as_deref())?;
-    let ends = perf::ends(&model, &a.src, &a.dst)?;
+    let lab = a.sel.open(a.file.as_deref())?;
+    let (address, receiver) = lab.perf_address(&a.src, &a.dst)?;
     if !a.json {
         println!(
             "Connecting to host {}, port {} (from {} to {})",
-            ends.address,
+            address,
             if o.port == 0 {
                 "any".to_string()
             } else {
                 o.port.to_string()
             },
             a.src,
-            ends.dst
+            receiver
         );
         println!("{}", perf::format_columns(o.udp));
     }
@@ -116,7 +116,7 @@ pub fn run(a: Args) -> Result<i32> {
             }
         }
     };
-    let r = perf::perf_in_lab(&rec, &model, &a.src, &a.dst, &o, &mut print)?;
+    let r = lab.perf_with(&a.src, &a.dst, &o, &mut print)?;
     if json {
         let mut v = serde_json::to_value(&r).unwrap_or_default();
         v["src"] = a.src.clone().into();

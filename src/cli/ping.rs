@@ -1,8 +1,7 @@
 use super::{LabSel, print_json};
+use nslab::PingOptions;
 use nslab::error::{Error, Result};
-use nslab::probe::icmp::{self, PingOptions};
-use nslab::probe::why::{Reason, WhyOpts};
-use nslab::topology::Place;
+use nslab::probe::icmp;
 use std::time::Duration;
 
 /// Ping from inside a node, and say why when no reply comes.
@@ -86,21 +85,14 @@ pub fn run(a: Args) -> Result<i32> {
     if a.count == 0 {
         return Err(Error::Usage("--count must be at least 1".into()));
     }
-    let (rec, model, src, dst) = (|| {
-        let (rec, model) = super::lab_up(&a.sel, a.file.as_deref())?;
-        let src = super::place(&model, &a.src)?;
+    let (lab, dst) = (|| {
+        let lab = a.sel.open(a.file.as_deref())?;
+        lab.node(&a.src)?;
         // A destination without IPv4 addresses is pinged over IPv6.
-        let dst = match nslab::probe::check::resolve(&model, &a.dst, if a.v6 { 6 } else { 4 }) {
-            Err(e) if !a.v6 => nslab::probe::check::resolve(&model, &a.dst, 6).map_err(|_| e)?,
-            r => r?,
-        };
-        Ok((rec, model, src, dst))
+        let dst = lab.address_of(&a.dst, a.v6)?;
+        Ok((lab, dst))
     })()
     .map_err(|e: Error| with_namespace_hint(e, &[&a.src, &a.dst]))?;
-    if let Some(n) = a.size {
-        check_size(n, dst)?;
-    }
-    let file = nslab::lab::place_file(&rec, &src)?;
     let opts = PingOptions {
         count: a.count,
         interval: secs(a.interval, "--interval")?,
@@ -111,159 +103,35 @@ pub fn run(a: Args) -> Result<i32> {
         dont_fragment: a.size.is_some(),
         ..Default::default()
     };
-    let why_opts = WhyOpts {
-        size: a.size,
-        ..Default::default()
-    };
     let json = a.json;
-    if !json {
-        println!("{}", icmp::format_header(dst, &opts));
-    }
+    // The header comes before the first reply, once the ping is under way
+    // (a refused request prints nothing).
+    let header = std::sync::Once::new();
+    let print_header = || header.call_once(|| println!("{}", icmp::format_header(dst, &opts)));
     let mut events = Vec::new();
-    let mut local_errors = 0u32;
-    let report = nslab::lab::run_in(&file, || {
-        icmp::ping(dst, &opts, &mut |e| {
-            if let icmp::PingEvent::SendError { errno, .. } = e
-                && (*errno == libc::EMSGSIZE || *errno == libc::ENOBUFS)
-            {
-                local_errors += 1;
-            }
-            if json {
-                events.push(e.clone());
-            } else {
-                println!("{}", icmp::format_event(dst, e));
-            }
-        })
+    let out = lab.ping_explained(&a.src, &dst.to_string(), &opts, &mut |e| {
+        if json {
+            events.push(e.clone());
+        } else {
+            print_header();
+            println!("{}", icmp::format_event(dst, e));
+        }
     })?;
-    let places = place_files(&rec, &model);
-    let pinged = Pinged {
-        model: &model,
-        places,
-        src: &src,
-        dst,
-        why_opts: &why_opts,
-    };
-    let (report, why, duplicate) = pinged.explain(report, local_errors, json);
-    let ok = report.as_ref().is_some_and(|r| r.received > 0) && !duplicate;
     if json {
         print_json(
-            &serde_json::json!({ "src": a.src, "dst": a.dst, "address": dst, "size": opts.size, "dont_fragment": opts.dont_fragment, "events": events, "report": report, "why_not": why }),
+            &serde_json::json!({ "src": a.src, "dst": a.dst, "address": dst, "size": opts.size, "dont_fragment": opts.dont_fragment, "events": events, "report": out.report, "why_not": out.why_not }),
         );
     } else {
-        if let Some(r) = &report {
+        print_header();
+        if let Some(e) = &out.send_error {
+            println!("ping: connect: {e}");
+        }
+        if let Some(r) = &out.report {
             println!("{}", icmp::format_report(dst, r));
         }
-        if let Some(w) = &why {
+        if let Some(w) = &out.why_not {
             println!("why not: {w}");
         }
     }
-    Ok(if ok { 0 } else { 1 })
-}
-
-/// `--size` must fit an echo request of the destination's family.
-fn check_size(n: usize, dst: std::net::IpAddr) -> Result<()> {
-    let (max, fam) = if dst.is_ipv6() {
-        (nslab::topology::expect::MAX_SIZE_V6, 6)
-    } else {
-        (nslab::topology::expect::MAX_SIZE_V4, 4)
-    };
-    if n > max {
-        return Err(Error::Usage(format!(
-            "--size {n} is too large: an IPv{fam} echo request carries at most {max} bytes"
-        )));
-    }
-    Ok(())
-}
-
-/// A ping that ran, and what it takes to say why no reply came.
-struct Pinged<'a> {
-    model: &'a nslab::topology::Lab,
-    places: Vec<(Place, std::fs::File)>,
-    src: &'a Place,
-    dst: std::net::IpAddr,
-    why_opts: &'a WhyOpts,
-}
-
-impl Pinged<'_> {
-    /// The report, why no reply came (or who else answered), and whether the
-    /// replies came from an impostor.
-    fn explain(
-        self,
-        report: std::io::Result<icmp::PingReport>,
-        local_errors: u32,
-        json: bool,
-    ) -> (Option<icmp::PingReport>, Option<Reason>, bool) {
-        let Pinged {
-            model,
-            places,
-            src,
-            dst,
-            why_opts,
-        } = self;
-        let mut duplicate = false;
-        let (report, why) = match report {
-            Ok(r) if r.received == 0 && local_errors > 0 => {
-                // The kernel refused to send (printed above, as it said it): only
-                // the MTU explains that; any other reason of the walk would be
-                // about a packet that never left.
-                let why = why_not(model, places, src, dst, why_opts).filter(|w| w.class() == "mtu");
-                (Some(r), why)
-            }
-            Ok(r) if r.received == 0 => {
-                // Something else may have answered for the address (ARP/NDP)
-                // and dropped the pings; else walk the path.
-                let refs: Vec<(Place, &std::fs::File)> =
-                    places.iter().map(|(p, f)| (p.clone(), f)).collect();
-                let why = match nslab::probe::dup::after_probe(model, &refs, src, dst) {
-                    Some(d) => Some(d),
-                    None => why_not(model, places, src, dst, why_opts),
-                };
-                (Some(r), why)
-            }
-            Ok(r) => {
-                // Replies came; from the destination, or from another interface
-                // that answers for its address?
-                let refs: Vec<(Place, &std::fs::File)> =
-                    places.iter().map(|(p, f)| (p.clone(), f)).collect();
-                let why = nslab::probe::dup::after_probe(model, &refs, src, dst);
-                duplicate = why.is_some();
-                (Some(r), why)
-            }
-            Err(e) => {
-                if !json {
-                    println!(
-                        "ping: connect: {}",
-                        e.to_string().replace(
-                            &format!(" (os error {})", e.raw_os_error().unwrap_or(0)),
-                            ""
-                        )
-                    );
-                }
-                (None, why_not(model, places, src, dst, why_opts))
-            }
-        };
-        (report, why, duplicate)
-    }
-}
-
-/// The lab's places and their namespaces (those that can be opened).
-fn place_files(
-    rec: &nslab::record::Record,
-    model: &nslab::topology::Lab,
-) -> Vec<(Place, std::fs::File)> {
-    nslab::probe::check::places(model)
-        .into_iter()
-        .filter_map(|p| nslab::lab::place_file(rec, &p).ok().map(|f| (p, f)))
-        .collect()
-}
-
-fn why_not(
-    model: &nslab::topology::Lab,
-    files: Vec<(Place, std::fs::File)>,
-    src: &Place,
-    dst: std::net::IpAddr,
-    opts: &WhyOpts,
-) -> Option<Reason> {
-    let mut cx = nslab::probe::why::Ctx::open(model, files).ok()?;
-    Some(cx.why_not_with(src, dst, opts))
+    Ok(if out.ok() { 0 } else { 1 })
 }

@@ -1,6 +1,8 @@
 use super::{LabSel, print_json};
-use nslab::error::Result;
-use nslab::runtime::shape::{self, Request};
+use nslab::Shape;
+use nslab::error::{Error, Result};
+use nslab::units;
+use std::time::Duration;
 
 /// Slow down, delay or drop what leaves one end of a cable (egress only).
 ///
@@ -53,16 +55,34 @@ pub struct Args {
     pub sel: LabSel,
 }
 
-pub fn run(a: Args) -> Result<i32> {
-    let lab = a.sel.resolve(a.file.as_deref())?;
-    let req = Request {
-        rate: a.rate,
-        delay: a.delay,
-        jitter: a.jitter,
-        loss: a.loss,
-        limit: a.limit,
+/// The flags as the library's typed [`Shape`] (tc's units parsed here).
+fn shape_of(a: &Args) -> std::result::Result<Shape, String> {
+    let time = |what: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|d| units::parse_time(what, d).map(Duration::from_micros))
+            .transpose()
     };
-    let r = shape::shape(&lab, &a.endpoint, (!a.clear).then_some(&req))?;
+    Ok(Shape {
+        rate: a.rate.as_deref().map(units::parse_rate).transpose()?,
+        delay: time("delay", &a.delay)?,
+        jitter: time("jitter", &a.jitter)?,
+        loss: a
+            .loss
+            .as_deref()
+            .map(|l| units::parse_loss(l).map(|h| f64::from(h) / 100.0))
+            .transpose()?,
+        limit: a.limit.as_deref().map(units::parse_limit).transpose()?,
+    })
+}
+
+pub fn run(a: Args) -> Result<i32> {
+    let lab = a.sel.open(a.file.as_deref())?;
+    let r = if a.clear {
+        lab.clear_shape(&a.endpoint)?
+    } else {
+        let s = shape_of(&a).map_err(|e| Error::Usage(format!("shape {}: {e}", a.endpoint)))?;
+        lab.shape(&a.endpoint, &s)?
+    };
     if a.json {
         print_json(&r);
     } else {

@@ -260,7 +260,22 @@ impl IcmpErrorKind {
     }
 }
 
-/// One thing that happened during a ping, reported as it happens.
+/// One thing that happened during a ping, reported as it happens (to the
+/// callback of [`Lab::ping_explained`](crate::Lab::ping_explained)).
+///
+/// ```no_run
+/// # fn main() -> nslab::Result<()> {
+/// # let lab: nslab::Lab = todo!();
+/// let mut replies = 0;
+/// lab.ping_explained("a", "b", &Default::default(), &mut |e| {
+///     if let nslab::PingEvent::Reply { rtt, .. } = e {
+///         replies += 1;
+///         println!("reply in {rtt:?}");
+///     }
+/// })?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum PingEvent {

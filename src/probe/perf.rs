@@ -167,7 +167,19 @@ pub struct StreamStat {
     pub bits_per_second: f64,
 }
 
-/// One reporting interval (a second, or the rest at the end), at the receiver.
+/// One reporting interval (a second, or the rest at the end), at the receiver
+/// (to the callback of [`Lab::perf_with`](crate::Lab::perf_with)).
+///
+/// ```no_run
+/// # fn main() -> nslab::Result<()> {
+/// # let lab: nslab::Lab = todo!();
+/// let opts = nslab::PerfOptions::default();
+/// lab.perf_with("a", "b", &opts, &mut |i: &nslab::PerfInterval| {
+///     println!("{:.0}-{:.0} s: {:.1} Mbit/s", i.start, i.end, i.bits_per_second / 1e6);
+/// })?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct Interval {
     /// Seconds since the test started.
@@ -189,7 +201,16 @@ pub struct Interval {
     pub jitter_ms: Option<f64>,
 }
 
-/// The result of a throughput test.
+/// The result of a throughput test ([`Lab::perf`](crate::Lab::perf)).
+///
+/// ```no_run
+/// # fn main() -> nslab::Result<()> {
+/// # let lab: nslab::Lab = todo!();
+/// let r: nslab::PerfReport = lab.perf("a", "b", &nslab::PerfOptions::default())?;
+/// println!("{} {:.1} Mbit/s to {}:{}", r.protocol, r.bits_per_second / 1e6, r.address, r.port);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct PerfReport {
     /// `tcp` or `udp`.
@@ -331,7 +352,18 @@ pub fn format_summary(r: &PerfReport) -> Vec<String> {
 
 // --------------------------------------------------------------- options ---
 
-/// What `perf` measures and for how long.
+/// What `perf` measures and for how long ([`Lab::perf`](crate::Lab::perf)).
+///
+/// ```
+/// use std::time::Duration;
+/// let udp = nslab::PerfOptions {
+///     udp: true,
+///     rate: Some(5_000_000), // bits per second
+///     duration: Duration::from_secs(3),
+///     ..Default::default()
+/// };
+/// assert_eq!(udp.streams, 1);
+/// ```
 #[derive(Debug, Clone)]
 pub struct PerfOptions {
     pub udp: bool,

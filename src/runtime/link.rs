@@ -21,6 +21,16 @@ pub struct LinkDown {
 }
 
 /// One partition between two groups of nodes.
+///
+/// ```no_run
+/// # fn main() -> nslab::Result<()> {
+/// # let lab: nslab::Lab = todo!();
+/// let p: nslab::Partition = lab.partition(&["a", "b"], &["c"])?.partition;
+/// assert!(p.separates("a", "c") && !p.separates("a", "b"));
+/// println!("nslab heal {}", p.id);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Partition {
     /// The id `nslab partition` printed; `nslab heal ID` removes it.
@@ -38,7 +48,17 @@ impl Partition {
     }
 }
 
-/// What `nslab link` did.
+/// What `nslab link` did ([`Lab::link_down`](crate::Lab::link_down), [`Lab::link_up`](crate::Lab::link_up)).
+///
+/// ```no_run
+/// # fn main() -> nslab::Result<()> {
+/// # let lab: nslab::Lab = todo!();
+/// let r: nslab::LinkReport = lab.link_down("a:eth0")?;
+/// assert_eq!((r.endpoint.as_str(), r.state.as_str()), ("a:eth0", "down"));
+/// assert!(!lab.link_down("a:eth0")?.changed); // down already
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LinkReport {
     pub lab: String,

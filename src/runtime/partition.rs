@@ -19,7 +19,19 @@ pub fn table_name(id: u32) -> String {
     format!("nslab-part-{id}")
 }
 
-/// What `nslab partition` did.
+/// What `nslab partition` did ([`Lab::partition`](crate::Lab::partition)).
+///
+/// ```no_run
+/// # fn main() -> nslab::Result<()> {
+/// # let lab: nslab::Lab = todo!();
+/// let r: nslab::PartitionReport = lab.partition(&["@br0"], &["c"])?;
+/// println!("partition {}: tables {} in {:?}", r.partition.id, r.table, r.partition.left);
+/// for c in &r.commands {
+///     println!("{c}"); // the nft commands that make the same tables
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PartitionReport {
     pub lab: String,
@@ -30,7 +42,16 @@ pub struct PartitionReport {
     pub commands: Vec<String>,
 }
 
-/// What `nslab heal` did.
+/// What `nslab heal` did ([`Lab::heal`](crate::Lab::heal)).
+///
+/// ```no_run
+/// # fn main() -> nslab::Result<()> {
+/// # let lab: nslab::Lab = todo!();
+/// let r: nslab::HealReport = lab.heal(None)?; // every partition
+/// println!("healed {:?}", r.healed.iter().map(|p| p.id).collect::<Vec<_>>());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HealReport {
     pub lab: String,

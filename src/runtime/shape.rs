@@ -55,7 +55,19 @@ pub struct Request {
     pub limit: Option<String>,
 }
 
-/// What `shape` did, for text and `--json`.
+/// What `shape` did, for text and `--json` ([`Lab::shape`](crate::Lab::shape),
+/// [`Lab::clear_shape`](crate::Lab::clear_shape)).
+///
+/// ```no_run
+/// # fn main() -> nslab::Result<()> {
+/// # let lab: nslab::Lab = todo!();
+/// let s = nslab::Shape { rate: Some(10_000_000), ..Default::default() };
+/// let r: nslab::ShapeReport = lab.shape("a:eth0", &s)?;
+/// println!("{}: {}", r.endpoint, r.shaping.map(|v| v.text()).unwrap_or_default());
+/// assert!(lab.clear_shape("a:eth0")?.shaping.is_none());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct ShapeReport {
     pub lab: String,
@@ -67,6 +79,17 @@ pub struct ShapeReport {
 }
 
 /// One endpoint's shaping, in tc's words, as `status` and `shape --json` show it.
+///
+/// ```no_run
+/// # fn main() -> nslab::Result<()> {
+/// # let lab: nslab::Lab = todo!();
+/// let s = nslab::Shape { rate: Some(10_000_000), ..Default::default() };
+/// let v: nslab::ShapeView = lab.shape("a:eth0", &s)?.shaping.unwrap();
+/// assert_eq!((v.rate.as_deref(), v.rate_bits_per_second), (Some("10Mbit"), Some(10_000_000)));
+/// println!("{} by {}", v.text(), v.mechanism); // rate 10Mbit by tbf
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ShapeView {
     pub endpoint: String,

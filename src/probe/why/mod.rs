@@ -19,7 +19,20 @@ use std::net::IpAddr;
 
 /// The first obstacle found on the path. In JSON the variant is the `reason`
 /// field (`"no_route"`, `"firewall_drop"`, ...) and `at` names the place (a node,
-/// `host` or `internet`) where the obstacle is.
+/// `host` or `internet`) where the obstacle is. Shown (`Display`), it is the
+/// sentence `nslab ping` prints after `why not:`.
+///
+/// ```no_run
+/// # fn main() -> nslab::Result<()> {
+/// # let lab: nslab::Lab = todo!();
+/// lab.link_down("b:eth0")?;
+/// let out = lab.ping_explained("a", "b", &Default::default(), &mut |_| {})?;
+/// if let Some(why) = &out.why_not {
+///     println!("why not: {why} ({})", why.class());
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum Reason {
