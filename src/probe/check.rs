@@ -264,39 +264,13 @@ fn ctx<'a>(rec: &Record, model: &'a Lab) -> Result<Ctx<'a>> {
     Ctx::open(model, files).map_err(|e| Error::Failed(format!("read the lab's namespaces: {e}")))
 }
 
-/// Places named by a selector: `all`, a place, `[a, b]` or `a,b`, or `@BRIDGE`
-/// (the nodes cabled to that bridge).
+/// Places named by a selector: `all` (every place of the matrix: `host`, the
+/// `internet` when sandboxed, every node), a place, `[a, b]` or `a,b`, or
+/// `@BRIDGE` (the nodes cabled to that bridge); the grammar of
+/// [`crate::topology::group`].
 pub fn select_places(model: &Lab, sel: &str) -> Result<Vec<String>> {
-    let all: Vec<String> = places(model).iter().map(|p| p.to_string()).collect();
-    let mut out = Vec::new();
-    let inner = sel.trim().trim_start_matches('[').trim_end_matches(']');
-    for w in inner.split(',').map(str::trim).filter(|w| !w.is_empty()) {
-        if w == "all" {
-            out.extend(all.iter().cloned());
-        } else if let Some(b) = w.strip_prefix('@') {
-            if model.bridge(b).is_none() {
-                return Err(Error::Usage(format!(
-                    "{b:?} is not a bridge of lab {}",
-                    model.name
-                )));
-            }
-            for l in &model.links {
-                for (x, y) in [(&l.a, &l.b), (&l.b, &l.a)] {
-                    if x.bridge.as_deref() == Some(b) {
-                        out.push(y.place.to_string());
-                    }
-                }
-            }
-        } else if all.iter().any(|p| p == w) {
-            out.push(w.to_string());
-        } else {
-            return Err(Error::Usage(format!(
-                "{w:?} is not a node, `host`, `internet`, `all` or @BRIDGE of lab {}",
-                model.name
-            )));
-        }
-    }
-    Ok(out)
+    crate::topology::group::parse(model, sel, crate::topology::group::Members::Places)
+        .map_err(|e| Error::Usage(format!("{e} (lab {})", model.name)))
 }
 
 /// A deterministic generator (splitmix64) for sampling pairs.
