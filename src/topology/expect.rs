@@ -407,7 +407,10 @@ fn group_pairs_of(
     let dsts: Vec<String> = if target.is_empty() {
         vec![dst.to_string()]
     } else {
-        one(target)?.into_iter().map(|d| format!("{d}{rest}")).collect()
+        one(target)?
+            .into_iter()
+            .map(|d| format!("{d}{rest}"))
+            .collect()
     };
     let strip = |d: &str| d[..d.len() - rest.len()].to_string();
     let v: Vec<(String, String)> = srcs

@@ -168,7 +168,10 @@ mod tests {
             parse(&l, "[ n3, lone ]", Members::Nodes).unwrap(),
             ["n3", "lone"]
         );
-        assert_eq!(parse(&l, "@br0", Members::Nodes).unwrap(), ["n1", "n2", "n3"]);
+        assert_eq!(
+            parse(&l, "@br0", Members::Nodes).unwrap(),
+            ["n1", "n2", "n3"]
+        );
         assert_eq!(parse(&l, "@br1", Members::Nodes).unwrap(), ["n4"]);
         // A node named twice counts once.
         assert_eq!(
@@ -191,7 +194,11 @@ mod tests {
             ("@br9", Members::Nodes, "\"br9\" is not a bridge"),
             ("@n1", Members::NodesOrNamed, "\"n1\" is not a bridge"),
             ("host", Members::Nodes, "\"host\" is not a node"),
-            ("[n1, internet]", Members::Nodes, "\"internet\" is not a node"),
+            (
+                "[n1, internet]",
+                Members::Nodes,
+                "\"internet\" is not a node",
+            ),
             // No internet in host mode for the matrix.
             ("internet", Members::Places, "\"internet\" is not a node"),
             ("[]", Members::Nodes, "names no node"),

@@ -959,15 +959,20 @@ fn group_expectations_parse_and_keep_line_and_field() {
     assert_eq!(lab.expect.len(), 4);
     assert_eq!(lab.expect[0].name, "reach: [a, b, c] -> [a, b, c]");
     assert_eq!(lab.expect[0].line, 16);
-    let pairs =
-        |i: usize| crate::topology::expect::group_pairs(&lab, &lab.expect[i].kind).map(|r| r.unwrap());
+    let pairs = |i: usize| {
+        crate::topology::expect::group_pairs(&lab, &lab.expect[i].kind).map(|r| r.unwrap())
+    };
     // Not paired with itself: 3 x 2.
     assert_eq!(pairs(0).unwrap().len(), 6);
     let nr = pairs(1).unwrap();
     assert_eq!(nr.len(), 4, "a,b x c,d: {nr:?}");
-    assert!(matches!(&nr[0], ExpectKind::Reach { src, dst, reach: false, .. } if src == "a" && dst == "c"));
+    assert!(
+        matches!(&nr[0], ExpectKind::Reach { src, dst, reach: false, .. } if src == "a" && dst == "c")
+    );
     let tcp = pairs(2).unwrap();
-    assert!(matches!(&tcp[1], ExpectKind::Tcp { src, dst, port: 80, .. } if src == "b" && dst == "c"));
+    assert!(
+        matches!(&tcp[1], ExpectKind::Tcp { src, dst, port: 80, .. } if src == "b" && dst == "c")
+    );
     assert_eq!(pairs(3).unwrap().len(), 2);
     // `all` is every node, and not host or internet; a node with itself is skipped.
     let v4 = "name: x\nnodes:\n  a: { interfaces: { e: { address: 10.0.0.1/24 } } }\n  b: { interfaces: { e: { address: 10.0.0.2/24 } } }\nlinks: [[a:e, b:e]]\nexpect:\n  - reach: all -> all\n";
@@ -993,9 +998,18 @@ fn bad_group_expectations_name_file_line_field_and_word() {
     let base = "name: x\nbridges:\n  br0: {}\nnodes:\n  a: { interfaces: { e: { address: 10.0.0.1/24 } } }\n  b: { interfaces: { e: { address: 10.0.0.2/24 } } }\n  v6: { interfaces: { e: { address: fd00::9/64 } } }\nlinks:\n  - [a:e, br0:pa]\n  - [b:e, br0:pb]\n  - [v6:e, br0:p6]\n";
     // The expectation is on line 14 (field expect[1]).
     for (e, want) in [
-        ("reach: '[a, nope] -> all'", "t.yaml:14:12: expect[1].reach: [a, nope] -> all: \"nope\" is not a node"),
-        ("no_reach: all -> @br9", "t.yaml:14:15: expect[1].no_reach: all -> @br9: \"br9\" is not a bridge"),
-        ("tcp: all -> @brx:80", "expect[1].tcp: all -> @brx:80: \"brx\" is not a bridge"),
+        (
+            "reach: '[a, nope] -> all'",
+            "t.yaml:14:12: expect[1].reach: [a, nope] -> all: \"nope\" is not a node",
+        ),
+        (
+            "no_reach: all -> @br9",
+            "t.yaml:14:15: expect[1].no_reach: all -> @br9: \"br9\" is not a bridge",
+        ),
+        (
+            "tcp: all -> @brx:80",
+            "expect[1].tcp: all -> @brx:80: \"brx\" is not a bridge",
+        ),
         ("reach: 'a -> [a]'", "no pair to check"),
         ("reach: '[a, b -> b'", "closing `]`"),
         // Every pair must have a family in common.
@@ -1005,6 +1019,9 @@ fn bad_group_expectations_name_file_line_field_and_word() {
         let t = format!("{base}expect:\n  - reach: a -> b\n  - {e}\n");
         let s = parse(&t).unwrap_err().to_string();
         assert!(s.contains(want), "{e}: {s}");
-        assert!(s.starts_with("t.yaml:14:") || s.starts_with("t.yaml:15:"), "{e}: {s}");
+        assert!(
+            s.starts_with("t.yaml:14:") || s.starts_with("t.yaml:15:"),
+            "{e}: {s}"
+        );
     }
 }
