@@ -1087,52 +1087,15 @@ fn reach_pairs<'a>(
         else {
             continue;
         };
-        let mut r = ExpectResult {
-            name: format!("{src} -> {dst}"),
-            line: 0,
-            ok: false,
-            skipped: false,
-            detail: String::new(),
-            why: None,
-            error: None,
-            size: None,
-            bits_per_second: None,
-            lost_percent: None,
-            pairs: None,
-            failed_pairs: Vec::new(),
-        };
-        if let Some(e) = o.iter().find_map(|(_, x)| match x {
-            Outcome::Error(e) => Some(e.clone()),
-            _ => None,
-        }) {
-            r.detail = format!("{src} -> {dst}: the probe could not run: {e}");
-            r.error = Some(e);
+        let mut r = reach_pair(src, dst, *reach, &c.addrs, &o);
+        if r.error.is_some() {
             out.push((src.clone(), dst.clone(), r));
             continue;
         }
-        let missing: Vec<IpAddr> = o
-            .iter()
-            .filter(|(_, x)| *x == Outcome::NoReply)
-            .map(|(a, _)| *a)
-            .collect();
-        let answered = c.addrs.len() - missing.len();
-        r.ok = if *reach {
-            missing.is_empty()
-        } else {
-            answered == 0
-        };
-        r.detail = reach_detail(
-            src,
-            dst,
-            &c.addrs,
-            &missing,
-            None,
-            &vec![None; c.addrs.len()],
-        );
         if !r.ok
             && *reach
             && whys < GROUP_WHY_LIMIT
-            && let Some(a) = missing.first()
+            && let Some((a, _)) = o.iter().find(|(_, x)| *x == Outcome::NoReply)
         {
             whys += 1;
             if cx.is_none() {
@@ -1145,6 +1108,50 @@ fn reach_pairs<'a>(
         out.push((src.clone(), dst.clone(), r));
     }
     Ok(out)
+}
+
+/// One pair of a `reach`/`no_reach` group from its probes' outcomes (no why-not yet).
+fn reach_pair(
+    src: &str,
+    dst: &str,
+    reach: bool,
+    addrs: &[IpAddr],
+    o: &[(IpAddr, Outcome)],
+) -> ExpectResult {
+    let mut r = ExpectResult {
+        name: format!("{src} -> {dst}"),
+        line: 0,
+        ok: false,
+        skipped: false,
+        detail: String::new(),
+        why: None,
+        error: None,
+        size: None,
+        bits_per_second: None,
+        lost_percent: None,
+        pairs: None,
+        failed_pairs: Vec::new(),
+    };
+    if let Some(e) = o.iter().find_map(|(_, x)| match x {
+        Outcome::Error(e) => Some(e.clone()),
+        _ => None,
+    }) {
+        r.detail = format!("{src} -> {dst}: the probe could not run: {e}");
+        r.error = Some(e);
+        return r;
+    }
+    let missing: Vec<IpAddr> = o
+        .iter()
+        .filter(|(_, x)| *x == Outcome::NoReply)
+        .map(|(a, _)| *a)
+        .collect();
+    r.ok = if reach {
+        missing.is_empty()
+    } else {
+        missing.len() == addrs.len()
+    };
+    r.detail = reach_detail(src, dst, addrs, &missing, None, &vec![None; addrs.len()]);
+    r
 }
 
 /// A group expectation's result from its pairs': it holds when every pair
