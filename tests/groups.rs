@@ -16,15 +16,19 @@ fn lab_file() -> String {
     let mut y = String::from("name: grp\nbridges:\n  br0: { address: 10.21.0.254/24 }\nnodes:\n");
     for n in NODES {
         y.push_str(&format!(
-            "  {n}: {{ interfaces: {{ e: {{ address: {}/24 }} }} }}\n",
+            "  {n}:\n    interfaces: {{ e: {{ address: {}/24 }} }}\n",
             addr(n)
         ));
     }
+    // A web server in n4 for `tcp: all -> n4:8000`.
+    y.push_str("    run: [ \"python3 -m http.server --bind 10.21.0.4 8000\" ]\n");
     y.push_str("links:\n");
     for n in NODES {
         y.push_str(&format!("  - [ {n}:e, br0:p{n} ]\n"));
     }
-    y.push_str("expect:\n  - reach: all -> all\n  - no_reach: '[n1, n2] -> n3'\n");
+    y.push_str(
+        "expect:\n  - reach: all -> all\n  - no_reach: '[n1, n2] -> n3'\n  - tcp: all -> n4:8000\n",
+    );
     y
 }
 
@@ -76,6 +80,9 @@ fn reach_all_to_all_lists_exactly_the_failing_pairs() {
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();
     assert_eq!(failed_pairs(&ex[1]), want, "{j:#}");
+    // Pair by pair for tcp: n1, n2, n3 to n4 (not n4 to itself).
+    assert_eq!(ex[2]["ok"], true, "{j:#}");
+    assert_eq!(ex[2]["pairs"], 3, "{j:#}");
     // --nodes-only: no host or internet rows, columns or cells.
     for fp in j["family_places"].as_array().unwrap() {
         for k in ["rows", "columns"] {
@@ -93,7 +100,7 @@ fn reach_all_to_all_lists_exactly_the_failing_pairs() {
     assert!(cells.iter().all(|c| c["reach"] == true), "{j:#}");
     assert_eq!(
         j["summary"],
-        serde_json::json!({"pairs": 12, "pairs_reach": 12, "expectations": 2, "expectations_hold": 1})
+        serde_json::json!({"pairs": 12, "pairs_reach": 12, "expectations": 3, "expectations_hold": 2})
     );
     // Without it the matrix has the host and the internet.
     let (_, all, _) = check(&lab, &[]);
@@ -107,7 +114,7 @@ fn reach_all_to_all_lists_exactly_the_failing_pairs() {
     );
     let o = nslab(&["check", "--lab", &lab, "--nodes-only"]);
     assert!(
-        stdout(&o).contains("matrix: 12 of 12 pairs reach; expectations: 1 of 2 hold"),
+        stdout(&o).contains("matrix: 12 of 12 pairs reach; expectations: 2 of 3 hold"),
         "{}",
         text(&o)
     );
@@ -151,12 +158,14 @@ fn reach_all_to_all_lists_exactly_the_failing_pairs() {
         from_n3["why"].is_object(),
         "a failed pair says why: {from_n3:#}"
     );
-    // The no_reach to n3 now holds.
+    // The no_reach to n3 now holds; of the tcp pairs, n3's fails.
     assert_eq!(ex[1]["ok"], true, "{j:#}");
+    let n3_n4: BTreeSet<(String, String)> = [("n3".to_string(), "n4".to_string())].into();
+    assert_eq!(failed_pairs(&ex[2]), n3_n4, "{j:#}");
     assert_eq!(j["summary"]["expectations_hold"], 1);
     assert_eq!(j["summary"]["pairs"], 0, "no matrix");
     let x = std::fs::read_to_string(&junit).unwrap();
-    assert!(x.contains("failures=\"1\""), "{x}");
+    assert!(x.contains("failures=\"2\""), "{x}");
     for (a, b) in &broken {
         assert!(x.contains(&format!("{a} -&gt; {b}")), "{a} -> {b} in {x}");
     }
@@ -170,7 +179,7 @@ fn reach_all_to_all_lists_exactly_the_failing_pairs() {
             "{a} -> {b} in {t}"
         );
     }
-    assert!(t.contains("expectations: 1 of 2 hold"), "{t}");
+    assert!(t.contains("expectations: 1 of 3 hold"), "{t}");
 }
 
 #[test]
@@ -183,7 +192,7 @@ fn a_group_naming_an_unknown_node_is_refused_with_file_line_and_field() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let e = text(&o);
     assert!(
-        e.contains("grp.yaml:16:") && e.contains("expect[1].no_reach") && e.contains("\"n9\""),
+        e.contains("grp.yaml:21:") && e.contains("expect[1].no_reach") && e.contains("\"n9\""),
         "{e}"
     );
     assert!(
