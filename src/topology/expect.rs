@@ -357,7 +357,7 @@ fn group_kind(
     family: Option<u8>,
     lab: &Lab,
 ) -> Option<ExpectKind> {
-    let pairs = match group_pairs_of(lab, c.kind, &c.src, &c.dst) {
+    let (srcs, dsts) = match group_ends(lab, c.kind, &c.src, &c.dst) {
         Ok(p) => p,
         Err(m) => {
             report(
@@ -368,32 +368,64 @@ fn group_kind(
             return None;
         }
     };
+    // Each member is checked as a source and as a destination once, and each
+    // combination of the ends' address families once: the other pairs would
+    // be checked alike (a group of 1000 nodes has a million pairs).
+    let code = |x: &str| match families_of(lab, x) {
+        None => 4,
+        Some(v) => usize::from(v.contains(&4)) + 2 * usize::from(v.contains(&6)),
+    };
+    let fam_s: Vec<usize> = srcs.iter().map(|x| code(x)).collect();
+    let fam_d: Vec<usize> = dsts.iter().map(|x| code(group_target(c.kind, x))).collect();
+    let mut done = [[false; 5]; 5];
+    let (mut src_done, mut dst_done) = (vec![false; srcs.len()], vec![false; dsts.len()]);
     let mut first = None;
-    for (s, d) in &pairs {
-        let pc = ExpectText {
-            field: c.field,
-            f: c.f.clone(),
-            text: c.text,
-            kind: c.kind,
-            src: s.clone(),
-            dst: d.clone(),
-        };
-        let k = one_kind(report, &pc, r, family, lab)?;
-        first.get_or_insert(k);
+    for (i, s) in srcs.iter().enumerate() {
+        for (j, d) in dsts.iter().enumerate() {
+            if !paired(c.kind, s, d) {
+                continue;
+            }
+            let seen = std::mem::replace(&mut done[fam_s[i]][fam_d[j]], true);
+            let new = !seen || !src_done[i] || !dst_done[j];
+            (src_done[i], dst_done[j]) = (true, true);
+            if !new {
+                continue;
+            }
+            let pc = ExpectText {
+                field: c.field,
+                f: c.f.clone(),
+                text: c.text,
+                kind: c.kind,
+                src: s.clone(),
+                dst: d.clone(),
+            };
+            let k = one_kind(report, &pc, r, family, lab)?;
+            first.get_or_insert(k);
+        }
     }
-    let mut k = first?;
+    let Some(mut k) = first else {
+        report(
+            &c.text.referenced,
+            c.f.clone(),
+            format!(
+                "{}: no pair to check (a node is not paired with itself)",
+                c.text.value.trim()
+            ),
+        );
+        return None;
+    };
     set_ends(&mut k, &c.src, group_target(c.kind, &c.dst));
     Some(k)
 }
 
-/// The pairs of a group expectation's text: (source, destination as the
-/// kind writes it, e.g. `web:80` for `tcp`).
-fn group_pairs_of(
+/// The members of a group expectation's ends: sources, and destinations as
+/// the kind writes them (e.g. `web:80` for `tcp`).
+fn group_ends(
     lab: &Lab,
     kind: &str,
     src: &str,
     dst: &str,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<(Vec<String>, Vec<String>), String> {
     let one = |s: &str| -> Result<Vec<String>, String> {
         if is_group(s) {
             group::parse(lab, s, Members::NodesOrNamed)
@@ -412,11 +444,28 @@ fn group_pairs_of(
             .map(|d| format!("{d}{rest}"))
             .collect()
     };
-    let strip = |d: &str| d[..d.len() - rest.len()].to_string();
+    Ok((srcs, dsts))
+}
+
+/// Is (s, d) a pair to check: not a node with itself?
+fn paired(kind: &str, s: &str, d: &str) -> bool {
+    let t = group_target(kind, d);
+    t.is_empty() || s != t
+}
+
+/// The pairs of a group expectation's text.
+fn group_pairs_of(
+    lab: &Lab,
+    kind: &str,
+    src: &str,
+    dst: &str,
+) -> Result<Vec<(String, String)>, String> {
+    let (srcs, dsts) = group_ends(lab, kind, src, dst)?;
     let v: Vec<(String, String)> = srcs
         .iter()
-        .flat_map(|s| dsts.iter().map(move |d| (s.clone(), d.clone())))
-        .filter(|(s, d)| target.is_empty() || *s != strip(d))
+        .flat_map(|s| dsts.iter().map(move |d| (s, d)))
+        .filter(|(s, d)| paired(kind, s, d))
+        .map(|(s, d)| (s.clone(), d.clone()))
         .collect();
     if v.is_empty() {
         return Err("no pair to check (a node is not paired with itself)".into());
