@@ -1666,6 +1666,115 @@ pub fn junit(r: &Report) -> String {
 mod tests {
     use super::*;
 
+    fn result(name: &str, ok: bool) -> ExpectResult {
+        ExpectResult {
+            name: name.into(),
+            line: 7,
+            ok,
+            skipped: false,
+            detail: format!("{name}: detail"),
+            why: None,
+            error: None,
+            size: None,
+            bits_per_second: None,
+            lost_percent: None,
+            pairs: None,
+            failed_pairs: Vec::new(),
+        }
+    }
+
+    fn cell(src: &str, dst: &str, family: u8, reach: Option<bool>) -> Cell {
+        Cell {
+            src: src.into(),
+            dst: dst.into(),
+            family,
+            address: None,
+            reach,
+            why: None,
+            addresses: vec![],
+            unreachable: vec![],
+            error: None,
+        }
+    }
+
+    #[test]
+    fn the_summary_counts_pairs_in_every_family_and_expectations() {
+        let cells = [
+            cell("a", "b", 4, Some(true)),
+            cell("a", "b", 6, Some(false)),
+            cell("b", "a", 4, Some(true)),
+            cell("b", "a", 6, Some(true)),
+            cell("a", "c", 4, None),
+        ];
+        let exps = [result("x", true), result("y", false)];
+        let s = Summary::of(&cells, &exps);
+        assert_eq!((s.pairs, s.pairs_reach), (3, 1));
+        assert_eq!(
+            s.to_string(),
+            "matrix: 1 of 3 pairs reach; expectations: 1 of 2 hold"
+        );
+        assert_eq!(
+            Summary::of(&[], &exps).to_string(),
+            "expectations: 1 of 2 hold"
+        );
+        assert_eq!(Summary::of(&[], &[]).to_string(), "");
+    }
+
+    #[test]
+    fn a_group_result_lists_its_failed_pairs_everywhere() {
+        let pairs = vec![
+            ("a".to_string(), "b".to_string(), result("a -> b", true)),
+            ("a".to_string(), "c".to_string(), result("a -> c", false)),
+            ("c".to_string(), "a".to_string(), result("c -> a", false)),
+        ];
+        let mut g = result("reach: all -> all", true);
+        group_result(&mut g, pairs);
+        assert!(!g.ok);
+        assert_eq!(g.pairs, Some(3));
+        assert_eq!(g.detail, "2 of 3 pairs fail: a -> c, c -> a");
+        let ends: Vec<(&str, &str)> = g
+            .failed_pairs
+            .iter()
+            .map(|p| (p.src.as_str(), p.dst.as_str()))
+            .collect();
+        assert_eq!(ends, [("a", "c"), ("c", "a")]);
+        let r = Report {
+            lab: "l".into(),
+            families: vec![4],
+            places: vec![],
+            matrix: vec![],
+            expectations: vec![g.clone()],
+            ok: false,
+            family_places: vec![],
+            probe_errors: 0,
+            pairs_total: 0,
+            notes: vec![],
+            summary: Summary::of(&[], std::slice::from_ref(&g)),
+        };
+        let t = render(&r);
+        assert!(
+            t.contains("FAIL reach: all -> all (line 7): 2 of 3 pairs fail: a -> c, c -> a\n      a -> c: detail\n      c -> a: detail\n"),
+            "{t}"
+        );
+        assert!(t.ends_with("expectations: 0 of 1 hold\n"), "{t}");
+        let j = junit(&r);
+        assert!(
+            j.contains("a -&gt; c: detail") && j.contains("c -&gt; a: detail"),
+            "{j}"
+        );
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["expectations"][0]["failed_pairs"][1]["src"], "c");
+        assert_eq!(v["summary"]["expectations_hold"], 0);
+        // All pairs hold.
+        let mut h = result("reach: all -> all", false);
+        group_result(
+            &mut h,
+            vec![("a".into(), "b".into(), result("a -> b", true))],
+        );
+        assert!(h.ok && h.failed_pairs.is_empty());
+        assert_eq!(h.detail, "1 of 1 pairs hold");
+    }
+
     #[test]
     fn samples_are_deterministic_sorted_and_bounded() {
         let a = sample(100, 10, 42);
