@@ -447,10 +447,14 @@ fn group_ends(
     Ok((srcs, dsts))
 }
 
-/// Is (s, d) a pair to check: not a node with itself?
+/// Is (s, d) a pair to check: not a node with itself (for `http`, the URL's host)?
 fn paired(kind: &str, s: &str, d: &str) -> bool {
-    let t = group_target(kind, d);
-    t.is_empty() || s != t
+    if kind == "http" {
+        let rest = d.strip_prefix("http://").unwrap_or(d);
+        let host = rest.split(['/', ':']).next().unwrap_or(rest);
+        return s != host;
+    }
+    s != group_target(kind, d)
 }
 
 /// The pairs of a group expectation's text.

@@ -988,6 +988,19 @@ fn group_expectations_parse_and_keep_line_and_field() {
         })
         .collect();
     assert_eq!(ends, [("a".into(), "b".into()), ("b".into(), "a".into())]);
+    // http: a group of sources, not paired with the URL's host.
+    let h = parse(&format!("{base}expect:\n  - http: all -> http://b:80/x\n")).unwrap();
+    let v = crate::topology::expect::group_pairs(&h, &h.expect[0].kind)
+        .unwrap()
+        .unwrap();
+    let srcs: Vec<&str> = v
+        .iter()
+        .map(|k| match k {
+            ExpectKind::Http { src, url, .. } if url == "http://b:80/x" => src.as_str(),
+            _ => panic!("{k:?}"),
+        })
+        .collect();
+    assert_eq!(srcs, ["a", "c", "d"]);
     // A plain expectation is no group.
     let plain = parse(&format!("{base}expect:\n  - reach: a -> b\n")).unwrap();
     assert!(crate::topology::expect::group_pairs(&plain, &plain.expect[0].kind).is_none());
