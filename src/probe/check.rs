@@ -164,6 +164,24 @@ pub struct ExpectResult {
     /// `loss` (and UDP `throughput`): the datagrams lost, percent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lost_percent: Option<f64>,
+    /// An expectation between groups (`reach: all -> all`): how many
+    /// (source, destination) pairs it checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pairs: Option<usize>,
+    /// ... and those that failed (or could not be probed), in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed_pairs: Vec<PairResult>,
+}
+
+/// One failed pair of an expectation between groups.
+#[derive(Debug, Clone, Serialize)]
+pub struct PairResult {
+    pub src: String,
+    pub dst: String,
+    pub detail: String,
+    pub why: Option<Reason>,
+    /// The probe itself failed.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -206,6 +224,54 @@ pub struct Report {
     pub pairs_total: usize,
     /// What the check noticed about itself (the neighbour table, sampling).
     pub notes: Vec<String>,
+    /// The counts of the summary line.
+    pub summary: Summary,
+}
+
+/// `matrix: 30 of 30 pairs reach; expectations: 4 of 5 hold`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// (source, destination) pairs of the matrix probed (0: no matrix).
+    pub pairs: usize,
+    /// ... those that reach, in every family they were probed in.
+    pub pairs_reach: usize,
+    pub expectations: usize,
+    pub expectations_hold: usize,
+}
+
+impl Summary {
+    fn of(cells: &[Cell], exps: &[ExpectResult]) -> Summary {
+        let mut pairs: std::collections::BTreeMap<(&str, &str), bool> = Default::default();
+        for c in cells {
+            let e = pairs.entry((&c.src, &c.dst)).or_insert(true);
+            *e &= c.reach == Some(true);
+        }
+        Summary {
+            pairs: pairs.len(),
+            pairs_reach: pairs.values().filter(|x| **x).count(),
+            expectations: exps.len(),
+            expectations_hold: exps.iter().filter(|e| e.ok).count(),
+        }
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let mut v = Vec::new();
+        if self.pairs > 0 {
+            v.push(format!(
+                "matrix: {} of {} pairs reach",
+                self.pairs_reach, self.pairs
+            ));
+        }
+        if self.expectations > 0 {
+            v.push(format!(
+                "expectations: {} of {} hold",
+                self.expectations_hold, self.expectations
+            ));
+        }
+        f.write_str(&v.join("; "))
+    }
 }
 
 /// What [`Lab::check_with`](crate::Lab::check_with) does besides the
@@ -238,6 +304,8 @@ pub struct CheckOptions<'a> {
     pub seed: u64,
     /// Called with (probes done, probes in all) as the matrix progresses.
     pub progress: Option<&'a (dyn Fn(usize, usize) + Sync)>,
+    /// Leave `host` and the `internet` out of the matrix: nodes only.
+    pub nodes_only: bool,
 }
 
 fn families(model: &Lab) -> Vec<u8> {
@@ -264,39 +332,13 @@ fn ctx<'a>(rec: &Record, model: &'a Lab) -> Result<Ctx<'a>> {
     Ctx::open(model, files).map_err(|e| Error::Failed(format!("read the lab's namespaces: {e}")))
 }
 
-/// Places named by a selector: `all`, a place, `[a, b]` or `a,b`, or `@BRIDGE`
-/// (the nodes cabled to that bridge).
+/// Places named by a selector: `all` (every place of the matrix: `host`, the
+/// `internet` when sandboxed, every node), a place, `[a, b]` or `a,b`, or
+/// `@BRIDGE` (the nodes cabled to that bridge); the grammar of
+/// [`crate::topology::group`].
 pub fn select_places(model: &Lab, sel: &str) -> Result<Vec<String>> {
-    let all: Vec<String> = places(model).iter().map(|p| p.to_string()).collect();
-    let mut out = Vec::new();
-    let inner = sel.trim().trim_start_matches('[').trim_end_matches(']');
-    for w in inner.split(',').map(str::trim).filter(|w| !w.is_empty()) {
-        if w == "all" {
-            out.extend(all.iter().cloned());
-        } else if let Some(b) = w.strip_prefix('@') {
-            if model.bridge(b).is_none() {
-                return Err(Error::Usage(format!(
-                    "{b:?} is not a bridge of lab {}",
-                    model.name
-                )));
-            }
-            for l in &model.links {
-                for (x, y) in [(&l.a, &l.b), (&l.b, &l.a)] {
-                    if x.bridge.as_deref() == Some(b) {
-                        out.push(y.place.to_string());
-                    }
-                }
-            }
-        } else if all.iter().any(|p| p == w) {
-            out.push(w.to_string());
-        } else {
-            return Err(Error::Usage(format!(
-                "{w:?} is not a node, `host`, `internet`, `all` or @BRIDGE of lab {}",
-                model.name
-            )));
-        }
-    }
-    Ok(out)
+    crate::topology::group::parse(model, sel, crate::topology::group::Members::Places)
+        .map_err(|e| Error::Usage(format!("{e} (lab {})", model.name)))
 }
 
 /// A deterministic generator (splitmix64) for sampling pairs.
@@ -472,7 +514,13 @@ fn plan_cells(
     let mut fps = Vec::new();
     let mut total = 0;
     for &f in fams {
-        let has: Vec<Vec<IpAddr>> = ps.iter().map(|p| place_addrs(model, p, f)).collect();
+        let has: Vec<Vec<IpAddr>> = ps
+            .iter()
+            .map(|p| match p {
+                Place::Host | Place::Internet if o.nodes_only => Vec::new(),
+                p => place_addrs(model, p, f),
+            })
+            .collect();
         let rows: Vec<usize> = (0..ps.len())
             .filter(|&i| !has[i].is_empty())
             .filter(|&i| from.as_ref().is_none_or(|v| v.contains(&names[i])))
@@ -568,12 +616,17 @@ pub fn check_with(rec: &Record, model: &Lab, opts: &CheckOptions) -> Result<Repo
     explain_failed_cells(rec, model, &ps, &mut cells, &mut cx)?;
     crate::timing::mark("why not");
     let ok = results.iter().all(|r| r.ok);
+    let summary = Summary::of(&cells, &results);
     let probe_errors = cells.iter().filter(|c| c.error.is_some()).count()
         + results.iter().filter(|r| r.error.is_some()).count();
     Ok(Report {
         lab: rec.lab.clone(),
         families: fams,
-        places: ps.iter().map(|p| p.to_string()).collect(),
+        places: ps
+            .iter()
+            .filter(|p| !opts.nodes_only || matches!(p, Place::Node(_)))
+            .map(|p| p.to_string())
+            .collect(),
         matrix: cells,
         expectations: results,
         ok,
@@ -581,6 +634,7 @@ pub fn check_with(rec: &Record, model: &Lab, opts: &CheckOptions) -> Result<Repo
         probe_errors,
         pairs_total,
         notes,
+        summary,
     })
 }
 
@@ -916,11 +970,35 @@ fn run_expect<'a>(
         size: None,
         bits_per_second: None,
         lost_percent: None,
+        pairs: None,
+        failed_pairs: Vec::new(),
     };
     if names_internet(&e.kind) && !model.sandbox {
         res.ok = true;
         res.skipped = true;
         res.detail = "skipped: the emulated internet exists only in a sandboxed lab".into();
+        return Ok(res);
+    }
+    if let Some(g) = crate::topology::expect::group_pairs(model, &e.kind) {
+        let kinds = g.map_err(|m| Error::Usage(format!("expectation on line {}: {m}", e.line)))?;
+        let pairs = match &e.kind {
+            ExpectKind::Reach { size: None, .. } => reach_pairs(rec, model, &kinds, ps, files, cx)?,
+            _ => {
+                let mut v = Vec::new();
+                for k in kinds {
+                    let one = Expect {
+                        name: e.name.clone(),
+                        kind: k,
+                        line: e.line,
+                    };
+                    let r = run_expect(rec, model, &one, ps, files, cx)?;
+                    let (src, dst) = ends_of(&one.kind);
+                    v.push((src, dst, r));
+                }
+                v
+            }
+        };
+        group_result(&mut res, pairs);
         return Ok(res);
     }
     let mut run = ExpectRun {
@@ -951,6 +1029,165 @@ fn run_expect<'a>(
         ExpectKind::Throughput { .. } | ExpectKind::Loss { .. } => run.perf(&mut res, &e.kind)?,
     }
     Ok(res)
+}
+
+/// At most this many failed pairs of a group expectation get a why-not walk
+/// (each reads the namespaces along the path); the rest say what failed.
+const GROUP_WHY_LIMIT: usize = 32;
+
+/// A pair expectation's source and destination (an `http` one: its URL).
+fn ends_of(k: &ExpectKind) -> (String, String) {
+    match k {
+        ExpectKind::Reach { src, dst, .. }
+        | ExpectKind::Tcp { src, dst, .. }
+        | ExpectKind::Throughput { src, dst, .. }
+        | ExpectKind::Loss { src, dst, .. } => (src.clone(), dst.clone()),
+        ExpectKind::Http { src, url, .. } => (src.clone(), url.clone()),
+    }
+}
+
+/// The pairs of a `reach`/`no_reach` group expectation, probed as the matrix
+/// is (concurrently, paced against the neighbour table); a why-not for the
+/// first failed pairs.
+fn reach_pairs<'a>(
+    rec: &Record,
+    model: &'a Lab,
+    kinds: &[ExpectKind],
+    ps: &[Place],
+    files: &[std::fs::File],
+    cx: &mut Option<Ctx<'a>>,
+) -> Result<Vec<(String, String, ExpectResult)>> {
+    let index = |n: &str| ps.iter().position(|p| p.to_string() == n);
+    let mut planned = Vec::new();
+    for k in kinds {
+        let ExpectKind::Reach {
+            src, dst, family, ..
+        } = k
+        else {
+            continue;
+        };
+        let fam = crate::topology::expect::expect_family(model, src, dst, *family)
+            .map_err(|m| Error::Usage(format!("{src} -> {dst}: {m}")))?;
+        let s = index(src)
+            .ok_or_else(|| Error::Usage(format!("{src} is not a place of lab {}", model.name)))?;
+        planned.push(Planned {
+            src: s,
+            dst: index(dst).unwrap_or(s),
+            family: fam,
+            addrs: resolve_all(model, dst, fam)?,
+        });
+    }
+    let outcomes = run_matrix(rec, model, ps, files, &planned, None);
+    let mut out = Vec::new();
+    let mut whys = 0;
+    for ((k, c), o) in kinds.iter().zip(&planned).zip(outcomes) {
+        let ExpectKind::Reach {
+            src, dst, reach, ..
+        } = k
+        else {
+            continue;
+        };
+        let mut r = reach_pair(src, dst, *reach, &c.addrs, &o);
+        if r.error.is_some() {
+            out.push((src.clone(), dst.clone(), r));
+            continue;
+        }
+        if !r.ok
+            && *reach
+            && whys < GROUP_WHY_LIMIT
+            && let Some((a, _)) = o.iter().find(|(_, x)| *x == Outcome::NoReply)
+        {
+            whys += 1;
+            if cx.is_none() {
+                *cx = Some(ctx(rec, model)?);
+            }
+            let why = cx.as_mut().expect("opened").why_not(&ps[c.src], *a);
+            r.detail.push_str(&format!(": {why}"));
+            r.why = Some(why);
+        }
+        out.push((src.clone(), dst.clone(), r));
+    }
+    Ok(out)
+}
+
+/// One pair of a `reach`/`no_reach` group from its probes' outcomes (no why-not yet).
+fn reach_pair(
+    src: &str,
+    dst: &str,
+    reach: bool,
+    addrs: &[IpAddr],
+    o: &[(IpAddr, Outcome)],
+) -> ExpectResult {
+    let mut r = ExpectResult {
+        name: format!("{src} -> {dst}"),
+        line: 0,
+        ok: false,
+        skipped: false,
+        detail: String::new(),
+        why: None,
+        error: None,
+        size: None,
+        bits_per_second: None,
+        lost_percent: None,
+        pairs: None,
+        failed_pairs: Vec::new(),
+    };
+    if let Some(e) = o.iter().find_map(|(_, x)| match x {
+        Outcome::Error(e) => Some(e.clone()),
+        _ => None,
+    }) {
+        r.detail = format!("{src} -> {dst}: the probe could not run: {e}");
+        r.error = Some(e);
+        return r;
+    }
+    let missing: Vec<IpAddr> = o
+        .iter()
+        .filter(|(_, x)| *x == Outcome::NoReply)
+        .map(|(a, _)| *a)
+        .collect();
+    r.ok = if reach {
+        missing.is_empty()
+    } else {
+        missing.len() == addrs.len()
+    };
+    r.detail = reach_detail(src, dst, addrs, &missing, None, &vec![None; addrs.len()]);
+    r
+}
+
+/// A group expectation's result from its pairs': it holds when every pair
+/// does; its detail names the pairs that failed.
+fn group_result(res: &mut ExpectResult, pairs: Vec<(String, String, ExpectResult)>) {
+    let n = pairs.len();
+    res.pairs = Some(n);
+    res.failed_pairs = pairs
+        .into_iter()
+        .filter(|(_, _, r)| !r.ok)
+        .map(|(src, dst, r)| PairResult {
+            src,
+            dst,
+            detail: r.detail,
+            why: r.why,
+            error: r.error,
+        })
+        .collect();
+    let failed = &res.failed_pairs;
+    res.ok = failed.is_empty();
+    res.error = failed.iter().find_map(|p| p.error.clone());
+    res.why = failed.iter().find_map(|p| p.why.clone());
+    res.detail = if failed.is_empty() {
+        format!("{n} of {n} pairs hold")
+    } else {
+        const SHOWN: usize = 20;
+        let mut names: Vec<String> = failed
+            .iter()
+            .take(SHOWN)
+            .map(|p| format!("{} -> {}", p.src, p.dst))
+            .collect();
+        if failed.len() > SHOWN {
+            names.push(format!("and {} more", failed.len() - SHOWN));
+        }
+        format!("{} of {n} pairs fail: {}", failed.len(), names.join(", "))
+    };
 }
 
 /// Does the expectation name the emulated internet (as its source or destination)?
@@ -1248,6 +1485,11 @@ pub fn render(r: &Report) -> String {
         out.push_str(&format!("note: {n}\n"));
     }
     render_expectations(r, &mut out);
+    let summary = r.summary.to_string();
+    if !summary.is_empty() {
+        out.push_str(&summary);
+        out.push('\n');
+    }
     out
 }
 
@@ -1358,6 +1600,9 @@ fn render_expectations(r: &Report, out: &mut String) {
                 e.line,
                 e.detail
             ));
+            for p in &e.failed_pairs {
+                out.push_str(&format!("      {}\n", p.detail));
+            }
         }
         let failed = r.expectations.iter().filter(|e| !e.ok).count();
         out.push_str(&format!(
@@ -1394,16 +1639,19 @@ pub fn junit(r: &Report) -> String {
             ));
         } else if e.ok {
             s.push_str("</testcase>\n");
-        } else if e.error.is_some() {
-            s.push_str(&format!(
-                "\n      <error message=\"{}\">line {}: {}</error>\n    </testcase>\n",
-                xml(&e.detail),
-                e.line,
-                xml(&e.detail)
-            ));
         } else {
+            let tag = if e.error.is_some() {
+                "error"
+            } else {
+                "failure"
+            };
+            let pairs: String = e
+                .failed_pairs
+                .iter()
+                .map(|p| format!("\n{}", xml(&p.detail)))
+                .collect();
             s.push_str(&format!(
-                "\n      <failure message=\"{}\">line {}: {}</failure>\n    </testcase>\n",
+                "\n      <{tag} message=\"{}\">line {}: {}{pairs}</{tag}>\n    </testcase>\n",
                 xml(&e.detail),
                 e.line,
                 xml(&e.detail)
@@ -1417,6 +1665,115 @@ pub fn junit(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn result(name: &str, ok: bool) -> ExpectResult {
+        ExpectResult {
+            name: name.into(),
+            line: 7,
+            ok,
+            skipped: false,
+            detail: format!("{name}: detail"),
+            why: None,
+            error: None,
+            size: None,
+            bits_per_second: None,
+            lost_percent: None,
+            pairs: None,
+            failed_pairs: Vec::new(),
+        }
+    }
+
+    fn cell(src: &str, dst: &str, family: u8, reach: Option<bool>) -> Cell {
+        Cell {
+            src: src.into(),
+            dst: dst.into(),
+            family,
+            address: None,
+            reach,
+            why: None,
+            addresses: vec![],
+            unreachable: vec![],
+            error: None,
+        }
+    }
+
+    #[test]
+    fn the_summary_counts_pairs_in_every_family_and_expectations() {
+        let cells = [
+            cell("a", "b", 4, Some(true)),
+            cell("a", "b", 6, Some(false)),
+            cell("b", "a", 4, Some(true)),
+            cell("b", "a", 6, Some(true)),
+            cell("a", "c", 4, None),
+        ];
+        let exps = [result("x", true), result("y", false)];
+        let s = Summary::of(&cells, &exps);
+        assert_eq!((s.pairs, s.pairs_reach), (3, 1));
+        assert_eq!(
+            s.to_string(),
+            "matrix: 1 of 3 pairs reach; expectations: 1 of 2 hold"
+        );
+        assert_eq!(
+            Summary::of(&[], &exps).to_string(),
+            "expectations: 1 of 2 hold"
+        );
+        assert_eq!(Summary::of(&[], &[]).to_string(), "");
+    }
+
+    #[test]
+    fn a_group_result_lists_its_failed_pairs_everywhere() {
+        let pairs = vec![
+            ("a".to_string(), "b".to_string(), result("a -> b", true)),
+            ("a".to_string(), "c".to_string(), result("a -> c", false)),
+            ("c".to_string(), "a".to_string(), result("c -> a", false)),
+        ];
+        let mut g = result("reach: all -> all", true);
+        group_result(&mut g, pairs);
+        assert!(!g.ok);
+        assert_eq!(g.pairs, Some(3));
+        assert_eq!(g.detail, "2 of 3 pairs fail: a -> c, c -> a");
+        let ends: Vec<(&str, &str)> = g
+            .failed_pairs
+            .iter()
+            .map(|p| (p.src.as_str(), p.dst.as_str()))
+            .collect();
+        assert_eq!(ends, [("a", "c"), ("c", "a")]);
+        let r = Report {
+            lab: "l".into(),
+            families: vec![4],
+            places: vec![],
+            matrix: vec![],
+            expectations: vec![g.clone()],
+            ok: false,
+            family_places: vec![],
+            probe_errors: 0,
+            pairs_total: 0,
+            notes: vec![],
+            summary: Summary::of(&[], std::slice::from_ref(&g)),
+        };
+        let t = render(&r);
+        assert!(
+            t.contains("FAIL reach: all -> all (line 7): 2 of 3 pairs fail: a -> c, c -> a\n      a -> c: detail\n      c -> a: detail\n"),
+            "{t}"
+        );
+        assert!(t.ends_with("expectations: 0 of 1 hold\n"), "{t}");
+        let j = junit(&r);
+        assert!(
+            j.contains("a -&gt; c: detail") && j.contains("c -&gt; a: detail"),
+            "{j}"
+        );
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["expectations"][0]["failed_pairs"][1]["src"], "c");
+        assert_eq!(v["summary"]["expectations_hold"], 0);
+        // All pairs hold.
+        let mut h = result("reach: all -> all", false);
+        group_result(
+            &mut h,
+            vec![("a".into(), "b".into(), result("a -> b", true))],
+        );
+        assert!(h.ok && h.failed_pairs.is_empty());
+        assert_eq!(h.detail, "1 of 1 pairs hold");
+    }
 
     #[test]
     fn samples_are_deterministic_sorted_and_bounded() {

@@ -60,7 +60,7 @@ pub struct HealReport {
 }
 
 /// The nodes one group names: `all`, `[a, b]`, `a,b` or `@BRIDGE` (the grammar
-/// of `check --from`), one or more words (a shell splits `[a, b]` in two).
+/// of [`crate::topology::group`]), one or more words (a shell splits `[a, b]` in two).
 /// `host` and `internet` are not nodes: a partition is between nodes.
 pub fn group(model: &Lab, words: &[String], which: &str) -> Result<Vec<String>> {
     if let Some(w) = words.iter().find(|w| w.starts_with('-')) {
@@ -70,30 +70,17 @@ pub fn group(model: &Lab, words: &[String], which: &str) -> Result<Vec<String>> 
     }
     let joined = words
         .iter()
-        .map(|w| w.trim().trim_start_matches('[').trim_end_matches(']'))
+        .map(|w| {
+            w.trim()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .trim_matches(',')
+        })
+        .filter(|w| !w.is_empty())
         .collect::<Vec<_>>()
         .join(",");
-    for w in joined.split(',').map(str::trim) {
-        if w == "host" || w == "internet" {
-            return Err(Error::Usage(format!(
-                "{which} group: {w:?} is not a node; a partition is between groups of nodes (`all`, `[a, b]`, `a,b`, `@BRIDGE`)"
-            )));
-        }
-    }
-    let mut out: Vec<String> = crate::probe::check::select_places(model, &joined)
-        .map_err(|e| Error::Usage(format!("{which} group: {e}")))?
-        .into_iter()
-        .filter(|p| p != "host" && p != "internet")
-        .collect();
-    let mut seen = std::collections::BTreeSet::new();
-    out.retain(|n| seen.insert(n.clone()));
-    if out.is_empty() {
-        return Err(Error::Usage(format!(
-            "{which} group {:?} names no node of lab {}",
-            words.join(" "),
-            model.name
-        )));
-    }
+    let out = crate::topology::group::parse(model, &joined, crate::topology::group::Members::Nodes)
+        .map_err(|e| Error::Usage(format!("{which} group: {e}")))?;
     Ok(out)
 }
 

@@ -15,6 +15,7 @@
 //!     at_most: 5%
 //! ```
 
+use super::group::{self, Members, is_group};
 use super::model::{Expect, ExpectKind, Lab, Place};
 use super::raw::{RawExpect, S, Scalar};
 use serde_saphyr::Location;
@@ -262,10 +263,6 @@ fn parse_expect(report: &mut Report, field: &str, e: &S<RawExpect>, lab: &Lab) -
         );
         return None;
     };
-    if let Some(p) = source_problem(lab, &src) {
-        report(&text.referenced, f, p);
-        return None;
-    }
     let c = ExpectText {
         field,
         f,
@@ -285,23 +282,23 @@ fn parse_expect(report: &mut Report, field: &str, e: &S<RawExpect>, lab: &Lab) -
         );
         return None;
     }
-    let k = match kind {
-        "reach" | "no_reach" => reach_kind(report, &c, r, family, lab)?,
-        "tcp" | "http" | "throughput" | "loss" if r.size.is_some() => {
-            let at = r.size.as_ref().map(|s| &s.referenced).unwrap_or(l);
-            report(
-                at,
-                format!("{field}.size"),
-                format!(
-                    "{kind}: {}: `size` applies to `reach` and `no_reach` (ping) only",
-                    text.value.trim()
-                ),
-            );
-            return None;
-        }
-        "tcp" => tcp_kind(report, &c, lab)?,
-        "http" => http_kind(report, &c, r)?,
-        _ => perf_kind(report, &c, r, lab)?,
+    if matches!(kind, "tcp" | "http" | "throughput" | "loss")
+        && let Some(s) = &r.size
+    {
+        report(
+            &s.referenced,
+            format!("{field}.size"),
+            format!(
+                "{kind}: {}: `size` applies to `reach` and `no_reach` (ping) only",
+                text.value.trim()
+            ),
+        );
+        return None;
+    }
+    let k = if is_group(&c.src) || is_group(group_target(kind, &c.dst)) {
+        group_kind(report, &c, r, family, lab)?
+    } else {
+        one_kind(report, &c, r, family, lab)?
     };
     let name = r.name.clone().unwrap_or_else(|| match &k {
         ExpectKind::Reach { size: Some(n), .. } => {
@@ -317,6 +314,212 @@ fn parse_expect(report: &mut Report, field: &str, e: &S<RawExpect>, lab: &Lab) -
         kind: k,
         line: l.line(),
     })
+}
+
+/// The part of an expectation's destination a group may stand for: the
+/// target before `:PORT` of `tcp`; none of an `http` URL.
+pub fn group_target<'a>(kind: &str, dst: &'a str) -> &'a str {
+    match kind {
+        "tcp" => dst.rsplit_once(':').map_or(dst, |(h, _)| h),
+        "http" => "",
+        _ => dst,
+    }
+}
+
+/// One expectation between two places.
+fn one_kind(
+    report: &mut Report,
+    c: &ExpectText,
+    r: &RawExpect,
+    family: Option<u8>,
+    lab: &Lab,
+) -> Option<ExpectKind> {
+    if let Some(p) = source_problem(lab, &c.src) {
+        report(&c.text.referenced, c.f.clone(), p);
+        return None;
+    }
+    match c.kind {
+        "reach" | "no_reach" => reach_kind(report, c, r, family, lab),
+        "tcp" => tcp_kind(report, c, lab),
+        "http" => http_kind(report, c, r),
+        _ => perf_kind(report, c, r, lab),
+    }
+}
+
+/// An expectation between groups (`all -> all`, `[a, b] -> @br0`): every
+/// pair of a member of the source group with one of the destination group
+/// (not with itself) must be a valid expectation; the kind keeps the groups'
+/// text and is checked pair by pair (see [`group_pairs`]).
+fn group_kind(
+    report: &mut Report,
+    c: &ExpectText,
+    r: &RawExpect,
+    family: Option<u8>,
+    lab: &Lab,
+) -> Option<ExpectKind> {
+    let (srcs, dsts) = match group_ends(lab, c.kind, &c.src, &c.dst) {
+        Ok(p) => p,
+        Err(m) => {
+            report(
+                &c.text.referenced,
+                c.f.clone(),
+                format!("{}: {m}", c.text.value.trim()),
+            );
+            return None;
+        }
+    };
+    // Each member is checked as a source and as a destination once, and each
+    // combination of the ends' address families once: the other pairs would
+    // be checked alike (a group of 1000 nodes has a million pairs).
+    let code = |x: &str| match families_of(lab, x) {
+        None => 4,
+        Some(v) => usize::from(v.contains(&4)) + 2 * usize::from(v.contains(&6)),
+    };
+    let fam_s: Vec<usize> = srcs.iter().map(|x| code(x)).collect();
+    let fam_d: Vec<usize> = dsts.iter().map(|x| code(group_target(c.kind, x))).collect();
+    let mut done = [[false; 5]; 5];
+    let (mut src_done, mut dst_done) = (vec![false; srcs.len()], vec![false; dsts.len()]);
+    let mut first = None;
+    for (i, s) in srcs.iter().enumerate() {
+        for (j, d) in dsts.iter().enumerate() {
+            if !paired(c.kind, s, d) {
+                continue;
+            }
+            let seen = std::mem::replace(&mut done[fam_s[i]][fam_d[j]], true);
+            let new = !seen || !src_done[i] || !dst_done[j];
+            (src_done[i], dst_done[j]) = (true, true);
+            if !new {
+                continue;
+            }
+            let pc = ExpectText {
+                field: c.field,
+                f: c.f.clone(),
+                text: c.text,
+                kind: c.kind,
+                src: s.clone(),
+                dst: d.clone(),
+            };
+            let k = one_kind(report, &pc, r, family, lab)?;
+            first.get_or_insert(k);
+        }
+    }
+    let Some(mut k) = first else {
+        report(
+            &c.text.referenced,
+            c.f.clone(),
+            format!(
+                "{}: no pair to check (a node is not paired with itself)",
+                c.text.value.trim()
+            ),
+        );
+        return None;
+    };
+    set_ends(&mut k, &c.src, group_target(c.kind, &c.dst));
+    Some(k)
+}
+
+/// The members of a group expectation's ends: sources, and destinations as
+/// the kind writes them (e.g. `web:80` for `tcp`).
+fn group_ends(
+    lab: &Lab,
+    kind: &str,
+    src: &str,
+    dst: &str,
+) -> Result<(Vec<String>, Vec<String>), String> {
+    let one = |s: &str| -> Result<Vec<String>, String> {
+        if is_group(s) {
+            group::parse(lab, s, Members::NodesOrNamed)
+        } else {
+            Ok(vec![s.to_string()])
+        }
+    };
+    let srcs = one(src)?;
+    let target = group_target(kind, dst);
+    let rest = &dst[target.len()..];
+    let dsts: Vec<String> = if target.is_empty() {
+        vec![dst.to_string()]
+    } else {
+        one(target)?
+            .into_iter()
+            .map(|d| format!("{d}{rest}"))
+            .collect()
+    };
+    Ok((srcs, dsts))
+}
+
+/// Is (s, d) a pair to check: not a node with itself (for `http`, the URL's host)?
+fn paired(kind: &str, s: &str, d: &str) -> bool {
+    if kind == "http" {
+        let rest = d.strip_prefix("http://").unwrap_or(d);
+        let host = rest.split(['/', ':']).next().unwrap_or(rest);
+        return s != host;
+    }
+    s != group_target(kind, d)
+}
+
+/// The pairs of a group expectation's text.
+fn group_pairs_of(
+    lab: &Lab,
+    kind: &str,
+    src: &str,
+    dst: &str,
+) -> Result<Vec<(String, String)>, String> {
+    let (srcs, dsts) = group_ends(lab, kind, src, dst)?;
+    let v: Vec<(String, String)> = srcs
+        .iter()
+        .flat_map(|s| dsts.iter().map(move |d| (s, d)))
+        .filter(|(s, d)| paired(kind, s, d))
+        .map(|(s, d)| (s.clone(), d.clone()))
+        .collect();
+    if v.is_empty() {
+        return Err("no pair to check (a node is not paired with itself)".into());
+    }
+    Ok(v)
+}
+
+/// The pairs a group expectation stands for, as expectations between two
+/// places (the lab's `internet` left out in host mode); None when the
+/// expectation is between two places already.
+pub fn group_pairs(lab: &Lab, k: &ExpectKind) -> Option<Result<Vec<ExpectKind>, String>> {
+    let (kind, src, dst) = match k {
+        ExpectKind::Reach { src, dst, .. } => ("reach", src, dst.clone()),
+        ExpectKind::Tcp { src, dst, port, .. } => ("tcp", src, format!("{dst}:{port}")),
+        ExpectKind::Http { src, url, .. } => ("http", src, url.clone()),
+        ExpectKind::Throughput { src, dst, .. } | ExpectKind::Loss { src, dst, .. } => {
+            ("throughput", src, dst.clone())
+        }
+    };
+    if !is_group(src) && !is_group(group_target(kind, &dst)) {
+        return None;
+    }
+    let pairs = match group_pairs_of(lab, kind, src, &dst) {
+        Ok(p) => p,
+        Err(e) => return Some(Err(e)),
+    };
+    let v = pairs
+        .into_iter()
+        .filter(|(s, d)| lab.sandbox || (s != "internet" && !d.starts_with("internet")))
+        .map(|(s, d)| {
+            let mut k = k.clone();
+            set_ends(&mut k, &s, group_target(kind, &d));
+            k
+        })
+        .collect();
+    Some(Ok(v))
+}
+
+/// Set an expectation's source and destination (an `http` URL is kept).
+fn set_ends(k: &mut ExpectKind, s: &str, d: &str) {
+    match k {
+        ExpectKind::Reach { src, dst, .. }
+        | ExpectKind::Tcp { src, dst, .. }
+        | ExpectKind::Throughput { src, dst, .. }
+        | ExpectKind::Loss { src, dst, .. } => {
+            *src = s.to_string();
+            *dst = d.to_string();
+        }
+        ExpectKind::Http { src, .. } => *src = s.to_string(),
+    }
 }
 
 /// The one kind given (checked before) and its `SOURCE -> DESTINATION` text.

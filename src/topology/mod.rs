@@ -1,6 +1,7 @@
 //! Topology files: parse (YAML) -> raw types -> validate -> model.
 
 pub mod expect;
+pub mod group;
 pub mod model;
 pub mod raw;
 pub mod validate;

@@ -947,3 +947,94 @@ fn throughput_and_loss_mistakes_keep_line_and_field() {
         assert!(msg.contains(words), "{body}: {msg}");
     }
 }
+
+#[test]
+fn group_expectations_parse_and_keep_line_and_field() {
+    let base = "name: x\nbridges:\n  br0: {}\n  br1: {}\nnodes:\n  a: { interfaces: { e: { address: 10.0.0.1/24 } } }\n  b: { interfaces: { e: { address: 10.0.0.2/24 } } }\n  c: { interfaces: { e: { address: 10.0.0.3/24 } } }\n  d: { interfaces: { e: { address: 10.0.0.4/24 } } }\nlinks:\n  - [a:e, br0:pa]\n  - [b:e, br0:pb]\n  - [c:e, br1:pc]\n  - [d:e, br1:pd]\n";
+    // Line 15 is the first expectation.
+    let ok = format!(
+        "{base}expect:\n  - reach: '[a, b, c] -> [a, b, c]'\n  - no_reach: a,b -> @br1\n  - tcp: '@br0 -> c:80'\n  - reach: 'a -> [b, c]'\n"
+    );
+    let lab = parse(&ok).unwrap();
+    assert_eq!(lab.expect.len(), 4);
+    assert_eq!(lab.expect[0].name, "reach: [a, b, c] -> [a, b, c]");
+    assert_eq!(lab.expect[0].line, 16);
+    let pairs = |i: usize| {
+        crate::topology::expect::group_pairs(&lab, &lab.expect[i].kind).map(|r| r.unwrap())
+    };
+    // Not paired with itself: 3 x 2.
+    assert_eq!(pairs(0).unwrap().len(), 6);
+    let nr = pairs(1).unwrap();
+    assert_eq!(nr.len(), 4, "a,b x c,d: {nr:?}");
+    assert!(
+        matches!(&nr[0], ExpectKind::Reach { src, dst, reach: false, .. } if src == "a" && dst == "c")
+    );
+    let tcp = pairs(2).unwrap();
+    assert!(
+        matches!(&tcp[1], ExpectKind::Tcp { src, dst, port: 80, .. } if src == "b" && dst == "c")
+    );
+    assert_eq!(pairs(3).unwrap().len(), 2);
+    // `all` is every node, and not host or internet; a node with itself is skipped.
+    let v4 = "name: x\nnodes:\n  a: { interfaces: { e: { address: 10.0.0.1/24 } } }\n  b: { interfaces: { e: { address: 10.0.0.2/24 } } }\nlinks: [[a:e, b:e]]\nexpect:\n  - reach: all -> all\n";
+    let lab = parse(v4).unwrap();
+    let p = crate::topology::expect::group_pairs(&lab, &lab.expect[0].kind)
+        .unwrap()
+        .unwrap();
+    let ends: Vec<(String, String)> = p
+        .iter()
+        .map(|k| match k {
+            ExpectKind::Reach { src, dst, .. } => (src.clone(), dst.clone()),
+            _ => panic!("{k:?}"),
+        })
+        .collect();
+    assert_eq!(ends, [("a".into(), "b".into()), ("b".into(), "a".into())]);
+    // http: a group of sources, not paired with the URL's host.
+    let h = parse(&format!("{base}expect:\n  - http: all -> http://b:80/x\n")).unwrap();
+    let v = crate::topology::expect::group_pairs(&h, &h.expect[0].kind)
+        .unwrap()
+        .unwrap();
+    let srcs: Vec<&str> = v
+        .iter()
+        .map(|k| match k {
+            ExpectKind::Http { src, url, .. } if url == "http://b:80/x" => src.as_str(),
+            _ => panic!("{k:?}"),
+        })
+        .collect();
+    assert_eq!(srcs, ["a", "c", "d"]);
+    // A plain expectation is no group.
+    let plain = parse(&format!("{base}expect:\n  - reach: a -> b\n")).unwrap();
+    assert!(crate::topology::expect::group_pairs(&plain, &plain.expect[0].kind).is_none());
+}
+
+#[test]
+fn bad_group_expectations_name_file_line_field_and_word() {
+    let base = "name: x\nbridges:\n  br0: {}\nnodes:\n  a: { interfaces: { e: { address: 10.0.0.1/24 } } }\n  b: { interfaces: { e: { address: 10.0.0.2/24 } } }\n  v6: { interfaces: { e: { address: fd00::9/64 } } }\nlinks:\n  - [a:e, br0:pa]\n  - [b:e, br0:pb]\n  - [v6:e, br0:p6]\n";
+    // The expectation is on line 14 (field expect[1]).
+    for (e, want) in [
+        (
+            "reach: '[a, nope] -> all'",
+            "t.yaml:14:12: expect[1].reach: [a, nope] -> all: \"nope\" is not a node",
+        ),
+        (
+            "no_reach: all -> @br9",
+            "t.yaml:14:15: expect[1].no_reach: all -> @br9: \"br9\" is not a bridge",
+        ),
+        (
+            "tcp: all -> @brx:80",
+            "expect[1].tcp: all -> @brx:80: \"brx\" is not a bridge",
+        ),
+        ("reach: 'a -> [a]'", "no pair to check"),
+        ("reach: '[a, b -> b'", "closing `]`"),
+        // Every pair must have a family in common.
+        ("reach: all -> all", "have no address family in common"),
+        ("reach: all -> a\n    size: 99999", "expect[1].size"),
+    ] {
+        let t = format!("{base}expect:\n  - reach: a -> b\n  - {e}\n");
+        let s = parse(&t).unwrap_err().to_string();
+        assert!(s.contains(want), "{e}: {s}");
+        assert!(
+            s.starts_with("t.yaml:14:") || s.starts_with("t.yaml:15:"),
+            "{e}: {s}"
+        );
+    }
+}
