@@ -424,9 +424,7 @@ pub fn plan_with_record(lab: &Lab, rec: Option<&Record>) -> Result<PlanReport> {
     };
     let mut k = Kernel::new(host, &lab.name);
     let mut r = plan_in(&mut k, lab, rec.as_ref())?;
-    if let Some(rec) = rec.as_ref() {
-        r.shaping = crate::runtime::shape::explain_recorded(lab, rec);
-    }
+    r.shaping = crate::runtime::shape::explain_recorded(lab, rec.as_ref());
     Ok(r)
 }
 

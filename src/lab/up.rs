@@ -125,8 +125,10 @@ pub fn up_lab_with(
     crate::timing::mark("start");
     let t0 = Instant::now();
     netns::raise_nofile_limit();
+    crate::runtime::shape::check_file_shapes(&lab)?;
     let _lock = lock_lab(&lab.name)?;
     let (mut rec, here) = open_record(&lab)?;
+    let shapes_before = crate::runtime::shape::effective(&rec);
     // `--reset` drops runtime state first, so the plan brings those links up.
     let mut runtime_notes = if opts.reset {
         crate::runtime::after_up(&mut rec, &lab, true)?
@@ -183,7 +185,7 @@ pub fn up_lab_with(
     notes.extend(not_ready);
     notes.extend(runtime_notes);
     notes.extend(started);
-    notes.extend(crate::runtime::shape::reapply(&rec));
+    notes.extend(crate::runtime::shape::reapply(&rec, &shapes_before));
     Ok(UpReport {
         lab: lab.name,
         sandbox: lab.sandbox,

@@ -417,6 +417,8 @@ pub fn all_links(lab: &Lab) -> Vec<Link> {
                 ifname: INET_IF.into(),
                 bridge: None,
             },
+            up: true,
+            shapes: Vec::new(),
         });
     }
     v

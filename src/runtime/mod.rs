@@ -29,14 +29,21 @@ impl State {
 }
 
 /// The interfaces held down on purpose, by namespace, for the planner: `up`
-/// leaves them down and `status` does not call them drift.
+/// creates them down and `status` does not call them drift (`nslab link`'s,
+/// and the ends of the file's `up: false` cables, which `nslab link … up`
+/// may then bring up as runtime state).
 pub fn down_set(
     st: &State,
     model: &crate::topology::Lab,
 ) -> std::collections::BTreeSet<(crate::plan::Ns, String)> {
+    let file = model
+        .file_down_ends()
+        .into_iter()
+        .map(|e| (crate::plan::ns_of(model, &e.place), e.ifname.clone()));
     st.links_down
         .iter()
         .map(|d| (crate::plan::ns_of(model, &d.place), d.interface.clone()))
+        .chain(file)
         .collect()
 }
 
