@@ -1051,6 +1051,7 @@ fn link_shapes(
         }
     }
     let mut out = Vec::new();
+    let mut refused: Vec<String> = Vec::new();
     for ((_, end), req) in ends.iter().zip(&per) {
         let any = [&req.rate, &req.delay, &req.jitter, &req.loss, &req.limit]
             .iter()
@@ -1061,7 +1062,13 @@ fn link_shapes(
         let e = end.to_string();
         match Shaping::parse(&e, &end.place.to_string(), &end.ifname, req) {
             Ok(s) => out.push(s),
-            Err(msg) => cx.at(at, field, format!("{e}: {}", msg.replace("--", ""))),
+            Err(msg) => {
+                let msg = msg.replace("--", "");
+                if !refused.contains(&msg) {
+                    cx.at(at, field, format!("{e}: {msg}"));
+                    refused.push(msg);
+                }
+            }
         }
     }
     out
