@@ -276,7 +276,8 @@ pub fn compare(
 }
 
 /// [`compare`], with the lab's runtime state: interfaces and bridge ports set
-/// down with `nslab link` are down on purpose (ok, not different).
+/// down with `nslab link` (or by the file's `up: false`) are down on purpose
+/// (ok, not different).
 #[doc(hidden)]
 pub fn compare_held(
     model: &Lab,
@@ -284,10 +285,17 @@ pub fn compare_held(
     drift: Vec<String>,
     rt: &crate::runtime::State,
 ) -> Status {
+    // The file's `up: false` cables are down on purpose too.
     let held: Held = rt
         .links_down
         .iter()
         .map(|d| (d.place.clone(), d.interface.clone()))
+        .chain(
+            model
+                .file_down_ends()
+                .into_iter()
+                .map(|e| (e.place.clone(), e.ifname.clone())),
+        )
         .collect();
     let wants = plan::wants(model);
     let empty = NsState::default();
