@@ -403,6 +403,8 @@ pub struct PlanReport {
 
 /// What `up` would do now, without doing it.
 pub fn plan(lab: &Lab) -> Result<PlanReport> {
+    // What `up` refuses (delay or jitter without netem), `plan` refuses too.
+    crate::runtime::shape::check_file_shapes(lab)?;
     let rec = Record::load(&lab.name)
         .map_err(Error::io(format!("read the record of lab {}", lab.name)))?;
     plan_with_record(lab, rec.as_ref())
