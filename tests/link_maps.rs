@@ -89,7 +89,7 @@ fn a_links_rate_is_desired_state_repaired_by_up_and_overridden_by_shape() {
     sh(&format!("ip netns exec {a} tc qdisc del dev ea root"));
     assert_eq!(tbf_rate(&a, "ea"), None);
     let st = nslab(&["status", "--lab", &lab]);
-    assert!(!st.status.success(), "{}", text(&st));
+    assert_eq!(st.status.code(), Some(1), "{}", text(&st));
     assert!(text(&st).contains("missing in the kernel"), "{}", text(&st));
     ok(nslab(&["up", &file, "--sandbox", "--prefix", &p]));
     assert_eq!(tbf_rate(&a, "ea"), Some(1_250_000));
@@ -108,6 +108,11 @@ fn a_links_rate_is_desired_state_repaired_by_up_and_overridden_by_shape() {
     assert_eq!(tbf_rate(&b, "eb"), Some(1_250_000));
     ok(nslab(&["up", &file, "--sandbox", "--prefix", &p, "--reset"]));
     assert_eq!(tbf_rate(&a, "ea"), Some(1_250_000));
+    // `shape --clear` drops the override: the file's rate is back.
+    ok(nslab(&["shape", "--lab", &lab, "b:eb", "--rate", "2mbit"]));
+    assert_eq!(tbf_rate(&b, "eb"), Some(250_000));
+    ok(nslab(&["shape", "--lab", &lab, "b:eb", "--clear"]));
+    assert_eq!(tbf_rate(&b, "eb"), Some(1_250_000));
 
     // A file without the rate: `up` removes the qdiscs it made.
     let f2 = write_file(&dir, "lm.yaml", &lab_text("lm", 71, "up: true"));
