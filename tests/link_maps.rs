@@ -63,7 +63,14 @@ fn a_links_rate_is_desired_state_repaired_by_up_and_overridden_by_shape() {
     let (a, b) = (format!("{p}a"), format!("{p}b"));
 
     // plan --explain names the tc commands before anything exists.
-    let plan = ok(nslab(&["plan", &file, "--sandbox", "--prefix", &p, "--explain"]));
+    let plan = ok(nslab(&[
+        "plan",
+        &file,
+        "--sandbox",
+        "--prefix",
+        &p,
+        "--explain",
+    ]));
     assert!(
         stdout(&plan).contains(&format!(
             "ip netns exec {a} tc qdisc replace dev ea root tbf rate 10Mbit"
@@ -106,7 +113,14 @@ fn a_links_rate_is_desired_state_repaired_by_up_and_overridden_by_shape() {
     ok(nslab(&["up", &file, "--sandbox", "--prefix", &p]));
     assert_eq!(tbf_rate(&a, "ea"), Some(125_000));
     assert_eq!(tbf_rate(&b, "eb"), Some(1_250_000));
-    ok(nslab(&["up", &file, "--sandbox", "--prefix", &p, "--reset"]));
+    ok(nslab(&[
+        "up",
+        &file,
+        "--sandbox",
+        "--prefix",
+        &p,
+        "--reset",
+    ]));
     assert_eq!(tbf_rate(&a, "ea"), Some(1_250_000));
     // `shape --clear` drops the override: the file's rate is back.
     ok(nslab(&["shape", "--lab", &lab, "b:eb", "--rate", "2mbit"]));

@@ -126,8 +126,11 @@ impl Overlay {
     pub fn of_running(lab: &Lab, rt: &crate::runtime::State) -> Overlay {
         let mut o = Overlay::of_file(lab);
         o.shapes = crate::runtime::shape::effective_for(lab, &rt.shapes);
-        o.down
-            .extend(rt.links_down.iter().map(|d| (d.place.clone(), d.interface.clone())));
+        o.down.extend(
+            rt.links_down
+                .iter()
+                .map(|d| (d.place.clone(), d.interface.clone())),
+        );
         o
     }
 
@@ -140,7 +143,9 @@ impl Overlay {
     }
 
     fn is_down(&self, e: &End) -> bool {
-        self.down.iter().any(|(p, i)| p == &e.place && i == &e.ifname)
+        self.down
+            .iter()
+            .any(|(p, i)| p == &e.place && i == &e.ifname)
     }
 }
 

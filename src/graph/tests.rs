@@ -633,11 +633,20 @@ fn shaped_and_down_cables_from_the_file() {
     );
     assert!(dot.contains("[label=\"ec — pc\"];"), "{dot}");
     let mmd = render(&l, Format::Mermaid).unwrap();
-    assert!(mmd.contains("node1 -.-|\"eb — pb; eb: 5mbit; down\"| bridge0"), "{mmd}");
-    assert!(mmd.contains("node0 ---|\"ea — pa; 10mbit 1% loss each way\"|"), "{mmd}");
+    assert!(
+        mmd.contains("node1 -.-|\"eb — pb; eb: 5mbit; down\"| bridge0"),
+        "{mmd}"
+    );
+    assert!(
+        mmd.contains("node0 ---|\"ea — pa; 10mbit 1% loss each way\"|"),
+        "{mmd}"
+    );
     let svg = render(&l, Format::Svg).unwrap();
     let texts = svg_texts(&svg);
-    assert!(texts.iter().any(|t| t.contains("10mbit 1% loss")), "{texts:?}");
+    assert!(
+        texts.iter().any(|t| t.contains("10mbit 1% loss")),
+        "{texts:?}"
+    );
 }
 
 #[test]
@@ -673,6 +682,10 @@ fn a_running_labs_runtime_state_is_drawn() {
         "{dot}"
     );
     // Without runtime state, the file's picture.
-    let plain = render_with(&l, Format::Dot, &Overlay::of_running(&l, &Default::default()));
+    let plain = render_with(
+        &l,
+        Format::Dot,
+        &Overlay::of_running(&l, &Default::default()),
+    );
     assert_eq!(plain.unwrap(), render(&l, Format::Dot).unwrap());
 }

@@ -295,7 +295,10 @@ pub fn effective_for(lab: &Lab, rt: &[Shaping]) -> Vec<Shaping> {
     let mut out: Vec<Shaping> = lab
         .file_shapes()
         .into_iter()
-        .filter(|f| !rt.iter().any(|r| r.place == f.place && r.ifname == f.ifname))
+        .filter(|f| {
+            !rt.iter()
+                .any(|r| r.place == f.place && r.ifname == f.ifname)
+        })
         .collect();
     out.extend(rt.iter().cloned());
     out
@@ -644,10 +647,11 @@ pub fn reapply(rec: &Record, before: &[Shaping]) -> Vec<String> {
         let gone = !now
             .iter()
             .any(|n| n.place == s.place && n.ifname == s.ifname);
-        if gone && resolve(model, &s.endpoint).is_ok() {
-            if let Err(e) = sync_iface(rec, &s.place, &s.ifname, false) {
-                notes.push(format!("remove the shaping of {}: {e}", s.endpoint));
-            }
+        if gone
+            && resolve(model, &s.endpoint).is_ok()
+            && let Err(e) = sync_iface(rec, &s.place, &s.ifname, false)
+        {
+            notes.push(format!("remove the shaping of {}: {e}", s.endpoint));
         }
     }
     for s in &now {

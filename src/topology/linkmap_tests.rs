@@ -48,7 +48,10 @@ fn a_map_shapes_both_ends_egress() {
     assert_eq!(link.shapes.len(), 2);
     let (sa, sb) = (&link.shapes[0], &link.shapes[1]);
     assert_eq!((sa.endpoint.as_str(), sa.place.as_str()), ("a:eth0", "a"));
-    assert_eq!((sb.endpoint.as_str(), sb.ifname.as_str()), ("b:eth0", "eth0"));
+    assert_eq!(
+        (sb.endpoint.as_str(), sb.ifname.as_str()),
+        ("b:eth0", "eth0")
+    );
     for s in [sa, sb] {
         assert_eq!(
             (s.rate, s.loss, s.limit, s.delay_us),
@@ -116,7 +119,10 @@ fn bad_values_name_line_and_field() {
     assert_eq!(field, "links[1].limit");
     let (line, field, msg) =
         one("{ ends: [a:eth0, b:eth0], egress: { \"a:eth0\": { loss: 120% } } }");
-    assert_eq!((line, field.as_str()), (9, "links[1].egress.\"a:eth0\".loss"));
+    assert_eq!(
+        (line, field.as_str()),
+        (9, "links[1].egress.\"a:eth0\".loss")
+    );
     assert!(msg.contains("100%"), "{msg}");
 }
 

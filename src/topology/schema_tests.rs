@@ -118,9 +118,9 @@ fn link_maps_pass_the_schema() {
         "{ ends: [ red:e0, green:e1 ], egress: { \"red:e0\": { loss: 1%, rate: 1mbit } } }",
     ] {
         // (GOOD's IPv6 reach has no IPv6 source: nslab refuses that part.)
-        let good = GOOD
-            .replacen("[ red:e0, green:e1 ]", map, 1)
-            .replacen("family: 6", "family: 4", 1);
+        let good =
+            GOOD.replacen("[ red:e0, green:e1 ]", map, 1)
+                .replacen("family: 6", "family: 4", 1);
         assert_eq!(errors(&v, &good), Vec::<String>::new(), "{map}");
         super::parse_str(&good, "t.yaml", &Default::default())
             .unwrap_or_else(|e| panic!("{map}: {e}"));

@@ -673,7 +673,13 @@ impl Drafts {
             let (up, shapes) = match &l.value {
                 RawLink::Map(m) => (
                     m.up.as_ref().is_none_or(|u| u.value),
-                    link_shapes(cx, m, &field, loc(l), [(&raw_ends[0], &a), (&raw_ends[1], &b)]),
+                    link_shapes(
+                        cx,
+                        m,
+                        &field,
+                        loc(l),
+                        [(&raw_ends[0], &a), (&raw_ends[1], &b)],
+                    ),
                 ),
                 RawLink::Ends(_) => (true, Vec::new()),
             };
@@ -983,7 +989,12 @@ fn shape_text(v: &Scalar) -> Result<String, String> {
 
 /// Check the values of one shaping map (a link's or an egress entry's) and
 /// put them into `req`, each mistake at its place as `{field}.{key}`.
-fn shape_values(cx: &mut Ctx, raw: &RawShape, field: &str, req: &mut crate::runtime::shape::Request) {
+fn shape_values(
+    cx: &mut Ctx,
+    raw: &RawShape,
+    field: &str,
+    req: &mut crate::runtime::shape::Request,
+) {
     for (k, v) in &raw.values {
         let f = format!("{field}.{}", k.value);
         let text = shape_text(&v.value).and_then(|t| {

@@ -128,6 +128,14 @@ pub enum Reason {
     },
     /// `at` and `peer` are on opposite sides of partition `id` (`nslab partition`).
     Partitioned { at: String, peer: String, id: u32 },
+    /// Nothing stops the probe, but a cable end on the path is shaped (its
+    /// egress slowed or lossy, by the file's link map or `nslab shape`):
+    /// `shaped` says how, one entry per end; `checked` as for `unknown`.
+    Shaped {
+        at: String,
+        shaped: Vec<String>,
+        checked: Vec<String>,
+    },
     /// Nothing on the path explains it; `checked` lists what was looked at.
     Unknown {
         detail: String,
@@ -176,6 +184,7 @@ impl Reason {
             Reason::DuplicateAddress { .. } => "duplicate_address",
             Reason::LinkDown { .. } => "link_down",
             Reason::Partitioned { .. } => "partitioned",
+            Reason::Shaped { .. } => "shaped",
             Reason::Unknown { .. } => "unknown",
         }
     }
@@ -202,6 +211,7 @@ impl std::fmt::Display for Reason {
             | Reason::NoNat { .. }
             | Reason::LinkDown { .. }
             | Reason::Partitioned { .. }
+            | Reason::Shaped { .. }
             | Reason::Unknown { .. } => self.other_text(f),
         }
     }
@@ -420,6 +430,19 @@ impl Reason {
             }
             Reason::Partitioned { at, peer, id } => {
                 write!(f, "{at} and {peer} are partitioned (nslab partition {id})")
+            }
+            Reason::Shaped {
+                shaped, checked, ..
+            } => {
+                write!(
+                    f,
+                    "the path is shaped: {}; nothing else on the way stops the probe",
+                    shaped.join("; ")
+                )?;
+                if !checked.is_empty() {
+                    write!(f, "; checked: {}", checked.join("; "))?;
+                }
+                Ok(())
             }
             Reason::Unknown { detail, checked } => {
                 write!(f, "{detail}")?;

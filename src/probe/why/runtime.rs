@@ -1,12 +1,16 @@
 //! Why-not names the lab's runtime state: a partition between the two places,
 //! or a link on the way that `nslab link` set down, rather than the symptom
-//! the kernel shows for it (no carrier, no route, no neighbour).
+//! the kernel shows for it (no carrier, no route, no neighbour); and, when
+//! nothing stops the probe, a shaped cable end on its path (it may lose or
+//! slow probes).
 
 use super::Reason;
 use super::walk::Ctx;
 use crate::kernel::seam::NsHandle;
 use crate::runtime::link::LinkDown;
-use crate::topology::Place;
+use crate::runtime::shape::Shaping;
+use crate::topology::{End, Place};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 fn place_named(at: &str) -> Place {
@@ -118,5 +122,95 @@ impl<H: NsHandle> Ctx<'_, H> {
             };
             self.segs.get(&key) == Some(seg)
         })
+    }
+}
+
+/// `a:eth0 sends at most 10 Mbit/s, drops 20% (nslab shape)`.
+pub(super) fn shaped_text(s: &Shaping, runtime: bool) -> String {
+    use crate::units::{loss_text, rate_text, time_text};
+    let mut v = Vec::new();
+    if let Some(r) = s.rate {
+        let t = rate_text(r);
+        let cut = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+        v.push(format!("sends at most {} {}/s", &t[..cut], &t[cut..]));
+    }
+    if let Some(l) = s.loss {
+        v.push(format!("drops {}", loss_text(l)));
+    }
+    if let Some(d) = s.delay_us {
+        v.push(format!("delays by {}", time_text(d)));
+    }
+    if let Some(j) = s.jitter_us {
+        v.push(format!("varies the delay by {}", time_text(j)));
+    }
+    let from = if runtime {
+        "nslab shape"
+    } else {
+        "the file's link map"
+    };
+    format!("{} {} ({from})", s.endpoint, v.join(", "))
+}
+
+impl<H: NsHandle> Ctx<'_, H> {
+    /// A walk that found nothing in the way, named as a shaped path when a
+    /// shaped cable end lies on it (the probe may be lost or slowed there).
+    pub(super) fn name_shaping(&self, r: Reason) -> Reason {
+        let Reason::Unknown { checked, .. } = &r else {
+            return r;
+        };
+        if self.last_legs.is_empty() {
+            return r;
+        }
+        let shapes = crate::runtime::shape::effective_for(self.lab, &self.runtime.shapes);
+        if shapes.is_empty() {
+            return r;
+        }
+        // The segments crossed: shared by consecutive places of a leg.
+        let segs_of = |i: usize| -> BTreeSet<usize> {
+            let p = &self.places[i].place;
+            self.segs
+                .iter()
+                .filter(|((q, _), _)| q == p)
+                .map(|(_, s)| *s)
+                .collect()
+        };
+        let mut crossed = BTreeSet::new();
+        for leg in &self.last_legs {
+            for w in leg.windows(2) {
+                crossed.extend(segs_of(w[0]).intersection(&segs_of(w[1])).copied());
+            }
+        }
+        let ends: Vec<End> = self
+            .lab
+            .links
+            .iter()
+            .flat_map(|l| [l.a.clone(), l.b.clone()])
+            .collect();
+        let on: Vec<&Shaping> = shapes
+            .iter()
+            .filter(|s| {
+                ends.iter()
+                    .find(|e| e.place.to_string() == s.place && e.ifname == s.ifname)
+                    .and_then(|e| {
+                        let key = (
+                            e.place.clone(),
+                            e.bridge.clone().unwrap_or(e.ifname.clone()),
+                        );
+                        self.segs.get(&key)
+                    })
+                    .is_some_and(|seg| crossed.contains(seg))
+            })
+            .collect();
+        let Some(first) = on.first() else {
+            return r;
+        };
+        Reason::Shaped {
+            at: first.place.clone(),
+            shaped: on
+                .iter()
+                .map(|s| shaped_text(s, self.runtime.shapes.contains(s)))
+                .collect(),
+            checked: checked.clone(),
+        }
     }
 }
