@@ -113,6 +113,26 @@ fn a_links_rate_is_desired_state_repaired_by_up_and_overridden_by_shape() {
     ok(nslab(&["up", &file, "--sandbox", "--prefix", &p]));
     assert_eq!(tbf_rate(&a, "ea"), Some(125_000));
     assert_eq!(tbf_rate(&b, "eb"), Some(1_250_000));
+    // graph draws the running lab: the override, and the down cable dashed.
+    let g = ok(nslab(&["graph", &file, "--sandbox", "--prefix", &p]));
+    assert!(
+        stdout(&g).contains("ea — eb; ea: 1mbit; eb: 10mbit\"")
+            && stdout(&g).contains("ec — ed; down\", style=dashed"),
+        "{}",
+        stdout(&g)
+    );
+    // A probe lost on a shaped path: why-not names the shaping.
+    ok(nslab(&["shape", "--lab", &lab, "b:eb", "--loss", "100%"]));
+    let ping = nslab(&["ping", "--lab", &lab, "a", "10.71.0.2", "-c", "1"]);
+    assert_eq!(ping.status.code(), Some(1), "{}", text(&ping));
+    assert!(
+        text(&ping).contains("the path is shaped")
+            && text(&ping).contains("b:eb drops 100% (nslab shape)"),
+        "{}",
+        text(&ping)
+    );
+    ok(nslab(&["shape", "--lab", &lab, "b:eb", "--clear"]));
+    assert_eq!(tbf_rate(&b, "eb"), Some(1_250_000));
     ok(nslab(&[
         "up",
         &file,

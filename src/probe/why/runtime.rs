@@ -155,8 +155,20 @@ impl<H: NsHandle> Ctx<'_, H> {
     /// A walk that found nothing in the way, named as a shaped path when a
     /// shaped cable end lies on it (the probe may be lost or slowed there).
     pub(super) fn name_shaping(&self, r: Reason) -> Reason {
-        let Reason::Unknown { checked, .. } = &r else {
-            return r;
+        // The trace may find the lab's own random-drop rule (loss without netem).
+        let (checked, loss_at) = match &r {
+            Reason::Unknown { checked, .. } => (checked.clone(), None),
+            Reason::FirewallDrop { at, table, .. }
+                if *table == crate::runtime::shape::loss_table(&self.lab.name) =>
+            {
+                (
+                    vec![format!(
+                        "nftables trace: the lab's random-drop rule in {at} (table inet {table}) dropped this probe"
+                    )],
+                    Some(at.clone()),
+                )
+            }
+            _ => return r,
         };
         if self.last_legs.is_empty() {
             return r;
@@ -199,6 +211,7 @@ impl<H: NsHandle> Ctx<'_, H> {
                         self.segs.get(&key)
                     })
                     .is_some_and(|seg| crossed.contains(seg))
+                    || (loss_at.as_deref() == Some(s.place.as_str()) && s.loss.is_some())
             })
             .collect();
         let Some(first) = on.first() else {
@@ -210,7 +223,7 @@ impl<H: NsHandle> Ctx<'_, H> {
                 .iter()
                 .map(|s| shaped_text(s, self.runtime.shapes.contains(s)))
                 .collect(),
-            checked: checked.clone(),
+            checked,
         }
     }
 }
