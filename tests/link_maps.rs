@@ -114,12 +114,12 @@ fn a_links_rate_is_desired_state_repaired_by_up_and_overridden_by_shape() {
     assert_eq!(tbf_rate(&a, "ea"), Some(125_000));
     assert_eq!(tbf_rate(&b, "eb"), Some(1_250_000));
     // graph draws the running lab: the override, and the down cable dashed.
-    let g = ok(nslab(&["graph", &file, "--sandbox", "--prefix", &p]));
+    let gr = ok(nslab(&["graph", &file, "--sandbox", "--prefix", &p]));
     assert!(
-        stdout(&g).contains("ea — eb; ea: 1mbit; eb: 10mbit\"")
-            && stdout(&g).contains("ec — ed; down\", style=dashed"),
+        stdout(&gr).contains("ea — eb; ea: 1mbit; eb: 10mbit\"")
+            && stdout(&gr).contains("ec — ed; down\", style=dashed"),
         "{}",
-        stdout(&g)
+        stdout(&gr)
     );
     // A probe lost on a shaped path: why-not names the shaping.
     ok(nslab(&["shape", "--lab", &lab, "b:eb", "--loss", "100%"]));
