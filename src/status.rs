@@ -178,7 +178,7 @@ pub fn status(rec: &Record, model: &Lab, compared_with: String) -> Result<Status
     };
     let mut k = Kernel::new(host, &model.name);
     let mut s = status_in(&mut k, rec, model, compared_with, host_lost)?;
-    s.shaping = crate::runtime::shape::status_views(rec);
+    s.shaping = crate::runtime::shape::status_views(rec, model);
     let shape_drift = crate::runtime::shape::drift(&s.shaping);
     if !shape_drift.is_empty() {
         s.ok = false;

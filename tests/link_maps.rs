@@ -131,7 +131,12 @@ fn a_links_rate_is_desired_state_repaired_by_up_and_overridden_by_shape() {
         "{}",
         text(&ping)
     );
-    ok(nslab(&["shape", "--lab", &lab, "b:eb", "--clear"]));
+    let cl = ok(nslab(&["shape", "--lab", &lab, "b:eb", "--clear"]));
+    assert!(
+        stdout(&cl).starts_with("b:eb: rate 10Mbit (tbf; the file's link map)"),
+        "{}",
+        stdout(&cl)
+    );
     assert_eq!(tbf_rate(&b, "eb"), Some(1_250_000));
     ok(nslab(&[
         "up",

@@ -626,11 +626,28 @@ pub fn shape(lab: &str, endpoint: &str, req: Option<&Request>) -> Result<ShapeRe
             )),
         });
     }
+    // After `--clear`, the file's shaping of that end (if any) is back.
+    let now = new.or_else(|| {
+        effective(&rec)
+            .into_iter()
+            .find(|s| s.place == place && s.ifname == ifname)
+            .map(|s| Shaping {
+                endpoint: endpoint.to_string(),
+                ..s
+            })
+    });
     Ok(ShapeReport {
         lab: lab.to_string(),
         endpoint: endpoint.to_string(),
-        shaping: new.as_ref().map(|n| n.view(netem)),
-        commands: explain(&model, new.as_slice(), netem),
+        shaping: now.as_ref().map(|n| ShapeView {
+            source: if rec.runtime.shapes.contains(n) {
+                "runtime"
+            } else {
+                "file"
+            },
+            ..n.view(netem)
+        }),
+        commands: explain(&model, now.as_slice(), netem),
     })
 }
 
@@ -749,9 +766,10 @@ pub fn status_lines(views: &[ShapeView]) -> Vec<String> {
     out
 }
 
-/// The `status --json` view of a lab's shapings.
-pub fn status_views(rec: &Record) -> Vec<ShapeView> {
-    let shapes = effective(rec);
+/// The `status --json` view of a lab's shapings: those of `model` (the
+/// record's, or the file `status` compares with) with `nslab shape`'s over them.
+pub fn status_views(rec: &Record, model: &Lab) -> Vec<ShapeView> {
+    let shapes = effective_for(model, &rec.runtime.shapes);
     let netem = shapes
         .first()
         .map(|s| kernel_has_netem(rec, &s.place).unwrap_or(false))
