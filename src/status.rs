@@ -291,8 +291,7 @@ pub fn compare_held(
         .iter()
         .map(|d| (d.place.clone(), d.interface.clone()))
         .chain(
-            model
-                .file_down_ends()
+            crate::runtime::file_down(rt, model)
                 .into_iter()
                 .map(|e| (e.place.clone(), e.ifname.clone())),
         )

@@ -103,6 +103,32 @@ fn a_links_rate_is_desired_state_repaired_by_up_and_overridden_by_shape() {
     assert!(status_json(&lab).0);
     // `up` again leaves the down cable down.
     assert!(!is_up(&a, "ec"));
+    // `up: false` is desired state: set up by hand, it is drift `up` repairs.
+    sh(&format!("ip netns exec {a} ip link set ec up"));
+    assert!(is_up(&a, "ec"));
+    let st = nslab(&["status", "--lab", &lab]);
+    assert_eq!(st.status.code(), Some(1), "{}", text(&st));
+    ok(nslab(&["up", &file, "--sandbox", "--prefix", &p]));
+    assert!(!is_up(&a, "ec"));
+    // `nslab link END up` is runtime state: clean, kept by `up`, dropped by
+    // `up --reset`.
+    ok(nslab(&["link", "--lab", &lab, "a:ec", "up"]));
+    assert!(is_up(&a, "ec") && !is_up(&b, "ed"));
+    let (clean, j) = status_json(&lab);
+    assert!(clean, "{j}");
+    assert_eq!(j["runtime"]["links_up"][0]["endpoint"], "a:ec", "{j}");
+    ok(nslab(&["up", &file, "--sandbox", "--prefix", &p]));
+    assert!(is_up(&a, "ec"));
+    ok(nslab(&[
+        "up",
+        &file,
+        "--sandbox",
+        "--prefix",
+        &p,
+        "--reset",
+    ]));
+    assert!(!is_up(&a, "ec"));
+    assert!(status_json(&lab).0);
 
     // `nslab shape` overrides the file's shaping of that end (runtime state),
     // `up` keeps the override, `up --reset` goes back to the file's.

@@ -452,6 +452,7 @@ pub(crate) fn plan_in<S: crate::kernel::seam::System>(
             host_links: r.host_links.clone(),
             bridge_macs: r.bridge_macs.clone(),
             links_down: crate::runtime::down_set(&r.runtime, lab),
+            force_down: crate::runtime::force_down_set(&r.runtime, lab),
         })
         .unwrap_or_default();
     let (ops, notes) = plan::plan_up(lab, &obs, rec.and_then(|r| r.model.as_ref()), &owned)

@@ -248,6 +248,7 @@ fn plan_ops(lab: &Lab, obs: &Observed, rec: &Record) -> Result<(Vec<Op>, Vec<Str
             host_links: rec.host_links.clone(),
             bridge_macs: rec.bridge_macs.clone(),
             links_down: crate::runtime::down_set(&rec.runtime, lab),
+            force_down: crate::runtime::force_down_set(&rec.runtime, lab),
         },
     )
     .map_err(|c| {
@@ -435,6 +436,7 @@ fn restore(k: &mut Kernel, prev: &Lab, failed: &Lab, before: &Record) -> String 
                 host_links,
                 bridge_macs: before.bridge_macs.clone(),
                 links_down: crate::runtime::down_set(&before.runtime, prev),
+                force_down: crate::runtime::force_down_set(&before.runtime, prev),
             },
         )
         .map_err(|c| Error::Failed(c.iter().map(|x| x.0.clone()).collect::<Vec<_>>().join("; ")))?;

@@ -14,6 +14,9 @@ pub struct State {
     /// Cable ends and bridge ports set down by `nslab link ENDPOINT down`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub links_down: Vec<link::LinkDown>,
+    /// Ends of the file's `up: false` cables set up by `nslab link ENDPOINT up`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links_up: Vec<link::LinkDown>,
     /// Partitions made by `nslab partition`, by id.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partitions: Vec<link::Partition>,
@@ -24,26 +27,49 @@ pub struct State {
 
 impl State {
     pub fn is_empty(&self) -> bool {
-        self.links_down.is_empty() && self.partitions.is_empty() && self.shapes.is_empty()
+        self.links_down.is_empty()
+            && self.links_up.is_empty()
+            && self.partitions.is_empty()
+            && self.shapes.is_empty()
     }
 }
 
 /// The interfaces held down on purpose, by namespace, for the planner: `up`
-/// creates them down and `status` does not call them drift (`nslab link`'s,
-/// and the ends of the file's `up: false` cables, which `nslab link … up`
-/// may then bring up as runtime state).
+/// leaves them down and `status` does not call them drift (`nslab link`'s,
+/// and the ends of the file's `up: false` cables, see [`force_down_set`]).
 pub fn down_set(
     st: &State,
     model: &crate::topology::Lab,
 ) -> std::collections::BTreeSet<(crate::plan::Ns, String)> {
-    let file = model
-        .file_down_ends()
-        .into_iter()
-        .map(|e| (crate::plan::ns_of(model, &e.place), e.ifname.clone()));
     st.links_down
         .iter()
         .map(|d| (crate::plan::ns_of(model, &d.place), d.interface.clone()))
-        .chain(file)
+        .chain(force_down_set(st, model))
+        .collect()
+}
+
+/// The ends of the file's `up: false` cables that `nslab link ENDPOINT up`
+/// did not set up: desired down (one that is up is drift `up` repairs).
+pub fn force_down_set(
+    st: &State,
+    model: &crate::topology::Lab,
+) -> std::collections::BTreeSet<(crate::plan::Ns, String)> {
+    file_down(st, model)
+        .into_iter()
+        .map(|e| (crate::plan::ns_of(model, &e.place), e.ifname.clone()))
+        .collect()
+}
+
+/// The file's down ends (`up: false`) not set up at run time.
+pub fn file_down<'a>(st: &State, model: &'a crate::topology::Lab) -> Vec<&'a crate::topology::End> {
+    model
+        .file_down_ends()
+        .into_iter()
+        .filter(|e| {
+            !st.links_up
+                .iter()
+                .any(|u| u.place == e.place && u.interface == e.ifname)
+        })
         .collect()
 }
 
@@ -56,8 +82,10 @@ pub(crate) fn after_up(
     reset: bool,
 ) -> crate::error::Result<Vec<String>> {
     if reset {
-        let had =
-            rec.runtime.links_down.len() + rec.runtime.partitions.len() + rec.runtime.shapes.len();
+        let had = rec.runtime.links_down.len()
+            + rec.runtime.links_up.len()
+            + rec.runtime.partitions.len()
+            + rec.runtime.shapes.len();
         link::reset(rec)?;
         partition::reset(rec, model)?;
         // Shaping lives on interfaces `up` does not recreate: remove it here.
@@ -83,6 +111,12 @@ pub fn describe(st: &State) -> Vec<String> {
         .iter()
         .map(|d| format!("link {} is down (nslab link)", d.endpoint))
         .collect();
+    out.extend(st.links_up.iter().map(|d| {
+        format!(
+            "link {} is up (nslab link; the file says `up: false`)",
+            d.endpoint
+        )
+    }));
     out.extend(st.partitions.iter().map(|p| {
         format!(
             "partition {}: [{}] -- [{}] (nslab heal {})",
