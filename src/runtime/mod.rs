@@ -128,3 +128,68 @@ pub fn describe(st: &State) -> Vec<String> {
     }));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::Op;
+    use crate::testkit::*;
+
+    const TEXT: &str = "name: x
+nodes:
+  a: { interfaces: { ea: { address: 10.9.0.1/24 }, ec: { address: 10.9.1.1/24 } } }
+  b: { interfaces: { eb: { address: 10.9.0.2/24 }, ed: { address: 10.9.1.2/24 } } }
+links:
+  - [a:ea, b:eb]
+  - { ends: [a:ec, b:ed], up: false }
+";
+
+    fn is_up(r: &Run, ns: &str, name: &str) -> bool {
+        let w = r.fake.w();
+        w.ns[ns].links.iter().any(|l| l.name == name && l.up)
+    }
+
+    #[test]
+    fn the_files_down_cable_is_desired_state_and_link_up_overrides_it() {
+        let (mut r, l) = up_from_nothing(TEXT, true);
+        let (na, nb) = (
+            l.node("a").unwrap().ns.clone(),
+            l.node("b").unwrap().ns.clone(),
+        );
+        assert!(is_up(&r, &na, "ea") && is_up(&r, &nb, "eb"));
+        assert!(!is_up(&r, &na, "ec") && !is_up(&r, &nb, "ed"));
+        // Set up by hand: drift, which the plan sets down again.
+        r.fake.set_up(&na, "ec", true);
+        let ops = r.plan(&l);
+        assert_eq!(ops.len(), 1, "{}", listing(&ops));
+        assert!(
+            matches!(&ops[0], Op::SetLink { name, down: true, .. } if name == "ec"),
+            "{}",
+            listing(&ops)
+        );
+        assert!(
+            crate::plan::explain::commands(&ops[0])
+                .iter()
+                .any(|c| c.ends_with("link set ec down")),
+            "{:?}",
+            crate::plan::explain::commands(&ops[0])
+        );
+        r.apply(&ops).unwrap();
+        assert!(!is_up(&r, &na, "ec"));
+        assert!(r.plan(&l).is_empty());
+        // `nslab link a:ec up` is runtime state: up is then what is wanted.
+        r.rec.runtime.links_up.push(super::link::LinkDown {
+            endpoint: "a:ec".into(),
+            place: crate::topology::Place::Node("a".into()),
+            interface: "ec".into(),
+        });
+        r.fake.set_up(&na, "ec", true);
+        let ops = r.plan(&l);
+        assert!(
+            ops.iter()
+                .all(|o| !matches!(o, Op::SetLink { down: true, .. })),
+            "{}",
+            listing(&ops)
+        );
+        assert!(super::describe(&r.rec.runtime)[0].contains("a:ec is up"));
+    }
+}
