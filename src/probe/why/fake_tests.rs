@@ -330,7 +330,7 @@ fn a_link_set_down_with_nslab_link_is_named_as_such() {
     r.fake.set_up("t-a", "e", false);
     let w = why_rt(&r, &l, "a", "10.70.4.2", &held(&l, &["a:e"]));
     assert!(
-        matches!(&w, Reason::LinkDown { at, interface, endpoint }
+        matches!(&w, Reason::LinkDown { at, interface, endpoint, .. }
             if at == "a" && interface == "e" && endpoint == "a:e"),
         "{w:?}"
     );
@@ -432,4 +432,23 @@ fn a_shaped_cable_on_the_path_is_named_when_nothing_else_stops_the_probe() {
         panic!("a -> r2 crosses r1 -- r2: {to_r2}");
     };
     assert!(shaped.iter().all(|s| !s.starts_with("b:e")), "{shaped:?}");
+}
+
+#[test]
+fn a_cable_the_file_wants_down_is_named_as_such() {
+    let text = CHAIN3.replace(
+        "  - [ r3:r, b:e ]",
+        "  - { ends: [ r3:r, b:e ], up: false }",
+    );
+    assert_ne!(text, CHAIN3);
+    let (r, l) = up_from_nothing(&text, true);
+    let w = why(&r, &l, "a", "10.70.4.2");
+    assert!(
+        matches!(&w, Reason::LinkDown { endpoint, by_file: true, .. } if endpoint == "r3:r" || endpoint == "b:e"),
+        "{w:?}"
+    );
+    assert!(
+        w.to_string().ends_with("is down (the file's `up: false`)"),
+        "{w}"
+    );
 }

@@ -125,6 +125,9 @@ pub enum Reason {
         at: String,
         interface: String,
         endpoint: String,
+        /// Down because the file says `up: false` (not `nslab link`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        by_file: bool,
     },
     /// `at` and `peer` are on opposite sides of partition `id` (`nslab partition`).
     Partitioned { at: String, peer: String, id: u32 },
@@ -425,8 +428,15 @@ impl Reason {
                     "{src} leaves {host} by {out} without NAT, and nothing on the other side has a route back to {src}: add a `nat` entry (masquerade)"
                 ),
             },
-            Reason::LinkDown { endpoint, .. } => {
-                write!(f, "link {endpoint} is down (nslab link)")
+            Reason::LinkDown {
+                endpoint, by_file, ..
+            } => {
+                let why = if *by_file {
+                    "the file's `up: false`"
+                } else {
+                    "nslab link"
+                };
+                write!(f, "link {endpoint} is down ({why})")
             }
             Reason::Partitioned { at, peer, id } => {
                 write!(f, "{at} and {peer} are partitioned (nslab partition {id})")

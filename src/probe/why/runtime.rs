@@ -21,6 +21,14 @@ fn place_named(at: &str) -> Place {
     }
 }
 
+/// The end of `downs` that is interface `iface` of `at`.
+fn held<'d>(downs: &'d [(LinkDown, bool)], at: &str, iface: &str) -> Option<&'d (LinkDown, bool)> {
+    let p = place_named(at);
+    downs
+        .iter()
+        .find(|(d, _)| d.place == p && d.interface == iface)
+}
+
 impl<H: NsHandle> Ctx<'_, H> {
     /// `src` and the node that has `dst` are on opposite sides of a partition.
     pub(super) fn partitioned(&self, src: &Place, dst: IpAddr) -> Option<Reason> {
@@ -45,52 +53,75 @@ impl<H: NsHandle> Ctx<'_, H> {
     /// The reason the walk found, named as the link set down on purpose when
     /// one explains it.
     pub(super) fn held_down(&self, r: Reason, _dst: IpAddr) -> Reason {
-        if self.runtime.links_down.is_empty() {
+        let downs = self.downs();
+        if downs.is_empty() {
             return r;
         }
         let hit = match &r {
-            Reason::InterfaceDown { at, interface } => self.held(at, interface),
+            Reason::InterfaceDown { at, interface } => held(&downs, at, interface),
             Reason::PeerDown {
                 at,
                 interface,
                 far_at,
                 far_interface,
-            } => self
-                .held(far_at, far_interface)
-                .or_else(|| self.held(at, interface)),
-            Reason::BridgePortDown { at, port, .. } => self.held(at, port),
-            Reason::NoRoute { at, dst } => self.covering(at, *dst),
-            Reason::NoRouteBack { at, to } => self.covering(at, *to),
-            Reason::NoNeighbour { at, interface, .. } => self.on_segment(at, interface),
+            } => held(&downs, far_at, far_interface).or_else(|| held(&downs, at, interface)),
+            Reason::BridgePortDown { at, port, .. } => held(&downs, at, port),
+            Reason::NoRoute { at, dst } => self.covering(&downs, at, *dst),
+            Reason::NoRouteBack { at, to } => self.covering(&downs, at, *to),
+            Reason::NoNeighbour { at, interface, .. } => self.on_segment(&downs, at, interface),
             _ => None,
         };
         match hit {
-            Some(d) => Reason::LinkDown {
+            Some((d, by_file)) => Reason::LinkDown {
                 at: d.place.to_string(),
                 interface: d.interface.clone(),
                 endpoint: d.endpoint.clone(),
+                by_file: *by_file,
             },
             None => r,
         }
     }
 
-    fn held(&self, at: &str, iface: &str) -> Option<&LinkDown> {
-        let p = place_named(at);
-        self.runtime
+    /// The ends down on purpose: `nslab link`'s, then the file's `up: false`
+    /// ones (true) that were not set up at run time.
+    fn downs(&self) -> Vec<(LinkDown, bool)> {
+        let mut v: Vec<(LinkDown, bool)> = self
+            .runtime
             .links_down
             .iter()
-            .find(|d| d.place == p && d.interface == iface)
+            .map(|d| (d.clone(), false))
+            .collect();
+        v.extend(
+            crate::runtime::file_down(&self.runtime, self.lab)
+                .into_iter()
+                .map(|e| {
+                    (
+                        LinkDown {
+                            endpoint: e.to_string(),
+                            place: e.place.clone(),
+                            interface: e.ifname.clone(),
+                        },
+                        true,
+                    )
+                }),
+        );
+        v
     }
 
     /// A held-down interface of `at` whose addresses or routes (in the file)
     /// would carry packets to `dst`: the kernel drops those routes with the link.
-    fn covering(&self, at: &str, dst: IpAddr) -> Option<&LinkDown> {
+    fn covering<'d>(
+        &self,
+        downs: &'d [(LinkDown, bool)],
+        at: &str,
+        dst: IpAddr,
+    ) -> Option<&'d (LinkDown, bool)> {
         let p = place_named(at);
         let node = match &p {
             Place::Node(n) => self.lab.node(n),
             _ => None,
         };
-        self.runtime.links_down.iter().find(|d| {
+        downs.iter().find(|(d, _)| {
             if d.place != p {
                 return false;
             }
@@ -113,9 +144,14 @@ impl<H: NsHandle> Ctx<'_, H> {
     }
 
     /// A held-down endpoint on the layer-2 segment of `iface` in `at`.
-    fn on_segment(&self, at: &str, iface: &str) -> Option<&LinkDown> {
+    fn on_segment<'d>(
+        &self,
+        downs: &'d [(LinkDown, bool)],
+        at: &str,
+        iface: &str,
+    ) -> Option<&'d (LinkDown, bool)> {
         let seg = self.segs.get(&(place_named(at), iface.to_string()))?;
-        self.runtime.links_down.iter().find(|d| {
+        downs.iter().find(|(d, _)| {
             let key = match d.endpoint.split_once(':') {
                 Some((b, _)) if self.lab.bridge(b).is_some() => (Place::Host, b.to_string()),
                 _ => (d.place.clone(), d.interface.clone()),
