@@ -819,6 +819,7 @@ fn build<H: NsHandle>(
             mac,
             alias,
             up,
+            down,
             ..
         } => {
             let Ok(master) = dev_index(h, master.as_deref())? else {
@@ -832,6 +833,7 @@ fn build<H: NsHandle>(
                 mtu: *mtu,
                 mac: *mac,
                 no_link_local: *no_link_local,
+                down: *down,
             }
         }
         Op::AddAddr { dev, addr, .. } | Op::DelAddr { dev, addr, .. } => {

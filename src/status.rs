@@ -178,7 +178,12 @@ pub fn status(rec: &Record, model: &Lab, compared_with: String) -> Result<Status
     };
     let mut k = Kernel::new(host, &model.name);
     let mut s = status_in(&mut k, rec, model, compared_with, host_lost)?;
-    s.shaping = crate::runtime::shape::status_views(rec);
+    s.shaping = crate::runtime::shape::status_views(rec, model);
+    let shape_drift = crate::runtime::shape::drift(&s.shaping);
+    if !shape_drift.is_empty() {
+        s.ok = false;
+        s.drift.extend(shape_drift);
+    }
     Ok(s)
 }
 
@@ -271,7 +276,8 @@ pub fn compare(
 }
 
 /// [`compare`], with the lab's runtime state: interfaces and bridge ports set
-/// down with `nslab link` are down on purpose (ok, not different).
+/// down with `nslab link` (or by the file's `up: false`) are down on purpose
+/// (ok, not different).
 #[doc(hidden)]
 pub fn compare_held(
     model: &Lab,
@@ -279,10 +285,16 @@ pub fn compare_held(
     drift: Vec<String>,
     rt: &crate::runtime::State,
 ) -> Status {
+    // The file's `up: false` cables are down on purpose too.
     let held: Held = rt
         .links_down
         .iter()
         .map(|d| (d.place.clone(), d.interface.clone()))
+        .chain(
+            crate::runtime::file_down(rt, model)
+                .into_iter()
+                .map(|e| (e.place.clone(), e.ifname.clone())),
+        )
         .collect();
     let wants = plan::wants(model);
     let empty = NsState::default();

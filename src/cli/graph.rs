@@ -1,11 +1,12 @@
 use super::FilePath;
 use nslab::error::{Error, Result};
-use nslab::graph::{Format, render};
+use nslab::graph::{Format, Overlay, render_with};
 
 /// Draw a lab as DOT, Mermaid or SVG.
 ///
 /// Draw a lab: nodes with their interfaces and addresses, bridges, cables
-/// labelled with both interface names, the host (with NAT), and with --sandbox
+/// labelled with both interface names and their shaping (dashed when down; a
+/// lab that is up adds its runtime state), the host (with NAT), and with --sandbox
 /// the emulated internet. DOT (for graphviz), Mermaid (renders on GitHub) or SVG
 /// (drawn by nslab itself, no graphviz needed).
 ///
@@ -34,7 +35,12 @@ pub fn run(a: Args) -> Result<i32> {
         .format
         .parse()
         .map_err(|e: nslab::graph::GraphError| Error::Usage(e.to_string()))?;
-    let out = render(&lab, fmt).map_err(|e| Error::Failed(e.to_string()))?;
+    // A lab that is up shows its runtime state too (links down, `nslab shape`).
+    let overlay = match nslab::record::Record::load(&lab.name) {
+        Ok(Some(rec)) => Overlay::of_running(&lab, &rec.runtime),
+        _ => Overlay::of_file(&lab),
+    };
+    let out = render_with(&lab, fmt, &overlay).map_err(|e| Error::Failed(e.to_string()))?;
     if matches!(fmt, Format::Mermaid) && (out.len() > 50_000 || out.matches("---").count() > 500) {
         eprintln!(
             "note: GitHub renders Mermaid diagrams up to 50 000 characters / 500 edges; try --format svg"

@@ -76,7 +76,7 @@ pub fn run(a: Args) -> Result<i32> {
 /// The recorded shapings (`nslab shape`), which `up` keeps.
 fn print_shaping(r: &nslab::lab::PlanReport, explain: bool) {
     if explain && !r.shaping.is_empty() {
-        println!("# shaping recorded by `nslab shape` (kept by `up`):");
+        println!("# shaping: the file's link maps, and `nslab shape` over them (applied by `up`):");
         for c in &r.shaping {
             println!("{c}");
         }

@@ -87,6 +87,12 @@ pub fn run(a: Args) -> Result<i32> {
         print_json(&r);
     } else {
         match &r.shaping {
+            Some(v) if v.source == "file" => println!(
+                "{}: {} ({}; the file's link map)",
+                r.endpoint,
+                v.text(),
+                v.mechanism
+            ),
             Some(v) => println!("{}: {} ({})", r.endpoint, v.text(), v.mechanism),
             None => println!("{}: not shaped", r.endpoint),
         }

@@ -171,10 +171,11 @@ pub(super) fn dot(sc: &Scene) -> String {
     for e in &sc.edges {
         let _ = writeln!(
             s,
-            "  {} -- {} [label={}];",
+            "  {} -- {} [label={}{}];",
             dot_anchor(&e.from),
             dot_anchor(&e.to),
-            dot_quote(&e.label)
+            dot_quote(&e.label),
+            if e.down { ", style=dashed" } else { "" }
         );
     }
     s.push_str("}\n");

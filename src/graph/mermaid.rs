@@ -87,8 +87,9 @@ pub(super) fn mermaid(sc: &Scene) -> String {
     for e in &sc.edges {
         let _ = writeln!(
             s,
-            "  {} ---|\"{}\"| {}",
+            "  {} {}|\"{}\"| {}",
             mm_id(e.from.key),
+            if e.down { "-.-" } else { "---" },
             mm(&e.label),
             mm_id(e.to.key)
         );

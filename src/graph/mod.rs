@@ -95,9 +95,82 @@ pub enum GraphError {
     Layout(String),
 }
 
-/// Draw `lab` in `format`.
+/// Draw `lab` in `format`: the file's shaping and `up: false` cables.
 pub fn render(lab: &Lab, format: Format) -> Result<String, GraphError> {
-    let scene = Scene::of(lab);
+    render_with(lab, format, &Overlay::of_file(lab))
+}
+
+/// What a running lab changes in the picture: the shaping in force (the file's
+/// with `nslab shape` over it) and the cable ends that are down.
+#[derive(Debug, Clone, Default)]
+pub struct Overlay {
+    pub shapes: Vec<crate::runtime::shape::Shaping>,
+    /// Ends held down (`nslab link`, or the file's `up: false`), as (place, interface).
+    pub down: Vec<(Place, String)>,
+}
+
+impl Overlay {
+    /// The file's own: its link maps' shaping and `up: false` cables.
+    pub fn of_file(lab: &Lab) -> Overlay {
+        Overlay {
+            shapes: lab.file_shapes(),
+            down: lab
+                .file_down_ends()
+                .into_iter()
+                .map(|e| (e.place.clone(), e.ifname.clone()))
+                .collect(),
+        }
+    }
+
+    /// The file's, with a running lab's runtime state (from its record) over it.
+    pub fn of_running(lab: &Lab, rt: &crate::runtime::State) -> Overlay {
+        let mut o = Overlay::of_file(lab);
+        o.shapes = crate::runtime::shape::effective_for(lab, &rt.shapes);
+        o.down.extend(
+            rt.links_down
+                .iter()
+                .map(|d| (d.place.clone(), d.interface.clone())),
+        );
+        o
+    }
+
+    fn shaping(&self, e: &End) -> Option<String> {
+        let place = e.place.to_string();
+        self.shapes
+            .iter()
+            .find(|s| s.place == place && s.ifname == e.ifname)
+            .map(short_shaping)
+    }
+
+    fn is_down(&self, e: &End) -> bool {
+        self.down
+            .iter()
+            .any(|(p, i)| p == &e.place && i == &e.ifname)
+    }
+}
+
+/// `10mbit 1% loss 20ms delay`: a shaping as a cable's label says it.
+fn short_shaping(s: &crate::runtime::shape::Shaping) -> String {
+    use crate::units::{loss_text, rate_text, time_text};
+    let mut v = Vec::new();
+    if let Some(r) = s.rate {
+        v.push(rate_text(r).to_ascii_lowercase());
+    }
+    if let Some(l) = s.loss {
+        v.push(format!("{} loss", loss_text(l)));
+    }
+    if let Some(d) = s.delay_us {
+        v.push(format!("{} delay", time_text(d)));
+    }
+    if let Some(j) = s.jitter_us {
+        v.push(format!("±{}", time_text(j)));
+    }
+    v.join(" ")
+}
+
+/// Draw `lab` in `format` with `overlay`'s shaping and down cables.
+pub fn render_with(lab: &Lab, format: Format, overlay: &Overlay) -> Result<String, GraphError> {
+    let scene = Scene::of(lab, overlay);
     match format {
         Format::Dot => Ok(dot::dot(&scene)),
         Format::Mermaid => Ok(mermaid::mermaid(&scene)),
@@ -198,8 +271,11 @@ struct Edge {
     /// Drawn on the left.
     from: Anchor,
     to: Anchor,
-    /// `bveth — bbrveth`: the interface names in the order of `from`, `to`.
+    /// `bveth — bbrveth`: the interface names in the order of `from`, `to`,
+    /// then the shaping of each end's egress (`bveth: 10mbit 1% loss`).
     label: String,
+    /// An end of the cable is down: drawn dashed.
+    down: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -236,7 +312,7 @@ fn nat_text(n: &Nat) -> String {
 }
 
 impl Scene {
-    fn of(lab: &Lab) -> Scene {
+    fn of(lab: &Lab, overlay: &Overlay) -> Scene {
         let nodes: Vec<Panel> = lab
             .nodes
             .iter()
@@ -256,7 +332,7 @@ impl Scene {
         let host =
             (lab.sandbox || !bridges.is_empty() || host_panel.has_rows()).then_some(host_panel);
         let internet = internet_panel(lab);
-        let edges = edges(lab, &nodes, &host, &internet);
+        let edges = edges(lab, &nodes, &host, &internet, overlay);
         Scene {
             lab: clean(&lab.name),
             sandbox: lab.sandbox,
@@ -365,7 +441,33 @@ fn internet_panel(lab: &Lab) -> Option<Panel> {
 }
 
 /// The cables, and the sandbox's uplink, between the panels drawn.
-fn edges(lab: &Lab, nodes: &[Panel], host: &Option<Panel>, internet: &Option<Panel>) -> Vec<Edge> {
+/// `ea — eb`, then `; 10mbit 1% loss each way` (both ends alike) or
+/// `; ea: 10mbit` per shaped end, then `; down` for a cable with an end down.
+fn cable_label(a: &End, b: &End, overlay: &Overlay) -> String {
+    let mut label = format!("{} {DASH} {}", a.ifname, b.ifname);
+    match (overlay.shaping(a), overlay.shaping(b)) {
+        (Some(x), Some(y)) if x == y => label.push_str(&format!("; {x} each way")),
+        (sa, sb) => {
+            for (e, s) in [(a, sa), (b, sb)] {
+                if let Some(s) = s {
+                    label.push_str(&format!("; {}: {s}", e.ifname));
+                }
+            }
+        }
+    }
+    if overlay.is_down(a) || overlay.is_down(b) {
+        label.push_str("; down");
+    }
+    label
+}
+
+fn edges(
+    lab: &Lab,
+    nodes: &[Panel],
+    host: &Option<Panel>,
+    internet: &Option<Panel>,
+    overlay: &Overlay,
+) -> Vec<Edge> {
     let anchor = |e: &End| -> Anchor {
         match (&e.place, &e.bridge) {
             (_, Some(b)) => match lab.bridges.iter().position(|x| &x.name == b) {
@@ -419,7 +521,8 @@ fn edges(lab: &Lab, nodes: &[Panel], host: &Option<Panel>, internet: &Option<Pan
         edges.push(Edge {
             from,
             to,
-            label: clean(&format!("{} {DASH} {}", a.ifname, b.ifname)),
+            label: clean(&cable_label(a, b, overlay)),
+            down: overlay.is_down(a) || overlay.is_down(b),
         });
     }
     if let (Some(h), Some(i)) = (host, internet) {
@@ -433,6 +536,7 @@ fn edges(lab: &Lab, nodes: &[Panel], host: &Option<Panel>, internet: &Option<Pan
                 row: i.ifaces.iter().position(|r| r.name == INET_IF),
             },
             label: format!("{UPLINK_IF} {DASH} {INET_IF}"),
+            down: false,
         });
     }
     edges

@@ -165,7 +165,12 @@ fn add_cables(vg: &mut VisualGraph, sc: &Scene, boxes: &Boxes) {
             // Two blank lines under the label lift it above the line through
             // the middle of its connector.
             let label = format!("{}\n \n ", e.label);
-            vg.add_edge(cable(&label, LineStyleKind::Normal), a, b);
+            let style = if e.down {
+                LineStyleKind::Dashed
+            } else {
+                LineStyleKind::Normal
+            };
+            vg.add_edge(cable(&label, style), a, b);
         }
     }
     // Bridges live in the host: a dotted line, so they sit between nodes and host.

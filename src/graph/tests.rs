@@ -606,3 +606,86 @@ fn html_label_text_escapes_and_breaks_lines() {
     );
     assert_eq!(super::dot::html(""), "");
 }
+
+const SHAPED: &str = "name: g
+bridges: { br0: {} }
+nodes:
+  a: { interfaces: { ea: { address: 10.74.0.1/24 } } }
+  b: { interfaces: { eb: { address: 10.74.0.2/24 } } }
+  c: { interfaces: { ec: { address: 10.74.0.3/24 } } }
+links:
+  - { ends: [a:ea, br0:pa], rate: 10mbit, loss: 1% }
+  - { ends: [b:eb, br0:pb], egress: { \"b:eb\": { rate: 5mbit } }, up: false }
+  - [c:ec, br0:pc]
+";
+
+#[test]
+fn shaped_and_down_cables_from_the_file() {
+    let l = lab(SHAPED, false);
+    let dot = render(&l, Format::Dot).unwrap();
+    assert!(
+        dot.contains("[label=\"ea — pa; 10mbit 1% loss each way\"];"),
+        "{dot}"
+    );
+    assert!(
+        dot.contains("[label=\"eb — pb; eb: 5mbit; down\", style=dashed];"),
+        "{dot}"
+    );
+    assert!(dot.contains("[label=\"ec — pc\"];"), "{dot}");
+    let mmd = render(&l, Format::Mermaid).unwrap();
+    assert!(
+        mmd.contains("node1 -.-|\"eb — pb; eb: 5mbit; down\"| bridge0"),
+        "{mmd}"
+    );
+    assert!(
+        mmd.contains("node0 ---|\"ea — pa; 10mbit 1% loss each way\"|"),
+        "{mmd}"
+    );
+    let svg = render(&l, Format::Svg).unwrap();
+    let texts = svg_texts(&svg);
+    assert!(
+        texts.iter().any(|t| t.contains("10mbit 1% loss")),
+        "{texts:?}"
+    );
+}
+
+#[test]
+fn a_running_labs_runtime_state_is_drawn() {
+    let l = lab(SHAPED, false);
+    let mut rt = crate::runtime::State::default();
+    // `nslab shape c:ec --loss 20%` and `nslab link c:ec down`; `nslab shape
+    // a:ea` overrides the file's shaping of that end.
+    let req = |rate: Option<&str>, loss: Option<&str>| crate::runtime::shape::Request {
+        rate: rate.map(Into::into),
+        loss: loss.map(Into::into),
+        ..Default::default()
+    };
+    rt.shapes.push(
+        crate::runtime::shape::Shaping::parse("c:ec", "c", "ec", &req(None, Some("20%"))).unwrap(),
+    );
+    rt.shapes.push(
+        crate::runtime::shape::Shaping::parse("a:ea", "a", "ea", &req(Some("1mbit"), None))
+            .unwrap(),
+    );
+    rt.links_down.push(crate::runtime::link::LinkDown {
+        endpoint: "c:ec".into(),
+        place: Place::Node("c".into()),
+        interface: "ec".into(),
+    });
+    let dot = render_with(&l, Format::Dot, &Overlay::of_running(&l, &rt)).unwrap();
+    assert!(
+        dot.contains("[label=\"ec — pc; ec: 20% loss; down\", style=dashed];"),
+        "{dot}"
+    );
+    assert!(
+        dot.contains("[label=\"ea — pa; ea: 1mbit; pa: 10mbit 1% loss\"];"),
+        "{dot}"
+    );
+    // Without runtime state, the file's picture.
+    let plain = render_with(
+        &l,
+        Format::Dot,
+        &Overlay::of_running(&l, &Default::default()),
+    );
+    assert_eq!(plain.unwrap(), render(&l, Format::Dot).unwrap());
+}

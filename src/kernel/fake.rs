@@ -78,6 +78,7 @@ impl FakeNs {
             mtu,
             mac,
             no_link_local: _,
+            down,
         } = req
         else {
             return Err(libc::EINVAL);
@@ -91,7 +92,7 @@ impl FakeNs {
             return Err(libc::EINVAL);
         }
         let l = self.link_mut(name).ok_or(libc::ENODEV)?;
-        l.up |= *up;
+        l.up = (l.up || *up) && !*down;
         l.master = master.or(l.master);
         l.alias = alias.clone().or(l.alias.take());
         l.mtu = mtu.or(l.mtu);

@@ -63,6 +63,8 @@ pub enum LinkReq {
         mtu: Option<u32>,
         mac: Option<[u8; 6]>,
         no_link_local: bool,
+        /// Set it down (else `up` false leaves its state as it is).
+        down: bool,
     },
     NewAddr {
         index: u32,
@@ -107,9 +109,14 @@ impl LinkReq {
                 mtu,
                 mac,
                 no_link_local,
+                down,
             } => {
                 let s = SetLink {
-                    up: up.then_some(true),
+                    up: if *down {
+                        Some(false)
+                    } else {
+                        up.then_some(true)
+                    },
                     master: *master,
                     alias: alias.as_deref(),
                     mtu: *mtu,

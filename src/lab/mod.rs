@@ -403,6 +403,8 @@ pub struct PlanReport {
 
 /// What `up` would do now, without doing it.
 pub fn plan(lab: &Lab) -> Result<PlanReport> {
+    // What `up` refuses (delay or jitter without netem), `plan` refuses too.
+    crate::runtime::shape::check_file_shapes(lab)?;
     let rec = Record::load(&lab.name)
         .map_err(Error::io(format!("read the record of lab {}", lab.name)))?;
     plan_with_record(lab, rec.as_ref())
@@ -424,9 +426,7 @@ pub fn plan_with_record(lab: &Lab, rec: Option<&Record>) -> Result<PlanReport> {
     };
     let mut k = Kernel::new(host, &lab.name);
     let mut r = plan_in(&mut k, lab, rec.as_ref())?;
-    if let Some(rec) = rec.as_ref() {
-        r.shaping = crate::runtime::shape::explain_recorded(lab, rec);
-    }
+    r.shaping = crate::runtime::shape::explain_recorded(lab, rec.as_ref());
     Ok(r)
 }
 
@@ -452,6 +452,7 @@ pub(crate) fn plan_in<S: crate::kernel::seam::System>(
             host_links: r.host_links.clone(),
             bridge_macs: r.bridge_macs.clone(),
             links_down: crate::runtime::down_set(&r.runtime, lab),
+            force_down: crate::runtime::force_down_set(&r.runtime, lab),
         })
         .unwrap_or_default();
     let (ops, notes) = plan::plan_up(lab, &obs, rec.and_then(|r| r.model.as_ref()), &owned)

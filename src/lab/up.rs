@@ -125,8 +125,10 @@ pub fn up_lab_with(
     crate::timing::mark("start");
     let t0 = Instant::now();
     netns::raise_nofile_limit();
+    crate::runtime::shape::check_file_shapes(&lab)?;
     let _lock = lock_lab(&lab.name)?;
     let (mut rec, here) = open_record(&lab)?;
+    let shapes_before = crate::runtime::shape::effective(&rec);
     // `--reset` drops runtime state first, so the plan brings those links up.
     let mut runtime_notes = if opts.reset {
         crate::runtime::after_up(&mut rec, &lab, true)?
@@ -183,7 +185,7 @@ pub fn up_lab_with(
     notes.extend(not_ready);
     notes.extend(runtime_notes);
     notes.extend(started);
-    notes.extend(crate::runtime::shape::reapply(&rec));
+    notes.extend(crate::runtime::shape::reapply(&rec, &shapes_before));
     Ok(UpReport {
         lab: lab.name,
         sandbox: lab.sandbox,
@@ -246,6 +248,7 @@ fn plan_ops(lab: &Lab, obs: &Observed, rec: &Record) -> Result<(Vec<Op>, Vec<Str
             host_links: rec.host_links.clone(),
             bridge_macs: rec.bridge_macs.clone(),
             links_down: crate::runtime::down_set(&rec.runtime, lab),
+            force_down: crate::runtime::force_down_set(&rec.runtime, lab),
         },
     )
     .map_err(|c| {
@@ -433,6 +436,7 @@ fn restore(k: &mut Kernel, prev: &Lab, failed: &Lab, before: &Record) -> String 
                 host_links,
                 bridge_macs: before.bridge_macs.clone(),
                 links_down: crate::runtime::down_set(&before.runtime, prev),
+                force_down: crate::runtime::force_down_set(&before.runtime, prev),
             },
         )
         .map_err(|c| Error::Failed(c.iter().map(|x| x.0.clone()).collect::<Vec<_>>().join("; ")))?;

@@ -66,12 +66,16 @@ pub fn commands(op: &Op) -> Vec<String> {
             mac: new_mac,
             alias,
             up,
+            down,
         } => {
             let mut v = Vec::new();
             if *no_link_local {
                 v.push(format!("{} link set {name} addrgenmode none", ip(ns)));
             }
-            let s = link_set_args(master, mtu, new_mac, alias, *up);
+            let mut s = link_set_args(master, mtu, new_mac, alias, *up);
+            if *down {
+                s.push_str(" down");
+            }
             if !s.is_empty() {
                 v.push(format!("{} link set {name}{s}", ip(ns)));
             }

@@ -75,6 +75,9 @@ pub enum Op {
         mac: Option<[u8; 6]>,
         alias: Option<String>,
         up: bool,
+        /// Set it down (the file's `up: false` cable that is up).
+        #[serde(default, skip_serializing_if = "is_false")]
+        down: bool,
     },
     AddAddr {
         ns: Ns,
@@ -218,6 +221,7 @@ impl fmt::Display for Op {
                 mac,
                 alias,
                 up,
+                down,
                 ..
             } => {
                 let mut parts = Vec::new();
@@ -241,6 +245,9 @@ impl fmt::Display for Op {
                 }
                 if *up {
                     parts.push("up".into());
+                }
+                if *down {
+                    parts.push("down (the file's `up: false`)".into());
                 }
                 if parts.is_empty() {
                     parts.push("configure".into());
@@ -365,6 +372,13 @@ pub struct Owned {
     /// Interfaces set down on purpose (`nslab link ENDPOINT down`): runtime
     /// state, not drift, so `up` leaves them down and `status` does not flag them.
     pub links_down: BTreeSet<(Ns, String)>,
+    /// Of those, the ends the file wants down (`up: false`, not set up with
+    /// `nslab link`): desired state, so one that is up is drift `up` repairs.
+    pub force_down: BTreeSet<(Ns, String)>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Something in the way that nslab must not touch: the plan is refused.
@@ -417,6 +431,8 @@ pub fn all_links(lab: &Lab) -> Vec<Link> {
                 ifname: INET_IF.into(),
                 bridge: None,
             },
+            up: true,
+            shapes: Vec::new(),
         });
     }
     v
@@ -856,6 +872,7 @@ impl UpOps {
                 mac: None,
                 alias: None,
                 up: true,
+                down: false,
             });
         }
         if !new_ns && !ns.is_host() {
@@ -1148,7 +1165,12 @@ fn link_settings(
         || (o.is_some() && o.and_then(|l| l.master) == master_idx && master_idx.is_some());
     // A link set down on purpose stays down: not drift, not repaired.
     let held_down = cx.owned.links_down.contains(&(ns.clone(), i.name.clone()));
-    let up_ok = held_down || o.is_some_and(|l| l.up);
+    let force_down = cx.owned.force_down.contains(&(ns.clone(), i.name.clone()));
+    let up_ok = if force_down {
+        o.is_some_and(|l| !l.up)
+    } else {
+        held_down || o.is_some_and(|l| l.up)
+    };
     // An MTU the file no longer sets goes back to the kernel's default.
     let prev_mtu = cx.prev_iface(ns, &i.name).and_then(|pi| pi.mtu);
     let want_mtu = i.mtu.or(prev_mtu.map(|_| DEFAULT_MTU));
@@ -1167,6 +1189,7 @@ fn link_settings(
             mac: None,
             alias: None,
             up: false,
+            down: false,
         });
     }
     // A new link gets its MAC in the create request.
@@ -1188,6 +1211,7 @@ fn link_settings(
             // The kernel ignores IFLA_IFALIAS in a create request: mark it here.
             alias: (is_fresh || !marked).then(|| cx.mark.clone()),
             up: !held_down,
+            down: force_down && o.is_some_and(|l| l.up),
         });
     }
 }

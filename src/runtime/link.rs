@@ -132,6 +132,13 @@ pub fn set(lab: &str, spec: &str, up: bool) -> Result<LinkReport> {
     let mut rec = crate::lab::record_of(lab)?;
     let model = model_of(&rec)?;
     let ld = resolve(&model, spec)?;
+    if model
+        .file_down_ends()
+        .iter()
+        .any(|e| e.place == ld.place && e.ifname == ld.interface)
+    {
+        return set_file_down(lab, rec, &model, ld, up);
+    }
     let was_down = rec
         .runtime
         .links_down
@@ -165,6 +172,39 @@ pub fn set(lab: &str, spec: &str, up: bool) -> Result<LinkReport> {
     })
 }
 
+/// `nslab link` on an end of a cable the file wants down (`up: false`): up
+/// is runtime state (recorded in `links_up`, kept by `up`), down is the file's
+/// state again.
+fn set_file_down(
+    lab: &str,
+    mut rec: Record,
+    model: &Lab,
+    ld: LinkDown,
+    up: bool,
+) -> Result<LinkReport> {
+    let was_up = rec
+        .runtime
+        .links_up
+        .iter()
+        .any(|d| d.endpoint == ld.endpoint);
+    rec.runtime.links_up.retain(|d| d.endpoint != ld.endpoint);
+    if up {
+        rec.runtime.links_up.push(ld.clone());
+    }
+    save(&rec)?;
+    let mut conn = open(&rec, &ld.place)?;
+    set_state(&mut conn, &ld, up)?;
+    if up {
+        restore_routes(&rec, model, &crate::plan::ns_of(model, &ld.place))?;
+    }
+    Ok(LinkReport {
+        lab: lab.to_string(),
+        endpoint: ld.endpoint,
+        state: if up { "up" } else { "down" }.into(),
+        changed: up != was_up,
+    })
+}
+
 /// Put the links of `rec.runtime` down again (after `up` brought the lab in
 /// line). Ends that no longer exist in the model are dropped from the record.
 pub(crate) fn reapply(rec: &mut Record, model: &Lab) -> Result<Vec<String>> {
@@ -186,6 +226,20 @@ pub(crate) fn reapply(rec: &mut Record, model: &Lab) -> Result<Vec<String>> {
         .cloned()
         .collect();
     rec.runtime.links_down = keep;
+    // Ends set up against the file's `up: false`: only while the file says so.
+    let file_down = model.file_down_ends();
+    rec.runtime.links_up.retain(|u| {
+        let still = file_down
+            .iter()
+            .any(|e| e.place == u.place && e.ifname == u.interface);
+        if !still {
+            notes.push(format!(
+                "{} is no longer `up: false` in the file: its `nslab link up` is dropped",
+                u.endpoint
+            ));
+        }
+        still
+    });
     for d in rec.runtime.links_down.clone() {
         let mut c = open(rec, &d.place)?;
         set_state(&mut c, &d, false)?;
@@ -193,8 +247,11 @@ pub(crate) fn reapply(rec: &mut Record, model: &Lab) -> Result<Vec<String>> {
     Ok(notes)
 }
 
-/// Bring every link of `rec.runtime` up again and forget them (`up --reset`).
+/// Bring every link of `rec.runtime` up again and forget them (`up --reset`);
+/// ends set up against the file's `up: false` are forgotten (the plan then
+/// sets them down).
 pub(crate) fn reset(rec: &mut Record) -> Result<()> {
+    rec.runtime.links_up.clear();
     for d in std::mem::take(&mut rec.runtime.links_down) {
         // A namespace or interface that is gone has nothing to bring up.
         if let Ok(mut c) = open(rec, &d.place)

@@ -107,6 +107,9 @@ pub struct ShapeView {
     pub limit_packets: Option<u32>,
     /// How the kernel does it: `tbf`, `netem`, `nft` (loss rule), joined by `+`.
     pub mechanism: String,
+    /// `file` (a link map of the topology file: desired state, missing is
+    /// drift) or `runtime` (`nslab shape`, which overrides the file's).
+    pub source: &'static str,
     /// Whether the kernel has it (its root qdisc, its loss rule's table); None
     /// when it could not be read. `up` puts a missing one back.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -274,6 +277,7 @@ impl Shaping {
             loss: self.loss.map(loss_text),
             limit_packets: self.limit,
             mechanism: mech,
+            source: "runtime",
             in_kernel: None,
         }
     }
@@ -298,6 +302,69 @@ impl Shaping {
         }
         v.join(" ")
     }
+}
+
+/// The shapings in force in a lab: the file's (its record's model), each
+/// replaced by an `nslab shape` of the same interface, then the runtime ones.
+pub fn effective(rec: &Record) -> Vec<Shaping> {
+    match rec.model.as_ref() {
+        Some(m) => effective_for(m, &rec.runtime.shapes),
+        None => rec.runtime.shapes.clone(),
+    }
+}
+
+/// [`effective`] for the file's model `lab` and the runtime shapings `rt`.
+pub fn effective_for(lab: &Lab, rt: &[Shaping]) -> Vec<Shaping> {
+    let mut out: Vec<Shaping> = lab
+        .file_shapes()
+        .into_iter()
+        .filter(|f| {
+            !rt.iter()
+                .any(|r| r.place == f.place && r.ifname == f.ifname)
+        })
+        .collect();
+    out.extend(rt.iter().cloned());
+    out
+}
+
+/// Whether the running kernel has netem, asked in a throwaway namespace of
+/// its own (nothing of the host or a lab is touched).
+pub fn kernel_has_netem_anywhere() -> Result<bool> {
+    std::thread::spawn(|| -> Result<bool> {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| Error::Failed(format!("probe for netem: unshare: {e}")))?;
+        let mut nl = Rtnl::new().map_err(Error::io("open a netlink socket"))?;
+        tc::has_netem(&mut nl).map_err(|e| Error::Failed(e.to_string()))
+    })
+    .join()
+    .map_err(|_| Error::Failed("probe for netem: the thread panicked".into()))?
+}
+
+/// `up`'s check before anything is made: the file's delay or jitter needs
+/// netem, refused (exit 2) where the kernel has none.
+pub fn check_file_shapes(lab: &Lab) -> Result<()> {
+    let Some(s) = lab
+        .links
+        .iter()
+        .flat_map(|l| &l.shapes)
+        .find(|s| s.needs_netem())
+    else {
+        return Ok(());
+    };
+    if kernel_has_netem_anywhere()? {
+        return Ok(());
+    }
+    let what = if s.delay_us.is_some() {
+        "delay"
+    } else {
+        "jitter"
+    };
+    Err(Error::Refused(format!(
+        "link {} in the file: {}",
+        s.endpoint,
+        no_netem(&format!("`{what}:`"))
+            .replace("(--rate and --loss work", "(`rate:` and `loss:` work")
+    )))
 }
 
 /// The name of a lab's loss table (one per namespace that has loss rules).
@@ -367,14 +434,20 @@ pub fn explain(lab: &Lab, shapes: &[Shaping], netem: bool) -> Vec<String> {
     out
 }
 
-/// [`explain`] for the shapings of a lab's record, asking the kernel whether it
-/// has netem (in the namespace of the first shaping; none: no netem assumed).
-pub fn explain_recorded(lab: &Lab, rec: &Record) -> Vec<String> {
-    let shapes = &rec.runtime.shapes;
-    let netem = shapes
-        .first()
-        .is_some_and(|s| kernel_has_netem(rec, &s.place).unwrap_or(false));
-    explain(lab, shapes, netem)
+/// [`explain`] for the shapings `lab` (the file) and its record's runtime
+/// state would have, on this kernel (asked only when there are some).
+pub fn explain_recorded(lab: &Lab, rec: Option<&Record>) -> Vec<String> {
+    let rt = rec.map(|r| r.runtime.shapes.as_slice()).unwrap_or_default();
+    let shapes = effective_for(lab, rt);
+    if shapes.is_empty() {
+        return Vec::new();
+    }
+    let netem = match (rec, shapes.first()) {
+        (Some(r), Some(s)) => kernel_has_netem(r, &s.place).ok(),
+        _ => None,
+    };
+    let netem = netem.unwrap_or_else(|| kernel_has_netem_anywhere().unwrap_or(false));
+    explain(lab, &shapes, netem)
 }
 
 fn netem_words(s: &Shaping) -> String {
@@ -482,7 +555,7 @@ pub fn kernel_has_netem(rec: &Record, place: &str) -> Result<bool> {
 /// `place` (its root qdisc) and for the loss table of that namespace.
 fn sync_iface(rec: &Record, place: &str, ifname: &str, netem: bool) -> Result<()> {
     let mut s = open_place(rec, place)?;
-    let shapes = &rec.runtime.shapes;
+    let shapes = &effective(rec);
     let failed = |e: crate::kernel::netlink::NlError| Error::Failed(e.to_string());
     let idx = crate::kernel::observe::links(&mut s.nl)
         .map_err(failed)?
@@ -576,22 +649,52 @@ pub fn shape(lab: &str, endpoint: &str, req: Option<&Request>) -> Result<ShapeRe
             )),
         });
     }
+    // After `--clear`, the file's shaping of that end (if any) is back.
+    let now = new.or_else(|| {
+        effective(&rec)
+            .into_iter()
+            .find(|s| s.place == place && s.ifname == ifname)
+            .map(|s| Shaping {
+                endpoint: endpoint.to_string(),
+                ..s
+            })
+    });
     Ok(ShapeReport {
         lab: lab.to_string(),
         endpoint: endpoint.to_string(),
-        shaping: new.as_ref().map(|n| n.view(netem)),
-        commands: explain(&model, new.as_slice(), netem),
+        shaping: now.as_ref().map(|n| ShapeView {
+            source: if rec.runtime.shapes.contains(n) {
+                "runtime"
+            } else {
+                "file"
+            },
+            ..n.view(netem)
+        }),
+        commands: explain(&model, now.as_slice(), netem),
     })
 }
 
 /// Put the recorded shapings back into the kernel (`up` calls it, so a lab
 /// brought up again keeps them). Returns notes for what could not be done.
-pub fn reapply(rec: &Record) -> Vec<String> {
+/// `before`: the shapings in force before `up` (those no longer wanted are removed).
+pub fn reapply(rec: &Record, before: &[Shaping]) -> Vec<String> {
     let mut notes = Vec::new();
     let Some(model) = rec.model.as_ref() else {
         return notes;
     };
-    for s in &rec.runtime.shapes {
+    let now = effective(rec);
+    for s in before {
+        let gone = !now
+            .iter()
+            .any(|n| n.place == s.place && n.ifname == s.ifname);
+        if gone
+            && resolve(model, &s.endpoint).is_ok()
+            && let Err(e) = sync_iface(rec, &s.place, &s.ifname, false)
+        {
+            notes.push(format!("remove the shaping of {}: {e}", s.endpoint));
+        }
+    }
+    for s in &now {
         let r = resolve(model, &s.endpoint).and_then(|_| {
             let netem = kernel_has_netem(rec, &s.place)?;
             sync_iface(rec, &s.place, &s.ifname, netem)
@@ -624,7 +727,7 @@ pub fn remove_all(rec: &Record) -> Vec<String> {
 /// Host mode's `down`: the loss table in the host namespace (the lab's veths,
 /// and with them their qdiscs, go with the lab; node namespaces take theirs).
 pub fn remove_host_table(rec: &Record) -> Vec<String> {
-    if rec.sandbox || !rec.runtime.shapes.iter().any(|s| s.place == "host") {
+    if rec.sandbox || !effective(rec).iter().any(|s| s.place == "host") {
         return Vec::new();
     }
     let r = open_place(rec, "host").and_then(|mut s| {
@@ -647,11 +750,30 @@ pub fn remove_host_table(rec: &Record) -> Vec<String> {
 
 /// The `status` text of a lab's shapings; empty when there are none.
 pub fn status_lines(views: &[ShapeView]) -> Vec<String> {
-    if views.is_empty() {
-        return Vec::new();
+    let mut out = Vec::new();
+    let file: Vec<&ShapeView> = views.iter().filter(|v| v.source == "file").collect();
+    if !file.is_empty() {
+        out.push("shaped (the file's links):".to_string());
+        for v in file {
+            out.push(format!(
+                "  {:<20} {} ({}){}",
+                v.endpoint,
+                v.text(),
+                v.mechanism,
+                if v.in_kernel == Some(false) {
+                    "; missing in the kernel (drift): `nslab up` puts it back"
+                } else {
+                    ""
+                }
+            ));
+        }
     }
-    let mut out = vec!["shaped (nslab shape; runtime state, not drift):".to_string()];
-    for v in views {
+    let rt: Vec<&ShapeView> = views.iter().filter(|v| v.source != "file").collect();
+    if rt.is_empty() {
+        return out;
+    }
+    out.push("shaped (nslab shape; runtime state, not drift):".to_string());
+    for v in rt {
         out.push(format!(
             "  {:<20} {} ({}){}",
             v.endpoint,
@@ -667,21 +789,34 @@ pub fn status_lines(views: &[ShapeView]) -> Vec<String> {
     out
 }
 
-/// The `status --json` view of a lab's shapings.
-pub fn status_views(rec: &Record) -> Vec<ShapeView> {
-    let netem = rec
-        .runtime
-        .shapes
+/// The `status --json` view of a lab's shapings: those of `model` (the
+/// record's, or the file `status` compares with) with `nslab shape`'s over them.
+pub fn status_views(rec: &Record, model: &Lab) -> Vec<ShapeView> {
+    let shapes = effective_for(model, &rec.runtime.shapes);
+    let netem = shapes
         .first()
         .map(|s| kernel_has_netem(rec, &s.place).unwrap_or(false))
         .unwrap_or(false);
-    rec.runtime
-        .shapes
+    shapes
         .iter()
         .map(|s| ShapeView {
             in_kernel: in_kernel(rec, s, netem),
+            source: if rec.runtime.shapes.contains(s) {
+                "runtime"
+            } else {
+                "file"
+            },
             ..s.view(netem)
         })
+        .collect()
+}
+
+/// The drift of the file's shaping: each one missing in the kernel.
+pub fn drift(views: &[ShapeView]) -> Vec<String> {
+    views
+        .iter()
+        .filter(|v| v.source == "file" && v.in_kernel == Some(false))
+        .map(|v| format!("shape {} ({}): missing in the kernel", v.endpoint, v.text()))
         .collect()
 }
 

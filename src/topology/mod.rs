@@ -10,6 +10,8 @@ pub use model::*;
 pub use validate::{Issue, Options, parse_route};
 
 #[cfg(test)]
+mod linkmap_tests;
+#[cfg(test)]
 mod schema_tests;
 #[cfg(test)]
 mod tests;

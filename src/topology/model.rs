@@ -121,6 +121,36 @@ impl fmt::Display for End {
 pub struct Link {
     pub a: End,
     pub b: End,
+    /// `up: false` in the file: `up` creates both ends down (desired state).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub up: bool,
+    /// Egress shaping of its ends from the file's link map (desired state).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shapes: Vec<crate::runtime::shape::Shaping>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+impl Lab {
+    /// The file's shaping of every cable end (desired state), in file order.
+    pub fn file_shapes(&self) -> Vec<crate::runtime::shape::Shaping> {
+        self.links.iter().flat_map(|l| l.shapes.clone()).collect()
+    }
+
+    /// Cable ends the file wants down (`up: false`).
+    pub fn file_down_ends(&self) -> Vec<&End> {
+        self.links
+            .iter()
+            .filter(|l| !l.up)
+            .flat_map(|l| [&l.a, &l.b])
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

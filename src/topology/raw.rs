@@ -86,10 +86,11 @@ pub struct RawFile {
     /// Bridges (switches) by name, in the host (or the sandbox's host).
     #[serde(default)]
     pub bridges: OrderedMap<RawBridge>,
-    /// Cables: each a veth pair with two ends, `node:iface` or `bridge:port`.
+    /// Cables: each a veth pair with two ends, `node:iface` or `bridge:port`;
+    /// or a map with `ends` and egress shaping (`rate`, `loss`, ...) and `up`.
     #[serde(default)]
-    #[schemars(with = "Vec<Cable>")]
-    pub links: Vec<S<Vec<S<String>>>>,
+    #[schemars(with = "Vec<CableSchema>")]
+    pub links: Vec<S<RawLink>>,
     /// The host's own interfaces and routes (host mode).
     #[serde(default)]
     pub host: Option<RawHost>,
@@ -139,6 +140,165 @@ impl JsonSchema for TextOrNumber {
 #[schemars(transparent)]
 #[allow(dead_code)] // only its schema is used
 struct Cable(#[schemars(length(min = 2, max = 2))] Vec<String>);
+
+/// A cable: two ends as a list, or a map with its ends, shaping and state.
+#[derive(JsonSchema)]
+#[schemars(untagged, rename = "Link")]
+#[allow(dead_code)] // only its schema is used
+enum CableSchema {
+    Ends(Cable),
+    Map(LinkMapSchema),
+}
+
+/// A cable as a map: its ends, each end's egress shaping, and whether it is up.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields, rename = "LinkMap")]
+#[allow(dead_code)] // only its schema is used
+struct LinkMapSchema {
+    /// The two ends, `node:iface` or `bridge:port`.
+    ends: Cable,
+    /// Rate: `10mbit`, `512kbit`, `1gbit` (tbf; `*bps` is refused as ambiguous).
+    rate: Option<String>,
+    /// Delay: `20ms` (needs the kernel's netem).
+    delay: Option<String>,
+    /// Jitter of the delay: `2ms` (needs netem and `delay`).
+    jitter: Option<String>,
+    /// Random loss: `1%`.
+    loss: Option<String>,
+    /// Queue limit in packets (with `rate` or `delay`).
+    limit: Option<u32>,
+    /// `false`: `up` leaves both ends down (default true).
+    up: Option<bool>,
+    /// Shaping of one end's egress, by the end as written in `ends`.
+    egress: Option<std::collections::BTreeMap<String, EgressSchema>>,
+}
+
+/// Egress shaping of one end, units as in tc; these values apply to the
+/// link's map too (each end's egress).
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields, rename = "Egress")]
+#[allow(dead_code)] // only its schema is used
+struct EgressSchema {
+    /// Rate: `10mbit`, `512kbit`, `1gbit` (tbf; `*bps` is refused as ambiguous).
+    rate: Option<String>,
+    /// Delay: `20ms` (needs the kernel's netem).
+    delay: Option<String>,
+    /// Jitter of the delay: `2ms` (needs netem and `delay`).
+    jitter: Option<String>,
+    /// Random loss: `1%`.
+    loss: Option<String>,
+    /// Queue limit in packets (with `rate` or `delay`).
+    limit: Option<u32>,
+}
+
+/// The shaping keys a link map and an `egress` entry take.
+pub const SHAPE_KEYS: &[&str] = &["rate", "delay", "jitter", "loss", "limit"];
+
+/// Egress shaping values as typed; validation parses them (src/units.rs).
+#[derive(Debug, Default)]
+pub struct RawShape {
+    /// `(key, value)` in file order, keys among [`SHAPE_KEYS`].
+    pub values: Vec<(S<String>, S<Scalar>)>,
+}
+
+/// One entry of `links:`: a two-element list, or a map.
+#[derive(Debug)]
+pub enum RawLink {
+    Ends(Vec<S<String>>),
+    Map(RawLinkMap),
+}
+
+/// `{ ends: [A, B], rate: ..., up: false, egress: { "A": { loss: 1% } } }`.
+/// Unknown keys are kept (with their places) for validation to name.
+#[derive(Debug, Default)]
+pub struct RawLinkMap {
+    pub ends: Option<S<Vec<S<String>>>>,
+    pub shape: RawShape,
+    pub up: Option<S<bool>>,
+    pub egress: Vec<(S<String>, RawEgress)>,
+    pub unknown: Vec<S<String>>,
+}
+
+/// One `egress` entry: shaping values, and unknown keys for validation.
+#[derive(Debug, Default)]
+pub struct RawEgress {
+    pub shape: RawShape,
+    pub unknown: Vec<S<String>>,
+}
+
+impl<'de> Deserialize<'de> for RawEgress {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawEgress;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of shaping values: rate, delay, jitter, loss, limit")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawEgress, A::Error> {
+                let mut out = RawEgress::default();
+                while let Some(k) = map.next_key::<S<String>>()? {
+                    if SHAPE_KEYS.contains(&k.value.as_str()) {
+                        let v = map.next_value::<S<Scalar>>()?;
+                        out.shape.values.push((k, v));
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                        out.unknown.push(k);
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawLink {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawLink;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a cable: [END, END], or a map { ends: [END, END], rate: ..., ... }")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RawLink, A::Error> {
+                let mut v = Vec::new();
+                while let Some(e) = seq.next_element::<S<String>>()? {
+                    v.push(e);
+                }
+                Ok(RawLink::Ends(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawLink, A::Error> {
+                let mut out = RawLinkMap::default();
+                while let Some(k) = map.next_key::<S<String>>()? {
+                    match k.value.as_str() {
+                        "ends" => out.ends = Some(map.next_value()?),
+                        "up" => {
+                            let v = map.next_value::<S<Strict<bool>>>()?;
+                            out.up = Some(Spanned::new(v.value.0, v.referenced, v.defined));
+                        }
+                        "egress" => {
+                            let m = map.next_value::<OrderedMap<RawEgress>>()?;
+                            out.egress = m.0;
+                        }
+                        key if SHAPE_KEYS.contains(&key) => {
+                            let v = map.next_value::<S<Scalar>>()?;
+                            out.shape.values.push((k, v));
+                        }
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                            out.unknown.push(k);
+                        }
+                    }
+                }
+                Ok(RawLink::Map(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
 
 /// A node: one network namespace.
 #[derive(Debug, Default, Deserialize, JsonSchema)]

@@ -636,15 +636,18 @@ impl Drafts {
     }
 
     /// Links: each end used once; ports and host ends become host interfaces.
-    fn add_links(&mut self, cx: &mut Ctx, raw: &[S<Vec<S<String>>>]) {
+    fn add_links(&mut self, cx: &mut Ctx, raw: &[S<RawLink>]) {
         for (i, l) in raw.iter().enumerate() {
             let field = format!("links[{i}]");
-            if l.value.len() != 2 {
-                cx.at(loc(l), &field, format!("a link is a cable with two ends, like [black:bveth, bri0:bbrveth]; this one has {}", l.value.len()));
+            let Some(raw_ends) = link_ends(cx, l, &field) else {
+                continue;
+            };
+            if raw_ends.len() != 2 {
+                cx.at(loc(l), &field, format!("a link is a cable with two ends, like [black:bveth, bri0:bbrveth]; this one has {}", raw_ends.len()));
                 continue;
             }
             let mut ends = Vec::new();
-            for (j, e) in l.value.iter().enumerate() {
+            for (j, e) in raw_ends.iter().enumerate() {
                 if let Some(r) = self.claim_end(cx, e, &format!("{field}[{j}]")) {
                     ends.push((r, *loc(e)));
                 }
@@ -667,7 +670,20 @@ impl Drafts {
             }
             self.plug(cx, &field, &a, &ends[0].1);
             self.plug(cx, &field, &b, &ends[1].1);
-            self.links.push(Link { a, b });
+            let (up, shapes) = match &l.value {
+                RawLink::Map(m) => (
+                    m.up.as_ref().is_none_or(|u| u.value),
+                    link_shapes(
+                        cx,
+                        m,
+                        &field,
+                        loc(l),
+                        [(&raw_ends[0], &a), (&raw_ends[1], &b)],
+                    ),
+                ),
+                RawLink::Ends(_) => (true, Vec::new()),
+            };
+            self.links.push(Link { a, b, up, shapes });
         }
     }
 
@@ -926,6 +942,149 @@ impl Drafts {
 }
 
 /// The model's end for a resolved endpoint.
+/// A link's ends as written: the list, or a map's `ends` (its unknown keys
+/// reported here).
+fn link_ends<'a>(cx: &mut Ctx, l: &'a S<RawLink>, field: &str) -> Option<&'a [S<String>]> {
+    match &l.value {
+        RawLink::Ends(v) => Some(v),
+        RawLink::Map(m) => {
+            for k in &m.unknown {
+                cx.at(
+                    loc(k),
+                    format!("{field}.{}", k.value),
+                    format!(
+                        "unknown key {:?} in a link map; known keys: ends, up, egress, {}",
+                        k.value,
+                        SHAPE_KEYS.join(", ")
+                    ),
+                );
+            }
+            match &m.ends {
+                Some(e) => Some(&e.value),
+                None => {
+                    cx.at(
+                        loc(l),
+                        field,
+                        "a link map needs its two ends: `ends: [black:bveth, bri0:bbrveth]`",
+                    );
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// The text of a shaping value (`10mbit`, `1%`, `100`), or why it is none.
+fn shape_text(v: &Scalar) -> Result<String, String> {
+    match v {
+        Scalar::Text(t) => Ok(t.clone()),
+        Scalar::Unsigned(n) => Ok(n.to_string()),
+        Scalar::Signed(n) => Ok(n.to_string()),
+        Scalar::Float(f) => Ok(f.to_string()),
+        Scalar::Bool(b) => Err(format!(
+            "{b} is not a shaping value; write a rate (10mbit), a time (20ms), a loss (1%) or packets (100)"
+        )),
+    }
+}
+
+/// Check the values of one shaping map (a link's or an egress entry's) and
+/// put them into `req`, each mistake at its place as `{field}.{key}`.
+fn shape_values(
+    cx: &mut Ctx,
+    raw: &RawShape,
+    field: &str,
+    req: &mut crate::runtime::shape::Request,
+) {
+    for (k, v) in &raw.values {
+        let f = format!("{field}.{}", k.value);
+        let text = shape_text(&v.value).and_then(|t| {
+            match k.value.as_str() {
+                "rate" => crate::units::parse_rate(&t).map(|_| ()),
+                "delay" | "jitter" => crate::units::parse_time(&k.value, &t).map(|_| ()),
+                "loss" => crate::units::parse_loss(&t).map(|_| ()),
+                _ => crate::units::parse_limit(&t).map(|_| ()),
+            }
+            .map(|()| t)
+        });
+        let t = match text {
+            Ok(t) => Some(t),
+            Err(e) => {
+                cx.at(loc(v), &f, e);
+                continue;
+            }
+        };
+        match k.value.as_str() {
+            "rate" => req.rate = t,
+            "delay" => req.delay = t,
+            "jitter" => req.jitter = t,
+            "loss" => req.loss = t,
+            _ => req.limit = t,
+        }
+    }
+}
+
+/// The shaping of a link map's ends: the map's values for each end's egress,
+/// with an `egress` entry's values over them for that end.
+fn link_shapes(
+    cx: &mut Ctx,
+    m: &RawLinkMap,
+    field: &str,
+    at: &Location,
+    ends: [(&S<String>, &End); 2],
+) -> Vec<crate::runtime::shape::Shaping> {
+    use crate::runtime::shape::{Request, Shaping};
+    let mut base = Request::default();
+    shape_values(cx, &m.shape, field, &mut base);
+    let mut per = [base.clone(), base];
+    for (k, e) in &m.egress {
+        let f = format!("{field}.egress.{:?}", k.value);
+        for u in &e.unknown {
+            cx.at(
+                loc(u),
+                format!("{f}.{}", u.value),
+                format!(
+                    "unknown key {:?} in an egress entry; known keys: {}",
+                    u.value,
+                    SHAPE_KEYS.join(", ")
+                ),
+            );
+        }
+        match ends.iter().position(|(raw, _)| raw.value == k.value) {
+            Some(j) => shape_values(cx, &e.shape, &f, &mut per[j]),
+            None => cx.at(
+                loc(k),
+                &f,
+                format!(
+                    "{:?} is not one of this link's ends ({}, {})",
+                    k.value, ends[0].0.value, ends[1].0.value
+                ),
+            ),
+        }
+    }
+    let mut out = Vec::new();
+    let mut refused: Vec<String> = Vec::new();
+    for ((_, end), req) in ends.iter().zip(&per) {
+        let any = [&req.rate, &req.delay, &req.jitter, &req.loss, &req.limit]
+            .iter()
+            .any(|v| v.is_some());
+        if !any {
+            continue;
+        }
+        let e = end.to_string();
+        match Shaping::parse(&e, &end.place.to_string(), &end.ifname, req) {
+            Ok(s) => out.push(s),
+            Err(msg) => {
+                let msg = msg.replace("--", "");
+                if !refused.contains(&msg) {
+                    cx.at(at, field, format!("{e}: {msg}"));
+                    refused.push(msg);
+                }
+            }
+        }
+    }
+    out
+}
+
 fn end_of(r: &EndRef) -> End {
     match r {
         EndRef::Node(n, i) => End {

@@ -330,7 +330,7 @@ fn a_link_set_down_with_nslab_link_is_named_as_such() {
     r.fake.set_up("t-a", "e", false);
     let w = why_rt(&r, &l, "a", "10.70.4.2", &held(&l, &["a:e"]));
     assert!(
-        matches!(&w, Reason::LinkDown { at, interface, endpoint }
+        matches!(&w, Reason::LinkDown { at, interface, endpoint, .. }
             if at == "a" && interface == "e" && endpoint == "a:e"),
         "{w:?}"
     );
@@ -379,4 +379,76 @@ fn a_partition_is_named_in_both_directions_and_only_across() {
     );
     // a and r1 are not on opposite sides: the walk goes on, and finds no fault.
     assert_clear(why_rt(&r, &l, "a", "10.70.2.1", &rt), &["a:"]);
+}
+
+#[test]
+fn a_shaped_cable_on_the_path_is_named_when_nothing_else_stops_the_probe() {
+    let text = CHAIN3.replace(
+        "  - [ r1:r, r2:l ]",
+        "  - { ends: [ r1:r, r2:l ], rate: 10mbit, loss: 20% }",
+    );
+    assert_ne!(text, CHAIN3);
+    let (r, l) = up_from_nothing(&text, true);
+    let reason = why(&r, &l, "a", "10.70.4.2");
+    let Reason::Shaped { at, shaped, .. } = &reason else {
+        panic!("not named as shaped: {reason}");
+    };
+    assert_eq!(at, "r1");
+    assert_eq!(
+        shaped,
+        &[
+            "r1:r sends at most 10 Mbit/s, drops 20% (the file's link map)",
+            "r2:l sends at most 10 Mbit/s, drops 20% (the file's link map)",
+        ]
+    );
+    assert!(
+        reason
+            .to_string()
+            .starts_with("the path is shaped: r1:r sends at most 10 Mbit/s")
+    );
+    assert_eq!(reason.class(), "shaped");
+    // a -> r1 does not cross the shaped cable.
+    assert_clear(why(&r, &l, "a", "10.70.1.1"), &["a:"]);
+    // `nslab shape` on the last cable: named as such, on the way to b only.
+    let mut cx = ctx(&r, &l);
+    let req = crate::runtime::shape::Request {
+        loss: Some("5%".into()),
+        ..Default::default()
+    };
+    cx.runtime
+        .shapes
+        .push(crate::runtime::shape::Shaping::parse("b:e", "b", "e", &req).unwrap());
+    let opts = WhyOpts {
+        size: None,
+        no_trace: true,
+        tcp_port: None,
+    };
+    let Reason::Shaped { shaped, .. } = cx.why_not_with(&node("a"), ip("10.70.4.2"), &opts) else {
+        panic!("not shaped");
+    };
+    assert_eq!(shaped.last().unwrap(), "b:e drops 5% (nslab shape)");
+    let to_r2 = cx.why_not_with(&node("a"), ip("10.70.2.2"), &opts);
+    let Reason::Shaped { shaped, .. } = &to_r2 else {
+        panic!("a -> r2 crosses r1 -- r2: {to_r2}");
+    };
+    assert!(shaped.iter().all(|s| !s.starts_with("b:e")), "{shaped:?}");
+}
+
+#[test]
+fn a_cable_the_file_wants_down_is_named_as_such() {
+    let text = CHAIN3.replace(
+        "  - [ r3:r, b:e ]",
+        "  - { ends: [ r3:r, b:e ], up: false }",
+    );
+    assert_ne!(text, CHAIN3);
+    let (r, l) = up_from_nothing(&text, true);
+    let w = why(&r, &l, "a", "10.70.4.2");
+    assert!(
+        matches!(&w, Reason::LinkDown { endpoint, by_file: true, .. } if endpoint == "r3:r" || endpoint == "b:e"),
+        "{w:?}"
+    );
+    assert!(
+        w.to_string().ends_with("is down (the file's `up: false`)"),
+        "{w}"
+    );
 }

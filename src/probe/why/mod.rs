@@ -138,9 +138,20 @@ pub enum Reason {
         at: String,
         interface: String,
         endpoint: String,
+        /// Down because the file says `up: false` (not `nslab link`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        by_file: bool,
     },
     /// `at` and `peer` are on opposite sides of partition `id` (`nslab partition`).
     Partitioned { at: String, peer: String, id: u32 },
+    /// Nothing stops the probe, but a cable end on the path is shaped (its
+    /// egress slowed or lossy, by the file's link map or `nslab shape`):
+    /// `shaped` says how, one entry per end; `checked` as for `unknown`.
+    Shaped {
+        at: String,
+        shaped: Vec<String>,
+        checked: Vec<String>,
+    },
     /// Nothing on the path explains it; `checked` lists what was looked at.
     Unknown {
         detail: String,
@@ -189,6 +200,7 @@ impl Reason {
             Reason::DuplicateAddress { .. } => "duplicate_address",
             Reason::LinkDown { .. } => "link_down",
             Reason::Partitioned { .. } => "partitioned",
+            Reason::Shaped { .. } => "shaped",
             Reason::Unknown { .. } => "unknown",
         }
     }
@@ -215,6 +227,7 @@ impl std::fmt::Display for Reason {
             | Reason::NoNat { .. }
             | Reason::LinkDown { .. }
             | Reason::Partitioned { .. }
+            | Reason::Shaped { .. }
             | Reason::Unknown { .. } => self.other_text(f),
         }
     }
@@ -428,11 +441,31 @@ impl Reason {
                     "{src} leaves {host} by {out} without NAT, and nothing on the other side has a route back to {src}: add a `nat` entry (masquerade)"
                 ),
             },
-            Reason::LinkDown { endpoint, .. } => {
-                write!(f, "link {endpoint} is down (nslab link)")
+            Reason::LinkDown {
+                endpoint, by_file, ..
+            } => {
+                let why = if *by_file {
+                    "the file's `up: false`"
+                } else {
+                    "nslab link"
+                };
+                write!(f, "link {endpoint} is down ({why})")
             }
             Reason::Partitioned { at, peer, id } => {
                 write!(f, "{at} and {peer} are partitioned (nslab partition {id})")
+            }
+            Reason::Shaped {
+                shaped, checked, ..
+            } => {
+                write!(
+                    f,
+                    "the path is shaped: {}; nothing else on the way stops the probe",
+                    shaped.join("; ")
+                )?;
+                if !checked.is_empty() {
+                    write!(f, "; checked: {}", checked.join("; "))?;
+                }
+                Ok(())
             }
             Reason::Unknown { detail, checked } => {
                 write!(f, "{detail}")?;

@@ -50,6 +50,8 @@ pub struct Ctx<'a, H: NsHandle = Conn> {
     traces_left: usize,
     /// The lab's runtime state (links set down, partitions), to name it.
     pub runtime: crate::runtime::State,
+    /// The places of the last walk's legs (there, back), when both arrived.
+    pub(super) last_legs: Vec<Vec<usize>>,
 }
 
 /// Traced probes per context: a check of a lab where many pairs are cut by a
@@ -159,6 +161,7 @@ impl<'a, H: NsHandle> Ctx<'a, H> {
             far,
             traces_left: TRACES,
             runtime: Default::default(),
+            last_legs: Vec::new(),
         })
     }
 
@@ -856,8 +859,10 @@ impl<H: NsHandle> Ctx<'_, H> {
         if let Some(r) = self.partitioned(src, dst) {
             return r;
         }
+        self.last_legs.clear();
         let r = self.walk_why(src, dst, opts);
-        self.held_down(r, dst)
+        let r = self.held_down(r, dst);
+        self.name_shaping(r)
     }
 
     fn walk_why(&mut self, src: &Place, dst: IpAddr, opts: &WhyOpts) -> Reason {
@@ -929,6 +934,7 @@ impl<H: NsHandle> Ctx<'_, H> {
                 checked,
             };
         }
+        self.last_legs = vec![there.path.clone(), back.path.clone()];
         // Routes and links are fine: ask the firewalls on the way.
         if !opts.no_trace && self.traces_left == 0 {
             checked.push(format!(
