@@ -744,6 +744,30 @@ fn tcp_interval(start: f64, end: f64, per: &[u64]) -> Interval {
     }
 }
 
+/// Start the senders (open the gate) when they are set up (`ready`) and the
+/// receiver says it is ready, else abort; then take the receiver's per-second
+/// intervals until it hangs up.
+fn start_and_collect(
+    g: &Gate,
+    ready: bool,
+    rx: &mpsc::Receiver<Msg>,
+    on_interval: &mut dyn FnMut(&Interval),
+) -> Vec<Interval> {
+    if ready && matches!(rx.recv(), Ok(Msg::Ready)) {
+        g.open(Instant::now());
+    } else {
+        g.abort();
+    }
+    let mut intervals = Vec::new();
+    for m in rx.iter() {
+        if let Msg::Interval(iv) = m {
+            on_interval(&iv);
+            intervals.push(iv);
+        }
+    }
+    intervals
+}
+
 fn run_tcp(
     src: &File,
     dst: &File,
@@ -781,18 +805,7 @@ fn run_tcp(
                 g.abort();
             }
         }
-        if first_err.is_none() && matches!(rx.recv(), Ok(Msg::Ready)) {
-            g.open(Instant::now());
-        } else {
-            g.abort();
-        }
-        let mut intervals = Vec::new();
-        for m in rx.iter() {
-            if let Msg::Interval(iv) = m {
-                on_interval(&iv);
-                intervals.push(iv);
-            }
-        }
+        let intervals = start_and_collect(g, first_err.is_none(), &rx, on_interval);
         let mut sent = 0;
         for h in senders {
             match joined(h) {
@@ -1146,18 +1159,7 @@ fn run_udp(
             r
         });
         let length = lrx.recv().ok();
-        if length.is_some() && matches!(rx.recv(), Ok(Msg::Ready)) {
-            g.open(Instant::now());
-        } else {
-            g.abort();
-        }
-        let mut intervals = Vec::new();
-        for m in rx.iter() {
-            if let Msg::Interval(iv) = m {
-                on_interval(&iv);
-                intervals.push(iv);
-            }
-        }
+        let intervals = start_and_collect(g, length.is_some(), &rx, on_interval);
         let sent = joined(sender)?;
         let r = joined(recv)?;
         let length = length.unwrap_or(0);
