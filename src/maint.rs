@@ -195,6 +195,7 @@ pub fn clean(prefix: &str, kill: bool, dry_run: bool) -> Result<CleanReport> {
     }
     o.remove_lab_files();
     o.remove_etc_links();
+    o.remove_stale_locks();
     o.rep.busy = o.locks.busy.into_iter().collect();
     Ok(o.rep)
 }
@@ -385,6 +386,25 @@ impl Orphans<'_> {
                 if sub != "logs" {
                     self.rep.etc_netns.push(e.path().display().to_string());
                 }
+            }
+        }
+    }
+
+    /// Lock files of labs that have no record (a failed `up`, or a `down` from
+    /// before locks were removed): nslab's own bookkeeping, removed silently.
+    fn remove_stale_locks(&mut self) {
+        if self.dry_run {
+            return;
+        }
+        for (lab, l) in std::mem::take(&mut self.locks.held) {
+            if matches!(Record::load(&lab), Ok(None)) {
+                l.remove();
+            }
+        }
+        // The ones clean did not touch (locks it held were released above).
+        if let Ok(v) = record::stale_locks(self.prefix) {
+            for (_, l) in v {
+                l.remove();
             }
         }
     }

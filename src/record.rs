@@ -261,6 +261,16 @@ pub fn list() -> io::Result<Vec<String>> {
 /// interleave. `wait` = block until free; otherwise fail at once if taken.
 pub struct LabLock {
     _f: nix::fcntl::Flock<File>,
+    path: PathBuf,
+}
+
+impl LabLock {
+    /// Remove the lock file, then release the lock: for a lab that is gone, so
+    /// lock files do not pile up. Safe against waiters because [`lock_in`] only
+    /// trusts a lock on the file that is still at the path.
+    pub fn remove(self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 pub fn lock(lab: &str, wait: bool) -> io::Result<Option<LabLock>> {
@@ -274,22 +284,109 @@ fn lock_file(name: &str, wait: bool) -> io::Result<Option<LabLock>> {
 
 /// A lock file `name` under `state/locks`, taken exclusively (waiting, or not).
 pub(crate) fn lock_in(state: &Path, name: &str, wait: bool) -> io::Result<Option<LabLock>> {
+    use nix::fcntl::{Flock, FlockArg};
+    use std::os::unix::fs::MetadataExt;
     let dir = state.join("locks");
     std::fs::create_dir_all(&dir)?;
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join(name))?;
-    use nix::fcntl::{Flock, FlockArg};
+    let path = dir.join(name);
     let op = if wait {
         FlockArg::LockExclusive
     } else {
         FlockArg::LockExclusiveNonblock
     };
-    match Flock::lock(f, op) {
-        Ok(f) => Ok(Some(LabLock { _f: f })),
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
-        Err((_, e)) => Err(e.into()),
+    loop {
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        let f = match Flock::lock(f, op) {
+            Ok(f) => f,
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),
+            Err((_, e)) => return Err(e.into()),
+        };
+        // The holder before us may have removed the file (`LabLock::remove`) while
+        // we waited: our lock is then on an unlinked inode that a newcomer would not
+        // see, so it protects nothing. Only a lock on the file at the path counts.
+        let held = f.metadata()?;
+        match std::fs::metadata(&path) {
+            Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => {
+                return Ok(Some(LabLock { _f: f, path }));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Lock files of labs that have no record, for `clean` to remove (each taken
+/// without waiting; a busy one is left). Dot files (`.host.lock`) are not labs'.
+pub fn stale_locks(prefix: &str) -> io::Result<Vec<(String, LabLock)>> {
+    let mut v = Vec::new();
+    let rd = match std::fs::read_dir(state_dir().join("locks")) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(v),
+        Err(e) => return Err(e),
+    };
+    for e in rd {
+        let name = e?.file_name().to_string_lossy().into_owned();
+        let Some(lab) = name.strip_suffix(".lock") else {
+            continue;
+        };
+        if lab.starts_with('.') || !lab.starts_with(prefix) || check_name(lab).is_err() {
+            continue;
+        }
+        if Record::load(lab)?.is_some() {
+            continue;
+        }
+        if let Some(l) = lock(lab, false)? {
+            // Checked again under the lock: an `up` may have recorded it meanwhile.
+            if Record::load(lab)?.is_none() {
+                v.push((lab.to_string(), l));
+            }
+        }
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use super::*;
+
+    #[test]
+    fn a_removed_lock_leaves_no_file() {
+        let d = tempfile::tempdir().unwrap();
+        let l = lock_in(d.path(), "a.lock", false).unwrap().unwrap();
+        assert!(d.path().join("locks/a.lock").exists());
+        l.remove();
+        assert!(!d.path().join("locks/a.lock").exists());
+        // And the name can be locked again.
+        assert!(lock_in(d.path(), "a.lock", false).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_waiter_does_not_trust_a_lock_on_a_removed_file() {
+        let d = tempfile::tempdir().unwrap();
+        let first = lock_in(d.path(), "b.lock", false).unwrap().unwrap();
+        let dir = d.path().to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let l = lock_in(&dir, "b.lock", true).unwrap().unwrap();
+            tx.send(()).unwrap();
+            // Hold it until the main thread has tried.
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(l);
+        });
+        // Let the waiter open the old file and block on it (ordering, not timing:
+        // if it has not opened yet, it simply finds no file).
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        first.remove();
+        rx.recv().unwrap();
+        // The waiter's lock must be on the file at the path: a newcomer is refused.
+        // (Trusting the lock on the unlinked inode, the newcomer would create a
+        // new file and get a second lock on the same lab.)
+        assert!(lock_in(d.path(), "b.lock", false).unwrap().is_none());
+        waiter.join().unwrap();
     }
 }

@@ -44,9 +44,26 @@ fn down_file_finds_the_lab_brought_up_with_a_prefix() {
         text(&o)
     );
     assert_gone(&p, &lab);
+    // Its lock file went with it (they used to pile up under locks/).
+    assert!(!state(&format!("locks/{lab}.lock")).exists());
     // Twice is fine: not up, a note, exit 0.
     let o = ok(nslab(&["down", s(&f)]));
     assert!(text(&o).contains("not up"), "{}", text(&o));
+}
+
+#[test]
+fn clean_removes_lock_files_of_labs_without_a_record() {
+    let p = prefix("dlk");
+    let stale = state(&format!("locks/{p}gone.lock"));
+    std::fs::create_dir_all(stale.parent().unwrap()).unwrap();
+    std::fs::write(&stale, "").unwrap();
+    // Another prefix's lock file is not this clean's business.
+    let other = state(&format!("locks/{}keep.lock", prefix("dlq")));
+    std::fs::write(&other, "").unwrap();
+    ok(nslab(&["clean", "--prefix", &p]));
+    assert!(!stale.exists(), "clean left {}", stale.display());
+    assert!(other.exists());
+    std::fs::remove_file(&other).unwrap();
 }
 
 #[test]

@@ -45,7 +45,14 @@ pub fn down(lab: &str, kill: bool) -> Result<DownReport> {
     } else {
         None
     };
-    down_locked(lab, kill, lock.as_ref())
+    let rep = down_locked(lab, kill, lock.as_ref())?;
+    // The lab is gone: its lock file goes too (they would pile up otherwise).
+    if let Some(l) = lock
+        && matches!(Record::load(lab), Ok(None))
+    {
+        l.remove();
+    }
+    Ok(rep)
 }
 
 /// `down` for a caller that holds the lab's lock already (`clean`).
