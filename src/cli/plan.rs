@@ -81,4 +81,10 @@ fn print_shaping(r: &nslab::lab::PlanReport, explain: bool) {
             println!("{c}");
         }
     }
+    if explain && !r.publish.is_empty() {
+        println!("# published ports (`publish:`; made by `up` in one nftables batch):");
+        for c in &r.publish {
+            println!("{c}");
+        }
+    }
 }

@@ -399,6 +399,9 @@ pub struct PlanReport {
     /// would type (kept by `up`; not part of the plan's steps).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub shaping: Vec<String>,
+    /// The file's published ports, as the nft commands a person would type.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<String>,
 }
 
 /// What `up` would do now, without doing it.
@@ -427,6 +430,11 @@ pub fn plan_with_record(lab: &Lab, rec: Option<&Record>) -> Result<PlanReport> {
     let mut k = Kernel::new(host, &lab.name);
     let mut r = plan_in(&mut k, lab, rec.as_ref())?;
     r.shaping = crate::runtime::shape::explain_recorded(lab, rec.as_ref());
+    let pre = match plan::ns_of(lab, &Place::Host).name() {
+        Some(ns) => format!("ip netns exec {ns} "),
+        None => String::new(),
+    };
+    r.publish = crate::model::publish::explain(lab, &pre);
     Ok(r)
 }
 
@@ -478,5 +486,6 @@ pub(crate) fn plan_in<S: crate::kernel::seam::System>(
             })
             .collect(),
         shaping: Vec::new(),
+        publish: Vec::new(),
     })
 }

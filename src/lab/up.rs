@@ -127,6 +127,7 @@ pub fn up_lab_with(
     netns::raise_nofile_limit();
     crate::runtime::shape::check_file_shapes(&lab)?;
     let _lock = lock_lab(&lab.name)?;
+    crate::runtime::publish::refuse_conflicts(&lab)?;
     let (mut rec, here) = open_record(&lab)?;
     let shapes_before = crate::runtime::shape::effective(&rec);
     // `--reset` drops runtime state first, so the plan brings those links up.
@@ -186,6 +187,7 @@ pub fn up_lab_with(
     notes.extend(runtime_notes);
     notes.extend(started);
     notes.extend(crate::runtime::shape::reapply(&rec, &shapes_before));
+    crate::runtime::publish::sync(&rec)?;
     Ok(UpReport {
         lab: lab.name,
         sandbox: lab.sandbox,
