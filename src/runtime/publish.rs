@@ -37,6 +37,42 @@ fn host_socket(rec: &Record) -> Result<NftSocket> {
     crate::lab::run_in(&f, NftSocket::new)?.map_err(|e| Error::Failed(e.to_string()))
 }
 
+/// What the record's model publishes (with its hairpins), to compare before
+/// and after `up`.
+pub fn wanted(rec: &Record) -> Option<(Vec<publish::Publish>, Vec<publish::Hairpin>)> {
+    rec.model
+        .as_ref()
+        .map(|m| (m.publish.clone(), publish::hairpins(m)))
+}
+
+/// `up`: rewrite the table when the file's publishes changed or the kernel's
+/// table drifted; leave it (and the connections it tracks) alone otherwise.
+/// Returns a note when it changed something.
+pub fn reconcile(
+    rec: &Record,
+    before: Option<(Vec<publish::Publish>, Vec<publish::Hairpin>)>,
+) -> Result<Vec<String>> {
+    let now = wanted(rec);
+    let Some((rules, _)) = &now else {
+        return Ok(Vec::new());
+    };
+    let state = observe(rec);
+    let t = publish::table(&rec.lab);
+    let why = match (&state, rules.is_empty()) {
+        (TableState::Missing, true) => return Ok(Vec::new()),
+        (TableState::Ok, false) if before == now => return Ok(Vec::new()),
+        (TableState::Ok, false) => {
+            format!("table inet {t} rewritten: the file's publishes changed")
+        }
+        (_, true) => format!("table inet {t} deleted: the file publishes nothing"),
+        (TableState::Missing, false) => format!("table inet {t} made"),
+        (TableState::Changed(w), false) => format!("table inet {t} rewritten ({w})"),
+        (TableState::Unknown(_), false) => format!("table inet {t} written"),
+    };
+    sync(rec)?;
+    Ok(vec![format!("published ports: {why}")])
+}
+
 /// Make the kernel hold the recorded model's publish table (or none).
 pub fn sync(rec: &Record) -> Result<()> {
     let Some(model) = rec.model.as_ref() else {
@@ -141,5 +177,30 @@ pub fn drift(rec: &Record, model: &Lab) -> Vec<String> {
         TableState::Missing => vec![format!("nftables table inet {t}: missing")],
         TableState::Changed(w) => vec![format!("nftables table inet {t}: {w}")],
         TableState::Ok | TableState::Unknown(_) => Vec::new(),
+    }
+}
+
+/// Why a TCP/UDP connection to the host's `port` may fail, as far as
+/// publishing goes: no `publish` for it, or the table not as `up` made it.
+/// None when the port is published and the table is in place.
+pub fn why_not(rec: &Record, model: &Lab, port: u16, proto: publish::Proto) -> Option<String> {
+    if !model
+        .publish
+        .iter()
+        .any(|p| p.port == port && p.proto == proto)
+    {
+        return Some(format!(
+            "no publish for {proto} port {port} on host (add `publish: [ {{ port: {port}, to: NODE:PORT }} ]`)"
+        ));
+    }
+    let t = publish::table(&rec.lab);
+    match observe(rec) {
+        TableState::Missing => Some(format!(
+            "{proto} port {port} is published but table inet {t} is missing in the kernel (drift): `nslab up` puts it back"
+        )),
+        TableState::Changed(w) => Some(format!(
+            "{proto} port {port} is published but table inet {t} differs in the kernel ({w}, drift): `nslab up` puts it back"
+        )),
+        TableState::Ok | TableState::Unknown(_) => None,
     }
 }
