@@ -402,4 +402,150 @@ mod tests {
             assert!(split_to(bad).is_err(), "{bad}");
         }
     }
+
+    const LAB: &str = r#"name: x
+bridges:
+  bri0: { addresses: [10.0.0.1/16, "fd00::1/64"] }
+nodes:
+  black:
+    interfaces:
+      e0: { addresses: [10.0.1.1/24, "fd00::10/64"] }
+      e1: { address: "fd01::1/64" }
+  white:
+    interfaces: { w0: { address: 10.0.2.1/24 }, w1: { address: "fd01::2/64" } }
+links:
+  - [ black:e0, bri0:p0 ]
+  - [ white:w0, bri0:p1 ]
+  - [ black:e1, white:w1 ]
+"#;
+
+    fn parse(publish: &str, sandbox: bool) -> Result<Lab, crate::topology::TopologyError> {
+        let opts = crate::topology::Options {
+            sandbox,
+            check_programs: false,
+            ..Default::default()
+        };
+        crate::topology::parse_str(&format!("{LAB}publish:\n{publish}"), "t.yaml", &opts)
+    }
+
+    /// The one issue of a bad publish: (line, field, message).
+    fn issue(publish: &str) -> (u64, String, String) {
+        let e = parse(publish, false).expect_err("refused");
+        let i = &e.issues[0];
+        (i.line, i.field.clone(), i.message.clone())
+    }
+
+    #[test]
+    fn to_picks_the_first_address_of_the_node_or_interface_and_family() {
+        let lab = parse(
+            r#"  - { port: 8080, to: black:800 }
+  - { port: 8080, to: black:800, family: 6 }
+  - { port: 53, to: "black:e1:5353", proto: udp }
+  - { port: 81, to: white:80 }
+"#,
+            true,
+        )
+        .unwrap();
+        let got: Vec<String> = lab.publish.iter().map(Publish::text).collect();
+        assert_eq!(
+            got,
+            [
+                "tcp 8080 -> black:e0 10.0.1.1:800",
+                "tcp 8080 -> black:e0 [fd00::10]:800",
+                "udp 53 -> black:e1 [fd01::1]:5353",
+                "tcp 81 -> white:w0 10.0.2.1:80",
+            ]
+        );
+        // Hairpins: the bridge's networks that hold a target, once each.
+        let h: Vec<String> = hairpins(&lab).iter().map(hairpin_text).collect();
+        assert_eq!(
+            h,
+            [
+                r#"ct status dnat oifname "bri0" ip saddr 10.0.0.0/16 masquerade"#,
+                r#"ct status dnat oifname "bri0" ip6 saddr fd00::/64 masquerade"#,
+            ]
+        );
+        let ex = explain(&lab, "ip netns exec h ");
+        let want = "ip netns exec h nft 'add rule inet nslab-x-pub output ip6 daddr != ::1 fib daddr type local tcp dport 8080 dnat ip6 to [fd00::10]:800'";
+        assert!(ex.iter().any(|l| l == want), "{ex:#?}");
+    }
+
+    #[test]
+    fn bad_publishes_name_the_line_and_field() {
+        let base = 16; // the line of the first entry
+        let cases = [
+            (
+                "  - { port: 0, to: black:800 }\n",
+                "publish[0].port",
+                "not 1 to 65535",
+            ),
+            (
+                "  - { port: 70000, to: black:800 }\n",
+                "publish[0].port",
+                "not 1 to 65535",
+            ),
+            (
+                "  - { port: 80, to: black }\n",
+                "publish[0].to",
+                "NODE:PORT",
+            ),
+            (
+                "  - { port: 80, to: red:80 }\n",
+                "publish[0].to",
+                "not a node",
+            ),
+            (
+                "  - { port: 80, to: \"black:e9:80\" }\n",
+                "publish[0].to",
+                "no interface \"e9\"",
+            ),
+            (
+                "  - { port: 80, to: \"white:w0:80\", family: 6 }\n",
+                "publish[0].to",
+                "interface white:w0 has no IPv6 address",
+            ),
+            (
+                "  - { port: 80, to: black:80, proto: sctp }\n",
+                "publish[0].proto",
+                "not tcp or udp",
+            ),
+            (
+                "  - { port: 80, to: black:80, family: 5 }\n",
+                "publish[0].family",
+                "not 4 or 6",
+            ),
+        ];
+        for (text, field, msg) in cases {
+            let (line, f, m) = issue(text);
+            assert_eq!((line, f.as_str()), (base, field), "{text}: {m}");
+            assert!(m.contains(msg), "{text}: {m}");
+        }
+        let (line, f, m) =
+            issue("  - { port: 80, to: black:80 }\n  - { port: 80, to: white:80 }\n");
+        assert_eq!((line, f.as_str()), (base + 1, "publish[1].port"));
+        assert!(m.contains("published twice (also to black:80)"), "{m}");
+        assert!(parse("  - { port: 80, to: black:80, bogus: 1 }\n", false).is_err());
+    }
+
+    #[test]
+    fn host_mode_labs_conflict_on_a_port_sandboxes_never() {
+        let a = parse("  - { port: 8080, to: black:800 }\n", false).unwrap();
+        let mut b = a.clone();
+        b.name = "other".into();
+        assert_eq!(
+            conflict(&a, std::slice::from_ref(&b)).map(|c| c.0),
+            Some("other")
+        );
+        // The same lab (its own record) is no conflict.
+        assert!(conflict(&a, std::slice::from_ref(&a)).is_none());
+        let mut udp = b.clone();
+        udp.publish[0].proto = Proto::Udp;
+        assert!(conflict(&a, &[udp]).is_none());
+        let mut sb = b.clone();
+        sb.sandbox = true;
+        assert!(conflict(&a, &[sb]).is_none());
+        let mut mine = a.clone();
+        mine.sandbox = true;
+        assert!(conflict(&mine, &[b]).is_none());
+    }
 }
