@@ -74,8 +74,9 @@ fn cmp(op: Operator, data: Vec<u8>) -> Expr {
 
 fn meta(key: MetaKey) -> Expr {
     expr(Expressions::Meta(vec![
-        Meta::DestinationRegister(Register::Reg1),
+        // In nft's order (key, then register), so the bytes are nft's.
         Meta::Key(key),
+        Meta::DestinationRegister(Register::Reg1),
     ]))
 }
 
@@ -148,9 +149,9 @@ pub(super) fn dnat_expressions(p: &Publish, chain: &str) -> Vec<Expr> {
     e.push(expr(Expressions::Other {
         expression_type: "fib".into(),
         attributes: vec![
-            DefaultNla::new(NFTA_FIB_DREG, be(NFT_REG_1)),
-            DefaultNla::new(NFTA_FIB_RESULT, be(NFT_FIB_RESULT_ADDRTYPE)),
             DefaultNla::new(NFTA_FIB_FLAGS, be(NFTA_FIB_F_DADDR)),
+            DefaultNla::new(NFTA_FIB_RESULT, be(NFT_FIB_RESULT_ADDRTYPE)),
+            DefaultNla::new(NFTA_FIB_DREG, be(NFT_REG_1)),
         ],
     }));
     // The fib result is a host-order u32 in the register.
@@ -431,6 +432,113 @@ mod tests {
         assert!(has(&buf, &nla(NFTA_NAT_FAMILY, &be(10))));
         let buf = bytes(dnat_expressions(&p6, OUTPUT));
         assert!(has(&buf, &std::net::Ipv6Addr::LOCALHOST.octets()));
+    }
+
+    /// The leaf attributes of netlink attributes `buf`, depth first, as
+    /// (path of types, value); only attributes flagged NLA_F_NESTED are
+    /// entered, as nft's `--debug=mnl` dump shows them (`N-`).
+    fn leaves(buf: &[u8], path: &str, out: &mut Vec<(String, Vec<u8>)>) {
+        let mut i = 0;
+        while i + 4 <= buf.len() {
+            let len = u16::from_ne_bytes([buf[i], buf[i + 1]]) as usize;
+            let kind = u16::from_ne_bytes([buf[i + 2], buf[i + 3]]);
+            let value = &buf[i + 4..i + len];
+            let p = format!("{path}{}", kind & 0x3fff);
+            if kind & 0x8000 != 0 {
+                leaves(value, &format!("{p}."), out);
+            } else {
+                out.push((p, value.to_vec()));
+            }
+            i += (len + 3) & !3;
+        }
+    }
+
+    /// Each expression of a rule, as (path within the expression, value).
+    fn dump(exprs: Vec<Expr>) -> Vec<Vec<(String, Vec<u8>)>> {
+        exprs
+            .into_iter()
+            .map(|e| {
+                let step = rule_step("t", "c", String::new(), vec![e]);
+                let (buf, _) = serialize_messages(&mut [step.msg], 1);
+                // After the netlink (16) and nfgen (4) headers; the
+                // expressions are attribute 4, one list element (1) each.
+                let mut all = Vec::new();
+                leaves(&buf[20..], "", &mut all);
+                all.into_iter()
+                    .filter_map(|(p, v)| p.strip_prefix("4.1.").map(|p| (p.to_string(), v)))
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_dnat_rule_has_the_bytes_of_nfts() {
+        // `nft --debug=mnl` for `fib daddr type local tcp dport 8080 dnat ip
+        // to 192.168.1.1:800` in an inet table (nft 1.x, kernel 6.18):
+        // (attribute path, value) of each expression, in nft's order.
+        let b = |v: &[u8]| v.to_vec();
+        let want: Vec<Vec<(&str, Vec<u8>)>> = vec![
+            vec![
+                ("1", b(b"fib\0")),
+                ("2.3", b(&[0, 0, 0, 2])),
+                ("2.2", b(&[0, 0, 0, 3])),
+                ("2.1", b(&[0, 0, 0, 1])),
+            ],
+            vec![
+                ("1", b(b"cmp\0")),
+                ("2.1", b(&[0, 0, 0, 1])),
+                ("2.2", b(&[0, 0, 0, 0])),
+                ("2.3.1", b(&2u32.to_ne_bytes())),
+            ],
+            vec![
+                ("1", b(b"meta\0")),
+                ("2.2", b(&[0, 0, 0, 0x10])),
+                ("2.1", b(&[0, 0, 0, 1])),
+            ],
+            vec![
+                ("1", b(b"cmp\0")),
+                ("2.1", b(&[0, 0, 0, 1])),
+                ("2.2", b(&[0, 0, 0, 0])),
+                ("2.3.1", b(&[6])),
+            ],
+            vec![
+                ("1", b(b"payload\0")),
+                ("2.1", b(&[0, 0, 0, 1])),
+                ("2.2", b(&[0, 0, 0, 2])),
+                ("2.3", b(&[0, 0, 0, 2])),
+                ("2.4", b(&[0, 0, 0, 2])),
+            ],
+            vec![
+                ("1", b(b"cmp\0")),
+                ("2.1", b(&[0, 0, 0, 1])),
+                ("2.2", b(&[0, 0, 0, 0])),
+                ("2.3.1", b(&[0x1f, 0x90])),
+            ],
+            vec![
+                ("1", b(b"immediate\0")),
+                ("2.1", b(&[0, 0, 0, 1])),
+                ("2.2.1", b(&[192, 168, 1, 1])),
+            ],
+            vec![
+                ("1", b(b"immediate\0")),
+                ("2.1", b(&[0, 0, 0, 2])),
+                ("2.2.1", b(&[3, 0x20])),
+            ],
+            vec![
+                ("1", b(b"nat\0")),
+                ("2.1", b(&[0, 0, 0, 1])),
+                ("2.2", b(&[0, 0, 0, 2])),
+                ("2.3", b(&[0, 0, 0, 1])),
+                ("2.5", b(&[0, 0, 0, 2])),
+                ("2.7", b(&[0, 0, 0, 2])),
+            ],
+        ];
+        let got = dump(dnat_expressions(&publish("192.168.1.1"), PREROUTING));
+        let got: Vec<Vec<(&str, Vec<u8>)>> = got
+            .iter()
+            .map(|e| e.iter().map(|(p, v)| (p.as_str(), v.clone())).collect())
+            .collect();
+        assert_eq!(got, want);
     }
 
     #[test]
