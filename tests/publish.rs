@@ -171,6 +171,13 @@ fn a_published_port_from_the_host_a_node_the_internet_and_over_ipv6() {
         "{}",
         text(&st)
     );
+    let plan = stdout(&ok(nslab(&["plan", s(&f), "--sandbox", "--prefix", &p])));
+    assert!(
+        plan.contains(&format!(
+            "# published ports: `up` makes table inet {table} (missing in the kernel)"
+        )),
+        "{plan}"
+    );
     let check = nslab(&["check", s(&f), "--lab", &lab]);
     assert!(!check.status.success());
     assert!(

@@ -402,6 +402,9 @@ pub struct PlanReport {
     /// The file's published ports, as the nft commands a person would type.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub publish: Vec<String>,
+    /// What `up` would change in the publish table of a lab that is up.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub publish_changes: Vec<String>,
 }
 
 /// What `up` would do now, without doing it.
@@ -435,6 +438,9 @@ pub fn plan_with_record(lab: &Lab, rec: Option<&Record>) -> Result<PlanReport> {
         None => String::new(),
     };
     r.publish = crate::model::publish::explain(lab, &pre);
+    if let Some(rc) = rec.as_ref().filter(|r| r.model.is_some()) {
+        r.publish_changes = crate::runtime::publish::plan_changes(rc, lab);
+    }
     Ok(r)
 }
 
@@ -487,5 +493,6 @@ pub(crate) fn plan_in<S: crate::kernel::seam::System>(
             .collect(),
         shaping: Vec::new(),
         publish: Vec::new(),
+        publish_changes: Vec::new(),
     })
 }

@@ -146,6 +146,31 @@ pub fn observe(rec: &Record) -> TableState {
     TableState::Ok
 }
 
+/// What `up` would do to the publish table of a lab that is up, for `lab`
+/// (the file): the drift it repairs, or the rewrite for changed publishes.
+pub fn plan_changes(rec: &Record, lab: &Lab) -> Vec<String> {
+    let t = publish::table(&rec.lab);
+    let before = wanted(rec);
+    let now = Some((lab.publish.clone(), publish::hairpins(lab)));
+    match (observe(rec), lab.publish.is_empty()) {
+        (TableState::Missing, true) => Vec::new(),
+        (TableState::Ok, false) if before == now => Vec::new(),
+        (_, true) => vec![format!(
+            "`up` deletes table inet {t}: the file publishes nothing"
+        )],
+        (TableState::Ok, false) => vec![format!(
+            "`up` rewrites table inet {t}: the file's publishes changed"
+        )],
+        (TableState::Missing, false) => {
+            vec![format!("`up` makes table inet {t} (missing in the kernel)")]
+        }
+        (TableState::Changed(w), false) => {
+            vec![format!("`up` rewrites table inet {t} ({w})")]
+        }
+        (TableState::Unknown(e), false) => vec![format!("table inet {t} not readable: {e}")],
+    }
+}
+
 /// `status` lines: the publishes and the table's state.
 pub fn status_lines(rec: &Record, model: &Lab) -> Vec<String> {
     if model.publish.is_empty() {
