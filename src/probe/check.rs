@@ -1352,7 +1352,7 @@ impl<'a, 'b> ExpectRun<'a, 'b> {
             let d = duplicate_of(exp.as_ref(), &a, &self.places);
             res.detail.push_str(&format!(": {d}"));
             res.why = Some(d);
-        } else if r.is_err()
+        } else if let Err(e) = &r
             && open
             && to_host
             && let Some(detail) = crate::runtime::publish::why_not(
@@ -1360,6 +1360,7 @@ impl<'a, 'b> ExpectRun<'a, 'b> {
                 model,
                 port,
                 crate::model::publish::Proto::Tcp,
+                e.kind() == "refused",
             )
         {
             // Refused or unanswered, a port of the host is the lab's only

@@ -207,13 +207,24 @@ pub fn drift(rec: &Record, model: &Lab) -> Vec<String> {
 
 /// Why a TCP/UDP connection to the host's `port` may fail, as far as
 /// publishing goes: no `publish` for it, or the table not as `up` made it.
-/// None when the port is published and the table is in place.
-pub fn why_not(rec: &Record, model: &Lab, port: u16, proto: publish::Proto) -> Option<String> {
+/// None when the port is published and the table is in place. An unpublished
+/// port is named only when nothing answered it (`refused`) or in a sandbox:
+/// a real host may serve the port itself, and then the walk knows better.
+pub fn why_not(
+    rec: &Record,
+    model: &Lab,
+    port: u16,
+    proto: publish::Proto,
+    refused: bool,
+) -> Option<String> {
     if !model
         .publish
         .iter()
         .any(|p| p.port == port && p.proto == proto)
     {
+        if !refused && !model.sandbox {
+            return None;
+        }
         return Some(format!(
             "no publish for {proto} port {port} on host (add `publish: [ {{ port: {port}, to: NODE:PORT }} ]`)"
         ));
