@@ -154,6 +154,9 @@ pub struct Status {
     /// Egress shaping made by `nslab shape` (runtime state: not drift).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub shaping: Vec<crate::runtime::shape::ShapeView>,
+    /// The file's published ports and the state of their table.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub published: Vec<String>,
     /// Runtime state (`nslab link`, `partition`): shown, never drift.
     #[serde(default)]
     pub runtime: crate::runtime::State,
@@ -183,6 +186,12 @@ pub fn status(rec: &Record, model: &Lab, compared_with: String) -> Result<Status
     if !shape_drift.is_empty() {
         s.ok = false;
         s.drift.extend(shape_drift);
+    }
+    s.published = crate::runtime::publish::status_lines(rec, model);
+    let publish_drift = crate::runtime::publish::drift(rec, model);
+    if !publish_drift.is_empty() {
+        s.ok = false;
+        s.drift.extend(publish_drift);
     }
     Ok(s)
 }
@@ -326,6 +335,7 @@ pub fn compare_held(
         drift,
         ok,
         shaping: Vec::new(),
+        published: Vec::new(),
         runtime: rt.clone(),
     }
 }
@@ -643,6 +653,9 @@ pub fn render(s: &Status) -> String {
         o.push_str(&crate::util::table(&bridge_rows(s)));
     }
     for line in crate::runtime::shape::status_lines(&s.shaping) {
+        let _ = write!(o, "\n{line}");
+    }
+    for line in &s.published {
         let _ = write!(o, "\n{line}");
     }
     let runtime = crate::runtime::describe(&s.runtime);

@@ -75,9 +75,18 @@ pub fn run(a: Args) -> Result<i32> {
 
 /// The recorded shapings (`nslab shape`), which `up` keeps.
 fn print_shaping(r: &nslab::lab::PlanReport, explain: bool) {
+    for c in &r.publish_changes {
+        println!("# published ports: {c}");
+    }
     if explain && !r.shaping.is_empty() {
         println!("# shaping: the file's link maps, and `nslab shape` over them (applied by `up`):");
         for c in &r.shaping {
+            println!("{c}");
+        }
+    }
+    if explain && !r.publish.is_empty() {
+        println!("# published ports (`publish:`; made by `up` in one nftables batch):");
+        for c in &r.publish {
             println!("{c}");
         }
     }

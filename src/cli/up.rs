@@ -166,7 +166,7 @@ pub fn summarize(ops: &[nslab::plan::Op]) -> String {
         .collect();
     if v.is_empty() {
         if ops.is_empty() {
-            "programs updated, the network as it was".into()
+            "programs or published ports updated, the network as it was".into()
         } else {
             super::plural(ops.len(), "change")
         }

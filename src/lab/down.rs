@@ -180,6 +180,8 @@ fn finish_host(
             delete_nft_tables(h, rec, mark, rep);
             rep.warnings
                 .extend(crate::runtime::shape::remove_host_table(rec));
+            rep.warnings
+                .extend(crate::runtime::publish::remove(&h.file, rec));
         }
         for n in &rec.host_links {
             if !rep.host_links.contains(n) {

@@ -399,6 +399,12 @@ pub struct PlanReport {
     /// would type (kept by `up`; not part of the plan's steps).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub shaping: Vec<String>,
+    /// The file's published ports, as the nft commands a person would type.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<String>,
+    /// What `up` would change in the publish table of a lab that is up.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub publish_changes: Vec<String>,
 }
 
 /// What `up` would do now, without doing it.
@@ -427,6 +433,14 @@ pub fn plan_with_record(lab: &Lab, rec: Option<&Record>) -> Result<PlanReport> {
     let mut k = Kernel::new(host, &lab.name);
     let mut r = plan_in(&mut k, lab, rec.as_ref())?;
     r.shaping = crate::runtime::shape::explain_recorded(lab, rec.as_ref());
+    let pre = match plan::ns_of(lab, &Place::Host).name() {
+        Some(ns) => format!("ip netns exec {ns} "),
+        None => String::new(),
+    };
+    r.publish = crate::model::publish::explain(lab, &pre);
+    if let Some(rc) = rec.as_ref().filter(|r| r.model.is_some()) {
+        r.publish_changes = crate::runtime::publish::plan_changes(rc, lab);
+    }
     Ok(r)
 }
 
@@ -478,5 +492,7 @@ pub(crate) fn plan_in<S: crate::kernel::seam::System>(
             })
             .collect(),
         shaping: Vec::new(),
+        publish: Vec::new(),
+        publish_changes: Vec::new(),
     })
 }

@@ -127,8 +127,10 @@ pub fn up_lab_with(
     netns::raise_nofile_limit();
     crate::runtime::shape::check_file_shapes(&lab)?;
     let _lock = lock_lab(&lab.name)?;
+    crate::runtime::publish::refuse_conflicts(&lab)?;
     let (mut rec, here) = open_record(&lab)?;
     let shapes_before = crate::runtime::shape::effective(&rec);
+    let published_before = crate::runtime::publish::wanted(&rec);
     // `--reset` drops runtime state first, so the plan brings those links up.
     let mut runtime_notes = if opts.reset {
         crate::runtime::after_up(&mut rec, &lab, true)?
@@ -186,10 +188,12 @@ pub fn up_lab_with(
     notes.extend(runtime_notes);
     notes.extend(started);
     notes.extend(crate::runtime::shape::reapply(&rec, &shapes_before));
+    let published = crate::runtime::publish::reconcile(&rec, published_before)?;
+    notes.extend(published.clone());
     Ok(UpReport {
         lab: lab.name,
         sandbox: lab.sandbox,
-        changed: !ops.is_empty() || changed_programs,
+        changed: !ops.is_empty() || changed_programs || !published.is_empty(),
         ops,
         notes,
         seconds: t0.elapsed().as_secs_f64(),

@@ -3,3 +3,4 @@
 
 pub mod nat;
 pub mod observed;
+pub mod publish;

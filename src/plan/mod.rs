@@ -329,7 +329,7 @@ pub fn host_forwarding_needed(lab: &Lab) -> bool {
     if lab.sandbox {
         return false;
     }
-    if !lab.nat.is_empty() {
+    if !lab.nat.is_empty() || !lab.publish.is_empty() {
         return true;
     }
     // Routing through the host only needs forwarding if the host has somewhere

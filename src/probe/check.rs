@@ -1324,7 +1324,14 @@ impl<'a, 'b> ExpectRun<'a, 'b> {
     ) -> Result<()> {
         let model = self.model;
         let (p, f) = self.src_file(src)?;
-        let addr = resolve(model, dst, 4).or_else(|_| resolve(model, dst, 6))?;
+        let to_host = dst == "host" || dst.starts_with("host:");
+        // `host` seen from the emulated internet is the host's end of the
+        // uplink: the only address of the host the outside can reach.
+        let addr = if dst == "host" && p == Place::Internet {
+            crate::topology::model::sandbox_uplink_host_addr().addr()
+        } else {
+            resolve(model, dst, 4).or_else(|_| resolve(model, dst, 6))?
+        };
         let sa = SocketAddr::new(addr, port);
         let exp = super::dup::expected(model, &self.places, addr);
         let (r, dup) = crate::kernel::netns::run_in(f, || {
@@ -1345,6 +1352,25 @@ impl<'a, 'b> ExpectRun<'a, 'b> {
             let d = duplicate_of(exp.as_ref(), &a, &self.places);
             res.detail.push_str(&format!(": {d}"));
             res.why = Some(d);
+        } else if let Err(e) = &r
+            && open
+            && to_host
+            && let Some(detail) = crate::runtime::publish::why_not(
+                self.rec,
+                model,
+                port,
+                crate::model::publish::Proto::Tcp,
+                e.kind() == "refused",
+            )
+        {
+            // Refused or unanswered, a port of the host is the lab's only
+            // when published.
+            let why = Reason::NoPublish {
+                at: "host".into(),
+                detail,
+            };
+            res.detail.push_str(&format!(": {why}"));
+            res.why = Some(why);
         } else if let Err(e) = &r
             && open
             && e.kind() != "refused"

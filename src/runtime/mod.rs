@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod link;
 pub mod partition;
+pub mod publish;
 pub mod shape;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -40,6 +40,9 @@ pub struct Lab {
     /// Interfaces and routes of the host (its veth ends, besides bridge ports).
     pub host: Node,
     pub nat: Vec<Nat>,
+    /// Ports of the host published to nodes (DNAT).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<crate::model::publish::Publish>,
     /// Interfaces get IPv6 link-local addresses (and the multicast that comes with them).
     pub ipv6_link_local: bool,
     #[serde(default)]

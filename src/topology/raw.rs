@@ -99,6 +99,10 @@ pub struct RawFile {
     #[serde(default)]
     #[schemars(with = "Vec<RawNat>")]
     pub nat: Vec<S<RawNat>>,
+    /// Ports of the host forwarded (DNAT) to a node: `{ port: 8080, to: black:800 }`.
+    #[serde(default)]
+    #[schemars(with = "Vec<RawPublish>")]
+    pub publish: Vec<S<RawPublish>>,
     /// Give every interface an IPv6 link-local address even when the lab has no
     /// IPv6 address (default: only labs that use IPv6 get them).
     #[serde(default, deserialize_with = "strict_opt")]
@@ -400,6 +404,28 @@ pub struct RawNat {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub out: Option<S<String>>,
+}
+
+/// A port of the host published to a node (DNAT).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Publish")]
+pub struct RawPublish {
+    /// The host's port, 1 to 65535.
+    #[schemars(with = "u16")]
+    pub port: S<u32>,
+    /// `NODE:PORT` (the node's first address) or `NODE:IF:PORT` (that
+    /// interface's first address).
+    #[schemars(with = "String")]
+    pub to: S<String>,
+    /// `tcp` (default) or `udp`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub proto: Option<S<String>>,
+    /// `4` (default when the target has an IPv4 address) or `6`.
+    #[serde(default)]
+    #[schemars(with = "Option<FamilySchema>")]
+    pub family: Option<S<String>>,
 }
 
 /// One expectation: exactly one of the probe kinds.

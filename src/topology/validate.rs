@@ -479,11 +479,13 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
         links: d.links,
         host: host_node,
         nat,
+        publish: Vec::new(),
         ipv6_link_local: false,
         expect: Vec::new(),
         index: Default::default(),
     };
     lab.ipv6_link_local = raw.ipv6_link_local.unwrap_or_else(|| lab.uses_ipv6());
+    lab.publish = crate::model::publish::parse(&mut |l, f, m| cx.at(l, f, m), &raw.publish, &lab);
     lab.expect = super::expect::parse_expects(&mut |l, f, m| cx.at(l, f, m), &raw.expect, &lab);
 
     if cx.issues.is_empty() {

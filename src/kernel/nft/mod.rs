@@ -24,6 +24,7 @@ use std::time::Duration;
 use netlink_packet_netfilter::NetfilterProtoFamily;
 
 mod decode;
+mod dnat;
 pub mod filter;
 mod loss;
 mod socket;

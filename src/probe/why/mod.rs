@@ -152,6 +152,9 @@ pub enum Reason {
         shaped: Vec<String>,
         checked: Vec<String>,
     },
+    /// A connection to a port of `at` (the host) that no `publish` of the
+    /// lab covers, or whose publish table differs in the kernel (`detail`).
+    NoPublish { at: String, detail: String },
     /// Nothing on the path explains it; `checked` lists what was looked at.
     Unknown {
         detail: String,
@@ -201,6 +204,7 @@ impl Reason {
             Reason::LinkDown { .. } => "link_down",
             Reason::Partitioned { .. } => "partitioned",
             Reason::Shaped { .. } => "shaped",
+            Reason::NoPublish { .. } => "no_publish",
             Reason::Unknown { .. } => "unknown",
         }
     }
@@ -228,6 +232,7 @@ impl std::fmt::Display for Reason {
             | Reason::LinkDown { .. }
             | Reason::Partitioned { .. }
             | Reason::Shaped { .. }
+            | Reason::NoPublish { .. }
             | Reason::Unknown { .. } => self.other_text(f),
         }
     }
@@ -467,6 +472,7 @@ impl Reason {
                 }
                 Ok(())
             }
+            Reason::NoPublish { detail, .. } => write!(f, "{detail}"),
             Reason::Unknown { detail, checked } => {
                 write!(f, "{detail}")?;
                 if !checked.is_empty() {
