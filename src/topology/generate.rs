@@ -531,14 +531,14 @@ fn chain(net: &mut Net, n: u32) {
     subnets.push(format!("{}/24", v4(LAN1, 0)));
     for i in 0..routers.len() - 1 {
         let base = P2P + 4 * i as u32;
-        let (a, b) = net.link(&routers[i].clone(), &routers[i + 1].clone());
-        net.address(&routers[i].clone(), &a, format!("{}/30", v4(base, 1)));
-        net.address(&routers[i + 1].clone(), &b, format!("{}/30", v4(base, 2)));
+        let (a, b) = net.link(&routers[i], &routers[i + 1]);
+        net.address(&routers[i], &a, format!("{}/30", v4(base, 1)));
+        net.address(&routers[i + 1], &b, format!("{}/30", v4(base, 2)));
         subnets.push(format!("{}/30", v4(base, 0)));
     }
-    let last = routers[routers.len() - 1].clone();
-    let (a, b) = net.link(&last, &h2);
-    net.address(&last, &a, format!("{}/24", v4(LAN2, 1)));
+    let last = &routers[routers.len() - 1];
+    let (a, b) = net.link(last, &h2);
+    net.address(last, &a, format!("{}/24", v4(LAN2, 1)));
     net.address(&h2, &b, format!("{}/24", v4(LAN2, 2)));
     net.node(&h2)
         .routes
