@@ -88,7 +88,9 @@ impl std::str::FromStr for Spec {
     /// `KIND,ARGS`: positional values fill the kind's parameters in order,
     /// `key=value` names one (Mininet's `splitArgs`).
     fn from_str(s: &str) -> Result<Spec, String> {
-        let text = s.trim();
+        // Without the spaces around items: the text goes into a one-line comment.
+        let text = s.split(',').map(str::trim).collect::<Vec<_>>().join(",");
+        let text = text.as_str();
         let mut items = text.split(',');
         let kind = items.next().unwrap_or("").trim();
         if kind.is_empty() {

@@ -267,6 +267,30 @@ fn ring_and_fattree_bridges_run_stp() {
     assert!(l.contains(&"e1:e1-eth3 a1:a1-eth1".to_string()), "{l:?}");
     assert!(l.contains(&"a1:a1-eth3 c1:c1-eth1".to_string()), "{l:?}");
     assert!(l.contains(&"a8:a8-eth4 c4:c4-eth4".to_string()), "{l:?}");
+    // Every switch of a fat tree has k ports.
+    let mut ports = std::collections::BTreeMap::<&str, usize>::new();
+    for end in l.iter().flat_map(|x| x.split(' ')) {
+        let owner = end.split(':').next().unwrap();
+        if bridges.iter().any(|b| b == owner) {
+            *ports.entry(owner).or_default() += 1;
+        }
+    }
+    assert_eq!(ports.len(), 20);
+    assert!(ports.values().all(|&n| n == 4), "{ports:?}");
+}
+
+#[test]
+fn the_header_names_the_command_on_one_line() {
+    let t = generate(&spec(" tree, depth=2 ,\nfanout=3 "), "x");
+    assert!(
+        t.starts_with("# Made by `nslab new --topo tree,depth=2,fanout=3 --name x`.\n# "),
+        "{t}"
+    );
+    assert!(
+        t.lines()
+            .take_while(|l| !l.starts_with("name:"))
+            .all(|l| l.starts_with('#'))
+    );
 }
 
 /// The largest files allowed keep interface names within 15 bytes and bridge
