@@ -76,6 +76,26 @@ fn output_file_is_kept_unless_force() {
     assert!(written.contains("\nname: single3\n"), "{written}");
 }
 
+#[test]
+fn a_reader_that_goes_away_is_no_panic() {
+    use std::io::Read;
+    // single,1000 is ~100 KB, more than a pipe holds: nslab is still writing
+    // when the reader closes.
+    let mut c = std::process::Command::new(bin())
+        .args(["new", "--topo", "single,1000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 9];
+    c.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"# Made by");
+    let o = c.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
 /// The node names of a generated file, in its order.
 fn nodes(text: &str) -> Vec<String> {
     text.lines()

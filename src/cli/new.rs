@@ -59,8 +59,14 @@ pub fn run(a: Args) -> Result<i32> {
     };
     let text = generate(&spec, &name);
     let Some(path) = &a.output else {
-        print!("{text}");
-        return Ok(0);
+        // Not print!: it panics when a reader (`| head`) has gone away.
+        use std::io::Write;
+        return match std::io::stdout().lock().write_all(text.as_bytes()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                Err(Error::io("write to standard output")(e))
+            }
+            _ => Ok(0),
+        };
     };
     write(path, &text, a.force)?;
     let (hosts, switches) = spec.kind.size();
