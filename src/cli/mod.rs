@@ -11,6 +11,7 @@ mod graph;
 mod identify;
 mod link;
 mod ls;
+mod new;
 mod perf;
 mod ping;
 mod plan;
@@ -94,6 +95,7 @@ impl LabSel {
 
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
+    New(new::Args),
     Up(up::Args),
     Plan(plan::Args),
     Graph(graph::Args),
@@ -161,6 +163,7 @@ pub fn main() -> i32 {
         return if is_exec { 125 } else { exit_code(&e) };
     }
     let r = match cli.cmd {
+        Cmd::New(a) => new::run(a),
         Cmd::Up(a) => up::run(a),
         Cmd::Plan(a) => plan::run(a),
         Cmd::Graph(a) => graph::run(a),
@@ -242,7 +245,8 @@ fn privileges(cmd: &Cmd) -> nslab::error::Result<()> {
             "to run a server inside a lab's namespace",
             false,
         ),
-        Cmd::Graph(_)
+        Cmd::New(_)
+        | Cmd::Graph(_)
         | Cmd::Identify(_)
         | Cmd::Ls(_)
         | Cmd::Completions(_)

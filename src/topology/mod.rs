@@ -1,6 +1,7 @@
 //! Topology files: parse (YAML) -> raw types -> validate -> model.
 
 pub mod expect;
+pub mod generate;
 pub mod group;
 pub mod model;
 pub mod raw;
@@ -9,6 +10,8 @@ pub mod validate;
 pub use model::*;
 pub use validate::{Issue, Options, parse_route};
 
+#[cfg(test)]
+mod generate_tests;
 #[cfg(test)]
 mod linkmap_tests;
 #[cfg(test)]

@@ -6,17 +6,17 @@ use std::path::Path;
 
 const COMMITTED: &str = include_str!("../../schema/nslab.schema.json");
 
-fn validator() -> jsonschema::Validator {
+pub(super) fn validator() -> jsonschema::Validator {
     let s: serde_json::Value = serde_json::from_str(&schema()).expect("schema is JSON");
     jsonschema::validator_for(&s).expect("a valid JSON Schema")
 }
 
 /// The YAML text as JSON, as an editor's YAML language server sees it.
-fn as_json(yaml: &str) -> serde_json::Value {
+pub(super) fn as_json(yaml: &str) -> serde_json::Value {
     serde_saphyr::from_str(yaml).unwrap_or_else(|e| panic!("not YAML: {e}\n{yaml}"))
 }
 
-fn errors(v: &jsonschema::Validator, yaml: &str) -> Vec<String> {
+pub(super) fn errors(v: &jsonschema::Validator, yaml: &str) -> Vec<String> {
     v.iter_errors(&as_json(yaml))
         .map(|e| e.to_string())
         .collect()
