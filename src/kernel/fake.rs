@@ -419,6 +419,7 @@ impl World {
                 on: false,
                 forward_delay: 1500,
                 max_age: 2000,
+                root: true,
             }),
         });
         Ok(index)

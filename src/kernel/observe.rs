@@ -133,10 +133,18 @@ fn bridge_stp(data: &[u8]) -> Option<crate::model::observed::ObsStp> {
             .find(|(t, _)| *t == k)
             .and_then(|(_, v)| u32_of(v))
     };
+    let on = get(IFLA_BR_STP_STATE)? != 0;
+    // IFLA_BR_ROOT_PORT (u16) is 0 on the root. (IFLA_BR_ROOT_ID is no help:
+    // on 6.18 it equals IFLA_BR_BRIDGE_ID on every bridge of a ring.)
+    const IFLA_BR_ROOT_PORT: u16 = 13;
+    let root_port = attrs(data)
+        .find(|(t, _)| *t == IFLA_BR_ROOT_PORT)
+        .and_then(|(_, v)| Some(u16::from_ne_bytes(v.get(..2)?.try_into().ok()?)));
     Some(crate::model::observed::ObsStp {
-        on: get(IFLA_BR_STP_STATE)? != 0,
+        on,
         forward_delay: get(IFLA_BR_FORWARD_DELAY)?,
         max_age: get(IFLA_BR_MAX_AGE)?,
+        root: !on || root_port.is_none_or(|p| p == 0),
     })
 }
 

@@ -40,6 +40,10 @@ pub struct ObsStp {
     pub on: bool,
     pub forward_delay: u32,
     pub max_age: u32,
+    /// The bridge is the root of its spanning tree. The kernel reports the
+    /// timers in use, which a bridge that is not the root learns from the
+    /// root: only the root's show what was set on it.
+    pub root: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -603,7 +603,10 @@ pub fn hosts_file(lab: &Lab) -> String {
 /// Does a bridge's observed STP state match the file's (`None`: off)?
 pub fn stp_matches(o: &crate::model::observed::ObsStp, want: Option<&Stp>) -> bool {
     match want {
-        Some(w) => o.on && o.forward_delay == w.forward_delay && o.max_age == w.max_age,
+        // Only the root shows its own timers (see ObsStp::root).
+        Some(w) => {
+            o.on && (!o.root || (o.forward_delay == w.forward_delay && o.max_age == w.max_age))
+        }
         None => !o.on,
     }
 }
