@@ -825,7 +825,8 @@ impl UpOps {
         let lab = cx.lab;
         for l in all_links(lab) {
             // Create from the host side (or the first node): its socket does the work.
-            let (a, b) = if l.b.place == Place::Host {
+            // (Both in the host, a cable between bridges: as the file has it.)
+            let (a, b) = if l.b.place == Place::Host && l.a.place != Place::Host {
                 (&l.b, &l.a)
             } else {
                 (&l.a, &l.b)
