@@ -690,7 +690,7 @@ pub fn render(s: &Status) -> String {
         o.push_str(&crate::util::table(&bridge_rows(s)));
         for b in &s.bridges {
             if b.stp.as_deref().is_some_and(|x| x != "off") {
-                let _ = write!(o, "STP {}: {}\n", b.name, b.stp.as_deref().unwrap_or(""));
+                let _ = writeln!(o, "STP {}: {}", b.name, b.stp.as_deref().unwrap_or(""));
             }
         }
         // Each cable between bridges once, from the bridge first in the file.
@@ -700,7 +700,7 @@ pub fn render(s: &Status) -> String {
                 let (port, far) = c.split_once(" -> ").unwrap_or((c, ""));
                 if seen.insert(far.to_string()) {
                     seen.insert(format!("{}:{port}", b.name));
-                    let _ = write!(o, "cable between bridges: {}:{port} -- {far}\n", b.name);
+                    let _ = writeln!(o, "cable between bridges: {}:{port} -- {far}", b.name);
                 }
             }
         }

@@ -313,7 +313,8 @@ fn switched_lab_and_a_cut(tag: &str, t: &Topo, cut: usize) {
         "--json",
     ]);
     assert!(!o.status.success(), "{}", text(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect(&text(&o));
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
     let why = &v["why_not"];
     assert_eq!(why["reason"], "bridge_port_down", "{why}");
     assert_eq!(why["port"], port.as_str(), "{why}");
@@ -337,7 +338,8 @@ fn switched_lab_and_a_cut(tag: &str, t: &Topo, cut: usize) {
         "-c1",
         "--json",
     ]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect(&text(&o));
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
     assert_eq!(v["why_not"]["reason"], "link_down", "{}", v["why_not"]);
     assert_eq!(v["why_not"]["endpoint"], ep.as_str(), "{}", v["why_not"]);
     ok(nslab(&["link", "--lab", &u.lab, &ep, "up"]));
