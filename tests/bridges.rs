@@ -467,3 +467,29 @@ fn a_ring_without_stp_is_refused_naming_the_loop() {
     drop(g);
     assert_gone(&p, &format!("{p}ring"));
 }
+
+#[test]
+fn host_mode_makes_and_removes_cables_between_bridges() {
+    let p = prefix("bh");
+    let host = TestNs::new(&format!("{p}hostns"));
+    let t = Topo::linear(3);
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(&dir, "lab.yaml", &t.yaml());
+    let lab = format!("{p}lin");
+    let g = LabGuard::new(&lab, Some(&host.name));
+    ok(nslab_in(
+        Some(&host.name),
+        &["up", s(&file), "--prefix", &p],
+    ));
+    let links = link_names(Some(&host.name));
+    for (_, a, _, b) in &t.cables {
+        assert!(links.contains(a) && links.contains(b), "{links:?}");
+    }
+    assert!(pings(&format!("{p}h1"), "10.0.0.3"));
+    let o = ok(nslab_in(Some(&host.name), &["down", "--lab", &lab]));
+    assert!(!text(&o).contains("had not finished"), "{}", text(&o));
+    drop(g);
+    assert_eq!(link_names(Some(&host.name)), ["lo"], "left in the host");
+    drop(host);
+    assert_gone(&p, &lab);
+}
