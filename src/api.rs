@@ -174,6 +174,8 @@ pub struct Builder {
     name: String,
     nodes: Vec<NodeSpec>,
     bridges: Vec<(String, Vec<String>)>,
+    /// Bridges that run STP (kernel minimum timers).
+    stp: Vec<String>,
     links: Vec<(String, String)>,
     nat: Vec<(String, Option<String>)>,
     expect: Vec<(&'static str, String)>,
@@ -244,7 +246,14 @@ impl Builder {
         ));
         self
     }
-    /// A cable between two ends: `node:if`, `bridge:port`, `host:if`.
+    /// Turn on STP on a bridge added with [`Builder::bridge`] (the file's
+    /// `stp: true`): needed on every bridge of a loop of bridge-to-bridge cables.
+    pub fn stp(mut self, bridge: &str) -> Builder {
+        self.stp.push(bridge.into());
+        self
+    }
+    /// A cable between two ends: `node:if`, `bridge:port`, `host:if`; two
+    /// bridge ports join two bridges.
     pub fn link(mut self, a: &str, b: &str) -> Builder {
         self.links.push((a.into(), b.into()));
         self
@@ -311,8 +320,13 @@ impl Builder {
         }
         for (b, addrs) in &self.bridges {
             let a: Vec<String> = addrs.iter().map(|a| q(a)).collect();
+            let stp = if self.stp.contains(b) {
+                ", stp: true"
+            } else {
+                ""
+            };
             y.push_str(&format!(
-                "  {}: {{ addresses: [{}] }}\n",
+                "  {}: {{ addresses: [{}]{stp} }}\n",
                 q(b),
                 a.join(", ")
             ));
@@ -1264,6 +1278,33 @@ mod tests {
         assert_eq!(m.nodes.len(), 2);
         assert_eq!(m.expect.len(), 3);
         assert_eq!(t.lab_name(&opts).unwrap(), "p-b1");
+    }
+
+    #[test]
+    fn builder_joins_bridges_and_turns_stp_on() {
+        let ring = |stp: bool| {
+            let mut b = Topology::builder("ring");
+            for s in ["s1", "s2", "s3"] {
+                b = b.bridge(s, &[]);
+                if stp {
+                    b = b.stp(s);
+                }
+            }
+            // Ports live in one namespace: their names differ.
+            b.link("s1:s1-p1", "s2:s2-p1")
+                .link("s2:s2-p2", "s3:s3-p1")
+                .link("s3:s3-p2", "s1:s1-p2")
+                .build()
+        };
+        let m = ring(true)
+            .model(&Options::default(), false)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(m.bridges.iter().all(|b| b.stp.is_some()));
+        let e = ring(false).validate(&Options::default()).unwrap_err();
+        assert!(
+            e.to_string().contains("s1 -- s2 -- s3 -- s1 is a loop"),
+            "{e}"
+        );
     }
 
     #[test]

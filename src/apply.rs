@@ -167,6 +167,7 @@ fn phase(op: &Op) -> &'static str {
         | Op::SetNat { .. }
         | Op::DeleteNat { .. }
         | Op::CreateBridge { .. }
+        | Op::SetBridgeStp { .. }
         | Op::CreateVeth { .. }
         | Op::DeleteLink { .. }
         | Op::SetLink { .. }
@@ -186,6 +187,7 @@ fn phase(op: &Op) -> &'static str {
 fn nl_op(op: &Op) -> bool {
     match op {
         Op::CreateBridge { .. }
+        | Op::SetBridgeStp { .. }
         | Op::CreateVeth { .. }
         | Op::DeleteLink { .. }
         | Op::SetLink { .. }
@@ -269,6 +271,7 @@ fn etc_op(files: &dyn Files, op: &Op) -> Result<(), ApplyError> {
         | Op::DeleteNs { .. }
         | Op::Sysctl { .. }
         | Op::CreateBridge { .. }
+        | Op::SetBridgeStp { .. }
         | Op::CreateVeth { .. }
         | Op::DeleteLink { .. }
         | Op::SetLink { .. }
@@ -335,6 +338,7 @@ fn apply_ops<S: System>(
                 i += 1;
             }
             Op::CreateBridge { .. }
+            | Op::SetBridgeStp { .. }
             | Op::CreateVeth { .. }
             | Op::DeleteLink { .. }
             | Op::SetLink { .. }
@@ -354,6 +358,7 @@ fn apply_ops<S: System>(
                 i = j;
             }
             Op::CreateBridge { .. }
+            | Op::SetBridgeStp { .. }
             | Op::CreateVeth { .. }
             | Op::DeleteLink { .. }
             | Op::SetLink { .. }
@@ -402,6 +407,7 @@ fn nat_op<S: System>(
         | Op::DeleteNs { .. }
         | Op::Sysctl { .. }
         | Op::CreateBridge { .. }
+        | Op::SetBridgeStp { .. }
         | Op::CreateVeth { .. }
         | Op::DeleteLink { .. }
         | Op::SetLink { .. }
@@ -441,10 +447,15 @@ fn netlink_run<S: System>(
     if ns.is_host() {
         let names: Vec<(String, Option<[u8; 6]>)> = ops[i..j]
             .iter()
-            .filter_map(|o| match o {
-                Op::CreateBridge { name, mac, .. } => Some((name.clone(), Some(*mac))),
-                Op::CreateVeth { a, .. } => Some((a.name.clone(), None)),
+            .flat_map(|o| match o {
+                Op::CreateBridge { name, mac, .. } => vec![(name.clone(), Some(*mac))],
+                // A cable between two bridges has both ends in the host.
+                Op::CreateVeth { a, b } if b.ns == a.ns => {
+                    vec![(a.name.clone(), None), (b.name.clone(), None)]
+                }
+                Op::CreateVeth { a, .. } => vec![(a.name.clone(), None)],
                 Op::CreateNs { .. }
+                | Op::SetBridgeStp { .. }
                 | Op::DeleteNs { .. }
                 | Op::Sysctl { .. }
                 | Op::DeleteLink { .. }
@@ -459,7 +470,7 @@ fn netlink_run<S: System>(
                 | Op::LinkHosts { .. }
                 | Op::RemoveEtc { .. }
                 | Op::WriteLabResolv { .. }
-                | Op::LinkResolv { .. } => None,
+                | Op::LinkResolv { .. } => vec![],
             })
             .collect();
         if !names.is_empty() {
@@ -588,6 +599,7 @@ fn already_gone(op: &Op, e: &NlError) -> bool {
         | Op::DeleteNs { .. }
         | Op::Sysctl { .. }
         | Op::CreateBridge { .. }
+        | Op::SetBridgeStp { .. }
         | Op::CreateVeth { .. }
         | Op::SetLink { .. }
         | Op::AddAddr { .. }
@@ -739,7 +751,10 @@ fn send<H: NsHandle>(
     let changes_links = batch.iter().any(|(_, o)| {
         matches!(
             o,
-            Op::CreateBridge { .. } | Op::CreateVeth { .. } | Op::DeleteLink { .. }
+            Op::CreateBridge { .. }
+                | Op::SetBridgeStp { .. }
+                | Op::CreateVeth { .. }
+                | Op::DeleteLink { .. }
         )
     });
     let n = batch.len();
@@ -809,6 +824,10 @@ fn build<H: NsHandle>(
             name: name.clone(),
             mac: *mac,
             mtu: *mtu,
+        },
+        Op::SetBridgeStp { name, stp, .. } => LinkReq::SetBridgeStp {
+            name: name.clone(),
+            stp: *stp,
         },
         Op::DeleteLink { name, .. } => LinkReq::DelLink { name: name.clone() },
         Op::SetLink {

@@ -9,7 +9,7 @@ use crate::plan::{self, Ns};
 use crate::record::Record;
 use crate::topology::{Lab, Place};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 /// How an object of the lab compares with the kernel.
@@ -121,6 +121,16 @@ pub struct BridgeStatus {
     pub addresses: Vec<String>,
     pub ports: Vec<(String, State)>,
     pub status: State,
+    /// Its spanning tree as the kernel has it: `off`, or `on, forward delay
+    /// 2 s, max age 6 s` (the timers in use: the root's); None when unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stp: Option<String>,
+    /// With STP on: each port's state (`forwarding`, `blocking`, ...).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub port_states: Vec<(String, String)>,
+    /// Cables to other bridges: `PORT -> BRIDGE:PORT`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cables: Vec<String>,
 }
 
 /// A lab compared with the kernel (as `nslab status`): every place,
@@ -320,7 +330,7 @@ pub fn compare_held(
     let bridges: Vec<BridgeStatus> = model
         .bridges
         .iter()
-        .map(|b| bridge_status(b, host, &model.mark(), &held))
+        .map(|b| bridge_status(model, b, host, &held))
         .collect();
     let ok = places_out.iter().all(|p| p.status == State::Ok)
         && bridges.iter().all(|b| b.status == State::Ok)
@@ -524,12 +534,45 @@ fn route_statuses(
 
 /// A bridge in the host namespace, its ports and addresses.
 fn bridge_status(
+    model: &Lab,
     b: &crate::topology::Bridge,
     s: &NsState,
-    mark: &str,
     held: &Held,
 ) -> BridgeStatus {
+    let mark = &model.mark();
     let o = s.link(&b.name);
+    let stp_obs = o.and_then(|l| l.stp);
+    let stp_ok = stp_obs.is_none_or(|x| plan::stp_matches(&x, b.stp.as_ref()));
+    let stp = stp_obs.map(|x| {
+        if x.on {
+            format!(
+                "on, forward delay {} s, max age {} s",
+                x.forward_delay as f64 / 100.0,
+                x.max_age as f64 / 100.0
+            )
+        } else {
+            "off".to_string()
+        }
+    });
+    let port_states = if stp_obs.is_some_and(|x| x.on) {
+        b.ports
+            .iter()
+            .filter_map(|p| {
+                let st = s.link(p)?.port_state?;
+                Some((p.clone(), crate::kernel::ready::port_name(st).to_string()))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let cables = model
+        .links
+        .iter()
+        .filter(|l| l.a.bridge.is_some() && l.b.bridge.is_some())
+        .flat_map(|l| [(&l.a, &l.b), (&l.b, &l.a)])
+        .filter(|(x, _)| x.bridge.as_deref() == Some(b.name.as_str()))
+        .map(|(x, y)| format!("{} -> {y}", x.ifname))
+        .collect();
     let ports: Vec<(String, State)> = b
         .ports
         .iter()
@@ -554,7 +597,8 @@ fn bridge_status(
         None => State::Missing,
         Some(l)
             if l.up
-                && l.alias.as_deref() == Some(mark)
+                && stp_ok
+                && l.alias.as_deref() == Some(mark.as_str())
                 && b.addresses.iter().all(|a| addrs.contains(&a.to_string()))
                 && ports.iter().all(|p| p.1 == State::Ok) =>
         {
@@ -567,6 +611,9 @@ fn bridge_status(
         addresses: addrs,
         ports,
         status,
+        stp,
+        port_states,
+        cables,
     }
 }
 
@@ -651,6 +698,22 @@ pub fn render(s: &Status) -> String {
     if !s.bridges.is_empty() {
         o.push('\n');
         o.push_str(&crate::util::table(&bridge_rows(s)));
+        for b in &s.bridges {
+            if b.stp.as_deref().is_some_and(|x| x != "off") {
+                let _ = writeln!(o, "STP {}: {}", b.name, b.stp.as_deref().unwrap_or(""));
+            }
+        }
+        // Each cable between bridges once, from the bridge first in the file.
+        let mut seen = BTreeSet::new();
+        for b in &s.bridges {
+            for c in &b.cables {
+                let (port, far) = c.split_once(" -> ").unwrap_or((c, ""));
+                if seen.insert(far.to_string()) {
+                    seen.insert(format!("{}:{port}", b.name));
+                    let _ = writeln!(o, "cable between bridges: {}:{port} -- {far}", b.name);
+                }
+            }
+        }
     }
     for line in crate::runtime::shape::status_lines(&s.shaping) {
         let _ = write!(o, "\n{line}");
@@ -773,10 +836,16 @@ fn bridge_rows(s: &Status) -> Vec<Vec<String>> {
             .ports
             .iter()
             .map(|(p, st)| {
-                if *st == State::Ok {
-                    p.clone()
-                } else {
-                    format!("{p} ({})", st.word())
+                // With STP on: the port's state, unless it forwards.
+                let stp = b
+                    .port_states
+                    .iter()
+                    .find(|(q, x)| q == p && x != "forwarding")
+                    .map(|(_, x)| x.as_str());
+                match (*st == State::Ok, stp) {
+                    (true, None) => p.clone(),
+                    (true, Some(x)) => format!("{p} ({x})"),
+                    (false, _) => format!("{p} ({})", st.word()),
                 }
             })
             .collect();

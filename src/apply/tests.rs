@@ -293,6 +293,95 @@ fn a_foreign_file_under_etc_netns_is_kept() {
     assert!(r.plan(&l).is_empty());
 }
 
+/// Two bridges in a loop through each other (two cables), with STP.
+const STP_PAIR: &str = "name: stp\nbridges:\n  s1: { stp: true }\n  s2: { stp: true, forward_delay: 4s, max_age: 10s }\nnodes:\n  h1: { interfaces: { h1-eth0: { address: 10.0.0.1/8 } } }\nlinks:\n  - [ h1:h1-eth0, s1:s1-eth1 ]\n  - [ s1:s1-eth2, s2:s2-eth1 ]\n  - [ s2:s2-eth2, s1:s1-eth3 ]\n";
+
+#[test]
+fn bridges_joined_by_cables_come_up_with_stp_and_both_ends_enslaved() {
+    for sandbox in [true, false] {
+        let (r, l) = up_from_nothing(STP_PAIR, sandbox);
+        let host_ns = crate::plan::ns_of(&l, &crate::topology::Place::Host);
+        let host = r.fake.state(host_ns.as_str()).expect("host");
+        let (s1, s2) = (host.link("s1").unwrap(), host.link("s2").unwrap());
+        let stp =
+            |o: &crate::model::observed::ObsLink| o.stp.map(|s| (s.on, s.forward_delay, s.max_age));
+        assert_eq!(stp(s1), Some((true, 200, 600)));
+        assert_eq!(stp(s2), Some((true, 400, 1000)));
+        for (port, master) in [
+            ("s1-eth2", s1),
+            ("s2-eth1", s2),
+            ("s2-eth2", s2),
+            ("s1-eth3", s1),
+        ] {
+            let p = host.link(port).unwrap_or_else(|| panic!("{port}"));
+            assert_eq!(
+                p.master,
+                Some(master.index),
+                "{port} is a port of {}",
+                master.name
+            );
+            assert!(p.up && p.lower_up, "{port}: {p:?}");
+        }
+        // The peers of a cable are each other, in the same namespace.
+        let (a, b) = (host.link("s1-eth2").unwrap(), host.link("s2-eth1").unwrap());
+        assert_eq!((a.peer_index, b.peer_index), (Some(b.index), Some(a.index)));
+        if !sandbox {
+            // Both ends of a bridge-to-bridge cable are host links of the lab.
+            for n in ["s1-eth2", "s2-eth1", "s2-eth2", "s1-eth3"] {
+                assert!(r.rec.host_links.contains(n), "{n} recorded");
+            }
+        }
+    }
+}
+
+#[test]
+fn stp_changed_behind_nslabs_back_is_repaired() {
+    let (mut r, l) = up_from_nothing(STP_PAIR, true);
+    let host_ns = crate::plan::ns_of(&l, &crate::topology::Place::Host);
+    {
+        let mut w = r.fake.w();
+        let h = w.ns.get_mut(host_ns.as_str()).unwrap();
+        h.link_mut("s1").unwrap().stp.as_mut().unwrap().on = false;
+        h.link_mut("s2").unwrap().stp.as_mut().unwrap().max_age = 2000;
+    }
+    let ops = r.plan(&l);
+    let stp_ops: Vec<String> = ops
+        .iter()
+        .filter(|o| matches!(o, Op::SetBridgeStp { .. }))
+        .flat_map(crate::plan::explain::commands)
+        .collect();
+    assert_eq!(
+        stp_ops,
+        [
+            "ip -n t-stp-host link set s1 type bridge stp_state 1 forward_delay 200 max_age 600",
+            "ip -n t-stp-host link set s2 type bridge stp_state 1 forward_delay 400 max_age 1000",
+        ]
+    );
+    r.up(&l);
+    assert!(r.plan(&l).is_empty());
+    // A file that turns STP off turns it off.
+    let off = lab(
+        &STP_PAIR
+            .replace("stp: true, forward_delay: 4s, max_age: 10s", "")
+            .replace("  - [ s2:s2-eth2, s1:s1-eth3 ]\n", "")
+            .replace("s1: { stp: true }", "s1: {}"),
+        true,
+    );
+    let ops = r.plan(&off);
+    let cmds: Vec<String> = ops
+        .iter()
+        .filter(|o| matches!(o, Op::SetBridgeStp { .. }))
+        .flat_map(crate::plan::explain::commands)
+        .collect();
+    assert_eq!(
+        cmds,
+        [
+            "ip -n t-stp-host link set s1 type bridge stp_state 0",
+            "ip -n t-stp-host link set s2 type bridge stp_state 0",
+        ]
+    );
+}
+
 // ---- the property: plan -> apply -> plan is empty, over random labs ----
 
 // The generator tests/crash_property.rs uses, with extras (MTUs, more routes).

@@ -53,6 +53,7 @@ fn test_hooks() -> TestHooks {
 
 pub fn run(a: Args) -> Result<i32> {
     let progress = (!a.json && super::stderr_is_tty()).then(|| super::progress_line("up"));
+    let (prefix, sandbox) = (a.prefix.clone(), a.sandbox);
     let opts = Options {
         prefix: a.prefix,
         sandbox: a.sandbox,
@@ -61,7 +62,14 @@ pub fn run(a: Args) -> Result<i32> {
         hooks: test_hooks(),
         ..Options::default()
     };
-    let r = Topology::from_file(&a.file).and_then(|t| Lab::up_with(&t, &opts, progress));
+    let r = Topology::from_file(&a.file).and_then(|t| {
+        if progress_shown(a.json)
+            && let Some(line) = stp_wait_line(&t, &prefix, sandbox)
+        {
+            eprintln!("{line}");
+        }
+        Lab::up_with(&t, &opts, progress)
+    });
     if progress_shown(a.json) {
         super::clear_progress();
     }
@@ -92,6 +100,32 @@ pub fn run(a: Args) -> Result<i32> {
         r.seconds
     );
     Ok(0)
+}
+
+/// Bridges with STP make `up` wait while their new ports listen and learn (a
+/// forward delay each): say so on a terminal, with the longest it waits.
+fn stp_wait_line(t: &Topology, prefix: &str, sandbox: bool) -> Option<String> {
+    let opts = nslab::topology::Options {
+        prefix: prefix.to_string(),
+        sandbox,
+        check_programs: false,
+    };
+    let lab = nslab::topology::parse_str(t.yaml(), "", &opts).ok()?;
+    let stp: Vec<&nslab::topology::Bridge> =
+        lab.bridges.iter().filter(|b| b.stp.is_some()).collect();
+    if stp.is_empty() {
+        return None;
+    }
+    let limit = nslab::kernel::ready::limit_for_stp(
+        stp.iter()
+            .filter_map(|b| b.stp.map(|s| (s.forward_delay, s.max_age))),
+    );
+    let names: Vec<&str> = stp.iter().map(|b| b.name.as_str()).collect();
+    Some(format!(
+        "nslab up: {} run STP; waiting until their ports forward or block (up to {} s)",
+        names.join(", "),
+        limit.as_secs()
+    ))
 }
 
 fn progress_shown(json: bool) -> bool {

@@ -249,11 +249,17 @@ struct BridgeBox {
     name: String,
     addresses: Vec<String>,
     ports: usize,
+    stp: bool,
 }
 
 impl BridgeBox {
     fn lines(&self) -> Vec<String> {
-        let mut out = vec![self.name.clone(), "bridge (switch)".to_string()];
+        let kind = if self.stp {
+            "bridge (switch), STP"
+        } else {
+            "bridge (switch)"
+        };
+        let mut out = vec![self.name.clone(), kind.to_string()];
         out.extend(self.addresses.iter().cloned());
         out
     }
@@ -326,6 +332,7 @@ impl Scene {
                 name: clean(&b.name),
                 addresses: addrs(&b.addresses),
                 ports: b.ports.len(),
+                stp: b.stp.is_some(),
             })
             .collect();
         let host_panel = host_panel(lab);

@@ -689,3 +689,50 @@ fn a_running_labs_runtime_state_is_drawn() {
     );
     assert_eq!(plain.unwrap(), render(&l, Format::Dot).unwrap());
 }
+
+/// A ring of four STP bridges, one host on each (Mininet names).
+const RING: &str = "name: ring
+bridges: { s1: { stp: true }, s2: { stp: true }, s3: { stp: true }, s4: { stp: true } }
+nodes:
+  h1: { interfaces: { h1-eth0: { address: 10.0.0.1/8 } } }
+  h2: { interfaces: { h2-eth0: { address: 10.0.0.2/8 } } }
+  h3: { interfaces: { h3-eth0: { address: 10.0.0.3/8 } } }
+  h4: { interfaces: { h4-eth0: { address: 10.0.0.4/8 } } }
+links:
+  - [ h1:h1-eth0, s1:s1-eth1 ]
+  - [ h2:h2-eth0, s2:s2-eth1 ]
+  - [ h3:h3-eth0, s3:s3-eth1 ]
+  - [ h4:h4-eth0, s4:s4-eth1 ]
+  - [ s1:s1-eth2, s2:s2-eth2 ]
+  - [ s2:s2-eth3, s3:s3-eth2 ]
+  - [ s3:s3-eth3, s4:s4-eth2 ]
+  - [ s4:s4-eth3, s1:s1-eth3 ]
+";
+
+#[test]
+fn cables_between_bridges_are_drawn_bridge_to_bridge() {
+    let l = lab(RING, true);
+    let [d, m, s] = render_all(&l);
+    assert!(
+        d.contains(r#""bridge0" -- "bridge1" [label="s1-eth2 — s2-eth2"]"#),
+        "{d}"
+    );
+    assert!(
+        d.contains(r#""bridge3" -- "bridge0" [label="s4-eth3 — s1-eth3"]"#),
+        "{d}"
+    );
+    assert!(d.contains("bridge (switch), STP"), "{d}");
+    assert!(
+        m.contains(r#"bridge1 ---|"s2-eth3 — s3-eth2"| bridge2"#),
+        "{m}"
+    );
+    let texts = svg_texts(&s);
+    for label in [
+        "s1-eth2 — s2-eth2",
+        "s4-eth3 — s1-eth3",
+        "bridge (switch), STP",
+    ] {
+        assert!(texts.iter().any(|t| t == label), "{label} not in {texts:?}");
+    }
+    insta::assert_snapshot!("ring_stp_sandbox_dot", d);
+}

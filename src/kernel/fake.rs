@@ -376,6 +376,7 @@ impl World {
             peer_index: None,
             forwarding: (None, None),
             port_state: None,
+            stp: None,
         });
         n
     }
@@ -413,6 +414,13 @@ impl World {
             peer_index: None,
             forwarding: (None, None),
             port_state: None,
+            // A new bridge has STP off and the kernel's default timers (15 s, 20 s).
+            stp: (kind == "bridge").then_some(crate::model::observed::ObsStp {
+                on: false,
+                forward_delay: 1500,
+                max_age: 2000,
+                root: true,
+            }),
         });
         Ok(index)
     }
@@ -457,6 +465,18 @@ impl World {
                     master: None,
                 };
                 self.new_link(ns, &spec, "bridge")?;
+            }
+            LinkReq::SetBridgeStp { name, stp } => {
+                let l = self
+                    .ns_mut(ns)?
+                    .link_mut(name)
+                    .ok_or_else(|| nl(libc::ENODEV, what))?;
+                let o = l.stp.as_mut().ok_or_else(|| nl(libc::EOPNOTSUPP, what))?;
+                o.on = stp.is_some();
+                if let Some(s) = stp {
+                    o.forward_delay = s.forward_delay;
+                    o.max_age = s.max_age;
+                }
             }
             LinkReq::DelLink { name } => self.del_link(ns, name)?,
             LinkReq::SetLink { .. } => {
@@ -573,6 +593,7 @@ impl Fake {
             peer_index: None,
             forwarding: (None, None),
             port_state: None,
+            stp: None,
         });
         host.addrs.push(ObsAddr {
             index: eth0,
@@ -663,6 +684,7 @@ impl Fake {
             peer_index: None,
             forwarding: (None, None),
             port_state: None,
+            stp: None,
         });
         index
     }

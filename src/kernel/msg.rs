@@ -6,8 +6,8 @@ use netlink_packet_route::address::{
     AddressAttribute, AddressHeaderFlags, AddressMessage, AddressScope,
 };
 use netlink_packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridge, InfoData, InfoKind, InfoVeth,
-    LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
+    AfSpecInet6, AfSpecUnspec, BridgeStpState, In6AddrGenMode, InfoBridge, InfoData, InfoKind,
+    InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
@@ -96,6 +96,26 @@ pub fn new_veth(a: &VethEnd, b: &VethEnd) -> M {
 pub fn bridge_snooping(name: &str, on: bool) -> M {
     let mut m = link_named(name);
     m.attributes.push(bridge_info(on));
+    M::NewLink(m)
+}
+
+/// Turn a bridge's STP on with its timers (clock_t) or off; RTM_NEWLINK on an
+/// existing link like `bridge_snooping`. The kernel sets the timers before
+/// the state, and checks their range only while STP is on.
+pub fn bridge_stp(name: &str, stp: Option<&crate::topology::Stp>) -> M {
+    let mut m = link_named(name);
+    let data = match stp {
+        Some(s) => vec![
+            InfoBridge::ForwardDelay(s.forward_delay),
+            InfoBridge::MaxAge(s.max_age),
+            InfoBridge::StpState(BridgeStpState::KernelStp),
+        ],
+        None => vec![InfoBridge::StpState(BridgeStpState::Disabled)],
+    };
+    m.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::Bridge),
+        LinkInfo::Data(InfoData::Bridge(data)),
+    ]));
     M::NewLink(m)
 }
 

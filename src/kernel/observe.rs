@@ -68,6 +68,8 @@ pub fn parse_link(m: &[u8]) -> Option<ObsLink> {
     const IFLA_INFO_KIND: u16 = 1;
     const IFLA_INFO_SLAVE_DATA: u16 = 5;
     const IFLA_BRPORT_STATE: u16 = 1;
+    const IFLA_INFO_DATA: u16 = 2;
+    let mut data = None;
     if m.len() < 32 || u16::from_ne_bytes([m[4], m[5]]) != RTM_NEWLINK {
         return None;
     }
@@ -85,6 +87,7 @@ pub fn parse_link(m: &[u8]) -> Option<ObsLink> {
         peer_index: None,
         forwarding: (None, None),
         port_state: None,
+        stp: None,
     };
     for (ty, v) in attrs(&m[32..]) {
         match ty {
@@ -98,6 +101,7 @@ pub fn parse_link(m: &[u8]) -> Option<ObsLink> {
                 for (t, x) in attrs(v) {
                     match t {
                         IFLA_INFO_KIND => o.kind = Some(c_str(x)),
+                        IFLA_INFO_DATA => data = Some(x),
                         IFLA_INFO_SLAVE_DATA => {
                             o.port_state = attrs(x)
                                 .find(|(t, _)| *t == IFLA_BRPORT_STATE)
@@ -111,7 +115,37 @@ pub fn parse_link(m: &[u8]) -> Option<ObsLink> {
             _ => {}
         }
     }
+    if o.kind.as_deref() == Some("bridge")
+        && let Some(d) = data
+    {
+        o.stp = bridge_stp(d);
+    }
     Some(o)
+}
+
+/// A bridge's STP state and timers from its IFLA_INFO_DATA (IFLA_BR_*, u32 each).
+fn bridge_stp(data: &[u8]) -> Option<crate::model::observed::ObsStp> {
+    const IFLA_BR_FORWARD_DELAY: u16 = 1;
+    const IFLA_BR_MAX_AGE: u16 = 3;
+    const IFLA_BR_STP_STATE: u16 = 5;
+    let get = |k: u16| {
+        attrs(data)
+            .find(|(t, _)| *t == k)
+            .and_then(|(_, v)| u32_of(v))
+    };
+    let on = get(IFLA_BR_STP_STATE)? != 0;
+    // IFLA_BR_ROOT_PORT (u16) is 0 on the root. (IFLA_BR_ROOT_ID is no help:
+    // on 6.18 it equals IFLA_BR_BRIDGE_ID on every bridge of a ring.)
+    const IFLA_BR_ROOT_PORT: u16 = 13;
+    let root_port = attrs(data)
+        .find(|(t, _)| *t == IFLA_BR_ROOT_PORT)
+        .and_then(|(_, v)| Some(u16::from_ne_bytes(v.get(..2)?.try_into().ok()?)));
+    Some(crate::model::observed::ObsStp {
+        on,
+        forward_delay: get(IFLA_BR_FORWARD_DELAY)?,
+        max_age: get(IFLA_BR_MAX_AGE)?,
+        root: !on || root_port.is_none_or(|p| p == 0),
+    })
 }
 
 /// IPv4 and IPv6 forwarding from IFLA_AF_SPEC: AF_INET / IFLA_INET_CONF holds
@@ -308,6 +342,7 @@ mod tests {
                 peer_index: Some(9),
                 forwarding: (None, None),
                 port_state: None,
+                stp: None,
             }
         );
     }

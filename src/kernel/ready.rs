@@ -431,12 +431,25 @@ pub fn wait_for_traffic(spaces: Vec<Space>, limit: Duration) -> Vec<String> {
 /// How long `up` waits for its lab to pass traffic before it says what is not ready.
 pub const LIMIT: Duration = Duration::from_secs(10);
 
+/// The wait for a lab whose bridges run STP with these timers (clock_t): a
+/// port listens for one forward delay and learns for another, after a
+/// topology change the old root is forgotten only after max age; plus a margin.
+pub fn limit_for_stp(timers: impl IntoIterator<Item = (u32, u32)>) -> Duration {
+    timers
+        .into_iter()
+        .map(|(fd, age)| {
+            Duration::from_millis(u64::from(2 * fd + age) * 10) + Duration::from_secs(5)
+        })
+        .fold(LIMIT, Duration::max)
+}
+
 /// The wait of `up`: the lab's namespaces, and in host mode the lab's links in
 /// the namespace nslab runs in. Returns notes naming what is not ready.
 pub fn wait_lab(
     namespaces: &BTreeSet<String>,
     sandbox: bool,
     host_links: &BTreeSet<String>,
+    limit: Duration,
 ) -> Vec<String> {
     let mut spaces = Vec::new();
     let mut notes = Vec::new();
@@ -462,7 +475,7 @@ pub fn wait_lab(
             Err(e) => notes.push(format!("could not watch the host's links: {e}")),
         }
     }
-    notes.extend(wait_for_traffic(spaces, LIMIT));
+    notes.extend(wait_for_traffic(spaces, limit));
     notes
 }
 
@@ -527,6 +540,19 @@ mod tests {
     }
 
     const UP: u32 = IFF_UP | IFF_LOWER_UP;
+
+    #[test]
+    fn stp_lengthens_the_wait_to_cover_listening_learning_and_max_age() {
+        assert_eq!(limit_for_stp([]), LIMIT);
+        assert_eq!(
+            limit_for_stp([(200, 600)]),
+            LIMIT.max(Duration::from_secs(15))
+        );
+        assert_eq!(
+            limit_for_stp([(200, 600), (3000, 4000)]),
+            Duration::from_secs(105)
+        );
+    }
 
     #[test]
     fn veth_waits_for_operstate_up() {

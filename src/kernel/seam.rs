@@ -52,6 +52,11 @@ pub enum LinkReq {
         mac: [u8; 6],
         mtu: Option<u32>,
     },
+    /// Turn a bridge's STP on (with its timers) or off.
+    SetBridgeStp {
+        name: String,
+        stp: Option<crate::topology::Stp>,
+    },
     DelLink {
         name: String,
     },
@@ -100,6 +105,7 @@ impl LinkReq {
                 (msg::new_veth(&ea, &eb), CREATE)
             }
             LinkReq::NewBridge { name, mac, mtu } => (msg::new_bridge(name, *mac, *mtu), CREATE),
+            LinkReq::SetBridgeStp { name, stp } => (msg::bridge_stp(name, stp.as_ref()), 0),
             LinkReq::DelLink { name } => (msg::del_link(name), 0),
             LinkReq::SetLink {
                 name,

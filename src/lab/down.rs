@@ -113,6 +113,20 @@ pub fn down_locked(lab: &str, kill: bool, _lock: Option<&record::LabLock>) -> Re
     // What to wait for: the lab's veth ends in the host. Nothing is gone yet,
     // and the watch will see each removal after this.
     let mut left: BTreeSet<String> = host.as_mut().map(host_veths).unwrap_or_default();
+    // A cable between two bridges has both ends in the host: no node namespace
+    // takes it along. In a sandbox it dies with the host namespace; in host
+    // mode one end is deleted (the peer goes with it) beside the bridges.
+    let mut bridges = bridges;
+    for l in rec.model.iter().flat_map(|m| &m.links) {
+        if l.a.bridge.is_some() && l.b.bridge.is_some() {
+            let (a, b) = (&l.a.ifname, &l.b.ifname);
+            if !rec.sandbox && left.contains(a) {
+                bridges.insert(0, a.clone());
+            }
+            left.remove(a);
+            left.remove(b);
+        }
+    }
     crate::timing::mark("list veths");
     let cfg = &crate::config::inherit();
     let deleted_bridges = std::thread::scope(|s| -> Result<Vec<(String, Option<String>)>> {
@@ -234,7 +248,7 @@ fn prepare_bridges(
     snooping_off(h, &lab_bridges);
     // Bridges of the sandbox die with its host namespace.
     let bridges: Vec<String> = if rec.sandbox { vec![] } else { lab_bridges };
-    let bridge_sock = if bridges.is_empty() {
+    let bridge_sock = if bridges.is_empty() && !has_bridge_cables(rec) {
         None
     } else {
         netns::run_in(&h.file, crate::kernel::netlink::Rtnl::new)
@@ -242,6 +256,16 @@ fn prepare_bridges(
             .and_then(|r| r.ok())
     };
     (bridges, bridge_sock)
+}
+
+/// Does the lab (host mode) have cables between two bridges, to delete by hand?
+fn has_bridge_cables(rec: &Record) -> bool {
+    !rec.sandbox
+        && rec
+            .model
+            .iter()
+            .flat_map(|m| &m.links)
+            .any(|l| l.a.bridge.is_some() && l.b.bridge.is_some())
 }
 
 /// The lab's files (program logs, hosts, resolv.conf), then its record.

@@ -178,7 +178,14 @@ pub fn up_lab_with(
     }
     // Up means passing traffic: wait for the kernel's link-watch work and the
     // bridge ports before programs start and before `up` returns.
-    let not_ready = crate::kernel::ready::wait_lab(&rec.namespaces, lab.sandbox, &rec.host_links);
+    // STP holds new ports listening, then learning, a forward delay each.
+    let limit = crate::kernel::ready::limit_for_stp(
+        lab.bridges
+            .iter()
+            .filter_map(|b| b.stp.map(|s| (s.forward_delay, s.max_age))),
+    );
+    let not_ready =
+        crate::kernel::ready::wait_lab(&rec.namespaces, lab.sandbox, &rec.host_links, limit);
     crate::timing::mark("wait for traffic");
     let started = start_programs(&mut k, &mut rec, &lab)?;
     rec.save().map_err(Error::io("write the lab's record"))?;

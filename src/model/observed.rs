@@ -29,6 +29,21 @@ pub struct ObsLink {
     /// BLOCKING 4), from IFLA_INFO_SLAVE_DATA.
     #[serde(skip)]
     pub port_state: Option<u8>,
+    /// For a bridge: its spanning tree state and timers (IFLA_INFO_DATA).
+    #[serde(skip)]
+    pub stp: Option<ObsStp>,
+}
+
+/// A bridge's STP as the kernel has it; timers in clock_t (centiseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObsStp {
+    pub on: bool,
+    pub forward_delay: u32,
+    pub max_age: u32,
+    /// The bridge is the root of its spanning tree. The kernel reports the
+    /// timers in use, which a bridge that is not the root learns from the
+    /// root: only the root's show what was set on it.
+    pub root: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

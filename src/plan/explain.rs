@@ -55,6 +55,15 @@ pub fn commands(op: &Op) -> Vec<String> {
                 mac(m)
             )]
         }
+        Op::SetBridgeStp { ns, name, stp } => vec![match stp {
+            Some(s) => format!(
+                "{} link set {name} type bridge stp_state 1 forward_delay {} max_age {}",
+                ip(ns),
+                s.forward_delay,
+                s.max_age
+            ),
+            None => format!("{} link set {name} type bridge stp_state 0", ip(ns)),
+        }],
         Op::CreateVeth { a, b } => vec![veth(a, b)],
         Op::DeleteLink { ns, name } => vec![format!("{} link del {name}", ip(ns))],
         Op::SetLink {

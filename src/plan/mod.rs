@@ -54,6 +54,12 @@ pub enum Op {
         mac: [u8; 6],
         mtu: Option<u32>,
     },
+    /// Turn a bridge's spanning tree on (with its timers) or off.
+    SetBridgeStp {
+        ns: Ns,
+        name: String,
+        stp: Option<Stp>,
+    },
     /// Both ends in one request; sent from `a.ns`.
     CreateVeth {
         a: VEnd,
@@ -144,6 +150,7 @@ impl Op {
             | Op::DeleteNs { ns }
             | Op::Sysctl { ns, .. }
             | Op::CreateBridge { ns, .. }
+            | Op::SetBridgeStp { ns, .. }
             | Op::DeleteLink { ns, .. }
             | Op::SetLink { ns, .. }
             | Op::AddAddr { ns, .. }
@@ -172,6 +179,7 @@ impl Op {
             | Op::DeleteNs { .. }
             | Op::Sysctl { .. }
             | Op::CreateBridge { .. }
+            | Op::SetBridgeStp { .. }
             | Op::CreateVeth { .. }
             | Op::DeleteLink { .. }
             | Op::SetLink { .. }
@@ -200,6 +208,16 @@ impl fmt::Display for Op {
             Op::DeleteNs { ns } => write!(f, "delete namespace {ns}"),
             Op::Sysctl { ns, key, value } => write!(f, "set {key}={value} in {}", at(ns)),
             Op::CreateBridge { ns, name, .. } => write!(f, "create bridge {name} in {}", at(ns)),
+            Op::SetBridgeStp { ns, name, stp } => match stp {
+                Some(s) => write!(
+                    f,
+                    "turn on STP on bridge {name} in {} (forward delay {} s, max age {} s)",
+                    at(ns),
+                    s.forward_delay as f64 / 100.0,
+                    s.max_age as f64 / 100.0
+                ),
+                None => write!(f, "turn off STP on bridge {name} in {}", at(ns)),
+            },
             Op::CreateVeth { a, b } => write!(
                 f,
                 "create veth {} in {} <-> {} in {}{}",
@@ -582,6 +600,17 @@ pub fn hosts_file(lab: &Lab) -> String {
     s
 }
 
+/// Does a bridge's observed STP state match the file's (`None`: off)?
+pub fn stp_matches(o: &crate::model::observed::ObsStp, want: Option<&Stp>) -> bool {
+    match want {
+        // Only the root shows its own timers (see ObsStp::root).
+        Some(w) => {
+            o.on && (!o.root || (o.forward_delay == w.forward_delay && o.max_age == w.max_age))
+        }
+        None => !o.on,
+    }
+}
+
 fn is_ours(l: &ObsLink, mark: &str) -> bool {
     l.alias.as_deref() == Some(mark)
 }
@@ -718,6 +747,10 @@ struct UpOps {
     files: Vec<Op>,
     /// Links this plan (re)creates: what the kernel had of them does not count.
     fresh: BTreeSet<(Ns, String)>,
+    /// Fresh veth ends that join their bridge after creation: the kernel takes
+    /// IFLA_MASTER only for the end the request names, not for the peer (the
+    /// second port of a bridge-to-bridge cable).
+    late_master: BTreeSet<(Ns, String)>,
 }
 
 impl UpOps {
@@ -768,7 +801,21 @@ impl UpOps {
                 None => {
                     self.creates_link.push(Op::CreateBridge { ns: host_ns.clone(), name: b.name.clone(), mac: b.mac, mtu: b.mtu });
                     self.fresh.insert((host_ns.clone(), b.name.clone()));
+                    if b.stp.is_some() {
+                        self.creates_link.push(Op::SetBridgeStp { ns: host_ns.clone(), name: b.name.clone(), stp: b.stp });
+                    }
+                    continue;
                 }
+            }
+            // Drift: STP on or off, or other timers, than the file says.
+            if let Some(o) = cx.state(host_ns).link(&b.name).and_then(|l| l.stp)
+                && !stp_matches(&o, b.stp.as_ref())
+            {
+                self.creates_link.push(Op::SetBridgeStp {
+                    ns: host_ns.clone(),
+                    name: b.name.clone(),
+                    stp: b.stp,
+                });
             }
         }
     }
@@ -778,7 +825,8 @@ impl UpOps {
         let lab = cx.lab;
         for l in all_links(lab) {
             // Create from the host side (or the first node): its socket does the work.
-            let (a, b) = if l.b.place == Place::Host {
+            // (Both in the host, a cable between bridges: as the file has it.)
+            let (a, b) = if l.b.place == Place::Host && l.a.place != Place::Host {
                 (&l.b, &l.a)
             } else {
                 (&l.a, &l.b)
@@ -832,6 +880,9 @@ impl UpOps {
                 },
             });
             self.fresh.insert((na, a.ifname.clone()));
+            if b.bridge.is_some() {
+                self.late_master.insert((nb.clone(), b.ifname.clone()));
+            }
             self.fresh.insert((nb, b.ifname.clone()));
         }
     }
@@ -886,7 +937,8 @@ impl UpOps {
                 cx.state(ns).link(&i.name)
             };
             if i.name != "lo" {
-                link_settings(cx, ns, i, o, is_fresh, &mut ops);
+                let late = self.late_master.contains(&(ns.clone(), i.name.clone()));
+                link_settings(cx, ns, i, o, (is_fresh, late), &mut ops);
             }
             self.addresses(cx, ns, i, o, &mut ops);
         }
@@ -1156,7 +1208,7 @@ fn link_settings(
     ns: &Ns,
     i: &WIf,
     o: Option<&ObsLink>,
-    is_fresh: bool,
+    (is_fresh, late_master): (bool, bool),
     ops: &mut Vec<Op>,
 ) {
     let st = cx.state(ns);
@@ -1201,7 +1253,7 @@ fn link_settings(
             name: i.name.clone(),
             no_link_local: false,
             // A fresh veth gets its master at creation.
-            master: if master_ok || is_fresh {
+            master: if master_ok || (is_fresh && !late_master) {
                 None
             } else {
                 i.master.clone()
@@ -1247,6 +1299,7 @@ fn deletion_rank(o: &Op) -> u8 {
         | Op::DeleteNs { .. }
         | Op::Sysctl { .. }
         | Op::CreateBridge { .. }
+        | Op::SetBridgeStp { .. }
         | Op::CreateVeth { .. }
         | Op::SetLink { .. }
         | Op::AddAddr { .. }

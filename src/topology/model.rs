@@ -99,6 +99,24 @@ pub struct Bridge {
     /// changes it as ports come and go, which breaks its neighbours' ARP caches.
     pub mac: [u8; 6],
     pub ports: Vec<String>,
+    /// The kernel's spanning tree, when the file turns it on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stp: Option<Stp>,
+}
+
+/// STP timers of a bridge, in the kernel's unit (clock_t: centiseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stp {
+    pub forward_delay: u32,
+    pub max_age: u32,
+}
+
+impl Stp {
+    /// The kernel's least values (2 s and 6 s): the fastest convergence.
+    pub const DEFAULT: Stp = Stp {
+        forward_delay: 200,
+        max_age: 600,
+    };
 }
 
 /// One end of a cable.

@@ -363,6 +363,19 @@ pub struct RawIface {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub mac: Option<S<String>>,
+    /// Run the kernel's spanning tree protocol (default false); needed on every
+    /// bridge of a loop of bridge-to-bridge links.
+    #[serde(default, deserialize_with = "strict_opt_spanned")]
+    #[schemars(with = "Option<bool>")]
+    pub stp: Option<S<bool>>,
+    /// STP forward delay, `2s` to `30s` (default `2s`, the kernel's least); needs `stp: true`.
+    #[serde(default)]
+    #[schemars(with = "Option<TextOrNumber>")]
+    pub forward_delay: Option<S<Scalar>>,
+    /// STP max age, `6s` to `40s` (default `6s`, the kernel's least); needs `stp: true`.
+    #[serde(default)]
+    #[schemars(with = "Option<TextOrNumber>")]
+    pub max_age: Option<S<Scalar>>,
 }
 
 /// A bridge (switch); with an address it is also the nodes' gateway.
@@ -386,6 +399,19 @@ pub struct RawBridge {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub mac: Option<S<String>>,
+    /// Run the kernel's spanning tree protocol (default false); needed on every
+    /// bridge of a loop of bridge-to-bridge links.
+    #[serde(default, deserialize_with = "strict_opt_spanned")]
+    #[schemars(with = "Option<bool>")]
+    pub stp: Option<S<bool>>,
+    /// STP forward delay, `2s` to `30s` (default `2s`, the kernel's least); needs `stp: true`.
+    #[serde(default)]
+    #[schemars(with = "Option<TextOrNumber>")]
+    pub forward_delay: Option<S<Scalar>>,
+    /// STP max age, `6s` to `40s` (default `6s`, the kernel's least); needs `stp: true`.
+    #[serde(default)]
+    #[schemars(with = "Option<TextOrNumber>")]
+    pub max_age: Option<S<Scalar>>,
 }
 
 /// Masquerade traffic from `source` leaving the host.

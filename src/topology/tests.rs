@@ -1038,3 +1038,130 @@ fn bad_group_expectations_name_file_line_field_and_word() {
         );
     }
 }
+
+/// A ring of bridges s1..s4 (hosts h1..h4, one on each), `bridge_extra` added
+/// to every bridge's map.
+fn ring(bridge_extra: &str) -> String {
+    let mut t = String::from("name: ring\nbridges:\n");
+    for i in 1..=4 {
+        t += &format!("  s{i}: {{ {bridge_extra} }}\n");
+    }
+    t += "nodes:\n";
+    for i in 1..=4 {
+        t += &format!("  h{i}: {{ interfaces: {{ h{i}-eth0: {{ address: 10.0.0.{i}/8 }} }} }}\n");
+    }
+    t += "links:\n";
+    for i in 1..=4 {
+        t += &format!("  - [ h{i}:h{i}-eth0, s{i}:s{i}-eth1 ]\n");
+    }
+    for i in 1..=4 {
+        let j = i % 4 + 1;
+        t += &format!("  - [ s{i}:s{i}-eth2, s{j}:s{j}-eth3 ]\n");
+    }
+    t
+}
+
+#[test]
+fn bridges_join_by_a_cable_between_their_ports() {
+    let lab = parse(&ring("").replace("  - [ s4:s4-eth2, s1:s1-eth3 ]\n", "")).unwrap();
+    let l = &lab.links[4];
+    assert_eq!(l.a.to_string(), "s1:s1-eth2");
+    assert_eq!(l.b.to_string(), "s2:s2-eth3");
+    assert_eq!(
+        (l.a.place.clone(), l.b.place.clone()),
+        (Place::Host, Place::Host)
+    );
+    assert_eq!(
+        lab.bridge("s2").unwrap().ports,
+        ["s2-eth1", "s2-eth3", "s2-eth2"]
+    );
+    assert!(lab.bridges.iter().all(|b| b.stp.is_none()));
+}
+
+#[test]
+fn a_loop_of_bridges_without_stp_is_refused_naming_it() {
+    let (line, field, msg) = issue(&ring(""));
+    assert_eq!(field, "links[7]");
+    assert_eq!(line, 20);
+    assert!(
+        msg.contains("s4 -- s1 -- s2 -- s3 -- s4 is a loop")
+            || msg.contains("s1 -- s2 -- s3 -- s4 -- s1 is a loop"),
+        "{msg}"
+    );
+    assert!(msg.contains("set stp: true on s1, s2, s3, s4"), "{msg}");
+    // One bridge without STP is enough to refuse it, and is the one named.
+    let mut t = ring("stp: true");
+    t = t.replacen("s3: { stp: true }", "s3: { }", 1);
+    let (_, _, msg) = issue(&t);
+    assert!(msg.ends_with("set stp: true on s3"), "{msg}");
+}
+
+#[test]
+fn a_loop_of_bridges_with_stp_gets_the_kernels_least_timers() {
+    let lab = parse(&ring("stp: true")).unwrap();
+    for b in &lab.bridges {
+        assert_eq!(
+            b.stp,
+            Some(Stp {
+                forward_delay: 200,
+                max_age: 600
+            })
+        );
+    }
+    let lab = parse(&ring("stp: true, forward_delay: 4s, max_age: 12500ms")).unwrap();
+    assert_eq!(
+        lab.bridges[0].stp,
+        Some(Stp {
+            forward_delay: 400,
+            max_age: 1250
+        })
+    );
+}
+
+#[test]
+fn two_cables_between_the_same_bridges_are_a_loop() {
+    let t =
+        "name: two\nbridges: { a: {}, b: {} }\nlinks:\n  - [ a:a1, b:b1 ]\n  - [ a:a2, b:b2 ]\n";
+    let (line, field, msg) = issue(t);
+    assert_eq!((line, field.as_str()), (5, "links[1]"));
+    assert!(msg.starts_with("a -- b -- a is a loop"), "{msg}");
+    let t = "name: self\nbridges: { a: {} }\nlinks:\n  - [ a:a1, a:a2 ]\n";
+    let (_, _, msg) = issue(t);
+    assert!(msg.starts_with("a -- a is a loop"), "{msg}");
+}
+
+#[test]
+fn a_node_between_bridges_makes_no_loop() {
+    let t = "name: n\nbridges: { a: {}, b: {} }\nnodes:\n  r: {}\nlinks:\n  - [ a:a1, b:b1 ]\n  - [ r:e0, a:a2 ]\n  - [ r:e1, b:b2 ]\n";
+    parse(t).unwrap();
+}
+
+#[test]
+fn stp_timers_are_checked_against_the_kernels_range() {
+    let bad = [
+        ("stp: true, forward_delay: 1s", "forward_delay", "2s to 30s"),
+        (
+            "stp: true, forward_delay: 31s",
+            "forward_delay",
+            "2s to 30s",
+        ),
+        ("stp: true, max_age: 5s", "max_age", "6s to 40s"),
+        ("stp: true, max_age: 41s", "max_age", "6s to 40s"),
+        ("stp: true, max_age: 10", "max_age", "with its unit"),
+        ("stp: true, max_age: 10parsecs", "max_age", "unknown unit"),
+        ("forward_delay: 2s", "forward_delay", "needs stp: true"),
+        ("stp: false, max_age: 6s", "max_age", "needs stp: true"),
+    ];
+    for (extra, key, want) in bad {
+        let t = format!("name: b\nbridges:\n  s1: {{ {extra} }}\n");
+        let (line, field, msg) = issue(&t);
+        assert_eq!(
+            (line, field.as_str()),
+            (3, &*format!("bridges.s1.{key}")),
+            "{extra}"
+        );
+        assert!(msg.contains(want), "{extra}: {msg}");
+    }
+    let (_, _, msg) = issue("name: b\nbridges:\n  s1: { stp: \"yes\" }\n");
+    assert!(msg.contains("boolean"), "{msg}");
+}

@@ -456,6 +456,7 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
         bridge_locs: Vec::new(),
         links: Vec::new(),
         used: HashMap::new(),
+        bridge_edges: Vec::new(),
     };
     d.add_bridges(&mut cx, &raw.bridges, &lab_name);
     d.add_links(&mut cx, &raw.links);
@@ -584,6 +585,90 @@ struct Drafts {
     links: Vec<Link>,
     /// Link ends taken so far, as (namespace owner, interface), with where.
     used: HashMap<(String, String), Location>,
+    /// Bridge-to-bridge cables so far, as the two bridges' names.
+    bridge_edges: Vec<(String, String)>,
+}
+
+/// The bridges on a path of bridge-to-bridge cables from `from` to `to`
+/// (both included; just `[from]` when they are the same bridge), if any.
+pub fn bridge_path(edges: &[(String, String)], from: &str, to: &str) -> Option<Vec<String>> {
+    let mut prev: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut queue = std::collections::VecDeque::from([from]);
+    prev.insert(from, from);
+    while let Some(n) = queue.pop_front() {
+        if n == to {
+            let mut path = vec![to.to_string()];
+            let mut at = to;
+            while at != from {
+                at = prev[at];
+                path.push(at.to_string());
+            }
+            path.reverse();
+            return Some(path);
+        }
+        for (x, y) in edges {
+            let next = if x == n {
+                y.as_str()
+            } else if y == n {
+                x.as_str()
+            } else {
+                continue;
+            };
+            if !prev.contains_key(next) {
+                prev.insert(next, n);
+                queue.push_back(next);
+            }
+        }
+    }
+    None
+}
+
+/// The STP settings of a bridge: off unless `stp: true`; the timers only with it.
+fn bridge_stp(cx: &mut Ctx, b: &RawBridge, field: &str) -> Option<Stp> {
+    let on = b.stp.as_ref().is_some_and(|s| s.value);
+    let mut stp = Stp::DEFAULT;
+    for (key, raw, slot, (lo, hi)) in [
+        (
+            "forward_delay",
+            &b.forward_delay,
+            &mut stp.forward_delay,
+            (2, 30),
+        ),
+        ("max_age", &b.max_age, &mut stp.max_age, (6, 40)),
+    ] {
+        let Some(v) = raw else { continue };
+        let f = format!("{field}.{key}");
+        if !on {
+            cx.at(
+                loc(v),
+                &f,
+                format!("{key} is an STP timer; it needs stp: true on the bridge"),
+            );
+            continue;
+        }
+        let text = match &v.value {
+            Scalar::Text(t) => t.clone(),
+            Scalar::Unsigned(_) | Scalar::Signed(_) | Scalar::Float(_) | Scalar::Bool(_) => {
+                cx.at(
+                    loc(v),
+                    &f,
+                    format!("{key}: give a duration with its unit, like \"{lo}s\""),
+                );
+                continue;
+            }
+        };
+        match crate::units::parse_time(key, &text) {
+            Ok(us) if us < lo * 1_000_000 || us > hi * 1_000_000 => cx.at(
+                loc(v),
+                &f,
+                format!("{key} {text:?}: the kernel takes {lo}s to {hi}s"),
+            ),
+            // The kernel keeps clock_t: hundredths of a second.
+            Ok(us) => *slot = (us / 10_000) as u32,
+            Err(e) => cx.at(loc(v), &f, e),
+        }
+    }
+    on.then_some(stp)
 }
 
 impl Drafts {
@@ -626,12 +711,14 @@ impl Drafts {
             self.host
                 .ifaces
                 .push((k.value.clone(), *loc(k), addrs.clone(), None, None));
+            let stp = bridge_stp(cx, b, &field);
             self.bridges.push(Bridge {
                 name: k.value.clone(),
                 addresses: addrs.iter().map(|a| a.0).collect(),
                 mtu: check_mtu(cx, &b.mtu, &format!("{field}.mtu")),
                 mac,
                 ports: Vec::new(),
+                stp,
             });
             self.bridge_locs.push(*loc(k));
         }
@@ -658,11 +745,10 @@ impl Drafts {
                 continue;
             }
             let (a, b) = (end_of(&ends[0].0), end_of(&ends[1].0));
-            if a.bridge.is_some() && b.bridge.is_some() {
-                cx.at(loc(l), &field, "both ends are bridge ports; connect bridges to nodes, or give one bridge a node in between");
-                continue;
-            }
-            if a.place == Place::Host && b.place == Place::Host {
+            let joins_bridges = a.bridge.is_some() && b.bridge.is_some();
+            if joins_bridges {
+                self.check_loop(cx, loc(l), &field, &a, &b);
+            } else if a.place == Place::Host && b.place == Place::Host {
                 cx.at(
                     loc(l),
                     &field,
@@ -811,6 +897,47 @@ impl Drafts {
                 }
             }
             (Place::Internet, _) => {}
+        }
+    }
+
+    /// A cable between two bridges that closes a loop of bridge-to-bridge
+    /// cables is refused unless every bridge of the loop runs STP: without it
+    /// the kernel floods broadcasts around the loop forever. Only cables that
+    /// join bridges directly count (a node in between does not forward L2).
+    fn check_loop(&mut self, cx: &mut Ctx, at: &Location, field: &str, a: &End, b: &End) {
+        let (Some(ba), Some(bb)) = (a.bridge.clone(), b.bridge.clone()) else {
+            return;
+        };
+        let path = bridge_path(&self.bridge_edges, &ba, &bb);
+        self.bridge_edges.push((ba.clone(), bb.clone()));
+        let Some(mut cycle) = path else { return };
+        // Name it from the bridge first in the file, towards its earlier neighbour.
+        let pos = |n: &String| self.bridges.iter().position(|x| &x.name == n);
+        let first = (0..cycle.len())
+            .min_by_key(|&i| pos(&cycle[i]))
+            .unwrap_or(0);
+        cycle.rotate_left(first);
+        if cycle.len() > 2 && pos(&cycle[cycle.len() - 1]) < pos(&cycle[1]) {
+            cycle[1..].reverse();
+        }
+        let mut no_stp: Vec<&String> = cycle
+            .iter()
+            .filter(|n| pos(n).is_some_and(|i| self.bridges[i].stp.is_none()))
+            .collect();
+        no_stp.sort_by_key(|n| pos(n));
+        no_stp.dedup();
+        let no_stp: Vec<String> = no_stp.into_iter().cloned().collect();
+        cycle.push(cycle[0].clone());
+        if !no_stp.is_empty() {
+            cx.at(
+                at,
+                field,
+                format!(
+                    "{} is a loop; without STP a switched loop floods forever: set stp: true on {}",
+                    cycle.join(" -- "),
+                    no_stp.join(", ")
+                ),
+            );
         }
     }
 

@@ -452,3 +452,49 @@ fn a_cable_the_file_wants_down_is_named_as_such() {
         "{w}"
     );
 }
+
+/// s1 -- s2 -- s3 in a line, h1 on s1 and h3 on s3; with `ring`, s3 -- s1 too.
+fn switched(ring: bool) -> String {
+    let stp = if ring { "stp: true" } else { "" };
+    let mut t = format!(
+        "name: sw\nbridges: {{ s1: {{ {stp} }}, s2: {{ {stp} }}, s3: {{ {stp} }} }}\nnodes:\n  h1: {{ interfaces: {{ h1-eth0: {{ address: 10.0.0.1/8 }} }} }}\n  h3: {{ interfaces: {{ h3-eth0: {{ address: 10.0.0.3/8 }} }} }}\nlinks:\n  - [ h1:h1-eth0, s1:s1-eth1 ]\n  - [ h3:h3-eth0, s3:s3-eth1 ]\n  - [ s1:s1-eth2, s2:s2-eth1 ]\n  - [ s2:s2-eth2, s3:s3-eth2 ]\n"
+    );
+    if ring {
+        t += "  - [ s3:s3-eth3, s1:s1-eth3 ]\n";
+    }
+    t
+}
+
+#[test]
+fn a_cut_between_bridges_is_named_and_another_path_is_no_fault() {
+    let (r, l) = up_from_nothing(&switched(false), true);
+    assert_clear(why(&r, &l, "h1", "10.0.0.3"), &["h1:"]);
+    let host = crate::plan::ns_of(&l, &Place::Host);
+    // Down by hand: the port set down, not its peer that lost its carrier.
+    r.fake.set_up(host.as_str(), "s3-eth2", false);
+    let w = why(&r, &l, "h1", "10.0.0.3");
+    assert!(
+        matches!(&w, Reason::BridgePortDown { bridge, port, state, .. }
+            if bridge == "s3" && port == "s3-eth2" && state == "down"),
+        "{w:?}"
+    );
+    // Set down with `nslab link`: named as that.
+    let w = why_rt(&r, &l, "h3", "10.0.0.1", &held(&l, &["s3:s3-eth2"]));
+    assert_eq!(
+        w.to_string(),
+        "link s3:s3-eth2 is down (nslab link)",
+        "{w:?}"
+    );
+    // In a ring the same cut leaves a path: no fault on the way.
+    let (r, l) = up_from_nothing(&switched(true), true);
+    let host = crate::plan::ns_of(&l, &Place::Host);
+    r.fake.set_up(host.as_str(), "s3-eth2", false);
+    assert_clear(why(&r, &l, "h1", "10.0.0.3"), &["h1:"]);
+    // Both cables of s3 cut: the first one found on the border is named.
+    r.fake.set_up(host.as_str(), "s1-eth3", false);
+    let w = why(&r, &l, "h1", "10.0.0.3");
+    assert!(
+        matches!(&w, Reason::BridgePortDown { port, .. } if port == "s3-eth2" || port == "s1-eth3"),
+        "{w:?}"
+    );
+}

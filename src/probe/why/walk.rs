@@ -521,6 +521,120 @@ impl<'a, H: NsHandle> Ctx<'a, H> {
         self.mtu_check(h, &end.ifname, size)
     }
 
+    /// One end of a cable between bridges: Ok when it forwards, Err(Some) when
+    /// it is at fault (down, no carrier, disabled), Err(None) when STP holds it
+    /// (listening, learning, blocking: not a fault while another path exists).
+    fn bridge_end(&self, h: usize, e: &End, size: Option<usize>) -> Result<(), Option<Reason>> {
+        let Some(b) = &e.bridge else { return Ok(()) };
+        let at = self.name(h);
+        let down = |state: &str| {
+            Some(Reason::BridgePortDown {
+                at: at.clone(),
+                bridge: b.clone(),
+                port: e.ifname.clone(),
+                state: state.into(),
+            })
+        };
+        let Some(p) = self.link(h, &e.ifname) else {
+            return Err(down("missing"));
+        };
+        if !p.up {
+            return Err(down("down"));
+        }
+        if !p.lower_up {
+            return Err(down("without carrier"));
+        }
+        if let Err(r) = self.mtu_check(h, &e.ifname, size) {
+            return Err(Some(r));
+        }
+        match p.port_state {
+            // Unknown (not reported): nothing to say against it.
+            None | Some(3) => Ok(()),
+            Some(0) => Err(down("disabled")),
+            Some(_) => Err(None),
+        }
+    }
+
+    /// A forwarding path of bridge-to-bridge cables from bridge `from` to `to`,
+    /// or the reason there is none: a cable end down on the border of what
+    /// `from` reaches (the cut), else the ports STP holds there.
+    fn bridge_path(&self, from: &str, to: &str, size: Option<usize>) -> Result<(), Reason> {
+        let Some(h) = self.host_idx() else {
+            return Ok(());
+        };
+        let cables: Vec<(&End, &End)> = self
+            .lab
+            .links
+            .iter()
+            .filter(|l| l.a.bridge.is_some() && l.b.bridge.is_some())
+            .map(|l| (&l.a, &l.b))
+            .collect();
+        let state = |a: &End, b: &End| -> Result<(), Option<Reason>> {
+            let (x, y) = (self.bridge_end(h, a, size), self.bridge_end(h, b, size));
+            let carrierless = |r: &Reason| matches!(r, Reason::BridgePortDown { state, .. } if state == "without carrier");
+            match (x, y) {
+                (Ok(()), Ok(())) => Ok(()),
+                // The end set down, not the one that lost its carrier by it.
+                (Err(Some(r)), Err(Some(q))) if carrierless(&r) => Err(Some(q)),
+                // A fault of either end before STP's holding of the other.
+                (Err(Some(r)), _) | (_, Err(Some(r))) => Err(Some(r)),
+                _ => Err(None),
+            }
+        };
+        let mut reached: std::collections::BTreeSet<&str> = [from].into();
+        let mut grew = true;
+        while grew {
+            grew = false;
+            for (a, b) in &cables {
+                let (ba, bb) = (
+                    a.bridge.as_deref().unwrap_or(""),
+                    b.bridge.as_deref().unwrap_or(""),
+                );
+                if reached.contains(ba) != reached.contains(bb) && state(a, b).is_ok() {
+                    reached.insert(ba);
+                    reached.insert(bb);
+                    grew = true;
+                }
+            }
+        }
+        if reached.contains(to) {
+            return Ok(());
+        }
+        let border: Vec<(&End, &End)> = cables
+            .iter()
+            .copied()
+            .filter(|(a, b)| {
+                reached.contains(a.bridge.as_deref().unwrap_or(""))
+                    != reached.contains(b.bridge.as_deref().unwrap_or(""))
+            })
+            .collect();
+        if let Some(r) = border.iter().find_map(|(a, b)| state(a, b).err().flatten()) {
+            return Err(r);
+        }
+        let held: Vec<String> = border
+            .iter()
+            .flat_map(|(a, b)| [*a, *b])
+            .filter_map(|e| {
+                let s = self.link(h, &e.ifname)?.port_state?;
+                (s != 3).then(|| format!("{e} {}", crate::kernel::ready::port_name(s)))
+            })
+            .collect();
+        Err(Reason::Unknown {
+            detail: format!(
+                "no forwarding path of bridge-to-bridge cables from {from} to {to}{}",
+                if held.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ": STP holds {} (the spanning tree may still be converging; it takes up to max age + 2 x forward delay)",
+                        held.join(", ")
+                    )
+                }
+            ),
+            checked: vec![format!("the cables between bridges {from} and {to}")],
+        })
+    }
+
     /// Crossing the link from (`i`, `out`) to (`o`, `inn`): the bridge and its
     /// ports between, the receiving interface, the MTU at each step.
     fn cross(
@@ -542,6 +656,14 @@ impl<'a, H: NsHandle> Ctx<'a, H> {
             .get(&(self.places[o].place.clone(), inn.to_string()));
         if let Some(f) = far_in {
             self.port_check(f, size)?;
+        }
+        // Two bridges joined by cables: a path of them must forward.
+        if let (Some(ba), Some(bb)) = (
+            far_out.and_then(|f| f.bridge.as_deref()),
+            far_in.and_then(|f| f.bridge.as_deref()),
+        ) && ba != bb
+        {
+            self.bridge_path(ba, bb, size)?;
         }
         if let Some(l) = self.link(o, inn) {
             if !l.up {
