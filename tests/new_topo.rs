@@ -181,7 +181,7 @@ fn chain_3_comes_up() {
     comes_up_and_every_pair_reaches("chain,3", "ngc");
 }
 
-// Switch-to-switch cables: these need bridge-to-bridge links.
+// Switch-to-switch cables: bridge-to-bridge links.
 #[test]
 fn linear_4_comes_up() {
     comes_up_and_every_pair_reaches("linear,4", "ngl");
@@ -190,4 +190,16 @@ fn linear_4_comes_up() {
 #[test]
 fn tree_2_3_comes_up() {
     comes_up_and_every_pair_reaches("tree,depth=2,fanout=3", "ngt");
+}
+
+// Loops of switches: STP blocks the redundant ports; `up` waits until the others
+// forward, so `check` straight after `up` must pass.
+#[test]
+fn ring_5_comes_up() {
+    comes_up_and_every_pair_reaches("ring,5", "ngr");
+}
+
+#[test]
+fn fattree_4_comes_up() {
+    comes_up_and_every_pair_reaches("fattree,4", "ngf");
 }
