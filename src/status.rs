@@ -157,6 +157,59 @@ pub struct Status {
     /// Runtime state (`nslab link`, `partition`): shown, never drift.
     #[serde(default)]
     pub runtime: crate::runtime::State,
+    /// The sysctls the file sets, wanted against found.
+    #[serde(default)]
+    pub sysctls: Vec<SysctlStatus>,
+}
+
+/// A sysctl the file sets in a place, and what the kernel has.
+#[derive(Debug, Clone, Serialize)]
+pub struct SysctlStatus {
+    /// Node name or `host`.
+    pub place: String,
+    pub key: String,
+    pub want: String,
+    /// None: the namespace or the key is not there.
+    pub found: Option<String>,
+    pub status: State,
+}
+
+/// Each sysctl the file sets, read from its namespace.
+fn sysctl_statuses<S: System>(k: &mut Kernel<S>, model: &Lab) -> Vec<SysctlStatus> {
+    let mut out = Vec::new();
+    let places = std::iter::once((Place::Host, &model.host.sysctl)).chain(
+        model
+            .nodes
+            .iter()
+            .map(|n| (Place::Node(n.name.clone()), &n.sysctl)),
+    );
+    for (p, want) in places {
+        if want.is_empty() {
+            continue;
+        }
+        let ns = plan::ns_of(model, &p);
+        let exists = ns.name().is_none_or(|n| k.sys.exists(n));
+        for (key, value) in want {
+            let found = if exists {
+                k.conn(&ns).ok().and_then(|c| c.sysctl_get(key).ok())
+            } else {
+                None
+            };
+            let found = found.map(|f| plan::sysctl_norm(&f));
+            out.push(SysctlStatus {
+                place: p.to_string(),
+                key: key.clone(),
+                want: value.clone(),
+                status: match &found {
+                    None => State::Missing,
+                    Some(f) if f == value => State::Ok,
+                    Some(_) => State::Different,
+                },
+                found,
+            });
+        }
+    }
+    out
 }
 
 /// Compare the kernel with `model` (the record's, or a file's).
@@ -209,6 +262,8 @@ pub(crate) fn status_in<S: System>(
     };
     drift.extend(programs_not_running(rec, model));
     let mut st = compare_held(model, &observed, drift, &rec.runtime);
+    st.sysctls = sysctl_statuses(k, model);
+    st.ok &= st.sysctls.iter().all(|x| x.status == State::Ok);
     st.lab = rec.lab.clone();
     st.file = rec.file.clone();
     st.compared_with = compared_with;
@@ -327,6 +382,7 @@ pub fn compare_held(
         ok,
         shaping: Vec::new(),
         runtime: rt.clone(),
+        sysctls: Vec::new(),
     }
 }
 
@@ -641,6 +697,26 @@ pub fn render(s: &Status) -> String {
     if !s.bridges.is_empty() {
         o.push('\n');
         o.push_str(&crate::util::table(&bridge_rows(s)));
+    }
+    if !s.sysctls.is_empty() {
+        let mut rows = vec![vec![
+            "NODE".to_string(),
+            "SYSCTL".into(),
+            "WANT".into(),
+            "FOUND".into(),
+            "STATUS".into(),
+        ]];
+        for x in &s.sysctls {
+            rows.push(vec![
+                x.place.clone(),
+                x.key.clone(),
+                x.want.clone(),
+                x.found.clone().unwrap_or_else(|| "-".into()),
+                x.status.word().into(),
+            ]);
+        }
+        o.push('\n');
+        o.push_str(&crate::util::table(&rows));
     }
     for line in crate::runtime::shape::status_lines(&s.shaping) {
         let _ = write!(o, "\n{line}");

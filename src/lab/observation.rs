@@ -74,6 +74,11 @@ pub(crate) fn observe<S: System>(
             nat = read_nat(c, &plan::nat_table(&lab.name))?;
             ip_forward = c.sysctl_get("net.ipv4.ip_forward").ok().map(|v| v == "1");
         }
+        let sysctls = plan::wanted_sysctls(lab, ns)
+            .into_iter()
+            .flat_map(|w| w.keys())
+            .map(|key| (key.clone(), c.sysctl_get(key).ok()))
+            .collect();
         obs.ns.insert(
             ns.clone(),
             NsObs {
@@ -81,6 +86,7 @@ pub(crate) fn observe<S: System>(
                 hosts,
                 nat,
                 ip_forward,
+                sysctls,
             },
         );
     }

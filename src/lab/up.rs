@@ -411,6 +411,13 @@ fn finish(k: &mut Kernel, lab: &Lab, rec: &mut Record, here: netns::NsId) -> Res
         crate::hostfwd::release(&lab.name, here, &crate::hostfwd::setter(&c.file))
             .map_err(Error::io("restore host forwarding"))?;
     }
+    if !lab.sandbox {
+        // Host sysctls the file no longer sets go back to what they were.
+        let c = k.conn(&Ns::HOST)?;
+        let wanted = &lab.host.sysctl;
+        crate::hostfwd::release_keys(&lab.name, here, &c.file, &|key| !wanted.contains_key(key))
+            .map_err(Error::io("restore host sysctls"))?;
+    }
     rec.model = Some(lab.clone());
     rec.save().map_err(Error::io("write the lab's record"))?;
     crate::timing::mark("record");

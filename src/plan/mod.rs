@@ -296,6 +296,24 @@ pub struct NsObs {
     pub nat: Option<NatObs>,
     /// net.ipv4.ip_forward as found (host namespace only).
     pub ip_forward: Option<bool>,
+    /// The sysctls the file sets here, as found (None: no such key in the kernel).
+    pub sysctls: BTreeMap<String, Option<String>>,
+}
+
+/// The sysctls the file sets in a namespace of the lab (`sysctl:` of a node, or of
+/// `host` in the lab's host namespace).
+pub fn wanted_sysctls<'a>(lab: &'a Lab, ns: &Ns) -> Option<&'a BTreeMap<String, String>> {
+    if *ns == ns_of(lab, &Place::Host) {
+        return Some(&lab.host.sysctl);
+    }
+    let name = ns.name()?;
+    lab.nodes.iter().find(|n| n.ns == name).map(|n| &n.sysctl)
+}
+
+/// A sysctl value as the file would write it: /proc/sys separates a vector's
+/// numbers with tabs, the file with spaces.
+pub fn sysctl_norm(v: &str) -> String {
+    v.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// A file nslab links into /etc/netns/NS, as found.
@@ -891,9 +909,46 @@ impl UpOps {
             self.addresses(cx, ns, i, o, &mut ops);
         }
         self.routes(cx, ns, w, &mut ops);
+        self.sysctls(cx, ns, w, &mut ops);
         self.extra_links(cx, ns, w);
         self.etc_links(cx, ns);
         self.config.entry(ns.clone()).or_default().extend(ops);
+    }
+
+    /// The file's sysctls that differ from the kernel's (all of them in a new
+    /// namespace). A key the kernel does not have refuses the plan, unless it names
+    /// an interface `up` is about to make.
+    fn sysctls(&mut self, cx: &UpCx, ns: &Ns, w: &Want, ops: &mut Vec<Op>) {
+        let Some(want) = wanted_sysctls(cx.lab, ns) else {
+            return;
+        };
+        let found = cx.obs.ns.get(ns).map(|o| &o.sysctls);
+        for (key, value) in want {
+            match found.map(|f| f.get(key)) {
+                Some(Some(Some(v))) if sysctl_norm(v) == *value => continue,
+                Some(Some(None)) => {
+                    let parts: Vec<&str> = key.split('.').collect();
+                    let new_if = parts.len() > 3
+                        && parts[2] == "conf"
+                        && w.ifaces.iter().any(|i| i.name == parts[3])
+                        && cx.state(ns).link(parts[3]).is_none();
+                    if !new_if {
+                        self.conflicts.push(Conflict(format!(
+                            "sysctl {key} does not exist in {} (no /proc/sys/{})",
+                            at(ns),
+                            key.replace('.', "/")
+                        )));
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+            ops.push(Op::Sysctl {
+                ns: ns.clone(),
+                key: key.clone(),
+                value: value.clone(),
+            });
+        }
     }
 
     /// Addresses to add, the previous model's to remove, and others to report.

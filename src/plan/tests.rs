@@ -420,3 +420,59 @@ fn machine(f: &Fake) -> BTreeSet<String> {
     }
     s
 }
+
+const SYSCTL_LAB: &str = r#"
+name: sys
+nodes:
+  r:
+    forward: true
+    interfaces: { e: { address: 10.5.0.1/24 } }
+    sysctl: { net.ipv4.conf.all.rp_filter: 1, net.ipv4.conf.e.rp_filter: "2" }
+links: [ [ r:e, br0:pr ] ]
+bridges: { br0: {} }
+"#;
+
+#[test]
+fn node_sysctls_are_set_then_kept_and_drift_is_repaired() {
+    let l = lab(SYSCTL_LAB, true);
+    let (mut r, ops) = fresh(&l);
+    let set: Vec<_> = ops
+        .iter()
+        .filter(
+            |o| matches!(o, Op::Sysctl { ns, key, .. } if ns == "t-r" && key.contains("rp_filter")),
+        )
+        .collect();
+    assert_eq!(set.len(), 2, "{}", listing(&ops));
+    // The per-interface key comes after the interface exists.
+    let veth = pos(&ops, |o| matches!(o, Op::CreateVeth { .. }));
+    let per_if = pos(
+        &ops,
+        |o| matches!(o, Op::Sysctl { key, .. } if key == "net.ipv4.conf.e.rp_filter"),
+    );
+    assert!(veth < per_if);
+    assert!(r.plan(&l).is_empty(), "{}", listing(&r.plan(&l)));
+    // Changed by hand: the plan (and so status) shows it, up puts it back.
+    r.fake
+        .w()
+        .ns
+        .get_mut("t-r")
+        .unwrap()
+        .sysctls
+        .insert("net.ipv4.conf.all.rp_filter".into(), "0".into());
+    let drift = r.plan(&l);
+    assert_eq!(
+        listing(&drift).trim(),
+        "set net.ipv4.conf.all.rp_filter=1 in t-r"
+    );
+    r.up(&l);
+    assert!(r.plan(&l).is_empty());
+    // /proc/sys writes vectors with tabs: the same value, not drift.
+    r.fake
+        .w()
+        .ns
+        .get_mut("t-r")
+        .unwrap()
+        .sysctls
+        .insert("net.ipv4.conf.e.rp_filter".into(), "2\n".into());
+    assert!(r.plan(&l).is_empty());
+}

@@ -77,6 +77,13 @@ pub struct Node {
     pub forward: bool,
     #[serde(default)]
     pub run: Vec<String>,
+    /// Sysctls the file sets in the namespace (key -> value as written to /proc/sys).
+    /// Absent when empty, so records stay as older versions wrote them.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub sysctl: std::collections::BTreeMap<String, String>,
+    /// Masquerade in the node's namespace (the host's is `Lab::nat`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nat: Vec<Nat>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
