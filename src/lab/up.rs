@@ -144,7 +144,7 @@ pub fn up_lab_with(
     k.hooks.refuse_after = opts.hooks.refuse_after;
     let mut names: BTreeSet<String> = lab.namespaces().into_iter().collect();
     names.extend(rec.namespaces.iter().cloned());
-    let obs = observe(&mut k, &lab, &names)?;
+    let obs = observe(&mut k, &lab, &names, rec.model.as_ref())?;
     crate::timing::mark("observe");
     if !lab.sandbox && !opts.force {
         refuse_overlaps(&lab, &obs)?;
@@ -431,7 +431,7 @@ fn restore(k: &mut Kernel, prev: &Lab, failed: &Lab, before: &Record) -> String 
     let mut names: BTreeSet<String> = prev.namespaces().into_iter().collect();
     names.extend(failed.namespaces());
     names.extend(before.namespaces.iter().cloned());
-    let r = observe(k, prev, &names).and_then(|obs| {
+    let r = observe(k, prev, &names, Some(failed)).and_then(|obs| {
         let mut host_links = before.host_links.clone();
         host_links.extend(host_link_names(failed));
         let (ops, _) = plan::plan_up(

@@ -262,13 +262,13 @@ impl fmt::Display for Op {
             Op::DelRoute { ns, route } => write!(f, "remove route {route} in {}", at(ns)),
             Op::SetNat { ns, table, rules } => write!(
                 f,
-                "set nftables table ip {table} in {} ({} masquerade rule{})",
+                "set nftables table inet {table} in {} ({} masquerade rule{})",
                 at(ns),
                 rules.len(),
                 if rules.len() == 1 { "" } else { "s" }
             ),
             Op::DeleteNat { ns, table } => {
-                write!(f, "delete nftables table ip {table} in {}", at(ns))
+                write!(f, "delete nftables table inet {table} in {}", at(ns))
             }
             Op::WriteLabHosts { path, .. } => write!(f, "write the lab's hosts file {path}"),
             Op::LinkHosts { ns, .. } => {
@@ -292,7 +292,7 @@ pub struct NsObs {
     pub state: NsState,
     /// Where /etc/netns/NS/hosts links to, if it is a link.
     pub hosts: Option<String>,
-    /// The lab's nftables table as found (host namespace only): None = absent.
+    /// The lab's nftables table as found (the host namespace, and nodes with `nat:`): None = absent.
     pub nat: Option<NatObs>,
     /// net.ipv4.ip_forward as found (host namespace only).
     pub ip_forward: Option<bool>,
@@ -1108,24 +1108,11 @@ impl UpOps {
     /// NAT: one table per lab in its host namespace, replaced whole when it
     /// differs; and the host's forwarding when the lab needs it.
     fn nat(&mut self, cx: &UpCx) {
-        let (lab, host_ns, mark) = (cx.lab, &cx.host_ns, &cx.mark);
-        let table = nat_table(&lab.name);
-        let found = cx.obs.ns.get(host_ns).and_then(|o| o.nat.clone());
-        match (&found, lab.nat.is_empty()) {
-            (Some(f), _) if f.comment.as_deref() != Some(mark.as_str()) => {
-                self.conflicts.push(Conflict(format!("nftables table ip {table} in {} exists and is not nslab's (its comment is not {mark}); nslab will not touch it", at(host_ns))));
-            }
-            (Some(f), false) if f.exact && f.rules == lab.nat => {}
-            (_, false) => self.nat_ops.push(Op::SetNat {
-                ns: host_ns.clone(),
-                table: table.clone(),
-                rules: lab.nat.clone(),
-            }),
-            (Some(_), true) => self.dels.push(Op::DeleteNat {
-                ns: host_ns.clone(),
-                table: table.clone(),
-            }),
-            (None, true) => {}
+        let lab = cx.lab;
+        self.nat_table(cx, &cx.host_ns, &lab.nat);
+        // Routers' own tables (`nat:` of a node), in the node's namespace.
+        for n in &lab.nodes {
+            self.nat_table(cx, &Ns::named(&n.ns), &n.nat);
         }
         if host_forwarding_needed(lab)
             && cx.obs.ns.get(&Ns::HOST).and_then(|o| o.ip_forward) == Some(false)
@@ -1135,6 +1122,30 @@ impl UpOps {
                 key: "net.ipv4.ip_forward".into(),
                 value: "1".into(),
             });
+        }
+    }
+
+    /// The lab's table in one namespace: made, replaced whole when it differs
+    /// (an `ip` table of older versions included), or deleted when not wanted.
+    fn nat_table(&mut self, cx: &UpCx, ns: &Ns, want: &[Nat]) {
+        let mark = &cx.mark;
+        let table = nat_table(&cx.lab.name);
+        let found = cx.obs.ns.get(ns).and_then(|o| o.nat.clone());
+        match (&found, want.is_empty()) {
+            (Some(f), _) if f.comment.as_deref() != Some(mark.as_str()) => {
+                self.conflicts.push(Conflict(format!("nftables table inet {table} in {} exists and is not nslab's (its comment is not {mark}); nslab will not touch it", at(ns))));
+            }
+            (Some(f), false) if f.exact && f.rules == want => {}
+            (_, false) => self.nat_ops.push(Op::SetNat {
+                ns: ns.clone(),
+                table: table.clone(),
+                rules: want.to_vec(),
+            }),
+            (Some(_), true) => self.dels.push(Op::DeleteNat {
+                ns: ns.clone(),
+                table: table.clone(),
+            }),
+            (None, true) => {}
         }
     }
 

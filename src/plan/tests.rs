@@ -476,3 +476,53 @@ fn node_sysctls_are_set_then_kept_and_drift_is_repaired() {
         .insert("net.ipv4.conf.e.rp_filter".into(), "2\n".into());
     assert!(r.plan(&l).is_empty());
 }
+
+const ROUTER_NAT: &str = r#"
+name: rn
+nodes:
+  r:
+    forward: true
+    interfaces: { lan: { address: 10.7.0.1/24 }, wan: { address: 10.8.0.1/24 } }
+    nat: [ { source: 10.7.0.0/24, out: wan }, { source: "fd07::/64", out: wan } ]
+  a:
+    interfaces: { e: { address: 10.7.0.2/24 } }
+links: [ [ r:lan, a:e ], [ r:wan, br0:pr ] ]
+bridges: { br0: { address: 10.8.0.254/24 } }
+"#;
+
+#[test]
+fn a_router_masquerades_in_its_own_namespace_and_drift_is_repaired() {
+    let l = lab(ROUTER_NAT, true);
+    let (mut r, ops) = fresh(&l);
+    let set: Vec<_> = ops
+        .iter()
+        .filter_map(|o| match o {
+            Op::SetNat { ns, rules, .. } => Some((ns.as_str().to_string(), rules.len())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(set, vec![("t-r".to_string(), 2)], "{}", listing(&ops));
+    assert!(r.plan(&l).is_empty());
+    // A rule removed by hand: the plan replaces the table.
+    r.fake
+        .w()
+        .ns
+        .get_mut("t-r")
+        .unwrap()
+        .nat
+        .get_mut("nslab-t-rn")
+        .unwrap()
+        .masquerades
+        .pop();
+    assert!(matches!(&r.plan(&l)[..], [Op::SetNat { ns, .. }] if ns == "t-r"));
+    r.up(&l);
+    // The file drops the router's nat: its table goes.
+    let without = lab(
+        &ROUTER_NAT.replace(
+            "    nat: [ { source: 10.7.0.0/24, out: wan }, { source: \"fd07::/64\", out: wan } ]\n",
+            "",
+        ),
+        true,
+    );
+    assert!(matches!(&r.plan(&without)[..], [Op::DeleteNat { ns, .. }] if ns == "t-r"));
+}

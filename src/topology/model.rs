@@ -210,7 +210,8 @@ pub enum NatOut {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Nat {
-    pub source: ipnet::Ipv4Net,
+    /// IPv4 or IPv6 (records of older versions hold IPv4 only: the same text).
+    pub source: ipnet::IpNet,
     pub out: NatOut,
 }
 

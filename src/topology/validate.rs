@@ -1269,22 +1269,14 @@ fn parse_sysctls(
     out
 }
 
-/// The `nat:` list: masquerades of an IPv4 source, out of (or not out of) an
-/// interface.
+/// A `nat:` list (the lab's, or a node's): masquerades of an IPv4 or IPv6 source,
+/// out of (or not out of) an interface.
 fn parse_nat(cx: &mut Ctx, raw: &[S<RawNat>], at: &str) -> Vec<Nat> {
     let mut nat = Vec::new();
     for (i, n) in raw.iter().enumerate() {
         let field = format!("{at}[{i}]");
         let src = match parse_cidr(cx, &n.value.source, &format!("{field}.source")) {
-            Some(IpNet::V4(s)) => s.trunc(),
-            Some(IpNet::V6(_)) => {
-                cx.at(
-                    loc(&n.value.source),
-                    format!("{field}.source"),
-                    "masquerade is IPv4 only (IPv6 labs use routable addresses)",
-                );
-                continue;
-            }
+            Some(s) => s.trunc(),
             None => continue,
         };
         let out = match (&n.value.not_out, &n.value.out) {

@@ -563,7 +563,7 @@ impl<'a, H: NsHandle> Ctx<'a, H> {
         self.lab
             .nat
             .iter()
-            .filter(|n| n.source.contains(&s4))
+            .filter(|n| n.source.contains(&IpAddr::V4(s4)))
             .find_map(|n| match &n.out {
                 NatOut::NotOut(x) if x == out => {
                     Some(format!("{{ source: {}, not_out: {x} }}", n.source))
@@ -576,7 +576,7 @@ impl<'a, H: NsHandle> Ctx<'a, H> {
     fn nat_applies(&self, src: IpAddr, out: &str) -> bool {
         let IpAddr::V4(s4) = src else { return false };
         self.lab.nat.iter().any(|n| {
-            n.source.contains(&s4)
+            n.source.contains(&IpAddr::V4(s4))
                 && match &n.out {
                     NatOut::NotOut(x) => x != out,
                     NatOut::Out(x) => x == out,
