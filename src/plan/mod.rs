@@ -522,6 +522,15 @@ pub fn wants(lab: &Lab) -> BTreeMap<Ns, Want> {
             onlink: false,
             metric: None,
         });
+        if lab.sandbox_ipv6() {
+            hw.routes.push(Route {
+                dst: "::/0".parse().expect("constant"),
+                via: Some(crate::topology::sandbox_uplink_inet_addr6().addr()),
+                dev: None,
+                onlink: false,
+                metric: None,
+            });
+        }
         if let Some(inet) = lab.internet_ns() {
             // The stand-in for the outside world's well-known address lives on lo.
             m.get_mut(inet.as_str()).expect("inet").ifaces.push(WIf {

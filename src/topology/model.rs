@@ -325,6 +325,12 @@ impl Lab {
             || self.bridges.iter().any(|b| b.addresses.iter().any(v6))
     }
 
+    /// The sandbox's uplink and internet speak IPv6 too (2001:db8:ffff::/48), in
+    /// labs that use IPv6: the others keep no IPv6 at all (no link-local multicast).
+    pub fn sandbox_ipv6(&self) -> bool {
+        self.sandbox && self.uses_ipv6()
+    }
+
     /// All addresses of a place's interfaces, with the interface name.
     pub fn addresses_of(&self, place: &Place) -> Vec<(String, IpNet)> {
         let mut out = Vec::new();
@@ -345,11 +351,17 @@ impl Lab {
                 }
                 if self.sandbox {
                     out.push((UPLINK_IF.to_string(), sandbox_uplink_host_addr()));
+                    if self.sandbox_ipv6() {
+                        out.push((UPLINK_IF.to_string(), sandbox_uplink_host_addr6()));
+                    }
                 }
             }
             Place::Internet => {
                 if self.sandbox {
                     out.push((INET_IF.to_string(), sandbox_uplink_inet_addr()));
+                    if self.sandbox_ipv6() {
+                        out.push((INET_IF.to_string(), sandbox_uplink_inet_addr6()));
+                    }
                     out.push(("lo".to_string(), sandbox_inet_service_addr()));
                 }
             }
@@ -379,6 +391,17 @@ pub fn sandbox_uplink_host_addr() -> IpNet {
 }
 pub fn sandbox_uplink_inet_addr() -> IpNet {
     "203.0.113.1/24".parse().expect("constant")
+}
+/// The emulated internet's IPv6 prefix: only this /48 of 2001:db8::/32 is taken,
+/// so labs can use the rest of the documentation prefix.
+pub fn sandbox_inet_prefix6() -> IpNet {
+    "2001:db8:ffff::/48".parse().expect("constant")
+}
+pub fn sandbox_uplink_host_addr6() -> IpNet {
+    "2001:db8:ffff::2/64".parse().expect("constant")
+}
+pub fn sandbox_uplink_inet_addr6() -> IpNet {
+    "2001:db8:ffff::1/64".parse().expect("constant")
 }
 /// The stand-in for the tutorial's 8.8.8.8.
 pub fn sandbox_inet_service_addr() -> IpNet {

@@ -907,7 +907,7 @@ impl Drafts {
                         seen_addr.insert(a.addr(), (who, l.line()));
                     }
                     if sandbox_reserved(a) && sandbox {
-                        cx.at(l, format!("{}.interfaces.{ifn}", place_field(&d.name)), format!("{a} overlaps 203.0.113.0/24 or 198.51.100.0/24, which the sandbox's emulated internet uses"));
+                        cx.at(l, format!("{}.interfaces.{ifn}", place_field(&d.name)), format!("{a} overlaps 203.0.113.0/24, 198.51.100.0/24 or 2001:db8:ffff::/48, which the sandbox's emulated internet uses"));
                     }
                 }
             }
@@ -1313,10 +1313,9 @@ fn place_field(name: &str) -> String {
 fn sandbox_reserved(a: &IpNet) -> bool {
     let r1: IpNet = "203.0.113.0/24".parse().expect("constant");
     let r2: IpNet = "198.51.100.0/24".parse().expect("constant");
-    r1.contains(&a.addr())
-        || r2.contains(&a.addr())
-        || a.contains(&r1.addr())
-        || a.contains(&r2.addr())
+    [r1, r2, sandbox_inet_prefix6()]
+        .iter()
+        .any(|r| r.contains(&a.addr()) || a.contains(&r.addr()))
 }
 
 #[allow(clippy::too_many_arguments)]
