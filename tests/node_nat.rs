@@ -80,8 +80,17 @@ fn a_router_node_masquerades_for_the_lan_behind_it() {
         "{}",
         text(&st)
     );
+    let j: serde_json::Value =
+        serde_json::from_slice(&nslab(&["status", "--lab", &lab, "--json"]).stdout).unwrap();
+    assert_eq!(
+        j["nat"],
+        serde_json::json!([{"place": "r", "table": format!("inet nslab-{lab}"),
+            "rules": ["ip saddr 10.71.0.0/24 oifname \"wan\" masquerade"], "status": "missing"}]),
+        "{j}"
+    );
     ok(nslab(&["up", s(&f), "--sandbox", "--prefix", &p]));
-    ok(nslab(&["status", "--lab", &lab]));
+    let st = ok(nslab(&["status", "--lab", &lab]));
+    assert!(stdout(&st).contains("NAT TABLE"), "{}", text(&st));
     assert!(pings(&a, "10.72.0.3"));
 
     // A router's nat entry that excludes the way out: the ping fails and why-not
