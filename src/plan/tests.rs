@@ -526,3 +526,22 @@ fn a_router_masquerades_in_its_own_namespace_and_drift_is_repaired() {
     );
     assert!(matches!(&r.plan(&without)[..], [Op::DeleteNat { ns, .. }] if ns == "t-r"));
 }
+
+#[test]
+fn explain_prints_router_nat_and_sysctls_as_commands() {
+    let text = ROUTER_NAT.replace(
+        "    forward: true\n",
+        "    forward: true\n    sysctl: { net.ipv4.conf.all.rp_filter: 1, net.ipv4.ip_local_port_range: \"1024 2048\" }\n",
+    );
+    let (_, ops) = fresh(&lab(&text, true));
+    let s = explain::script(&ops).join("\n");
+    for want in [
+        "ip netns exec t-r nft add table inet nslab-t-rn '{ comment \"nslab:t-rn\"; }'",
+        "ip netns exec t-r nft add rule inet nslab-t-rn postrouting ip saddr 10.7.0.0/24 oifname '\"wan\"' masquerade",
+        "ip netns exec t-r nft add rule inet nslab-t-rn postrouting ip6 saddr fd07::/64 oifname '\"wan\"' masquerade",
+        "ip netns exec t-r sysctl -qw net.ipv4.conf.all.rp_filter=1",
+        "ip netns exec t-r sysctl -qw 'net.ipv4.ip_local_port_range=1024 2048'",
+    ] {
+        assert!(s.contains(want), "missing {want:?} in\n{s}");
+    }
+}
