@@ -340,6 +340,8 @@ fn a_sysctl_the_kernel_does_not_have_is_refused_at_up() {
     let o = nslab(&["up", s(&f), "--sandbox", "--prefix", &p]);
     assert_ne!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("net.ipv4.no_such_key"), "{}", text(&o));
+    // What the run made is rolled back.
+    assert_gone(&p, &lab);
 }
 
 /// Host mode inside a namespace the test made: an allow-listed host sysctl is
