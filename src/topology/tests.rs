@@ -1047,7 +1047,8 @@ fn sysctl_keys_are_checked_with_their_line() {
         ("net..x: 1", "empty part"),
         ("net.ipv4/conf: 1", "no `/`"),
         ("net.ipv4.conf.all.rp_filter: true", "integer or a string"),
-        ("net.ipv4.ip_forward: \"\"", "empty"),
+        ("net.ipv4.conf.all.rp_filter: \"\"", "empty"),
+        ("net.ipv4.ip_forward: 1", "use `forward: true`"),
     ] {
         let e = parse(&format!("{base}{key}\n")).expect_err(key);
         let i = &e.issues[0];

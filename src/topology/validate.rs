@@ -1245,6 +1245,12 @@ fn parse_sysctls(
             cx.at(loc(k), f, p);
             continue;
         }
+        // nslab owns these (`forward:`, the sandbox host, host mode's NAT): two
+        // owners would undo each other at every `up`.
+        if ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"].contains(&k.value.as_str()) {
+            cx.at(loc(k), f, format!("{:?} is set by nslab: use `forward: true` on a node (the sandbox host always forwards)", k.value));
+            continue;
+        }
         if host_mode && !HOST_SYSCTL_ALLOW.contains(&k.value.as_str()) {
             cx.at(
                 loc(k),
