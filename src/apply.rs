@@ -314,8 +314,8 @@ fn apply_ops<S: System>(
                 k.spend(1)?;
                 i += 1;
             }
-            Op::Sysctl { ns, key, value } if ns.is_host() && key == "net.ipv4.ip_forward" => {
-                host_forwarding(k, op, ns, value)?;
+            Op::Sysctl { ns, key, value } if ns.is_host() => {
+                host_sysctl(k, op, ns, key, value)?;
                 i += 1;
             }
             Op::Sysctl { ns, key, value } => {
@@ -558,11 +558,14 @@ fn create_namespaces<S: System>(
     Ok(j)
 }
 
-/// The real host's forwarding is shared by labs: restored by the last one.
-fn host_forwarding<S: System>(
+/// The real host's sysctls (forwarding, and the file's allow-listed `host:
+/// sysctl:`) are shared by labs: the old value is recorded before the first write
+/// and put back by the last lab that set it.
+fn host_sysctl<S: System>(
     k: &mut Kernel<S>,
     op: &Op,
     ns: &Ns,
+    key: &str,
     value: &str,
 ) -> Result<(), ApplyError> {
     let io_err = |e| ApplyError::Io {
@@ -573,17 +576,18 @@ fn host_forwarding<S: System>(
     let store = crate::hostfwd::Store::at(k.sys.forwarding_dir());
     let c = k.conn(ns)?;
     let id = c.id().map_err(io_err)?;
-    debug_assert_eq!(value, "1");
     {
         let c = std::cell::RefCell::new(c);
         let set = |v: Option<&str>| -> io::Result<String> {
             let mut c = c.borrow_mut();
             match v {
-                Some(v) => c.sysctl_set(crate::hostfwd::KEY, v),
-                None => c.sysctl_get(crate::hostfwd::KEY),
+                Some(v) => c.sysctl_set(key, v),
+                None => c.sysctl_get(key),
             }
         };
-        store.acquire(&lab, id, &set).map_err(io_err)?;
+        store
+            .acquire_key(&lab, id, key, value, &set)
+            .map_err(io_err)?;
     }
     k.spend(1)
 }

@@ -1,7 +1,8 @@
 //! IPv4 forwarding of the real host (host mode), shared by labs: nslab turns it on
 //! for the first lab that needs it and puts the old value back when the last such
-//! lab goes down. Kept in /run/nslab/host-forwarding.json, keyed by the identity
-//! of the namespace that played the host.
+//! lab goes down. The host sysctls a file sets (`host: sysctl:`, an allow-list) are
+//! kept the same way, one entry per key. Kept in /run/nslab/host-forwarding.json,
+//! keyed by the identity of the namespace that played the host.
 
 use crate::kernel::netns::{self, NsId};
 use crate::record;
@@ -20,6 +21,9 @@ struct State {
 #[derive(Debug, Serialize, Deserialize)]
 struct Entry {
     ns: NsId,
+    /// The sysctl (files of older versions held only forwarding).
+    #[serde(default = "forwarding_key")]
+    key: String,
     /// The value before nslab changed it.
     old: String,
     labs: BTreeSet<String>,
@@ -91,31 +95,93 @@ impl Store {
     ///
     /// The old value is recorded before the change: a crash right after the
     /// write leaves a record that `down` or `clean` restores from.
+    #[cfg(test)]
     pub fn acquire(&self, lab: &str, ns: NsId, set: &Setter<'_>) -> io::Result<()> {
+        self.acquire_key(lab, ns, KEY, "1", set)
+    }
+
+    /// Lab `lab` wants `key` = `value` in `ns` (`set` reads and writes that key).
+    /// The value found first is recorded before the first write; a key that already
+    /// has the value is left alone and not recorded.
+    pub fn acquire_key(
+        &self,
+        lab: &str,
+        ns: NsId,
+        key: &str,
+        value: &str,
+        set: &Setter<'_>,
+    ) -> io::Result<()> {
         let _g = self.lock()?;
         let mut st = self.load()?;
-        if let Some(e) = st.entries.iter_mut().find(|e| e.ns == ns) {
+        if let Some(e) = st.entries.iter_mut().find(|e| e.ns == ns && e.key == key) {
             e.labs.insert(lab.into());
         } else {
             let old = set(None)?;
-            if old == "1" {
+            if crate::plan::sysctl_norm(&old) == value {
                 return Ok(());
             }
             st.entries.push(Entry {
                 ns,
+                key: key.into(),
                 old,
                 labs: [lab.to_string()].into(),
             });
         }
         self.save(&st)?;
-        set(Some("1")).map(drop)
+        set(Some(value)).map(drop)
+    }
+
+    /// The lab no longer sets the host sysctls `keys` drops (forwarding aside):
+    /// each goes back to its old value when no other lab holds it. Returns the
+    /// keys put back.
+    pub fn release_keys(
+        &self,
+        lab: &str,
+        ns: NsId,
+        drops: &dyn Fn(&str) -> bool,
+        set: &dyn Fn(&str, &str) -> io::Result<()>,
+    ) -> io::Result<Vec<String>> {
+        let _g = self.lock()?;
+        let mut st = self.load()?;
+        let mut restored = Vec::new();
+        let mut keep = Vec::new();
+        let mut first_err = None;
+        for mut e in std::mem::take(&mut st.entries) {
+            if e.ns == ns
+                && e.key != KEY
+                && drops(&e.key)
+                && e.labs.remove(lab)
+                && e.labs.is_empty()
+            {
+                match set(&e.key, &e.old) {
+                    Ok(()) => restored.push(e.key.clone()),
+                    Err(err) => {
+                        // Kept, so a later `down` or `clean` can try again.
+                        e.labs.insert(lab.into());
+                        first_err.get_or_insert(io::Error::new(
+                            err.kind(),
+                            format!("put {} back to {}: {err}", e.key, e.old),
+                        ));
+                        keep.push(e);
+                    }
+                }
+            } else {
+                keep.push(e);
+            }
+        }
+        st.entries = keep;
+        self.save(&st)?;
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(restored),
+        }
     }
 
     /// Register a lab as a user of forwarding that someone else's lab turned on.
     pub fn join_if_tracked(&self, lab: &str, ns: NsId) -> io::Result<()> {
         let _g = self.lock()?;
         let mut st = self.load()?;
-        if let Some(e) = st.entries.iter_mut().find(|e| e.ns == ns)
+        if let Some(e) = st.entries.iter_mut().find(|e| e.ns == ns && e.key == KEY)
             && e.labs.insert(lab.into())
         {
             self.save(&st)?;
@@ -130,7 +196,7 @@ impl Store {
         let Some(i) = st
             .entries
             .iter()
-            .position(|e| e.ns == ns && e.labs.contains(lab))
+            .position(|e| e.ns == ns && e.key == KEY && e.labs.contains(lab))
         else {
             return Ok(false);
         };
@@ -159,15 +225,39 @@ pub fn release(lab: &str, ns: NsId, set: &Setter<'_>) -> io::Result<bool> {
 /// Writes the value (Some) or only reads it (None); returns the value before.
 pub type Setter<'a> = dyn Fn(Option<&str>) -> io::Result<String> + 'a;
 
+fn forwarding_key() -> String {
+    KEY.into()
+}
+
 /// A setter of the sysctl in the namespace of `file`.
 pub fn setter(file: &std::fs::File) -> impl Fn(Option<&str>) -> io::Result<String> + '_ {
+    key_setter(file, KEY)
+}
+
+/// A setter of `key` in the namespace of `file`.
+pub fn key_setter<'a>(
+    file: &'a std::fs::File,
+    key: &'a str,
+) -> impl Fn(Option<&str>) -> io::Result<String> + 'a {
     move |v: Option<&str>| {
         let v = v.map(str::to_string);
         netns::run_in(file, move || match v {
-            Some(v) => netns::sysctl_set(KEY, &v),
-            None => netns::sysctl_get(KEY),
+            Some(v) => netns::sysctl_set(key, &v),
+            None => netns::sysctl_get(key),
         })?
     }
+}
+
+/// [`Store::release_keys`] in the state directory, writing in the namespace of `file`.
+pub fn release_keys(
+    lab: &str,
+    ns: NsId,
+    file: &std::fs::File,
+    drops: &dyn Fn(&str) -> bool,
+) -> io::Result<Vec<String>> {
+    Store::default().release_keys(lab, ns, drops, &|k, v| {
+        key_setter(file, k)(Some(v)).map(drop)
+    })
 }
 
 /// Forget labs (named with `prefix`) that no longer have a record (their record was lost); put the old
@@ -192,7 +282,7 @@ pub fn prune(prefix: &str) -> io::Result<Vec<String>> {
         }
         if e.labs.is_empty() {
             if let Ok(Some((_, c))) = crate::kernel::conn::find_by_id(e.ns) {
-                let _ = setter(&c.file)(Some(&e.old));
+                let _ = key_setter(&c.file, &e.key)(Some(&e.old));
             }
         } else {
             keep.push(e);
@@ -307,5 +397,60 @@ mod tests {
         assert!(e.to_string().contains("host-forwarding.json"), "{e}");
         assert!(e.to_string().contains("net.ipv4.ip_forward"), "{e}");
         assert!(log.borrow().is_empty());
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    const NS: NsId = NsId { dev: 4, ino: 43 };
+
+    #[test]
+    fn a_host_sysctl_is_recorded_before_its_write_and_put_back_by_the_last_lab() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::at(dir.path());
+        let value = RefCell::new("0".to_string());
+        let set = |v: Option<&str>| -> io::Result<String> {
+            let old = value.borrow().clone();
+            if let Some(v) = v {
+                // The old value is on disk before the first write.
+                let f = std::fs::read_to_string(dir.path().join("host-forwarding.json")).unwrap();
+                assert!(f.contains("rp_filter"), "{f}");
+                *value.borrow_mut() = v.into();
+            }
+            Ok(old)
+        };
+        let key = "net.ipv4.conf.all.rp_filter";
+        store.acquire_key("a", NS, key, "1", &set).unwrap();
+        store.acquire_key("b", NS, key, "1", &set).unwrap();
+        assert_eq!(*value.borrow(), "1");
+        let put = |k: &str, v: &str| -> io::Result<()> {
+            assert_eq!(k, key);
+            *value.borrow_mut() = v.into();
+            Ok(())
+        };
+        // A lab that keeps the key keeps it; one that leaves while another holds it
+        // changes nothing.
+        assert!(
+            store
+                .release_keys("a", NS, &|_| false, &put)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .release_keys("a", NS, &|_| true, &put)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(*value.borrow(), "1");
+        assert_eq!(
+            store.release_keys("b", NS, &|_| true, &put).unwrap(),
+            vec![key]
+        );
+        assert_eq!(*value.borrow(), "0");
+        assert!(!dir.path().join("host-forwarding.json").exists());
     }
 }

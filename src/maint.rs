@@ -344,7 +344,8 @@ impl Orphans<'_> {
                 continue;
             }
             let mark = crate::topology::mark_for(&labname);
-            // ip: the NAT table; inet: a host-mode loss table of `nslab shape`.
+            // ip: the NAT table of versions before the inet one; inet: the NAT table,
+            // or a host-mode loss table of `nslab shape`.
             let delete = match t.family {
                 nft::Family::Ip => nft::NftSocket::delete_table_if_marked,
                 nft::Family::Inet => nft::NftSocket::delete_drop_table,

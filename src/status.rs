@@ -170,6 +170,114 @@ pub struct Status {
     /// Runtime state (`nslab link`, `partition`): shown, never drift.
     #[serde(default)]
     pub runtime: crate::runtime::State,
+    /// The sysctls the file sets, wanted against found.
+    #[serde(default)]
+    pub sysctls: Vec<SysctlStatus>,
+    /// The lab's NAT tables (the host's, and routers' with `nat:`).
+    #[serde(default)]
+    pub nat: Vec<NatStatus>,
+}
+
+/// One NAT table of the lab: where, its rules as the file wants them, and how
+/// the kernel's compares.
+#[derive(Debug, Clone, Serialize)]
+pub struct NatStatus {
+    /// Node name or `host`.
+    pub place: String,
+    /// `inet nslab-LAB`.
+    pub table: String,
+    /// The rules the file wants, as `nft list` prints them.
+    pub rules: Vec<String>,
+    pub status: State,
+}
+
+/// Each NAT table the file wants, read back from its namespace.
+fn nat_statuses<S: System>(k: &mut Kernel<S>, model: &Lab) -> Vec<NatStatus> {
+    let table = plan::nat_table(&model.name);
+    let mark = model.mark();
+    let places = std::iter::once((Place::Host, &model.nat)).chain(
+        model
+            .nodes
+            .iter()
+            .map(|n| (Place::Node(n.name.clone()), &n.nat)),
+    );
+    let mut out = Vec::new();
+    for (p, want) in places {
+        if want.is_empty() {
+            continue;
+        }
+        let rules: Vec<crate::model::nat::Masquerade> = want.iter().map(Into::into).collect();
+        let ns = plan::ns_of(model, &p);
+        let exists = ns.name().is_none_or(|n| k.sys.exists(n));
+        let found = if exists {
+            k.conn(&ns)
+                .ok()
+                .and_then(|c| c.nat_read(&table).ok().flatten())
+        } else {
+            None
+        };
+        out.push(NatStatus {
+            place: p.to_string(),
+            table: format!("inet {table}"),
+            rules: rules.iter().map(|r| r.to_string()).collect(),
+            status: match found {
+                None => State::Missing,
+                Some(f) if f.matches(&mark, &rules) => State::Ok,
+                Some(_) => State::Different,
+            },
+        });
+    }
+    out
+}
+
+/// A sysctl the file sets in a place, and what the kernel has.
+#[derive(Debug, Clone, Serialize)]
+pub struct SysctlStatus {
+    /// Node name or `host`.
+    pub place: String,
+    pub key: String,
+    pub want: String,
+    /// None: the namespace or the key is not there.
+    pub found: Option<String>,
+    pub status: State,
+}
+
+/// Each sysctl the file sets, read from its namespace.
+fn sysctl_statuses<S: System>(k: &mut Kernel<S>, model: &Lab) -> Vec<SysctlStatus> {
+    let mut out = Vec::new();
+    let places = std::iter::once((Place::Host, &model.host.sysctl)).chain(
+        model
+            .nodes
+            .iter()
+            .map(|n| (Place::Node(n.name.clone()), &n.sysctl)),
+    );
+    for (p, want) in places {
+        if want.is_empty() {
+            continue;
+        }
+        let ns = plan::ns_of(model, &p);
+        let exists = ns.name().is_none_or(|n| k.sys.exists(n));
+        for (key, value) in want {
+            let found = if exists {
+                k.conn(&ns).ok().and_then(|c| c.sysctl_get(key).ok())
+            } else {
+                None
+            };
+            let found = found.map(|f| plan::sysctl_norm(&f));
+            out.push(SysctlStatus {
+                place: p.to_string(),
+                key: key.clone(),
+                want: value.clone(),
+                status: match &found {
+                    None => State::Missing,
+                    Some(f) if f == value => State::Ok,
+                    Some(_) => State::Different,
+                },
+                found,
+            });
+        }
+    }
+    out
 }
 
 /// Compare the kernel with `model` (the record's, or a file's).
@@ -228,6 +336,10 @@ pub(crate) fn status_in<S: System>(
     };
     drift.extend(programs_not_running(rec, model));
     let mut st = compare_held(model, &observed, drift, &rec.runtime);
+    st.sysctls = sysctl_statuses(k, model);
+    st.nat = nat_statuses(k, model);
+    st.ok &= st.sysctls.iter().all(|x| x.status == State::Ok)
+        && st.nat.iter().all(|x| x.status == State::Ok);
     st.lab = rec.lab.clone();
     st.file = rec.file.clone();
     st.compared_with = compared_with;
@@ -347,6 +459,8 @@ pub fn compare_held(
         shaping: Vec::new(),
         published: Vec::new(),
         runtime: rt.clone(),
+        sysctls: Vec::new(),
+        nat: Vec::new(),
     }
 }
 
@@ -714,6 +828,44 @@ pub fn render(s: &Status) -> String {
                 }
             }
         }
+    }
+    if !s.sysctls.is_empty() {
+        let mut rows = vec![vec![
+            "NODE".to_string(),
+            "SYSCTL".into(),
+            "WANT".into(),
+            "FOUND".into(),
+            "STATUS".into(),
+        ]];
+        for x in &s.sysctls {
+            rows.push(vec![
+                x.place.clone(),
+                x.key.clone(),
+                x.want.clone(),
+                x.found.clone().unwrap_or_else(|| "-".into()),
+                x.status.word().into(),
+            ]);
+        }
+        o.push('\n');
+        o.push_str(&crate::util::table(&rows));
+    }
+    if !s.nat.is_empty() {
+        let mut rows = vec![vec![
+            "NODE".to_string(),
+            "NAT TABLE".into(),
+            "RULES".into(),
+            "STATUS".into(),
+        ]];
+        for x in &s.nat {
+            rows.push(vec![
+                x.place.clone(),
+                x.table.clone(),
+                x.rules.join("; "),
+                x.status.word().into(),
+            ]);
+        }
+        o.push('\n');
+        o.push_str(&crate::util::table(&rows));
     }
     for line in crate::runtime::shape::status_lines(&s.shaping) {
         let _ = write!(o, "\n{line}");

@@ -101,11 +101,11 @@ fn each_drift_is_shown_by_status_listed_by_plan_and_repaired_by_up() {
 
     // The contents of the lab's NAT table.
     sh(&format!(
-        "ip netns exec {p}drift-host nft add rule ip nslab-{lab} postrouting ip saddr 10.5.9.0/24 masquerade"
+        "ip netns exec {p}drift-host nft add rule inet nslab-{lab} postrouting ip saddr 10.5.9.0/24 masquerade"
     ));
-    drift_is_seen_and_repaired(file, &p, &lab, "nftables table ip nslab-");
+    drift_is_seen_and_repaired(file, &p, &lab, "nftables table inet nslab-");
     let rules = sh(&format!(
-        "ip netns exec {p}drift-host nft list table ip nslab-{lab}"
+        "ip netns exec {p}drift-host nft list table inet nslab-{lab}"
     ));
     assert!(!rules.contains("10.5.9.0"), "the extra rule went: {rules}");
 

@@ -72,7 +72,7 @@ fn shape(ns: &str, only: Option<&BTreeSet<String>>) -> BTreeSet<String> {
 
 fn nat_rules(ns: &str, table: &str) -> Vec<Value> {
     let v: Value = serde_json::from_str(&sh(&format!(
-        "ip netns exec {ns} nft -j list table ip {table}"
+        "ip netns exec {ns} nft -j list table inet {table}"
     )))
     .unwrap();
     v["nftables"]

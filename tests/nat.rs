@@ -70,7 +70,7 @@ fn the_tutorials_story_in_a_sandbox() {
 
     // Removed by hand: `up` puts it back.
     sh(&format!(
-        "ip netns exec {host} nft delete table ip nslab-{lab}"
+        "ip netns exec {host} nft delete table inet nslab-{lab}"
     ));
     ok(nslab(&[
         "up",

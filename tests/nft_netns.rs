@@ -13,7 +13,7 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::process::Command;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use nslab::kernel::nft::{
     BaseChainInfo, Family, Hook, Masquerade, NftError, NftSocket, OutMatch, TableInfo,
 };
@@ -99,7 +99,7 @@ fn objects<'a>(ruleset: &'a [Value], kind: &str, table: &str) -> Vec<&'a Value> 
         .collect()
 }
 
-/// The rules' expressions of `table ip NAME`, in order.
+/// The rules' expressions of `table inet NAME`, in order.
 fn rule_exprs(ruleset: &[Value], table: &str) -> Vec<Value> {
     objects(ruleset, "rule", table)
         .into_iter()
@@ -109,7 +109,7 @@ fn rule_exprs(ruleset: &[Value], table: &str) -> Vec<Value> {
 
 fn masq(source: &str, out: OutMatch) -> Masquerade {
     Masquerade {
-        source: source.parse::<Ipv4Net>().expect("prefix"),
+        source: source.parse::<IpNet>().expect("prefix"),
         out,
     }
 }
@@ -139,7 +139,7 @@ fn create_read_replace_delete() {
         s.create_nat_table(name, mark, &rules).expect("create");
 
         // What nft sees.
-        let text = run("nft", &["list", "table", "ip", name]);
+        let text = run("nft", &["list", "table", "inet", name]);
         assert!(text.contains(&format!("comment \"{mark}\"")), "{text}");
         assert!(
             text.contains("type nat hook postrouting priority srcnat; policy accept;"),
@@ -167,7 +167,7 @@ fn create_read_replace_delete() {
                 &c["policy"]
             ),
             (
-                &Value::from("ip"),
+                &Value::from("inet"),
                 &Value::from("postrouting"),
                 &Value::from("nat"),
                 &Value::from("postrouting"),
@@ -186,7 +186,13 @@ fn create_read_replace_delete() {
                 {"masquerade": null}
             ])
         );
-        assert_eq!(exprs[2], serde_json::json!([{"masquerade": null}]));
+        assert_eq!(
+            exprs[2],
+            serde_json::json!([
+                {"match": {"op": "==", "left": {"meta": {"key": "nfproto"}}, "right": "ipv4"}},
+                {"masquerade": null}
+            ])
+        );
 
         // What we read back.
         let read = s.read_nat_rules(name).expect("read").expect("table exists");
@@ -201,7 +207,7 @@ fn create_read_replace_delete() {
         assert_eq!(
             tables,
             vec![TableInfo {
-                family: Family::Ip,
+                family: Family::Inet,
                 name: name.into(),
                 comment: Some(mark.into())
             }]
@@ -265,12 +271,12 @@ fn foreign_tables_are_never_touched() {
     in_new_netns(|| {
         let mut s = sock();
         let mark = "nslab:owner=t2";
-        sh("nft add table ip nslab-f1");
+        sh("nft add table inet nslab-f1");
         sh(
-            "nft add chain ip nslab-f1 postrouting '{ type nat hook postrouting priority srcnat; }'",
+            "nft add chain inet nslab-f1 postrouting '{ type nat hook postrouting priority srcnat; }'",
         );
-        sh("nft add rule ip nslab-f1 postrouting masquerade");
-        sh("nft add table ip nslab-f2 '{ comment \"someone-else\"; }'");
+        sh("nft add rule inet nslab-f1 postrouting meta nfproto ipv4 masquerade");
+        sh("nft add table inet nslab-f2 '{ comment \"someone-else\"; }'");
         // Same name as ours but another family: not our table either way.
         sh("nft add table ip6 nslab-f3 '{ comment \"nslab:owner=t2\"; }'");
         let before = ruleset_json();
@@ -290,7 +296,7 @@ fn foreign_tables_are_never_touched() {
                 .unwrap_err();
             assert!(matches!(err, NftError::Exists { .. }), "{err}");
         }
-        // ip6 nslab-f3 does not make `ip nslab-f3` exist.
+        // ip6 nslab-f3 does not make `inet nslab-f3` exist.
         assert!(
             !s.delete_table_if_marked("nslab-f3", mark)
                 .expect("absent in ip")
@@ -312,8 +318,8 @@ fn foreign_tables_are_never_touched() {
         assert_eq!(
             got,
             vec![
-                (Family::Ip, "nslab-f1".into(), None),
-                (Family::Ip, "nslab-f2".into(), Some("someone-else".into())),
+                (Family::Inet, "nslab-f1".into(), None),
+                (Family::Inet, "nslab-f2".into(), Some("someone-else".into())),
                 (Family::Ip6, "nslab-f3".into(), Some(mark.into())),
             ]
         );
@@ -381,7 +387,7 @@ fn base_chains_show_a_forward_drop() {
                     "filter"
                 ),
                 chain(
-                    Family::Ip,
+                    Family::Inet,
                     "nslab-t3",
                     "postrouting",
                     Hook::Postrouting,
@@ -429,6 +435,9 @@ fn explained_commands_build_the_same_table() {
             masq("172.16.0.0/12", OutMatch::Out("counter".into())),
             masq("198.51.100.0/24", OutMatch::Out("veth-a.1".into())),
             masq("203.0.113.128/25", OutMatch::NotOut("x@y$z".into())),
+            masq("fd00::/8", OutMatch::NotOut("bri0".into())),
+            masq("2001:db8:1::/48", OutMatch::Out("eth0".into())),
+            masq("::/0", OutMatch::Any),
         ];
         for line in explain_nat_table("nslab-by-nft", mark, &rules) {
             sh(&line);
@@ -443,7 +452,7 @@ fn explained_commands_build_the_same_table() {
         );
         assert_eq!(rule_exprs(&rs, "nslab-by-us").len(), rules.len());
         let strip = |t: &str| {
-            run("nft", &["list", "table", "ip", t])
+            run("nft", &["list", "table", "inet", t])
                 .replace(t, "T")
                 .lines()
                 .map(str::to_string)
@@ -469,9 +478,9 @@ fn nft_written_rules_decode_or_count_as_unknown() {
     in_new_netns(|| {
         let mut s = sock();
         let t = "nslab-t5";
-        sh(&format!("nft add table ip {t} '{{ comment \"m5\"; }}'"));
+        sh(&format!("nft add table inet {t} '{{ comment \"m5\"; }}'"));
         sh(&format!(
-            "nft add chain ip {t} postrouting '{{ type nat hook postrouting priority srcnat; policy accept; }}'"
+            "nft add chain inet {t} postrouting '{{ type nat hook postrouting priority srcnat; policy accept; }}'"
         ));
         let ours = [
             (
@@ -494,6 +503,10 @@ fn nft_written_rules_decode_or_count_as_unknown() {
                 "ip saddr 10.1.0.0/17 masquerade",
                 masq("10.1.0.0/17", OutMatch::Any),
             ),
+            (
+                "ip6 saddr fd00:1::/32 oifname eth0 masquerade",
+                masq("fd00:1::/32", OutMatch::Out("eth0".into())),
+            ),
         ];
         let others = [
             "counter masquerade",
@@ -504,16 +517,16 @@ fn nft_written_rules_decode_or_count_as_unknown() {
             "meta l4proto tcp masquerade to :1000-2000",
         ];
         for (text, _) in &ours[..2] {
-            sh(&format!("nft add rule ip {t} postrouting {text}"));
+            sh(&format!("nft add rule inet {t} postrouting {text}"));
         }
         for text in &others {
-            sh(&format!("nft \"add rule ip {t} postrouting {text}\""));
+            sh(&format!("nft \"add rule inet {t} postrouting {text}\""));
         }
         for (text, _) in &ours[2..] {
-            sh(&format!("nft add rule ip {t} postrouting {text}"));
+            sh(&format!("nft add rule inet {t} postrouting {text}"));
         }
-        sh(&format!("nft add chain ip {t} extra"));
-        sh(&format!("nft add rule ip {t} extra masquerade"));
+        sh(&format!("nft add chain inet {t} extra"));
+        sh(&format!("nft add rule inet {t} extra masquerade"));
 
         let read = s.read_nat_rules(t).expect("read").expect("exists");
         assert_eq!(read.comment.as_deref(), Some("m5"));
@@ -592,7 +605,7 @@ fn a_large_batch_is_read_whole() {
             .map(|i| {
                 let a = std::net::Ipv4Addr::from(0x0a00_0000 | (i << 8));
                 Masquerade {
-                    source: Ipv4Net::new(a, 24).expect("prefix"),
+                    source: IpNet::V4(Ipv4Net::new(a, 24).expect("prefix")),
                     out: OutMatch::NotOut(format!("br{}", i % 7)),
                 }
             })
@@ -634,7 +647,10 @@ fn socket_stays_in_its_namespace() {
             "",
             "table landed in the namespace of the using thread"
         );
-        assert_eq!(run("nft", &["list", "tables"]).trim(), "table ip nslab-t7");
+        assert_eq!(
+            run("nft", &["list", "tables"]).trim(),
+            "table inet nslab-t7"
+        );
     });
 }
 
@@ -769,4 +785,55 @@ fn masquerade_carries_traffic_between_test_namespaces() {
         .expect("delete in router");
     assert!(deleted);
     assert!(!lan.pings("203.0.113.2"), "still masqueraded after delete");
+}
+
+/// A NAT table as versions before the inet table wrote it (`table ip`, marked):
+/// read as legacy, and replaced by the inet table, after which only that remains.
+/// One with another mark is left alone.
+#[test]
+fn the_old_ip_table_is_replaced_by_the_inet_table() {
+    in_new_netns(|| {
+        let mut s = sock();
+        let mark = "nslab:owner=t9";
+        sh("nft add table ip nslab-old '{ comment \"nslab:owner=t9\"; }'");
+        sh(
+            "nft add chain ip nslab-old postrouting '{ type nat hook postrouting priority srcnat; policy accept; }'",
+        );
+        sh(
+            "nft add rule ip nslab-old postrouting ip saddr 192.168.0.0/16 oifname != bri0 masquerade",
+        );
+        sh("nft add table ip nslab-theirs '{ comment \"someone-else\"; }'");
+        let read = s.read_nat_rules("nslab-old").expect("read").expect("seen");
+        assert!(read.legacy, "{read:?}");
+        assert!(!read.matches(mark, &tutorial_rules()));
+        s.replace_nat_table("nslab-old", mark, &tutorial_rules())
+            .expect("replace");
+        let read = s
+            .read_nat_rules("nslab-old")
+            .expect("read")
+            .expect("exists");
+        assert!(read.matches(mark, &tutorial_rules()), "{read:?}");
+        let tables: Vec<(Family, String)> = s
+            .list_tables()
+            .expect("list")
+            .into_iter()
+            .map(|t| (t.family, t.name))
+            .collect();
+        assert!(
+            tables.contains(&(Family::Inet, "nslab-old".into())),
+            "{tables:?}"
+        );
+        assert!(
+            !tables.contains(&(Family::Ip, "nslab-old".into())),
+            "{tables:?}"
+        );
+        // Not ours: neither replaced nor deleted.
+        s.replace_nat_table("nslab-theirs", mark, &tutorial_rules())
+            .expect("the inet table is ours to make");
+        assert!(
+            s.delete_table_if_marked("nslab-theirs", mark)
+                .expect("delete")
+        );
+        assert!(run("nft", &["list", "tables"]).contains("table ip nslab-theirs"));
+    });
 }

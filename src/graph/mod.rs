@@ -20,7 +20,6 @@
 
 use crate::topology::{
     End, INET_IF, Lab, Nat, NatOut, Place, UPLINK_IF, sandbox_inet_service_addr,
-    sandbox_uplink_host_addr, sandbox_uplink_inet_addr,
 };
 use std::fmt::{self, Write as _};
 use std::str::FromStr;
@@ -378,7 +377,7 @@ fn node_panel(k: usize, n: &crate::topology::Node) -> Panel {
             })
             .collect(),
         routes: n.routes.iter().map(|r| clean(&r.to_string())).collect(),
-        nat: Vec::new(),
+        nat: n.nat.iter().map(|x| clean(&nat_text(x))).collect(),
     }
 }
 
@@ -403,7 +402,12 @@ fn host_panel(lab: &Lab) -> Panel {
     if lab.sandbox {
         host_ifaces.push(IfRow {
             name: UPLINK_IF.to_string(),
-            addresses: vec![sandbox_uplink_host_addr().to_string()],
+            addresses: lab
+                .addresses_of(&Place::Host)
+                .iter()
+                .filter(|(i, _)| i == UPLINK_IF)
+                .map(|(_, a)| a.to_string())
+                .collect(),
         });
     }
     let host_title = match lab.host_ns() {
@@ -435,7 +439,12 @@ fn internet_panel(lab: &Lab) -> Option<Panel> {
         ifaces: vec![
             IfRow {
                 name: INET_IF.to_string(),
-                addresses: vec![sandbox_uplink_inet_addr().to_string()],
+                addresses: lab
+                    .addresses_of(&Place::Internet)
+                    .iter()
+                    .filter(|(i, _)| i == INET_IF)
+                    .map(|(_, a)| a.to_string())
+                    .collect(),
             },
             IfRow {
                 name: "lo".to_string(),

@@ -215,11 +215,11 @@ nodes:
     forward: true
     interfaces:
       eth-0: { addresses: [ 10.0.0.2/24, "fd00::2/64" ] }
-      eth-1: { address: "2001:db8:ffff:ffff:ffff:ffff:ffff:1/64" }
+      eth-1: { address: "2001:db8:fffe:ffff:ffff:ffff:ffff:1/64" }
     routes: [ "default via 10.0.0.1", "::/0 via fd00::1" ]
   end:
     interfaces:
-      e0: { address: "2001:db8:ffff:ffff:ffff:ffff:ffff:2/64" }
+      e0: { address: "2001:db8:fffe:ffff:ffff:ffff:ffff:2/64" }
   lonely: {}
 host:
   interfaces:
@@ -244,7 +244,7 @@ fn routers_ipv6_host_ends_and_odd_names() {
         assert!(svg_texts(&s).iter().any(|t| t == "router (forwarding on)"));
         // IPv6 addresses and routes.
         assert!(d.contains("fd00::2/64") && d.contains("default via fd00::1"));
-        assert!(m.contains("2001:db8:ffff:ffff:ffff:ffff:ffff:1/64"));
+        assert!(m.contains("2001:db8:fffe:ffff:ffff:ffff:ffff:1/64"));
         // The host end of a cable is a row of the host box; host routes and NAT.
         assert!(
             d.contains(r#""node1":"if1" -- "host":"if0" [label="e1 — h-0"];"#),

@@ -784,6 +784,7 @@ impl NsHandle for FakeHandle {
                 other_chains: vec![],
                 masquerades: rules.to_vec(),
                 unknown_rules: 0,
+                legacy: false,
             },
         );
         Ok(())

@@ -649,6 +649,10 @@ fn release_forwarding(h: &Conn, lab: &str, rec: &Record, rep: &mut DownReport) {
         rep.warnings
             .push(format!("restore the host's IPv4 forwarding: {e}"));
     }
+    if let Err(e) = crate::hostfwd::release_keys(lab, rec.host_ns, &h.file, &|_| true) {
+        rep.warnings
+            .push(format!("restore the host's sysctls: {e}"));
+    }
 }
 
 /// Multicast snooping off on the lab's bridges (one cheap request each).

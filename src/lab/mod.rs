@@ -454,7 +454,7 @@ pub(crate) fn plan_in<S: crate::kernel::seam::System>(
     if let Some(r) = rec {
         names.extend(r.namespaces.iter().cloned());
     }
-    let obs = observe(k, lab, &names)?;
+    let obs = observe(k, lab, &names, rec.and_then(|r| r.model.as_ref()))?;
     let overlaps = if lab.sandbox {
         vec![]
     } else {

@@ -10,7 +10,17 @@ pub(crate) fn observe<S: System>(
     k: &mut Kernel<S>,
     lab: &Lab,
     names: &BTreeSet<String>,
+    other: Option<&Lab>,
 ) -> Result<Observed> {
+    // Node namespaces whose NAT table is read: where this model or the other one
+    // (the record's, or the refused one) has node `nat:`. Not every node: one
+    // nftables socket per namespace is costly in labs of 1000 nodes.
+    let nat_in: BTreeSet<&str> = std::iter::once(lab)
+        .chain(other)
+        .flat_map(|l| l.nodes.iter())
+        .filter(|n| !n.nat.is_empty())
+        .map(|n| n.ns.as_str())
+        .collect();
     let files = k.sys.files();
     let state = files.state_dir();
     let mut obs = Observed {
@@ -73,7 +83,14 @@ pub(crate) fn observe<S: System>(
         if *ns == host_ns {
             nat = read_nat(c, &plan::nat_table(&lab.name))?;
             ip_forward = c.sysctl_get("net.ipv4.ip_forward").ok().map(|v| v == "1");
+        } else if nat_in.contains(ns.as_str()) {
+            nat = read_nat(c, &plan::nat_table(&lab.name))?;
         }
+        let sysctls = plan::wanted_sysctls(lab, ns)
+            .into_iter()
+            .flat_map(|w| w.keys())
+            .map(|key| (key.clone(), c.sysctl_get(key).ok()))
+            .collect();
         obs.ns.insert(
             ns.clone(),
             NsObs {
@@ -81,6 +98,7 @@ pub(crate) fn observe<S: System>(
                 hosts,
                 nat,
                 ip_forward,
+                sysctls,
             },
         );
     }
@@ -95,6 +113,7 @@ fn read_nat<H: NsHandle>(ns: &mut H, table: &str) -> Result<Option<plan::NatObs>
     Ok(found.map(|r| {
         let rules: Vec<_> = r.masquerades.iter().filter_map(|m| m.to_nat()).collect();
         let exact = r.chain_ok
+            && !r.legacy
             && r.other_chains.is_empty()
             && r.unknown_rules == 0
             && rules.len() == r.masquerades.len();

@@ -146,7 +146,7 @@ pub fn up_lab_with(
     k.hooks.refuse_after = opts.hooks.refuse_after;
     let mut names: BTreeSet<String> = lab.namespaces().into_iter().collect();
     names.extend(rec.namespaces.iter().cloned());
-    let obs = observe(&mut k, &lab, &names)?;
+    let obs = observe(&mut k, &lab, &names, rec.model.as_ref())?;
     crate::timing::mark("observe");
     if !lab.sandbox && !opts.force {
         refuse_overlaps(&lab, &obs)?;
@@ -422,6 +422,13 @@ fn finish(k: &mut Kernel, lab: &Lab, rec: &mut Record, here: netns::NsId) -> Res
         crate::hostfwd::release(&lab.name, here, &crate::hostfwd::setter(&c.file))
             .map_err(Error::io("restore host forwarding"))?;
     }
+    if !lab.sandbox {
+        // Host sysctls the file no longer sets go back to what they were.
+        let c = k.conn(&Ns::HOST)?;
+        let wanted = &lab.host.sysctl;
+        crate::hostfwd::release_keys(&lab.name, here, &c.file, &|key| !wanted.contains_key(key))
+            .map_err(Error::io("restore host sysctls"))?;
+    }
     rec.model = Some(lab.clone());
     rec.save().map_err(Error::io("write the lab's record"))?;
     crate::timing::mark("record");
@@ -435,7 +442,7 @@ fn restore(k: &mut Kernel, prev: &Lab, failed: &Lab, before: &Record) -> String 
     let mut names: BTreeSet<String> = prev.namespaces().into_iter().collect();
     names.extend(failed.namespaces());
     names.extend(before.namespaces.iter().cloned());
-    let r = observe(k, prev, &names).and_then(|obs| {
+    let r = observe(k, prev, &names, Some(failed)).and_then(|obs| {
         let mut host_links = before.host_links.clone();
         host_links.extend(host_link_names(failed));
         let (ops, _) = plan::plan_up(

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 /// Name of the one chain of a NAT table.
 pub const NAT_CHAIN: &str = "postrouting";
@@ -19,19 +19,31 @@ pub enum OutMatch {
     NotOut(String),
 }
 
-/// `ip saddr SOURCE [oifname [!=] IF] masquerade`. A /0 source matches every IPv4 packet.
+/// `ip saddr SOURCE [oifname [!=] IF] masquerade` (`ip6 saddr` for an IPv6 source),
+/// in an `inet` table. A /0 source matches every packet of its family.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Masquerade {
-    pub source: Ipv4Net,
+    pub source: IpNet,
     pub out: OutMatch,
+}
+
+impl Masquerade {
+    /// The words of the source match as `nft list` prints them: an inet table needs
+    /// the family even without a prefix (`meta nfproto ipv4`).
+    pub fn source_words(&self) -> String {
+        match (self.source, self.source.prefix_len()) {
+            (IpNet::V4(_), 0) => "meta nfproto ipv4".into(),
+            (IpNet::V6(_), 0) => "meta nfproto ipv6".into(),
+            (IpNet::V4(s), _) => format!("ip saddr {s}"),
+            (IpNet::V6(s), _) => format!("ip6 saddr {s}"),
+        }
+    }
 }
 
 impl fmt::Display for Masquerade {
     /// The rule as `nft list` prints it (without shell quoting).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.source.prefix_len() > 0 {
-            write!(f, "ip saddr {} ", self.source)?;
-        }
+        write!(f, "{} ", self.source_words())?;
         match &self.out {
             OutMatch::Any => {}
             OutMatch::Out(ifname) => write!(f, "oifname \"{ifname}\" ")?,
@@ -90,6 +102,13 @@ pub(crate) mod tests {
             tutorial_rule().to_string(),
             "ip saddr 192.168.0.0/16 oifname != \"bri0\" masquerade"
         );
-        assert_eq!(masq("0.0.0.0/0", OutMatch::Any).to_string(), "masquerade");
+        assert_eq!(
+            masq("0.0.0.0/0", OutMatch::Any).to_string(),
+            "meta nfproto ipv4 masquerade"
+        );
+        assert_eq!(
+            masq("fd00:1::/48", OutMatch::NotOut("br0".into())).to_string(),
+            "ip6 saddr fd00:1::/48 oifname != \"br0\" masquerade"
+        );
     }
 }

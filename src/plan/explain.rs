@@ -37,11 +37,15 @@ pub fn commands(op: &Op) -> Vec<String> {
             v
         }
         Op::DeleteNs { ns } => vec![format!("ip netns del {ns}")],
-        Op::Sysctl { ns, key, value } => vec![if ns.is_host() {
-            format!("sysctl -qw {key}={value}")
-        } else {
-            format!("ip netns exec {ns} sysctl -qw {key}={value}")
-        }],
+        Op::Sysctl { ns, key, value } => {
+            // A vector value (`1024 2048`) is one argument to sysctl.
+            let kv = shell_quote(&format!("{key}={value}"));
+            vec![if ns.is_host() {
+                format!("sysctl -qw {kv}")
+            } else {
+                format!("ip netns exec {ns} sysctl -qw {kv}")
+            }]
+        }
         Op::CreateBridge {
             ns,
             name,

@@ -280,13 +280,13 @@ impl fmt::Display for Op {
             Op::DelRoute { ns, route } => write!(f, "remove route {route} in {}", at(ns)),
             Op::SetNat { ns, table, rules } => write!(
                 f,
-                "set nftables table ip {table} in {} ({} masquerade rule{})",
+                "set nftables table inet {table} in {} ({} masquerade rule{})",
                 at(ns),
                 rules.len(),
                 if rules.len() == 1 { "" } else { "s" }
             ),
             Op::DeleteNat { ns, table } => {
-                write!(f, "delete nftables table ip {table} in {}", at(ns))
+                write!(f, "delete nftables table inet {table} in {}", at(ns))
             }
             Op::WriteLabHosts { path, .. } => write!(f, "write the lab's hosts file {path}"),
             Op::LinkHosts { ns, .. } => {
@@ -310,10 +310,28 @@ pub struct NsObs {
     pub state: NsState,
     /// Where /etc/netns/NS/hosts links to, if it is a link.
     pub hosts: Option<String>,
-    /// The lab's nftables table as found (host namespace only): None = absent.
+    /// The lab's nftables table as found (the host namespace, and nodes with `nat:`): None = absent.
     pub nat: Option<NatObs>,
     /// net.ipv4.ip_forward as found (host namespace only).
     pub ip_forward: Option<bool>,
+    /// The sysctls the file sets here, as found (None: no such key in the kernel).
+    pub sysctls: BTreeMap<String, Option<String>>,
+}
+
+/// The sysctls the file sets in a namespace of the lab (`sysctl:` of a node, or of
+/// `host` in the lab's host namespace).
+pub fn wanted_sysctls<'a>(lab: &'a Lab, ns: &Ns) -> Option<&'a BTreeMap<String, String>> {
+    if *ns == ns_of(lab, &Place::Host) {
+        return Some(&lab.host.sysctl);
+    }
+    let name = ns.name()?;
+    lab.nodes.iter().find(|n| n.ns == name).map(|n| &n.sysctl)
+}
+
+/// A sysctl value as the file would write it: /proc/sys separates a vector's
+/// numbers with tabs, the file with spaces.
+pub fn sysctl_norm(v: &str) -> String {
+    v.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// A file nslab links into /etc/netns/NS, as found.
@@ -522,6 +540,15 @@ pub fn wants(lab: &Lab) -> BTreeMap<Ns, Want> {
             onlink: false,
             metric: None,
         });
+        if lab.sandbox_ipv6() {
+            hw.routes.push(Route {
+                dst: "::/0".parse().expect("constant"),
+                via: Some(crate::topology::sandbox_uplink_inet_addr6().addr()),
+                dev: None,
+                onlink: false,
+                metric: None,
+            });
+        }
         if let Some(inet) = lab.internet_ns() {
             // The stand-in for the outside world's well-known address lives on lo.
             m.get_mut(inet.as_str()).expect("inet").ifaces.push(WIf {
@@ -943,9 +970,46 @@ impl UpOps {
             self.addresses(cx, ns, i, o, &mut ops);
         }
         self.routes(cx, ns, w, &mut ops);
+        self.sysctls(cx, ns, w, &mut ops);
         self.extra_links(cx, ns, w);
         self.etc_links(cx, ns);
         self.config.entry(ns.clone()).or_default().extend(ops);
+    }
+
+    /// The file's sysctls that differ from the kernel's (all of them in a new
+    /// namespace). A key the kernel does not have refuses the plan, unless it names
+    /// an interface `up` is about to make.
+    fn sysctls(&mut self, cx: &UpCx, ns: &Ns, w: &Want, ops: &mut Vec<Op>) {
+        let Some(want) = wanted_sysctls(cx.lab, ns) else {
+            return;
+        };
+        let found = cx.obs.ns.get(ns).map(|o| &o.sysctls);
+        for (key, value) in want {
+            match found.map(|f| f.get(key)) {
+                Some(Some(Some(v))) if sysctl_norm(v) == *value => continue,
+                Some(Some(None)) => {
+                    let parts: Vec<&str> = key.split('.').collect();
+                    let new_if = parts.len() > 3
+                        && parts[2] == "conf"
+                        && w.ifaces.iter().any(|i| i.name == parts[3])
+                        && cx.state(ns).link(parts[3]).is_none();
+                    if !new_if {
+                        self.conflicts.push(Conflict(format!(
+                            "sysctl {key} does not exist in {} (no /proc/sys/{})",
+                            at(ns),
+                            key.replace('.', "/")
+                        )));
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+            ops.push(Op::Sysctl {
+                ns: ns.clone(),
+                key: key.clone(),
+                value: value.clone(),
+            });
+        }
     }
 
     /// Addresses to add, the previous model's to remove, and others to report.
@@ -1105,24 +1169,11 @@ impl UpOps {
     /// NAT: one table per lab in its host namespace, replaced whole when it
     /// differs; and the host's forwarding when the lab needs it.
     fn nat(&mut self, cx: &UpCx) {
-        let (lab, host_ns, mark) = (cx.lab, &cx.host_ns, &cx.mark);
-        let table = nat_table(&lab.name);
-        let found = cx.obs.ns.get(host_ns).and_then(|o| o.nat.clone());
-        match (&found, lab.nat.is_empty()) {
-            (Some(f), _) if f.comment.as_deref() != Some(mark.as_str()) => {
-                self.conflicts.push(Conflict(format!("nftables table ip {table} in {} exists and is not nslab's (its comment is not {mark}); nslab will not touch it", at(host_ns))));
-            }
-            (Some(f), false) if f.exact && f.rules == lab.nat => {}
-            (_, false) => self.nat_ops.push(Op::SetNat {
-                ns: host_ns.clone(),
-                table: table.clone(),
-                rules: lab.nat.clone(),
-            }),
-            (Some(_), true) => self.dels.push(Op::DeleteNat {
-                ns: host_ns.clone(),
-                table: table.clone(),
-            }),
-            (None, true) => {}
+        let lab = cx.lab;
+        self.nat_table(cx, &cx.host_ns, &lab.nat);
+        // Routers' own tables (`nat:` of a node), in the node's namespace.
+        for n in &lab.nodes {
+            self.nat_table(cx, &Ns::named(&n.ns), &n.nat);
         }
         if host_forwarding_needed(lab)
             && cx.obs.ns.get(&Ns::HOST).and_then(|o| o.ip_forward) == Some(false)
@@ -1132,6 +1183,30 @@ impl UpOps {
                 key: "net.ipv4.ip_forward".into(),
                 value: "1".into(),
             });
+        }
+    }
+
+    /// The lab's table in one namespace: made, replaced whole when it differs
+    /// (an `ip` table of older versions included), or deleted when not wanted.
+    fn nat_table(&mut self, cx: &UpCx, ns: &Ns, want: &[Nat]) {
+        let mark = &cx.mark;
+        let table = nat_table(&cx.lab.name);
+        let found = cx.obs.ns.get(ns).and_then(|o| o.nat.clone());
+        match (&found, want.is_empty()) {
+            (Some(f), _) if f.comment.as_deref() != Some(mark.as_str()) => {
+                self.conflicts.push(Conflict(format!("nftables table inet {table} in {} exists and is not nslab's (its comment is not {mark}); nslab will not touch it", at(ns))));
+            }
+            (Some(f), false) if f.exact && f.rules == want => {}
+            (_, false) => self.nat_ops.push(Op::SetNat {
+                ns: ns.clone(),
+                table: table.clone(),
+                rules: want.to_vec(),
+            }),
+            (Some(_), true) => self.dels.push(Op::DeleteNat {
+                ns: ns.clone(),
+                table: table.clone(),
+            }),
+            (None, true) => {}
         }
     }
 

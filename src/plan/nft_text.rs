@@ -42,9 +42,7 @@ fn nft_ifname_arg(ifname: &str) -> String {
 /// The rule part after the chain name, shell-quoted.
 fn explain_rule(rule: &Masquerade) -> String {
     let mut words = Vec::new();
-    if rule.source.prefix_len() > 0 {
-        words.push(format!("ip saddr {}", rule.source));
-    }
+    words.push(rule.source_words());
     match &rule.out {
         OutMatch::Any => {}
         OutMatch::Out(ifname) => words.push(format!("oifname {}", nft_ifname_arg(ifname))),
@@ -61,22 +59,22 @@ fn explain_rule(rule: &Masquerade) -> String {
 pub fn explain_nat_table(name: &str, mark: &str, rules: &[Masquerade]) -> Vec<String> {
     let table = shell_word(name);
     let mut out = vec![
-        format!("nft add table ip {table} '{{ comment \"{mark}\"; }}'"),
+        format!("nft add table inet {table} '{{ comment \"{mark}\"; }}'"),
         format!(
-            "nft add chain ip {table} {NAT_CHAIN} '{{ type nat hook postrouting priority srcnat; policy accept; }}'"
+            "nft add chain inet {table} {NAT_CHAIN} '{{ type nat hook postrouting priority srcnat; policy accept; }}'"
         ),
     ];
     out.extend(
         rules
             .iter()
-            .map(|r| format!("nft add rule ip {table} {NAT_CHAIN} {}", explain_rule(r))),
+            .map(|r| format!("nft add rule inet {table} {NAT_CHAIN} {}", explain_rule(r))),
     );
     out
 }
 
 /// The `nft` command that deletes the table.
 pub fn explain_delete_table(name: &str) -> String {
-    format!("nft delete table ip {}", shell_word(name))
+    format!("nft delete table inet {}", shell_word(name))
 }
 
 #[cfg(test)]
@@ -90,14 +88,14 @@ mod tests {
         assert_eq!(
             lines,
             vec![
-                "nft add table ip nslab-test '{ comment \"nslab:owner=objective3\"; }'",
-                "nft add chain ip nslab-test postrouting '{ type nat hook postrouting priority srcnat; policy accept; }'",
-                "nft add rule ip nslab-test postrouting ip saddr 192.168.0.0/16 oifname != \"bri0\" masquerade",
+                "nft add table inet nslab-test '{ comment \"nslab:owner=objective3\"; }'",
+                "nft add chain inet nslab-test postrouting '{ type nat hook postrouting priority srcnat; policy accept; }'",
+                "nft add rule inet nslab-test postrouting ip saddr 192.168.0.0/16 oifname != \"bri0\" masquerade",
             ]
         );
         assert_eq!(
             explain_delete_table("nslab-test"),
-            "nft delete table ip nslab-test"
+            "nft delete table inet nslab-test"
         );
     }
 
@@ -110,18 +108,21 @@ mod tests {
             masq("10.0.0.0/8", OutMatch::Out("veth-a1".into())),
         ];
         let lines = explain_nat_table("t", "m", &rules);
-        assert_eq!(lines[2], "nft add rule ip t postrouting masquerade");
+        assert_eq!(
+            lines[2],
+            "nft add rule inet t postrouting meta nfproto ipv4 masquerade"
+        );
         assert_eq!(
             lines[3],
-            "nft add rule ip t postrouting ip saddr 10.1.2.3/32 oifname '\"bridge\"' masquerade"
+            "nft add rule inet t postrouting ip saddr 10.1.2.3/32 oifname '\"bridge\"' masquerade"
         );
         assert_eq!(
             lines[4],
-            "nft add rule ip t postrouting ip saddr 10.0.0.0/8 oifname != '\"1abc\"' masquerade"
+            "nft add rule inet t postrouting ip saddr 10.0.0.0/8 oifname != '\"1abc\"' masquerade"
         );
         assert_eq!(
             lines[5],
-            "nft add rule ip t postrouting ip saddr 10.0.0.0/8 oifname \"veth-a1\" masquerade"
+            "nft add rule inet t postrouting ip saddr 10.0.0.0/8 oifname \"veth-a1\" masquerade"
         );
     }
 }

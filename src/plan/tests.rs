@@ -420,3 +420,128 @@ fn machine(f: &Fake) -> BTreeSet<String> {
     }
     s
 }
+
+const SYSCTL_LAB: &str = r#"
+name: sys
+nodes:
+  r:
+    forward: true
+    interfaces: { e: { address: 10.5.0.1/24 } }
+    sysctl: { net.ipv4.conf.all.rp_filter: 1, net.ipv4.conf.e.rp_filter: "2" }
+links: [ [ r:e, br0:pr ] ]
+bridges: { br0: {} }
+"#;
+
+#[test]
+fn node_sysctls_are_set_then_kept_and_drift_is_repaired() {
+    let l = lab(SYSCTL_LAB, true);
+    let (mut r, ops) = fresh(&l);
+    let set: Vec<_> = ops
+        .iter()
+        .filter(
+            |o| matches!(o, Op::Sysctl { ns, key, .. } if ns == "t-r" && key.contains("rp_filter")),
+        )
+        .collect();
+    assert_eq!(set.len(), 2, "{}", listing(&ops));
+    // The per-interface key comes after the interface exists.
+    let veth = pos(&ops, |o| matches!(o, Op::CreateVeth { .. }));
+    let per_if = pos(
+        &ops,
+        |o| matches!(o, Op::Sysctl { key, .. } if key == "net.ipv4.conf.e.rp_filter"),
+    );
+    assert!(veth < per_if);
+    assert!(r.plan(&l).is_empty(), "{}", listing(&r.plan(&l)));
+    // Changed by hand: the plan (and so status) shows it, up puts it back.
+    r.fake
+        .w()
+        .ns
+        .get_mut("t-r")
+        .unwrap()
+        .sysctls
+        .insert("net.ipv4.conf.all.rp_filter".into(), "0".into());
+    let drift = r.plan(&l);
+    assert_eq!(
+        listing(&drift).trim(),
+        "set net.ipv4.conf.all.rp_filter=1 in t-r"
+    );
+    r.up(&l);
+    assert!(r.plan(&l).is_empty());
+    // /proc/sys writes vectors with tabs: the same value, not drift.
+    r.fake
+        .w()
+        .ns
+        .get_mut("t-r")
+        .unwrap()
+        .sysctls
+        .insert("net.ipv4.conf.e.rp_filter".into(), "2\n".into());
+    assert!(r.plan(&l).is_empty());
+}
+
+const ROUTER_NAT: &str = r#"
+name: rn
+nodes:
+  r:
+    forward: true
+    interfaces: { lan: { address: 10.7.0.1/24 }, wan: { address: 10.8.0.1/24 } }
+    nat: [ { source: 10.7.0.0/24, out: wan }, { source: "fd07::/64", out: wan } ]
+  a:
+    interfaces: { e: { address: 10.7.0.2/24 } }
+links: [ [ r:lan, a:e ], [ r:wan, br0:pr ] ]
+bridges: { br0: { address: 10.8.0.254/24 } }
+"#;
+
+#[test]
+fn a_router_masquerades_in_its_own_namespace_and_drift_is_repaired() {
+    let l = lab(ROUTER_NAT, true);
+    let (mut r, ops) = fresh(&l);
+    let set: Vec<_> = ops
+        .iter()
+        .filter_map(|o| match o {
+            Op::SetNat { ns, rules, .. } => Some((ns.as_str().to_string(), rules.len())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(set, vec![("t-r".to_string(), 2)], "{}", listing(&ops));
+    assert!(r.plan(&l).is_empty());
+    // A rule removed by hand: the plan replaces the table.
+    r.fake
+        .w()
+        .ns
+        .get_mut("t-r")
+        .unwrap()
+        .nat
+        .get_mut("nslab-t-rn")
+        .unwrap()
+        .masquerades
+        .pop();
+    assert!(matches!(&r.plan(&l)[..], [Op::SetNat { ns, .. }] if ns == "t-r"));
+    r.up(&l);
+    // The file drops the router's nat: its table goes.
+    let without = lab(
+        &ROUTER_NAT.replace(
+            "    nat: [ { source: 10.7.0.0/24, out: wan }, { source: \"fd07::/64\", out: wan } ]\n",
+            "",
+        ),
+        true,
+    );
+    assert!(matches!(&r.plan(&without)[..], [Op::DeleteNat { ns, .. }] if ns == "t-r"));
+}
+
+#[test]
+fn explain_prints_router_nat_and_sysctls_as_commands() {
+    let text = ROUTER_NAT.replace(
+        "    forward: true\n",
+        "    forward: true\n    sysctl: { net.ipv4.conf.all.rp_filter: 1, net.ipv4.ip_local_port_range: \"1024 2048\" }\n",
+    );
+    let (_, ops) = fresh(&lab(&text, true));
+    let s = explain::script(&ops).join("\n");
+    for want in [
+        "ip netns exec t-r nft add table inet nslab-t-rn '{ comment \"nslab:t-rn\"; }'",
+        "ip netns exec t-r nft add rule inet nslab-t-rn postrouting ip saddr 10.7.0.0/24 oifname '\"wan\"' masquerade",
+        "ip netns exec t-r nft add rule inet nslab-t-rn postrouting ip6 saddr fd07::/64 oifname '\"wan\"' masquerade",
+        "ip netns exec t-r sysctl -qw net.ipv4.conf.all.rp_filter=1",
+        "ip netns exec t-r sysctl -qw 'net.ipv4.ip_local_port_range=1024 2048'",
+    ] {
+        assert!(s.contains(want), "missing {want:?} in\n{s}");
+    }
+}

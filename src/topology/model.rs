@@ -80,6 +80,13 @@ pub struct Node {
     pub forward: bool,
     #[serde(default)]
     pub run: Vec<String>,
+    /// Sysctls the file sets in the namespace (key -> value as written to /proc/sys).
+    /// Absent when empty, so records stay as older versions wrote them.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub sysctl: std::collections::BTreeMap<String, String>,
+    /// Masquerade in the node's namespace (the host's is `Lab::nat`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nat: Vec<Nat>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,7 +231,8 @@ pub enum NatOut {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Nat {
-    pub source: ipnet::Ipv4Net,
+    /// IPv4 or IPv6 (records of older versions hold IPv4 only: the same text).
+    pub source: ipnet::IpNet,
     pub out: NatOut,
 }
 
@@ -338,6 +346,12 @@ impl Lab {
             || self.bridges.iter().any(|b| b.addresses.iter().any(v6))
     }
 
+    /// The sandbox's uplink and internet speak IPv6 too (2001:db8:ffff::/48), in
+    /// labs that use IPv6: the others keep no IPv6 at all (no link-local multicast).
+    pub fn sandbox_ipv6(&self) -> bool {
+        self.sandbox && self.uses_ipv6()
+    }
+
     /// All addresses of a place's interfaces, with the interface name.
     pub fn addresses_of(&self, place: &Place) -> Vec<(String, IpNet)> {
         let mut out = Vec::new();
@@ -358,11 +372,17 @@ impl Lab {
                 }
                 if self.sandbox {
                     out.push((UPLINK_IF.to_string(), sandbox_uplink_host_addr()));
+                    if self.sandbox_ipv6() {
+                        out.push((UPLINK_IF.to_string(), sandbox_uplink_host_addr6()));
+                    }
                 }
             }
             Place::Internet => {
                 if self.sandbox {
                     out.push((INET_IF.to_string(), sandbox_uplink_inet_addr()));
+                    if self.sandbox_ipv6() {
+                        out.push((INET_IF.to_string(), sandbox_uplink_inet_addr6()));
+                    }
                     out.push(("lo".to_string(), sandbox_inet_service_addr()));
                 }
             }
@@ -392,6 +412,17 @@ pub fn sandbox_uplink_host_addr() -> IpNet {
 }
 pub fn sandbox_uplink_inet_addr() -> IpNet {
     "203.0.113.1/24".parse().expect("constant")
+}
+/// The emulated internet's IPv6 prefix: only this /48 of 2001:db8::/32 is taken,
+/// so labs can use the rest of the documentation prefix.
+pub fn sandbox_inet_prefix6() -> IpNet {
+    "2001:db8:ffff::/48".parse().expect("constant")
+}
+pub fn sandbox_uplink_host_addr6() -> IpNet {
+    "2001:db8:ffff::2/64".parse().expect("constant")
+}
+pub fn sandbox_uplink_inet_addr6() -> IpNet {
+    "2001:db8:ffff::1/64".parse().expect("constant")
 }
 /// The stand-in for the tutorial's 8.8.8.8.
 pub fn sandbox_inet_service_addr() -> IpNet {

@@ -326,6 +326,50 @@ pub struct RawNode {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub run: Vec<S<String>>,
+    /// Sysctls of the node's namespace, set at `up`: `net.ipv4.conf.all.rp_filter: 1`.
+    /// Only `net.*` keys (the per-namespace ones).
+    #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, SysctlValueSchema>")]
+    pub sysctl: OrderedMap<SysctlValue>,
+    /// Masquerade in the node (a router hiding the network behind it), like the
+    /// lab's `nat:`; IPv4 or IPv6 sources.
+    #[serde(default)]
+    #[schemars(with = "Vec<RawNat>")]
+    pub nat: Vec<S<RawNat>>,
+}
+
+/// A sysctl's value as the file gives it: an integer or a string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SysctlValue(pub String);
+
+#[derive(JsonSchema)]
+#[schemars(untagged)]
+#[allow(dead_code)] // only its schema is used
+pub enum SysctlValueSchema {
+    Int(i64),
+    Str(String),
+}
+
+impl<'de> Deserialize<'de> for SysctlValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = SysctlValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an integer or a string")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<SysctlValue, E> {
+                Ok(SysctlValue(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<SysctlValue, E> {
+                Ok(SysctlValue(v.to_string()))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SysctlValue, E> {
+                Ok(SysctlValue(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// The host's part of the lab (host mode): its ends of cables and routes.
@@ -340,6 +384,11 @@ pub struct RawHost {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub routes: Vec<S<String>>,
+    /// Sysctls of the host, set at `up`: any `net.*` key in `--sandbox`; in host
+    /// mode only an allow-list, each put back at `down`.
+    #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, SysctlValueSchema>")]
+    pub sysctl: OrderedMap<SysctlValue>,
 }
 
 /// An interface: addresses, MTU, MAC.

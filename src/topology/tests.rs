@@ -1165,3 +1165,44 @@ fn stp_timers_are_checked_against_the_kernels_range() {
     let (_, _, msg) = issue("name: b\nbridges:\n  s1: { stp: \"yes\" }\n");
     assert!(msg.contains("boolean"), "{msg}");
 }
+
+#[test]
+fn sysctl_keys_are_checked_with_their_line() {
+    let base = "name: s\nnodes:\n  a:\n    sysctl:\n      ";
+    for (key, want) in [
+        ("kernel.panic: 1", "only `net.*`"),
+        ("net..x: 1", "empty part"),
+        ("net.ipv4/conf: 1", "no `/`"),
+        ("net.ipv4.conf.all.rp_filter: true", "integer or a string"),
+        ("net.ipv4.conf.all.rp_filter: \"\"", "empty"),
+        ("net.ipv4.ip_forward: 1", "use `forward: true`"),
+    ] {
+        let e = parse(&format!("{base}{key}\n")).expect_err(key);
+        let i = &e.issues[0];
+        assert!(i.message.contains(want), "{key}: {}", i.message);
+        if !want.contains("integer") {
+            assert_eq!(i.line, 5, "{key}");
+            assert!(i.field.starts_with("nodes.a.sysctl"), "{}", i.field);
+        }
+    }
+    let l = parse(&format!("{base}net.ipv4.conf.all.rp_filter: 1\n      net.ipv4.ip_local_port_range: \"1024   2048\"\n")).unwrap();
+    let s = &l.node("a").unwrap().sysctl;
+    assert_eq!(s["net.ipv4.conf.all.rp_filter"], "1");
+    assert_eq!(s["net.ipv4.ip_local_port_range"], "1024 2048");
+}
+
+#[test]
+fn host_sysctls_in_host_mode_only_from_the_allow_list() {
+    let file = |k: &str| format!("name: s\nhost:\n  sysctl: {{ {k}: 1 }}\n");
+    let (line, field, msg) = issue(&file("net.ipv4.conf.all.route_localnet"));
+    assert_eq!(
+        (line, field.as_str()),
+        (3, "host.sysctl.net.ipv4.conf.all.route_localnet")
+    );
+    assert!(msg.contains("host mode allows only"), "{msg}");
+    let l = parse(&file("net.ipv4.conf.all.rp_filter")).unwrap();
+    assert_eq!(l.host.sysctl["net.ipv4.conf.all.rp_filter"], "1");
+    // A sandbox's host is the lab's own namespace: any net.* key.
+    let l = sandboxed(&file("net.ipv4.conf.all.route_localnet")).unwrap();
+    assert_eq!(l.host.sysctl.len(), 1);
+}

@@ -468,7 +468,17 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
     d.check_unplugged(&mut cx);
     d.check_duplicate_addresses(&mut cx, opts.sandbox);
     let (out_nodes, host_node) = d.nodes_with_routes(&mut cx, &opts.prefix);
-    let nat = parse_nat(&mut cx, &raw.nat);
+    let nat = parse_nat(&mut cx, &raw.nat, "nat");
+    let mut out_nodes = out_nodes;
+    for (k, n) in &raw.nodes.0 {
+        if let Some(node) = out_nodes.iter_mut().find(|x| x.name == k.value) {
+            let field = format!("nodes.{}", k.value);
+            node.sysctl = parse_sysctls(&mut cx, &n.sysctl, &format!("{field}.sysctl"), false);
+            node.nat = parse_nat(&mut cx, &n.nat, &format!("{field}.nat"));
+        }
+    }
+    let mut host_node = host_node;
+    host_node.sysctl = parse_sysctls(&mut cx, &host_raw.sysctl, "host.sysctl", !opts.sandbox);
 
     let mut lab = Lab {
         name: lab_name,
@@ -1026,7 +1036,7 @@ impl Drafts {
                         seen_addr.insert(a.addr(), (who, l.line()));
                     }
                     if sandbox_reserved(a) && sandbox {
-                        cx.at(l, format!("{}.interfaces.{ifn}", place_field(&d.name)), format!("{a} overlaps 203.0.113.0/24 or 198.51.100.0/24, which the sandbox's emulated internet uses"));
+                        cx.at(l, format!("{}.interfaces.{ifn}", place_field(&d.name)), format!("{a} overlaps 203.0.113.0/24, 198.51.100.0/24 or 2001:db8:ffff::/48, which the sandbox's emulated internet uses"));
                     }
                 }
             }
@@ -1059,6 +1069,8 @@ impl Drafts {
                 routes: checked_routes(cx, d),
                 forward: d.forward,
                 run: d.run.clone(),
+                sysctl: Default::default(),
+                nat: Vec::new(),
             };
             if d.name == "host" {
                 host_node = Some(node);
@@ -1301,22 +1313,105 @@ fn checked_routes(cx: &mut Ctx, d: &NodeDraft) -> Vec<Route> {
     routes
 }
 
-/// The `nat:` list: masquerades of an IPv4 source, out of (or not out of) an
-/// interface.
-fn parse_nat(cx: &mut Ctx, raw: &[S<RawNat>]) -> Vec<Nat> {
+/// Host sysctls a lab may set in host mode. Each is put back at `down`, and none
+/// can cut the machine off: reverse-path filtering and martian logging change what
+/// the host accepts from the lab's networks, the neighbour-table limits are what
+/// large labs exhaust. Left out on purpose: net.ipv4.ip_forward (nslab manages it
+/// itself), net.ipv6.conf.*.forwarding (the host then ignores router
+/// advertisements and may lose its IPv6 default route), route_localnet and the
+/// like (they open the loopback network to the outside).
+pub const HOST_SYSCTL_ALLOW: &[&str] = &[
+    "net.ipv4.conf.all.rp_filter",
+    "net.ipv4.conf.default.rp_filter",
+    "net.ipv4.conf.all.log_martians",
+    "net.ipv4.conf.default.log_martians",
+    "net.ipv4.neigh.default.gc_thresh1",
+    "net.ipv4.neigh.default.gc_thresh2",
+    "net.ipv4.neigh.default.gc_thresh3",
+    "net.ipv6.neigh.default.gc_thresh1",
+    "net.ipv6.neigh.default.gc_thresh2",
+    "net.ipv6.neigh.default.gc_thresh3",
+];
+
+/// What is wrong with a sysctl key, if anything. Only `net.*` is per network
+/// namespace; the key becomes a path under /proc/sys, so no empty parts, `..`,
+/// `/` or odd characters.
+pub fn sysctl_key_problem(key: &str) -> Option<String> {
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Some(format!("{key:?} is not a dotted sysctl name (empty part)"));
+    }
+    if key.contains('/') || key.contains("..") {
+        return Some(format!("{key:?}: a sysctl name has no `/` or `..`"));
+    }
+    if !key
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'))
+    {
+        return Some(format!(
+            "{key:?}: a sysctl name has only letters, digits, `.`, `_`, `-` and `@`"
+        ));
+    }
+    if parts[0] != "net" || parts.len() < 2 {
+        return Some(format!(
+            "{key:?}: only `net.*` sysctls belong to a network namespace"
+        ));
+    }
+    None
+}
+
+/// A `sysctl:` map, each key checked; `host_mode` limits it to [`HOST_SYSCTL_ALLOW`].
+fn parse_sysctls(
+    cx: &mut Ctx,
+    raw: &OrderedMap<super::raw::SysctlValue>,
+    field: &str,
+    host_mode: bool,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (k, v) in &raw.0 {
+        let f = format!("{field}.{}", k.value);
+        if let Some(p) = sysctl_key_problem(&k.value) {
+            cx.at(loc(k), f, p);
+            continue;
+        }
+        // nslab owns these (`forward:`, the sandbox host, host mode's NAT): two
+        // owners would undo each other at every `up`.
+        if ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"].contains(&k.value.as_str()) {
+            cx.at(loc(k), f, format!("{:?} is set by nslab: use `forward: true` on a node (the sandbox host always forwards)", k.value));
+            continue;
+        }
+        if host_mode && !HOST_SYSCTL_ALLOW.contains(&k.value.as_str()) {
+            cx.at(
+                loc(k),
+                f,
+                format!(
+                    "{:?} cannot be set on the real host (host mode allows only {}); use --sandbox",
+                    k.value,
+                    HOST_SYSCTL_ALLOW.join(", ")
+                ),
+            );
+            continue;
+        }
+        let value = v.0.split_whitespace().collect::<Vec<_>>().join(" ");
+        if value.is_empty() || v.0.chars().any(|c| c.is_control() && c != '\t') {
+            cx.at(loc(k), f, "the value is empty or has control characters");
+            continue;
+        }
+        if out.insert(k.value.clone(), value).is_some() {
+            cx.at(loc(k), f, "set twice");
+        }
+    }
+    out
+}
+
+/// A `nat:` list (the lab's, or a node's): masquerades of an IPv4 or IPv6 source,
+/// out of (or not out of) an interface.
+fn parse_nat(cx: &mut Ctx, raw: &[S<RawNat>], at: &str) -> Vec<Nat> {
     let mut nat = Vec::new();
     for (i, n) in raw.iter().enumerate() {
-        let field = format!("nat[{i}]");
+        let field = format!("{at}[{i}]");
         let src = match parse_cidr(cx, &n.value.source, &format!("{field}.source")) {
-            Some(IpNet::V4(s)) => s.trunc(),
-            Some(IpNet::V6(_)) => {
-                cx.at(
-                    loc(&n.value.source),
-                    format!("{field}.source"),
-                    "masquerade is IPv4 only (IPv6 labs use routable addresses)",
-                );
-                continue;
-            }
+            Some(s) => s.trunc(),
             None => continue,
         };
         let out = match (&n.value.not_out, &n.value.out) {
@@ -1353,10 +1448,9 @@ fn place_field(name: &str) -> String {
 fn sandbox_reserved(a: &IpNet) -> bool {
     let r1: IpNet = "203.0.113.0/24".parse().expect("constant");
     let r2: IpNet = "198.51.100.0/24".parse().expect("constant");
-    r1.contains(&a.addr())
-        || r2.contains(&a.addr())
-        || a.contains(&r1.addr())
-        || a.contains(&r2.addr())
+    [r1, r2, sandbox_inet_prefix6()]
+        .iter()
+        .any(|r| r.contains(&a.addr()) || a.contains(&r.addr()))
 }
 
 #[allow(clippy::too_many_arguments)]

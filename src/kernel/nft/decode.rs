@@ -1,9 +1,9 @@
 //! Decoding of kernel replies (pure): splitting datagrams, extended-ack text,
 //! tables, chains, and rules read back as masquerades.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use netlink_packet_core::NetlinkPayload;
 use netlink_packet_netfilter::nftables::{
     Bitwise, ChainAttribute, ChainMessage, Cmp, DataAttribute, ExpressionAttribute, Expressions,
@@ -14,9 +14,9 @@ use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterMessa
 
 use super::wire::NlMsg;
 use super::{
-    BaseChainInfo, Family, Hook, IFNAMSIZ, IPV4_SADDR_OFFSET, Masquerade, NAT_CHAIN, NF_DROP,
-    NFT_BITWISE_MASK_XOR, NFT_PAYLOAD_NETWORK_HEADER, OutMatch, SRCNAT_PRIORITY, TableInfo,
-    UDATA_TABLE_COMMENT,
+    BaseChainInfo, Family, Hook, IFNAMSIZ, IPV4_SADDR_OFFSET, IPV6_SADDR_OFFSET, Masquerade,
+    NAT_CHAIN, NF_DROP, NFPROTO_IPV4, NFPROTO_IPV6, NFT_BITWISE_MASK_XOR,
+    NFT_PAYLOAD_NETWORK_HEADER, OutMatch, SRCNAT_PRIORITY, TableInfo, UDATA_TABLE_COMMENT,
 };
 use crate::kernel::nlsock;
 
@@ -233,16 +233,43 @@ fn simplify(element: &ListAttribute<ExpressionAttribute>) -> Expr {
 }
 
 /// Prefix length of a contiguous netmask, if it is one.
-fn mask_prefix_len(mask: [u8; 4]) -> Option<u8> {
-    let m = u32::from_be_bytes(mask);
+fn mask_prefix_len<const N: usize>(mask: [u8; N]) -> Option<u8> {
+    let m = u128::from_be_bytes({
+        let mut b = [0u8; 16];
+        b[..N].copy_from_slice(&mask);
+        b
+    });
     let len = m.leading_ones();
-    (m.checked_shl(len).unwrap_or(0) == 0).then_some(len as u8)
+    (m.checked_shl(len).unwrap_or(0) == 0 && len as usize <= N * 8).then_some(len as u8)
 }
 
 /// Read back a rule written by this module, or by `nft` from the same text. `None`
 /// for anything else (other matches, statements, counters, wildcards, ...).
 fn decode_masquerade(exprs: &[Expr]) -> Option<Masquerade> {
-    let (source, rest) = decode_source_match(exprs)?;
+    // The family match every rule of an inet table starts with (see wire).
+    let [
+        Expr::Meta {
+            dreg,
+            key: MetaKey::Nfproto,
+        },
+        Expr::Cmp {
+            sreg,
+            op: Operator::Equal,
+            data,
+        },
+        rest @ ..,
+    ] = exprs
+    else {
+        return None;
+    };
+    if sreg != dreg {
+        return None;
+    }
+    let (source, rest) = match data.as_slice() {
+        [NFPROTO_IPV4] => decode_source_match::<4>(rest, IPV4_SADDR_OFFSET)?,
+        [NFPROTO_IPV6] => decode_source_match::<16>(rest, IPV6_SADDR_OFFSET)?,
+        _ => return None,
+    };
     let (out, rest) = decode_out_match(rest)?;
     match rest {
         [Expr::Masq { plain: true }] => Some(Masquerade { source, out }),
@@ -250,27 +277,41 @@ fn decode_masquerade(exprs: &[Expr]) -> Option<Masquerade> {
     }
 }
 
-/// The source prefix match at the start of a rule (0.0.0.0/0 when there is
-/// none), and the expressions after it. `None`: a source match of another shape.
-fn decode_source_match(exprs: &[Expr]) -> Option<(Ipv4Net, &[Expr])> {
+/// The source prefix match of an address of N bytes at `offset` (the family's
+/// whole space when there is none), and the expressions after it. `None`: a
+/// source match of another shape.
+fn decode_source_match<const N: usize>(exprs: &[Expr], offset: u32) -> Option<(IpNet, &[Expr])> {
+    let whole = |a: [u8; N], plen: u8| -> Option<IpNet> {
+        match N {
+            4 => Ipv4Net::new(Ipv4Addr::from(<[u8; 4]>::try_from(&a[..]).ok()?), plen)
+                .ok()
+                .map(IpNet::V4),
+            _ => Ipv6Net::new(Ipv6Addr::from(<[u8; 16]>::try_from(&a[..]).ok()?), plen)
+                .ok()
+                .map(IpNet::V6),
+        }
+    };
     let [
         Expr::Payload {
             dreg,
             base: NFT_PAYLOAD_NETWORK_HEADER,
-            offset: IPV4_SADDR_OFFSET,
+            offset: o,
             len,
         },
         tail @ ..,
     ] = exprs
     else {
-        return Some((Ipv4Net::default(), exprs)); // 0.0.0.0/0
+        return Some((whole([0; N], 0)?, exprs));
     };
+    if *o != offset {
+        return None;
+    }
     let len = *len as usize;
-    if !(1..=4).contains(&len) {
+    if !(1..=N).contains(&len) {
         return None;
     }
     // Without a bitwise, the loaded bytes are compared whole.
-    let mut mask = [0u8; 4];
+    let mut mask = [0u8; N];
     mask[..len].fill(0xff);
     let mut tail = tail;
     if let [
@@ -291,7 +332,7 @@ fn decode_source_match(exprs: &[Expr]) -> Option<(Ipv4Net, &[Expr])> {
         if xor.len() != len || xor.iter().any(|b| *b != 0) {
             return None;
         }
-        mask = [0; 4];
+        mask = [0; N];
         mask[..len].copy_from_slice(m);
         tail = t;
     }
@@ -309,10 +350,10 @@ fn decode_source_match(exprs: &[Expr]) -> Option<(Ipv4Net, &[Expr])> {
     if sreg != dreg || data.len() != len {
         return None;
     }
-    let mut addr = [0u8; 4];
+    let mut addr = [0u8; N];
     addr[..len].copy_from_slice(data);
     let plen = mask_prefix_len(mask)?;
-    let net = Ipv4Net::new(Ipv4Addr::from(addr), plen).ok()?;
+    let net = whole(addr, plen)?;
     // A compare against host bits never matches: not a prefix match.
     if net != net.trunc() {
         return None;
@@ -419,7 +460,7 @@ pub(super) fn chain_info(
 }
 
 pub(super) fn is_our_nat_chain(c: &BaseChainInfo) -> bool {
-    c.family == Family::Ip
+    c.family == Family::Inet
         && c.name == NAT_CHAIN
         && c.hook == Hook::Postrouting
         && c.priority == SRCNAT_PRIORITY
@@ -439,6 +480,23 @@ mod tests {
     use netlink_packet_core::NetlinkMessage;
     use netlink_packet_netfilter::NetfilterProtoFamily;
     use netlink_packet_netfilter::nftables::{HookNumber, InetHookNumber};
+
+    /// The family match every rule of the inet table starts with, then `e`.
+    fn v4(e: &[Expr]) -> Vec<Expr> {
+        let mut v = vec![
+            Expr::Meta {
+                dreg: 1,
+                key: MetaKey::Nfproto,
+            },
+            Expr::Cmp {
+                sreg: 1,
+                op: Operator::Equal,
+                data: vec![NFPROTO_IPV4],
+            },
+        ];
+        v.extend_from_slice(e);
+        v
+    }
 
     #[test]
     fn comment_udata_round_trips_in_libnftnl_form() {
@@ -480,9 +538,11 @@ mod tests {
             OutMatch::NotOut("a-fifteen-bytes".into()),
         ];
         for plen in 0..=32u8 {
-            let source = Ipv4Net::new(Ipv4Addr::new(203, 0, 113, 77), plen)
-                .expect("valid")
-                .trunc();
+            let source = IpNet::V4(
+                Ipv4Net::new(Ipv4Addr::new(203, 0, 113, 77), plen)
+                    .expect("valid")
+                    .trunc(),
+            );
             for out in &outs {
                 let rule = Masquerade {
                     source,
@@ -491,6 +551,54 @@ mod tests {
                 assert_eq!(wire_round_trip(&rule).as_ref(), Some(&rule), "{rule}");
             }
         }
+    }
+
+    #[test]
+    fn ipv6_rules_decode_back_and_ipv4_does_not_pass_for_ipv6() {
+        for plen in [0u8, 7, 48, 60, 64, 127, 128] {
+            let source = IpNet::V6(
+                Ipv6Net::new("2001:db8:ffff:1234::77".parse().unwrap(), plen)
+                    .unwrap()
+                    .trunc(),
+            );
+            let rule = Masquerade {
+                source,
+                out: OutMatch::NotOut("br0".into()),
+            };
+            assert_eq!(wire_round_trip(&rule).as_ref(), Some(&rule), "{rule}");
+        }
+        // `ip6 saddr fd00::/16`: family ipv6, a 2-byte load at offset 8.
+        let exprs: Vec<Expr> = masquerade_expressions(&masq("fd00::/16", OutMatch::Any))
+            .iter()
+            .map(simplify)
+            .collect();
+        assert_eq!(
+            exprs[..4],
+            [
+                Expr::Meta {
+                    dreg: 1,
+                    key: MetaKey::Nfproto
+                },
+                Expr::Cmp {
+                    sreg: 1,
+                    op: Operator::Equal,
+                    data: vec![NFPROTO_IPV6]
+                },
+                Expr::Payload {
+                    dreg: 1,
+                    base: 1,
+                    offset: 8,
+                    len: 2
+                },
+                Expr::Cmp {
+                    sreg: 1,
+                    op: Operator::Equal,
+                    data: vec![0xfd, 0]
+                },
+            ]
+        );
+        // A rule without the family match (an `ip` table's) is not the inet shape.
+        assert_eq!(decode_masquerade(&exprs[2..]), None);
     }
 
     /// The bytes nft 1.0.6 sends for `ip saddr 192.168.0.0/16 oifname != "bri0"
@@ -506,7 +614,7 @@ mod tests {
         bri0.resize(16, 0);
         assert_eq!(
             exprs,
-            vec![
+            v4(&[
                 Expr::Payload {
                     dreg: 1,
                     base: 1,
@@ -528,7 +636,7 @@ mod tests {
                     data: bri0
                 },
                 Expr::Masq { plain: true },
-            ]
+            ])
         );
         // `ip saddr 10.1.2.0/23`: 4-byte load, mask 255.255.254.0, xor 0.
         let exprs: Vec<Expr> = masquerade_expressions(&masq("10.1.2.0/23", OutMatch::Any))
@@ -537,7 +645,7 @@ mod tests {
             .collect();
         assert_eq!(
             exprs,
-            vec![
+            v4(&[
                 Expr::Payload {
                     dreg: 1,
                     base: 1,
@@ -558,7 +666,7 @@ mod tests {
                     data: vec![10, 1, 2, 0]
                 },
                 Expr::Masq { plain: true },
-            ]
+            ])
         );
     }
 
@@ -588,7 +696,7 @@ mod tests {
             Expr::Masq { plain: true },
         ];
         assert_eq!(
-            decode_masquerade(&any),
+            decode_masquerade(&v4(&any)),
             Some(masq("0.0.0.0/0", OutMatch::Any))
         );
         // A name compared with its NUL only (no padding) is still exact.
@@ -605,7 +713,7 @@ mod tests {
             Expr::Masq { plain: true },
         ];
         assert_eq!(
-            decode_masquerade(&exact),
+            decode_masquerade(&v4(&exact)),
             Some(masq("0.0.0.0/0", OutMatch::Out("eth0".into())))
         );
     }
@@ -718,7 +826,7 @@ mod tests {
             ("register mismatch", &wrong_reg[..]),
             ("empty", &[][..]),
         ] {
-            assert_eq!(decode_masquerade(e), None, "{what}");
+            assert_eq!(decode_masquerade(&v4(e)), None, "{what}");
         }
     }
 

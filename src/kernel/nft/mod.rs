@@ -1,6 +1,6 @@
 //! nftables NAT over NETLINK_NETFILTER, without the `nft` or `iptables` binaries.
 //!
-//! One table per lab, `table ip NAME`, marked with a comment (the table's user data,
+//! One table per lab and namespace, `table inet NAME`, marked with a comment (the table's user data,
 //! in libnftnl's TLV form so `nft list` shows it as `comment`), holding one base chain
 //! `postrouting` (`type nat hook postrouting priority srcnat; policy accept;`) with one
 //! masquerade rule per [`Masquerade`]. Everything that changes the ruleset goes out as
@@ -54,6 +54,13 @@ const NF_DROP: u32 = 0;
 const NF_ACCEPT: u32 = 1;
 const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
 const IPV4_SADDR_OFFSET: u32 = 12;
+const IPV6_SADDR_OFFSET: u32 = 8;
+// NFPROTO_IPV4 / NFPROTO_IPV6 as `meta nfproto` loads them (one byte).
+const NFPROTO_IPV4: u8 = 2;
+const NFPROTO_IPV6: u8 = 10;
+/// The NAT table's family: `inet`, so one table masquerades IPv4 and IPv6 sources.
+/// Versions before it wrote `ip` tables; those are replaced (see `NatRules::legacy`).
+const NAT_FAMILY: NetfilterProtoFamily = NetfilterProtoFamily::Inet;
 const NFT_BITWISE_MASK_XOR: u32 = 0;
 const IFNAMSIZ: usize = 16;
 // libnftnl's NFTNL_UDATA_TABLE_COMMENT and nft's NFTNL_UDATA_COMMENT_MAXLEN.
@@ -87,11 +94,11 @@ pub enum NftError {
         msg: Option<String>,
     },
     /// `create_nat_table` found a table of that name (EEXIST); nothing was changed.
-    #[error("nftables table ip {name} exists already; nothing was changed")]
+    #[error("nftables table {name} exists already; nothing was changed")]
     Exists { name: String },
     /// The table exists but does not carry our mark: it is never changed nor deleted.
     #[error(
-        "nftables table ip {name} is not ours (its comment is {found:?}, expected {expected:?}); it was left untouched"
+        "nftables table {name} is not ours (its comment is {found:?}, expected {expected:?}); it was left untouched"
     )]
     Foreign {
         name: String,
@@ -280,7 +287,7 @@ impl fmt::Display for BaseChainInfo {
     }
 }
 
-/// What [`NftSocket::read_nat_rules`] found in `table ip NAME`.
+/// What [`NftSocket::read_nat_rules`] found in `table inet NAME`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NatRules {
     /// The table's comment (our mark, if the table is ours).
@@ -294,12 +301,16 @@ pub struct NatRules {
     pub masquerades: Vec<Masquerade>,
     /// Rules in the table that are not of the shape this module writes.
     pub unknown_rules: usize,
+    /// A `table ip NAME` as older versions wrote it is there too (or instead: then
+    /// the other fields describe no inet table); `replace` deletes it if marked.
+    pub legacy: bool,
 }
 
 impl NatRules {
     /// True if the table is exactly what `create_nat_table(name, mark, rules)` makes.
     pub fn matches(&self, mark: &str, rules: &[Masquerade]) -> bool {
         self.comment.as_deref() == Some(mark)
+            && !self.legacy
             && self.chain_ok
             && self.other_chains.is_empty()
             && self.unknown_rules == 0

@@ -18,12 +18,13 @@ use super::decode::{
     chain_info, decode_rule_attributes, is_our_nat_chain, parse_message, split_messages, table_info,
 };
 use super::wire::{
-    NlMsg, Step, StepKind, batch_begin, batch_end, delete_table_step, nat_table_steps, nf_message,
-    serialize_messages,
+    NlMsg, Step, StepKind, batch_begin, batch_end, delete_family_table_step, delete_table_step,
+    nat_table_steps, nf_message, serialize_messages,
 };
 use super::{
-    BaseChainInfo, DEFAULT_TIMEOUT, Family, GENERATION_ATTEMPTS, Masquerade, NAT_CHAIN, NatRules,
-    NftError, TableInfo, io_err, protocol, validate_all, validate_mark, validate_table_name,
+    BaseChainInfo, DEFAULT_TIMEOUT, Family, GENERATION_ATTEMPTS, Masquerade, NAT_CHAIN, NAT_FAMILY,
+    NatRules, NftError, TableInfo, io_err, protocol, validate_all, validate_mark,
+    validate_table_name,
 };
 use crate::kernel::nlsock::{self, NlSocket, ext_ack_text, msg_tlv_text};
 
@@ -380,11 +381,11 @@ impl NftSocket {
         Ok(chains)
     }
 
-    /// The masquerade rules of `table ip NAME`, decoded; `None` if there is no such
+    /// The masquerade rules of `table inet NAME`, decoded; `None` if there is no such
     /// table. Rules of other shapes are counted in [`NatRules::unknown_rules`].
     pub fn read_nat_rules(&mut self, name: &str) -> Result<Option<NatRules>, NftError> {
         validate_table_name(name)?;
-        let op = format!("read nftables table ip {name}");
+        let op = format!("read nftables table inet {name}");
         Ok(self
             .consistent(&op, |s| s.read_nat_rules_once(&op, name))?
             .0)
@@ -399,15 +400,24 @@ impl NftSocket {
             Ok(t) => t,
             Err(i) => return Ok(Err(i)),
         };
+        let legacy = tables
+            .iter()
+            .find(|t| t.family == Family::Ip && t.name == name)
+            .cloned();
         let Some(table) = tables
             .into_iter()
-            .find(|t| t.family == Family::Ip && t.name == name)
+            .find(|t| t.family == Family::Inet && t.name == name)
         else {
-            return Ok(Ok(None));
+            // Only the old `ip` table: what the planner must replace.
+            return Ok(Ok(legacy.map(|t| NatRules {
+                comment: t.comment,
+                legacy: true,
+                ..NatRules::default()
+            })));
         };
         let chains = match self.dump_once(
             op,
-            NetfilterProtoFamily::IPv4,
+            NAT_FAMILY,
             NfTablesMessage::GetChain(ChainMessage {
                 attributes: vec![ChainAttribute::Table(name.to_string())],
             }),
@@ -419,7 +429,7 @@ impl NftSocket {
         // are filtered again here in case an older kernel ignores the filter.
         let rules = match self.dump_once(
             op,
-            NetfilterProtoFamily::IPv4,
+            NAT_FAMILY,
             NfTablesMessage::GetRule(RuleMessage {
                 attributes: vec![RuleAttribute::Table(name.to_string())],
             }),
@@ -429,6 +439,7 @@ impl NftSocket {
         };
         let mut out = NatRules {
             comment: table.comment,
+            legacy: legacy.is_some(),
             ..NatRules::default()
         };
         for (h, m) in &chains {
@@ -438,7 +449,7 @@ impl NftSocket {
             let Some((t, chain, base)) = chain_info(h, c) else {
                 continue;
             };
-            if t != name || Family::from(h.family) != Family::Ip {
+            if t != name || Family::from(h.family) != Family::Inet {
                 continue;
             }
             match base {
@@ -450,7 +461,7 @@ impl NftSocket {
             let NfTablesMessage::NewRule(r) = m else {
                 continue;
             };
-            if Family::from(h.family) != Family::Ip {
+            if Family::from(h.family) != Family::Inet {
                 continue;
             }
             let (mut table, mut chain) = (None, None);
@@ -472,7 +483,7 @@ impl NftSocket {
         Ok(Ok(Some(out)))
     }
 
-    /// Create `table ip NAME` (comment MARK), its nat postrouting chain and one
+    /// Create `table inet NAME` (comment MARK), its nat postrouting chain and one
     /// masquerade rule per entry, in one atomic batch. If the table exists, fails with
     /// [`NftError::Exists`] and changes nothing.
     pub fn create_nat_table(
@@ -482,11 +493,11 @@ impl NftSocket {
         rules: &[Masquerade],
     ) -> Result<(), NftError> {
         validate_all(name, mark, rules)?;
-        let op = format!("create nftables table ip {name}");
+        let op = format!("create nftables table inet {name}");
         self.run_batch(&op, None, nat_table_steps(name, mark, rules))
     }
 
-    /// Replace `table ip NAME` by a fresh one, in one batch: delete the old table (only
+    /// Replace `table inet NAME` (and an old `table ip NAME`) by a fresh one, in one batch: delete the old table (only
     /// if it carries MARK, else [`NftError::Foreign`]) and create the new one. The
     /// batch carries the generation id the check was made against, so a concurrent
     /// change makes the kernel refuse it (ERESTART) rather than race; the check is then
@@ -522,8 +533,9 @@ impl NftSocket {
         rules: &[Masquerade],
     ) -> Result<(), NftError> {
         validate_all(name, mark, rules)?;
-        let op = format!("replace nftables table ip {name}");
-        self.checked_batch(&op, at, Family::Ip, name, mark, |exists| {
+        self.delete_legacy(name, mark)?;
+        let op = format!("replace nftables table inet {name}");
+        self.checked_batch(&op, at, Family::Inet, name, mark, |exists| {
             let mut steps = Vec::new();
             if exists {
                 steps.push(delete_table_step(name));
@@ -534,7 +546,7 @@ impl NftSocket {
         .map(|_| ())
     }
 
-    /// Delete `table ip NAME` if its comment is MARK. `Ok(false)` if there is no such
+    /// Delete `table inet NAME` (and an old `table ip NAME`) if its comment is MARK. `Ok(false)` if there is no such
     /// table; [`NftError::Foreign`] if it carries another comment or none (it is never
     /// deleted then). Guarded by the generation id like [`Self::replace_nat_table`].
     pub fn delete_table_if_marked(&mut self, name: &str, mark: &str) -> Result<bool, NftError> {
@@ -560,10 +572,25 @@ impl NftSocket {
     ) -> Result<bool, NftError> {
         validate_table_name(name)?;
         validate_mark(mark)?;
-        let op = format!("delete nftables table ip {name}");
-        self.checked_batch(&op, at, Family::Ip, name, mark, |exists| {
+        let legacy = self.delete_legacy(name, mark)?;
+        let op = format!("delete nftables table inet {name}");
+        self.checked_batch(&op, at, Family::Inet, name, mark, |exists| {
             exists.then(|| vec![delete_table_step(name)])
         })
+        .map(|gone| gone || legacy)
+    }
+
+    /// Delete `table ip NAME` as versions before the inet table wrote it, if it
+    /// carries MARK (one that does not is left alone: not ours).
+    fn delete_legacy(&mut self, name: &str, mark: &str) -> Result<bool, NftError> {
+        let op = format!("delete nftables table ip {name} (the old NAT table)");
+        let ipv4 = NetfilterProtoFamily::IPv4;
+        match self.checked_batch(&op, None, Family::Ip, name, mark, |exists| {
+            exists.then(|| vec![delete_family_table_step(ipv4, name)])
+        }) {
+            Err(NftError::Foreign { .. }) => Ok(false),
+            r => r,
+        }
     }
 
     /// The ruleset's generation id. Every commit in the namespace, by anyone, changes
@@ -572,7 +599,7 @@ impl NftSocket {
         self.generation_for("read nftables generation id")
     }
 
-    /// Read the generation and `table ip NAME`; refuse a foreign table; send the steps
+    /// Read the generation and `table FAMILY NAME`; refuse a foreign table; send the steps
     /// from `plan(exists)` in a batch tied to that generation. With `at`, the state
     /// must still be at that generation and there is one attempt; without, a batch
     /// refused with ERESTART is re-checked and retried. Returns whether a batch was sent.

@@ -15,10 +15,12 @@ use netlink_packet_netfilter::{
     NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
 };
 
+use ipnet::IpNet;
+
 use super::{
-    Family, IFNAMSIZ, IPV4_SADDR_OFFSET, Masquerade, NAT_CHAIN, NF_ACCEPT, NFNL_BATCH_GENID,
-    NFNL_MSG_BATCH_BEGIN, NFNL_SUBSYS_NFTABLES, NFT_PAYLOAD_NETWORK_HEADER, OutMatch,
-    SRCNAT_PRIORITY, UDATA_TABLE_COMMENT,
+    Family, IFNAMSIZ, IPV4_SADDR_OFFSET, IPV6_SADDR_OFFSET, Masquerade, NAT_CHAIN, NAT_FAMILY,
+    NF_ACCEPT, NFNL_BATCH_GENID, NFNL_MSG_BATCH_BEGIN, NFNL_SUBSYS_NFTABLES, NFPROTO_IPV4,
+    NFPROTO_IPV6, NFT_PAYLOAD_NETWORK_HEADER, OutMatch, SRCNAT_PRIORITY, UDATA_TABLE_COMMENT,
 };
 
 pub(super) type NlMsg = NetlinkMessage<NetfilterMessage>;
@@ -73,26 +75,52 @@ pub(super) fn expr(e: Expressions) -> ListAttribute<ExpressionAttribute> {
 /// prefix loads only its bytes; another needs a 4-byte load and a mask.
 pub(super) fn masquerade_expressions(rule: &Masquerade) -> Vec<ListAttribute<ExpressionAttribute>> {
     let mut exprs = Vec::new();
+    // An inet table sees both families: first the family, as nft does for
+    // `ip saddr` / `ip6 saddr` there (`meta nfproto ipv4`).
+    let (nfproto, offset, addr, netmask) = match rule.source {
+        IpNet::V4(s) => (
+            NFPROTO_IPV4,
+            IPV4_SADDR_OFFSET,
+            s.network().octets().to_vec(),
+            s.netmask().octets().to_vec(),
+        ),
+        IpNet::V6(s) => (
+            NFPROTO_IPV6,
+            IPV6_SADDR_OFFSET,
+            s.network().octets().to_vec(),
+            s.netmask().octets().to_vec(),
+        ),
+    };
+    exprs.push(expr(Expressions::Meta(vec![
+        Meta::DestinationRegister(Register::Reg1),
+        Meta::Key(MetaKey::Nfproto),
+    ])));
+    exprs.push(expr(Expressions::Cmp(vec![
+        Cmp::SourceRegister(Register::Reg1),
+        Cmp::Op(Operator::Equal),
+        Cmp::Data(DataAttribute::Value(vec![nfproto])),
+    ])));
     let plen = u32::from(rule.source.prefix_len());
+    let full = addr.len() as u32;
     if plen > 0 {
-        let addr = rule.source.network().octets();
         let aligned = plen % 8 == 0;
-        let load_len = if aligned { plen / 8 } else { 4 };
+        // nft loads only the bytes of a byte-aligned prefix, else up to the byte
+        // that holds its last bit, and masks.
+        let load_len = plen.div_ceil(8);
+        let load_len = if aligned || full == 16 { load_len } else { 4 };
         exprs.push(expr(Expressions::Payload(vec![
             Payload::DestinationRegister(Register::Reg1),
             Payload::Base(NFT_PAYLOAD_NETWORK_HEADER),
-            Payload::Offset(IPV4_SADDR_OFFSET),
+            Payload::Offset(offset),
             Payload::Len(load_len),
         ])));
         if !aligned {
             exprs.push(expr(Expressions::Bitwise(vec![
                 Bitwise::SourceRegister(Register::Reg1),
                 Bitwise::DestinationRegister(Register::Reg1),
-                Bitwise::Length(4),
-                Bitwise::Mask(DataAttribute::Value(
-                    rule.source.netmask().octets().to_vec(),
-                )),
-                Bitwise::Xor(DataAttribute::Value(vec![0; 4])),
+                Bitwise::Length(load_len),
+                Bitwise::Mask(DataAttribute::Value(netmask[..load_len as usize].to_vec())),
+                Bitwise::Xor(DataAttribute::Value(vec![0; load_len as usize])),
             ])));
         }
         exprs.push(expr(Expressions::Cmp(vec![
@@ -132,7 +160,7 @@ pub(super) fn masquerade_expressions(rule: &Masquerade) -> Vec<ListAttribute<Exp
 /// NewTable (EXCL), NewChain, and one NewRule per masquerade.
 pub(super) fn nat_table_steps(name: &str, mark: &str, rules: &[Masquerade]) -> Vec<Step> {
     let ack = NLM_F_REQUEST | NLM_F_ACK;
-    let ipv4 = NetfilterProtoFamily::IPv4;
+    let ipv4 = NAT_FAMILY;
     let mut steps = vec![
         new_table_step(ipv4, name, mark),
         base_chain_step(
@@ -146,7 +174,7 @@ pub(super) fn nat_table_steps(name: &str, mark: &str, rules: &[Masquerade]) -> V
     ];
     for (i, rule) in rules.iter().enumerate() {
         steps.push(Step {
-            label: format!("add rule {} to ip {name} {NAT_CHAIN}: {rule}", i + 1),
+            label: format!("add rule {} to inet {name} {NAT_CHAIN}: {rule}", i + 1),
             msg: nf_message(
                 ipv4,
                 0,
@@ -166,7 +194,7 @@ pub(super) fn nat_table_steps(name: &str, mark: &str, rules: &[Masquerade]) -> V
 }
 
 pub(super) fn delete_table_step(name: &str) -> Step {
-    delete_family_table_step(NetfilterProtoFamily::IPv4, name)
+    delete_family_table_step(NAT_FAMILY, name)
 }
 
 /// `delete table FAMILY NAME`.
@@ -313,14 +341,14 @@ mod tests {
         assert_eq!(u16::from_ne_bytes([begin[6], begin[7]]), NLM_F_REQUEST);
         assert_eq!(&begin[16..20], &[0, 0, 0, 10]);
         assert_eq!(&begin[20..28], &[8, 0, 1, 0, 1, 2, 3, 4]);
-        // Table, chain and rule messages: NFNL_SUBSYS_NFTABLES << 8 | type, IPv4.
+        // Table, chain and rule messages: NFNL_SUBSYS_NFTABLES << 8 | type, inet.
         let types: Vec<u16> = parts
             .iter()
             .map(|p| u16::from_ne_bytes([p[4], p[5]]))
             .collect();
         assert_eq!(types, vec![16, 0x0a00, 0x0a03, 0x0a06, 17]);
         for p in &parts[1..4] {
-            assert_eq!(p[16], 2, "family ip");
+            assert_eq!(p[16], 1, "family inet");
             let flags = u16::from_ne_bytes([p[6], p[7]]);
             assert_ne!(flags & NLM_F_ACK, 0);
         }

@@ -498,3 +498,36 @@ fn a_cut_between_bridges_is_named_and_another_path_is_no_fault() {
         "{w:?}"
     );
 }
+
+/// a behind router r, whose wan is on br0 with far (no route back to a's LAN).
+const ROUTER_NAT: &str = r#"
+name: rnat
+bridges: { br0: {} }
+nodes:
+  a:
+    interfaces: { e: { address: 10.71.0.2/24 } }
+    routes: [ "default via 10.71.0.1" ]
+  r:
+    forward: true
+    interfaces: { lan: { address: 10.71.0.1/24 }, wan: { address: 10.72.0.2/24 } }
+    nat: [ { source: 10.71.0.0/24, out: wan } ]
+  far:
+    interfaces: { e: { address: 10.72.0.3/24 } }
+links: [ [ a:e, r:lan ], [ r:wan, br0:pr ], [ far:e, br0:pf ] ]
+"#;
+
+#[test]
+fn nat_in_a_router_is_followed_and_named_when_it_excludes_the_way_out() {
+    // The router masquerades: the reply comes back to its wan address.
+    let (r, l) = up_from_nothing(ROUTER_NAT, true);
+    assert_clear(why(&r, &l, "a", "10.72.0.3"), &["a:", "r:"]);
+    // Its entry excludes wan: the router is named, with the entry.
+    let text = ROUTER_NAT.replace("out: wan }", "not_out: wan }");
+    let (r, l) = up_from_nothing(&text, true);
+    let w = why(&r, &l, "a", "10.72.0.3");
+    assert!(
+        matches!(&w, Reason::NoNat { host, out, excluded_by: Some(e), .. }
+            if host == "r" && out == "wan" && e.contains("not_out: wan")),
+        "{w}"
+    );
+}

@@ -679,13 +679,20 @@ impl<'a, H: NsHandle> Ctx<'a, H> {
         self.mtu_check(o, inn, size)
     }
 
-    /// The nat entry that covers `src` but not `out`, as the file writes it.
-    fn excluded_nat(&self, src: IpAddr, out: &str) -> Option<String> {
-        let IpAddr::V4(s4) = src else { return None };
-        self.lab
-            .nat
+    /// The masquerade entries of a place: the lab's `nat:` in the host, a node's own.
+    fn nat_rules(&self, at: usize) -> &[crate::topology::Nat] {
+        match &self.places[at].place {
+            Place::Host => &self.lab.nat,
+            Place::Node(n) => self.lab.node(n).map(|n| &n.nat[..]).unwrap_or(&[]),
+            Place::Internet => &[],
+        }
+    }
+
+    /// The nat entry of `at` that covers `src` but not `out`, as the file writes it.
+    fn excluded_nat(&self, at: usize, src: IpAddr, out: &str) -> Option<String> {
+        self.nat_rules(at)
             .iter()
-            .filter(|n| n.source.contains(&s4))
+            .filter(|n| n.source.contains(&src))
             .find_map(|n| match &n.out {
                 NatOut::NotOut(x) if x == out => {
                     Some(format!("{{ source: {}, not_out: {x} }}", n.source))
@@ -695,14 +702,27 @@ impl<'a, H: NsHandle> Ctx<'a, H> {
             })
     }
 
-    fn nat_applies(&self, src: IpAddr, out: &str) -> bool {
-        let IpAddr::V4(s4) = src else { return false };
-        self.lab.nat.iter().any(|n| {
-            n.source.contains(&s4)
+    fn nat_applies(&self, at: usize, src: IpAddr, out: &str) -> bool {
+        self.nat_rules(at).iter().any(|n| {
+            n.source.contains(&src)
                 && match &n.out {
                     NatOut::NotOut(x) => x != out,
                     NatOut::Out(x) => x == out,
                 }
+        })
+    }
+
+    /// The interface of place `i` on a segment (cable or bridge) that place `j`
+    /// is on too.
+    fn iface_towards(&self, i: usize, j: usize) -> Option<String> {
+        let (pi, pj) = (&self.places[i].place, &self.places[j].place);
+        self.segs.iter().find_map(|((p, ifname), seg)| {
+            (p == pi
+                && self
+                    .segs
+                    .iter()
+                    .any(|((q, _), other)| q == pj && other == seg))
+            .then(|| ifname.clone())
         })
     }
 
@@ -800,6 +820,23 @@ impl<'a, H: NsHandle> Ctx<'a, H> {
         // The holder is there, but did it answer? The entry the failed probe
         // left says (the matrix flushes its entries; then there is none).
         if let Some(state) = self.unresolved(here, oif, next_hop) {
+            // Strict rp_filter in the holder refuses the ARP request itself when
+            // its sender (the packet's source if it is on this interface, else
+            // the interface's address) would be answered by another interface.
+            let own: Vec<IpAddr> = self.places[here]
+                .state
+                .addrs_of(oif)
+                .map(|a| a.addr())
+                .filter(|a| a.is_ipv4())
+                .collect();
+            let sender = w.src.filter(|s| own.contains(s)).or(own.first().copied());
+            if !v6
+                && let Some(sender) = sender
+                && let Some(iif) = self.link(o, &inn).map(|l| l.index)
+                && let Some(r) = self.rp_filtered(o, iif, sender)
+            {
+                return Err(r);
+            }
             return Err(Reason::NoNeighbour {
                 at: self.name(here),
                 next_hop,
@@ -888,17 +925,23 @@ impl<'a, H: NsHandle> Ctx<'a, H> {
     /// NAT on the way out of the host: the source becomes the host's address.
     fn masquerade(&self, w: &mut Walk, look: &Lookup, oif: u32, ifname: &str) {
         let here = w.here;
-        if self.places[here].place == Place::Host
+        if self.places[here].place != Place::Internet
             && let Some(s) = w.src
-            && self.nat_applies(s, ifname)
+            && self.nat_applies(here, s, ifname)
         {
-            let new = look.prefsrc.or_else(|| {
-                self.places[here]
-                    .state
-                    .addrs_of(oif)
-                    .map(|a| a.addr())
-                    .find(|a| a.is_ipv4())
-            });
+            let new = look
+                .prefsrc
+                .filter(|p| p.is_ipv4() == s.is_ipv4())
+                .or_else(|| {
+                    self.places[here]
+                        .state
+                        .addrs_of(oif)
+                        .map(|a| a.addr())
+                        .find(|a| {
+                            a.is_ipv4() == s.is_ipv4()
+                                && !matches!(a, IpAddr::V6(v) if v.segments()[0] & 0xffc0 == 0xfe80)
+                        })
+                });
             if let Some(n) = new {
                 w.nat = Some((here, s));
                 w.src = Some(n);
@@ -1095,6 +1138,25 @@ impl<H: NsHandle> Ctx<'_, H> {
         let Reason::NoRouteBack { at, to } = r else {
             return r;
         };
+        // A router on the way out that masquerades (`nat:` of a node) but not
+        // this packet: its entries exclude it, or none covers the source.
+        if there.nat.is_none() {
+            let mut routers = there.path.windows(2).rev().filter(|w| {
+                matches!(self.places[w[0]].place, Place::Node(_))
+                    && !self.nat_rules(w[0]).is_empty()
+            });
+            if let Some(w) = routers.next() {
+                let out = self
+                    .iface_towards(w[0], w[1])
+                    .unwrap_or_else(|| "its way out".into());
+                return Reason::NoNat {
+                    host: self.name(w[0]),
+                    src: back_to,
+                    excluded_by: self.excluded_nat(w[0], back_to, &out),
+                    out,
+                };
+            }
+        }
         if there.nat.is_none()
             && self.places[there.at].place == Place::Internet
             && let Some(h) = self.host_idx()
@@ -1109,7 +1171,7 @@ impl<H: NsHandle> Ctx<'_, H> {
             return Reason::NoNat {
                 host: self.name(h),
                 src: back_to,
-                excluded_by: self.excluded_nat(back_to, &out),
+                excluded_by: self.excluded_nat(h, back_to, &out),
                 out,
             };
         }
