@@ -326,6 +326,9 @@ pub struct RawNode {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub run: Vec<S<String>>,
+    /// Its firewall: chains `input`, `output`, `forward` with a policy and rules.
+    #[serde(default)]
+    pub firewall: Option<crate::model::firewall::RawFirewall>,
 }
 
 /// The host's part of the lab (host mode): its ends of cables and routes.
@@ -340,6 +343,9 @@ pub struct RawHost {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub routes: Vec<S<String>>,
+    /// The host's firewall; in host mode it applies only to the lab's interfaces.
+    #[serde(default)]
+    pub firewall: Option<crate::model::firewall::RawFirewall>,
 }
 
 /// An interface: addresses, MTU, MAC.
