@@ -328,7 +328,7 @@ pub struct Rule {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Chain {
     pub hook: Hook,
-    /// Line of the chain's key in the file (where its policy is).
+    /// Line of the chain's `policy:` in the file (else of the chain).
     pub line: usize,
     /// Accept or drop.
     pub policy: Action,
@@ -585,7 +585,12 @@ pub fn parse(
         }
         chains.push(Chain {
             hook,
-            line: rc.referenced.line() as usize,
+            // Where the policy is written, else where the chain is.
+            line: rc
+                .value
+                .policy
+                .as_ref()
+                .map_or(rc.referenced.line(), |p| p.referenced.line()) as usize,
             policy,
             rules,
         });
