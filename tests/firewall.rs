@@ -243,6 +243,58 @@ fn a_node_firewall_drops_ping_names_the_rule_lets_http_through_and_is_repaired()
     assert_gone(&p, &lab);
 }
 
+/// With br_netfilter (on in this kernel), a sandbox host's forward chain
+/// sees traffic bridged between two nodes of its bridge.
+#[test]
+fn a_sandbox_hosts_forward_chain_sees_bridged_traffic_with_br_netfilter() {
+    let p = prefix("fwbr");
+    let lab = format!("{p}br");
+    let _g = LabGuard::new(&lab, None);
+    let dir = tempfile::tempdir().unwrap();
+    let file = r#"name: br
+bridges:
+  br0: { address: 10.0.0.254/24 }
+nodes:
+  a:
+    interfaces: { eth0: { address: 10.0.0.2/24 } }
+  b:
+    interfaces: { eth0: { address: 10.0.0.3/24 } }
+  c:
+    interfaces: { eth0: { address: 10.0.0.4/24 } }
+links:
+  - [ a:eth0, br0:pa ]
+  - [ b:eth0, br0:pb ]
+  - [ c:eth0, br0:pc ]
+host:
+  firewall:
+    forward:
+      rules:
+        - { proto: icmp, from: 10.0.0.2, to: 10.0.0.3, action: drop }
+"#;
+    let f = write_file(&dir, "br.yaml", file);
+    ok(nslab(&["up", s(&f), "--sandbox", "--prefix", &p]));
+    let host = format!("{p}br-host");
+    let on = sh(&format!(
+        "ip netns exec {host} sysctl -n net.bridge.bridge-nf-call-iptables"
+    ));
+    assert_eq!(on.trim(), "1", "br_netfilter is expected on in this kernel");
+    let (a, c) = (format!("{p}a"), format!("{p}c"));
+    assert!(!pings(&a, "10.0.0.3"));
+    assert!(pings(&a, "10.0.0.4"));
+    assert!(pings(&c, "10.0.0.3"));
+    let o = nslab(&["ping", "--json", "--lab", &lab, "a", "b"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(v["why_not"]["at"], "host", "{v}");
+    assert_eq!(v["why_not"]["bridged"], true, "{v}");
+    assert_eq!(
+        v["why_not"]["rule"]["line"],
+        line_of(file, "action: drop"),
+        "{v}"
+    );
+    ok(nslab(&["down", "--lab", &lab]));
+    assert_gone(&p, &lab);
+}
+
 #[test]
 fn bad_firewall_input_names_the_line_and_changes_nothing() {
     let p = prefix("fwbad");
@@ -300,14 +352,20 @@ bridges:
 nodes:
   a:
     interfaces: { e0: { address: 10.30.0.2/24 } }
+  b:
+    interfaces: { e0: { address: 10.30.0.3/24 } }
 links:
   - [ a:e0, br0:pa ]
+  - [ b:e0, br0:pb ]
 host:
   firewall:
     input:
       policy: drop
       rules:
         - { proto: tcp, dport: 8000, action: accept }
+    forward:
+      rules:
+        - { proto: icmp, from: 10.30.0.2, to: 10.30.0.3, action: drop }
 "#;
     let f = write_file(&dir, "fwh.yaml", file);
     ok(nslab_in(Some(&h.name), &["up", s(&f), "--prefix", &p]));
@@ -318,13 +376,33 @@ host:
     // chain's own policy stays accept, the drop is guarded by the bridge.
     assert!(!pings(&a, "10.30.0.1"));
     assert!(pings(&out.name, "198.18.0.1"));
+    // Bridged between two nodes, yet the host's forward chain drops it:
+    // br_netfilter hands bridged IPv4 to the IP hooks with the bridge as
+    // iifname/oifname, so the guard on br0 matches.
+    let b = format!("{p}b");
+    let sysctl = sh(&format!(
+        "ip netns exec {} sysctl -n net.bridge.bridge-nf-call-iptables",
+        h.name
+    ));
+    if sysctl.trim() == "1" {
+        assert!(!pings(&a, "10.30.0.3"));
+    } else {
+        assert!(pings(&a, "10.30.0.3"));
+    }
+    assert!(
+        pings(&b, "10.30.0.1") == false,
+        "b reaches the host despite its policy"
+    );
     let listed = sh(&format!(
         "ip netns exec {} nft list table inet {table}",
         h.name
     ));
     assert!(listed.contains("policy accept;"), "{listed}");
     assert!(
-        listed.contains("iifname \"br0\" drop comment \"line 12 policy\""),
+        listed.contains(&format!(
+            "iifname \"br0\" drop comment \"line {} policy\"",
+            line_of(file, "policy: drop")
+        )),
         "{listed}"
     );
     assert!(
@@ -347,7 +425,11 @@ host:
         &["ping", "--json", "--lab", &lab, "a", "host"],
     );
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
-    assert_eq!(v["why_not"]["rule"]["line"], 12, "{v}");
+    assert_eq!(
+        v["why_not"]["rule"]["line"],
+        line_of(file, "policy: drop"),
+        "{v}"
+    );
 
     // down removes the table from the host.
     ok(nslab_in(Some(&h.name), &["down", "--lab", &lab, "--kill"]));

@@ -420,8 +420,16 @@ pub fn guards(lab: &Lab, place: &Place) -> Option<Vec<String>> {
     if *place != Place::Host || lab.sandbox {
         return None;
     }
+    // Bridge ports are left out: at the IP hooks a bridged packet's
+    // iifname/oifname is the bridge (br_netfilter too), never a port.
     let mut g: Vec<String> = lab.bridges.iter().map(|b| b.name.clone()).collect();
-    g.extend(lab.host.interfaces.iter().map(|i| i.name.clone()));
+    g.extend(
+        lab.host
+            .interfaces
+            .iter()
+            .filter(|i| !lab.bridges.iter().any(|b| b.ports.contains(&i.name)))
+            .map(|i| i.name.clone()),
+    );
     Some(g)
 }
 
