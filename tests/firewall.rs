@@ -390,7 +390,7 @@ host:
         assert!(pings(&a, "10.30.0.3"));
     }
     assert!(
-        pings(&b, "10.30.0.1") == false,
+        !pings(&b, "10.30.0.1"),
         "b reaches the host despite its policy"
     );
     let listed = sh(&format!(
