@@ -823,3 +823,195 @@ impl fmt::Display for Firewall {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LAB: &str = r#"name: x
+bridges:
+  bri0: { address: 10.0.0.1/16 }
+nodes:
+  black:
+    interfaces:
+      e0: { address: 10.0.1.1/24 }
+      e1: { address: "fd01::1/64" }
+  white:
+    interfaces: { w0: { address: 10.0.2.1/24 }, w1: { address: "fd01::2/64" } }
+  gray:
+    interfaces: { g0: { address: 10.9.0.2/24 } }
+links:
+  - [ black:e0, bri0:p0 ]
+  - [ white:w0, bri0:p1 ]
+  - [ black:e1, white:w1 ]
+  - [ gray:g0, host:h0 ]
+host:
+  interfaces: { h0: { address: 10.9.0.1/24 } }
+"#;
+
+    fn parse(extra: &str, sandbox: bool) -> Result<Lab, crate::topology::TopologyError> {
+        let opts = crate::topology::Options {
+            sandbox,
+            check_programs: false,
+            ..Default::default()
+        };
+        let text = LAB.replacen(
+            "      e1: { address: \"fd01::1/64\" }\n",
+            &format!("      e1: {{ address: \"fd01::1/64\" }}\n    firewall:\n{extra}"),
+            1,
+        );
+        crate::topology::parse_str(&text, "t.yaml", &opts)
+    }
+
+    /// The first issue of a bad firewall: (line, field, message).
+    fn issue(extra: &str) -> (u64, String, String) {
+        let e = parse(extra, true).expect_err("refused");
+        let i = &e.issues[0];
+        (i.line, i.field.clone(), i.message.clone())
+    }
+
+    #[test]
+    fn rules_keep_their_lines_and_read_as_nft_text() {
+        let lab = parse(
+            r#"      input:
+        policy: drop
+        rules:
+          - { proto: tcp, dport: 800, action: accept }
+          - { state: [established, related], action: accept }
+          - { proto: udp, sport: "1000-2000", from: 10.0.2.7/24, in: e0, action: reject }
+      forward:
+        rules: [ { proto: icmpv6, to: "fd01::/64", out: e1, action: drop } ]
+"#,
+            true,
+        )
+        .unwrap();
+        let fw = &lab.firewalls[0];
+        assert_eq!(fw.place, Place::Node("black".into()));
+        let input = &fw.chains[0];
+        assert_eq!(
+            (input.hook, input.policy, input.line),
+            (Hook::Input, Action::Drop, 11)
+        );
+        let lines: Vec<usize> = input.rules.iter().map(|r| r.line).collect();
+        assert_eq!(lines, [13, 14, 15]);
+        let text: Vec<String> = fw
+            .chains
+            .iter()
+            .flat_map(|c| &c.rules)
+            .map(rule_text)
+            .collect();
+        assert_eq!(
+            text,
+            [
+                r#"meta l4proto tcp tcp dport 800 accept comment "line 13""#,
+                r#"ct state established,related accept comment "line 14""#,
+                r#"iifname "e0" ip saddr 10.0.2.0/24 meta l4proto udp udp sport 1000-2000 reject comment "line 15""#,
+                r#"oifname "e1" ip6 daddr fd01::/64 meta l4proto ipv6-icmp drop comment "line 17""#,
+            ]
+        );
+        assert_eq!(line_of_comment("line 15"), Some(15));
+        assert_eq!(line_of_comment("line 11 policy"), Some(11));
+        assert_eq!(line_of_comment("other"), None);
+        let ex = explain(&lab, fw, "ip netns exec black ");
+        assert_eq!(
+            ex[..3],
+            [
+                r#"ip netns exec black nft 'add table inet nslab-x-fw { comment "nslab:x"; }'"#,
+                "ip netns exec black nft 'add chain inet nslab-x-fw input { type filter hook input priority filter; policy drop; }'",
+                "ip netns exec black nft 'add chain inet nslab-x-fw forward { type filter hook forward priority filter; policy accept; }'",
+            ]
+        );
+        assert_eq!(ex.len(), 3 + 4);
+        // A node's rules are not guarded.
+        assert_eq!(guards(&lab, &fw.place), None);
+    }
+
+    #[test]
+    fn host_mode_guards_every_rule_and_turns_a_drop_policy_into_rules() {
+        let text = format!(
+            "{LAB}  firewall:\n    input:\n      policy: drop\n      rules: [ {{ proto: tcp, dport: 22, action: accept }} ]\n    forward:\n      rules: [ {{ in: bri0, action: accept }} ]\n"
+        );
+        let opts = crate::topology::Options {
+            check_programs: false,
+            ..Default::default()
+        };
+        let lab = crate::topology::parse_str(&text, "t.yaml", &opts).unwrap();
+        let fw = lab
+            .firewalls
+            .iter()
+            .find(|f| f.place == Place::Host)
+            .unwrap();
+        let g = guards(&lab, &Place::Host).unwrap();
+        // The bridge and the host's own veth end; never a bridge port.
+        assert_eq!(g, ["bri0", "h0"]);
+        let input = &fw.chains[0];
+        assert_eq!(kernel_policy(input, Some(&g)), Action::Accept);
+        let rules: Vec<String> = kernel_rules(input, Some(&g))
+            .iter()
+            .map(rule_text)
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                r#"iifname "bri0" meta l4proto tcp tcp dport 22 accept comment "line 23""#,
+                r#"iifname "h0" meta l4proto tcp tcp dport 22 accept comment "line 23""#,
+                r#"iifname "bri0" drop comment "line 22 policy""#,
+                r#"iifname "h0" drop comment "line 22 policy""#,
+            ]
+        );
+        // A rule naming an interface keeps it and is not repeated.
+        assert_eq!(kernel_rules(&fw.chains[1], Some(&g)).len(), 1);
+        // In a sandbox the host's namespace is the lab's: nothing guarded.
+        let sb = crate::topology::parse_str(
+            &text,
+            "t.yaml",
+            &crate::topology::Options {
+                sandbox: true,
+                check_programs: false,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(guards(&sb, &Place::Host), None);
+    }
+
+    #[test]
+    fn bad_rules_name_line_and_field() {
+        let one = |rule: &str| {
+            issue(&format!(
+                "      input:\n        rules:\n          - {rule}\n"
+            ))
+        };
+        let (line, field, msg) = one("{ dport: 80, action: accept }");
+        assert_eq!(line, 12);
+        assert_eq!(field, "nodes.black.firewall.input.rules[0].dport");
+        assert!(msg.contains("needs proto"), "{msg}");
+        let (_, field, msg) = one("{ proto: tcp, dport: \"90-80\", action: accept }");
+        assert!(field.ends_with(".dport") && msg.contains("range"), "{msg}");
+        let (_, _, msg) = one("{ in: w0, action: accept }");
+        assert!(
+            msg.contains("\"w0\" is not an interface here (it has: e0, e1)"),
+            "{msg}"
+        );
+        let (_, field, _) = one("{ action: allow }");
+        assert!(field.ends_with(".action"));
+        let (_, _, msg) = one("{ state: [new, old], action: accept }");
+        assert!(msg.contains("\"old\""), "{msg}");
+        let (_, _, msg) = one("{ proto: icmp, from: \"fd01::/64\", action: drop }");
+        assert!(msg.contains("icmpv6"), "{msg}");
+        let (_, _, msg) = one("{ from: 10.0.0.0/8, to: \"fd01::1\", action: drop }");
+        assert!(msg.contains("different address families"), "{msg}");
+        let (_, _, msg) = one("{ from: nowhere, action: drop }");
+        assert!(msg.contains("not an address or prefix"), "{msg}");
+        let (line, field, msg) = issue("      input: { policy: reject }\n");
+        assert_eq!(
+            (line, field.as_str()),
+            (10, "nodes.black.firewall.input.policy")
+        );
+        assert!(msg.contains("accept or drop"), "{msg}");
+        // Unknown keys are the parser's errors, with the line too.
+        let e = parse("      inptu: { policy: drop }\n", true).expect_err("refused");
+        let t = e.to_string();
+        assert!(t.contains("inptu") && t.contains("10"), "{t}");
+    }
+}
