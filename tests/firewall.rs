@@ -36,6 +36,10 @@ links:
   - [ web:eth0, br0:p-web ]
   - [ bad:eth0, br0:p-bad ]
   - [ good:eth0, br0:p-good ]
+expect:
+  - reach: good -> web
+  - reach: bad -> web
+  - tcp: good -> web:9999
 "#
     )
 }
@@ -137,10 +141,25 @@ fn a_node_firewall_drops_ping_names_the_rule_lets_http_through_and_is_repaired()
         text(&o)
     );
 
-    // The policy: a TCP port no rule accepts is dropped by the policy, named
-    // at the chain's line.
-    let o = nslab(&["check", s(&f), "--lab", &lab, "--json"]);
-    assert!(o.status.success(), "{}", text(&o));
+    // check: the expectation bad -> web fails, naming the same line.
+    let o = nslab(&["check", s(&f), "--lab", &lab]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("the rule at line {icmp_line} of web's firewall")),
+        "{}",
+        text(&o)
+    );
+
+    // No rule takes TCP port 9999: the chain's policy drops it, named at the
+    // line of `policy: drop`.
+    assert!(
+        text(&o).contains(&format!(
+            "the policy drop of chain input of web's firewall at line {}",
+            line_of(&file, "policy: drop")
+        )),
+        "{}",
+        text(&o)
+    );
 
     // plan --explain says the same as nft commands.
     let plan = stdout(&ok(nslab(&[
