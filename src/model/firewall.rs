@@ -587,6 +587,23 @@ pub fn parse(
         for (i, rr) in rc.value.rules.iter().enumerate() {
             let rf = format!("{cf}.rules[{i}]");
             match parse_rule(report, rr, ifaces, &rf) {
+                // A packet has no way out yet at input, nor a way in at output.
+                Some(r) if hook == Hook::Input && r.oif.is_some() => {
+                    report(
+                        &rr.referenced,
+                        format!("{rf}.out"),
+                        "input rules cannot match `out` (the packet is for this namespace)".into(),
+                    );
+                    ok = false;
+                }
+                Some(r) if hook == Hook::Output && r.iif.is_some() => {
+                    report(
+                        &rr.referenced,
+                        format!("{rf}.in"),
+                        "output rules cannot match `in` (the packet is made here)".into(),
+                    );
+                    ok = false;
+                }
                 Some(r) => rules.push(r),
                 None => ok = false,
             }
@@ -1001,6 +1018,8 @@ host:
         assert!(msg.contains("icmpv6"), "{msg}");
         let (_, _, msg) = one("{ from: 10.0.0.0/8, to: \"fd01::1\", action: drop }");
         assert!(msg.contains("different address families"), "{msg}");
+        let (_, field, _) = one("{ out: e0, action: drop }");
+        assert!(field.ends_with(".out"), "{field}");
         let (_, _, msg) = one("{ from: nowhere, action: drop }");
         assert!(msg.contains("not an address or prefix"), "{msg}");
         let (line, field, msg) = issue("      input: { policy: reject }\n");
