@@ -167,6 +167,9 @@ pub struct Status {
     /// The file's published ports and the state of their table.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub published: Vec<String>,
+    /// The firewalls (`firewall:`) and the state of their tables.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub firewalls: Vec<String>,
     /// Runtime state (`nslab link`, `partition`): shown, never drift.
     #[serde(default)]
     pub runtime: crate::runtime::State,
@@ -310,6 +313,12 @@ pub fn status(rec: &Record, model: &Lab, compared_with: String) -> Result<Status
     if !publish_drift.is_empty() {
         s.ok = false;
         s.drift.extend(publish_drift);
+    }
+    s.firewalls = crate::runtime::firewall::status_lines(rec, model);
+    let fw_drift = crate::runtime::firewall::drift(rec, model);
+    if !fw_drift.is_empty() {
+        s.ok = false;
+        s.drift.extend(fw_drift);
     }
     Ok(s)
 }
@@ -458,6 +467,7 @@ pub fn compare_held(
         ok,
         shaping: Vec::new(),
         published: Vec::new(),
+        firewalls: Vec::new(),
         runtime: rt.clone(),
         sysctls: Vec::new(),
         nat: Vec::new(),
@@ -871,6 +881,9 @@ pub fn render(s: &Status) -> String {
         let _ = write!(o, "\n{line}");
     }
     for line in &s.published {
+        let _ = write!(o, "\n{line}");
+    }
+    for line in &s.firewalls {
         let _ = write!(o, "\n{line}");
     }
     let runtime = crate::runtime::describe(&s.runtime);

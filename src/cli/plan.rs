@@ -78,9 +78,18 @@ fn print_shaping(r: &nslab::lab::PlanReport, explain: bool) {
     for c in &r.publish_changes {
         println!("# published ports: {c}");
     }
+    for c in &r.firewall_changes {
+        println!("# firewalls: {c}");
+    }
     if explain && !r.shaping.is_empty() {
         println!("# shaping: the file's link maps, and `nslab shape` over them (applied by `up`):");
         for c in &r.shaping {
+            println!("{c}");
+        }
+    }
+    if explain && !r.firewall.is_empty() {
+        println!("# firewalls (`firewall:`; made by `up`, one nftables batch per namespace):");
+        for c in &r.firewall {
             println!("{c}");
         }
     }

@@ -196,6 +196,8 @@ fn finish_host(
                 .extend(crate::runtime::shape::remove_host_table(rec));
             rep.warnings
                 .extend(crate::runtime::publish::remove(&h.file, rec));
+            rep.warnings
+                .extend(crate::runtime::firewall::remove(&h.file, rec));
         }
         for n in &rec.host_links {
             if !rep.host_links.contains(n) {

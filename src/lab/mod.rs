@@ -405,6 +405,12 @@ pub struct PlanReport {
     /// What `up` would change in the publish table of a lab that is up.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub publish_changes: Vec<String>,
+    /// The file's firewalls, as the nft commands a person would type.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub firewall: Vec<String>,
+    /// What `up` would change in the firewall tables of a lab that is up.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub firewall_changes: Vec<String>,
 }
 
 /// What `up` would do now, without doing it.
@@ -438,8 +444,10 @@ pub fn plan_with_record(lab: &Lab, rec: Option<&Record>) -> Result<PlanReport> {
         None => String::new(),
     };
     r.publish = crate::model::publish::explain(lab, &pre);
+    r.firewall = crate::runtime::firewall::explain(lab);
     if let Some(rc) = rec.as_ref().filter(|r| r.model.is_some()) {
         r.publish_changes = crate::runtime::publish::plan_changes(rc, lab);
+        r.firewall_changes = crate::runtime::firewall::plan_changes(rc, lab);
     }
     Ok(r)
 }
@@ -494,5 +502,7 @@ pub(crate) fn plan_in<S: crate::kernel::seam::System>(
         shaping: Vec::new(),
         publish: Vec::new(),
         publish_changes: Vec::new(),
+        firewall: Vec::new(),
+        firewall_changes: Vec::new(),
     })
 }

@@ -131,6 +131,7 @@ pub fn up_lab_with(
     let (mut rec, here) = open_record(&lab)?;
     let shapes_before = crate::runtime::shape::effective(&rec);
     let published_before = crate::runtime::publish::wanted(&rec);
+    let firewalls_before = crate::runtime::firewall::wanted(&rec);
     // `--reset` drops runtime state first, so the plan brings those links up.
     let mut runtime_notes = if opts.reset {
         crate::runtime::after_up(&mut rec, &lab, true)?
@@ -197,10 +198,15 @@ pub fn up_lab_with(
     notes.extend(crate::runtime::shape::reapply(&rec, &shapes_before));
     let published = crate::runtime::publish::reconcile(&rec, published_before)?;
     notes.extend(published.clone());
+    let firewalled = crate::runtime::firewall::reconcile(&rec, firewalls_before)?;
+    notes.extend(firewalled.clone());
     Ok(UpReport {
         lab: lab.name,
         sandbox: lab.sandbox,
-        changed: !ops.is_empty() || changed_programs || !published.is_empty(),
+        changed: !ops.is_empty()
+            || changed_programs
+            || !published.is_empty()
+            || !firewalled.is_empty(),
         ops,
         notes,
         seconds: t0.elapsed().as_secs_f64(),

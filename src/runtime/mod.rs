@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod firewall;
 pub mod link;
 pub mod partition;
 pub mod publish;

@@ -43,6 +43,9 @@ pub struct Lab {
     /// Ports of the host published to nodes (DNAT).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub publish: Vec<crate::model::publish::Publish>,
+    /// Firewalls of nodes and of the host (`firewall:`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub firewalls: Vec<crate::model::firewall::Firewall>,
     /// Interfaces get IPv6 link-local addresses (and the multicast that comes with them).
     pub ipv6_link_local: bool,
     #[serde(default)]

@@ -336,6 +336,9 @@ pub struct RawNode {
     #[serde(default)]
     #[schemars(with = "Vec<RawNat>")]
     pub nat: Vec<S<RawNat>>,
+    /// Its firewall: chains `input`, `output`, `forward` with a policy and rules.
+    #[serde(default)]
+    pub firewall: Option<crate::model::firewall::RawFirewall>,
 }
 
 /// A sysctl's value as the file gives it: an integer or a string.
@@ -389,6 +392,9 @@ pub struct RawHost {
     #[serde(default)]
     #[schemars(with = "std::collections::BTreeMap<String, SysctlValueSchema>")]
     pub sysctl: OrderedMap<SysctlValue>,
+    /// The host's firewall; in host mode it applies only to the lab's interfaces.
+    #[serde(default)]
+    pub firewall: Option<crate::model::firewall::RawFirewall>,
 }
 
 /// An interface: addresses, MTU, MAC.

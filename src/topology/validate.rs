@@ -491,12 +491,22 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
         host: host_node,
         nat,
         publish: Vec::new(),
+        firewalls: Vec::new(),
         ipv6_link_local: false,
         expect: Vec::new(),
         index: Default::default(),
     };
     lab.ipv6_link_local = raw.ipv6_link_local.unwrap_or_else(|| lab.uses_ipv6());
     lab.publish = crate::model::publish::parse(&mut |l, f, m| cx.at(l, f, m), &raw.publish, &lab);
+    let fws: Vec<(&str, &crate::model::firewall::RawFirewall)> = (raw.nodes.0.iter())
+        .filter_map(|(k, n)| n.firewall.as_ref().map(|f| (k.value.as_str(), f)))
+        .collect();
+    lab.firewalls = crate::model::firewall::parse_all(
+        &mut |l, f, m| cx.at(l, f, m),
+        &fws,
+        host_raw.firewall.as_ref(),
+        &lab,
+    );
     lab.expect = super::expect::parse_expects(&mut |l, f, m| cx.at(l, f, m), &raw.expect, &lab);
 
     if cx.issues.is_empty() {

@@ -60,11 +60,11 @@ const NFPROTO_IPV6: u8 = 10;
 const NFT_REG_1: u32 = 1;
 const NFT_REG_2: u32 = 2;
 
-fn be(v: u32) -> Vec<u8> {
+pub(super) fn be(v: u32) -> Vec<u8> {
     v.to_be_bytes().to_vec()
 }
 
-fn cmp(op: Operator, data: Vec<u8>) -> Expr {
+pub(super) fn cmp(op: Operator, data: Vec<u8>) -> Expr {
     expr(Expressions::Cmp(vec![
         Cmp::SourceRegister(Register::Reg1),
         Cmp::Op(op),
@@ -72,7 +72,7 @@ fn cmp(op: Operator, data: Vec<u8>) -> Expr {
     ]))
 }
 
-fn meta(key: MetaKey) -> Expr {
+pub(super) fn meta(key: MetaKey) -> Expr {
     expr(Expressions::Meta(vec![
         // In nft's order (key, then register), so the bytes are nft's.
         Meta::Key(key),
@@ -80,7 +80,7 @@ fn meta(key: MetaKey) -> Expr {
     ]))
 }
 
-fn payload(base: u32, offset: u32, len: u32) -> Expr {
+pub(super) fn payload(base: u32, offset: u32, len: u32) -> Expr {
     expr(Expressions::Payload(vec![
         Payload::DestinationRegister(Register::Reg1),
         Payload::Base(base),
@@ -89,7 +89,7 @@ fn payload(base: u32, offset: u32, len: u32) -> Expr {
     ]))
 }
 
-fn nfproto(v4: bool) -> Vec<Expr> {
+pub(super) fn nfproto(v4: bool) -> Vec<Expr> {
     vec![
         meta(MetaKey::Nfproto),
         cmp(
@@ -108,7 +108,7 @@ fn ip_bytes(a: IpAddr) -> Vec<u8> {
 
 /// `[ip|ip6] saddr|daddr NET` (with `op`), as nft loads a prefix: only its
 /// bytes when byte-aligned, else the whole address and a mask.
-fn prefix_match(net: IpNet, saddr: bool, op: Operator) -> Vec<Expr> {
+pub(super) fn prefix_match(net: IpNet, saddr: bool, op: Operator) -> Vec<Expr> {
     let (off, alen) = match (net, saddr) {
         (IpNet::V4(_), true) => (12, 4),
         (IpNet::V4(_), false) => (16, 4),

@@ -26,6 +26,7 @@ use netlink_packet_netfilter::NetfilterProtoFamily;
 mod decode;
 mod dnat;
 pub mod filter;
+mod firewall;
 mod loss;
 mod socket;
 mod trace;
@@ -33,6 +34,7 @@ mod wire;
 
 #[doc(hidden)]
 pub use decode::fuzz_reply;
+pub use firewall::{FILTER_PRIORITY, FwChain, FwRuleView, FwTable, firewall_diff};
 pub use loss::{LOSS_CHAIN, LOSS_MODULUS, LossRule};
 pub use socket::{NftSocket, socket_in};
 pub use trace::{TraceEvent, parse_trace_events, read_trace_events, trace_listener};

@@ -223,7 +223,7 @@ impl NftSocket {
     }
 
     /// A dump request (NLM_F_DUMP), collecting the nf_tables messages until DONE.
-    fn dump_once(
+    pub(super) fn dump_once(
         &mut self,
         op: &str,
         family: NetfilterProtoFamily,

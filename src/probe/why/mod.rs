@@ -17,6 +17,14 @@ use crate::topology::Place;
 use serde::Serialize;
 use std::net::IpAddr;
 
+/// A rule (or policy) of the lab's own `firewall:`, named by its file line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlamedRule {
+    pub line: usize,
+    /// `the rule at line 13 of web's firewall (input: ... drop)`
+    pub text: String,
+}
+
 /// The first obstacle found on the path. In JSON the variant is the `reason`
 /// field (`"no_route"`, `"firewall_drop"`, ...) and `at` names the place (a node,
 /// `host` or `internet`) where the obstacle is. Shown (`Display`), it is the
@@ -88,6 +96,10 @@ pub enum Reason {
         /// (net.bridge.bridge-nf-call-iptables) hands bridged IP packets to
         /// the IP chains there, as Docker's FORWARD policy shows.
         bridged: bool,
+        /// The lab's own firewall rule (or policy) that dropped it, with its
+        /// file line, when the table is the lab's `firewall:`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rule: Option<Box<BlamedRule>>,
     },
     /// The probe leaves `host` untranslated and nothing outside routes back.
     NoNat {
@@ -412,16 +424,30 @@ impl Reason {
                 chain,
                 handle,
                 bridged,
+                rule,
+                ..
             } => {
-                match handle {
-                    Some(h) => write!(
+                match (rule, handle) {
+                    (Some(r), Some(h)) => write!(
                         f,
-                        "a firewall rule in {at} drops the probe: table {family} {table}, chain {chain}, rule handle {h} (`nft -a list table {family} {table}`)"
+                        "{} drops the probe (table {family} {table}, chain {chain}, rule handle {h})",
+                        r.text
                     )?,
-                    None => write!(
+                    (Some(r), None) => write!(
                         f,
-                        "a firewall in {at} drops the probe: the policy of chain {chain} in table {family} {table}"
+                        "{} drops the probe (table {family} {table}, chain {chain})",
+                        r.text
                     )?,
+                    (None, handle) => match handle {
+                        Some(h) => write!(
+                            f,
+                            "a firewall rule in {at} drops the probe: table {family} {table}, chain {chain}, rule handle {h} (`nft -a list table {family} {table}`)"
+                        )?,
+                        None => write!(
+                            f,
+                            "a firewall in {at} drops the probe: the policy of chain {chain} in table {family} {table}"
+                        )?,
+                    },
                 }
                 if *bridged {
                     write!(

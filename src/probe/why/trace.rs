@@ -134,13 +134,34 @@ impl<H: NsHandle> Ctx<'_, H> {
         for t in traced {
             let events = nft::read_trace_events(&t.events);
             if let Some(e) = first_drop(&events, &probe) {
+                let handle = if e.kind == 3 { e.handle } else { None };
+                let ns = self.places[t.place].conn.ns_file();
+                let rule = crate::runtime::firewall::blame(
+                    self.lab,
+                    &self.places[t.place].place,
+                    &e.table,
+                    &e.chain,
+                    handle,
+                    |table| {
+                        let f = ns?;
+                        netns::run_in(f, || {
+                            NftSocket::new()
+                                .and_then(|mut s| s.read_firewall_table(table))
+                                .ok()
+                                .flatten()
+                        })
+                        .ok()
+                        .flatten()
+                    },
+                );
                 return Ok(Some(Reason::FirewallDrop {
                     at: self.name(t.place),
                     family: e.family.clone(),
                     table: e.table.clone(),
                     chain: e.chain.clone(),
-                    handle: if e.kind == 3 { e.handle } else { None },
+                    handle,
                     bridged: !routed.contains(&t.place),
+                    rule: rule.map(|(line, text)| Box::new(super::BlamedRule { line, text })),
                 }));
             }
         }

@@ -524,6 +524,8 @@ impl<'a, H: NsHandle> Ctx<'a, H> {
     /// One end of a cable between bridges: Ok when it forwards, Err(Some) when
     /// it is at fault (down, no carrier, disabled), Err(None) when STP holds it
     /// (listening, learning, blocking: not a fault while another path exists).
+    // The error is the walk's one answer per probe, built once: its size costs nothing.
+    #[allow(clippy::result_large_err)]
     fn bridge_end(&self, h: usize, e: &End, size: Option<usize>) -> Result<(), Option<Reason>> {
         let Some(b) = &e.bridge else { return Ok(()) };
         let at = self.name(h);
@@ -558,6 +560,7 @@ impl<'a, H: NsHandle> Ctx<'a, H> {
     /// A forwarding path of bridge-to-bridge cables from bridge `from` to `to`,
     /// or the reason there is none: a cable end down on the border of what
     /// `from` reaches (the cut), else the ports STP holds there.
+    #[allow(clippy::result_large_err)] // as bridge_end: one answer per probe
     fn bridge_path(&self, from: &str, to: &str, size: Option<usize>) -> Result<(), Reason> {
         let Some(h) = self.host_idx() else {
             return Ok(());
