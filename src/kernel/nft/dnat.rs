@@ -23,11 +23,9 @@ use netlink_packet_netfilter::nftables::{
 };
 
 use super::socket::NftSocket;
-use super::wire::{
-    Step, StepKind, base_chain_step, delete_family_table_step, expr, new_table_step, nf_message,
-};
+use super::wire::{Step, StepKind, base_chain_step, expr, new_table_step, nf_message};
 use super::{
-    Family, IFNAMSIZ, NFT_PAYLOAD_NETWORK_HEADER, NftError, SRCNAT_PRIORITY, validate_ifname,
+    IFNAMSIZ, NFT_PAYLOAD_NETWORK_HEADER, NftError, SRCNAT_PRIORITY, validate_ifname,
     validate_mark, validate_table_name,
 };
 use crate::model::publish::{Hairpin, OUTPUT, POSTROUTING, PREROUTING, Publish};
@@ -319,18 +317,9 @@ impl NftSocket {
         hairpins: &[Hairpin],
     ) -> Result<(), NftError> {
         validate(name, mark, hairpins)?;
-        let op = format!("set nftables table inet {name}");
-        self.checked_batch(&op, None, Family::Inet, name, mark, |exists| {
-            let mut steps = Vec::new();
-            if exists {
-                steps.push(delete_family_table_step(NetfilterProtoFamily::Inet, name));
-            }
-            if !rules.is_empty() {
-                steps.extend(publish_table_steps(name, mark, rules, hairpins));
-            }
-            (!steps.is_empty()).then_some(steps)
+        self.set_inet_table(name, mark, rules.is_empty(), || {
+            publish_table_steps(name, mark, rules, hairpins)
         })
-        .map(|_| ())
     }
 }
 

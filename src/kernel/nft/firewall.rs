@@ -34,10 +34,7 @@ use netlink_packet_netfilter::nftables::{
 use super::decode::chain_info;
 use super::dnat::{be, cmp, meta, payload, prefix_match};
 use super::socket::{Interrupted, NftSocket};
-use super::wire::{
-    Step, StepKind, delete_family_table_step, encode_comment_udata, expr, new_table_step,
-    nf_message,
-};
+use super::wire::{Step, StepKind, encode_comment_udata, expr, new_table_step, nf_message};
 use super::{
     Family, IFNAMSIZ, NF_ACCEPT, NF_DROP, NftError, validate_ifname, validate_mark,
     validate_table_name,
@@ -392,18 +389,9 @@ impl NftSocket {
         chains: &[FwChain],
     ) -> Result<(), NftError> {
         validate(name, mark, chains)?;
-        let op = format!("set nftables table inet {name}");
-        self.checked_batch(&op, None, Family::Inet, name, mark, |exists| {
-            let mut steps = Vec::new();
-            if exists {
-                steps.push(delete_family_table_step(NetfilterProtoFamily::Inet, name));
-            }
-            if !chains.is_empty() {
-                steps.extend(firewall_table_steps(name, mark, chains));
-            }
-            (!steps.is_empty()).then_some(steps)
+        self.set_inet_table(name, mark, chains.is_empty(), || {
+            firewall_table_steps(name, mark, chains)
         })
-        .map(|_| ())
     }
 
     /// `table inet NAME` read back (None: no such table).

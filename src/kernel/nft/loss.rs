@@ -13,12 +13,8 @@ use netlink_packet_netfilter::nftables::{
 };
 
 use super::socket::NftSocket;
-use super::wire::{
-    Step, StepKind, base_chain_step, delete_family_table_step, expr, new_table_step, nf_message,
-};
-use super::{
-    Family, IFNAMSIZ, NF_DROP, NftError, validate_ifname, validate_mark, validate_table_name,
-};
+use super::wire::{Step, StepKind, base_chain_step, expr, new_table_step, nf_message};
+use super::{IFNAMSIZ, NF_DROP, NftError, validate_ifname, validate_mark, validate_table_name};
 use netlink_packet_core::DefaultNla;
 
 /// The chain of a loss table.
@@ -168,18 +164,9 @@ impl NftSocket {
         rules: &[LossRule],
     ) -> Result<(), NftError> {
         validate(name, mark, rules)?;
-        let op = format!("set nftables table inet {name}");
-        self.checked_batch(&op, None, Family::Inet, name, mark, |exists| {
-            let mut steps = Vec::new();
-            if exists {
-                steps.push(delete_family_table_step(NetfilterProtoFamily::Inet, name));
-            }
-            if !rules.is_empty() {
-                steps.extend(loss_table_steps(name, mark, rules));
-            }
-            (!steps.is_empty()).then_some(steps)
+        self.set_inet_table(name, mark, rules.is_empty(), || {
+            loss_table_steps(name, mark, rules)
         })
-        .map(|_| ())
     }
 }
 

@@ -593,6 +593,31 @@ impl NftSocket {
         }
     }
 
+    /// Make the marked `table inet NAME` hold exactly what `steps` builds, or
+    /// delete it when `empty`: one atomic batch guarded by the generation id (the
+    /// loss, publish and firewall tables). A table of that name without MARK is
+    /// [`NftError::Foreign`] and is left alone.
+    pub(super) fn set_inet_table(
+        &mut self,
+        name: &str,
+        mark: &str,
+        empty: bool,
+        steps: impl Fn() -> Vec<Step>,
+    ) -> Result<(), NftError> {
+        let op = format!("set nftables table inet {name}");
+        self.checked_batch(&op, None, Family::Inet, name, mark, |exists| {
+            let mut v = Vec::new();
+            if exists {
+                v.push(delete_family_table_step(NetfilterProtoFamily::Inet, name));
+            }
+            if !empty {
+                v.extend(steps());
+            }
+            (!v.is_empty()).then_some(v)
+        })
+        .map(|_| ())
+    }
+
     /// The ruleset's generation id. Every commit in the namespace, by anyone, changes
     /// it; pass it to the `*_at` methods to act only on the state that was observed.
     pub fn generation(&mut self) -> Result<u32, NftError> {
