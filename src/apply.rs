@@ -247,6 +247,13 @@ impl<S: System> Kernel<S> {
         Ok(v)
     }
 
+    /// Close cached handles so that `n` more can be opened within the limit.
+    fn make_room(&mut self, n: usize) {
+        self.out += n;
+        self.trim(self.max_open);
+        self.out -= n;
+    }
+
     /// Return handles taken by [`Kernel::take_many`] to the cache.
     pub fn give_back(&mut self, v: Vec<(Ns, S::Handle)>) {
         for (ns, h) in v {
@@ -653,6 +660,7 @@ fn create_namespaces<S: System>(
     let chunk = 128.min(k.group());
     for (n, part) in items.chunks(chunk).enumerate() {
         let mark = k.mark.clone();
+        k.make_room(part.len());
         for (name, r) in k.sys.create_many(part, &mark) {
             match r {
                 Ok(c) => {
