@@ -790,7 +790,10 @@ fn run_parallel<S: System>(k: &mut Kernel<S>, ops: &[Op]) -> Result<(), ApplyErr
         });
         e.push(op);
     }
-    // In batches of namespaces, each opened (if not open), configured, let go.
+    // In batches of namespaces, each opened (if not open), configured, let go;
+    // those still open first (namespaces are independent here), so a lab
+    // bigger than the budget reopens as few as it can.
+    order.sort_by_key(|ns| !k.conns.contains_key(ns));
     for part in order.chunks(k.group()) {
         let mut work: Vec<(Ns, S::Handle, Vec<&Op>)> = k
             .take_many(part)?
