@@ -422,7 +422,10 @@ pub fn wait_for_traffic(spaces: Vec<Space>, limit: Duration) -> Vec<String> {
 
 fn wait_until(spaces: Vec<Space>, until: Instant, limit: Duration, notes: &mut Vec<String>) {
     let mut ws = Vec::new();
-    for (label, r) in open_all(spaces, until) {
+    // A batch that starts when earlier ones used up the time is still read
+    // once (a note on what is not ready, not a failed watch).
+    let read_until = until.max(Instant::now() + Duration::from_secs(2));
+    for (label, r) in open_all(spaces, read_until) {
         match r {
             Ok(w) => ws.push(w),
             Err(e) => notes.push(format!("could not watch the links of {label}: {e}")),
@@ -477,6 +480,17 @@ pub fn wait_lab(
             }
             Err(e) => notes.push(format!("could not watch the host's links: {e}")),
         }
+    }
+    // A note per namespace: thousands for a big lab that is slow to come up.
+    // The first few, and how many more.
+    let shown = crate::util::SHOWN;
+    if notes.len() > shown + 1 {
+        let more = notes.len() - shown;
+        notes.truncate(shown);
+        notes.push(format!(
+            "… and {} more like these",
+            crate::util::counted(more, "note")
+        ));
     }
     notes
 }
