@@ -488,8 +488,8 @@ pub fn wait_lab(
         let more = notes.len() - shown;
         notes.truncate(shown);
         notes.push(format!(
-            "… and {} more like these",
-            crate::util::counted(more, "note")
+            "… and {} more notes like these",
+            crate::util::count(more)
         ));
     }
     notes

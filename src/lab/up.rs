@@ -256,10 +256,22 @@ fn plan_ops(lab: &Lab, obs: &Observed, rec: &Record) -> Result<(Vec<Op>, Vec<Str
         },
     )
     .map_err(|c| {
-        Error::Refused(format!(
-            "{}\nNothing was changed.",
-            c.iter().map(|x| x.0.clone()).collect::<Vec<_>>().join("\n")
-        ))
+        // One line per conflict, the first few: 10,000 namespaces in the way
+        // are one problem, said a few times and counted.
+        let mut lines: Vec<String> = c
+            .iter()
+            .take(crate::util::SHOWN)
+            .map(|x| x.0.clone())
+            .collect();
+        if c.len() > crate::util::SHOWN + 1 {
+            lines.push(format!(
+                "… and {} more conflicts like these",
+                crate::util::count(c.len() - crate::util::SHOWN)
+            ));
+        } else {
+            lines.extend(c.iter().skip(crate::util::SHOWN).map(|x| x.0.clone()));
+        }
+        Error::Refused(format!("{}\nNothing was changed.", lines.join("\n")))
     })
 }
 
