@@ -101,14 +101,26 @@ pub struct Kernel<S: System = Real> {
     /// Called with (ops done, ops in all) as the plan advances.
     pub progress: Option<Box<dyn FnMut(usize, usize)>>,
     pub hooks: Hooks,
-    /// Namespaces this run created, by identity (their fds stay open in `conns`,
-    /// so the identity cannot be reused while the run lasts).
+    /// Namespaces this run created, by identity (rollback deletes only these;
+    /// each is mounted under its name, so its identity stays its own while it is).
     pub created_ns: HashMap<String, netns::NsId>,
+    /// At most this many handles open at once (in `conns` and taken out of it);
+    /// the least recently used go first. A big lab is worked on in batches of
+    /// [`Kernel::group`] namespaces, each opened, used and let go.
+    pub max_open: usize,
+    /// When each cached handle was last used (a tick of `clock`).
+    used: HashMap<Ns, u64>,
+    clock: u64,
+    /// Handles taken out of `conns` by [`Kernel::take_many`], not yet given back.
+    out: usize,
 }
 
 impl Kernel<Real> {
     pub fn new(host: Conn, lab: &str) -> Kernel {
-        Kernel::with(Real, host, lab)
+        let mut k = Kernel::with(Real, host, lab);
+        // Two descriptors per handle: the namespace's fd and its socket.
+        k.max_open = (netns::fd_budget() / 2).max(4);
+        k
     }
 }
 
@@ -125,6 +137,10 @@ impl<S: System> Kernel<S> {
             progress: None,
             hooks: Hooks::default(),
             created_ns: HashMap::new(),
+            max_open: usize::MAX,
+            used: HashMap::new(),
+            clock: 0,
+            out: 0,
         }
     }
 
@@ -134,9 +150,116 @@ impl<S: System> Kernel<S> {
                 step: format!("open namespace {ns}"),
                 source: e,
             })?;
-            self.conns.insert(ns.clone(), c);
+            self.put(ns.clone(), c);
         }
+        self.touch(ns);
         Ok(self.conns.get_mut(ns).expect("just inserted"))
+    }
+
+    /// How many namespaces a batch may take at once (half of what may be open:
+    /// the other half stays cached).
+    pub fn group(&self) -> usize {
+        (self.max_open / 2).max(1)
+    }
+
+    fn touch(&mut self, ns: &Ns) {
+        self.clock += 1;
+        self.used.insert(ns.clone(), self.clock);
+    }
+
+    /// Cache a handle, letting go of the least recently used ones when too many
+    /// are open.
+    pub fn put(&mut self, ns: Ns, h: S::Handle) {
+        self.touch(&ns);
+        self.conns.insert(ns, h);
+        self.trim(self.max_open);
+    }
+
+    /// Close cached handles, least recently used first (never the host's),
+    /// until at most `limit` are open; past the limit, down to three quarters
+    /// of it, so that closing happens in bulk.
+    fn trim(&mut self, limit: usize) {
+        if self.conns.len() + self.out <= limit {
+            return;
+        }
+        let target = (limit - limit / 4).saturating_sub(self.out);
+        let mut old: Vec<(u64, Ns)> = self
+            .conns
+            .keys()
+            .filter(|ns| !ns.is_host())
+            .map(|ns| (self.used.get(ns).copied().unwrap_or(0), ns.clone()))
+            .collect();
+        old.sort_unstable();
+        let extra = self.conns.len().saturating_sub(target);
+        for (_, ns) in old.into_iter().take(extra) {
+            self.conns.remove(&ns);
+            self.used.remove(&ns);
+        }
+    }
+
+    /// Take the handles of `nss` out of the cache (a batch's worth, see
+    /// [`Kernel::group`]), opening those not open, several at once. Give them
+    /// back with [`Kernel::give_back`].
+    pub fn take_many(&mut self, nss: &[Ns]) -> Result<Vec<(Ns, S::Handle)>, ApplyError> {
+        // The cached ones out first, so that making room cannot close them.
+        let mut cached: HashMap<&Ns, S::Handle> = HashMap::new();
+        for ns in nss {
+            if let Some(h) = self.conns.remove(ns) {
+                self.used.remove(ns);
+                cached.insert(ns, h);
+            }
+        }
+        let missing: Vec<&str> = nss
+            .iter()
+            .filter(|ns| !cached.contains_key(ns))
+            .map(|ns| ns.as_str())
+            .collect();
+        // Room for the batch: what is cached plus what is out stays under the limit.
+        self.out += nss.len();
+        self.trim(self.max_open);
+        let mut opened: HashMap<&str, S::Handle> = HashMap::new();
+        let mut failed = None;
+        for (name, r) in missing.iter().zip(self.sys.open_many(&missing)) {
+            match r {
+                Ok(h) => {
+                    opened.insert(name, h);
+                }
+                Err(e) => {
+                    failed.get_or_insert(ApplyError::Io {
+                        step: format!("open namespace {name}"),
+                        source: e,
+                    });
+                }
+            }
+        }
+        let mut v = Vec::with_capacity(nss.len());
+        for ns in nss {
+            if let Some(h) = cached.remove(ns).or_else(|| opened.remove(ns.as_str())) {
+                v.push((ns.clone(), h));
+            }
+        }
+        // Only what was taken counts as out.
+        self.out = self.out.saturating_sub(nss.len() - v.len());
+        if let Some(e) = failed {
+            self.give_back(v);
+            return Err(e);
+        }
+        Ok(v)
+    }
+
+    /// Close cached handles so that `n` more can be opened within the limit.
+    fn make_room(&mut self, n: usize) {
+        self.out += n;
+        self.trim(self.max_open);
+        self.out -= n;
+    }
+
+    /// Return handles taken by [`Kernel::take_many`] to the cache.
+    pub fn give_back(&mut self, v: Vec<(Ns, S::Handle)>) {
+        for (ns, h) in v {
+            self.out = self.out.saturating_sub(1);
+            self.put(ns, h);
+        }
     }
 
     fn report(&mut self, done: usize, total: usize) {
@@ -477,28 +600,45 @@ fn netlink_run<S: System>(
             intent(Intent::HostLinks(names)).map_err(record_err)?;
         }
     }
-    // The far ends' namespaces, opened first: a veth's request carries them.
-    let mut peers = HashMap::new();
-    for op in &ops[i..j] {
-        if let Op::CreateVeth { b, .. } = op
-            && b.ns != ns
-            && !peers.contains_key(&b.ns)
-        {
-            let p = k.conn(&b.ns)?.as_peer(&b.ns);
-            peers.insert(b.ns.clone(), p);
+    // The far ends' namespaces, opened first: a veth's request carries their
+    // fds. A run with more of them than a batch may hold goes out in parts.
+    let mut start = i;
+    while start < j {
+        let mut far: Vec<Ns> = Vec::new();
+        let mut seen: std::collections::HashSet<&Ns> = std::collections::HashSet::new();
+        let mut end = start;
+        while end < j {
+            if let Op::CreateVeth { b, .. } = &ops[end]
+                && b.ns != ns
+                && !seen.contains(&b.ns)
+            {
+                if far.len() == k.group() {
+                    break;
+                }
+                seen.insert(&b.ns);
+                far.push(b.ns.clone());
+            }
+            end += 1;
         }
-    }
-    k.conn(&ns)?;
-    let group: Vec<&Op> = ops[i..j].iter().collect();
-    let h = k.conns.get_mut(&ns).expect("just opened");
-    let r = run_batched(h, &group, &peers, Some(&mut k.hooks));
-    // A veth end created in another namespace changes its indexes.
-    for p in peers.keys() {
-        if let Some(c) = k.conns.get_mut(p) {
+        let mut taken = k.take_many(&far)?;
+        let peers: HashMap<Ns, PeerNs> = taken
+            .iter()
+            .map(|(p, h)| (p.clone(), h.as_peer(p)))
+            .collect();
+        let r = k.conn(&ns).map(|_| ()).and_then(|()| {
+            let group: Vec<&Op> = ops[start..end].iter().collect();
+            let h = k.conns.get_mut(&ns).expect("just opened");
+            run_batched(h, &group, &peers, Some(&mut k.hooks))
+        });
+        // A veth end created in another namespace changes its indexes.
+        for (_, c) in taken.iter_mut() {
             c.mark_stale();
         }
+        k.give_back(taken);
+        r?;
+        start = end;
     }
-    r.map(|_| j)
+    Ok(j)
 }
 
 /// A run of CreateNs from `i` on, made together (in chunks): each namespace is
@@ -525,37 +665,63 @@ fn create_namespaces<S: System>(
         step: format!("prepare {}", netns::netns_dir().display()),
         source: e,
     })?;
-    let mut first_err = None;
-    // In chunks, so progress can be shown between them.
-    for (n, chunk) in items.chunks(128).enumerate() {
+    let mut failed: Vec<(String, io::Error)> = Vec::new();
+    // In chunks, so progress can be shown between them and no more namespaces
+    // are open than a batch may hold.
+    let chunk = 128.min(k.group());
+    for (n, part) in items.chunks(chunk).enumerate() {
         let mark = k.mark.clone();
-        for (name, r) in k.sys.create_many(chunk, &mark) {
+        k.make_room(part.len());
+        for (name, r) in k.sys.create_many(part, &mark) {
             match r {
                 Ok(c) => {
                     // The object this run made: rollback deletes only these.
                     if let Ok(id) = c.id() {
                         k.created_ns.insert(name.clone(), id);
                     }
-                    k.conns.insert(Ns::named(name), c);
+                    k.put(Ns::named(name), c);
                 }
-                Err(e) => {
-                    first_err.get_or_insert(ApplyError::Io {
-                        step: format!("create namespace {name}"),
-                        source: e,
-                    });
-                }
+                Err(e) => failed.push((name, e)),
             }
         }
-        k.report(i + n * 128 + chunk.len(), ops.len());
-        if first_err.is_some() {
-            break;
+        k.report(i + n * chunk + part.len(), ops.len());
+        if !failed.is_empty() {
+            return Err(create_failed(failed));
         }
-    }
-    if let Some(e) = first_err {
-        return Err(e);
     }
     k.spend(items.len())?;
     Ok(j)
+}
+
+/// One error for namespaces that could not be made, however many: those that
+/// failed alike are counted and the first few named; the first error's errno
+/// is kept.
+fn create_failed(failed: Vec<(String, io::Error)>) -> ApplyError {
+    let text = failed[0].1.to_string();
+    let (alike, other): (Vec<_>, Vec<_>) =
+        failed.into_iter().partition(|(_, e)| e.to_string() == text);
+    let names: Vec<&str> = alike.iter().map(|(n, _)| n.as_str()).collect();
+    let others = if other.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} failed with other errors, the first {}: {}",
+            crate::util::count(other.len()),
+            other[0].0,
+            other[0].1
+        )
+    };
+    let step = if names.len() == 1 && others.is_empty() {
+        format!("create namespace {}", names[0])
+    } else {
+        format!(
+            "create {} ({}{others})",
+            crate::util::counted(names.len(), "namespace"),
+            crate::util::names(&names)
+        )
+    };
+    let source = alike.into_iter().next().expect("one at least").1;
+    ApplyError::Io { step, source }
 }
 
 /// The real host's sysctls (forwarding, and the file's allow-listed `host:
@@ -640,13 +806,30 @@ fn run_parallel<S: System>(k: &mut Kernel<S>, ops: &[Op]) -> Result<(), ApplyErr
         });
         e.push(op);
     }
-    let mut work: Vec<(Ns, S::Handle, Vec<&Op>)> = Vec::with_capacity(order.len());
-    for ns in order {
-        k.conn(&ns)?;
-        let c = k.conns.remove(&ns).expect("just opened");
-        let v = by_ns.remove(&ns).unwrap_or_default();
-        work.push((ns, c, v));
+    // In batches of namespaces, each opened (if not open), configured, let go;
+    // those still open first (namespaces are independent here), so a lab
+    // bigger than the budget reopens as few as it can.
+    order.sort_by_key(|ns| !k.conns.contains_key(ns));
+    for part in order.chunks(k.group()) {
+        let mut work: Vec<(Ns, S::Handle, Vec<&Op>)> = k
+            .take_many(part)?
+            .into_iter()
+            .map(|(ns, c)| {
+                let v = by_ns.remove(&ns).unwrap_or_default();
+                (ns, c, v)
+            })
+            .collect();
+        let r = run_side_by_side::<S>(&mut work);
+        let n: usize = work.iter().map(|w| w.2.len()).sum();
+        k.give_back(work.into_iter().map(|(ns, c, _)| (ns, c)).collect());
+        r?;
+        k.hooks.done += n;
     }
+    Ok(())
+}
+
+/// Each namespace's ops in order on its own socket, a few namespaces at once.
+fn run_side_by_side<S: System>(work: &mut [(Ns, S::Handle, Vec<&Op>)]) -> Result<(), ApplyError> {
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
@@ -680,12 +863,7 @@ fn run_parallel<S: System>(k: &mut Kernel<S>, ops: &[Op]) -> Result<(), ApplyErr
             })
             .collect()
     });
-    let n: usize = work.iter().map(|w| w.2.len()).sum();
-    for (ns, c, _) in work {
-        k.conns.insert(ns, c);
-    }
     results.into_iter().collect::<Result<Vec<()>, _>>()?;
-    k.hooks.done += n;
     Ok(())
 }
 

@@ -372,15 +372,30 @@ fn places(model: &Lab) -> Vec<Place> {
 /// cannot be read).
 fn observe_places<S: System>(k: &mut Kernel<S>, model: &Lab) -> BTreeMap<Ns, Option<NsState>> {
     let mut out = BTreeMap::new();
+    let mut present = Vec::new();
     for p in places(model) {
         let ns = plan::ns_of(model, &p);
-        let exists = ns.name().is_none_or(|n| k.sys.exists(n));
-        let st = if exists {
-            k.conn(&ns).ok().and_then(|c| c.observe().ok())
-        } else {
-            None
+        if ns.name().is_none_or(|n| k.sys.exists(n)) {
+            present.push(ns.clone());
+        }
+        out.insert(ns, None);
+    }
+    // A batch of namespaces at a time (see Kernel::group); one that cannot be
+    // opened is read alone, so the others still are.
+    for part in present.chunks(k.group()) {
+        let taken = match k.take_many(part) {
+            Ok(t) => t,
+            Err(_) => part
+                .iter()
+                .filter_map(|ns| k.take_many(std::slice::from_ref(ns)).ok())
+                .flatten()
+                .collect(),
         };
-        out.insert(ns, st);
+        let mut taken = taken;
+        for (ns, c) in taken.iter_mut() {
+            out.insert(ns.clone(), c.observe().ok());
+        }
+        k.give_back(taken);
     }
     out
 }

@@ -19,9 +19,29 @@ pub fn mark(phase: &str) {
     let now = Instant::now();
     if let Some(t) = *l {
         eprintln!(
-            "[timing] {:>8.1} ms  {phase}",
-            (now - t).as_secs_f64() * 1000.0
+            "[timing] {:>8.1} ms  {phase}{}",
+            (now - t).as_secs_f64() * 1000.0,
+            memory()
         );
     }
     *l = Some(now);
+}
+
+/// Resident memory now and at its peak (VmRSS, VmHWM), to see which phase
+/// makes the peak of a big lab.
+fn memory() -> String {
+    let Ok(st) = std::fs::read_to_string("/proc/self/status") else {
+        return String::new();
+    };
+    let kib = |key: &str| {
+        st.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    format!(
+        "  (rss {:.1} MiB, peak {:.1} MiB)",
+        kib("VmRSS:") as f64 / 1024.0,
+        kib("VmHWM:") as f64 / 1024.0
+    )
 }

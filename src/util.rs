@@ -51,6 +51,42 @@ pub fn shell_quote(s: &str) -> String {
     }
 }
 
+/// A count with thousands separators: 10000 -> "10,000".
+pub fn count(n: usize) -> String {
+    let d = n.to_string();
+    let mut out = String::with_capacity(d.len() + d.len() / 3);
+    for (i, c) in d.chars().enumerate() {
+        if i > 0 && (d.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// How many names [`names`] shows before it says how many more there are.
+pub const SHOWN: usize = 3;
+
+/// A list of names for a message, short however long the list: all of them up
+/// to [`SHOWN`] + 1, else the first [`SHOWN`] and how many more ("a, b, c … and
+/// 9,997 more"). An error naming 10,000 namespaces stays one readable line.
+pub fn names<S: AsRef<str>>(items: &[S]) -> String {
+    let shown: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
+    if shown.len() <= SHOWN + 1 {
+        return shown.join(", ");
+    }
+    format!(
+        "{} … and {} more",
+        shown[..SHOWN].join(", "),
+        count(shown.len() - SHOWN)
+    )
+}
+
+/// `n` things: "1 namespace", "10,000 namespaces" (plural by adding `s`).
+pub fn counted(n: usize, noun: &str) -> String {
+    format!("{} {noun}{}", count(n), if n == 1 { "" } else { "s" })
+}
+
 /// Text for XML character data or attribute values (SVG, JUnit).
 pub fn xml(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -98,6 +134,23 @@ pub fn table(rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_lists_are_summarized() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1000), "1,000");
+        assert_eq!(count(9997), "9,997");
+        assert_eq!(count(1234567), "1,234,567");
+        assert_eq!(names::<&str>(&[]), "");
+        assert_eq!(names(&["a"]), "a");
+        assert_eq!(names(&["a", "b", "c", "d"]), "a, b, c, d");
+        let many: Vec<String> = (1..=10_000).map(|i| format!("tb-n{i}")).collect();
+        assert_eq!(names(&many), "tb-n1, tb-n2, tb-n3 … and 9,997 more");
+        assert_eq!(names(&many[..5]), "tb-n1, tb-n2, tb-n3 … and 2 more");
+        assert_eq!(counted(1, "namespace"), "1 namespace");
+        assert_eq!(counted(10_000, "namespace"), "10,000 namespaces");
+    }
 
     #[test]
     fn splits_like_a_shell() {

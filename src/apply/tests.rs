@@ -440,3 +440,94 @@ proptest::proptest! {
         }
     }
 }
+
+/// Bridges of nodes, each node cabled to its bridge (bench/multistar.py's lab).
+fn multistar(bridges: usize, nodes: usize) -> String {
+    let mut t = String::from("name: ms\nbridges:\n");
+    for j in 0..bridges {
+        t += &format!("  br{j}: {{ address: 10.{j}.255.254/16 }}\n");
+    }
+    t += "nodes:\n";
+    for j in 0..bridges {
+        for n in 0..nodes {
+            t += &format!(
+                "  b{j}n{n}:\n    interfaces: {{ e0: {{ address: 10.{j}.0.{}/16 }} }}\n    routes: [ \"default dev e0\" ]\n",
+                n + 1
+            );
+        }
+    }
+    t += "links:\n";
+    for j in 0..bridges {
+        for n in 0..nodes {
+            t += &format!("  - [ b{j}n{n}:e0, br{j}:p{j}x{n} ]\n");
+        }
+    }
+    t
+}
+
+#[test]
+fn a_lab_bigger_than_the_descriptor_budget_comes_up_in_batches() {
+    for sandbox in [true, false] {
+        let fake = Fake::new();
+        let l = lab(&multistar(3, 20), sandbox);
+        let mut r = Run::new(&fake, &l);
+        // 8 handles at most: 60 nodes go in batches of 4.
+        r.k.max_open = 8;
+        r.up(&l);
+        let again = r.plan(&l);
+        assert!(again.is_empty(), "second plan:\n{}", listing(&again));
+        let host = if sandbox { "t-ms-host" } else { "" };
+        let h = fake.state(host).expect("the host");
+        for j in 0..3 {
+            let br = h.link(&format!("br{j}")).expect("bridge");
+            for n in 0..20 {
+                let ns = format!("t-b{j}n{n}");
+                let st = fake.state(&ns).unwrap_or_else(|| panic!("{ns}"));
+                let e0 = st.link("e0").unwrap_or_else(|| panic!("e0 in {ns}"));
+                let port = h.link(&format!("p{j}x{n}")).expect("port");
+                assert_eq!(e0.peer_index, Some(port.index), "{ns}");
+                assert_eq!(port.master, Some(br.index));
+            }
+        }
+        assert!(
+            fake.peak_handles() <= 8,
+            "{} handles open at once",
+            fake.peak_handles()
+        );
+    }
+}
+
+#[test]
+fn namespaces_that_cannot_be_made_are_counted_in_one_error() {
+    let failed: Vec<(String, io::Error)> = (1..=10_000)
+        .map(|i| {
+            (
+                format!("tb-n{i}"),
+                io::Error::from_raw_os_error(libc::EMFILE),
+            )
+        })
+        .collect();
+    let e = create_failed(failed);
+    assert_eq!(
+        e.to_string(),
+        "create 10,000 namespaces (tb-n1, tb-n2, tb-n3 … and 9,997 more): Too many open files (os error 24)"
+    );
+    let one = create_failed(vec![(
+        "a".into(),
+        io::Error::from_raw_os_error(libc::EEXIST),
+    )]);
+    assert_eq!(
+        one.to_string(),
+        "create namespace a: File exists (os error 17)"
+    );
+    let mixed = create_failed(vec![
+        ("a".into(), io::Error::from_raw_os_error(libc::EMFILE)),
+        ("b".into(), io::Error::from_raw_os_error(libc::EEXIST)),
+    ]);
+    assert!(
+        mixed.to_string().starts_with(
+            "create 1 namespace (a; 1 failed with other errors, the first b: File exists"
+        ),
+        "{mixed}"
+    );
+}

@@ -61,6 +61,51 @@ pub fn open(ns: &str) -> io::Result<Conn> {
     Ok(Conn::new(file, nl))
 }
 
+/// Open several existing namespaces, each with its socket, on a few
+/// short-lived threads that enter them in turn: reopening a batch of a big lab
+/// costs no thread per namespace.
+pub fn open_many(names: &[&str]) -> Vec<io::Result<Conn>> {
+    if names.len() < 2 {
+        return names.iter().map(|n| open(n)).collect();
+    }
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 4)
+        .min(names.len());
+    let chunk = names.len().div_ceil(workers);
+    let cfg = &crate::config::inherit();
+    std::thread::scope(|s| {
+        let hs: Vec<_> = names
+            .chunks(chunk)
+            .map(|part| {
+                let n = part.len();
+                let h = s.spawn(move || {
+                    let _cfg = cfg.enter();
+                    part.iter()
+                        .map(|name| {
+                            let file = netns::open(name)?;
+                            use std::os::fd::AsFd;
+                            nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)?;
+                            Ok(Conn::new(file, Rtnl::new()?))
+                        })
+                        .collect::<Vec<_>>()
+                });
+                (n, h)
+            })
+            .collect();
+        hs.into_iter()
+            .flat_map(|(n, h)| {
+                h.join().unwrap_or_else(|_| {
+                    (0..n)
+                        .map(|_| Err(io::Error::other("namespace worker panicked")))
+                        .collect()
+                })
+            })
+            .collect()
+    })
+}
+
 /// The namespace nslab runs in.
 pub fn open_current() -> io::Result<Conn> {
     Ok(Conn::new(netns::current()?, Rtnl::new()?))

@@ -27,6 +27,7 @@ use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// One namespace of the fake kernel.
@@ -571,9 +572,17 @@ pub struct Fake {
     /// Host forwarding's bookkeeping is a real file: kept in a temporary
     /// directory that goes with the last clone.
     fwd: Arc<tempfile::TempDir>,
+    /// Handles open now, and the most ever open at once (the real kernel's
+    /// descriptors: tests of big labs check that they stay bounded).
+    handles: Arc<(AtomicUsize, AtomicUsize)>,
 }
 
 impl Fake {
+    /// The most handles that were open at once.
+    pub fn peak_handles(&self) -> usize {
+        self.handles.1.load(Ordering::SeqCst)
+    }
+
     /// A machine whose host namespace has `lo` and `eth0` (up, 192.0.2.10/24).
     pub fn new() -> Fake {
         let mut w = World::default();
@@ -606,6 +615,7 @@ impl Fake {
             world: Arc::new(Mutex::new(w)),
             state_dir: crate::record::state_dir(),
             fwd: Arc::new(tempfile::tempdir().expect("a temporary directory")),
+            handles: Arc::default(),
         }
     }
 
@@ -619,6 +629,8 @@ impl Fake {
     }
 
     fn handle(&self, ns: &str) -> FakeHandle {
+        let now = self.handles.0.fetch_add(1, Ordering::SeqCst) + 1;
+        self.handles.1.fetch_max(now, Ordering::SeqCst);
         FakeHandle {
             fake: self.clone(),
             ns: ns.to_string(),
@@ -698,6 +710,12 @@ pub struct FakeHandle {
     ns: String,
     idx: HashMap<String, u32>,
     stale: bool,
+}
+
+impl Drop for FakeHandle {
+    fn drop(&mut self) {
+        self.fake.handles.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn nft_gone(ns: &str) -> NftError {

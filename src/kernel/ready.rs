@@ -416,16 +416,23 @@ fn watch_until_ready(ws: &mut [Watched], until: Instant, notes: &mut Vec<String>
 pub fn wait_for_traffic(spaces: Vec<Space>, limit: Duration) -> Vec<String> {
     let until = Instant::now() + limit;
     let mut notes = Vec::new();
+    wait_until(spaces, until, limit, &mut notes);
+    notes
+}
+
+fn wait_until(spaces: Vec<Space>, until: Instant, limit: Duration, notes: &mut Vec<String>) {
     let mut ws = Vec::new();
-    for (label, r) in open_all(spaces, until) {
+    // A batch that starts when earlier ones used up the time is still read
+    // once (a note on what is not ready, not a failed watch).
+    let read_until = until.max(Instant::now() + Duration::from_secs(2));
+    for (label, r) in open_all(spaces, read_until) {
         match r {
             Ok(w) => ws.push(w),
             Err(e) => notes.push(format!("could not watch the links of {label}: {e}")),
         }
     }
-    watch_until_ready(&mut ws, until, &mut notes);
+    watch_until_ready(&mut ws, until, notes);
     notes.extend(ws.iter().filter_map(|w| w.not_ready_note(limit)));
-    notes
 }
 
 /// How long `up` waits for its lab to pass traffic before it says what is not ready.
@@ -444,38 +451,60 @@ pub fn limit_for_stp(timers: impl IntoIterator<Item = (u32, u32)>) -> Duration {
 }
 
 /// The wait of `up`: the lab's namespaces, and in host mode the lab's links in
-/// the namespace nslab runs in. Returns notes naming what is not ready.
+/// the namespace nslab runs in. Returns notes naming what is not ready. A
+/// watch holds a socket per namespace (and its fd while subscribing): a big lab
+/// is watched in batches within the descriptor budget, one after the other
+/// under one time limit (the kernel brings them all up meanwhile).
 pub fn wait_lab(
     namespaces: &BTreeSet<String>,
     sandbox: bool,
     host_links: &BTreeSet<String>,
     limit: Duration,
 ) -> Vec<String> {
-    let mut spaces = Vec::new();
+    let until = Instant::now() + limit;
+    let batch = (super::netns::fd_budget() / 2).max(1);
     let mut notes = Vec::new();
-    for ns in namespaces {
-        match super::netns::open(ns) {
-            Ok(file) => spaces.push(Space {
-                label: ns.clone(),
-                file,
-                only: None,
-            }),
-            Err(e) => notes.push(format!(
-                "could not open namespace {ns} to wait for its links: {e}"
-            )),
+    let names: Vec<&String> = namespaces.iter().collect();
+    for part in names.chunks(batch) {
+        let mut spaces = Vec::new();
+        for ns in part {
+            match super::netns::open(ns) {
+                Ok(file) => spaces.push(Space {
+                    label: (*ns).clone(),
+                    file,
+                    only: None,
+                }),
+                Err(e) => notes.push(format!(
+                    "could not open namespace {ns} to wait for its links: {e}"
+                )),
+            }
         }
+        wait_until(spaces, until, limit, &mut notes);
     }
     if !sandbox && !host_links.is_empty() {
         match super::netns::current() {
-            Ok(file) => spaces.push(Space {
-                label: "the host".into(),
-                file,
-                only: Some(host_links.clone()),
-            }),
+            Ok(file) => {
+                let host = vec![Space {
+                    label: "the host".into(),
+                    file,
+                    only: Some(host_links.clone()),
+                }];
+                wait_until(host, until, limit, &mut notes);
+            }
             Err(e) => notes.push(format!("could not watch the host's links: {e}")),
         }
     }
-    notes.extend(wait_for_traffic(spaces, limit));
+    // A note per namespace: thousands for a big lab that is slow to come up.
+    // The first few, and how many more.
+    let shown = crate::util::SHOWN;
+    if notes.len() > shown + 1 {
+        let more = notes.len() - shown;
+        notes.truncate(shown);
+        notes.push(format!(
+            "… and {} more notes like these",
+            crate::util::count(more)
+        ));
+    }
     notes
 }
 

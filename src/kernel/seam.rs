@@ -212,6 +212,10 @@ pub trait System {
     type Handle: NsHandle;
     /// Open an existing named namespace.
     fn open(&mut self, name: &str) -> io::Result<Self::Handle>;
+    /// Open several existing named namespaces (the real kernel: a few at once).
+    fn open_many(&mut self, names: &[&str]) -> Vec<io::Result<Self::Handle>> {
+        names.iter().map(|n| self.open(n)).collect()
+    }
     fn exists(&self, name: &str) -> bool;
     /// Make the place namespaces are named in ready.
     fn prepare(&mut self) -> io::Result<()>;
@@ -300,6 +304,10 @@ impl System for Real {
 
     fn open(&mut self, name: &str) -> io::Result<Conn> {
         conn::open(name)
+    }
+
+    fn open_many(&mut self, names: &[&str]) -> Vec<io::Result<Conn>> {
+        conn::open_many(names)
     }
 
     fn exists(&self, name: &str) -> bool {

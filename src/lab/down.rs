@@ -72,7 +72,10 @@ pub fn down_locked(lab: &str, kill: bool, _lock: Option<&record::LabLock>) -> Re
     // fd keeps it alive until all of them are let go together (see below).
     let mark = topology::mark_for(lab);
     let sandbox_host = rec.sandbox.then(|| topology::sandbox_host_ns(lab, ""));
-    let (held, foreign, our_veths) = sort_namespaces(&rec, lab, &mark, &mut rep);
+    // Descriptors for namespaces: a lab bigger than the budget is opened (and
+    // let go) in batches.
+    let batch = netns::fd_budget().saturating_sub(8).max(8);
+    let (held, foreign, our_veths) = sort_namespaces(&rec, lab, &mark, batch, &mut rep);
     let nodes = nodes_to_remove(&rec, sandbox_host.as_ref(), &foreign, &held);
     let inos = inodes(&held);
 
@@ -135,9 +138,32 @@ pub fn down_locked(lab: &str, kill: bool, _lock: Option<&record::LabLock>) -> Re
         // alone: each waits for an RCU grace period after dropping the mount
         // lock, and those grow long while the kernel is busy elsewhere; from a
         // few threads the waits overlap.
-        unmount_nodes(&nodes)?;
+        // Past the descriptor budget, batch by batch: each batch reopened
+        // (the same namespaces only), unmounted and let go.
+        let held_names: BTreeSet<&String> = held.iter().map(|h| h.name).collect();
+        let node_set: BTreeSet<&String> = nodes.iter().copied().collect();
+        let stale: Vec<&String> = nodes
+            .iter()
+            .filter(|n| !held_names.contains(*n))
+            .copied()
+            .collect();
+        unmount_nodes(&stale)?;
+        let mut held = held;
+        while !held.is_empty() {
+            let rest = held.split_off(batch.min(held.len()));
+            let part = std::mem::replace(&mut held, rest);
+            let files = reopen(part, &mut rep);
+            // The sandbox's host is held too (let go with its batch) but
+            // unmounted only after the nodes are gone.
+            let names: Vec<&String> = files
+                .iter()
+                .map(|(n, _)| *n)
+                .filter(|n| node_set.contains(n))
+                .collect();
+            unmount_nodes(&names)?;
+            release_at_once(files);
+        }
         rep.namespaces.extend(nodes.iter().map(|n| (*n).clone()));
-        release_at_once(held);
         crate::timing::mark("release namespaces");
         // A bridge has no namespace to die with; it goes alongside.
         let bridge_thread = bridge_sock.map(|nl| {
@@ -213,21 +239,49 @@ fn nodes_to_remove<'a>(
     rec: &'a Record,
     sandbox_host: Option<&String>,
     foreign: &BTreeSet<&'a String>,
-    held: &[(&'a String, std::fs::File)],
+    held: &[Held<'a>],
 ) -> Vec<&'a String> {
+    let held: BTreeSet<&String> = held.iter().map(|h| h.name).collect();
     rec.namespaces
         .iter()
         .filter(|n| Some(*n) != sandbox_host && !foreign.contains(n))
-        .filter(|n| held.iter().any(|(h, _)| h == n) || netns::is_stale_file(n))
+        .filter(|n| held.contains(n) || netns::is_stale_file(n))
         .collect()
 }
 
 /// The inode of each namespace held open, which finds the processes in it.
-fn inodes(held: &[(&String, std::fs::File)]) -> HashMap<u64, String> {
-    held.iter()
-        .filter_map(|(ns, f)| {
-            use std::os::unix::fs::MetadataExt;
-            f.metadata().ok().map(|m| (m.ino(), (*ns).clone()))
+fn inodes(held: &[Held]) -> HashMap<u64, String> {
+    held.iter().map(|h| (h.id.ino, h.name.clone())).collect()
+}
+
+/// A namespace of the lab, checked as ours: its identity, and its fd while
+/// the whole lab fits in the descriptor budget (else it is reopened when its
+/// batch goes).
+struct Held<'a> {
+    name: &'a String,
+    id: netns::NsId,
+    file: Option<std::fs::File>,
+}
+
+/// The fds of a batch of namespaces: those still open, the others reopened
+/// if they are still the namespace that was checked (one re-made meanwhile
+/// under the name is someone else's: left alone, with a warning).
+fn reopen<'a>(part: Vec<Held<'a>>, rep: &mut DownReport) -> Vec<(&'a String, std::fs::File)> {
+    part.into_iter()
+        .filter_map(|h| {
+            if let Some(f) = h.file {
+                return Some((h.name, f));
+            }
+            let f = netns::open(h.name).ok()?;
+            if netns::id_of(&f).ok() == Some(h.id) {
+                Some((h.name, f))
+            } else {
+                rep.warnings.push(format!(
+                    "namespace {} was re-made by someone else while the lab went down: left alone",
+                    h.name
+                ));
+                None
+            }
         })
         .collect()
 }
@@ -335,56 +389,64 @@ fn release_at_once<T: Send>(held: Vec<T>) {
     });
 }
 
-/// The lab's recorded namespaces, opened: those whose lo carries the mark
-/// (held open), the others (left alone, with a warning), and the (index, peer
-/// index) of the veths in ours.
+/// The lab's recorded namespaces, checked: those whose lo carries the mark
+/// (held: open if all fit in `batch` descriptors), the others (left alone, with a
+/// warning), and the (index, peer index) of the veths in ours. Read `batch`
+/// namespaces at a time.
 #[allow(clippy::type_complexity)]
 fn sort_namespaces<'a>(
     rec: &'a Record,
     lab: &str,
     mark: &str,
+    batch: usize,
     rep: &mut DownReport,
-) -> (
-    Vec<(&'a String, std::fs::File)>,
-    BTreeSet<&'a String>,
-    BTreeSet<(u32, u32)>,
-) {
-    let opened: Vec<(&String, std::fs::File)> = rec
-        .namespaces
-        .iter()
-        .filter_map(|ns| netns::open(ns).ok().map(|f| (ns, f)))
-        .collect();
-    // Ours only if lo carries the mark (checked on the object, not the name): a
-    // namespace re-made by hand under a node's name is left alone.
-    let listed = conn::links_in(&opened.iter().map(|(_, f)| f).collect::<Vec<_>>());
-    let mut held: Vec<(&String, std::fs::File)> = Vec::new();
+) -> (Vec<Held<'a>>, BTreeSet<&'a String>, BTreeSet<(u32, u32)>) {
+    let keep_open = rec.namespaces.len() <= batch;
+    let all: Vec<&String> = rec.namespaces.iter().collect();
+    let mut held: Vec<Held> = Vec::new();
     let mut foreign: BTreeSet<&String> = BTreeSet::new();
     // (index, peer index) of the veths in our namespaces: a recorded host end
     // not yet marked (a crash right after its creation) is ours if it is the peer
     // of one of them.
     let mut our_veths: BTreeSet<(u32, u32)> = BTreeSet::new();
-    for ((ns, f), links) in opened.into_iter().zip(listed) {
-        let links = links.unwrap_or_default();
-        let alias = links
+    for part in all.chunks(batch) {
+        let opened: Vec<(&String, std::fs::File)> = part
             .iter()
-            .find(|l| l.name == "lo")
-            .and_then(|l| l.alias.as_deref());
-        if alias == Some(mark) {
-            our_veths.extend(
-                links
-                    .iter()
-                    .filter(|l| l.kind.as_deref() == Some("veth"))
-                    .filter_map(|l| l.peer_index.map(|p| (l.index, p))),
-            );
-            held.push((ns, f));
-        } else {
-            rep.warnings.push(format!(
-                "namespace {ns} is not lab {lab}'s (its lo does not carry the mark {mark}; re-made by someone else?): left alone"
-            ));
-            // The lab's own links under /etc/netns/NS go (only links into nslab's
-            // state directory; anything else there is kept).
-            let _ = apply::remove_etc(ns.as_str());
-            foreign.insert(ns);
+            .filter_map(|ns| netns::open(ns).ok().map(|f| (*ns, f)))
+            .collect();
+        // Ours only if lo carries the mark (checked on the object, not the name): a
+        // namespace re-made by hand under a node's name is left alone.
+        let listed = conn::links_in(&opened.iter().map(|(_, f)| f).collect::<Vec<_>>());
+        for ((ns, f), links) in opened.into_iter().zip(listed) {
+            let links = links.unwrap_or_default();
+            let alias = links
+                .iter()
+                .find(|l| l.name == "lo")
+                .and_then(|l| l.alias.as_deref());
+            match netns::id_of(&f) {
+                Ok(id) if alias == Some(mark) => {
+                    our_veths.extend(
+                        links
+                            .iter()
+                            .filter(|l| l.kind.as_deref() == Some("veth"))
+                            .filter_map(|l| l.peer_index.map(|p| (l.index, p))),
+                    );
+                    held.push(Held {
+                        name: ns,
+                        id,
+                        file: keep_open.then_some(f),
+                    });
+                }
+                _ => {
+                    rep.warnings.push(format!(
+                        "namespace {ns} is not lab {lab}'s (its lo does not carry the mark {mark}; re-made by someone else?): left alone"
+                    ));
+                    // The lab's own links under /etc/netns/NS go (only links into nslab's
+                    // state directory; anything else there is kept).
+                    let _ = apply::remove_etc(ns.as_str());
+                    foreign.insert(ns);
+                }
+            }
         }
     }
     (held, foreign, our_veths)
@@ -621,7 +683,7 @@ fn wait_veths_gone(
         if Instant::now() > until {
             rep.warnings.push(format!(
                 "the kernel had not finished removing {} after {DOWN_WAIT:?}",
-                left.iter().cloned().collect::<Vec<_>>().join(", ")
+                crate::util::names(&left.iter().collect::<Vec<_>>())
             ));
             break;
         }

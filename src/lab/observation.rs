@@ -59,50 +59,72 @@ pub(crate) fn observe<S: System>(
     if !lab.sandbox {
         all.insert(0, host_ns.clone());
     }
-    for ns in &all {
-        if let Some(name) = ns.name()
-            && !k.sys.exists(name)
-        {
-            continue;
-        }
-        let c = k.conn(ns)?;
-        let st = c.observe().map_err(|e| {
-            Error::Failed(format!(
-                "read {}: {e}",
-                if ns.is_host() {
-                    "the host's interfaces".into()
-                } else {
-                    format!("namespace {ns}")
-                }
-            ))
-        })?;
-        let hosts = files
-            .read_link(&etc(ns.as_str(), "hosts"))
-            .map(|p| p.display().to_string());
-        let (mut nat, mut ip_forward) = (None, None);
-        if *ns == host_ns {
-            nat = read_nat(c, &plan::nat_table(&lab.name))?;
-            ip_forward = c.sysctl_get("net.ipv4.ip_forward").ok().map(|v| v == "1");
-        } else if nat_in.contains(ns.as_str()) {
-            nat = read_nat(c, &plan::nat_table(&lab.name))?;
-        }
-        let sysctls = plan::wanted_sysctls(lab, ns)
-            .into_iter()
-            .flat_map(|w| w.keys())
-            .map(|key| (key.clone(), c.sysctl_get(key).ok()))
-            .collect();
-        obs.ns.insert(
-            ns.clone(),
-            NsObs {
-                state: st,
-                hosts,
-                nat,
-                ip_forward,
-                sysctls,
-            },
-        );
+    let present: Vec<Ns> = all
+        .into_iter()
+        .filter(|ns| ns.name().is_none_or(|name| k.sys.exists(name)))
+        .collect();
+    // In batches: a big lab is read a batch of namespaces at a time, each
+    // opened, read and let go (see Kernel::group).
+    let group = k.group();
+    for part in present.chunks(group) {
+        let mut taken = k.take_many(part)?;
+        let r = taken
+            .iter_mut()
+            .try_for_each(|(ns, c)| observe_one(&mut obs, ns, c, &host_ns, lab, &nat_in, &*files));
+        k.give_back(taken);
+        r?;
     }
     Ok(obs)
+}
+
+/// Read one namespace into `obs`: its links, addresses and routes, the link
+/// to the hosts file; in the lab's host also its NAT table and forwarding.
+fn observe_one<H: NsHandle>(
+    obs: &mut Observed,
+    ns: &Ns,
+    c: &mut H,
+    host_ns: &Ns,
+    lab: &Lab,
+    nat_in: &BTreeSet<&str>,
+    files: &dyn crate::kernel::seam::Files,
+) -> Result<()> {
+    let etc = |ns: &str, f: &str| Path::new("/etc/netns").join(ns).join(f);
+    let st = c.observe().map_err(|e| {
+        Error::Failed(format!(
+            "read {}: {e}",
+            if ns.is_host() {
+                "the host's interfaces".into()
+            } else {
+                format!("namespace {ns}")
+            }
+        ))
+    })?;
+    let hosts = files
+        .read_link(&etc(ns.as_str(), "hosts"))
+        .map(|p| p.display().to_string());
+    let (mut nat, mut ip_forward) = (None, None);
+    if ns == host_ns {
+        nat = read_nat(c, &plan::nat_table(&lab.name))?;
+        ip_forward = c.sysctl_get("net.ipv4.ip_forward").ok().map(|v| v == "1");
+    } else if nat_in.contains(ns.as_str()) {
+        nat = read_nat(c, &plan::nat_table(&lab.name))?;
+    }
+    let sysctls = plan::wanted_sysctls(lab, ns)
+        .into_iter()
+        .flat_map(|w| w.keys())
+        .map(|key| (key.clone(), c.sysctl_get(key).ok()))
+        .collect();
+    obs.ns.insert(
+        ns.clone(),
+        NsObs {
+            state: st,
+            hosts,
+            nat,
+            ip_forward,
+            sysctls,
+        },
+    );
+    Ok(())
 }
 
 /// The lab's nftables table in a namespace, as the planner sees it.

@@ -269,10 +269,22 @@ fn plan_ops(lab: &Lab, obs: &Observed, rec: &Record) -> Result<(Vec<Op>, Vec<Str
         },
     )
     .map_err(|c| {
-        Error::Refused(format!(
-            "{}\nNothing was changed.",
-            c.iter().map(|x| x.0.clone()).collect::<Vec<_>>().join("\n")
-        ))
+        // One line per conflict, the first few: 10,000 namespaces in the way
+        // are one problem, said a few times and counted.
+        let mut lines: Vec<String> = c
+            .iter()
+            .take(crate::util::SHOWN)
+            .map(|x| x.0.clone())
+            .collect();
+        if c.len() > crate::util::SHOWN + 1 {
+            lines.push(format!(
+                "… and {} more conflicts like these",
+                crate::util::count(c.len() - crate::util::SHOWN)
+            ));
+        } else {
+            lines.extend(c.iter().skip(crate::util::SHOWN).map(|x| x.0.clone()));
+        }
+        Error::Refused(format!("{}\nNothing was changed.", lines.join("\n")))
     })
 }
 
@@ -484,6 +496,8 @@ fn restore(k: &mut Kernel, prev: &Lab, failed: &Lab, before: &Record) -> String 
 /// this run made (each only if it carries the lab's mark or was just made).
 fn rollback(k: &mut Kernel, lab: &Lab, created: &[Intent], existed: &BTreeSet<String>) -> String {
     let mark = lab.mark();
+    let mut gone_ns: Vec<String> = Vec::new();
+    let mut gone_links: Vec<String> = Vec::new();
     let mut gone = Vec::new();
     let mut failed = Vec::new();
     for i in created.iter().rev() {
@@ -493,15 +507,18 @@ fn rollback(k: &mut Kernel, lab: &Lab, created: &[Intent], existed: &BTreeSet<St
                     // Only the namespace this run made, checked on the object: a
                     // name someone else took meanwhile (the likely cause of the
                     // failure) is theirs.
+                    // Its handle closed first: the check below needs a
+                    // descriptor, and a failure for want of them (EMFILE) must
+                    // not leave a namespace of ours behind.
+                    k.conns.remove(ns.as_str());
                     let made = k.created_ns.get(ns).copied();
                     let same = made.is_some()
                         && netns::open(ns)
                             .and_then(|f| netns::id_of(&f))
                             .is_ok_and(|id| Some(id) == made);
-                    k.conns.remove(ns.as_str());
                     if same {
                         match netns::delete(ns) {
-                            Ok(()) => gone.push(format!("namespace {ns}")),
+                            Ok(()) => gone_ns.push(ns.clone()),
                             Err(e) => failed.push(format!("namespace {ns}: {e}")),
                         }
                         let _ = apply::remove_etc(ns.as_str());
@@ -531,7 +548,7 @@ fn rollback(k: &mut Kernel, lab: &Lab, created: &[Intent], existed: &BTreeSet<St
                             0,
                             format!("delete {name}"),
                         ) {
-                            Ok(()) => gone.push(format!("interface {name}")),
+                            Ok(()) => gone_links.push(name.clone()),
                             Err(e) => failed.push(e.to_string()),
                         }
                     }
@@ -548,15 +565,40 @@ fn rollback(k: &mut Kernel, lab: &Lab, created: &[Intent], existed: &BTreeSet<St
             }
         }
     }
-    let mut msg = if gone.is_empty() {
+    // Counted, with the first few names: a lab of 10,000 nodes rolled back
+    // is one readable line.
+    use crate::util::{counted, names};
+    let mut parts: Vec<String> = Vec::new();
+    if !gone_ns.is_empty() {
+        gone_ns.sort();
+        parts.push(format!(
+            "{} ({})",
+            counted(gone_ns.len(), "namespace"),
+            names(&gone_ns)
+        ));
+    }
+    if !gone_links.is_empty() {
+        parts.push(format!(
+            "{} ({})",
+            counted(gone_links.len(), "interface"),
+            names(&gone_links)
+        ));
+    }
+    parts.extend(gone);
+    let mut msg = if parts.is_empty() {
         "Nothing had been created; nothing was left behind.".to_string()
     } else {
-        format!("Rolled back what this run created: {}.", gone.join(", "))
+        format!("Rolled back what this run created: {}.", parts.join(", "))
     };
     if !failed.is_empty() {
         msg.push_str(&format!(
-            " Could not remove: {} (run `nslab down --lab {}`).",
-            failed.join("; "),
+            " Could not remove {}: {} (run `nslab down --lab {}`).",
+            if failed.len() == 1 {
+                "1 thing".to_string()
+            } else {
+                format!("{} things", crate::util::count(failed.len()))
+            },
+            names(&failed),
             lab.name
         ));
     }

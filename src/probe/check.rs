@@ -325,6 +325,8 @@ fn families(model: &Lab) -> Vec<u8> {
 }
 
 fn ctx<'a>(rec: &Record, model: &'a Lab) -> Result<Ctx<'a>> {
+    // One fd per place, all held (not batched yet): as many as the hard limit allows.
+    crate::kernel::netns::raise_nofile_limit();
     let files = places(model)
         .into_iter()
         .map(|p| lab::place_file(rec, &p).map(|f| (p, f)))
@@ -567,6 +569,8 @@ fn plan_cells(
 pub fn check_with(rec: &Record, model: &Lab, opts: &CheckOptions) -> Result<Report> {
     let ps = places(model);
     let fams = families(model);
+    // One fd per place, all held (not batched yet): as many as the hard limit allows.
+    crate::kernel::netns::raise_nofile_limit();
     let files: Vec<std::fs::File> = ps
         .iter()
         .map(|p| lab::place_file(rec, p))
