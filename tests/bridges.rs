@@ -226,7 +226,7 @@ fn assert_wiring(u: &Up, t: &Topo) {
         let d = &links[s]["linkinfo"]["info_data"];
         assert_eq!(d["stp_state"], u32::from(t.stp), "{s}: {d}");
         if t.stp {
-            assert_eq!(d["forward_delay"], 200, "{s}: {d}");
+            assert_eq!(d["forward_delay"], 400, "{s}: {d}");
             assert_eq!(d["max_age"], 600, "{s}: {d}");
         }
     }
@@ -396,7 +396,7 @@ fn a_ring_with_stp_reaches_all_pairs_and_again_after_a_cut() {
     // status shows STP and the port STP blocks (as `ip` does).
     let st = stdout(&ok(nslab(&["status", "--lab", &u.lab])));
     assert!(
-        st.contains("STP s1: on, forward delay 2 s, max age 6 s"),
+        st.contains("STP s1: on, forward delay 4 s, max age 6 s"),
         "{st}"
     );
     let (blocked, _) = states.iter().find(|(_, s)| *s == "blocking").unwrap();
@@ -412,7 +412,7 @@ fn a_ring_with_stp_reaches_all_pairs_and_again_after_a_cut() {
     ]));
     let ex = stdout(&o);
     for want in [
-        "ip -n tbx-ring-host link set s1 type bridge stp_state 1 forward_delay 200 max_age 600",
+        "ip -n tbx-ring-host link set s1 type bridge stp_state 1 forward_delay 400 max_age 600",
         "link add s1-eth2 master s1 type veth peer name s2-eth2",
         "ip -n tbx-ring-host link set s2-eth2 master s2",
     ] {

@@ -305,7 +305,7 @@ fn bridges_joined_by_cables_come_up_with_stp_and_both_ends_enslaved() {
         let (s1, s2) = (host.link("s1").unwrap(), host.link("s2").unwrap());
         let stp =
             |o: &crate::model::observed::ObsLink| o.stp.map(|s| (s.on, s.forward_delay, s.max_age));
-        assert_eq!(stp(s1), Some((true, 200, 600)));
+        assert_eq!(stp(s1), Some((true, 400, 600)));
         assert_eq!(stp(s2), Some((true, 400, 1000)));
         for (port, master) in [
             ("s1-eth2", s1),
@@ -353,7 +353,7 @@ fn stp_changed_behind_nslabs_back_is_repaired() {
     assert_eq!(
         stp_ops,
         [
-            "ip -n t-stp-host link set s1 type bridge stp_state 1 forward_delay 200 max_age 600",
+            "ip -n t-stp-host link set s1 type bridge stp_state 1 forward_delay 400 max_age 600",
             "ip -n t-stp-host link set s2 type bridge stp_state 1 forward_delay 400 max_age 1000",
         ]
     );

@@ -1097,13 +1097,13 @@ fn a_loop_of_bridges_without_stp_is_refused_naming_it() {
 }
 
 #[test]
-fn a_loop_of_bridges_with_stp_gets_the_kernels_least_timers() {
+fn a_loop_of_bridges_with_stp_gets_the_least_safe_timers() {
     let lab = parse(&ring("stp: true")).unwrap();
     for b in &lab.bridges {
         assert_eq!(
             b.stp,
             Some(Stp {
-                forward_delay: 200,
+                forward_delay: 400,
                 max_age: 600
             })
         );
