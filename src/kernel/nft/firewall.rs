@@ -416,25 +416,9 @@ impl NftSocket {
         else {
             return Ok(Ok(None));
         };
-        let inet = NetfilterProtoFamily::Inet;
-        let chains = match self.dump_once(
-            op,
-            inet,
-            NfTablesMessage::GetChain(ChainMessage {
-                attributes: vec![ChainAttribute::Table(name.to_string())],
-            }),
-        )? {
-            Ok(c) => c,
-            Err(i) => return Ok(Err(i)),
-        };
-        let rules = match self.dump_once(
-            op,
-            inet,
-            NfTablesMessage::GetRule(RuleMessage {
-                attributes: vec![RuleAttribute::Table(name.to_string())],
-            }),
-        )? {
-            Ok(r) => r,
+        let contents = self.dump_table_contents(op, NetfilterProtoFamily::Inet, name)?;
+        let (chains, rules) = match contents {
+            Ok(d) => d,
             Err(i) => return Ok(Err(i)),
         };
         let mut out = FwTable {

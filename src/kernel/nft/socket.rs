@@ -222,6 +222,48 @@ impl NftSocket {
         })
     }
 
+    /// The chains and the rules of `table FAMILY NAME`, one dump each (the rule
+    /// dump is filtered by table in the kernel; callers filter again in case an
+    /// older kernel ignores the filter). Err(Interrupted): read again.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn dump_table_contents(
+        &mut self,
+        op: &str,
+        family: NetfilterProtoFamily,
+        name: &str,
+    ) -> Result<
+        Result<
+            (
+                Vec<(NetfilterHeader, NfTablesMessage)>,
+                Vec<(NetfilterHeader, NfTablesMessage)>,
+            ),
+            Interrupted,
+        >,
+        NftError,
+    > {
+        let chains = match self.dump_once(
+            op,
+            family,
+            NfTablesMessage::GetChain(ChainMessage {
+                attributes: vec![ChainAttribute::Table(name.to_string())],
+            }),
+        )? {
+            Ok(c) => c,
+            Err(i) => return Ok(Err(i)),
+        };
+        let rules = match self.dump_once(
+            op,
+            family,
+            NfTablesMessage::GetRule(RuleMessage {
+                attributes: vec![RuleAttribute::Table(name.to_string())],
+            }),
+        )? {
+            Ok(r) => r,
+            Err(i) => return Ok(Err(i)),
+        };
+        Ok(Ok((chains, rules)))
+    }
+
     /// A dump request (NLM_F_DUMP), collecting the nf_tables messages until DONE.
     pub(super) fn dump_once(
         &mut self,
@@ -415,26 +457,8 @@ impl NftSocket {
                 ..NatRules::default()
             })));
         };
-        let chains = match self.dump_once(
-            op,
-            NAT_FAMILY,
-            NfTablesMessage::GetChain(ChainMessage {
-                attributes: vec![ChainAttribute::Table(name.to_string())],
-            }),
-        )? {
-            Ok(c) => c,
-            Err(i) => return Ok(Err(i)),
-        };
-        // The rule dump is filtered by table in the kernel; rules of other tables
-        // are filtered again here in case an older kernel ignores the filter.
-        let rules = match self.dump_once(
-            op,
-            NAT_FAMILY,
-            NfTablesMessage::GetRule(RuleMessage {
-                attributes: vec![RuleAttribute::Table(name.to_string())],
-            }),
-        )? {
-            Ok(r) => r,
+        let (chains, rules) = match self.dump_table_contents(op, NAT_FAMILY, name)? {
+            Ok(d) => d,
             Err(i) => return Ok(Err(i)),
         };
         let mut out = NatRules {
