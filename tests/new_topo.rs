@@ -196,7 +196,7 @@ fn tree_2_3_comes_up() {
 // forward, so `check` straight after `up` must pass.
 #[test]
 fn ring_5_comes_up() {
-    comes_up_and_every_pair_reaches("ring,5", "ngr");
+    comes_up_and_every_pair_reaches("ring,5", "ngo");
 }
 
 #[test]
