@@ -585,17 +585,29 @@ impl Lab {
     pub fn status_against(&self, topo: &Topology) -> Result<Status> {
         self.scoped(|| {
             let rec = self.record()?;
-            let model = topo.model(&self.options_of(&rec), false)?;
+            let model = topo.model(&self.options_of(&rec, topo), false)?;
             crate::status::status(&rec, &model, topo.origin.clone())
         })
     }
 
-    fn options_of(&self, rec: &Record) -> Options {
-        Options {
+    /// The options the lab was brought up with, for a file compared with it.
+    /// The prefix comes from the record (a lab opened by name has none of
+    /// its own); a record that never finished `up` has no model, so its
+    /// prefix is then the lab's name before the file's `name:`.
+    fn options_of(&self, rec: &Record, topo: &Topology) -> Options {
+        let mut opts = Options {
             prefix: self.prefix.clone(),
             sandbox: rec.sandbox,
             ..Options::default()
+        };
+        if let Some(m) = &rec.model {
+            opts.prefix = m.prefix.clone();
+        } else if let Ok(base) = topo.lab_name(&Options::default())
+            && let Some(p) = rec.lab.strip_suffix(base.as_str())
+        {
+            opts.prefix = p.to_string();
         }
+        opts
     }
 
     /// What `up` would change now (nothing, when the lab is as its file says).
@@ -640,7 +652,7 @@ impl Lab {
     pub fn check_against(&self, topo: &Topology, opts: &CheckOptions) -> Result<CheckReport> {
         self.scoped(|| {
             let rec = self.record()?;
-            let model = topo.model(&self.options_of(&rec), false)?;
+            let model = topo.model(&self.options_of(&rec, topo), false)?;
             crate::probe::check::check_with(&rec, &model, opts)
         })
     }

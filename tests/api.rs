@@ -474,3 +474,72 @@ fn link_controls_partition_shape_and_perf() {
     drop(lab);
     assert_eq!(leftovers(p), Vec::<String>::new());
 }
+
+/// A lab brought up under a prefix and opened by its name alone (as
+/// `nslab status FILE --lab L` and `nslab check FILE --lab L` do): the file is
+/// compared under the prefix the record kept, so its namespaces and its
+/// firewall table are the lab's own.
+#[test]
+fn opened_by_name_compares_under_the_recorded_prefix() {
+    let p = prefix("n");
+    let file = "name: fwlab
+nodes:
+  a:
+    interfaces: { eth0: { address: 10.71.0.1/24 } }
+  b:
+    interfaces: { eth0: { address: 10.71.0.2/24 } }
+    firewall:
+      input:
+        rules:
+          - { proto: icmp, from: 10.71.0.1, action: drop }
+links:
+  - [ a:eth0, b:eth0 ]
+expect:
+  - reach: a -> b
+";
+    let topo = Topology::from_yaml(file);
+    let name = Lab::up(&topo, &opts(&p)).expect("up").detach();
+    struct Guard(String, Options);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            if let Ok(l) = Lab::attach(&self.0, &self.1) {
+                let _ = l.down();
+            }
+        }
+    }
+    // Opened with no prefix of its own, as the CLI does for `--lab`.
+    let by_name = opts("");
+    let _g = Guard(name.clone(), by_name.clone());
+    assert_eq!(name, format!("{p}fwlab"));
+
+    let lab = Lab::open(&name, &by_name).unwrap();
+    let st = lab.status_against(&topo).unwrap();
+    assert!(st.ok, "drift: {:?}", st.drift);
+    assert!(st.drift.is_empty(), "{:?}", st.drift);
+
+    // The expectation fails at b's firewall, and the blame names its rule:
+    // the table traced is `nslab-{p}fwlab-fw`, matched by its exact name.
+    let rep = lab
+        .check_against(&topo, &nslab::CheckOptions::default())
+        .unwrap();
+    assert!(!rep.ok);
+    let e = &rep.expectations[0];
+    assert!(!e.ok && e.why.is_some(), "{e:?}");
+    let why = serde_json::to_string(&e.why).unwrap();
+    let rule_line = file
+        .lines()
+        .position(|l| l.contains("proto: icmp"))
+        .unwrap()
+        + 1;
+    assert!(
+        why.contains(&format!("nslab-{p}fwlab-fw")),
+        "the lab's own table: {why}"
+    );
+    assert!(
+        why.contains(&format!("line {rule_line} of b's firewall")),
+        "{why}"
+    );
+
+    Lab::attach(&name, &by_name).unwrap().down().unwrap();
+    assert_eq!(leftovers(&p), Vec::<String>::new());
+}

@@ -220,14 +220,7 @@ pub fn blame(
     handle: Option<u64>,
     read: impl FnOnce(&str) -> Option<crate::kernel::nft::FwTable>,
 ) -> Option<(usize, String)> {
-    // A model read from the file for a lab opened by `--lab` alone has no
-    // prefix in its name (`check FILE --lab L`): its table is then the one
-    // ending in `-NAME-fw` (only this lab's namespaces are traced).
-    let ours = table == firewall::table(&model.name)
-        || (model.prefix.is_empty()
-            && table.starts_with("nslab-")
-            && table.ends_with(&format!("-{}-fw", model.base_name)));
-    if !ours {
+    if table != firewall::table(&model.name) {
         return None;
     }
     let fw = model.firewalls.iter().find(|f| f.place == *place)?;
