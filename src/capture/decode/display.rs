@@ -84,7 +84,19 @@ impl fmt::Display for Summary {
             }
             Detail::Udp { length } => {
                 self.write_ip_prefix(f)?;
-                write!(f, "UDP, length {length}")
+                match &self.vxlan {
+                    // tcpdump's words; it starts the inner frame on a new
+                    // line, here it follows on the same one (one line a frame).
+                    Some(v) => {
+                        let i = if v.flags & 0x08 != 0 { "I" } else { "." };
+                        write!(
+                            f,
+                            "VXLAN, flags [{i}] (0x{:02x}), vni {}: {}",
+                            v.flags, v.vni, v.inner
+                        )
+                    }
+                    None => write!(f, "UDP, length {length}"),
+                }
             }
             Detail::Tcp(t) => {
                 self.write_ip_prefix(f)?;
@@ -381,6 +393,34 @@ mod tcpdump_compat {
             .lines()
             .map(str::to_owned)
             .collect()
+    }
+
+    /// tcpdump prints a VXLAN frame as two lines (the outer packet and
+    /// header, then the inner frame); ours is one line joining them with ": ".
+    #[test]
+    fn vxlan_agrees_with_tcpdump() {
+        let arp = arp_frame(1, [2, 0, 0, 0, 0, 2], "10.0.0.1", [0; 6], "10.0.0.2");
+        let frames: Vec<(Vec<u8>, bool)> = vec![
+            (vxlan_frame(0x08, 4097, &echo_request()), true),
+            (vxlan_frame(0x08, 16_777_215, &arp), true),
+            (
+                vxlan_frame(0x08, 1, &tcp_frame("S", 1, 0, 1, &[], &[])),
+                true,
+            ),
+        ];
+        let lines = tcpdump_lines(&frames);
+        assert_eq!(
+            lines.len(),
+            2 * frames.len(),
+            "tcpdump printed:\n{}",
+            lines.join("\n")
+        );
+        for ((frame, _), two) in frames.iter().zip(lines.chunks(2)) {
+            let s = summarize(frame);
+            let vni = s.vxlan.as_ref().expect("VXLAN").vni;
+            assert!(two[0].ends_with(&format!("vni {vni}")), "{}", two[0]);
+            assert_eq!(s.to_string(), format!("{}: {}", two[0], two[1]));
+        }
     }
 
     #[test]

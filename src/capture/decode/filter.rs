@@ -139,7 +139,9 @@ impl FromStr for Filter {
 }
 
 impl Summary {
-    /// Whether this frame passes `filter` (all given parts must match).
+    /// Whether this frame passes `filter` (all given parts must match). For
+    /// VXLAN it is the outer packet that must match, as in tcpdump (`udp port
+    /// 4789` selects the tunnel's traffic; the inner frame is not searched).
     pub fn matches(&self, filter: &Filter) -> bool {
         let is_ip = self.proto != Protocol::Arp && self.src.is_some();
         let proto_ok = match filter.proto {
@@ -167,7 +169,8 @@ mod tests {
     use super::*;
     use crate::capture::decode::summarize;
     use crate::capture::decode::tests::{
-        MAC_B, arp_frame, echo_request, ip, lldp_frame, neighbor_solicitation, tcp_frame, udp_frame,
+        MAC_B, arp_frame, echo_request, ip, lldp_frame, neighbor_solicitation, tcp_frame,
+        udp_frame, vxlan_frame,
     };
 
     #[test]
@@ -239,5 +242,9 @@ mod tests {
         assert!(syn.matches(&f("tcp port 800 host 192.168.2.1")));
         assert!(!echo.matches(&f("port 0")) && !lldp.matches(&f("port 0")));
         assert!(!lldp.matches(&f("ip")) && !lldp.matches(&f("host 10.0.0.1")));
+        // VXLAN: the outer packet is matched, not the frame inside.
+        let vx = summarize(&vxlan_frame(0x08, 5, &echo_request()));
+        assert!(vx.matches(&f("udp port 4789 host 10.9.0.2")));
+        assert!(!vx.matches(&f("icmp")) && !vx.matches(&f("host 192.168.3.1")));
     }
 }

@@ -12,6 +12,10 @@
 //! still names the addresses; a later fragment names protocol 44).
 //! Every read is bounds-checked (`get`), so no input can panic.
 //!
+//! UDP to port 4789 with the I flag set is VXLAN (RFC 7348): its 8-byte
+//! header is read and the Ethernet frame it carries is decoded like any other
+//! ([`Summary::vxlan`]), as tcpdump does for that port.
+//!
 //! Parsing is here; the tcpdump text is in `display`, the filter language in
 //! `filter`.
 
@@ -41,6 +45,16 @@ const IPPROTO_IGMP: u8 = 2;
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 const IPPROTO_ICMPV6: u8 = 58;
+
+/// IANA's VXLAN port (RFC 7348), the one nslab's cross-machine cables use.
+/// Linux's historical default, 8472, is not decoded (neither does tcpdump).
+pub const VXLAN_PORT: u16 = 4789;
+/// The VXLAN header's I flag: the VNI is valid. Linux drops frames without it.
+const VXLAN_FLAG_I: u8 = 0x08;
+const VXLAN_HEADER_LEN: usize = 8;
+/// VXLAN inside VXLAN is decoded this deep at most: each level is a
+/// recursive call, and a crafted frame could nest hundreds.
+const VXLAN_MAX_DEPTH: u8 = 4;
 
 /// An Ethernet address, shown and serialized as `aa:bb:cc:dd:ee:ff`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -134,6 +148,8 @@ pub enum Layer {
     Icmp6,
     Tcp,
     Udp,
+    /// A VXLAN header (UDP to port 4789).
+    Vxlan,
 }
 
 impl Layer {
@@ -149,6 +165,7 @@ impl Layer {
             Layer::Icmp6 => "ICMP6",
             Layer::Tcp => "tcp",
             Layer::Udp => "udp",
+            Layer::Vxlan => "VXLAN",
         }
     }
 }
@@ -275,6 +292,18 @@ pub struct TcpInfo {
     pub length: usize,
 }
 
+/// A VXLAN header and the Ethernet frame it carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Vxlan {
+    /// The header's first byte (0x08: the I flag, the VNI is valid).
+    pub flags: u8,
+    /// The 24-bit VXLAN network identifier.
+    pub vni: u32,
+    /// The encapsulated frame, decoded like an outer one (its `len`: the
+    /// bytes of it that were captured).
+    pub inner: Summary,
+}
+
 /// What the line says after the addresses.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -341,11 +370,20 @@ pub struct Summary {
     pub src_port: Option<u16>,
     pub dst_port: Option<u16>,
     pub detail: Detail,
+    /// UDP to port 4789 carrying VXLAN: its VNI and the inner frame. The
+    /// fields above describe the outer packet (`detail` is its UDP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vxlan: Option<Box<Vxlan>>,
 }
 
 /// Decodes one Ethernet frame. Never fails: anything it cannot decode ends
 /// up as a `Truncated`, `Invalid`, `Ethertype` or `Llc` detail.
 pub fn summarize(frame: &[u8]) -> Summary {
+    summarize_at(frame, 0)
+}
+
+/// [`summarize`] of a frame found inside `depth` VXLAN headers.
+fn summarize_at(frame: &[u8], depth: u8) -> Summary {
     let mut s = Summary {
         len: frame.len(),
         src_mac: None,
@@ -361,6 +399,7 @@ pub fn summarize(frame: &[u8]) -> Summary {
             layer: Layer::Ether,
             length: frame.len(),
         },
+        vxlan: None,
     };
     let Ok(pkt) = LaxSlicedPacket::from_ethernet(frame) else {
         return s;
@@ -406,7 +445,7 @@ pub fn summarize(frame: &[u8]) -> Summary {
 
     match ethertype {
         ETHERTYPE_ARP => decode_arp(&mut s, ether.payload),
-        ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => decode_ip(&mut s, &pkt, ether.payload, ethertype),
+        ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => decode_ip(&mut s, &pkt, ether.payload, ethertype, depth),
         _ => {
             // A fourth stacked VLAN tag (etherparse keeps three) lands here too.
             s.detail = Detail::Ethertype {
@@ -536,7 +575,13 @@ fn is_transport_layer(l: EpLayer) -> bool {
     )
 }
 
-fn decode_ip(s: &mut Summary, pkt: &LaxSlicedPacket<'_>, ip_bytes: &[u8], ethertype: u16) {
+fn decode_ip(
+    s: &mut Summary,
+    pkt: &LaxSlicedPacket<'_>,
+    ip_bytes: &[u8],
+    ethertype: u16,
+    depth: u8,
+) {
     let ip_layer = if ethertype == ETHERTYPE_IPV6 {
         Layer::Ip6
     } else {
@@ -631,6 +676,43 @@ fn decode_ip(s: &mut Summary, pkt: &LaxSlicedPacket<'_>, ip_bytes: &[u8], ethert
             fragment: fragmented,
         },
     };
+    if proto == IPPROTO_UDP && s.dst_port == Some(VXLAN_PORT) && depth < VXLAN_MAX_DEPTH {
+        decode_vxlan(s, b, depth);
+    }
+}
+
+/// The VXLAN header after the UDP header in `udp` (cut where the capture
+/// ended), and the frame it carries. A UDP payload too short to hold the
+/// header, as its length declares, is not VXLAN; one whose header was cut
+/// is a truncated VXLAN header. Without the I flag it stays plain UDP (the
+/// kernel drops it too: no valid VNI).
+fn decode_vxlan(s: &mut Summary, udp: &[u8], depth: u8) {
+    let Detail::Udp { length } = s.detail else {
+        return;
+    };
+    if length < VXLAN_HEADER_LEN {
+        return;
+    }
+    let Some(hdr) = udp.get(8..8 + VXLAN_HEADER_LEN) else {
+        s.detail = Detail::Truncated {
+            layer: Layer::Vxlan,
+            length,
+        };
+        return;
+    };
+    let flags = hdr[0];
+    if flags & VXLAN_FLAG_I == 0 {
+        return;
+    }
+    let vni = u32::from_be_bytes([0, hdr[4], hdr[5], hdr[6]]);
+    // The inner frame ends where the UDP length says, or where the capture did.
+    let end = udp.len().min(8 + length);
+    let inner = udp.get(8 + VXLAN_HEADER_LEN..end).unwrap_or_default();
+    s.vxlan = Some(Box::new(Vxlan {
+        flags,
+        vni,
+        inner: summarize_at(inner, depth + 1),
+    }));
 }
 
 /// Walks the IPv6 extension headers etherparse parsed (`exts`, starting with
@@ -1612,6 +1694,145 @@ pub(super) mod tests {
         );
     }
 
+    /// A VXLAN header (flags, VNI) and `inner`, sent 10.9.0.1:4242 ->
+    /// 10.9.0.2:4789 between two machines' underlay addresses.
+    pub(super) fn vxlan_frame(flags: u8, vni: u32, inner: &[u8]) -> Vec<u8> {
+        let mut payload = vec![flags, 0, 0, 0];
+        payload.extend_from_slice(&vni.to_be_bytes()[1..]);
+        payload.push(0);
+        payload.extend_from_slice(inner);
+        frame!(
+            PacketBuilder::ethernet2(MAC_A, MAC_B)
+                .ipv4(v4("10.9.0.1"), v4("10.9.0.2"), 64)
+                .udp(4242, VXLAN_PORT),
+            &payload
+        )
+    }
+
+    #[test]
+    fn vxlan_shows_outer_vni_and_inner_frame() {
+        let inner = echo_request();
+        let f = vxlan_frame(0x08, 4097, &inner);
+        let s = summarize(&f);
+        // The outer fields are the outer packet's: filters match those.
+        assert_eq!(
+            (s.proto, s.src, s.dst_port),
+            (Protocol::Udp, Some(ip("10.9.0.1")), Some(4789))
+        );
+        assert_eq!(
+            s.detail,
+            Detail::Udp {
+                length: 8 + inner.len()
+            }
+        );
+        let v = s.vxlan.as_ref().expect("decoded as VXLAN");
+        assert_eq!((v.flags, v.vni), (0x08, 4097));
+        assert_eq!(v.inner, summarize(&inner));
+        assert_eq!(
+            s.to_string(),
+            format!(
+                "IP 10.9.0.1.4242 > 10.9.0.2.4789: VXLAN, flags [I] (0x08), vni 4097: {}",
+                summarize(&inner)
+            )
+        );
+        let j = serde_json::to_value(&s).unwrap();
+        assert_eq!(j["detail"]["kind"], "udp");
+        assert_eq!(j["vxlan"]["vni"], 4097);
+        assert_eq!(j["vxlan"]["flags"], 8);
+        assert_eq!(j["vxlan"]["inner"]["src"], "192.168.3.1");
+        assert_eq!(j["vxlan"]["inner"]["detail"]["kind"], "icmp");
+        assert_eq!(j["vxlan"]["inner"]["src_mac"], "3a:11:22:33:44:55");
+        // Frames that are not VXLAN serialize as before: no `vxlan` key.
+        let plain = serde_json::to_value(summarize(&udp_frame(1, 2))).unwrap();
+        assert!(plain.get("vxlan").is_none(), "{plain}");
+
+        // The largest VNI, and an inner ARP.
+        let arp = arp_frame(1, MAC_A, "10.0.0.1", [0; 6], "10.0.0.2");
+        let s = summarize(&vxlan_frame(0x08, 0xff_ffff, &arp));
+        assert_eq!(s.vxlan.as_ref().unwrap().vni, 16_777_215);
+        assert!(
+            s.to_string()
+                .ends_with("vni 16777215: ARP, Request who-has 10.0.0.2 tell 10.0.0.1, length 28"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn vxlan_cut_or_without_the_i_flag() {
+        let inner = echo_request();
+        let f = vxlan_frame(0x08, 7, &inner);
+        // Cut inside the VXLAN header: a truncated VXLAN header, no panic.
+        let cut = summarize(&f[..14 + 20 + 8 + 5]);
+        assert!(cut.vxlan.is_none());
+        assert_eq!(
+            cut.detail,
+            Detail::Truncated {
+                layer: Layer::Vxlan,
+                length: 8 + inner.len()
+            }
+        );
+        assert_eq!(
+            cut.to_string(),
+            format!(
+                "IP 10.9.0.1.4242 > 10.9.0.2.4789: VXLAN truncated, length {}",
+                8 + inner.len()
+            )
+        );
+        // Cut inside the inner frame: the inner one is truncated.
+        let s = summarize(&f[..14 + 20 + 8 + 8 + 20]);
+        let v = s.vxlan.as_ref().unwrap();
+        assert_eq!(v.vni, 7);
+        // 14 bytes of Ethernet, then 6 of the inner IP header.
+        assert_eq!(
+            v.inner.detail,
+            Detail::Truncated {
+                layer: Layer::Ip,
+                length: 6
+            }
+        );
+        // A UDP payload shorter than a VXLAN header (by its own length) is UDP.
+        let short = summarize(&udp_frame(4242, 4789)[..14 + 20 + 8]);
+        assert!(short.vxlan.is_none());
+        // No I flag: no valid VNI (the kernel drops it); plain UDP.
+        let s = summarize(&vxlan_frame(0x00, 7, &inner));
+        assert!(s.vxlan.is_none());
+        assert_eq!(
+            s.to_string(),
+            format!(
+                "IP 10.9.0.1.4242 > 10.9.0.2.4789: UDP, length {}",
+                8 + inner.len()
+            )
+        );
+        // Other reserved bits are ignored, as RFC 7348 says a receiver must.
+        let s = summarize(&vxlan_frame(0x0c, 7, &inner));
+        assert!(
+            s.to_string()
+                .contains("VXLAN, flags [I] (0x0c), vni 7: IP 192.168.3.1")
+        );
+        // Another port is not VXLAN (Linux's old default 8472 included).
+        let mut other = vxlan_frame(0x08, 7, &inner);
+        other[14 + 20 + 2..14 + 20 + 4].copy_from_slice(&8472u16.to_be_bytes());
+        assert!(summarize(&other).vxlan.is_none());
+    }
+
+    #[test]
+    fn vxlan_nesting_stops() {
+        let mut f = echo_request();
+        for vni in 1..=6 {
+            f = vxlan_frame(0x08, vni, &f);
+        }
+        let mut s = &summarize(&f);
+        let mut vnis = Vec::new();
+        while let Some(v) = &s.vxlan {
+            vnis.push(v.vni);
+            s = &v.inner;
+        }
+        // Six levels built, four decoded; the fifth shows as UDP.
+        assert_eq!(vnis, [6, 5, 4, 3]);
+        assert_eq!(s.proto, Protocol::Udp);
+        assert!(s.to_string().contains("4789: UDP, length"), "{s}");
+    }
+
     /// Frames with valid headers up to some layer, then anything.
     fn frame_prefixes() -> Vec<Vec<u8>> {
         vec![
@@ -1623,6 +1844,7 @@ pub(super) mod tests {
             icmp6_echo()[..62].to_vec(),
             port_unreachable()[..42].to_vec(),
             arp_frame(1, MAC_A, "1.1.1.1", [0; 6], "2.2.2.2")[..14].to_vec(),
+            vxlan_frame(0x08, 1, &echo_request())[..50].to_vec(),
         ]
     }
 
@@ -1636,7 +1858,7 @@ pub(super) mod tests {
 
         #[test]
         fn never_panics_after_valid_headers(
-            which in 0usize..8,
+            which in 0usize..9,
             tail in proptest::collection::vec(any::<u8>(), 0..120),
             cut in 0usize..200,
         ) {
@@ -1650,7 +1872,7 @@ pub(super) mod tests {
 
         #[test]
         fn never_panics_with_mutated_valid_frames(
-            which in 0usize..8,
+            which in 0usize..9,
             flips in proptest::collection::vec((0usize..120, any::<u8>()), 1..6),
         ) {
             let mut f = match which {
@@ -1661,6 +1883,7 @@ pub(super) mod tests {
                 4 => icmp6_echo(),
                 5 => neighbor_solicitation(),
                 6 => router_advertisement(),
+                7 => vxlan_frame(0x08, 9, &tcp_frame("S", 1, 0, 1, &[], &[])),
                 _ => arp_frame(2, MAC_A, "1.1.1.1", MAC_B, "2.2.2.2"),
             };
             for (at, v) in flips {
