@@ -344,4 +344,31 @@ fn the_lab_file_names_its_machines() {
         }
     }
     assert_eq!(used, machines, "every machine has a part of the lab");
+
+    // Without the multi-machine keys it is a lab nslab takes today (names,
+    // addresses, links); JSON is YAML.
+    let mut one = lab.clone();
+    one.as_object_mut().unwrap().remove("machines");
+    for kind in ["nodes", "bridges"] {
+        for v in one[kind]
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|m| m.values_mut())
+        {
+            v.as_object_mut().unwrap().remove("on");
+        }
+    }
+    for l in one["links"].as_array_mut().expect("links:") {
+        if let Some(m) = l.as_object_mut() {
+            m.remove("vni");
+        }
+    }
+    let opts = nslab::Options {
+        sandbox: true,
+        ..nslab::Options::default()
+    };
+    let topo = nslab::Topology::from_yaml(serde_json::to_string_pretty(&one).unwrap());
+    if let Err(e) = topo.validate(&opts) {
+        panic!("the ConfigMap's lab, without machines: {e}");
+    }
 }
