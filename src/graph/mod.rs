@@ -27,9 +27,9 @@ use std::str::FromStr;
 mod dot;
 mod mermaid;
 mod svg;
-mod web;
 #[cfg(test)]
 mod tests;
+mod web;
 
 /// The output formats of `nslab graph`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

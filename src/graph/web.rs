@@ -264,8 +264,8 @@ mod tests {
     use super::*;
 
     fn objective2() -> Lab {
-        let file =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/objective2-bridge.yaml");
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/objective2-bridge.yaml");
         crate::lab::load(&file, "", true).unwrap()
     }
 

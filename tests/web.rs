@@ -1,0 +1,258 @@
+//! `nslab web` end to end: the objective 2 lab in a real headless Chromium
+//! (driven through chromedriver by fantoccini). Needs root, chromium and
+//! chromium-driver (scripts/test.sh installs them).
+
+mod common;
+use common::*;
+use fantoccini::{ClientBuilder, Locator};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// A process this test started, killed (by its pid) and reaped on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET `path` from `addr` with std's TcpStream: the status line and the body.
+fn get(addr: &str, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = String::new();
+    s.read_to_string(&mut r).unwrap();
+    let status = r.lines().next().unwrap_or_default().to_string();
+    let body = r
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_string();
+    (status, body)
+}
+
+#[tokio::test]
+async fn web_page_draws_objective2_and_lights_the_cables_a_ping_crosses() {
+    for tool in [CHROMIUM, CHROMEDRIVER] {
+        if !std::path::Path::new(tool).exists() {
+            eprintln!("skipped: {tool} is missing (apt-get install chromium chromium-driver)");
+            return;
+        }
+    }
+    let (p, lab, _guard) = up_example("wb", "objective2-bridge.yaml");
+
+    let mut web = Command::new(bin())
+        .args(["web", "--lab", &lab, "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(web.stdout.take().unwrap());
+    let _web = Proc(web);
+    let mut url = String::new();
+    out.read_line(&mut url).unwrap();
+    let url = url.trim().to_string();
+    let (addr, token) = url
+        .strip_prefix("http://")
+        .and_then(|r| r.split_once("/?token="))
+        .unwrap_or_else(|| panic!("first line is not the URL: {url:?}"));
+    assert_eq!(token.len(), 32, "{url}");
+
+    // Without the token, or with a wrong one: 401, for the page and the API.
+    for path in ["/", "/api/lab", "/api/events", "/api/lab?token=00"] {
+        let (status, _) = get(addr, path);
+        assert!(status.contains(" 401 "), "{path}: {status}");
+    }
+    let (status, body) = get(addr, &format!("/api/lab?token={token}"));
+    assert!(status.contains(" 200 "), "{status}");
+    let j: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let cables: Vec<&str> = j["layout"]["cables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert!(cables.contains(&"green:gveth--bri0:gbrveth"), "{cables:?}");
+    // A bad filter is refused with what is wrong.
+    let (status, body) = get(
+        addr,
+        &format!("/api/events?token={token}&proto=smtp&check=1"),
+    );
+    assert!(
+        status.contains(" 400 ") && body.contains("smtp"),
+        "{status} {body}"
+    );
+
+    let port = free_port();
+    let driver = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _driver = Proc(driver);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": CHROMIUM,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1400,900"],
+        }),
+    );
+    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("connect to chromedriver");
+    let result = browse(&c, &url, &p).await;
+    let _ = c.close().await;
+    result.unwrap();
+}
+
+async fn browse(c: &fantoccini::Client, url: &str, p: &str) -> Result<(), String> {
+    let e = |e: fantoccini::error::CmdError| e.to_string();
+    c.goto(url).await.map_err(e)?;
+    c.wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css("svg#lab[data-ready]"))
+        .await
+        .map_err(e)?;
+    let svg = c
+        .find(Locator::Css("svg#lab"))
+        .await
+        .map_err(e)?
+        .html(false)
+        .await
+        .map_err(e)?;
+    for name in ["black", "white", "green", "bri0"] {
+        assert!(
+            svg.contains(&format!("data-box=\"{name}\"")) && svg.contains(&format!(">{name}<")),
+            "{name} is not drawn in the SVG"
+        );
+    }
+    let green = "[data-cable=\"green:gveth--bri0:gbrveth\"]";
+    let black = "[data-cable=\"black:bveth--bri0:bbrveth\"]";
+    let white = "[data-cable=\"white:wveth--bri0:wbrveth\"]";
+    for cable in [green, black, white] {
+        c.find(Locator::Css(&format!("g.cable{cable}")))
+            .await
+            .map_err(e)?;
+    }
+    // Listening before the ping starts.
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#conn.live"))
+        .await
+        .map_err(e)?;
+    let active = |sel: &str| format!("g.cable{sel}[data-active]");
+    assert!(
+        c.find_all(Locator::Css(&active(green)))
+            .await
+            .map_err(e)?
+            .is_empty(),
+        "green's cable is lit before any ping"
+    );
+
+    let start = Instant::now();
+    let mut ping = Command::new("ip")
+        .args(["netns", "exec", &format!("{p}green")])
+        .args(["ping", "-c", "4", "-i", "0.5", "192.168.1.1"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lit = (None, None);
+    while start.elapsed() < Duration::from_secs(2) && (lit.0.is_none() || lit.1.is_none()) {
+        if lit.0.is_none()
+            && !c
+                .find_all(Locator::Css(&active(green)))
+                .await
+                .map_err(e)?
+                .is_empty()
+        {
+            lit.0 = Some(start.elapsed());
+        }
+        if lit.1.is_none()
+            && !c
+                .find_all(Locator::Css(&active(black)))
+                .await
+                .map_err(e)?
+                .is_empty()
+        {
+            lit.1 = Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("cables lit after {lit:?}");
+    assert!(lit.0.is_some(), "green—bri0 not lit within 2 s of the ping");
+    assert!(lit.1.is_some(), "bri0—black not lit within 2 s of the ping");
+    // The bridge learned both MACs from ARP: the pings never reach white.
+    assert!(
+        c.find_all(Locator::Css(&active(white)))
+            .await
+            .map_err(e)?
+            .is_empty(),
+        "white's cable lit by a ping between green and black"
+    );
+    let rows = c
+        .find(Locator::Css("#packets"))
+        .await
+        .map_err(e)?
+        .text()
+        .await
+        .map_err(e)?;
+    assert!(
+        rows.contains("bri0:gbrveth")
+            && rows.contains("192.168.3.1")
+            && rows.contains("192.168.1.1"),
+        "packet list: {rows}"
+    );
+    assert!(ping.wait().unwrap().success(), "green could not ping black");
+
+    let shot = c.screenshot().await.map_err(e)?;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/web-objective2.png");
+    std::fs::write(&path, &shot).unwrap();
+    let dec = png::Decoder::new(std::io::Cursor::new(shot));
+    let mut reader = dec.read_info().map_err(|e| e.to_string())?;
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).map_err(|e| e.to_string())?;
+    let px = info.color_type.samples();
+    let colours: std::collections::HashSet<&[u8]> = buf[..info.buffer_size()]
+        .chunks(px)
+        .take(4_000_000)
+        .collect();
+    assert!(
+        info.width >= 400 && info.height >= 300 && colours.len() > 10,
+        "{}: {}x{} with {} colours",
+        path.display(),
+        info.width,
+        info.height,
+        colours.len()
+    );
+    Ok(())
+}
