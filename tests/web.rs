@@ -180,12 +180,15 @@ async fn browse(c: &fantoccini::Client, url: &str, p: &str) -> Result<(), String
     );
 
     let start = Instant::now();
-    let mut ping = Command::new("ip")
-        .args(["netns", "exec", &format!("{p}green")])
-        .args(["ping", "-c", "4", "-i", "0.5", "192.168.1.1"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    // Killed and reaped on drop if an assertion fails first.
+    let mut ping = Proc(
+        Command::new("ip")
+            .args(["netns", "exec", &format!("{p}green")])
+            .args(["ping", "-c", "4", "-i", "0.5", "192.168.1.1"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut lit = (None, None);
     while start.elapsed() < Duration::from_secs(2) && (lit.0.is_none() || lit.1.is_none()) {
         if lit.0.is_none()
@@ -232,7 +235,10 @@ async fn browse(c: &fantoccini::Client, url: &str, p: &str) -> Result<(), String
             && rows.contains("192.168.1.1"),
         "packet list: {rows}"
     );
-    assert!(ping.wait().unwrap().success(), "green could not ping black");
+    assert!(
+        ping.0.wait().unwrap().success(),
+        "green could not ping black"
+    );
 
     let shot = c.screenshot().await.map_err(e)?;
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/web-objective2.png");
