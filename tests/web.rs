@@ -61,21 +61,9 @@ async fn web_page_draws_objective2_and_lights_the_cables_a_ping_crosses() {
     }
     let (p, lab, _guard) = up_example("wb", "objective2-bridge.yaml");
 
-    let mut web = Command::new(bin())
-        .args(["web", "--lab", &lab, "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(web.stdout.take().unwrap());
-    let _web = Proc(web);
-    let mut url = String::new();
-    out.read_line(&mut url).unwrap();
-    let url = url.trim().to_string();
-    let (addr, token) = url
-        .strip_prefix("http://")
-        .and_then(|r| r.split_once("/?token="))
-        .unwrap_or_else(|| panic!("first line is not the URL: {url:?}"));
+    let (_web, addr, token) = start_web(&["--lab", &lab]);
+    let (addr, token) = (addr.as_str(), token.as_str());
+    let url = format!("http://{addr}/?token={token}");
     assert_eq!(token.len(), 32, "{url}");
 
     // Without the token, or with a wrong one: 401, for the page and the API.
@@ -261,4 +249,95 @@ async fn browse(c: &fantoccini::Client, url: &str, p: &str) -> Result<(), String
         colours.len()
     );
     Ok(())
+}
+
+/// Start `nslab web` on a free loopback port: the process and its URL's address and token.
+fn start_web(args: &[&str]) -> (Proc, String, String) {
+    let mut web = Command::new(bin())
+        .arg("web")
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(web.stdout.take().unwrap());
+    let web = Proc(web);
+    let mut url = String::new();
+    out.read_line(&mut url).unwrap();
+    let (addr, token) = url
+        .trim()
+        .strip_prefix("http://")
+        .and_then(|r| r.split_once("/?token="))
+        .unwrap_or_else(|| panic!("first line is not the URL: {url:?}"));
+    (web, addr.to_string(), token.to_string())
+}
+
+#[test]
+fn web_samples_a_flood_above_max_events_and_says_so() {
+    let (p, lab, _guard) = up_example("wbs", "objective2-bridge.yaml");
+    let (_web, addr, token) = start_web(&["--lab", &lab, "--max-events", "5"]);
+    let mut s = TcpStream::connect(&addr).unwrap();
+    write!(
+        s,
+        "GET /api/events?token={token}&noise=0 HTTP/1.1\r\nHost: {addr}\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    // The stream's headers: it is listening once they came.
+    let mut line = String::new();
+    while r.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+        assert!(
+            !line.starts_with("HTTP/1.1") || line.contains(" 200 "),
+            "{line}"
+        );
+        line.clear();
+    }
+    // 100 echo requests and 100 replies, each seen on two cables, in about a second.
+    let flood = sh(&format!(
+        "ip netns exec {p}green ping -c 100 -i 0.01 -q 192.168.1.1"
+    ));
+    assert!(flood.contains("100 received"), "{flood}");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (mut packets, mut sampling) = (0, None);
+    let mut event = String::new();
+    while sampling.is_none() && Instant::now() < deadline {
+        line.clear();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        if let Some(e) = line.trim().strip_prefix("event: ") {
+            event = e.to_string();
+        } else if let Some(d) = line.trim().strip_prefix("data: ") {
+            match event.as_str() {
+                "packet" => packets += 1,
+                "sampling" => {
+                    sampling = Some(serde_json::from_str::<serde_json::Value>(d).unwrap())
+                }
+                _ => {}
+            }
+        }
+    }
+    let sampling = sampling.expect("no sampling event after a flood");
+    assert_eq!(sampling["sent"], 5, "{sampling}");
+    assert!(sampling["offered"].as_u64().unwrap() > 5, "{sampling}");
+    assert!(
+        packets <= 10,
+        "{packets} packets sent in what should be at most two windows"
+    );
+}
+
+#[test]
+fn web_refuses_bad_input_with_exit_2_and_serves_nothing() {
+    for (args, want) in [
+        (vec!["--lab", "wbnosuchlab"], "wbnosuchlab"),
+        (vec!["--listen", "nowhere"], "--listen"),
+        (vec!["--max-events", "0"], "--max-events"),
+    ] {
+        let o = Command::new(bin()).arg("web").args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(o.stdout.is_empty(), "{args:?} printed a URL");
+    }
 }
