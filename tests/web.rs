@@ -53,11 +53,8 @@ fn get(addr: &str, path: &str) -> (String, String) {
 
 #[tokio::test]
 async fn web_page_draws_objective2_and_lights_the_cables_a_ping_crosses() {
-    for tool in [CHROMIUM, CHROMEDRIVER] {
-        if !std::path::Path::new(tool).exists() {
-            eprintln!("skipped: {tool} is missing (apt-get install chromium chromium-driver)");
-            return;
-        }
+    if !have_chromium() {
+        return;
     }
     let (p, lab, _guard) = up_example("wb", "objective2-bridge.yaml");
 
@@ -91,6 +88,14 @@ async fn web_page_draws_objective2_and_lights_the_cables_a_ping_crosses() {
         "{status} {body}"
     );
 
+    let (_driver, c) = browser().await;
+    let result = browse(&c, &url, &p).await;
+    let _ = c.close().await;
+    result.unwrap();
+}
+
+/// chromedriver on a free port, and a headless Chromium session through it.
+async fn browser() -> (Proc, fantoccini::Client) {
     let port = free_port();
     let driver = Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
@@ -98,7 +103,7 @@ async fn web_page_draws_objective2_and_lights_the_cables_a_ping_crosses() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let _driver = Proc(driver);
+    let driver = Proc(driver);
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "chromedriver did not listen");
@@ -118,9 +123,66 @@ async fn web_page_draws_objective2_and_lights_the_cables_a_ping_crosses() {
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
         .expect("connect to chromedriver");
-    let result = browse(&c, &url, &p).await;
+    (driver, c)
+}
+
+fn have_chromium() -> bool {
+    [CHROMIUM, CHROMEDRIVER].iter().all(|tool| {
+        let there = std::path::Path::new(tool).exists();
+        if !there {
+            eprintln!("skipped: {tool} is missing (apt-get install chromium chromium-driver)");
+        }
+        there
+    })
+}
+
+/// The 200-node measurement of README/BENCHMARKS (run by hand:
+/// `cargo test --release --test web -- --ignored --nocapture`).
+#[tokio::test]
+#[ignore]
+async fn web_200_nodes_page_load() {
+    if !have_chromium() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s200.yaml");
+    ok(nslab(&[
+        "new",
+        "--topo",
+        "single,200",
+        "--name",
+        "s200",
+        "-o",
+        s(&file),
+    ]));
+    let p = prefix("wbb");
+    let _guard = LabGuard::new(&format!("{p}s200"), None);
+    ok(nslab(&["up", s(&file), "--sandbox", "--prefix", &p]));
+    let t0 = Instant::now();
+    let (_web, addr, token) = start_web(&["--lab", &format!("{p}s200")]);
+    eprintln!("nslab web printed its URL after {:?}", t0.elapsed());
+    let (_driver, c) = browser().await;
+    for round in 0..3 {
+        let t = Instant::now();
+        c.goto(&format!("http://{addr}/?token={token}"))
+            .await
+            .unwrap();
+        let svg = c
+            .wait()
+            .at_most(Duration::from_secs(60))
+            .for_element(Locator::Css("svg#lab[data-ready]"))
+            .await
+            .unwrap();
+        let drawn = svg.attr("data-drawn-ms").await.unwrap().unwrap_or_default();
+        let boxes = c.find_all(Locator::Css("g.box")).await.unwrap().len();
+        let cables = c.find_all(Locator::Css("g.cable")).await.unwrap().len();
+        eprintln!(
+            "round {round}: {boxes} boxes, {cables} cables drawn {drawn} ms after navigation ({:?} as the test saw it)",
+            t.elapsed()
+        );
+        assert_eq!((boxes, cables), (203, 201));
+    }
     let _ = c.close().await;
-    result.unwrap();
 }
 
 async fn browse(c: &fantoccini::Client, url: &str, p: &str) -> Result<(), String> {
