@@ -89,7 +89,7 @@ async fn web_page_draws_objective2_and_lights_the_cables_a_ping_crosses() {
     );
 
     let (_driver, c) = browser().await;
-    let result = browse(&c, &url, &p).await;
+    let result = browse(&c, &url, &p, &lab).await;
     let _ = c.close().await;
     result.unwrap();
 }
@@ -185,7 +185,7 @@ async fn web_200_nodes_page_load() {
     let _ = c.close().await;
 }
 
-async fn browse(c: &fantoccini::Client, url: &str, p: &str) -> Result<(), String> {
+async fn browse(c: &fantoccini::Client, url: &str, p: &str, lab: &str) -> Result<(), String> {
     let e = |e: fantoccini::error::CmdError| e.to_string();
     c.goto(url).await.map_err(e)?;
     c.wait()
@@ -290,6 +290,36 @@ async fn browse(c: &fantoccini::Client, url: &str, p: &str) -> Result<(), String
         "green could not ping black"
     );
 
+    // A click on a box shows its routes as the kernel has them.
+    c.find(Locator::Css("g.box[data-box=\"black\"]"))
+        .await
+        .map_err(e)?
+        .click()
+        .await
+        .map_err(e)?;
+    let details = c
+        .find(Locator::Css("#details"))
+        .await
+        .map_err(e)?
+        .text()
+        .await
+        .map_err(e)?;
+    assert!(
+        details.contains("routes") && details.contains("default dev bveth"),
+        "details after a click on black: {details}"
+    );
+    let state = |c: &fantoccini::Client, sel: String| {
+        let c = c.clone();
+        async move { c.find(Locator::Css(&sel)).await?.attr("data-state").await }
+    };
+    assert_eq!(
+        state(c, format!("g.cable{black}"))
+            .await
+            .map_err(e)?
+            .as_deref(),
+        Some("up")
+    );
+
     let shot = c.screenshot().await.map_err(e)?;
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/web-objective2.png");
     std::fs::write(&path, &shot).unwrap();
@@ -309,6 +339,29 @@ async fn browse(c: &fantoccini::Client, url: &str, p: &str) -> Result<(), String
         info.width,
         info.height,
         colours.len()
+    );
+
+    // A cable taken down at run time is drawn down on the next load.
+    ok(nslab(&["link", "--lab", lab, "black:bveth", "down"]));
+    c.goto(url).await.map_err(e)?;
+    c.wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css("svg#lab[data-ready]"))
+        .await
+        .map_err(e)?;
+    assert_eq!(
+        state(c, format!("g.cable{black}"))
+            .await
+            .map_err(e)?
+            .as_deref(),
+        Some("down")
+    );
+    assert_eq!(
+        state(c, format!("g.cable{green}"))
+            .await
+            .map_err(e)?
+            .as_deref(),
+        Some("up")
     );
     Ok(())
 }
