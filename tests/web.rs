@@ -33,11 +33,15 @@ fn free_port() -> u16 {
 
 /// GET `path` from `addr` with std's TcpStream: the status line and the body.
 fn get(addr: &str, path: &str) -> (String, String) {
+    request(addr, "GET", path)
+}
+
+fn request(addr: &str, method: &str, path: &str) -> (String, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut r = String::new();
@@ -78,6 +82,11 @@ async fn web_page_draws_objective2_and_lights_the_cables_a_ping_crosses() {
         .map(|c| c["id"].as_str().unwrap())
         .collect();
     assert!(cables.contains(&"green:gveth--bri0:gbrveth"), "{cables:?}");
+    // Nothing but GET here (405); without the token, still 401.
+    let (status, _) = request(addr, "POST", &format!("/api/lab?token={token}"));
+    assert!(status.contains(" 405 "), "{status}");
+    let (status, _) = request(addr, "POST", "/api/lab");
+    assert!(status.contains(" 401 "), "{status}");
     // A bad filter is refused with what is wrong.
     let (status, body) = get(
         addr,
@@ -388,9 +397,16 @@ fn start_web(args: &[&str]) -> (Proc, String, String) {
 }
 
 #[test]
-fn web_samples_a_flood_above_max_events_and_says_so() {
+fn web_samples_a_flood_above_max_events_and_read_only_refuses_changes() {
     let (p, lab, _guard) = up_example("wbs", "objective2-bridge.yaml");
-    let (_web, addr, token) = start_web(&["--lab", &lab, "--max-events", "5"]);
+    let (_web, addr, token) = start_web(&["--lab", &lab, "--max-events", "5", "--read-only"]);
+    // Read-only: any method but GET and HEAD is refused (once the token is right).
+    for m in ["POST", "PUT", "DELETE"] {
+        let (status, _) = request(&addr, m, &format!("/api/lab?token={token}"));
+        assert!(status.contains(" 403 "), "{m}: {status}");
+    }
+    let (status, _) = request(&addr, "POST", "/api/lab?token=0");
+    assert!(status.contains(" 401 "), "{status}");
     let mut s = TcpStream::connect(&addr).unwrap();
     write!(
         s,

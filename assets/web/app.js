@@ -80,6 +80,14 @@ function endText(end) {
   return "  " + end + (addrs.length ? " " + addrs.join(", ") : "") + (state ? "  [" + state + "]" : "");
 }
 
+// The shaping in force on a cable's ends (`nslab shape`, the file's link maps).
+function shapingOf(c) {
+  const all = (lab.status && lab.status.shaping) || [];
+  const ifOf = e => e.slice(e.lastIndexOf(":") + 1);
+  return all.filter(s => s.endpoint === c.a || s.endpoint === c.b ||
+    [c.a, c.b].some(e => s.endpoint.endsWith(":" + ifOf(e)) && s.endpoint.startsWith("host:")));
+}
+
 function cableState(c) {
   if (c.down) return "down";
   const ends = [c.a, c.b].map(e => {
@@ -87,7 +95,7 @@ function cableState(c) {
     return ifState(e.slice(0, i), e.slice(i + 1)) || ifState("host", e.slice(i + 1));
   });
   if (ends.some(s => s && s !== "up" && s !== "unknown")) return "down";
-  return c.shaped ? "shaped" : "up";
+  return c.shaped || shapingOf(c).length ? "shaped" : "up";
 }
 
 function draw() {
@@ -121,7 +129,8 @@ function draw() {
     el("title", {}, g).textContent = c.label + " (" + state + ")";
     const t = el("text", { x: (x1 + x2) / 2, y: (y1 + y2) / 2 - 6, "text-anchor": "middle", class: "cable-label", "data-cable": c.id }, labelLayer);
     t.textContent = c.label;
-    g.addEventListener("mouseenter", () => { details.textContent = "cable " + c.label + "\nstate: " + state + "\n" + endText(c.a) + "\n" + endText(c.b); });
+    const shaping = shapingOf(c).map(s => "  " + s.endpoint + ": " + [s.rate, s.delay && s.delay + " delay", s.jitter && "±" + s.jitter, s.loss && s.loss + " loss"].filter(Boolean).join(" ")).join("\n");
+    g.addEventListener("mouseenter", () => { details.textContent = "cable " + c.label + "\nstate: " + state + "\n" + endText(c.a) + "\n" + endText(c.b) + (shaping ? "\nshaping:\n" + shaping : ""); });
     cables.set(c.id, { c, g, timer: null });
   }
   for (const b of L.boxes) {
