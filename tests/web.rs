@@ -350,6 +350,56 @@ async fn browse(c: &fantoccini::Client, url: &str, p: &str, lab: &str) -> Result
         colours.len()
     );
 
+    // The page's filter, as `nslab capture --proto tcp`: a ping then an HTTP
+    // request from green to black's server list only the TCP packets.
+    c.find(Locator::Css("#filters input[name=proto]"))
+        .await
+        .map_err(e)?
+        .send_keys("tcp")
+        .await
+        .map_err(e)?;
+    c.find(Locator::Css("#filters button"))
+        .await
+        .map_err(e)?
+        .click()
+        .await
+        .map_err(e)?;
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#conn.live[data-filter*=\"proto=tcp\"]"))
+        .await
+        .map_err(e)?;
+    c.find(Locator::Css("#clear"))
+        .await
+        .map_err(e)?
+        .click()
+        .await
+        .map_err(e)?;
+    assert!(pings(&format!("{p}green"), "192.168.1.1"));
+    let page = sh(&format!(
+        "ip netns exec {p}green curl -sS -m 5 -o /dev/null -w '%{{http_code}}' http://192.168.1.1:800/"
+    ));
+    assert_eq!(page.trim(), "200");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let rows = loop {
+        let rows = c
+            .find(Locator::Css("#packets"))
+            .await
+            .map_err(e)?
+            .text()
+            .await
+            .map_err(e)?;
+        if rows.contains("192.168.1.1.800 >") || Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        rows.contains("192.168.1.1.800 >"),
+        "no TCP reply listed: {rows}"
+    );
+    assert!(!rows.contains("ICMP"), "proto=tcp listed ICMP: {rows}");
+
     // A cable taken down at run time is drawn down on the next load.
     ok(nslab(&["link", "--lab", lab, "black:bveth", "down"]));
     c.goto(url).await.map_err(e)?;

@@ -190,8 +190,11 @@ function connect() {
   const q = new URLSearchParams();
   for (const k of ["proto", "host", "port"]) if (f.get(k)) q.set(k, f.get(k));
   q.set("noise", f.get("hide_noise") ? "0" : "1");
+  conn.textContent = "connecting…";
+  conn.classList.remove("live");
   source = new EventSource(api("/api/events?" + q.toString()));
-  source.onopen = () => { conn.textContent = "live"; conn.classList.add("live"); };
+  // data-filter: the filter the open stream has (tests wait for it).
+  source.onopen = () => { conn.textContent = "live"; conn.classList.add("live"); conn.dataset.filter = q.toString(); };
   source.onerror = () => { conn.textContent = "disconnected (retrying)"; conn.classList.remove("live"); };
   source.addEventListener("packet", m => {
     const ev = JSON.parse(m.data);
