@@ -208,6 +208,7 @@ pub mod topology;
 pub mod units;
 #[doc(hidden)]
 pub mod util;
+pub mod web;
 
 pub use api::{
     Builder, Capture, CaptureOptions, CaptureStats, CheckOptions, CheckReport, DownReport, Error,

@@ -20,6 +20,7 @@ mod shape;
 mod signals;
 mod status;
 mod up;
+mod web;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -118,6 +119,7 @@ pub enum Cmd {
     Completions(completions::Args),
     Man(completions::ManArgs),
     Schema(completions::SchemaArgs),
+    Web(web::Args),
 }
 
 /// The library reads no environment: the CLI maps its variables onto the
@@ -186,6 +188,7 @@ pub fn main() -> i32 {
         Cmd::Man(a) => completions::man(a),
         Cmd::Schema(a) => completions::schema(a),
         Cmd::Exec(a) => return exec::run(a),
+        Cmd::Web(a) => web::run(a),
     };
     match r {
         Ok(code) => code,
@@ -233,6 +236,7 @@ fn privileges(cmd: &Cmd) -> nslab::error::Result<()> {
             false,
         ),
         Cmd::Capture(_) => require("capture", &[SYS_ADMIN, NET_RAW], PROBE, false),
+        Cmd::Web(_) => require("web", &[SYS_ADMIN, NET_RAW], PROBE, false),
         Cmd::Exec(_) => require(
             "exec",
             &[SYS_ADMIN],

@@ -29,6 +29,7 @@ mod mermaid;
 mod svg;
 #[cfg(test)]
 mod tests;
+mod web;
 
 /// The output formats of `nslab graph`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -177,6 +178,8 @@ pub fn render_with(lab: &Lab, format: Format, overlay: &Overlay) -> Result<Strin
     }
 }
 
+pub use web::{BoxView, CableView, Layout, layout};
+
 // ---------------------------------------------------------------------------
 // The scene: what is drawn, independent of the format.
 
@@ -281,6 +284,11 @@ struct Edge {
     label: String,
     /// An end of the cable is down: drawn dashed.
     down: bool,
+    /// The cable's ends as the endpoint grammar names them (`black:bveth`,
+    /// `bri0:bbrveth`), in the order of `from`, `to`.
+    ends: [String; 2],
+    /// An end of the cable is shaped (`nslab shape`, the file's link map).
+    shaped: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -539,6 +547,8 @@ fn edges(
             to,
             label: clean(&cable_label(a, b, overlay)),
             down: overlay.is_down(a) || overlay.is_down(b),
+            ends: [a.to_string(), b.to_string()],
+            shaped: overlay.shaping(a).is_some() || overlay.shaping(b).is_some(),
         });
     }
     if let (Some(h), Some(i)) = (host, internet) {
@@ -553,6 +563,8 @@ fn edges(
             },
             label: format!("{UPLINK_IF} {DASH} {INET_IF}"),
             down: false,
+            ends: [format!("host:{UPLINK_IF}"), format!("internet:{INET_IF}")],
+            shaped: false,
         });
     }
     edges

@@ -43,18 +43,18 @@ fn svg_layout(sc: &Scene) -> String {
     touch_up(&replace_head_and_style(&w.finalize(), &head))
 }
 
-const DIR: Orientation = Orientation::LeftToRight;
+pub(super) const DIR: Orientation = Orientation::LeftToRight;
 
 /// The laid-out graph's handles of the scene's boxes.
-struct Boxes {
-    nodes: Vec<NodeHandle>,
-    bridges: Vec<NodeHandle>,
-    host: Option<NodeHandle>,
-    internet: Option<NodeHandle>,
+pub(super) struct Boxes {
+    pub(super) nodes: Vec<NodeHandle>,
+    pub(super) bridges: Vec<NodeHandle>,
+    pub(super) host: Option<NodeHandle>,
+    pub(super) internet: Option<NodeHandle>,
 }
 
 impl Boxes {
-    fn handle(&self, k: Key) -> Option<NodeHandle> {
+    pub(super) fn handle(&self, k: Key) -> Option<NodeHandle> {
         match k {
             Key::Node(i) => self.nodes.get(i).copied(),
             Key::Bridge(i) => self.bridges.get(i).copied(),
@@ -66,7 +66,7 @@ impl Boxes {
 
 /// A box for each panel of the scene (or one saying there is nothing, as
 /// layout-rs cannot lay out an empty graph).
-fn add_boxes(vg: &mut VisualGraph, sc: &Scene) -> Boxes {
+pub(super) fn add_boxes(vg: &mut VisualGraph, sc: &Scene) -> Boxes {
     const FONT: usize = BOX_FONT;
     let look = |fill: &str, rounded: usize| {
         StyleAttr::new(
@@ -144,7 +144,7 @@ fn add_boxes(vg: &mut VisualGraph, sc: &Scene) -> Boxes {
 }
 
 /// The cables between boxes, and a dotted line from each bridge to the host.
-fn add_cables(vg: &mut VisualGraph, sc: &Scene, boxes: &Boxes) {
+pub(super) fn add_cables(vg: &mut VisualGraph, sc: &Scene, boxes: &Boxes) {
     let cable = |label: &str, style: LineStyleKind| {
         let mut look = StyleAttr::simple();
         look.font_size = EDGE_FONT;

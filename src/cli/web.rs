@@ -1,0 +1,116 @@
+use super::{FilePath, LabSel};
+use nslab::error::{Error, Result};
+use nslab::graph::Overlay;
+use std::net::SocketAddr;
+
+/// See a running lab live in a browser.
+///
+/// Serve a page that draws the lab (nslab's own layout: nodes, bridges,
+/// cables, host, internet) and lights each cable as packets cross it, in
+/// their direction, with a tcpdump-style list of where each packet was seen.
+/// It captures on one end of every cable (the bridge port for bridge ports).
+///
+/// The first line on stdout is the URL, with a random token: requests
+/// without it get 401. It listens on loopback unless --listen says otherwise.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  nslab web --lab objective2              # then open the URL it prints
+  nslab web examples/objective2-bridge.yaml --listen 127.0.0.1:0 --open")]
+pub struct Args {
+    /// The topology file the lab came from (or use --lab).
+    pub file: Option<FilePath>,
+    #[command(flatten)]
+    pub sel: LabSel,
+    /// Address and port to listen on (port 0: any free port). Anything but
+    /// loopback lets others on the network see the lab (with the token).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+    pub listen: String,
+    /// Open the page with xdg-open.
+    #[arg(long)]
+    pub open: bool,
+    /// Refuse every request that would change something (any method but
+    /// GET/HEAD gets 403). The page only looks for now; actions come later.
+    #[arg(long)]
+    pub read_only: bool,
+    /// At most N packet events per second per browser; above it the page
+    /// gets a sample and says so.
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub max_events: u64,
+    /// Print the first line (URL, address, token) as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: Args) -> Result<i32> {
+    let listen: SocketAddr = a.listen.parse().map_err(|_| {
+        Error::Usage(format!(
+            "--listen {:?}: expected ADDRESS:PORT, e.g. 127.0.0.1:8080 or [::1]:8080",
+            a.listen
+        ))
+    })?;
+    if a.max_events == 0 {
+        return Err(Error::Usage("--max-events must be at least 1".into()));
+    }
+    let (rec, model) = super::lab_up(&a.sel, a.file.as_deref())?;
+    let lab = a.sel.open(a.file.as_deref())?;
+    // Laid out once: a 200-node lab is not laid out again for every page load.
+    let layout = nslab::graph::layout(&model, &Overlay::of_running(&model, &rec.runtime))
+        .map_err(|e| Error::Failed(e.to_string()))?;
+    let listener =
+        std::net::TcpListener::bind(listen).map_err(Error::io(format!("listen on {listen}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(Error::io("read the listening address"))?;
+    let token = nslab::web::new_token()?;
+    let url = format!("http://{bound}/?token={token}");
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({ "url": url, "listen": bound.to_string(), "token": token, "lab": lab.name() })
+        );
+    } else {
+        println!("{url}");
+    }
+    if !listen.ip().is_loopback() {
+        eprintln!(
+            "nslab: warning: listening on {bound}, not loopback: anyone who can reach it and has the token sees the lab"
+        );
+    }
+    eprintln!(
+        "nslab: serving lab {} on http://{bound}/ ({} cables; Ctrl-C to stop)",
+        lab.name(),
+        layout.cables.len()
+    );
+    if a.open {
+        open_browser(&url);
+    }
+    let stop = super::signals::stop_flag();
+    let opts = nslab::web::WebOptions {
+        read_only: a.read_only,
+        max_events: a.max_events,
+    };
+    nslab::web::serve(lab, layout, listener, token, opts, stop)?;
+    Ok(0)
+}
+
+fn open_browser(url: &str) {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("xdg-open").is_file()));
+    if !found {
+        eprintln!("nslab: --open: xdg-open not found; open {url} yourself");
+        return;
+    }
+    match std::process::Command::new("xdg-open")
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    {
+        // Reaped on a thread of its own: the server keeps running meanwhile.
+        Ok(mut child) => {
+            std::thread::spawn(move || child.wait());
+        }
+        Err(e) => eprintln!("nslab: --open: xdg-open failed ({e}); open {url} yourself"),
+    }
+}

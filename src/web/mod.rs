@@ -1,0 +1,369 @@
+//! `nslab web`: a running lab in a browser. The server draws the lab with
+//! nslab's own layout (computed once), serves its state, and streams the
+//! packets captured on one end of every cable as server-sent events.
+//!
+//! Every request needs the token (`?token=`, the `nslab_token` cookie the
+//! page gets, or an `X-Nslab-Token` header): 401 without it. Read-only
+//! servers refuse every method but GET and HEAD with 403.
+
+pub mod events;
+
+use crate::capture::decode::{Filter, Summary};
+use crate::error::{Error, Result};
+use crate::graph::Layout;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use events::{CableEvent, CableMap, ClientFilter, Sampler};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+
+const INDEX_HTML: &str = include_str!("../../assets/web/index.html");
+const APP_JS: &str = include_str!("../../assets/web/app.js");
+const STYLE_CSS: &str = include_str!("../../assets/web/style.css");
+
+/// How `nslab web` serves.
+#[derive(Debug, Clone)]
+pub struct WebOptions {
+    /// Refuse every method but GET and HEAD (403).
+    pub read_only: bool,
+    /// Events per second per client; above it the client gets a sample.
+    pub max_events: u64,
+}
+
+/// A 128-bit token from the kernel's random source, in hex.
+pub fn new_token() -> Result<String> {
+    let mut b = [0u8; 16];
+    // SAFETY: the buffer is valid for its length.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != b.len() as isize {
+        return Err(Error::io("read a random token")(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// Equal strings, in time that does not depend on where they differ.
+pub fn same_token(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// A packet as the capture thread hands it to the clients.
+#[derive(Debug, Clone)]
+struct Seen {
+    event: CableEvent,
+    summary: Summary,
+}
+
+struct State {
+    token: String,
+    opts: WebOptions,
+    /// Computed once at start: a big lab is laid out once, not per page load.
+    layout: Arc<Layout>,
+    lab: Arc<crate::Lab>,
+    tx: broadcast::Sender<Arc<Seen>>,
+    capturing: Vec<String>,
+    /// Event streams end when it is set: graceful shutdown waits for them.
+    stop: &'static AtomicBool,
+}
+
+/// Serve `lab` on `listener` until `stop` is set: the page, `/api/lab` and
+/// `/api/events`, with packets captured on one end of each of `layout`'s cables.
+pub fn serve(
+    lab: crate::Lab,
+    layout: Layout,
+    listener: std::net::TcpListener,
+    token: String,
+    opts: WebOptions,
+    stop: &'static AtomicBool,
+) -> Result<()> {
+    let map = CableMap::new(&layout);
+    let targets: Vec<&str> = map.targets().iter().map(String::as_str).collect();
+    let mut cap = lab.capture(&targets, &crate::CaptureOptions::default())?;
+    let capturing = cap.labels().to_vec();
+    let (tx, _) = broadcast::channel::<Arc<Seen>>(4096);
+    let feed = tx.clone();
+    let pump = std::thread::Builder::new()
+        .name("nslab-web-capture".into())
+        .spawn(move || {
+            while let Some(p) = cap.next_until(stop) {
+                if let Some(event) =
+                    map.event(&p.label, p.direction, p.ts, p.orig_len, &p.summary, &p.text)
+                {
+                    // No client listening is not an error.
+                    let _ = feed.send(Arc::new(Seen {
+                        event,
+                        summary: p.summary,
+                    }));
+                }
+            }
+            cap.stop()
+        })
+        .map_err(Error::io("start the capture thread"))?;
+
+    let state = Arc::new(State {
+        token,
+        opts,
+        layout: Arc::new(layout),
+        lab: Arc::new(lab),
+        tx,
+        capturing,
+        stop,
+    });
+    listener
+        .set_nonblocking(true)
+        .map_err(Error::io("set the listening socket non-blocking"))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::io("start the web server's runtime"))?;
+    let served = rt.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let app = axum::Router::new().fallback(move |m: Method, u: Uri, h: HeaderMap| {
+            let st = state.clone();
+            async move { route(st, m, u, h).await }
+        });
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+            .await
+    });
+    // Open event streams keep the server from returning only until they notice.
+    stop.store(true, Ordering::SeqCst);
+    let captured = pump
+        .join()
+        .map_err(|_| Error::Failed("the capture thread panicked".into()))?;
+    served.map_err(Error::io("serve HTTP"))?;
+    captured.map(|_| ())
+}
+
+fn text(status: StatusCode, msg: impl Into<String>) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        msg.into() + "\n",
+    )
+        .into_response()
+}
+
+fn query(u: &Uri) -> HashMap<String, String> {
+    axum::extract::Query::<HashMap<String, String>>::try_from_uri(u)
+        .map(|q| q.0)
+        .unwrap_or_default()
+}
+
+/// The token of a request: query, header or cookie.
+fn token_of(q: &HashMap<String, String>, h: &HeaderMap) -> Option<String> {
+    if let Some(t) = q.get("token") {
+        return Some(t.clone());
+    }
+    if let Some(t) = h.get("x-nslab-token").and_then(|v| v.to_str().ok()) {
+        return Some(t.to_string());
+    }
+    h.get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().strip_prefix("nslab_token="))
+        .map(str::to_string)
+        .next()
+}
+
+async fn route(st: Arc<State>, m: Method, u: Uri, h: HeaderMap) -> Response {
+    let q = query(&u);
+    let authorized = token_of(&q, &h).is_some_and(|t| same_token(&t, &st.token));
+    if !authorized {
+        return text(
+            StatusCode::UNAUTHORIZED,
+            "401: this nslab web server needs the token printed with its URL (?token=...)",
+        );
+    }
+    if st.opts.read_only && m != Method::GET && m != Method::HEAD {
+        return text(StatusCode::FORBIDDEN, "403: the server is read-only");
+    }
+    if m != Method::GET && m != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "405: only GET");
+    }
+    let asset = |ty: &'static str, body: String| {
+        (
+            [
+                (header::CONTENT_TYPE, ty.to_string()),
+                (header::CACHE_CONTROL, "no-store".to_string()),
+                // The page's own fetches and EventSource carry the token as a cookie.
+                (
+                    header::SET_COOKIE,
+                    format!(
+                        "nslab_token={}; Path=/; HttpOnly; SameSite=Strict",
+                        st.token
+                    ),
+                ),
+            ],
+            body,
+        )
+            .into_response()
+    };
+    match u.path() {
+        "/" | "/index.html" => asset(
+            "text/html; charset=utf-8",
+            INDEX_HTML.replace("__TOKEN__", &st.token),
+        ),
+        "/app.js" => asset("text/javascript; charset=utf-8", APP_JS.to_string()),
+        "/style.css" => asset("text/css; charset=utf-8", STYLE_CSS.to_string()),
+        "/api/lab" => lab_json(&st).await,
+        "/api/events" => events(&st, &q),
+        p => text(StatusCode::NOT_FOUND, format!("404: no {p} here")),
+    }
+}
+
+/// The layout, the settings, and the lab as the kernel has it now (`nslab status`).
+async fn lab_json(st: &Arc<State>) -> Response {
+    let lab = st.lab.clone();
+    let status = tokio::task::spawn_blocking(move || lab.status()).await;
+    let (status, status_error) = match status {
+        Ok(Ok(s)) => (serde_json::to_value(&s).ok(), None),
+        Ok(Err(e)) => (None, Some(e.to_string())),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let body = serde_json::json!({
+        "layout": &*st.layout,
+        "status": status,
+        "status_error": status_error,
+        "read_only": st.opts.read_only,
+        "max_events": st.opts.max_events,
+        "capturing": st.capturing,
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// The client's filter from the query: `proto`, `host`, `port` as `nslab
+/// capture` takes them, `noise=0` to hide ARP/ND/MLD/STP.
+fn client_filter(q: &HashMap<String, String>) -> std::result::Result<ClientFilter, String> {
+    let get = |k: &str| q.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    let f = Filter::new(get("proto"), get("host"), get("port")).map_err(|e| e.to_string())?;
+    Ok(ClientFilter {
+        filter: (!f.is_empty()).then_some(f),
+        hide_noise: get("noise") == Some("0"),
+    })
+}
+
+struct Client {
+    stop: &'static AtomicBool,
+    rx: broadcast::Receiver<Arc<Seen>>,
+    filter: ClientFilter,
+    sampler: Sampler,
+    queue: VecDeque<Event>,
+}
+
+fn events(st: &Arc<State>, q: &HashMap<String, String>) -> Response {
+    let filter = match client_filter(q) {
+        Ok(f) => f,
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("400: {e}")),
+    };
+    // The page checks a filter before it reconnects with it.
+    if q.contains_key("check") {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let client = Client {
+        stop: st.stop,
+        rx: st.tx.subscribe(),
+        filter,
+        sampler: Sampler::new(st.opts.max_events, Instant::now()),
+        queue: VecDeque::new(),
+    };
+    let stream = futures_util::stream::unfold(client, |mut c| async move {
+        loop {
+            if c.stop.load(Ordering::SeqCst) {
+                return None;
+            }
+            if let Some(e) = c.queue.pop_front() {
+                return Some((Ok::<_, std::convert::Infallible>(e), c));
+            }
+            let got = tokio::time::timeout(Duration::from_millis(250), c.rx.recv()).await;
+            if let Some(s) = c.sampler.tick(Instant::now()) {
+                c.queue.push_back(sse("sampling", &s));
+            }
+            match got {
+                Err(_) => {}
+                Ok(Err(broadcast::error::RecvError::Lagged(n))) => c.sampler.lost(n),
+                Ok(Err(broadcast::error::RecvError::Closed)) => return None,
+                Ok(Ok(p)) => {
+                    if c.filter.passes(&p.event, &p.summary) && c.sampler.offer() {
+                        c.queue.push_back(sse("packet", &p.event));
+                    }
+                }
+            }
+        }
+    });
+    let mut r = Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, "no-store".parse().expect("valid"));
+    r
+}
+
+fn sse<T: serde::Serialize>(name: &str, v: &T) -> Event {
+    Event::default()
+        .event(name)
+        .data(serde_json::to_string(v).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_128_bit_hex_and_differ() {
+        let (a, b) = (new_token().unwrap(), new_token().unwrap());
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+        assert!(same_token(&a, &a.clone()));
+        assert!(!same_token(&a, &b));
+        assert!(!same_token(&a, &a[..31]));
+    }
+
+    #[test]
+    fn token_comes_from_query_header_or_cookie() {
+        let mut q = HashMap::new();
+        let mut h = HeaderMap::new();
+        assert_eq!(token_of(&q, &h), None);
+        h.insert(header::COOKIE, "a=b; nslab_token=abc".parse().unwrap());
+        assert_eq!(token_of(&q, &h).as_deref(), Some("abc"));
+        h.insert("x-nslab-token", "hdr".parse().unwrap());
+        assert_eq!(token_of(&q, &h).as_deref(), Some("hdr"));
+        q.insert("token".into(), "qry".into());
+        assert_eq!(token_of(&q, &h).as_deref(), Some("qry"));
+    }
+
+    #[test]
+    fn client_filters_as_capture_takes_them() {
+        let q = |kv: &[(&str, &str)]| {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<HashMap<_, _>>()
+        };
+        let f = client_filter(&q(&[("proto", "icmp"), ("noise", "0")])).unwrap();
+        assert!(f.hide_noise && f.filter.is_some());
+        assert!(
+            client_filter(&q(&[("proto", ""), ("port", "")]))
+                .unwrap()
+                .filter
+                .is_none()
+        );
+        let e = client_filter(&q(&[("proto", "smtp")])).unwrap_err();
+        assert!(e.contains("smtp"), "{e}");
+        assert!(client_filter(&q(&[("port", "99999")])).is_err());
+    }
+}
