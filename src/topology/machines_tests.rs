@@ -1,0 +1,170 @@
+//! `machines:`, `on:` and `vni:`: validation, VNIs, MTUs, and one machine's part.
+
+use super::machines::{part, vni_base};
+use super::*;
+
+fn parse(text: &str) -> Result<Lab, TopologyError> {
+    parse_str(text, "t.yaml", &Options::default())
+}
+
+/// Three machines; a and b on m1 and m2 joined by a cable; a bridge with
+/// members on all three (its address on m1).
+const LAB: &str = "name: mh
+machines:
+  m1: { underlay: 10.9.0.1 }
+  m2: { underlay: 10.9.0.2 }
+  m3: { underlay: 10.9.0.3, underlay_mtu: 9000 }
+bridges:
+  sw: { address: 10.1.0.254/24, on: m1 }
+nodes:
+  a: { on: m1, interfaces: { x: { address: 10.0.0.1/24 }, s: { address: 10.1.0.1/24 } } }
+  b: { on: m2, interfaces: { x: { address: 10.0.0.2/24 }, s: { address: 10.1.0.2/24 } } }
+  c: { on: m3, interfaces: { s: { address: 10.1.0.3/24 } } }
+links:
+  - [a:x, b:x]
+  - [a:s, sw:pa]
+  - [b:s, sw:pb]
+  - [c:s, sw:pc]
+";
+
+fn messages(text: &str) -> Vec<String> {
+    parse(text)
+        .expect_err("refused")
+        .issues
+        .iter()
+        .map(|i| format!("{}: {}", i.field, i.message))
+        .collect()
+}
+
+#[test]
+fn vnis_are_derived_from_the_file_alone_and_unique() {
+    let l1 = parse(LAB).unwrap();
+    let l2 = parse(LAB).unwrap();
+    assert_eq!(l1.overlays, l2.overlays);
+    let vnis: Vec<u32> = l1.overlays.iter().map(|o| o.vni).collect();
+    let base = vni_base("mh");
+    assert_eq!(vnis, vec![base, base + 1]);
+    assert_eq!(l1.overlays[0].machines, vec!["m1", "m2"]);
+    assert_eq!(l1.overlays[1].bridge.as_deref(), Some("sw"));
+    assert_eq!(l1.overlays[1].machines, vec!["m1", "m2", "m3"]);
+    // Another lab name, other VNIs (two labs on one machine share port 4789).
+    let other = parse(&LAB.replace("name: mh", "name: other")).unwrap();
+    assert_ne!(other.overlays[0].vni, base);
+    assert!(vni_base("anything") + 4096 <= super::machines::MAX_VNI);
+}
+
+#[test]
+fn a_vni_in_the_file_wins_and_derived_ones_avoid_it() {
+    let base = vni_base("mh");
+    let t = LAB.replace(
+        "- [a:x, b:x]",
+        &format!("- {{ ends: [a:x, b:x], vni: {} }}", base + 1),
+    );
+    let l = parse(&t).unwrap();
+    let vnis: Vec<u32> = l.overlays.iter().map(|o| o.vni).collect();
+    assert_eq!(vnis, vec![base + 1, base]);
+}
+
+#[test]
+fn the_overlay_mtu_is_applied_and_a_declared_mtu_that_does_not_fit_is_refused() {
+    let l = parse(LAB).unwrap();
+    let mtu = |n: &str, i: &str| {
+        l.node(n)
+            .unwrap()
+            .interfaces
+            .iter()
+            .find(|x| x.name == i)
+            .unwrap()
+            .mtu
+    };
+    assert_eq!(mtu("a", "x"), Some(1450));
+    // The bridge's least underlay MTU is 1500 (m3's 9000 does not count alone).
+    assert_eq!(mtu("c", "s"), Some(1450));
+    assert_eq!(l.bridge("sw").unwrap().mtu, Some(1450));
+    let t = LAB.replace(
+        "x: { address: 10.0.0.1/24 }",
+        "x: { address: 10.0.0.1/24, mtu: 1500 }",
+    );
+    let m = messages(&t);
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(
+        m[0].starts_with("nodes.a.interfaces.x.mtu: mtu 1500 does not fit a:x"),
+        "{m:?}"
+    );
+    assert!(m[0].contains("at most 1450"), "{m:?}");
+}
+
+#[test]
+fn mistakes_are_named() {
+    let dup = LAB.replace("underlay: 10.9.0.2", "underlay: 10.9.0.1");
+    assert!(
+        messages(&dup).iter().any(|m| m.starts_with(
+            "machines.m2.underlay: 10.9.0.1 is already the underlay address of machine m1"
+        )),
+        "{:?}",
+        messages(&dup)
+    );
+    let bad = LAB.replace("underlay: 10.9.0.2", "underlay: ten");
+    assert!(messages(&bad)[0].starts_with("machines.m2.underlay: \"ten\" is not an IP address"));
+    let unplaced = LAB.replace("c: { on: m3, ", "c: { ");
+    assert!(
+        messages(&unplaced)[0].starts_with("nodes.c.on: the lab spans machines"),
+        "{:?}",
+        messages(&unplaced)
+    );
+    let unknown = LAB.replace("c: { on: m3", "c: { on: m9");
+    assert_eq!(
+        messages(&unknown),
+        vec!["nodes.c.on: no machine \"m9\"; machines: m1, m2, m3"]
+    );
+    let local = LAB.replace("- [c:s, sw:pc]", "- { ends: [c:s, sw:pc], vni: 7 }");
+    assert!(messages(&local)[0].contains("stays on one machine"));
+    let base = vni_base("mh");
+    let t = format!("{LAB}  - {{ ends: [a:y, c:y], vni: {base} }}\n").replace(
+        "- [a:x, b:x]",
+        &format!("- {{ ends: [a:x, b:x], vni: {base} }}"),
+    );
+    assert!(
+        messages(&t)
+            .iter()
+            .any(|m| m.contains(&format!("vni {base} is already the vni of links[0]"))),
+        "{:?}",
+        messages(&t)
+    );
+    let no_machines = "name: x\nnodes: { a: { on: m1 } }\n";
+    assert!(messages(no_machines)[0].contains("the file has no `machines:`"));
+}
+
+#[test]
+fn a_machines_part_holds_its_nodes_and_vxlans() {
+    let l = parse(LAB).unwrap();
+    let base = vni_base("mh");
+    let p1 = part(&l, "m1").unwrap();
+    assert_eq!(
+        p1.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(),
+        vec!["a"]
+    );
+    assert_eq!(p1.links.len(), 1, "only a's cable to the bridge");
+    assert_eq!(p1.bridge("sw").unwrap().addresses.len(), 1);
+    assert_eq!(p1.bridge("sw").unwrap().ports, vec!["pa"]);
+    let cable = &p1.vxlans[0];
+    assert_eq!((cable.name.as_str(), cable.vni), ("x", base));
+    assert_eq!(cable.place, Place::Node("a".into()));
+    assert_eq!(cable.remote, Some("10.9.0.2".parse().unwrap()));
+    assert_eq!(cable.local, "10.9.0.1".parse::<std::net::IpAddr>().unwrap());
+    let port = &p1.vxlans[1];
+    assert_eq!(port.master.as_deref(), Some("sw"));
+    assert_eq!(
+        port.flood,
+        vec![
+            "10.9.0.2".parse::<std::net::IpAddr>().unwrap(),
+            "10.9.0.3".parse().unwrap()
+        ]
+    );
+    // m3: c and the bridge without its address; no cable VXLAN.
+    let p3 = part(&l, "m3").unwrap();
+    assert!(p3.bridge("sw").unwrap().addresses.is_empty());
+    assert_eq!(p3.vxlans.len(), 1);
+    assert_eq!(p3.vxlans[0].flood.len(), 2);
+    assert!(part(&l, "m9").unwrap_err().contains("no such machine"));
+}
