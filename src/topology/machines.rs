@@ -427,6 +427,9 @@ pub fn part(lab: &Lab, machine: &str) -> Result<Lab, String> {
                 peers,
                 master: None,
                 mtu: o.mtu,
+                mac: iface_mac(lab, mine).unwrap_or_else(|| {
+                    super::validate::stable_mac(&lab.name, &format!("{mine}@{machine}"))
+                }),
                 far_end: Some(far.to_string()),
             });
         } else if let Some(b) = &o.bridge {
@@ -440,6 +443,7 @@ pub fn part(lab: &Lab, machine: &str) -> Result<Lab, String> {
                 peers,
                 master: Some(b.clone()),
                 mtu: o.mtu,
+                mac: super::validate::stable_mac(&lab.name, &format!("vx{}@{machine}", o.vni)),
                 far_end: None,
             });
         }
@@ -461,6 +465,10 @@ pub fn part(lab: &Lab, machine: &str) -> Result<Lab, String> {
     for b in &mut p.bridges {
         if !on_me(&b.name) {
             b.addresses.clear();
+            // The bridge's MAC is its address's: one machine holds it, the
+            // others' parts of the bridge need MACs of their own, or each
+            // takes the frames meant for the one with the address.
+            b.mac = super::validate::stable_mac(&lab.name, &format!("{}@{machine}", b.name));
         }
         let kept: BTreeSet<&str> = p
             .links
@@ -485,6 +493,18 @@ pub fn part(lab: &Lab, machine: &str) -> Result<Lab, String> {
     p.expect.clear();
     p.vxlans = vxlans;
     Ok(p)
+}
+
+/// The MAC the file pins on a node's interface.
+fn iface_mac(lab: &Lab, e: &End) -> Option<[u8; 6]> {
+    let Place::Node(n) = &e.place else {
+        return None;
+    };
+    lab.node(n)?
+        .interfaces
+        .iter()
+        .find(|i| i.name == e.ifname)?
+        .mac
 }
 
 /// The machines of a lab, for messages.

@@ -164,6 +164,10 @@ fn a_machines_part_holds_its_nodes_and_vxlans() {
     // m3: c and the bridge without its address; no cable VXLAN.
     let p3 = part(&l, "m3").unwrap();
     assert!(p3.bridge("sw").unwrap().addresses.is_empty());
+    let p2 = part(&l, "m2").unwrap();
+    let macs = [&p1, &p2, &p3].map(|p| p.bridge("sw").unwrap().mac);
+    assert_eq!(macs[0], l.bridge("sw").unwrap().mac);
+    assert!(macs[0] != macs[1] && macs[1] != macs[2] && macs[0] != macs[2]);
     assert_eq!(p3.vxlans.len(), 1);
     assert_eq!(p3.vxlans[0].flood.len(), 2);
     assert!(part(&l, "m9").unwrap_err().contains("no such machine"));

@@ -124,6 +124,10 @@ pub struct Vxlan {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub master: Option<String>,
     pub mtu: u32,
+    /// Its MAC: the file's, else derived from the lab, machine and name (made
+    /// with it, so a device of ours is known before it carries the mark, and a
+    /// machine's part restarted keeps its MACs for its neighbours).
+    pub mac: [u8; 6],
     /// A cable: its far end (`b:eth0`), for messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub far_end: Option<String>,
