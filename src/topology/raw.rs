@@ -245,7 +245,7 @@ pub struct RawLinkMap {
     pub up: Option<S<bool>>,
     pub egress: Vec<(S<String>, RawEgress)>,
     /// `vni:` of a cable between machines.
-    pub vni: Option<S<u32>>,
+    pub vni: Option<Box<S<u32>>>,
     pub unknown: Vec<S<String>>,
 }
 
@@ -313,7 +313,7 @@ impl<'de> Deserialize<'de> for RawLink {
                             let m = map.next_value::<OrderedMap<RawEgress>>()?;
                             out.egress = m.0;
                         }
-                        "vni" => out.vni = Some(map.next_value()?),
+                        "vni" => out.vni = Some(Box::new(map.next_value()?)),
                         key if SHAPE_KEYS.contains(&key) => {
                             let v = map.next_value::<S<Scalar>>()?;
                             out.shape.values.push((k, v));
