@@ -355,6 +355,12 @@ pub fn parse(report: &mut Report, raw: &RawFile, lab: &mut Lab) {
             let Some(i) = node.interfaces.iter_mut().find(|i| i.name == e.ifname) else {
                 continue;
             };
+            // A stable MAC: a machine's part restarted comes back with the MACs
+            // its neighbours on other machines have cached (else they keep
+            // sending to the old one until their ARP entries expire).
+            if i.mac.is_none() {
+                i.mac = Some(super::validate::stable_mac(&lab.name, &e.to_string()));
+            }
             match i.mtu {
                 Some(m) if m > o.mtu => at(
                     &top,
