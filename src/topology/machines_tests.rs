@@ -172,3 +172,98 @@ fn a_machines_part_holds_its_nodes_and_vxlans() {
     assert_eq!(p3.vxlans[0].flood.len(), 2);
     assert!(part(&l, "m9").unwrap_err().contains("no such machine"));
 }
+
+/// The fake host's address (eth0, 192.0.2.10/24) is m1's underlay.
+const FAKE_LAB: &str = "name: mh
+machines:
+  m1: { underlay: 192.0.2.10 }
+  m2: { underlay: 192.0.2.11 }
+bridges:
+  sw: { on: m1 }
+nodes:
+  a: { on: m1, interfaces: { x: { address: 10.0.0.1/24 }, s: { address: 10.1.0.1/24 } } }
+  b: { on: m2, interfaces: { x: { address: 10.0.0.2/24 }, s: { address: 10.1.0.2/24 } } }
+links:
+  - { ends: [a:x, b:x], vni: 4242 }
+  - [a:s, sw:pa]
+  - [b:s, sw:pb]
+";
+
+#[test]
+fn a_machines_part_comes_up_on_the_fake_kernel_and_a_second_plan_is_empty() {
+    use crate::plan::Op;
+    use crate::testkit::{Run, listing};
+    let fake = crate::kernel::fake::Fake::new();
+    let l = part(&crate::testkit::lab(FAKE_LAB, false), "m1").unwrap();
+    let mut r = Run::new(&fake, &l);
+    let ops = r.up(&l);
+    let text = listing(&ops);
+    assert!(text.contains("create VXLAN x (vni 4242, udp 4789, local 192.0.2.10, remote 192.0.2.11) from the host into t-a"), "{text}");
+    assert!(
+        ops.iter()
+            .any(|o| matches!(o, Op::AddFdb { dst, .. } if dst.to_string() == "192.0.2.11")),
+        "{text}"
+    );
+    let again = r.plan(&l);
+    assert!(again.is_empty(), "second plan:\n{}", listing(&again));
+    let a = fake.state("t-a").unwrap();
+    let x = a.link("x").unwrap();
+    assert_eq!(x.kind.as_deref(), Some("vxlan"));
+    assert_eq!(x.vxlan.unwrap().vni, 4242);
+    let host = fake.state("").unwrap();
+    let port = l.vxlans.iter().find(|v| v.master.is_some()).unwrap();
+    let sw = host.link("sw").unwrap();
+    assert_eq!(host.link(&port.name).unwrap().master, Some(sw.index));
+    assert!(
+        r.rec.host_links.contains(&port.name),
+        "the bridge port is recorded"
+    );
+    // Changed behind nslab's back (another VNI): deleted and made again.
+    fake.edit("t-a", |n| {
+        n.link_mut("x").unwrap().vxlan.as_mut().unwrap().vni = 7
+    });
+    let fix = r.up(&l);
+    assert!(
+        listing(&fix).contains("delete interface x in t-a"),
+        "{}",
+        listing(&fix)
+    );
+    assert!(r.plan(&l).is_empty());
+}
+
+#[test]
+fn a_vni_taken_in_the_namespace_is_refused_by_the_kernel() {
+    use crate::testkit::Run;
+    let fake = crate::kernel::fake::Fake::new();
+    let l = part(&crate::testkit::lab(FAKE_LAB, false), "m1").unwrap();
+    let mut r = Run::new(&fake, &l);
+    r.up(&l);
+    // Another copy of the lab (another prefix) with the same VNI on this machine.
+    let text = FAKE_LAB.replace("sw", "sx").replace("pa", "qa").replace("pb", "qb");
+    let other = parse_str(
+        &text,
+        "t.yaml",
+        &Options {
+            prefix: "u-".into(),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let other = part(&other, "m1").unwrap();
+    let mut r2 = Run::new(&fake, &other);
+    let ops = r2.plan(&other);
+    let e = r2.apply(&ops).unwrap_err().to_string();
+    assert!(e.contains("vni 4242") && e.contains("File exists"), "{e}");
+}
+
+#[test]
+fn a_machines_part_is_refused_where_its_underlay_address_is_not() {
+    let fake = crate::kernel::fake::Fake::new();
+    let l = part(&crate::testkit::lab(FAKE_LAB, false), "m2").unwrap();
+    let mut r = crate::testkit::Run::new(&fake, &l);
+    let e = r.try_plan(&l).unwrap_err().to_string();
+    assert!(
+        e.contains("machine m2's underlay address 192.0.2.11 is not an address of the host"),
+        "{e}"
+    );
+}
