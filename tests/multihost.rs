@@ -118,6 +118,10 @@ fn pings_soon(ns: &str, dst: &str) -> bool {
     false
 }
 
+fn f_json(sim: &Sim) -> String {
+    s(&sim.file).to_string()
+}
+
 fn vxlan_ids(ns: &str) -> Vec<(String, u64, Option<String>)> {
     let v = ip_json(Some(ns), "-d link show type vxlan");
     v.as_array()
@@ -197,6 +201,29 @@ fn three_machines_ping_serve_http_and_leave_nothing() {
         let st = sim.on(m, &["status", &f, "--machine", m, "--prefix", &sim.p]);
         assert_eq!(st.status.code(), Some(0), "{m}: {}", text(&st));
     }
+    // status --json lists m1's VXLAN devices: the cable's and the bridge port.
+    let st = ok(sim.on(
+        "m1",
+        &[
+            "status",
+            &f_json(&sim),
+            "--machine",
+            "m1",
+            "--prefix",
+            &sim.p,
+            "--json",
+        ],
+    ));
+    let j: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    let vx = j["vxlans"].as_array().expect("vxlans");
+    assert_eq!(vx.len(), 2, "{j}");
+    assert!(
+        vx.iter()
+            .all(|v| v["status"] == "ok" && v["underlay_routed"] == true),
+        "{j}"
+    );
+    assert_eq!(vx[0]["joins"], "b:x");
+    assert_eq!(vx[0]["vni"], 4242);
     // Asking for another machine's part here is refused.
     let f = s(&sim.file).to_string();
     let wrong = sim.on("m1", &["status", &f, "--machine", "m2", "--prefix", &sim.p]);

@@ -1030,6 +1030,18 @@ impl UpOps {
                     dst: *dst,
                 });
             }
+            // Readiness: `up` waits for this machine's part only; what crosses
+            // to another machine passes traffic once that machine's part is up.
+            let what = match (&v.far_end, &v.master) {
+                (Some(far), _) => format!("cable {}:{} -- {far}", v.place, v.name),
+                (None, Some(b)) => format!("bridge {b} (port {})", v.name),
+                (None, None) => v.name.clone(),
+            };
+            self.notes.push(format!(
+                "{what} goes over VXLAN (vni {}) to {}: it passes traffic once the part there is up; `up` does not wait for it",
+                v.vni,
+                v.peers.join(", "),
+            ));
             if v.master.is_some() {
                 // Made without a master: it joins its bridge as it is configured.
                 self.late_master.insert((into.clone(), v.name.clone()));

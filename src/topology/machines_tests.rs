@@ -239,7 +239,10 @@ fn a_vni_taken_in_the_namespace_is_refused_by_the_kernel() {
     let mut r = Run::new(&fake, &l);
     r.up(&l);
     // Another copy of the lab (another prefix) with the same VNI on this machine.
-    let text = FAKE_LAB.replace("sw", "sx").replace("pa", "qa").replace("pb", "qb");
+    let text = FAKE_LAB
+        .replace("sw", "sx")
+        .replace("pa", "qa")
+        .replace("pb", "qb");
     let other = parse_str(
         &text,
         "t.yaml",
