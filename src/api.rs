@@ -664,7 +664,10 @@ impl Lab {
     pub fn check_against(&self, topo: &Topology, opts: &CheckOptions) -> Result<CheckReport> {
         self.scoped(|| {
             let rec = self.record()?;
-            let model = topo.model(&self.options_of(&rec), false)?;
+            let mut topts = self.options_of(&rec);
+            // A machine's part is checked against the same machine's part of the file.
+            topts.machine = self.machine().map(String::from);
+            let model = topo.model(&topts, false)?;
             crate::probe::check::check_with(&rec, &model, opts)
         })
     }

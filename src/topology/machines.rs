@@ -495,10 +495,54 @@ pub fn part(lab: &Lab, machine: &str) -> Result<Lab, String> {
         Place::Node(n) => on_me(n),
         Place::Host | Place::Internet => true,
     });
-    // Expectations name nodes on other machines: `check` runs them per machine later.
-    p.expect.clear();
+    // Expectations: those sent from this machine's nodes, with destinations on
+    // other machines named by address (this part knows only its own nodes).
+    p.expect = lab
+        .expect
+        .iter()
+        .filter_map(|e| localize(lab, e, &on_me))
+        .collect();
     p.vxlans = vxlans;
     Ok(p)
+}
+
+/// An expectation of the whole lab as this machine's part checks it: None when
+/// another machine sends it.
+fn localize(lab: &Lab, e: &Expect, on_me: &dyn Fn(&str) -> bool) -> Option<Expect> {
+    let to_addr = |dst: &str, family: Option<u8>| -> String {
+        let local = on_me(dst.split(':').next().unwrap_or(dst));
+        if local {
+            return dst.to_string();
+        }
+        crate::probe::check::resolve(lab, dst, family.unwrap_or(4))
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| dst.to_string())
+    };
+    let mut e = e.clone();
+    match &mut e.kind {
+        ExpectKind::Reach {
+            src, dst, family, ..
+        } => {
+            if !on_me(src) {
+                return None;
+            }
+            *dst = to_addr(dst, *family);
+        }
+        ExpectKind::Tcp { src, dst, .. }
+        | ExpectKind::Throughput { src, dst, .. }
+        | ExpectKind::Loss { src, dst, .. } => {
+            if !on_me(src) {
+                return None;
+            }
+            *dst = to_addr(dst, None);
+        }
+        ExpectKind::Http { src, .. } => {
+            if !on_me(src) {
+                return None;
+            }
+        }
+    }
+    Some(e)
 }
 
 /// The MAC the file pins on a node's interface.
