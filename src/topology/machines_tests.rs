@@ -270,3 +270,22 @@ fn a_machines_part_is_refused_where_its_underlay_address_is_not() {
         "{e}"
     );
 }
+
+#[test]
+fn the_graph_shows_placement_and_what_crosses_machines() {
+    use crate::graph::{Format, render};
+    let l = parse(&LAB.replace("- [a:x, b:x]", "- { ends: [a:x, b:x], vni: 4242 }")).unwrap();
+    let bridge_vni = l.overlays[1].vni;
+    for f in [Format::Dot, Format::Mermaid] {
+        let g = render(&l, f).unwrap();
+        assert!(g.contains("VXLAN vni 4242 m1"), "{g}");
+        assert!(
+            g.contains(&format!("sw (VXLAN vni {bridge_vni} over m1 m2 m3)")),
+            "{g}"
+        );
+        assert!(g.contains("on m3"), "{g}");
+    }
+    // A lab without machines draws as before.
+    let plain = parse("name: x\nnodes: { a: { interfaces: { e: {} } }, b: { interfaces: { e: {} } } }\nlinks: [[a:e, b:e]]\n").unwrap();
+    assert!(!render(&plain, Format::Mermaid).unwrap().contains("VXLAN"));
+}
