@@ -37,6 +37,8 @@ links:
   - [a:s, sw:pa]
   - [b:s, sw:pb]
   - [c:s, sw:pc]
+expect:
+  - reach: a -> b
 ";
 
 impl Sim {
@@ -232,6 +234,29 @@ fn three_machines_ping_serve_http_and_leave_nothing() {
     // One machine's part restarted while the others stay up: traffic resumes.
     ok(sim.down("m2"));
     assert!(!netns_list().contains(&b));
+    // Meanwhile m1's check fails, and why-not names the VXLAN, the machine and
+    // the underlay (which routes there: it is m2's part that is missing).
+    let f = s(&sim.file).to_string();
+    let chk = sim.on(
+        "m1",
+        &[
+            "check",
+            &f,
+            "--machine",
+            "m1",
+            "--prefix",
+            &sim.p,
+            "--no-matrix",
+        ],
+    );
+    assert_eq!(chk.status.code(), Some(1), "{}", text(&chk));
+    assert!(
+        text(&chk).contains(
+            "x is VXLAN x (vni 4242) to b:x on machine m2 (10.9.0.2); the underlay routes there"
+        ),
+        "{}",
+        text(&chk)
+    );
     ok(sim.up("m2"));
     assert!(pings_soon(&a, "10.0.0.2"), "a -> b after m2 restarted");
     assert!(pings_soon(&c, "10.1.0.2"), "c -> b after m2 restarted");

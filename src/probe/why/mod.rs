@@ -81,6 +81,10 @@ pub enum Reason {
         /// never came: that place and interface, and the neighbour entry's state.
         holder: Option<String>,
         state: Option<String>,
+        /// The interface leads to another machine (a lab over several): its
+        /// VXLAN, the machine, and whether the underlay routes there.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        across: Option<String>,
     },
     /// A hop that must forward does not.
     NotForwarding { at: String, kind: PlaceKind },
@@ -368,6 +372,18 @@ impl Reason {
                 interface,
                 holder,
                 state,
+                across: Some(x),
+            } if holder.is_none() && state.is_none() => write!(
+                f,
+                "no neighbour answers for {next_hop} on {interface} in {at}: {x}"
+            ),
+            Reason::NoNeighbour {
+                at,
+                next_hop,
+                interface,
+                holder,
+                state,
+                ..
             } => match holder {
                 Some(h) => write!(
                     f,
