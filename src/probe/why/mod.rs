@@ -81,10 +81,15 @@ pub enum Reason {
         /// never came: that place and interface, and the neighbour entry's state.
         holder: Option<String>,
         state: Option<String>,
-        /// The interface leads to another machine (a lab over several): its
-        /// VXLAN, the machine, and whether the underlay routes there.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        across: Option<String>,
+    },
+    /// Nothing answers for the next hop behind `interface`, which leads to
+    /// another machine (a lab over several): `detail` names the VXLAN, the
+    /// machines, and whether the underlay routes there.
+    AcrossMachines {
+        at: String,
+        next_hop: IpAddr,
+        interface: String,
+        detail: String,
     },
     /// A hop that must forward does not.
     NotForwarding { at: String, kind: PlaceKind },
@@ -208,6 +213,7 @@ impl Reason {
             Reason::BridgePortDown { .. } => "bridge_port_down",
             Reason::NoAddress { .. } => "no_address",
             Reason::NoNeighbour { .. } => "no_neighbour",
+            Reason::AcrossMachines { .. } => "across_machines",
             Reason::NotForwarding { .. } => "not_forwarding",
             Reason::FirewallDrop { .. } => "firewall_drop",
             Reason::NoNat { .. } => "no_nat",
@@ -241,6 +247,7 @@ impl std::fmt::Display for Reason {
             | Reason::Mtu { .. } => self.link_text(f),
             Reason::NoAddress { .. }
             | Reason::NoNeighbour { .. }
+            | Reason::AcrossMachines { .. }
             | Reason::DuplicateAddress { .. } => self.address_text(f),
             Reason::NotForwarding { .. }
             | Reason::FirewallDrop { .. }
@@ -366,16 +373,14 @@ impl Reason {
                 f,
                 "interface {interface} in {at} has no IPv{family} address: packets leave it with another interface's address, or none"
             ),
-            Reason::NoNeighbour {
+            Reason::AcrossMachines {
                 at,
                 next_hop,
                 interface,
-                holder,
-                state,
-                across: Some(x),
-            } if holder.is_none() && state.is_none() => write!(
+                detail,
+            } => write!(
                 f,
-                "no neighbour answers for {next_hop} on {interface} in {at}: {x}"
+                "no neighbour answers for {next_hop} on {interface} in {at}: {detail}"
             ),
             Reason::NoNeighbour {
                 at,
@@ -383,7 +388,6 @@ impl Reason {
                 interface,
                 holder,
                 state,
-                ..
             } => match holder {
                 Some(h) => write!(
                     f,

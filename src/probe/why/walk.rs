@@ -846,7 +846,6 @@ impl<'a, H: NsHandle> Ctx<'a, H> {
                 interface: ifname,
                 holder: Some(format!("{}:{inn}", self.name(o))),
                 state: Some(state),
-                across: None,
             });
         }
         w.iif = self.link(o, &inn).map(|l| l.index);
@@ -989,13 +988,20 @@ impl<'a, H: NsHandle> Ctx<'a, H> {
                 family: if v6 { 6 } else { 4 },
             });
         }
+        if let Some(detail) = self.across_machines(here, ifname) {
+            return Err(Reason::AcrossMachines {
+                at: self.name(here),
+                next_hop,
+                interface: ifname.to_string(),
+                detail,
+            });
+        }
         Err(Reason::NoNeighbour {
             at: self.name(here),
             next_hop,
             interface: ifname.to_string(),
             holder: None,
             state: None,
-            across: self.across_machines(here, ifname),
         })
     }
 
