@@ -340,3 +340,24 @@ fn clear_errors_change_nothing() {
     }
     sh(&format!("ip -n {m1} link del vxother"));
 }
+
+#[test]
+fn the_example_simulation_passes_and_leaves_nothing() {
+    let p = prefix("mhx");
+    let script = examples().join("multihost/simulate.sh");
+    let o = std::process::Command::new("sh")
+        .arg(&script)
+        .env("NSLAB", bin())
+        .env("PREFIX", &p)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("3 of 3 expectations hold"), "{out}");
+    assert!(
+        !netns_list().iter().any(|n| n.starts_with(&p)),
+        "{:?}",
+        netns_list()
+    );
+}
