@@ -782,6 +782,40 @@ fn host_sysctl<S: System>(
     k.spend(1)
 }
 
+/// A VXLAN device refused because its VNI is taken on its port in the
+/// namespace of its socket: say so, naming the device there that holds it
+/// (and its lab, by its mark) when this namespace shows it.
+fn vni_taken<H: NsHandle>(h: &mut H, op: &Op, e: &NlError) -> Option<String> {
+    let Op::CreateVxlan { vni, port, .. } = op else {
+        return None;
+    };
+    if e.errno != libc::EEXIST {
+        return None;
+    }
+    h.mark_stale();
+    let holder = h.observe().ok().and_then(|st| {
+        st.links.into_iter().find(|l| {
+            l.vxlan
+                .is_some_and(|x| x.vni == *vni && (x.port == *port || x.port == 0))
+        })
+    });
+    let by = match holder {
+        Some(l) => format!(
+            ": VXLAN device {} holds it{}",
+            l.name,
+            l.alias
+                .as_deref()
+                .and_then(|a| a.strip_prefix("nslab:"))
+                .map(|lab| format!(" (lab {lab})"))
+                .unwrap_or_default()
+        ),
+        None => String::new(),
+    };
+    Some(format!(
+        "{op}: vni {vni} is taken on udp {port} in this namespace (the kernel allows one device per VNI and port){by}"
+    ))
+}
+
 /// Deleting what is already gone is success: deleting one end of a veth takes
 /// its peer with it, and a namespace's routes go with their interface.
 fn already_gone(op: &Op, e: &NlError) -> bool {
@@ -973,9 +1007,13 @@ fn send<H: NsHandle>(
         h.mark_stale();
     }
     for (r, op) in results.into_iter().zip(ops) {
-        if let Err(e) = r
+        if let Err(mut e) = r
             && !already_gone(op, &e)
         {
+            // The error names the step (`what`): for a VNI taken, say so.
+            if let Some(w) = vni_taken(h, op, &e) {
+                e.what = w;
+            }
             return Err(ApplyError::Kernel {
                 step: op.to_string(),
                 source: e,

@@ -323,7 +323,9 @@ fn clear_errors_change_nothing() {
     let o = sim.up("m1");
     assert!(!o.status.success());
     assert!(
-        text(&o).contains("vni 4242") && text(&o).contains("VNI already exists"),
+        text(&o).contains("vni 4242 is taken on udp 4789")
+            && text(&o).contains("VXLAN device vxother holds it")
+            && text(&o).contains("VNI already exists"),
         "{}",
         text(&o)
     );
