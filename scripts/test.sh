@@ -11,7 +11,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # Independent tools the tests cross-check with (never used by nslab itself).
-want="iproute2:ip iputils-ping:ping nftables:nft tcpdump:tcpdump curl:curl python3:python3 util-linux:nsenter procps:sysctl time:/usr/bin/time iperf3:iperf3 chromium:chromium chromium-driver:chromedriver"
+want="iproute2:ip iproute2:bridge iputils-ping:ping nftables:nft tcpdump:tcpdump curl:curl python3:python3 util-linux:nsenter procps:sysctl time:/usr/bin/time iperf3:iperf3 chromium:chromium chromium-driver:chromedriver"
 missing=""
 for pair in $want; do
   pkg=${pair%%:*}; cmd=${pair##*:}

@@ -136,7 +136,7 @@ impl Topology {
     }
 
     fn model(&self, opts: &Options, check_programs: bool) -> Result<topology::Lab> {
-        Ok(topology::parse_str(
+        let lab = topology::parse_str(
             &self.text,
             &self.origin,
             &topology::Options {
@@ -144,7 +144,13 @@ impl Topology {
                 sandbox: opts.sandbox,
                 check_programs,
             },
-        )?)
+        )?;
+        // A lab over several machines: this machine's part of it.
+        match &opts.machine {
+            Some(m) => topology::machines::part(&lab, m)
+                .map_err(|e| Error::Usage(format!("{}: {e}", self.origin))),
+            None => Ok(lab),
+        }
     }
 }
 
@@ -393,6 +399,9 @@ pub struct Options {
     pub ns_workers: Option<usize>,
     /// Crash, refusal and pause points, for tests of nslab itself.
     pub hooks: TestHooks,
+    /// In a lab over several machines (`machines:`), the machine whose part
+    /// this is (`--machine`).
+    pub machine: Option<String>,
 }
 
 impl Options {
@@ -471,6 +480,13 @@ impl Lab {
         let config = opts.config();
         crate::config::scoped(config.clone(), || {
             let model = topo.model(opts, true)?;
+            if !model.machines.is_empty() && model.machine.is_none() {
+                return Err(Error::Usage(format!(
+                    "{}: the lab spans machines {}; bring up one machine's part with --machine NAME on each machine",
+                    topo.origin,
+                    topology::machines::machine_names(&model)
+                )));
+            }
             let up_opts = core::UpOptions {
                 prefix: opts.prefix.clone(),
                 sandbox: opts.sandbox,
@@ -554,6 +570,11 @@ impl Lab {
         &self.name
     }
 
+    /// In a lab over several machines: the machine whose part this is.
+    pub fn machine(&self) -> Option<&str> {
+        self.model.as_ref().and_then(|m| m.machine.as_deref())
+    }
+
     /// A node (or `host`, `internet`), to run things in.
     pub fn node(&self, name: &str) -> Result<Node> {
         let model = self.model()?;
@@ -585,7 +606,10 @@ impl Lab {
     pub fn status_against(&self, topo: &Topology) -> Result<Status> {
         self.scoped(|| {
             let rec = self.record()?;
-            let model = topo.model(&self.options_of(&rec, topo), false)?;
+            let mut opts = self.options_of(&rec, topo);
+            // A machine's part is compared with the same machine's part of the file.
+            opts.machine = self.model.as_ref().and_then(|m| m.machine.clone());
+            let model = topo.model(&opts, false)?;
             crate::status::status(&rec, &model, topo.origin.clone())
         })
     }
@@ -652,7 +676,10 @@ impl Lab {
     pub fn check_against(&self, topo: &Topology, opts: &CheckOptions) -> Result<CheckReport> {
         self.scoped(|| {
             let rec = self.record()?;
-            let model = topo.model(&self.options_of(&rec, topo), false)?;
+            let mut topts = self.options_of(&rec, topo);
+            // A machine's part is checked against the same machine's part of the file.
+            topts.machine = self.machine().map(String::from);
+            let model = topo.model(&topts, false)?;
             crate::probe::check::check_with(&rec, &model, opts)
         })
     }

@@ -302,7 +302,9 @@ fn phase(op: &Op) -> &'static str {
         | Op::LinkHosts { .. }
         | Op::RemoveEtc { .. }
         | Op::WriteLabResolv { .. }
-        | Op::LinkResolv { .. } => "nat and sysctls",
+        | Op::LinkResolv { .. }
+        | Op::CreateVxlan { .. }
+        | Op::AddFdb { .. } => "nat and sysctls",
     }
 }
 
@@ -317,7 +319,9 @@ fn nl_op(op: &Op) -> bool {
         | Op::AddAddr { .. }
         | Op::DelAddr { .. }
         | Op::AddRoute { .. }
-        | Op::DelRoute { .. } => true,
+        | Op::DelRoute { .. }
+        | Op::CreateVxlan { .. }
+        | Op::AddFdb { .. } => true,
         Op::CreateNs { .. }
         | Op::DeleteNs { .. }
         | Op::Sysctl { .. }
@@ -403,7 +407,9 @@ fn etc_op(files: &dyn Files, op: &Op) -> Result<(), ApplyError> {
         | Op::AddRoute { .. }
         | Op::DelRoute { .. }
         | Op::SetNat { .. }
-        | Op::DeleteNat { .. } => Ok(()),
+        | Op::DeleteNat { .. }
+        | Op::CreateVxlan { .. }
+        | Op::AddFdb { .. } => Ok(()),
     };
     r.map_err(|e| ApplyError::Io {
         step: op.to_string(),
@@ -469,6 +475,8 @@ fn apply_ops<S: System>(
             | Op::DelAddr { .. }
             | Op::AddRoute { .. }
             | Op::DelRoute { .. }
+            | Op::CreateVxlan { .. }
+            | Op::AddFdb { .. }
                 if !k.hooked() && !op.ns().is_host() && local(op) =>
             {
                 // A run of namespaces that each need only themselves (their links
@@ -488,7 +496,9 @@ fn apply_ops<S: System>(
             | Op::AddAddr { .. }
             | Op::DelAddr { .. }
             | Op::AddRoute { .. }
-            | Op::DelRoute { .. } => {
+            | Op::DelRoute { .. }
+            | Op::CreateVxlan { .. }
+            | Op::AddFdb { .. } => {
                 i = netlink_run(k, ops, i, intent)?;
             }
         }
@@ -542,7 +552,9 @@ fn nat_op<S: System>(
         | Op::LinkHosts { .. }
         | Op::RemoveEtc { .. }
         | Op::WriteLabResolv { .. }
-        | Op::LinkResolv { .. } => return Ok(()),
+        | Op::LinkResolv { .. }
+        | Op::CreateVxlan { .. }
+        | Op::AddFdb { .. } => return Ok(()),
     }
     k.spend(1)
 }
@@ -577,6 +589,11 @@ fn netlink_run<S: System>(
                     vec![(a.name.clone(), None), (b.name.clone(), None)]
                 }
                 Op::CreateVeth { a, .. } => vec![(a.name.clone(), None)],
+                // A bridge's VXLAN port stays in the host.
+                Op::CreateVxlan {
+                    into, name, mac, ..
+                } if into.is_host() => vec![(name.clone(), Some(*mac))],
+                Op::CreateVxlan { .. } | Op::AddFdb { .. } => vec![],
                 Op::CreateNs { .. }
                 | Op::SetBridgeStp { .. }
                 | Op::DeleteNs { .. }
@@ -608,15 +625,22 @@ fn netlink_run<S: System>(
         let mut seen: std::collections::HashSet<&Ns> = std::collections::HashSet::new();
         let mut end = start;
         while end < j {
-            if let Op::CreateVeth { b, .. } = &ops[end]
-                && b.ns != ns
-                && !seen.contains(&b.ns)
+            let into = if let Op::CreateVeth { b, .. } = &ops[end] {
+                Some(&b.ns)
+            } else if let Op::CreateVxlan { into, .. } = &ops[end] {
+                Some(into)
+            } else {
+                None
+            };
+            if let Some(into) = into
+                && *into != ns
+                && !seen.contains(into)
             {
                 if far.len() == k.group() {
                     break;
                 }
-                seen.insert(&b.ns);
-                far.push(b.ns.clone());
+                seen.insert(into);
+                far.push(into.clone());
             }
             end += 1;
         }
@@ -758,6 +782,40 @@ fn host_sysctl<S: System>(
     k.spend(1)
 }
 
+/// A VXLAN device refused because its VNI is taken on its port in the
+/// namespace of its socket: say so, naming the device there that holds it
+/// (and its lab, by its mark) when this namespace shows it.
+fn vni_taken<H: NsHandle>(h: &mut H, op: &Op, e: &NlError) -> Option<String> {
+    let Op::CreateVxlan { vni, port, .. } = op else {
+        return None;
+    };
+    if e.errno != libc::EEXIST {
+        return None;
+    }
+    h.mark_stale();
+    let holder = h.observe().ok().and_then(|st| {
+        st.links.into_iter().find(|l| {
+            l.vxlan
+                .is_some_and(|x| x.vni == *vni && (x.port == *port || x.port == 0))
+        })
+    });
+    let by = match holder {
+        Some(l) => format!(
+            ": VXLAN device {} holds it{}",
+            l.name,
+            l.alias
+                .as_deref()
+                .and_then(|a| a.strip_prefix("nslab:"))
+                .map(|lab| format!(" (lab {lab})"))
+                .unwrap_or_default()
+        ),
+        None => String::new(),
+    };
+    Some(format!(
+        "{op}: vni {vni} is taken on udp {port} in this namespace (the kernel allows one device per VNI and port){by}"
+    ))
+}
+
 /// Deleting what is already gone is success: deleting one end of a veth takes
 /// its peer with it, and a namespace's routes go with their interface.
 fn already_gone(op: &Op, e: &NlError) -> bool {
@@ -780,7 +838,9 @@ fn already_gone(op: &Op, e: &NlError) -> bool {
         | Op::LinkHosts { .. }
         | Op::RemoveEtc { .. }
         | Op::WriteLabResolv { .. }
-        | Op::LinkResolv { .. } => false,
+        | Op::LinkResolv { .. }
+        | Op::CreateVxlan { .. }
+        | Op::AddFdb { .. } => false,
     }
 }
 
@@ -791,7 +851,7 @@ fn delete_without_dev(op: &Op) -> bool {
 
 /// An op that needs no namespace but its own.
 fn local(op: &Op) -> bool {
-    !matches!(op, Op::CreateVeth { .. })
+    !matches!(op, Op::CreateVeth { .. } | Op::CreateVxlan { .. })
 }
 
 /// Run the ops of several namespaces at once: each namespace's ops stay in order
@@ -936,6 +996,7 @@ fn send<H: NsHandle>(
             Op::CreateBridge { .. }
                 | Op::SetBridgeStp { .. }
                 | Op::CreateVeth { .. }
+                | Op::CreateVxlan { .. }
                 | Op::DeleteLink { .. }
         )
     });
@@ -946,9 +1007,13 @@ fn send<H: NsHandle>(
         h.mark_stale();
     }
     for (r, op) in results.into_iter().zip(ops) {
-        if let Err(e) = r
+        if let Err(mut e) = r
             && !already_gone(op, &e)
         {
+            // The error names the step (`what`): for a VNI taken, say so.
+            if let Some(w) = vni_taken(h, op, &e) {
+                e.what = w;
+            }
             return Err(ApplyError::Kernel {
                 step: op.to_string(),
                 source: e,
@@ -1001,6 +1066,32 @@ fn build<H: NsHandle>(
                 b: end(b, None),
                 b_ns: peers.get(&b.ns).cloned(),
             }
+        }
+        Op::CreateVxlan {
+            into,
+            name,
+            vni,
+            local,
+            remote,
+            port,
+            mtu,
+            mac,
+            ..
+        } => LinkReq::NewVxlan {
+            mac: *mac,
+            name: name.clone(),
+            vni: *vni,
+            local: *local,
+            remote: *remote,
+            port: *port,
+            mtu: *mtu,
+            ns: peers.get(into).cloned(),
+        },
+        Op::AddFdb { dev, dst, .. } => {
+            let Some(index) = index_of(h, dev)? else {
+                return Ok(None);
+            };
+            LinkReq::AppendFdb { index, dst: *dst }
         }
         Op::CreateBridge { name, mac, mtu, .. } => LinkReq::NewBridge {
             name: name.clone(),

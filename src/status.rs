@@ -179,6 +179,72 @@ pub struct Status {
     /// The lab's NAT tables (the host's, and routers' with `nat:`).
     #[serde(default)]
     pub nat: Vec<NatStatus>,
+    /// A machine's part of a lab over several machines: its VXLAN devices.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vxlans: Vec<VxlanStatus>,
+}
+
+/// A VXLAN device of a machine's part: what it joins, and how the kernel's compares.
+#[derive(Debug, Clone, Serialize)]
+pub struct VxlanStatus {
+    /// Node name (a cable's end) or `host` (a bridge port).
+    pub place: String,
+    pub name: String,
+    pub vni: u32,
+    pub local: std::net::IpAddr,
+    /// A cable: the other machine's underlay address; a bridge: its flood list.
+    pub remotes: Vec<std::net::IpAddr>,
+    /// The other machines.
+    pub machines: Vec<String>,
+    /// A cable's far end (`b:eth0`), or the bridge it is a port of.
+    pub joins: String,
+    /// Whether the host has a route to every remote (the underlay reaches it).
+    pub underlay_routed: bool,
+    pub status: State,
+}
+
+/// Each VXLAN device of a machine's part, against what was observed.
+fn vxlan_statuses(model: &Lab, observed: &BTreeMap<Ns, Option<NsState>>) -> Vec<VxlanStatus> {
+    let host = observed
+        .get(&plan::ns_of(model, &Place::Host))
+        .and_then(|o| o.as_ref());
+    model
+        .vxlans
+        .iter()
+        .map(|v| {
+            let ns = plan::ns_of(model, &v.place);
+            let o = observed
+                .get(&ns)
+                .and_then(|o| o.as_ref())
+                .and_then(|st| st.link(&v.name));
+            let remotes: Vec<std::net::IpAddr> = v.remote.iter().chain(&v.flood).copied().collect();
+            let underlay_routed = host.is_some_and(|h| {
+                remotes.iter().all(|r| {
+                    h.routes.iter().any(|x| x.dst.contains(r))
+                        || h.addrs.iter().any(|a| a.addr.contains(r))
+                })
+            });
+            VxlanStatus {
+                place: v.place.to_string(),
+                name: v.name.clone(),
+                vni: v.vni,
+                local: v.local,
+                remotes,
+                machines: v.peers.clone(),
+                joins: v
+                    .far_end
+                    .clone()
+                    .or_else(|| v.master.clone())
+                    .unwrap_or_default(),
+                underlay_routed,
+                status: match o {
+                    None => State::Missing,
+                    Some(o) if plan::vxlan_matches(o, v) => State::Ok,
+                    Some(_) => State::Different,
+                },
+            }
+        })
+        .collect()
 }
 
 /// One NAT table of the lab: where, its rules as the file wants them, and how
@@ -345,6 +411,8 @@ pub(crate) fn status_in<S: System>(
     };
     drift.extend(programs_not_running(rec, model));
     let mut st = compare_held(model, &observed, drift, &rec.runtime);
+    st.vxlans = vxlan_statuses(model, &observed);
+    st.ok &= st.vxlans.iter().all(|x| x.status == State::Ok);
     st.sysctls = sysctl_statuses(k, model);
     st.nat = nat_statuses(k, model);
     st.ok &= st.sysctls.iter().all(|x| x.status == State::Ok)
@@ -486,6 +554,7 @@ pub fn compare_held(
         runtime: rt.clone(),
         sysctls: Vec::new(),
         nat: Vec::new(),
+        vxlans: Vec::new(),
     }
 }
 
@@ -853,6 +922,41 @@ pub fn render(s: &Status) -> String {
                 }
             }
         }
+    }
+    if !s.vxlans.is_empty() {
+        let mut rows = vec![vec![
+            "NODE".to_string(),
+            "VXLAN".into(),
+            "VNI".into(),
+            "JOINS".into(),
+            "MACHINES".into(),
+            "REMOTE".into(),
+            "UNDERLAY".into(),
+            "STATUS".into(),
+        ]];
+        for v in &s.vxlans {
+            rows.push(vec![
+                v.place.clone(),
+                v.name.clone(),
+                v.vni.to_string(),
+                v.joins.clone(),
+                v.machines.join(" "),
+                v.remotes
+                    .iter()
+                    .map(|r| r.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                if v.underlay_routed {
+                    "routed"
+                } else {
+                    "no route"
+                }
+                .into(),
+                v.status.word().into(),
+            ]);
+        }
+        o.push('\n');
+        o.push_str(&crate::util::table(&rows));
     }
     if !s.sysctls.is_empty() {
         let mut rows = vec![vec![

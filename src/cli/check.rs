@@ -31,6 +31,10 @@ pub struct Args {
     pub file: Option<FilePath>,
     #[command(flatten)]
     pub sel: LabSel,
+    /// In a lab over several machines (`machines:`), this machine's part: the
+    /// expectations whose source is one of its nodes.
+    #[arg(long, value_name = "NAME")]
+    pub machine: Option<String>,
     /// Only the expectations, no matrix.
     #[arg(long)]
     pub no_matrix: bool,
@@ -61,6 +65,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<i32> {
     let lab = a.sel.open(a.file.as_deref())?;
+    super::check_machine(lab.machine(), a.machine.as_deref(), lab.name())?;
     let topo = a
         .file
         .as_deref()

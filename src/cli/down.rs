@@ -26,6 +26,9 @@ pub struct Args {
     /// Kill processes in the lab's namespaces that nslab did not start.
     #[arg(long)]
     pub kill: bool,
+    /// In a lab over several machines (`machines:`), this machine's part.
+    #[arg(long, value_name = "NAME")]
+    pub machine: Option<String>,
     /// Take down every lab that has a record (with --prefix: those whose name
     /// starts with it).
     #[arg(long, conflicts_with_all = ["file", "lab"])]
@@ -139,6 +142,10 @@ pub fn run(a: Args) -> Result<i32> {
         return Err(Error::Usage(format!(
             "lab {lab} is up in host mode, not sandboxed: drop --sandbox. Nothing was changed."
         )));
+    }
+    if let Ok(Some(rec)) = nslab::record::Record::load(&lab) {
+        let here = rec.model.as_ref().and_then(|m| m.machine.as_deref());
+        super::check_machine(here, a.machine.as_deref(), &lab)?;
     }
     let r = nslab::Lab::down_named(&lab, &opts, a.kill)?;
     if a.json {

@@ -296,6 +296,23 @@ pub fn clear_progress() {
     eprint!("\r\x1b[2K");
 }
 
+/// `--machine` against the machine whose part of a lab is up here: they must agree.
+pub fn check_machine(
+    here: Option<&str>,
+    asked: Option<&str>,
+    lab: &str,
+) -> nslab::error::Result<()> {
+    match (here, asked) {
+        (Some(h), Some(a)) if h != a => Err(nslab::error::Error::Usage(format!(
+            "lab {lab} here is machine {h}'s part, not {a}'s (--machine {h}). Nothing was changed."
+        ))),
+        (None, Some(a)) => Err(nslab::error::Error::Usage(format!(
+            "lab {lab} here is not part of a lab over several machines: drop --machine {a}. Nothing was changed."
+        ))),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,9 @@ pub struct Args {
     /// Print the steps as shell commands (ip, nft, sysctl).
     #[arg(long)]
     pub explain: bool,
+    /// In a lab over several machines (`machines:`), this machine's part.
+    #[arg(long, value_name = "NAME")]
+    pub machine: Option<String>,
     /// Print the plan (steps and commands) as JSON.
     #[arg(long)]
     pub json: bool,
@@ -30,6 +33,7 @@ pub fn run(a: Args) -> Result<i32> {
     let opts = nslab::Options {
         prefix: a.prefix,
         sandbox: a.sandbox,
+        machine: a.machine,
         ..nslab::Options::default()
     };
     let r = nslab::Lab::plan_for(&nslab::Topology::from_file(&a.file)?, &opts)?;

@@ -13,6 +13,9 @@ pub struct Args {
     pub file: Option<FilePath>,
     #[command(flatten)]
     pub sel: LabSel,
+    /// In a lab over several machines (`machines:`), this machine's part.
+    #[arg(long, value_name = "NAME")]
+    pub machine: Option<String>,
     /// Print the status as JSON.
     #[arg(long)]
     pub json: bool,
@@ -20,6 +23,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<i32> {
     let lab = a.sel.open(a.file.as_deref())?;
+    super::check_machine(lab.machine(), a.machine.as_deref(), lab.name())?;
     let s = match &a.file {
         Some(f) => lab.status_against(&nslab::Topology::from_file(f)?)?,
         None => lab.status()?,

@@ -33,6 +33,9 @@ pub struct Args {
     /// `up` keeps that state.
     #[arg(long)]
     pub reset: bool,
+    /// In a lab over several machines (`machines:`), this machine's part.
+    #[arg(long, value_name = "NAME")]
+    pub machine: Option<String>,
     /// Print every step.
     #[arg(short, long)]
     pub verbose: bool,
@@ -60,6 +63,7 @@ pub fn run(a: Args) -> Result<i32> {
         force: a.force,
         reset: a.reset,
         hooks: test_hooks(),
+        machine: a.machine,
         ..Options::default()
     };
     let r = Topology::from_file(&a.file).and_then(|t| {

@@ -330,13 +330,32 @@ impl Scene {
             .nodes
             .iter()
             .enumerate()
-            .map(|(k, n)| node_panel(k, n))
+            .map(|(k, n)| {
+                let mut p = node_panel(k, n);
+                // A lab over several machines: where each node lives.
+                if let Some(m) = lab.placement.get(&n.name) {
+                    p.badges.push(format!("on {}", clean(m)));
+                }
+                p
+            })
             .collect();
         let bridges: Vec<BridgeBox> = lab
             .bridges
             .iter()
             .map(|b| BridgeBox {
-                name: clean(&b.name),
+                name: match lab
+                    .overlays
+                    .iter()
+                    .find(|o| o.bridge.as_ref() == Some(&b.name))
+                {
+                    Some(o) => clean(&format!(
+                        "{} (VXLAN vni {} over {})",
+                        b.name,
+                        o.vni,
+                        o.machines.join(" ")
+                    )),
+                    None => clean(&b.name),
+                },
                 addresses: addrs(&b.addresses),
                 ports: b.ports.len(),
                 stp: b.stp.is_some(),
@@ -542,10 +561,23 @@ fn edges(
         if !exists(&from, nodes, host, internet) || !exists(&to, nodes, host, internet) {
             continue;
         }
+        let mut label = cable_label(a, b, overlay);
+        // A cable between machines: its VXLAN and the machines it joins.
+        if let Some(o) = lab
+            .overlays
+            .iter()
+            .find(|o| o.cable.as_ref() == Some(&(l.a.clone(), l.b.clone())))
+        {
+            label.push_str(&format!(
+                " (VXLAN vni {} {})",
+                o.vni,
+                o.machines.join(&format!(" {DASH} "))
+            ));
+        }
         edges.push(Edge {
             from,
             to,
-            label: clean(&cable_label(a, b, overlay)),
+            label: clean(&label),
             down: overlay.is_down(a) || overlay.is_down(b),
             ends: [a.to_string(), b.to_string()],
             shaped: overlay.shaping(a).is_some() || overlay.shaping(b).is_some(),

@@ -340,6 +340,10 @@ pub struct World {
     pub log: Vec<String>,
     /// Requests refused with this errno, by the `what` of the op.
     pub refuse: BTreeMap<String, i32>,
+    /// VXLAN devices by (namespace of their socket, VNI, port): where they are.
+    pub vxlan_vnis: BTreeMap<(String, u32, u16), (String, u32)>,
+    /// Static flood entries: (namespace, device index, destination).
+    pub fdb: std::collections::BTreeSet<(String, u32, std::net::IpAddr)>,
     next_index: u32,
     next_id: u64,
 }
@@ -377,6 +381,7 @@ impl World {
             peer_index: None,
             forwarding: (None, None),
             port_state: None,
+            vxlan: None,
             stp: None,
         });
         n
@@ -415,6 +420,7 @@ impl World {
             peer_index: None,
             forwarding: (None, None),
             port_state: None,
+            vxlan: None,
             // A new bridge has STP off and the kernel's default timers (15 s, 20 s).
             stp: (kind == "bridge").then_some(crate::model::observed::ObsStp {
                 on: false,
@@ -492,6 +498,52 @@ impl World {
             }
             LinkReq::NewRoute(r) => self.ns_mut(ns)?.add_route(r).map_err(errno)?,
             LinkReq::DelRoute(r) => self.ns_mut(ns)?.del_route(r).map_err(errno)?,
+            LinkReq::NewVxlan {
+                name,
+                vni,
+                local,
+                remote,
+                port,
+                mtu,
+                mac,
+                ns: into,
+            } => {
+                // The kernel's rule: one VNI per UDP port in the namespace whose
+                // socket carries it (the one the request came from).
+                if let Some((t, i)) = self.vxlan_vnis.get(&(ns.to_string(), *vni, *port))
+                    && self
+                        .ns
+                        .get(t)
+                        .is_some_and(|n| n.links.iter().any(|l| l.index == *i))
+                {
+                    return Err(errno(libc::EEXIST));
+                }
+                let target = into.as_ref().map_or(ns.to_string(), |p| p.ns.to_string());
+                let spec = VethSpec {
+                    name: name.clone(),
+                    mtu: Some(*mtu),
+                    mac: Some(*mac),
+                    master: None,
+                };
+                let index = self.new_link(&target, &spec, "vxlan")?;
+                if let Some(l) = self.ns_mut(&target)?.link_mut(name) {
+                    l.vxlan = Some(crate::model::observed::ObsVxlan {
+                        vni: *vni,
+                        local: Some(*local),
+                        remote: *remote,
+                        port: *port,
+                    });
+                }
+                self.vxlan_vnis
+                    .insert((ns.to_string(), *vni, *port), (target, index));
+            }
+            LinkReq::AppendFdb { index, dst } => {
+                let n = self.ns_mut(ns)?;
+                if !n.links.iter().any(|l| l.index == *index) {
+                    return Err(errno(libc::ENODEV));
+                }
+                self.fdb.insert((ns.to_string(), *index, *dst));
+            }
         }
         Ok(())
     }
@@ -602,6 +654,7 @@ impl Fake {
             peer_index: None,
             forwarding: (None, None),
             port_state: None,
+            vxlan: None,
             stp: None,
         });
         host.addrs.push(ObsAddr {
@@ -696,6 +749,7 @@ impl Fake {
             peer_index: None,
             forwarding: (None, None),
             port_state: None,
+            vxlan: None,
             stp: None,
         });
         index

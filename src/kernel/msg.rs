@@ -341,3 +341,69 @@ pub fn get_neighbours() -> M {
     // every other header field zero, which the default is.
     M::GetNeighbour(NeighbourMessage::default())
 }
+
+/// A VXLAN device to create.
+pub struct VxlanDev<'a> {
+    pub name: &'a str,
+    pub vni: u32,
+    pub local: IpAddr,
+    /// Unicast remote (a cable); None: flood entries decide (a bridge port).
+    pub remote: Option<IpAddr>,
+    pub port: u16,
+    pub mtu: u32,
+    pub mac: [u8; 6],
+    /// Namespace fd the device goes to; None = the socket's namespace. The
+    /// device's UDP socket stays in the socket's namespace either way.
+    pub ns_fd: Option<i32>,
+}
+
+/// `ip link add NAME [netns NS] mtu M type vxlan id N local L [remote R]
+/// dstport P nolearning`, in one RTM_NEWLINK.
+pub fn new_vxlan(v: &VxlanDev) -> M {
+    use netlink_packet_route::link::InfoVxlan;
+    let mut m = link_named(v.name);
+    if let Some(fd) = v.ns_fd {
+        m.attributes.push(LinkAttribute::NetNsFd(fd));
+    }
+    m.attributes.push(LinkAttribute::Mtu(v.mtu));
+    m.attributes.push(LinkAttribute::Address(v.mac.to_vec()));
+    let mut data = vec![InfoVxlan::Id(v.vni)];
+    match v.local {
+        IpAddr::V4(a) => data.push(InfoVxlan::Local(a)),
+        IpAddr::V6(a) => data.push(InfoVxlan::Local6(a)),
+    }
+    match v.remote {
+        Some(IpAddr::V4(a)) => data.push(InfoVxlan::Group(a)),
+        Some(IpAddr::V6(a)) => data.push(InfoVxlan::Group6(a)),
+        None => {}
+    }
+    data.push(InfoVxlan::Port(v.port));
+    data.push(InfoVxlan::Learning(false));
+    m.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::Vxlan),
+        LinkInfo::Data(InfoData::Vxlan(data)),
+    ]));
+    M::NewLink(m)
+}
+
+/// `bridge fdb append 00:00:00:00:00:00 dev VX dst R`: a static flood entry
+/// (send broadcast and unknown destinations to R too). Send with
+/// NLM_F_CREATE | NLM_F_APPEND.
+pub fn fdb_append(index: u32, dst: IpAddr) -> M {
+    use netlink_packet_route::neighbour::{
+        NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+    };
+    let mut m = NeighbourMessage::default();
+    m.header.family = AddressFamily::Bridge;
+    m.header.ifindex = index;
+    m.header.state = NeighbourState::Permanent;
+    m.header.flags = NeighbourFlags::Own;
+    m.attributes
+        .push(NeighbourAttribute::LinkLayerAddress(vec![0; 6]));
+    m.attributes
+        .push(NeighbourAttribute::Destination(match dst {
+            IpAddr::V4(a) => NeighbourAddress::Inet(a),
+            IpAddr::V6(a) => NeighbourAddress::Inet6(a),
+        }));
+    M::NewNeighbour(m)
+}

@@ -87,6 +87,7 @@ pub fn parse_link(m: &[u8]) -> Option<ObsLink> {
         peer_index: None,
         forwarding: (None, None),
         port_state: None,
+        vxlan: None,
         stp: None,
     };
     for (ty, v) in attrs(&m[32..]) {
@@ -119,6 +120,46 @@ pub fn parse_link(m: &[u8]) -> Option<ObsLink> {
         && let Some(d) = data
     {
         o.stp = bridge_stp(d);
+    }
+    if o.kind.as_deref() == Some("vxlan")
+        && let Some(d) = data
+    {
+        o.vxlan = vxlan_info(d);
+    }
+    Some(o)
+}
+
+/// A VXLAN device's VNI, local and remote addresses and port (IFLA_VXLAN_*).
+fn vxlan_info(data: &[u8]) -> Option<crate::model::observed::ObsVxlan> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    const ID: u16 = 1;
+    const GROUP: u16 = 2;
+    const LOCAL: u16 = 4;
+    const PORT: u16 = 15;
+    const GROUP6: u16 = 16;
+    const LOCAL6: u16 = 17;
+    let mut o = crate::model::observed::ObsVxlan {
+        vni: 0,
+        local: None,
+        remote: None,
+        port: 0,
+    };
+    let ip = |v: &[u8]| -> Option<IpAddr> {
+        match v.len() {
+            4 => Some(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(v).ok()?))),
+            16 => Some(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(v).ok()?))),
+            _ => None,
+        }
+    };
+    let set = |v: Option<IpAddr>| v.filter(|a| !a.is_unspecified());
+    for (t, v) in attrs(data) {
+        match t {
+            ID => o.vni = u32_of(v)?,
+            GROUP | GROUP6 => o.remote = set(ip(v)).or(o.remote),
+            LOCAL | LOCAL6 => o.local = set(ip(v)).or(o.local),
+            PORT => o.port = u16::from_be_bytes(v.get(..2)?.try_into().ok()?),
+            _ => {}
+        }
     }
     Some(o)
 }
@@ -342,6 +383,7 @@ mod tests {
                 peer_index: Some(9),
                 forwarding: (None, None),
                 port_state: None,
+                vxlan: None,
                 stp: None,
             }
         );

@@ -81,6 +81,23 @@ pub enum LinkReq {
     },
     NewRoute(KRoute),
     DelRoute(KRoute),
+    /// A VXLAN device, made from this namespace (its UDP socket stays here)
+    /// into `ns` (None: here).
+    NewVxlan {
+        name: String,
+        vni: u32,
+        local: IpAddr,
+        remote: Option<IpAddr>,
+        port: u16,
+        mtu: u32,
+        mac: [u8; 6],
+        ns: Option<PeerNs>,
+    },
+    /// A static flood entry of a VXLAN device (`bridge fdb append`).
+    AppendFdb {
+        index: u32,
+        dst: IpAddr,
+    },
 }
 
 impl LinkReq {
@@ -135,6 +152,32 @@ impl LinkReq {
             LinkReq::DelAddr { index, addr } => (msg::del_addr(*index, addr), 0),
             LinkReq::NewRoute(r) => (msg::new_route(r), CREATE),
             LinkReq::DelRoute(r) => (msg::del_route(r), 0),
+            LinkReq::NewVxlan {
+                name,
+                vni,
+                local,
+                remote,
+                port,
+                mtu,
+                mac,
+                ns,
+            } => (
+                msg::new_vxlan(&msg::VxlanDev {
+                    mac: *mac,
+                    name,
+                    vni: *vni,
+                    local: *local,
+                    remote: *remote,
+                    port: *port,
+                    mtu: *mtu,
+                    ns_fd: ns.as_ref().map(|p| p.fd),
+                }),
+                CREATE,
+            ),
+            LinkReq::AppendFdb { index, dst } => (
+                msg::fdb_append(*index, *dst),
+                netlink_packet_core::NLM_F_CREATE | netlink_packet_core::NLM_F_APPEND,
+            ),
         };
         Req { msg, flags, what }
     }

@@ -120,6 +120,17 @@ pub fn down_locked(lab: &str, kill: bool, _lock: Option<&record::LabLock>) -> Re
     // takes it along. In a sandbox it dies with the host namespace; in host
     // mode one end is deleted (the peer goes with it) beside the bridges.
     let mut bridges = bridges;
+    // A machine's VXLAN bridge ports (labs over several machines) live in the
+    // host: deleted by name before their bridges, when marked and recorded.
+    if !rec.sandbox
+        && let Some(h) = host.as_mut()
+    {
+        for v in observe::links_of_kind(&mut h.nl, InfoKind::Vxlan).unwrap_or_default() {
+            if v.alias.as_deref() == Some(mark.as_str()) && rec.host_links.contains(&v.name) {
+                bridges.insert(0, v.name);
+            }
+        }
+    }
     for l in rec.model.iter().flat_map(|m| &m.links) {
         if l.a.bridge.is_some() && l.b.bridge.is_some() {
             let (a, b) = (&l.a.ifname, &l.b.ifname);

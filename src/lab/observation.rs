@@ -190,5 +190,11 @@ pub fn overlaps(lab: &Lab, host: &NsState) -> Vec<String> {
 pub(super) fn host_link_names(lab: &Lab) -> BTreeSet<String> {
     let mut s: BTreeSet<String> = lab.bridges.iter().map(|b| b.name.clone()).collect();
     s.extend(lab.host.interfaces.iter().map(|i| i.name.clone()));
+    // A machine's VXLAN bridge ports.
+    s.extend(
+        (lab.vxlans.iter())
+            .filter(|v| v.place == crate::topology::Place::Host)
+            .map(|v| v.name.clone()),
+    );
     s
 }

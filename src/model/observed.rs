@@ -32,6 +32,19 @@ pub struct ObsLink {
     /// For a bridge: its spanning tree state and timers (IFLA_INFO_DATA).
     #[serde(skip)]
     pub stp: Option<ObsStp>,
+    /// For a VXLAN device: its VNI, addresses and port (IFLA_INFO_DATA).
+    #[serde(skip)]
+    pub vxlan: Option<ObsVxlan>,
+}
+
+/// A VXLAN device's settings as the kernel has them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObsVxlan {
+    pub vni: u32,
+    pub local: Option<std::net::IpAddr>,
+    /// The unicast remote (IFLA_VXLAN_GROUP); None for a flooding bridge port.
+    pub remote: Option<std::net::IpAddr>,
+    pub port: u16,
 }
 
 /// A bridge's STP as the kernel has it; timers in clock_t (centiseconds).

@@ -69,6 +69,35 @@ pub fn commands(op: &Op) -> Vec<String> {
             None => format!("{} link set {name} type bridge stp_state 0", ip(ns)),
         }],
         Op::CreateVeth { a, b } => vec![veth(a, b)],
+        Op::CreateVxlan {
+            ns,
+            into,
+            name,
+            vni,
+            local,
+            remote,
+            port,
+            mtu,
+            mac: m,
+        } => {
+            let netns = into
+                .name()
+                .filter(|_| into != ns)
+                .map(|n| format!(" netns {n}"))
+                .unwrap_or_default();
+            let remote = remote.map(|r| format!(" remote {r}")).unwrap_or_default();
+            vec![format!(
+                "{} link add {name}{netns} address {} mtu {mtu} type vxlan id {vni} local {local}{remote} dstport {port} nolearning",
+                ip(ns),
+                mac(m)
+            )]
+        }
+        Op::AddFdb { ns, dev, dst } => vec![format!(
+            "{}bridge fdb append 00:00:00:00:00:00 dev {dev} dst {dst}",
+            ns.name()
+                .map(|n| format!("ip netns exec {n} "))
+                .unwrap_or_default()
+        )],
         Op::DeleteLink { ns, name } => vec![format!("{} link del {name}", ip(ns))],
         Op::SetLink {
             ns,

@@ -138,6 +138,28 @@ pub enum Op {
         ns: Ns,
         target: String,
     },
+    /// A VXLAN device, sent from `ns` (the lab's host, where the underlay is:
+    /// its UDP socket stays there) and made in `into` under its final name (a
+    /// node's end of a cable to another machine, or a bridge port in the host).
+    CreateVxlan {
+        ns: Ns,
+        into: Ns,
+        name: String,
+        vni: u32,
+        local: std::net::IpAddr,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        remote: Option<std::net::IpAddr>,
+        port: u16,
+        mtu: u32,
+        mac: [u8; 6],
+    },
+    /// A static flood entry of a VXLAN bridge port: broadcasts and unknown
+    /// destinations go to `dst` (another machine) too.
+    AddFdb {
+        ns: Ns,
+        dev: String,
+        dst: std::net::IpAddr,
+    },
 }
 
 /// The host, borrowed for as long as anyone likes.
@@ -161,7 +183,9 @@ impl Op {
             | Op::SetNat { ns, .. }
             | Op::DeleteNat { ns, .. }
             | Op::RemoveEtc { ns }
-            | Op::LinkResolv { ns, .. } => ns,
+            | Op::LinkResolv { ns, .. }
+            | Op::CreateVxlan { ns, .. }
+            | Op::AddFdb { ns, .. } => ns,
             Op::CreateVeth { a, .. } => &a.ns,
             Op::WriteLabHosts { .. } | Op::WriteLabResolv { .. } => &HOST_NS,
         }
@@ -188,7 +212,9 @@ impl Op {
             | Op::AddRoute { .. }
             | Op::DelRoute { .. }
             | Op::SetNat { .. }
-            | Op::DeleteNat { .. } => false,
+            | Op::DeleteNat { .. }
+            | Op::CreateVxlan { .. }
+            | Op::AddFdb { .. } => false,
         }
     }
 }
@@ -293,6 +319,32 @@ impl fmt::Display for Op {
                 write!(f, "link /etc/netns/{ns}/hosts to the lab's hosts file")
             }
             Op::RemoveEtc { ns } => write!(f, "remove /etc/netns/{ns}"),
+            Op::CreateVxlan {
+                ns,
+                into,
+                name,
+                vni,
+                local,
+                remote,
+                port,
+                ..
+            } => {
+                write!(
+                    f,
+                    "create VXLAN {name} (vni {vni}, udp {port}, local {local}"
+                )?;
+                if let Some(r) = remote {
+                    write!(f, ", remote {r}")?;
+                }
+                write!(f, ") from {}", at(ns))?;
+                if into != ns {
+                    write!(f, " into {}", at(into))?;
+                }
+                Ok(())
+            }
+            Op::AddFdb { ns, dev, dst } => {
+                write!(f, "flood {dev} in {} to {dst}", at(ns))
+            }
             Op::WriteLabResolv { path, .. } => write!(f, "write the lab's resolv.conf {path}"),
             Op::LinkResolv { ns, .. } => {
                 write!(
@@ -527,6 +579,17 @@ pub fn wants(lab: &Lab) -> BTreeMap<Ns, Want> {
             });
         }
     }
+    // A machine's VXLAN devices: a node's end of a cable, or a bridge port.
+    for v in &lab.vxlans {
+        let i = iface_of(lab, &v.place, &v.name);
+        m.entry(ns_of(lab, &v.place)).or_default().ifaces.push(WIf {
+            name: v.name.clone(),
+            addrs: i.map(|i| i.addresses.clone()).unwrap_or_default(),
+            mtu: Some(v.mtu),
+            master: v.master.clone(),
+            mac: i.and_then(|i| i.mac),
+        });
+    }
     for n in &lab.nodes {
         m.entry(Ns::named(n.ns.clone())).or_default().routes = n.routes.clone();
     }
@@ -638,6 +701,17 @@ pub fn stp_matches(o: &crate::model::observed::ObsStp, want: Option<&Stp>) -> bo
     }
 }
 
+/// Is an observed link the VXLAN device the model wants (VNI, addresses, port)?
+pub fn vxlan_matches(o: &ObsLink, v: &Vxlan) -> bool {
+    o.kind.as_deref() == Some("vxlan")
+        && o.vxlan.is_some_and(|x| {
+            x.vni == v.vni
+                && x.local == Some(v.local)
+                && x.remote == v.remote
+                && x.port == VXLAN_PORT
+        })
+}
+
 fn is_ours(l: &ObsLink, mark: &str) -> bool {
     l.alias.as_deref() == Some(mark)
 }
@@ -667,6 +741,8 @@ pub fn plan_up(
     up.namespaces(&cx);
     up.bridges(&cx);
     up.cables(&cx);
+    up.vxlans(&cx);
+    up.underlay(&cx);
     up.links_gone(&cx);
     for (ns, w) in &cx.want {
         up.configure_ns(&cx, ns, w);
@@ -911,6 +987,94 @@ impl UpOps {
                 self.late_master.insert((nb.clone(), b.ifname.clone()));
             }
             self.fresh.insert((nb, b.ifname.clone()));
+        }
+    }
+
+    /// VXLAN devices of a machine's part: one that is there, ours, with the
+    /// VNI, addresses and port the file says stays; otherwise (re)create it.
+    /// Flood entries go with a new bridge port.
+    fn vxlans(&mut self, cx: &UpCx) {
+        for v in &cx.lab.vxlans {
+            let into = ns_of(cx.lab, &v.place);
+            let o = cx.state(&into).link(&v.name);
+            if let Some(o) = o
+                && !cx.adopt(&into, o)
+            {
+                self.conflicts.push(Conflict(format!("interface {} in {} exists and is not nslab's (no mark {}); nslab will not take it over", v.name, at(&into), cx.mark)));
+                continue;
+            }
+            if o.is_some_and(|o| vxlan_matches(o, v)) {
+                continue;
+            }
+            if o.is_some() {
+                self.dels.push(Op::DeleteLink {
+                    ns: into.clone(),
+                    name: v.name.clone(),
+                });
+            }
+            self.creates_link.push(Op::CreateVxlan {
+                ns: cx.host_ns.clone(),
+                into: into.clone(),
+                name: v.name.clone(),
+                vni: v.vni,
+                local: v.local,
+                remote: v.remote,
+                port: VXLAN_PORT,
+                mtu: v.mtu,
+                mac: v.mac,
+            });
+            for dst in &v.flood {
+                self.creates_link.push(Op::AddFdb {
+                    ns: into.clone(),
+                    dev: v.name.clone(),
+                    dst: *dst,
+                });
+            }
+            // Readiness: `up` waits for this machine's part only; what crosses
+            // to another machine passes traffic once that machine's part is up.
+            let what = match (&v.far_end, &v.master) {
+                (Some(far), _) => format!("cable {}:{} -- {far}", v.place, v.name),
+                (None, Some(b)) => format!("bridge {b} (port {})", v.name),
+                (None, None) => v.name.clone(),
+            };
+            self.notes.push(format!(
+                "{what} goes over VXLAN (vni {}) to {}: it passes traffic once the part there is up; `up` does not wait for it",
+                v.vni,
+                v.peers.join(", "),
+            ));
+            if v.master.is_some() {
+                // Made without a master: it joins its bridge as it is configured.
+                self.late_master.insert((into.clone(), v.name.clone()));
+            }
+            self.fresh.insert((into, v.name.clone()));
+        }
+    }
+
+    /// A machine's part needs its underlay: its own address in the host
+    /// namespace (else the file and the machine disagree: refused before
+    /// anything changes), and a route to each other machine it talks to.
+    fn underlay(&mut self, cx: &UpCx) {
+        let Some(me) = &cx.lab.machine else { return };
+        let Some(m) = cx.lab.machines.iter().find(|m| &m.name == me) else {
+            return;
+        };
+        let host = cx.state(&cx.host_ns);
+        if !host.addrs.iter().any(|a| a.addr.addr() == m.underlay) {
+            self.conflicts.push(Conflict(format!("machine {me}'s underlay address {} is not an address of {} (machines: {}); run `up --machine` on the machine that has it, or fix `machines.{me}.underlay`", m.underlay, at(&cx.host_ns), crate::topology::machines::machine_names(cx.lab))));
+            return;
+        }
+        let mut seen = BTreeSet::new();
+        for v in &cx.lab.vxlans {
+            for (peer, dst) in v.peers.iter().zip(v.remote.iter().chain(&v.flood)) {
+                if !seen.insert(*dst) {
+                    continue;
+                }
+                let routed = host.routes.iter().any(|r| r.dst.contains(dst))
+                    || host.addrs.iter().any(|a| a.addr.contains(dst));
+                if !routed {
+                    self.notes.push(format!("no route to machine {peer}'s underlay address {dst} in {}: VXLAN {} (vni {}) cannot reach it", at(&cx.host_ns), v.name, v.vni));
+                }
+            }
         }
     }
 
@@ -1384,7 +1548,9 @@ fn deletion_rank(o: &Op) -> u8 {
         | Op::LinkHosts { .. }
         | Op::RemoveEtc { .. }
         | Op::WriteLabResolv { .. }
-        | Op::LinkResolv { .. } => 4,
+        | Op::LinkResolv { .. }
+        | Op::CreateVxlan { .. }
+        | Op::AddFdb { .. } => 4,
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod expect;
 pub mod generate;
 pub mod group;
+pub mod machines;
 pub mod model;
 pub mod raw;
 pub mod validate;
@@ -14,6 +15,8 @@ pub use validate::{Issue, Options, parse_route};
 mod generate_tests;
 #[cfg(test)]
 mod linkmap_tests;
+#[cfg(test)]
+mod machines_tests;
 #[cfg(test)]
 mod schema_tests;
 #[cfg(test)]

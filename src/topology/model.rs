@@ -3,6 +3,7 @@
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -53,6 +54,83 @@ pub struct Lab {
     /// Node name -> position in `nodes`, built on first use (labs have 1000s of nodes).
     #[serde(skip)]
     pub index: NodeIndex,
+    /// The machines the lab spans (`machines:`); empty: one machine.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub machines: Vec<Machine>,
+    /// Node or bridge -> the machine it is `on:`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub placement: BTreeMap<String, String>,
+    /// The VNI of each cable and bridge that crosses machines (whole lab).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overlays: Vec<Overlay>,
+    /// Set on one machine's part of the lab (`up --machine`): its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
+    /// The VXLAN devices of this machine's part.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vxlans: Vec<Vxlan>,
+}
+
+/// The UDP port of VXLAN (IANA).
+pub const VXLAN_PORT: u16 = 4789;
+/// Outer IPv4 + UDP + VXLAN + inner Ethernet headers.
+pub const VXLAN_OVERHEAD: u32 = 50;
+
+/// A machine of a lab that spans several.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Machine {
+    pub name: String,
+    pub underlay: IpAddr,
+    pub underlay_mtu: u32,
+}
+
+/// A cable or a bridge that crosses machines, and its VXLAN network identifier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overlay {
+    pub vni: u32,
+    /// A cable between nodes on two machines: its ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cable: Option<(End, End)>,
+    /// A bridge with members on several machines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<String>,
+    /// The machines it joins.
+    pub machines: Vec<String>,
+    /// Underlay MTU less the VXLAN headers (the least of its machines).
+    pub mtu: u32,
+}
+
+/// A VXLAN device of one machine's part. A cable's end is the device itself,
+/// made from the host namespace (where its UDP socket stays, on the underlay)
+/// straight into the node's namespace under the end's name; a bridge's is a
+/// port of the bridge, flooding to each other machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vxlan {
+    /// Its name where it lives (the node's interface, or `vxVNI` on a bridge).
+    pub name: String,
+    /// Where it lives: the node, or the host (bridge port).
+    pub place: Place,
+    pub vni: u32,
+    pub local: IpAddr,
+    /// A cable: the one remote machine (unicast `remote`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<IpAddr>,
+    /// A bridge: static flood entries, one per other machine.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flood: Vec<IpAddr>,
+    /// The other machines, by name, for messages.
+    pub peers: Vec<String>,
+    /// The bridge it is a port of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master: Option<String>,
+    pub mtu: u32,
+    /// Its MAC: the file's, else derived from the lab, machine and name (made
+    /// with it, so a device of ours is known before it carries the mark, and a
+    /// machine's part restarted keeps its MACs for its neighbours).
+    pub mac: [u8; 6],
+    /// A cable: its far end (`b:eth0`), for messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub far_end: Option<String>,
 }
 
 /// A lazily built name index; not part of a lab's identity.

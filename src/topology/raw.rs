@@ -111,6 +111,27 @@ pub struct RawFile {
     #[serde(default)]
     #[schemars(with = "Vec<RawExpect>")]
     pub expect: Vec<S<RawExpect>>,
+    /// Machines the lab spans, by name: `m1: { underlay: 10.9.0.1 }`. Nodes and
+    /// bridges say where they live with `on:`; cables between machines are
+    /// carried by VXLAN over the underlay (`nslab up FILE --machine m1`).
+    #[serde(default)]
+    pub machines: OrderedMap<RawMachine>,
+}
+
+/// A machine of a lab that spans several (`machines:`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Machine")]
+pub struct RawMachine {
+    /// Its own address on the network between the machines (the underlay):
+    /// VXLAN packets leave from it and go to the others'.
+    #[schemars(with = "String")]
+    pub underlay: S<String>,
+    /// The underlay's MTU (default 1500); cables and bridges that cross
+    /// machines get 50 bytes less (the VXLAN headers).
+    #[serde(default, deserialize_with = "strict_opt_spanned")]
+    #[schemars(with = "Option<u32>")]
+    pub underlay_mtu: Option<S<u32>>,
 }
 
 /// `4` or `6`, with or without quotes.
@@ -175,6 +196,9 @@ struct LinkMapSchema {
     up: Option<bool>,
     /// Shaping of one end's egress, by the end as written in `ends`.
     egress: Option<std::collections::BTreeMap<String, EgressSchema>>,
+    /// The VXLAN network identifier of a cable between two machines (1 to
+    /// 16777215; default: derived from the lab's name and the cable's place in the file).
+    vni: Option<u32>,
 }
 
 /// Egress shaping of one end, units as in tc; these values apply to the
@@ -220,6 +244,8 @@ pub struct RawLinkMap {
     pub shape: RawShape,
     pub up: Option<S<bool>>,
     pub egress: Vec<(S<String>, RawEgress)>,
+    /// `vni:` of a cable between machines.
+    pub vni: Option<Box<S<u32>>>,
     pub unknown: Vec<S<String>>,
 }
 
@@ -287,6 +313,7 @@ impl<'de> Deserialize<'de> for RawLink {
                             let m = map.next_value::<OrderedMap<RawEgress>>()?;
                             out.egress = m.0;
                         }
+                        "vni" => out.vni = Some(Box::new(map.next_value()?)),
                         key if SHAPE_KEYS.contains(&key) => {
                             let v = map.next_value::<S<Scalar>>()?;
                             out.shape.values.push((k, v));
@@ -339,6 +366,10 @@ pub struct RawNode {
     /// Its firewall: chains `input`, `output`, `forward` with a policy and rules.
     #[serde(default)]
     pub firewall: Option<crate::model::firewall::RawFirewall>,
+    /// The machine it lives on (a lab with `machines:`).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub on: Option<S<String>>,
 }
 
 /// A sysctl's value as the file gives it: an integer or a string.
@@ -467,6 +498,11 @@ pub struct RawBridge {
     #[serde(default)]
     #[schemars(with = "Option<TextOrNumber>")]
     pub max_age: Option<S<Scalar>>,
+    /// In a lab with `machines:`, the machine its addresses live on; its ports
+    /// live with their nodes, and machines holding members are joined by VXLAN.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub on: Option<S<String>>,
 }
 
 /// Masquerade traffic from `source` leaving the host.

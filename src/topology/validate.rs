@@ -423,7 +423,7 @@ struct NodeDraft {
     run: Vec<String>,
 }
 
-pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
+pub fn validate(mut raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
     let mut cx = Ctx {
         issues: Vec::new(),
         macs: Vec::new(),
@@ -436,7 +436,7 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
     // Names of nodes and bridges share one space: `X:IF` must mean one thing.
     let mut names: HashMap<String, &'static str> = HashMap::new();
     let nodes = node_drafts(&mut cx, &raw.nodes, opts, &base_name, &mut names);
-    let host_raw = raw.host.unwrap_or_default();
+    let host_raw = raw.host.take().unwrap_or_default();
     let hostk = Spanned::new("host".to_string(), top, top);
     let host = node_draft(
         &mut cx,
@@ -495,6 +495,11 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
         ipv6_link_local: false,
         expect: Vec::new(),
         index: Default::default(),
+        machines: Vec::new(),
+        placement: Default::default(),
+        overlays: Vec::new(),
+        machine: None,
+        vxlans: Vec::new(),
     };
     lab.ipv6_link_local = raw.ipv6_link_local.unwrap_or_else(|| lab.uses_ipv6());
     lab.publish = crate::model::publish::parse(&mut |l, f, m| cx.at(l, f, m), &raw.publish, &lab);
@@ -508,6 +513,7 @@ pub fn validate(raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
         &lab,
     );
     lab.expect = super::expect::parse_expects(&mut |l, f, m| cx.at(l, f, m), &raw.expect, &lab);
+    super::machines::parse(&mut |l, f, m| cx.at(l, f, m), &raw, &mut lab);
 
     if cx.issues.is_empty() {
         Ok(lab)
@@ -1104,7 +1110,7 @@ fn link_ends<'a>(cx: &mut Ctx, l: &'a S<RawLink>, field: &str) -> Option<&'a [S<
                     loc(k),
                     format!("{field}.{}", k.value),
                     format!(
-                        "unknown key {:?} in a link map; known keys: ends, up, egress, {}",
+                        "unknown key {:?} in a link map; known keys: ends, up, egress, vni, {}",
                         k.value,
                         SHAPE_KEYS.join(", ")
                     ),

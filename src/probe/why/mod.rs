@@ -82,6 +82,15 @@ pub enum Reason {
         holder: Option<String>,
         state: Option<String>,
     },
+    /// Nothing answers for the next hop behind `interface`, which leads to
+    /// another machine (a lab over several): `detail` names the VXLAN, the
+    /// machines, and whether the underlay routes there.
+    AcrossMachines {
+        at: String,
+        next_hop: IpAddr,
+        interface: String,
+        detail: String,
+    },
     /// A hop that must forward does not.
     NotForwarding { at: String, kind: PlaceKind },
     /// An nftables rule (or a chain's policy) drops the probe; seen in a trace.
@@ -204,6 +213,7 @@ impl Reason {
             Reason::BridgePortDown { .. } => "bridge_port_down",
             Reason::NoAddress { .. } => "no_address",
             Reason::NoNeighbour { .. } => "no_neighbour",
+            Reason::AcrossMachines { .. } => "across_machines",
             Reason::NotForwarding { .. } => "not_forwarding",
             Reason::FirewallDrop { .. } => "firewall_drop",
             Reason::NoNat { .. } => "no_nat",
@@ -237,6 +247,7 @@ impl std::fmt::Display for Reason {
             | Reason::Mtu { .. } => self.link_text(f),
             Reason::NoAddress { .. }
             | Reason::NoNeighbour { .. }
+            | Reason::AcrossMachines { .. }
             | Reason::DuplicateAddress { .. } => self.address_text(f),
             Reason::NotForwarding { .. }
             | Reason::FirewallDrop { .. }
@@ -361,6 +372,15 @@ impl Reason {
             } => write!(
                 f,
                 "interface {interface} in {at} has no IPv{family} address: packets leave it with another interface's address, or none"
+            ),
+            Reason::AcrossMachines {
+                at,
+                next_hop,
+                interface,
+                detail,
+            } => write!(
+                f,
+                "no neighbour answers for {next_hop} on {interface} in {at}: {detail}"
             ),
             Reason::NoNeighbour {
                 at,

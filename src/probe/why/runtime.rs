@@ -68,7 +68,10 @@ impl<H: NsHandle> Ctx<'_, H> {
             Reason::BridgePortDown { at, port, .. } => held(&downs, at, port),
             Reason::NoRoute { at, dst } => self.covering(&downs, at, *dst),
             Reason::NoRouteBack { at, to } => self.covering(&downs, at, *to),
-            Reason::NoNeighbour { at, interface, .. } => self.on_segment(&downs, at, interface),
+            Reason::NoNeighbour { at, interface, .. }
+            | Reason::AcrossMachines { at, interface, .. } => {
+                self.on_segment(&downs, at, interface)
+            }
             _ => None,
         };
         match hit {

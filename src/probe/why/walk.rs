@@ -988,6 +988,14 @@ impl<'a, H: NsHandle> Ctx<'a, H> {
                 family: if v6 { 6 } else { 4 },
             });
         }
+        if let Some(detail) = self.across_machines(here, ifname) {
+            return Err(Reason::AcrossMachines {
+                at: self.name(here),
+                next_hop,
+                interface: ifname.to_string(),
+                detail,
+            });
+        }
         Err(Reason::NoNeighbour {
             at: self.name(here),
             next_hop,
@@ -995,6 +1003,68 @@ impl<'a, H: NsHandle> Ctx<'a, H> {
             holder: None,
             state: None,
         })
+    }
+
+    /// A lab over several machines: the next hop may be on another machine,
+    /// behind `ifname` (a VXLAN cable, or a port of a bridge with a VXLAN
+    /// port). Name the VXLAN, the machines, and whether the underlay routes there.
+    fn across_machines(&self, here: usize, ifname: &str) -> Option<String> {
+        let place = &self.places[here].place;
+        let bridge = match self.far.get(&(place.clone(), ifname.to_string())) {
+            Some(e) => e.bridge.clone(),
+            // The host's own bridge (its address is on it).
+            None if *place == Place::Host => Some(ifname.to_string()),
+            None => None,
+        };
+        let v = self.lab.vxlans.iter().find(|v| {
+            (v.place == *place && v.name == ifname && v.far_end.is_some())
+                || (v.master.is_some() && v.master == bridge)
+        })?;
+        let remotes: Vec<IpAddr> = v.remote.iter().chain(&v.flood).copied().collect();
+        let host = self.places.iter().find(|p| p.place == Place::Host);
+        let unrouted: Vec<String> = remotes
+            .iter()
+            .filter(|r| {
+                !host.is_some_and(|h| {
+                    h.state.routes.iter().any(|x| x.dst.contains(*r))
+                        || h.state.addrs.iter().any(|a| a.addr.contains(*r))
+                })
+            })
+            .map(|r| r.to_string())
+            .collect();
+        let what = match (&v.far_end, &v.master) {
+            (Some(far), _) => format!(
+                "{ifname} is VXLAN {} (vni {}) to {far} on machine",
+                v.name, v.vni
+            ),
+            (None, Some(b)) => format!(
+                "bridge {b} spans machines over its VXLAN port {} (vni {}) to machine",
+                v.name, v.vni
+            ),
+            (None, None) => format!("VXLAN {} (vni {}) to machine", v.name, v.vni),
+        };
+        let machines: Vec<String> = v
+            .peers
+            .iter()
+            .zip(&remotes)
+            .map(|(m, r)| format!("{m} ({r})"))
+            .collect();
+        let underlay = if unrouted.is_empty() {
+            format!(
+                "the underlay routes there: is the part of {} up?",
+                v.peers.join(", ")
+            )
+        } else {
+            format!(
+                "the host has no route to {} over the underlay",
+                unrouted.join(", ")
+            )
+        };
+        Some(format!(
+            "{what}{} {}; {underlay}",
+            if v.peers.len() == 1 { "" } else { "s" },
+            machines.join(", ")
+        ))
     }
 }
 
