@@ -307,9 +307,8 @@ fn namespaces_and_state_live_on_the_node() {
     assert_ne!(ro, Some(true));
 }
 
-/// On this branch the lab file's `machines:` is not yet nslab's (it lands
-/// with the multi-machine work): checked here as YAML with the keys and the
-/// names that must agree.
+/// The lab file is nslab's, with the keys and names that must agree with the
+/// DaemonSet, and every machine's part of it validates as `up --machine` would.
 #[test]
 fn the_lab_file_names_its_machines() {
     let cm = configmap();
@@ -327,48 +326,35 @@ fn the_lab_file_names_its_machines() {
         .map(String::as_str)
         .collect();
     assert!(machines.len() >= 2, "a lab across machines: {machines:?}");
-    for (m, v) in lab["machines"].as_object().unwrap() {
-        let u = v["underlay"].as_str().unwrap_or_default();
-        assert!(u.parse::<std::net::IpAddr>().is_ok(), "{m}: underlay {u:?}");
-    }
     let nodes = lab["nodes"].as_object().expect("nodes:");
     assert!(!nodes.is_empty());
     let mut used = BTreeSet::new();
-    for kind in ["nodes", "bridges"] {
-        for (name, v) in lab[kind].as_object().into_iter().flatten() {
-            let on = v["on"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{kind}.{name}: no `on:`"));
-            assert!(machines.contains(on), "{kind}.{name}: on {on:?}");
-            used.insert(on);
-        }
+    for (name, v) in nodes {
+        let on = v["on"]
+            .as_str()
+            .unwrap_or_else(|| panic!("nodes.{name}: no `on:`"));
+        used.insert(on);
     }
-    assert_eq!(used, machines, "every machine has a part of the lab");
+    assert_eq!(used, machines, "every machine has nodes of the lab");
 
-    // Without the multi-machine keys it is a lab nslab takes today (names,
-    // addresses, links); JSON is YAML.
-    let mut one = lab.clone();
-    one.as_object_mut().unwrap().remove("machines");
-    for kind in ["nodes", "bridges"] {
-        for v in one[kind]
-            .as_object_mut()
-            .into_iter()
-            .flat_map(|m| m.values_mut())
-        {
-            v.as_object_mut().unwrap().remove("on");
+    // nslab itself: the whole file, then each machine's part.
+    let topo = nslab::Topology::from_yaml(text.clone());
+    for m in &machines {
+        let opts = nslab::Options {
+            machine: Some(m.to_string()),
+            ..nslab::Options::default()
+        };
+        if let Err(e) = topo.validate(&opts) {
+            panic!("the ConfigMap's lab, machine {m}: {e}");
         }
     }
-    for l in one["links"].as_array_mut().expect("links:") {
-        if let Some(m) = l.as_object_mut() {
-            m.remove("vni");
-        }
-    }
+    // A name that is not a machine of the file is refused.
     let opts = nslab::Options {
-        sandbox: true,
+        machine: Some("not-a-node".into()),
         ..nslab::Options::default()
     };
-    let topo = nslab::Topology::from_yaml(serde_json::to_string_pretty(&one).unwrap());
-    if let Err(e) = topo.validate(&opts) {
-        panic!("the ConfigMap's lab, without machines: {e}");
-    }
+    assert!(
+        topo.validate(&opts).is_err(),
+        "--machine not-a-node must be refused"
+    );
 }
