@@ -6,7 +6,9 @@
 //! page gets, or an `X-Nslab-Token` header): 401 without it. Read-only
 //! servers refuse every method but GET and HEAD with 403.
 
+pub mod actions;
 pub mod events;
+pub mod path;
 
 use crate::capture::decode::{Filter, Summary};
 use crate::error::{Error, Result};
@@ -24,6 +26,8 @@ use tokio::sync::broadcast;
 const INDEX_HTML: &str = include_str!("../../assets/web/index.html");
 const APP_JS: &str = include_str!("../../assets/web/app.js");
 const STYLE_CSS: &str = include_str!("../../assets/web/style.css");
+const ACTIONS_JS: &str = include_str!("../../assets/web/actions.js");
+const ACTIONS_CSS: &str = include_str!("../../assets/web/actions.css");
 
 /// How `nslab web` serves.
 #[derive(Debug, Clone)]
@@ -123,10 +127,12 @@ pub fn serve(
         .map_err(Error::io("start the web server's runtime"))?;
     let served = rt.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        let app = axum::Router::new().fallback(move |m: Method, u: Uri, h: HeaderMap| {
-            let st = state.clone();
-            async move { route(st, m, u, h).await }
-        });
+        let app = axum::Router::new().fallback(
+            move |m: Method, u: Uri, h: HeaderMap, body: axum::body::Bytes| {
+                let st = state.clone();
+                async move { route(st, m, u, h, body).await }
+            },
+        );
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 while !stop.load(Ordering::SeqCst) {
@@ -176,7 +182,13 @@ fn token_of(q: &HashMap<String, String>, h: &HeaderMap) -> Option<String> {
         .next()
 }
 
-async fn route(st: Arc<State>, m: Method, u: Uri, h: HeaderMap) -> Response {
+async fn route(
+    st: Arc<State>,
+    m: Method,
+    u: Uri,
+    h: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let q = query(&u);
     let authorized = token_of(&q, &h).is_some_and(|t| same_token(&t, &st.token));
     if !authorized {
@@ -187,6 +199,11 @@ async fn route(st: Arc<State>, m: Method, u: Uri, h: HeaderMap) -> Response {
     }
     if st.opts.read_only && m != Method::GET && m != Method::HEAD {
         return text(StatusCode::FORBIDDEN, "403: the server is read-only");
+    }
+    if m == Method::POST
+        && let Some(r) = actions::post(&st, u.path(), &body).await
+    {
+        return r;
     }
     if m != Method::GET && m != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "405: only GET");
@@ -216,6 +233,9 @@ async fn route(st: Arc<State>, m: Method, u: Uri, h: HeaderMap) -> Response {
         ),
         "/app.js" => asset("text/javascript; charset=utf-8", APP_JS.to_string()),
         "/style.css" => asset("text/css; charset=utf-8", STYLE_CSS.to_string()),
+        "/actions.js" => asset("text/javascript; charset=utf-8", ACTIONS_JS.to_string()),
+        "/actions.css" => asset("text/css; charset=utf-8", ACTIONS_CSS.to_string()),
+        "/api/check" => actions::check(&st).await,
         "/api/lab" => lab_json(&st).await,
         "/api/events" => events(&st, &q),
         p => text(StatusCode::NOT_FOUND, format!("404: no {p} here")),
