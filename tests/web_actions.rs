@@ -1,0 +1,366 @@
+//! `nslab web` actions end to end: probes started from the page in a real
+//! headless Chromium (chromedriver + fantoccini) light the path the capture
+//! saw, a closed port shows the reset at black's cable, a lab without a route
+//! back shows the why-not at the hop that lacks it; `--read-only` refuses
+//! actions but still streams packets. Needs root, chromium and chromium-driver.
+
+mod common;
+use common::*;
+use fantoccini::{ClientBuilder, Locator};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const GREEN: &str = "green:gveth--bri0:gbrveth";
+const BLACK: &str = "black:bveth--bri0:bbrveth";
+const WHITE: &str = "white:wveth--bri0:wbrveth";
+
+/// A process this test started, killed (by its pid) and reaped on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.1 request with std's TcpStream: the status line and the body.
+fn request(addr: &str, method: &str, path: &str, body: &str) -> (String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut r = String::new();
+    s.read_to_string(&mut r).unwrap();
+    let status = r.lines().next().unwrap_or_default().to_string();
+    let body = r
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_string();
+    (status, body)
+}
+
+/// Start `nslab web` on a free loopback port: the process and its URL's address and token.
+fn start_web(args: &[&str]) -> (Proc, String, String) {
+    let mut web = Command::new(bin())
+        .arg("web")
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(web.stdout.take().unwrap());
+    let web = Proc(web);
+    let mut url = String::new();
+    out.read_line(&mut url).unwrap();
+    let (addr, token) = url
+        .trim()
+        .strip_prefix("http://")
+        .and_then(|r| r.split_once("/?token="))
+        .unwrap_or_else(|| panic!("first line is not the URL: {url:?}"));
+    (web, addr.to_string(), token.to_string())
+}
+
+/// chromedriver on a free port, and a headless Chromium session through it.
+async fn browser() -> Option<(Proc, fantoccini::Client)> {
+    for tool in [CHROMIUM, CHROMEDRIVER] {
+        if !std::path::Path::new(tool).exists() {
+            eprintln!("skipped: {tool} is missing (apt-get install chromium chromium-driver)");
+            return None;
+        }
+    }
+    let port = free_port();
+    let driver = Proc(
+        Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": CHROMIUM,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1400,900"],
+        }),
+    );
+    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("connect to chromedriver");
+    Some((driver, c))
+}
+
+type R<T> = Result<T, String>;
+
+fn e(e: fantoccini::error::CmdError) -> String {
+    e.to_string()
+}
+
+/// Pick the probe in the page's form, send it, and wait for its answer.
+async fn act(c: &fantoccini::Client, from: &str, to: &str, kind: &str, port: &str) -> R<()> {
+    // The previous answer goes away: waiting for data-ok then waits for this one.
+    c.execute(
+        "document.getElementById('act-result').removeAttribute('data-ok')",
+        vec![],
+    )
+    .await
+    .map_err(e)?;
+    for (id, v) in [("act-from", from), ("act-to", to), ("act-kind", kind)] {
+        c.find(Locator::Id(id))
+            .await
+            .map_err(e)?
+            .select_by_value(v)
+            .await
+            .map_err(e)?;
+    }
+    let p = c.find(Locator::Id("act-port")).await.map_err(e)?;
+    p.clear().await.map_err(e)?;
+    p.send_keys(port).await.map_err(e)?;
+    c.find(Locator::Id("act-go"))
+        .await
+        .map_err(e)?
+        .click()
+        .await
+        .map_err(e)?;
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#act-result[data-ok]"))
+        .await
+        .map_err(e)?;
+    Ok(())
+}
+
+async fn attr(c: &fantoccini::Client, css: &str, name: &str) -> R<Option<String>> {
+    match c.find_all(Locator::Css(css)).await.map_err(e)?.first() {
+        Some(el) => el.attr(name).await.map_err(e),
+        None => Ok(None),
+    }
+}
+
+async fn open(c: &fantoccini::Client, addr: &str, token: &str) -> R<()> {
+    c.goto(&format!("http://{addr}/?token={token}"))
+        .await
+        .map_err(e)?;
+    c.wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css("#act-go"))
+        .await
+        .map_err(e)?;
+    Ok(())
+}
+
+async fn healthy_lab(c: &fantoccini::Client, addr: &str, token: &str) -> R<()> {
+    open(c, addr, token).await?;
+    // A ping from green to black: both cables, both ways, and not white's.
+    act(c, "green", "black", "ping", "").await?;
+    let ok = attr(c, "#act-result", "data-ok").await?;
+    let result = c
+        .find(Locator::Id("act-result"))
+        .await
+        .map_err(e)?
+        .text()
+        .await
+        .map_err(e)?;
+    assert_eq!(ok.as_deref(), Some("1"), "{result}");
+    for cable in [GREEN, BLACK] {
+        let dir = attr(
+            c,
+            &format!("g.cable[data-cable=\"{cable}\"]"),
+            "data-path-dir",
+        )
+        .await?;
+        assert_eq!(dir.as_deref(), Some("both"), "{cable}: {result}");
+    }
+    let white = attr(c, &format!("g.cable[data-cable=\"{WHITE}\"]"), "data-path").await?;
+    assert_eq!(white, None, "white's cable is on the path: {result}");
+    // The hops in order, with the addresses on each.
+    let hops = c.find_all(Locator::Css("#path li")).await.map_err(e)?.len();
+    assert_eq!(hops, 4, "{result}");
+    assert!(
+        result.contains("192.168.3.1 > 192.168.1.1")
+            && result.contains("192.168.1.1 > 192.168.3.1"),
+        "{result}"
+    );
+    assert!(
+        attr(c, "[data-why]", "data-why").await?.is_none(),
+        "a why on a ping that worked"
+    );
+
+    // Nothing listens on 81 in black: its reset, seen on black's cable.
+    act(c, "green", "black", "tcp", "81").await?;
+    let result = c
+        .find(Locator::Id("act-result"))
+        .await
+        .map_err(e)?
+        .text()
+        .await
+        .map_err(e)?;
+    assert_eq!(
+        attr(c, "#act-result", "data-ok").await?.as_deref(),
+        Some("0")
+    );
+    let first_reset = attr(c, "#path li[data-kind=\"reset\"]", "data-cable").await?;
+    assert_eq!(first_reset.as_deref(), Some(BLACK), "{result}");
+    let why = attr(c, &format!("g.cable[data-cable=\"{BLACK}\"]"), "data-why").await?;
+    assert!(
+        why.as_deref()
+            .is_some_and(|w| w.contains("reset") && w.contains("81")),
+        "{why:?}: {result}"
+    );
+    Ok(())
+}
+
+async fn broken_lab(c: &fantoccini::Client, addr: &str, token: &str) -> R<()> {
+    open(c, addr, token).await?;
+    act(c, "green", "black", "ping", "").await?;
+    let result = c
+        .find(Locator::Id("act-result"))
+        .await
+        .map_err(e)?
+        .text()
+        .await
+        .map_err(e)?;
+    assert_eq!(
+        attr(c, "#act-result", "data-ok").await?.as_deref(),
+        Some("0")
+    );
+    // The request reached black, which has no route back: the why is there.
+    let why = attr(c, &format!("g.cable[data-cable=\"{BLACK}\"]"), "data-why").await?;
+    assert!(
+        why.as_deref()
+            .is_some_and(|w| w.contains("no route back") && w.contains("black")),
+        "{why:?}: {result}"
+    );
+    let at_box = attr(c, "g.box[data-box=\"black\"]", "data-why").await?;
+    assert_eq!(at_box, why);
+    assert_eq!(
+        attr(c, &format!("g.cable[data-cable=\"{GREEN}\"]"), "data-why").await?,
+        None
+    );
+    let dir = attr(
+        c,
+        &format!("g.cable[data-cable=\"{BLACK}\"]"),
+        "data-path-dir",
+    )
+    .await?;
+    assert_eq!(dir.as_deref(), Some("ba"), "only the request: {result}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn web_actions_light_the_path_show_the_reset_and_the_missing_route_back() {
+    let (_p, lab, _guard) = up_example("wact", "objective2-bridge.yaml");
+    // A copy of objective 2 where black has no route back to green.
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = std::fs::read_to_string(example("objective2-bridge.yaml")).unwrap();
+    let broken = yaml.replace("    routes: [ \"default dev bveth\" ]\n", "");
+    assert_ne!(broken, yaml);
+    let file = write_file(&dir, "broken.yaml", &broken);
+    let bp = prefix("wabr");
+    let blab = format!("{bp}objective2");
+    let _bguard = LabGuard::new(&blab, None);
+    ok(nslab(&["up", s(&file), "--sandbox", "--prefix", &bp]));
+
+    let (_web, addr, token) = start_web(&["--lab", &lab]);
+    let (_bweb, baddr, btoken) = start_web(&["--lab", &blab]);
+    // Actions need the token like everything else.
+    let (status, _) = request(&addr, "POST", "/api/act", "{}");
+    assert!(status.contains(" 401 "), "{status}");
+    let (status, body) = request(
+        &addr,
+        "POST",
+        &format!("/api/act?token={token}"),
+        r#"{"kind":"smtp","from":"green","to":"black"}"#,
+    );
+    assert!(
+        status.contains(" 400 ") && body.contains("smtp"),
+        "{status} {body}"
+    );
+
+    let Some((_driver, c)) = browser().await else {
+        return;
+    };
+    let mut result = healthy_lab(&c, &addr, &token).await;
+    if result.is_ok() {
+        result = broken_lab(&c, &baddr, &btoken).await;
+    }
+    let _ = c.close().await;
+    result.unwrap();
+}
+
+#[test]
+fn web_read_only_refuses_actions_and_still_streams_packets() {
+    let (p, lab, _guard) = up_example("waro", "objective2-bridge.yaml");
+    let (_web, addr, token) = start_web(&["--lab", &lab, "--read-only"]);
+    for (path, body) in [
+        ("/api/act", r#"{"kind":"ping","from":"green","to":"black"}"#),
+        ("/api/link", r#"{"cable":"black:bveth","action":"down"}"#),
+    ] {
+        let (status, body) = request(&addr, "POST", &format!("{path}?token={token}"), body);
+        assert!(status.contains(" 403 "), "{path}: {status} {body}");
+    }
+    // Nothing was set down.
+    assert!(pings(&format!("{p}green"), "192.168.1.1"));
+
+    let mut st = TcpStream::connect(&addr).unwrap();
+    write!(
+        st,
+        "GET /api/events?token={token}&noise=0 HTTP/1.1\r\nHost: {addr}\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = BufReader::new(st.try_clone().unwrap());
+    let mut line = String::new();
+    while r.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+        line.clear();
+    }
+    let ping = sh(&format!(
+        "ip netns exec {p}green ping -c 2 -i 0.2 -q 192.168.1.1"
+    ));
+    assert!(ping.contains("2 received"), "{ping}");
+    st.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut packets = Vec::new();
+    while packets.len() < 4 && Instant::now() < deadline {
+        line.clear();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        if let Some(d) = line.trim().strip_prefix("data: ") {
+            let v: serde_json::Value = serde_json::from_str(d).unwrap_or_default();
+            if v["proto"] == "icmp" {
+                packets.push(v["cable"].as_str().unwrap_or("").to_string());
+            }
+        }
+    }
+    assert!(
+        packets.len() >= 4 && packets.iter().any(|c| c == BLACK),
+        "live packets in --read-only: {packets:?}"
+    );
+}
