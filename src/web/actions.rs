@@ -251,9 +251,7 @@ async fn act(st: &Arc<State>, a: Act) -> Response {
             w["cable"] = json!(c.id);
         }
     }
-    json_response(
-        StatusCode::OK,
-        &json!({
+    let answer = json!({
             "ok": p.ok,
             "kind": kind,
             "from": a.from,
@@ -266,8 +264,17 @@ async fn act(st: &Arc<State>, a: Act) -> Response {
             "why": why,
             "path": hops,
             "lost": lost,
-        }),
-    )
+    });
+    if let Some(r) = &st.recorder
+        && let Ok(mut r) = r.lock()
+    {
+        let block =
+            json!({"type": "act", "ts": crate::capture::pcap::Timestamp::now(), "answer": answer});
+        if let Err(e) = r.block(&block) {
+            return text(StatusCode::INTERNAL_SERVER_ERROR, format!("500: {e}"));
+        }
+    }
+    json_response(StatusCode::OK, &answer)
 }
 
 async fn link(st: &Arc<State>, a: LinkAct) -> Response {

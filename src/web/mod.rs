@@ -9,6 +9,7 @@
 pub mod actions;
 pub mod events;
 pub mod path;
+pub mod recording;
 
 use crate::capture::decode::{Filter, Summary};
 use crate::error::{Error, Result};
@@ -36,6 +37,8 @@ pub struct WebOptions {
     pub read_only: bool,
     /// Events per second per client; above it the client gets a sample.
     pub max_events: u64,
+    /// Save the topology, the packets and the actions' answers here (pcapng).
+    pub record: Option<std::path::PathBuf>,
 }
 
 /// A 128-bit token from the kernel's random source, in hex.
@@ -73,6 +76,7 @@ struct State {
     capturing: Vec<String>,
     /// Event streams end when it is set: graceful shutdown waits for them.
     stop: &'static AtomicBool,
+    recorder: Option<Arc<std::sync::Mutex<recording::Recorder>>>,
 }
 
 /// Serve `lab` on `listener` until `stop` is set: the page, `/api/lab` and
@@ -89,12 +93,28 @@ pub fn serve(
     let targets: Vec<&str> = map.targets().iter().map(String::as_str).collect();
     let mut cap = lab.capture(&targets, &crate::CaptureOptions::default())?;
     let capturing = cap.labels().to_vec();
+    let recorder = match &opts.record {
+        Some(f) => Some(Arc::new(std::sync::Mutex::new(
+            recording::Recorder::create(f, &layout, &capturing)?,
+        ))),
+        None => None,
+    };
+    let record = recorder.clone();
     let (tx, _) = broadcast::channel::<Arc<Seen>>(4096);
     let feed = tx.clone();
     let pump = std::thread::Builder::new()
         .name("nslab-web-capture".into())
         .spawn(move || {
+            let mut record_error = None;
             while let Some(p) = cap.next_until(stop) {
+                if record_error.is_none()
+                    && let Some(r) = &record
+                    && let Ok(mut r) = r.lock()
+                    && let Err(e) = r.packet(&p)
+                {
+                    // Serving goes on; the error ends the command when it stops.
+                    record_error = Some(e);
+                }
                 if let Some(event) =
                     map.event(&p.label, p.direction, p.ts, p.orig_len, &p.summary, &p.text)
                 {
@@ -105,7 +125,8 @@ pub fn serve(
                     }));
                 }
             }
-            cap.stop()
+            let stats = cap.stop()?;
+            record_error.map_or(Ok(stats), Err)
         })
         .map_err(Error::io("start the capture thread"))?;
 
@@ -117,6 +138,7 @@ pub fn serve(
         tx,
         capturing,
         stop,
+        recorder,
     });
     listener
         .set_nonblocking(true)
