@@ -364,3 +364,131 @@ fn web_read_only_refuses_actions_and_still_streams_packets() {
         "live packets in --read-only: {packets:?}"
     );
 }
+
+/// Every packet event of an SSE stream at `addr` until `enough` says so or 10 s pass.
+fn sse_packets(
+    addr: &str,
+    token: &str,
+    enough: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let mut st = TcpStream::connect(addr).unwrap();
+    write!(
+        st,
+        "GET /api/events?token={token}&noise=0 HTTP/1.1\r\nHost: {addr}\r\n\r\n"
+    )
+    .unwrap();
+    st.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut r = BufReader::new(st);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut line, mut event, mut got) = (String::new(), String::new(), Vec::new());
+    while !enough(&got) && Instant::now() < deadline {
+        line.clear();
+        match r.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(_) => continue,
+        }
+        if let Some(e) = line.trim().strip_prefix("event: ") {
+            event = e.to_string();
+        } else if let Some(d) = line.trim().strip_prefix("data: ")
+            && event == "packet"
+        {
+            got.push(serde_json::from_str(d).unwrap());
+        }
+    }
+    got
+}
+
+#[test]
+fn web_recording_replays_as_nobody_with_the_same_packets() {
+    let (_p, lab, _guard) = up_example("warec", "objective2-bridge.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("class.pcapng");
+    let (web, addr, token) = start_web(&["--lab", &lab, "--record", s(&file)]);
+    let mut hops = Vec::new();
+    for body in [
+        r#"{"kind":"ping","from":"green","to":"black"}"#,
+        r#"{"kind":"tcp","from":"green","to":"black","port":81}"#,
+    ] {
+        let (status, answer) = request(&addr, "POST", &format!("/api/act?token={token}"), body);
+        assert!(status.contains(" 200 "), "{status} {answer}");
+        let j: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        let path = j["path"].as_array().unwrap().clone();
+        assert_eq!(path.len(), 4, "{answer}");
+        hops.extend(path);
+    }
+    // Killed outright: every block is already on disk.
+    drop(web);
+
+    // Readable by nobody, as a teacher hands it out.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut child = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", bin()])
+        .args(["web", "--replay", s(&file), "--speed", "20"])
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut err = child.stderr.take().unwrap();
+    let replay = Proc(child);
+    let mut url = String::new();
+    out.read_line(&mut url).unwrap();
+    let Some((raddr, rtoken)) = url
+        .trim()
+        .strip_prefix("http://")
+        .and_then(|r| r.split_once("/?token="))
+    else {
+        drop(replay);
+        let mut e = String::new();
+        err.read_to_string(&mut e).unwrap();
+        panic!("replay as nobody printed no URL: {url:?} {e}");
+    };
+    let (status, body) = request(raddr, "GET", &format!("/api/lab?token={rtoken}"), "");
+    assert!(status.contains(" 200 "), "{status}");
+    let j: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(j["replay"], true);
+    assert_eq!(j["acts"].as_array().map(Vec::len), Some(2), "{body}");
+    assert!(body.contains(GREEN), "{body}");
+    let (status, _) = request(
+        raddr,
+        "POST",
+        &format!("/api/act?token={rtoken}"),
+        r#"{"kind":"ping","from":"green","to":"black"}"#,
+    );
+    assert!(status.contains(" 403 "), "{status}");
+
+    let key = |v: &serde_json::Value| {
+        ["cable", "from", "to", "text"].map(|k| v[k].as_str().unwrap_or("").to_string())
+    };
+    let want: Vec<_> = hops.iter().map(key).collect();
+    let got = sse_packets(raddr, rtoken, |got| {
+        let got: Vec<_> = got.iter().map(key).collect();
+        want.iter().all(|w| got.contains(w))
+    });
+    let got: Vec<_> = got.iter().map(key).collect();
+    for w in &want {
+        assert!(got.contains(w), "{w:?} not replayed; got {got:?}");
+    }
+}
+
+#[test]
+fn web_replay_refuses_bad_input_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = write_file(&dir, "junk.pcapng", "not a recording");
+    for (args, want) in [
+        (vec!["--replay", s(&junk)], "junk.pcapng"),
+        (vec!["--replay", "/nonexistent/wa.pcapng"], "wa.pcapng"),
+        (vec!["--replay", s(&junk), "--lab", "x"], "--lab"),
+        (vec!["--replay", s(&junk), "--speed", "0"], "--speed"),
+    ] {
+        let o = Command::new(bin()).arg("web").args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(o.stdout.is_empty(), "{args:?} printed a URL");
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+    }
+}

@@ -245,7 +245,9 @@ pub fn parse(b: &[u8], what: &str) -> Result<Recording> {
 /// Read and parse a recording file.
 pub fn load(file: &Path) -> Result<Recording> {
     let what = file.display().to_string();
-    let b = std::fs::read(file).map_err(Error::io(format!("read {what}")))?;
+    // A file that is not there or not readable is the user's input: exit 2.
+    let b =
+        std::fs::read(file).map_err(|e| Error::Usage(format!("{what}: cannot read it: {e}")))?;
     parse(&b, &what)
 }
 
