@@ -492,3 +492,47 @@ fn web_replay_refuses_bad_input_with_exit_2() {
         assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn web_link_buttons_set_a_cable_down_and_up_and_the_check_panel_gets_the_matrix() {
+    let (p, lab, _guard) = up_example("walnk", "objective2-bridge.yaml");
+    let (_web, addr, token) = start_web(&["--lab", &lab]);
+    let post = |path: &str, body: &str| {
+        let (status, body) = request(&addr, "POST", &format!("{path}?token={token}"), body);
+        assert!(status.contains(" 200 "), "{path}: {status} {body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    let down = post(
+        "/api/link",
+        &format!(r#"{{"cable":"{WHITE}","action":"down"}}"#),
+    );
+    assert_eq!(down["endpoint"], "white:wveth", "{down}");
+    assert!(!pings(&format!("{p}white"), "192.168.1.1"));
+    let r = post("/api/act", r#"{"kind":"ping","from":"white","to":"black"}"#);
+    assert_eq!(r["ok"], false, "{r}");
+    assert_eq!(r["why"]["reason"], "link_down", "{r}");
+    assert_eq!(r["why"]["cable"], WHITE, "{r}");
+    post(
+        "/api/link",
+        &format!(r#"{{"cable":"{WHITE}","action":"up"}}"#),
+    );
+    let r = post("/api/act", r#"{"kind":"ping","from":"white","to":"black"}"#);
+    assert_eq!(r["ok"], true, "{r}");
+    let (status, body) = request(
+        &addr,
+        "POST",
+        &format!("/api/link?token={token}"),
+        r#"{"cable":"black:bveth","action":"sideways"}"#,
+    );
+    assert!(
+        status.contains(" 400 ") && body.contains("sideways"),
+        "{status} {body}"
+    );
+
+    let (status, body) = request(&addr, "GET", &format!("/api/check?token={token}"), "");
+    assert!(status.contains(" 200 "), "{status} {body}");
+    let m: serde_json::Value = serde_json::from_str(&body).unwrap();
+    // Three nodes, every pair reaches.
+    assert_eq!(m["summary"]["pairs"], 6, "{body}");
+    assert_eq!(m["summary"]["pairs_reach"], 6, "{body}");
+}

@@ -90,6 +90,18 @@
       for (const e of [go, checkBtn]) e.disabled = true;
       panel.prepend($("p", { class: "hint", id: "act-off" }, lab.replay ? "replay: actions are off" : "read-only: actions are off"));
     }
+    // A replay: the recorded actions' answers, shown again on demand.
+    if (lab.replay && lab.acts && lab.acts.length) {
+      const ul = $("ul", { id: "recorded-acts" });
+      for (const act of lab.acts) {
+        const r = act.answer;
+        const b = $("button", { type: "button" }, `${r.kind} ${r.from} → ${r.to}${r.port ? ":" + r.port : ""} (${r.ok ? "ok" : "failed"})`);
+        b.addEventListener("click", () => { renderResult(out, r); showPath(r); });
+        const li = $("li"); li.append(b); ul.append(li);
+      }
+      panel.insertBefore($("p", {}, "recorded actions:"), out);
+      panel.insertBefore(ul, out);
+    }
     form.addEventListener("submit", e => {
       e.preventDefault();
       const body = { kind: kind.value, from: from.value, to: to.value };
