@@ -288,7 +288,8 @@ async fn web_actions_light_the_path_show_the_reset_and_the_missing_route_back() 
     let _bguard = LabGuard::new(&blab, None);
     ok(nslab(&["up", s(&file), "--sandbox", "--prefix", &bp]));
 
-    let (_web, addr, token) = start_web(&["--lab", &lab]);
+    let rec = dir.path().join("run.pcapng");
+    let (web, addr, token) = start_web(&["--lab", &lab, "--record", s(&rec)]);
     let (_bweb, baddr, btoken) = start_web(&["--lab", &blab]);
     // Actions need the token like everything else.
     let (status, _) = request(&addr, "POST", "/api/act", "{}");
@@ -311,8 +312,98 @@ async fn web_actions_light_the_path_show_the_reset_and_the_missing_route_back() 
     if result.is_ok() {
         result = broken_lab(&c, &baddr, &btoken).await;
     }
+    // That run's recording, replayed by nobody, in the same browser.
+    drop(web);
+    let mut replay = None;
+    if result.is_ok() {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&rec, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (p, raddr, rtoken) = start_replay_as_nobody(&rec);
+        replay = Some(p);
+        result = replayed_page(&c, &raddr, &rtoken).await;
+    }
     let _ = c.close().await;
+    drop(replay);
     result.unwrap();
+}
+
+/// `nslab web --replay FILE` as nobody: the process, its address and token.
+fn start_replay_as_nobody(file: &std::path::Path) -> (Proc, String, String) {
+    let mut child = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", bin()])
+        .args(["web", "--replay", s(file), "--speed", "20"])
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let p = Proc(child);
+    let mut url = String::new();
+    out.read_line(&mut url).unwrap();
+    let (addr, token) = url
+        .trim()
+        .strip_prefix("http://")
+        .and_then(|r| r.split_once("/?token="))
+        .unwrap_or_else(|| panic!("replay as nobody printed no URL: {url:?}"));
+    (p, addr.to_string(), token.to_string())
+}
+
+/// The replayed page: actions off, both recorded actions listed, and the
+/// ping's and the reset's packets in the packet list again.
+async fn replayed_page(c: &fantoccini::Client, addr: &str, token: &str) -> R<()> {
+    open(c, addr, token).await?;
+    let off = c
+        .find(Locator::Id("act-off"))
+        .await
+        .map_err(e)?
+        .text()
+        .await
+        .map_err(e)?;
+    assert!(off.contains("replay"), "{off}");
+    assert!(
+        c.find(Locator::Id("act-go"))
+            .await
+            .map_err(e)?
+            .attr("disabled")
+            .await
+            .map_err(e)?
+            .is_some(),
+        "send is enabled in a replay"
+    );
+    let acts = c
+        .find_all(Locator::Css("#recorded-acts button"))
+        .await
+        .map_err(e)?;
+    assert_eq!(acts.len(), 2);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut rows = String::new();
+    while Instant::now() < deadline {
+        rows = c
+            .find(Locator::Id("packets"))
+            .await
+            .map_err(e)?
+            .text()
+            .await
+            .map_err(e)?;
+        if rows.contains("echo reply") && rows.contains("Flags [R.]") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        rows.contains("echo request") && rows.contains("echo reply"),
+        "{rows}"
+    );
+    assert!(
+        rows.contains("192.168.1.1.81 > 192.168.3.1") && rows.contains("Flags [R.]"),
+        "{rows}"
+    );
+    // The recorded reset, shown again: its why at black's cable.
+    acts[1].click().await.map_err(e)?;
+    let why = attr(c, &format!("g.cable[data-cable=\"{BLACK}\"]"), "data-why").await?;
+    assert!(why.is_some_and(|w| w.contains("reset")), "replayed tcp act");
+    Ok(())
 }
 
 #[test]
