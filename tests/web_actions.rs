@@ -627,3 +627,44 @@ fn web_link_buttons_set_a_cable_down_and_up_and_the_check_panel_gets_the_matrix(
     assert_eq!(m["summary"]["pairs"], 6, "{body}");
     assert_eq!(m["summary"]["pairs_reach"], 6, "{body}");
 }
+
+#[test]
+fn web_act_path_shows_the_nat_rewrite_at_the_uplink() {
+    let (_p, lab, _guard) = up_example("wanat", "objective3-nat.yaml");
+    let (_web, addr, token) = start_web(&["--lab", &lab]);
+    let (status, body) = request(
+        &addr,
+        "POST",
+        &format!("/api/act?token={token}"),
+        r#"{"kind":"ping","from":"green","to":"internet"}"#,
+    );
+    assert!(status.contains(" 200 "), "{status} {body}");
+    let j: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(j["ok"], true, "{body}");
+    let hops: Vec<[String; 4]> = j["path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| ["cable", "src", "dst", "kind"].map(|k| h[k].as_str().unwrap().to_string()))
+        .collect();
+    let on = |cable: &str, kind: &str| {
+        hops.iter()
+            .find(|h| h[0] == cable && h[3] == kind)
+            .unwrap_or_else(|| panic!("no {kind} on {cable}: {hops:?}"))
+            .clone()
+    };
+    let uplink = j["path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["cable"].as_str().unwrap())
+        .find(|c| c.contains("internet"))
+        .unwrap_or_else(|| panic!("the path never reaches the internet: {hops:?}"))
+        .to_string();
+    // The private source on green's cable, the host's public one past the NAT.
+    assert_eq!(on(GREEN, "request")[1], "192.168.3.1");
+    let out = on(&uplink, "request");
+    assert!(out[1].starts_with("203.0.113."), "{out:?}");
+    assert_eq!(on(&uplink, "reply")[2], out[1]);
+    assert_eq!(on(GREEN, "reply")[2], "192.168.3.1");
+}
