@@ -575,6 +575,8 @@ fn web_replay_refuses_bad_input_with_exit_2() {
         (vec!["--replay", "/nonexistent/wa.pcapng"], "wa.pcapng"),
         (vec!["--replay", s(&junk), "--lab", "x"], "--lab"),
         (vec!["--replay", s(&junk), "--speed", "0"], "--speed"),
+        (vec!["--record", "/nonexistent/wa.pcapng"], "--record"),
+        (vec!["--record", s(dir.path())], "--record"),
     ] {
         let o = Command::new(bin()).arg("web").args(&args).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);

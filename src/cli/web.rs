@@ -31,7 +31,8 @@ pub struct Args {
     #[arg(long)]
     pub open: bool,
     /// Refuse every request that would change something (any method but
-    /// GET/HEAD gets 403). The page only looks for now; actions come later.
+    /// GET/HEAD gets 403): the page shows live packets but sends no probes
+    /// and sets no link down.
     #[arg(long)]
     pub read_only: bool,
     /// At most N packet events per second per browser; above it the page
@@ -73,6 +74,19 @@ pub fn run(a: Args) -> Result<i32> {
     }
     if let Some(file) = &a.replay {
         return replay(&a, file, listen);
+    }
+    if let Some(f) = &a.record {
+        // Refused before anything is served, not once the URL is out.
+        let dir = match f.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        if f.is_dir() || !dir.is_dir() {
+            return Err(Error::Usage(format!(
+                "--record {}: not a file in an existing directory",
+                f.display()
+            )));
+        }
     }
     let (rec, model) = super::lab_up(&a.sel, a.file.as_deref())?;
     let lab = a.sel.open(a.file.as_deref())?;
