@@ -271,6 +271,10 @@ async fn broken_lab(c: &fantoccini::Client, addr: &str, token: &str) -> R<()> {
     )
     .await?;
     assert_eq!(dir.as_deref(), Some("ba"), "only the request: {result}");
+    // For people to look at (not checked).
+    let shot = c.screenshot().await.map_err(e)?;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/web-actions.png");
+    std::fs::write(path, shot).unwrap();
     Ok(())
 }
 
