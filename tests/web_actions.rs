@@ -421,6 +421,8 @@ fn web_read_only_refuses_actions_and_still_streams_packets() {
         let (status, body) = request(&addr, "POST", &format!("{path}?token={token}"), body);
         assert!(status.contains(" 403 "), "{path}: {status} {body}");
     }
+    let (status, _) = request(&addr, "GET", &format!("/api/check?token={token}"), "");
+    assert!(status.contains(" 403 "), "/api/check: {status}");
     // Nothing was set down.
     assert!(pings(&format!("{p}green"), "192.168.1.1"));
 

@@ -257,6 +257,10 @@ async fn route(
         "/style.css" => asset("text/css; charset=utf-8", STYLE_CSS.to_string()),
         "/actions.js" => asset("text/javascript; charset=utf-8", ACTIONS_JS.to_string()),
         "/actions.css" => asset("text/css; charset=utf-8", ACTIONS_CSS.to_string()),
+        // It sends probes: an action, even as a GET.
+        "/api/check" if st.opts.read_only => {
+            text(StatusCode::FORBIDDEN, "403: the server is read-only")
+        }
         "/api/check" => actions::check(&st).await,
         "/api/lab" => lab_json(&st).await,
         "/api/events" => events(&st, &q),
