@@ -21,6 +21,7 @@ const PCAP_MAGIC_NSEC: u32 = 0xa1b2_3c4d;
 const BLOCK_SHB: u32 = 0x0A0D_0D0A;
 const BLOCK_IDB: u32 = 0x0000_0001;
 const BLOCK_EPB: u32 = 0x0000_0006;
+const BLOCK_CUSTOM: u32 = 0x0000_0BAD;
 const BYTE_ORDER_MAGIC: u32 = 0x1A2B_3C4D;
 
 const OPT_ENDOFOPT: u16 = 0;
@@ -305,6 +306,17 @@ impl<W: Write> PcapNgWriter<W> {
         let res = self.finish_block(BLOCK_EPB, &mut body);
         self.block = body;
         res
+    }
+
+    /// Writes one Custom Block (type 0x00000BAD: readers may copy it) of
+    /// private enterprise number `pen`, carrying `data` (padded to 32 bits).
+    pub fn write_custom(&mut self, pen: u32, data: &[u8]) -> io::Result<()> {
+        let mut body = Vec::with_capacity(16 + data.len());
+        block_start(&mut body);
+        body.extend_from_slice(&pen.to_le_bytes());
+        body.extend_from_slice(data);
+        pad4(&mut body);
+        self.finish_block(BLOCK_CUSTOM, &mut body)
     }
 
     /// Fills in the head reserved by [`block_start`], appends the trailing

@@ -15,7 +15,9 @@ use std::net::SocketAddr;
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
   nslab web --lab objective2              # then open the URL it prints
-  nslab web examples/objective2-bridge.yaml --listen 127.0.0.1:0 --open")]
+  nslab web examples/objective2-bridge.yaml --listen 127.0.0.1:0 --open
+  nslab web --lab objective2 --record class.pcapng   # save what the page shows
+  nslab web --replay class.pcapng --speed 2          # no root, no lab needed")]
 pub struct Args {
     /// The topology file the lab came from (or use --lab).
     pub file: Option<FilePath>,
@@ -29,13 +31,26 @@ pub struct Args {
     #[arg(long)]
     pub open: bool,
     /// Refuse every request that would change something (any method but
-    /// GET/HEAD gets 403). The page only looks for now; actions come later.
+    /// GET/HEAD gets 403): the page shows live packets but sends no probes
+    /// and sets no link down.
     #[arg(long)]
     pub read_only: bool,
     /// At most N packet events per second per browser; above it the page
     /// gets a sample and says so.
     #[arg(long, default_value_t = 200, value_name = "N")]
     pub max_events: u64,
+    /// Save what the page shows to FILE while serving: the topology, every
+    /// captured packet and the actions' answers, as pcapng (Wireshark opens
+    /// it; the README describes the blocks).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<std::path::PathBuf>,
+    /// Serve a recording instead of a lab: no root and no lab needed; the
+    /// packets come with their recorded spacing and nothing can be changed.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["file", "lab", "record"])]
+    pub replay: Option<std::path::PathBuf>,
+    /// Replay that many times faster (0.5: half as fast).
+    #[arg(long, default_value_t = 1.0, value_name = "X", requires = "replay")]
+    pub speed: f64,
     /// Print the first line (URL, address, token) as JSON.
     #[arg(long)]
     pub json: bool,
@@ -50,6 +65,28 @@ pub fn run(a: Args) -> Result<i32> {
     })?;
     if a.max_events == 0 {
         return Err(Error::Usage("--max-events must be at least 1".into()));
+    }
+    if !(a.speed.is_finite() && a.speed > 0.0) {
+        return Err(Error::Usage(format!(
+            "--speed {}: expected a number above 0, e.g. 2 or 0.5",
+            a.speed
+        )));
+    }
+    if let Some(file) = &a.replay {
+        return replay(&a, file, listen);
+    }
+    if let Some(f) = &a.record {
+        // Refused before anything is served, not once the URL is out.
+        let dir = match f.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        if f.is_dir() || !dir.is_dir() {
+            return Err(Error::Usage(format!(
+                "--record {}: not a file in an existing directory",
+                f.display()
+            )));
+        }
     }
     let (rec, model) = super::lab_up(&a.sel, a.file.as_deref())?;
     let lab = a.sel.open(a.file.as_deref())?;
@@ -88,8 +125,45 @@ pub fn run(a: Args) -> Result<i32> {
     let opts = nslab::web::WebOptions {
         read_only: a.read_only,
         max_events: a.max_events,
+        record: a.record.clone(),
     };
     nslab::web::serve(lab, layout, listener, token, opts, stop)?;
+    Ok(0)
+}
+
+/// `--replay FILE`: the page served from a recording.
+fn replay(a: &Args, file: &std::path::Path, listen: SocketAddr) -> Result<i32> {
+    let rec = nslab::web::recording::load(file)?;
+    let name = rec.topology["layout"]["lab"]
+        .as_str()
+        .unwrap_or("?")
+        .to_string();
+    let listener =
+        std::net::TcpListener::bind(listen).map_err(Error::io(format!("listen on {listen}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(Error::io("read the listening address"))?;
+    let token = nslab::web::new_token()?;
+    let url = format!("http://{bound}/?token={token}");
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({ "url": url, "listen": bound.to_string(), "token": token, "lab": name, "replay": file.display().to_string(), "packets": rec.events.len() })
+        );
+    } else {
+        println!("{url}");
+    }
+    eprintln!(
+        "nslab: replaying {} (lab {name}, {} packets, {} actions) on http://{bound}/ (Ctrl-C to stop)",
+        file.display(),
+        rec.events.len(),
+        rec.acts.len()
+    );
+    if a.open {
+        open_browser(&url);
+    }
+    let stop = super::signals::stop_flag();
+    nslab::web::recording::serve_replay(rec, listener, token, a.speed, a.max_events, stop)?;
     Ok(0)
 }
 

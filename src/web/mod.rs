@@ -6,7 +6,10 @@
 //! page gets, or an `X-Nslab-Token` header): 401 without it. Read-only
 //! servers refuse every method but GET and HEAD with 403.
 
+pub mod actions;
 pub mod events;
+pub mod path;
+pub mod recording;
 
 use crate::capture::decode::{Filter, Summary};
 use crate::error::{Error, Result};
@@ -24,6 +27,8 @@ use tokio::sync::broadcast;
 const INDEX_HTML: &str = include_str!("../../assets/web/index.html");
 const APP_JS: &str = include_str!("../../assets/web/app.js");
 const STYLE_CSS: &str = include_str!("../../assets/web/style.css");
+const ACTIONS_JS: &str = include_str!("../../assets/web/actions.js");
+const ACTIONS_CSS: &str = include_str!("../../assets/web/actions.css");
 
 /// How `nslab web` serves.
 #[derive(Debug, Clone)]
@@ -32,6 +37,8 @@ pub struct WebOptions {
     pub read_only: bool,
     /// Events per second per client; above it the client gets a sample.
     pub max_events: u64,
+    /// Save the topology, the packets and the actions' answers here (pcapng).
+    pub record: Option<std::path::PathBuf>,
 }
 
 /// A 128-bit token from the kernel's random source, in hex.
@@ -69,6 +76,7 @@ struct State {
     capturing: Vec<String>,
     /// Event streams end when it is set: graceful shutdown waits for them.
     stop: &'static AtomicBool,
+    recorder: Option<Arc<std::sync::Mutex<recording::Recorder>>>,
 }
 
 /// Serve `lab` on `listener` until `stop` is set: the page, `/api/lab` and
@@ -85,12 +93,28 @@ pub fn serve(
     let targets: Vec<&str> = map.targets().iter().map(String::as_str).collect();
     let mut cap = lab.capture(&targets, &crate::CaptureOptions::default())?;
     let capturing = cap.labels().to_vec();
+    let recorder = match &opts.record {
+        Some(f) => Some(Arc::new(std::sync::Mutex::new(
+            recording::Recorder::create(f, &layout, &capturing)?,
+        ))),
+        None => None,
+    };
+    let record = recorder.clone();
     let (tx, _) = broadcast::channel::<Arc<Seen>>(4096);
     let feed = tx.clone();
     let pump = std::thread::Builder::new()
         .name("nslab-web-capture".into())
         .spawn(move || {
+            let mut record_error = None;
             while let Some(p) = cap.next_until(stop) {
+                if record_error.is_none()
+                    && let Some(r) = &record
+                    && let Ok(mut r) = r.lock()
+                    && let Err(e) = r.packet(&p)
+                {
+                    // Serving goes on; the error ends the command when it stops.
+                    record_error = Some(e);
+                }
                 if let Some(event) =
                     map.event(&p.label, p.direction, p.ts, p.orig_len, &p.summary, &p.text)
                 {
@@ -101,7 +125,8 @@ pub fn serve(
                     }));
                 }
             }
-            cap.stop()
+            let stats = cap.stop()?;
+            record_error.map_or(Ok(stats), Err)
         })
         .map_err(Error::io("start the capture thread"))?;
 
@@ -113,6 +138,7 @@ pub fn serve(
         tx,
         capturing,
         stop,
+        recorder,
     });
     listener
         .set_nonblocking(true)
@@ -123,10 +149,12 @@ pub fn serve(
         .map_err(Error::io("start the web server's runtime"))?;
     let served = rt.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        let app = axum::Router::new().fallback(move |m: Method, u: Uri, h: HeaderMap| {
-            let st = state.clone();
-            async move { route(st, m, u, h).await }
-        });
+        let app = axum::Router::new().fallback(
+            move |m: Method, u: Uri, h: HeaderMap, body: axum::body::Bytes| {
+                let st = state.clone();
+                async move { route(st, m, u, h, body).await }
+            },
+        );
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 while !stop.load(Ordering::SeqCst) {
@@ -176,7 +204,13 @@ fn token_of(q: &HashMap<String, String>, h: &HeaderMap) -> Option<String> {
         .next()
 }
 
-async fn route(st: Arc<State>, m: Method, u: Uri, h: HeaderMap) -> Response {
+async fn route(
+    st: Arc<State>,
+    m: Method,
+    u: Uri,
+    h: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let q = query(&u);
     let authorized = token_of(&q, &h).is_some_and(|t| same_token(&t, &st.token));
     if !authorized {
@@ -187,6 +221,11 @@ async fn route(st: Arc<State>, m: Method, u: Uri, h: HeaderMap) -> Response {
     }
     if st.opts.read_only && m != Method::GET && m != Method::HEAD {
         return text(StatusCode::FORBIDDEN, "403: the server is read-only");
+    }
+    if m == Method::POST
+        && let Some(r) = actions::post(&st, u.path(), &body).await
+    {
+        return r;
     }
     if m != Method::GET && m != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "405: only GET");
@@ -216,6 +255,13 @@ async fn route(st: Arc<State>, m: Method, u: Uri, h: HeaderMap) -> Response {
         ),
         "/app.js" => asset("text/javascript; charset=utf-8", APP_JS.to_string()),
         "/style.css" => asset("text/css; charset=utf-8", STYLE_CSS.to_string()),
+        "/actions.js" => asset("text/javascript; charset=utf-8", ACTIONS_JS.to_string()),
+        "/actions.css" => asset("text/css; charset=utf-8", ACTIONS_CSS.to_string()),
+        // It sends probes: an action, even as a GET.
+        "/api/check" if st.opts.read_only => {
+            text(StatusCode::FORBIDDEN, "403: the server is read-only")
+        }
+        "/api/check" => actions::check(&st).await,
         "/api/lab" => lab_json(&st).await,
         "/api/events" => events(&st, &q),
         p => text(StatusCode::NOT_FOUND, format!("404: no {p} here")),
