@@ -3,4 +3,5 @@
 pub mod decode;
 pub mod engine;
 pub mod pcap;
+pub mod ring;
 pub mod socket;
