@@ -43,7 +43,10 @@ links:
 
 
 def sh(*args, **kw):
-    return subprocess.run(args, check=True, capture_output=True, text=True, **kw).stdout
+    r = subprocess.run(args, capture_output=True, text=True, **kw)
+    if r.returncode != 0:
+        raise SystemExit(f"{' '.join(args)}: exit {r.returncode}: {r.stderr.strip()}")
+    return r.stdout
 
 
 def link_counts(ns, dev):
@@ -102,10 +105,11 @@ class Bench:
     def nslab(self, *args):
         return sh(self.a.nslab, *args, env=self.env)
 
-    def up(self, file, name):
-        self.labs.append(self.prefix + name)
-        self.nslab("up", file, "--sandbox", "--prefix", self.prefix)
-        return self.prefix + name
+    def up(self, file, name, prefix):
+        """Brings a lab up under `prefix`; returns (lab name, prefix)."""
+        self.labs.append(prefix + name)
+        self.nslab("up", file, "--sandbox", "--prefix", prefix)
+        return prefix + name, prefix
 
     def spawn(self, args, **kw):
         p = subprocess.Popen(args, **kw)
@@ -123,8 +127,9 @@ class Bench:
         subprocess.run(["rm", "-rf", self.tmp])
 
     def one(self, lab, pairs, proto, mode, secs, tag):
-        """One run; pairs: [(red if, green if, green address)]."""
-        red, green = self.prefix + "red", self.prefix + "green"
+        """One run; lab: (name, prefix); pairs: [(red if, green if, green address)]."""
+        lab, prefix = lab
+        red, green = prefix + "red", prefix + "green"
         servers = []
         for k, (_, _, _) in enumerate(pairs):
             servers.append(self.spawn(["ip", "netns", "exec", green, "iperf3", "-s", "-1",
@@ -220,7 +225,8 @@ def main():
     load0 = os.getloadavg()
     try:
         repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        one = b.up(os.path.join(repo, "examples", "objective1-veth.yaml"), "objective1")
+        one = b.up(os.path.join(repo, "examples", "objective1-veth.yaml"), "objective1",
+                   b.prefix)
         configs = [(one, [("veth-red", "veth-green", "192.168.1.2")])]
         if not a.quick:
             four = os.path.join(b.tmp, "four.yaml")
@@ -229,7 +235,7 @@ def main():
                     red="\n".join(f"      cr{k}: {{ address: 10.71.{k}.1/24 }}" for k in range(1, 5)),
                     green="\n".join(f"      cg{k}: {{ address: 10.71.{k}.2/24 }}" for k in range(1, 5)),
                     links="\n".join(f"  - [ red:cr{k}, green:cg{k} ]" for k in range(1, 5))))
-            lab4 = b.up(four, "capfour")
+            lab4 = b.up(four, "capfour", b.prefix + "4-")
             configs.append((lab4, [(f"cr{k}", f"cg{k}", f"10.71.{k}.2") for k in range(1, 5)]))
         protos = ["udp"] if a.quick else ["udp", "tcp"]
         modes = ["none", "tcpdump", "nslab"]

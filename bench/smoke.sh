@@ -8,4 +8,7 @@ set -euo pipefail
 "$(dirname "${BASH_SOURCE[0]}")/run.sh" --quick "$@"
 # The capture benchmark, briefly (issue #23): a 1 s UDP flood per capture mode on one
 # veth; fails if a file does not hold what the capture reported, or nslab missed packets.
-"$(dirname "${BASH_SOURCE[0]}")/capture.sh" --quick
+nslab_arg=()
+prev=""
+for a in "$@"; do [ "$prev" = "--nslab" ] && nslab_arg=(--nslab "$a"); prev="$a"; done
+"$(dirname "${BASH_SOURCE[0]}")/capture.sh" --quick "${nslab_arg[@]}"

@@ -244,6 +244,17 @@ fn frame_bytes<'a>(f: &RingFrame<'a>, scratch: &'a mut [u8]) -> (&'a [u8], u32) 
     }
 }
 
+/// Lets the kernel drop, before the ring, frames the filter cannot match.
+/// The program is a pre-filter (user space still checks every frame): if it
+/// cannot be attached, the capture is only more expensive, not different.
+fn attach_filter(socks: &[PacketSocket], opts: &Options) {
+    if let Some(prog) = opts.filter.as_ref().and_then(super::bpf::compile) {
+        for s in socks {
+            let _ = s.set_filter(&prog);
+        }
+    }
+}
+
 fn stats_of(targets: &[Target], socks: &[PacketSocket], captured: &[u64]) -> Vec<Stats> {
     socks
         .iter()
@@ -270,6 +281,7 @@ pub fn run(
     mut sink: Option<&mut Sink>,
     on_packet: &mut dyn FnMut(&Seen),
 ) -> io::Result<Vec<Stats>> {
+    attach_filter(&socks, opts);
     let t0 = Instant::now();
     let window = reorder_window(targets.len());
     // Packets waiting to be released, oldest kernel timestamp first.
@@ -372,6 +384,7 @@ pub fn record(
     stop: &AtomicBool,
     sink: &mut Sink,
 ) -> io::Result<Vec<Stats>> {
+    attach_filter(&socks, opts);
     let t0 = Instant::now();
     let window = reorder_window(targets.len());
     let merge = targets.len() > 1;

@@ -367,6 +367,20 @@ impl PacketSocket {
         n
     }
 
+    /// Attaches a classic BPF program (SO_ATTACH_FILTER): the kernel drops
+    /// the frames it rejects before they reach the ring, and counts only the
+    /// others in [`stats`](Self::stats).
+    pub fn set_filter(&self, prog: &[super::bpf::Insn]) -> io::Result<()> {
+        let len = u16::try_from(prog.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "BPF program too long"))?;
+        let fprog = libc::sock_fprog {
+            len,
+            // The kernel copies the program and never writes through it.
+            filter: prog.as_ptr().cast_mut().cast(),
+        };
+        setsockopt_raw(&self.fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+    }
+
     /// Whether frames wait in the block the kernel is still filling: they
     /// come out within [`BLOCK_TIMEOUT`] (a stopping capture waits for them).
     pub fn frames_in_open_block(&self) -> bool {
