@@ -217,6 +217,8 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--secs", type=int, default=5)
     ap.add_argument("--json", help="write every run here")
+    ap.add_argument("--protos", default="udp,tcp", help="udp, tcp or both")
+    ap.add_argument("--ifaces", default="1,4", help="1, 4 or both")
     a = ap.parse_args()
     if a.quick:
         a.reps, a.secs = 1, 1
@@ -227,8 +229,9 @@ def main():
         repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         one = b.up(os.path.join(repo, "examples", "objective1-veth.yaml"), "objective1",
                    b.prefix)
-        configs = [(one, [("veth-red", "veth-green", "192.168.1.2")])]
-        if not a.quick:
+        ifaces = [int(n) for n in a.ifaces.split(",")]
+        configs = [(one, [("veth-red", "veth-green", "192.168.1.2")])] if 1 in ifaces else []
+        if not a.quick and 4 in ifaces:
             four = os.path.join(b.tmp, "four.yaml")
             with open(four, "w") as f:
                 f.write(FOUR.format(
@@ -237,7 +240,7 @@ def main():
                     links="\n".join(f"  - [ red:cr{k}, green:cg{k} ]" for k in range(1, 5))))
             lab4 = b.up(four, "capfour", b.prefix + "4-")
             configs.append((lab4, [(f"cr{k}", f"cg{k}", f"10.71.{k}.2") for k in range(1, 5)]))
-        protos = ["udp"] if a.quick else ["udp", "tcp"]
+        protos = ["udp"] if a.quick else a.protos.split(",")
         modes = ["none", "tcpdump", "nslab"]
         n = 0
         for lab, pairs in configs:

@@ -362,13 +362,42 @@ pub fn run(
     Ok(stats_of(targets, &socks, &captured))
 }
 
-/// A frame copied out of the ring, waiting for the merge by time.
-struct Held {
-    ts: Ts,
-    at: Instant,
-    direction: Direction,
-    orig_len: u32,
-    data: Vec<u8>,
+/// Frames of one interface copied out of the ring, waiting for the merge
+/// by time: their bytes back to back in one buffer (no allocation per frame).
+#[derive(Default)]
+struct Queue {
+    /// (time, when read, direction, length on the wire, bytes stored).
+    meta: VecDeque<(Ts, Instant, Direction, u32, usize)>,
+    bytes: Vec<u8>,
+    /// Where the oldest frame's bytes start in `bytes`.
+    head: usize,
+}
+
+impl Queue {
+    fn push(&mut self, ts: Ts, at: Instant, dir: Direction, orig_len: u32, data: &[u8]) {
+        // Reuse the buffer once it is drained; else drop the consumed half.
+        if self.meta.is_empty() {
+            self.bytes.clear();
+            self.head = 0;
+        } else if self.head > (1 << 20) && self.head > self.bytes.len() / 2 {
+            self.bytes.drain(..self.head);
+            self.head = 0;
+        }
+        self.bytes.extend_from_slice(data);
+        self.meta.push_back((ts, at, dir, orig_len, data.len()));
+    }
+
+    fn oldest(&self) -> Option<(Ts, Instant)> {
+        self.meta.front().map(|m| (m.0, m.1))
+    }
+
+    /// Takes the oldest frame: (time, direction, length on the wire, bytes).
+    fn pop(&mut self) -> Option<(Ts, Direction, u32, &[u8])> {
+        let (ts, _, dir, orig, len) = self.meta.pop_front()?;
+        let start = self.head;
+        self.head += len;
+        Some((ts, dir, orig, self.bytes.get(start..start + len)?))
+    }
 }
 
 /// Capture into `sink` only, as [`run`] stops and counts, but nothing is
@@ -388,7 +417,7 @@ pub fn record(
     let t0 = Instant::now();
     let window = reorder_window(targets.len());
     let merge = targets.len() > 1;
-    let mut queues: Vec<VecDeque<Held>> = targets.iter().map(|_| VecDeque::new()).collect();
+    let mut queues: Vec<Queue> = targets.iter().map(|_| Queue::default()).collect();
     let mut captured = vec![0u64; targets.len()];
     let mut emitted = 0u64;
     let mut scratch = vec![0u8; MAX_FRAME_LEN + 4];
@@ -407,6 +436,7 @@ pub fn record(
                 Duration::from_millis(if state.is_some() { 5 } else { 20 }),
             )?;
             for (i, sock) in socks.iter_mut().enumerate() {
+                let at = Instant::now();
                 sock.read_ready(|f| {
                     if failed.is_some() || done(emitted) {
                         return;
@@ -420,13 +450,7 @@ pub fn record(
                         return;
                     }
                     if merge {
-                        queues[i].push_back(Held {
-                            ts: f.ts,
-                            at: Instant::now(),
-                            direction: direction(f),
-                            orig_len,
-                            data: data.to_vec(),
-                        });
+                        queues[i].push(f.ts, at, direction(f), orig_len, data);
                     } else if let Err(e) = sink.write_raw(i, f.ts, orig_len, data, direction(f)) {
                         failed = Some(e);
                     } else {
@@ -440,20 +464,23 @@ pub fn record(
             }
         }
         // Merge: the oldest head goes first, once it has waited long enough.
+        let now = Instant::now();
         while !done(emitted) {
-            let Some(i) = (0..queues.len())
-                .filter(|&i| !queues[i].is_empty())
-                .min_by_key(|&i| queues[i][0].ts)
+            let Some((i, (_, at))) = queues
+                .iter()
+                .enumerate()
+                .filter_map(|(i, q)| Some((i, q.oldest()?)))
+                .min_by_key(|&(_, (ts, _))| ts)
             else {
                 break;
             };
-            if !finishing && queues[i][0].at.elapsed() < window {
+            if !finishing && now.saturating_duration_since(at) < window {
                 break;
             }
-            let Some(h) = queues[i].pop_front() else {
+            let Some((ts, dir, orig_len, data)) = queues[i].pop() else {
                 break;
             };
-            sink.write_raw(i, h.ts, h.orig_len, &h.data, h.direction)?;
+            sink.write_raw(i, ts, orig_len, data, dir)?;
             captured[i] += 1;
             emitted += 1;
         }
@@ -461,7 +488,7 @@ pub fn record(
             sink.flush()?;
             flushed = Instant::now();
         }
-        if done(emitted) || (finishing && queues.iter().all(VecDeque::is_empty)) {
+        if done(emitted) || (finishing && queues.iter().all(|q| q.meta.is_empty())) {
             break;
         }
     }
