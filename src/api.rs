@@ -779,10 +779,42 @@ impl Lab {
     /// # }
     /// ```
     pub fn capture(&self, targets: &[&str], opts: &CaptureOptions) -> Result<Capture> {
-        self.scoped(|| self.capture_in_scope(targets, opts))
+        self.scoped(|| self.capture_in_scope(targets, opts, false))
     }
 
-    fn capture_in_scope(&self, targets: &[&str], opts: &CaptureOptions) -> Result<Capture> {
+    /// As [`Lab::capture`], but the packets only go to `opts.pcap` (needed):
+    /// nothing is decoded, so recording a busy link costs about what
+    /// `tcpdump -w` costs. The returned [`Capture`] yields no packets; stop it
+    /// (or let `count`/`duration` end it) and read its statistics.
+    ///
+    /// ```no_run
+    /// # fn main() -> nslab::Result<()> {
+    /// # let lab: nslab::Lab = todo!();
+    /// let opts = nslab::CaptureOptions {
+    ///     duration: Some(std::time::Duration::from_secs(5)),
+    ///     pcap: Some("flood.pcap".into()),
+    ///     ..Default::default()
+    /// };
+    /// let cap = lab.capture_to_file(&["red:veth-red"], &opts)?;
+    /// let (_, stats) = cap.stop_with_stats()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn capture_to_file(&self, targets: &[&str], opts: &CaptureOptions) -> Result<Capture> {
+        if opts.pcap.is_none() {
+            return Err(Error::Usage(
+                "capture_to_file needs a file (CaptureOptions::pcap)".into(),
+            ));
+        }
+        self.scoped(|| self.capture_in_scope(targets, opts, true))
+    }
+
+    fn capture_in_scope(
+        &self,
+        targets: &[&str],
+        opts: &CaptureOptions,
+        file_only: bool,
+    ) -> Result<Capture> {
         let rec = self.record()?;
         let specs: Vec<String> = targets.iter().map(|s| s.to_string()).collect();
         let targets = core::capture_targets(&rec, &specs)?;
@@ -813,16 +845,21 @@ impl Lab {
             .name("nslab-capture".into())
             .spawn(move || {
                 let _cfg = cfg.enter();
-                crate::capture::engine::run(
-                    &targets,
-                    socks,
-                    &engine_opts,
-                    &stop2,
-                    sink.as_mut(),
-                    &mut |s| {
-                        let _ = tx.send(s.clone());
-                    },
-                )
+                match sink.as_mut() {
+                    Some(sink) if file_only => {
+                        crate::capture::engine::record(&targets, socks, &engine_opts, &stop2, sink)
+                    }
+                    sink => crate::capture::engine::run(
+                        &targets,
+                        socks,
+                        &engine_opts,
+                        &stop2,
+                        sink,
+                        &mut |s| {
+                            let _ = tx.send(s.clone());
+                        },
+                    ),
+                }
             })
             .map_err(Error::io("start the capture thread"))?;
         Ok(Capture {

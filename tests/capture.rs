@@ -228,3 +228,73 @@ fn the_file_extension_decides_pcap_or_pcapng() {
     assert!(text(&o).contains(".pcapng"), "{}", text(&o));
     assert!(!bad.exists());
 }
+
+#[test]
+fn fast_pings_written_from_the_ring_count_what_tcpdump_counts() {
+    let (p, lab, _g) = up_example("capfl", "objective1-veth.yaml");
+    let red = format!("{p}red");
+    let dir = tempfile::tempdir().unwrap();
+    let one = dir.path().join("one.pcap");
+    let both = dir.path().join("both.pcapng");
+    let td = Tcpdump::start(&red, "veth-red", "icmp");
+    // -w -q: straight from the ring; one interface, and two merged by time.
+    let c1 = CaptureRun::start(&[
+        "--lab",
+        &lab,
+        "red:veth-red",
+        "--proto",
+        "icmp",
+        "-c",
+        "600",
+        "--duration",
+        "30",
+        "-w",
+        s(&one),
+        "-q",
+    ]);
+    let c2 = CaptureRun::start(&[
+        "--lab",
+        &lab,
+        "red:veth-red",
+        "green:veth-green",
+        "--proto",
+        "icmp",
+        "-c",
+        "1200",
+        "--duration",
+        "30",
+        "-w",
+        s(&both),
+        "-q",
+    ]);
+    sh(&format!(
+        "ip netns exec {p}green ping -q -i 0.002 -c 300 192.168.1.1"
+    ));
+    let (_, err1) = c1.finish();
+    c2.finish();
+    let seen_by_tcpdump = td
+        .stop()
+        .lines()
+        .filter(|l| l.contains("ICMP echo"))
+        .count();
+    assert_eq!(seen_by_tcpdump, 600, "300 requests and 300 replies");
+    let count = |f: &std::path::Path| {
+        sh(&format!("tcpdump -nn -r {} 2>/dev/null", f.display()))
+            .lines()
+            .filter(|l| l.contains("ICMP echo"))
+            .count()
+    };
+    assert_eq!(count(&one), seen_by_tcpdump, "{err1}");
+    assert!(err1.contains("600 captured"), "{err1}");
+    // Both ends of the cable: every packet twice, in time order.
+    assert_eq!(count(&both), 2 * seen_by_tcpdump);
+    let times = sh(&format!(
+        "tcpdump -tt -nn -r {} 2>/dev/null",
+        both.display()
+    ));
+    let t: Vec<f64> = times
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    assert!(t.windows(2).all(|w| w[0] <= w[1]), "not merged by time");
+}

@@ -544,3 +544,87 @@ fn open_fails_for_missing_interface() {
     let err = in_netns(&a, || PacketSocket::open(4242)).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::ENODEV), "{err}");
 }
+
+#[test]
+fn a_compiled_filter_drops_frames_in_the_kernel() {
+    if !is_root() {
+        eprintln!("skipping a_compiled_filter_drops_frames_in_the_kernel: needs root");
+        return;
+    }
+    let ns = Namespaces::new("bpf");
+    let (a, b) = (ns.0[0].clone(), ns.0[1].clone());
+    for n in [&a, &b] {
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            n,
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.disable_ipv6=1",
+        ]);
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            n,
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ]);
+    }
+    run(&[
+        "ip", "-n", &a, "link", "add", "bpfa", "type", "veth", "peer", "name", "bpfb", "netns", &b,
+    ]);
+    run(&["ip", "-n", &a, "link", "set", "bpfa", "up"]);
+    run(&["ip", "-n", &b, "link", "set", "bpfb", "up"]);
+    let filter: nslab::capture::decode::Filter = "udp port 9".parse().unwrap();
+    let prog = nslab::capture::bpf::compile(&filter).unwrap();
+    let sock = in_netns(&a, || PacketSocket::open(ifindex("bpfa"))).unwrap();
+    sock.set_filter(&prog)
+        .expect("the kernel takes the program");
+    let mut sock = sock;
+    // Raw frames from b, none of them answered (a has no address).
+    let (ma, mb) = ([2, 0, 0, 0, 0, 0xa], [2, 0, 0, 0, 0, 0xb]);
+    let frame = |dport: u16, tcp: bool| {
+        let ip =
+            etherparse::PacketBuilder::ethernet2(mb, ma).ipv4([192, 0, 2, 2], [192, 0, 2, 1], 64);
+        let mut v = Vec::new();
+        if tcp {
+            ip.tcp(40000, dport, 1, 1000).write(&mut v, b"x").unwrap();
+        } else {
+            ip.udp(40000, dport).write(&mut v, b"x").unwrap();
+        }
+        v
+    };
+    let sender = in_netns(&b, || PacketSocket::open(ifindex("bpfb"))).unwrap();
+    let frames = [
+        frame(10, false),
+        frame(9, true),
+        frame(9, false),
+        frame(53, false),
+    ];
+    for f in &frames {
+        // SAFETY: a valid buffer and length; the socket is bound to bpfb.
+        let sent = unsafe { libc::send(sender.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) };
+        assert_eq!(
+            sent,
+            f.len() as isize,
+            "{}",
+            std::io::Error::last_os_error()
+        );
+    }
+    let got = drain(
+        &mut sock,
+        Duration::from_millis(500),
+        Duration::from_secs(5),
+    );
+    let lines: Vec<String> = got.iter().map(|p| summarize(&p.data).to_string()).collect();
+    assert_eq!(
+        lines,
+        ["IP 192.0.2.2.40000 > 192.0.2.1.9: UDP, length 1"],
+        "only UDP to port 9 passes the kernel"
+    );
+    // The kernel counts only what passed.
+    assert_eq!(sock.stats().unwrap(), (1, 0));
+}

@@ -1,4 +1,13 @@
-//! AF_PACKET capture socket on one interface.
+//! AF_PACKET capture socket on one interface, read through a TPACKET_V3
+//! receive ring: the kernel writes frames into blocks of memory shared with
+//! us and hands over a whole block at a time (when full, or after
+//! [`BLOCK_TIMEOUT`] so a quiet interface still delivers promptly), which
+//! costs a poll per block instead of a recvmsg per frame.
+//!
+//! A ring of our own over `libc` rather than the `netring` crate: it is a few
+//! hundred lines, and nslab must create each socket on a thread that entered
+//! the node's namespace and then hand it to the capture thread, which a
+//! crate that opens and owns its sockets does not fit.
 //!
 //! Like every socket, it belongs to the network namespace of the thread that
 //! created it: open it on a short-lived thread that entered the namespace,
@@ -7,81 +16,42 @@
 use std::io;
 use std::mem;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use super::pcap::Direction;
-
-/// Receive buffer asked for: bursts on a bridge must not overflow it while
-/// the reader is busy writing files.
-const RCVBUF_BYTES: libc::c_int = 8 << 20;
+use super::ring::{self, BLOCK_NUM_PKTS, BLOCK_STATUS, Frames, RingFrame, TP_STATUS_USER};
 
 /// A `recv` buffer of this size never cuts a frame: Ethernet and VLAN
 /// headers plus the largest IPv6 packet, which also covers the GSO
 /// super-frames veth and bridges hand to packet sockets (without BIG TCP).
 pub const MAX_FRAME_LEN: usize = 14 + 4 + 40 + 65_535;
 
-/// Fields of `struct tpacket_auxdata` (linux/if_packet.h) that we use.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct AuxData {
-    tp_status: u32,
-    tp_len: u32,
-    tp_snaplen: u32,
-    tp_mac: u16,
-    tp_net: u16,
-    tp_vlan_tci: u16,
-    tp_vlan_tpid: u16,
-}
-impl AuxData {
-    /// From a PACKET_AUXDATA control message's bytes (host order), if long enough.
-    fn parse(b: &[u8]) -> Option<AuxData> {
-        let u32_at = |i: usize| Some(u32::from_ne_bytes(b.get(i..i + 4)?.try_into().ok()?));
-        let u16_at = |i: usize| Some(u16::from_ne_bytes(b.get(i..i + 2)?.try_into().ok()?));
-        Some(AuxData {
-            tp_status: u32_at(0)?,
-            tp_len: u32_at(4)?,
-            tp_snaplen: u32_at(8)?,
-            tp_mac: u16_at(12)?,
-            tp_net: u16_at(14)?,
-            tp_vlan_tci: u16_at(16)?,
-            tp_vlan_tpid: u16_at(18)?,
-        })
-    }
+/// Ring memory of a socket opened with [`PacketSocket::open`].
+pub const RING_BYTES: usize = 8 << 20;
+
+/// The kernel hands over a block that is not full after this long
+/// (`tp_retire_blk_tov`), so frames on a quiet interface wait at most about
+/// this much in the ring.
+pub const BLOCK_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// `TPACKET_V3` of `enum tpacket_versions`.
+const TPACKET_V3: libc::c_int = 2;
+
+/// Block size and count for a ring of about `bytes`: blocks must hold a
+/// [`MAX_FRAME_LEN`] frame with its headers; at least 4, so the kernel fills
+/// some while we read one.
+pub fn ring_geometry(bytes: usize) -> (usize, usize) {
+    let block = if bytes >= 4 << 20 {
+        512 << 10
+    } else {
+        128 << 10
+    };
+    (block, (bytes / block).clamp(4, 1024))
 }
 
-/// What one recvmsg returned besides the bytes.
-struct Frame {
-    wire_len: usize,
-    pkttype: u8,
-    ts: Option<(i64, u32)>,
-    aux: Option<AuxData>,
-}
-
-const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
-const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
-
-/// `struct tpacket_stats` (linux/if_packet.h).
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct TpacketStats {
-    tp_packets: libc::c_uint,
-    tp_drops: libc::c_uint,
-}
-
-/// One received frame; `data` borrows the caller's buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Packet<'a> {
-    /// Kernel receive time (SO_TIMESTAMPNS): seconds and nanoseconds since
-    /// the epoch.
-    pub ts: (i64, u32),
-    pub direction: Direction,
-    /// Length on the wire; larger than `data.len()` when the buffer was short.
-    pub orig_len: u32,
-    pub data: &'a [u8],
-}
-
-/// A raw packet socket bound to one interface (all ethertypes).
+/// A packet socket bound to one interface (all ethertypes), with a ring.
 #[derive(Debug)]
 pub struct PacketSocket {
     fd: OwnedFd,
@@ -90,9 +60,86 @@ pub struct PacketSocket {
     // totals since `open` are kept here.
     received: AtomicU64,
     dropped: AtomicU64,
-    /// Control-message buffer of `recv`: room for a timespec and a
-    /// tpacket_auxdata with their headers (as nix's `cmsg_space!` sizes it).
-    control: Vec<u8>,
+    ring: Ring,
+    /// `recv` walks a block frame by frame: the block and where it stopped.
+    cursor: Option<(usize, (usize, u32))>,
+}
+
+/// The mmap'd ring: `nr` blocks of `size` bytes, `next` the one the kernel
+/// hands over next (it fills them in order).
+#[derive(Debug)]
+struct Ring {
+    ptr: NonNull<u8>,
+    size: usize,
+    nr: usize,
+    next: usize,
+}
+
+// SAFETY: the mapping is owned by the Ring alone (unmapped on drop) and the
+// blocks it reads belong to user space until handed back; moving it to
+// another thread changes nothing.
+unsafe impl Send for Ring {}
+// SAFETY: shared references only read block status words, atomically.
+unsafe impl Sync for Ring {}
+
+impl Ring {
+    fn word(&self, block: usize, at: usize) -> &AtomicU32 {
+        debug_assert!(block < self.nr && at + 4 <= self.size);
+        // SAFETY: in the mapping (block < nr, at < size), 4-aligned (blocks
+        // are page-aligned, the offsets multiples of 4); the kernel updates
+        // these words concurrently, so they are only read atomically.
+        unsafe { AtomicU32::from_ptr(self.ptr.as_ptr().add(block * self.size + at).cast()) }
+    }
+
+    /// Whether the kernel handed block `i` to user space.
+    fn ready(&self, i: usize) -> bool {
+        // Acquire: the block's contents are visible once its status says so.
+        self.word(i, BLOCK_STATUS).load(Ordering::Acquire) & TP_STATUS_USER != 0
+    }
+
+    /// Block `i`'s bytes; only while it is ready.
+    fn block(&self, i: usize) -> &[u8] {
+        // SAFETY: in the mapping; a ready block is not written by the kernel
+        // until `release`, which takes `&mut self`-owned bookkeeping first.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(i * self.size), self.size) }
+    }
+
+    /// Gives block `i` back to the kernel.
+    fn release(&self, i: usize) {
+        self.word(i, BLOCK_STATUS).store(0, Ordering::Release);
+    }
+
+    /// Frames wait in the block the kernel is filling (it has not retired it).
+    fn open_block_has_frames(&self) -> bool {
+        !self.ready(self.next) && self.word(self.next, BLOCK_NUM_PKTS).load(Ordering::Relaxed) > 0
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `open`, unmapped once.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.size * self.nr) };
+    }
+}
+
+/// `struct tpacket_stats_v3` (linux/if_packet.h).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct TpacketStats {
+    tp_packets: libc::c_uint,
+    tp_drops: libc::c_uint,
+    tp_freeze_q_cnt: libc::c_uint,
+}
+
+/// One received frame; `data` borrows the caller's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Packet<'a> {
+    /// Kernel receive time: seconds and nanoseconds since the epoch.
+    pub ts: (i64, u32),
+    pub direction: Direction,
+    /// Length on the wire; larger than `data.len()` when the buffer was short.
+    pub orig_len: u32,
+    pub data: &'a [u8],
 }
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -103,31 +150,60 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-/// setsockopt of an int option nix 0.32 does not wrap (PACKET_AUXDATA): the raw call.
-fn setsockopt_int(
+/// setsockopt of a value nix 0.32 does not wrap: the raw call.
+fn setsockopt_raw<T>(
     fd: &OwnedFd,
     level: libc::c_int,
     name: libc::c_int,
-    value: libc::c_int,
+    value: &T,
 ) -> io::Result<()> {
-    // SAFETY: the pointer and length describe a live c_int for the call.
+    // SAFETY: the pointer and length describe a live T for the call.
     cvt(unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
             level,
             name,
-            (&raw const value).cast(),
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
+            (value as *const T).cast(),
+            mem::size_of::<T>() as libc::socklen_t,
         )
     })
     .map(drop)
 }
 
+/// Which way a ring frame went.
+pub fn direction(f: &RingFrame<'_>) -> Direction {
+    if f.pkttype == libc::PACKET_OUTGOING {
+        Direction::Out
+    } else {
+        Direction::In
+    }
+}
+
+/// Copies a ring frame into `buf` with its VLAN tag put back where the
+/// kernel took it from (as libpcap does): `(bytes in buf, length on the wire)`.
+pub fn copy_frame(f: &RingFrame<'_>, buf: &mut [u8]) -> (usize, u32) {
+    let n = f.data.len().min(buf.len());
+    buf[..n].copy_from_slice(&f.data[..n]);
+    match f.vlan {
+        Some((tpid, tci)) => (
+            insert_vlan_tag(buf, n, tpid, tci),
+            f.wire_len.saturating_add(4),
+        ),
+        None => (n, f.wire_len),
+    }
+}
+
 impl PacketSocket {
-    /// Opens a capture socket on interface `ifindex` of the calling thread's
-    /// network namespace. Needs CAP_NET_RAW; ENODEV if the namespace has no
-    /// such interface.
+    /// Opens a capture socket with a ring of [`RING_BYTES`] on interface
+    /// `ifindex` of the calling thread's network namespace. Needs
+    /// CAP_NET_RAW; ENODEV if the namespace has no such interface.
     pub fn open(ifindex: u32) -> io::Result<Self> {
+        Self::open_with_ring(ifindex, RING_BYTES)
+    }
+
+    /// [`open`](Self::open) with a ring of about `ring_bytes` (see
+    /// [`ring_geometry`]): captures on many interfaces share less memory.
+    pub fn open_with_ring(ifindex: u32, ring_bytes: usize) -> io::Result<Self> {
         // 0 is "every interface" to bind(); a capture is always on one.
         let sll_ifindex = libc::c_int::try_from(ifindex)
             .ok()
@@ -140,26 +216,48 @@ impl PacketSocket {
             })?;
         // Protocol 0: the socket receives nothing until bind() sets both the
         // protocol and the interface, so frames of other interfaces never
-        // queue up in between.
+        // reach the ring in between.
         let fd = nix::sys::socket::socket(
             nix::sys::socket::AddressFamily::Packet,
             nix::sys::socket::SockType::Raw,
             nix::sys::socket::SockFlag::SOCK_CLOEXEC,
             None,
         )?;
-
-        // SO_RCVBUFFORCE passes rmem_max (needs CAP_NET_ADMIN); else take
-        // what SO_RCVBUF allows.
-        {
-            use nix::sys::socket::{setsockopt, sockopt};
-            let size = RCVBUF_BYTES as usize;
-            if setsockopt(&fd, sockopt::RcvBufForce, &size).is_err() {
-                setsockopt(&fd, sockopt::RcvBuf, &size)?;
-            }
-            setsockopt(&fd, sockopt::ReceiveTimestampns, &true)?;
+        setsockopt_raw(&fd, libc::SOL_PACKET, libc::PACKET_VERSION, &TPACKET_V3)?;
+        let (size, nr) = ring_geometry(ring_bytes);
+        let req = libc::tpacket_req3 {
+            tp_block_size: size as u32,
+            tp_block_nr: nr as u32,
+            // V3 packs frames of any size; the kernel only checks that
+            // frame_nr = block_nr * (block_size / frame_size).
+            tp_frame_size: 2048,
+            tp_frame_nr: (nr * (size / 2048)) as u32,
+            tp_retire_blk_tov: BLOCK_TIMEOUT.as_millis() as u32,
+            tp_sizeof_priv: 0,
+            tp_feature_req_word: 0,
+        };
+        setsockopt_raw(&fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &req)?;
+        // SAFETY: a fresh shared mapping of the ring just set up; the kernel
+        // checks the length.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size * nr,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
         }
-        // Optional: recovers VLAN tags the NIC/veth stripped (tx offload).
-        let _ = setsockopt_int(&fd, libc::SOL_PACKET, libc::PACKET_AUXDATA, 1);
+        let ring = Ring {
+            ptr: NonNull::new(ptr.cast()).ok_or_else(|| io::Error::other("mmap returned null"))?,
+            size,
+            nr,
+            next: 0,
+        };
 
         // SAFETY: all-zero is a valid sockaddr_ll.
         let mut addr: libc::sockaddr_ll = unsafe { mem::zeroed() };
@@ -180,7 +278,8 @@ impl PacketSocket {
             ifindex,
             received: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
-            control: nix::cmsg_space!(libc::timespec, AuxData),
+            ring,
+            cursor: None,
         })
     }
 
@@ -191,95 +290,106 @@ impl PacketSocket {
     /// Waits up to `timeout` for a frame and copies it into `buf`. A frame
     /// longer than `buf` is cut, `orig_len` keeps its real length; see
     /// [`MAX_FRAME_LEN`]. `Ok(None)` on timeout (a signal does not end the wait
-    /// early: keep timeouts short where a caller's loop checks whether to stop).
+    /// early: keep timeouts short where a caller's loop checks whether to
+    /// stop). Frames reach the ring's reader a block at a time: a frame may
+    /// wait up to [`BLOCK_TIMEOUT`] in the kernel.
     pub fn recv<'b>(
         &mut self,
         buf: &'b mut [u8],
         timeout: Duration,
     ) -> io::Result<Option<Packet<'b>>> {
-        if !crate::kernel::poll::poll_readable(self.fd.as_fd(), timeout)? {
-            return Ok(None);
-        }
-        let Some(got) = self.recv_frame(buf)? else {
-            return Ok(None);
-        };
-        let mut captured = got.wire_len.min(buf.len());
-        let mut orig_len = u32::try_from(got.wire_len).unwrap_or(u32::MAX);
-        if let Some(aux) = got.aux.filter(|a| a.tp_status & TP_STATUS_VLAN_VALID != 0) {
-            let tpid = if aux.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 {
-                aux.tp_vlan_tpid
-            } else {
-                0x8100
-            };
-            captured = insert_vlan_tag(buf, captured, tpid, aux.tp_vlan_tci);
-            orig_len = orig_len.saturating_add(4);
-        }
-        let direction = if got.pkttype == libc::PACKET_OUTGOING {
-            Direction::Out
-        } else {
-            Direction::In
-        };
-        let ts = got.ts.unwrap_or_else(|| {
-            let d = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default();
-            (d.as_secs() as i64, d.subsec_nanos())
-        });
-        let data = buf.get(..captured).unwrap_or_default();
-        Ok(Some(Packet {
-            ts,
-            direction,
-            orig_len,
-            data,
-        }))
-    }
-
-    /// One recvmsg into `buf`, never blocking: the frame's length on the wire,
-    /// its packet type and control messages. `None` if nothing was there.
-    fn recv_frame(&mut self, buf: &mut [u8]) -> io::Result<Option<Frame>> {
-        use nix::sys::socket::{ControlMessageOwned, LinkAddr, MsgFlags, recvmsg};
-        let mut iov = [io::IoSliceMut::new(buf)];
-        // MSG_TRUNC: packet sockets then return the frame's real length even
-        // when `buf` is shorter. MSG_DONTWAIT: poll said ready, but never
-        // block if another reader took the frame.
-        let msg = match recvmsg::<LinkAddr>(
-            self.fd.as_raw_fd(),
-            &mut iov,
-            Some(&mut self.control[..]),
-            MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT,
-        ) {
-            Ok(m) => m,
-            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let mut frame = Frame {
-            wire_len: msg.bytes,
-            // nix's LinkAddr wants a whole sockaddr_ll, which packet_recvmsg
-            // pads a short one to. No address: as a zeroed one reads, PACKET_HOST.
-            pkttype: msg.address.map_or(libc::PACKET_HOST, |a| a.pkttype()),
-            ts: None,
-            aux: None,
-        };
-        for c in msg.cmsgs().into_iter().flatten() {
-            match c {
-                ControlMessageOwned::ScmTimestampns(t) => {
-                    frame.ts = Some((t.tv_sec(), t.tv_nsec() as u32));
-                }
-                ControlMessageOwned::Unknown(u)
-                    if u.cmsg_header.cmsg_level == libc::SOL_PACKET
-                        && u.cmsg_header.cmsg_type == libc::PACKET_AUXDATA =>
-                {
-                    frame.aux = AuxData::parse(&u.data_bytes);
-                }
-                _ => {}
+        let until = Instant::now() + timeout;
+        loop {
+            if let Some((ts, direction, n, orig_len)) = self.take_one(buf) {
+                return Ok(Some(Packet {
+                    ts,
+                    direction,
+                    orig_len,
+                    data: &buf[..n],
+                }));
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if !crate::kernel::poll::poll_readable(self.fd.as_fd(), left)? || left.is_zero() {
+                return Ok(None);
             }
         }
-        Ok(Some(frame))
+    }
+
+    /// The next frame of the ring copied into `buf`, if the kernel handed one over.
+    fn take_one(&mut self, buf: &mut [u8]) -> Option<((i64, u32), Direction, usize, u32)> {
+        loop {
+            let (blk, pos) = match self.cursor {
+                Some(c) => c,
+                None if self.ring.ready(self.ring.next) => {
+                    let b = self.ring.next;
+                    self.ring.next = (b + 1) % self.ring.nr;
+                    let f = ring::frames(self.ring.block(b));
+                    (b, f.position())
+                }
+                None => return None,
+            };
+            let mut frames = Frames::resume(self.ring.block(blk), pos);
+            if let Some(f) = frames.next() {
+                self.cursor = Some((blk, frames.position()));
+                let (n, orig) = copy_frame(&f, buf);
+                return Some((f.ts, direction(&f), n, orig));
+            }
+            self.ring.release(blk);
+            self.cursor = None;
+        }
+    }
+
+    /// Hands every frame of the blocks the kernel has handed over to `f`
+    /// (frames borrow the ring: copy what must outlive the call), then gives
+    /// the blocks back. At most one ring's worth per call, so a flood on one
+    /// interface does not starve the others. Returns the number of frames.
+    pub fn read_ready(&mut self, mut f: impl FnMut(&RingFrame<'_>)) -> usize {
+        let mut n = 0;
+        if let Some((blk, pos)) = self.cursor.take() {
+            for fr in Frames::resume(self.ring.block(blk), pos) {
+                f(&fr);
+                n += 1;
+            }
+            self.ring.release(blk);
+        }
+        for _ in 0..self.ring.nr {
+            let b = self.ring.next;
+            if !self.ring.ready(b) {
+                break;
+            }
+            for fr in ring::frames(self.ring.block(b)) {
+                f(&fr);
+                n += 1;
+            }
+            self.ring.release(b);
+            self.ring.next = (b + 1) % self.ring.nr;
+        }
+        n
+    }
+
+    /// Attaches a classic BPF program (SO_ATTACH_FILTER): the kernel drops
+    /// the frames it rejects before they reach the ring, and counts only the
+    /// others in [`stats`](Self::stats).
+    pub fn set_filter(&self, prog: &[super::bpf::Insn]) -> io::Result<()> {
+        let len = u16::try_from(prog.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "BPF program too long"))?;
+        let fprog = libc::sock_fprog {
+            len,
+            // The kernel copies the program and never writes through it.
+            filter: prog.as_ptr().cast_mut().cast(),
+        };
+        setsockopt_raw(&self.fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+    }
+
+    /// Whether frames wait in the block the kernel is still filling: they
+    /// come out within [`BLOCK_TIMEOUT`] (a stopping capture waits for them).
+    pub fn frames_in_open_block(&self) -> bool {
+        self.cursor.is_some() || self.ring.open_block_has_frames()
     }
 
     /// Packets since `open`: `(received, dropped)`. As in libpcap,
     /// `received` counts every frame that reached the socket, including the
-    /// `dropped` ones that found its buffer full.
+    /// `dropped` ones that found the ring full.
     pub fn stats(&self) -> io::Result<(u64, u64)> {
         let mut st = TpacketStats::default();
         let mut len = mem::size_of::<TpacketStats>() as libc::socklen_t;
@@ -373,6 +483,41 @@ mod tests {
         let mut short = [1u8; 8];
         assert_eq!(insert_vlan_tag(&mut short, 8, 0x8100, 1), 8);
         assert_eq!(short, [1u8; 8]);
+    }
+
+    #[test]
+    fn ring_blocks_hold_the_largest_frame() {
+        for bytes in [0, 1 << 20, RING_BYTES, 1 << 30] {
+            let (size, nr) = ring_geometry(bytes);
+            assert!(size >= MAX_FRAME_LEN + 48 + ring::HDR_LEN + 32, "{bytes}");
+            assert!(
+                size.is_power_of_two() && (4..=1024).contains(&nr),
+                "{bytes}"
+            );
+        }
+        assert_eq!(ring_geometry(RING_BYTES), (512 << 10, 16));
+    }
+
+    #[test]
+    fn vlan_tag_is_put_back_on_copy() {
+        let data: Vec<u8> = (0u8..40).collect();
+        let f = RingFrame {
+            ts: (1, 2),
+            wire_len: 40,
+            pkttype: libc::PACKET_OUTGOING,
+            vlan: Some((0x8100, 7)),
+            data: &data,
+        };
+        let mut buf = [0u8; 64];
+        assert_eq!(copy_frame(&f, &mut buf), (44, 44));
+        assert_eq!(&buf[12..16], &[0x81, 0, 0, 7]);
+        assert_eq!(&buf[16..44], &data[12..]);
+        assert_eq!(direction(&f), Direction::Out);
+        let mut small = [0u8; 20];
+        assert_eq!(
+            copy_frame(&RingFrame { vlan: None, ..f }, &mut small),
+            (20, 40)
+        );
     }
 
     #[test]

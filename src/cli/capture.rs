@@ -77,7 +77,12 @@ pub fn run(a: Args) -> Result<i32> {
         pcap: a.write.clone(),
     };
     let targets: Vec<&str> = a.targets.iter().map(String::as_str).collect();
-    let mut cap = lab.capture(&targets, &opts)?;
+    // Nothing printed: the file alone, without decoding (much cheaper).
+    let mut cap = if a.quiet && !a.json && a.write.is_some() {
+        lab.capture_to_file(&targets, &opts)?
+    } else {
+        lab.capture(&targets, &opts)?
+    };
     let stop = super::signals::stop_flag();
     eprintln!(
         "nslab: listening on {} (Ctrl-C to stop)",
