@@ -123,6 +123,16 @@ pub fn spawn(
 /// killed before it wrote the pid is found by its cgroup, not started twice.
 /// `after_spawn` runs between starting a program and recording its pid (a test
 /// hook plays a crash there).
+/// The cgroup directory of a lab's programs (`nslab/KEY`): a machine's part
+/// has one of its own (`LAB.m1`), so parts simulated on one computer, which
+/// share the cgroup tree, never stop each other's programs.
+pub fn cgroup_key(lab: &str, machine: Option<&str>) -> String {
+    match machine {
+        Some(m) => format!("{lab}.{m}"),
+        None => lab.to_string(),
+    }
+}
+
 pub fn reconcile(
     rec: &mut Record,
     lab: &Lab,
@@ -140,7 +150,8 @@ pub fn reconcile(
         .collect();
     let grace = std::time::Duration::from_secs(3);
     stop_unwanted(rec, &wanted, grace, &mut said)?;
-    stop_unrecorded_cgroups(rec, &lab.name, grace, &mut said)?;
+    let cg_key = cgroup_key(&lab.name, lab.machine.as_deref());
+    stop_unrecorded_cgroups(rec, &cg_key, grace, &mut said)?;
     let mut told = false;
     for (i, (node, ns, command)) in wanted.iter().enumerate() {
         if rec
@@ -155,7 +166,7 @@ pub fn reconcile(
             told = true;
         }
         let log = log_dir(&lab.name).join(format!("{node}-{i}.log"));
-        let (pid, start_time) = start_recorded(rec, &lab.name, node, ns, command, &log)?;
+        let (pid, start_time) = start_recorded(rec, &cg_key, node, ns, command, &log)?;
         after_spawn()?;
         said.push(format!(
             "started `{command}` in {node} (pid {pid}, log {})",

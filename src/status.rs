@@ -206,7 +206,7 @@ pub struct VxlanStatus {
 /// Each VXLAN device of a machine's part, against what was observed.
 fn vxlan_statuses(model: &Lab, observed: &BTreeMap<Ns, Option<NsState>>) -> Vec<VxlanStatus> {
     let host = observed
-        .get(&plan::ns_of(model, &Place::Host))
+        .get(&plan::underlay_ns(model))
         .and_then(|o| o.as_ref());
     model
         .vxlans
@@ -411,6 +411,17 @@ pub(crate) fn status_in<S: System>(
     };
     drift.extend(programs_not_running(rec, model));
     let mut st = compare_held(model, &observed, drift, &rec.runtime);
+    if model.sandbox && !model.vxlans.is_empty() {
+        // A sandboxed machine's part: the underlay is the real host's.
+        let under = plan::underlay_ns(model);
+        let taken = k.take_many(std::slice::from_ref(&under));
+        if let Ok(mut taken) = taken {
+            for (ns, c) in taken.iter_mut() {
+                observed.insert(ns.clone(), c.observe().ok());
+            }
+            k.give_back(taken);
+        }
+    }
     st.vxlans = vxlan_statuses(model, &observed);
     st.ok &= st.vxlans.iter().all(|x| x.status == State::Ok);
     st.sysctls = sysctl_statuses(k, model);

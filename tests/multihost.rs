@@ -14,6 +14,8 @@ struct Sim {
     p: String,
     dir: tempfile::TempDir,
     file: PathBuf,
+    /// Each machine's part in a sandbox of its own (`up --sandbox`).
+    sandbox: bool,
     // Dropped last (after the machines' parts are down).
     _ns: Vec<TestNs>,
 }
@@ -64,6 +66,7 @@ impl Sim {
             p,
             dir,
             file,
+            sandbox: false,
             _ns: ns,
         }
     }
@@ -84,7 +87,11 @@ impl Sim {
 
     fn up(&self, m: &str) -> Output {
         let f = s(&self.file).to_string();
-        self.on(m, &["up", &f, "--machine", m, "--prefix", &self.p])
+        let mut args = vec!["up", &f, "--machine", m, "--prefix", &self.p];
+        if self.sandbox {
+            args.push("--sandbox");
+        }
+        self.on(m, &args)
     }
 
     fn down(&self, m: &str) -> Output {
@@ -274,6 +281,68 @@ fn three_machines_ping_serve_http_and_leave_nothing() {
         let labs = sim.dir.path().join(m).join("labs");
         let n = std::fs::read_dir(&labs).map(|d| d.count()).unwrap_or(0);
         assert_eq!(n, 0, "{m}: a record left in {}", labs.display());
+    }
+}
+
+/// `--sandbox` per machine: bridges live in each machine's own sandbox host
+/// (`LAB-m1-host`); only the VXLAN sockets are in the machine's namespace,
+/// whose links and routes stay as they were.
+#[test]
+fn sandboxed_parts_leave_the_machines_network_as_it_was() {
+    let mut sim = Sim::new("mhs", LAB);
+    sim.sandbox = true;
+    let ms = ["m1", "m2", "m3"];
+    let net = |m: &str| {
+        let ns = sim.machine_ns(m);
+        (
+            link_names(Some(&ns)),
+            sh(&format!("ip -n {ns} -4 route show")),
+            sh(&format!("ip -n {ns} -4 addr show")),
+        )
+    };
+    let before: Vec<_> = ms.iter().map(|m| net(m)).collect();
+    for m in ["m2", "m3", "m1"] {
+        ok(sim.up(m));
+    }
+    let after: Vec<_> = ms.iter().map(|m| net(m)).collect();
+    assert_eq!(
+        before, after,
+        "the machines' own links, routes and addresses"
+    );
+    // The bridge and its VXLAN port are in each machine's sandbox host.
+    let hosts: Vec<String> = ms.iter().map(|m| format!("{}mh-{m}-host", sim.p)).collect();
+    let vnis: Vec<_> = hosts.iter().map(|h| vxlan_ids(h)).collect();
+    assert!(
+        vnis.iter().all(|v| v.len() == 1 && v[0].1 == vnis[0][0].1),
+        "{vnis:?}"
+    );
+    let (a, b, c) = (sim.ns("a"), sim.ns("b"), sim.ns("c"));
+    assert_eq!(
+        vxlan_ids(&a),
+        vec![("x".to_string(), 4242, Some("10.9.0.2".to_string()))]
+    );
+    let dump = Tcpdump::start(&format!("{}u", sim.p), "u0", "udp port 4789");
+    assert!(pings_soon(&a, "10.0.0.2"), "a -> b across the cable");
+    assert!(pings_soon(&a, "10.1.0.3"), "a -> c across the bridge");
+    assert!(
+        pings_soon(&c, "10.1.0.254"),
+        "c -> the bridge's address on m1"
+    );
+    let seen = dump.stop();
+    assert!(seen.contains("vni 4242"), "{seen}");
+    let f = f_json(&sim);
+    for m in ms {
+        let st = sim.on(m, &["status", &f, "--machine", m, "--prefix", &sim.p]);
+        assert_eq!(st.status.code(), Some(0), "status on {m}: {}", text(&st));
+    }
+    for m in ms {
+        ok(sim.down(m));
+    }
+    let after: Vec<_> = ms.iter().map(|m| net(m)).collect();
+    assert_eq!(before, after, "down leaves the machines as they were");
+    let nss = netns_list();
+    for n in [&a, &b, &c].into_iter().chain(&hosts) {
+        assert!(!nss.contains(n), "{n} left");
     }
 }
 

@@ -71,7 +71,12 @@ pub fn down_locked(lab: &str, kill: bool, _lock: Option<&record::LabLock>) -> Re
     // Open every node namespace once: its inode finds the processes in it, and the
     // fd keeps it alive until all of them are let go together (see below).
     let mark = topology::mark_for(lab);
-    let sandbox_host = rec.sandbox.then(|| topology::sandbox_host_ns(lab, ""));
+    let sandbox_host = rec.sandbox.then(|| {
+        rec.model
+            .as_ref()
+            .and_then(|m| m.host_ns())
+            .unwrap_or_else(|| topology::sandbox_host_ns(lab, ""))
+    });
     // Descriptors for namespaces: a lab bigger than the budget is opened (and
     // let go) in batches.
     let batch = netns::fd_budget().saturating_sub(8).max(8);
@@ -477,7 +482,9 @@ fn stop_processes(
     // Ours: anything in the lab's cgroup (programs nslab started and whatever
     // they started, recorded or not), or, without cgroups, a program nslab
     // started or one of its children (same session).
-    let lab_cg = crate::kernel::cgroup::lab_dir(lab).filter(|d| d.exists());
+    let machine = rec.model.as_ref().and_then(|m| m.machine.as_deref());
+    let lab_cg = crate::kernel::cgroup::lab_dir(&crate::programs::cgroup_key(lab, machine))
+        .filter(|d| d.exists());
     let (ours, mut others): (Vec<_>, Vec<_>) = found.into_iter().partition(|(_, p)| {
         lab_cg
             .as_ref()

@@ -58,6 +58,9 @@ pub(crate) fn observe<S: System>(
     let mut all: Vec<Ns> = names.iter().map(Ns::named).collect();
     if !lab.sandbox {
         all.insert(0, host_ns.clone());
+    } else if !lab.vxlans.is_empty() {
+        // A sandboxed machine's part: its underlay is the real host's.
+        all.insert(0, plan::underlay_ns(lab));
     }
     let present: Vec<Ns> = all
         .into_iter()

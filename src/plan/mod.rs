@@ -491,6 +491,19 @@ pub struct WIf {
 }
 
 /// The namespace name of a place, given the lab.
+/// Where a machine's VXLAN sockets live and its underlay address is: the lab's
+/// host in host mode; with `--sandbox`, the namespace nslab runs in (the real
+/// host), since the sandbox's host is private and has no underlay. The devices
+/// are made from there straight into the sandbox (bridge ports) or the nodes:
+/// their UDP sockets stay where they were made, nothing else of the lab does.
+pub fn underlay_ns(lab: &Lab) -> Ns {
+    if lab.sandbox {
+        Ns::HOST
+    } else {
+        ns_of(lab, &Place::Host)
+    }
+}
+
 pub fn ns_of(lab: &Lab, p: &Place) -> Ns {
     match p {
         // Host mode: the namespace nslab was started in.
@@ -1013,7 +1026,7 @@ impl UpOps {
                 });
             }
             self.creates_link.push(Op::CreateVxlan {
-                ns: cx.host_ns.clone(),
+                ns: underlay_ns(cx.lab),
                 into: into.clone(),
                 name: v.name.clone(),
                 vni: v.vni,
@@ -1058,9 +1071,10 @@ impl UpOps {
         let Some(m) = cx.lab.machines.iter().find(|m| &m.name == me) else {
             return;
         };
-        let host = cx.state(&cx.host_ns);
+        let under = underlay_ns(cx.lab);
+        let host = cx.state(&under);
         if !host.addrs.iter().any(|a| a.addr.addr() == m.underlay) {
-            self.conflicts.push(Conflict(format!("machine {me}'s underlay address {} is not an address of {} (machines: {}); run `up --machine` on the machine that has it, or fix `machines.{me}.underlay`", m.underlay, at(&cx.host_ns), crate::topology::machines::machine_names(cx.lab))));
+            self.conflicts.push(Conflict(format!("machine {me}'s underlay address {} is not an address of {} (machines: {}); run `up --machine` on the machine that has it, or fix `machines.{me}.underlay`", m.underlay, at(&under), crate::topology::machines::machine_names(cx.lab))));
             return;
         }
         let mut seen = BTreeSet::new();
@@ -1072,7 +1086,7 @@ impl UpOps {
                 let routed = host.routes.iter().any(|r| r.dst.contains(dst))
                     || host.addrs.iter().any(|a| a.addr.contains(dst));
                 if !routed {
-                    self.notes.push(format!("no route to machine {peer}'s underlay address {dst} in {}: VXLAN {} (vni {}) cannot reach it", at(&cx.host_ns), v.name, v.vni));
+                    self.notes.push(format!("no route to machine {peer}'s underlay address {dst} in {}: VXLAN {} (vni {}) cannot reach it", at(&under), v.name, v.vni));
                 }
             }
         }

@@ -398,12 +398,21 @@ impl Lab {
     /// Name of the lab's private host namespace (sandbox), or None in host mode.
     pub fn host_ns(&self) -> Option<String> {
         self.sandbox
-            .then(|| sandbox_host_ns(&self.prefix, &self.base_name))
+            .then(|| sandbox_host_ns(&self.prefix, &self.sandbox_base()))
     }
 
     pub fn internet_ns(&self) -> Option<String> {
         self.sandbox
-            .then(|| sandbox_inet_ns(&self.prefix, &self.base_name))
+            .then(|| sandbox_inet_ns(&self.prefix, &self.sandbox_base()))
+    }
+
+    /// A machine's part has a sandbox of its own (`LAB-m1-host`): machines
+    /// simulated on one computer share /run/netns.
+    fn sandbox_base(&self) -> String {
+        match &self.machine {
+            Some(m) => format!("{}-{m}", self.base_name),
+            None => self.base_name.clone(),
+        }
     }
 
     /// Every namespace the lab owns, in creation order.

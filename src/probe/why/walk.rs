@@ -52,6 +52,9 @@ pub struct Ctx<'a, H: NsHandle = Conn> {
     pub runtime: crate::runtime::State,
     /// The places of the last walk's legs (there, back), when both arrived.
     pub(super) last_legs: Vec<Vec<usize>>,
+    /// The namespace with the underlay when it is not a place of the lab
+    /// (a sandboxed machine's part: the real host).
+    pub underlay: Option<NsState>,
 }
 
 /// Traced probes per context: a check of a lab where many pairs are cut by a
@@ -88,6 +91,11 @@ impl<'a> Ctx<'a> {
             conns.push((place, Conn::new(file, nl)));
         }
         let mut cx = Ctx::with_places(lab, conns)?;
+        if lab.sandbox && !lab.vxlans.is_empty() {
+            // The VXLAN sockets and the underlay are in the namespace nslab runs in.
+            let mut c = crate::kernel::conn::open_current()?;
+            cx.underlay = c.observe().ok();
+        }
         if let Ok(Some(rec)) = crate::record::Record::load(&lab.name) {
             cx.runtime = rec.runtime;
         }
@@ -162,6 +170,7 @@ impl<'a, H: NsHandle> Ctx<'a, H> {
             traces_left: TRACES,
             runtime: Default::default(),
             last_legs: Vec::new(),
+            underlay: None,
         })
     }
 
@@ -1021,13 +1030,20 @@ impl<'a, H: NsHandle> Ctx<'a, H> {
                 || (v.master.is_some() && v.master == bridge)
         })?;
         let remotes: Vec<IpAddr> = v.remote.iter().chain(&v.flood).copied().collect();
-        let host = self.places.iter().find(|p| p.place == Place::Host);
+        let host = match &self.underlay {
+            Some(u) => Some(u),
+            None => self
+                .places
+                .iter()
+                .find(|p| p.place == Place::Host)
+                .map(|p| &p.state),
+        };
         let unrouted: Vec<String> = remotes
             .iter()
             .filter(|r| {
                 !host.is_some_and(|h| {
-                    h.state.routes.iter().any(|x| x.dst.contains(*r))
-                        || h.state.addrs.iter().any(|a| a.addr.contains(*r))
+                    h.routes.iter().any(|x| x.dst.contains(*r))
+                        || h.addrs.iter().any(|a| a.addr.contains(*r))
                 })
             })
             .map(|r| r.to_string())
