@@ -7,7 +7,7 @@ use crate::topology::Lab;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 pub const VERSION: u32 = 1;
@@ -159,8 +159,11 @@ impl Record {
         let p = path_of(&self.lab);
         let tmp = dir.join(format!(".{}.json.tmp", self.lab));
         let r = (|| {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&serde_json::to_vec_pretty(self).map_err(io::Error::other)?)?;
+            // Streamed: a 10,000-node lab's record is ~10 MB of JSON, and
+            // building it in memory first made the peak of `up`.
+            let mut w = io::BufWriter::new(File::create(&tmp)?);
+            serde_json::to_writer_pretty(&mut w, self).map_err(io::Error::other)?;
+            let f = w.into_inner().map_err(|e| e.into_error())?;
             f.sync_all()?;
             std::fs::rename(&tmp, &p)
         })();

@@ -68,39 +68,53 @@ pub fn open_many(names: &[&str]) -> Vec<io::Result<Conn>> {
     if names.len() < 2 {
         return names.iter().map(|n| open(n)).collect();
     }
+    scoped_chunks(
+        names,
+        || Err(io::Error::other("namespace worker panicked")),
+        |name| {
+            let file = netns::open(name)?;
+            use std::os::fd::AsFd;
+            nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)?;
+            Ok(Conn::new(file, Rtnl::new()?))
+        },
+    )
+}
+
+/// `f` over `items` on up to 4 short-lived scoped threads, each taking a
+/// contiguous part in turn (it may enter namespaces: the threads die after),
+/// with the caller's config; results in the order of `items`, `failed()` for
+/// each item of a part whose thread panicked.
+fn scoped_chunks<T: Sync, R: Send>(
+    items: &[T],
+    failed: impl Fn() -> R + Sync,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    if items.is_empty() {
+        return Vec::new();
+    }
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
         .clamp(1, 4)
-        .min(names.len());
-    let chunk = names.len().div_ceil(workers);
+        .min(items.len());
+    let chunk = items.len().div_ceil(workers);
     let cfg = &crate::config::inherit();
+    let (f, failed) = (&f, &failed);
     std::thread::scope(|s| {
-        let hs: Vec<_> = names
+        let hs: Vec<_> = items
             .chunks(chunk)
             .map(|part| {
-                let n = part.len();
                 let h = s.spawn(move || {
                     let _cfg = cfg.enter();
-                    part.iter()
-                        .map(|name| {
-                            let file = netns::open(name)?;
-                            use std::os::fd::AsFd;
-                            nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)?;
-                            Ok(Conn::new(file, Rtnl::new()?))
-                        })
-                        .collect::<Vec<_>>()
+                    part.iter().map(f).collect::<Vec<_>>()
                 });
-                (n, h)
+                (part.len(), h)
             })
             .collect();
         hs.into_iter()
             .flat_map(|(n, h)| {
-                h.join().unwrap_or_else(|_| {
-                    (0..n)
-                        .map(|_| Err(io::Error::other("namespace worker panicked")))
-                        .collect()
-                })
+                h.join()
+                    .unwrap_or_else(|_| (0..n).map(|_| failed()).collect())
             })
             .collect()
     })
@@ -233,38 +247,14 @@ pub fn create_many(items: &[NewNs], mark: &str) -> Vec<(String, io::Result<Conn>
 /// `down` and `clean` (the mark on `lo`, the peers of veths), cheap enough for a
 /// thousand namespaces.
 pub fn links_in(files: &[&File]) -> Vec<Option<Vec<observe::ObsLink>>> {
-    if files.is_empty() {
-        return Vec::new();
-    }
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .clamp(1, 4)
-        .min(files.len());
-    let chunk = files.len().div_ceil(workers);
-    let cfg = &crate::config::inherit();
-    std::thread::scope(|s| {
-        let hs: Vec<_> = files
-            .chunks(chunk)
-            .map(|part| {
-                let n = part.len();
-                let h = s.spawn(move || {
-                    let _cfg = cfg.enter();
-                    part.iter()
-                        .map(|f| {
-                            use std::os::fd::AsFd;
-                            nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-                                .ok()?;
-                            let mut nl = Rtnl::new().ok()?;
-                            observe::links(&mut nl).ok()
-                        })
-                        .collect::<Vec<_>>()
-                });
-                (n, h)
-            })
-            .collect();
-        hs.into_iter()
-            .flat_map(|(n, h)| h.join().unwrap_or_else(|_| vec![None; n]))
-            .collect()
-    })
+    scoped_chunks(
+        files,
+        || None,
+        |f| {
+            use std::os::fd::AsFd;
+            nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).ok()?;
+            let mut nl = Rtnl::new().ok()?;
+            observe::links(&mut nl).ok()
+        },
+    )
 }

@@ -431,7 +431,9 @@ fn wait_until(spaces: Vec<Space>, until: Instant, limit: Duration, notes: &mut V
             Err(e) => notes.push(format!("could not watch the links of {label}: {e}")),
         }
     }
+    crate::timing::mark("wait: subscribe and dump");
     watch_until_ready(&mut ws, until, notes);
+    crate::timing::mark("wait: events");
     notes.extend(ws.iter().filter_map(|w| w.not_ready_note(limit)));
 }
 

@@ -377,7 +377,7 @@ pub fn wanted_sysctls<'a>(lab: &'a Lab, ns: &Ns) -> Option<&'a BTreeMap<String, 
         return Some(&lab.host.sysctl);
     }
     let name = ns.name()?;
-    lab.nodes.iter().find(|n| n.ns == name).map(|n| &n.sysctl)
+    lab.node_in(name).map(|n| &n.sysctl)
 }
 
 /// A sysctl value as the file would write it: /proc/sys separates a vector's
@@ -542,7 +542,7 @@ pub fn all_links(lab: &Lab) -> Vec<Link> {
 fn iface_of<'a>(lab: &'a Lab, p: &Place, name: &str) -> Option<&'a Iface> {
     match p {
         Place::Node(n) => lab.node(n)?.interfaces.iter().find(|i| i.name == name),
-        Place::Host => lab.host.interfaces.iter().find(|i| i.name == name),
+        Place::Host => lab.host_iface(name),
         Place::Internet => None,
     }
 }
@@ -663,7 +663,7 @@ pub fn creation_sysctls(lab: &Lab, ns: &str) -> Vec<(String, String)> {
 /// Forwarding wanted in a namespace of the lab: routers and the sandbox host.
 fn forward_sysctls(lab: &Lab, ns: &str) -> Vec<(&'static str, &'static str)> {
     let forwards = (lab.sandbox && Some(ns) == lab.host_ns().as_deref())
-        || lab.nodes.iter().any(|n| n.ns == ns && n.forward);
+        || lab.node_in(ns).is_some_and(|n| n.forward);
     if forwards {
         vec![
             ("net.ipv4.ip_forward", "1"),

@@ -135,7 +135,13 @@ pub struct Vxlan {
 
 /// A lazily built name index; not part of a lab's identity.
 #[derive(Debug, Default)]
-pub struct NodeIndex(std::sync::OnceLock<std::collections::HashMap<String, usize>>);
+pub struct NodeIndex(
+    std::sync::OnceLock<std::collections::HashMap<String, usize>>,
+    /// Namespace -> position in `nodes` (plan asks per namespace: quadratic by search).
+    std::sync::OnceLock<std::collections::HashMap<String, usize>>,
+    /// Interface name -> position in `host.interfaces` (10,000 bridge ports).
+    std::sync::OnceLock<std::collections::HashMap<String, usize>>,
+);
 
 impl Clone for NodeIndex {
     fn clone(&self) -> Self {
@@ -389,6 +395,32 @@ impl Lab {
         idx.get(name)
             .and_then(|&i| self.nodes.get(i))
             .filter(|n| n.name == name)
+    }
+
+    /// The host's interface `name`, if any.
+    pub fn host_iface(&self, name: &str) -> Option<&Iface> {
+        let idx = self.index.2.get_or_init(|| {
+            (self.host.interfaces.iter().enumerate())
+                .map(|(i, f)| (f.name.clone(), i))
+                .collect()
+        });
+        idx.get(name)
+            .and_then(|&i| self.host.interfaces.get(i))
+            .filter(|f| f.name == name)
+    }
+
+    /// The node living in namespace `ns`, if any.
+    pub fn node_in(&self, ns: &str) -> Option<&Node> {
+        let idx = self.index.1.get_or_init(|| {
+            self.nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.ns.clone(), i))
+                .collect()
+        });
+        idx.get(ns)
+            .and_then(|&i| self.nodes.get(i))
+            .filter(|n| n.ns == ns)
     }
 
     pub fn bridge(&self, name: &str) -> Option<&Bridge> {

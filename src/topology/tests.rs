@@ -68,6 +68,10 @@ fn prefix_and_sandbox_shape_names() {
     let lab = sandboxed(OBJ2).unwrap();
     assert_eq!(lab.name, "p-objective2");
     assert_eq!(lab.node("black").unwrap().ns, "p-black");
+    // By namespace: the node's, not its name's, nor the host's.
+    assert_eq!(lab.node_in("p-black").unwrap().name, "black");
+    assert!(lab.node_in("black").is_none());
+    assert!(lab.node_in("p-objective2-host").is_none());
     assert_eq!(lab.host_ns().as_deref(), Some("p-objective2-host"));
     assert_eq!(lab.internet_ns().as_deref(), Some("p-objective2-inet"));
     assert_eq!(

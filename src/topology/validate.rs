@@ -6,7 +6,7 @@ use super::model::*;
 use super::raw::*;
 use ipnet::IpNet;
 use serde_saphyr::{Location, Spanned};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -448,6 +448,12 @@ pub fn validate(mut raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
         &[],
         false,
     );
+    let node_at = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.clone(), i))
+        .collect();
+    let host_ifnames = host.ifaces.iter().map(|i| i.0.clone()).collect();
     let mut d = Drafts {
         names,
         nodes,
@@ -457,6 +463,8 @@ pub fn validate(mut raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
         links: Vec::new(),
         used: HashMap::new(),
         bridge_edges: Vec::new(),
+        node_at,
+        host_ifnames,
     };
     d.add_bridges(&mut cx, &raw.bridges, &lab_name);
     d.add_links(&mut cx, &raw.links);
@@ -470,8 +478,11 @@ pub fn validate(mut raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
     let (out_nodes, host_node) = d.nodes_with_routes(&mut cx, &opts.prefix);
     let nat = parse_nat(&mut cx, &raw.nat, "nat");
     let mut out_nodes = out_nodes;
+    let at: HashMap<String, usize> = (out_nodes.iter().enumerate())
+        .map(|(i, n)| (n.name.clone(), i))
+        .collect();
     for (k, n) in &raw.nodes.0 {
-        if let Some(node) = out_nodes.iter_mut().find(|x| x.name == k.value) {
+        if let Some(node) = at.get(&k.value).map(|&i| &mut out_nodes[i]) {
             let field = format!("nodes.{}", k.value);
             node.sysctl = parse_sysctls(&mut cx, &n.sysctl, &format!("{field}.sysctl"), false);
             node.nat = parse_nat(&mut cx, &n.nat, &format!("{field}.nat"));
@@ -613,6 +624,10 @@ struct Drafts {
     used: HashMap<(String, String), Location>,
     /// Bridge-to-bridge cables so far, as the two bridges' names.
     bridge_edges: Vec<(String, String)>,
+    /// Node name -> position in `nodes`, and the names in `host.ifaces`: a
+    /// lab of 10,000 cables searched lists per cable (quadratic).
+    node_at: HashMap<String, usize>,
+    host_ifnames: HashSet<String>,
 }
 
 /// The bridges on a path of bridge-to-bridge cables from `from` to `to`
@@ -881,11 +896,7 @@ impl Drafts {
     fn plug(&mut self, cx: &mut Ctx, field: &str, end: &End, l2: &Location) {
         match (&end.place, &end.bridge) {
             (Place::Node(n), _) => {
-                let d = self
-                    .nodes
-                    .iter_mut()
-                    .find(|d| &d.name == n)
-                    .expect("known node");
+                let d = &mut self.nodes[self.node_at[n.as_str()]];
                 if !d.ifaces.iter().any(|x| x.0 == end.ifname) {
                     d.ifaces
                         .push((end.ifname.clone(), *l2, Vec::new(), None, None));
@@ -898,7 +909,7 @@ impl Drafts {
                     .find(|x| &x.name == b)
                     .expect("known bridge");
                 br.ports.push(end.ifname.clone());
-                if self.host.ifaces.iter().any(|x| x.0 == end.ifname) {
+                if !self.host_ifnames.insert(end.ifname.clone()) {
                     cx.at(l2, field, format!("{:?} is already the name of a host interface or bridge; names in the host must differ", end.ifname));
                 } else {
                     self.host
@@ -907,7 +918,7 @@ impl Drafts {
                 }
             }
             (Place::Host, None) => {
-                if !self.host.ifaces.iter().any(|x| x.0 == end.ifname) {
+                if self.host_ifnames.insert(end.ifname.clone()) {
                     self.host
                         .ifaces
                         .push((end.ifname.clone(), *l2, Vec::new(), None, None));
