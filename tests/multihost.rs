@@ -367,6 +367,20 @@ fn clear_errors_change_nothing() {
         text(&o)
     );
     assert!(!netns_list().contains(&sim.ns("a")));
+    // Another machine the underlay does not route to: refused, nothing made.
+    let far = LAB.replace("m3: { underlay: 10.9.0.3 }", "m3: { underlay: 10.77.0.3 }");
+    let farf = write_file(&sim.dir, "far.yaml", &far);
+    let o = sim.on(
+        "m1",
+        &["up", s(&farf), "--machine", "m1", "--prefix", &sim.p],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("no route to machine m3's underlay address 10.77.0.3"),
+        "{}",
+        text(&o)
+    );
+    assert!(!netns_list().contains(&sim.ns("a")));
     // An MTU that does not fit the overlay: exit 2, the field named.
     let big = LAB.replace(
         "x: { address: 10.0.0.1/24 }",

@@ -1086,7 +1086,9 @@ impl UpOps {
                 let routed = host.routes.iter().any(|r| r.dst.contains(dst))
                     || host.addrs.iter().any(|a| a.addr.contains(dst));
                 if !routed {
-                    self.notes.push(format!("no route to machine {peer}'s underlay address {dst} in {}: VXLAN {} (vni {}) cannot reach it", at(&under), v.name, v.vni));
+                    // The rule: the other machines must be routable, else
+                    // the part would come up deaf. Refused before anything changes.
+                    self.conflicts.push(Conflict(format!("no route to machine {peer}'s underlay address {dst} in {}: VXLAN {} (vni {}) could not reach it; add a route to the underlay or fix `machines.{peer}.underlay`", at(&under), v.name, v.vni)));
                 }
             }
         }
