@@ -261,6 +261,25 @@ fn three_machines_ping_serve_http_and_leave_nothing() {
     assert!(pings_soon(&a, "10.1.0.3"), "a -> c across the bridge again");
     let st = sim.on("m1", &["status", &f, "--machine", "m1", "--prefix", &sim.p]);
     assert_eq!(st.status.code(), Some(0), "{}", text(&st));
+    // An entry the file does not name (inside the underlay, where no machine
+    // answers) is left alone: `up` notes it, status stays ok.
+    sh(&format!(
+        "ip netns exec {m1} bridge fdb append 00:00:00:00:00:00 dev {port} dst 10.9.0.99"
+    ));
+    let noted = text(&ok(sim.up("m1")));
+    assert!(
+        noted.contains(&format!(
+            "VXLAN {port} in the host also floods to 10.9.0.99"
+        )),
+        "{noted}"
+    );
+    let st = sim.on("m1", &["status", &f, "--machine", "m1", "--prefix", &sim.p]);
+    assert_eq!(st.status.code(), Some(0), "{}", text(&st));
+    let fdb = sh(&format!("ip netns exec {m1} bridge fdb show dev {port}"));
+    assert!(fdb.contains("dst 10.9.0.99"), "left alone: {fdb}");
+    sh(&format!(
+        "ip netns exec {m1} bridge fdb del 00:00:00:00:00:00 dev {port} dst 10.9.0.99"
+    ));
     // Asking for another machine's part here is refused.
     let f = s(&sim.file).to_string();
     let wrong = sim.on("m1", &["status", &f, "--machine", "m2", "--prefix", &sim.p]);
