@@ -796,6 +796,7 @@ fn vni_taken<H: NsHandle>(h: &mut H, op: &Op, e: &NlError) -> Option<String> {
     let holder = h.observe().ok().and_then(|st| {
         st.links.into_iter().find(|l| {
             l.vxlan
+                .as_ref()
                 .is_some_and(|x| x.vni == *vni && (x.port == *port || x.port == 0))
         })
     });

@@ -201,6 +201,10 @@ pub struct VxlanStatus {
     /// Whether the host has a route to every remote (the underlay reaches it).
     pub underlay_routed: bool,
     pub status: State,
+    /// The flood entries the kernel has (`bridge fdb show dev VX`, all-zero
+    /// MAC): a bridge port missing one of `remotes` is different.
+    #[serde(default)]
+    pub flood: Vec<std::net::IpAddr>,
 }
 
 /// Each VXLAN device of a machine's part, against what was observed.
@@ -218,6 +222,10 @@ fn vxlan_statuses(model: &Lab, observed: &BTreeMap<Ns, Option<NsState>>) -> Vec<
                 .and_then(|o| o.as_ref())
                 .and_then(|st| st.link(&v.name));
             let remotes: Vec<std::net::IpAddr> = v.remote.iter().chain(&v.flood).copied().collect();
+            let flood: Vec<std::net::IpAddr> = o
+                .and_then(|o| o.vxlan.as_ref())
+                .map(|x| x.flood.clone())
+                .unwrap_or_default();
             let underlay_routed = host.is_some_and(|h| {
                 remotes.iter().all(|r| {
                     h.routes.iter().any(|x| x.dst.contains(r))
@@ -239,9 +247,15 @@ fn vxlan_statuses(model: &Lab, observed: &BTreeMap<Ns, Option<NsState>>) -> Vec<
                 underlay_routed,
                 status: match o {
                     None => State::Missing,
-                    Some(o) if plan::vxlan_matches(o, v) => State::Ok,
+                    Some(o)
+                        if plan::vxlan_matches(o, v)
+                            && v.flood.iter().all(|d| flood.contains(d)) =>
+                    {
+                        State::Ok
+                    }
                     Some(_) => State::Different,
                 },
+                flood,
             }
         })
         .collect()

@@ -233,6 +233,53 @@ fn three_machines_ping_serve_http_and_leave_nothing() {
     );
     assert_eq!(vx[0]["joins"], "b:x");
     assert_eq!(vx[0]["vni"], 4242);
+    // The bridge port's flood entries, as observed.
+    assert_eq!(
+        vx[1]["flood"],
+        serde_json::json!(["10.9.0.2", "10.9.0.3"]),
+        "{j}"
+    );
+
+    // A flood entry removed by hand is drift: status names it, up adds it again.
+    let (m1, port) = (sim.machine_ns("m1"), ports[0][0].0.clone());
+    sh(&format!(
+        "ip netns exec {m1} bridge fdb del 00:00:00:00:00:00 dev {port} dst 10.9.0.3"
+    ));
+    assert!(!pings(&a, "10.1.0.3"), "a -> c: nothing floods to m3");
+    let f = s(&sim.file).to_string();
+    let st = sim.on("m1", &["status", &f, "--machine", "m1", "--prefix", &sim.p]);
+    assert_eq!(st.status.code(), Some(1), "{}", text(&st));
+    assert!(
+        text(&st).contains(&format!("flood {port} in the host to 10.9.0.3")),
+        "{}",
+        text(&st)
+    );
+    let fixed = text(&ok(sim.up("m1")));
+    assert!(fixed.contains(" 1 change "), "only the entry: {fixed}");
+    let fdb = sh(&format!("ip netns exec {m1} bridge fdb show dev {port}"));
+    assert!(fdb.contains("dst 10.9.0.3"), "{fdb}");
+    assert!(pings_soon(&a, "10.1.0.3"), "a -> c across the bridge again");
+    let st = sim.on("m1", &["status", &f, "--machine", "m1", "--prefix", &sim.p]);
+    assert_eq!(st.status.code(), Some(0), "{}", text(&st));
+    // An entry the file does not name (inside the underlay, where no machine
+    // answers) is left alone: `up` notes it, status stays ok.
+    sh(&format!(
+        "ip netns exec {m1} bridge fdb append 00:00:00:00:00:00 dev {port} dst 10.9.0.99"
+    ));
+    let noted = text(&ok(sim.up("m1")));
+    assert!(
+        noted.contains(&format!(
+            "VXLAN {port} in the host also floods to 10.9.0.99"
+        )),
+        "{noted}"
+    );
+    let st = sim.on("m1", &["status", &f, "--machine", "m1", "--prefix", &sim.p]);
+    assert_eq!(st.status.code(), Some(0), "{}", text(&st));
+    let fdb = sh(&format!("ip netns exec {m1} bridge fdb show dev {port}"));
+    assert!(fdb.contains("dst 10.9.0.99"), "left alone: {fdb}");
+    sh(&format!(
+        "ip netns exec {m1} bridge fdb del 00:00:00:00:00:00 dev {port} dst 10.9.0.99"
+    ));
     // Asking for another machine's part here is refused.
     let f = s(&sim.file).to_string();
     let wrong = sim.on("m1", &["status", &f, "--machine", "m2", "--prefix", &sim.p]);

@@ -532,7 +532,13 @@ impl World {
                         local: Some(*local),
                         remote: *remote,
                         port: *port,
+                        flood: vec![],
                     });
+                }
+                // The kernel's default entry: a unicast remote is an all-zero
+                // fdb entry too.
+                if let Some(r) = remote {
+                    self.fdb.insert((target.clone(), index, *r));
                 }
                 self.vxlan_vnis
                     .insert((ns.to_string(), *vni, *port), (target, index));
@@ -717,7 +723,19 @@ impl Fake {
 
     /// The state of one namespace, as a dump shows it.
     pub fn state(&self, ns: &str) -> Option<NsState> {
-        self.w().ns.get(ns).map(FakeNs::state)
+        let w = self.w();
+        let mut st = w.ns.get(ns).map(FakeNs::state)?;
+        // A VXLAN device's flood entries, as the AF_BRIDGE neighbour dump
+        // shows them (see `observe::flood`).
+        for l in &mut st.links {
+            if let Some(x) = &mut l.vxlan {
+                x.flood = (w.fdb.iter())
+                    .filter(|(n, i, _)| n == ns && *i == l.index)
+                    .map(|(_, _, d)| *d)
+                    .collect();
+            }
+        }
+        Some(st)
     }
 
     /// A namespace made by someone else: `lo` only (down, no mark).

@@ -407,3 +407,14 @@ pub fn fdb_append(index: u32, dst: IpAddr) -> M {
         }));
     M::NewNeighbour(m)
 }
+
+/// Dump the fdb entries of one device (AF_BRIDGE RTM_GETNEIGH with the
+/// device as ndm_ifindex, like `bridge fdb show dev VX`): for a VXLAN device,
+/// its own entries (and, when it is a bridge port, the bridge's for that port).
+pub fn get_fdb(index: u32) -> M {
+    use netlink_packet_route::neighbour::NeighbourMessage;
+    let mut m = NeighbourMessage::default();
+    m.header.family = AddressFamily::Bridge;
+    m.header.ifindex = index;
+    M::GetNeighbour(m)
+}

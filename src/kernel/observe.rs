@@ -143,6 +143,7 @@ fn vxlan_info(data: &[u8]) -> Option<crate::model::observed::ObsVxlan> {
         local: None,
         remote: None,
         port: 0,
+        flood: vec![],
     };
     let ip = |v: &[u8]| -> Option<IpAddr> {
         match v.len() {
@@ -315,10 +316,63 @@ pub fn parse_route(r: &netlink_packet_route::route::RouteMessage) -> Option<ObsR
     })
 }
 
-/// One namespace's state in three dumps.
+/// The flood list of a VXLAN device: the destinations of its all-zero fdb
+/// entries, sorted. One small dump for that device only.
+pub fn flood(nl: &mut Rtnl, index: u32) -> Result<Vec<IpAddr>, NlError> {
+    let mut out = nl.dump_raw(msg::get_fdb(index), "list fdb entries", |m| {
+        parse_flood(m).filter(|(i, _)| *i == index).map(|(_, d)| d)
+    })?;
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// One RTM_NEWNEIGH of an AF_BRIDGE dump as (device index, destination) when
+/// it is a flood entry: NDA_LLADDR all zero and an NDA_DST (a VXLAN remote).
+/// The bridge's own entries (no NDA_DST) and learned MACs are not.
+pub fn parse_flood(m: &[u8]) -> Option<(u32, IpAddr)> {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    const RTM_NEWNEIGH: u16 = 28;
+    const AF_BRIDGE: u8 = 7;
+    const NDA_DST: u16 = 1;
+    const NDA_LLADDR: u16 = 2;
+    const HDR: usize = 16;
+    const NDMSG: usize = 12;
+    if m.len() < HDR + NDMSG || u16::from_ne_bytes([m[4], m[5]]) != RTM_NEWNEIGH {
+        return None;
+    }
+    if m[HDR] != AF_BRIDGE {
+        return None;
+    }
+    let index = u32::from_ne_bytes(m[HDR + 4..HDR + 8].try_into().ok()?);
+    let (mut zero, mut dst) = (false, None);
+    for (ty, v) in attrs(&m[HDR + NDMSG..]) {
+        match ty {
+            NDA_LLADDR => zero = v.len() == 6 && v.iter().all(|&b| b == 0),
+            NDA_DST => {
+                dst = match v.len() {
+                    4 => Some(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(v).ok()?))),
+                    16 => Some(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(v).ok()?))),
+                    _ => None,
+                }
+            }
+            _ => {}
+        }
+    }
+    Some((index, dst.filter(|_| zero)?))
+}
+
+/// One namespace's state in three dumps, and one more per VXLAN device (its
+/// flood entries): a namespace without VXLAN devices pays nothing for them.
 pub fn ns_state(nl: &mut Rtnl) -> Result<NsState, NlError> {
+    let mut links = links(nl)?;
+    for l in &mut links {
+        if let Some(x) = &mut l.vxlan {
+            x.flood = flood(nl, l.index)?;
+        }
+    }
     Ok(NsState {
-        links: links(nl)?,
+        links,
         addrs: addrs(nl)?,
         routes: routes(nl)?,
     })
@@ -416,6 +470,49 @@ mod tests {
             "truncated"
         );
         assert_eq!(forwarding(&[]), (None, None));
+    }
+
+    #[test]
+    fn flood_entries_are_the_all_zero_ones_with_a_destination() {
+        let wire = |m: M| {
+            let mut nl =
+                NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::InnerMessage(m));
+            nl.finalize();
+            let mut buf = vec![0u8; nl.buffer_len()];
+            nl.serialize(&mut buf);
+            buf
+        };
+        // What `bridge fdb append` sends is what a dump answers, as RTM_NEWNEIGH.
+        let entry = |dst: IpAddr| {
+            let M::NewNeighbour(n) = msg::fdb_append(9, dst) else {
+                unreachable!()
+            };
+            n
+        };
+        let d: IpAddr = "10.9.0.3".parse().unwrap();
+        assert_eq!(parse_flood(&wire(M::NewNeighbour(entry(d)))), Some((9, d)));
+        let d6: IpAddr = "fd00::3".parse().unwrap();
+        assert_eq!(
+            parse_flood(&wire(M::NewNeighbour(entry(d6)))),
+            Some((9, d6))
+        );
+        // A learned MAC (not all zero) is not a flood entry.
+        use netlink_packet_route::neighbour::NeighbourAttribute;
+        let mut learned = entry(d);
+        learned.attributes[0] = NeighbourAttribute::LinkLayerAddress(vec![2, 0, 0, 0, 0, 1]);
+        assert_eq!(parse_flood(&wire(M::NewNeighbour(learned))), None);
+        // The bridge's entry for the port: no destination.
+        let mut own = entry(d);
+        own.attributes.truncate(1);
+        assert_eq!(parse_flood(&wire(M::NewNeighbour(own))), None);
+        // An ARP entry (AF_INET) is not an fdb entry.
+        let mut arp = entry(d);
+        arp.header.family = netlink_packet_route::AddressFamily::Inet;
+        assert_eq!(parse_flood(&wire(M::NewNeighbour(arp))), None);
+        let good = wire(M::NewNeighbour(entry(d)));
+        for n in 0..good.len() {
+            let _ = parse_flood(&good[..n]);
+        }
     }
 
     #[test]

@@ -38,13 +38,17 @@ pub struct ObsLink {
 }
 
 /// A VXLAN device's settings as the kernel has them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObsVxlan {
     pub vni: u32,
     pub local: Option<std::net::IpAddr>,
     /// The unicast remote (IFLA_VXLAN_GROUP); None for a flooding bridge port.
     pub remote: Option<std::net::IpAddr>,
     pub port: u16,
+    /// The destinations of its all-zero fdb entries (`bridge fdb show dev
+    /// VX`: `00:00:00:00:00:00 dst R`), sorted: where broadcasts and unknown
+    /// destinations go. A device with a unicast remote has that one too.
+    pub flood: Vec<std::net::IpAddr>,
 }
 
 /// A bridge's STP as the kernel has it; timers in clock_t (centiseconds).

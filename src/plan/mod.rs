@@ -717,7 +717,7 @@ pub fn stp_matches(o: &crate::model::observed::ObsStp, want: Option<&Stp>) -> bo
 /// Is an observed link the VXLAN device the model wants (VNI, addresses, port)?
 pub fn vxlan_matches(o: &ObsLink, v: &Vxlan) -> bool {
     o.kind.as_deref() == Some("vxlan")
-        && o.vxlan.is_some_and(|x| {
+        && o.vxlan.as_ref().is_some_and(|x| {
             x.vni == v.vni
                 && x.local == Some(v.local)
                 && x.remote == v.remote
@@ -1004,8 +1004,9 @@ impl UpOps {
     }
 
     /// VXLAN devices of a machine's part: one that is there, ours, with the
-    /// VNI, addresses and port the file says stays; otherwise (re)create it.
-    /// Flood entries go with a new bridge port.
+    /// VNI, addresses and port the file says stays (its missing flood entries
+    /// added again); otherwise (re)create it. Flood entries go with a new
+    /// bridge port.
     fn vxlans(&mut self, cx: &UpCx) {
         for v in &cx.lab.vxlans {
             let into = ns_of(cx.lab, &v.place);
@@ -1016,7 +1017,8 @@ impl UpOps {
                 self.conflicts.push(Conflict(format!("interface {} in {} exists and is not nslab's (no mark {}); nslab will not take it over", v.name, at(&into), cx.mark)));
                 continue;
             }
-            if o.is_some_and(|o| vxlan_matches(o, v)) {
+            if let Some(o) = o.filter(|o| vxlan_matches(o, v)) {
+                self.flood(&into, o, v);
                 continue;
             }
             if o.is_some() {
@@ -1060,6 +1062,34 @@ impl UpOps {
                 self.late_master.insert((into.clone(), v.name.clone()));
             }
             self.fresh.insert((into, v.name.clone()));
+        }
+    }
+
+    /// The flood entries of a VXLAN bridge port that is there and matches:
+    /// one the file wants and the kernel lacks is added again; one the file
+    /// does not name (someone's `bridge fdb append`) is left alone, with a note.
+    fn flood(&mut self, into: &Ns, o: &ObsLink, v: &Vxlan) {
+        let have: &[std::net::IpAddr] = o.vxlan.as_ref().map_or(&[], |x| &x.flood);
+        for dst in v.flood.iter().filter(|d| !have.contains(d)) {
+            self.creates_link.push(Op::AddFdb {
+                ns: into.clone(),
+                dev: v.name.clone(),
+                dst: *dst,
+            });
+        }
+        // A cable's unicast remote is an all-zero entry of its own.
+        let extra: Vec<String> = (have.iter())
+            .filter(|d| !v.flood.contains(d) && v.remote.as_ref() != Some(*d))
+            .map(|d| d.to_string())
+            .collect();
+        if !extra.is_empty() {
+            self.notes.push(format!(
+                "VXLAN {} in {} also floods to {}, which the file does not name: nslab leaves it (`bridge fdb del 00:00:00:00:00:00 dev {} dst ADDR` removes it)",
+                v.name,
+                at(into),
+                extra.join(", "),
+                v.name,
+            ));
         }
     }
 

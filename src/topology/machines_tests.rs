@@ -209,7 +209,7 @@ fn a_machines_part_comes_up_on_the_fake_kernel_and_a_second_plan_is_empty() {
     let a = fake.state("t-a").unwrap();
     let x = a.link("x").unwrap();
     assert_eq!(x.kind.as_deref(), Some("vxlan"));
-    assert_eq!(x.vxlan.unwrap().vni, 4242);
+    assert_eq!(x.vxlan.as_ref().unwrap().vni, 4242);
     let host = fake.state("").unwrap();
     let port = l.vxlans.iter().find(|v| v.master.is_some()).unwrap();
     let sw = host.link("sw").unwrap();
@@ -229,6 +229,87 @@ fn a_machines_part_comes_up_on_the_fake_kernel_and_a_second_plan_is_empty() {
         listing(&fix)
     );
     assert!(r.plan(&l).is_empty());
+}
+
+#[test]
+fn a_flood_entry_removed_by_hand_is_drift_and_up_adds_it_again() {
+    use crate::plan::Op;
+    use crate::testkit::{Run, listing};
+    let fake = crate::kernel::fake::Fake::new();
+    let l = part(&crate::testkit::lab(FAKE_LAB, false), "m1").unwrap();
+    let mut r = Run::new(&fake, &l);
+    r.up(&l);
+    let port = l.vxlans.iter().find(|v| v.master.is_some()).unwrap();
+    let m2: std::net::IpAddr = "192.0.2.11".parse().unwrap();
+    let flood = |f: &crate::kernel::fake::Fake| {
+        let st = f.state("").unwrap();
+        st.link(&port.name)
+            .unwrap()
+            .vxlan
+            .as_ref()
+            .unwrap()
+            .flood
+            .clone()
+    };
+    assert_eq!(flood(&fake), vec![m2], "observed after up");
+    // The cable's unicast remote is an all-zero entry too: not an extra one.
+    let a = fake.state("t-a").unwrap();
+    assert_eq!(a.link("x").unwrap().vxlan.as_ref().unwrap().flood, vec![m2]);
+    // Complete: nothing planned, status ok.
+    assert!(r.plan(&l).is_empty());
+    let rec = r.rec.clone();
+    let s = crate::status::status_in(&mut r.k, &rec, &l, "record".into(), false).unwrap();
+    let vs = s.vxlans.iter().find(|v| v.name == port.name).unwrap();
+    assert_eq!(
+        (vs.status, &vs.flood),
+        (crate::status::State::Ok, &vec![m2])
+    );
+    assert!(s.ok, "{:?}", s.drift);
+
+    // `bridge fdb del 00:00:00:00:00:00 dev vxN dst 192.0.2.11`.
+    let index = fake.state("").unwrap().link(&port.name).unwrap().index;
+    assert!(fake.w().fdb.remove(&(String::new(), index, m2)));
+    assert!(flood(&fake).is_empty());
+    let s = crate::status::status_in(&mut r.k, &rec, &l, "record".into(), false).unwrap();
+    let vs = s.vxlans.iter().find(|v| v.name == port.name).unwrap();
+    assert_eq!(vs.status, crate::status::State::Different);
+    assert!(vs.flood.is_empty());
+    assert!(!s.ok);
+    let want = format!("flood {} in the host to 192.0.2.11", port.name);
+    assert_eq!(s.drift, vec![want.clone()], "status names the entry");
+    // Only the entry is planned: the device stays.
+    let ops = r.plan(&l);
+    assert!(
+        matches!(&ops[..], [Op::AddFdb { dev, dst, .. }] if dev == &port.name && *dst == m2),
+        "{}",
+        listing(&ops)
+    );
+    r.up(&l);
+    assert_eq!(flood(&fake), vec![m2], "repaired");
+    assert_eq!(
+        fake.state("").unwrap().link(&port.name).unwrap().index,
+        index,
+        "the same device"
+    );
+    assert!(r.plan(&l).is_empty());
+
+    // An entry the file does not name is left alone, with a note.
+    let other: std::net::IpAddr = "192.0.2.99".parse().unwrap();
+    fake.w().fdb.insert((String::new(), index, other));
+    let p = crate::lab::plan_in(&mut r.k, &l, Some(&rec)).unwrap();
+    assert!(p.ops.is_empty(), "{}", listing(&p.ops));
+    assert!(
+        p.notes.iter().any(|n| n.contains(&format!(
+            "VXLAN {} in the host also floods to 192.0.2.99",
+            port.name
+        ))),
+        "{:?}",
+        p.notes
+    );
+    let s = crate::status::status_in(&mut r.k, &rec, &l, "record".into(), false).unwrap();
+    let vs = s.vxlans.iter().find(|v| v.name == port.name).unwrap();
+    assert_eq!(vs.flood, vec![m2, other]);
+    assert_eq!(vs.status, crate::status::State::Ok);
 }
 
 #[test]
