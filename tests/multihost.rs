@@ -339,13 +339,32 @@ fn sandboxed_parts_leave_the_machines_network_as_it_was() {
     let mut sim = Sim::new("mhs", LAB);
     sim.sandbox = true;
     let ms = ["m1", "m2", "m3"];
+    // From `ip -j` (stdout only: `ip` may warn on stderr about peers in
+    // namespaces other tests are deleting at the time).
     let net = |m: &str| {
         let ns = sim.machine_ns(m);
-        (
-            link_names(Some(&ns)),
-            sh(&format!("ip -n {ns} -4 route show")),
-            sh(&format!("ip -n {ns} -4 addr show")),
-        )
+        let routes = ip_json(Some(&ns), "-4 route show");
+        let routes: Vec<String> = routes
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| format!("{} dev {}", r["dst"], r["dev"]))
+            .collect();
+        let addrs = ip_json(Some(&ns), "-4 addr show");
+        let addrs: Vec<String> = addrs
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|l| {
+                let name = l["ifname"].to_string();
+                l["addr_info"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(move |a| format!("{name} {}/{}", a["local"], a["prefixlen"]))
+            })
+            .collect();
+        (link_names(Some(&ns)), routes, addrs)
     };
     let before: Vec<_> = ms.iter().map(|m| net(m)).collect();
     for m in ["m2", "m3", "m1"] {
