@@ -3,56 +3,16 @@
 //! chromium-driver (scripts/test.sh installs them).
 
 mod common;
+use common::web::*;
 use common::*;
-use fantoccini::{ClientBuilder, Locator};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use fantoccini::Locator;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-
-/// A process this test started, killed (by its pid) and reaped on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// GET `path` from `addr` with std's TcpStream: the status line and the body.
 fn get(addr: &str, path: &str) -> (String, String) {
-    request(addr, "GET", path)
-}
-
-fn request(addr: &str, method: &str, path: &str) -> (String, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut r = String::new();
-    s.read_to_string(&mut r).unwrap();
-    let status = r.lines().next().unwrap_or_default().to_string();
-    let body = r
-        .split_once("\r\n\r\n")
-        .map(|x| x.1)
-        .unwrap_or("")
-        .to_string();
-    (status, body)
+    request(addr, "GET", path, "")
 }
 
 #[tokio::test]
@@ -83,9 +43,9 @@ async fn web_page_draws_objective2_and_lights_the_cables_a_ping_crosses() {
         .collect();
     assert!(cables.contains(&"green:gveth--bri0:gbrveth"), "{cables:?}");
     // Nothing but GET here (405); without the token, still 401.
-    let (status, _) = request(addr, "POST", &format!("/api/lab?token={token}"));
+    let (status, _) = request(addr, "POST", &format!("/api/lab?token={token}"), "");
     assert!(status.contains(" 405 "), "{status}");
-    let (status, _) = request(addr, "POST", "/api/lab");
+    let (status, _) = request(addr, "POST", "/api/lab", "");
     assert!(status.contains(" 401 "), "{status}");
     // A bad filter is refused with what is wrong.
     let (status, body) = get(
@@ -101,48 +61,6 @@ async fn web_page_draws_objective2_and_lights_the_cables_a_ping_crosses() {
     let result = browse(&c, &url, &p, &lab).await;
     let _ = c.close().await;
     result.unwrap();
-}
-
-/// chromedriver on a free port, and a headless Chromium session through it.
-async fn browser() -> (Proc, fantoccini::Client) {
-    let port = free_port();
-    let driver = Command::new(CHROMEDRIVER)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let driver = Proc(driver);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": CHROMIUM,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=1400,900"],
-        }),
-    );
-    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("connect to chromedriver");
-    (driver, c)
-}
-
-fn have_chromium() -> bool {
-    [CHROMIUM, CHROMEDRIVER].iter().all(|tool| {
-        let there = std::path::Path::new(tool).exists();
-        if !there {
-            eprintln!("skipped: {tool} is missing (apt-get install chromium chromium-driver)");
-        }
-        there
-    })
 }
 
 /// The 200-node measurement of README/BENCHMARKS (run by hand:
@@ -197,11 +115,7 @@ async fn web_200_nodes_page_load() {
 async fn browse(c: &fantoccini::Client, url: &str, p: &str, lab: &str) -> Result<(), String> {
     let e = |e: fantoccini::error::CmdError| e.to_string();
     c.goto(url).await.map_err(e)?;
-    c.wait()
-        .at_most(Duration::from_secs(15))
-        .for_element(Locator::Css("svg#lab[data-ready]"))
-        .await
-        .map_err(e)?;
+    wait_for(c, 15, "svg#lab[data-ready]").await.map_err(e)?;
     let svg = c
         .find(Locator::Css("svg#lab"))
         .await
@@ -224,17 +138,10 @@ async fn browse(c: &fantoccini::Client, url: &str, p: &str, lab: &str) -> Result
             .map_err(e)?;
     }
     // Listening before the ping starts.
-    c.wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("#conn.live"))
-        .await
-        .map_err(e)?;
+    wait_for(c, 10, "#conn.live").await.map_err(e)?;
     let active = |sel: &str| format!("g.cable{sel}[data-active]");
     assert!(
-        c.find_all(Locator::Css(&active(green)))
-            .await
-            .map_err(e)?
-            .is_empty(),
+        !present(c, &active(green)).await.map_err(e)?,
         "green's cable is lit before any ping"
     );
 
@@ -250,22 +157,10 @@ async fn browse(c: &fantoccini::Client, url: &str, p: &str, lab: &str) -> Result
     );
     let mut lit = (None, None);
     while start.elapsed() < Duration::from_secs(2) && (lit.0.is_none() || lit.1.is_none()) {
-        if lit.0.is_none()
-            && !c
-                .find_all(Locator::Css(&active(green)))
-                .await
-                .map_err(e)?
-                .is_empty()
-        {
+        if lit.0.is_none() && present(c, &active(green)).await.map_err(e)? {
             lit.0 = Some(start.elapsed());
         }
-        if lit.1.is_none()
-            && !c
-                .find_all(Locator::Css(&active(black)))
-                .await
-                .map_err(e)?
-                .is_empty()
-        {
+        if lit.1.is_none() && present(c, &active(black)).await.map_err(e)? {
             lit.1 = Some(start.elapsed());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -275,19 +170,10 @@ async fn browse(c: &fantoccini::Client, url: &str, p: &str, lab: &str) -> Result
     assert!(lit.1.is_some(), "bri0—black not lit within 2 s of the ping");
     // The bridge learned both MACs from ARP: the pings never reach white.
     assert!(
-        c.find_all(Locator::Css(&active(white)))
-            .await
-            .map_err(e)?
-            .is_empty(),
+        !present(c, &active(white)).await.map_err(e)?,
         "white's cable lit by a ping between green and black"
     );
-    let rows = c
-        .find(Locator::Css("#packets"))
-        .await
-        .map_err(e)?
-        .text()
-        .await
-        .map_err(e)?;
+    let rows = el_text(c, Locator::Css("#packets")).await.map_err(e)?;
     assert!(
         rows.contains("bri0:gbrveth")
             && rows.contains("192.168.3.1")
@@ -300,34 +186,15 @@ async fn browse(c: &fantoccini::Client, url: &str, p: &str, lab: &str) -> Result
     );
 
     // A click on a box shows its routes as the kernel has them.
-    c.find(Locator::Css("g.box[data-box=\"black\"]"))
-        .await
-        .map_err(e)?
-        .click()
+    click(c, Locator::Css("g.box[data-box=\"black\"]"))
         .await
         .map_err(e)?;
-    let details = c
-        .find(Locator::Css("#details"))
-        .await
-        .map_err(e)?
-        .text()
-        .await
-        .map_err(e)?;
+    let details = el_text(c, Locator::Css("#details")).await.map_err(e)?;
     assert!(
         details.contains("routes") && details.contains("default dev bveth"),
         "details after a click on black: {details}"
     );
-    let state = |c: &fantoccini::Client, sel: String| {
-        let c = c.clone();
-        async move { c.find(Locator::Css(&sel)).await?.attr("data-state").await }
-    };
-    assert_eq!(
-        state(c, format!("g.cable{black}"))
-            .await
-            .map_err(e)?
-            .as_deref(),
-        Some("up")
-    );
+    assert_eq!(cable_state(c, black).await?.as_deref(), Some("up"));
 
     let shot = c.screenshot().await.map_err(e)?;
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/web-objective2.png");
@@ -358,23 +225,11 @@ async fn browse(c: &fantoccini::Client, url: &str, p: &str, lab: &str) -> Result
         .send_keys("tcp")
         .await
         .map_err(e)?;
-    c.find(Locator::Css("#filters button"))
-        .await
-        .map_err(e)?
-        .click()
+    click(c, Locator::Css("#filters button")).await.map_err(e)?;
+    wait_for(c, 10, "#conn.live[data-filter*=\"proto=tcp\"]")
         .await
         .map_err(e)?;
-    c.wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("#conn.live[data-filter*=\"proto=tcp\"]"))
-        .await
-        .map_err(e)?;
-    c.find(Locator::Css("#clear"))
-        .await
-        .map_err(e)?
-        .click()
-        .await
-        .map_err(e)?;
+    click(c, Locator::Css("#clear")).await.map_err(e)?;
     assert!(pings(&format!("{p}green"), "192.168.1.1"));
     let page = sh(&format!(
         "ip netns exec {p}green curl -sS -m 5 -o /dev/null -w '%{{http_code}}' http://192.168.1.1:800/"
@@ -382,13 +237,7 @@ async fn browse(c: &fantoccini::Client, url: &str, p: &str, lab: &str) -> Result
     assert_eq!(page.trim(), "200");
     let deadline = Instant::now() + Duration::from_secs(5);
     let rows = loop {
-        let rows = c
-            .find(Locator::Css("#packets"))
-            .await
-            .map_err(e)?
-            .text()
-            .await
-            .map_err(e)?;
+        let rows = el_text(c, Locator::Css("#packets")).await.map_err(e)?;
         if rows.contains("192.168.1.1.800 >") || Instant::now() > deadline {
             break rows;
         }
@@ -403,47 +252,21 @@ async fn browse(c: &fantoccini::Client, url: &str, p: &str, lab: &str) -> Result
     // A cable taken down at run time is drawn down on the next load.
     ok(nslab(&["link", "--lab", lab, "black:bveth", "down"]));
     c.goto(url).await.map_err(e)?;
-    c.wait()
-        .at_most(Duration::from_secs(15))
-        .for_element(Locator::Css("svg#lab[data-ready]"))
-        .await
-        .map_err(e)?;
-    assert_eq!(
-        state(c, format!("g.cable{black}"))
-            .await
-            .map_err(e)?
-            .as_deref(),
-        Some("down")
-    );
-    assert_eq!(
-        state(c, format!("g.cable{green}"))
-            .await
-            .map_err(e)?
-            .as_deref(),
-        Some("up")
-    );
+    wait_for(c, 15, "svg#lab[data-ready]").await.map_err(e)?;
+    assert_eq!(cable_state(c, black).await?.as_deref(), Some("down"));
+    assert_eq!(cable_state(c, green).await?.as_deref(), Some("up"));
     Ok(())
 }
 
-/// Start `nslab web` on a free loopback port: the process and its URL's address and token.
-fn start_web(args: &[&str]) -> (Proc, String, String) {
-    let mut web = Command::new(bin())
-        .arg("web")
-        .args(args)
-        .args(["--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(web.stdout.take().unwrap());
-    let web = Proc(web);
-    let mut url = String::new();
-    out.read_line(&mut url).unwrap();
-    let (addr, token) = url
-        .trim()
-        .strip_prefix("http://")
-        .and_then(|r| r.split_once("/?token="))
-        .unwrap_or_else(|| panic!("first line is not the URL: {url:?}"));
-    (web, addr.to_string(), token.to_string())
+/// The `data-state` of the cable `sel` (an attribute selector) finds.
+async fn cable_state(c: &fantoccini::Client, sel: &str) -> Result<Option<String>, String> {
+    let e = |e: fantoccini::error::CmdError| e.to_string();
+    c.find(Locator::Css(&format!("g.cable{sel}")))
+        .await
+        .map_err(e)?
+        .attr("data-state")
+        .await
+        .map_err(e)
 }
 
 #[test]
@@ -452,17 +275,12 @@ fn web_samples_a_flood_above_max_events_and_read_only_refuses_changes() {
     let (_web, addr, token) = start_web(&["--lab", &lab, "--max-events", "5", "--read-only"]);
     // Read-only: any method but GET and HEAD is refused (once the token is right).
     for m in ["POST", "PUT", "DELETE"] {
-        let (status, _) = request(&addr, m, &format!("/api/lab?token={token}"));
+        let (status, _) = request(&addr, m, &format!("/api/lab?token={token}"), "");
         assert!(status.contains(" 403 "), "{m}: {status}");
     }
-    let (status, _) = request(&addr, "POST", "/api/lab?token=0");
+    let (status, _) = request(&addr, "POST", "/api/lab?token=0", "");
     assert!(status.contains(" 401 "), "{status}");
-    let mut s = TcpStream::connect(&addr).unwrap();
-    write!(
-        s,
-        "GET /api/events?token={token}&noise=0 HTTP/1.1\r\nHost: {addr}\r\n\r\n"
-    )
-    .unwrap();
+    let s = events(&addr, &token);
     let mut r = BufReader::new(s.try_clone().unwrap());
     // The stream's headers: it is listening once they came.
     let mut line = String::new();

@@ -5,117 +5,16 @@
 //! actions but still streams packets. Needs root, chromium and chromium-driver.
 
 mod common;
+use common::web::*;
 use common::*;
-use fantoccini::{ClientBuilder, Locator};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use fantoccini::Locator;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const GREEN: &str = "green:gveth--bri0:gbrveth";
 const BLACK: &str = "black:bveth--bri0:bbrveth";
 const WHITE: &str = "white:wveth--bri0:wbrveth";
-
-/// A process this test started, killed (by its pid) and reaped on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// One HTTP/1.1 request with std's TcpStream: the status line and the body.
-fn request(addr: &str, method: &str, path: &str, body: &str) -> (String, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut r = String::new();
-    s.read_to_string(&mut r).unwrap();
-    let status = r.lines().next().unwrap_or_default().to_string();
-    let body = r
-        .split_once("\r\n\r\n")
-        .map(|x| x.1)
-        .unwrap_or("")
-        .to_string();
-    (status, body)
-}
-
-/// Start `nslab web` on a free loopback port: the process and its URL's address and token.
-fn start_web(args: &[&str]) -> (Proc, String, String) {
-    let mut web = Command::new(bin())
-        .arg("web")
-        .args(args)
-        .args(["--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(web.stdout.take().unwrap());
-    let web = Proc(web);
-    let mut url = String::new();
-    out.read_line(&mut url).unwrap();
-    let (addr, token) = url
-        .trim()
-        .strip_prefix("http://")
-        .and_then(|r| r.split_once("/?token="))
-        .unwrap_or_else(|| panic!("first line is not the URL: {url:?}"));
-    (web, addr.to_string(), token.to_string())
-}
-
-/// chromedriver on a free port, and a headless Chromium session through it.
-async fn browser() -> Option<(Proc, fantoccini::Client)> {
-    for tool in [CHROMIUM, CHROMEDRIVER] {
-        if !std::path::Path::new(tool).exists() {
-            eprintln!("skipped: {tool} is missing (apt-get install chromium chromium-driver)");
-            return None;
-        }
-    }
-    let port = free_port();
-    let driver = Proc(
-        Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": CHROMIUM,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=1400,900"],
-        }),
-    );
-    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("connect to chromedriver");
-    Some((driver, c))
-}
 
 type R<T> = Result<T, String>;
 
@@ -143,17 +42,8 @@ async fn act(c: &fantoccini::Client, from: &str, to: &str, kind: &str, port: &st
     let p = c.find(Locator::Id("act-port")).await.map_err(e)?;
     p.clear().await.map_err(e)?;
     p.send_keys(port).await.map_err(e)?;
-    c.find(Locator::Id("act-go"))
-        .await
-        .map_err(e)?
-        .click()
-        .await
-        .map_err(e)?;
-    c.wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("#act-result[data-ok]"))
-        .await
-        .map_err(e)?;
+    click(c, Locator::Id("act-go")).await.map_err(e)?;
+    wait_for(c, 20, "#act-result[data-ok]").await.map_err(e)?;
     Ok(())
 }
 
@@ -164,15 +54,16 @@ async fn attr(c: &fantoccini::Client, css: &str, name: &str) -> R<Option<String>
     }
 }
 
+/// The attribute `name` of the cable whose id is `cable`, if both are there.
+async fn cable_attr(c: &fantoccini::Client, cable: &str, name: &str) -> R<Option<String>> {
+    attr(c, &format!("g.cable[data-cable=\"{cable}\"]"), name).await
+}
+
 async fn open(c: &fantoccini::Client, addr: &str, token: &str) -> R<()> {
     c.goto(&format!("http://{addr}/?token={token}"))
         .await
         .map_err(e)?;
-    c.wait()
-        .at_most(Duration::from_secs(15))
-        .for_element(Locator::Css("#act-go"))
-        .await
-        .map_err(e)?;
+    wait_for(c, 15, "#act-go").await.map_err(e)?;
     Ok(())
 }
 
@@ -181,24 +72,13 @@ async fn healthy_lab(c: &fantoccini::Client, addr: &str, token: &str) -> R<()> {
     // A ping from green to black: both cables, both ways, and not white's.
     act(c, "green", "black", "ping", "").await?;
     let ok = attr(c, "#act-result", "data-ok").await?;
-    let result = c
-        .find(Locator::Id("act-result"))
-        .await
-        .map_err(e)?
-        .text()
-        .await
-        .map_err(e)?;
+    let result = el_text(c, Locator::Id("act-result")).await.map_err(e)?;
     assert_eq!(ok.as_deref(), Some("1"), "{result}");
     for cable in [GREEN, BLACK] {
-        let dir = attr(
-            c,
-            &format!("g.cable[data-cable=\"{cable}\"]"),
-            "data-path-dir",
-        )
-        .await?;
+        let dir = cable_attr(c, cable, "data-path-dir").await?;
         assert_eq!(dir.as_deref(), Some("both"), "{cable}: {result}");
     }
-    let white = attr(c, &format!("g.cable[data-cable=\"{WHITE}\"]"), "data-path").await?;
+    let white = cable_attr(c, WHITE, "data-path").await?;
     assert_eq!(white, None, "white's cable is on the path: {result}");
     // The hops in order, with the addresses on each.
     let hops = c.find_all(Locator::Css("#path li")).await.map_err(e)?.len();
@@ -215,20 +95,14 @@ async fn healthy_lab(c: &fantoccini::Client, addr: &str, token: &str) -> R<()> {
 
     // Nothing listens on 81 in black: its reset, seen on black's cable.
     act(c, "green", "black", "tcp", "81").await?;
-    let result = c
-        .find(Locator::Id("act-result"))
-        .await
-        .map_err(e)?
-        .text()
-        .await
-        .map_err(e)?;
+    let result = el_text(c, Locator::Id("act-result")).await.map_err(e)?;
     assert_eq!(
         attr(c, "#act-result", "data-ok").await?.as_deref(),
         Some("0")
     );
     let first_reset = attr(c, "#path li[data-kind=\"reset\"]", "data-cable").await?;
     assert_eq!(first_reset.as_deref(), Some(BLACK), "{result}");
-    let why = attr(c, &format!("g.cable[data-cable=\"{BLACK}\"]"), "data-why").await?;
+    let why = cable_attr(c, BLACK, "data-why").await?;
     assert!(
         why.as_deref()
             .is_some_and(|w| w.contains("reset") && w.contains("81")),
@@ -240,19 +114,13 @@ async fn healthy_lab(c: &fantoccini::Client, addr: &str, token: &str) -> R<()> {
 async fn broken_lab(c: &fantoccini::Client, addr: &str, token: &str) -> R<()> {
     open(c, addr, token).await?;
     act(c, "green", "black", "ping", "").await?;
-    let result = c
-        .find(Locator::Id("act-result"))
-        .await
-        .map_err(e)?
-        .text()
-        .await
-        .map_err(e)?;
+    let result = el_text(c, Locator::Id("act-result")).await.map_err(e)?;
     assert_eq!(
         attr(c, "#act-result", "data-ok").await?.as_deref(),
         Some("0")
     );
     // The request reached black, which has no route back: the why is there.
-    let why = attr(c, &format!("g.cable[data-cable=\"{BLACK}\"]"), "data-why").await?;
+    let why = cable_attr(c, BLACK, "data-why").await?;
     assert!(
         why.as_deref()
             .is_some_and(|w| w.contains("no route back") && w.contains("black")),
@@ -260,16 +128,8 @@ async fn broken_lab(c: &fantoccini::Client, addr: &str, token: &str) -> R<()> {
     );
     let at_box = attr(c, "g.box[data-box=\"black\"]", "data-why").await?;
     assert_eq!(at_box, why);
-    assert_eq!(
-        attr(c, &format!("g.cable[data-cable=\"{GREEN}\"]"), "data-why").await?,
-        None
-    );
-    let dir = attr(
-        c,
-        &format!("g.cable[data-cable=\"{BLACK}\"]"),
-        "data-path-dir",
-    )
-    .await?;
+    assert_eq!(cable_attr(c, GREEN, "data-why").await?, None);
+    let dir = cable_attr(c, BLACK, "data-path-dir").await?;
     assert_eq!(dir.as_deref(), Some("ba"), "only the request: {result}");
     // For people to look at (not checked).
     let shot = c.screenshot().await.map_err(e)?;
@@ -309,9 +169,10 @@ async fn web_actions_light_the_path_show_the_reset_and_the_missing_route_back() 
         "{status} {body}"
     );
 
-    let Some((_driver, c)) = browser().await else {
+    if !have_chromium() {
         return;
-    };
+    }
+    let (_driver, c) = browser().await;
     let mut result = healthy_lab(&c, &addr, &token).await;
     if result.is_ok() {
         result = broken_lab(&c, &baddr, &btoken).await;
@@ -334,36 +195,26 @@ async fn web_actions_light_the_path_show_the_reset_and_the_missing_route_back() 
 
 /// `nslab web --replay FILE` as nobody: the process, its address and token.
 fn start_replay_as_nobody(file: &std::path::Path) -> (Proc, String, String) {
-    let mut child = Command::new("setpriv")
-        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", bin()])
+    let (p, url) = spawn_web(replay_as_nobody(file));
+    let (addr, token) =
+        parse_url(&url).unwrap_or_else(|| panic!("replay as nobody printed no URL: {url:?}"));
+    (p, addr, token)
+}
+
+/// The command line of `nslab web --replay FILE` as nobody, on a free loopback port.
+fn replay_as_nobody(file: &std::path::Path) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", bin()])
         .args(["web", "--replay", s(file), "--speed", "20"])
-        .args(["--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let p = Proc(child);
-    let mut url = String::new();
-    out.read_line(&mut url).unwrap();
-    let (addr, token) = url
-        .trim()
-        .strip_prefix("http://")
-        .and_then(|r| r.split_once("/?token="))
-        .unwrap_or_else(|| panic!("replay as nobody printed no URL: {url:?}"));
-    (p, addr.to_string(), token.to_string())
+        .args(["--listen", "127.0.0.1:0"]);
+    cmd
 }
 
 /// The replayed page: actions off, both recorded actions listed, and the
 /// ping's and the reset's packets in the packet list again.
 async fn replayed_page(c: &fantoccini::Client, addr: &str, token: &str) -> R<()> {
     open(c, addr, token).await?;
-    let off = c
-        .find(Locator::Id("act-off"))
-        .await
-        .map_err(e)?
-        .text()
-        .await
-        .map_err(e)?;
+    let off = el_text(c, Locator::Id("act-off")).await.map_err(e)?;
     assert!(off.contains("replay"), "{off}");
     assert!(
         c.find(Locator::Id("act-go"))
@@ -383,13 +234,7 @@ async fn replayed_page(c: &fantoccini::Client, addr: &str, token: &str) -> R<()>
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut rows = String::new();
     while Instant::now() < deadline {
-        rows = c
-            .find(Locator::Id("packets"))
-            .await
-            .map_err(e)?
-            .text()
-            .await
-            .map_err(e)?;
+        rows = el_text(c, Locator::Id("packets")).await.map_err(e)?;
         if rows.contains("echo reply") && rows.contains("Flags [R.]") {
             break;
         }
@@ -405,7 +250,7 @@ async fn replayed_page(c: &fantoccini::Client, addr: &str, token: &str) -> R<()>
     );
     // The recorded reset, shown again: its why at black's cable.
     acts[1].click().await.map_err(e)?;
-    let why = attr(c, &format!("g.cable[data-cable=\"{BLACK}\"]"), "data-why").await?;
+    let why = cable_attr(c, BLACK, "data-why").await?;
     assert!(why.is_some_and(|w| w.contains("reset")), "replayed tcp act");
     Ok(())
 }
@@ -426,12 +271,7 @@ fn web_read_only_refuses_actions_and_still_streams_packets() {
     // Nothing was set down.
     assert!(pings(&format!("{p}green"), "192.168.1.1"));
 
-    let mut st = TcpStream::connect(&addr).unwrap();
-    write!(
-        st,
-        "GET /api/events?token={token}&noise=0 HTTP/1.1\r\nHost: {addr}\r\n\r\n"
-    )
-    .unwrap();
+    let st = events(&addr, &token);
     let mut r = BufReader::new(st.try_clone().unwrap());
     let mut line = String::new();
     while r.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
@@ -468,12 +308,7 @@ fn sse_packets(
     token: &str,
     enough: impl Fn(&[serde_json::Value]) -> bool,
 ) -> Vec<serde_json::Value> {
-    let mut st = TcpStream::connect(addr).unwrap();
-    write!(
-        st,
-        "GET /api/events?token={token}&noise=0 HTTP/1.1\r\nHost: {addr}\r\n\r\n"
-    )
-    .unwrap();
+    let st = events(addr, token);
     st.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let mut r = BufReader::new(st);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -521,29 +356,18 @@ fn web_recording_replays_as_nobody_with_the_same_packets() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let mut child = Command::new("setpriv")
-        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", bin()])
-        .args(["web", "--replay", s(&file), "--speed", "20"])
-        .args(["--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut err = child.stderr.take().unwrap();
-    let replay = Proc(child);
-    let mut url = String::new();
-    out.read_line(&mut url).unwrap();
-    let Some((raddr, rtoken)) = url
-        .trim()
-        .strip_prefix("http://")
-        .and_then(|r| r.split_once("/?token="))
-    else {
-        drop(replay);
+    let mut cmd = replay_as_nobody(&file);
+    cmd.stderr(Stdio::piped());
+    let (replay, url) = spawn_web(cmd);
+    let Some((raddr, rtoken)) = parse_url(&url) else {
+        let mut child = replay;
+        let mut err = child.0.stderr.take().unwrap();
+        drop(child);
         let mut e = String::new();
         err.read_to_string(&mut e).unwrap();
         panic!("replay as nobody printed no URL: {url:?} {e}");
     };
+    let (raddr, rtoken) = (raddr.as_str(), rtoken.as_str());
     let (status, body) = request(raddr, "GET", &format!("/api/lab?token={rtoken}"), "");
     assert!(status.contains(" 200 "), "{status}");
     let j: serde_json::Value = serde_json::from_str(&body).unwrap();

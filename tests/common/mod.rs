@@ -2,6 +2,8 @@
 //! and guards take labs and namespaces down even when the test fails.
 #![allow(dead_code)]
 
+pub mod web;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
