@@ -212,12 +212,8 @@ async fn route(
     body: axum::body::Bytes,
 ) -> Response {
     let q = query(&u);
-    let authorized = token_of(&q, &h).is_some_and(|t| same_token(&t, &st.token));
-    if !authorized {
-        return text(
-            StatusCode::UNAUTHORIZED,
-            "401: this nslab web server needs the token printed with its URL (?token=...)",
-        );
+    if let Some(r) = unauthorized(&q, &h, &st.token) {
+        return r;
     }
     if st.opts.read_only && m != Method::GET && m != Method::HEAD {
         return text(StatusCode::FORBIDDEN, "403: the server is read-only");
@@ -230,33 +226,10 @@ async fn route(
     if m != Method::GET && m != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "405: only GET");
     }
-    let asset = |ty: &'static str, body: String| {
-        (
-            [
-                (header::CONTENT_TYPE, ty.to_string()),
-                (header::CACHE_CONTROL, "no-store".to_string()),
-                // The page's own fetches and EventSource carry the token as a cookie.
-                (
-                    header::SET_COOKIE,
-                    format!(
-                        "nslab_token={}; Path=/; HttpOnly; SameSite=Strict",
-                        st.token
-                    ),
-                ),
-            ],
-            body,
-        )
-            .into_response()
-    };
+    if let Some(r) = asset(u.path(), &st.token) {
+        return r;
+    }
     match u.path() {
-        "/" | "/index.html" => asset(
-            "text/html; charset=utf-8",
-            INDEX_HTML.replace("__TOKEN__", &st.token),
-        ),
-        "/app.js" => asset("text/javascript; charset=utf-8", APP_JS.to_string()),
-        "/style.css" => asset("text/css; charset=utf-8", STYLE_CSS.to_string()),
-        "/actions.js" => asset("text/javascript; charset=utf-8", ACTIONS_JS.to_string()),
-        "/actions.css" => asset("text/css; charset=utf-8", ACTIONS_CSS.to_string()),
         // It sends probes: an action, even as a GET.
         "/api/check" if st.opts.read_only => {
             text(StatusCode::FORBIDDEN, "403: the server is read-only")
@@ -285,11 +258,59 @@ async fn lab_json(st: &Arc<State>) -> Response {
         "max_events": st.opts.max_events,
         "capturing": st.capturing,
     });
+    json_response(&body)
+}
+
+/// A JSON body as `application/json`.
+fn json_response(body: &serde_json::Value) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         body.to_string(),
     )
         .into_response()
+}
+
+/// The 401 for a request without the server's token (in the query, the
+/// `x-nslab-token` header or the cookie); `None` when it has it.
+fn unauthorized(q: &HashMap<String, String>, h: &HeaderMap, token: &str) -> Option<Response> {
+    if token_of(q, h).is_some_and(|t| same_token(&t, token)) {
+        return None;
+    }
+    Some(text(
+        StatusCode::UNAUTHORIZED,
+        "401: this nslab web server needs the token printed with its URL (?token=...)",
+    ))
+}
+
+/// The page and its scripts and styles at `path` (`None` for any other
+/// path), with the cookie that carries `token` on the page's own requests.
+fn asset(path: &str, token: &str) -> Option<Response> {
+    let (ty, body) = match path {
+        "/" | "/index.html" => (
+            "text/html; charset=utf-8",
+            INDEX_HTML.replace("__TOKEN__", token),
+        ),
+        "/app.js" => ("text/javascript; charset=utf-8", APP_JS.to_string()),
+        "/style.css" => ("text/css; charset=utf-8", STYLE_CSS.to_string()),
+        "/actions.js" => ("text/javascript; charset=utf-8", ACTIONS_JS.to_string()),
+        "/actions.css" => ("text/css; charset=utf-8", ACTIONS_CSS.to_string()),
+        _ => return None,
+    };
+    Some(
+        (
+            [
+                (header::CONTENT_TYPE, ty.to_string()),
+                (header::CACHE_CONTROL, "no-store".to_string()),
+                // The page's own fetches and EventSource carry the token as a cookie.
+                (
+                    header::SET_COOKIE,
+                    format!("nslab_token={token}; Path=/; HttpOnly; SameSite=Strict"),
+                ),
+            ],
+            body,
+        )
+            .into_response(),
+    )
 }
 
 /// The client's filter from the query: `proto`, `host`, `port` as `nslab

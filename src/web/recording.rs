@@ -8,7 +8,7 @@
 //! no lab and no privileges: the page is served from the file.
 
 use super::events::{CableEvent, CableMap, ClientFilter, Sampler, is_noise};
-use super::{client_filter, same_token, sse, text, token_of};
+use super::{asset, client_filter, json_response, sse, text, unauthorized};
 use crate::capture::decode::summarize;
 use crate::capture::pcap::{Direction, PcapNgWriter};
 use crate::error::{Error, Result};
@@ -304,11 +304,8 @@ pub fn serve_replay(
 
 async fn route(st: Arc<Replay>, m: Method, u: Uri, h: HeaderMap) -> Response {
     let q = super::query(&u);
-    if !token_of(&q, &h).is_some_and(|t| same_token(&t, &st.token)) {
-        return text(
-            StatusCode::UNAUTHORIZED,
-            "401: this nslab web server needs the token printed with its URL (?token=...)",
-        );
+    if let Some(r) = unauthorized(&q, &h, &st.token) {
+        return r;
     }
     if m != Method::GET && m != Method::HEAD {
         return text(
@@ -316,32 +313,10 @@ async fn route(st: Arc<Replay>, m: Method, u: Uri, h: HeaderMap) -> Response {
             "403: this is a replay: nothing can be changed",
         );
     }
-    let asset = |ty: &'static str, body: String| {
-        (
-            [
-                (header::CONTENT_TYPE, ty.to_string()),
-                (header::CACHE_CONTROL, "no-store".to_string()),
-                (
-                    header::SET_COOKIE,
-                    format!(
-                        "nslab_token={}; Path=/; HttpOnly; SameSite=Strict",
-                        st.token
-                    ),
-                ),
-            ],
-            body,
-        )
-            .into_response()
-    };
+    if let Some(r) = asset(u.path(), &st.token) {
+        return r;
+    }
     match u.path() {
-        "/" | "/index.html" => asset(
-            "text/html; charset=utf-8",
-            super::INDEX_HTML.replace("__TOKEN__", &st.token),
-        ),
-        "/app.js" => asset("text/javascript; charset=utf-8", super::APP_JS.into()),
-        "/style.css" => asset("text/css; charset=utf-8", super::STYLE_CSS.into()),
-        "/actions.js" => asset("text/javascript; charset=utf-8", super::ACTIONS_JS.into()),
-        "/actions.css" => asset("text/css; charset=utf-8", super::ACTIONS_CSS.into()),
         "/api/lab" => {
             let t = &st.rec.topology;
             let body = json!({
@@ -356,11 +331,7 @@ async fn route(st: Arc<Replay>, m: Method, u: Uri, h: HeaderMap) -> Response {
                 "packets": st.rec.events.len(),
                 "acts": st.rec.acts,
             });
-            (
-                [(header::CONTENT_TYPE, "application/json")],
-                body.to_string(),
-            )
-                .into_response()
+            json_response(&body)
         }
         "/api/events" => events(&st, &q),
         p => text(StatusCode::NOT_FOUND, format!("404: no {p} here")),
