@@ -93,21 +93,8 @@ pub fn run(a: Args) -> Result<i32> {
     // Laid out once: a 200-node lab is not laid out again for every page load.
     let layout = nslab::graph::layout(&model, &Overlay::of_running(&model, &rec.runtime))
         .map_err(|e| Error::Failed(e.to_string()))?;
-    let listener =
-        std::net::TcpListener::bind(listen).map_err(Error::io(format!("listen on {listen}")))?;
-    let bound = listener
-        .local_addr()
-        .map_err(Error::io("read the listening address"))?;
-    let token = nslab::web::new_token()?;
-    let url = format!("http://{bound}/?token={token}");
-    if a.json {
-        println!(
-            "{}",
-            serde_json::json!({ "url": url, "listen": bound.to_string(), "token": token, "lab": lab.name() })
-        );
-    } else {
-        println!("{url}");
-    }
+    let (listener, bound, token, url) =
+        bind_and_print(&a, listen, serde_json::json!({ "lab": lab.name() }))?;
     if !listen.ip().is_loopback() {
         eprintln!(
             "nslab: warning: listening on {bound}, not loopback: anyone who can reach it and has the token sees the lab"
@@ -131,13 +118,14 @@ pub fn run(a: Args) -> Result<i32> {
     Ok(0)
 }
 
-/// `--replay FILE`: the page served from a recording.
-fn replay(a: &Args, file: &std::path::Path, listen: SocketAddr) -> Result<i32> {
-    let rec = nslab::web::recording::load(file)?;
-    let name = rec.topology["layout"]["lab"]
-        .as_str()
-        .unwrap_or("?")
-        .to_string();
+/// Listen on `listen` and print the URL with a new token (with `--json`, an
+/// object of the URL, the address, the token and `extra`'s fields): the
+/// listener, its address, the token and the URL.
+fn bind_and_print(
+    a: &Args,
+    listen: SocketAddr,
+    extra: serde_json::Value,
+) -> Result<(std::net::TcpListener, SocketAddr, String, String)> {
     let listener =
         std::net::TcpListener::bind(listen).map_err(Error::io(format!("listen on {listen}")))?;
     let bound = listener
@@ -146,13 +134,29 @@ fn replay(a: &Args, file: &std::path::Path, listen: SocketAddr) -> Result<i32> {
     let token = nslab::web::new_token()?;
     let url = format!("http://{bound}/?token={token}");
     if a.json {
-        println!(
-            "{}",
-            serde_json::json!({ "url": url, "listen": bound.to_string(), "token": token, "lab": name, "replay": file.display().to_string(), "packets": rec.events.len() })
-        );
+        let mut j = serde_json::json!({ "url": url, "listen": bound.to_string(), "token": token });
+        if let (Some(j), serde_json::Value::Object(extra)) = (j.as_object_mut(), extra) {
+            j.extend(extra);
+        }
+        println!("{j}");
     } else {
         println!("{url}");
     }
+    Ok((listener, bound, token, url))
+}
+
+/// `--replay FILE`: the page served from a recording.
+fn replay(a: &Args, file: &std::path::Path, listen: SocketAddr) -> Result<i32> {
+    let rec = nslab::web::recording::load(file)?;
+    let name = rec.topology["layout"]["lab"]
+        .as_str()
+        .unwrap_or("?")
+        .to_string();
+    let (listener, bound, token, url) = bind_and_print(
+        a,
+        listen,
+        serde_json::json!({ "lab": name, "replay": file.display().to_string(), "packets": rec.events.len() }),
+    )?;
     eprintln!(
         "nslab: replaying {} (lab {name}, {} packets, {} actions) on http://{bound}/ (Ctrl-C to stop)",
         file.display(),
