@@ -140,6 +140,29 @@ pub fn serve(
         stop,
         recorder,
     });
+    let app = axum::Router::new().fallback(
+        move |m: Method, u: Uri, h: HeaderMap, body: axum::body::Bytes| {
+            let st = state.clone();
+            async move { route(st, m, u, h, body).await }
+        },
+    );
+    let served = serve_until(listener, app, stop)?;
+    let captured = pump
+        .join()
+        .map_err(|_| Error::Failed("the capture thread panicked".into()))?;
+    served.map_err(Error::io("serve HTTP"))?;
+    captured.map(|_| ())
+}
+
+/// Serve `app` on `listener` on a one-thread runtime until `stop` is set,
+/// then set `stop` (open event streams keep the server from returning only
+/// until they notice): the server's own outcome, or the error that kept it
+/// from starting.
+fn serve_until(
+    listener: std::net::TcpListener,
+    app: axum::Router,
+    stop: &'static AtomicBool,
+) -> Result<std::io::Result<()>> {
     listener
         .set_nonblocking(true)
         .map_err(Error::io("set the listening socket non-blocking"))?;
@@ -149,12 +172,6 @@ pub fn serve(
         .map_err(Error::io("start the web server's runtime"))?;
     let served = rt.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        let app = axum::Router::new().fallback(
-            move |m: Method, u: Uri, h: HeaderMap, body: axum::body::Bytes| {
-                let st = state.clone();
-                async move { route(st, m, u, h, body).await }
-            },
-        );
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 while !stop.load(Ordering::SeqCst) {
@@ -163,13 +180,8 @@ pub fn serve(
             })
             .await
     });
-    // Open event streams keep the server from returning only until they notice.
     stop.store(true, Ordering::SeqCst);
-    let captured = pump
-        .join()
-        .map_err(|_| Error::Failed("the capture thread panicked".into()))?;
-    served.map_err(Error::io("serve HTTP"))?;
-    captured.map(|_| ())
+    Ok(served)
 }
 
 fn text(status: StatusCode, msg: impl Into<String>) -> Response {

@@ -277,29 +277,11 @@ pub fn serve_replay(
         max_events,
         stop,
     });
-    listener
-        .set_nonblocking(true)
-        .map_err(Error::io("set the listening socket non-blocking"))?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(Error::io("start the web server's runtime"))?;
-    let served = rt.block_on(async move {
-        let listener = tokio::net::TcpListener::from_std(listener)?;
-        let app = axum::Router::new().fallback(move |m: Method, u: Uri, h: HeaderMap| {
-            let st = st.clone();
-            async move { route(st, m, u, h).await }
-        });
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                while !stop.load(Ordering::SeqCst) {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            })
-            .await
+    let app = axum::Router::new().fallback(move |m: Method, u: Uri, h: HeaderMap| {
+        let st = st.clone();
+        async move { route(st, m, u, h).await }
     });
-    stop.store(true, Ordering::SeqCst);
-    served.map_err(Error::io("serve HTTP"))
+    super::serve_until(listener, app, stop)?.map_err(Error::io("serve HTTP"))
 }
 
 async fn route(st: Arc<Replay>, m: Method, u: Uri, h: HeaderMap) -> Response {
