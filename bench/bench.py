@@ -75,6 +75,13 @@ def gen(a):
                           stamp.format("down_cmd")] + wait_gone)
         return
 
+    if m == "floor":
+        # The namespace floor (issue 23, item 4): N bare named namespaces, each with lo
+        # up, in one process (examples/ns_floor.rs); no bridge, links or addresses.
+        write("up.sh", ["set -e", f'"$BENCH_FLOOR" add {a.prefix} {n}'])
+        write("down.sh", ["set -e", f'"$BENCH_FLOOR" del {a.prefix} {n}', stamp.format("down_cmd")] + wait_gone)
+        return
+
     # Host side, in the order of the tutorial's objective 2: bridge, namespaces,
     # cables (node end created directly in its namespace), ports, then node side.
     host = [
@@ -324,8 +331,9 @@ def verify(a):
 
 # ---------------------------------------------------------------- report
 
-METHODS = ("nslab", "batch", "percmd")
-LABEL = {"nslab": "nslab", "batch": "ip -batch", "percmd": "ip per step"}
+METHODS = ("nslab", "floor", "batch", "percmd")
+LABEL = {"nslab": "nslab", "floor": "ns floor", "batch": "ip -batch", "percmd": "ip per step"}
+FLOOR_TARGET = 1.2  # issue 23, item 4: nslab up within 1.2x of the namespace floor
 
 
 def read_stamps(path):
@@ -407,6 +415,14 @@ def report(a):
                                "up_speedup": b["up_s"] / ns["up_s"],
                                "down_speedup": b["down_s"] / ns["down_s"]})
     rat = {(r["n"], r["baseline"]): r for r in ratios}
+    # Against the namespace floor: nslab's time / the floor's (higher is slower).
+    floor_ratios = []
+    for n in sizes:
+        ns, fl = by.get((n, "nslab")), by.get((n, "floor"))
+        if ns and fl:
+            floor_ratios.append({"n": n, "up_over_floor": ns["up_s"] / fl["up_s"],
+                                 "down_over_floor": ns["down_s"] / fl["down_s"]})
+    frat = {r["n"]: r for r in floor_ratios}
 
     # Targets (issue #8): judged at the largest N measured (1000 in the full run).
     targets = []
@@ -438,6 +454,10 @@ def report(a):
                f"(down: {qd:.2f}x)")
     else:
         target("up per node at N=1000 <= 2x that at N=100", None, "needs N=100 and N=1000")
+    r = frat.get(top)
+    target(f"up within {FLOOR_TARGET}x of the namespace floor (N={top})",
+           None if not r else r["up_over_floor"] <= FLOOR_TARGET,
+           f"{r['up_over_floor']:.2f}x" if r else "not measured")
     rss = [(r["n"], r["max_rss_kib"]) for r in rows if r["method"] == "nslab"]
     target("nslab up peak RSS < 50 MiB (every N)", None if not rss else all(k < 50 * 1024 for _, k in rss),
            ", ".join(f"N={n}: {k / 1024:.1f} MiB" for n, k in rss) or "not measured")
@@ -467,6 +487,10 @@ def report(a):
                 parts.append(f"vs {LABEL[m]}: up {x['up_speedup']:.1f}x, down {x['down_speedup']:.2f}x")
         if parts:
             out.append(f"{'':>5}  nslab speedup " + "; ".join(parts))
+        x = frat.get(n)
+        if x:
+            out.append(f"{'':>5}  nslab / ns floor: up {x['up_over_floor']:.2f}x, down {x['down_over_floor']:.2f}x"
+                       f" (target up <= {FLOOR_TARGET}x)")
         out.append("")
     out.append("Targets:")
     for t in targets:
@@ -485,7 +509,8 @@ def report(a):
                    + ", ".join(f"N={r['n']} {r['method']}" for r in busy))
     text = "\n".join(out)
     print(text)
-    result = {"meta": meta, "samples": samples, "medians": rows, "speedups": ratios, "targets": targets}
+    result = {"meta": meta, "samples": samples, "medians": rows, "speedups": ratios, "targets": targets,
+              "floor_ratios": floor_ratios}
     if a.json:
         with open(a.json, "w") as f:
             json.dump(result, f, indent=1)
@@ -495,11 +520,13 @@ def report(a):
         with open(a.csv, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["n", "method", "rep", "up_s", "down_s", "down_cmd_s", "rss_up_kib", "rss_down_kib",
-                        "busy_before"])
+                        "busy_before", "up_over_floor_median"])
             for s in samples:
+                # up_over_floor_median: this build's up / the floor's median up at this N
+                fl = by.get((s["n"], "floor"))
                 w.writerow([s["n"], s["method"], s["rep"], f"{s['up_s']:.6f}", f"{s['down_s']:.6f}",
                             f"{s['down_cmd_s']:.6f}", s.get("rss_up_kib", ""), s.get("rss_down_kib", ""),
-                            s.get("busy_before", "")])
+                            s.get("busy_before", ""), f"{s['up_s'] / fl['up_s']:.4f}" if fl else ""])
     if a.table:
         with open(a.table, "w") as f:
             f.write(text + "\n")

@@ -10,6 +10,12 @@
 #              down: one `ip -batch` of `netns del` lines and `link del br0`
 #   percmd     a shell script with one `ip` command per step (the tutorial's way);
 #              down: one `ip netns del` per node, then `ip link del br0`
+#   floor      not a star: the namespace floor (issue 23, item 4). N bare named
+#              namespaces made as `ip netns add` does (unshare + bind mount on
+#              /run/netns/NAME) plus `lo` up in each (one RTM_NEWLINK, acked), in one
+#              process (examples/ns_floor.rs); down: umount + unlink each. The table
+#              shows nslab's up / the floor's (target <= 1.2x). Checked: lo up in
+#              nodes 1 and N; no ping, no star comparison.
 # "down" always lasts until the kernel has removed the host-side veth ends.
 # Each build runs inside a fresh namespace made by the benchmark, which plays the
 # host (`nsenter --net=/run/netns/bench-ID-h-METHOD`); the real host network is never
@@ -17,7 +23,7 @@
 #
 # Usage: bench/run.sh [--quick] [--sizes 10,100,500,1000] [--reps R] [--methods LIST]
 #                     [--nslab PATH] [--json FILE] [--csv FILE] [--table FILE]
-#                     [--percmd-style n|exec] [--keep-tmp] [--phases]
+#                     [--percmd-style n|exec] [--keep-tmp] [--phases] [--floor PATH]
 # Run as root. See bench/README.md.
 set -euo pipefail
 shopt -s nullglob
@@ -30,7 +36,9 @@ usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
 
 sizes="10,100,500,1000"
 reps=""                     # default: see reps_for
-methods="nslab,batch,percmd"
+methods="nslab,floor,batch,percmd"
+methods_given=0
+floor_bin="${NS_FLOOR:-}"     # examples/ns_floor, built next to nslab if not given
 nslab_bin="${NSLAB:-}"
 json_out="" csv_out="" table_out=""
 percmd_style="n"            # n: `ip -n NS ...`; exec: `ip netns exec NS ip ...` (literally the tutorial)
@@ -43,8 +51,9 @@ while [ $# -gt 0 ]; do
     --quick) sizes=10; reps=1; settle_max="${BENCH_SETTLE_MAX:-5}" ;;
     --sizes) sizes="$2"; shift ;;
     --reps) reps="$2"; shift ;;
-    --methods) methods="$2"; shift ;;
+    --methods) methods="$2"; methods_given=1; shift ;;
     --nslab) nslab_bin="$2"; shift ;;
+    --floor) floor_bin="$2"; shift ;;
     --json) json_out="$2"; shift ;;
     --csv) csv_out="$2"; shift ;;
     --table) table_out="$2"; shift ;;
@@ -71,7 +80,7 @@ done
 [[ "$percmd_style" == n || "$percmd_style" == exec ]] || die "--percmd-style is n or exec"
 IFS=, read -r -a method_list <<<"$methods"
 for m in "${method_list[@]}"; do
-  [[ "$m" == nslab || "$m" == batch || "$m" == percmd ]] || die "unknown method $m"
+  [[ "$m" == nslab || "$m" == floor || "$m" == batch || "$m" == percmd ]] || die "unknown method $m"
 done
 # Peak RSS: GNU time's %M (see bench.py run). Install it if missing (Debian: time).
 gnu_time=/usr/bin/time
@@ -93,6 +102,27 @@ if [ -z "$nslab_bin" ]; then
 fi
 [ -x "$nslab_bin" ] || die "no nslab binary at $nslab_bin (build it, or give --nslab PATH / NSLAB=PATH)"
 nslab_bin=$(realpath "$nslab_bin")
+# The floor program: --floor PATH, $NS_FLOOR, else examples/ns_floor of nslab's profile
+# (target/release or target/debug), built with cargo if it is missing or older than
+# its source.
+if [[ ",$methods," == *,floor,* ]]; then
+  if [ -z "$floor_bin" ]; then
+    prof_dir=$(dirname "$nslab_bin")
+    floor_bin="$prof_dir/examples/ns_floor"
+    if [ ! -x "$floor_bin" ] || [ "$repo/examples/ns_floor.rs" -nt "$floor_bin" ]; then
+      rel=(); [ "$(basename "$prof_dir")" = release ] && rel=(--release)
+      echo "run.sh: building examples/ns_floor (cargo build ${rel[*]} --example ns_floor)" >&2
+      (cd "$repo" && CARGO_TARGET_DIR="$(dirname "$prof_dir")" cargo build -q "${rel[@]}" --example ns_floor) >&2 \
+        || echo "run.sh: cannot build examples/ns_floor" >&2
+    fi
+  fi
+  if [ -x "$floor_bin" ]; then floor_bin=$(realpath "$floor_bin")
+  elif [ "$methods_given" = 1 ]; then die "no ns_floor binary at $floor_bin (give --floor PATH, or leave floor out of --methods)"
+  else   # default methods: go on without the floor rather than fail (smoke test)
+    echo "run.sh: WARNING: no ns_floor binary at $floor_bin; the floor is left out of this run" >&2
+    methods=${methods/floor,/}; IFS=, read -r -a method_list <<<"$methods"
+  fi
+fi
 for f in json_out csv_out table_out; do   # absolute paths: we cd nowhere, but be safe
   if [ -n "${!f}" ]; then printf -v "$f" '%s' "$(realpath -m "${!f}")"; fi
 done
@@ -193,7 +223,7 @@ build() {  # METHOD N REP
   "${py[@]}" gen --n "$n" --method "$m" --prefix "$prefix" --dir "$d" --percmd-style "$percmd_style"
   read -r busy waited < <("${py[@]}" settle --max "$settle_max")
   ip netns add "$host"
-  export BENCH_STAMPS="$stamps" BENCH_NSLAB="$nslab_bin" BENCH_LAB="${prefix}star" BENCH_LOG="$log"
+  export BENCH_STAMPS="$stamps" BENCH_NSLAB="$nslab_bin" BENCH_LAB="${prefix}star" BENCH_LOG="$log" BENCH_FLOOR="$floor_bin"
 
   # up
   if [ "$m" = nslab ]; then
@@ -206,6 +236,13 @@ build() {  # METHOD N REP
       || { tail -5 "$log" >&2; fail "$m up (N=$n)"; }
   fi
 
+  if [ "$m" = floor ]; then
+    # bare namespaces: are they there, with lo up?
+    local k
+    for k in 1 "$n"; do
+      ip -n "${prefix}n$k" -o link show lo | grep -q '[<,]UP[,>]' || fail "floor N=$n: lo not up in node $k"
+    done
+  else
   # does it work? first and last node ping each other and the bridge
   local first="${prefix}n1" last="${prefix}n$n" a_last a_first
   a_first=$(node_addr 1); a_last=$(node_addr "$n")
@@ -218,6 +255,7 @@ build() {  # METHOD N REP
   # is it the star we want (and the same as the others')?
   "${py[@]}" verify --n "$n" --method "$m" --host-ns "$host" --prefix "$prefix" --out "$d/canon.json" \
     || fail "$m N=$n: the build is not the expected star (see above)"
+  fi
 
   read -r busy_down waited_down < <("${py[@]}" settle --max "$settle_max")
   # down: until the kernel has removed the host-side veth ends
@@ -255,7 +293,7 @@ for n in "${size_list[@]}"; do
     done
     # Same interfaces, addresses, routes, flags, addrgenmode for all three builds?
     for m in "${method_list[@]}"; do
-      [ "$m" = nslab ] || [ ! -e "$tmp/n$n-r$rep-nslab/canon.json" ] || [ ! -e "$tmp/n$n-r$rep-$m/canon.json" ] || {
+      [ "$m" = nslab ] || [ "$m" = floor ] || [ ! -e "$tmp/n$n-r$rep-nslab/canon.json" ] || [ ! -e "$tmp/n$n-r$rep-$m/canon.json" ] || {
         diff -u "$tmp/n$n-r$rep-nslab/canon.json" "$tmp/n$n-r$rep-$m/canon.json" >&2 \
           || fail "N=$n: the $m build differs from nslab's (diff above: - nslab, + $m)"
       }
