@@ -15,8 +15,8 @@
 //!
 //! No addresses, no links, no `/etc/netns` files: this is the floor nslab's `up` is
 //! compared with, not a lab. Run as root. Exit 1 with a message on the first error.
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sched::{unshare, CloneFlags};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, unshare};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
@@ -28,7 +28,13 @@ fn die(what: &str, e: impl std::fmt::Display) -> ! {
 /// One RTM_NEWLINK (ifindex 1 = lo, IFF_UP) in the current namespace; waits for the ack.
 fn lo_up(seq: u32) -> Result<(), std::io::Error> {
     // SAFETY: plain socket(2); the fd is owned right away.
-    let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) };
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -75,27 +81,45 @@ fn main() {
     if args[1] == "del" {
         for k in 1..=n {
             let p = format!("/run/netns/{prefix}n{k}");
-            umount2(p.as_str(), MntFlags::MNT_DETACH).unwrap_or_else(|e| die(&format!("umount {p}"), e));
+            umount2(p.as_str(), MntFlags::MNT_DETACH)
+                .unwrap_or_else(|e| die(&format!("umount {p}"), e));
             std::fs::remove_file(&p).unwrap_or_else(|e| die(&format!("unlink {p}"), e));
         }
         return;
     }
     // As `ip netns add`: /run/netns shared, so the bind mounts propagate.
-    mount(None::<&str>, "/run/netns", None::<&str>, MsFlags::MS_SHARED | MsFlags::MS_REC, None::<&str>)
-        .unwrap_or_else(|e| die("make /run/netns shared (is it a mount point? `ip netns add` makes it one)", e));
+    mount(
+        None::<&str>,
+        "/run/netns",
+        None::<&str>,
+        MsFlags::MS_SHARED | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .unwrap_or_else(|e| {
+        die(
+            "make /run/netns shared (is it a mount point? `ip netns add` makes it one)",
+            e,
+        )
+    });
     for k in 1..=n {
         let p = format!("/run/netns/{prefix}n{k}");
         std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
-            .mode(0)
+            .mode(0o000)
             .open(&p)
-            .map(|f| drop(f))
+            .map(drop)
             .unwrap_or_else(|e| die(&format!("create {p}"), e));
         unshare(CloneFlags::CLONE_NEWNET).unwrap_or_else(|e| die("unshare(CLONE_NEWNET)", e));
-        mount(Some("/proc/thread-self/ns/net"), p.as_str(), Some("none"), MsFlags::MS_BIND, None::<&str>)
-            .unwrap_or_else(|e| die(&format!("bind mount onto {p}"), e));
+        mount(
+            Some("/proc/thread-self/ns/net"),
+            p.as_str(),
+            Some("none"),
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .unwrap_or_else(|e| die(&format!("bind mount onto {p}"), e));
         lo_up(k).unwrap_or_else(|e| die(&format!("lo up in {p}"), e));
     }
 }
