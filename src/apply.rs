@@ -8,7 +8,7 @@ use crate::kernel::msg::KRoute;
 use crate::kernel::netlink::NlError;
 use crate::kernel::netns;
 use crate::kernel::seam::{Files, LinkReq, NsHandle, PeerNs, Real, System, VethSpec};
-use crate::plan::{Ns, Op};
+use crate::plan::{Ns, Op, VxlanSpec};
 use std::collections::HashMap;
 use std::io;
 
@@ -590,9 +590,9 @@ fn netlink_run<S: System>(
                 }
                 Op::CreateVeth { a, .. } => vec![(a.name.clone(), None)],
                 // A bridge's VXLAN port stays in the host.
-                Op::CreateVxlan {
-                    into, name, mac, ..
-                } if into.is_host() => vec![(name.clone(), Some(*mac))],
+                Op::CreateVxlan { into, vxlan, .. } if into.is_host() => {
+                    vec![(vxlan.name.clone(), Some(vxlan.mac))]
+                }
                 Op::CreateVxlan { .. } | Op::AddFdb { .. } => vec![],
                 Op::CreateNs { .. }
                 | Op::SetBridgeStp { .. }
@@ -786,7 +786,11 @@ fn host_sysctl<S: System>(
 /// namespace of its socket: say so, naming the device there that holds it
 /// (and its lab, by its mark) when this namespace shows it.
 fn vni_taken<H: NsHandle>(h: &mut H, op: &Op, e: &NlError) -> Option<String> {
-    let Op::CreateVxlan { vni, port, .. } = op else {
+    let Op::CreateVxlan {
+        vxlan: VxlanSpec { vni, port, .. },
+        ..
+    } = op
+    else {
         return None;
     };
     if e.errno != libc::EEXIST {
@@ -1068,24 +1072,8 @@ fn build<H: NsHandle>(
                 b_ns: peers.get(&b.ns).cloned(),
             }
         }
-        Op::CreateVxlan {
-            into,
-            name,
-            vni,
-            local,
-            remote,
-            port,
-            mtu,
-            mac,
-            ..
-        } => LinkReq::NewVxlan {
-            mac: *mac,
-            name: name.clone(),
-            vni: *vni,
-            local: *local,
-            remote: *remote,
-            port: *port,
-            mtu: *mtu,
+        Op::CreateVxlan { into, vxlan, .. } => LinkReq::NewVxlan {
+            vxlan: vxlan.clone(),
             ns: peers.get(into).cloned(),
         },
         Op::AddFdb { dev, dst, .. } => {

@@ -498,19 +498,10 @@ impl World {
             }
             LinkReq::NewRoute(r) => self.ns_mut(ns)?.add_route(r).map_err(errno)?,
             LinkReq::DelRoute(r) => self.ns_mut(ns)?.del_route(r).map_err(errno)?,
-            LinkReq::NewVxlan {
-                name,
-                vni,
-                local,
-                remote,
-                port,
-                mtu,
-                mac,
-                ns: into,
-            } => {
+            LinkReq::NewVxlan { vxlan: v, ns: into } => {
                 // The kernel's rule: one VNI per UDP port in the namespace whose
                 // socket carries it (the one the request came from).
-                if let Some((t, i)) = self.vxlan_vnis.get(&(ns.to_string(), *vni, *port))
+                if let Some((t, i)) = self.vxlan_vnis.get(&(ns.to_string(), v.vni, v.port))
                     && self
                         .ns
                         .get(t)
@@ -520,28 +511,28 @@ impl World {
                 }
                 let target = into.as_ref().map_or(ns.to_string(), |p| p.ns.to_string());
                 let spec = VethSpec {
-                    name: name.clone(),
-                    mtu: Some(*mtu),
-                    mac: Some(*mac),
+                    name: v.name.clone(),
+                    mtu: Some(v.mtu),
+                    mac: Some(v.mac),
                     master: None,
                 };
                 let index = self.new_link(&target, &spec, "vxlan")?;
-                if let Some(l) = self.ns_mut(&target)?.link_mut(name) {
+                if let Some(l) = self.ns_mut(&target)?.link_mut(&v.name) {
                     l.vxlan = Some(crate::model::observed::ObsVxlan {
-                        vni: *vni,
-                        local: Some(*local),
-                        remote: *remote,
-                        port: *port,
+                        vni: v.vni,
+                        local: Some(v.local),
+                        remote: v.remote,
+                        port: v.port,
                         flood: vec![],
                     });
                 }
                 // The kernel's default entry: a unicast remote is an all-zero
                 // fdb entry too.
-                if let Some(r) = remote {
-                    self.fdb.insert((target.clone(), index, *r));
+                if let Some(r) = v.remote {
+                    self.fdb.insert((target.clone(), index, r));
                 }
                 self.vxlan_vnis
-                    .insert((ns.to_string(), *vni, *port), (target, index));
+                    .insert((ns.to_string(), v.vni, v.port), (target, index));
             }
             LinkReq::AppendFdb { index, dst } => {
                 let n = self.ns_mut(ns)?;

@@ -342,27 +342,14 @@ pub fn get_neighbours() -> M {
     M::GetNeighbour(NeighbourMessage::default())
 }
 
-/// A VXLAN device to create.
-pub struct VxlanDev<'a> {
-    pub name: &'a str,
-    pub vni: u32,
-    pub local: IpAddr,
-    /// Unicast remote (a cable); None: flood entries decide (a bridge port).
-    pub remote: Option<IpAddr>,
-    pub port: u16,
-    pub mtu: u32,
-    pub mac: [u8; 6],
-    /// Namespace fd the device goes to; None = the socket's namespace. The
-    /// device's UDP socket stays in the socket's namespace either way.
-    pub ns_fd: Option<i32>,
-}
-
 /// `ip link add NAME [netns NS] mtu M type vxlan id N local L [remote R]
-/// dstport P nolearning`, in one RTM_NEWLINK.
-pub fn new_vxlan(v: &VxlanDev) -> M {
+/// dstport P nolearning`, in one RTM_NEWLINK. `ns_fd`: the namespace the
+/// device goes to; None = the socket's namespace. The device's UDP socket
+/// stays in the socket's namespace either way.
+pub fn new_vxlan(v: &crate::plan::VxlanSpec, ns_fd: Option<i32>) -> M {
     use netlink_packet_route::link::InfoVxlan;
-    let mut m = link_named(v.name);
-    if let Some(fd) = v.ns_fd {
+    let mut m = link_named(&v.name);
+    if let Some(fd) = ns_fd {
         m.attributes.push(LinkAttribute::NetNsFd(fd));
     }
     m.attributes.push(LinkAttribute::Mtu(v.mtu));

@@ -11,7 +11,7 @@ use super::netlink::{NlError, Req};
 use super::netns::{self, NsId};
 use super::nft::{Masquerade, NatRules, NftError};
 use crate::model::observed::{Lookup, NsState};
-use crate::plan::Ns;
+use crate::plan::{Ns, VxlanSpec};
 use ipnet::IpNet;
 use netlink_packet_route::RouteNetlinkMessage as M;
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteType};
@@ -84,13 +84,7 @@ pub enum LinkReq {
     /// A VXLAN device, made from this namespace (its UDP socket stays here)
     /// into `ns` (None: here).
     NewVxlan {
-        name: String,
-        vni: u32,
-        local: IpAddr,
-        remote: Option<IpAddr>,
-        port: u16,
-        mtu: u32,
-        mac: [u8; 6],
+        vxlan: VxlanSpec,
         ns: Option<PeerNs>,
     },
     /// A static flood entry of a VXLAN device (`bridge fdb append`).
@@ -152,28 +146,9 @@ impl LinkReq {
             LinkReq::DelAddr { index, addr } => (msg::del_addr(*index, addr), 0),
             LinkReq::NewRoute(r) => (msg::new_route(r), CREATE),
             LinkReq::DelRoute(r) => (msg::del_route(r), 0),
-            LinkReq::NewVxlan {
-                name,
-                vni,
-                local,
-                remote,
-                port,
-                mtu,
-                mac,
-                ns,
-            } => (
-                msg::new_vxlan(&msg::VxlanDev {
-                    mac: *mac,
-                    name,
-                    vni: *vni,
-                    local: *local,
-                    remote: *remote,
-                    port: *port,
-                    mtu: *mtu,
-                    ns_fd: ns.as_ref().map(|p| p.fd),
-                }),
-                CREATE,
-            ),
+            LinkReq::NewVxlan { vxlan, ns } => {
+                (msg::new_vxlan(vxlan, ns.as_ref().map(|p| p.fd)), CREATE)
+            }
             LinkReq::AppendFdb { index, dst } => (
                 msg::fdb_append(*index, *dst),
                 netlink_packet_core::NLM_F_CREATE | netlink_packet_core::NLM_F_APPEND,

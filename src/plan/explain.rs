@@ -69,27 +69,22 @@ pub fn commands(op: &Op) -> Vec<String> {
             None => format!("{} link set {name} type bridge stp_state 0", ip(ns)),
         }],
         Op::CreateVeth { a, b } => vec![veth(a, b)],
-        Op::CreateVxlan {
-            ns,
-            into,
-            name,
-            vni,
-            local,
-            remote,
-            port,
-            mtu,
-            mac: m,
-        } => {
+        Op::CreateVxlan { ns, into, vxlan: v } => {
             let netns = into
                 .name()
                 .filter(|_| into != ns)
                 .map(|n| format!(" netns {n}"))
                 .unwrap_or_default();
-            let remote = remote.map(|r| format!(" remote {r}")).unwrap_or_default();
+            let remote = v.remote.map(|r| format!(" remote {r}")).unwrap_or_default();
             vec![format!(
-                "{} link add {name}{netns} address {} mtu {mtu} type vxlan id {vni} local {local}{remote} dstport {port} nolearning",
+                "{} link add {}{netns} address {} mtu {} type vxlan id {} local {}{remote} dstport {} nolearning",
                 ip(ns),
-                mac(m)
+                v.name,
+                mac(&v.mac),
+                v.mtu,
+                v.vni,
+                v.local,
+                v.port
             )]
         }
         Op::AddFdb { ns, dev, dst } => vec![format!(
@@ -252,4 +247,71 @@ fn set_nat(ns: &Ns, table: &str, rules: &[crate::topology::Nat]) -> Vec<String> 
 /// The whole plan as a shell script body.
 pub fn script(ops: &[Op]) -> Vec<String> {
     ops.iter().flat_map(commands).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::VxlanSpec;
+
+    /// A cable's VXLAN (unicast remote, into a node) and a bridge port's (no
+    /// remote, stays in the host): their display, commands and JSON are pinned,
+    /// since `plan --json` and `up --json` print ops.
+    #[test]
+    fn vxlan_op_renders() {
+        let cable = Op::CreateVxlan {
+            ns: Ns::HOST,
+            into: Ns::from("dd-a"),
+            vxlan: VxlanSpec {
+                name: "vx-a".into(),
+                vni: 4097,
+                local: "10.9.0.1".parse().unwrap(),
+                remote: Some("10.9.0.2".parse().unwrap()),
+                port: 4789,
+                mtu: 1450,
+                mac: [2, 0, 0, 0, 0, 1],
+            },
+        };
+        let port = Op::CreateVxlan {
+            ns: Ns::HOST,
+            into: Ns::HOST,
+            vxlan: VxlanSpec {
+                name: "vx-br".into(),
+                vni: 7,
+                local: "fd00::1".parse().unwrap(),
+                remote: None,
+                port: 4789,
+                mtu: 1430,
+                mac: [2, 0, 0, 0, 0, 2],
+            },
+        };
+        assert_eq!(
+            cable.to_string(),
+            "create VXLAN vx-a (vni 4097, udp 4789, local 10.9.0.1, remote 10.9.0.2) from the host into dd-a"
+        );
+        assert_eq!(
+            port.to_string(),
+            "create VXLAN vx-br (vni 7, udp 4789, local fd00::1) from the host"
+        );
+        assert_eq!(
+            commands(&cable),
+            [
+                "ip link add vx-a netns dd-a address 02:00:00:00:00:01 mtu 1450 type vxlan id 4097 local 10.9.0.1 remote 10.9.0.2 dstport 4789 nolearning"
+            ]
+        );
+        assert_eq!(
+            commands(&port),
+            [
+                "ip link add vx-br address 02:00:00:00:00:02 mtu 1430 type vxlan id 7 local fd00::1 dstport 4789 nolearning"
+            ]
+        );
+        assert_eq!(
+            serde_json::to_string(&cable).unwrap(),
+            r#"{"op":"create_vxlan","ns":"","into":"dd-a","name":"vx-a","vni":4097,"local":"10.9.0.1","remote":"10.9.0.2","port":4789,"mtu":1450,"mac":[2,0,0,0,0,1]}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&port).unwrap(),
+            r#"{"op":"create_vxlan","ns":"","into":"","name":"vx-br","vni":7,"local":"fd00::1","port":4789,"mtu":1430,"mac":[2,0,0,0,0,2]}"#
+        );
+    }
 }

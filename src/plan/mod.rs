@@ -28,6 +28,21 @@ pub struct VEnd {
     pub master: Option<String>,
 }
 
+/// A VXLAN device to create: what the op, the kernel request and the netlink
+/// message carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VxlanSpec {
+    pub name: String,
+    pub vni: u32,
+    pub local: std::net::IpAddr,
+    /// Unicast remote (a cable); None: flood entries decide (a bridge port).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<std::net::IpAddr>,
+    pub port: u16,
+    pub mtu: u32,
+    pub mac: [u8; 6],
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
@@ -144,14 +159,9 @@ pub enum Op {
     CreateVxlan {
         ns: Ns,
         into: Ns,
-        name: String,
-        vni: u32,
-        local: std::net::IpAddr,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        remote: Option<std::net::IpAddr>,
-        port: u16,
-        mtu: u32,
-        mac: [u8; 6],
+        /// Flattened: the JSON of `plan --json` / `up --json` keeps its fields.
+        #[serde(flatten)]
+        vxlan: VxlanSpec,
     },
     /// A static flood entry of a VXLAN bridge port: broadcasts and unknown
     /// destinations go to `dst` (another machine) too.
@@ -319,21 +329,13 @@ impl fmt::Display for Op {
                 write!(f, "link /etc/netns/{ns}/hosts to the lab's hosts file")
             }
             Op::RemoveEtc { ns } => write!(f, "remove /etc/netns/{ns}"),
-            Op::CreateVxlan {
-                ns,
-                into,
-                name,
-                vni,
-                local,
-                remote,
-                port,
-                ..
-            } => {
+            Op::CreateVxlan { ns, into, vxlan: v } => {
                 write!(
                     f,
-                    "create VXLAN {name} (vni {vni}, udp {port}, local {local}"
+                    "create VXLAN {} (vni {}, udp {}, local {}",
+                    v.name, v.vni, v.port, v.local
                 )?;
-                if let Some(r) = remote {
+                if let Some(r) = v.remote {
                     write!(f, ", remote {r}")?;
                 }
                 write!(f, ") from {}", at(ns))?;
@@ -1030,13 +1032,15 @@ impl UpOps {
             self.creates_link.push(Op::CreateVxlan {
                 ns: underlay_ns(cx.lab),
                 into: into.clone(),
-                name: v.name.clone(),
-                vni: v.vni,
-                local: v.local,
-                remote: v.remote,
-                port: VXLAN_PORT,
-                mtu: v.mtu,
-                mac: v.mac,
+                vxlan: VxlanSpec {
+                    name: v.name.clone(),
+                    vni: v.vni,
+                    local: v.local,
+                    remote: v.remote,
+                    port: VXLAN_PORT,
+                    mtu: v.mtu,
+                    mac: v.mac,
+                },
             });
             for dst in &v.flood {
                 self.creates_link.push(Op::AddFdb {
