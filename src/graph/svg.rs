@@ -12,8 +12,34 @@ use layout::std_shapes::shapes::{Arrow, Element, LineEndKind, ShapeKind};
 use layout::topo::layout::VisualGraph;
 
 pub(super) fn svg(sc: &Scene) -> Result<String, GraphError> {
-    // layout-rs asserts its own invariants; a failed one must not take nslab down.
-    std::panic::catch_unwind(|| svg_layout(sc)).map_err(|p| {
+    laid_out(sc, |vg, _, w| {
+        let head = svg_head(sc, vg);
+        touch_up(&replace_head_and_style(&w.finalize(), &head))
+    })
+}
+
+/// Lay the scene out with layout-rs and hand `then` the laid-out graph, its
+/// boxes' handles and the SVG writer it drew into.
+pub(super) fn laid_out<T>(
+    sc: &Scene,
+    then: impl FnOnce(&VisualGraph, &Boxes, SVGWriter) -> T,
+) -> Result<T, GraphError> {
+    // layout-rs asserts its own invariants; a failed one must not take nslab
+    // down. Nothing of the closure's outlives a panic (only shared borrows go
+    // in), so asserting unwind safety is sound.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut vg = VisualGraph::new(DIR);
+        let boxes = add_boxes(&mut vg, sc);
+        add_cables(&mut vg, sc, &boxes);
+        let mut w = SVGWriter::new();
+        // Without layout-rs's crossing optimizer (the second flag): with it, some
+        // small valid labs trip its internal assertions (see the test
+        // `layout_rs_assertion_case`) and 1000 nodes on a bridge take minutes
+        // instead of under a second.
+        vg.do_it(false, true, false, &mut w);
+        then(&vg, &boxes, w)
+    }))
+    .map_err(|p| {
         let msg = p
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -28,22 +54,7 @@ pub(super) fn svg(sc: &Scene) -> Result<String, GraphError> {
 const BOX_FONT: usize = 13;
 const EDGE_FONT: usize = 12;
 
-fn svg_layout(sc: &Scene) -> String {
-    let mut vg = VisualGraph::new(DIR);
-    let boxes = add_boxes(&mut vg, sc);
-    add_cables(&mut vg, sc, &boxes);
-
-    let mut w = SVGWriter::new();
-    // Without layout-rs's crossing optimizer (the second flag): with it, some
-    // small valid labs trip its internal assertions (see the test
-    // `layout_rs_assertion_case`) and 1000 nodes on a bridge take minutes
-    // instead of under a second.
-    vg.do_it(false, true, false, &mut w);
-    let head = svg_head(sc, &vg);
-    touch_up(&replace_head_and_style(&w.finalize(), &head))
-}
-
-pub(super) const DIR: Orientation = Orientation::LeftToRight;
+const DIR: Orientation = Orientation::LeftToRight;
 
 /// The laid-out graph's handles of the scene's boxes.
 pub(super) struct Boxes {
@@ -66,7 +77,7 @@ impl Boxes {
 
 /// A box for each panel of the scene (or one saying there is nothing, as
 /// layout-rs cannot lay out an empty graph).
-pub(super) fn add_boxes(vg: &mut VisualGraph, sc: &Scene) -> Boxes {
+fn add_boxes(vg: &mut VisualGraph, sc: &Scene) -> Boxes {
     const FONT: usize = BOX_FONT;
     let look = |fill: &str, rounded: usize| {
         StyleAttr::new(
@@ -144,7 +155,7 @@ pub(super) fn add_boxes(vg: &mut VisualGraph, sc: &Scene) -> Boxes {
 }
 
 /// The cables between boxes, and a dotted line from each bridge to the host.
-pub(super) fn add_cables(vg: &mut VisualGraph, sc: &Scene, boxes: &Boxes) {
+fn add_cables(vg: &mut VisualGraph, sc: &Scene, boxes: &Boxes) {
     let cable = |label: &str, style: LineStyleKind| {
         let mut look = StyleAttr::simple();
         look.font_size = EDGE_FONT;

@@ -2,12 +2,11 @@
 //! with their coordinates and names, so a page can draw them with its own
 //! element per box and cable (and light a cable when a packet crosses it).
 
-use super::svg::{DIR, add_boxes, add_cables};
+use super::svg::{Boxes, laid_out};
 use super::{
     BRIDGE_FILL, GraphError, HOST_FILL, INET_FILL, Key, NODE_FILL, Overlay, ROUTER_FILL, Scene,
 };
 use crate::topology::Lab;
-use layout::backends::svg::SVGWriter;
 use layout::topo::layout::VisualGraph;
 use serde::Serialize;
 
@@ -67,23 +66,10 @@ pub struct CableView {
 /// Lay `lab` out as `nslab graph --format svg` does and say where each box and cable is.
 pub fn layout(lab: &Lab, overlay: &Overlay) -> Result<Layout, GraphError> {
     let sc = Scene::of(lab, overlay);
-    std::panic::catch_unwind(|| layout_of(&sc)).map_err(|p| {
-        let msg = p
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "layout-rs failed".to_string());
-        GraphError::Layout(msg)
-    })
+    laid_out(&sc, |vg, handles, _| layout_of(&sc, vg, handles))
 }
 
-fn layout_of(sc: &Scene) -> Layout {
-    let mut vg = VisualGraph::new(DIR);
-    let handles = add_boxes(&mut vg, sc);
-    add_cables(&mut vg, sc, &handles);
-    let mut w = SVGWriter::new();
-    vg.do_it(false, true, false, &mut w);
-
+fn layout_of(sc: &Scene, vg: &VisualGraph, handles: &Boxes) -> Layout {
     let rect = |k: Key| -> Option<[f64; 4]> {
         handles.handle(k).map(|h| {
             let (a, b) = vg.pos(h).bbox(false);

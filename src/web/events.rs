@@ -33,12 +33,56 @@ pub struct CableEvent {
     pub noise: bool,
 }
 
+/// A cable as seen from the end captured on it.
+#[derive(Debug, Clone)]
+pub struct CapturedEnd {
+    /// The cable's id in the layout.
+    pub cable: String,
+    /// The captured end and the other one (endpoint grammar).
+    pub mine: String,
+    pub other: String,
+    /// The captured end is the cable's `a` end.
+    pub mine_is_a: bool,
+}
+
+impl CapturedEnd {
+    /// The event of a packet seen at `label` going `dir` there at `ts`
+    /// (seconds since the epoch): live (`nslab web`) and replayed alike.
+    pub fn event(
+        &self,
+        label: &str,
+        dir: Direction,
+        ts: f64,
+        len: u32,
+        summary: &Summary,
+        text: &str,
+    ) -> CableEvent {
+        // Sent by the captured end: it leaves there; received: it came from the other end.
+        let (from, to, from_is_a) = match dir {
+            Direction::Out => (&self.mine, &self.other, self.mine_is_a),
+            Direction::In => (&self.other, &self.mine, !self.mine_is_a),
+        };
+        CableEvent {
+            cable: self.cable.clone(),
+            from: from.clone(),
+            to: to.clone(),
+            forward: from_is_a,
+            label: label.to_string(),
+            ts,
+            text: text.to_string(),
+            proto: summary.proto.to_string(),
+            len,
+            noise: is_noise(summary),
+        }
+    }
+}
+
 /// The cables of a layout by the end captured on each: one end per cable,
 /// the bridge port (it lives in the host) or the host's end when there is one.
 #[derive(Debug, Clone)]
 pub struct CableMap {
-    /// Capture label → (cable id, captured end, other end, captured end is `a`).
-    by_label: HashMap<String, (String, String, String, bool)>,
+    /// Capture label → its cable.
+    by_label: HashMap<String, CapturedEnd>,
     targets: Vec<String>,
 }
 
@@ -65,10 +109,20 @@ impl CableMap {
             targets.push(mine.clone());
             by_label.insert(
                 mine.clone(),
-                (c.id.clone(), mine.clone(), other.clone(), a_side),
+                CapturedEnd {
+                    cable: c.id.clone(),
+                    mine: mine.clone(),
+                    other: other.clone(),
+                    mine_is_a: a_side,
+                },
             );
         }
         CableMap { by_label, targets }
+    }
+
+    /// The cable captured at `label`.
+    pub fn end(&self, label: &str) -> Option<&CapturedEnd> {
+        self.by_label.get(label)
     }
 
     /// What to capture on: one end of each cable, in the layout's order.
@@ -86,24 +140,12 @@ impl CableMap {
         summary: &Summary,
         text: &str,
     ) -> Option<CableEvent> {
-        let (cable, mine, other, mine_is_a) = self.by_label.get(label)?;
-        // Sent by the captured end: it leaves there; received: it came from the other end.
-        let (from, to, from_is_a) = match dir {
-            Direction::Out => (mine, other, *mine_is_a),
-            Direction::In => (other, mine, !*mine_is_a),
-        };
-        Some(CableEvent {
-            cable: cable.clone(),
-            from: from.clone(),
-            to: to.clone(),
-            forward: from_is_a,
-            label: label.to_string(),
-            ts: ts.0 as f64 + f64::from(ts.1) / 1e9,
-            text: text.to_string(),
-            proto: summary.proto.to_string(),
-            len,
-            noise: is_noise(summary),
-        })
+        let ts = ts.0 as f64 + f64::from(ts.1) / 1e9;
+        Some(
+            self.by_label
+                .get(label)?
+                .event(label, dir, ts, len, summary, text),
+        )
     }
 }
 
@@ -198,11 +240,12 @@ impl Sampler {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::capture::decode::summarize;
 
-    fn objective2() -> Layout {
+    /// The layout of examples/objective2-bridge.yaml.
+    pub(in crate::web) fn objective2() -> Layout {
         let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("examples/objective2-bridge.yaml");
         let lab = crate::lab::load(&file, "", true).unwrap();
@@ -210,7 +253,7 @@ mod tests {
     }
 
     /// An Ethernet frame: IPv4 ICMP echo request from `src` to `dst`.
-    fn ping_frame(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+    pub(in crate::web) fn ping_frame(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
         let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
             .ipv4(src, dst, 64)
             .icmpv4_echo_request(7, 1);

@@ -344,15 +344,38 @@ struct Client {
     queue: VecDeque<Event>,
 }
 
-fn events(st: &Arc<State>, q: &HashMap<String, String>) -> Response {
-    let filter = match client_filter(q) {
-        Ok(f) => f,
-        Err(e) => return text(StatusCode::BAD_REQUEST, format!("400: {e}")),
-    };
-    // The page checks a filter before it reconnects with it.
+/// The filter of an event stream's query, or the answer when there is no
+/// stream to give: a bad filter, or only a check of one (the page checks a
+/// filter before it reconnects with it).
+fn stream_filter(q: &HashMap<String, String>) -> std::result::Result<ClientFilter, Box<Response>> {
+    let filter = client_filter(q)
+        .map_err(|e| Box::new(text(StatusCode::BAD_REQUEST, format!("400: {e}"))))?;
     if q.contains_key("check") {
-        return StatusCode::NO_CONTENT.into_response();
+        return Err(Box::new(StatusCode::NO_CONTENT.into_response()));
     }
+    Ok(filter)
+}
+
+/// An event stream as the answer: kept alive, never cached.
+fn sse_response<S>(stream: S) -> Response
+where
+    S: futures_util::Stream<Item = std::result::Result<Event, std::convert::Infallible>>
+        + Send
+        + 'static,
+{
+    let mut r = Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, "no-store".parse().expect("valid"));
+    r
+}
+
+fn events(st: &Arc<State>, q: &HashMap<String, String>) -> Response {
+    let filter = match stream_filter(q) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
     let client = Client {
         stop: st.stop,
         rx: st.tx.subscribe(),
@@ -384,12 +407,7 @@ fn events(st: &Arc<State>, q: &HashMap<String, String>) -> Response {
             }
         }
     });
-    let mut r = Sse::new(stream)
-        .keep_alive(KeepAlive::default())
-        .into_response();
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, "no-store".parse().expect("valid"));
-    r
+    sse_response(stream)
 }
 
 fn sse<T: serde::Serialize>(name: &str, v: &T) -> Event {

@@ -129,10 +129,7 @@ mod tests {
     use crate::web::events::CableMap;
 
     fn map() -> CableMap {
-        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("examples/objective2-bridge.yaml");
-        let lab = crate::lab::load(&file, "", true).unwrap();
-        CableMap::new(&crate::graph::layout(&lab, &crate::graph::Overlay::of_file(&lab)).unwrap())
+        CableMap::new(&crate::web::events::tests::objective2())
     }
 
     fn icmp(src: [u8; 4], dst: [u8; 4], id: u16, reply: bool) -> Vec<u8> {

@@ -7,15 +7,14 @@
 //! ...}` per action the page ran (its answer, path and why). Replaying needs
 //! no lab and no privileges: the page is served from the file.
 
-use super::events::{CableEvent, CableMap, ClientFilter, Sampler, is_noise};
-use super::{asset, client_filter, json_response, sse, text, unauthorized};
+use super::events::{CableEvent, CableMap, CapturedEnd, ClientFilter, Sampler};
+use super::{asset, json_response, sse, sse_response, stream_filter, text, unauthorized};
 use crate::capture::decode::summarize;
 use crate::capture::pcap::{Direction, PcapNgWriter};
 use crate::error::{Error, Result};
 use crate::graph::Layout;
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
-use axum::response::sse::{KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::Response;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::io::BufWriter;
@@ -40,11 +39,10 @@ pub struct Recorder {
 /// Which cable an interface's packets cross, for its direction `out`:
 /// (cable, from, to, forward), as [`CableMap::event`] says.
 fn cable_ends(map: &CableMap) -> Value {
-    let none = summarize(&[]);
     let mut m = serde_json::Map::new();
     for t in map.targets() {
-        if let Some(e) = map.event(t, Direction::Out, (0, 0), 0, &none, "") {
-            m.insert(t.clone(), json!([e.cable, e.from, e.to, e.forward]));
+        if let Some(e) = map.end(t) {
+            m.insert(t.clone(), json!([e.cable, e.mine, e.other, e.mine_is_a]));
         }
     }
     Value::Object(m)
@@ -198,27 +196,23 @@ pub fn parse(b: &[u8], what: &str) -> Result<Recording> {
                         .unwrap_or("")
                         .to_string()
                 };
-                let fwd = ends.get(3).and_then(Value::as_bool).unwrap_or(true);
-                // Recorded as seen going out of the captured end; received ones run the other way.
-                let out = flags & 0b11 != 0b01;
-                let (from, to, forward) = if out {
-                    (s(1), s(2), fwd)
+                let end = CapturedEnd {
+                    cable: s(0),
+                    mine: s(1),
+                    other: s(2),
+                    mine_is_a: ends.get(3).and_then(Value::as_bool).unwrap_or(true),
+                };
+                // `cables` holds each end as a packet going out of it sees it;
+                // the direction flag says 0b01 for received ones.
+                let dir = if flags & 0b11 == 0b01 {
+                    Direction::In
                 } else {
-                    (s(2), s(1), !fwd)
+                    Direction::Out
                 };
                 let summary = summarize(data);
-                rec.events.push(CableEvent {
-                    cable: s(0),
-                    from,
-                    to,
-                    forward,
-                    label: label.clone(),
-                    ts: ns as f64 / 1e9,
-                    text: summary.to_string(),
-                    proto: summary.proto.to_string(),
-                    len: orig,
-                    noise: is_noise(&summary),
-                });
+                let text = summary.to_string();
+                rec.events
+                    .push(end.event(label, dir, ns as f64 / 1e9, orig, &summary, &text));
                 rec.summaries.push(summary);
             }
             0x0BAD if u32_at(b, body) == Some(PEN) => {
@@ -329,13 +323,10 @@ struct Client {
 }
 
 fn events(st: &Arc<Replay>, q: &HashMap<String, String>) -> Response {
-    let filter = match client_filter(q) {
+    let filter = match stream_filter(q) {
         Ok(f) => f,
-        Err(e) => return text(StatusCode::BAD_REQUEST, format!("400: {e}")),
+        Err(r) => return *r,
     };
-    if q.contains_key("check") {
-        return StatusCode::NO_CONTENT.into_response();
-    }
     let c = Client {
         st: st.clone(),
         next: 0,
@@ -372,31 +363,16 @@ fn events(st: &Arc<Replay>, q: &HashMap<String, String>) -> Response {
             }
         }
     });
-    let mut r = Sse::new(stream)
-        .keep_alive(KeepAlive::default())
-        .into_response();
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, "no-store".parse().expect("valid"));
-    r
+    sse_response(stream)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn objective2() -> Layout {
-        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("examples/objective2-bridge.yaml");
-        let lab = crate::lab::load(&file, "", true).unwrap();
-        crate::graph::layout(&lab, &crate::graph::Overlay::of_file(&lab)).unwrap()
-    }
+    use crate::web::events::tests::{objective2, ping_frame};
 
     fn seen(label: &str, dir: Direction, t: i64) -> crate::capture::engine::Seen {
-        let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-            .ipv4([192, 168, 3, 1], [192, 168, 1, 1], 64)
-            .icmpv4_echo_request(7, 1);
-        let mut data = Vec::new();
-        b.write(&mut data, &[0u8; 8]).unwrap();
+        let data = ping_frame([192, 168, 3, 1], [192, 168, 1, 1]);
         let summary = summarize(&data);
         crate::capture::engine::Seen {
             ts: (t, 500),
@@ -433,12 +409,15 @@ mod tests {
             .collect();
         assert_eq!(rec.events.len(), 2);
         for (got, want) in rec.events.iter().zip(&want) {
-            assert_eq!(
-                (&got.cable, &got.from, &got.to, got.forward, &got.text),
-                (&want.cable, &want.from, &want.to, want.forward, &want.text)
-            );
+            // The same event but for the time's rounding (from nanoseconds).
             assert!((got.ts - want.ts).abs() < 1e-6);
+            let got = CableEvent {
+                ts: want.ts,
+                ..got.clone()
+            };
+            assert_eq!(&got, want);
         }
+        assert_ne!(want[0].forward, want[1].forward, "one of each direction");
         assert_eq!(rec.acts, [json!({"type": "act", "ok": true})]);
         assert_eq!(rec.topology["layout"]["lab"], "objective2");
     }
