@@ -96,8 +96,11 @@ pub struct CleanReport {
     /// Labs without a record that had turned on the host's forwarding.
     pub forwarding_released: Vec<String>,
     /// Processes of labs without a record, found in the lab's cgroup and stopped
-    /// ("PID (lab LAB)").
+    /// ("PID (lab LAB)"; a machine's part: "PID (lab LAB.M or lab LAB on machine M)").
     pub orphan_processes: Vec<String>,
+    /// The cgroups of labs without a record, removed: `nslab/LAB`, a machine's
+    /// part `nslab/LAB.M` (with or without processes left in them).
+    pub orphan_cgroups: Vec<String>,
     pub errors: Vec<String>,
     /// Labs another nslab was working on (their lock was held): left alone.
     pub busy: Vec<String>,
@@ -234,27 +237,45 @@ impl Orphans<'_> {
     }
 
     /// Programs of labs whose record was lost: everything in the lab's cgroup,
-    /// first, while their namespaces still have names.
+    /// first, while their namespaces still have names. A machine's part has a
+    /// cgroup of its own (`LAB.M`, [`crate::programs::cgroup_key`]); a key that
+    /// any lab it may belong to has a record for, or that a lab it may belong
+    /// to is locked by another nslab for (an `up --machine` on its way), is
+    /// left alone.
     fn stop_programs(&mut self) {
-        for labname in crate::kernel::cgroup::labs() {
-            if !self.orphan(&labname) {
+        for key in crate::kernel::cgroup::labs() {
+            let owners = crate::programs::cgroup_owners(&key);
+            if owners.is_empty()
+                || !key.starts_with(self.prefix)
+                || owners.iter().any(|(l, _)| self.recorded.contains(l))
+                || !owners.iter().all(|(l, _)| self.locks.take(l))
+            {
                 continue;
             }
-            let Some(dir) = crate::kernel::cgroup::lab_dir(&labname) else {
+            let Some(dir) = crate::kernel::cgroup::lab_dir(&key) else {
                 continue;
             };
+            let whose = owners
+                .iter()
+                .map(|(l, m)| match m {
+                    Some(m) => format!("lab {l} on machine {m}"),
+                    None => format!("lab {l}"),
+                })
+                .collect::<Vec<_>>()
+                .join(" or ");
             let pids = crate::kernel::cgroup::pids(&dir);
             if !self.dry_run
                 && let Err(e) = crate::kernel::cgroup::stop(&dir, std::time::Duration::from_secs(3))
             {
-                self.rep
-                    .errors
-                    .push(format!("programs of lab {labname}: {e}"));
+                self.rep.errors.push(format!("programs of {whose}: {e}"));
                 continue;
             }
             self.rep
                 .orphan_processes
-                .extend(pids.iter().map(|p| format!("{p} (lab {labname})")));
+                .extend(pids.iter().map(|p| format!("{p} ({whose})")));
+            self.rep
+                .orphan_cgroups
+                .push(format!("{}/{key}", crate::kernel::cgroup::TOP));
         }
     }
 

@@ -50,7 +50,7 @@ pub fn new_cgroup(lab: &str, origin: &str) -> Result<Option<std::path::PathBuf>>
     cgroup::create_program(lab, origin).map_err(Error::io(format!("create a cgroup for lab {lab}")))
 }
 
-/// How programs of a lab are tracked, for the user.
+/// How programs of a lab (by its cgroup key) are tracked, for the user.
 pub fn tracking(lab: &str) -> String {
     match cgroup::lab_dir(lab).filter(|_| cgroup::top().is_some()) {
         Some(d) => format!("programs are tracked by cgroup {}", d.display()),
@@ -133,6 +133,24 @@ pub fn cgroup_key(lab: &str, machine: Option<&str>) -> String {
     }
 }
 
+/// The readings of a cgroup key, as (lab, machine): the key itself as a lab's
+/// name, and `LAB.MACHINE` at each dot. Lab and machine names may both contain
+/// dots, so `a.b.m1` reads three ways; only valid names count.
+pub fn cgroup_owners(key: &str) -> Vec<(String, Option<String>)> {
+    let valid = |n: &str| crate::topology::validate::name_problem(n).is_none();
+    let mut v = Vec::new();
+    if valid(key) {
+        v.push((key.to_string(), None));
+    }
+    for (i, _) in key.match_indices('.') {
+        let (lab, machine) = (&key[..i], &key[i + 1..]);
+        if valid(lab) && valid(machine) {
+            v.push((lab.to_string(), Some(machine.to_string())));
+        }
+    }
+    v
+}
+
 pub fn reconcile(
     rec: &mut Record,
     lab: &Lab,
@@ -162,7 +180,7 @@ pub fn reconcile(
             continue;
         }
         if !told {
-            said.push(tracking(&lab.name));
+            said.push(tracking(&cg_key));
             told = true;
         }
         let log = log_dir(&lab.name).join(format!("{node}-{i}.log"));
@@ -300,6 +318,27 @@ fn start_recorded(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cgroup_keys_read_back_as_their_labs_and_machines() {
+        let own = |l: &str, m: Option<&str>| (l.to_string(), m.map(String::from));
+        assert_eq!(cgroup_owners("lab"), [own("lab", None)]);
+        assert_eq!(
+            cgroup_owners(&cgroup_key("lab", Some("m1"))),
+            [own("lab.m1", None), own("lab", Some("m1"))]
+        );
+        assert_eq!(
+            cgroup_owners("a.b.m1"),
+            [
+                own("a.b.m1", None),
+                own("a", Some("b.m1")),
+                own("a.b", Some("m1"))
+            ]
+        );
+        // Not a name a lab or machine can have: nobody's.
+        assert!(cgroup_owners(".x").is_empty());
+        assert_eq!(cgroup_owners("lab."), [own("lab.", None)]);
+    }
 
     /// Without a cgroup (no writable cgroup v2): known by pid and start time,
     /// stopped by pid.

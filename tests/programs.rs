@@ -263,3 +263,153 @@ fn a_program_started_by_a_crashed_up_is_not_started_twice() {
     assert_eq!(wait_count(&l.escaper, 0), 0);
     assert_gone(&p, &lab);
 }
+
+/// A cgroup under nslab's tree made by the test as a crashed `up` leaves one
+/// (`nslab/KEY/run-NODE-N`), with a `sleep` in it or empty; on drop the sleep
+/// is killed (by its pid) and what is left of the cgroup removed.
+struct TestCg {
+    key: std::path::PathBuf,
+    prog: Option<Bg>,
+}
+
+impl TestCg {
+    fn new(top: &std::path::Path, key: &str, prog: Option<&str>) -> TestCg {
+        let key = top.join(key);
+        let run = key.join("run-a-1");
+        std::fs::create_dir_all(&run).unwrap();
+        let prog = prog.map(|cmd| {
+            let procs = run.join("cgroup.procs");
+            let b = bg(&format!(
+                "sh -c 'echo $$ > {} && exec {cmd}'",
+                procs.display()
+            ));
+            assert_eq!(wait_count(cmd, 1), 1, "`{cmd}` did not start");
+            b
+        });
+        TestCg { key, prog }
+    }
+}
+
+impl Drop for TestCg {
+    fn drop(&mut self) {
+        drop(self.prog.take());
+        let _ = std::fs::remove_dir(self.key.join("run-a-1"));
+        let _ = std::fs::remove_dir(&self.key);
+    }
+}
+
+/// A part of a lab over several machines (`up --machine m1`, in a namespace
+/// that plays the machine) keeps its programs in a cgroup of its own,
+/// `nslab/LAB.m1`. With its record lost, `clean` stops them, removes that
+/// cgroup and an empty one a crash left (`LAB.m3`), and says so; it leaves
+/// alone the key of a lab of another prefix and one whose lab another nslab
+/// is working on (its lock held: an `up --machine` on its way).
+#[test]
+fn clean_removes_the_cgroup_of_a_machines_part_whose_record_was_lost() {
+    let p = prefix("pcm");
+    let q = prefix("pcq");
+    let lab = format!("{p}mh");
+    let t = tag() + 4;
+    // The machine: a namespace of another prefix (it outlives the lab).
+    let m1 = TestNs::new(&format!("{}m1", prefix("pcn")));
+    sh(&format!(
+        "ip -n {0} link add ul type veth peer name ul2 && ip -n {0} addr add 10.9.0.1/24 dev ul && ip -n {0} link set ul up && ip -n {0} link set ul2 up",
+        m1.name
+    ));
+    let _g = LabGuard::new(&lab, Some(&m1.name));
+    let mount = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .find_map(|x| {
+            let (pre, post) = x.split_once(" - ")?;
+            post.starts_with("cgroup2 ")
+                .then(|| pre.split_whitespace().nth(4).map(String::from))?
+        })
+        .expect("this test needs cgroup v2");
+    let top = std::path::Path::new(&mount).join("nslab");
+    let prog = format!("sleep 96{t}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(
+        &dir,
+        "mh.yaml",
+        &format!(
+            r#"name: mh
+machines:
+  m1: {{ underlay: 10.9.0.1 }}
+  m2: {{ underlay: 10.9.0.2 }}
+nodes:
+  a:
+    on: m1
+    interfaces: {{ e: {{ address: 10.77.0.1/24 }} }}
+    run: ["{prog}"]
+  b: {{ on: m1, interfaces: {{ e: {{ address: 10.77.0.2/24 }} }} }}
+  c: {{ on: m2, interfaces: {{ e: {{ address: 10.77.1.1/24 }} }} }}
+  d: {{ on: m2, interfaces: {{ e: {{ address: 10.77.1.2/24 }} }} }}
+links:
+  - [a:e, b:e]
+  - [c:e, d:e]
+"#
+        ),
+    );
+    ok(nslab_in(
+        Some(&m1.name),
+        &["up", s(&file), "--machine", "m1", "--prefix", &p],
+    ));
+    assert_eq!(wait_count(&prog, 1), 1);
+    let part = top.join(format!("{lab}.m1"));
+    assert!(part.is_dir(), "no cgroup {}", part.display());
+    // What a crash left besides, and what is not this clean's business.
+    let empty = TestCg::new(&top, &format!("{p}gone.m3"), None);
+    let other_prog = format!("sleep 95{t}");
+    let other = TestCg::new(&top, &format!("{q}x.m1"), Some(&other_prog));
+    let busy_prog = format!("sleep 94{t}");
+    let busy = TestCg::new(&top, &format!("{p}busy.m2"), Some(&busy_prog));
+    std::fs::create_dir_all(state("locks")).unwrap();
+    let lock = std::fs::File::create(state(&format!("locks/{p}busy.lock"))).unwrap();
+    let lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| e)
+        .unwrap();
+
+    std::fs::remove_file(state(&format!("labs/{lab}.json"))).unwrap();
+    let o = ok(nslab_in(
+        Some(&m1.name),
+        &["clean", "--prefix", &p, "--json"],
+    ));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let list = |k: &str| -> Vec<String> {
+        j[k].as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect()
+    };
+    assert_eq!(wait_count(&prog, 0), 0, "clean left `{prog}`: {j}");
+    assert!(!part.exists(), "clean left {}: {j}", part.display());
+    assert!(
+        !empty.key.exists(),
+        "clean left {}: {j}",
+        empty.key.display()
+    );
+    let mut cgs = list("orphan_cgroups");
+    cgs.sort();
+    assert_eq!(
+        cgs,
+        [format!("nslab/{p}gone.m3"), format!("nslab/{lab}.m1")],
+        "{j}"
+    );
+    assert!(
+        list("orphan_processes")
+            .iter()
+            .any(|s| s.ends_with(&format!("lab {lab} on machine m1)"))),
+        "{j}"
+    );
+    assert_eq!(list("busy"), [format!("{p}busy")], "{j}");
+    assert_gone(&p, &lab);
+    // Left alone: still there, their programs running.
+    for (cg, cmd) in [(&other, &other_prog), (&busy, &busy_prog)] {
+        assert!(cg.key.is_dir(), "clean removed {}: {j}", cg.key.display());
+        assert_eq!(count(cmd), 1, "clean stopped `{cmd}`: {j}");
+    }
+    drop(lock);
+    let _ = std::fs::remove_file(state(&format!("locks/{p}busy.lock")));
+}

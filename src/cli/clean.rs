@@ -6,8 +6,10 @@ use nslab::error::Result;
 /// Remove everything of nslab's: take down every lab that has a record, then find
 /// nslab's marked objects whose record was lost (orphans: namespaces whose `lo`
 /// carries the mark, interfaces and nftables tables in this namespace with the
-/// mark, hosts files nslab wrote) and remove them. Nothing unmarked and unrecorded
-/// is ever touched, whatever its name.
+/// mark, hosts files nslab wrote, programs and cgroups under nslab's cgroup tree:
+/// `nslab/LAB`, and `nslab/LAB.MACHINE` for a part of a lab over several machines,
+/// `up --machine`) and remove them. Nothing unmarked and unrecorded is ever
+/// touched, whatever its name.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Only labs (and orphans of labs) whose name starts with P.
@@ -54,6 +56,7 @@ pub fn run(a: Args) -> Result<i32> {
             "orphan programs (pids, by their cgroup)",
             &r.orphan_processes,
         );
+        show("orphan cgroups", &r.orphan_cgroups);
         show("orphan namespaces", &r.orphan_namespaces);
         show("orphan interfaces", &r.orphan_interfaces);
         show("orphan nftables tables", &r.orphan_nft_tables);
@@ -69,6 +72,7 @@ pub fn run(a: Args) -> Result<i32> {
             && r.forwarding_released.is_empty()
             && r.busy.is_empty()
             && r.orphan_processes.is_empty()
+            && r.orphan_cgroups.is_empty()
         {
             println!("nothing of nslab's found");
         }

@@ -33,7 +33,11 @@ pub struct Args {
     /// `up` keeps that state.
     #[arg(long)]
     pub reset: bool,
-    /// In a lab over several machines (`machines:`), this machine's part.
+    /// In a lab over several machines (`machines:`), this machine's part: its
+    /// nodes and bridges, and VXLAN devices for what crosses to the others
+    /// (their UDP sockets in this namespace, on its underlay address, also with
+    /// `--sandbox`). Its programs run in a cgroup of its own, `nslab/LAB.NAME`,
+    /// which `down` and `clean` stop.
     #[arg(long, value_name = "NAME")]
     pub machine: Option<String>,
     /// Print every step.
