@@ -907,6 +907,14 @@ fn if_status(
     }
 }
 
+/// A table after a blank line: its head, then a row per item.
+fn push_table(o: &mut String, head: &[&str], rows: impl Iterator<Item = Vec<String>>) {
+    let mut all = vec![head.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
+    all.extend(rows);
+    o.push('\n');
+    o.push_str(&crate::util::table(&all));
+}
+
 /// The human table.
 #[doc(hidden)]
 pub fn render(s: &Status) -> String {
@@ -949,77 +957,65 @@ pub fn render(s: &Status) -> String {
         }
     }
     if !s.vxlans.is_empty() {
-        let mut rows = vec![vec![
-            "NODE".to_string(),
-            "VXLAN".into(),
-            "VNI".into(),
-            "JOINS".into(),
-            "MACHINES".into(),
-            "REMOTE".into(),
-            "UNDERLAY".into(),
-            "STATUS".into(),
-        ]];
-        for v in &s.vxlans {
-            rows.push(vec![
-                v.place.clone(),
-                v.name.clone(),
-                v.vni.to_string(),
-                v.joins.clone(),
-                v.machines.join(" "),
-                v.remotes
-                    .iter()
-                    .map(|r| r.to_string())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                if v.underlay_routed {
-                    "routed"
-                } else {
-                    "no route"
-                }
-                .into(),
-                v.status.word().into(),
-            ]);
-        }
-        o.push('\n');
-        o.push_str(&crate::util::table(&rows));
+        let head = [
+            "NODE", "VXLAN", "VNI", "JOINS", "MACHINES", "REMOTE", "UNDERLAY", "STATUS",
+        ];
+        push_table(
+            &mut o,
+            &head,
+            s.vxlans.iter().map(|v| {
+                vec![
+                    v.place.clone(),
+                    v.name.clone(),
+                    v.vni.to_string(),
+                    v.joins.clone(),
+                    v.machines.join(" "),
+                    v.remotes
+                        .iter()
+                        .map(|r| r.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    if v.underlay_routed {
+                        "routed"
+                    } else {
+                        "no route"
+                    }
+                    .into(),
+                    v.status.word().into(),
+                ]
+            }),
+        );
     }
     if !s.sysctls.is_empty() {
-        let mut rows = vec![vec![
-            "NODE".to_string(),
-            "SYSCTL".into(),
-            "WANT".into(),
-            "FOUND".into(),
-            "STATUS".into(),
-        ]];
-        for x in &s.sysctls {
-            rows.push(vec![
-                x.place.clone(),
-                x.key.clone(),
-                x.want.clone(),
-                x.found.clone().unwrap_or_else(|| "-".into()),
-                x.status.word().into(),
-            ]);
-        }
-        o.push('\n');
-        o.push_str(&crate::util::table(&rows));
+        let head = ["NODE", "SYSCTL", "WANT", "FOUND", "STATUS"];
+        push_table(
+            &mut o,
+            &head,
+            s.sysctls.iter().map(|x| {
+                vec![
+                    x.place.clone(),
+                    x.key.clone(),
+                    x.want.clone(),
+                    x.found.clone().unwrap_or_else(|| "-".into()),
+                    x.status.word().into(),
+                ]
+            }),
+        );
     }
     if !s.nat.is_empty() {
-        let mut rows = vec![vec![
-            "NODE".to_string(),
-            "NAT TABLE".into(),
-            "RULES".into(),
-            "STATUS".into(),
-        ]];
-        for x in &s.nat {
-            rows.push(vec![
-                x.place.clone(),
-                x.table.clone(),
-                x.rules.join("; "),
-                x.status.word().into(),
-            ]);
-        }
-        o.push('\n');
-        o.push_str(&crate::util::table(&rows));
+        let head = ["NODE", "NAT TABLE", "RULES", "STATUS"];
+        push_table(
+            &mut o,
+            &head,
+            s.nat.iter().map(|x| {
+                vec![
+                    x.place.clone(),
+                    x.table.clone(),
+                    x.rules.join("; "),
+                    x.status.word().into(),
+                ]
+            }),
+        );
     }
     for line in crate::runtime::shape::status_lines(&s.shaping) {
         let _ = write!(o, "\n{line}");

@@ -21,7 +21,8 @@ pub struct Args {
     #[arg(long, default_value = "", value_name = "P")]
     pub prefix: String,
     /// Keep the lab's host part in a namespace of its own ("{prefix}{name}-host"),
-    /// with an emulated internet behind it ("{prefix}{name}-inet").
+    /// with an emulated internet behind it ("{prefix}{name}-inet"); with
+    /// `--machine M`, the part's own ("{prefix}{name}-M-host", "-M-inet").
     #[arg(long)]
     pub sandbox: bool,
     /// In host mode, allow lab addresses that overlap routes of the host's own

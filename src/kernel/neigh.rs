@@ -69,12 +69,19 @@ pub fn neighbours(nl: &mut Rtnl) -> Result<Vec<ObsNeigh>, NlError> {
     nl.dump_raw(msg::get_neighbours(), "list neighbours", parse_neigh)
 }
 
-/// One RTM_NEWNEIGH (whole message, header included) as an [`ObsNeigh`]:
-/// `struct ndmsg` (family, pad, pad, ifindex, state, flags, type) after the
-/// 16-byte netlink header, then NDA_DST and NDA_LLADDR. Entries without an IP
-/// destination, or whose link-layer address is not 6 bytes (a tunnel's), are
-/// kept with `lladdr: None` only when they have a destination.
-pub fn parse_neigh(m: &[u8]) -> Option<ObsNeigh> {
+/// One RTM_NEWNEIGH (whole message, header included), its fields as they
+/// are: `struct ndmsg` (family, pad, pad, ifindex, state, flags, type) after
+/// the 16-byte netlink header, then the attributes NDA_DST and NDA_LLADDR.
+pub(crate) struct RawNeigh<'a> {
+    pub family: u8,
+    pub index: u32,
+    pub state: u16,
+    pub dst: Option<&'a [u8]>,
+    pub lladdr: Option<&'a [u8]>,
+}
+
+/// Read an RTM_NEWNEIGH; None for another message or one cut short.
+pub(crate) fn raw_neigh(m: &[u8]) -> Option<RawNeigh<'_>> {
     const RTM_NEWNEIGH: u16 = 28;
     const NDA_DST: u16 = 1;
     const NDA_LLADDR: u16 = 2;
@@ -83,31 +90,48 @@ pub fn parse_neigh(m: &[u8]) -> Option<ObsNeigh> {
     if m.len() < HDR + NDMSG || u16::from_ne_bytes([m[4], m[5]]) != RTM_NEWNEIGH {
         return None;
     }
-    let family = m[HDR];
-    let index = u32::from_ne_bytes(m[HDR + 4..HDR + 8].try_into().ok()?);
-    let state = u16::from_ne_bytes([m[HDR + 8], m[HDR + 9]]);
-    let mut dst = None;
-    let mut lladdr = None;
+    let mut n = RawNeigh {
+        family: m[HDR],
+        index: u32::from_ne_bytes(m[HDR + 4..HDR + 8].try_into().ok()?),
+        state: u16::from_ne_bytes([m[HDR + 8], m[HDR + 9]]),
+        dst: None,
+        lladdr: None,
+    };
     for (ty, v) in attrs(&m[HDR + NDMSG..]) {
         match ty {
-            NDA_DST => {
-                dst = match (family as i32, v.len()) {
-                    (libc::AF_INET, 4) => Some(IpAddr::V4(Ipv4Addr::new(v[0], v[1], v[2], v[3]))),
-                    (libc::AF_INET6, 16) => {
-                        Some(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(v).ok()?)))
-                    }
-                    _ => None,
-                }
-            }
-            NDA_LLADDR if v.len() == 6 => lladdr = v.try_into().ok(),
+            NDA_DST => n.dst = Some(v),
+            NDA_LLADDR => n.lladdr = Some(v),
             _ => {}
         }
     }
+    Some(n)
+}
+
+/// An address attribute's bytes as an IPv4 (4 bytes) or IPv6 (16) address.
+pub(crate) fn ip_of(v: &[u8]) -> Option<IpAddr> {
+    match v.len() {
+        4 => Some(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(v).ok()?))),
+        16 => Some(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(v).ok()?))),
+        _ => None,
+    }
+}
+
+/// One RTM_NEWNEIGH as an [`ObsNeigh`]. Entries without an IP destination of
+/// their family are not; one whose link-layer address is not 6 bytes (a
+/// tunnel's) is kept with `lladdr: None`.
+pub fn parse_neigh(m: &[u8]) -> Option<ObsNeigh> {
+    let n = raw_neigh(m)?;
+    let dst = n.dst.and_then(ip_of).filter(|ip| {
+        matches!(
+            (i32::from(n.family), ip),
+            (libc::AF_INET, IpAddr::V4(_)) | (libc::AF_INET6, IpAddr::V6(_))
+        )
+    })?;
     Some(ObsNeigh {
-        index,
-        dst: dst?,
-        lladdr,
-        state,
+        index: n.index,
+        dst,
+        lladdr: n.lladdr.and_then(|v| v.try_into().ok()),
+        state: n.state,
     })
 }
 

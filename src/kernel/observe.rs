@@ -331,35 +331,15 @@ pub fn flood(nl: &mut Rtnl, index: u32) -> Result<Vec<IpAddr>, NlError> {
 /// it is a flood entry: NDA_LLADDR all zero and an NDA_DST (a VXLAN remote).
 /// The bridge's own entries (no NDA_DST) and learned MACs are not.
 pub fn parse_flood(m: &[u8]) -> Option<(u32, IpAddr)> {
-    use std::net::{Ipv4Addr, Ipv6Addr};
-    const RTM_NEWNEIGH: u16 = 28;
     const AF_BRIDGE: u8 = 7;
-    const NDA_DST: u16 = 1;
-    const NDA_LLADDR: u16 = 2;
-    const HDR: usize = 16;
-    const NDMSG: usize = 12;
-    if m.len() < HDR + NDMSG || u16::from_ne_bytes([m[4], m[5]]) != RTM_NEWNEIGH {
-        return None;
-    }
-    if m[HDR] != AF_BRIDGE {
-        return None;
-    }
-    let index = u32::from_ne_bytes(m[HDR + 4..HDR + 8].try_into().ok()?);
-    let (mut zero, mut dst) = (false, None);
-    for (ty, v) in attrs(&m[HDR + NDMSG..]) {
-        match ty {
-            NDA_LLADDR => zero = v.len() == 6 && v.iter().all(|&b| b == 0),
-            NDA_DST => {
-                dst = match v.len() {
-                    4 => Some(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(v).ok()?))),
-                    16 => Some(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(v).ok()?))),
-                    _ => None,
-                }
-            }
-            _ => {}
-        }
-    }
-    Some((index, dst.filter(|_| zero)?))
+    let n = super::neigh::raw_neigh(m).filter(|n| n.family == AF_BRIDGE)?;
+    let zero = n
+        .lladdr
+        .is_some_and(|v| v.len() == 6 && v.iter().all(|&b| b == 0));
+    Some((
+        n.index,
+        n.dst.and_then(super::neigh::ip_of).filter(|_| zero)?,
+    ))
 }
 
 /// One namespace's state in three dumps, and one more per VXLAN device (its

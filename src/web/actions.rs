@@ -71,20 +71,21 @@ struct Probe {
 }
 
 fn run_probe(lab: &crate::Lab, a: &Act) -> crate::Result<Probe> {
-    let explain = |lab: &crate::Lab| -> Option<(Value, String)> {
-        let out = lab
-            .ping_explained(
-                &a.from,
-                &a.to,
-                &PingOptions {
-                    count: 1,
-                    timeout: Duration::from_secs(1),
-                    ..PingOptions::default()
-                },
-                &mut |_| {},
-            )
-            .ok()?;
-        let w = out.why_not?;
+    // One echo from `from` to `to`, with why-not when it fails.
+    let ping = |secs: u64| {
+        lab.ping_explained(
+            &a.from,
+            &a.to,
+            &PingOptions {
+                count: 1,
+                timeout: Duration::from_secs(secs),
+                ..PingOptions::default()
+            },
+            &mut |_| {},
+        )
+    };
+    let explain = || -> Option<(Value, String)> {
+        let w = ping(1).ok()?.why_not?;
         Some((serde_json::to_value(&w).ok()?, w.to_string()))
     };
     let dst = lab.address_of(&a.to, false)?;
@@ -100,16 +101,7 @@ fn run_probe(lab: &crate::Lab, a: &Act) -> crate::Result<Probe> {
     let port = |default: u16| a.port.unwrap_or(default);
     match a.kind.as_str() {
         "ping" => {
-            let out = lab.ping_explained(
-                &a.from,
-                &a.to,
-                &PingOptions {
-                    count: 1,
-                    timeout: Duration::from_secs(2),
-                    ..PingOptions::default()
-                },
-                &mut |_| {},
-            )?;
+            let out = ping(2)?;
             p.ok = out.ok();
             if let Some(r) = &out.report {
                 p.flow = Some(Flow::Icmp { ident: r.ident });
@@ -162,7 +154,7 @@ fn run_probe(lab: &crate::Lab, a: &Act) -> crate::Result<Probe> {
     }
     // A connection that failed without a reset: the path is walked to say why.
     if !p.ok && p.why.is_none() && a.kind != "ping" {
-        p.why = explain(lab);
+        p.why = explain();
     }
     Ok(p)
 }
