@@ -128,6 +128,18 @@ impl NsLinks {
         }
     }
 
+    /// Whether some link is a port of a bridge here: only then does readiness
+    /// depend on port states, which only the AF_BRIDGE dump carries.
+    pub fn has_bridge_port(&self) -> bool {
+        self.links.values().any(|l| {
+            l.master.is_some_and(|m| {
+                self.links
+                    .get(&m)
+                    .is_some_and(|b| b.kind.as_deref() == Some("bridge"))
+            })
+        })
+    }
+
     /// What keeps this namespace from passing traffic (empty: ready).
     pub fn not_ready(&self, only: Option<&BTreeSet<String>>) -> Vec<String> {
         let mut out = Vec::new();
@@ -240,9 +252,12 @@ fn note_of(
     ))
 }
 
-/// Dump links and bridge ports on `sock` into `links`, applying events that a
-/// subscribed socket receives meanwhile too. Whether the kernel flagged the dump
-/// as interrupted by a concurrent change (NLM_F_DUMP_INTR).
+/// Dump links, then bridge ports if any link is one, on `sock` into `links`,
+/// applying events that a subscribed socket receives meanwhile too. Whether the
+/// kernel flagged the dump as interrupted by a concurrent change
+/// (NLM_F_DUMP_INTR). The AF_BRIDGE dump runs under RTNL (the link dump does
+/// not), where it competes with the link-watch work the wait is waiting for:
+/// a node namespace without bridge ports skips it.
 fn dump_links(
     sock: &NlListener,
     links: &mut NsLinks,
@@ -252,6 +267,9 @@ fn dump_links(
 ) -> io::Result<bool> {
     let mut interrupted = false;
     for family in [0u8, AF_BRIDGE] {
+        if family == AF_BRIDGE && !links.has_bridge_port() {
+            break;
+        }
         *seq = seq.wrapping_add(1);
         sock.send(&dump_request(family, *seq))?;
         'reply: loop {
@@ -274,12 +292,15 @@ fn dump_links(
             for m in super::nlsock::split(&buf[..n]).map_while(Result::ok) {
                 match m.ty {
                     NLMSG_DONE | NLMSG_ERROR if m.seq == *seq => break 'reply,
-                    _ => {
+                    // Events (sequence 0) and this dump's replies; not what is
+                    // left of an earlier dump that timed out.
+                    _ if m.seq == *seq || m.seq == 0 => {
                         if m.seq == *seq && super::nlsock::dump_interrupted(m.flags) {
                             interrupted = true;
                         }
                         links.apply(m.bytes);
                     }
+                    _ => {}
                 }
             }
         }
@@ -322,6 +343,13 @@ struct Target {
     at: Where,
     only: Option<BTreeSet<String>>,
     links: NsLinks,
+    /// The socket of a namespace not ready yet, kept for the next rounds
+    /// (within the descriptor budget): a re-read is then two requests, without
+    /// entering the namespace and making a socket again.
+    sock: Option<NlListener>,
+    seq: u32,
+    /// Whether this read may keep its socket (decided before each round).
+    may_keep: bool,
 }
 
 impl Target {
@@ -329,25 +357,61 @@ impl Target {
         self.links.not_ready(self.only.as_ref()).is_empty()
     }
 
-    /// One fresh read on the calling thread (which moves into the namespace):
-    /// its links, and whether the dump was interrupted. The socket joins no
+    /// One fresh read, on the kept socket or on a new one made on the calling
+    /// thread (which moves into the namespace): whether the dump was
+    /// interrupted. The socket is kept while the namespace is not ready and
+    /// `may_keep` or it was kept already. The socket joins no
     /// multicast group: joining or leaving one runs `netlink_update_listeners`
     /// under the global `netlink_table_grab`, which walks every subscribed
     /// NETLINK_ROUTE socket of the system, so a subscribed socket per namespace
     /// made the wait quadratic in namespaces (and stalled every multicast).
-    fn read(&self, buf: &mut [u8], until: Instant) -> Result<(NsLinks, bool), Failure> {
-        self.at.enter()?;
-        let sock = NlListener::open(NETLINK_ROUTE, 256 << 10).map_err(Failure::Read)?;
+    fn read(&mut self, buf: &mut [u8], until: Instant) -> Result<bool, Failure> {
+        let kept = self.sock.is_some();
+        let sock = match self.sock.take() {
+            Some(s) => s,
+            None => {
+                self.at.enter()?;
+                NlListener::open(NETLINK_ROUTE, 256 << 10).map_err(Failure::Read)?
+            }
+        };
         let mut links = NsLinks::default();
         let interrupted =
-            dump_links(&sock, &mut links, &mut 0, buf, until).map_err(Failure::Read)?;
-        Ok((links, interrupted))
+            dump_links(&sock, &mut links, &mut self.seq, buf, until).map_err(Failure::Read)?;
+        self.links = links;
+        if (interrupted || !self.ready()) && (kept || self.may_keep) {
+            self.sock = Some(sock);
+        }
+        Ok(interrupted)
+    }
+
+    fn new(label: String, at: Where, only: Option<BTreeSet<String>>) -> Target {
+        Target {
+            label,
+            at,
+            only,
+            links: NsLinks::default(),
+            sock: None,
+            seq: 0,
+            may_keep: false,
+        }
+    }
+}
+
+/// Which targets may keep their socket after this read: those without one, in
+/// order, as long as the sockets kept stay within `budget`.
+fn allow_keeping(targets: &mut [Target], budget: usize) {
+    let mut held = targets.iter().filter(|t| t.sock.is_some()).count();
+    for t in targets.iter_mut() {
+        t.may_keep = t.sock.is_none() && held < budget;
+        if t.may_keep {
+            held += 1;
+        }
     }
 }
 
 /// Read every target once, on a few short-lived threads (each moves into the
 /// namespaces it reads): the outcome of each, in order.
-fn read_all(targets: &[Target], until: Instant) -> Vec<Result<(NsLinks, bool), Failure>> {
+fn read_all(targets: &mut [Target], until: Instant) -> Vec<Result<bool, Failure>> {
     if targets.is_empty() {
         return Vec::new();
     }
@@ -360,24 +424,25 @@ fn read_all(targets: &[Target], until: Instant) -> Vec<Result<(NsLinks, bool), F
     let cfg = &crate::config::inherit();
     std::thread::scope(|s| {
         let hs: Vec<_> = targets
-            .chunks(chunk)
+            .chunks_mut(chunk)
             .map(|part| {
-                s.spawn(move || {
+                let n = part.len();
+                let h = s.spawn(move || {
                     let _cfg = cfg.enter();
                     let mut buf = vec![0u8; 1 << 16];
-                    part.iter()
+                    part.iter_mut()
                         .map(|t| t.read(&mut buf, until))
                         .collect::<Vec<_>>()
-                })
+                });
+                (h, n)
             })
             .collect();
-        let mut out = Vec::with_capacity(targets.len());
-        for (h, part) in hs.into_iter().zip(targets.chunks(chunk)) {
+        let mut out = Vec::new();
+        for (h, n) in hs {
             match h.join() {
                 Ok(rs) => out.extend(rs),
                 Err(_) => out.extend(
-                    part.iter()
-                        .map(|_| Err(Failure::Read(io::Error::other("reader panicked")))),
+                    (0..n).map(|_| Err(Failure::Read(io::Error::other("reader panicked")))),
                 ),
             }
         }
@@ -507,10 +572,13 @@ fn wait_until(targets: Vec<Target>, until: Instant, limit: Duration, notes: &mut
     // Reads that start when the time is up still run once (a note on what is
     // not ready, not a failed read).
     let read_until = || until.max(Instant::now() + Duration::from_secs(2));
-    let first = read_all(&targets, read_until());
+    let budget = super::netns::fd_budget();
+    let mut targets = targets;
+    allow_keeping(&mut targets, budget);
+    let first = read_all(&mut targets, read_until());
     let mut pending = Vec::new();
     let mut watched: Vec<Watched> = Vec::new();
-    for (mut t, r) in targets.into_iter().zip(first) {
+    for (t, r) in targets.into_iter().zip(first) {
         match r {
             Err(Failure::Open(e)) => notes.push(format!(
                 "could not open namespace {} to wait for its links: {e}",
@@ -519,8 +587,7 @@ fn wait_until(targets: Vec<Target>, until: Instant, limit: Duration, notes: &mut
             Err(Failure::Read(e)) => {
                 notes.push(format!("could not watch the links of {}: {e}", t.label))
             }
-            Ok((links, interrupted)) => {
-                t.links = links;
+            Ok(interrupted) => {
                 if !interrupted && t.ready() {
                     continue;
                 }
@@ -570,13 +637,13 @@ fn wait_until(targets: Vec<Target>, until: Instant, limit: Duration, notes: &mut
             continue;
         }
         let started = Instant::now();
-        let reads = read_all(&pending, read_until());
+        allow_keeping(&mut pending, budget);
+        let reads = read_all(&mut pending, read_until());
         rounds += 1;
         let mut still = Vec::new();
-        for (mut t, r) in pending.into_iter().zip(reads) {
+        for (t, r) in pending.into_iter().zip(reads) {
             match r {
-                Ok((links, interrupted)) => {
-                    t.links = links;
+                Ok(interrupted) => {
                     if interrupted || !t.ready() {
                         still.push(t);
                     }
@@ -611,12 +678,7 @@ pub fn wait_for_traffic(spaces: Vec<Space>, limit: Duration) -> Vec<String> {
     let mut notes = Vec::new();
     let targets = spaces
         .into_iter()
-        .map(|sp| Target {
-            label: sp.label,
-            at: Where::File(sp.file),
-            only: sp.only,
-            links: NsLinks::default(),
-        })
+        .map(|sp| Target::new(sp.label, Where::File(sp.file), sp.only))
         .collect();
     wait_until(targets, until, limit, &mut notes);
     notes
@@ -650,21 +712,15 @@ pub fn wait_lab(
     let mut notes = Vec::new();
     let mut targets: Vec<Target> = namespaces
         .iter()
-        .map(|ns| Target {
-            label: ns.clone(),
-            at: Where::Named(ns.clone()),
-            only: None,
-            links: NsLinks::default(),
-        })
+        .map(|ns| Target::new(ns.clone(), Where::Named(ns.clone()), None))
         .collect();
     if !sandbox && !host_links.is_empty() {
         match super::netns::current() {
-            Ok(file) => targets.push(Target {
-                label: "the host".into(),
-                at: Where::File(file),
-                only: Some(host_links.clone()),
-                links: NsLinks::default(),
-            }),
+            Ok(file) => targets.push(Target::new(
+                "the host".into(),
+                Where::File(file),
+                Some(host_links.clone()),
+            )),
             Err(e) => notes.push(format!("could not watch the host's links: {e}")),
         }
     }
@@ -844,6 +900,40 @@ mod tests {
              v2 (operstate down), v3 (operstate down), v4 (operstate down) and 2 more"
         );
         assert!(note_of("n1", &NsLinks::default(), None, LIMIT).is_none());
+    }
+
+    #[test]
+    fn the_bridge_dump_is_needed_only_with_a_port_of_a_bridge() {
+        let mut s = NsLinks::default();
+        s.apply(&link(1, "lo", "", IFF_UP, 0, None));
+        s.apply(&link(2, "e0", "veth", UP, IF_OPER_UP, None));
+        assert!(!s.has_bridge_port());
+        // A master that is not a bridge (a VRF, a bond) has no port states.
+        s.apply(&link(3, "vrf0", "vrf", UP, IF_OPER_UP, None));
+        s.apply(&link(2, "e0", "veth", UP, IF_OPER_UP, Some(3)));
+        assert!(!s.has_bridge_port());
+        s.apply(&link(4, "br0", "bridge", UP, IF_OPER_UP, None));
+        s.apply(&link(5, "p0", "veth", UP, IF_OPER_UP, Some(4)));
+        assert!(s.has_bridge_port());
+    }
+
+    fn target(label: &str) -> Target {
+        Target::new(label.into(), Where::Named(label.into()), None)
+    }
+
+    #[test]
+    fn sockets_are_kept_within_the_budget_counting_those_held() {
+        let mut ts: Vec<Target> = (0..5).map(|i| target(&format!("n{i}"))).collect();
+        allow_keeping(&mut ts, 3);
+        let keep: Vec<bool> = ts.iter().map(|t| t.may_keep).collect();
+        assert_eq!(keep, [true, true, true, false, false]);
+        // Two of them hold a socket now: one more may be kept.
+        let sock = || Some(NlListener::open(NETLINK_ROUTE, 4096).unwrap());
+        ts[0].sock = sock();
+        ts[2].sock = sock();
+        allow_keeping(&mut ts, 3);
+        let keep: Vec<bool> = ts.iter().map(|t| t.may_keep).collect();
+        assert_eq!(keep, [false, true, false, false, false]);
     }
 
     #[test]
