@@ -308,20 +308,21 @@ fn dump_links(
     Ok(interrupted)
 }
 
-/// Where a namespace is: by name under /run/netns, opened only while it is read
-/// (10,000 namespaces need no descriptor each), or an open file.
+/// Where a namespace is: named by the target's label under /run/netns, opened
+/// only while it is read (10,000 namespaces need no descriptor each), or an
+/// open file.
 enum Where {
-    Named(String),
+    Named,
     File(File),
 }
 
 impl Where {
     /// Move the calling thread into the namespace.
-    fn enter(&self) -> Result<(), Failure> {
+    fn enter(&self, label: &str) -> Result<(), Failure> {
         let opened;
         let f = match self {
-            Where::Named(n) => {
-                opened = super::netns::open(n).map_err(Failure::Open)?;
+            Where::Named => {
+                opened = super::netns::open(label).map_err(Failure::Open)?;
                 &opened
             }
             Where::File(f) => f,
@@ -353,14 +354,11 @@ struct Target {
 }
 
 impl Target {
-    fn ready(&self) -> bool {
-        self.links.not_ready(self.only.as_ref()).is_empty()
-    }
-
     /// One fresh read, on the kept socket or on a new one made on the calling
-    /// thread (which moves into the namespace): whether the dump was
-    /// interrupted. The socket is kept while the namespace is not ready and
-    /// `may_keep` or it was kept already. The socket joins no
+    /// thread (which moves into the namespace): whether the namespace is done
+    /// with (ready, and the dump not interrupted; its links are then not kept,
+    /// for memory). The socket is kept while it is not done and `may_keep` or
+    /// it was kept already. The socket joins no
     /// multicast group: joining or leaving one runs `netlink_update_listeners`
     /// under the global `netlink_table_grab`, which walks every subscribed
     /// NETLINK_ROUTE socket of the system, so a subscribed socket per namespace
@@ -370,18 +368,22 @@ impl Target {
         let sock = match self.sock.take() {
             Some(s) => s,
             None => {
-                self.at.enter()?;
+                self.at.enter(&self.label)?;
                 NlListener::open(NETLINK_ROUTE, 256 << 10).map_err(Failure::Read)?
             }
         };
         let mut links = NsLinks::default();
         let interrupted =
             dump_links(&sock, &mut links, &mut self.seq, buf, until).map_err(Failure::Read)?;
+        if !interrupted && links.not_ready(self.only.as_ref()).is_empty() {
+            self.links = NsLinks::default();
+            return Ok(true);
+        }
         self.links = links;
-        if (interrupted || !self.ready()) && (kept || self.may_keep) {
+        if kept || self.may_keep {
             self.sock = Some(sock);
         }
-        Ok(interrupted)
+        Ok(false)
     }
 
     fn new(label: String, at: Where, only: Option<BTreeSet<String>>) -> Target {
@@ -488,8 +490,8 @@ impl Watched {
     fn open(t: &Target, until: Instant) -> io::Result<Watched> {
         let opened;
         let f = match &t.at {
-            Where::Named(n) => {
-                opened = super::netns::open(n)?;
+            Where::Named => {
+                opened = super::netns::open(&t.label)?;
                 &opened
             }
             Where::File(f) => f,
@@ -587,10 +589,8 @@ fn wait_until(targets: Vec<Target>, until: Instant, limit: Duration, notes: &mut
             Err(Failure::Read(e)) => {
                 notes.push(format!("could not watch the links of {}: {e}", t.label))
             }
-            Ok(interrupted) => {
-                if !interrupted && t.ready() {
-                    continue;
-                }
+            Ok(true) => {}
+            Ok(false) => {
                 if t.links.links.len() > BIG
                     && watched.len() < MAX_WATCHED
                     && let Ok(w) = Watched::open(&t, read_until())
@@ -643,11 +643,8 @@ fn wait_until(targets: Vec<Target>, until: Instant, limit: Duration, notes: &mut
         let mut still = Vec::new();
         for (t, r) in pending.into_iter().zip(reads) {
             match r {
-                Ok(interrupted) => {
-                    if interrupted || !t.ready() {
-                        still.push(t);
-                    }
-                }
+                Ok(true) => {}
+                Ok(false) => still.push(t),
                 Err(Failure::Open(e) | Failure::Read(e)) => {
                     notes.push(format!("could not read the links of {}: {e}", t.label))
                 }
@@ -712,7 +709,7 @@ pub fn wait_lab(
     let mut notes = Vec::new();
     let mut targets: Vec<Target> = namespaces
         .iter()
-        .map(|ns| Target::new(ns.clone(), Where::Named(ns.clone()), None))
+        .map(|ns| Target::new(ns.clone(), Where::Named, None))
         .collect();
     if !sandbox && !host_links.is_empty() {
         match super::netns::current() {
@@ -918,7 +915,7 @@ mod tests {
     }
 
     fn target(label: &str) -> Target {
-        Target::new(label.into(), Where::Named(label.into()), None)
+        Target::new(label.into(), Where::Named, None)
     }
 
     #[test]
