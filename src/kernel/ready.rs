@@ -255,9 +255,9 @@ fn note_of(
 /// Dump links, then bridge ports if any link is one, on `sock` into `links`,
 /// applying events that a subscribed socket receives meanwhile too. Whether the
 /// kernel flagged the dump as interrupted by a concurrent change
-/// (NLM_F_DUMP_INTR). The AF_BRIDGE dump runs under RTNL (the link dump does
-/// not), where it competes with the link-watch work the wait is waiting for:
-/// a node namespace without bridge ports skips it.
+/// (NLM_F_DUMP_INTR). The AF_BRIDGE dump (`rtnl_bridge_getlink`) runs under
+/// RTNL, where it competes with the link-watch work the wait is waiting for: a
+/// node namespace without bridge ports skips it.
 fn dump_links(
     sock: &NlListener,
     links: &mut NsLinks,
