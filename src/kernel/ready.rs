@@ -9,12 +9,13 @@
 //! ports forwarding, the bridge itself UP" is what "passes traffic" looks like
 //! from netlink.
 //!
-//! How: one netlink socket per namespace subscribed to RTNLGRP_LINK, made on a
-//! short-lived thread inside the namespace; subscribe first, then dump (links,
-//! and the AF_BRIDGE view that carries each port's state), so no change is
-//! missed; then wait on the events. A namespace whose socket overflowed, or that
-//! stays not ready without any event for a second, is dumped again (a change
-//! racing the dump can reach us before the dump's older view of it).
+//! How: every namespace is dumped once (links, and the AF_BRIDGE view that
+//! carries each port's state) on a short-lived socket in no multicast group,
+//! from a few threads that move into the namespaces; those not ready are dumped
+//! again in rounds until they are. Only a few big namespaces (thousands of
+//! bridge ports) are watched on events instead: subscribe, then dump, so no
+//! change is missed. See [`wait_until`] for why no socket per namespace
+//! subscribes.
 //!
 //! Not waited for: interfaces down (administratively), veths without carrier
 //! (the other end is down, by the file or at runtime), ports that STP holds
@@ -127,6 +128,18 @@ impl NsLinks {
         }
     }
 
+    /// Whether some link is a port of a bridge here: only then does readiness
+    /// depend on port states, which only the AF_BRIDGE dump carries.
+    pub fn has_bridge_port(&self) -> bool {
+        self.links.values().any(|l| {
+            l.master.is_some_and(|m| {
+                self.links
+                    .get(&m)
+                    .is_some_and(|b| b.kind.as_deref() == Some("bridge"))
+            })
+        })
+    }
+
     /// What keeps this namespace from passing traffic (empty: ready).
     pub fn not_ready(&self, only: Option<&BTreeSet<String>>) -> Vec<String> {
         let mut out = Vec::new();
@@ -214,6 +227,255 @@ fn dump_request(family: u8, seq: u32) -> Vec<u8> {
     b
 }
 
+/// A note saying what keeps a namespace from passing traffic, if anything.
+fn note_of(
+    label: &str,
+    links: &NsLinks,
+    only: Option<&BTreeSet<String>>,
+    limit: Duration,
+) -> Option<String> {
+    let nr = links.not_ready(only);
+    if nr.is_empty() {
+        return None;
+    }
+    let shown: Vec<&str> = nr.iter().take(5).map(String::as_str).collect();
+    let more = if nr.len() > 5 {
+        format!(" and {} more", nr.len() - 5)
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "not passing traffic yet after {:.0} s in {}: {}{more}",
+        limit.as_secs_f64(),
+        label,
+        shown.join(", ")
+    ))
+}
+
+/// Dump links, then bridge ports if any link is one, on `sock` into `links`,
+/// applying events that a subscribed socket receives meanwhile too. Whether the
+/// kernel flagged the dump as interrupted by a concurrent change
+/// (NLM_F_DUMP_INTR). The AF_BRIDGE dump (`rtnl_bridge_getlink`) runs under
+/// RTNL, where it competes with the link-watch work the wait is waiting for: a
+/// node namespace without bridge ports skips it.
+fn dump_links(
+    sock: &NlListener,
+    links: &mut NsLinks,
+    seq: &mut u32,
+    buf: &mut [u8],
+    until: Instant,
+) -> io::Result<bool> {
+    let mut interrupted = false;
+    for family in [0u8, AF_BRIDGE] {
+        if family == AF_BRIDGE && !links.has_bridge_port() {
+            break;
+        }
+        *seq = seq.wrapping_add(1);
+        sock.send(&dump_request(family, *seq))?;
+        'reply: loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "link dump"));
+            }
+            let wait = left.min(Duration::from_secs(1));
+            // A failed wait is waited again, as a quiet one is.
+            if !super::poll::poll_readable(sock.as_fd(), wait).unwrap_or(false) {
+                continue;
+            }
+            let n = match sock.try_recv(buf) {
+                Ok(Some(n)) => n,
+                Ok(None) => continue,
+                // Events overflowed the socket; the dump itself goes on.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => continue,
+                Err(e) => return Err(e),
+            };
+            for m in super::nlsock::split(&buf[..n]).map_while(Result::ok) {
+                match m.ty {
+                    NLMSG_DONE | NLMSG_ERROR if m.seq == *seq => break 'reply,
+                    // Events (sequence 0) and this dump's replies; not what is
+                    // left of an earlier dump that timed out.
+                    _ if m.seq == *seq || m.seq == 0 => {
+                        if m.seq == *seq && super::nlsock::dump_interrupted(m.flags) {
+                            interrupted = true;
+                        }
+                        links.apply(m.bytes);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(interrupted)
+}
+
+/// Where a namespace is: named by the target's label under /run/netns, opened
+/// only while it is read (10,000 namespaces need no descriptor each), or an
+/// open file.
+enum Where {
+    Named,
+    File(File),
+}
+
+impl Where {
+    /// Move the calling thread into the namespace.
+    fn enter(&self, label: &str) -> Result<(), Failure> {
+        let opened;
+        let f = match self {
+            Where::Named => {
+                opened = super::netns::open(label).map_err(Failure::Open)?;
+                &opened
+            }
+            Where::File(f) => f,
+        };
+        nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| Failure::Read(e.into()))
+    }
+}
+
+/// Why a namespace could not be read.
+enum Failure {
+    Open(io::Error),
+    Read(io::Error),
+}
+
+/// One namespace waited for, and its links as last read.
+struct Target {
+    label: String,
+    at: Where,
+    only: Option<BTreeSet<String>>,
+    links: NsLinks,
+    /// The socket of a namespace not ready yet, kept for the next rounds
+    /// (within the descriptor budget): a re-read is then two requests, without
+    /// entering the namespace and making a socket again.
+    sock: Option<NlListener>,
+    seq: u32,
+    /// Whether this read may keep its socket (decided before each round).
+    may_keep: bool,
+}
+
+impl Target {
+    /// One fresh read, on the kept socket or on a new one made on the calling
+    /// thread (which moves into the namespace): whether the namespace is done
+    /// with (ready, and the dump not interrupted; its links are then not kept,
+    /// for memory). The socket is kept while it is not done and `may_keep` or
+    /// it was kept already. The socket joins no
+    /// multicast group: joining or leaving one runs `netlink_update_listeners`
+    /// under the global `netlink_table_grab`, which walks every subscribed
+    /// NETLINK_ROUTE socket of the system, so a subscribed socket per namespace
+    /// made the wait quadratic in namespaces (and stalled every multicast).
+    fn read(&mut self, buf: &mut [u8], until: Instant) -> Result<bool, Failure> {
+        let kept = self.sock.is_some();
+        let sock = match self.sock.take() {
+            Some(s) => s,
+            None => {
+                self.at.enter(&self.label)?;
+                NlListener::open(NETLINK_ROUTE, 256 << 10).map_err(Failure::Read)?
+            }
+        };
+        let mut links = NsLinks::default();
+        let interrupted =
+            dump_links(&sock, &mut links, &mut self.seq, buf, until).map_err(Failure::Read)?;
+        if !interrupted && links.not_ready(self.only.as_ref()).is_empty() {
+            self.links = NsLinks::default();
+            return Ok(true);
+        }
+        self.links = links;
+        if kept || self.may_keep {
+            self.sock = Some(sock);
+        }
+        Ok(false)
+    }
+
+    fn new(label: String, at: Where, only: Option<BTreeSet<String>>) -> Target {
+        Target {
+            label,
+            at,
+            only,
+            links: NsLinks::default(),
+            sock: None,
+            seq: 0,
+            may_keep: false,
+        }
+    }
+}
+
+/// Which targets may keep their socket after this read: those without one, in
+/// order, as long as the sockets kept stay within `budget`.
+fn allow_keeping(targets: &mut [Target], budget: usize) {
+    let mut held = targets.iter().filter(|t| t.sock.is_some()).count();
+    for t in targets.iter_mut() {
+        t.may_keep = t.sock.is_none() && held < budget;
+        if t.may_keep {
+            held += 1;
+        }
+    }
+}
+
+/// Read every target once, on a few short-lived threads (each moves into the
+/// namespaces it reads): the outcome of each, in order.
+fn read_all(targets: &mut [Target], until: Instant) -> Vec<Result<bool, Failure>> {
+    if targets.is_empty() {
+        return Vec::new();
+    }
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 4)
+        .min(targets.len());
+    let chunk = targets.len().div_ceil(workers).max(1);
+    let cfg = &crate::config::inherit();
+    std::thread::scope(|s| {
+        let hs: Vec<_> = targets
+            .chunks_mut(chunk)
+            .map(|part| {
+                let n = part.len();
+                let h = s.spawn(move || {
+                    let _cfg = cfg.enter();
+                    let mut buf = vec![0u8; 1 << 16];
+                    part.iter_mut()
+                        .map(|t| t.read(&mut buf, until))
+                        .collect::<Vec<_>>()
+                });
+                (h, n)
+            })
+            .collect();
+        let mut out = Vec::new();
+        for (h, n) in hs {
+            match h.join() {
+                Ok(rs) => out.extend(rs),
+                Err(_) => out.extend(
+                    (0..n).map(|_| Err(Failure::Read(io::Error::other("reader panicked")))),
+                ),
+            }
+        }
+        out
+    })
+}
+
+/// A namespace with more links than this that is not ready at its first read
+/// (the sandbox host, or host mode's host, with a port per node) is watched on
+/// events rather than re-read: a dump of thousands of links per round would
+/// cost more than the events do.
+const BIG: usize = 256;
+/// At most this many namespaces are watched on events (each a subscribed socket).
+const MAX_WATCHED: usize = 16;
+
+/// The first pause between rounds of re-reads, and the longest.
+const FIRST_GAP: Duration = Duration::from_millis(10);
+const MAX_GAP: Duration = Duration::from_millis(100);
+
+/// The pause before the next round of re-reads: doubling from [`FIRST_GAP`] up
+/// to [`MAX_GAP`], and never shorter than the last round took, so re-reading
+/// takes at most about half of the time while the kernel brings links up.
+fn next_gap(prev: Duration, round_took: Duration) -> Duration {
+    (prev * 2).min(MAX_GAP).max(round_took)
+}
+
+/// A big namespace watched on events: a socket subscribed to RTNLGRP_LINK, made
+/// on a short-lived thread inside it; subscribed first, then dumped, so no
+/// change is missed. If it overflows, or stays not ready without any event for a
+/// second, it is dumped again (a change racing the dump can reach us before the
+/// dump's older view of it).
 struct Watched {
     label: String,
     only: Option<BTreeSet<String>>,
@@ -224,64 +486,38 @@ struct Watched {
     last_event: Instant,
 }
 
-fn subscribe() -> io::Result<NlListener> {
-    let sock = NlListener::open(NETLINK_ROUTE, 4 << 20)?;
-    sock.join(RTNLGRP_LINK)?;
-    Ok(sock)
-}
-
 impl Watched {
-    /// Subscribe in the namespace of `sp` (the calling thread moves there), then
-    /// dump its links.
-    fn open(sp: Space, buf: &mut [u8], until: Instant) -> io::Result<Watched> {
-        nix::sched::setns(sp.file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)?;
+    fn open(t: &Target, until: Instant) -> io::Result<Watched> {
+        let opened;
+        let f = match &t.at {
+            Where::Named => {
+                opened = super::netns::open(&t.label)?;
+                &opened
+            }
+            Where::File(f) => f,
+        };
+        let sock = super::netns::run_in(f, || -> io::Result<NlListener> {
+            let sock = NlListener::open(NETLINK_ROUTE, 4 << 20)?;
+            sock.join(RTNLGRP_LINK)?;
+            Ok(sock)
+        })??;
         let mut w = Watched {
-            label: sp.label,
-            only: sp.only,
-            sock: subscribe()?,
+            label: t.label.clone(),
+            only: t.only.clone(),
+            sock,
             links: NsLinks::default(),
             seq: 0,
             ready: false,
             last_event: Instant::now(),
         };
-        w.dump(buf, until)?;
-        w.update();
+        w.dump(&mut vec![0u8; 1 << 16], until)?;
         Ok(w)
     }
 
-    /// Dump links and bridge ports, applying events that arrive meanwhile too.
     fn dump(&mut self, buf: &mut [u8], until: Instant) -> io::Result<()> {
-        for family in [0u8, AF_BRIDGE] {
-            self.seq = self.seq.wrapping_add(1);
-            let req = dump_request(family, self.seq);
-            self.sock.send(&req)?;
-            'reply: loop {
-                let left = until.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "link dump"));
-                }
-                let wait = left.min(Duration::from_secs(1));
-                // A failed wait is waited again, as a quiet one is.
-                if !super::poll::poll_readable(self.sock.as_fd(), wait).unwrap_or(false) {
-                    continue;
-                }
-                let n = match self.sock.try_recv(buf) {
-                    Ok(Some(n)) => n,
-                    Ok(None) => continue,
-                    // Events overflowed the socket; the dump itself goes on.
-                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => continue,
-                    Err(e) => return Err(e),
-                };
-                for (ty, seq, m) in super::netlink::messages(&buf[..n]) {
-                    match ty {
-                        NLMSG_DONE if seq == self.seq => break 'reply,
-                        NLMSG_ERROR if seq == self.seq => break 'reply,
-                        _ => self.links.apply(m),
-                    }
-                }
-            }
-        }
+        dump_links(&self.sock, &mut self.links, &mut self.seq, buf, until)?;
         self.last_event = Instant::now();
+        self.update();
         Ok(())
     }
 
@@ -302,12 +538,10 @@ impl Watched {
         }
     }
 
-    /// Bring one not-ready namespace up to date after a wait; a note if it can
-    /// no longer be read (it is then left alone).
+    /// Bring it up to date after a wait; a note if it can no longer be read (it
+    /// is then left alone).
     fn refresh(&mut self, readable: bool, buf: &mut [u8], until: Instant) -> Option<String> {
         let mut redump = readable && self.read_events(buf);
-        // A change racing the first dump can be overtaken by the dump's
-        // older view; a quiet namespace that is still not ready is read again.
         if self.last_event.elapsed() >= Duration::from_secs(1) {
             redump = true;
         }
@@ -322,92 +556,115 @@ impl Watched {
     fn update(&mut self) {
         self.ready = self.links.not_ready(self.only.as_ref()).is_empty();
     }
+}
 
-    /// The note saying what is not ready, if anything.
-    fn not_ready_note(&self, limit: Duration) -> Option<String> {
-        let nr = self.links.not_ready(self.only.as_ref());
-        if nr.is_empty() {
-            return None;
+/// Wait until every target passes traffic or `until`; notes on the rest.
+///
+/// Every namespace is read once (a dump on an unsubscribed socket); those not
+/// ready are re-read in rounds, each read a fresh dump (a namespace read as
+/// ready was ready when its dump ran; a dump the kernel flags as interrupted
+/// is read again). Only the few big namespaces are watched on events.
+///
+/// Not chosen: one socket with NETLINK_LISTEN_ALL_NSID in the namespace that
+/// holds the other ends. It hears only namespaces with an nsid there, and the
+/// kernel delivers each event to it after `peernet2id`, an `idr_for_each` over
+/// all nsids of that namespace (linear in nodes, on the link-watch worker that
+/// holds RTNL): quadratic again at 10,000 nodes.
+fn wait_until(targets: Vec<Target>, until: Instant, limit: Duration, notes: &mut Vec<String>) {
+    // Reads that start when the time is up still run once (a note on what is
+    // not ready, not a failed read).
+    let read_until = || until.max(Instant::now() + Duration::from_secs(2));
+    let budget = super::netns::fd_budget();
+    let mut targets = targets;
+    allow_keeping(&mut targets, budget);
+    let first = read_all(&mut targets, read_until());
+    let mut pending = Vec::new();
+    let mut watched: Vec<Watched> = Vec::new();
+    for (t, r) in targets.into_iter().zip(first) {
+        match r {
+            Err(Failure::Open(e)) => notes.push(format!(
+                "could not open namespace {} to wait for its links: {e}",
+                t.label
+            )),
+            Err(Failure::Read(e)) => {
+                notes.push(format!("could not watch the links of {}: {e}", t.label))
+            }
+            Ok(true) => {}
+            Ok(false) => {
+                if t.links.links.len() > BIG
+                    && watched.len() < MAX_WATCHED
+                    && let Ok(w) = Watched::open(&t, read_until())
+                {
+                    watched.push(w);
+                    continue;
+                }
+                pending.push(t);
+            }
         }
-        let shown: Vec<&str> = nr.iter().take(5).map(String::as_str).collect();
-        let more = if nr.len() > 5 {
-            format!(" and {} more", nr.len() - 5)
-        } else {
-            String::new()
-        };
-        Some(format!(
-            "not passing traffic yet after {:.0} s in {}: {}{more}",
-            limit.as_secs_f64(),
-            self.label,
-            shown.join(", ")
-        ))
     }
-}
-
-/// Subscribe in every space and dump it, on a few short-lived threads (each
-/// moves into the namespaces it opens): the label and outcome of each.
-fn open_all(spaces: Vec<Space>, until: Instant) -> Vec<(String, io::Result<Watched>)> {
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .clamp(1, 4)
-        .min(spaces.len().max(1));
-    let chunk = spaces.len().div_ceil(workers).max(1);
-    let mut parts: Vec<Vec<Space>> = Vec::new();
-    let mut it = spaces.into_iter().peekable();
-    while it.peek().is_some() {
-        parts.push(it.by_ref().take(chunk).collect());
-    }
-    let cfg = &crate::config::inherit();
-    std::thread::scope(|s| {
-        let hs: Vec<_> = parts
-            .into_iter()
-            .map(|part| {
-                s.spawn(move || {
-                    let _cfg = cfg.enter();
-                    let mut buf = vec![0u8; 1 << 16];
-                    part.into_iter()
-                        .map(|sp| (sp.label.clone(), Watched::open(sp, &mut buf, until)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        hs.into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    })
-}
-
-/// Wait on the events of the namespaces not ready yet until all are, or `until`.
-fn watch_until_ready(ws: &mut [Watched], until: Instant, notes: &mut Vec<String>) {
+    crate::timing::mark("wait: first read");
     let mut buf = vec![0u8; 1 << 16];
+    let mut gap = FIRST_GAP;
+    let mut next_round = Instant::now() + gap;
+    let mut rounds = 0u32;
     loop {
-        if ws.iter().all(|w| w.ready) {
+        if pending.is_empty() && watched.iter().all(|w| w.ready) {
             break;
         }
         let now = Instant::now();
         if now >= until {
             break;
         }
-        let left = until
-            .saturating_duration_since(now)
-            .min(Duration::from_millis(250));
-        let waiting: Vec<usize> = (0..ws.len()).filter(|&i| !ws[i].ready).collect();
-        let fds: Vec<BorrowedFd<'_>> = waiting.iter().map(|&i| ws[i].sock.as_fd()).collect();
-        let Ok(polled) = super::poll::wait_readable(&fds, left) else {
-            continue;
-        };
-        drop(fds);
-        let mut readable = vec![false; ws.len()];
-        for (&i, r) in waiting.iter().zip(polled) {
-            readable[i] = r;
+        let mut wake = until.min(now + Duration::from_millis(250));
+        if !pending.is_empty() {
+            wake = wake.min(next_round);
         }
-        for (w, readable) in ws.iter_mut().zip(readable) {
-            if !w.ready {
-                notes.extend(w.refresh(readable, &mut buf, until));
+        let left = wake.saturating_duration_since(now);
+        let waiting: Vec<usize> = (0..watched.len()).filter(|&i| !watched[i].ready).collect();
+        if waiting.is_empty() {
+            std::thread::sleep(left);
+        } else {
+            let fds: Vec<BorrowedFd<'_>> =
+                waiting.iter().map(|&i| watched[i].sock.as_fd()).collect();
+            let polled = super::poll::wait_readable(&fds, left)
+                .unwrap_or_else(|_| vec![false; waiting.len()]);
+            drop(fds);
+            for (&i, readable) in waiting.iter().zip(polled) {
+                notes.extend(watched[i].refresh(readable, &mut buf, until));
             }
         }
+        if pending.is_empty() || Instant::now() < next_round {
+            continue;
+        }
+        let started = Instant::now();
+        allow_keeping(&mut pending, budget);
+        let reads = read_all(&mut pending, read_until());
+        rounds += 1;
+        let mut still = Vec::new();
+        for (t, r) in pending.into_iter().zip(reads) {
+            match r {
+                Ok(true) => {}
+                Ok(false) => still.push(t),
+                Err(Failure::Open(e) | Failure::Read(e)) => {
+                    notes.push(format!("could not read the links of {}: {e}", t.label))
+                }
+            }
+        }
+        pending = still;
+        gap = next_gap(gap, started.elapsed());
+        next_round = Instant::now() + gap;
     }
+    crate::timing::mark(&format!("wait: {rounds} rounds of re-reads"));
+    notes.extend(
+        pending
+            .iter()
+            .filter_map(|t| note_of(&t.label, &t.links, t.only.as_ref(), limit)),
+    );
+    notes.extend(
+        watched
+            .iter()
+            .filter_map(|w| note_of(&w.label, &w.links, w.only.as_ref(), limit)),
+    );
 }
 
 /// Wait until every space passes traffic, or `limit` passed. Returns a note per
@@ -416,27 +673,13 @@ fn watch_until_ready(ws: &mut [Watched], until: Instant, notes: &mut Vec<String>
 pub fn wait_for_traffic(spaces: Vec<Space>, limit: Duration) -> Vec<String> {
     let until = Instant::now() + limit;
     let mut notes = Vec::new();
-    wait_until(spaces, until, limit, &mut notes);
+    let targets = spaces
+        .into_iter()
+        .map(|sp| Target::new(sp.label, Where::File(sp.file), sp.only))
+        .collect();
+    wait_until(targets, until, limit, &mut notes);
     notes
 }
-
-fn wait_until(spaces: Vec<Space>, until: Instant, limit: Duration, notes: &mut Vec<String>) {
-    let mut ws = Vec::new();
-    // A batch that starts when earlier ones used up the time is still read
-    // once (a note on what is not ready, not a failed watch).
-    let read_until = until.max(Instant::now() + Duration::from_secs(2));
-    for (label, r) in open_all(spaces, read_until) {
-        match r {
-            Ok(w) => ws.push(w),
-            Err(e) => notes.push(format!("could not watch the links of {label}: {e}")),
-        }
-    }
-    crate::timing::mark("wait: subscribe and dump");
-    watch_until_ready(&mut ws, until, notes);
-    crate::timing::mark("wait: events");
-    notes.extend(ws.iter().filter_map(|w| w.not_ready_note(limit)));
-}
-
 /// How long `up` waits for its lab to pass traffic before it says what is not ready.
 pub const LIMIT: Duration = Duration::from_secs(10);
 
@@ -454,9 +697,8 @@ pub fn limit_for_stp(timers: impl IntoIterator<Item = (u32, u32)>) -> Duration {
 
 /// The wait of `up`: the lab's namespaces, and in host mode the lab's links in
 /// the namespace nslab runs in. Returns notes naming what is not ready. A
-/// watch holds a socket per namespace (and its fd while subscribing): a big lab
-/// is watched in batches within the descriptor budget, one after the other
-/// under one time limit (the kernel brings them all up meanwhile).
+/// namespace's file is open only while it is read, so a big lab needs no
+/// descriptor per namespace.
 pub fn wait_lab(
     namespaces: &BTreeSet<String>,
     sandbox: bool,
@@ -464,38 +706,22 @@ pub fn wait_lab(
     limit: Duration,
 ) -> Vec<String> {
     let until = Instant::now() + limit;
-    let batch = (super::netns::fd_budget() / 2).max(1);
     let mut notes = Vec::new();
-    let names: Vec<&String> = namespaces.iter().collect();
-    for part in names.chunks(batch) {
-        let mut spaces = Vec::new();
-        for ns in part {
-            match super::netns::open(ns) {
-                Ok(file) => spaces.push(Space {
-                    label: (*ns).clone(),
-                    file,
-                    only: None,
-                }),
-                Err(e) => notes.push(format!(
-                    "could not open namespace {ns} to wait for its links: {e}"
-                )),
-            }
-        }
-        wait_until(spaces, until, limit, &mut notes);
-    }
+    let mut targets: Vec<Target> = namespaces
+        .iter()
+        .map(|ns| Target::new(ns.clone(), Where::Named, None))
+        .collect();
     if !sandbox && !host_links.is_empty() {
         match super::netns::current() {
-            Ok(file) => {
-                let host = vec![Space {
-                    label: "the host".into(),
-                    file,
-                    only: Some(host_links.clone()),
-                }];
-                wait_until(host, until, limit, &mut notes);
-            }
+            Ok(file) => targets.push(Target::new(
+                "the host".into(),
+                Where::File(file),
+                Some(host_links.clone()),
+            )),
             Err(e) => notes.push(format!("could not watch the host's links: {e}")),
         }
     }
+    wait_until(targets, until, limit, &mut notes);
     // A note per namespace: thousands for a big lab that is slow to come up.
     // The first few, and how many more.
     let shown = crate::util::SHOWN;
@@ -639,6 +865,72 @@ mod tests {
         s.apply(&link(2, "a", "veth", UP, 2, None));
         s.apply(&msg(0, RTM_DELLINK, 2, 0, &[]));
         assert!(s.not_ready(None).is_empty());
+    }
+
+    #[test]
+    fn rounds_back_off_to_the_longest_gap_and_never_outpace_their_reads() {
+        let mut g = FIRST_GAP;
+        let mut seen = vec![g];
+        for _ in 0..6 {
+            g = next_gap(g, Duration::from_millis(1));
+            seen.push(g);
+        }
+        let ms: Vec<u128> = seen.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, [10, 20, 40, 80, 100, 100, 100]);
+        // A round that took longer than the gap is waited as long again.
+        assert_eq!(
+            next_gap(MAX_GAP, Duration::from_millis(300)),
+            Duration::from_millis(300)
+        );
+    }
+
+    #[test]
+    fn a_note_names_at_most_five_links_and_counts_the_rest() {
+        let mut s = NsLinks::default();
+        for i in 0..7 {
+            s.apply(&link(10 + i, &format!("v{i}"), "veth", UP, 2, None));
+        }
+        let n = note_of("n1", &s, None, LIMIT).unwrap();
+        assert_eq!(
+            n,
+            "not passing traffic yet after 10 s in n1: v0 (operstate down), v1 (operstate down), \
+             v2 (operstate down), v3 (operstate down), v4 (operstate down) and 2 more"
+        );
+        assert!(note_of("n1", &NsLinks::default(), None, LIMIT).is_none());
+    }
+
+    #[test]
+    fn the_bridge_dump_is_needed_only_with_a_port_of_a_bridge() {
+        let mut s = NsLinks::default();
+        s.apply(&link(1, "lo", "", IFF_UP, 0, None));
+        s.apply(&link(2, "e0", "veth", UP, IF_OPER_UP, None));
+        assert!(!s.has_bridge_port());
+        // A master that is not a bridge (a VRF, a bond) has no port states.
+        s.apply(&link(3, "vrf0", "vrf", UP, IF_OPER_UP, None));
+        s.apply(&link(2, "e0", "veth", UP, IF_OPER_UP, Some(3)));
+        assert!(!s.has_bridge_port());
+        s.apply(&link(4, "br0", "bridge", UP, IF_OPER_UP, None));
+        s.apply(&link(5, "p0", "veth", UP, IF_OPER_UP, Some(4)));
+        assert!(s.has_bridge_port());
+    }
+
+    fn target(label: &str) -> Target {
+        Target::new(label.into(), Where::Named, None)
+    }
+
+    #[test]
+    fn sockets_are_kept_within_the_budget_counting_those_held() {
+        let mut ts: Vec<Target> = (0..5).map(|i| target(&format!("n{i}"))).collect();
+        allow_keeping(&mut ts, 3);
+        let keep: Vec<bool> = ts.iter().map(|t| t.may_keep).collect();
+        assert_eq!(keep, [true, true, true, false, false]);
+        // Two of them hold a socket now: one more may be kept.
+        let sock = || Some(NlListener::open(NETLINK_ROUTE, 4096).unwrap());
+        ts[0].sock = sock();
+        ts[2].sock = sock();
+        allow_keeping(&mut ts, 3);
+        let keep: Vec<bool> = ts.iter().map(|t| t.may_keep).collect();
+        assert_eq!(keep, [false, true, false, false, false]);
     }
 
     #[test]
