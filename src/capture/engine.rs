@@ -13,9 +13,11 @@ use serde::Serialize;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::fs::File;
-use std::io::{self, BufWriter, IoSlice, Write};
+use std::io::{self, BufWriter, IoSlice, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
@@ -155,22 +157,25 @@ impl Sink {
         }
     }
 
-    /// Writes records an [`Encoder`] made: through the file buffer if they
-    /// are small, else straight to the file with `writev`.
-    fn write_vectored_all(&mut self, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
-        let w = match self {
+    /// The file with everything written so far, and its length: where
+    /// [`record`] writes records at their offsets.
+    fn file_at_end(&mut self) -> io::Result<(&File, u64)> {
+        let w = self.out();
+        w.flush()?;
+        let pos = w.get_mut().stream_position()?;
+        Ok((w.get_ref(), pos))
+    }
+
+    /// Moves the file position to `at` (the end of what [`record`] wrote).
+    fn seek_to(&mut self, at: u64) -> io::Result<()> {
+        self.out().seek(SeekFrom::Start(at)).map(drop)
+    }
+
+    fn out(&mut self) -> &mut BufWriter<File> {
+        match self {
             Sink::Pcap(w) => w.get_mut(),
             Sink::PcapNg(w, _) => w.get_mut(),
-        };
-        while !bufs.is_empty() {
-            match w.write_vectored(bufs) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => IoSlice::advance_slices(&mut bufs, n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
         }
-        Ok(())
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
@@ -457,10 +462,9 @@ pub fn run(
 
 /// Records of one interface, encoded for the file by its reader, back to
 /// back in one buffer: the frame's bytes are copied once, from the ring to
-/// here, and the writer hands slices of it to `writev` (or, for small
-/// batches, to the file buffer). Copying beats holding ring blocks until
-/// they are written: the merge keeps frames for [`reorder_window`], longer
-/// than a busy ring can wait before the kernel drops.
+/// here, and written from here. Copying beats holding ring blocks until
+/// written: the merge keeps frames for [`reorder_window`], longer than a
+/// busy ring can wait before the kernel drops.
 struct Chunk {
     bytes: Vec<u8>,
     /// (kernel time, end of the record in `bytes`); a record starts where
@@ -479,12 +483,15 @@ impl Chunk {
 
 /// A reader's messages to the writer.
 enum Msg {
-    Frames(usize, Chunk),
+    Frames(usize, Arc<Chunk>),
     /// Reader `.0` read every block the kernel had handed over by `.1`.
     Read(usize, Instant),
-    /// Reader `.0` is gone: all it read was sent.
+    /// Reader `.0` stopped reading: all it read was sent.
     Gone(usize),
 }
+
+/// Bytes `.2...3` of a chunk go to the file at offset `.0`.
+struct Job(u64, Arc<Chunk>, usize, usize);
 
 /// Per-interface chunk memory of a [`record`] (a reader that has it all in
 /// flight waits, and its ring fills): 16 chunks each on up to four
@@ -493,24 +500,31 @@ const CHUNK_BUDGET: usize = 64 << 20;
 const CHUNK_BYTES: usize = 1 << 20;
 /// Room for the largest record (frame, tag, pcapng block around it).
 const RECORD_MAX: usize = MAX_FRAME_LEN + 4 + 64;
-/// Record ranges per `writev` (below IOV_MAX).
+/// Records per batch of the writer (its `pwritev`s stay below IOV_MAX).
 const WRITE_BATCH: usize = 512;
+/// Runs of records at least this long are written by their reader (the
+/// kernel's copy into the page cache is most of what a busy capture costs:
+/// with the readers doing it, four interfaces get the CPU share four
+/// tcpdumps get); shorter ones by the writer, many per `pwritev`.
+const OWN_WRITE: usize = 16 << 10;
 
 /// One interface's reader thread of [`record`]: it owns the socket, filters
-/// and encodes frames into chunks and sends them to the writer, which sends
-/// the chunks back once written.
+/// and encodes frames into chunks, sends them to the writer, and writes the
+/// long runs the writer places in the file.
 struct Reader<'a> {
     i: usize,
     encoder: &'a Encoder,
     filter: Option<&'a Filter>,
+    file: &'a File,
     tx: Sender<Msg>,
-    free: Receiver<Chunk>,
-    /// Chunks made so far, and at most.
-    made: usize,
+    jobs: Receiver<Job>,
+    /// Chunks made so far (reused once nobody else holds them), and at most.
+    chunks: Vec<Arc<Chunk>>,
     pool: usize,
     chunk: Option<Chunk>,
     quit: &'a AtomicBool,
     scratch: Vec<u8>,
+    failed: Option<io::Error>,
 }
 
 impl Reader<'_> {
@@ -525,7 +539,11 @@ impl Reader<'_> {
             self.step(step)
         });
         let _ = self.tx.send(Msg::Gone(self.i));
-        (sock, res)
+        // Jobs for what was sent come until the writer is done.
+        while let Ok(job) = self.jobs.recv() {
+            self.write(job);
+        }
+        (sock, res.and(self.failed.map_or(Ok(()), Err)))
     }
 
     fn step(&mut self, step: Step<'_, '_>) -> io::Result<bool> {
@@ -542,6 +560,9 @@ impl Reader<'_> {
             } => {
                 self.send();
                 let gone = self.tx.send(Msg::Read(self.i, read_from)).is_err();
+                while let Ok(job) = self.jobs.try_recv() {
+                    self.write(job);
+                }
                 Ok(finishing || gone || self.quit.load(Ordering::Relaxed))
             }
         }
@@ -575,47 +596,57 @@ impl Reader<'_> {
     fn send(&mut self) {
         if let Some(mut c) = self.chunk.take_if(|c| !c.recs.is_empty()) {
             c.sent = Instant::now();
+            let c = Arc::new(c);
+            self.chunks.push(c.clone());
             let _ = self.tx.send(Msg::Frames(self.i, c));
         }
     }
 
-    /// An empty chunk: one the writer gave back, a new one while under the
-    /// pool, else wait for the writer (None if it quit).
+    fn write(&mut self, Job(at, chunk, start, end): Job) {
+        if self.failed.is_none()
+            && let Err(e) = self.file.write_all_at(&chunk.bytes[start..end], at)
+        {
+            self.failed = Some(e);
+            self.quit.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// An empty chunk: one nobody holds any more, a new one while under the
+    /// pool, else one once written (None if the writer quit).
     fn take_free(&mut self) -> Option<Chunk> {
-        let mut c = match self.free.try_recv() {
-            Ok(c) => c,
-            Err(_) if self.made < self.pool => {
-                self.made += 1;
-                Chunk {
+        loop {
+            // Written and dropped by the writer: only this reader holds it.
+            if let Some(k) = self.chunks.iter().position(|c| Arc::strong_count(c) == 1) {
+                let mut c = Arc::into_inner(self.chunks.swap_remove(k))?;
+                c.bytes.clear();
+                c.recs.clear();
+                return Some(c);
+            }
+            if self.chunks.len() < self.pool {
+                return Some(Chunk {
                     bytes: Vec::with_capacity(CHUNK_BYTES.max(RECORD_MAX)),
                     recs: Vec::new(),
                     sent: Instant::now(),
-                }
+                });
             }
-            Err(_) => loop {
-                match self.free.recv_timeout(Duration::from_millis(20)) {
-                    Ok(c) => break c,
-                    Err(RecvTimeoutError::Timeout) if !self.quit.load(Ordering::Relaxed) => {}
-                    Err(_) => return None,
-                }
-            },
-        };
-        c.bytes.clear();
-        c.recs.clear();
-        Some(c)
+            match self.jobs.recv_timeout(Duration::from_millis(5)) {
+                Ok(job) => self.write(job),
+                Err(RecvTimeoutError::Timeout) if !self.quit.load(Ordering::Relaxed) => {}
+                Err(_) => return None,
+            }
+        }
     }
 }
 
 /// How the writer of [`record`] sees one interface.
 struct Lane {
-    chunks: VecDeque<Chunk>,
+    chunks: VecDeque<Arc<Chunk>>,
     /// Next record of the front chunk.
     next: usize,
     /// Its reader read every block handed over by then (None: not yet).
     read: Option<Instant>,
     gone: bool,
-    /// Gives written chunks back to the reader.
-    free: Sender<Chunk>,
+    jobs: Sender<Job>,
     pool: usize,
 }
 
@@ -624,9 +655,13 @@ struct Lane {
 /// from the ring to the file. One reader thread per interface (each owns
 /// its ring, so a busy machine gives several interfaces the scheduler share
 /// several tcpdumps get) encodes records into chunks; this thread merges
-/// them by time and writes them. One interface's frames are written in the
-/// order the kernel stored them. This is what `nslab capture -w FILE -q`
-/// runs: a busy link costs about what tcpdump costs.
+/// them by time and places them in the file. One interface's frames are
+/// written in the order the kernel stored them. This is what
+/// `nslab capture -w FILE -q` runs: a busy link costs about what tcpdump costs.
+///
+/// Records are written at their offsets (`pwrite`), by several threads: while
+/// the capture runs, a reader of the file may find a record not yet written
+/// before one that is.
 pub fn record(
     targets: &[Target],
     socks: Vec<PacketSocket>,
@@ -639,35 +674,38 @@ pub fn record(
     let n = socks.len();
     let pool = (CHUNK_BUDGET / n.max(1) / CHUNK_BYTES).clamp(2, 16);
     let encoder = sink.encoder();
+    let (file, start) = sink.file_at_end()?;
     let quit = AtomicBool::new(false);
     let (tx, rx) = mpsc::channel();
     let mut lanes = Vec::with_capacity(n);
     let mut readers = Vec::with_capacity(n);
     for i in 0..n {
-        let (free_tx, free_rx) = mpsc::channel();
+        let (jobs_tx, jobs_rx) = mpsc::channel();
         lanes.push(Lane {
             chunks: VecDeque::new(),
             next: 0,
             read: None,
             gone: false,
-            free: free_tx,
+            jobs: jobs_tx,
             pool,
         });
         readers.push(Reader {
             i,
             encoder: &encoder,
             filter: opts.filter.as_ref(),
+            file,
             tx: tx.clone(),
-            free: free_rx,
-            made: 0,
+            jobs: jobs_rx,
+            chunks: Vec::new(),
             pool,
             chunk: None,
             quit: &quit,
             scratch: vec![0u8; MAX_FRAME_LEN + 4],
+            failed: None,
         });
     }
     drop(tx);
-    std::thread::scope(|scope| {
+    let (socks, captured, end) = std::thread::scope(|scope| {
         let mut handles = Vec::with_capacity(n);
         for (r, sock) in readers.into_iter().zip(socks) {
             let h = std::thread::Builder::new()
@@ -682,9 +720,14 @@ pub fn record(
                 }
             }
         }
-        let mut captured = vec![0u64; n];
-        let written = write_merged(&mut lanes, &rx, opts, sink, &mut captured);
-        // Readers stop at their next pass (or when the channel closes).
+        let mut w = Merge {
+            file,
+            pos: start,
+            emitted: 0,
+            captured: vec![0u64; n],
+        };
+        let written = w.run(&mut lanes, &rx, opts, &quit);
+        // Readers stop at their next pass and write their last jobs.
         quit.store(true, Ordering::Relaxed);
         drop(lanes);
         let mut socks = Vec::with_capacity(n);
@@ -696,72 +739,140 @@ pub fn record(
             failed = failed.or(res.err());
             socks.push(sock);
         }
-        if let Some(e) = failed {
-            return Err(e);
+        match failed {
+            Some(e) => Err(e),
+            None => Ok((socks, w.captured, w.pos)),
         }
-        sink.flush()?;
-        Ok(stats_of(targets, &socks, &captured))
-    })
+    })?;
+    sink.seek_to(end)?;
+    Ok(stats_of(targets, &socks, &captured))
 }
 
-/// The writer of [`record`]: takes the readers' chunks and writes their
-/// records oldest first. A record is written once every reader has read
-/// the blocks the kernel handed over [`reorder_window`] after it was read
-/// (a frame of another interface with an earlier time has then arrived);
-/// at once with one interface, or when a reader has all its chunks here
-/// (it would wait, its ring fill and the kernel drop: order gives way).
-fn write_merged(
-    lanes: &mut [Lane],
-    rx: &Receiver<Msg>,
-    opts: &Options,
-    sink: &mut Sink,
-    captured: &mut [u64],
-) -> io::Result<()> {
-    let window = reorder_window(lanes.len());
-    let merge = lanes.len() > 1;
-    let mut emitted = 0u64;
-    let mut flushed = Instant::now();
-    let mut live = lanes.len();
-    let done = |emitted: u64| opts.count.is_some_and(|c| emitted >= c);
-    loop {
-        let mut msg = match rx.recv_timeout(Duration::from_millis(20)) {
-            Ok(m) => Some(m),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => {
-                live = 0;
-                None
+/// The writer of [`record`]: takes the readers' chunks and places their
+/// records in the file oldest first. A record goes once every reader has
+/// read the blocks the kernel handed over [`reorder_window`] after it was
+/// read (a frame of another interface with an earlier time has then
+/// arrived); at once with one interface, or when a reader has all its
+/// chunks here (it would wait, its ring fill and the kernel drop: order
+/// gives way).
+struct Merge<'a> {
+    file: &'a File,
+    /// Where the next record goes.
+    pos: u64,
+    emitted: u64,
+    captured: Vec<u64>,
+}
+
+impl Merge<'_> {
+    fn run(
+        &mut self,
+        lanes: &mut [Lane],
+        rx: &Receiver<Msg>,
+        opts: &Options,
+        quit: &AtomicBool,
+    ) -> io::Result<()> {
+        let window = reorder_window(lanes.len());
+        let merge = lanes.len() > 1;
+        let mut live = lanes.len();
+        let done = |emitted: u64| opts.count.is_some_and(|c| emitted >= c);
+        loop {
+            let mut msg = match rx.recv_timeout(Duration::from_millis(20)) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    live = 0;
+                    None
+                }
+            };
+            while let Some(m) = msg {
+                match m {
+                    Msg::Frames(i, c) => lanes[i].chunks.push_back(c),
+                    Msg::Read(i, at) => lanes[i].read = Some(at),
+                    Msg::Gone(i) => {
+                        lanes[i].gone = true;
+                        live = live.saturating_sub(1);
+                    }
+                }
+                msg = rx.try_recv().ok();
             }
-        };
-        while let Some(m) = msg {
-            match m {
-                Msg::Frames(i, c) => lanes[i].chunks.push_back(c),
-                Msg::Read(i, at) => lanes[i].read = Some(at),
-                Msg::Gone(i) => {
-                    lanes[i].gone = true;
-                    live = live.saturating_sub(1);
+            while let Some(batch) = plan(lanes, window, merge && live > 0, opts.count, self.emitted)
+            {
+                self.write(lanes, &batch)?;
+                if done(self.emitted) {
+                    return Ok(());
                 }
             }
-            msg = rx.try_recv().ok();
-        }
-        // Written in batches until nothing more may go.
-        while let Some(batch) = plan(lanes, window, merge && live > 0, opts.count, emitted) {
-            for &(i, ..) in &batch {
-                captured[i] += 1;
-            }
-            emitted += batch.len() as u64;
-            write_batch(lanes, &batch, sink)?;
-            if done(emitted) {
+            if (live == 0 && lanes.iter().all(|l| l.chunks.is_empty()))
+                || quit.load(Ordering::Relaxed)
+            {
                 return Ok(());
             }
         }
-        if flushed.elapsed() >= FLUSH_EVERY {
-            sink.flush()?;
-            flushed = Instant::now();
+    }
+
+    /// Places `batch` (from [`plan`]) at the end of the file: runs of records
+    /// adjacent in a chunk, long ones to their reader, short ones together
+    /// in one `pwritev` here; then moves the lanes past them.
+    fn write(&mut self, lanes: &mut [Lane], batch: &[(usize, usize, usize)]) -> io::Result<()> {
+        let mut runs: Vec<(usize, usize, usize, usize)> = Vec::with_capacity(batch.len());
+        for &(i, k, r) in batch {
+            self.captured[i] += 1;
+            let (start, end) = lanes[i].chunks[k].range(r);
+            match runs.last_mut() {
+                Some(last) if (last.0, last.1, last.3) == (i, k, start) => last.3 = end,
+                _ => runs.push((i, k, start, end)),
+            }
         }
-        if live == 0 && lanes.iter().all(|l| l.chunks.is_empty()) {
-            return Ok(());
+        self.emitted += batch.len() as u64;
+        let mut short: Vec<IoSlice<'_>> = Vec::new();
+        let mut short_at = self.pos;
+        for &(i, k, s, e) in &runs {
+            let chunk = &lanes[i].chunks[k];
+            if e - s >= OWN_WRITE {
+                pwrite_all(self.file, &mut short, short_at)?;
+                // A reader that is gone still writes until the lanes go.
+                let _ = lanes[i].jobs.send(Job(self.pos, chunk.clone(), s, e));
+                self.pos += (e - s) as u64;
+                short_at = self.pos;
+            } else {
+                short.push(IoSlice::new(&chunk.bytes[s..e]));
+                self.pos += (e - s) as u64;
+            }
+        }
+        pwrite_all(self.file, &mut short, short_at)?;
+        for (i, lane) in lanes.iter_mut().enumerate() {
+            let Some(&(_, k, r)) = batch.iter().rev().find(|b| b.0 == i) else {
+                continue;
+            };
+            let (mut k, mut r) = (k, r + 1);
+            if lane.chunks.get(k).is_some_and(|c| r == c.recs.len()) {
+                (k, r) = (k + 1, 0);
+            }
+            // Dropped here; their readers reuse them once written.
+            lane.chunks.drain(..k);
+            lane.next = r;
+        }
+        Ok(())
+    }
+}
+
+/// Writes `bufs` at `at` and empties them.
+fn pwrite_all(file: &File, bufs: &mut Vec<IoSlice<'_>>, mut at: u64) -> io::Result<()> {
+    let mut rest = &mut bufs[..];
+    while !rest.is_empty() {
+        let off = i64::try_from(at).map_err(io::Error::other)?;
+        match nix::sys::uio::pwritev(file, rest, off) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                IoSlice::advance_slices(&mut rest, n);
+                at += n as u64;
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
+    bufs.clear();
+    Ok(())
 }
 
 /// The next records to write, oldest first: (lane, chunk in the lane,
@@ -809,43 +920,6 @@ fn plan(
         };
     }
     (!batch.is_empty()).then_some(batch)
-}
-
-/// Writes `batch` (from [`plan`]) with one `writev` per run of records
-/// adjacent in a chunk, and gives written chunks back to their readers.
-fn write_batch(
-    lanes: &mut [Lane],
-    batch: &[(usize, usize, usize)],
-    sink: &mut Sink,
-) -> io::Result<()> {
-    let mut ranges: Vec<(usize, usize, usize, usize)> = Vec::with_capacity(batch.len());
-    for &(i, k, r) in batch {
-        let (start, end) = lanes[i].chunks[k].range(r);
-        match ranges.last_mut() {
-            Some(last) if (last.0, last.1, last.3) == (i, k, start) => last.3 = end,
-            _ => ranges.push((i, k, start, end)),
-        }
-    }
-    let mut slices: Vec<IoSlice<'_>> = ranges
-        .iter()
-        .map(|&(i, k, s, e)| IoSlice::new(&lanes[i].chunks[k].bytes[s..e]))
-        .collect();
-    sink.write_vectored_all(&mut slices)?;
-    // Move each lane past what was written.
-    for (i, lane) in lanes.iter_mut().enumerate() {
-        let Some(&(_, k, r)) = batch.iter().rev().find(|b| b.0 == i) else {
-            continue;
-        };
-        let (mut k, mut r) = (k, r + 1);
-        if lane.chunks.get(k).is_some_and(|c| r == c.recs.len()) {
-            (k, r) = (k + 1, 0);
-        }
-        for c in lane.chunks.drain(..k) {
-            let _ = lane.free.send(c);
-        }
-        lane.next = r;
-    }
-    Ok(())
 }
 
 /// A tcpdump-like line: time, where, direction, decode.
