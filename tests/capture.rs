@@ -122,25 +122,10 @@ fn pcap_files_read_back_with_tcpdump_and_pcap_file() {
     // pcapng with one interface block per interface, each packet tagged.
     let td = sh(&format!("tcpdump -nn -r {} 2>/dev/null", many.display()));
     assert_eq!(td.lines().count(), 8, "{td}");
-    let mut r = pcap_file::pcapng::PcapNgReader::new(std::fs::File::open(&many).unwrap()).unwrap();
-    let mut names: Vec<String> = Vec::new();
+    let (names, pkts) = read_pcapng(&many);
     let mut per_if = std::collections::BTreeMap::<String, usize>::new();
-    while let Some(b) = r.next_block() {
-        match b.unwrap() {
-            pcap_file::pcapng::Block::InterfaceDescription(idb) => {
-                let name = idb.options.iter().find_map(|o| match o {
-                    pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption::IfName(n) => Some(n.to_string()),
-                    _ => None,
-                });
-                names.push(name.expect("if_name"));
-            }
-            pcap_file::pcapng::Block::EnhancedPacket(epb) => {
-                *per_if
-                    .entry(names[epb.interface_id as usize].clone())
-                    .or_default() += 1;
-            }
-            _ => {}
-        }
+    for (name, ..) in pkts {
+        *per_if.entry(name).or_default() += 1;
     }
     assert_eq!(names, ["green:gveth", "black:bveth"]);
     assert_eq!(per_if.get("green:gveth"), Some(&4), "{per_if:?}");
@@ -358,29 +343,16 @@ fn four_interfaces_in_one_file_hold_what_four_tcpdumps_saw_in_time_order() {
     assert!(err.contains(&format!("{total} packets captured")), "{err}");
 
     // Per interface: the echo requests and replies in the file, next to tcpdump's.
-    let mut r = pcap_file::pcapng::PcapNgReader::new(std::fs::File::open(&file).unwrap()).unwrap();
-    let mut names: Vec<String> = Vec::new();
+    let (names, pkts) = read_pcapng(&file);
     let mut per_if = std::collections::BTreeMap::<String, usize>::new();
     let mut times = Vec::new();
-    while let Some(b) = r.next_block() {
-        match b.unwrap() {
-            pcap_file::pcapng::Block::InterfaceDescription(idb) => {
-                let name = idb.options.iter().find_map(|o| match o {
-                    pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption::IfName(n) => Some(n.to_string()),
-                    _ => None,
-                });
-                names.push(name.expect("if_name"));
-            }
-            pcap_file::pcapng::Block::EnhancedPacket(epb) => {
-                times.push(epb.timestamp);
-                let text = nslab::capture::decode::summarize(&epb.data).to_string();
-                if text.contains("ICMP echo") {
-                    *per_if
-                        .entry(names[epb.interface_id as usize].clone())
-                        .or_default() += 1;
-                }
-            }
-            _ => {}
+    for (name, ts, data) in pkts {
+        times.push(ts);
+        if nslab::capture::decode::summarize(&data)
+            .to_string()
+            .contains("ICMP echo")
+        {
+            *per_if.entry(name).or_default() += 1;
         }
     }
     assert_eq!(names, targets);
@@ -399,4 +371,32 @@ fn four_interfaces_in_one_file_hold_what_four_tcpdumps_saw_in_time_order() {
             "{per_if:?}"
         );
     }
+}
+
+/// A packet of a pcapng file: its interface's name, time and bytes.
+type NgPacket = (String, std::time::Duration, Vec<u8>);
+
+/// A pcapng file's interface names, and its packets.
+fn read_pcapng(path: &std::path::Path) -> (Vec<String>, Vec<NgPacket>) {
+    use pcap_file::pcapng::Block;
+    use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
+    let mut r = pcap_file::pcapng::PcapNgReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let (mut names, mut pkts) = (Vec::new(), Vec::new());
+    while let Some(b) = r.next_block() {
+        match b.unwrap() {
+            Block::InterfaceDescription(idb) => {
+                let name = idb.options.iter().find_map(|o| match o {
+                    InterfaceDescriptionOption::IfName(n) => Some(n.to_string()),
+                    _ => None,
+                });
+                names.push(name.expect("if_name"));
+            }
+            Block::EnhancedPacket(epb) => {
+                let name: String = names[epb.interface_id as usize].clone();
+                pkts.push((name, epb.timestamp, epb.data.to_vec()));
+            }
+            _ => {}
+        }
+    }
+    (names, pkts)
 }
