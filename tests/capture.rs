@@ -122,25 +122,10 @@ fn pcap_files_read_back_with_tcpdump_and_pcap_file() {
     // pcapng with one interface block per interface, each packet tagged.
     let td = sh(&format!("tcpdump -nn -r {} 2>/dev/null", many.display()));
     assert_eq!(td.lines().count(), 8, "{td}");
-    let mut r = pcap_file::pcapng::PcapNgReader::new(std::fs::File::open(&many).unwrap()).unwrap();
-    let mut names: Vec<String> = Vec::new();
+    let (names, pkts) = read_pcapng(&many);
     let mut per_if = std::collections::BTreeMap::<String, usize>::new();
-    while let Some(b) = r.next_block() {
-        match b.unwrap() {
-            pcap_file::pcapng::Block::InterfaceDescription(idb) => {
-                let name = idb.options.iter().find_map(|o| match o {
-                    pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption::IfName(n) => Some(n.to_string()),
-                    _ => None,
-                });
-                names.push(name.expect("if_name"));
-            }
-            pcap_file::pcapng::Block::EnhancedPacket(epb) => {
-                *per_if
-                    .entry(names[epb.interface_id as usize].clone())
-                    .or_default() += 1;
-            }
-            _ => {}
-        }
+    for (name, ..) in pkts {
+        *per_if.entry(name).or_default() += 1;
     }
     assert_eq!(names, ["green:gveth", "black:bveth"]);
     assert_eq!(per_if.get("green:gveth"), Some(&4), "{per_if:?}");
@@ -297,4 +282,121 @@ fn fast_pings_written_from_the_ring_count_what_tcpdump_counts() {
         .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
         .collect();
     assert!(t.windows(2).all(|w| w[0] <= w[1]), "not merged by time");
+}
+
+/// Four cables between red and green, each pinged at its own pace at once.
+const FOUR: &str = "name: four
+nodes:
+  red:
+    interfaces:
+      cr1: { address: 10.72.1.1/24 }
+      cr2: { address: 10.72.2.1/24 }
+      cr3: { address: 10.72.3.1/24 }
+      cr4: { address: 10.72.4.1/24 }
+  green:
+    interfaces:
+      cg1: { address: 10.72.1.2/24 }
+      cg2: { address: 10.72.2.2/24 }
+      cg3: { address: 10.72.3.2/24 }
+      cg4: { address: 10.72.4.2/24 }
+links:
+  - [ red:cr1, green:cg1 ]
+  - [ red:cr2, green:cg2 ]
+  - [ red:cr3, green:cg3 ]
+  - [ red:cr4, green:cg4 ]
+";
+
+#[test]
+fn four_interfaces_in_one_file_hold_what_four_tcpdumps_saw_in_time_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let topo = write_file(&dir, "four.yaml", FOUR);
+    let p = prefix("cp2");
+    let lab = format!("{p}four");
+    let _g = LabGuard::new(&lab, None);
+    ok(nslab(&["up", s(&topo), "--sandbox", "--prefix", &p]));
+    let (red, green) = (format!("{p}red"), format!("{p}green"));
+    // Different counts per cable: frames put on the wrong interface show.
+    let pings = [(1, 40), (2, 80), (3, 120), (4, 160)];
+    let total: usize = pings.iter().map(|&(_, n)| 2 * n).sum();
+    let tcpdumps: Vec<Tcpdump> = pings
+        .iter()
+        .map(|&(k, _)| Tcpdump::start(&red, &format!("cr{k}"), "icmp"))
+        .collect();
+    let file = dir.path().join("four.pcapng");
+    let targets: Vec<String> = pings.iter().map(|&(k, _)| format!("red:cr{k}")).collect();
+    let total_s = total.to_string();
+    let mut args = vec!["--lab", &lab];
+    args.extend(targets.iter().map(String::as_str));
+    args.extend(["--proto", "icmp", "-c", &total_s, "--duration", "30", "-w"]);
+    args.extend([s(&file), "-q"]);
+    let cap = CaptureRun::start(&args);
+    // All four at once, so the file interleaves the interfaces.
+    let cmds: Vec<String> = pings
+        .iter()
+        .map(|&(k, n)| format!("ping -q -i 0.002 -c {n} 10.72.{k}.1"))
+        .collect();
+    sh(&format!(
+        "ip netns exec {green} sh -c '{} & wait'",
+        cmds.join(" & ")
+    ));
+    let (_, err) = cap.finish();
+    assert!(err.contains(&format!("{total} packets captured")), "{err}");
+
+    // Per interface: the echo requests and replies in the file, next to tcpdump's.
+    let (names, pkts) = read_pcapng(&file);
+    let mut per_if = std::collections::BTreeMap::<String, usize>::new();
+    let mut times = Vec::new();
+    for (name, ts, data) in pkts {
+        times.push(ts);
+        if nslab::capture::decode::summarize(&data)
+            .to_string()
+            .contains("ICMP echo")
+        {
+            *per_if.entry(name).or_default() += 1;
+        }
+    }
+    assert_eq!(names, targets);
+    assert_eq!(times.len(), total, "only ICMP, every one");
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "not merged by time");
+    for (td, &(k, n)) in tcpdumps.into_iter().zip(&pings) {
+        let theirs = td
+            .stop()
+            .lines()
+            .filter(|l| l.contains("ICMP echo"))
+            .count();
+        assert_eq!(theirs, 2 * n, "tcpdump on cr{k}");
+        assert_eq!(
+            per_if.get(&format!("red:cr{k}")),
+            Some(&theirs),
+            "{per_if:?}"
+        );
+    }
+}
+
+/// A packet of a pcapng file: its interface's name, time and bytes.
+type NgPacket = (String, std::time::Duration, Vec<u8>);
+
+/// A pcapng file's interface names, and its packets.
+fn read_pcapng(path: &std::path::Path) -> (Vec<String>, Vec<NgPacket>) {
+    use pcap_file::pcapng::Block;
+    use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
+    let mut r = pcap_file::pcapng::PcapNgReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let (mut names, mut pkts) = (Vec::new(), Vec::new());
+    while let Some(b) = r.next_block() {
+        match b.unwrap() {
+            Block::InterfaceDescription(idb) => {
+                let name = idb.options.iter().find_map(|o| match o {
+                    InterfaceDescriptionOption::IfName(n) => Some(n.to_string()),
+                    _ => None,
+                });
+                names.push(name.expect("if_name"));
+            }
+            Block::EnhancedPacket(epb) => {
+                let name: String = names[epb.interface_id as usize].clone();
+                pkts.push((name, epb.timestamp, epb.data.to_vec()));
+            }
+            _ => {}
+        }
+    }
+    (names, pkts)
 }

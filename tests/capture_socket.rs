@@ -81,6 +81,34 @@ fn ifindex(name: &str) -> u32 {
     idx
 }
 
+/// A veth from `ia` in `a` to `ib` in `b`, both up, IPv6 off in both
+/// namespaces: the link stays silent unless the test sends.
+fn quiet_veth(a: &str, b: &str, ia: &str, ib: &str) {
+    for n in [a, b] {
+        for conf in ["all", "default"] {
+            let key = format!("net.ipv6.conf.{conf}.disable_ipv6=1");
+            run(&["ip", "netns", "exec", n, "sysctl", "-qw", &key]);
+        }
+    }
+    run(&[
+        "ip", "-n", a, "link", "add", ia, "type", "veth", "peer", "name", ib, "netns", b,
+    ]);
+    run(&["ip", "-n", a, "link", "set", ia, "up"]);
+    run(&["ip", "-n", b, "link", "set", ib, "up"]);
+}
+
+/// Sends one raw frame out of `sender`'s interface.
+fn send_raw(sender: &PacketSocket, frame: &[u8]) {
+    // SAFETY: a valid buffer and length; the socket is bound to an interface.
+    let sent = unsafe { libc::send(sender.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+    assert_eq!(
+        sent,
+        frame.len() as isize,
+        "{}",
+        std::io::Error::last_os_error()
+    );
+}
+
 fn mac_of(ns: &str, dev: &str) -> String {
     let out = run(&["ip", "-n", ns, "-br", "link", "show", dev]);
     out.split_whitespace().nth(2).unwrap().to_owned()
@@ -381,30 +409,7 @@ fn captures_only_after_open_times_out_and_reports_cut_frames() {
     }
     let ns = Namespaces::new("cut");
     let (a, b) = (ns.0[0].clone(), ns.0[1].clone());
-    // IPv4 only, so the link stays silent unless the test pings.
-    for n in [&a, &b] {
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            n,
-            "sysctl",
-            "-qw",
-            "net.ipv6.conf.all.disable_ipv6=1",
-        ]);
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            n,
-            "sysctl",
-            "-qw",
-            "net.ipv6.conf.default.disable_ipv6=1",
-        ]);
-    }
-    run(&[
-        "ip", "-n", &a, "link", "add", "cuta", "type", "veth", "peer", "name", "cutb", "netns", &b,
-    ]);
+    quiet_veth(&a, &b, "cuta", "cutb");
     run(&[
         "ip",
         "-n",
@@ -425,8 +430,6 @@ fn captures_only_after_open_times_out_and_reports_cut_frames() {
         "dev",
         "cutb",
     ]);
-    run(&["ip", "-n", &a, "link", "set", "cuta", "up"]);
-    run(&["ip", "-n", &b, "link", "set", "cutb", "up"]);
     // Traffic before the socket exists is not delivered to it.
     run(&[
         "ip",
@@ -508,14 +511,7 @@ fn captures_only_after_open_times_out_and_reports_cut_frames() {
     let mut tagged = Vec::new();
     builder.write(&mut tagged, b"ping").unwrap();
     let sender = in_netns(&b, || PacketSocket::open(ifindex("cutb"))).unwrap();
-    // SAFETY: a valid buffer and length; the socket is bound to cutb.
-    let sent = unsafe { libc::send(sender.as_raw_fd(), tagged.as_ptr().cast(), tagged.len(), 0) };
-    assert_eq!(
-        sent,
-        tagged.len() as isize,
-        "{}",
-        std::io::Error::last_os_error()
-    );
+    send_raw(&sender, &tagged);
     let got = drain(
         &mut sock,
         Duration::from_millis(500),
@@ -553,31 +549,7 @@ fn a_compiled_filter_drops_frames_in_the_kernel() {
     }
     let ns = Namespaces::new("bpf");
     let (a, b) = (ns.0[0].clone(), ns.0[1].clone());
-    for n in [&a, &b] {
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            n,
-            "sysctl",
-            "-qw",
-            "net.ipv6.conf.all.disable_ipv6=1",
-        ]);
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            n,
-            "sysctl",
-            "-qw",
-            "net.ipv6.conf.default.disable_ipv6=1",
-        ]);
-    }
-    run(&[
-        "ip", "-n", &a, "link", "add", "bpfa", "type", "veth", "peer", "name", "bpfb", "netns", &b,
-    ]);
-    run(&["ip", "-n", &a, "link", "set", "bpfa", "up"]);
-    run(&["ip", "-n", &b, "link", "set", "bpfb", "up"]);
+    quiet_veth(&a, &b, "bpfa", "bpfb");
     let filter: nslab::capture::decode::Filter = "udp port 9".parse().unwrap();
     let prog = nslab::capture::bpf::compile(&filter).unwrap();
     let sock = in_netns(&a, || PacketSocket::open(ifindex("bpfa"))).unwrap();
@@ -605,14 +577,7 @@ fn a_compiled_filter_drops_frames_in_the_kernel() {
         frame(53, false),
     ];
     for f in &frames {
-        // SAFETY: a valid buffer and length; the socket is bound to bpfb.
-        let sent = unsafe { libc::send(sender.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) };
-        assert_eq!(
-            sent,
-            f.len() as isize,
-            "{}",
-            std::io::Error::last_os_error()
-        );
+        send_raw(&sender, f);
     }
     let got = drain(
         &mut sock,

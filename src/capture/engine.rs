@@ -3,7 +3,7 @@
 //! timestamp and tagged with where they were seen.
 
 use super::decode::{Filter, Summary, summarize};
-use super::pcap::{Direction, PcapNgWriter, PcapWriter, Timestamp};
+use super::pcap::{Direction, PcapNgWriter, PcapWriter, Timestamp, encode_epb, encode_pcap};
 use super::ring::RingFrame;
 use super::socket::{
     BLOCK_TIMEOUT, MAX_FRAME_LEN, PacketSocket, RING_BYTES, copy_frame, direction,
@@ -13,10 +13,13 @@ use serde::Serialize;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::fs::File;
-use std::io::{self, BufWriter};
+use std::io::{self, BufWriter, IoSlice, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 /// One interface to capture on.
@@ -138,20 +141,40 @@ impl Sink {
     }
 
     fn write(&mut self, s: &Seen) -> io::Result<()> {
-        self.write_raw(s.target, s.ts, s.orig_len, &s.data, s.direction)
+        match self {
+            Sink::Pcap(w) => w.write(s.ts, s.orig_len, &s.data),
+            Sink::PcapNg(w, ids) => {
+                w.write(ids[s.target], s.ts, s.orig_len, &s.data, Some(s.direction))
+            }
+        }
     }
 
-    fn write_raw(
-        &mut self,
-        target: usize,
-        ts: Ts,
-        orig_len: u32,
-        data: &[u8],
-        direction: Direction,
-    ) -> io::Result<()> {
+    /// How records for this file are encoded (by [`record`]'s readers).
+    fn encoder(&self) -> Encoder {
         match self {
-            Sink::Pcap(w) => w.write(ts, orig_len, data),
-            Sink::PcapNg(w, ids) => w.write(ids[target], ts, orig_len, data, Some(direction)),
+            Sink::Pcap(w) => Encoder::Pcap(w.snaplen()),
+            Sink::PcapNg(w, ids) => Encoder::PcapNg(w.snaplen(), ids.clone()),
+        }
+    }
+
+    /// The file with everything written so far, and its length: where
+    /// [`record`] writes records at their offsets.
+    fn file_at_end(&mut self) -> io::Result<(&File, u64)> {
+        let w = self.out();
+        w.flush()?;
+        let pos = w.get_mut().stream_position()?;
+        Ok((w.get_ref(), pos))
+    }
+
+    /// Moves the file position to `at` (the end of what [`record`] wrote).
+    fn seek_to(&mut self, at: u64) -> io::Result<()> {
+        self.out().seek(SeekFrom::Start(at)).map(drop)
+    }
+
+    fn out(&mut self) -> &mut BufWriter<File> {
+        match self {
+            Sink::Pcap(w) => w.get_mut(),
+            Sink::PcapNg(w, _) => w.get_mut(),
         }
     }
 
@@ -159,6 +182,36 @@ impl Sink {
         match self {
             Sink::Pcap(w) => w.flush(),
             Sink::PcapNg(w, _) => w.flush(),
+        }
+    }
+}
+
+/// Encodes one frame as a record of a [`Sink`]'s file.
+enum Encoder {
+    /// Snap length.
+    Pcap(u32),
+    /// Snap length, interface ids of the targets.
+    PcapNg(u32, Vec<u32>),
+}
+
+impl Encoder {
+    fn encode(
+        &self,
+        out: &mut Vec<u8>,
+        target: usize,
+        ts: Ts,
+        orig_len: u32,
+        data: &[u8],
+        direction: Direction,
+    ) -> io::Result<()> {
+        match self {
+            Encoder::Pcap(snap) => encode_pcap(out, *snap, ts.into(), orig_len, data),
+            Encoder::PcapNg(snap, ids) => {
+                let id = ids.get(target).copied().ok_or_else(|| {
+                    io::Error::other(format!("no pcapng interface for target {target}"))
+                })?;
+                encode_epb(out, *snap, id, ts.into(), orig_len, data, Some(direction))
+            }
         }
     }
 }
@@ -271,6 +324,63 @@ fn stats_of(targets: &[Target], socks: &[PacketSocket], captured: &[u64]) -> Vec
         .collect()
 }
 
+/// What [`pump`] hands its caller.
+enum Step<'a, 'b> {
+    /// A frame of socket `.0`, borrowing the ring (copy what must outlive the call).
+    Frame(usize, &'a RingFrame<'b>),
+    /// A pass over the sockets is over: every block the kernel had handed over
+    /// by `read_from` has been read. `finishing`: the capture is stopping and
+    /// the blocks it was still filling are read too.
+    Pass { finishing: bool, read_from: Instant },
+}
+
+/// The capture loop both paths run: wait for blocks, hand every frame to
+/// `step`, then say the pass is over; `step` returns true to end the loop.
+/// Stopping (`stop`, or `opts.duration` after `t0`) first drains the blocks
+/// the kernel is still filling (see [`Finish`]).
+fn pump(
+    socks: &mut [PacketSocket],
+    opts: &Options,
+    t0: Instant,
+    stop: &AtomicBool,
+    mut step: impl FnMut(Step<'_, '_>) -> io::Result<bool>,
+) -> io::Result<()> {
+    let mut finish = Finish { at: None };
+    loop {
+        let stopping =
+            stop.load(Ordering::SeqCst) || opts.duration.is_some_and(|d| t0.elapsed() >= d);
+        let state = finish.state(stopping, socks);
+        let finishing = state == Some(false);
+        let read_from = Instant::now();
+        if !finishing {
+            wait_ready(
+                socks,
+                Duration::from_millis(if state.is_some() { 5 } else { 20 }),
+            )?;
+            let mut failed = None;
+            for (i, sock) in socks.iter_mut().enumerate() {
+                sock.read_ready(|f| {
+                    // Frames cannot end the loop (only a pass can), but can fail it.
+                    if failed.is_none()
+                        && let Err(e) = step(Step::Frame(i, f))
+                    {
+                        failed = Some(e);
+                    }
+                });
+            }
+            if let Some(e) = failed {
+                return Err(e);
+            }
+        }
+        if step(Step::Pass {
+            finishing,
+            read_from,
+        })? {
+            return Ok(());
+        }
+    }
+}
+
 /// Capture until `count` packets passed the filter, `duration` is over, or `stop`.
 /// Every packet (in time order) goes to `on_packet` and to `sink`.
 pub fn run(
@@ -282,7 +392,6 @@ pub fn run(
     on_packet: &mut dyn FnMut(&Seen),
 ) -> io::Result<Vec<Stats>> {
     attach_filter(&socks, opts);
-    let t0 = Instant::now();
     let window = reorder_window(targets.len());
     // Packets waiting to be released, oldest kernel timestamp first.
     let mut heap: BinaryHeap<Reverse<(Ts, u64)>> = BinaryHeap::new();
@@ -292,44 +401,35 @@ pub fn run(
     let mut emitted = 0u64;
     let mut captured = vec![0u64; targets.len()];
     let mut buf = vec![0u8; MAX_FRAME_LEN + 4];
-    let mut finish = Finish { at: None };
     let mut flushed = Instant::now();
     let done = |emitted: u64| opts.count.is_some_and(|c| emitted >= c);
-    loop {
-        let stopping =
-            stop.load(Ordering::SeqCst) || opts.duration.is_some_and(|d| t0.elapsed() >= d);
-        let state = finish.state(stopping, &socks);
-        let finishing = state == Some(false);
-        if !finishing {
-            wait_ready(
-                &socks,
-                Duration::from_millis(if state.is_some() { 5 } else { 20 }),
-            )?;
-            for (i, sock) in socks.iter_mut().enumerate() {
-                sock.read_ready(|f| {
-                    let (n, orig_len) = copy_frame(f, &mut buf);
-                    let data = &buf[..n];
-                    let summary = summarize(data);
-                    if opts.filter.as_ref().is_some_and(|f| !summary.matches(f)) {
-                        return;
-                    }
-                    serial += 1;
-                    let text = summary.to_string();
-                    heap.push(Reverse((f.ts, serial)));
-                    let seen = Seen {
-                        ts: f.ts,
-                        target: i,
-                        label: targets[i].label.clone(),
-                        direction: direction(f),
-                        orig_len,
-                        data: data.to_vec(),
-                        summary,
-                        text,
-                    };
-                    held.insert(serial, (Instant::now(), seen));
-                });
+    pump(&mut socks, opts, Instant::now(), stop, |step| {
+        let finishing = match step {
+            Step::Frame(i, f) => {
+                let (n, orig_len) = copy_frame(f, &mut buf);
+                let data = &buf[..n];
+                let summary = summarize(data);
+                if opts.filter.as_ref().is_some_and(|f| !summary.matches(f)) {
+                    return Ok(false);
+                }
+                serial += 1;
+                let text = summary.to_string();
+                heap.push(Reverse((f.ts, serial)));
+                let seen = Seen {
+                    ts: f.ts,
+                    target: i,
+                    label: targets[i].label.clone(),
+                    direction: direction(f),
+                    orig_len,
+                    data: data.to_vec(),
+                    summary,
+                    text,
+                };
+                held.insert(serial, (Instant::now(), seen));
+                return Ok(false);
             }
-        }
+            Step::Pass { finishing, .. } => finishing,
+        };
         // Release what has waited long enough (everything when finishing).
         while let Some(Reverse((_, id))) = heap.peek().copied() {
             let ready = finishing || held.get(&id).is_some_and(|(t, _)| t.elapsed() >= window);
@@ -352,148 +452,474 @@ pub fn run(
             w.flush()?;
             flushed = Instant::now();
         }
-        if done(emitted) || (finishing && heap.is_empty()) {
-            break;
-        }
-    }
+        Ok(done(emitted) || (finishing && heap.is_empty()))
+    })?;
     if let Some(w) = sink {
         w.flush()?;
     }
     Ok(stats_of(targets, &socks, &captured))
 }
 
-/// Frames of one interface copied out of the ring, waiting for the merge
-/// by time: their bytes back to back in one buffer (no allocation per frame).
-#[derive(Default)]
-struct Queue {
-    /// (time, when read, direction, length on the wire, bytes stored).
-    meta: VecDeque<(Ts, Instant, Direction, u32, usize)>,
+/// Records of one interface, encoded for the file by its reader, back to
+/// back in one buffer: the frame's bytes are copied once, from the ring to
+/// here, and written from here. Copying beats holding ring blocks until
+/// written: the merge keeps frames for [`reorder_window`], longer than a
+/// busy ring can wait before the kernel drops.
+struct Chunk {
     bytes: Vec<u8>,
-    /// Where the oldest frame's bytes start in `bytes`.
-    head: usize,
+    /// (kernel time, end of the record in `bytes`); a record starts where
+    /// the one before it ends.
+    recs: Vec<(Ts, usize)>,
+    /// When the reader handed it over: every frame in it was read by then.
+    sent: Instant,
 }
 
-impl Queue {
-    fn push(&mut self, ts: Ts, at: Instant, dir: Direction, orig_len: u32, data: &[u8]) {
-        // Reuse the buffer once it is drained; else drop the consumed half.
-        if self.meta.is_empty() {
-            self.bytes.clear();
-            self.head = 0;
-        } else if self.head > (1 << 20) && self.head > self.bytes.len() / 2 {
-            self.bytes.drain(..self.head);
-            self.head = 0;
+impl Chunk {
+    fn range(&self, r: usize) -> (usize, usize) {
+        let start = if r == 0 { 0 } else { self.recs[r - 1].1 };
+        (start, self.recs[r].1)
+    }
+}
+
+/// A reader's messages to the writer.
+enum Msg {
+    Frames(usize, Arc<Chunk>),
+    /// Reader `.0` read every block the kernel had handed over by `.1`.
+    Read(usize, Instant),
+    /// Reader `.0` stopped reading: all it read was sent.
+    Gone(usize),
+}
+
+/// Bytes `.2...3` of a chunk go to the file at offset `.0`.
+struct Job(u64, Arc<Chunk>, usize, usize);
+
+/// Per-interface chunk memory of a [`record`] (a reader that has it all in
+/// flight waits, and its ring fills): 16 chunks each on up to four
+/// interfaces, fewer beyond.
+const CHUNK_BUDGET: usize = 64 << 20;
+const CHUNK_BYTES: usize = 1 << 20;
+/// Room for the largest record (frame, tag, pcapng block around it).
+const RECORD_MAX: usize = MAX_FRAME_LEN + 4 + 64;
+/// Records per batch of the writer (its `pwritev`s stay below IOV_MAX).
+const WRITE_BATCH: usize = 512;
+/// Runs of records at least this long are written by their reader (the
+/// kernel's copy into the page cache is most of what a busy capture costs:
+/// with the readers doing it, four interfaces get the CPU share four
+/// tcpdumps get); shorter ones by the writer, many per `pwritev`.
+const OWN_WRITE: usize = 16 << 10;
+
+/// One interface's reader thread of [`record`]: it owns the socket, filters
+/// and encodes frames into chunks, sends them to the writer, and writes the
+/// long runs the writer places in the file.
+struct Reader<'a> {
+    i: usize,
+    encoder: &'a Encoder,
+    filter: Option<&'a Filter>,
+    file: &'a File,
+    tx: Sender<Msg>,
+    jobs: Receiver<Job>,
+    /// Chunks made so far (reused once nobody else holds them), and at most.
+    chunks: Vec<Arc<Chunk>>,
+    pool: usize,
+    chunk: Option<Chunk>,
+    quit: &'a AtomicBool,
+    scratch: Vec<u8>,
+    failed: Option<io::Error>,
+}
+
+impl Reader<'_> {
+    fn run(
+        mut self,
+        mut sock: PacketSocket,
+        opts: &Options,
+        t0: Instant,
+        stop: &AtomicBool,
+    ) -> (PacketSocket, io::Result<()>) {
+        let res = pump(std::slice::from_mut(&mut sock), opts, t0, stop, |step| {
+            self.step(step)
+        });
+        let _ = self.tx.send(Msg::Gone(self.i));
+        // Jobs for what was sent come until the writer is done.
+        while let Ok(job) = self.jobs.recv() {
+            self.write(job);
         }
-        self.bytes.extend_from_slice(data);
-        self.meta.push_back((ts, at, dir, orig_len, data.len()));
+        (sock, res.and(self.failed.map_or(Ok(()), Err)))
     }
 
-    fn oldest(&self) -> Option<(Ts, Instant)> {
-        self.meta.front().map(|m| (m.0, m.1))
+    fn step(&mut self, step: Step<'_, '_>) -> io::Result<bool> {
+        match step {
+            Step::Frame(_, f) => {
+                let mut scratch = std::mem::take(&mut self.scratch);
+                let res = self.frame(f, &mut scratch);
+                self.scratch = scratch;
+                res.map(|()| false)
+            }
+            Step::Pass {
+                finishing,
+                read_from,
+            } => {
+                self.send();
+                let gone = self.tx.send(Msg::Read(self.i, read_from)).is_err();
+                while let Ok(job) = self.jobs.try_recv() {
+                    self.write(job);
+                }
+                Ok(finishing || gone || self.quit.load(Ordering::Relaxed))
+            }
+        }
     }
 
-    /// Takes the oldest frame: (time, direction, length on the wire, bytes).
-    fn pop(&mut self) -> Option<(Ts, Direction, u32, &[u8])> {
-        let (ts, _, dir, orig, len) = self.meta.pop_front()?;
-        let start = self.head;
-        self.head += len;
-        Some((ts, dir, orig, self.bytes.get(start..start + len)?))
+    fn frame(&mut self, f: &RingFrame<'_>, scratch: &mut [u8]) -> io::Result<()> {
+        let (data, orig_len) = frame_bytes(f, scratch);
+        if self.filter.is_some_and(|fl| !summarize(data).matches(fl)) {
+            return Ok(());
+        }
+        if self
+            .chunk
+            .as_ref()
+            .is_some_and(|c| c.bytes.len() + RECORD_MAX > c.bytes.capacity())
+        {
+            self.send();
+        }
+        if self.chunk.is_none() {
+            self.chunk = self.take_free();
+        }
+        // None: the writer quit.
+        let Some(c) = self.chunk.as_mut() else {
+            return Ok(());
+        };
+        self.encoder
+            .encode(&mut c.bytes, self.i, f.ts, orig_len, data, direction(f))?;
+        c.recs.push((f.ts, c.bytes.len()));
+        Ok(())
     }
+
+    fn send(&mut self) {
+        if let Some(mut c) = self.chunk.take_if(|c| !c.recs.is_empty()) {
+            c.sent = Instant::now();
+            let c = Arc::new(c);
+            self.chunks.push(c.clone());
+            let _ = self.tx.send(Msg::Frames(self.i, c));
+        }
+    }
+
+    fn write(&mut self, Job(at, chunk, start, end): Job) {
+        if self.failed.is_none()
+            && let Err(e) = self.file.write_all_at(&chunk.bytes[start..end], at)
+        {
+            self.failed = Some(e);
+            self.quit.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// An empty chunk: one nobody holds any more, a new one while under the
+    /// pool, else one once written (None if the writer quit).
+    fn take_free(&mut self) -> Option<Chunk> {
+        loop {
+            // Written and dropped by the writer: only this reader holds it.
+            if let Some(k) = self.chunks.iter().position(|c| Arc::strong_count(c) == 1) {
+                let mut c = Arc::into_inner(self.chunks.swap_remove(k))?;
+                c.bytes.clear();
+                c.recs.clear();
+                return Some(c);
+            }
+            if self.chunks.len() < self.pool {
+                return Some(Chunk {
+                    bytes: Vec::with_capacity(CHUNK_BYTES.max(RECORD_MAX)),
+                    recs: Vec::new(),
+                    sent: Instant::now(),
+                });
+            }
+            match self.jobs.recv_timeout(Duration::from_millis(5)) {
+                Ok(job) => self.write(job),
+                Err(RecvTimeoutError::Timeout) if !self.quit.load(Ordering::Relaxed) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+/// How the writer of [`record`] sees one interface.
+struct Lane {
+    chunks: VecDeque<Arc<Chunk>>,
+    /// Next record of the front chunk.
+    next: usize,
+    /// Its reader read every block handed over by then (None: not yet).
+    read: Option<Instant>,
+    gone: bool,
+    jobs: Sender<Job>,
+    pool: usize,
 }
 
 /// Capture into `sink` only, as [`run`] stops and counts, but nothing is
 /// decoded (unless the filter needs it) and no [`Seen`] is made: frames go
-/// from the ring to the file. One interface's frames are written in the
-/// order the kernel stored them; several interfaces are merged by time.
-/// This is what `nslab capture -w FILE -q` runs: a busy link costs about
-/// what tcpdump costs.
+/// from the ring to the file. One reader thread per interface (each owns
+/// its ring, so a busy machine gives several interfaces the scheduler share
+/// several tcpdumps get) encodes records into chunks; this thread merges
+/// them by time and places them in the file. One interface's frames are
+/// written in the order the kernel stored them. This is what
+/// `nslab capture -w FILE -q` runs: a busy link costs about what tcpdump costs.
+///
+/// Records are written at their offsets (`pwrite`), by several threads: while
+/// the capture runs, a reader of the file may find a record not yet written
+/// before one that is.
 pub fn record(
     targets: &[Target],
-    mut socks: Vec<PacketSocket>,
+    socks: Vec<PacketSocket>,
     opts: &Options,
     stop: &AtomicBool,
     sink: &mut Sink,
 ) -> io::Result<Vec<Stats>> {
     attach_filter(&socks, opts);
     let t0 = Instant::now();
-    let window = reorder_window(targets.len());
-    let merge = targets.len() > 1;
-    let mut queues: Vec<Queue> = targets.iter().map(|_| Queue::default()).collect();
-    let mut captured = vec![0u64; targets.len()];
-    let mut emitted = 0u64;
-    let mut scratch = vec![0u8; MAX_FRAME_LEN + 4];
-    let mut finish = Finish { at: None };
-    let mut flushed = Instant::now();
-    let mut failed: Option<io::Error> = None;
-    let done = |emitted: u64| opts.count.is_some_and(|c| emitted >= c);
-    loop {
-        let stopping =
-            stop.load(Ordering::SeqCst) || opts.duration.is_some_and(|d| t0.elapsed() >= d);
-        let state = finish.state(stopping, &socks);
-        let finishing = state == Some(false);
-        if !finishing {
-            wait_ready(
-                &socks,
-                Duration::from_millis(if state.is_some() { 5 } else { 20 }),
-            )?;
-            for (i, sock) in socks.iter_mut().enumerate() {
-                let at = Instant::now();
-                sock.read_ready(|f| {
-                    if failed.is_some() || done(emitted) {
-                        return;
-                    }
-                    let (data, orig_len) = frame_bytes(f, &mut scratch);
-                    if opts
-                        .filter
-                        .as_ref()
-                        .is_some_and(|fl| !summarize(data).matches(fl))
-                    {
-                        return;
-                    }
-                    if merge {
-                        queues[i].push(f.ts, at, direction(f), orig_len, data);
-                    } else if let Err(e) = sink.write_raw(i, f.ts, orig_len, data, direction(f)) {
-                        failed = Some(e);
-                    } else {
-                        captured[i] += 1;
-                        emitted += 1;
-                    }
-                });
-            }
-            if let Some(e) = failed.take() {
-                return Err(e);
+    let n = socks.len();
+    let pool = (CHUNK_BUDGET / n.max(1) / CHUNK_BYTES).clamp(2, 16);
+    let encoder = sink.encoder();
+    let (file, start) = sink.file_at_end()?;
+    let quit = AtomicBool::new(false);
+    let (tx, rx) = mpsc::channel();
+    let mut lanes = Vec::with_capacity(n);
+    let mut readers = Vec::with_capacity(n);
+    for i in 0..n {
+        let (jobs_tx, jobs_rx) = mpsc::channel();
+        lanes.push(Lane {
+            chunks: VecDeque::new(),
+            next: 0,
+            read: None,
+            gone: false,
+            jobs: jobs_tx,
+            pool,
+        });
+        readers.push(Reader {
+            i,
+            encoder: &encoder,
+            filter: opts.filter.as_ref(),
+            file,
+            tx: tx.clone(),
+            jobs: jobs_rx,
+            chunks: Vec::new(),
+            pool,
+            chunk: None,
+            quit: &quit,
+            scratch: vec![0u8; MAX_FRAME_LEN + 4],
+            failed: None,
+        });
+    }
+    drop(tx);
+    let (socks, captured, end) = std::thread::scope(|scope| {
+        let mut handles = Vec::with_capacity(n);
+        for (r, sock) in readers.into_iter().zip(socks) {
+            let h = std::thread::Builder::new()
+                .name(format!("nslab-capture-{}", r.i))
+                .stack_size(256 << 10)
+                .spawn_scoped(scope, move || r.run(sock, opts, t0, stop));
+            match h {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    quit.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
             }
         }
-        // Merge: the oldest head goes first, once it has waited long enough.
-        let now = Instant::now();
-        while !done(emitted) {
-            let Some((i, (_, at))) = queues
-                .iter()
-                .enumerate()
-                .filter_map(|(i, q)| Some((i, q.oldest()?)))
-                .min_by_key(|&(_, (ts, _))| ts)
-            else {
-                break;
+        let mut w = Merge {
+            file,
+            pos: start,
+            emitted: 0,
+            captured: vec![0u64; n],
+        };
+        let written = w.run(&mut lanes, &rx, opts, &quit);
+        // Readers stop at their next pass and write their last jobs.
+        quit.store(true, Ordering::Relaxed);
+        drop(lanes);
+        let mut socks = Vec::with_capacity(n);
+        let mut failed = written.err();
+        for h in handles {
+            let (sock, res) = h
+                .join()
+                .map_err(|_| io::Error::other("capture reader panicked"))?;
+            failed = failed.or(res.err());
+            socks.push(sock);
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok((socks, w.captured, w.pos)),
+        }
+    })?;
+    sink.seek_to(end)?;
+    Ok(stats_of(targets, &socks, &captured))
+}
+
+/// The writer of [`record`]: takes the readers' chunks and places their
+/// records in the file oldest first. A record goes once every reader has
+/// read the blocks the kernel handed over [`reorder_window`] after it was
+/// read (a frame of another interface with an earlier time has then
+/// arrived); at once with one interface, or when a reader has all its
+/// chunks here (it would wait, its ring fill and the kernel drop: order
+/// gives way).
+struct Merge<'a> {
+    file: &'a File,
+    /// Where the next record goes.
+    pos: u64,
+    emitted: u64,
+    captured: Vec<u64>,
+}
+
+impl Merge<'_> {
+    fn run(
+        &mut self,
+        lanes: &mut [Lane],
+        rx: &Receiver<Msg>,
+        opts: &Options,
+        quit: &AtomicBool,
+    ) -> io::Result<()> {
+        let window = reorder_window(lanes.len());
+        let merge = lanes.len() > 1;
+        let mut live = lanes.len();
+        let done = |emitted: u64| opts.count.is_some_and(|c| emitted >= c);
+        loop {
+            let mut msg = match rx.recv_timeout(Duration::from_millis(20)) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    live = 0;
+                    None
+                }
             };
-            if !finishing && now.saturating_duration_since(at) < window {
-                break;
+            while let Some(m) = msg {
+                match m {
+                    Msg::Frames(i, c) => lanes[i].chunks.push_back(c),
+                    Msg::Read(i, at) => lanes[i].read = Some(at),
+                    Msg::Gone(i) => {
+                        lanes[i].gone = true;
+                        live = live.saturating_sub(1);
+                    }
+                }
+                msg = rx.try_recv().ok();
             }
-            let Some((ts, dir, orig_len, data)) = queues[i].pop() else {
-                break;
-            };
-            sink.write_raw(i, ts, orig_len, data, dir)?;
-            captured[i] += 1;
-            emitted += 1;
-        }
-        if flushed.elapsed() >= FLUSH_EVERY {
-            sink.flush()?;
-            flushed = Instant::now();
-        }
-        if done(emitted) || (finishing && queues.iter().all(|q| q.meta.is_empty())) {
-            break;
+            while let Some(batch) = plan(lanes, window, merge && live > 0, opts.count, self.emitted)
+            {
+                self.write(lanes, &batch)?;
+                if done(self.emitted) {
+                    return Ok(());
+                }
+            }
+            if (live == 0 && lanes.iter().all(|l| l.chunks.is_empty()))
+                || quit.load(Ordering::Relaxed)
+            {
+                return Ok(());
+            }
         }
     }
-    sink.flush()?;
-    Ok(stats_of(targets, &socks, &captured))
+
+    /// Places `batch` (from [`plan`]) at the end of the file: runs of records
+    /// adjacent in a chunk, long ones to their reader, short ones together
+    /// in one `pwritev` here; then moves the lanes past them.
+    fn write(&mut self, lanes: &mut [Lane], batch: &[(usize, usize, usize)]) -> io::Result<()> {
+        let mut runs: Vec<(usize, usize, usize, usize)> = Vec::with_capacity(batch.len());
+        for &(i, k, r) in batch {
+            self.captured[i] += 1;
+            let (start, end) = lanes[i].chunks[k].range(r);
+            match runs.last_mut() {
+                Some(last) if (last.0, last.1, last.3) == (i, k, start) => last.3 = end,
+                _ => runs.push((i, k, start, end)),
+            }
+        }
+        self.emitted += batch.len() as u64;
+        let mut short: Vec<IoSlice<'_>> = Vec::new();
+        let mut short_at = self.pos;
+        for &(i, k, s, e) in &runs {
+            let chunk = &lanes[i].chunks[k];
+            if e - s >= OWN_WRITE {
+                pwrite_all(self.file, &mut short, short_at)?;
+                // A reader that is gone still writes until the lanes go.
+                let _ = lanes[i].jobs.send(Job(self.pos, chunk.clone(), s, e));
+                self.pos += (e - s) as u64;
+                short_at = self.pos;
+            } else {
+                short.push(IoSlice::new(&chunk.bytes[s..e]));
+                self.pos += (e - s) as u64;
+            }
+        }
+        pwrite_all(self.file, &mut short, short_at)?;
+        for (i, lane) in lanes.iter_mut().enumerate() {
+            let Some(&(_, k, r)) = batch.iter().rev().find(|b| b.0 == i) else {
+                continue;
+            };
+            let (mut k, mut r) = (k, r + 1);
+            if lane.chunks.get(k).is_some_and(|c| r == c.recs.len()) {
+                (k, r) = (k + 1, 0);
+            }
+            // Dropped here; their readers reuse them once written.
+            lane.chunks.drain(..k);
+            lane.next = r;
+        }
+        Ok(())
+    }
+}
+
+/// Writes `bufs` at `at` and empties them.
+fn pwrite_all(file: &File, bufs: &mut Vec<IoSlice<'_>>, mut at: u64) -> io::Result<()> {
+    let mut rest = &mut bufs[..];
+    while !rest.is_empty() {
+        let off = i64::try_from(at).map_err(io::Error::other)?;
+        match nix::sys::uio::pwritev(file, rest, off) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                IoSlice::advance_slices(&mut rest, n);
+                at += n as u64;
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    bufs.clear();
+    Ok(())
+}
+
+/// The next records to write, oldest first: (lane, chunk in the lane,
+/// record in the chunk), at most [`WRITE_BATCH`] and what is left of `count`.
+fn plan(
+    lanes: &[Lane],
+    window: Duration,
+    wait: bool,
+    count: Option<u64>,
+    emitted: u64,
+) -> Option<Vec<(usize, usize, usize)>> {
+    // Every reader has read what was handed over until then.
+    let read_all = lanes
+        .iter()
+        .filter(|l| !l.gone)
+        .map(|l| l.read)
+        .min()
+        .unwrap_or(Some(Instant::now() + window + window));
+    let pressed = lanes.iter().any(|l| l.chunks.len() >= l.pool);
+    let left = count.map_or(WRITE_BATCH as u64, |c| c.saturating_sub(emitted));
+    let mut cursor: Vec<(usize, usize)> = lanes.iter().map(|l| (0, l.next)).collect();
+    let mut batch = Vec::new();
+    while (batch.len() as u64) < left.min(WRITE_BATCH as u64) {
+        let Some((i, _)) = lanes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| {
+                let (k, r) = cursor[i];
+                Some((i, l.chunks.get(k)?.recs.get(r)?.0))
+            })
+            .min_by_key(|&(_, ts)| ts)
+        else {
+            break;
+        };
+        let (k, r) = cursor[i];
+        let chunk = &lanes[i].chunks[k];
+        if wait && !pressed && read_all.is_none_or(|at| at < chunk.sent + window) {
+            break;
+        }
+        batch.push((i, k, r));
+        cursor[i] = if r + 1 == chunk.recs.len() {
+            (k + 1, 0)
+        } else {
+            (k, r + 1)
+        };
+    }
+    (!batch.is_empty()).then_some(batch)
 }
 
 /// A tcpdump-like line: time, where, direction, decode.

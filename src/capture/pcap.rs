@@ -122,6 +122,75 @@ fn clip(data: &[u8], snaplen: u32) -> &[u8] {
     data.get(..keep).unwrap_or(data)
 }
 
+/// A classic pcap record header and the bytes that follow it (cut to `snaplen`).
+fn pcap_record_header(
+    snaplen: u32,
+    ts: Timestamp,
+    orig_len: u32,
+    data: &[u8],
+) -> io::Result<([u8; 16], &[u8])> {
+    let sec = u32::try_from(ts.sec)
+        .map_err(|_| invalid(format!("timestamp {ts:?} not representable in pcap")))?;
+    let data = clip(data, snaplen);
+    let incl = len_u32(data.len())?;
+    let mut h = [0u8; 16];
+    h[0..4].copy_from_slice(&sec.to_le_bytes());
+    h[4..8].copy_from_slice(&ts.nsec.to_le_bytes());
+    h[8..12].copy_from_slice(&incl.to_le_bytes());
+    h[12..16].copy_from_slice(&orig_len.max(incl).to_le_bytes());
+    Ok((h, data))
+}
+
+/// Appends the record [`PcapWriter::write`] writes to `out` (to be written
+/// later, as it is, after that writer's file header).
+pub fn encode_pcap(
+    out: &mut Vec<u8>,
+    snaplen: u32,
+    ts: Timestamp,
+    orig_len: u32,
+    data: &[u8],
+) -> io::Result<()> {
+    let (h, data) = pcap_record_header(snaplen, ts, orig_len, data)?;
+    out.extend_from_slice(&h);
+    out.extend_from_slice(data);
+    Ok(())
+}
+
+/// Appends the Enhanced Packet Block [`PcapNgWriter::write`] writes to `out`
+/// (`interface` unchecked: the caller got it from `add_interface`).
+pub fn encode_epb(
+    out: &mut Vec<u8>,
+    snaplen: u32,
+    interface: u32,
+    ts: Timestamp,
+    orig_len: u32,
+    data: &[u8],
+    direction: Option<Direction>,
+) -> io::Result<()> {
+    let ns = ts.as_nanos()?;
+    let data = clip(data, snaplen);
+    let incl = len_u32(data.len())?;
+    let start = out.len();
+    out.extend_from_slice(&BLOCK_EPB.to_le_bytes());
+    out.extend_from_slice(&[0; 4]); // total length, below
+    out.extend_from_slice(&interface.to_le_bytes());
+    // High word first, each word in the section's byte order.
+    out.extend_from_slice(&((ns >> 32) as u32).to_le_bytes());
+    out.extend_from_slice(&(ns as u32).to_le_bytes());
+    out.extend_from_slice(&incl.to_le_bytes());
+    out.extend_from_slice(&orig_len.max(incl).to_le_bytes());
+    out.extend_from_slice(data);
+    pad4(out);
+    if let Some(d) = direction {
+        push_opt(out, OPT_EPB_FLAGS, &d.epb_flags().to_le_bytes())?;
+        end_opts(out);
+    }
+    let total = len_u32(out.len() - start + 4)?;
+    out[start + 4..start + 8].copy_from_slice(&total.to_le_bytes());
+    out.extend_from_slice(&total.to_le_bytes());
+    Ok(())
+}
+
 /// Classic pcap writer (nanosecond magic 0xa1b23c4d, linktype EN10MB).
 pub struct PcapWriter<W: Write> {
     out: W,
@@ -156,18 +225,13 @@ impl<W: Write> PcapWriter<W> {
         orig_len: u32,
         data: &[u8],
     ) -> io::Result<()> {
-        let ts = ts.into();
-        let sec = u32::try_from(ts.sec)
-            .map_err(|_| invalid(format!("timestamp {ts:?} not representable in pcap")))?;
-        let data = clip(data, self.snaplen);
-        let incl = len_u32(data.len())?;
-        let mut h = [0u8; 16];
-        h[0..4].copy_from_slice(&sec.to_le_bytes());
-        h[4..8].copy_from_slice(&ts.nsec.to_le_bytes());
-        h[8..12].copy_from_slice(&incl.to_le_bytes());
-        h[12..16].copy_from_slice(&orig_len.max(incl).to_le_bytes());
+        let (h, data) = pcap_record_header(self.snaplen, ts.into(), orig_len, data)?;
         self.out.write_all(&h)?;
         self.out.write_all(data)
+    }
+
+    pub fn snaplen(&self) -> u32 {
+        self.snaplen
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
@@ -176,6 +240,12 @@ impl<W: Write> PcapWriter<W> {
 
     pub fn get_ref(&self) -> &W {
         &self.out
+    }
+
+    /// The output, to write records encoded elsewhere (after the headers
+    /// this writer wrote).
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out
     }
 
     pub fn into_inner(self) -> W {
@@ -285,26 +355,19 @@ impl<W: Write> PcapNgWriter<W> {
                 self.interfaces
             )));
         }
-        let ns = ts.into().as_nanos()?;
-        let data = clip(data, self.snaplen);
-        let incl = len_u32(data.len())?;
-
-        let mut body = std::mem::take(&mut self.block);
-        block_start(&mut body);
-        body.extend_from_slice(&interface.to_le_bytes());
-        // High word first, each word in the section's byte order.
-        body.extend_from_slice(&((ns >> 32) as u32).to_le_bytes());
-        body.extend_from_slice(&(ns as u32).to_le_bytes());
-        body.extend_from_slice(&incl.to_le_bytes());
-        body.extend_from_slice(&orig_len.max(incl).to_le_bytes());
-        body.extend_from_slice(data);
-        pad4(&mut body);
-        if let Some(d) = direction {
-            push_opt(&mut body, OPT_EPB_FLAGS, &d.epb_flags().to_le_bytes())?;
-            end_opts(&mut body);
-        }
-        let res = self.finish_block(BLOCK_EPB, &mut body);
-        self.block = body;
+        let mut block = std::mem::take(&mut self.block);
+        block.clear();
+        let res = encode_epb(
+            &mut block,
+            self.snaplen,
+            interface,
+            ts.into(),
+            orig_len,
+            data,
+            direction,
+        )
+        .and_then(|()| self.out.write_all(&block));
+        self.block = block;
         res
     }
 
@@ -336,12 +399,22 @@ impl<W: Write> PcapNgWriter<W> {
         self.interfaces
     }
 
+    pub fn snaplen(&self) -> u32 {
+        self.snaplen
+    }
+
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 
     pub fn get_ref(&self) -> &W {
         &self.out
+    }
+
+    /// The output, to write records encoded elsewhere (after the headers
+    /// this writer wrote).
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out
     }
 
     pub fn into_inner(self) -> W {
