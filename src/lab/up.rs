@@ -173,6 +173,10 @@ pub fn up_lab_with(
     if let Err(e) = result {
         return Err(undo(&mut k, e, &lab, rec, before, &obs, &created, &ops));
     }
+    // Only a rollback needs these; at 10,000 nodes they are megabytes the wait
+    // below would hold, and the apply's freed buffers go back too.
+    drop((before, created, obs));
+    crate::topology::give_back_freed_memory();
     // Runtime state is kept: links set down stay down, partitions stay.
     if !opts.reset {
         runtime_notes = crate::runtime::after_up(&mut rec, &lab, false)?;

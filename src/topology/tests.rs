@@ -1210,3 +1210,51 @@ fn host_sysctls_in_host_mode_only_from_the_allow_list() {
     let l = sandboxed(&file("net.ipv4.conf.all.route_localnet")).unwrap();
     assert_eq!(l.host.sysctl.len(), 1);
 }
+
+/// The lab of bench/multistar.py: `b` bridges of `n` nodes, each node with one
+/// cable, an address and a default route (~11 YAML values a node).
+fn multistar(b: usize, n: usize) -> String {
+    let mut t = String::from("name: ms\nbridges:\n");
+    for j in 0..b {
+        t.push_str(&format!("  br{j}: {{ address: 10.{j}.255.254/16 }}\n"));
+    }
+    t.push_str("nodes:\n");
+    for j in 0..b {
+        for k in 0..n {
+            t.push_str(&format!(
+                "  b{j}n{k}:\n    interfaces: {{ e0: {{ address: 10.{j}.{}.{}/16 }} }}\n    routes: [ \"default dev e0\" ]\n",
+                k / 250,
+                k % 250 + 1
+            ));
+        }
+    }
+    t.push_str("links:\n");
+    for j in 0..b {
+        for k in 0..n {
+            t.push_str(&format!("  - [ b{j}n{k}:e0, br{j}:p{j}x{k} ]\n"));
+        }
+    }
+    t
+}
+
+#[test]
+fn thirty_thousand_nodes_load() {
+    // Past serde-saphyr's default budget of 250,000 values (~22,700 such nodes).
+    let lab = parse(&multistar(30, 1000)).unwrap();
+    assert_eq!(lab.nodes.len(), 30_000);
+    // The budget grows with the file, not with what aliases expand to: a bomb
+    // in a big file is still refused, in words.
+    // (Appended to the file's last list, `links:`, under a key the reader
+    // skips whole, so the aliases are expanded, not refused by type.)
+    let mut t = format!("description: &a0 xxxxxxxxxxxxxxxx\n{}", multistar(3, 1000));
+    for i in 1..40 {
+        let refs = vec![format!("*a{}", i - 1); 8].join(", ");
+        t.push_str(&format!(
+            "  - {{ ends: [ b0n0:e0, br0:q{i} ], junk: &a{i} [{refs}] }}\n"
+        ));
+    }
+    let e = parse(&t).unwrap_err();
+    let m = &e.issues[0].message;
+    assert!(m.contains("too large or too complex to read"), "{e}");
+    assert!(m.contains("values"), "{e}");
+}

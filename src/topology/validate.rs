@@ -498,7 +498,11 @@ pub fn validate(mut raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
         sandbox: opts.sandbox,
         nodes: out_nodes,
         bridges: d.bridges,
-        links: d.links,
+        links: {
+            let mut l = d.links;
+            l.shrink_to_fit();
+            l
+        },
         host: host_node,
         nat,
         publish: Vec::new(),
@@ -515,7 +519,7 @@ pub fn validate(mut raw: RawFile, opts: &Options) -> Result<Lab, Vec<Issue>> {
     lab.ipv6_link_local = raw.ipv6_link_local.unwrap_or_else(|| lab.uses_ipv6());
     lab.publish = crate::model::publish::parse(&mut |l, f, m| cx.at(l, f, m), &raw.publish, &lab);
     let fws: Vec<(&str, &crate::model::firewall::RawFirewall)> = (raw.nodes.0.iter())
-        .filter_map(|(k, n)| n.firewall.as_ref().map(|f| (k.value.as_str(), f)))
+        .filter_map(|(k, n)| n.firewall.as_deref().map(|f| (k.value.as_str(), f)))
         .collect();
     lab.firewalls = crate::model::firewall::parse_all(
         &mut |l, f, m| cx.at(l, f, m),
@@ -1093,7 +1097,11 @@ impl Drafts {
                         mac: *mac,
                     })
                     .collect(),
-                routes: checked_routes(cx, d),
+                routes: {
+                    let mut r = checked_routes(cx, d);
+                    r.shrink_to_fit();
+                    r
+                },
                 forward: d.forward,
                 run: d.run.clone(),
                 sysctl: Default::default(),
@@ -1105,6 +1113,8 @@ impl Drafts {
                 out_nodes.push(node);
             }
         }
+        // Pushed one by one: up to half of it spare, for as long as the lab lives.
+        out_nodes.shrink_to_fit();
         (out_nodes, host_node.expect("host draft"))
     }
 }
