@@ -494,7 +494,8 @@ impl Lab {
                 reset: opts.reset,
                 hooks: opts.hooks.clone(),
             };
-            let rep = core::up_lab_with(model.clone(), topo.file.as_deref(), &up_opts, progress)?;
+            let (rep, model) =
+                core::up_lab_returning(model, topo.file.as_deref(), &up_opts, progress)?;
             let lab = Lab {
                 name: rep.lab.clone(),
                 model: Some(model),

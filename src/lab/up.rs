@@ -121,6 +121,18 @@ pub fn up_lab_with(
     opts: &UpOptions,
     progress: Option<Box<dyn FnMut(usize, usize)>>,
 ) -> Result<UpReport> {
+    up_lab_returning(lab, file, opts, progress).map(|(rep, _)| rep)
+}
+
+/// `up_lab_with`, handing the model back: a caller that keeps it (the
+/// library's `Lab` handle) need not hold a copy through `up` (at 10,000
+/// nodes a model is ~8 MiB, and `up`'s peak is its plan).
+pub(crate) fn up_lab_returning(
+    lab: Lab,
+    file: Option<&Path>,
+    opts: &UpOptions,
+    progress: Option<Box<dyn FnMut(usize, usize)>>,
+) -> Result<(UpReport, Lab)> {
     require_caps("up")?;
     crate::timing::mark("start");
     let t0 = Instant::now();
@@ -204,8 +216,8 @@ pub fn up_lab_with(
     notes.extend(published.clone());
     let firewalled = crate::runtime::firewall::reconcile(&rec, firewalls_before)?;
     notes.extend(firewalled.clone());
-    Ok(UpReport {
-        lab: lab.name,
+    let rep = UpReport {
+        lab: lab.name.clone(),
         sandbox: lab.sandbox,
         changed: !ops.is_empty()
             || changed_programs
@@ -214,7 +226,8 @@ pub fn up_lab_with(
         ops,
         notes,
         seconds: t0.elapsed().as_secs_f64(),
-    })
+    };
+    Ok((rep, lab))
 }
 
 /// The lab's record (a new one if it has none), and the namespace nslab runs in;
