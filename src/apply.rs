@@ -895,11 +895,7 @@ fn run_parallel<S: System>(k: &mut Kernel<S>, ops: &[Op]) -> Result<(), ApplyErr
 
 /// Each namespace's ops in order on its own socket, a few namespaces at once.
 fn run_side_by_side<S: System>(work: &mut [(Ns, S::Handle, Vec<&Op>)]) -> Result<(), ApplyError> {
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .clamp(1, 4)
-        .min(work.len().max(1));
+    let workers = crate::util::workers_for(work.len());
     let chunk = work.len().div_ceil(workers).max(1);
     let no_peers = HashMap::new();
     let cfg = &crate::config::inherit();

@@ -67,6 +67,16 @@ pub fn count(n: usize) -> String {
 /// How many names [`names`] shows before it says how many more there are.
 pub const SHOWN: usize = 3;
 
+/// How many threads share `items` pieces of per-namespace kernel work: one per
+/// CPU, at most 4 (more only wait for each other on RTNL), at most one per item.
+pub fn workers_for(items: usize) -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 4)
+        .min(items.max(1))
+}
+
 /// A list of names for a message, short however long the list: all of them up
 /// to [`SHOWN`] + 1, else the first [`SHOWN`] and how many more ("a, b, c … and
 /// 9,997 more"). An error naming 10,000 namespaces stays one readable line.

@@ -92,11 +92,7 @@ fn scoped_chunks<T: Sync, R: Send>(
     if items.is_empty() {
         return Vec::new();
     }
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .clamp(1, 4)
-        .min(items.len());
+    let workers = crate::util::workers_for(items.len());
     let chunk = items.len().div_ceil(workers);
     let cfg = &crate::config::inherit();
     let (f, failed) = (&f, &failed);
@@ -172,15 +168,10 @@ pub fn create_many(items: &[NewNs], mark: &str) -> Vec<(String, io::Result<Conn>
     if items.is_empty() {
         return Vec::new();
     }
-    let workers = crate::config::get()
-        .ns_workers
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-                .clamp(1, 4)
-        })
-        .clamp(1, items.len());
+    let workers = crate::config::get().ns_workers.map_or_else(
+        || crate::util::workers_for(items.len()),
+        |w| w.clamp(1, items.len()),
+    );
     // The files first, in one go (see create_files); a name whose file could not
     // be made is not ours to mount on or remove.
     let names: Vec<&str> = items.iter().map(|(n, _)| n.as_str()).collect();

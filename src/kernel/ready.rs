@@ -417,11 +417,7 @@ fn read_all(targets: &mut [Target], until: Instant) -> Vec<Result<bool, Failure>
     if targets.is_empty() {
         return Vec::new();
     }
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .clamp(1, 4)
-        .min(targets.len());
+    let workers = crate::util::workers_for(targets.len());
     let chunk = targets.len().div_ceil(workers).max(1);
     let cfg = &crate::config::inherit();
     std::thread::scope(|s| {
