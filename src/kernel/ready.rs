@@ -270,6 +270,22 @@ fn dump_links(
         if family == AF_BRIDGE && !links.has_bridge_port() {
             break;
         }
+        interrupted |= dump_family(sock, links, seq, buf, until, family)?;
+    }
+    Ok(interrupted)
+}
+
+/// One GETLINK dump of `family` into `links` (see `dump_links`).
+fn dump_family(
+    sock: &NlListener,
+    links: &mut NsLinks,
+    seq: &mut u32,
+    buf: &mut [u8],
+    until: Instant,
+    family: u8,
+) -> io::Result<bool> {
+    let mut interrupted = false;
+    {
         *seq = seq.wrapping_add(1);
         sock.send(&dump_request(family, *seq))?;
         'reply: loop {
@@ -373,8 +389,17 @@ impl Target {
             }
         };
         let mut links = NsLinks::default();
-        let interrupted =
+        let mut interrupted =
             dump_links(&sock, &mut links, &mut self.seq, buf, until).map_err(Failure::Read)?;
+        // Port states come from the second dump, link states from the first: a
+        // bridge that came up in between looks down next to ports that already
+        // forward (and is skipped as down). Read the links again so they are
+        // no older than the port states before saying ready.
+        if !interrupted && links.has_bridge_port() && links.not_ready(self.only.as_ref()).is_empty()
+        {
+            interrupted = dump_family(&sock, &mut links, &mut self.seq, buf, until, 0)
+                .map_err(Failure::Read)?;
+        }
         if !interrupted && links.not_ready(self.only.as_ref()).is_empty() {
             self.links = NsLinks::default();
             return Ok(true);
