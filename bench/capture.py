@@ -150,11 +150,12 @@ class Bench:
                                stdout=subprocess.DEVNULL, stderr=open(e, "w"))
                 wait_for(e, "listening on", p, "tcpdump")
                 caps.append(p), files.append(f), errs.append(e)
-        elif mode == "nslab":
+        elif mode in ("nslab", "base"):
             f = os.path.join(self.tmp, f"{tag}.pcap" if len(pairs) == 1 else f"{tag}.pcapng")
             e = os.path.join(self.tmp, f"{tag}.err")
             targets = [f"red:{rif}" for rif, _, _ in pairs]
-            p = self.spawn([self.a.nslab, "capture", "--lab", lab, *targets, "-w", f, "-q"],
+            binary = self.a.nslab if mode == "nslab" else self.a.base
+            p = self.spawn([binary, "capture", "--lab", lab, *targets, "-w", f, "-q"],
                            env=self.env, stdout=subprocess.DEVNULL, stderr=open(e, "w"))
             wait_for(e, "listening on", p, "nslab capture")
             caps.append(p), files.append(f), errs.append(e)
@@ -187,7 +188,7 @@ class Bench:
                     drops += int(w[0])
                 if mode == "tcpdump" and line.endswith("packets captured"):
                     reported += int(w[0])
-                if mode == "nslab" and "dropped by the kernel" in line:
+                if mode in ("nslab", "base") and "dropped by the kernel" in line:
                     drops += int(w[-5])
                     reported += int(w[1])
         captured = sum(count_records(f) for f in files)
@@ -219,6 +220,7 @@ def main():
     ap.add_argument("--json", help="write every run here")
     ap.add_argument("--protos", default="udp,tcp", help="udp, tcp or both")
     ap.add_argument("--ifaces", default="1,4", help="1, 4 or both")
+    ap.add_argument("--base", help="another nslab binary, run as one more mode (A/B)")
     a = ap.parse_args()
     if a.quick:
         a.reps, a.secs = 1, 1
@@ -241,12 +243,12 @@ def main():
             lab4 = b.up(four, "capfour", b.prefix + "4-")
             configs.append((lab4, [(f"cr{k}", f"cg{k}", f"10.71.{k}.2") for k in range(1, 5)]))
         protos = ["udp"] if a.quick else a.protos.split(",")
-        modes = ["none", "tcpdump", "nslab"]
+        modes = ["none", "tcpdump", "nslab"] + (["base"] if a.base else [])
         n = 0
         for lab, pairs in configs:
             for proto in protos:
                 for rep in range(a.reps):
-                    order = modes[rep % 3:] + modes[:rep % 3]
+                    order = modes[rep % len(modes):] + modes[:rep % len(modes)]
                     for mode in order:
                         n += 1
                         r = b.one(lab, pairs, proto, mode, a.secs, f"r{n}")
@@ -269,7 +271,7 @@ def main():
     for proto in ["udp", "tcp"]:
         for ifaces in [1, 4]:
             per = {}
-            for mode in ["none", "tcpdump", "nslab"]:
+            for mode in ["none", "tcpdump", "nslab", "base"]:
                 rs = [r for r in rows if (r["proto"], r["ifaces"], r["mode"]) == (proto, ifaces, mode)]
                 if not rs:
                     continue
@@ -290,7 +292,12 @@ def main():
                 cpu_ratio = median(s, "cpu_ns_per_pkt") / median(t, "cpu_ns_per_pkt")
                 rate_ratio = median(s, "sender_pps") / median(t, "sender_pps")
                 print(f"|  | {ifaces} | **nslab / tcpdump** | **{rate_ratio:.0%}** (target >= 90%) "
-                      f"|  |  |  | **{cpu_ratio:.2f}x** (target <= 1.5x) |")
+                      f"| **{median(s, 'captured') / median(t, 'captured'):.1%}** |  |  "
+                      f"| **{cpu_ratio:.2f}x** (target <= 1.5x) |")
+                spread = "; ".join(
+                    f"{m}: " + " ".join(f"{r['cpu_ns_per_pkt']:,.0f}" for r in per[m])
+                    for m in ["tcpdump", "nslab", "base"] if m in per)
+                print(f"|  | {ifaces} | CPU ns/pkt per run | {spread} |  |  |  |  |")
             for r in per.get("nslab", []):
                 # Every packet on the link is in the file or counted as dropped.
                 if r["captured"] + r["drops"] < 0.99 * r["link_packets"]:

@@ -6,6 +6,8 @@
 # and the capture process's CPU time per packet; see bench/capture.py.
 #
 # Usage: bench/capture.sh [--quick] [--reps R] [--secs T] [--json FILE] [--nslab PATH]
+#        [--protos udp,tcp] [--ifaces 1,4] [--base PATH]
+#   --base: another nslab binary, run as a fourth mode in the same alternation (A/B).
 #   --quick: one 1 s UDP run per mode on one interface (the smoke run).
 # The nslab binary: --nslab PATH or NSLAB=PATH, else a release build made here.
 # Needs root, iperf3, tcpdump. Names start with capb<pid>-; removed at exit.
