@@ -139,7 +139,21 @@ fn config_from_env() {
     });
 }
 
+/// Allocations of 128 KiB and more get pages of their own, given back when
+/// freed. glibc raises that threshold each time such a block is freed (up to
+/// 32 MiB): after parsing a big file, the plan's large lists went into the
+/// heap among small allocations and their pages stayed after they were freed
+/// (10 x 1,000 nodes: `nslab plan` peak 66.0 -> 60.4 MiB).
+fn fixed_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before any thread.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
 pub fn main() -> i32 {
+    fixed_mmap_threshold();
     config_from_env();
     nslab::lab::on_lock_wait(|lab| {
         eprintln!("nslab: waiting for another nslab working on lab {lab}...")
