@@ -146,14 +146,14 @@ fn config_from_env() {
 /// (10 x 1,000 nodes: `nslab plan` peak 66.0 -> 60.4 MiB).
 fn fixed_mmap_threshold() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; called before any thread.
+    // SAFETY: mallopt only sets an allocator parameter; called before the
+    // command starts any thread.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 
 pub fn main() -> i32 {
-    fixed_mmap_threshold();
     config_from_env();
     nslab::lab::on_lock_wait(|lab| {
         eprintln!("nslab: waiting for another nslab working on lab {lab}...")
@@ -177,6 +177,11 @@ pub fn main() -> i32 {
     if let Err(e) = privileges(&cli.cmd) {
         eprintln!("nslab: {e}");
         return if is_exec { 125 } else { exit_code(&e) };
+    }
+    // Only where a whole lab's model and plan are built: a capture's batch
+    // buffers would cost a mapping (and fresh zeroed pages) each time.
+    if matches!(cli.cmd, Cmd::Up(_) | Cmd::Plan(_) | Cmd::Down(_)) {
+        fixed_mmap_threshold();
     }
     let r = match cli.cmd {
         Cmd::New(a) => new::run(a),

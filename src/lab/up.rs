@@ -160,6 +160,7 @@ pub(crate) fn up_lab_returning(
     let mut names: BTreeSet<String> = lab.namespaces().into_iter().collect();
     names.extend(rec.namespaces.iter().cloned());
     let obs = observe(&mut k, &lab, &names, rec.model.as_ref())?;
+    drop(names);
     crate::timing::mark("observe");
     if !lab.sandbox && !opts.force {
         refuse_overlaps(&lab, &obs)?;
