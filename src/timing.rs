@@ -40,8 +40,25 @@ fn memory() -> String {
             .unwrap_or(0)
     };
     format!(
-        "  (rss {:.1} MiB, peak {:.1} MiB)",
+        "  (rss {:.1} MiB, peak {:.1} MiB{})",
         kib("VmRSS:") as f64 / 1024.0,
-        kib("VmHWM:") as f64 / 1024.0
+        kib("VmHWM:") as f64 / 1024.0,
+        heap()
     )
+}
+
+/// The heap in use (glibc's count): what is live, against the rss that also
+/// holds freed pages glibc kept.
+fn heap() -> String {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 only reads the allocator's counters.
+        let mi = unsafe { libc::mallinfo2() };
+        format!(
+            ", heap {:.1} MiB",
+            (mi.uordblks + mi.hblkhd) as f64 / 1048576.0
+        )
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    String::new()
 }

@@ -139,6 +139,20 @@ fn config_from_env() {
     });
 }
 
+/// Allocations of 128 KiB and more get pages of their own, given back when
+/// freed. glibc raises that threshold each time such a block is freed (up to
+/// 32 MiB): after parsing a big file, the plan's large lists went into the
+/// heap among small allocations and their pages stayed after they were freed
+/// (10 x 1,000 nodes: `nslab plan` peak 66.0 -> 60.4 MiB).
+fn fixed_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before the
+    // command starts any thread.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
 pub fn main() -> i32 {
     config_from_env();
     nslab::lab::on_lock_wait(|lab| {
@@ -163,6 +177,11 @@ pub fn main() -> i32 {
     if let Err(e) = privileges(&cli.cmd) {
         eprintln!("nslab: {e}");
         return if is_exec { 125 } else { exit_code(&e) };
+    }
+    // Only where a whole lab's model and plan are built: a capture's batch
+    // buffers would cost a mapping (and fresh zeroed pages) each time.
+    if matches!(cli.cmd, Cmd::Up(_) | Cmd::Plan(_) | Cmd::Down(_)) {
+        fixed_mmap_threshold();
     }
     let r = match cli.cmd {
         Cmd::New(a) => new::run(a),
