@@ -654,7 +654,9 @@ fn netlink_run<S: System>(
             let h = k.conns.get_mut(&ns).expect("just opened");
             run_batched(h, &group, &peers, Some(&mut k.hooks))
         });
-        // A veth end created in another namespace changes its indexes.
+        // A veth end made in another namespace may take a name remembered
+        // there (made again after a delete): forget them (asking again costs
+        // one reply per name).
         for (_, c) in taken.iter_mut() {
             c.mark_stale();
         }
@@ -943,7 +945,7 @@ const BATCH_MAX: usize = 512;
 /// The one batch path: build and send the requests of consecutive ops of one
 /// namespace, several per send. When an op needs an interface index not yet
 /// known (a link made earlier in this run), what is built so far is sent first
-/// and the namespace's links re-read. `hooks` (test mode) limits how many go out.
+/// and the index asked for again. `hooks` (test mode) limits how many go out.
 fn run_batched<H: NsHandle>(
     h: &mut H,
     ops: &[&Op],
@@ -977,7 +979,7 @@ fn run_batched<H: NsHandle>(
                     },
                 });
             }
-            // Unknown index: send what is built, re-read the links, retry once.
+            // Unknown index: send what is built, ask again, retry once.
             None => {
                 send(h, &mut pending, hooks.as_deref_mut())?;
                 h.mark_stale();

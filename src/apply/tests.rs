@@ -451,8 +451,9 @@ fn multistar(bridges: usize, nodes: usize) -> String {
     for j in 0..bridges {
         for n in 0..nodes {
             t += &format!(
-                "  b{j}n{n}:\n    interfaces: {{ e0: {{ address: 10.{j}.0.{}/16 }} }}\n    routes: [ \"default dev e0\" ]\n",
-                n + 1
+                "  b{j}n{n}:\n    interfaces: {{ e0: {{ address: 10.{j}.{}.{}/16 }} }}\n    routes: [ \"default dev e0\" ]\n",
+                (n + 1) / 256,
+                (n + 1) % 256
             );
         }
     }
@@ -530,4 +531,32 @@ fn namespaces_that_cannot_be_made_are_counted_in_one_error() {
         ),
         "{mixed}"
     );
+}
+
+#[test]
+fn interfaces_made_by_the_run_are_asked_for_by_name_never_by_reading_all_links() {
+    let fake = Fake::new();
+    // 1,040 ports in the sandbox host: more than two sends of BATCH_MAX.
+    let l = lab(&multistar(2, 520), true);
+    let mut r = Run::new(&fake, &l);
+    let ops = r.plan(&l);
+    fake.w().lookups.clear();
+    fake.w().link_dumps.clear();
+    r.apply(&ops).expect("up");
+    let w = fake.w();
+    assert!(w.link_dumps.is_empty(), "links read: {:?}", w.link_dumps);
+    // Each bridge's index is asked for again only after each send that made
+    // links (3 sends), not once per port.
+    let host = w.lookups.get("t-ms-host").copied().unwrap_or(0);
+    assert!((2..=2 * 4).contains(&host), "{host} lookups in the host");
+    // A node: its one interface, once.
+    assert_eq!(
+        w.lookups.get("t-b1n519"),
+        Some(&1),
+        "{:?}",
+        w.lookups.get("t-b1n519")
+    );
+    drop(w);
+    let again = r.plan(&l);
+    assert!(again.is_empty(), "second plan:\n{}", listing(&again));
 }

@@ -12,9 +12,9 @@ use std::io;
 pub struct Conn {
     pub file: File,
     pub nl: Rtnl,
+    /// Interface indexes already asked for. Creating links leaves existing
+    /// indexes as they are; after a delete the executor forgets them all.
     idx: HashMap<String, u32>,
-    /// The index cache may be out of date (links were created or deleted).
-    stale: bool,
 }
 
 impl Conn {
@@ -23,33 +23,31 @@ impl Conn {
             file,
             nl,
             idx: HashMap::new(),
-            stale: true,
         }
     }
 
+    /// Links were deleted (or made again under a known name): forget every index.
     pub fn mark_stale(&mut self) {
-        self.stale = true;
+        self.idx.clear();
     }
 
-    /// The index of an interface, dumping the namespace's links when the cache is stale.
+    /// The index of an interface, asked of the kernel by name on a miss: one
+    /// reply, where a dump of the sandbox host's links would make the kernel
+    /// walk all of its peer namespace ids once per veth (quadratic at 10,000).
     pub fn index(&mut self, name: &str) -> Result<Option<u32>, NlError> {
-        if self.stale || !self.idx.contains_key(name) {
-            self.refresh()?;
+        if let Some(&i) = self.idx.get(name) {
+            return Ok(Some(i));
         }
-        Ok(self.idx.get(name).copied())
-    }
-
-    pub fn refresh(&mut self) -> Result<(), NlError> {
-        let links = observe::links(&mut self.nl)?;
-        self.idx = links.into_iter().map(|l| (l.name, l.index)).collect();
-        self.stale = false;
-        Ok(())
+        let found = observe::link_named(&mut self.nl, name)?;
+        if let Some(i) = found {
+            self.idx.insert(name.to_string(), i);
+        }
+        Ok(found)
     }
 
     pub fn observe(&mut self) -> Result<NsState, NlError> {
         let st = observe::ns_state(&mut self.nl)?;
         self.idx = st.links.iter().map(|l| (l.name.clone(), l.index)).collect();
-        self.stale = false;
         Ok(st)
     }
 }

@@ -344,6 +344,10 @@ pub struct World {
     pub vxlan_vnis: BTreeMap<(String, u32, u16), (String, u32)>,
     /// Static flood entries: (namespace, device index, destination).
     pub fdb: std::collections::BTreeSet<(String, u32, std::net::IpAddr)>,
+    /// Per namespace: interfaces asked for by name, and reads of all its links
+    /// through a handle (the kernel's costs that grow with the lab).
+    pub lookups: BTreeMap<String, usize>,
+    pub link_dumps: BTreeMap<String, usize>,
     next_index: u32,
     next_id: u64,
 }
@@ -685,7 +689,6 @@ impl Fake {
             fake: self.clone(),
             ns: ns.to_string(),
             idx: HashMap::new(),
-            stale: true,
         }
     }
 
@@ -772,7 +775,6 @@ pub struct FakeHandle {
     fake: Fake,
     ns: String,
     idx: HashMap<String, u32>,
-    stale: bool,
 }
 
 impl Drop for FakeHandle {
@@ -790,19 +792,23 @@ fn nft_gone(ns: &str) -> NftError {
 
 impl NsHandle for FakeHandle {
     fn index(&mut self, name: &str) -> Result<Option<u32>, NlError> {
-        if self.stale || !self.idx.contains_key(name) {
-            let w = self.fake.w();
-            let n =
-                w.ns.get(&self.ns)
-                    .ok_or_else(|| nl(libc::ENOENT, "list links"))?;
-            self.idx = n.links.iter().map(|l| (l.name.clone(), l.index)).collect();
-            self.stale = false;
+        if let Some(&i) = self.idx.get(name) {
+            return Ok(Some(i));
         }
-        Ok(self.idx.get(name).copied())
+        let mut w = self.fake.w();
+        *w.lookups.entry(self.ns.clone()).or_default() += 1;
+        let n =
+            w.ns.get(&self.ns)
+                .ok_or_else(|| nl(libc::ENOENT, &format!("find {name}")))?;
+        let found = n.links.iter().find(|l| l.name == name).map(|l| l.index);
+        if let Some(i) = found {
+            self.idx.insert(name.to_string(), i);
+        }
+        Ok(found)
     }
 
     fn mark_stale(&mut self) {
-        self.stale = true;
+        self.idx.clear();
     }
 
     fn batch(&mut self, reqs: Vec<(LinkReq, String)>) -> Vec<Result<(), NlError>> {
@@ -828,8 +834,8 @@ impl NsHandle for FakeHandle {
             .fake
             .state(&self.ns)
             .ok_or_else(|| nl(libc::ENOENT, "list links"))?;
+        *self.fake.w().link_dumps.entry(self.ns.clone()).or_default() += 1;
         self.idx = st.links.iter().map(|l| (l.name.clone(), l.index)).collect();
-        self.stale = false;
         Ok(st)
     }
 

@@ -172,6 +172,13 @@ fn links_dump() -> LinkMessage {
     m
 }
 
+/// Ask for one link by name (index 0 with IFLA_IFNAME): one reply, or ENODEV.
+pub fn get_link_named(name: &str) -> M {
+    let mut m = links_dump();
+    m.attributes.push(LinkAttribute::IfName(name.to_string()));
+    M::GetLink(m)
+}
+
 /// Dump every link.
 pub fn get_links() -> M {
     M::GetLink(links_dump())

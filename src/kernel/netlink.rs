@@ -191,6 +191,43 @@ impl Rtnl {
         msg: RouteNetlinkMessage,
         what: &str,
     ) -> Result<RouteNetlinkMessage, NlError> {
+        self.query_raw_inner(
+            msg,
+            what,
+            |m| match NetlinkMessage::<RouteNetlinkMessage>::deserialize(m) {
+                Ok(NetlinkMessage {
+                    payload: NetlinkPayload::InnerMessage(i),
+                    ..
+                }) => Some(i),
+                _ => None,
+            },
+        )?
+        .ok_or_else(|| NlError {
+            what: what.into(),
+            errno: libc::EIO,
+            ext: Some("reply not understood".into()),
+        })
+    }
+
+    /// A request answered by one message, handed to `f` unparsed (whole
+    /// message, header included); None when `f` makes nothing of it.
+    pub fn query_raw<T>(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        what: &str,
+        f: impl FnOnce(&[u8]) -> Option<T>,
+    ) -> Result<Option<T>, NlError> {
+        let r = self.query_raw_inner(msg, what, f);
+        self.release();
+        r
+    }
+
+    fn query_raw_inner<T>(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        what: &str,
+        f: impl FnOnce(&[u8]) -> Option<T>,
+    ) -> Result<Option<T>, NlError> {
         let mut out = Vec::new();
         let seq = self.sock.take_seqs(1);
         Self::serialize(msg, 0, seq, &mut out);
@@ -214,13 +251,7 @@ impl Rtnl {
                         ext: code.1,
                     });
                 }
-                if let Ok(NetlinkMessage {
-                    payload: NetlinkPayload::InnerMessage(i),
-                    ..
-                }) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(m.bytes)
-                {
-                    return Ok(i);
-                }
+                return Ok(f(m.bytes));
             }
         }
     }

@@ -19,6 +19,23 @@ pub fn links(nl: &mut Rtnl) -> Result<Vec<ObsLink>, NlError> {
     nl.dump_raw(msg::get_links(), "list interfaces", parse_link)
 }
 
+/// The index of the link of this name (None: no such link), asked of the
+/// kernel alone: no dump.
+pub fn link_named(nl: &mut Rtnl, name: &str) -> Result<Option<u32>, NlError> {
+    match nl.query_raw(msg::get_link_named(name), &format!("find {name}"), |m| {
+        parse_link(m).filter(|l| l.name == name).map(|l| l.index)
+    }) {
+        Ok(Some(i)) => Ok(Some(i)),
+        Ok(None) => Err(NlError {
+            what: format!("find {name}"),
+            errno: libc::EIO,
+            ext: Some("reply not understood".into()),
+        }),
+        Err(e) if e.errno == libc::ENODEV => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// The links of one kind (the kernel filters).
 pub fn links_of_kind(nl: &mut Rtnl, kind: InfoKind) -> Result<Vec<ObsLink>, NlError> {
     nl.dump_raw(msg::get_links_of_kind(kind), "list interfaces", parse_link)

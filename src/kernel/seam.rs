@@ -160,9 +160,11 @@ impl LinkReq {
 
 /// One open namespace, as the core uses it.
 pub trait NsHandle: Send {
-    /// The index of an interface (None: no such interface).
+    /// The index of an interface (None: no such interface): remembered, or
+    /// asked of the kernel by name (never a dump of all links).
     fn index(&mut self, name: &str) -> Result<Option<u32>, NlError>;
-    /// Interfaces were created or deleted: re-read before the next index.
+    /// Interfaces were deleted, or made again under names asked for before:
+    /// forget the indexes remembered.
     fn mark_stale(&mut self);
     /// Several changes in one send; one result each, in order.
     fn batch(&mut self, reqs: Vec<(LinkReq, String)>) -> Vec<Result<(), NlError>>;
