@@ -64,6 +64,34 @@ fn three_hundred_nodes_under_a_limit_of_256_descriptors() {
     let ports = ip_json(Some(&host), "link show master br0");
     assert_eq!(ports.as_array().map(Vec::len), Some(300));
     assert!(pings(&format!("{p}n0"), "10.0.1.50"), "n0 -> n299");
+    // Many ports: made without IPv6 (no route of theirs in the host's IPv6
+    // table to walk at each carrier change); the bridge and the uplink keep
+    // it, and the host's default is back to the kernel's.
+    let v6_off = |dev: &str| {
+        let o = Command::new("ip")
+            .args(["netns", "exec", &host, "cat"])
+            .arg(format!("/proc/sys/net/ipv6/conf/{dev}/disable_ipv6"))
+            .output()
+            .expect("ip netns exec");
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    for (dev, want) in [
+        ("p0", "1"),
+        ("p299", "1"),
+        ("br0", "0"),
+        ("uplink", "0"),
+        ("default", "0"),
+    ] {
+        assert_eq!(v6_off(dev), want, "disable_ipv6 of {dev} in {host}");
+    }
+    let v6 = ip_json(Some(&host), "-6 route show table all");
+    let on_ports = v6
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["dev"].as_str().is_some_and(|d| d.starts_with('p')))
+        .count();
+    assert_eq!(on_ports, 0, "IPv6 routes on ports: {v6}");
     // Reading the lab (status, plan, a second up) under the same limit.
     let st = limited(256, &["status", "--lab", &lab, "--json"]);
     assert!(st.status.success(), "status: {}", text(&st));

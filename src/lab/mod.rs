@@ -478,9 +478,7 @@ pub(crate) fn plan_in<S: crate::kernel::seam::System>(
         })
         .unwrap_or_default();
     let (ops, notes) = plan::plan_up(lab, &obs, rec.and_then(|r| r.model.as_ref()), &owned)
-        .map_err(|c| {
-            Error::Refused(c.iter().map(|x| x.0.clone()).collect::<Vec<_>>().join("\n"))
-        })?;
+        .map_err(|c| Error::Refused(up::conflict_lines(&c)))?;
     let commands = plan::explain::script(&ops);
     Ok(PlanReport {
         lab: lab.name.clone(),

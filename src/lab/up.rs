@@ -295,24 +295,26 @@ fn plan_ops(lab: &Lab, obs: &Observed, rec: &Record) -> Result<(Vec<Op>, Vec<Str
             force_down: crate::runtime::force_down_set(&rec.runtime, lab),
         },
     )
-    .map_err(|c| {
-        // One line per conflict, the first few: 10,000 namespaces in the way
-        // are one problem, said a few times and counted.
-        let mut lines: Vec<String> = c
-            .iter()
-            .take(crate::util::SHOWN)
-            .map(|x| x.0.clone())
-            .collect();
-        if c.len() > crate::util::SHOWN + 1 {
-            lines.push(format!(
-                "… and {} more conflicts like these",
-                crate::util::count(c.len() - crate::util::SHOWN)
-            ));
-        } else {
-            lines.extend(c.iter().skip(crate::util::SHOWN).map(|x| x.0.clone()));
-        }
-        Error::Refused(format!("{}\nNothing was changed.", lines.join("\n")))
-    })
+    .map_err(|c| Error::Refused(format!("{}\nNothing was changed.", conflict_lines(&c))))
+}
+
+/// One line per conflict, the first few: 10,000 namespaces in the way are one
+/// problem, said a few times and counted.
+pub(crate) fn conflict_lines(c: &[plan::Conflict]) -> String {
+    let mut lines: Vec<String> = c
+        .iter()
+        .take(crate::util::SHOWN)
+        .map(|x| x.0.clone())
+        .collect();
+    if c.len() > crate::util::SHOWN + 1 {
+        lines.push(format!(
+            "… and {} more conflicts like these",
+            crate::util::count(c.len() - crate::util::SHOWN)
+        ));
+    } else {
+        lines.extend(c.iter().skip(crate::util::SHOWN).map(|x| x.0.clone()));
+    }
+    lines.join("\n")
 }
 
 /// A namespace file that is not a mounted namespace (a crash between creating

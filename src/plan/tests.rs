@@ -545,3 +545,77 @@ fn explain_prints_router_nat_and_sysctls_as_commands() {
         assert!(s.contains(want), "missing {want:?} in\n{s}");
     }
 }
+
+/// A star of `n` nodes on one bridge.
+fn star_text(n: usize) -> String {
+    let mut s = String::from("name: st\nbridges:\n  br0: { address: 10.0.255.254/16 }\nnodes:\n");
+    for i in 0..n {
+        s += &format!(
+            "  n{i}:\n    interfaces: {{ e0: {{ address: 10.0.{}.{}/16 }} }}\n",
+            i / 250,
+            i % 250 + 1
+        );
+    }
+    s += "links:\n";
+    for i in 0..n {
+        s += &format!("  - [ n{i}:e0, br0:p{i} ]\n");
+    }
+    s
+}
+
+#[test]
+fn many_bridge_ports_in_the_sandbox_are_made_without_ipv6() {
+    let default = |o: &Op, v: &str| {
+        matches!(o, Op::Sysctl { key, value, .. }
+            if key == "net.ipv6.conf.default.disable_ipv6" && value == v)
+    };
+    let l = lab(&star_text(MANY_PORTS), true);
+    let (mut r, ops) = fresh(&l);
+    let off = pos(&ops, |o| default(o, "1"));
+    let on = pos(&ops, |o| default(o, "0"));
+    let host = ops[off].ns().clone();
+    assert_eq!(host, *ops[on].ns());
+    // Every link of the sandbox's host is made between the two.
+    let made: Vec<usize> = (0..ops.len())
+        .filter(|&i| {
+            matches!(&ops[i], Op::CreateBridge { .. } | Op::CreateVeth { .. })
+                && *ops[i].ns() == host
+        })
+        .collect();
+    assert_eq!(made.len(), MANY_PORTS + 2, "bridge, ports, uplink");
+    assert!(
+        made.iter().all(|&i| off < i && i < on),
+        "{off} {on} {made:?}"
+    );
+    // The bridge and the uplink (addresses) get IPv6 back before they go up;
+    // no port does.
+    let back: Vec<&str> = ops
+        .iter()
+        .filter_map(|o| match o {
+            Op::Sysctl { key, value, .. } if value == "0" && key.ends_with(".disable_ipv6") => key
+                .strip_prefix("net.ipv6.conf.")?
+                .strip_suffix(".disable_ipv6"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(back, ["default", "br0", "uplink"]);
+    let up_br0 = pos(
+        &ops,
+        |o| matches!(o, Op::SetLink { name, up: true, .. } if name == "br0"),
+    );
+    assert!(
+        pos(
+            &ops,
+            |o| matches!(o, Op::Sysctl { key, .. } if key == "net.ipv6.conf.br0.disable_ipv6")
+        ) < up_br0
+    );
+    assert!(r.plan(&l).is_empty(), "idempotent");
+    // Fewer ports, or host mode (the real host's default is not nslab's): as before.
+    for l in [
+        lab(&star_text(MANY_PORTS - 1), true),
+        lab(&star_text(MANY_PORTS), false),
+    ] {
+        let (_, ops) = fresh(&l);
+        assert!(!ops.iter().any(|o| default(o, "1")), "{}", l.sandbox);
+    }
+}
