@@ -41,6 +41,15 @@ impl NlError {
             ext: None,
         }
     }
+
+    /// A reply came that nslab could not read.
+    pub fn not_understood(what: impl Into<String>) -> Self {
+        NlError {
+            what: what.into(),
+            errno: libc::EIO,
+            ext: Some("reply not understood".into()),
+        }
+    }
 }
 
 /// One request of a batch.
@@ -202,11 +211,7 @@ impl Rtnl {
                 _ => None,
             },
         )?
-        .ok_or_else(|| NlError {
-            what: what.into(),
-            errno: libc::EIO,
-            ext: Some("reply not understood".into()),
-        })
+        .ok_or_else(|| NlError::not_understood(what))
     }
 
     /// A request answered by one message, handed to `f` unparsed (whole

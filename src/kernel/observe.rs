@@ -22,15 +22,12 @@ pub fn links(nl: &mut Rtnl) -> Result<Vec<ObsLink>, NlError> {
 /// The index of the link of this name (None: no such link), asked of the
 /// kernel alone: no dump.
 pub fn link_named(nl: &mut Rtnl, name: &str) -> Result<Option<u32>, NlError> {
-    match nl.query_raw(msg::get_link_named(name), &format!("find {name}"), |m| {
+    let what = format!("find {name}");
+    match nl.query_raw(msg::get_link_named(name), &what, |m| {
         parse_link(m).filter(|l| l.name == name).map(|l| l.index)
     }) {
         Ok(Some(i)) => Ok(Some(i)),
-        Ok(None) => Err(NlError {
-            what: format!("find {name}"),
-            errno: libc::EIO,
-            ext: Some("reply not understood".into()),
-        }),
+        Ok(None) => Err(NlError::not_understood(what)),
         Err(e) if e.errno == libc::ENODEV => Ok(None),
         Err(e) => Err(e),
     }
