@@ -413,7 +413,7 @@ impl World {
             name: spec.name.clone(),
             kind: Some(kind.into()),
             alias: None,
-            up: false,
+            up: spec.up,
             lower_up: false,
             master: spec.master,
             mtu: Some(spec.mtu.unwrap_or(1500)),
@@ -474,6 +474,7 @@ impl World {
                     mtu: *mtu,
                     mac: Some(*mac),
                     master: None,
+                    up: false,
                 };
                 self.new_link(ns, &spec, "bridge")?;
             }
@@ -519,6 +520,7 @@ impl World {
                     mtu: Some(v.mtu),
                     mac: Some(v.mac),
                     master: None,
+                    up: false,
                 };
                 let index = self.new_link(&target, &spec, "vxlan")?;
                 if let Some(l) = self.ns_mut(&target)?.link_mut(&v.name) {
@@ -566,6 +568,7 @@ impl World {
         };
         set_peer(self, ns, &a.name, ib);
         set_peer(self, b_ns, &b.name, ia);
+        self.carrier();
         Ok(())
     }
 

@@ -56,6 +56,16 @@ pub struct VethEnd<'a> {
     pub mac: Option<[u8; 6]>,
     /// Bridge (by index, in the socket's namespace) this end is a port of.
     pub master: Option<u32>,
+    /// Up from the start: the kernel applies each end's ifinfomsg flags once
+    /// it is registered (rtnl_configure_link, for the peer in veth_newlink).
+    pub up: bool,
+}
+
+fn set_up(m: &mut LinkMessage, up: bool) {
+    if up {
+        m.header.change_mask = LinkFlags::Up;
+        m.header.flags = LinkFlags::Up;
+    }
 }
 
 /// Both ends in one RTM_NEWLINK: each may land in its own namespace. The
@@ -71,7 +81,9 @@ pub fn new_veth(a: &VethEnd, b: &VethEnd) -> M {
     if let Some(mac) = b.mac {
         peer.attributes.push(LinkAttribute::Address(mac.to_vec()));
     }
+    set_up(&mut peer, b.up);
     let mut m = link_named(a.name);
+    set_up(&mut m, a.up);
     if let Some(fd) = a.ns_fd {
         m.attributes.push(LinkAttribute::NetNsFd(fd));
     }

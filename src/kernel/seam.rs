@@ -27,6 +27,8 @@ pub struct VethSpec {
     pub mtu: Option<u32>,
     pub mac: Option<[u8; 6]>,
     pub master: Option<u32>,
+    /// Up from the start (see [`crate::plan::VEnd::up`]).
+    pub up: bool,
 }
 
 /// Where the far end of a new veth goes: the kernel needs the namespace's fd, a
@@ -105,6 +107,7 @@ impl LinkReq {
                     mtu: a.mtu,
                     mac: a.mac,
                     master: a.master,
+                    up: a.up,
                 };
                 let eb = VethEnd {
                     name: &b.name,
@@ -112,6 +115,7 @@ impl LinkReq {
                     mtu: b.mtu,
                     mac: b.mac,
                     master: b.master,
+                    up: b.up,
                 };
                 (msg::new_veth(&ea, &eb), CREATE)
             }

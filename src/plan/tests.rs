@@ -609,7 +609,52 @@ fn many_bridge_ports_in_the_sandbox_are_made_without_ipv6() {
             |o| matches!(o, Op::Sysctl { key, .. } if key == "net.ipv6.conf.br0.disable_ipv6")
         ) < up_br0
     );
+    // The ports are made up (their far ends, in the nodes, are not) and get
+    // no `addrgenmode none` of their own; every other new link does.
+    let port = |name: &str| name.starts_with('p') && name[1..].parse::<usize>().is_ok();
+    for o in &ops {
+        if let Op::CreateVeth { a, b } = o {
+            assert_eq!(a.up, port(&a.name), "{o}");
+            assert!(!b.up, "{o}");
+        }
+    }
+    let nll: Vec<&str> = ops
+        .iter()
+        .filter_map(|o| match o {
+            Op::SetLink {
+                name,
+                no_link_local: true,
+                ..
+            } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(!nll.iter().any(|n| port(n)), "{nll:?}");
+    assert!(nll.contains(&"br0") && nll.contains(&"uplink"), "{nll:?}");
+    assert_eq!(nll.iter().filter(|n| **n == "e0").count(), MANY_PORTS);
+    // Marked and up, as every new link.
+    let marked = ops
+        .iter()
+        .filter(|o| matches!(o, Op::SetLink { name, alias: Some(_), up: true, .. } if port(name)))
+        .count();
+    assert_eq!(marked, MANY_PORTS);
     assert!(r.plan(&l).is_empty(), "idempotent");
+    // A cable the file wants down: its port is made down and stays down.
+    let text = star_text(MANY_PORTS).replace(
+        "  - [ n0:e0, br0:p0 ]\n",
+        "  - { ends: [n0:e0, br0:p0], up: false }\n",
+    );
+    let l = lab(&text, true);
+    let (r, ops) = fresh(&l);
+    let made_up = |name: &str| {
+        ops.iter()
+            .any(|o| matches!(o, Op::CreateVeth { a, .. } if a.name == name && a.up))
+    };
+    assert!(!made_up("p0") && made_up("p1"));
+    let w = r.fake.w();
+    let up = |name: &str| w.ns[host.as_str()].links.iter().any(|k| k.name == name && k.up);
+    assert!(!up("p0") && up("p1"));
+    drop(w);
     // Fewer ports, or host mode (the real host's default is not nslab's): as before.
     for l in [
         lab(&star_text(MANY_PORTS - 1), true),
@@ -617,5 +662,11 @@ fn many_bridge_ports_in_the_sandbox_are_made_without_ipv6() {
     ] {
         let (_, ops) = fresh(&l);
         assert!(!ops.iter().any(|o| default(o, "1")), "{}", l.sandbox);
+        assert!(
+            !ops.iter()
+                .any(|o| matches!(o, Op::CreateVeth { a, b } if a.up || b.up)),
+            "{}",
+            l.sandbox
+        );
     }
 }
