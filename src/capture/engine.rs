@@ -710,7 +710,7 @@ struct Lane {
 /// the capture runs, a reader of the file may find a record not yet written
 /// before one that is.
 ///
-/// On one interface there is nothing to merge: [`record_one`] writes the
+/// On one interface there is nothing to merge: `record_one` writes the
 /// records straight from the ring instead.
 pub fn record(
     targets: &[Target],
