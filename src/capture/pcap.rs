@@ -150,10 +150,25 @@ pub fn encode_pcap(
     orig_len: u32,
     data: &[u8],
 ) -> io::Result<()> {
-    let (h, data) = pcap_record_header(snaplen, ts, orig_len, data)?;
-    out.extend_from_slice(&h);
+    let data = pcap_head(out, snaplen, ts, orig_len, data)?;
     out.extend_from_slice(data);
     Ok(())
+}
+
+/// Appends what [`encode_pcap`] writes before the frame's bytes (the record
+/// header) and returns the bytes that follow it: `data` cut to `snaplen`.
+/// Nothing comes after them. So a record can be written with the frame's
+/// bytes from where they are (`pwritev`), not copied next to its header.
+pub fn pcap_head<'d>(
+    out: &mut Vec<u8>,
+    snaplen: u32,
+    ts: Timestamp,
+    orig_len: u32,
+    data: &'d [u8],
+) -> io::Result<&'d [u8]> {
+    let (h, data) = pcap_record_header(snaplen, ts, orig_len, data)?;
+    out.extend_from_slice(&h);
+    Ok(data)
 }
 
 /// Appends the Enhanced Packet Block [`PcapNgWriter::write`] writes to `out`
@@ -167,28 +182,66 @@ pub fn encode_epb(
     data: &[u8],
     direction: Option<Direction>,
 ) -> io::Result<()> {
+    let data = epb_head(out, snaplen, interface, ts, orig_len, data, direction)?;
+    out.extend_from_slice(data);
+    epb_tail(out, data.len(), direction);
+    Ok(())
+}
+
+/// Bytes of an Enhanced Packet Block before the frame's bytes.
+const EPB_HEAD: usize = 28;
+
+/// Appends what [`encode_epb`] writes before the frame's bytes and returns
+/// those bytes (`data` cut to `snaplen`); [`epb_tail`] with their length
+/// and the same `direction` appends what comes after them.
+pub fn epb_head<'d>(
+    out: &mut Vec<u8>,
+    snaplen: u32,
+    interface: u32,
+    ts: Timestamp,
+    orig_len: u32,
+    data: &'d [u8],
+    direction: Option<Direction>,
+) -> io::Result<&'d [u8]> {
     let ns = ts.as_nanos()?;
     let data = clip(data, snaplen);
     let incl = len_u32(data.len())?;
-    let start = out.len();
+    let total = len_u32(
+        EPB_HEAD
+            .saturating_add(data.len().next_multiple_of(4))
+            .saturating_add(epb_options_len(direction) + 4),
+    )?;
     out.extend_from_slice(&BLOCK_EPB.to_le_bytes());
-    out.extend_from_slice(&[0; 4]); // total length, below
+    out.extend_from_slice(&total.to_le_bytes());
     out.extend_from_slice(&interface.to_le_bytes());
     // High word first, each word in the section's byte order.
     out.extend_from_slice(&((ns >> 32) as u32).to_le_bytes());
     out.extend_from_slice(&(ns as u32).to_le_bytes());
     out.extend_from_slice(&incl.to_le_bytes());
     out.extend_from_slice(&orig_len.max(incl).to_le_bytes());
-    out.extend_from_slice(data);
-    pad4(out);
+    Ok(data)
+}
+
+/// Options of an Enhanced Packet Block: `epb_flags` (8 bytes) and the end
+/// of options (4), or none.
+fn epb_options_len(direction: Option<Direction>) -> usize {
+    if direction.is_some() { 12 } else { 0 }
+}
+
+/// Appends what [`encode_epb`] writes after `data_len` bytes of frame:
+/// padding, options and the block's trailing length.
+pub fn epb_tail(out: &mut Vec<u8>, data_len: usize, direction: Option<Direction>) {
+    let padded = data_len.next_multiple_of(4);
+    out.extend_from_slice(&[0; 3][..padded - data_len]);
     if let Some(d) = direction {
-        push_opt(out, OPT_EPB_FLAGS, &d.epb_flags().to_le_bytes())?;
+        out.extend_from_slice(&OPT_EPB_FLAGS.to_le_bytes());
+        out.extend_from_slice(&4u16.to_le_bytes());
+        out.extend_from_slice(&d.epb_flags().to_le_bytes());
         end_opts(out);
     }
-    let total = len_u32(out.len() - start + 4)?;
-    out[start + 4..start + 8].copy_from_slice(&total.to_le_bytes());
+    // epb_head checked that it fits in 32 bits.
+    let total = (EPB_HEAD + padded + epb_options_len(direction) + 4) as u32;
     out.extend_from_slice(&total.to_le_bytes());
-    Ok(())
 }
 
 /// Classic pcap writer (nanosecond magic 0xa1b23c4d, linktype EN10MB).
@@ -680,6 +733,39 @@ mod tests {
         assert_eq!(tcpdump_read(&ng, "pcapng"), want);
     }
 
+    /// `encode_epb` as it was before it was cut in head and tail: options
+    /// through `push_opt`, the total length filled in at the end.
+    fn epb_in_one_piece(
+        out: &mut Vec<u8>,
+        snaplen: u32,
+        interface: u32,
+        ts: Timestamp,
+        orig_len: u32,
+        data: &[u8],
+        direction: Option<Direction>,
+    ) {
+        let ns = ts.as_nanos().unwrap();
+        let data = clip(data, snaplen);
+        let incl = data.len() as u32;
+        let start = out.len();
+        out.extend_from_slice(&BLOCK_EPB.to_le_bytes());
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&interface.to_le_bytes());
+        out.extend_from_slice(&((ns >> 32) as u32).to_le_bytes());
+        out.extend_from_slice(&(ns as u32).to_le_bytes());
+        out.extend_from_slice(&incl.to_le_bytes());
+        out.extend_from_slice(&orig_len.max(incl).to_le_bytes());
+        out.extend_from_slice(data);
+        pad4(out);
+        if let Some(d) = direction {
+            push_opt(out, OPT_EPB_FLAGS, &d.epb_flags().to_le_bytes()).unwrap();
+            end_opts(out);
+        }
+        let total = (out.len() - start + 4) as u32;
+        out[start + 4..start + 8].copy_from_slice(&total.to_le_bytes());
+        out.extend_from_slice(&total.to_le_bytes());
+    }
+
     proptest! {
         #[test]
         fn pcap_round_trip(
@@ -701,6 +787,29 @@ mod tests {
                 prop_assert_eq!(&p.data[..], &data[..]);
             }
             prop_assert!(r.next_packet().is_none());
+        }
+
+        /// Head, frame bytes and tail are the block the one-piece encoder made.
+        #[test]
+        fn epb_in_pieces_is_the_block_in_one_piece(
+            data in proptest::collection::vec(any::<u8>(), 0..300),
+            snaplen in 0u32..400, iface in 0u32..4, ns in 0..(u64::MAX / 2),
+            extra in 0u32..100, dir in any::<Option<bool>>(),
+        ) {
+            let ts = Timestamp::new((ns / 1_000_000_000) as i64, (ns % 1_000_000_000) as u32);
+            let dir = dir.map(|out| if out { Direction::Out } else { Direction::In });
+            let orig = data.len() as u32 + extra;
+            let mut want = Vec::new();
+            epb_in_one_piece(&mut want, snaplen, iface, ts, orig, &data, dir);
+            let mut got = Vec::new();
+            encode_epb(&mut got, snaplen, iface, ts, orig, &data, dir).unwrap();
+            prop_assert_eq!(&got, &want);
+            let mut pieces = Vec::new();
+            let kept = epb_head(&mut pieces, snaplen, iface, ts, orig, &data, dir).unwrap();
+            prop_assert_eq!(pieces.len(), EPB_HEAD);
+            pieces.extend_from_slice(kept);
+            epb_tail(&mut pieces, kept.len(), dir);
+            prop_assert_eq!(&pieces, &want);
         }
 
         #[test]

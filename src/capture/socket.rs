@@ -170,6 +170,15 @@ fn setsockopt_raw<T>(
     .map(drop)
 }
 
+/// What [`PacketSocket::read_blocks`] hands its callback.
+pub enum Ready<'a, 'b> {
+    /// A frame, borrowing the ring.
+    Frame(&'a RingFrame<'b>),
+    /// The block whose frames were just handed over (all of its bytes); it
+    /// goes back to the kernel when the callback returns.
+    Block(&'b [u8]),
+}
+
 /// Which way a ring frame went.
 pub fn direction(f: &RingFrame<'_>) -> Direction {
     if f.pkttype == libc::PACKET_OUTGOING {
@@ -344,12 +353,26 @@ impl PacketSocket {
     /// the blocks back. At most one ring's worth per call, so a flood on one
     /// interface does not starve the others. Returns the number of frames.
     pub fn read_ready(&mut self, mut f: impl FnMut(&RingFrame<'_>)) -> usize {
+        self.read_blocks(|r| {
+            if let Ready::Frame(fr) = r {
+                f(fr)
+            }
+        })
+    }
+
+    /// [`read_ready`](Self::read_ready), and after the frames of each block
+    /// the block itself ([`Ready::Block`]), before it goes back to the
+    /// kernel: what points into it (e.g. `IoSlice`s of its frames) can be
+    /// used until then.
+    pub fn read_blocks(&mut self, mut f: impl FnMut(Ready<'_, '_>)) -> usize {
         let mut n = 0;
         if let Some((blk, pos)) = self.cursor.take() {
-            for fr in Frames::resume(self.ring.block(blk), pos) {
-                f(&fr);
+            let block = self.ring.block(blk);
+            for fr in Frames::resume(block, pos) {
+                f(Ready::Frame(&fr));
                 n += 1;
             }
+            f(Ready::Block(block));
             self.ring.release(blk);
         }
         for _ in 0..self.ring.nr {
@@ -357,10 +380,12 @@ impl PacketSocket {
             if !self.ring.ready(b) {
                 break;
             }
-            for fr in ring::frames(self.ring.block(b)) {
-                f(&fr);
+            let block = self.ring.block(b);
+            for fr in ring::frames(block) {
+                f(Ready::Frame(&fr));
                 n += 1;
             }
+            f(Ready::Block(block));
             self.ring.release(b);
             self.ring.next = (b + 1) % self.ring.nr;
         }
