@@ -417,9 +417,16 @@ impl Target {
         // again cost the wait of a 10,000-node sandbox about a second.
         if !interrupted && links.has_bridge_port() && links.not_ready(self.only.as_ref()).is_empty()
         {
-            interrupted =
-                dump_family(&sock, &mut links, &mut self.seq, buf, until, 0, Some("bridge"))
-                    .map_err(Failure::Read)?;
+            interrupted = dump_family(
+                &sock,
+                &mut links,
+                &mut self.seq,
+                buf,
+                until,
+                0,
+                Some("bridge"),
+            )
+            .map_err(Failure::Read)?;
         }
         if !interrupted && links.not_ready(self.only.as_ref()).is_empty() {
             self.links = NsLinks::default();

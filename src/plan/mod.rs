@@ -1574,7 +1574,11 @@ impl UpOps {
         // A port held down (the file's `up: false`, `nslab link ... down`)
         // is made down, as any link.
         let names: BTreeSet<&str> = ports.iter().map(|i| i.name.as_str()).collect();
-        let held = |name: &str| cx.owned.links_down.contains(&(host.clone(), name.to_string()));
+        let held = |name: &str| {
+            cx.owned
+                .links_down
+                .contains(&(host.clone(), name.to_string()))
+        };
         for op in &mut self.creates_link {
             if let Op::CreateVeth { a, b } = op {
                 for e in [a, b] {

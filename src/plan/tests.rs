@@ -652,7 +652,12 @@ fn many_bridge_ports_in_the_sandbox_are_made_without_ipv6() {
     };
     assert!(!made_up("p0") && made_up("p1"));
     let w = r.fake.w();
-    let up = |name: &str| w.ns[host.as_str()].links.iter().any(|k| k.name == name && k.up);
+    let up = |name: &str| {
+        w.ns[host.as_str()]
+            .links
+            .iter()
+            .any(|k| k.name == name && k.up)
+    };
     assert!(!up("p0") && up("p1"));
     drop(w);
     // Fewer ports, or host mode (the real host's default is not nslab's): as before.
