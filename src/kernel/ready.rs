@@ -14,7 +14,7 @@
 //! from a few threads that move into the namespaces; those not ready are dumped
 //! again in rounds until they are. Only a few big namespaces (thousands of
 //! bridge ports) are watched on events instead: subscribe, then dump, so no
-//! change is missed. See [`wait_until`] for why no socket per namespace
+//! change is missed. See `wait_until` for why no socket per namespace
 //! subscribes.
 //!
 //! Not waited for: interfaces down (administratively), veths without carrier
