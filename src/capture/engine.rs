@@ -3,10 +3,9 @@
 //! timestamp and tagged with where they were seen.
 
 use super::decode::{Filter, Summary, summarize};
-use super::pcap::{
-    Direction, PcapNgWriter, PcapWriter, Timestamp, encode_epb, encode_pcap, epb_head, epb_tail,
-    pcap_head,
-};
+use super::pcap::{Direction, PcapNgWriter, PcapWriter, Timestamp, epb_head, epb_tail, pcap_head};
+#[cfg(test)]
+use super::pcap::{encode_epb, encode_pcap};
 use super::ring::RingFrame;
 use super::socket::{
     BLOCK_TIMEOUT, MAX_FRAME_LEN, PacketSocket, RING_BYTES, Ready, copy_frame, direction,
@@ -18,7 +17,6 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::fs::File;
 use std::io::{self, BufWriter, IoSlice, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -198,6 +196,9 @@ enum Encoder {
 }
 
 impl Encoder {
+    /// A whole record (the tests' oracle for [`head`](Self::head) and
+    /// [`tail`](Self::tail) around the frame).
+    #[cfg(test)]
     fn encode(
         &self,
         out: &mut Vec<u8>,
@@ -368,15 +369,22 @@ enum Step<'a, 'b> {
     /// A pass over the sockets is over: every block the kernel had handed over
     /// by `read_from` has been read. `finishing`: the capture is stopping and
     /// the blocks it was still filling are read too.
-    Pass { finishing: bool, read_from: Instant },
+    Pass {
+        finishing: bool,
+        read_from: Instant,
+        socks: &'a mut [PacketSocket],
+    },
 }
 
 /// The capture loop both paths run: wait for blocks, hand every frame to
 /// `step`, then say the pass is over; `step` returns true to end the loop.
 /// Stopping (`stop`, or `opts.duration` after `t0`) first drains the blocks
-/// the kernel is still filling (see [`Finish`]).
+/// the kernel is still filling (see [`Finish`]). `hold`: blocks are read with
+/// [`PacketSocket::read_held`] (at most that many held), and `step` gives
+/// them back at its passes.
 fn pump(
     socks: &mut [PacketSocket],
+    hold: Option<usize>,
     opts: &Options,
     t0: Instant,
     stop: &AtomicBool,
@@ -396,7 +404,7 @@ fn pump(
             )?;
             let mut failed = None;
             for (i, sock) in socks.iter_mut().enumerate() {
-                sock.read_blocks(|r| {
+                let mut each = |r: Ready<'_, '_>| {
                     let s = match r {
                         Ready::Frame(f) => Step::Frame(i, f),
                         Ready::Block(b) => Step::Block(b),
@@ -408,7 +416,11 @@ fn pump(
                     {
                         failed = Some(e);
                     }
-                });
+                };
+                match hold {
+                    Some(limit) => sock.read_held(limit, &mut each),
+                    None => sock.read_blocks(&mut each),
+                };
             }
             if let Some(e) = failed {
                 return Err(e);
@@ -417,6 +429,7 @@ fn pump(
         if step(Step::Pass {
             finishing,
             read_from,
+            socks: &mut *socks,
         })? {
             return Ok(());
         }
@@ -445,7 +458,7 @@ pub fn run(
     let mut buf = vec![0u8; MAX_FRAME_LEN + 4];
     let mut flushed = Instant::now();
     let done = |emitted: u64| opts.count.is_some_and(|c| emitted >= c);
-    pump(&mut socks, opts, Instant::now(), stop, |step| {
+    pump(&mut socks, None, opts, Instant::now(), stop, |step| {
         let finishing = match step {
             Step::Frame(i, f) => {
                 let (n, orig_len) = copy_frame(f, &mut buf);
@@ -503,25 +516,182 @@ pub fn run(
     Ok(stats_of(targets, &socks, &captured))
 }
 
-/// Records of one interface, encoded for the file by its reader, back to
-/// back in one buffer: the frame's bytes are copied once, from the ring to
-/// here, and written from here. Copying beats holding ring blocks until
-/// written: the merge keeps frames for [`reorder_window`], longer than a
-/// busy ring can wait before the kernel drops.
+/// Frames shorter than this are copied next to their record's header
+/// instead of getting `IoSlice`s of their own: for small frames the kernel's
+/// walk of the slices costs more than the copy.
+const COPY_BELOW: usize = 512;
+/// Slices per `pwritev`: below IOV_MAX (1024).
+const WRITE_IOVS: usize = 1000;
+
+/// A part of a [`Chunk`]'s records.
+#[derive(Debug, Clone, Copy)]
+enum Piece {
+    /// `Chunk::bytes` up to here, from where the bytes written before end.
+    Buf(usize),
+    /// A frame's bytes in the ring block: (offset, length). While the block
+    /// is encoded: (address, length), made an offset by [`Chunk::seal`].
+    Ring(usize, usize),
+}
+
+/// Where a record of a [`Chunk`] ends.
+#[derive(Debug, Clone, Copy)]
+struct Rec {
+    /// Kernel time of its frame.
+    ts: Ts,
+    /// Pieces and bytes used up to its end.
+    pieces: usize,
+    bytes: usize,
+    /// File bytes of the chunk's records up to its end.
+    end: u64,
+}
+
+/// The records of the frames of one ring block, written from the ring: the
+/// records' headers and trailers (and small or re-tagged frames) in `bytes`,
+/// the other frames where the kernel put them. A frame's bytes are then
+/// copied once, into the page cache, as tcpdump copies them; a copy into a
+/// buffer of our own first was a fifth of a TCP capture's CPU.
 struct Chunk {
     bytes: Vec<u8>,
-    /// (kernel time, end of the record in `bytes`); a record starts where
-    /// the one before it ends.
-    recs: Vec<(Ts, usize)>,
+    /// End of the last `Piece::Buf`.
+    cut: usize,
+    pieces: Vec<Piece>,
+    recs: Vec<Rec>,
     /// When the reader handed it over: every frame in it was read by then.
     sent: Instant,
+    /// The ring block its `Piece::Ring`s are in: (address, length). Several
+    /// interfaces: the block stays user space's while anyone but its reader
+    /// holds the chunk (see [`Reader`]).
+    block: (usize, usize),
 }
 
 impl Chunk {
-    /// Bytes of records `from..to` (`from < to`).
-    fn span(&self, from: usize, to: usize) -> (usize, usize) {
-        let start = if from == 0 { 0 } else { self.recs[from - 1].1 };
-        (start, self.recs[to - 1].1)
+    fn new() -> Chunk {
+        Chunk {
+            bytes: Vec::with_capacity(64 << 10),
+            cut: 0,
+            pieces: Vec::new(),
+            recs: Vec::new(),
+            sent: Instant::now(),
+            block: (0, 0),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.cut = 0;
+        self.pieces.clear();
+        self.recs.clear();
+        self.block = (0, 0);
+    }
+
+    /// Adds the record of frame `f` of interface `target`: `data` is its
+    /// bytes as [`frame_bytes`] gave them.
+    fn push(
+        &mut self,
+        encoder: &Encoder,
+        target: usize,
+        f: &RingFrame<'_>,
+        data: &[u8],
+        orig_len: u32,
+    ) -> io::Result<()> {
+        let dir = direction(f);
+        let before = self.bytes.len();
+        let kept = encoder.head(&mut self.bytes, target, f.ts, orig_len, data, dir)?;
+        let mut ring = 0;
+        // A tagged frame is in the caller's scratch, not in the ring: copied too.
+        if f.vlan.is_some() || kept.len() < COPY_BELOW {
+            self.bytes.extend_from_slice(kept);
+        } else {
+            if self.bytes.len() > self.cut {
+                self.pieces.push(Piece::Buf(self.bytes.len()));
+                self.cut = self.bytes.len();
+            }
+            self.pieces
+                .push(Piece::Ring(kept.as_ptr() as usize, kept.len()));
+            ring = kept.len();
+        }
+        encoder.tail(&mut self.bytes, kept.len(), dir);
+        let end = self.recs.last().map_or(0, |r| r.end);
+        self.recs.push(Rec {
+            ts: f.ts,
+            pieces: self.pieces.len(),
+            bytes: self.bytes.len(),
+            end: end + (self.bytes.len() - before + ring) as u64,
+        });
+        Ok(())
+    }
+
+    /// The frames pushed since the last `clear` are in `block`: their
+    /// pieces become offsets in it.
+    fn seal(&mut self, block: &[u8]) -> io::Result<()> {
+        let base = block.as_ptr() as usize;
+        let mut any = false;
+        for p in &mut self.pieces {
+            if let Piece::Ring(at, len) = p {
+                *at = at
+                    .checked_sub(base)
+                    .filter(|off| off.checked_add(*len).is_some_and(|e| e <= block.len()))
+                    .ok_or_else(|| io::Error::other("a ring frame outside its block"))?;
+                any = true;
+            }
+        }
+        // No frame left in the ring (small ones are copied): the block is
+        // free at once.
+        self.block = if any { (base, block.len()) } else { (0, 0) };
+        Ok(())
+    }
+
+    /// Some record's frame is still in the ring block.
+    fn needs_block(&self) -> bool {
+        self.block.1 != 0
+    }
+
+    /// File bytes of records `from..to`.
+    fn len(&self, from: usize, to: usize) -> u64 {
+        let start = if from == 0 {
+            0
+        } else {
+            self.recs[from - 1].end
+        };
+        self.recs[to - 1].end - start
+    }
+
+    /// Appends the slices of records `from..to` (`from < to`), whose frames
+    /// are in `block` (the one given to [`seal`](Self::seal)).
+    fn slices<'s>(&'s self, block: &'s [u8], from: usize, to: usize, out: &mut Vec<IoSlice<'s>>) {
+        let (mut p, mut at) = match from {
+            0 => (0, 0),
+            _ => (self.recs[from - 1].pieces, self.recs[from - 1].bytes),
+        };
+        let last = self.recs[to - 1];
+        while p < last.pieces {
+            match self.pieces[p] {
+                Piece::Buf(e) => {
+                    if e > at {
+                        out.push(IoSlice::new(&self.bytes[at..e]));
+                        at = e;
+                    }
+                }
+                Piece::Ring(off, len) => out.push(IoSlice::new(&block[off..off + len])),
+            }
+            p += 1;
+        }
+        if last.bytes > at {
+            out.push(IoSlice::new(&self.bytes[at..last.bytes]));
+        }
+    }
+
+    /// The ring block of a sealed chunk that several-interface [`record`]
+    /// sent to its writer.
+    fn ring(&self) -> &[u8] {
+        if self.block.1 == 0 {
+            return &[];
+        }
+        // SAFETY: `seal` took (address, length) from the block; its reader
+        // gives the block back to the kernel only once it holds the chunk
+        // alone (no one else can call this then), and the ring stays mapped
+        // until the reader's socket is dropped, after the writer is done.
+        unsafe { std::slice::from_raw_parts(self.block.0 as *const u8, self.block.1) }
     }
 }
 
@@ -530,33 +700,35 @@ enum Msg {
     Frames(usize, Arc<Chunk>),
     /// Reader `.0` read every block the kernel had handed over by `.1`.
     Read(usize, Instant),
+    /// Reader `.0` holds all the blocks it may: it reads no more until the
+    /// writer is done with some.
+    Full(usize),
     /// Reader `.0` stopped reading: all it read was sent.
     Gone(usize),
 }
 
-/// Bytes `.2...3` of a chunk go to the file at offset `.0`.
+/// Records `.2..` `.3` of a chunk go to the file at offset `.0`.
 struct Job(u64, Arc<Chunk>, usize, usize);
 
-/// Per-interface chunk memory of a [`record`] (a reader that has it all in
-/// flight waits, and its ring fills): 16 chunks each on up to four
-/// interfaces, fewer beyond.
-const CHUNK_BUDGET: usize = 64 << 20;
-const CHUNK_BYTES: usize = 1 << 20;
-/// Room for the largest record (frame, tag, pcapng block around it).
-const RECORD_MAX: usize = MAX_FRAME_LEN + 4 + 64;
 /// Records per batch of the writer.
 const WRITE_BATCH: usize = 8192;
-/// Runs per batch of the writer: its `pwritev`s stay below IOV_MAX (1024).
+/// Runs per batch of the writer.
 const WRITE_RUNS: usize = 512;
 /// Runs of records at least this long are written by their reader (the
 /// kernel's copy into the page cache is most of what a busy capture costs:
 /// with the readers doing it, four interfaces get the CPU share four
 /// tcpdumps get); shorter ones by the writer, many per `pwritev`.
 const OWN_WRITE: usize = 16 << 10;
+/// A reader holding blocks paces its passes this much when it found no new
+/// block (poll() would not wait).
+const HELD_PACE: Duration = Duration::from_millis(1);
 
 /// One interface's reader thread of [`record`]: it owns the socket, filters
-/// and encodes frames into chunks, sends them to the writer, and writes the
-/// long runs the writer places in the file.
+/// frames and encodes each block's records into a chunk that points into the
+/// block, sends the chunks to the writer, writes the long runs the writer
+/// places in the file, and gives blocks back to the kernel, in ring order,
+/// once the writer is done with them. It holds at most half the ring: when
+/// the writer lags that far, it says so and the writer's order gives way.
 struct Reader<'a> {
     i: usize,
     encoder: &'a Encoder,
@@ -564,10 +736,14 @@ struct Reader<'a> {
     file: &'a Out<'a>,
     tx: Sender<Msg>,
     jobs: Receiver<Job>,
-    /// Chunks made so far (reused once nobody else holds them), and at most.
-    chunks: Vec<Arc<Chunk>>,
-    pool: usize,
-    chunk: Option<Chunk>,
+    /// The blocks held, oldest first, with their chunks (None: no frame of
+    /// the block is in one).
+    held: VecDeque<Option<Arc<Chunk>>>,
+    limit: usize,
+    chunk: Chunk,
+    spare: Vec<Chunk>,
+    /// Blocks read since the last pass.
+    fresh: usize,
     quit: &'a AtomicBool,
     scratch: Vec<u8>,
     failed: Option<io::Error>,
@@ -581,9 +757,15 @@ impl Reader<'_> {
         t0: Instant,
         stop: &AtomicBool,
     ) -> (PacketSocket, io::Result<()>) {
-        let res = pump(std::slice::from_mut(&mut sock), opts, t0, stop, |step| {
-            self.step(step)
-        });
+        let hold = Some(self.limit);
+        let res = pump(
+            std::slice::from_mut(&mut sock),
+            hold,
+            opts,
+            t0,
+            stop,
+            |step| self.step(step),
+        );
         let _ = self.tx.send(Msg::Gone(self.i));
         // Jobs for what was sent come until the writer is done.
         while let Ok(job) = self.jobs.recv() {
@@ -595,92 +777,84 @@ impl Reader<'_> {
     fn step(&mut self, step: Step<'_, '_>) -> io::Result<bool> {
         match step {
             Step::Frame(_, f) => {
-                let mut scratch = std::mem::take(&mut self.scratch);
-                let res = self.frame(f, &mut scratch);
-                self.scratch = scratch;
-                res.map(|()| false)
+                let (data, orig_len) = frame_bytes(f, &mut self.scratch);
+                if self.filter.is_some_and(|fl| !summarize(data).matches(fl)) {
+                    return Ok(false);
+                }
+                self.chunk
+                    .push(self.encoder, self.i, f, data, orig_len)
+                    .map(|()| false)
             }
-            Step::Block(..) => Ok(false),
+            Step::Block(b) => {
+                self.fresh += 1;
+                if self.chunk.recs.is_empty() {
+                    self.held.push_back(None);
+                    return Ok(false);
+                }
+                self.chunk.seal(b)?;
+                let next = self.spare.pop().unwrap_or_else(Chunk::new);
+                let mut c = std::mem::replace(&mut self.chunk, next);
+                c.sent = Instant::now();
+                let c = Arc::new(c);
+                // A chunk without ring frames needs no block: not held.
+                self.held.push_back(c.needs_block().then(|| c.clone()));
+                let _ = self.tx.send(Msg::Frames(self.i, c));
+                Ok(false)
+            }
             Step::Pass {
                 finishing,
                 read_from,
+                socks,
             } => {
-                self.send();
-                let gone = self.tx.send(Msg::Read(self.i, read_from)).is_err();
-                while let Ok(job) = self.jobs.try_recv() {
-                    self.write(job);
+                let sock = &mut socks[0];
+                let full = sock.held() >= self.limit;
+                // Full: blocks handed over by then may wait unread.
+                let msg = if full {
+                    Msg::Full(self.i)
+                } else {
+                    Msg::Read(self.i, read_from)
+                };
+                let gone = self.tx.send(msg).is_err();
+                self.release(sock);
+                if !finishing && self.fresh == 0 && sock.held() > 0 {
+                    if let Ok(job) = self.jobs.recv_timeout(HELD_PACE) {
+                        self.write(job);
+                    }
+                    self.release(sock);
                 }
+                self.fresh = 0;
                 Ok(finishing || gone || self.quit.load(Ordering::Relaxed))
             }
         }
     }
 
-    fn frame(&mut self, f: &RingFrame<'_>, scratch: &mut [u8]) -> io::Result<()> {
-        let (data, orig_len) = frame_bytes(f, scratch);
-        if self.filter.is_some_and(|fl| !summarize(data).matches(fl)) {
-            return Ok(());
+    /// Writes the jobs that came, then gives back the oldest blocks nobody
+    /// else needs.
+    fn release(&mut self, sock: &mut PacketSocket) {
+        while let Ok(job) = self.jobs.try_recv() {
+            self.write(job);
         }
-        if self
-            .chunk
-            .as_ref()
-            .is_some_and(|c| c.bytes.len() + RECORD_MAX > c.bytes.capacity())
-        {
-            self.send();
-        }
-        if self.chunk.is_none() {
-            self.chunk = self.take_free();
-        }
-        // None: the writer quit.
-        let Some(c) = self.chunk.as_mut() else {
-            return Ok(());
-        };
-        self.encoder
-            .encode(&mut c.bytes, self.i, f.ts, orig_len, data, direction(f))?;
-        c.recs.push((f.ts, c.bytes.len()));
-        Ok(())
-    }
-
-    fn send(&mut self) {
-        if let Some(mut c) = self.chunk.take_if(|c| !c.recs.is_empty()) {
-            c.sent = Instant::now();
-            let c = Arc::new(c);
-            self.chunks.push(c.clone());
-            let _ = self.tx.send(Msg::Frames(self.i, c));
+        while let Some(front) = self.held.front_mut() {
+            if front.as_ref().is_some_and(|c| Arc::strong_count(c) > 1) {
+                break;
+            }
+            if let Some(mut c) = front.take().and_then(Arc::into_inner) {
+                c.clear();
+                self.spare.push(c);
+            }
+            self.held.pop_front();
+            sock.release_held();
         }
     }
 
-    fn write(&mut self, Job(at, chunk, start, end): Job) {
+    fn write(&mut self, Job(at, chunk, from, to): Job) {
+        let mut iovs = Vec::new();
+        chunk.slices(chunk.ring(), from, to, &mut iovs);
         if self.failed.is_none()
-            && let Err(e) = self.file.write_at(&chunk.bytes[start..end], at)
+            && let Err(e) = self.file.writev_at(&mut iovs, at)
         {
             self.failed = Some(e);
             self.quit.store(true, Ordering::Relaxed);
-        }
-    }
-
-    /// An empty chunk: one nobody holds any more, a new one while under the
-    /// pool, else one once written (None if the writer quit).
-    fn take_free(&mut self) -> Option<Chunk> {
-        loop {
-            // Written and dropped by the writer: only this reader holds it.
-            if let Some(k) = self.chunks.iter().position(|c| Arc::strong_count(c) == 1) {
-                let mut c = Arc::into_inner(self.chunks.swap_remove(k))?;
-                c.bytes.clear();
-                c.recs.clear();
-                return Some(c);
-            }
-            if self.chunks.len() < self.pool {
-                return Some(Chunk {
-                    bytes: Vec::with_capacity(CHUNK_BYTES.max(RECORD_MAX)),
-                    recs: Vec::new(),
-                    sent: Instant::now(),
-                });
-            }
-            match self.jobs.recv_timeout(Duration::from_millis(5)) {
-                Ok(job) => self.write(job),
-                Err(RecvTimeoutError::Timeout) if !self.quit.load(Ordering::Relaxed) => {}
-                Err(_) => return None,
-            }
         }
     }
 }
@@ -692,8 +866,11 @@ struct Lane {
     next: usize,
     /// Its reader read every block handed over by then (None: not yet).
     read: Option<Instant>,
+    /// Its reader holds all the blocks it may.
+    full: bool,
     gone: bool,
     jobs: Sender<Job>,
+    /// Chunks it may have here before the writer stops waiting for the others.
     pool: usize,
 }
 
@@ -701,17 +878,18 @@ struct Lane {
 /// decoded (unless the filter needs it) and no [`Seen`] is made: frames go
 /// from the ring to the file. One reader thread per interface (each owns
 /// its ring, so a busy machine gives several interfaces the scheduler share
-/// several tcpdumps get) encodes records into chunks; this thread merges
-/// them by time and places them in the file. One interface's frames are
-/// written in the order the kernel stored them. This is what
-/// `nslab capture -w FILE -q` runs: a busy link costs about what tcpdump costs.
+/// several tcpdumps get) encodes each ring block's records into a chunk;
+/// this thread merges them by time and places them in the file, with the
+/// frames' bytes taken from the ring. One interface's frames are written in
+/// the order the kernel stored them. This is what `nslab capture -w FILE -q`
+/// runs: a busy link costs about what tcpdump costs.
 ///
 /// Records are written at their offsets (`pwrite`), by several threads: while
 /// the capture runs, a reader of the file may find a record not yet written
 /// before one that is.
 ///
-/// On one interface there is nothing to merge: `record_one` writes the
-/// records straight from the ring instead.
+/// On one interface there is nothing to merge: `record_one` writes each
+/// block's records as it comes instead.
 pub fn record(
     targets: &[Target],
     socks: Vec<PacketSocket>,
@@ -725,7 +903,6 @@ pub fn record(
     }
     let t0 = Instant::now();
     let n = socks.len();
-    let pool = (CHUNK_BUDGET / n.max(1) / CHUNK_BYTES).clamp(2, 16);
     let encoder = sink.encoder();
     let (file, start) = sink.file_at_end()?;
     let file = &Out {
@@ -736,15 +913,18 @@ pub fn record(
     let (tx, rx) = mpsc::channel();
     let mut lanes = Vec::with_capacity(n);
     let mut readers = Vec::with_capacity(n);
-    for i in 0..n {
+    for (i, sock) in socks.iter().enumerate() {
+        // Half the ring: the kernel fills the other half meanwhile.
+        let limit = (sock.blocks() / 2).max(1);
         let (jobs_tx, jobs_rx) = mpsc::channel();
         lanes.push(Lane {
             chunks: VecDeque::new(),
             next: 0,
             read: None,
+            full: false,
             gone: false,
             jobs: jobs_tx,
-            pool,
+            pool: limit,
         });
         readers.push(Reader {
             i,
@@ -753,9 +933,11 @@ pub fn record(
             file,
             tx: tx.clone(),
             jobs: jobs_rx,
-            chunks: Vec::new(),
-            pool,
-            chunk: None,
+            held: VecDeque::new(),
+            limit,
+            chunk: Chunk::new(),
+            spare: Vec::new(),
+            fresh: 0,
             quit: &quit,
             scratch: vec![0u8; MAX_FRAME_LEN + 4],
             failed: None,
@@ -805,13 +987,9 @@ pub fn record(
     Ok(stats_of(targets, &socks, &captured))
 }
 
-/// [`record`] on one interface, on this thread: for each block the kernel
-/// handed over, the records' headers (and the small frames) are encoded into
-/// one buffer and the big frames are written from the ring itself, with one
-/// `pwritev` of (header, frame in the ring, ..., trailer) slices, before the
-/// block goes back to the kernel. A frame's bytes are copied once, into the
-/// page cache, as tcpdump copies them (the chunks of the several-interface
-/// path cost a second copy, a fifth of a TCP capture's CPU).
+/// [`record`] on one interface, on this thread: each block's records go
+/// to the file with one `pwritev` (see [`Chunk`]) before the block goes
+/// back to the kernel.
 fn record_one(
     targets: &[Target],
     mut socks: Vec<PacketSocket>,
@@ -822,30 +1000,21 @@ fn record_one(
     let encoder = sink.encoder();
     let (file, start) = sink.file_at_end()?;
     let mut d = Direct::new(&encoder, opts, file, start);
-    pump(&mut socks, opts, Instant::now(), stop, |step| match step {
-        Step::Frame(_, f) => d.frame(f).map(|()| false),
-        Step::Block(b) => d.block(b).map(|()| false),
-        Step::Pass { finishing, .. } => Ok(finishing || d.done()),
-    })?;
+    pump(
+        &mut socks,
+        None,
+        opts,
+        Instant::now(),
+        stop,
+        |step| match step {
+            Step::Frame(_, f) => d.frame(f).map(|()| false),
+            Step::Block(b) => d.block(b).map(|()| false),
+            Step::Pass { finishing, .. } => Ok(finishing || d.done()),
+        },
+    )?;
     let (captured, end) = (d.captured, d.pos);
     sink.seek_to(end)?;
     Ok(stats_of(targets, &socks, &[captured]))
-}
-
-/// Frames shorter than this are copied next to their record's header
-/// instead of getting `IoSlice`s of their own: for small frames the kernel's
-/// walk of the slices costs more than the copy.
-const COPY_BELOW: usize = 512;
-/// Slices per `pwritev` of [`Direct`]: below IOV_MAX (1024).
-const DIRECT_IOVS: usize = 1000;
-
-/// A part of what [`Direct`] writes for one block.
-#[derive(Debug, Clone, Copy)]
-enum Piece {
-    /// `Direct::buf` up to here, from where the previous `Buf` piece ended.
-    Buf(usize),
-    /// A frame's bytes in the ring: (address, length), inside the block.
-    Ring(usize, usize),
 }
 
 /// The writer of [`record_one`]: records of a block's frames, written
@@ -858,11 +1027,7 @@ struct Direct<'a> {
     /// Where the next record goes.
     pos: u64,
     captured: u64,
-    /// Headers, trailers and copied frames of the block's records.
-    buf: Vec<u8>,
-    /// End of the last `Piece::Buf`.
-    buf_cut: usize,
-    pieces: Vec<Piece>,
+    chunk: Chunk,
     /// A frame with its VLAN tag put back.
     scratch: Vec<u8>,
 }
@@ -876,9 +1041,7 @@ impl<'a> Direct<'a> {
             file,
             pos,
             captured: 0,
-            buf: Vec::with_capacity(64 << 10),
-            buf_cut: 0,
-            pieces: Vec::new(),
+            chunk: Chunk::new(),
             scratch: vec![0u8; MAX_FRAME_LEN + 4],
         }
     }
@@ -897,22 +1060,7 @@ impl<'a> Direct<'a> {
         if self.filter.is_some_and(|fl| !summarize(data).matches(fl)) {
             return Ok(());
         }
-        let dir = direction(f);
-        let kept = self
-            .encoder
-            .head(&mut self.buf, 0, f.ts, orig_len, data, dir)?;
-        // A tagged frame is in `scratch`, not in the ring: copied too.
-        if f.vlan.is_some() || kept.len() < COPY_BELOW {
-            self.buf.extend_from_slice(kept);
-        } else {
-            if self.buf.len() > self.buf_cut {
-                self.pieces.push(Piece::Buf(self.buf.len()));
-                self.buf_cut = self.buf.len();
-            }
-            self.pieces
-                .push(Piece::Ring(kept.as_ptr() as usize, kept.len()));
-        }
-        self.encoder.tail(&mut self.buf, kept.len(), dir);
+        self.chunk.push(self.encoder, 0, f, data, orig_len)?;
         self.captured += 1;
         Ok(())
     }
@@ -920,32 +1068,15 @@ impl<'a> Direct<'a> {
     /// Writes the records of `block`'s frames (given to [`frame`](Self::frame)
     /// since the last block) at the end of the file.
     fn block(&mut self, block: &[u8]) -> io::Result<()> {
-        if self.buf.len() > self.buf_cut {
-            self.pieces.push(Piece::Buf(self.buf.len()));
+        let n = self.chunk.recs.len();
+        if n > 0 {
+            self.chunk.seal(block)?;
+            let mut iovs = Vec::new();
+            self.chunk.slices(block, 0, n, &mut iovs);
+            pwrite_all(self.file, &mut iovs, self.pos)?;
+            self.pos += self.chunk.len(0, n);
         }
-        let base = block.as_ptr() as usize;
-        let mut iovs: Vec<IoSlice<'_>> = Vec::with_capacity(self.pieces.len().min(DIRECT_IOVS));
-        let (mut from, mut bytes) = (0, 0u64);
-        for &p in &self.pieces {
-            let slice = match p {
-                Piece::Buf(to) => &self.buf[std::mem::replace(&mut from, to)..to],
-                Piece::Ring(at, len) => at
-                    .checked_sub(base)
-                    .and_then(|off| block.get(off..off.checked_add(len)?))
-                    .ok_or_else(|| io::Error::other("a ring frame outside its block"))?,
-            };
-            iovs.push(IoSlice::new(slice));
-            bytes += slice.len() as u64;
-            if iovs.len() == DIRECT_IOVS {
-                pwrite_all(self.file, &mut iovs, self.pos)?;
-                self.pos += std::mem::take(&mut bytes);
-            }
-        }
-        pwrite_all(self.file, &mut iovs, self.pos)?;
-        self.pos += bytes;
-        self.pieces.clear();
-        self.buf.clear();
-        self.buf_cut = 0;
+        self.chunk.clear();
         Ok(())
     }
 }
@@ -954,9 +1085,9 @@ impl<'a> Direct<'a> {
 /// records in the file oldest first. A record goes once every reader has
 /// read the blocks the kernel handed over [`reorder_window`] after it was
 /// read (a frame of another interface with an earlier time has then
-/// arrived); at once with one interface, or when a reader has all its
-/// chunks here (it would wait, its ring fill and the kernel drop: order
-/// gives way).
+/// arrived); at once when a reader holds all the blocks it may, or has
+/// `pool` chunks here (it would stop reading, its ring fill and the kernel
+/// drop: order gives way).
 struct Merge<'a> {
     file: &'a Out<'a>,
     /// Where the next record goes.
@@ -989,7 +1120,11 @@ impl Merge<'_> {
             while let Some(m) = msg {
                 match m {
                     Msg::Frames(i, c) => lanes[i].chunks.push_back(c),
-                    Msg::Read(i, at) => lanes[i].read = Some(at),
+                    Msg::Read(i, at) => {
+                        lanes[i].read = Some(at);
+                        lanes[i].full = false;
+                    }
+                    Msg::Full(i) => lanes[i].full = true,
                     Msg::Gone(i) => {
                         lanes[i].gone = true;
                         live = live.saturating_sub(1);
@@ -1023,18 +1158,18 @@ impl Merge<'_> {
             self.captured[run.lane] += n as u64;
             self.emitted += n as u64;
             let chunk = &lanes[run.lane].chunks[run.chunk];
-            let (s, e) = chunk.span(run.from, run.to);
-            if e - s >= OWN_WRITE {
+            let len = chunk.len(run.from, run.to);
+            if len >= OWN_WRITE as u64 {
                 self.file.writev_at(&mut short, short_at)?;
                 // A reader that is gone still writes until the lanes go.
                 let _ = lanes[run.lane]
                     .jobs
-                    .send(Job(self.pos, chunk.clone(), s, e));
-                self.pos += (e - s) as u64;
+                    .send(Job(self.pos, chunk.clone(), run.from, run.to));
+                self.pos += len;
                 short_at = self.pos;
             } else {
-                short.push(IoSlice::new(&chunk.bytes[s..e]));
-                self.pos += (e - s) as u64;
+                chunk.slices(chunk.ring(), run.from, run.to, &mut short);
+                self.pos += len;
             }
         }
         self.file.writev_at(&mut short, short_at)?;
@@ -1044,7 +1179,7 @@ impl Merge<'_> {
 }
 
 /// Moves the lanes past `runs` (written): chunks wholly written are dropped
-/// here, and their readers reuse them once written.
+/// here, and their readers give their blocks back.
 fn advance(lanes: &mut [Lane], runs: &[Run]) {
     for (i, lane) in lanes.iter_mut().enumerate() {
         let Some(run) = runs.iter().rev().find(|r| r.lane == i) else {
@@ -1070,11 +1205,6 @@ struct Out<'a> {
 }
 
 impl Out<'_> {
-    fn write_at(&self, buf: &[u8], at: u64) -> io::Result<()> {
-        let _one = self.gate.lock().unwrap_or_else(|e| e.into_inner());
-        self.file.write_all_at(buf, at)
-    }
-
     /// Writes `bufs` at `at` and empties them.
     fn writev_at(&self, bufs: &mut Vec<IoSlice<'_>>, at: u64) -> io::Result<()> {
         if bufs.is_empty() {
@@ -1085,22 +1215,21 @@ impl Out<'_> {
     }
 }
 
-/// Writes `bufs` at `at` and empties them.
+/// Writes `bufs` at `at` ([`WRITE_IOVS`] slices per `pwritev`) and empties them.
 fn pwrite_all(file: &File, bufs: &mut Vec<IoSlice<'_>>, mut at: u64) -> io::Result<()> {
-    if bufs.is_empty() {
-        return Ok(());
-    }
-    let mut rest = &mut bufs[..];
-    while !rest.is_empty() {
-        let off = i64::try_from(at).map_err(io::Error::other)?;
-        match nix::sys::uio::pwritev(file, rest, off) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                IoSlice::advance_slices(&mut rest, n);
-                at += n as u64;
+    for group in bufs.chunks_mut(WRITE_IOVS) {
+        let mut rest = group;
+        while !rest.is_empty() {
+            let off = i64::try_from(at).map_err(io::Error::other)?;
+            match nix::sys::uio::pwritev(file, rest, off) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    IoSlice::advance_slices(&mut rest, n);
+                    at += n as u64;
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
             }
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(e.into()),
         }
     }
     bufs.clear();
@@ -1136,14 +1265,14 @@ fn plan(
         .map(|l| l.read)
         .min()
         .unwrap_or(Some(Instant::now() + window + window));
-    let pressed = lanes.iter().any(|l| l.chunks.len() >= l.pool);
+    let pressed = lanes.iter().any(|l| l.full || l.chunks.len() >= l.pool);
     let limit = count
         .map_or(WRITE_BATCH as u64, |c| c.saturating_sub(emitted))
         .min(WRITE_BATCH as u64) as usize;
     let mut cursor: Vec<(usize, usize)> = lanes.iter().map(|l| (0, l.next)).collect();
     let head = |cursor: &[(usize, usize)], i: usize| {
         let (k, r) = cursor[i];
-        Some((lanes[i].chunks.get(k)?.recs.get(r)?.0, i))
+        Some((lanes[i].chunks.get(k)?.recs.get(r)?.ts, i))
     };
     let mut runs = Vec::new();
     let mut taken = 0;
@@ -1168,7 +1297,7 @@ fn plan(
         let mut to = from + 1;
         while to < chunk.recs.len()
             && taken + (to - from) < limit
-            && second.is_none_or(|s| (chunk.recs[to].0, i) < s)
+            && second.is_none_or(|s| (chunk.recs[to].ts, i) < s)
         {
             to += 1;
         }
@@ -1220,15 +1349,22 @@ mod tests {
                 chunks: chunks
                     .iter()
                     .map(|ts| {
-                        Arc::new(Chunk {
-                            bytes: vec![0; ts.len()],
-                            recs: ts.iter().enumerate().map(|(r, &t)| (t, r + 1)).collect(),
-                            sent: Instant::now(),
-                        })
+                        let mut c = Chunk::new();
+                        c.bytes = vec![0; ts.len()];
+                        c.recs = (ts.iter().enumerate())
+                            .map(|(r, &ts)| Rec {
+                                ts,
+                                pieces: 0,
+                                bytes: r + 1,
+                                end: r as u64 + 1,
+                            })
+                            .collect();
+                        Arc::new(c)
                     })
                     .collect(),
                 next: 0,
                 read: None,
+                full: false,
                 gone: false,
                 jobs: mpsc::channel().0,
                 pool,
@@ -1243,7 +1379,7 @@ mod tests {
             for r in &runs {
                 assert!(r.from < r.to, "{r:?}");
                 let recs = &lanes[r.lane].chunks[r.chunk].recs;
-                out.extend(recs[r.from..r.to].iter().map(|&(t, _)| (r.lane, t)));
+                out.extend(recs[r.from..r.to].iter().map(|rec| (r.lane, rec.ts)));
             }
             advance(lanes, &runs);
         }
@@ -1405,16 +1541,15 @@ mod tests {
         (bytes[lead..].to_vec(), captured)
     }
 
-    #[test]
-    fn records_from_the_ring_are_the_bytes_of_the_chunks() {
-        use crate::capture::pcap::DEFAULT_SNAPLEN;
+    /// Ring blocks of every kind of frame the chunks handle differently.
+    fn test_blocks() -> Vec<Vec<u8>> {
         use crate::capture::ring::tests::block;
         let out = libc::PACKET_OUTGOING;
         let (tiny, small, edge) = (udp_frame(42), udp_frame(60), udp_frame(COPY_BELOW));
         let (mid, odd, big) = (udp_frame(1514), udp_frame(1001), udp_frame(65_000));
         let arp: Vec<u8> = (0..60).map(|i| i as u8 ^ 0x5a).collect();
         let tag = Some((0x8100, 0x0064));
-        let blocks = vec![
+        vec![
             block(
                 &[
                     (1, 1, 0, None, 42, &tiny),
@@ -1452,13 +1587,23 @@ mod tests {
                     .collect::<Vec<_>>(),
                 2 << 20,
             ),
-        ];
-        let encoders = [
+        ]
+    }
+
+    fn test_encoders() -> [Encoder; 4] {
+        use crate::capture::pcap::DEFAULT_SNAPLEN;
+        [
             Encoder::Pcap(DEFAULT_SNAPLEN),
             Encoder::Pcap(1000),
             Encoder::PcapNg(DEFAULT_SNAPLEN, vec![0]),
             Encoder::PcapNg(601, vec![0]),
-        ];
+        ]
+    }
+
+    #[test]
+    fn records_from_the_ring_are_the_bytes_of_the_chunks() {
+        let blocks = test_blocks();
+        let encoders = test_encoders();
         let udp: Filter = "udp".parse().unwrap();
         let optss = [
             Options::default(),
@@ -1496,6 +1641,51 @@ mod tests {
             chunk_bytes(&encoders[0], &blocks, &optss[3]).1
                 < chunk_bytes(&encoders[0], &blocks, &optss[0]).1
         );
+    }
+
+    proptest! {
+        /// The writer of several interfaces writes a chunk's records in runs
+        /// cut anywhere (some by the reader, some by itself): the runs'
+        /// slices, one after the other, are the whole chunk's bytes, and
+        /// `len` is their length.
+        #[test]
+        fn a_chunk_cut_into_runs_is_the_whole_chunk(
+            cuts in proptest::collection::vec(0usize..2000, 0..12),
+            e in 0usize..4,
+        ) {
+            let enc = &test_encoders()[e];
+            let mut scratch = vec![0u8; MAX_FRAME_LEN + 4];
+            for b in &test_blocks() {
+                let mut c = Chunk::new();
+                for f in crate::capture::ring::frames(b) {
+                    let (data, orig) = frame_bytes(&f, &mut scratch);
+                    c.push(enc, 0, &f, data, orig).unwrap();
+                }
+                let n = c.recs.len();
+                if n == 0 {
+                    continue;
+                }
+                c.seal(b).unwrap();
+                let flat = |from, to| {
+                    let mut v = Vec::new();
+                    c.slices(b, from, to, &mut v);
+                    v.iter().flat_map(|s| s.to_vec()).collect::<Vec<u8>>()
+                };
+                let whole = flat(0, n);
+                prop_assert_eq!(whole.len() as u64, c.len(0, n));
+                let mut at: Vec<usize> = cuts.iter().map(|&k| k % n).filter(|&k| k > 0).collect();
+                at.extend([0, n]);
+                at.sort_unstable();
+                at.dedup();
+                let mut joined = Vec::new();
+                for w in at.windows(2) {
+                    let part = flat(w[0], w[1]);
+                    prop_assert_eq!(part.len() as u64, c.len(w[0], w[1]));
+                    joined.extend(part);
+                }
+                prop_assert!(joined == whole);
+            }
+        }
     }
 
     #[test]

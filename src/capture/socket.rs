@@ -63,6 +63,9 @@ pub struct PacketSocket {
     ring: Ring,
     /// `recv` walks a block frame by frame: the block and where it stopped.
     cursor: Option<(usize, (usize, u32))>,
+    /// Blocks [`read_held`](PacketSocket::read_held) handed over and not
+    /// yet given back: the `held` blocks before `ring.next`.
+    held: usize,
 }
 
 /// The mmap'd ring: `nr` blocks of `size` bytes, `next` the one the kernel
@@ -174,8 +177,9 @@ fn setsockopt_raw<T>(
 pub enum Ready<'a, 'b> {
     /// A frame, borrowing the ring.
     Frame(&'a RingFrame<'b>),
-    /// The block whose frames were just handed over (all of its bytes); it
-    /// goes back to the kernel when the callback returns.
+    /// The block whose frames were just handed over (all of its bytes): it
+    /// goes back to the kernel when the callback returns (`read_blocks`), or
+    /// when released (`read_held`).
     Block(&'b [u8]),
 }
 
@@ -289,6 +293,7 @@ impl PacketSocket {
             dropped: AtomicU64::new(0),
             ring,
             cursor: None,
+            held: 0,
         })
     }
 
@@ -390,6 +395,54 @@ impl PacketSocket {
             self.ring.next = (b + 1) % self.ring.nr;
         }
         n
+    }
+
+    /// [`read_blocks`](Self::read_blocks), but the blocks stay user space's
+    /// (the kernel fills the others meanwhile) until [`release_held`](Self::release_held)
+    /// gives them back, oldest first: what points into them stays valid
+    /// that long. At most `limit` blocks are held at once; blocks beyond it
+    /// wait in the ring. Not mixed with [`recv`](Self::recv).
+    ///
+    /// poll() says readable while the block before the kernel's is user
+    /// space's, so a caller holding blocks must pace itself.
+    pub fn read_held(&mut self, limit: usize, mut f: impl FnMut(Ready<'_, '_>)) -> usize {
+        debug_assert!(self.cursor.is_none(), "recv and read_held mixed");
+        let mut n = 0;
+        while self.held < limit.min(self.ring.nr) {
+            let b = self.ring.next;
+            if !self.ring.ready(b) {
+                break;
+            }
+            let block = self.ring.block(b);
+            for fr in ring::frames(block) {
+                f(Ready::Frame(&fr));
+                n += 1;
+            }
+            f(Ready::Block(block));
+            self.held += 1;
+            self.ring.next = (b + 1) % self.ring.nr;
+        }
+        n
+    }
+
+    /// Blocks in the ring.
+    pub fn blocks(&self) -> usize {
+        self.ring.nr
+    }
+
+    /// Blocks [`read_held`](Self::read_held) handed over and still held.
+    pub fn held(&self) -> usize {
+        self.held
+    }
+
+    /// Gives the oldest held block back to the kernel: whatever pointed
+    /// into it must be gone.
+    pub fn release_held(&mut self) {
+        if self.held > 0 {
+            let oldest = (self.ring.next + self.ring.nr - self.held) % self.ring.nr;
+            self.ring.release(oldest);
+            self.held -= 1;
+        }
     }
 
     /// Attaches a classic BPF program (SO_ATTACH_FILTER): the kernel drops
