@@ -381,20 +381,32 @@ impl PacketSocket {
             self.ring.release(blk);
         }
         for _ in 0..self.ring.nr {
-            let b = self.ring.next;
-            if !self.ring.ready(b) {
+            let Some((b, k)) = self.hand_over(&mut f) else {
                 break;
-            }
-            let block = self.ring.block(b);
-            for fr in ring::frames(block) {
-                f(Ready::Frame(&fr));
-                n += 1;
-            }
-            f(Ready::Block(block));
+            };
             self.ring.release(b);
-            self.ring.next = (b + 1) % self.ring.nr;
+            n += k;
         }
         n
+    }
+
+    /// Hands the frames of the next block, then the block, to `f` if the
+    /// kernel gave it to user space, and moves past it (still user space's):
+    /// the block's index and its frame count.
+    fn hand_over(&mut self, f: &mut impl FnMut(Ready<'_, '_>)) -> Option<(usize, usize)> {
+        let b = self.ring.next;
+        if !self.ring.ready(b) {
+            return None;
+        }
+        let block = self.ring.block(b);
+        let mut n = 0;
+        for fr in ring::frames(block) {
+            f(Ready::Frame(&fr));
+            n += 1;
+        }
+        f(Ready::Block(block));
+        self.ring.next = (b + 1) % self.ring.nr;
+        Some((b, n))
     }
 
     /// [`read_blocks`](Self::read_blocks), but the blocks stay user space's
@@ -409,18 +421,11 @@ impl PacketSocket {
         debug_assert!(self.cursor.is_none(), "recv and read_held mixed");
         let mut n = 0;
         while self.held < limit.min(self.ring.nr) {
-            let b = self.ring.next;
-            if !self.ring.ready(b) {
+            let Some((_, k)) = self.hand_over(&mut f) else {
                 break;
-            }
-            let block = self.ring.block(b);
-            for fr in ring::frames(block) {
-                f(Ready::Frame(&fr));
-                n += 1;
-            }
-            f(Ready::Block(block));
+            };
             self.held += 1;
-            self.ring.next = (b + 1) % self.ring.nr;
+            n += k;
         }
         n
     }
