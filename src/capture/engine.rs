@@ -965,6 +965,7 @@ pub fn record(
             pos: start,
             emitted: 0,
             captured: vec![0u64; n],
+            stage: Vec::new(),
         };
         let written = w.run(&mut lanes, &rx, opts, &quit);
         // Readers stop at their next pass and write their last jobs.
@@ -1095,6 +1096,8 @@ struct Merge<'a> {
     pos: u64,
     emitted: u64,
     captured: Vec<u64>,
+    /// Small slices copied together ([`coalesce`]).
+    stage: Vec<u8>,
 }
 
 impl Merge<'_> {
@@ -1161,7 +1164,7 @@ impl Merge<'_> {
             let chunk = &lanes[run.lane].chunks[run.chunk];
             let len = chunk.len(run.from, run.to);
             if len >= OWN_WRITE as u64 {
-                self.file.writev_at(&mut short, short_at)?;
+                self.write_short(&mut short, short_at)?;
                 // A reader that is gone still writes until the lanes go.
                 let _ = lanes[run.lane]
                     .jobs
@@ -1173,10 +1176,52 @@ impl Merge<'_> {
                 self.pos += len;
             }
         }
-        self.file.writev_at(&mut short, short_at)?;
+        self.write_short(&mut short, short_at)?;
         advance(lanes, runs);
         Ok(())
     }
+
+    /// Writes the writer's own runs at `at`, small slices copied together
+    /// first: runs of several floods merged by time are often one record
+    /// long, and the kernel's walk of a slice costs more than a copy of one
+    /// ([`COPY_BELOW`]).
+    fn write_short(&mut self, short: &mut Vec<IoSlice<'_>>, at: u64) -> io::Result<()> {
+        let mut stage = std::mem::take(&mut self.stage);
+        let mut bufs = coalesce(short, &mut stage);
+        let res = self.file.writev_at(&mut bufs, at);
+        drop(bufs);
+        short.clear();
+        self.stage = stage;
+        res
+    }
+}
+
+/// `bufs` with each run of slices shorter than [`COPY_BELOW`] copied into
+/// `stage` and given as one slice of it.
+fn coalesce<'s>(bufs: &[IoSlice<'s>], stage: &'s mut Vec<u8>) -> Vec<IoSlice<'s>> {
+    let small = |b: &IoSlice<'_>| b.len() < COPY_BELOW;
+    stage.clear();
+    for b in bufs.iter().filter(|b| small(b)) {
+        stage.extend_from_slice(b);
+    }
+    let stage: &'s Vec<u8> = stage;
+    let mut out = Vec::with_capacity(bufs.len().min(64));
+    let (mut at, mut group) = (0, None);
+    for b in bufs {
+        if small(b) {
+            group.get_or_insert(at);
+            at += b.len();
+        } else {
+            if let Some(from) = group.take() {
+                out.push(IoSlice::new(&stage[from..at]));
+            }
+            out.push(*b);
+        }
+    }
+    if let Some(from) = group {
+        out.push(IoSlice::new(&stage[from..at]));
+    }
+    out
 }
 
 /// Moves the lanes past `runs` (written): chunks wholly written are dropped
@@ -1426,6 +1471,31 @@ mod tests {
         assert_eq!(nice_levels(4), 6); // 3906 = 3.8x
         assert_eq!(nice_levels(8), 9); // 7620 = 7.4x
         assert_eq!(nice_levels(1000), 10);
+    }
+
+    /// Coalescing keeps the bytes and their order; small slices next to
+    /// each other become one, large ones stay as they are.
+    #[test]
+    fn coalesce_joins_small_slices_in_order() {
+        let big = vec![7u8; COPY_BELOW];
+        let parts: Vec<Vec<u8>> = vec![
+            b"ab".to_vec(),
+            b"cd".to_vec(),
+            big.clone(),
+            b"e".to_vec(),
+            big.clone(),
+            big.clone(),
+            b"fg".to_vec(),
+            b"h".to_vec(),
+        ];
+        let bufs: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+        let mut stage = Vec::new();
+        let out = coalesce(&bufs, &mut stage);
+        let lens: Vec<usize> = out.iter().map(|b| b.len()).collect();
+        assert_eq!(lens, [4, COPY_BELOW, 1, COPY_BELOW, COPY_BELOW, 3]);
+        let joined: Vec<u8> = out.iter().flat_map(|b| b.to_vec()).collect();
+        assert_eq!(joined, parts.concat());
+        assert!(coalesce(&[], &mut stage).is_empty());
     }
 
     /// The copying thread is raised while it holds the guard and put back
