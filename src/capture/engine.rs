@@ -536,8 +536,6 @@ enum Piece {
 /// Where a record of a [`Chunk`] ends.
 #[derive(Debug, Clone, Copy)]
 struct Rec {
-    /// Kernel time of its frame.
-    ts: Ts,
     /// Pieces and bytes used up to its end.
     pieces: usize,
     bytes: usize,
@@ -556,6 +554,10 @@ struct Chunk {
     cut: usize,
     pieces: Vec<Piece>,
     recs: Vec<Rec>,
+    /// The records' kernel times ([`time_key`]), apart from `recs`: the
+    /// merge compares times record by record, and reads 8 bytes per record
+    /// that other threads wrote, not a whole [`Rec`].
+    times: Vec<u64>,
     /// When the reader handed it over: every frame in it was read by then.
     sent: Instant,
     /// The ring block its `Piece::Ring`s are in: (address, length). Several
@@ -571,6 +573,7 @@ impl Chunk {
             cut: 0,
             pieces: Vec::new(),
             recs: Vec::new(),
+            times: Vec::new(),
             sent: Instant::now(),
             block: (0, 0),
         }
@@ -581,6 +584,7 @@ impl Chunk {
         self.cut = 0;
         self.pieces.clear();
         self.recs.clear();
+        self.times.clear();
         self.block = (0, 0);
     }
 
@@ -612,8 +616,8 @@ impl Chunk {
         }
         encoder.tail(&mut self.bytes, kept.len(), dir);
         let end = self.recs.last().map_or(0, |r| r.end);
+        self.times.push(time_key(f.ts));
         self.recs.push(Rec {
-            ts: f.ts,
             pieces: self.pieces.len(),
             bytes: self.bytes.len(),
             end: end + (self.bytes.len() - before + ring) as u64,
@@ -741,6 +745,11 @@ struct Reader<'a> {
     held: VecDeque<Option<Arc<Chunk>>>,
     limit: usize,
     chunk: Chunk,
+    /// Chunks sent that hold no block, until the writer is done with them.
+    loose: Vec<Arc<Chunk>>,
+    /// Chunks to fill again: their buffers keep their size (a block's
+    /// records grown from empty each time cost a copy of them and fresh
+    /// pages, about a tenth of a UDP flood's capture).
     spare: Vec<Chunk>,
     /// Blocks read since the last pass.
     fresh: usize,
@@ -797,7 +806,12 @@ impl Reader<'_> {
                 c.sent = Instant::now();
                 let c = Arc::new(c);
                 // A chunk without ring frames needs no block: not held.
-                self.held.push_back(c.needs_block().then(|| c.clone()));
+                if c.needs_block() {
+                    self.held.push_back(Some(c.clone()));
+                } else {
+                    self.held.push_back(None);
+                    self.loose.push(c.clone());
+                }
                 let _ = self.tx.send(Msg::Frames(self.i, c));
                 Ok(false)
             }
@@ -844,6 +858,15 @@ impl Reader<'_> {
             }
             self.held.pop_front();
             sock.release_held();
+        }
+        let mut k = 0;
+        while k < self.loose.len() {
+            if Arc::strong_count(&self.loose[k]) > 1 {
+                k += 1;
+            } else if let Some(mut c) = Arc::into_inner(self.loose.swap_remove(k)) {
+                c.clear();
+                self.spare.push(c);
+            }
         }
     }
 
@@ -937,6 +960,7 @@ pub fn record(
             held: VecDeque::new(),
             limit,
             chunk: Chunk::new(),
+            loose: Vec::new(),
             spare: Vec::new(),
             fresh: 0,
             quit: &quit,
@@ -1366,11 +1390,24 @@ struct Run {
     to: usize,
 }
 
+/// A frame's kernel time as one number that orders as [`Ts`] does (the
+/// ring's seconds are 32 bits: nanoseconds fit in 64 until 2106).
+fn time_key((sec, nsec): Ts) -> u64 {
+    u64::try_from(sec)
+        .unwrap_or(0)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(nsec))
+}
+
 /// The next records to write, oldest first (ties: the lower lane first), as
 /// runs: the lane with the oldest record gives every record older than the
-/// other lanes' oldest in one go, so a flood costs a comparison per run of
-/// one interface, not a scan of every lane per record. At most
-/// [`WRITE_BATCH`] records, [`WRITE_RUNS`] runs and what is left of `count`.
+/// other lanes' oldest in one go, so a flood costs a comparison per record
+/// and a look at the lanes' heads per run, not a scan of every lane per
+/// record. Each lane's head is looked up once and again only when that lane
+/// moved: floods merged by time give one-record runs, and the lookup (lane,
+/// chunk, record, all written by other threads) was most of the merge's
+/// cost. At most [`WRITE_BATCH`] records, [`WRITE_RUNS`] runs and what is
+/// left of `count`.
 fn plan(
     lanes: &[Lane],
     window: Duration,
@@ -1390,22 +1427,20 @@ fn plan(
         .map_or(WRITE_BATCH as u64, |c| c.saturating_sub(emitted))
         .min(WRITE_BATCH as u64) as usize;
     let mut cursor: Vec<(usize, usize)> = lanes.iter().map(|l| (0, l.next)).collect();
-    let head = |cursor: &[(usize, usize)], i: usize| {
-        let (k, r) = cursor[i];
-        Some((lanes[i].chunks.get(k)?.recs.get(r)?.ts, i))
-    };
+    let head = |(k, r): (usize, usize), i: usize| Some((*lanes[i].chunks.get(k)?.times.get(r)?, i));
+    let mut heads: Vec<Option<(u64, usize)>> =
+        (0..lanes.len()).map(|i| head(cursor[i], i)).collect();
     let mut runs = Vec::new();
     let mut taken = 0;
     while taken < limit && runs.len() < WRITE_RUNS {
         // The oldest head, and the oldest of the other lanes' heads.
         let (mut first, mut second) = (None, None);
-        for i in 0..lanes.len() {
-            let Some(h) = head(&cursor, i) else { continue };
-            if first.is_none_or(|f| h < f) {
+        for h in heads.iter().flatten() {
+            if first.is_none_or(|f| *h < f) {
                 second = first;
-                first = Some(h);
-            } else if second.is_none_or(|s| h < s) {
-                second = Some(h);
+                first = Some(*h);
+            } else if second.is_none_or(|s| *h < s) {
+                second = Some(*h);
             }
         }
         let Some((_, i)) = first else { break };
@@ -1414,13 +1449,17 @@ fn plan(
         if wait && !pressed && read_all.is_none_or(|at| at < chunk.sent + window) {
             break;
         }
-        let mut to = from + 1;
-        while to < chunk.recs.len()
-            && taken + (to - from) < limit
-            && second.is_none_or(|s| (chunk.recs[to].ts, i) < s)
-        {
-            to += 1;
-        }
+        let times = &chunk.times[..chunk.times.len().min(from + (limit - taken))];
+        let to = match second {
+            None => times.len(),
+            Some(s) => {
+                from + 1
+                    + times[from + 1..]
+                        .iter()
+                        .take_while(|&&t| (t, i) < s)
+                        .count()
+            }
+        };
         taken += to - from;
         runs.push(Run {
             lane: i,
@@ -1428,11 +1467,12 @@ fn plan(
             from,
             to,
         });
-        cursor[i] = if to == chunk.recs.len() {
+        cursor[i] = if to == chunk.times.len() {
             (k + 1, 0)
         } else {
             (k, to)
         };
+        heads[i] = head(cursor[i], i);
     }
     (!runs.is_empty()).then_some(runs)
 }
@@ -1539,9 +1579,9 @@ mod tests {
                     .map(|ts| {
                         let mut c = Chunk::new();
                         c.bytes = vec![0; ts.len()];
-                        c.recs = (ts.iter().enumerate())
-                            .map(|(r, &ts)| Rec {
-                                ts,
+                        c.times = ts.iter().map(|&t| time_key(t)).collect();
+                        c.recs = (0..ts.len())
+                            .map(|r| Rec {
                                 pieces: 0,
                                 bytes: r + 1,
                                 end: r as u64 + 1,
@@ -1561,13 +1601,13 @@ mod tests {
     }
 
     /// Plans and advances until nothing is left: (lane, time) per record.
-    fn drain(lanes: &mut [Lane], count: Option<u64>) -> Vec<(usize, Ts)> {
+    fn drain(lanes: &mut [Lane], count: Option<u64>) -> Vec<(usize, u64)> {
         let mut out = Vec::new();
         while let Some(runs) = plan(lanes, REORDER, false, count, out.len() as u64) {
             for r in &runs {
                 assert!(r.from < r.to, "{r:?}");
-                let recs = &lanes[r.lane].chunks[r.chunk].recs;
-                out.extend(recs[r.from..r.to].iter().map(|rec| (r.lane, rec.ts)));
+                let times = &lanes[r.lane].chunks[r.chunk].times;
+                out.extend(times[r.from..r.to].iter().map(|&t| (r.lane, t)));
             }
             advance(lanes, &runs);
         }
@@ -1575,7 +1615,7 @@ mod tests {
     }
 
     /// The merge one record at a time: the oldest head, the lower lane on ties.
-    fn one_by_one(times: &[Vec<Vec<Ts>>]) -> Vec<(usize, Ts)> {
+    fn one_by_one(times: &[Vec<Vec<Ts>>]) -> Vec<(usize, u64)> {
         let mut flat: Vec<VecDeque<Ts>> = times.iter().map(|c| c.concat().into()).collect();
         let mut out = Vec::new();
         while let Some((i, t)) = flat
@@ -1585,7 +1625,7 @@ mod tests {
             .min_by_key(|&(_, t)| t)
         {
             flat[i].pop_front();
-            out.push((i, t));
+            out.push((i, time_key(t)));
         }
         out
     }
