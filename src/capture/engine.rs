@@ -874,7 +874,7 @@ impl Reader<'_> {
         let mut iovs = Vec::new();
         chunk.slices(chunk.ring(), from, to, &mut iovs);
         if self.failed.is_none()
-            && let Err(e) = self.file.writev_at(&mut iovs, at)
+            && let Err(e) = self.file.writev_at(&mut iovs, at, true)
         {
             self.failed = Some(e);
             self.quit.store(true, Ordering::Relaxed);
@@ -991,7 +991,10 @@ pub fn record(
             captured: vec![0u64; n],
             stage: Vec::new(),
         };
+        // The writer merges and copies for every interface (see [`Out`]).
+        let raised = file.nice.as_ref().map(Boost::raise);
         let written = w.run(&mut lanes, &rx, opts, &quit);
+        drop(raised);
         // Readers stop at their next pass and write their last jobs.
         quit.store(true, Ordering::Relaxed);
         drop(lanes);
@@ -1212,7 +1215,7 @@ impl Merge<'_> {
     fn write_short(&mut self, short: &mut Vec<IoSlice<'_>>, at: u64) -> io::Result<()> {
         let mut stage = std::mem::take(&mut self.stage);
         let mut bufs = coalesce(short, &mut stage);
-        let res = self.file.writev_at(&mut bufs, at);
+        let res = self.file.writev_at(&mut bufs, at, false);
         drop(bufs);
         short.clear();
         self.stage = stage;
@@ -1275,7 +1278,10 @@ fn advance(lanes: &mut [Lane], runs: &[Run]) {
 /// the scheduler gives that one thread one thread's share of the CPU and
 /// `n` tcpdumps `n` shares (2 cores, four TCP floods: nslab kept 27% of the
 /// frames, four tcpdumps 40%). The copying thread therefore weighs `n`
-/// threads while it copies ([`Boost`]). Copying into a shared mapping of
+/// threads while it copies ([`Boost`]): a reader for each of its writes,
+/// the writer (which merges and copies for all `n`) for as long as it runs,
+/// as raising and restoring around each of its small writes cost a twentieth
+/// of a UDP flood's capture. Copying into a shared mapping of
 /// the file instead would let the readers copy in parallel, but the page
 /// faults (a fault, a zeroed page and a read per 4 KiB) cost more than the
 /// copy itself: measured, twice the CPU per frame and fewer frames kept.
@@ -1286,13 +1292,14 @@ struct Out<'a> {
 }
 
 impl Out<'_> {
-    /// Writes `bufs` at `at` and empties them.
-    fn writev_at(&self, bufs: &mut Vec<IoSlice<'_>>, at: u64) -> io::Result<()> {
+    /// Writes `bufs` at `at` and empties them; `raise`: this thread weighs
+    /// `n` while it does (the writer is raised all along).
+    fn writev_at(&self, bufs: &mut Vec<IoSlice<'_>>, at: u64, raise: bool) -> io::Result<()> {
         if bufs.is_empty() {
             return Ok(());
         }
         let _one = self.gate.lock().unwrap_or_else(|e| e.into_inner());
-        let _weigh = self.nice.as_ref().map(Boost::raise);
+        let _weigh = self.nice.as_ref().filter(|_| raise).map(Boost::raise);
         pwrite_all(self.file, bufs, at)
     }
 }

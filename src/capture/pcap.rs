@@ -194,6 +194,7 @@ const EPB_HEAD: usize = 28;
 /// Appends what [`encode_epb`] writes before the frame's bytes and returns
 /// those bytes (`data` cut to `snaplen`); [`epb_tail`] with their length
 /// and the same `direction` appends what comes after them.
+#[inline]
 pub fn epb_head<'d>(
     out: &mut Vec<u8>,
     snaplen: u32,
@@ -211,14 +212,24 @@ pub fn epb_head<'d>(
             .saturating_add(data.len().next_multiple_of(4))
             .saturating_add(epb_options_len(direction) + 4),
     )?;
-    out.extend_from_slice(&BLOCK_EPB.to_le_bytes());
-    out.extend_from_slice(&total.to_le_bytes());
-    out.extend_from_slice(&interface.to_le_bytes());
-    // High word first, each word in the section's byte order.
-    out.extend_from_slice(&((ns >> 32) as u32).to_le_bytes());
-    out.extend_from_slice(&(ns as u32).to_le_bytes());
-    out.extend_from_slice(&incl.to_le_bytes());
-    out.extend_from_slice(&orig_len.max(incl).to_le_bytes());
+    // One append of the whole header: a capture writes one per frame.
+    let mut h = [0u8; EPB_HEAD];
+    // High word of the time first, each word in the section's byte order.
+    let words = [
+        BLOCK_EPB,
+        total,
+        interface,
+        (ns >> 32) as u32,
+        ns as u32,
+        incl,
+        orig_len.max(incl),
+    ];
+    for (w, b) in words.iter().zip(h.chunks_exact_mut(4)) {
+        b.copy_from_slice(&w.to_le_bytes());
+    }
+    out.extend_from_slice(&h);
+    // Room for the frame and the tail, so neither grows the buffer.
+    out.reserve(data.len() + EPB_TAIL_MAX);
     Ok(data)
 }
 
@@ -228,20 +239,29 @@ fn epb_options_len(direction: Option<Direction>) -> usize {
     if direction.is_some() { 12 } else { 0 }
 }
 
+/// Most bytes [`epb_tail`] appends: padding, options, trailing length.
+const EPB_TAIL_MAX: usize = 3 + 12 + 4;
+
 /// Appends what [`encode_epb`] writes after `data_len` bytes of frame:
 /// padding, options and the block's trailing length.
+#[inline]
 pub fn epb_tail(out: &mut Vec<u8>, data_len: usize, direction: Option<Direction>) {
     let padded = data_len.next_multiple_of(4);
-    out.extend_from_slice(&[0; 3][..padded - data_len]);
+    let pad = padded - data_len;
+    let mut t = [0u8; EPB_TAIL_MAX];
+    let mut n = pad;
     if let Some(d) = direction {
-        out.extend_from_slice(&OPT_EPB_FLAGS.to_le_bytes());
-        out.extend_from_slice(&4u16.to_le_bytes());
-        out.extend_from_slice(&d.epb_flags().to_le_bytes());
-        end_opts(out);
+        t[n..n + 2].copy_from_slice(&OPT_EPB_FLAGS.to_le_bytes());
+        t[n + 2..n + 4].copy_from_slice(&4u16.to_le_bytes());
+        t[n + 4..n + 8].copy_from_slice(&d.epb_flags().to_le_bytes());
+        t[n + 8..n + 10].copy_from_slice(&OPT_ENDOFOPT.to_le_bytes());
+        // t[n + 10..n + 12]: the end of options' length, 0.
+        n += 12;
     }
     // epb_head checked that it fits in 32 bits.
     let total = (EPB_HEAD + padded + epb_options_len(direction) + 4) as u32;
-    out.extend_from_slice(&total.to_le_bytes());
+    t[n..n + 4].copy_from_slice(&total.to_le_bytes());
+    out.extend_from_slice(&t[..n + 4]);
 }
 
 /// Classic pcap writer (nanosecond magic 0xa1b23c4d, linktype EN10MB).
