@@ -298,6 +298,14 @@ def main():
                     f"{m}: " + " ".join(f"{r['cpu_ns_per_pkt']:,.0f}" for r in per[m])
                     for m in ["tcpdump", "nslab", "base"] if m in per)
                 print(f"|  | {ifaces} | CPU ns/pkt per run | {spread} |  |  |  |  |")
+                # The count's spread: on a saturated machine it is the scheduler's
+                # split of the CPU, and runs of one tool differ more than the tools.
+                counts = "; ".join(
+                    f"{m}: " + " ".join(f"{r['captured']:,} ({r['captured'] / r['link_packets']:.0%})"
+                                        if r["link_packets"] else f"{r['captured']:,}"
+                                        for r in per[m])
+                    for m in ["tcpdump", "nslab", "base"] if m in per)
+                print(f"|  | {ifaces} | captured per run (of link) | {counts} |  |  |  |  |")
             for r in per.get("nslab", []):
                 # Every packet on the link is in the file or counted as dropped.
                 if r["captured"] + r["drops"] < 0.99 * r["link_packets"]:
